@@ -1,0 +1,127 @@
+"""Input validation shared by every public entry point.
+
+Each helper raises ``TypeError`` / ``ValueError`` / ``IndexError`` with a message of the form
+``"<fn>: <what> must be <expectation>; got <value>."`` so the user sees what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "check_finite",
+    "check_floating",
+    "check_matrix",
+    "check_mode",
+    "check_modes",
+    "check_positive_int",
+    "check_same_device_dtype",
+    "check_tensor",
+]
+
+
+def check_tensor(
+    x: object,
+    fn: str,
+    name: str = "tensor",
+    *,
+    min_ndim: int = 0,
+    ndim: int | None = None,
+    floating: bool = True,
+    finite: bool = True,
+    nonempty: bool = True,
+) -> torch.Tensor:
+    """Validate a tensor argument and return it unchanged.
+
+    Checks type, number of dimensions, floating (or complex) dtype, non-empty dimensions and,
+    when ``finite`` is set, the absence of NaN/Inf (one reduction over the data).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}.")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must have {ndim} dimensions; got shape {tuple(x.shape)}.")
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{fn}: {name} must have at least {min_ndim} dimensions; got shape {tuple(x.shape)}."
+        )
+    if nonempty and any(s == 0 for s in x.shape):
+        raise ValueError(
+            f"{fn}: {name} has an empty dimension (shape {tuple(x.shape)}); every dimension "
+            "must be at least 1."
+        )
+    if floating:
+        check_floating(x, fn, name)
+    if finite:
+        check_finite(x, fn, name)
+    return x
+
+
+def check_floating(x: torch.Tensor, fn: str, name: str = "tensor") -> None:
+    """Require a floating-point or complex dtype (integer and bool tensors are refused)."""
+    if not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(
+            f"{fn}: {name} must have a floating-point or complex dtype; got {x.dtype}. "
+            f"Convert it first, e.g. {name}.double() or {name}.float()."
+        )
+
+
+def check_finite(x: torch.Tensor, fn: str, name: str = "tensor") -> None:
+    """Refuse NaN and Inf entries."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{fn}: {name} contains {n_bad} NaN or Inf entries; all entries must be finite "
+            "(use a mask or a completion method for missing values)."
+        )
+
+
+def check_matrix(x: object, fn: str, name: str) -> torch.Tensor:
+    """A finite floating 2-D tensor with non-empty dimensions."""
+    return check_tensor(x, fn, name, ndim=2)
+
+
+def check_mode(mode: object, ndim: int, fn: str, name: str = "mode") -> int:
+    """Normalise a (possibly negative) mode index; ``IndexError`` when out of range."""
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"{fn}: {name} must be an int; got {type(mode).__name__}.")
+    if not -ndim <= mode < ndim:
+        raise IndexError(
+            f"{fn}: {name} must be in [{-ndim}, {ndim - 1}] for a {ndim}-way tensor; got {mode}."
+        )
+    return mode % ndim
+
+
+def check_modes(modes: Sequence[int], ndim: int, fn: str, name: str = "modes") -> tuple[int, ...]:
+    """Normalise a sequence of distinct modes."""
+    out = tuple(check_mode(m, ndim, fn, name) for m in modes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{fn}: {name} must be distinct; got {tuple(modes)}.")
+    return out
+
+
+def check_positive_int(value: object, fn: str, name: str) -> int:
+    """A strictly positive Python int (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{fn}: {name} must be a positive int; got {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {value}.")
+    return value
+
+
+def check_same_device_dtype(tensors: Sequence[torch.Tensor], fn: str, name: str) -> None:
+    """All tensors on one device with one dtype."""
+    if not tensors:
+        return
+    dev, dt = tensors[0].device, tensors[0].dtype
+    for i, t in enumerate(tensors):
+        if t.device != dev:
+            raise ValueError(
+                f"{fn}: {name}[{i}] is on {t.device} but {name}[0] is on {dev}; move them to "
+                "one device."
+            )
+        if t.dtype != dt:
+            raise TypeError(
+                f"{fn}: {name}[{i}] has dtype {t.dtype} but {name}[0] has {dt}; use one dtype."
+            )

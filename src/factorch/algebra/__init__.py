@@ -1,0 +1,31 @@
+"""Dense tensor algebra: unfolding, mode products, Khatri--Rao, MTTKRP, norms, truncated SVD."""
+
+from ._mttkrp import mttkrp as mttkrp
+from ._norms import inner as inner
+from ._norms import norm as norm
+from ._products import khatri_rao as khatri_rao
+from ._products import kron as kron
+from ._products import mode_dot as mode_dot
+from ._products import multi_mode_dot as multi_mode_dot
+from ._svd import SVDMethod as SVDMethod
+from ._svd import leading_singular_vectors as leading_singular_vectors
+from ._svd import randomized_svd as randomized_svd
+from ._svd import truncated_svd as truncated_svd
+from ._unfold import fold as fold
+from ._unfold import unfold as unfold
+
+__all__ = [
+    "SVDMethod",
+    "fold",
+    "inner",
+    "khatri_rao",
+    "kron",
+    "leading_singular_vectors",
+    "mode_dot",
+    "mttkrp",
+    "multi_mode_dot",
+    "norm",
+    "randomized_svd",
+    "truncated_svd",
+    "unfold",
+]

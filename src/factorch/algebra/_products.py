@@ -1,0 +1,175 @@
+"""Mode products, Khatri--Rao and Kronecker products."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import reduce
+
+import torch
+
+from .._checks import check_mode, check_same_device_dtype, check_tensor
+
+__all__ = ["khatri_rao", "kron", "mode_dot", "multi_mode_dot"]
+
+
+def _mode_dot(tensor: torch.Tensor, matrix: torch.Tensor, mode: int) -> torch.Tensor:
+    """``tensor x_mode matrix`` without validation; ``matrix`` is (J, I_mode) or a vector (I_mode,).
+
+    Contracts on reshaped views of the tensor (no permuted copy of the input): the last mode is
+    one GEMM on ``(prod, I) @ (I, J)``, other modes a (batched) GEMM ``M @ X(L, I, T)``.
+    """
+    shape = list(tensor.shape)
+    size = shape[mode]
+    lead = 1
+    for s in shape[:mode]:
+        lead *= s
+    if matrix.ndim == 1:
+        if mode == tensor.ndim - 1:
+            out = tensor.reshape(-1, size) @ matrix
+        else:
+            out = torch.einsum("lit,i->lt", tensor.reshape(lead, size, -1), matrix)
+        return out.reshape(shape[:mode] + shape[mode + 1 :])
+    j = matrix.shape[0]
+    if mode == tensor.ndim - 1:
+        out = tensor.reshape(-1, size) @ matrix.transpose(0, 1)
+    elif lead == 1:
+        out = matrix @ tensor.reshape(size, -1)
+    else:
+        out = torch.matmul(matrix, tensor.reshape(lead, size, -1))
+    return out.reshape([*shape[:mode], j, *shape[mode + 1 :]])
+
+
+def mode_dot(
+    tensor: torch.Tensor, matrix: torch.Tensor, mode: int, *, transpose: bool = False
+) -> torch.Tensor:
+    """n-mode product ``tensor x_mode matrix``.
+
+    ``result[..., j, ...] = sum_i tensor[..., i, ...] * matrix[j, i]``. With ``transpose=True``
+    the transpose (conjugate transpose for complex) of ``matrix`` is used. A vector contracts the
+    mode away. Differentiable; device and dtype follow the inputs.
+    """
+    fn = "mode_dot"
+    check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
+    check_tensor(matrix, fn, "matrix", finite=False)
+    if matrix.ndim not in (1, 2):
+        raise ValueError(
+            f"{fn}: matrix must be a matrix or a vector; got shape {tuple(matrix.shape)}."
+        )
+    check_same_device_dtype([tensor, matrix], fn, "(tensor, matrix)")
+    mode = check_mode(mode, tensor.ndim, fn)
+    if transpose and matrix.ndim == 2:
+        matrix = matrix.mH
+    if matrix.shape[-1] != tensor.shape[mode]:
+        raise ValueError(
+            f"{fn}: matrix has {matrix.shape[-1]} columns but tensor has size "
+            f"{tensor.shape[mode]} along mode {mode}; shapes must agree"
+            + (" (transpose=True transposes the matrix first)." if transpose else ".")
+        )
+    return _mode_dot(tensor, matrix, mode)
+
+
+def multi_mode_dot(
+    tensor: torch.Tensor,
+    matrices: Sequence[torch.Tensor],
+    modes: Sequence[int] | None = None,
+    *,
+    skip: int | None = None,
+    transpose: bool = False,
+) -> torch.Tensor:
+    """Successive mode products ``tensor x_{m0} M0 x_{m1} M1 ...``.
+
+    ``modes`` defaults to ``0..len(matrices)-1``; ``skip`` leaves one mode out (the matrix listed
+    for that mode is ignored, as in TensorLy). Vectors contract their modes away; modes are
+    processed so that earlier contractions do not shift later ones. Differentiable.
+    """
+    fn = "multi_mode_dot"
+    check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
+    if isinstance(matrices, torch.Tensor) or not isinstance(matrices, Sequence):
+        raise TypeError(f"{fn}: matrices must be a sequence of tensors; got {type(matrices).__name__}.")
+    if modes is None:
+        modes = list(range(len(matrices)))
+    if len(modes) != len(matrices):
+        raise ValueError(
+            f"{fn}: got {len(matrices)} matrices but {len(modes)} modes; give one mode per matrix."
+        )
+    norm_modes = [check_mode(m, tensor.ndim, fn) for m in modes]
+    if len(set(norm_modes)) != len(norm_modes):
+        raise ValueError(f"{fn}: modes must be distinct; got {tuple(modes)}.")
+    if skip is not None:
+        skip = check_mode(skip, tensor.ndim, fn, "skip")
+    pairs = [(m, mat) for m, mat in zip(norm_modes, matrices) if m != skip]
+    for i, (m, mat) in enumerate(pairs):
+        check_tensor(mat, fn, f"matrices[{i}]", finite=False)
+        if mat.ndim not in (1, 2):
+            raise ValueError(f"{fn}: matrices[{i}] must be a matrix or vector; got {tuple(mat.shape)}.")
+        check_same_device_dtype([tensor, mat], fn, "(tensor, matrix)")
+        cols = mat.shape[0] if (transpose and mat.ndim == 2) else mat.shape[-1]
+        if cols != tensor.shape[m]:
+            raise ValueError(
+                f"{fn}: matrix for mode {m} contracts {cols} entries but the tensor has size "
+                f"{tensor.shape[m]} along mode {m}."
+            )
+    out = tensor
+    # Apply vector contractions from the highest mode down so remaining mode indices stay valid.
+    for m, mat in sorted(pairs, key=lambda p: (p[1].ndim == 1, -p[0] if p[1].ndim == 1 else p[0])):
+        if transpose and mat.ndim == 2:
+            mat = mat.mH
+        out = _mode_dot(out, mat, m)
+    return out
+
+
+def _khatri_rao(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    rank = matrices[0].shape[1]
+    return reduce(lambda a, b: (a[:, None, :] * b[None, :, :]).reshape(-1, rank), matrices)
+
+
+def khatri_rao(
+    matrices: Sequence[torch.Tensor],
+    *,
+    weights: torch.Tensor | None = None,
+    skip: int | None = None,
+) -> torch.Tensor:
+    """Column-wise Kronecker (Khatri--Rao) product, TensorLy's order.
+
+    For matrices ``A (I x R), B (J x R)`` the result is ``(I*J) x R`` with row ``i*J + j`` equal to
+    ``A[i] * B[j]`` (the first matrix's index varies slowest). ``weights`` (length R) scale the
+    columns; ``skip`` leaves out one matrix. Differentiable.
+    """
+    fn = "khatri_rao"
+    if isinstance(matrices, torch.Tensor) or not isinstance(matrices, Sequence):
+        raise TypeError(f"{fn}: matrices must be a sequence of 2-D tensors; got {type(matrices).__name__}.")
+    if skip is not None:
+        skip = check_mode(skip, len(matrices), fn, "skip")
+        matrices = [m for i, m in enumerate(matrices) if i != skip]
+    if len(matrices) == 0:
+        raise ValueError(f"{fn}: need at least one matrix; got none.")
+    for i, m in enumerate(matrices):
+        check_tensor(m, fn, f"matrices[{i}]", ndim=2, finite=False)
+    check_same_device_dtype(list(matrices), fn, "matrices")
+    rank = matrices[0].shape[1]
+    for i, m in enumerate(matrices):
+        if m.shape[1] != rank:
+            raise ValueError(
+                f"{fn}: all matrices must have the same number of columns; matrices[0] has "
+                f"{rank} and matrices[{i}] has {m.shape[1]}."
+            )
+    out = _khatri_rao(matrices)
+    if weights is not None:
+        check_tensor(weights, fn, "weights", ndim=1, finite=False)
+        if weights.shape[0] != rank:
+            raise ValueError(f"{fn}: weights must have {rank} entries; got {weights.shape[0]}.")
+        out = out * weights
+    return out
+
+
+def kron(*matrices: torch.Tensor) -> torch.Tensor:
+    """Kronecker product of two or more matrices (``kron(A, B)[i*J + j, k*L + l] = A[i,k] B[j,l]``)."""
+    fn = "kron"
+    if len(matrices) == 1 and isinstance(matrices[0], (list, tuple)):
+        matrices = tuple(matrices[0])
+    if len(matrices) == 0:
+        raise ValueError(f"{fn}: need at least one matrix; got none.")
+    for i, m in enumerate(matrices):
+        check_tensor(m, fn, f"matrices[{i}]", ndim=2, finite=False)
+    check_same_device_dtype(list(matrices), fn, "matrices")
+    return reduce(torch.kron, matrices)
