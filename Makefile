@@ -1,0 +1,39 @@
+# Two commands for a new user (see README.md):
+#   make run   - set up .venv and decompose the bundled default dataset
+#   make test  - set up .venv and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= factorch-out
+
+.PHONY: install run test lint bench bench-quick clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: the CPU build on this machine's disk (an unpinned torch pulls CUDA).
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test,plot]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/factorch decompose --out $(OUT) --force
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+bench-quick: install
+	$(PY) benchmarks/bench_algebra.py --quick
+	$(PY) benchmarks/bench_decomp.py --quick
+
+bench: install
+	$(PY) benchmarks/bench_algebra.py
+	$(PY) benchmarks/bench_decomp.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
