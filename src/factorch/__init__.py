@@ -1,7 +1,24 @@
 """factorch: PyTorch-native tensor methods for deep learning."""
 
 from . import algebra as algebra
+from . import random as random
+from . import tensors as tensors
+from .tensors import CPTensor as CPTensor
+from .tensors import TRTensor as TRTensor
+from .tensors import TTMatrix as TTMatrix
+from .tensors import TTTensor as TTTensor
+from .tensors import TuckerTensor as TuckerTensor
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "algebra"]
+__all__ = [
+    "CPTensor",
+    "TRTensor",
+    "TTMatrix",
+    "TTTensor",
+    "TuckerTensor",
+    "__version__",
+    "algebra",
+    "random",
+    "tensors",
+]

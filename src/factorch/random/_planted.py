@@ -1,0 +1,101 @@
+"""Planted low-rank data for tests and benchmarks: a random factorized tensor plus exact noise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+
+from .._checks import check_tensor
+from ..tensors import CPTensor, TRTensor, TTTensor, TuckerTensor
+from ._common import draw, resolve
+from ._constructors import random_cp, random_tr, random_tt, random_tucker
+
+__all__ = ["Planted", "PlantedKind", "add_noise", "planted"]
+
+PlantedKind = Literal["cp", "tucker", "tt", "tr"]
+
+
+def add_noise(
+    x: torch.Tensor, *, relative: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``x + E`` with Gaussian ``E`` rescaled so that ``||E|| = relative * ||x||`` exactly.
+
+    ``E`` is drawn in float64 on the CPU (complex for complex ``x``) and scaled there, then cast
+    and moved to ``x``'s dtype and device (so the equality holds up to that dtype's rounding).
+    ``x`` must be finite. Not differentiable with respect to the noise scale (the noise is a
+    constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
+    """
+    fn = "add_noise"
+    check_tensor(x, fn, "x")
+    if isinstance(relative, bool) or not isinstance(relative, (int, float)):
+        raise TypeError(f"{fn}: relative must be a float; got {type(relative).__name__}.")
+    if not math.isfinite(relative) or relative < 0:
+        raise ValueError(f"{fn}: relative must be a finite float >= 0; got {relative}.")
+    resolve(x.dtype, x.device, generator, fn)
+    if relative == 0:
+        return x.clone()
+    wide = torch.complex128 if x.is_complex() else torch.float64
+    noise = draw(x.shape, generator, wide, torch.device("cpu"))
+    target = relative * float(torch.linalg.vector_norm(x.detach().to(wide)))
+    current = float(torch.linalg.vector_norm(noise))
+    if current > 0:
+        noise = noise * (target / current)
+    return x + noise.to(device=x.device, dtype=x.dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Planted:
+    """A planted problem: ``tensor = truth.to_dense() + noise`` with ``||noise|| = noise_level
+    * ||truth||``.
+
+    Attributes:
+        tensor: the dense observed tensor.
+        truth: the factorized ground truth.
+        noise: the relative noise level that was added.
+    """
+
+    tensor: torch.Tensor
+    truth: CPTensor | TuckerTensor | TTTensor | TRTensor
+    noise: float
+
+    @property
+    def clean(self) -> torch.Tensor:
+        """The noiseless dense tensor ``truth.to_dense()``."""
+        return self.truth.to_dense()
+
+
+def planted(
+    kind: PlantedKind,
+    shape: Sequence[int],
+    rank: int | Sequence[int],
+    *,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Planted:
+    """A random ``kind`` tensor of ``rank`` (see :func:`random_cp` and siblings) plus Gaussian
+    noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``."""
+    fn = "planted"
+    kinds = get_args(PlantedKind)
+    if kind not in kinds:
+        raise ValueError(f"{fn}: kind must be one of {kinds}; got {kind!r}.")
+    opts = {"generator": generator, "dtype": dtype, "device": device}
+    truth: CPTensor | TuckerTensor | TTTensor | TRTensor
+    if kind == "cp":
+        if not isinstance(rank, int):
+            raise TypeError(f"{fn}: a CP rank must be an int; got {type(rank).__name__}.")
+        truth = random_cp(shape, rank, **opts)
+    elif kind == "tucker":
+        truth = random_tucker(shape, rank, **opts)
+    elif kind == "tt":
+        truth = random_tt(shape, rank, **opts)
+    else:
+        truth = random_tr(shape, rank, **opts)
+    dense = truth.to_dense()
+    observed = add_noise(dense, relative=noise, generator=generator)
+    return Planted(tensor=observed, truth=truth, noise=float(noise))

@@ -1,0 +1,24 @@
+"""Factorized tensors: CP, Tucker, tensor-train, tensor-ring and TT-matrix formats.
+
+Each type is an immutable (frozen) dataclass of torch tensors, validated on creation, offering
+``shape``, ``rank``, ``ndim``, ``dtype``, ``device``, ``n_params``, ``to_dense()``, and algebra
+that never forms the dense tensor: ``norm()``, ``inner()``, ``mode_dot()``, ``entries()``.
+"""
+
+from ._base import FactorizedTensor as FactorizedTensor
+from ._cp import CPTensor as CPTensor
+from ._cp import FactorMatch as FactorMatch
+from ._tr import TRTensor as TRTensor
+from ._tt import TTTensor as TTTensor
+from ._ttmatrix import TTMatrix as TTMatrix
+from ._tucker import TuckerTensor as TuckerTensor
+
+__all__ = [
+    "CPTensor",
+    "FactorMatch",
+    "FactorizedTensor",
+    "TRTensor",
+    "TTMatrix",
+    "TTTensor",
+    "TuckerTensor",
+]

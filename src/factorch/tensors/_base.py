@@ -1,0 +1,280 @@
+"""Shared base class and validation helpers for the factorized tensor types.
+
+Every factorized tensor in :mod:`factorch.tensors` is a frozen dataclass holding torch tensors
+(weights, factors, cores). It validates its structure on creation (types, numbers of dimensions,
+matching sizes, one device and one dtype, floating or complex dtype) but never scans the data
+for NaN/Inf: constructors run inside training loops and must stay O(number of tensors).
+
+Conventions shared by all types:
+
+* ``inner(a, b) = sum conj(a) * b`` (the conjugate falls on ``self``), as ``torch.vdot`` and
+  :func:`factorch.algebra.inner`; ``norm() = sqrt(real(inner(self, self)))``.
+* ``entries(indices)`` takes an integer tensor of shape ``(B, ndim)``; negative indices count from
+  the end of their mode, as in Python.
+* ``mode_dot(matrix, mode)`` follows :func:`factorch.algebra.mode_dot`: ``matrix`` is
+  ``(J, I_mode)`` (``(I_mode, J)`` with ``transpose=True``, which also conjugates complex
+  matrices); a vector contracts the mode away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+from typing import Any, cast
+
+import torch
+
+from .._checks import check_mode, check_tensor
+
+__all__ = ["FactorizedTensor"]
+
+Scalar = int | float | complex
+
+
+class FactorizedTensor:
+    """Common behaviour of :class:`CPTensor`, :class:`TuckerTensor`, :class:`TTTensor`,
+    :class:`TRTensor` and :class:`TTMatrix`.
+
+    Subclasses implement ``_tensors()`` (every stored tensor, in a fixed order), ``shape``,
+    ``rank``, ``to_dense``, ``norm``, ``inner``, ``mode_dot``, ``entries``, ``unfold`` and
+    ``_replace_tensors`` (rebuild from a list in ``_tensors()`` order, used by :meth:`to`).
+    """
+
+    __slots__ = ()
+
+    # --- to be provided by subclasses -------------------------------------------------------
+    def _tensors(self) -> tuple[torch.Tensor, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _replace_tensors(self, tensors: Sequence[torch.Tensor]) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def rank(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dense(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        """Number of modes of the represented tensor (``len(self.shape)``)."""
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype shared by every stored tensor."""
+        return self._tensors()[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device shared by every stored tensor."""
+        return self._tensors()[0].device
+
+    @property
+    def n_params(self) -> int:
+        """Number of stored scalars (weights, factors, core(s))."""
+        return sum(t.numel() for t in self._tensors())
+
+    @property
+    def compression(self) -> float:
+        """``prod(shape) / n_params``: how many dense entries each stored scalar stands for."""
+        return prod(self.shape) / self.n_params
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Any:
+        """Copy to another device and/or dtype (a no-op per tensor when nothing changes).
+
+        Differentiable (``Tensor.to`` is).
+        """
+        return self._replace_tensors([t.to(device=device, dtype=dtype) for t in self._tensors()])
+
+    def __repr__(self) -> str:
+        rank = self.rank
+        dev = "" if self.device.type == "cpu" else f", device={self.device}"
+        return (
+            f"{type(self).__name__}(shape={self.shape}, rank={rank}, params={self.n_params}, "
+            f"compression={self.compression:.1f}x, dtype={str(self.dtype).removeprefix('torch.')}"
+            f"{dev})"
+        )
+
+
+# --- validation helpers ---------------------------------------------------------------------
+
+
+def as_tensor_tuple(
+    items: object, cls: str, name: str, ndim: int, *, min_len: int = 1
+) -> tuple[torch.Tensor, ...]:
+    """A non-empty list/tuple of floating (or complex) tensors, each with ``ndim`` dimensions."""
+    if isinstance(items, torch.Tensor) or not isinstance(items, (list, tuple)):
+        raise TypeError(
+            f"{cls}: {name} must be a list or tuple of torch.Tensor; got {type(items).__name__}."
+        )
+    if len(items) < min_len:
+        raise ValueError(
+            f"{cls}: {name} must hold at least {min_len} tensor(s) (one per mode); got "
+            f"{len(items)}."
+        )
+    for i, t in enumerate(items):
+        check_tensor(t, cls, f"{name}[{i}]", ndim=ndim, finite=False)
+    return tuple(items)
+
+
+def check_one_device_dtype(named: Sequence[tuple[str, torch.Tensor]], cls: str) -> None:
+    """Every tensor on the device and with the dtype of the first one."""
+    name0, t0 = named[0]
+    for name, t in named[1:]:
+        if t.dtype != t0.dtype:
+            raise TypeError(
+                f"{cls}: {name} has dtype {t.dtype} but {name0} has {t0.dtype}; all tensors must "
+                "share one dtype (convert with .to(dtype))."
+            )
+        if t.device != t0.device:
+            raise ValueError(
+                f"{cls}: {name} is on {t.device} but {name0} is on {t0.device}; move all tensors "
+                "to one device."
+            )
+
+
+def check_chain_ranks(cores: Sequence[torch.Tensor], cls: str, rank_dim: int = -1) -> None:
+    """Consecutive cores agree: ``cores[k].shape[-1] == cores[k+1].shape[0]``."""
+    for k in range(len(cores) - 1):
+        right, left = cores[k].shape[-1], cores[k + 1].shape[0]
+        if right != left:
+            raise ValueError(
+                f"{cls}: cores[{k + 1}] has left rank {left} but cores[{k}] has right rank "
+                f"{right}; consecutive ranks must agree (cores[k].shape[-1] == "
+                "cores[k+1].shape[0])."
+            )
+
+
+def check_same_kind(self: FactorizedTensor, other: object, fn: str) -> None:
+    """``other`` is a factorized tensor of the same class, shape, dtype and device."""
+    if type(other) is not type(self):
+        raise TypeError(
+            f"{fn}: other must be a {type(self).__name__} or a torch.Tensor; got "
+            f"{type(other).__name__} (convert one of them first, e.g. with .to_tt() or "
+            ".to_dense())."
+        )
+    other = cast(FactorizedTensor, other)
+    check_compatible(self, other.shape, other.dtype, other.device, fn, "other")
+
+
+def check_compatible(
+    self: FactorizedTensor,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device,
+    fn: str,
+    name: str,
+) -> None:
+    if tuple(shape) != tuple(self.shape):
+        raise ValueError(f"{fn}: {name} must have shape {self.shape}; got {tuple(shape)}.")
+    if dtype != self.dtype:
+        raise TypeError(f"{fn}: {name} has dtype {dtype} but self has {self.dtype}; use one dtype.")
+    if device != self.device:
+        raise ValueError(
+            f"{fn}: {name} is on {device} but self is on {self.device}; move them to one device."
+        )
+
+
+def check_dense_other(self: FactorizedTensor, other: torch.Tensor, fn: str) -> torch.Tensor:
+    check_tensor(other, fn, "other", finite=False)
+    check_compatible(self, other.shape, other.dtype, other.device, fn, "other")
+    return other
+
+
+def check_mode_matrix(
+    self: FactorizedTensor,
+    matrix: object,
+    mode: object,
+    transpose: bool,
+    fn: str,
+    shape: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Validate a ``mode_dot`` argument; returns the ``(J, I)`` matrix (or vector) and the mode."""
+    shape = tuple(self.shape) if shape is None else tuple(shape)
+    mode = check_mode(mode, len(shape), fn)
+    matrix = check_tensor(matrix, fn, "matrix", finite=False)
+    if matrix.ndim not in (1, 2):
+        raise ValueError(
+            f"{fn}: matrix must be a matrix or a vector; got shape {tuple(matrix.shape)}."
+        )
+    if matrix.dtype != self.dtype or matrix.device != self.device:
+        raise TypeError(
+            f"{fn}: matrix has dtype {matrix.dtype} on {matrix.device} but the tensor has "
+            f"{self.dtype} on {self.device}; convert with matrix.to(device, dtype)."
+        )
+    if transpose and matrix.ndim == 2:
+        matrix = matrix.mH
+    if matrix.shape[-1] != shape[mode]:
+        raise ValueError(
+            f"{fn}: matrix has {matrix.shape[-1]} columns but the tensor has size {shape[mode]} "
+            f"along mode {mode}; shapes must agree"
+            + (" (transpose=True transposes the matrix first)." if transpose else ".")
+        )
+    return matrix, mode
+
+
+def check_indices(
+    indices: object, shape: Sequence[int], fn: str, device: torch.device
+) -> torch.Tensor:
+    """An integer ``(B, len(shape))`` tensor of in-range indices, normalised to ``[0, I_n)``."""
+    if not isinstance(indices, torch.Tensor):
+        raise TypeError(
+            f"{fn}: indices must be an integer torch.Tensor of shape (B, {len(shape)}); got "
+            f"{type(indices).__name__}."
+        )
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise TypeError(
+            f"{fn}: indices must have an integer dtype; got {indices.dtype} (use .long())."
+        )
+    if indices.ndim != 2 or indices.shape[1] != len(shape):
+        raise ValueError(
+            f"{fn}: indices must have shape (B, {len(shape)}), one row per entry; got "
+            f"{tuple(indices.shape)}."
+        )
+    indices = indices.to(device=device, dtype=torch.long)
+    sizes = torch.tensor(shape, device=device, dtype=torch.long)
+    bad = (indices < -sizes) | (indices >= sizes)
+    if indices.numel() and bool(bad.any()):
+        b, n = (int(v) for v in bad.nonzero()[0])
+        raise IndexError(
+            f"{fn}: indices[{b}, {n}] = {int(indices[b, n])} is out of range for mode {n} of size "
+            f"{shape[n]}; valid indices are in [{-shape[n]}, {shape[n] - 1}]."
+        )
+    return torch.remainder(indices, sizes)
+
+
+def check_scalar(value: object, dtype: torch.dtype, fn: str) -> Scalar | torch.Tensor:
+    """A Python number or 0-d tensor usable as a multiplier without changing ``dtype``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{fn}: the multiplier must be a number or a 0-d tensor; got bool.")
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0:
+            raise TypeError(
+                f"{fn}: only scalars (Python numbers or 0-d tensors) can multiply; got a tensor of "
+                f"shape {tuple(value.shape)}."
+            )
+        if value.is_complex() and not dtype.is_complex:
+            raise TypeError(f"{fn}: cannot multiply a {dtype} tensor by a complex scalar.")
+        return value.to(dtype=dtype)
+    if isinstance(value, (int, float, complex)):
+        if isinstance(value, complex) and not dtype.is_complex:
+            raise TypeError(f"{fn}: cannot multiply a {dtype} tensor by a complex scalar.")
+        return value
+    raise TypeError(
+        f"{fn}: only scalars (Python numbers or 0-d tensors) can multiply; got "
+        f"{type(value).__name__}."
+    )
+
+
+def real_sqrt(sq: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(real(sq), 0))``: a squared norm computed in factorized form may round below 0."""
+    if sq.is_complex():
+        sq = sq.real
+    return torch.sqrt(torch.clamp(sq, min=0))
