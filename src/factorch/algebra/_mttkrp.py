@@ -1,13 +1,26 @@
 """Dense MTTKRP (matricized tensor times Khatri--Rao product) without copies of the tensor.
 
-``mttkrp(X, [A_0..A_{N-1}], n) = unfold(X, n) @ khatri_rao([A_m, m != n])`` (``I_n x R``).
+``mttkrp(X, [A_0..A_{N-1}], n) = unfold(X, n) @ khatri_rao([A_m, m != n])`` (``I_n x R``), i.e.
+
+    M[i_n, r] = sum over all i_m, m != n, of X[i_0, ..., i_{N-1}] * prod_{m != n} A_m[i_m, r].
 
 Neither the Khatri--Rao product nor a permuted unfolding is formed. One GEMM reads the tensor
-once, on a free reshape: for ``n < N-1`` it contracts the *last* mode,
-``X(I_0...I_{N-2}, I_{N-1}) @ A_{N-1}``; for ``n = N-1`` the first,
-``A_0.T @ X(I_0, I_1...I_{N-1})``. The remaining modes are then contracted out of that
-intermediate (already ``I_end / R`` times smaller than X) by batched contractions, one mode at a
-time. Peak extra memory: the intermediate, ``|X| R / I_end`` entries, and its contraction.
+once, on a free reshape, and contracts one mode ``m != n``:
+
+* ``m = N-1``: ``X(I_0...I_{N-2}, I_{N-1}) @ A_{N-1}``;
+* ``m = 0``: ``A_0.T @ X(I_0, I_1...I_{N-1})``;
+* ``0 < m < N-1``: the batched GEMM ``A_m.T @ X(L, I_m, T)`` over the ``L`` leading indices
+  (``torch.bmm`` on an expanded view of ``A_m.T``: no copy of the tensor even when the factors
+  require gradients, unlike ``torch.matmul``'s folding).
+
+The result, ``|X| R / I_m`` entries, is smaller than ``X`` by ``I_m / R``; the remaining modes
+are contracted out of it one at a time, largest first, by broadcast products and sums (the rank
+index acts as a batch index). ``m`` is chosen among the modes whose size is at least half the
+largest (so the intermediate is at most twice the smallest possible), preferring the last mode,
+then a middle mode whose batches have at least 32 columns, then the first: on CPU that is the
+order in which BLAS runs these skinny GEMMs fastest. The GEMM dominates: ``2 |X| R`` flops; the
+other contractions cost ``2 |X| R / I_m`` and less. Peak extra memory: about ``2 |X| R / I_m``
+entries. See ``BENCHMARKS.md`` for timings.
 """
 
 from __future__ import annotations
@@ -20,41 +33,72 @@ from .._checks import check_mode, check_same_device_dtype, check_tensor
 
 __all__ = ["mttkrp"]
 
-
-def _contract_right(y: torch.Tensor, factors: Sequence[torch.Tensor], stop: int) -> torch.Tensor:
-    """Contract trailing modes ``stop..`` of ``y`` (modes..., R) with ``factors`` (rank last)."""
-    for m in range(y.ndim - 2, stop - 1, -1):
-        lead = y.shape[:m]
-        y3 = y.reshape(-1, y.shape[m], y.shape[-1])
-        y = torch.einsum("lir,ir->lr", y3, factors[m]).reshape(*lead, y.shape[-1])
-    return y
+_RANK = -1  # label of the rank axis in the intermediate
+_MIN_BATCH_COLUMNS = 32
 
 
-def _mttkrp(
-    tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int
-) -> torch.Tensor:
-    """MTTKRP without validation. ``factors[mode]`` is ignored (may be None)."""
+def _first_mode(shape: Sequence[int], mode: int) -> int:
+    """The mode contracted by the GEMM that reads the whole tensor (see module docstring)."""
+    n = len(shape)
+    candidates = [m for m in range(n) if m != mode]
+    largest = max(shape[m] for m in candidates)
+    candidates = [m for m in candidates if 2 * shape[m] >= largest]
+
+    def preference(m: int) -> tuple[int, int]:
+        if m == n - 1:
+            return (3, 0)
+        if m == 0:
+            return (1, 0)
+        trailing = 1
+        for s in shape[m + 1 :]:
+            trailing *= s
+        # A batched GEMM with fewer than ~32 columns per batch runs slower than the single
+        # (R x I_0) @ (I_0 x rest) GEMM of the first mode (measured; BENCHMARKS.md).
+        return (2 if trailing >= _MIN_BATCH_COLUMNS else 0, trailing)
+
+    return max(candidates, key=preference)
+
+
+def _contract_first(
+    tensor: torch.Tensor, factor: torch.Tensor, m: int
+) -> tuple[torch.Tensor, list[int]]:
+    """Contract mode ``m`` with ``factor`` (I_m, R); return the result and its axis labels."""
+    shape = list(tensor.shape)
+    n = len(shape)
+    rank = factor.shape[1]
+    if m == n - 1:
+        y = tensor.reshape(-1, shape[-1]) @ factor
+        return y.reshape(*shape[:-1], rank), [*range(n - 1), _RANK]
+    if m == 0:
+        y = factor.mT @ tensor.reshape(shape[0], -1)
+        return y.reshape(rank, *shape[1:]), [_RANK, *range(1, n)]
+    lead = 1
+    for s in shape[:m]:
+        lead *= s
+    x3 = tensor.reshape(lead, shape[m], -1)
+    y = torch.bmm(factor.mT.expand(lead, rank, shape[m]), x3)
+    return y.reshape(*shape[:m], rank, *shape[m + 1 :]), [*range(m), _RANK, *range(m + 1, n)]
+
+
+def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
+    """MTTKRP without validation. ``factors[mode]`` is ignored (may be None) unless the tensor
+    is 1-way, where it only supplies the rank."""
     n = tensor.ndim
-    shape = tensor.shape
     if n == 1:
-        rank = next(f.shape[1] for i, f in enumerate(factors) if i != mode)
-        return tensor[:, None].expand(shape[0], rank)
-    if mode < n - 1:
-        # One GEMM over the last mode: (prod_{<N-1}, I_last) @ (I_last, R).
-        y = (tensor.reshape(-1, shape[-1]) @ factors[-1]).reshape(*shape[:-1], -1)
-        y = _contract_right(y, factors, mode + 1)  # now (I_0..I_mode, R)
-        # Contract leading modes 0..mode-1 one at a time.
-        for m in range(mode):
-            y3 = y.reshape(shape[m], -1, y.shape[-1])
-            y = torch.einsum("ilr,ir->lr", y3, factors[m])
-        return y.reshape(shape[mode], -1)
-    # mode == N-1: one GEMM over the first mode: (R, I_0) @ (I_0, prod_{>0}).
-    rank = factors[0].shape[1]
-    y = (factors[0].mT @ tensor.reshape(shape[0], -1)).reshape(rank, *shape[1:])
-    for m in range(1, n - 1):
-        y3 = y.reshape(rank, shape[m], -1)
-        y = torch.einsum("rit,ir->rt", y3, factors[m])
-    return y.reshape(rank, shape[-1]).mT
+        return tensor[:, None].expand(tensor.shape[0], factors[0].shape[1]).clone()
+    shape = tensor.shape
+    first = _first_mode(shape, mode)
+    y, labels = _contract_first(tensor, factors[first], first)
+    rank = y.shape[labels.index(_RANK)]
+    rest = sorted((m for m in range(n) if m not in (mode, first)), key=lambda m: -shape[m])
+    for m in rest:
+        axis, rank_axis = labels.index(m), labels.index(_RANK)
+        view = [1] * y.ndim
+        view[axis], view[rank_axis] = shape[m], rank
+        factor = factors[m] if axis < rank_axis else factors[m].mT
+        y = (y * factor.reshape(view)).sum(axis)
+        del labels[axis]
+    return y if labels[0] == mode else y.mT.contiguous()
 
 
 def mttkrp(
@@ -68,13 +112,17 @@ def mttkrp(
 
     Computes ``unfold(tensor, mode) @ khatri_rao(factors, skip=mode, weights=weights)``, an
     ``I_mode x R`` matrix, without forming the Khatri--Rao product or copying the tensor (see the
-    module docstring for the contraction order). ``factors[mode]`` is only checked for its rank.
-    Differentiable with respect to the tensor and every factor.
+    module docstring for the contraction order). No complex conjugation is applied (TensorLy's
+    ``unfolding_dot_khatri_rao`` conjugates the Khatri--Rao product; the two agree on real
+    input). ``factors[mode]`` is only checked for its rank. Differentiable with respect to the
+    tensor, every factor and the weights.
     """
     fn = "mttkrp"
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
-        raise TypeError(f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}.")
+        raise TypeError(
+            f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}."
+        )
     if len(factors) != tensor.ndim:
         raise ValueError(
             f"{fn}: need one factor per mode ({tensor.ndim}); got {len(factors)} factors."
@@ -95,10 +143,10 @@ def mttkrp(
                 f"{fn}: factors[{i}] has {f.shape[0]} rows but the tensor has size "
                 f"{tensor.shape[i]} along mode {i}."
             )
-    out = _mttkrp(tensor, factors, mode)
     if weights is not None:
         check_tensor(weights, fn, "weights", ndim=1, finite=False)
+        check_same_device_dtype([tensor, weights], fn, "(tensor, weights)")
         if weights.shape[0] != rank:
             raise ValueError(f"{fn}: weights must have {rank} entries; got {weights.shape[0]}.")
-        out = out * weights
-    return out
+    out = _mttkrp(tensor, factors, mode)
+    return out if weights is None else out * weights

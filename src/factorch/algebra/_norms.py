@@ -29,6 +29,6 @@ def norm(tensor: torch.Tensor, order: int = 2) -> torch.Tensor:
     """Entry-wise ``order``-norm (2: Frobenius, 1: sum of absolute values). Differentiable."""
     fn = "norm"
     check_tensor(tensor, fn, "tensor", finite=False, nonempty=False)
-    if order not in (1, 2):
+    if isinstance(order, bool) or order not in (1, 2):
         raise ValueError(f"{fn}: order must be 1 or 2; got {order!r}.")
     return torch.linalg.vector_norm(tensor, ord=order)

@@ -85,7 +85,9 @@ def multi_mode_dot(
     fn = "multi_mode_dot"
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     if isinstance(matrices, torch.Tensor) or not isinstance(matrices, Sequence):
-        raise TypeError(f"{fn}: matrices must be a sequence of tensors; got {type(matrices).__name__}.")
+        raise TypeError(
+            f"{fn}: matrices must be a sequence of tensors; got {type(matrices).__name__}."
+        )
     if modes is None:
         modes = list(range(len(matrices)))
     if len(modes) != len(matrices):
@@ -97,11 +99,16 @@ def multi_mode_dot(
         raise ValueError(f"{fn}: modes must be distinct; got {tuple(modes)}.")
     if skip is not None:
         skip = check_mode(skip, tensor.ndim, fn, "skip")
-    pairs = [(m, mat) for m, mat in zip(norm_modes, matrices) if m != skip]
-    for i, (m, mat) in enumerate(pairs):
+    pairs = []
+    for i, (m, mat) in enumerate(zip(norm_modes, matrices)):
+        if m == skip:
+            continue
+        pairs.append((m, mat))
         check_tensor(mat, fn, f"matrices[{i}]", finite=False)
         if mat.ndim not in (1, 2):
-            raise ValueError(f"{fn}: matrices[{i}] must be a matrix or vector; got {tuple(mat.shape)}.")
+            raise ValueError(
+                f"{fn}: matrices[{i}] must be a matrix or vector; got {tuple(mat.shape)}."
+            )
         check_same_device_dtype([tensor, mat], fn, "(tensor, matrix)")
         cols = mat.shape[0] if (transpose and mat.ndim == 2) else mat.shape[-1]
         if cols != tensor.shape[m]:
@@ -137,7 +144,9 @@ def khatri_rao(
     """
     fn = "khatri_rao"
     if isinstance(matrices, torch.Tensor) or not isinstance(matrices, Sequence):
-        raise TypeError(f"{fn}: matrices must be a sequence of 2-D tensors; got {type(matrices).__name__}.")
+        raise TypeError(
+            f"{fn}: matrices must be a sequence of 2-D tensors; got {type(matrices).__name__}."
+        )
     if skip is not None:
         skip = check_mode(skip, len(matrices), fn, "skip")
         matrices = [m for i, m in enumerate(matrices) if i != skip]
@@ -153,17 +162,21 @@ def khatri_rao(
                 f"{fn}: all matrices must have the same number of columns; matrices[0] has "
                 f"{rank} and matrices[{i}] has {m.shape[1]}."
             )
-    out = _khatri_rao(matrices)
     if weights is not None:
         check_tensor(weights, fn, "weights", ndim=1, finite=False)
+        check_same_device_dtype([matrices[0], weights], fn, "(matrices[0], weights)")
         if weights.shape[0] != rank:
             raise ValueError(f"{fn}: weights must have {rank} entries; got {weights.shape[0]}.")
-        out = out * weights
-    return out
+    out = _khatri_rao(matrices)
+    return out if weights is None else out * weights
 
 
 def kron(*matrices: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of two or more matrices (``kron(A, B)[i*J + j, k*L + l] = A[i,k] B[j,l]``)."""
+    """Kronecker product of one or more matrices.
+
+    ``kron(A, B)[i*J + j, k*L + l] = A[i, k] B[j, l]``; more matrices associate left to right. A
+    single list or tuple of matrices is accepted too. Differentiable.
+    """
     fn = "kron"
     if len(matrices) == 1 and isinstance(matrices[0], (list, tuple)):
         matrices = tuple(matrices[0])

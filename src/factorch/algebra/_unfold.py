@@ -53,7 +53,10 @@ def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
 
 
 def fold(unfolded: torch.Tensor, mode: int, shape: Sequence[int]) -> torch.Tensor:
-    """Inverse of :func:`unfold`: refold a mode-``mode`` unfolding into ``shape``. Differentiable."""
+    """Inverse of :func:`unfold`: refold a mode-``mode`` unfolding into ``shape``.
+
+    Differentiable.
+    """
     check_tensor(unfolded, "fold", "unfolded", ndim=2, floating=False, finite=False)
     try:
         shape = tuple(int(s) for s in shape)
