@@ -4,12 +4,28 @@ Every algorithm takes the tensor first and the rank second, all else keyword-onl
 :class:`DecompositionResult`.
 """
 
+from ._batched import BatchCPResult as BatchCPResult
+from ._batched import BatchTuckerResult as BatchTuckerResult
+from ._batched import cp_batch as cp_batch
+from ._batched import hosvd_batch as hosvd_batch
+from ._cp import cp as cp
+from ._rank import RankScan as RankScan
+from ._rank import corcondia as corcondia
+from ._rank import rank_scan as rank_scan
 from ._result import Callback as Callback
 from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
 
 __all__ = [
+    "BatchCPResult",
+    "BatchTuckerResult",
     "Callback",
     "DecompositionResult",
     "IterationState",
+    "RankScan",
+    "corcondia",
+    "cp",
+    "cp_batch",
+    "hosvd_batch",
+    "rank_scan",
 ]

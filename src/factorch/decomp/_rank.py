@@ -1,0 +1,156 @@
+"""Model selection for CP: fit-versus-rank scans with several starts and core consistency.
+
+CORCONDIA (Bro and Kiers, J. Chemometrics 17(5), 2003): for a CP model with factors ``A_n``
+(weights absorbed), the least-squares Tucker core ``G = X x_0 A_0^+ x_1 A_1^+ ...`` equals the
+superdiagonal identity ``T`` when the trilinear model is appropriate;
+``CC = 100 (1 - ||G - T||^2 / R)``. Values near 100 support the rank, values near or below 0
+indicate over-factoring. A scan recommends the largest rank whose best model keeps
+``CC >= threshold`` (80 by default, Bro's rule of thumb) and still improves the fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_positive_int, check_tensor
+from ..algebra._products import _mode_dot
+from ..tensors import CPTensor
+from ._result import DecompositionResult
+from ._cp import cp
+
+__all__ = ["RankScan", "corcondia", "rank_scan"]
+
+
+def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
+    """Core consistency diagnostic (percent) of a CP model of ``tensor``.
+
+    Not differentiable. Raises ``ValueError`` when shapes disagree.
+    """
+    fn = "corcondia"
+    check_tensor(tensor, fn, "tensor", min_ndim=2)
+    if not isinstance(model, CPTensor):
+        raise TypeError(f"{fn}: model must be a CPTensor; got {type(model).__name__}.")
+    if model.shape != tuple(tensor.shape):
+        raise ValueError(
+            f"{fn}: model shape {model.shape} does not match the tensor shape {tuple(tensor.shape)}."
+        )
+    with torch.no_grad():
+        x = tensor.to(model.dtype)
+        factors = list(model.factors)
+        factors[0] = factors[0] * model.weights
+        core = x
+        for mode, f in enumerate(factors):
+            core = _mode_dot(core, torch.linalg.pinv(f), mode)
+        rank = model.rank
+        target = torch.zeros_like(core)
+        idx = torch.arange(rank, device=core.device)
+        target[(idx,) * core.ndim] = 1.0
+        return float(100.0 * (1.0 - torch.sum((core - target) ** 2) / rank))
+
+
+@dataclass(frozen=True)
+class RankScan:
+    """Result of :func:`rank_scan`.
+
+    Attributes:
+        ranks: the ranks tried, in order.
+        errors: relative error of every start, per rank.
+        best_errors: lowest relative error per rank.
+        explained: explained variance ``1 - error**2`` of the best start per rank.
+        corcondia: core consistency (percent) of the best start per rank.
+        models: the best CP model per rank.
+        recommended: the rank the scan recommends.
+        reason: one sentence saying why.
+    """
+
+    ranks: tuple[int, ...]
+    errors: tuple[tuple[float, ...], ...]
+    best_errors: tuple[float, ...]
+    explained: tuple[float, ...]
+    corcondia: tuple[float, ...]
+    models: tuple[CPTensor, ...]
+    recommended: int
+    reason: str
+
+
+def _recommend(
+    ranks: Sequence[int], best: Sequence[float], cc: Sequence[float], threshold: float
+) -> tuple[int, str]:
+    ok = [i for i, c in enumerate(cc) if c >= threshold]
+    if not ok:
+        i = 0
+        return ranks[0], (
+            f"no rank reaches core consistency {threshold:.0f}%; the smallest rank {ranks[0]} "
+            "is the safest choice."
+        )
+    i = max(ok)
+    # Prefer a smaller admissible rank when the larger one barely improves the fit.
+    while i > 0 and (i - 1) in ok and best[i - 1] - best[i] < 0.005 * max(best[i - 1], 1e-12):
+        i -= 1
+    reason = (
+        f"rank {ranks[i]} is the largest rank whose core consistency stays above {threshold:.0f}% "
+        f"({cc[i]:.1f}%) while improving the fit (relative error {best[i]:.4f})"
+    )
+    if i + 1 < len(ranks):
+        reason += f"; rank {ranks[i + 1]} has core consistency {cc[i + 1]:.1f}%"
+    return ranks[i], reason + "."
+
+
+def rank_scan(
+    tensor: torch.Tensor,
+    ranks: Sequence[int],
+    *,
+    starts: int = 5,
+    max_iter: int = 100,
+    tol: float = 1e-8,
+    threshold: float = 80.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, int, DecompositionResult], bool | None] | None = None,
+) -> RankScan:
+    """Fit CP models of each rank from several starts; report fit and core consistency.
+
+    The first start of each rank uses the "svd" initialisation, the others "random" draws from
+    ``generator``. ``callback(rank, start, result)`` runs after every fit; returning True stops
+    the scan early (the ranks finished so far are reported). Not differentiable.
+    """
+    fn = "rank_scan"
+    check_tensor(tensor, fn, "tensor", min_ndim=2)
+    if isinstance(ranks, (int, str)) or not isinstance(ranks, Sequence) or len(ranks) == 0:
+        raise TypeError(f"{fn}: ranks must be a non-empty sequence of positive ints; got {ranks!r}.")
+    ranks = tuple(check_positive_int(r, fn, "each rank") for r in ranks)
+    check_positive_int(starts, fn, "starts")
+    out_ranks, errors, best, cc, models = [], [], [], [], []
+    stopped = False
+    for rank in ranks:
+        runs: list[DecompositionResult] = []
+        for start in range(starts):
+            res = cp(
+                tensor, rank, init="svd" if start == 0 else "random", max_iter=max_iter, tol=tol,
+                generator=generator,
+            )
+            runs.append(res)
+            if callback is not None and callback(rank, start, res):
+                stopped = True
+                break
+        top = min(runs, key=lambda r: r.error)
+        out_ranks.append(rank)
+        errors.append(tuple(r.error for r in runs))
+        best.append(top.error)
+        models.append(top.tensor)
+        cc.append(corcondia(tensor, top.tensor))
+        if stopped:
+            break
+    recommended, reason = _recommend(out_ranks, best, cc, threshold)
+    return RankScan(
+        ranks=tuple(out_ranks),
+        errors=tuple(errors),
+        best_errors=tuple(best),
+        explained=tuple(1.0 - e**2 for e in best),
+        corcondia=tuple(cc),
+        models=tuple(models),
+        recommended=recommended,
+        reason=reason,
+    )
