@@ -1,0 +1,343 @@
+"""Tests for factorch.decomp.cp_nn.non_negative_cp (HALS and multiplicative updates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from factorch.decomp._result import DecompositionResult
+from factorch.decomp.cp_nn import non_negative_cp
+from factorch.tensors import CPTensor
+
+# Planted recovery tolerances per dtype (noise-free, HALS): relative error after convergence.
+RECOVERY_TOL = {torch.float64: 1e-6, torch.float32: 1e-3}
+# Monotonicity slack: e[k+1] <= e[k] * (1 + MONO_REL).
+MONO_REL = 1e-10
+
+
+def planted(shape, rank, seed, dtype=torch.float64, density=0.5, signed_modes=()):
+    """A CP tensor with sparse non-negative factors (well separated columns)."""
+    g = torch.Generator().manual_seed(seed)
+    factors = []
+    for n, size in enumerate(shape):
+        f = torch.rand(size, rank, generator=g, dtype=dtype)
+        f = f * (torch.rand(size, rank, generator=g, dtype=dtype) < density)
+        if n in signed_modes:
+            f = torch.randn(size, rank, generator=g, dtype=dtype)
+        factors.append(f)
+    return CPTensor.from_factors(factors)
+
+
+def with_noise(x, level, seed):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype)
+    return x + noise * (level * x.norm() / noise.norm())
+
+
+def true_error(result, x):
+    return float((result.tensor.to_dense() - x).norm() / x.norm())
+
+
+def assert_monotone(values, rel=MONO_REL):
+    v = torch.tensor(values, dtype=torch.float64)
+    assert bool((v[1:] <= v[:-1] * (1 + rel) + 1e-300).all()), values
+
+
+# --- planted recovery ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hals_recovers_planted_noise_free(dtype, seed):
+    cp = planted((10, 11, 12), 3, seed, dtype=dtype)
+    x = cp.to_dense()
+    res = non_negative_cp(x, 3, max_iter=200, tol=1e-10 if dtype == torch.float64 else 1e-7)
+    assert isinstance(res, DecompositionResult)
+    assert res.tensor.dtype == dtype
+    for f in res.tensor.factors:
+        assert bool((f >= 0).all())
+    assert true_error(res, x) < RECOVERY_TOL[dtype]
+    assert cp.congruence(res.tensor) > 0.99
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_noisy_planted_reaches_noise_level(method):
+    cp = planted((10, 11, 12), 3, 2)
+    x = cp.to_dense()
+    xn = with_noise(x, 0.01, 7).clamp_min(0)
+    level = float((xn - x).norm() / xn.norm())
+    res = non_negative_cp(xn, 3, method=method, max_iter=300, tol=1e-10)
+    for f in res.tensor.factors:
+        assert bool((f >= 0).all())
+    err = true_error(res, xn)
+    assert 0.8 * level < err <= level * 1.001
+    assert cp.congruence(res.tensor) > 0.99
+    # The cheap error (from MTTKRP and Grams) matches the reconstructed one.
+    assert abs(res.errors[-1] - err) < 1e-9
+
+
+def test_result_is_normalized_and_reported_errors_match():
+    cp = planted((6, 7, 8), 2, 3)
+    x = with_noise(cp.to_dense(), 0.05, 1).clamp_min(0)
+    res = non_negative_cp(x, 2, max_iter=5, tol=0)
+    assert res.iterations == 5 and len(res.errors) == 5 and not res.converged
+    for f in res.tensor.factors:
+        torch.testing.assert_close(
+            torch.linalg.vector_norm(f, dim=0), torch.ones(2, dtype=x.dtype), rtol=1e-12, atol=0
+        )
+    assert abs(res.errors[-1] - true_error(res, x)) < 1e-10
+    assert res.extras["method"] == "hals"
+    assert len(res.extras["objective"]) == 5
+
+
+# --- monotonicity ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+@pytest.mark.parametrize("init", ["svd", "random"])
+def test_error_never_increases(method, init):
+    cp = planted((9, 10, 11), 4, 4, density=0.7)
+    x = with_noise(cp.to_dense(), 0.05, 3).clamp_min(0)
+    g = torch.Generator().manual_seed(0)
+    res = non_negative_cp(x, 4, method=method, init=init, max_iter=60, tol=0, generator=g)
+    assert_monotone(res.errors)
+    assert res.errors[-1] < res.errors[0]
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_penalised_objective_never_increases_with_l1(method):
+    cp = planted((9, 10, 11), 3, 5, density=0.7)
+    x = with_noise(cp.to_dense(), 0.05, 3).clamp_min(0)
+    res = non_negative_cp(x, 3, method=method, l1=[0.5, 0.1, 0.2], max_iter=40, tol=0)
+    assert_monotone(res.extras["objective"])
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_free_mode_on_signed_data(method):
+    cp = planted((8, 9, 10), 3, 6, signed_modes=(2,))
+    x = with_noise(cp.to_dense(), 0.01, 2)
+    assert bool((x < 0).any())
+    res = non_negative_cp(x, 3, method=method, nonneg_modes=[0, 1], max_iter=150, tol=0)
+    assert_monotone(res.errors)
+    f0, f1, f2 = res.tensor.factors
+    assert bool((f0 >= 0).all()) and bool((f1 >= 0).all())
+    assert bool((f2 < 0).any())
+    assert res.extras["nonneg_modes"] == (0, 1)
+    if method == "hals":
+        assert res.errors[-1] < 0.011
+
+
+def test_free_mode_with_l1_uses_soft_thresholding():
+    cp = planted((8, 9, 10), 3, 6, signed_modes=(2,))
+    x = with_noise(cp.to_dense(), 0.01, 2)
+    res = non_negative_cp(x, 3, nonneg_modes=(0, 1), l1=[0.0, 0.0, 0.5], max_iter=40, tol=0)
+    assert_monotone(res.extras["objective"])
+    dense = non_negative_cp(x, 3, nonneg_modes=(0, 1), max_iter=40, tol=0)
+    assert int((res.tensor.factors[2] == 0).sum()) > int((dense.tensor.factors[2] == 0).sum())
+
+
+def test_l1_makes_factors_sparser():
+    cp = planted((12, 12, 12), 3, 8, density=0.6)
+    x = with_noise(cp.to_dense(), 0.02, 2).clamp_min(0)
+    plain = non_negative_cp(x, 3, max_iter=60, tol=0)
+    sparse = non_negative_cp(x, 3, l1=2.0, max_iter=60, tol=0)
+    zeros = [sum(int((f == 0).sum()) for f in r.tensor.factors) for r in (plain, sparse)]
+    assert zeros[1] > zeros[0]
+
+
+# --- side by side with TensorLy ----------------------------------------------------------------
+
+
+def _tl_error(tl, cp, x):
+    return float(np.linalg.norm(tl.cp_to_tensor(cp) - x) / np.linalg.norm(x))
+
+
+def test_hals_matches_tensorly_error_from_same_init():
+    tl = pytest.importorskip("tensorly")
+    from tensorly.decomposition import non_negative_parafac_hals
+
+    cp = planted((12, 13, 14), 4, 9, density=0.8)
+    x = with_noise(cp.to_dense(), 0.01, 4).clamp_min(0)
+    g = torch.Generator().manual_seed(3)
+    init = [torch.rand(s, 4, generator=g, dtype=torch.float64) for s in x.shape]
+    ours = non_negative_cp(x, 4, init=CPTensor.from_factors(init), max_iter=60, tol=0)
+    tl_init = tl.cp_tensor.CPTensor((np.ones(4), [f.numpy().copy() for f in init]))
+    theirs = non_negative_parafac_hals(x.numpy(), 4, init=tl_init, n_iter_max=60, tol=0)
+    e_tl = _tl_error(tl, theirs, x.numpy())
+    # Same problem, same start, same number of outer iterations; inner sweeps differ (TensorLy:
+    # 5 per mode; ours: adaptive), so require the errors to agree within 5 % of TensorLy's.
+    assert true_error(ours, x) <= 1.05 * e_tl
+    assert true_error(ours, x) >= 0.95 * e_tl
+
+
+def test_mu_equals_tensorly_mu_from_same_init():
+    tl = pytest.importorskip("tensorly")
+    from tensorly.decomposition import non_negative_parafac
+
+    cp = planted((7, 8, 9), 3, 10, density=0.8)
+    x = with_noise(cp.to_dense(), 0.01, 5).clamp_min(0)
+    g = torch.Generator().manual_seed(4)
+    init = [torch.rand(s, 3, generator=g, dtype=torch.float64) + 0.1 for s in x.shape]
+    ours = non_negative_cp(x, 3, method="mu", init=CPTensor.from_factors(init), max_iter=30, tol=0)
+    tl_init = tl.cp_tensor.CPTensor((np.ones(3), [f.numpy().copy() for f in init]))
+    theirs = non_negative_parafac(x.numpy(), 3, init=tl_init, n_iter_max=30, tol=0)
+    # Same update rule (Lee--Seung/Welling--Weber): identical iterates up to rounding.
+    np.testing.assert_allclose(
+        ours.tensor.to_dense().numpy(), tl.cp_to_tensor(theirs), rtol=1e-9, atol=1e-12
+    )
+
+
+# --- options, determinism, callbacks -----------------------------------------------------------
+
+
+def test_random_init_is_deterministic_given_generator():
+    cp = planted((6, 7, 8), 2, 11)
+    x = cp.to_dense()
+    runs = [
+        non_negative_cp(
+            x, 2, init="random", max_iter=5, tol=0, generator=torch.Generator().manual_seed(5)
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].errors == runs[1].errors
+    for a, b in zip(runs[0].tensor.factors, runs[1].tensor.factors):
+        assert torch.equal(a, b)
+
+
+def test_init_cp_tensor_is_not_modified_and_weights_are_used():
+    cp = planted((6, 7, 8), 2, 12)
+    x = cp.to_dense()
+    g = torch.Generator().manual_seed(1)
+    init = CPTensor(
+        torch.tensor([2.0, 3.0], dtype=torch.float64),
+        tuple(torch.rand(s, 2, generator=g, dtype=torch.float64) for s in x.shape),
+    )
+    copies = [f.clone() for f in init.factors]
+    res = non_negative_cp(x, 2, method="mu", init=init, max_iter=1, tol=0)
+    for a, b in zip(init.factors, copies):
+        assert torch.equal(a, b)
+    # The same init with the weights multiplied into factor 0 by hand gives the same result.
+    manual = CPTensor.from_factors([copies[0] * init.weights, copies[1], copies[2]])
+    res2 = non_negative_cp(x, 2, method="mu", init=manual, max_iter=1, tol=0)
+    torch.testing.assert_close(res.tensor.to_dense(), res2.tensor.to_dense())
+
+
+def test_callback_sees_states_and_can_stop():
+    x = planted((6, 7, 8), 2, 13).to_dense()
+    seen = []
+
+    def cb(state):
+        seen.append((state.iteration, state.error, state.tensor.shape))
+        return state.iteration == 3
+
+    res = non_negative_cp(x, 2, max_iter=50, tol=0, callback=cb)
+    assert res.iterations == 3 and not res.converged
+    assert [s[0] for s in seen] == [1, 2, 3]
+    assert seen[-1][1] == res.errors[-1] and seen[0][2] == (6, 7, 8)
+
+
+def test_tol_stops_and_reports_convergence():
+    x = with_noise(planted((6, 7, 8), 2, 14).to_dense(), 0.05, 0).clamp_min(0)
+    res = non_negative_cp(x, 2, max_iter=500, tol=1e-6)
+    assert res.converged and res.iterations < 500
+    assert abs(res.errors[-1] - res.errors[-2]) < 1e-6
+
+
+def test_rank_larger_than_a_mode_and_four_way():
+    cp = planted((3, 5, 4, 6), 4, 15, density=0.8)
+    x = with_noise(cp.to_dense(), 0.01, 1).clamp_min(0)
+    res = non_negative_cp(x, 4, max_iter=100, tol=0, generator=torch.Generator().manual_seed(0))
+    assert res.tensor.shape == (3, 5, 4, 6) and res.tensor.rank == 4
+    assert_monotone(res.errors)
+    assert res.errors[-1] < 0.1
+
+
+def test_matrix_input_is_nmf():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(20, 3, generator=g, dtype=torch.float64) @ torch.rand(
+        3, 15, generator=g, dtype=torch.float64
+    )
+    res = non_negative_cp(x, 3, max_iter=300, tol=0)
+    assert true_error(res, x) < 1e-3
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def _x():
+    return planted((4, 5, 6), 2, 0).to_dense()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"rank": 0}, ValueError, "rank must be a positive int; got 0"),
+        ({"rank": 2.0}, TypeError, "rank must be a positive int"),
+        ({"rank": 21}, ValueError, r"rank must be at most prod\(shape\) / max\(shape\) = 20"),
+        ({"method": "als"}, ValueError, r"method must be one of \('hals', 'mu'\); got 'als'"),
+        ({"init": "nndsvd"}, ValueError, r"init must be one of \('svd', 'random'\)"),
+        ({"l1": -0.1}, ValueError, "l1 must be a finite non-negative float; got -0.1"),
+        ({"l1": [0.0, -1.0, 0.0]}, ValueError, r"l1\[1\] must be a finite non-negative float"),
+        ({"l1": [0.0, 1.0]}, ValueError, r"l1 needs one entry per mode \(3\)"),
+        ({"l1": "a"}, TypeError, "l1 must be a non-negative float or a sequence"),
+        ({"max_iter": 0}, ValueError, "max_iter must be a positive int; got 0"),
+        ({"tol": -1.0}, ValueError, "tol must be a finite non-negative float"),
+        ({"nonneg_modes": [0, 3]}, IndexError, r"nonneg_modes must be in \[-3, 2\]"),
+        ({"nonneg_modes": 0}, TypeError, "nonneg_modes must be a sequence of modes"),
+        ({"generator": 1}, TypeError, "generator must be a torch.Generator or None"),
+        ({"callback": 1}, TypeError, "callback must be callable or None"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    args = {"rank": 2, **kwargs}
+    rank = args.pop("rank")
+    with pytest.raises(exc, match=match):
+        non_negative_cp(_x(), rank, **args)
+
+
+def test_bad_tensors():
+    x = _x()
+    neg = x.clone()
+    neg[0, 0, 0] = -1.0
+    with pytest.raises(
+        ValueError, match=r"tensor has 1 negative entries .* every mode is constrained"
+    ):
+        non_negative_cp(neg, 2)
+    non_negative_cp(neg, 2, nonneg_modes=[0, 1], max_iter=2)  # allowed with a free mode
+    nan = x.clone()
+    nan[1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="contains 1 NaN or Inf entries"):
+        non_negative_cp(nan, 2)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        non_negative_cp(x[0, 0], 1)
+    with pytest.raises(ValueError, match="tensor is all zeros"):
+        non_negative_cp(torch.zeros(3, 4, 5), 2)
+    with pytest.raises(TypeError, match="tensor must be real"):
+        non_negative_cp(x.to(torch.complex128), 2)
+    with pytest.raises(TypeError, match="floating-point or complex dtype"):
+        non_negative_cp(torch.ones(3, 4, 5, dtype=torch.int64), 2)
+    with pytest.raises(TypeError, match=r"tensor must be a torch\.Tensor"):
+        non_negative_cp(x.numpy(), 2)
+
+
+def test_bad_inits():
+    x = _x()
+    g = torch.Generator().manual_seed(0)
+    good = [torch.rand(s, 2, generator=g, dtype=torch.float64) for s in x.shape]
+    with pytest.raises(
+        ValueError, match=r"init must be a CPTensor of shape \(4, 5, 6\) and rank 2"
+    ):
+        non_negative_cp(x, 2, init=CPTensor.from_factors([good[0], good[1], good[1]]))
+    with pytest.raises(
+        ValueError, match=r"init must be a CPTensor of shape \(4, 5, 6\) and rank 2"
+    ):
+        non_negative_cp(x, 2, init=CPTensor.from_factors([f[:, :1] for f in good]))
+    bad = [good[0], -good[1], good[2]]
+    with pytest.raises(ValueError, match=r"init factors\[1\] .* must be non-negative"):
+        non_negative_cp(x, 2, init=CPTensor.from_factors(bad))
+    non_negative_cp(x, 2, init=CPTensor.from_factors(bad), nonneg_modes=[0, 2], max_iter=1)
+    with pytest.raises(ValueError, match="init must match the tensor's dtype and device"):
+        non_negative_cp(x, 2, init=CPTensor.from_factors([f.float() for f in good]))
+    with pytest.raises(TypeError, match="init must be 'svd', 'random' or a CPTensor"):
+        non_negative_cp(x, 2, init=(good[0], good[1]))
