@@ -204,10 +204,15 @@ def check_mode_matrix(
         raise ValueError(
             f"{fn}: matrix must be a matrix or a vector; got shape {tuple(matrix.shape)}."
         )
-    if matrix.dtype != self.dtype or matrix.device != self.device:
+    if matrix.dtype != self.dtype:
         raise TypeError(
-            f"{fn}: matrix has dtype {matrix.dtype} on {matrix.device} but the tensor has "
-            f"{self.dtype} on {self.device}; convert with matrix.to(device, dtype)."
+            f"{fn}: matrix has dtype {matrix.dtype} but the tensor has {self.dtype}; convert "
+            "with matrix.to(dtype)."
+        )
+    if matrix.device != self.device:
+        raise ValueError(
+            f"{fn}: matrix is on {matrix.device} but the tensor is on {self.device}; move it "
+            "with matrix.to(device)."
         )
     if transpose and matrix.ndim == 2:
         matrix = matrix.mH

@@ -205,10 +205,15 @@ class TTMatrix(FactorizedTensor):
         """
         fn = "TTMatrix.apply"
         check_tensor(x, fn, "x", min_ndim=1, finite=False)
-        if x.dtype != self.dtype or x.device != self.device:
+        if x.dtype != self.dtype:
             raise TypeError(
-                f"{fn}: x has dtype {x.dtype} on {x.device} but the TT-matrix has {self.dtype} "
-                f"on {self.device}; convert with x.to(device, dtype)."
+                f"{fn}: x has dtype {x.dtype} but the TT-matrix has {self.dtype}; convert with "
+                "x.to(dtype)."
+            )
+        if x.device != self.device:
+            raise ValueError(
+                f"{fn}: x is on {x.device} but the TT-matrix is on {self.device}; move it with "
+                "x.to(device)."
             )
         n_rows, n_cols = self.shape
         if x.shape[-1] != n_cols:
