@@ -1,0 +1,389 @@
+"""Tests for factorch.decomp.nmf: nmf (HALS, MU; batched) and semi_nmf (Ding et al.; top-k)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from factorch.decomp._result import DecompositionResult
+from factorch.decomp.nmf import NMFFactors, SemiNMFFactors, _nndsvd, nmf, semi_nmf
+
+# Noise-free planted recovery (HALS): relative error after convergence.
+RECOVERY_TOL = {torch.float64: 1e-6, torch.float32: 1e-3}
+MONO_REL = 1e-10
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def planted_nmf(m, n, r, seed, dtype=torch.float64, batch=None, density=0.5):
+    g = gen(seed)
+    lead = () if batch is None else (batch,)
+    w = torch.rand(*lead, m, r, generator=g, dtype=dtype)
+    w = w * (torch.rand(*lead, m, r, generator=g, dtype=dtype) < density)
+    h = torch.rand(*lead, r, n, generator=g, dtype=dtype)
+    h = h * (torch.rand(*lead, r, n, generator=g, dtype=dtype) < density)
+    return w, h
+
+
+def planted_semi(m, n, r, seed, dtype=torch.float64, batch=None):
+    """``F`` Gaussian, ``G`` cluster-like (one dominant non-negative entry per sample)."""
+    g = gen(seed)
+    lead = () if batch is None else (batch,)
+    f = torch.randn(*lead, m, r, generator=g, dtype=dtype)
+    labels = torch.randint(0, r, (*lead, n), generator=g)
+    scale = 0.5 + torch.rand(*lead, n, 1, generator=g, dtype=dtype)
+    gg = torch.nn.functional.one_hot(labels, r).to(dtype) * scale
+    gg = gg + 0.05 * torch.rand(*lead, n, r, generator=g, dtype=dtype)
+    return f, gg
+
+
+def noisy(x, level, seed):
+    noise = torch.randn(x.shape, generator=gen(seed), dtype=x.dtype)
+    return x + noise * (level * x.norm() / noise.norm())
+
+
+def rel_err(approx, x):
+    return float((approx - x).norm() / x.norm())
+
+
+def assert_monotone(values, rel=MONO_REL):
+    v = torch.tensor(values, dtype=torch.float64)
+    assert bool((v[1:] <= v[:-1] * (1 + rel)).all()), values
+
+
+# --- NMF: recovery and monotonicity ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nmf_hals_recovers_planted(dtype):
+    w, h = planted_nmf(30, 25, 4, 0, dtype=dtype)
+    x = w @ h
+    res = nmf(x, 4, max_iter=300, tol=1e-10 if dtype == torch.float64 else 1e-7)
+    assert isinstance(res, DecompositionResult) and isinstance(res.tensor, NMFFactors)
+    assert res.tensor.W.shape == (30, 4) and res.tensor.H.shape == (4, 25)
+    assert res.tensor.W.dtype == dtype
+    assert bool((res.tensor.W >= 0).all()) and bool((res.tensor.H >= 0).all())
+    assert rel_err(res.tensor.to_dense(), x) < RECOVERY_TOL[dtype]
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+@pytest.mark.parametrize("init", ["nndsvd", "random"])
+def test_nmf_monotone_and_nonnegative(method, init):
+    w, h = planted_nmf(30, 25, 4, 1, density=0.8)
+    x = noisy(w @ h, 0.05, 2).clamp_min(0)
+    res = nmf(x, 4, method=method, init=init, max_iter=60, tol=0, generator=gen(3))
+    assert_monotone(res.errors)
+    assert res.errors[-1] < res.errors[0]
+    assert bool((res.tensor.W >= 0).all()) and bool((res.tensor.H >= 0).all())
+    assert abs(res.errors[-1] - rel_err(res.tensor.to_dense(), x)) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_nmf_l1_objective_monotone_and_sparser(method):
+    w, h = planted_nmf(30, 25, 4, 4, density=0.8)
+    x = noisy(w @ h, 0.05, 2).clamp_min(0)
+    plain = nmf(x, 4, method=method, max_iter=80, tol=0)
+    sparse = nmf(x, 4, method=method, l1_w=0.5, l1_h=0.5, max_iter=80, tol=0)
+    assert_monotone(sparse.extras["objective"])
+    small = [int((r.tensor.W < 1e-8).sum() + (r.tensor.H < 1e-8).sum()) for r in (plain, sparse)]
+    assert small[1] > small[0]
+
+
+def test_nmf_noisy_reaches_noise_level():
+    w, h = planted_nmf(40, 30, 3, 5)
+    x0 = w @ h
+    x = noisy(x0, 0.01, 6).clamp_min(0)
+    level = rel_err(x0, x)
+    res = nmf(x, 3, max_iter=300, tol=1e-10)
+    assert 0.8 * level < res.errors[-1] <= level * 1.001
+
+
+# --- NMF: references ---------------------------------------------------------------------------
+
+
+def _sklearn_run(x, w0, h0, solver, iters):
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    model = decomposition.NMF(4, init="custom", solver=solver, max_iter=iters, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter reached (on purpose)
+        w = model.fit_transform(x.numpy(), W=w0.numpy().copy(), H=h0.numpy().copy())
+    return w, model.components_
+
+
+def test_nmf_mu_equals_sklearn_mu():
+    w, h = planted_nmf(40, 30, 4, 7, density=1.0)
+    x = w @ h + 0.05 * torch.rand(40, 30, generator=gen(1), dtype=torch.float64)
+    w0 = torch.rand(40, 4, generator=gen(2), dtype=torch.float64)
+    h0 = torch.rand(4, 30, generator=gen(3), dtype=torch.float64)
+    sk_w, sk_h = _sklearn_run(x, w0, h0, "mu", 30)
+    res = nmf(x, 4, method="mu", init=(w0, h0), max_iter=30, tol=0)
+    # Identical Lee--Seung updates (W then H): same iterates up to rounding.
+    np.testing.assert_allclose(res.tensor.W.numpy(), sk_w, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.tensor.H.numpy(), sk_h, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("iters", [5, 20, 50])
+def test_nmf_hals_at_least_as_good_as_sklearn_cd(iters):
+    w, h = planted_nmf(40, 30, 4, 7, density=1.0)
+    x = w @ h + 0.05 * torch.rand(40, 30, generator=gen(1), dtype=torch.float64)
+    w0 = torch.rand(40, 4, generator=gen(2), dtype=torch.float64)
+    h0 = torch.rand(4, 30, generator=gen(3), dtype=torch.float64)
+    sk_w, sk_h = _sklearn_run(x, w0, h0, "cd", iters)
+    e_sk = float(np.linalg.norm(x.numpy() - sk_w @ sk_h) / np.linalg.norm(x.numpy()))
+    res = nmf(x, 4, init=(w0, h0), max_iter=iters, tol=0)
+    # scikit-learn's "cd" makes one HALS sweep per factor and iteration; accelerated HALS makes
+    # one or more, so after the same iterations its error is no larger (0.1 % slack).
+    assert res.errors[-1] <= e_sk * 1.001
+
+
+def test_nndsvd_matches_sklearn():
+    nmf_module = pytest.importorskip("sklearn.decomposition._nmf")
+    w, h = planted_nmf(40, 30, 4, 8, density=1.0)
+    x = w @ h + 0.05 * torch.rand(40, 30, generator=gen(1), dtype=torch.float64)
+    sk_w, sk_h = nmf_module._initialize_nmf(x.numpy(), 4, init="nndsvd")
+    ours_w, ours_h = _nndsvd(x[None], 4, fill=False)
+    np.testing.assert_allclose(ours_w[0].numpy(), sk_w, atol=1e-9)
+    np.testing.assert_allclose(ours_h[0].numpy(), sk_h, atol=1e-9)
+    # Tall matrices take the other Gram branch.
+    sk_w, sk_h = nmf_module._initialize_nmf(x.T.numpy(), 4, init="nndsvd")
+    ours_w, ours_h = _nndsvd(x.T[None], 4, fill=False)
+    np.testing.assert_allclose(ours_w[0].numpy(), sk_w, atol=1e-9)
+    np.testing.assert_allclose(ours_h[0].numpy(), sk_h, atol=1e-9)
+
+
+# --- NMF: batching, determinism, callbacks --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+def test_batched_nmf_equals_per_matrix(method, tol):
+    w, h = planted_nmf(20, 15, 3, 9, batch=3, density=0.8)
+    x = noisy(w @ h, 0.05, 1).clamp_min(0)
+    x[1] *= 10.0  # different scales converge at different iterations
+    w0 = torch.rand(3, 20, 3, generator=gen(4), dtype=torch.float64)
+    h0 = torch.rand(3, 3, 15, generator=gen(5), dtype=torch.float64)
+    batched = nmf(x, 3, method=method, init=(w0, h0), max_iter=40, tol=tol)
+    assert batched.tensor.W.shape == (3, 20, 3) and batched.tensor.H.shape == (3, 3, 15)
+    iters = batched.extras["batch_iterations"]
+    for b in range(3):
+        single = nmf(x[b], 3, method=method, init=(w0[b], h0[b]), max_iter=40, tol=tol)
+        torch.testing.assert_close(batched.tensor.W[b], single.tensor.W, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(batched.tensor.H[b], single.tensor.H, rtol=1e-9, atol=1e-12)
+        assert int(iters[b]) == single.iterations
+        assert abs(float(batched.extras["batch_errors"][b]) - single.errors[-1]) < 1e-10
+    stack = rel_err(batched.tensor.to_dense(), x)
+    assert abs(batched.errors[-1] - stack) < 1e-10
+    assert_monotone(batched.errors)
+
+
+def test_batched_nndsvd_equals_per_matrix():
+    w, h = planted_nmf(20, 15, 3, 10, batch=2, density=0.8)
+    x = w @ h
+    batched = nmf(x, 3, max_iter=5, tol=0)
+    for b in range(2):
+        single = nmf(x[b], 3, max_iter=5, tol=0)
+        torch.testing.assert_close(batched.tensor.W[b], single.tensor.W, rtol=1e-7, atol=1e-9)
+
+
+def test_nmf_random_init_deterministic_and_callback_stop():
+    w, h = planted_nmf(20, 15, 3, 11)
+    x = w @ h
+    a = nmf(x, 3, init="random", max_iter=4, tol=0, generator=gen(0))
+    b = nmf(x, 3, init="random", max_iter=4, tol=0, generator=gen(0))
+    assert torch.equal(a.tensor.W, b.tensor.W) and a.errors == b.errors
+    seen = []
+
+    def cb(state):
+        seen.append(state.iteration)
+        assert isinstance(state.tensor, NMFFactors)
+        return state.iteration == 2
+
+    res = nmf(x, 3, max_iter=10, tol=0, callback=cb)
+    assert seen == [1, 2] and res.iterations == 2 and not res.converged
+
+
+def test_nmf_init_not_modified_and_tol_converges():
+    w, h = planted_nmf(20, 15, 3, 12)
+    x = noisy(w @ h, 0.05, 0).clamp_min(0)
+    w0, h0 = torch.rand(20, 3, dtype=torch.float64), torch.rand(3, 15, dtype=torch.float64)
+    w0c, h0c = w0.clone(), h0.clone()
+    res = nmf(x, 3, init=(w0, h0), max_iter=500, tol=1e-7)
+    assert torch.equal(w0, w0c) and torch.equal(h0, h0c)
+    assert res.converged and res.iterations < 500
+
+
+# --- semi-NMF -------------------------------------------------------------------------------
+
+
+def test_semi_nmf_recovers_planted_and_is_monotone():
+    f, g = planted_semi(20, 60, 3, 0)
+    x = f @ g.mT
+    res = semi_nmf(x, 3, max_iter=300, tol=1e-12, generator=gen(1))
+    assert isinstance(res.tensor, SemiNMFFactors)
+    assert res.tensor.F.shape == (20, 3) and res.tensor.G.shape == (60, 3)
+    assert bool((res.tensor.G >= 0).all())
+    assert bool((res.tensor.F < 0).any())
+    assert rel_err(res.tensor.to_dense(), x) < 1e-5
+    assert_monotone(res.errors)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_semi_nmf_noisy_monotone(init, dtype):
+    f, g = planted_semi(15, 40, 4, 2, dtype=dtype)
+    x = noisy(f @ g.mT, 0.05, 3)
+    res = semi_nmf(x, 4, init=init, max_iter=80, tol=0, generator=gen(4))
+    assert bool((res.tensor.G >= 0).all())
+    assert_monotone(res.errors, rel=MONO_REL if dtype == torch.float64 else 1e-5)
+    assert abs(res.errors[-1] - rel_err(res.tensor.to_dense(), x)) < (
+        1e-10 if dtype == torch.float64 else 1e-4
+    )
+
+
+def test_semi_nmf_top_k_sparsity():
+    f, g = planted_semi(20, 50, 3, 5)
+    x = noisy(f @ g.mT, 0.01, 6)
+    res = semi_nmf(x, 3, top_k=6, max_iter=100, tol=0, generator=gen(7))
+    nnz = (res.tensor.F != 0).sum(0)
+    assert bool((nnz <= 6).all())
+    assert bool((res.tensor.G >= 0).all())
+    assert_monotone(res.errors[1:])  # monotone from the second iteration on (see docstring)
+    dense = semi_nmf(x, 3, max_iter=100, tol=0, generator=gen(7))
+    assert res.errors[-1] >= dense.errors[-1] - 1e-12  # the constraint cannot help the fit
+
+
+def test_semi_nmf_top_k_with_f_init_is_monotone_from_start():
+    f, g = planted_semi(20, 50, 3, 8)
+    x = noisy(f @ g.mT, 0.01, 6)
+    res = semi_nmf(x, 3, init=(f, g), top_k=10, max_iter=30, tol=0)
+    assert_monotone(res.errors)
+    assert bool(((res.tensor.F != 0).sum(0) <= 10).all())
+
+
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_batched_semi_nmf_equals_per_matrix(top_k):
+    f, g = planted_semi(12, 30, 3, 9, batch=2)
+    x = noisy(f @ g.mT, 0.05, 1)
+    g0 = torch.rand(2, 30, 3, generator=gen(2), dtype=torch.float64)
+    f0 = torch.randn(2, 12, 3, generator=gen(3), dtype=torch.float64)
+    batched = semi_nmf(x, 3, init=(f0, g0), top_k=top_k, max_iter=30, tol=1e-6)
+    for b in range(2):
+        single = semi_nmf(x[b], 3, init=(f0[b], g0[b]), top_k=top_k, max_iter=30, tol=1e-6)
+        torch.testing.assert_close(batched.tensor.F[b], single.tensor.F, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(batched.tensor.G[b], single.tensor.G, rtol=1e-8, atol=1e-10)
+        assert int(batched.extras["batch_iterations"][b]) == single.iterations
+
+
+def test_semi_nmf_kmeans_batched_runs():
+    f, g = planted_semi(10, 30, 3, 10, batch=4)
+    x = f @ g.mT
+    res = semi_nmf(x, 3, max_iter=50, tol=0, generator=gen(0))
+    assert res.tensor.F.shape == (4, 10, 3) and res.tensor.G.shape == (4, 30, 3)
+    assert_monotone(res.errors)
+    assert res.errors[-1] < 0.05
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def _x():
+    w, h = planted_nmf(6, 5, 2, 0, density=1.0)
+    return w @ h
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"rank": 0}, ValueError, "nmf: rank must be a positive int; got 0"),
+        ({"rank": 6}, ValueError, r"rank must be at most min\(M, N\) = 5 for a 6 x 5 matrix"),
+        ({"method": "cd"}, ValueError, r"method must be one of \('hals', 'mu'\); got 'cd'"),
+        ({"init": "svd"}, ValueError, r"init must be one of \('nndsvd', 'random'\)"),
+        ({"l1_w": -1.0}, ValueError, "l1_w must be a finite non-negative float; got -1.0"),
+        ({"l1_h": float("nan")}, ValueError, "l1_h must be a finite non-negative float"),
+        ({"l1_h": "x"}, TypeError, "l1_h must be a non-negative float"),
+        ({"max_iter": 0}, ValueError, "max_iter must be a positive int"),
+        ({"init": (torch.rand(6, 3), torch.rand(2, 5))}, ValueError, "init W must have shape"),
+    ],
+)
+def test_nmf_bad_options(kwargs, exc, match):
+    args = {"rank": 2, **kwargs}
+    rank = args.pop("rank")
+    with pytest.raises(exc, match=match):
+        nmf(_x(), rank, **args)
+
+
+def test_nmf_bad_inputs_and_inits():
+    x = _x()
+    neg = x.clone()
+    neg[0, 0] = -0.5
+    with pytest.raises(ValueError, match=r"matrix has 1 negative entries .* use semi_nmf"):
+        nmf(neg, 2)
+    nan = x.clone()
+    nan[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="contains 1 NaN or Inf entries"):
+        nmf(nan, 2)
+    with pytest.raises(ValueError, match=r"must be \(M, N\) or a \(B, M, N\) stack"):
+        nmf(x[None, None], 2)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        nmf(x[0], 2)
+    with pytest.raises(ValueError, match="all zeros"):
+        nmf(torch.zeros(2, 4, 3), 2)
+    w0, h0 = torch.rand(6, 2, dtype=x.dtype), torch.rand(2, 5, dtype=x.dtype)
+    with pytest.raises(ValueError, match=r"init H must have shape \(2, 5\); got \(2, 4\)"):
+        nmf(x, 2, init=(w0, h0[:, :4]))
+    with pytest.raises(ValueError, match="init H must be non-negative"):
+        nmf(x, 2, init=(w0, -h0))
+    with pytest.raises(ValueError, match="init W must match the matrix's dtype"):
+        nmf(x, 2, init=(w0.float(), h0))
+    with pytest.raises(ValueError, match=r"init must be a pair \(W, H\); got 3 items"):
+        nmf(x, 2, init=(w0, h0, h0))
+    with pytest.raises(ValueError, match=r"init W must have shape \(3, 6, 2\)"):
+        nmf(torch.stack([x, x, x]), 2, init=(w0, h0))
+
+
+def test_semi_nmf_bad_inputs():
+    x = torch.randn(6, 8, generator=gen(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match="semi_nmf: rank must be a positive int; got 0"):
+        semi_nmf(x, 0)
+    with pytest.raises(ValueError, match=r"rank must be at most min\(M \+ 1, N\) = 7"):
+        semi_nmf(x, 8)
+    with pytest.raises(ValueError, match="top_k must be a positive int; got 0"):
+        semi_nmf(x, 2, top_k=0)
+    with pytest.raises(ValueError, match=r"top_k must be in \[1, M\] = \[1, 6\]"):
+        semi_nmf(x, 2, top_k=7)
+    with pytest.raises(ValueError, match=r"init must be one of \('kmeans', 'random'\)"):
+        semi_nmf(x, 2, init="nndsvd")
+    f0, g0 = torch.randn(6, 2, dtype=x.dtype), torch.rand(8, 2, dtype=x.dtype)
+    with pytest.raises(ValueError, match=r"init G must have shape \(8, 2\); got \(2, 8\)"):
+        semi_nmf(x, 2, init=(f0, g0.T))
+    with pytest.raises(ValueError, match=r"init F must have shape \(6, 2\)"):
+        semi_nmf(x, 2, init=(f0[:5], g0))
+    with pytest.raises(ValueError, match="init G must be non-negative"):
+        semi_nmf(x, 2, init=(f0, -g0))
+    nan = x.clone()
+    nan[2, 2] = float("inf")
+    with pytest.raises(ValueError, match="contains 1 NaN or Inf entries"):
+        semi_nmf(nan, 2)
+    with pytest.raises(TypeError, match="matrix must be real"):
+        semi_nmf(x.to(torch.complex128), 2)
+    # Negative data is fine for semi-NMF.
+    assert semi_nmf(x, 2, max_iter=3, tol=0, generator=gen(0)).iterations == 3
+
+
+def test_factor_types_validate():
+    with pytest.raises(ValueError, match=r"NMFFactors: W \(4, 2\) and H \(3, 5\) do not match"):
+        NMFFactors(torch.rand(4, 2), torch.rand(3, 5))
+    with pytest.raises(ValueError, match=r"SemiNMFFactors: F \(4, 2\) and G \(5, 3\) do not match"):
+        SemiNMFFactors(torch.rand(4, 2), torch.rand(5, 3))
+    with pytest.raises(ValueError, match="must share device and dtype"):
+        NMFFactors(torch.rand(4, 2), torch.rand(2, 5, dtype=torch.float64))
+    nf = NMFFactors(torch.rand(3, 4, 2), torch.rand(3, 2, 5))
+    assert nf.shape == (3, 4, 5) and nf.rank == 2 and nf.to_dense().shape == (3, 4, 5)
+    sf = SemiNMFFactors(torch.rand(4, 2), torch.rand(5, 2))
+    assert sf.shape == (4, 5) and sf.rank == 2
+    torch.testing.assert_close(sf.to_dense(), sf.F @ sf.G.T)
