@@ -73,7 +73,14 @@ def truncated_svd(
     Device and dtype follow the input (complex supported). Differentiable for ``"full"`` and
     ``"gram"`` (through ``torch.linalg``); see the module docstring for the methods' trade-offs.
     """
-    fn = "truncated_svd"
+    _check_svd_args("truncated_svd", matrix, rank, method, oversample, n_iter)
+    k = min(rank, *matrix.shape)
+    return _truncated_svd(matrix, k, method, oversample, n_iter, generator)
+
+
+def _check_svd_args(
+    fn: str, matrix: object, rank: object, method: object, oversample: object, n_iter: object
+) -> None:
     check_tensor(matrix, fn, "matrix", ndim=2)
     check_positive_int(rank, fn, "rank")
     if method not in get_args(SVDMethod):
@@ -82,8 +89,6 @@ def truncated_svd(
         raise ValueError(f"{fn}: n_iter must be a non-negative int; got {n_iter!r}.")
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
         raise ValueError(f"{fn}: oversample must be a non-negative int; got {oversample!r}.")
-    k = min(rank, *matrix.shape)
-    return _truncated_svd(matrix, k, method, oversample, n_iter, generator)
 
 
 def _truncated_svd(
@@ -117,9 +122,9 @@ def randomized_svd(
 
     Shorthand for ``truncated_svd(matrix, rank, method="randomized", ...)``.
     """
-    return truncated_svd(
-        matrix, rank, method="randomized", oversample=oversample, n_iter=n_iter, generator=generator
-    )
+    _check_svd_args("randomized_svd", matrix, rank, "randomized", oversample, n_iter)
+    k = min(rank, *matrix.shape)
+    return _randomized_svd(matrix, k, oversample, n_iter, generator)
 
 
 def leading_singular_vectors(matrix: torch.Tensor, rank: int) -> torch.Tensor:

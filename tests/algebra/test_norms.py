@@ -1,0 +1,106 @@
+"""inner and norm against loop references; gradients; errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _algebra_reference import (
+    assert_close,
+    randn,
+    real_dtypes,
+    ref_inner,
+    ref_norm,
+    seeds,
+    shapes,
+    to_hi,
+)
+from hypothesis import given, settings
+
+from factorch.algebra import inner, norm
+
+F64 = torch.float64
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, dtype=real_dtypes, seed=seeds)
+def test_inner_and_norm_match_loop_reference(shape, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    a, b = randn(shape, gen, dtype), randn(shape, gen, dtype)
+    out = inner(a, b)
+    assert out.shape == () and out.dtype == dtype
+    assert_close(out, ref_inner(to_hi(a), to_hi(b)))
+    for order in (1, 2):
+        n = norm(a, order)
+        assert n.shape == () and n.dtype == dtype
+        assert_close(n, ref_norm(to_hi(a), order))
+    assert_close(norm(a) ** 2, ref_inner(to_hi(a), to_hi(a)))
+
+
+def test_complex_inner_conjugates_first_argument_and_norm_is_real():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(2, 3, dtype=torch.complex128, generator=gen)
+    b = torch.randn(2, 3, dtype=torch.complex128, generator=gen)
+    assert_close(inner(a, b), ref_inner(a, b))
+    assert_close(inner(a, b), inner(b, a).conj())
+    n = norm(a)
+    assert n.dtype == F64
+    assert_close(n, ref_norm(a, 2))
+    assert_close(norm(a, 1), ref_norm(a, 1))
+
+
+def test_inner_and_norm_edge_shapes():
+    assert inner(torch.zeros(0, 3), torch.zeros(0, 3)).item() == 0.0
+    assert norm(torch.zeros(2, 0)).item() == 0.0
+    assert inner(torch.tensor(2.0), torch.tensor(3.0)).item() == 6.0
+    assert norm(torch.tensor(-3.0)).item() == 3.0
+
+
+def test_inner_and_norm_gradcheck():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(2, 3, 2, dtype=F64, generator=gen, requires_grad=True)
+    b = torch.randn(2, 3, 2, dtype=F64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(inner, (a, b))
+    assert torch.autograd.gradcheck(norm, (a,))
+    assert torch.autograd.gradcheck(lambda x: norm(x, 1), (a,))
+
+
+def test_inner_errors():
+    a = torch.zeros(2, 3)
+    with pytest.raises(TypeError, match=r"inner: a must be a torch\.Tensor; got list\."):
+        inner([1.0], a)
+    with pytest.raises(TypeError, match=r"inner: b must be a torch\.Tensor; got float\."):
+        inner(a, 1.0)
+    with pytest.raises(
+        TypeError, match=r"inner: a must have a floating-point or complex dtype; got torch\.int64\."
+    ):
+        inner(torch.zeros(2, 3, dtype=torch.int64), a)
+    with pytest.raises(
+        ValueError, match=r"inner: a and b must have the same shape; got \(2, 3\) and \(3, 2\)\."
+    ):
+        inner(a, torch.zeros(3, 2))
+    with pytest.raises(
+        TypeError,
+        match=r"inner: \(a, b\)\[1\] has dtype torch\.float64 but \(a, b\)\[0\] has torch\.float32",
+    ):
+        inner(a, a.double())
+    with pytest.raises(
+        ValueError, match=r"inner: \(a, b\)\[1\] is on meta but \(a, b\)\[0\] is on cpu"
+    ):
+        inner(a, a.to("meta"))
+
+
+def test_norm_errors():
+    a = torch.zeros(2, 3)
+    with pytest.raises(TypeError, match=r"norm: tensor must be a torch\.Tensor; got list\."):
+        norm([1.0])
+    with pytest.raises(
+        TypeError,
+        match=r"norm: tensor must have a floating-point or complex dtype; got torch\.bool\.",
+    ):
+        norm(torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got 3\."):
+        norm(a, 3)
+    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got True\."):
+        norm(a, True)
+    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got 'fro'\."):
+        norm(a, "fro")

@@ -1,0 +1,47 @@
+"""Shared fixtures and markers for the whole test suite.
+
+* ``@pytest.mark.cuda``: the test needs a CUDA device; it is skipped where none exists.
+* ``generator``: a fresh ``torch.Generator`` seeded with 0 (CPU).
+* ``tensorly_backend``: switch TensorLy's *global* backend inside one test and restore the
+  previous backend afterwards, so anchor comparisons never leak state into other tests::
+
+      def test_x(tensorly_backend):
+          tl = tensorly_backend("numpy")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is available")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def tensorly_backend() -> Iterator[Callable[[str], ModuleType]]:
+    tl = pytest.importorskip("tensorly")
+    previous = tl.get_backend()
+
+    def use(name: str) -> ModuleType:
+        tl.set_backend(name)
+        return tl
+
+    try:
+        yield use
+    finally:
+        tl.set_backend(previous)
