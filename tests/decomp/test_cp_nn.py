@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from factorch.decomp._result import DecompositionResult
-from factorch.decomp.cp_nn import non_negative_cp
+from factorch.decomp import DecompositionResult, non_negative_cp
 from factorch.tensors import CPTensor
 
 # Planted recovery tolerances per dtype (noise-free, HALS): relative error after convergence.

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from factorch.decomp._result import DecompositionResult
-from factorch.decomp.nmf import NMFFactors, SemiNMFFactors, _nndsvd, nmf, semi_nmf
+from factorch.decomp import DecompositionResult, NMFFactors, SemiNMFFactors, nmf, semi_nmf
+from factorch.decomp._nmf import _nndsvd
 
 # Noise-free planted recovery (HALS): relative error after convergence.
 RECOVERY_TOL = {torch.float64: 1e-6, torch.float32: 1e-3}

@@ -9,12 +9,17 @@ from ._batched import BatchTuckerResult as BatchTuckerResult
 from ._batched import cp_batch as cp_batch
 from ._batched import hosvd_batch as hosvd_batch
 from ._cp import cp as cp
+from ._cp_nn import non_negative_cp as non_negative_cp
+from ._nmf import NMFFactors as NMFFactors
+from ._nmf import nmf as nmf
 from ._rank import RankScan as RankScan
 from ._rank import corcondia as corcondia
 from ._rank import rank_scan as rank_scan
 from ._result import Callback as Callback
 from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
+from ._semi_nmf import SemiNMFFactors as SemiNMFFactors
+from ._semi_nmf import semi_nmf as semi_nmf
 
 __all__ = [
     "BatchCPResult",
@@ -22,10 +27,15 @@ __all__ = [
     "Callback",
     "DecompositionResult",
     "IterationState",
+    "NMFFactors",
     "RankScan",
+    "SemiNMFFactors",
     "corcondia",
     "cp",
     "cp_batch",
     "hosvd_batch",
+    "nmf",
+    "non_negative_cp",
     "rank_scan",
+    "semi_nmf",
 ]

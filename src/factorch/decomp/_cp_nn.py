@@ -39,8 +39,7 @@ from ..algebra._mttkrp import _mttkrp
 from ..algebra._svd import _leading_left
 from ..algebra._unfold import _unfold
 from ..tensors import CPTensor
-from ._result import Callback, DecompositionResult, IterationState, Stopwatch
-from .nmf import (
+from ._nn_common import (
     _check_choice,
     _check_loop_options,
     _check_penalty,
@@ -49,6 +48,7 @@ from .nmf import (
     _rand,
     _sym_solve,
 )
+from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 
 __all__ = ["NNCPInit", "NNCPMethod", "non_negative_cp"]
 
