@@ -20,6 +20,15 @@ from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
 from ._semi_nmf import SemiNMFFactors as SemiNMFFactors
 from ._semi_nmf import semi_nmf as semi_nmf
+from .tr import tr_als as tr_als
+from .tr import tr_svd as tr_svd
+from .tt import tt_matrix as tt_matrix
+from .tt import tt_round as tt_round
+from .tt import tt_svd as tt_svd
+from .tucker import hosvd as hosvd
+from .tucker import non_negative_tucker as non_negative_tucker
+from .tucker import partial_tucker as partial_tucker
+from .tucker import tucker as tucker
 
 __all__ = [
     "BatchCPResult",
@@ -33,9 +42,18 @@ __all__ = [
     "corcondia",
     "cp",
     "cp_batch",
+    "hosvd",
     "hosvd_batch",
     "nmf",
     "non_negative_cp",
+    "non_negative_tucker",
+    "partial_tucker",
     "rank_scan",
     "semi_nmf",
+    "tr_als",
+    "tr_svd",
+    "tt_matrix",
+    "tt_round",
+    "tt_svd",
+    "tucker",
 ]
