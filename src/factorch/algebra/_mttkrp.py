@@ -91,12 +91,14 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
     y, labels = _contract_first(tensor, factors[first], first)
     rank = y.shape[labels.index(_RANK)]
     rest = sorted((m for m in range(n) if m not in (mode, first)), key=lambda m: -shape[m])
+    # y is ours: scale it in place unless autograd needs the unscaled values.
+    in_place = not (torch.is_grad_enabled() and any(factors[m].requires_grad for m in rest))
     for m in rest:
         axis, rank_axis = labels.index(m), labels.index(_RANK)
         view = [1] * y.ndim
         view[axis], view[rank_axis] = shape[m], rank
-        factor = factors[m] if axis < rank_axis else factors[m].mT
-        y = (y * factor.reshape(view)).sum(axis)
+        factor = (factors[m] if axis < rank_axis else factors[m].mT).reshape(view)
+        y = (y.mul_(factor) if in_place and not y.requires_grad else y * factor).sum(axis)
         del labels[axis]
     return y if labels[0] == mode else y.mT.contiguous()
 

@@ -1,0 +1,184 @@
+"""Small shared harness for the benchmarks in this folder.
+
+* :func:`pin_threads` must run **before** numpy or torch are imported: OpenBLAS and MKL read their
+  thread counts from the environment when they load (``threadpoolctl`` is used too if installed).
+* :func:`time_calls` times several callables round-robin (so slow drifts of a shared machine hit
+  every implementation alike) after warm-up calls, and reports the median.
+* :func:`peak_extra_bytes` measures the peak resident-memory growth of one call in the current
+  process (Linux: ``/proc/self/clear_refs`` resets the high-water mark). ``tracemalloc`` does not
+  see torch's or BLAS's allocations, hence RSS; run each implementation in its own subprocess
+  (:func:`run_json_subprocess`) with :data:`MALLOC_NO_CACHE` in its environment, so that memory
+  freed by one call (or by another implementation) is not silently reused by the next.
+* :func:`write_results` writes ``benchmarks/results/<name>.json``; :func:`format_table` prints a
+  plain-text table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+BLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_ENABLE_INSTRUCTIONS")
+# For memory subprocesses: glibc serves every block >= 64 KiB by mmap and returns it to the OS on
+# free (a fixed threshold also turns off glibc's adaptive threshold, which would otherwise keep
+# freed blocks in the heap, so that a second call reuses them and shows no RSS growth).
+MALLOC_NO_CACHE = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def pin_threads(n: int) -> None:
+    """Set every BLAS/OpenMP thread-count variable to ``n`` (call before importing numpy/torch)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+
+
+def apply_threads(n: int) -> dict[str, Any]:
+    """After import: set torch's and (if threadpoolctl is installed) numpy's pools to ``n``;
+    return what each library reports it uses."""
+    import torch
+
+    torch.set_num_threads(n)
+    report: dict[str, Any] = {"requested": n, "torch": torch.get_num_threads()}
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        report["numpy"] = f"env {os.environ.get('OPENBLAS_NUM_THREADS')} (no threadpoolctl)"
+        return report
+    threadpool_limits(n)
+    report["numpy"] = [
+        {"api": p.get("internal_api"), "threads": p.get("num_threads")} for p in threadpool_info()
+    ]
+    return report
+
+
+def time_calls(
+    calls: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median, min and max seconds per call, timing the callables round-robin."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "n": len(v)}
+        for name, v in samples.items()
+    }
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_extra_bytes(fn: Callable[[], object]) -> dict[str, Any]:
+    """Peak RSS growth while ``fn()`` runs (the result is dropped only after the measurement).
+
+    Returns ``{"bytes": int, "method": str}``; method ``"vmhwm"`` resets the kernel's high-water
+    mark first (exact for this call), ``"ru_maxrss"`` (no ``clear_refs``) is only an upper bound
+    of this call's extra memory when nothing earlier in the process peaked higher.
+    """
+    try:
+        rss_before = _status_kb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        out = fn()
+        peak = _status_kb("VmHWM")
+        del out
+        return {"bytes": max(0, peak - rss_before) * 1024, "method": "vmhwm"}
+    except OSError:
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = fn()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        del out
+        return {"bytes": max(0, after - before) * 1024, "method": "ru_maxrss"}
+
+
+def run_json_subprocess(
+    argv: Sequence[str], *, env_overrides: Mapping[str, str | None] | None = None, timeout: float
+) -> Any:
+    """Run ``python <argv>``; its last stdout line must be JSON. ``None`` values unset a
+    variable in the child only."""
+    env = dict(os.environ)
+    for key, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    cmd = [sys.executable, *argv]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"subprocess {argv} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine_info() -> dict[str, Any]:
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_blas": "MKL" if torch.backends.mkl.is_available() else "other",
+        "env": {k: os.environ.get(k) for k in (*THREAD_VARS, *BLAS_TUNING_VARS)},
+    }
+    try:
+        import tensorly
+
+        info["tensorly"] = tensorly.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def write_results(name: str, payload: Mapping[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else str(value)

@@ -1,0 +1,289 @@
+"""Dense MTTKRP: factorch against TensorLy's ``unfolding_dot_khatri_rao`` (numpy, pytorch).
+
+Problem: a dense 200 x 200 x 200 float64 tensor (64 MB), rank 10, every mode. Measured:
+
+* time per call, median of repeated calls (round-robin with the TensorLy backend of the block, in
+  one process, after warm-up calls), with the environment as given;
+* the same in a subprocess with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset (they force
+  numpy's OpenBLAS onto Haswell kernels; the unset run is TensorLy-numpy's best case);
+* peak extra resident memory per call, one subprocess per implementation;
+* the floor: ``2 I J K R`` flops at the measured DGEMM rate and one read of the tensor at the
+  measured read bandwidth, whichever is larger.
+
+Usage::
+
+    python benchmarks/bench_algebra.py [--quick] [--threads N]
+
+Writes ``benchmarks/results/bench_algebra.json`` and prints a table. ``--quick`` uses fewer
+repetitions (well under 30 s on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# _common is stdlib-only at import time: numpy and torch are imported after pinning threads.
+import _common
+
+IMPLS = ("factorch", "tensorly-numpy", "tensorly-pytorch")
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (< 30 s)")
+    p.add_argument("--threads", type=int, default=1, help="threads for torch and numpy (1)")
+    p.add_argument("--size", type=int, default=200, help="side of the cubic tensor (200)")
+    p.add_argument("--rank", type=int, default=10, help="CP rank (10)")
+    p.add_argument("--worker", choices=("timing", "memory"), help=argparse.SUPPRESS)
+    p.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _problem(size: int, rank: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.empty(size, size, size, dtype=torch.float64).normal_(generator=gen)
+    factors = [torch.randn(size, rank, dtype=torch.float64, generator=gen) for _ in range(3)]
+    return x, factors
+
+
+def _callables(impl: str, x, factors):
+    """``mode -> zero-argument callable``; the TensorLy ones need their backend set first."""
+    from factorch.algebra import mttkrp
+
+    if impl == "factorch":
+        return lambda m: lambda: mttkrp(x, factors, m)
+    from tensorly.tenalg import unfolding_dot_khatri_rao
+
+    if impl == "tensorly-numpy":
+        xn, fn = x.numpy(), [f.numpy() for f in factors]
+        return lambda m: lambda: unfolding_dot_khatri_rao(xn, (None, fn), m)
+    return lambda m: lambda: unfolding_dot_khatri_rao(x, (None, factors), m)
+
+
+def _backend(impl: str) -> str | None:
+    return {"tensorly-numpy": "numpy", "tensorly-pytorch": "pytorch"}.get(impl)
+
+
+def timing_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Time every implementation and mode in this process; also measure the floor."""
+    import numpy as np
+    import tensorly as tl
+    import torch
+
+    threads = _common.apply_threads(args.threads)
+    repeats, warmup = (7, 1) if args.quick else (21, 3)
+    x, factors = _problem(args.size, args.rank)
+    modes = range(x.ndim)
+    fac = _callables("factorch", x, factors)
+    samples: dict[str, dict[int, dict[str, float]]] = {impl: {} for impl in IMPLS}
+    fac_runs: dict[int, list[dict[str, float]]] = {m: [] for m in modes}
+    accuracy: dict[str, dict[int, float]] = {}
+    for impl in IMPLS[1:]:
+        tl.set_backend(_backend(impl))
+        other = _callables(impl, x, factors)
+        accuracy[impl] = {}
+        for m in modes:
+            ref = torch.as_tensor(np.asarray(other(m)()))
+            ours = fac(m)()
+            accuracy[impl][m] = float((ours - ref).abs().max() / ref.abs().max())
+            res = _common.time_calls(
+                {"factorch": fac(m), impl: other(m)}, repeats=repeats, warmup=warmup
+            )
+            samples[impl][m] = res[impl]
+            fac_runs[m].append(res["factorch"])
+    tl.set_backend("numpy")
+    for m in modes:  # factorch was timed alongside each backend; keep the better median
+        samples["factorch"][m] = min(fac_runs[m], key=lambda s: s["median_s"])
+
+    # Floors: DGEMM rate (1000^3, both BLAS libraries) and read bandwidth (a sum over x).
+    a = torch.randn(1000, 1000, dtype=torch.float64)
+    an = a.numpy()
+    rates = _common.time_calls(
+        {"torch_mm": lambda: a @ a, "numpy_dot": lambda: an @ an, "read_x": lambda: x.sum()},
+        repeats=max(5, repeats // 2),
+        warmup=1,
+    )
+    gemm_torch = 2e9 / rates["torch_mm"]["median_s"]
+    gemm_numpy = 2e9 / rates["numpy_dot"]["median_s"]
+    bandwidth = x.numel() * x.element_size() / rates["read_x"]["median_s"]
+    flops = 2 * x.numel() * args.rank
+    floor = {
+        "flops": flops,
+        "gemm_gflops_torch": gemm_torch / 1e9,
+        "gemm_gflops_numpy": gemm_numpy / 1e9,
+        "read_gbytes_per_s": bandwidth / 1e9,
+        "compute_floor_ms_torch_rate": flops / gemm_torch * 1e3,
+        "compute_floor_ms_numpy_rate": flops / gemm_numpy * 1e3,
+        "memory_floor_ms": x.numel() * x.element_size() / bandwidth * 1e3,
+    }
+    floor["floor_ms"] = max(floor["compute_floor_ms_torch_rate"], floor["memory_floor_ms"])
+    return {
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "env": {k: os.environ.get(k) for k in OPENBLAS_VARS},
+        "time_s": {impl: {str(m): v for m, v in d.items()} for impl, d in samples.items()},
+        "max_rel_diff_vs_factorch": {
+            impl: {str(m): v for m, v in d.items()} for impl, d in accuracy.items()
+        },
+        "floor": floor,
+    }
+
+
+def memory_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak extra RSS of one call per mode, for one implementation (run in a fresh process)."""
+    import tensorly as tl
+
+    _common.apply_threads(args.threads)
+    x, factors = _problem(args.size, args.rank)
+    if _backend(args.impl):
+        tl.set_backend(_backend(args.impl))
+    calls = _callables(args.impl, x, factors)
+    out: dict[str, Any] = {}
+    for m in range(x.ndim):
+        calls(m)()  # warm-up: lazy initialisation is not the call's memory
+        out[str(m)] = _common.peak_extra_bytes(calls(m))
+    return out
+
+
+def _child_argv(args: argparse.Namespace, *extra: str) -> list[str]:
+    argv = [__file__, "--threads", str(args.threads), "--size", str(args.size)]
+    argv += ["--rank", str(args.rank), *extra]
+    return argv + (["--quick"] if args.quick else [])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    _common.pin_threads(args.threads)
+    if args.worker == "timing":
+        print(json.dumps(timing_run(args)))
+        return
+    if args.worker == "memory":
+        print(json.dumps(memory_run(args)))
+        return
+
+    given = timing_run(args)
+    unset = _common.run_json_subprocess(
+        _child_argv(args, "--worker", "timing"),
+        env_overrides=dict.fromkeys(OPENBLAS_VARS),
+        timeout=600,
+    )
+    memory = {
+        impl: _common.run_json_subprocess(
+            _child_argv(args, "--worker", "memory", "--impl", impl),
+            env_overrides=_common.MALLOC_NO_CACHE,
+            timeout=600,
+        )
+        for impl in IMPLS
+    }
+    payload = {
+        "benchmark": "mttkrp",
+        "command": "python benchmarks/bench_algebra.py"
+        + (" --quick" if args.quick else "")
+        + f" --threads {args.threads}",
+        "machine": _common.machine_info(),
+        "problem": {
+            "shape": [args.size] * 3,
+            "rank": args.rank,
+            "dtype": "float64",
+            "tensor_bytes": args.size**3 * 8,
+        },
+        "timing": {"env_as_given": given, "openblas_vars_unset": unset},
+        "peak_extra_bytes": memory,
+    }
+    payload["summary"] = _summary(payload)
+    path = _common.write_results("bench_algebra", payload)
+    _print(payload)
+    print(f"\nwrote {path}")
+
+
+def _summary(payload: dict[str, Any]) -> dict[str, Any]:
+    rows = {}
+    given, unset = payload["timing"]["env_as_given"], payload["timing"]["openblas_vars_unset"]
+    floor_ms = given["floor"]["floor_ms"]
+    for m in given["time_s"]["factorch"]:
+        fac = given["time_s"]["factorch"][m]["median_s"] * 1e3
+        tl_best = min(
+            given["time_s"]["tensorly-numpy"][m]["median_s"],
+            given["time_s"]["tensorly-pytorch"][m]["median_s"],
+            unset["time_s"]["tensorly-numpy"][m]["median_s"],
+        )
+        rows[m] = {
+            "factorch_ms": fac,
+            "fastest_tensorly_ms": tl_best * 1e3,
+            "speedup_vs_fastest_tensorly": tl_best * 1e3 / fac,
+            "factorch_over_floor": fac / floor_ms,
+        }
+    return rows
+
+
+def _print(payload: dict[str, Any]) -> None:
+    given, unset = payload["timing"]["env_as_given"], payload["timing"]["openblas_vars_unset"]
+    mem = payload["peak_extra_bytes"]
+
+    def ms(run: dict[str, Any], impl: str, m: str) -> float:
+        return run["time_s"][impl][m]["median_s"] * 1e3
+
+    def mb(impl: str, m: str) -> float:
+        return mem[impl][m]["bytes"] / 2**20
+
+    header = [
+        "mode",
+        "factorch ms",
+        "TL-numpy ms",
+        "TL-numpy* ms",
+        "TL-torch ms",
+        "speedup",
+        "x floor",
+        "MB factorch",
+        "MB TL-numpy",
+        "MB TL-torch",
+    ]
+    rows = []
+    for m, s in payload["summary"].items():
+        rows.append(
+            [
+                m,
+                ms(given, "factorch", m),
+                ms(given, "tensorly-numpy", m),
+                ms(unset, "tensorly-numpy", m),
+                ms(given, "tensorly-pytorch", m),
+                s["speedup_vs_fastest_tensorly"],
+                s["factorch_over_floor"],
+                mb("factorch", m),
+                mb("tensorly-numpy", m),
+                mb("tensorly-pytorch", m),
+            ]
+        )
+    p = payload["problem"]
+    fl = given["floor"]
+    print(
+        f"MTTKRP {'x'.join(map(str, p['shape']))} {p['dtype']}, rank {p['rank']}; threads: "
+        f"{given['threads']}; median of {given['repeats']} calls"
+    )
+    print(_common.format_table(header, rows))
+    print(
+        "TL-numpy*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (separate process). speedup = "
+        "fastest TensorLy time / factorch time. MB = peak extra resident memory per call "
+        f"(tensor: {p['tensor_bytes'] / 2**20:.0f} MB)."
+    )
+    print(
+        f"floor {fl['floor_ms']:.2f} ms = max(2IJKR / DGEMM rate {fl['gemm_gflops_torch']:.1f} "
+        f"GFLOP/s (torch; numpy {fl['gemm_gflops_numpy']:.1f}) = "
+        f"{fl['compute_floor_ms_torch_rate']:.2f} ms, one read at "
+        f"{fl['read_gbytes_per_s']:.1f} GB/s = {fl['memory_floor_ms']:.2f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
