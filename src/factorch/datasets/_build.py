@@ -99,7 +99,7 @@ def build_covid19_serology() -> None:
             "licence": "MIT",
             "licence_text": UC_MIT.format(year=2022),
             "suggested_method": "cp",
-            "suggested_rank": 3,
+            "suggested_rank": 2,
         },
     )
 

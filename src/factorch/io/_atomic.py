@@ -46,7 +46,8 @@ def _write_temp(path: Path, data: bytes) -> Path:
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
         try:
@@ -70,10 +71,12 @@ def write_files(files: Mapping[PathLike, bytes], *, force: bool = False) -> None
     before the renames, the temporary files are removed and no target is touched. Parent
     directories are created as needed.
     """
-    targets = {Path(p): bytes(d) for p, d in files.items()}
     for p, d in files.items():
         if not isinstance(d, bytes | bytearray | memoryview):
-            raise TypeError(f"write_files: content for {str(p)!r} must be bytes; got {type(d)}.")
+            raise TypeError(
+                f"write_files: content for {str(p)!r} must be bytes; got {type(d).__name__}."
+            )
+    targets = {Path(p): bytes(d) for p, d in files.items()}
     check_targets(targets, force=force)
     temps: list[tuple[Path, Path]] = []
     try:

@@ -54,7 +54,7 @@ _EXPECTED: dict[Format, str] = {
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_MAX_ENTRIES = 2**31
+_MAX_ENTRIES = 2**28  # 2 GiB as float64
 
 
 class FileFormatError(ValueError):
@@ -311,17 +311,16 @@ def _read_coo(path: Path, key: str | None, max_entries: int) -> torch.Tensor:
             f"{path.name}: its indices span shape {shape} ({numel:,} entries), more than the "
             f"{max_entries:,} a dense tensor may have here."
         )
-    flat = torch.zeros(numel, dtype=torch.int64)
     strides = [1] * len(shape)
     for n in range(len(shape) - 2, -1, -1):
         strides[n] = strides[n + 1] * shape[n + 1]
     linear = index @ torch.tensor(strides, dtype=torch.int64)
-    flat.index_add_(0, linear, torch.ones_like(linear))
-    if int(flat.max()) > 1:
-        dup = int(torch.nonzero(flat > 1)[0, 0])
-        where = tuple(int(x) for x in torch.unravel_index(torch.tensor(dup), shape))
+    unique, counts = torch.unique(linear, return_counts=True)
+    if unique.numel() < linear.numel():
+        k = int(torch.argmax(counts))
+        where = tuple(int(i) for i in torch.unravel_index(unique[k], shape))
         raise FileFormatError(
-            f"{path.name}: coordinate {where} appears {int(flat[dup])} times; each entry may "
+            f"{path.name}: coordinate {where} appears {int(counts[k])} times; each entry may "
             "appear once."
         )
     dense = torch.zeros(numel, dtype=torch.float64)
