@@ -12,8 +12,8 @@ import torch
 
 pytest.importorskip("matplotlib")
 
-from factorch.decomp import DecompositionResult  # noqa: E402
-from factorch.plot import (  # noqa: E402
+from factorch.decomp import DecompositionResult
+from factorch.plot import (
     figure_to_png,
     normalized_cp_factors,
     plot_convergence,
@@ -22,8 +22,8 @@ from factorch.plot import (  # noqa: E402
     plot_tucker_core,
     save_figure,
 )
-from factorch.random import random_cp, random_tucker  # noqa: E402
-from factorch.tensors import CPTensor  # noqa: E402
+from factorch.random import random_cp, random_tucker
+from factorch.tensors import CPTensor
 
 
 def _image(png: bytes):
