@@ -75,12 +75,13 @@ def test_gradcheck_entries_and_mode_dot(kind: str) -> None:
     assert gradcheck(mode_dot, [*_leaves(a), mat])
 
 
-def test_gradcheck_tt_matrix_apply() -> None:
+@pytest.mark.parametrize("method", ["sweep", "dense"])
+def test_gradcheck_tt_matrix_apply(method: str) -> None:
     m = MAKERS["ttmatrix"](5)
     n = len(m.cores)
     x = torch.randn(2, m.shape[1], generator=_gen(6), dtype=F64, requires_grad=True)
 
     def apply(*xs: torch.Tensor) -> torch.Tensor:
-        return m._replace_tensors(xs[:n]).apply(xs[n])
+        return m._replace_tensors(xs[:n]).apply(xs[n], method=method)
 
     assert gradcheck(apply, [*_leaves(m), x])

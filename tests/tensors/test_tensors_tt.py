@@ -52,6 +52,9 @@ def test_scalar_multiplication(shape: tuple[int, ...], dtype: torch.dtype) -> No
     out = a * scalar
     assert out.dtype == dtype
     assert_close_tensors(out.to_dense(), 0.75 * da)
+    left = torch.tensor(-2.0, dtype=dtype) * a
+    assert isinstance(left, TTTensor)
+    assert_close_tensors(left.to_dense(), -2 * da)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

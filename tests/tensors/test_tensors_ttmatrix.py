@@ -45,23 +45,40 @@ def test_layout_matches_definition(layout: tuple[tuple[int, ...], tuple[int, ...
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
+@pytest.mark.parametrize("method", ["auto", "sweep", "dense"])
 def test_apply_equals_dense_product(
-    layout: tuple[tuple[int, ...], tuple[int, ...]], lead: tuple[int, ...], dtype: torch.dtype
+    layout: tuple[tuple[int, ...], tuple[int, ...]],
+    lead: tuple[int, ...],
+    method: str,
+    dtype: torch.dtype,
 ) -> None:
     rows, cols = layout
     m = random_tt_matrix(rows, cols, 3, generator=_gen(1), dtype=dtype)
     x = torch.randn(*lead, m.shape[1], generator=_gen(2), dtype=dtype)
-    out = m.apply(x)
+    out = m.apply(x, method=method)
     assert out.shape == (*lead, m.shape[0])
     ref = x.to(F64) @ m.to(dtype=F64).to_dense().T
     assert_close_tensors(out, ref)
 
 
-def test_apply_is_differentiable_and_matches_dense_gradients() -> None:
-    m = random_tt_matrix((2, 3), (3, 2), 2, generator=_gen(3), dtype=F64)
+def test_apply_macs() -> None:
+    m = random_tt_matrix((2, 3, 4), (5, 6, 7), (1, 2, 3, 1), generator=_gen(7), dtype=F64)
+    # last core: B*5*6*3*4*7*1, middle: B*5*4*2*3*6*3, first: B*1*12*1*2*5*2
+    sweep = 10 * (5 * 6 * 3 * 4 * 7 + 5 * 4 * 2 * 3 * 6 * 3 + 12 * 2 * 5 * 2)
+    build = 10 * 2 * 3 * 6 * 3 + 10 * 18 * 3 * 4 * 7
+    assert m.apply_macs(10) == (sweep, build + 10 * 24 * 210)
+    low = random_tt_matrix((4, 4, 4), (4, 4, 4), 2, generator=_gen(8), dtype=F64)
+    high = random_tt_matrix((4, 4, 4), (4, 4, 4), 16, generator=_gen(8), dtype=F64)
+    assert low.apply_macs(32)[0] < low.apply_macs(32)[1]
+    assert high.apply_macs(32)[0] > high.apply_macs(32)[1]
+
+
+@pytest.mark.parametrize("method", ["sweep", "dense"])
+def test_apply_is_differentiable_and_matches_dense_gradients(method: str) -> None:
+    m = random_tt_matrix((2, 3, 2), (3, 2, 2), 2, generator=_gen(3), dtype=F64)
     cores = [c.detach().clone().requires_grad_(True) for c in m.cores]
-    x = torch.randn(4, 6, generator=_gen(4), dtype=F64, requires_grad=True)
-    TTMatrix(cores).apply(x).square().sum().backward()
+    x = torch.randn(4, 12, generator=_gen(4), dtype=F64, requires_grad=True)
+    TTMatrix(cores).apply(x, method=method).square().sum().backward()
     cores2 = [c.detach().clone().requires_grad_(True) for c in m.cores]
     x2 = x.detach().clone().requires_grad_(True)
     (x2 @ TTMatrix(cores2).to_dense().T).square().sum().backward()

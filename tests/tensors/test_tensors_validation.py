@@ -436,3 +436,8 @@ def test_tt_matrix_method_errors() -> None:
         m.apply(_z(3, 8, dtype=torch.float32))
     with pytest.raises(TypeError, match=r"TTMatrix.apply: x must be a torch.Tensor; got list"):
         m.apply([1.0] * 8)
+    with pytest.raises(
+        ValueError,
+        match=r"TTMatrix.apply: method must be one of \('auto', 'sweep', 'dense'\); got 'fast'",
+    ):
+        m.apply(_z(3, 8), method="fast")

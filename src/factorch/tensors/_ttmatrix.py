@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
+from typing import Literal
 
 import torch
 
@@ -193,17 +194,55 @@ class TTMatrix(FactorizedTensor):
         return _ring.entries(self._merged(), merged_idx)
 
     # --- matrix-vector products -------------------------------------------------------------
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply_macs(self, batch: int) -> tuple[int, int]:
+        """Multiply-adds of :meth:`apply` for ``batch`` rows: ``(sweep, dense)``.
+
+        ``sweep = sum_k B (prod_{j<k} n_j)(prod_{j>k} m_j) r_k m_k n_k r_{k+1}`` (cores applied
+        one at a time); ``dense`` = forming the matrix (:meth:`to_dense`) plus ``B M N``. At
+        large ranks the sweep costs more than the dense product; ``apply(method="auto")`` picks
+        the smaller.
+        """
+        rows, cols, ranks = self.row_shape, self.col_shape, self.rank
+        sweep = 0
+        for k in range(self.n_cores):
+            sweep += (
+                batch
+                * prod(cols[:k])
+                * prod(rows[k + 1 :])
+                * ranks[k]
+                * rows[k]
+                * cols[k]
+                * ranks[k + 1]
+            )
+        build = sum(
+            prod(m * n for m, n in zip(rows[:k], cols[:k]))
+            * ranks[k]
+            * rows[k]
+            * cols[k]
+            * ranks[k + 1]
+            for k in range(1, self.n_cores)
+        )
+        return sweep, build + batch * self.shape[0] * self.shape[1]
+
+    def apply(
+        self, x: torch.Tensor, *, method: Literal["auto", "sweep", "dense"] = "auto"
+    ) -> torch.Tensor:
         """``x @ self.to_dense().T`` for ``x`` of shape ``(..., N)``, returning ``(..., M)``.
 
-        The matrix is never formed. ``x`` is viewed as ``(B, n_0, ..., n_{d-1})`` and the cores
-        are applied from the last to the first: the state ``(B n_0..n_{k-1}, n_k r_{k+1},
-        m_{k+1}..m_{d-1})`` is multiplied by core ``k`` reshaped to ``(r_k m_k, n_k r_{k+1})``
-        (one broadcast GEMM, no transposed copies), which turns ``(n_k, r_{k+1})`` into
-        ``(r_k, m_k)``. Cost ``sum_k B (prod_{j<k} n_j)(prod_{j>k} m_j) r_k m_k n_k r_{k+1}``.
-        Differentiable with respect to ``x`` and the cores.
+        ``method="sweep"`` never forms the matrix: ``x`` is viewed as ``(B, n_0, ..., n_{d-1})``
+        and the cores are applied from the last to the first. The state is kept as
+        ``(m_{k+1}..m_{d-1}, B n_0..n_{k-1}, n_k r_{k+1})`` so that each core is one plain GEMM
+        with core ``k`` reshaped to ``(n_k r_{k+1}, m_k r_k)``, followed by one copy that moves
+        ``m_k`` to the front. ``method="dense"`` forms the matrix and does one GEMM;
+        ``"auto"`` (default) picks the one with fewer multiply-adds (:meth:`apply_macs`): the
+        sweep wins at low ranks, the dense product once ``r^2`` is comparable to ``M N / (m n)``.
+        Both are exact and differentiable with respect to ``x`` and the cores.
         """
         fn = "TTMatrix.apply"
+        if method not in ("auto", "sweep", "dense"):
+            raise ValueError(
+                f"{fn}: method must be one of ('auto', 'sweep', 'dense'); got {method!r}."
+            )
         check_tensor(x, fn, "x", min_ndim=1, finite=False)
         if x.dtype != self.dtype:
             raise TypeError(
@@ -222,14 +261,29 @@ class TTMatrix(FactorizedTensor):
                 f"{self.col_shape}); got shape {tuple(x.shape)}."
             )
         lead = x.shape[:-1]
-        state = x.reshape(-1, n_cols)  # (B n_0..n_{d-2}) merged later; here (L, n_{d-1} * 1, 1)
-        done = 1  # product of m_{k+1}..m_{d-1}
-        for core in reversed(self.cores):
+        flat = x.reshape(-1, n_cols)
+        batch = flat.shape[0]
+        if method == "auto":
+            sweep, dense = self.apply_macs(batch)
+            method = "sweep" if sweep <= dense else "dense"
+        if method == "dense":
+            return (flat @ self.to_dense().transpose(0, 1)).reshape(*lead, n_rows)
+        return self._sweep(flat).reshape(*lead, n_rows)
+
+    def _sweep(self, flat: torch.Tensor) -> torch.Tensor:
+        cols = self.col_shape
+        batch = flat.shape[0]
+        done = 1  # prod m_{k+1}..m_{d-1}, kept in front of the state
+        state = flat
+        for k in range(self.n_cores - 1, -1, -1):
+            core = self.cores[k]
             r_left, m, n, r_right = core.shape
-            mat = core.reshape(r_left * m, n * r_right)
-            if done == 1:
-                state = state.reshape(-1, n * r_right) @ mat.transpose(0, 1)  # (L, r m)
-            else:
-                state = torch.matmul(mat, state.reshape(-1, n * r_right, done))  # (L, r m, done)
+            mat = core.permute(2, 3, 1, 0).reshape(n * r_right, m * r_left)
+            out = state.reshape(-1, n * r_right) @ mat  # (done * B n_0..n_{k-1}, m_k r_k)
+            if k == 0:  # r_0 = 1: (done, B, m_0) -> (B, m_0, done)
+                return out.reshape(done, batch, m).permute(1, 2, 0).reshape(batch, -1)
+            n_prev = cols[k - 1]
+            out = out.reshape(done, -1, n_prev, m, r_left).permute(3, 0, 1, 2, 4)
+            state = out.reshape(m * done, -1, n_prev * r_left)
             done *= m
-        return state.reshape(*lead, n_rows)
+        raise AssertionError("unreachable")  # pragma: no cover
