@@ -39,9 +39,17 @@ def chain(cores: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def ring_to_dense(cores: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The represented tensor, flattened: trace of the merged core (length ``prod I``)."""
-    full = chain(cores)
-    return torch.diagonal(full, dim1=0, dim2=2).sum(-1)
+    """The represented tensor, flattened (length ``prod I``).
+
+    The first ``N - 1`` cores are merged into ``(r_0, prod_{k<N-1} I_k, r_{N-1})`` and the ring is
+    closed against the last core, ``X[p, i] = sum_{a,b} L[a, p, b] G_{N-1}[b, i, a]``, so the
+    largest intermediate is ``r_0 r_{N-1} prod_{k<N-1} I_k`` rather than ``r_0^2 prod I``.
+    """
+    last = cores[-1]
+    if len(cores) == 1:
+        return torch.diagonal(last, dim1=0, dim2=2).sum(-1)
+    left = chain(cores[:-1])
+    return torch.einsum("apb,bia->pi", left, last).reshape(-1)
 
 
 def transfer_inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:

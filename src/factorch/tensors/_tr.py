@@ -69,9 +69,9 @@ class TRTensor(FactorizedTensor):
 
     # --- dense views ------------------------------------------------------------------------
     def to_dense(self) -> torch.Tensor:
-        """Contract the cores left to right, then take the trace over the closing rank.
+        """Contract the cores left to right and close the ring against the last core.
 
-        Peak memory ``r_0^2 prod I``. Differentiable.
+        Peak extra memory ``r_0 r_{N-1} prod_{k<N-1} I_k``. Differentiable.
         """
         return _ring.ring_to_dense(self.cores).reshape(self.shape)
 
