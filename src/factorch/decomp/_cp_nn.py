@@ -39,6 +39,7 @@ from ..algebra._mttkrp import _mttkrp
 from ..algebra._svd import _leading_left
 from ..algebra._unfold import _unfold
 from ..tensors import CPTensor
+from ._cp_sweep import sweep as _tree_sweep
 from ._nn_common import (
     _check_choice,
     _check_loop_options,
@@ -46,6 +47,7 @@ from ._nn_common import (
     _hals_rows,
     _max_sweeps,
     _rand,
+    _scan,
     _sym_solve,
 )
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
@@ -203,7 +205,7 @@ def non_negative_cp(
         factorizations", IEEE TPAMI 32(1), 2010.
     """
     fn = "non_negative_cp"
-    x = check_tensor(tensor, fn, "tensor", min_ndim=2)
+    x = check_tensor(tensor, fn, "tensor", min_ndim=2, finite=False)
     if x.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
     rank = check_positive_int(rank, fn, "rank")
@@ -227,14 +229,15 @@ def non_negative_cp(
         constrained = set(check_modes(nonneg_modes, ndim, fn, "nonneg_modes"))
     nonneg = tuple(n in constrained for n in range(ndim))
     l1s = _check_l1(l1, ndim, fn)
-    data_nonneg = not bool((x < 0).any())
+    x2_t, xmin = _scan(x, fn, "tensor", tuple(range(ndim)))
+    data_nonneg = xmin >= 0
     if all(nonneg) and not data_nonneg:
         raise ValueError(
-            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {float(x.min()):.3g}) "
-            "but every mode is constrained to be non-negative, so they cannot be fitted. Shift "
-            "or clip the data, or leave a mode free with nonneg_modes=[...]."
+            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {xmin:.3g}) but every "
+            "mode is constrained to be non-negative, so they cannot be fitted. Shift or clip the "
+            "data, or leave a mode free with nonneg_modes=[...]."
         )
-    x2 = float(x.square().sum())
+    x2 = float(x2_t)
     if x2 == 0:
         raise ValueError(f"{fn}: tensor is all zeros; nothing to fit.")
 
@@ -242,8 +245,7 @@ def non_negative_cp(
     with torch.no_grad():
         factors, rescale = _init_factors(x, rank, init, nonneg, method, generator, fn)
         grams = [f.mT @ f for f in factors]
-        m_first: torch.Tensor | None = None
-        if rescale:  # least-squares scalar for the initial model; reuse mode 0's MTTKRP
+        if rescale:  # least-squares scalar for the initial model
             m_first = _mttkrp(x, factors, 0)
             ghat = _hadamard_except(grams, 0)
             fit = float((ghat * grams[0]).sum())
@@ -255,7 +257,8 @@ def non_negative_cp(
         # Factors are kept transposed, (R, I_n) contiguous, so HALS updates rows in place.
         rows = [f.mT.contiguous().unsqueeze(0) for f in factors]
         numel = float(math.prod(x.shape))
-        sweeps = [_max_sweeps(2.0 * numel * rank, size, rank) for size in x.shape]
+        # Per mode, the tree costs about 2 / N passes over X (2 numel R FLOPs each).
+        sweeps = [_max_sweeps(4.0 * numel * rank / ndim, size, rank) for size in x.shape]
         lee_seung = [
             data_nonneg and all(nonneg[m] for m in range(ndim) if m != n) for n in range(ndim)
         ]
@@ -263,28 +266,33 @@ def non_negative_cp(
         errors: list[float] = []
         objective: list[float] = []
         converged = False
+        views = [r[0].mT for r in rows]  # (I_n, R) views of the rows, read by the sweep
+        last: dict[str, torch.Tensor] = {}
+
+        def update(n: int, m: torch.Tensor) -> None:
+            """Update factor ``n`` from its MTTKRP ``m`` ``(I_n, R)`` (called by the sweep)."""
+            mt = m.mT.unsqueeze(0)  # (1, R, I_n)
+            ghat = _hadamard_except(grams, n).unsqueeze(0)
+            v = rows[n]
+            if (method == "hals" and nonneg[n]) or (not nonneg[n] and l1s[n] > 0):
+                _hals_rows(v, mt, ghat, l1s[n], nonneg=nonneg[n], max_sweeps=sweeps[n])
+            elif not nonneg[n]:
+                rows[n] = v = _sym_solve(mt, ghat)
+                views[n] = v[0].mT
+            elif lee_seung[n]:
+                v.mul_(mt / (ghat @ v + l1s[n]).clamp_min(eps))
+            else:
+                shifted = mt - l1s[n]
+                num = shifted.clamp_min(0) + (-ghat).clamp_min(0) @ v
+                den = (-shifted).clamp_min(0) + ghat.clamp_min(0) @ v
+                v.mul_((num / den.clamp_min(eps)).sqrt())
+            grams[n] = v[0] @ v[0].mT
+            last["mt"], last["ghat"] = mt, ghat
+
         for it in range(1, max_iter + 1):
-            mt = ghat = None
-            for n in range(ndim):
-                views = [r[0].mT for r in rows]
-                m = m_first if m_first is not None else _mttkrp(x, views, n)
-                m_first = None
-                mt = m.mT.unsqueeze(0)  # (1, R, I_n)
-                ghat = _hadamard_except(grams, n).unsqueeze(0)
-                v = rows[n]
-                if (method == "hals" and nonneg[n]) or (not nonneg[n] and l1s[n] > 0):
-                    _hals_rows(v, mt, ghat, l1s[n], nonneg=nonneg[n], max_sweeps=sweeps[n])
-                elif not nonneg[n]:
-                    rows[n] = v = _sym_solve(mt, ghat)
-                elif lee_seung[n]:
-                    v.mul_(mt / (ghat @ v + l1s[n]).clamp_min(eps))
-                else:
-                    shifted = mt - l1s[n]
-                    num = shifted.clamp_min(0) + (-ghat).clamp_min(0) @ v
-                    den = (-shifted).clamp_min(0) + ghat.clamp_min(0) @ v
-                    v.mul_((num / den.clamp_min(eps)).sqrt())
-                grams[n] = v[0] @ v[0].mT
-            assert mt is not None and ghat is not None
+            # Two-pass dimension tree (two reads of X per iteration, same iterates as mode-by-mode).
+            _tree_sweep(x, views, grams, update)
+            mt, ghat = last["mt"], last["ghat"]
             res2 = x2 - 2 * float((mt * rows[-1]).sum()) + float((ghat[0] * grams[-1]).sum())
             res2 = max(res2, 0.0)
             err = math.sqrt(res2 / x2)

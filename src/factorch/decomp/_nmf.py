@@ -189,29 +189,18 @@ def nmf(
     Deterministic given the inputs (and ``generator`` for random init).
     """
     fn = "nmf"
-    x = _check_matrix_stack(matrix, fn)
+    xb, x2 = _check_matrix_stack(matrix, fn, nonneg=True)
     rank = check_positive_int(rank, fn, "rank")
     _check_choice(method, get_args(NMFMethod), fn, "method")
     max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
     l1_w = _check_penalty(l1_w, fn, "l1_w")
     l1_h = _check_penalty(l1_h, fn, "l1_h")
-    batched = x.ndim == 3
-    xb = x if batched else x.unsqueeze(0)
+    batched = matrix.ndim == 3
     b, m, n = xb.shape
     if rank > min(m, n):
         raise ValueError(
             f"{fn}: rank must be at most min(M, N) = {min(m, n)} for a {m} x {n} matrix (a larger "
             f"rank cannot lower the error); got {rank}."
-        )
-    if bool((xb < 0).any()):
-        raise ValueError(
-            f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min "
-            f"{float(xb.min()):.3g}); NMF needs X >= 0. Shift or clip the data, or use semi_nmf "
-            "for data of both signs."
-        )
-    if bool((xb.square().sum((1, 2)) == 0).any()):
-        raise ValueError(
-            f"{fn}: matrix is all zeros (in at least one batch entry); nothing to fit."
         )
     clock = Stopwatch()
     with torch.no_grad():
@@ -219,8 +208,8 @@ def nmf(
             if len(init) != 2:
                 raise ValueError(f"{fn}: init must be a pair (W, H); got {len(init)} items.")
             lead = (b,) if batched else ()
-            w = _check_init_factor(init[0], (*lead, m, rank), x, fn, "init W", nonneg=True)
-            h = _check_init_factor(init[1], (*lead, rank, n), x, fn, "init H", nonneg=True)
+            w = _check_init_factor(init[0], (*lead, m, rank), xb, fn, "init W", nonneg=True)
+            h = _check_init_factor(init[1], (*lead, rank, n), xb, fn, "init H", nonneg=True)
             wt = w.reshape(b, m, rank).mT.contiguous()
             h = h.reshape(b, rank, n).clone()
         else:
@@ -233,8 +222,8 @@ def nmf(
                 h = (avg / rank).sqrt() * _rand((b, rank, n), xb, generator, normal=True).abs()
             wt, h = w.mT.contiguous(), h.contiguous()
         init_time = clock.elapsed
-        eps = torch.finfo(x.dtype).eps
-        tracker = _Tracker(xb, tol)
+        eps = torch.finfo(xb.dtype).eps
+        tracker = _Tracker(xb, x2, tol)
         sweeps_w = _max_sweeps(2.0 * m * n * rank, m, rank)
         sweeps_h = _max_sweeps(2.0 * m * n * rank, n, rank)
         hht = h @ h.mT

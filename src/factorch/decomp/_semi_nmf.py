@@ -184,11 +184,10 @@ def semi_nmf(
     Not differentiable (runs under ``torch.no_grad``). Device and dtype follow the input.
     """
     fn = "semi_nmf"
-    x = _check_matrix_stack(matrix, fn)
+    xb, x2 = _check_matrix_stack(matrix, fn, nonneg=False)
     rank = check_positive_int(rank, fn, "rank")
     max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
-    batched = x.ndim == 3
-    xb = x if batched else x.unsqueeze(0)
+    batched = matrix.ndim == 3
     b, m, n = xb.shape
     cap = min(m + 1, n)
     if rank > cap:
@@ -202,10 +201,6 @@ def semi_nmf(
                 f"{fn}: top_k must be in [1, M] = [1, {m}] (entries kept per column of F); "
                 f"got {top_k}."
             )
-    if bool((xb.square().sum((1, 2)) == 0).any()):
-        raise ValueError(
-            f"{fn}: matrix is all zeros (in at least one batch entry); nothing to fit."
-        )
     clock = Stopwatch()
     with torch.no_grad():
         f_prev: torch.Tensor | None = None
@@ -213,8 +208,8 @@ def semi_nmf(
             if len(init) != 2:
                 raise ValueError(f"{fn}: init must be a pair (F, G); got {len(init)} items.")
             lead = (b,) if batched else ()
-            f0 = _check_init_factor(init[0], (*lead, m, rank), x, fn, "init F", nonneg=False)
-            g0 = _check_init_factor(init[1], (*lead, n, rank), x, fn, "init G", nonneg=True)
+            f0 = _check_init_factor(init[0], (*lead, m, rank), xb, fn, "init F", nonneg=False)
+            g0 = _check_init_factor(init[1], (*lead, n, rank), xb, fn, "init G", nonneg=True)
             g = g0.reshape(b, n, rank).clone()
             if top_k is not None:
                 f_prev = _top_k_columns(f0.reshape(b, m, rank), top_k)
@@ -225,10 +220,10 @@ def semi_nmf(
             else:
                 g = _rand((b, n, rank), xb, generator)
         init_time = clock.elapsed
-        eps = torch.finfo(x.dtype).eps
-        tracker = _Tracker(xb, tol)
+        eps = torch.finfo(xb.dtype).eps
+        tracker = _Tracker(xb, x2, tol)
         gtg = g.mT @ g
-        f = torch.zeros(b, m, rank, dtype=x.dtype, device=x.device)
+        f = torch.zeros(b, m, rank, dtype=xb.dtype, device=xb.device)
         converged = False
         for it in range(1, max_iter + 1):
             act = tracker.active[:, None, None]
