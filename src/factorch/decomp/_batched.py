@@ -119,7 +119,7 @@ def cp_batch(
         active = torch.ones(batch, dtype=torch.bool, device=x.device)
         errors: list[torch.Tensor] = []
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
             for mode in range(n):
                 m = _batch_mttkrp(x, factors, mode)
                 v = torch.ones_like(grams[0])

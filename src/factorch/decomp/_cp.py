@@ -3,8 +3,8 @@
 Model: ``X ~= [[w; A_0, ..., A_{N-1}]] = sum_r w_r a_0r o a_1r o ... o a_{N-1,r}``.
 
 Each ALS update solves the normal equations ``A_n V_n = M_n`` with ``M_n`` the MTTKRP of mode
-``n`` and ``V_n = *_{m != n} A_m^T A_m`` (entry-wise product of the cached Gram matrices, ``+ l2 I``),
-by Cholesky with a pseudo-inverse fallback when ``V_n`` is singular. MTTKRPs come from a two-pass
+``n`` and ``V_n = *_{m != n} A_m^T A_m`` (entry-wise product of the cached Grams, ``+ l2 I``), by
+Cholesky with a pseudo-inverse fallback when ``V_n`` is singular. MTTKRPs come from a two-pass
 dimension tree (:mod:`factorch.decomp._cp_sweep`): two reads of the tensor per sweep, no copies of
 it and no Khatri--Rao product. The relative error after each sweep is free:
 ``||X - M||^2 = ||X||^2 - 2 <M_{N-1}, A_{N-1} diag(w)> + w^T (*_m A_m^T A_m) w``; the final entry
@@ -18,7 +18,7 @@ Bro, "Multi-way analysis in the food industry", PhD thesis, 1998 (line search).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 
@@ -121,7 +121,9 @@ def cp(
     fixed = set()
     for m in fixed_modes:
         if isinstance(m, bool) or not isinstance(m, int) or not -n_modes <= m < n_modes:
-            raise IndexError(f"cp: fixed_modes entries must be modes in [0, {n_modes - 1}]; got {m!r}.")
+            raise IndexError(
+                f"cp: fixed_modes entries must be modes in [0, {n_modes - 1}]; got {m!r}."
+            )
         fixed.add(m % n_modes)
     if len(fixed) == n_modes:
         raise ValueError("cp: fixed_modes fixes every mode; at least one mode must be updated.")
@@ -138,13 +140,26 @@ def cp(
 
     with torch.no_grad():
         return _cp_als(
-            tensor, rank, init, max_iter, float(tol), float(l2), fixed, orthogonalize_iters,
-            linesearch, mask, generator, callback,
+            tensor,
+            rank,
+            init,
+            max_iter,
+            float(tol),
+            float(l2),
+            fixed,
+            orthogonalize_iters,
+            linesearch,
+            mask,
+            generator,
+            callback,
         )
 
 
 def _error_from_mttkrp(
-    norm_x2: float, m_last: torch.Tensor, factors: list[torch.Tensor], grams: list[torch.Tensor],
+    norm_x2: float,
+    m_last: torch.Tensor,
+    factors: list[torch.Tensor],
+    grams: list[torch.Tensor],
     weights: torch.Tensor,
 ) -> float:
     inner = float(torch.sum(m_last * factors[-1] * weights))
@@ -221,7 +236,7 @@ def _cp_als(
             if cand_err < err:
                 norms = torch.linalg.vector_norm(cand[-1], dim=0)
                 norms = torch.where(norms > 0, norms, eye_scale)
-                factors[:] = cand[:-1] + [cand[-1] / norms]
+                factors[:] = [*cand[:-1], cand[-1] / norms]
                 state["weights"] = norms
                 for m in range(n_modes):
                     grams[m] = factors[m].mT @ factors[m]

@@ -26,7 +26,9 @@ _LETTERS = "abcdefghijklmnopqstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
 _RANK = "r"
 
 
-def _subset_mttkrp(partial: torch.Tensor, factors: Sequence[torch.Tensor], keep: int) -> torch.Tensor:
+def _subset_mttkrp(
+    partial: torch.Tensor, factors: Sequence[torch.Tensor], keep: int
+) -> torch.Tensor:
     """Contract every mode of ``partial`` (modes..., R) except ``keep`` with its factor."""
     k = partial.ndim - 1
     if k == 1:
@@ -60,9 +62,7 @@ def _right_partial(tensor: torch.Tensor, factors: Sequence[torch.Tensor], h: int
     return y.reshape(rank, *shape[h:]).movedim(0, -1)
 
 
-def solve_normal(
-    mttkrp: torch.Tensor, gram: torch.Tensor, l2: float
-) -> torch.Tensor:
+def solve_normal(mttkrp: torch.Tensor, gram: torch.Tensor, l2: float) -> torch.Tensor:
     """Solve ``A V = M`` for ``A`` with ``V`` symmetric positive semi-definite (``R x R``).
 
     Cholesky when ``V + l2 I`` is numerically positive definite; a pseudo-inverse (least-squares)
@@ -89,7 +89,9 @@ def hadamard_grams(grams: Sequence[torch.Tensor], skip: int | None = None) -> to
             continue
         out = g.clone() if out is None else out.mul_(g)
     if out is None:
-        raise RuntimeError("hadamard_grams: needs at least one Gram matrix besides the skipped one.")
+        raise RuntimeError(
+            "hadamard_grams: needs at least one Gram matrix besides the skipped one."
+        )
     return out
 
 
