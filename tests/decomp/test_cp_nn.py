@@ -152,8 +152,8 @@ def _tl_error(tl, cp, x):
     return float(np.linalg.norm(tl.cp_to_tensor(cp) - x) / np.linalg.norm(x))
 
 
-def test_hals_matches_tensorly_error_from_same_init():
-    tl = pytest.importorskip("tensorly")
+def test_hals_matches_tensorly_error_from_same_init(tensorly_backend):
+    tl = tensorly_backend("numpy")
     from tensorly.decomposition import non_negative_parafac_hals
 
     cp = planted((12, 13, 14), 4, 9, density=0.8)
@@ -170,8 +170,8 @@ def test_hals_matches_tensorly_error_from_same_init():
     assert true_error(ours, x) >= 0.95 * e_tl
 
 
-def test_mu_equals_tensorly_mu_from_same_init():
-    tl = pytest.importorskip("tensorly")
+def test_mu_equals_tensorly_mu_from_same_init(tensorly_backend):
+    tl = tensorly_backend("numpy")
     from tensorly.decomposition import non_negative_parafac
 
     cp = planted((7, 8, 9), 3, 10, density=0.8)
@@ -259,6 +259,21 @@ def test_matrix_input_is_nmf():
     )
     res = non_negative_cp(x, 3, max_iter=300, tol=0)
     assert true_error(res, x) < 1e-3
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_cuda_matches_cpu(method):
+    cp = planted((8, 9, 10), 3, 16, density=0.8)
+    x = with_noise(cp.to_dense(), 0.01, 2).clamp_min(0)
+    kwargs = {"method": method, "init": "random", "max_iter": 20, "tol": 0}
+    cpu = non_negative_cp(x, 3, generator=torch.Generator().manual_seed(0), **kwargs)
+    gpu = non_negative_cp(x.cuda(), 3, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert gpu.tensor.device.type == "cuda" and gpu.tensor.dtype == torch.float64
+    torch.testing.assert_close(
+        gpu.tensor.to_dense().cpu(), cpu.tensor.to_dense(), rtol=1e-8, atol=1e-10
+    )
+    assert abs(gpu.errors[-1] - cpu.errors[-1]) < 1e-9
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -288,6 +288,27 @@ def test_semi_nmf_kmeans_batched_runs():
     assert res.errors[-1] < 0.05
 
 
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    w, h = planted_nmf(20, 15, 3, 13, batch=2, density=0.8)
+    x = noisy(w @ h, 0.05, 1).clamp_min(0)
+    for method in ("hals", "mu"):
+        cpu = nmf(x, 3, method=method, max_iter=20, tol=0)
+        gpu = nmf(x.cuda(), 3, method=method, max_iter=20, tol=0)
+        assert gpu.tensor.W.device.type == "cuda"
+        torch.testing.assert_close(
+            gpu.tensor.to_dense().cpu(), cpu.tensor.to_dense(), rtol=1e-7, atol=1e-9
+        )
+    f, g = planted_semi(12, 30, 3, 14)
+    xs = noisy(f @ g.mT, 0.05, 1)
+    cpu = semi_nmf(xs, 3, max_iter=20, tol=0, generator=gen(0))
+    gpu = semi_nmf(xs.cuda(), 3, max_iter=20, tol=0, generator=gen(0))
+    assert gpu.tensor.G.device.type == "cuda"
+    torch.testing.assert_close(
+        gpu.tensor.to_dense().cpu(), cpu.tensor.to_dense(), rtol=1e-7, atol=1e-9
+    )
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 
