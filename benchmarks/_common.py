@@ -61,22 +61,49 @@ def apply_threads(n: int) -> dict[str, Any]:
 
 
 def time_calls(
-    calls: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+    calls: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    setup: Mapping[str, Callable[[], object]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median, min and max seconds per call, timing the callables round-robin."""
-    for fn in calls.values():
+    """Median, min and max wall seconds per call, timing the callables round-robin.
+
+    ``setup[name]``, if given, runs untimed before every call of ``calls[name]`` (e.g. switching
+    TensorLy's global backend).
+
+    Also ``cpu_median_s``: the median process CPU time per call (all threads of the process). With
+    one thread it is the time the call needed when it ran, which a busy shared machine inflates
+    less than wall time.
+    """
+    setup = setup or {}
+    for name, fn in calls.items():
         for _ in range(warmup):
+            setup.get(name, _noop)()
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, fn in calls.items():
-            start = time.perf_counter()
+            setup.get(name, _noop)()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            samples[name].append(time.perf_counter() - start)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     return {
-        name: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "n": len(v)}
-        for name, v in samples.items()
+        name: {
+            "median_s": statistics.median(v),
+            "min_s": min(v),
+            "max_s": max(v),
+            "cpu_median_s": statistics.median(cpu[name]),
+            "n": len(v),
+        }
+        for name, v in wall.items()
     }
+
+
+def _noop() -> None:
+    return None
 
 
 def _status_kb(field: str) -> int:

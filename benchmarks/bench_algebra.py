@@ -21,6 +21,7 @@ repetitions (well under 30 s on a 2-core machine).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -42,6 +43,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="threads for torch and numpy (1)")
     p.add_argument("--size", type=int, default=200, help="side of the cubic tensor (200)")
     p.add_argument("--rank", type=int, default=10, help="CP rank (10)")
+    p.add_argument(
+        "--explore",
+        action="store_true",
+        help="instead: time the GEMM formulations of the contraction that reads the tensor",
+    )
     p.add_argument("--worker", choices=("timing", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -74,8 +80,9 @@ def _backend(impl: str) -> str | None:
     return {"tensorly-numpy": "numpy", "tensorly-pytorch": "pytorch"}.get(impl)
 
 
-def timing_run(args: argparse.Namespace) -> dict[str, Any]:
-    """Time every implementation and mode in this process; also measure the floor."""
+def timing_run(args: argparse.Namespace, anchors: tuple[str, ...] = IMPLS[1:]) -> dict[str, Any]:
+    """Time factorch and the ``anchors`` in every mode, round-robin in this process; also
+    measure the floor."""
     import numpy as np
     import tensorly as tl
     import torch
@@ -83,27 +90,23 @@ def timing_run(args: argparse.Namespace) -> dict[str, Any]:
     threads = _common.apply_threads(args.threads)
     repeats, warmup = (7, 1) if args.quick else (21, 3)
     x, factors = _problem(args.size, args.rank)
-    modes = range(x.ndim)
-    fac = _callables("factorch", x, factors)
-    samples: dict[str, dict[int, dict[str, float]]] = {impl: {} for impl in IMPLS}
-    fac_runs: dict[int, list[dict[str, float]]] = {m: [] for m in modes}
-    accuracy: dict[str, dict[int, float]] = {}
-    for impl in IMPLS[1:]:
-        tl.set_backend(_backend(impl))
-        other = _callables(impl, x, factors)
-        accuracy[impl] = {}
-        for m in modes:
-            ref = torch.as_tensor(np.asarray(other(m)()))
-            ours = fac(m)()
-            accuracy[impl][m] = float((ours - ref).abs().max() / ref.abs().max())
-            res = _common.time_calls(
-                {"factorch": fac(m), impl: other(m)}, repeats=repeats, warmup=warmup
-            )
-            samples[impl][m] = res[impl]
-            fac_runs[m].append(res["factorch"])
+    impls = ("factorch", *anchors)
+    calls = {impl: _callables(impl, x, factors) for impl in impls}
+    setup = {impl: functools.partial(tl.set_backend, _backend(impl)) for impl in anchors}
+    samples: dict[str, dict[str, dict[str, float]]] = {impl: {} for impl in impls}
+    accuracy: dict[str, dict[str, float]] = {impl: {} for impl in anchors}
+    for m in range(x.ndim):
+        ours = calls["factorch"](m)()
+        for impl in anchors:
+            setup[impl]()
+            ref = torch.as_tensor(np.asarray(calls[impl](m)()))
+            accuracy[impl][str(m)] = float((ours - ref).abs().max() / ref.abs().max())
+        res = _common.time_calls(
+            {impl: calls[impl](m) for impl in impls}, repeats=repeats, warmup=warmup, setup=setup
+        )
+        for impl in impls:
+            samples[impl][str(m)] = res[impl]
     tl.set_backend("numpy")
-    for m in modes:  # factorch was timed alongside each backend; keep the better median
-        samples["factorch"][m] = min(fac_runs[m], key=lambda s: s["median_s"])
 
     # Floors: DGEMM rate (1000^3, both BLAS libraries) and read bandwidth (a sum over x).
     a = torch.randn(1000, 1000, dtype=torch.float64)
@@ -132,10 +135,8 @@ def timing_run(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": repeats,
         "warmup": warmup,
         "env": {k: os.environ.get(k) for k in OPENBLAS_VARS},
-        "time_s": {impl: {str(m): v for m, v in d.items()} for impl, d in samples.items()},
-        "max_rel_diff_vs_factorch": {
-            impl: {str(m): v for m, v in d.items()} for impl, d in accuracy.items()
-        },
+        "time_s": samples,
+        "max_rel_diff_vs_factorch": accuracy,
         "floor": floor,
     }
 
@@ -156,6 +157,49 @@ def memory_run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def explore_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Time the ways of doing the one tensor-reading contraction of a 3-way MTTKRP (n^3, R)."""
+    import torch
+
+    _common.apply_threads(args.threads)
+    x, (a, b, c) = _problem(args.size, args.rank)
+    n, r = args.size, args.rank
+    xn, cn = x.numpy(), c.numpy()
+    krp = (b[:, None, :] * c[None]).reshape(-1, r)
+    krpn = krp.numpy()
+    xf, cf = x.float(), c.float()
+    xz = x.view(torch.complex128).reshape(n * n, n // 2)  # pairs of entries as complex numbers
+    cz = torch.complex(c[0::2], -c[1::2])  # Re((x0 + i x1)(c0 - i c1)) = x0 c0 + x1 c1
+
+    def chunked(rows: int = 4096):
+        x2 = x.reshape(-1, n)
+        out = torch.empty(x2.shape[0], r, dtype=x.dtype)
+        for s in range(0, x2.shape[0], rows):
+            torch.mm(x2[s : s + rows], c, out=out[s : s + rows])
+        return out
+
+    variants = {
+        "torch X(IJ,K) @ C  [last mode]": lambda: x.reshape(-1, n) @ c,
+        "torch bmm C.T @ X(I,J,K).mT  [last mode, R-major out]": lambda: torch.bmm(
+            c.mT.expand(n, r, n), x.mT
+        ),
+        "torch bmm B.T @ X(I,J,K)  [middle mode]": lambda: torch.bmm(b.mT.expand(n, r, n), x),
+        "torch A.T @ X(I,JK)  [first mode]": lambda: a.mT @ x.reshape(n, -1),
+        "torch X(I,JK) @ KRP(B,C)  [TensorLy-style, K = J*K]": lambda: x.reshape(n, -1) @ krp,
+        "torch X(IJ,K) @ C, 4096-row blocks": chunked,
+        "torch complex128 packing (zgemm), real part": lambda: (xz @ cz).real,
+        "torch float32 X(IJ,K) @ C  [not float64!]": lambda: xf.reshape(-1, n) @ cf,
+        "numpy X(IJ,K) @ C": lambda: xn.reshape(-1, n) @ cn,
+        "numpy X(I,JK) @ KRP(B,C)": lambda: xn.reshape(n, -1) @ krpn,
+    }
+    res = _common.time_calls(variants, repeats=5 if args.quick else 11, warmup=1)
+    flops = 2 * x.numel() * r
+    return {
+        name: {"ms": v["median_s"] * 1e3, "gflops": flops / v["median_s"] / 1e9}
+        for name, v in res.items()
+    }
+
+
 def _child_argv(args: argparse.Namespace, *extra: str) -> list[str]:
     argv = [__file__, "--threads", str(args.threads), "--size", str(args.size)]
     argv += ["--rank", str(args.rank), *extra]
@@ -165,11 +209,23 @@ def _child_argv(args: argparse.Namespace, *extra: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
-    if args.worker == "timing":
-        print(json.dumps(timing_run(args)))
+    if args.worker == "timing":  # the OpenBLAS-variables-unset run: only numpy is affected
+        print(json.dumps(timing_run(args, anchors=("tensorly-numpy",))))
         return
     if args.worker == "memory":
         print(json.dumps(memory_run(args)))
+        return
+
+    if args.explore:
+        res = explore_run(args)
+        print(f"one n^3 x R contraction, n = {args.size}, R = {args.rank}, threads {args.threads}")
+        print(
+            _common.format_table(
+                ["variant", "ms", "GFLOP/s"], [[k, v["ms"], v["gflops"]] for k, v in res.items()]
+            )
+        )
+        if not args.quick:
+            _common.write_results("bench_algebra_explore", {"threads": args.threads, **res})
         return
 
     given = timing_run(args)
@@ -218,10 +274,15 @@ def _summary(payload: dict[str, Any]) -> dict[str, Any]:
             given["time_s"]["tensorly-pytorch"][m]["median_s"],
             unset["time_s"]["tensorly-numpy"][m]["median_s"],
         )
+        runs = [given["time_s"][i][m] for i in IMPLS[1:]]
+        runs.append(unset["time_s"]["tensorly-numpy"][m])
+        tl_best_cpu = min(r["cpu_median_s"] for r in runs)
         rows[m] = {
             "factorch_ms": fac,
             "fastest_tensorly_ms": tl_best * 1e3,
             "speedup_vs_fastest_tensorly": tl_best * 1e3 / fac,
+            "speedup_vs_fastest_tensorly_cpu_time": tl_best_cpu
+            / given["time_s"]["factorch"][m]["cpu_median_s"],
             "factorch_over_floor": fac / floor_ms,
         }
     return rows
@@ -244,6 +305,7 @@ def _print(payload: dict[str, Any]) -> None:
         "TL-numpy* ms",
         "TL-torch ms",
         "speedup",
+        "(cpu)",
         "x floor",
         "MB factorch",
         "MB TL-numpy",
@@ -259,6 +321,7 @@ def _print(payload: dict[str, Any]) -> None:
                 ms(unset, "tensorly-numpy", m),
                 ms(given, "tensorly-pytorch", m),
                 s["speedup_vs_fastest_tensorly"],
+                s["speedup_vs_fastest_tensorly_cpu_time"],
                 s["factorch_over_floor"],
                 mb("factorch", m),
                 mb("tensorly-numpy", m),
@@ -274,7 +337,8 @@ def _print(payload: dict[str, Any]) -> None:
     print(_common.format_table(header, rows))
     print(
         "TL-numpy*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (separate process). speedup = "
-        "fastest TensorLy time / factorch time. MB = peak extra resident memory per call "
+        "fastest TensorLy time / factorch time (wall; (cpu): process CPU time). "
+        "MB = peak extra resident memory per call "
         f"(tensor: {p['tensor_bytes'] / 2**20:.0f} MB)."
     )
     print(
