@@ -407,3 +407,10 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_hosvd_gradients_flow_and_iterative_methods_do_not_track():
+    x = torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(33), requires_grad=True)
+    hosvd(x, 2, svd="full").tensor.to_dense().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert not tucker(x, 2, max_iter=2).tensor.core.requires_grad

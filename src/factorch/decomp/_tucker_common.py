@@ -153,7 +153,7 @@ def _tails(energies: torch.Tensor, missing: float = 0.0) -> torch.Tensor:
 
     ``missing`` is energy no candidate captures (what a randomized sketch missed).
     """
-    rev = torch.flip(energies, (0,)).cumsum(0)
+    rev = torch.flip(energies.detach(), (0,)).cumsum(0)
     tail = torch.cat([torch.flip(rev, (0,)), torch.zeros(1, dtype=rev.dtype, device=rev.device)])
     return (tail + missing).cpu()
 
@@ -284,4 +284,4 @@ def rel_error(norm_x2: float, norm_hat2: float) -> float:
 
 
 def sq_norm(t: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(t).double() ** 2)
+    return float(torch.linalg.vector_norm(t.detach()).double() ** 2)
