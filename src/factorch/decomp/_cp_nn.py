@@ -5,9 +5,11 @@ Fits ``X ~= [[A_0, ..., A_{N-1}]]`` by minimising
     1/2 ||X - [[A_0, ..., A_{N-1}]]||_F^2 + sum_n l1_n sum |A_n|
 
 over ``A_n >= 0`` for the modes in ``nonneg_modes`` (all by default) and free ``A_n`` elsewhere,
-one factor at a time. With ``M_n = mttkrp(X, A, n)`` (one pass over ``X``, no Khatri--Rao product
-formed) and ``Ghat_n = *_{m != n} A_m^T A_m`` (Hadamard product of cached ``R x R`` Grams), every
-update only needs ``M_n`` and ``Ghat_n``:
+one factor at a time. With ``M_n = mttkrp(X, A, n)`` (no Khatri--Rao product formed; all modes'
+MTTKRPs of one iteration come from the two-pass dimension tree of
+:mod:`factorch.decomp._cp_sweep`, two reads of ``X`` instead of ``N``) and
+``Ghat_n = *_{m != n} A_m^T A_m`` (Hadamard product of cached ``R x R`` Grams), every update only
+needs ``M_n`` and ``Ghat_n``:
 
 * HALS (Cichocki & Phan 2009): column ``k`` of ``A_n`` becomes its exact minimiser with the
   others fixed, ``a_k = max(0, a_k + (M_n[:, k] - A_n Ghat_n[:, k] - l1_n) / Ghat_n[k, k])``
