@@ -127,6 +127,15 @@ def test_free_mode_on_signed_data(method):
         assert res.errors[-1] < 0.011
 
 
+def test_no_constrained_mode_is_plain_als():
+    cp = planted((8, 9, 10), 3, 7, signed_modes=(0, 1, 2))
+    x = cp.to_dense()
+    res = non_negative_cp(x, 3, nonneg_modes=(), max_iter=200, tol=1e-12)
+    assert res.extras["nonneg_modes"] == ()
+    assert true_error(res, x) < 1e-6
+    assert cp.congruence(res.tensor) > 0.99
+
+
 def test_free_mode_with_l1_uses_soft_thresholding():
     cp = planted((8, 9, 10), 3, 6, signed_modes=(2,))
     x = with_noise(cp.to_dense(), 0.01, 2)
