@@ -1,6 +1,9 @@
 """factorch: PyTorch-native tensor methods for deep learning."""
 
 from . import algebra as algebra
+from . import datasets as datasets
+from . import io as io
+from . import plot as plot
 from . import random as random
 from . import tensors as tensors
 from .tensors import CPTensor as CPTensor
@@ -19,6 +22,9 @@ __all__ = [
     "TuckerTensor",
     "__version__",
     "algebra",
+    "datasets",
+    "io",
+    "plot",
     "random",
     "tensors",
 ]

@@ -1,0 +1,187 @@
+"""``factorch rank-scan``: fit CP at several ranks and recommend one."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import click
+import torch
+
+from ._common import (
+    DEFAULT_DATASET,
+    DEFAULT_OUT,
+    CLIError,
+    Interrupted,
+    check_cp_rank,
+    dumps,
+    load_input,
+    one_line,
+    parse_ranks,
+    plan_outputs,
+    progress,
+    require_matplotlib,
+    resolve_device,
+    shape_str,
+    versions,
+)
+from ._decompose import DTYPES
+
+
+@click.command("rank-scan")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--dataset", help=f"Bundled dataset to use instead of FILE [default: {DEFAULT_DATASET}]."
+)
+@click.option("--method", type=click.Choice(["cp"]), default="cp", show_default=True)
+@click.option(
+    "--ranks", default="1-8", show_default=True, help="Ranks to try: 1-8, 1,2,4 or 1-3,6."
+)
+@click.option(
+    "--starts", type=click.IntRange(min=1), default=5, show_default=True, help="Fits per rank."
+)
+@click.option("--key", help="Array to read from a FILE holding several (.npz, .pt, .safetensors).")
+@click.option(
+    "--mask",
+    "mask_file",
+    type=click.Path(dir_okay=False),
+    help="Observed-entry mask (1 = observed).",
+)
+@click.option("--nan-as-missing", is_flag=True, help="Treat NaN entries as missing values.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--no-plots", is_flag=True, help="Do not draw the PNG plot.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result to stdout.")
+def rank_scan(
+    file: str | None,
+    dataset: str | None,
+    method: str,
+    ranks: str,
+    starts: int,
+    key: str | None,
+    mask_file: str | None,
+    nan_as_missing: bool,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    dtype: str,
+    device: str,
+    out_dir: str,
+    force: bool,
+    no_plots: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Fit CP models of each rank from several starts; report fit and core consistency.
+
+    Prints a table (error, fit, core consistency per rank) and the recommended rank with the
+    reason, and writes rank_scan.json and rank_scan.png to --out.
+    """
+    from ..decomp import rank_scan as scan_fn
+
+    dev = resolve_device(device)
+    inp = load_input(
+        file,
+        dataset=dataset,
+        key=key,
+        mask_file=mask_file,
+        nan_as_missing=nan_as_missing,
+        dtype=DTYPES[dtype],
+        device=dev,
+    )
+    shape = tuple(inp.tensor.shape)
+    if inp.tensor.ndim < 2:
+        raise CLIError(f"{inp.name} has shape {shape}; a rank scan needs at least 2 modes.")
+    rank_list = parse_ranks(ranks)
+    check_cp_rank(max(rank_list), shape)
+    params = inspect.signature(scan_fn).parameters
+    if inp.mask is not None and "mask" not in params:
+        raise CLIError(
+            f"{inp.name} has {inp.n_missing} missing entries; rank-scan does not handle missing "
+            "values yet (use factorch decompose --method cp, which does)."
+        )
+    plots = not no_plots
+    if plots:
+        require_matplotlib()
+    names = ["rank_scan.json"] + (["rank_scan.png"] if plots else [])
+    paths = plan_outputs(out_dir, names, force)
+
+    kwargs: dict[str, Any] = {
+        "starts": starts,
+        "max_iter": max_iter,
+        "tol": tol,
+        "generator": torch.Generator(device=dev).manual_seed(seed),
+    }
+    if inp.mask is not None:
+        kwargs["mask"] = inp.mask
+    with progress(len(rank_list) * starts, desc="rank scan", quiet=quiet) as bar:
+
+        def callback(rank: int, start: int, result: Any) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"rank {rank} error {result.error:.4g}", refresh=False)
+
+        kwargs["callback"] = callback
+        try:
+            scan = scan_fn(inp.tensor, rank_list, **kwargs)
+        except (ValueError, TypeError, IndexError) as e:
+            raise CLIError(one_line(e)) from None
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+    rows = [
+        {
+            "rank": r,
+            "best_error": float(best),
+            "fit": 1.0 - float(best),
+            "corcondia": float(cc),
+            "errors": [float(e) for e in errs],
+        }
+        for r, best, cc, errs in zip(scan.ranks, scan.best_errors, scan.corcondia, scan.errors)
+    ]
+    summary: dict[str, Any] = {
+        "command": "rank-scan",
+        "input": inp.origin,
+        "shape": list(shape),
+        "dtype": dtype,
+        "device": str(dev),
+        "missing": inp.n_missing,
+        "method": method,
+        "ranks": rows,
+        "recommended": int(scan.recommended),
+        "reason": str(scan.reason),
+        "options": {"starts": starts, "max_iter": max_iter, "tol": tol, "seed": seed},
+        "outputs": {name: str(p) for name, p in paths.items()},
+        "versions": versions(),
+    }
+    files = {"rank_scan.json": dumps(summary).encode("utf-8")}
+    if plots:
+        from ..plot import figure_to_png, plot_rank_scan
+
+        fig = plot_rank_scan(scan, title=f"CP rank scan of {inp.name} ({shape_str(shape)})")
+        files["rank_scan.png"] = figure_to_png(fig)
+    from ..io import write_files
+
+    try:
+        write_files({paths[n]: d for n, d in files.items()}, force=force)
+    except (FileExistsError, IsADirectoryError, OSError) as e:
+        raise CLIError(f"cannot write the outputs: {one_line(e)}") from None
+
+    if as_json:
+        click.echo(dumps(summary), nl=False)
+    elif not quiet:
+        click.echo(f"CP rank scan of {inp.name} ({shape_str(shape)}), {starts} starts per rank")
+        click.echo(f"{'rank':>4}  {'best error':>10}  {'fit':>6}  {'core consistency':>16}")
+        for row in rows:
+            mark = "  <- recommended" if row["rank"] == scan.recommended else ""
+            click.echo(
+                f"{row['rank']:>4}  {row['best_error']:>10.4f}  {row['fit']:>6.3f}  "
+                f"{row['corcondia']:>15.1f}%{mark}"
+            )
+        click.echo(f"recommended rank: {scan.recommended}; {scan.reason}")
+        click.echo("  wrote " + ", ".join(str(paths[n]) for n in files))
