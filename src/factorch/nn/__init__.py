@@ -2,6 +2,7 @@
 
 from ._chain import TRWeight as TRWeight
 from ._chain import TTWeight as TTWeight
+from ._embedding import FactorizedEmbedding as FactorizedEmbedding
 from ._formats import CPWeight as CPWeight
 from ._formats import LowRankWeight as LowRankWeight
 from ._formats import TuckerWeight as TuckerWeight
@@ -13,6 +14,8 @@ from ._linear import FactorizedLinear as FactorizedLinear
 from ._spec import TensorizedShape as TensorizedShape
 from ._spec import TensorLayout as TensorLayout
 from ._spec import balanced_factorization as balanced_factorization
+from ._tensor_layers import TensorContraction as TensorContraction
+from ._tensor_layers import TensorRegression as TensorRegression
 from ._weight import FactorizedWeight as FactorizedWeight
 
 __all__ = [
@@ -20,13 +23,16 @@ __all__ = [
     "FactorizedConv1d",
     "FactorizedConv2d",
     "FactorizedConv3d",
+    "FactorizedEmbedding",
     "FactorizedLayer",
     "FactorizedLinear",
     "FactorizedWeight",
     "LowRankWeight",
     "TRWeight",
     "TTWeight",
+    "TensorContraction",
     "TensorLayout",
+    "TensorRegression",
     "TensorizedShape",
     "TuckerWeight",
     "balanced_factorization",

@@ -1,0 +1,174 @@
+"""Tensor contraction (TCL) and tensor regression (TRL) layers (Kossaifi et al., JMLR 2020).
+
+Both act on inputs with several feature modes, ``x`` of shape ``(*batch, I_1, ..., I_N)``, without
+flattening them into a dense weight:
+
+* :class:`TensorContraction`: ``y = x x_1 U_1 x_2 ... x_N U_N`` with ``U_n (R_n, I_n)``: a
+  multilinear projection to ``(*batch, R_1, ..., R_N)``.
+* :class:`TensorRegression`: ``y_o = <x, W[..., o]> + b_o`` with the regression weight
+  ``W (I_1, ..., I_N, O)`` in a low-rank format (Tucker by default, CP, TT, TR or low rank); it
+  is a :class:`FactorizedLinear` whose ``in`` side is folded exactly as the input modes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..algebra._products import _mode_dot
+from ._layer import check_implementation
+from ._linear import FactorizedLinear
+from ._spec import TensorizedShape, _positive_tuple
+from ._weight import FormatName
+
+__all__ = ["TensorContraction", "TensorRegression"]
+
+
+def _check_input(x: torch.Tensor, shape: tuple[int, ...], fn: str) -> None:
+    n = len(shape)
+    if x.ndim < n or tuple(x.shape[-n:]) != shape:
+        raise ValueError(
+            f"{fn}: input must end with the modes {shape}; got shape {tuple(x.shape)}."
+        )
+
+
+class TensorContraction(nn.Module):
+    """Tensor contraction layer: ``y = x x_1 U_1 ... x_N U_N (+ bias)``.
+
+    Args:
+        input_shape: the trailing modes ``(I_1, ..., I_N)`` of the input.
+        output_shape: the projected sizes ``(R_1, ..., R_N)``.
+        bias: add a learned ``(R_1, ..., R_N)`` bias (zero init).
+        implementation: ``"factorized"`` (one mode product per mode), ``"reconstructed"`` (the
+            ``prod R x prod I`` Kronecker matrix ``U_1 (x) ... (x) U_N`` and one GEMM) or
+            ``"auto"`` (fewer FLOPs for the actual batch).
+        generator, device, dtype: for the initial factors.
+
+    Init: ``U_n`` entries i.i.d. ``N(0, 1 / I_n)``, so each output has the variance of one input
+    entry when input entries are uncorrelated: ``Var(y) = prod_n (I_n / I_n) Var(x)``.
+    Differentiable; works with ``torch.compile``, autocast and any device.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        output_shape: Sequence[int],
+        *,
+        bias: bool = False,
+        implementation: str = "auto",
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        fn = type(self).__name__
+        self.input_shape = _positive_tuple(input_shape, fn, "input_shape")
+        self.output_shape = _positive_tuple(output_shape, fn, "output_shape")
+        if len(self.input_shape) != len(self.output_shape):
+            raise ValueError(
+                f"{fn}: output_shape needs one size per input mode ({len(self.input_shape)}); "
+                f"got input_shape={self.input_shape}, output_shape={self.output_shape}."
+            )
+        self.implementation = check_implementation(implementation, fn)
+        dtype = dtype or torch.get_default_dtype()
+        factors = [
+            (torch.randn(r, i, generator=generator, dtype=dtype) / math.sqrt(i)).to(device)
+            for r, i in zip(self.output_shape, self.input_shape)
+        ]
+        self.factors = nn.ParameterList([nn.Parameter(f) for f in factors])
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(self.output_shape, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``U_1 (x) ... (x) U_N``: the ``(prod R, prod I)`` matrix the layer applies."""
+        out = self.factors[0]
+        for u in list(self.factors)[1:]:
+            out = torch.kron(out, u)
+        return out
+
+    def flops(self, batch: int) -> tuple[int, int]:
+        """``(factorized, reconstructed)`` FLOPs for ``batch`` inputs."""
+        cur = list(self.input_shape)
+        fact = 0
+        for n, r in enumerate(self.output_shape):
+            fact += 2 * batch * math.prod(cur) * r
+            cur[n] = r
+        pi, pr = math.prod(self.input_shape), math.prod(self.output_shape)
+        kron = sum(math.prod(self.output_shape[: k + 1]) * math.prod(self.input_shape[: k + 1])
+                   for k in range(1, len(self.input_shape)))
+        return int(fact), int(kron + 2 * batch * pi * pr)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.input_shape, type(self).__name__)
+        n = len(self.input_shape)
+        lead = x.shape[:-n]
+        batch = math.prod(lead)
+        fact, recon = self.flops(batch)
+        use = self.implementation == "factorized" or (self.implementation == "auto" and fact <= recon)
+        if use:
+            t = x.reshape(batch, *self.input_shape)
+            for k, u in enumerate(self.factors):
+                t = _mode_dot(t, u, k + 1)
+        else:
+            t = x.reshape(batch, -1) @ self.weight.transpose(0, 1)
+        y = t.reshape(*lead, *self.output_shape)
+        return y if self.bias is None else y + self.bias
+
+
+class TensorRegression(nn.Module):
+    """Tensor regression layer: ``y_o = <x, W[..., o]> + b_o`` with a low-rank ``W``.
+
+    A :class:`FactorizedLinear` (attribute ``linear``) from ``prod(input_shape)`` to
+    ``out_features`` whose ``in`` side is folded as ``input_shape`` and ``out`` side as
+    ``(out_features,)``, so the formats act on the regression tensor ``(O, I_1, ..., I_N)``:
+    Tucker (default, the TRL of Kossaifi et al.), CP, TT, TR or low rank. Arguments as in
+    :class:`FactorizedLinear`; the input is ``(*batch, *input_shape)``.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        out_features: int,
+        bias: bool = True,
+        *,
+        format: FormatName = "tucker",
+        rank: Any = None,
+        ratio: float | None = None,
+        implementation: str = "auto",
+        rank_dropout: float = 0.0,
+        init_std: float | None = None,
+        decomposition: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        fn = type(self).__name__
+        self.input_shape = _positive_tuple(input_shape, fn, "input_shape")
+        if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
+            raise ValueError(f"{fn}: out_features must be a positive int; got {out_features!r}.")
+        self.out_features = out_features
+        spec = TensorizedShape((out_features,), self.input_shape)
+        self.linear = FactorizedLinear(
+            math.prod(self.input_shape), out_features, bias, format=format, rank=rank,
+            ratio=ratio, shape=spec, implementation=implementation, rank_dropout=rank_dropout,
+            init_std=init_std, decomposition=decomposition, generator=generator, device=device,
+            dtype=dtype,
+        )
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The regression tensor as a dense ``(O, I_1, ..., I_N)`` tensor."""
+        return self.linear.weight.reshape(self.out_features, *self.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.input_shape, type(self).__name__)
+        n = len(self.input_shape)
+        return self.linear(x.reshape(*x.shape[:-n], -1))
