@@ -75,7 +75,17 @@ def planted(shape=(6, 5, 4), rank=2, seed=3) -> torch.Tensor:
 # --- subprocess: the real process contract ----------------------------------------------------
 def test_decompose_bundled_default_end_to_end(tmp_path):
     out = tmp_path / "out"
-    args = ("decompose", "--out", str(out), "--max-iter", "30", "--json", "--quiet")
+    args = (
+        "decompose",
+        "--out",
+        str(out),
+        "--max-iter",
+        "30",
+        "--threads",
+        "1",
+        "--json",
+        "--quiet",
+    )
     proc = cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""

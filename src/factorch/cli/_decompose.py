@@ -190,6 +190,12 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
     "--seed", type=int, default=0, show_default=True, help="Seed of the random generator."
 )
 @click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for PyTorch [default: PyTorch's choice]; 1 is often fastest for small "
+    "tensors on a busy machine.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
@@ -215,6 +221,7 @@ def decompose(
     no_plots: bool,
     quiet: bool,
     as_json: bool,
+    threads: int | None,
 ) -> None:
     """Decompose FILE (or a bundled dataset) and write factors, a summary and plots.
 
@@ -224,6 +231,8 @@ def decompose(
     summary.json, and PNG plots.
     """
     dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
     inp = load_input(
         file,
         dataset=dataset,

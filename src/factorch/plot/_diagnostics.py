@@ -92,22 +92,35 @@ def plot_rank_scan(scan: Any, *, title: str | None = None) -> Figure:
     floor = -100.0
     shown = [max(float(c), floor) for c in scan.corcondia]
     ax_cc.plot(ranks, shown, marker="o", color="C1")
+    pinned = 0
     for r, c in zip(ranks, scan.corcondia):
         if c < floor:  # off the scale: pin to the floor and print the value
             ax_cc.plot([r], [floor], marker="v", color="C3", markersize=8)
+            text = f"{c:.0f}%" if c > -1e4 else f"{c:.0e}%".replace("e+0", "e")
             ax_cc.annotate(
-                f"{c:.0f}%",
+                text,
                 xy=(r, floor),
-                xytext=(0, 8),
+                xytext=(0, 9 if pinned % 2 == 0 else 20),
                 textcoords="offset points",
                 ha="center",
                 fontsize=8,
                 color="C3",
             )
+            pinned += 1
     ax_cc.axhline(100.0, color="0.5", linewidth=0.8, linestyle=":")
     ax_cc.set_xlabel("rank")
     ax_cc.set_ylabel("core consistency (%)")
-    ax_cc.set_title("core consistency (CORCONDIA; values below -100% pinned)")
+    ax_cc.set_title("core consistency (CORCONDIA)")
+    if pinned:
+        ax_cc.text(
+            0.99,
+            0.93,
+            "▼ below -100% (value printed)",
+            transform=ax_cc.transAxes,
+            fontsize=8,
+            color="C3",
+            ha="right",
+        )
     ax_cc.set_ylim(min(min(shown), 0.0) - 8.0, 108.0)
     for ax in (ax_err, ax_cc):
         ax.axvline(scan.recommended, color="C2", linestyle="--", linewidth=1.2)
