@@ -158,6 +158,44 @@ def _tails(energies: torch.Tensor, missing: float = 0.0) -> torch.Tensor:
     return (tail + missing).cpu()
 
 
+def _needs_refinement(evals: torch.Tensor, r: int, tail: float, dtype: torch.dtype) -> bool:
+    """Whether Gram eigenvectors need one subspace-iteration step to be accurate.
+
+    Eigenvectors of ``A A^H`` are off by an angle ``theta ~ eps * lambda_1 / gap`` (``gap`` between
+    the last kept and first dropped eigenvalue), which moves the truncation error by about
+    ``theta * sigma_1`` -- squared condition number. That matters only when it is not small next
+    to the truncation error itself (an exactly low-rank matrix with a wide spectrum); one step
+    ``Q = qr(A A^H U)`` then brings the angle down to ``~eps * sigma_1 / sigma_r``.
+    """
+    lam1 = float(evals[0])
+    if lam1 <= 0:
+        return False
+    gap = float(evals[r - 1]) - (float(evals[r]) if r < evals.numel() else 0.0)
+    if gap <= 0:
+        return True
+    theta = torch.finfo(dtype).eps * lam1 / gap
+    return theta * theta * lam1 > 1e-4 * tail
+
+
+def leading_subspace(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Orthonormal basis of the leading ``k``-dimensional left singular subspace of ``y``.
+
+    Wide ``y``: eigenvectors of the small Gram ``y y^H``, refined by one subspace-iteration step
+    when the squared condition number would cost accuracy (see :func:`_needs_refinement`). Tall
+    ``y``: thin QR, then an SVD of the small triangular factor. Never an SVD of a wide matrix.
+    """
+    m, n = y.shape
+    if m > n:
+        q, r = torch.linalg.qr(y)
+        return q @ torch.linalg.svd(r)[0][:, :k]
+    evals, evecs = torch.linalg.eigh(y @ y.mH)
+    evals = torch.flip(evals, (0,)).clamp_min(0).double()
+    u = torch.flip(evecs, (1,))[:, :k]
+    if _needs_refinement(evals, k, float(evals[k:].sum()), y.dtype):
+        u = torch.linalg.qr(y @ (y.mH @ u)).Q
+    return u
+
+
 def truncate(
     a: torch.Tensor,
     *,
@@ -177,7 +215,9 @@ def truncate(
       ``eps * sigma_1`` in each singular value).
     * "gram": eigen-decomposition of the ``m x m`` Gram ``a a^H`` (for a wide ``a``), formed in
       float64 when a budget is given so that the eigenvalues resolve discarded energies down to
-      ``~1e-16 sigma_1^2``; ``b = u^H a``. A tall ``a`` falls back to "full".
+      ``~1e-16 sigma_1^2``, plus one subspace-iteration step when the kept spectrum is so wide
+      that the Gram's squared condition number would cost accuracy; ``b = u^H a``. A tall ``a``
+      falls back to "full".
     * "randomized": range finder of ``max_rank + oversample`` columns with ``n_iter`` power
       iterations; the energy the sketch misses, ``||a||^2 - ||Q^H a||^2``, is counted as
       discarded, so the budget is honoured whenever the cap allows.
@@ -198,7 +238,14 @@ def truncate(
         tail = _tails(evals)
         r = _pick_rank(tail, max_rank, budget)
         u = evecs[:, :r].to(a.dtype)
-        return Truncation(u, u.mH @ a, float(tail[r]))
+        if _needs_refinement(evals, r, float(tail[r]), work.dtype):
+            u = torch.linalg.qr(a @ (a.mH @ u)).Q
+        b = u.mH @ a
+        discarded = float(tail[r])
+        if discarded < 1e4 * torch.finfo(work.dtype).eps * m * float(evals[0]):
+            # eigenvalue noise (~eps lambda_1 each) dominates such a tail: measure the residual
+            discarded = sq_norm(a - u @ b)
+        return Truncation(u, b, discarded)
     # randomized
     k = min(max_rank, m, n)
     q, s, vh = _randomized_svd(a, min(k + oversample, m, n), 0, n_iter, generator)

@@ -25,7 +25,7 @@ import torch
 
 from .._checks import check_modes, check_tensor
 from ..algebra._products import _mode_dot
-from ..algebra._svd import _leading_left, _randomized_svd
+from ..algebra._svd import _randomized_svd
 from ..algebra._unfold import _fold, _unfold
 from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
@@ -39,6 +39,7 @@ from ._tucker_common import (
     check_tucker_rank,
     contract_modes,
     converged,
+    leading_subspace,
     randn,
     rel_error,
     sq_norm,
@@ -329,7 +330,7 @@ def _hooi(
         small = min(y.shape)
         if small >= 1024 and ranks[n] <= small // 8:
             return _randomized_svd(y, ranks[n], 10, 2, generator)[0]
-        return _leading_left(y, ranks[n])
+        return leading_subspace(y, ranks[n])
 
     def as_tucker(core: torch.Tensor) -> TuckerTensor:
         full = [
