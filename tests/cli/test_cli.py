@@ -304,6 +304,21 @@ def test_info_and_datasets_human_output(tmp_path, capsys):
     assert code == 0 and "digits_counts: 1797 image × 8 row × 8 column [CC-BY-4.0]" in out
 
 
+def test_rank_scan_table(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", planted().numpy())
+    code, out, err = call(
+        capsys, "rank-scan", str(tmp_path / "x.npy"), "--ranks", "1,2", "--starts", "1",
+        "--max-iter", "10", "--out", str(tmp_path / "o"), "--no-plots",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "CP rank scan of x.npy (6 × 5 × 4), 1 start per rank"
+    assert lines[1].split() == ["rank", "best", "error", "fit", "core", "consistency"]
+    assert [line.split()[0] for line in lines[2:4]] == ["1", "2"]
+    assert lines[4].startswith("recommended rank: ")
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["rank_scan.json"]
+
+
 @pytest.mark.parametrize("method", ["tt", "tr"])
 def test_tt_and_tr_methods(tmp_path, capsys, method):
     from factorch.cli._common import CLIError
@@ -345,6 +360,7 @@ def make_bad_inputs(tmp_path) -> None:
     np.save(tmp_path / "mask_shape.npy", np.ones((2, 2), dtype=bool))
     np.save(tmp_path / "mask_vals.npy", np.full(x.shape, 2.0))
     np.save(tmp_path / "neg.npy", (x - 1.0).numpy())
+    np.save(tmp_path / "vec.npy", np.arange(5.0))
     (tmp_path / "afile").write_text("")
     torch.save({"tensor": x, "x": Opaque()}, tmp_path / "obj.pt")
 
@@ -362,6 +378,10 @@ BAD = [
         r"nan.npy contains 1 NaN entries; pass --nan-as-missing",
     ),
     (["decompose", "{d}/inf.npy", "--rank", "2"], r"inf.npy contains 1 infinite entries"),
+    (
+        ["decompose", "{d}/vec.npy", "--rank", "1"],
+        r"vec.npy has shape \(5,\); a decomposition needs at least 2 modes",
+    ),
     (
         ["decompose", "{d}/x.npy", "--rank", "31"],
         r"rank 31 is too large for a tensor of shape \(6, 5, 4\): at most 20",

@@ -102,7 +102,7 @@ def run_decomposition(
     if "tol" in params:
         kwargs["tol"] = tol
     if "generator" in params:
-        kwargs["generator"] = torch.Generator(device=inp.tensor.device).manual_seed(seed)
+        kwargs["generator"] = torch.Generator().manual_seed(seed)  # CPU: same draws on every device
     if init == "random":
         if "init" not in params:
             raise CLIError(

@@ -125,7 +125,7 @@ def rank_scan(
         "starts": starts,
         "max_iter": max_iter,
         "tol": tol,
-        "generator": torch.Generator(device=dev).manual_seed(seed),
+        "generator": torch.Generator().manual_seed(seed),  # CPU: same draws on every device
     }
     if inp.mask is not None:
         kwargs["mask"] = inp.mask
@@ -184,7 +184,8 @@ def rank_scan(
     if as_json:
         click.echo(dumps(summary), nl=False)
     elif not quiet:
-        click.echo(f"CP rank scan of {inp.name} ({shape_str(shape)}), {starts} starts per rank")
+        per_rank = f"{starts} start{'s' if starts != 1 else ''} per rank"
+        click.echo(f"CP rank scan of {inp.name} ({shape_str(shape)}), {per_rank}")
         click.echo(f"{'rank':>4}  {'best error':>10}  {'fit':>6}  {'core consistency':>16}")
         for row in rows:
             mark = "  <- recommended" if row["rank"] == scan.recommended else ""
