@@ -6,6 +6,10 @@ from ._embedding import FactorizedEmbedding as FactorizedEmbedding
 from ._formats import CPWeight as CPWeight
 from ._formats import LowRankWeight as LowRankWeight
 from ._formats import TuckerWeight as TuckerWeight
+from ._compress import CompressionReport as CompressionReport
+from ._compress import FineTune as FineTune
+from ._compress import LayerReport as LayerReport
+from ._compress import compress as compress
 from ._conv import FactorizedConv1d as FactorizedConv1d
 from ._conv import FactorizedConv2d as FactorizedConv2d
 from ._conv import FactorizedConv3d as FactorizedConv3d
@@ -20,6 +24,7 @@ from ._weight import FactorizedWeight as FactorizedWeight
 
 __all__ = [
     "CPWeight",
+    "CompressionReport",
     "FactorizedConv1d",
     "FactorizedConv2d",
     "FactorizedConv3d",
@@ -27,6 +32,8 @@ __all__ = [
     "FactorizedLayer",
     "FactorizedLinear",
     "FactorizedWeight",
+    "FineTune",
+    "LayerReport",
     "LowRankWeight",
     "TRWeight",
     "TTWeight",
@@ -36,4 +43,5 @@ __all__ = [
     "TensorizedShape",
     "TuckerWeight",
     "balanced_factorization",
+    "compress",
 ]

@@ -75,7 +75,7 @@ def _apply_tucker(p, factors, x, bias):
     for n in outs:
         t = _mode_dot(t, mats[n], n + 1)
     y = t.reshape(batch, -1)
-    return y if bias is None else y + bias
+    return y if bias is None else y + bias.to(y.dtype)
 
 
 def _apply_chain(p, factors, x, bias):
@@ -97,7 +97,7 @@ def _apply_chain(p, factors, x, bias):
         y = torch.diagonal(t.reshape(batch, r0, -1, r0), dim1=1, dim2=3).sum(-1)
     else:
         y = t.reshape(batch, -1)
-    return y if bias is None else y + bias
+    return y if bias is None else y + bias.to(y.dtype)
 
 
 _APPLY = {"lowrank": _apply_lowrank, "cp": _apply_cp, "tucker": _apply_tucker,

@@ -119,7 +119,7 @@ class TensorContraction(nn.Module):
         else:
             t = x.reshape(batch, -1) @ self.weight.transpose(0, 1)
         y = t.reshape(*lead, *self.output_shape)
-        return y if self.bias is None else y + self.bias
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
 
 class TensorRegression(nn.Module):

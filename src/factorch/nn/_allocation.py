@@ -1,0 +1,190 @@
+"""Rank allocation across layers under a global parameter budget (energy criterion).
+
+For every layer and format we predict, from singular values alone (no decomposition is run), the
+relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of ranks:
+
+* low rank: exact, the tail energy of the singular values of the matrix (Eckart--Young);
+* Tucker: the ST-HOSVD bound ``sum_n tail_n(R_n)`` from each mode unfolding's singular values
+  (Vannieuwenhoven et al. 2012), along the ranks :func:`rank_for_ratio` searches;
+* TT: the TT-SVD bound ``sum_k tail_k(r_k)`` from each sequential unfolding (Oseledets 2011);
+* TR: the same with bond ``k`` allowed ``r^2`` (a ring of rank ``r`` has unfoldings of rank
+  ``<= r^2``): a lower bound, so optimistic;
+* CP: ``max_k tail_k(R)`` over the mode and sequential unfoldings, a lower bound (a rank-``R``
+  CP tensor has every unfolding of rank ``<= R``), so optimistic.
+
+The allocator maximises the product of the energy fractions the layers retain,
+``prod_l (1 - e_l^2)``, i.e. minimises ``sum_l -log(1 - e_l^2)``, subject to
+``sum_l params_l <= budget``. A signal passing through the network is attenuated by every
+layer's lost energy, so the product is what matters; unlike ``sum_l e_l^2`` this cost grows
+without bound as one layer's error approaches 1, so no layer is sacrificed to keep others
+exact. Each layer starts at its cheapest rank; steps along each layer's lower convex hull of
+``(params, cost)`` are taken greedily by cost removed per parameter while they fit (optimal for
+the convexified problem, the classic marginal-gain rule); a last pass upgrades each layer to the
+best ladder point (hull or not) that still fits. Keeping a layer dense (``e = 0``) is the last
+point of every ladder, so small layers that factorization cannot shrink stay dense.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..decomp._budget import _count, _tt_bounds, _tucker_family
+from ._spec import TensorLayout
+
+__all__ = ["Candidate", "allocate", "energy_ladder"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One rung of a layer's ladder: ``rank`` (None = keep dense), its params and predicted
+    relative squared error."""
+
+    rank: Any
+    params: int
+    error2: float
+
+    @property
+    def cost(self) -> float:
+        """``-log(1 - e^2)``: the log of the energy fraction lost (capped for ``e -> 1``)."""
+        return -math.log(max(1.0 - self.error2, 1e-12))
+
+
+def _sq_singular_values(mat: torch.Tensor) -> torch.Tensor:
+    """Squared singular values, descending, via the eigenvalues of the smaller Gram (float64)."""
+    m = mat.to(torch.float64)
+    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+    return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0)
+
+
+def _tails(sq: torch.Tensor, total: float) -> list[float]:
+    """``tails[r]`` = energy beyond the first ``r`` values, relative to ``total``."""
+    c = torch.cumsum(sq, 0)
+    kept = [0.0, *c.tolist()]
+    return [max(total - k, 0.0) / total for k in kept]
+
+
+def energy_ladder(
+    weight: torch.Tensor, format: str, layout: TensorLayout, *, fixed_modes: tuple[int, ...] = ()
+) -> list[Candidate]:
+    """Predicted ``(rank, params, e^2)`` ladder of a weight in ``format``, ascending in params and
+    stopping before the dense parameter count (see the module docstring)."""
+    t = layout.to_tensor(weight.detach()).to(torch.float64)
+    shape = tuple(t.shape)
+    dense = math.prod(shape)
+    total = float((t * t).sum())
+    if total == 0:
+        total = 1.0
+    out: list[Candidate] = []
+
+    def add(rank: Any, err2: float) -> None:
+        params = _count(shape, rank, format)
+        if params < dense:
+            out.append(Candidate(rank, params, float(err2)))
+
+    def seq_tails() -> list[list[float]]:
+        return [_tails(_sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
+                for k in range(1, len(shape))]
+
+    if format == "lowrank":
+        tails = _tails(_sq_singular_values(t.reshape(shape[0], -1)), total)
+        for r in range(1, len(tails)):
+            add(r, tails[r])
+    elif format == "tucker":
+        mode_tails = [_tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
+                      for n in range(len(shape))]
+        for rank in _tucker_family(shape, frozenset(fixed_modes)):
+            add(rank, min(1.0, sum(mt[min(r, len(mt) - 1)] for mt, r in zip(mode_tails, rank))))
+    elif format in ("tt", "tr"):
+        tails, bounds = seq_tails(), _tt_bounds(shape)
+        for r in range(1, max(bounds, default=1) + 1):
+            if format == "tt":
+                rank = (1, *(min(r, b) for b in bounds), 1)
+                allowed = rank[1:-1]
+            else:
+                rank = (r,) * (len(shape) + 1)
+                allowed = tuple(min(r * r, b) for b in bounds)
+            add(rank, min(1.0, sum(tk[min(a, len(tk) - 1)] for tk, a in zip(tails, allowed))))
+    elif format == "cp":
+        tails = seq_tails() + [
+            _tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
+            for n in range(1, len(shape) - 1)
+        ]
+        top = dense // (sum(shape) + 1)
+        for r in range(1, top + 1):
+            add(r, max(tk[min(r, len(tk) - 1)] for tk in tails))
+    else:  # pragma: no cover - formats are checked at the public boundary
+        raise ValueError(f"energy_ladder: unknown format {format!r}.")
+    return out
+
+
+def _hull(points: list[Candidate]) -> list[int]:
+    """Indices of the lower convex hull of ``(params, error2)`` from the cheapest point."""
+    hull: list[int] = []
+    for i, p in enumerate(points):
+        if hull and p.cost >= points[hull[-1]].cost:
+            continue  # never worth more params for no less error
+        while len(hull) >= 2:
+            a, b = points[hull[-2]], points[hull[-1]]
+            # drop b if it lies on or above the segment a -> p
+            if (b.cost - a.cost) * (p.params - a.params) >= (p.cost - a.cost) * (
+                b.params - a.params
+            ):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return hull
+
+
+def allocate(ladders: list[list[Candidate]], budget: float) -> list[int]:
+    """Chosen ladder index per layer minimising ``sum -log(1 - e^2)`` within ``budget`` params.
+
+    Each ladder must end with the dense option. Raises ``ValueError`` when even the cheapest
+    rungs exceed the budget.
+    """
+    choice = [0] * len(ladders)
+    spent = sum(lad[0].params for lad in ladders)
+    if spent > budget:
+        raise ValueError(
+            f"compress: the budget of {budget:.0f} parameters is below the {spent} that rank-1 "
+            "factorizations of the selected layers need; raise ratio or exclude small layers."
+        )
+    hulls = [_hull(lad) for lad in ladders]
+    pos = [0] * len(ladders)
+    heap: list[tuple[float, int]] = []
+
+    def push(layer: int) -> None:
+        h, k = hulls[layer], pos[layer]
+        if k + 1 < len(h):
+            a, b = ladders[layer][h[k]], ladders[layer][h[k + 1]]
+            slope = (a.cost - b.cost) / max(b.params - a.params, 1)
+            heapq.heappush(heap, (-slope, layer))
+
+    for layer in range(len(ladders)):
+        push(layer)
+    while heap:
+        _, layer = heapq.heappop(heap)
+        h, k = hulls[layer], pos[layer]
+        cost = ladders[layer][h[k + 1]].params - ladders[layer][h[k]].params
+        if spent + cost > budget:
+            continue  # this layer is done: its later hull steps have lower gain per parameter
+        spent += cost
+        pos[layer] = k + 1
+        choice[layer] = h[k + 1]
+        push(layer)
+    # fill: any ladder point (hull or not) that fits and lowers the error
+    for layer, lad in enumerate(ladders):
+        cur = lad[choice[layer]]
+        room = budget - spent + cur.params
+        best = choice[layer]
+        for i, cand in enumerate(lad):
+            if cand.params <= room and cand.cost < lad[best].cost:
+                best = i
+        spent += lad[best].params - cur.params
+        choice[layer] = best
+    return choice
