@@ -224,3 +224,17 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.cuda
+def test_cuda_follows_input_and_matches_cpu():
+    clean = random_tr((6, 7, 8, 9), 2, generator=_gen(22), dtype=torch.float64).to_dense()
+    # (TR-SVD below the cubed ranks depends on eigenvector signs, which differ between devices)
+    on_gpu = tr_svd(clean.cuda(), (2, 2, 8, 8, 2))
+    assert on_gpu.tensor.device.type == "cuda"
+    assert _rel(on_gpu.tensor.to_dense().cpu(), clean) < 1e-10
+    x = add_noise(clean, relative=0.05, generator=_gen(23))
+    on_gpu = tr_als(x.cuda(), 2, init="random", generator=_gen(1), max_iter=10, tol=0)
+    on_cpu = tr_als(x, 2, init="random", generator=_gen(1), max_iter=10, tol=0)
+    assert on_gpu.tensor.device.type == "cuda"
+    assert abs(on_gpu.error - on_cpu.error) < 1e-6

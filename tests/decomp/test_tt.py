@@ -360,3 +360,20 @@ A = random_tt((4, 5, 6), 2, dtype=torch.float64)
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.cuda
+def test_cuda_follows_input_and_matches_cpu():
+    x = random_tt((6, 7, 8, 9), 3, generator=_gen(26), dtype=torch.float64).to_dense()
+    x = add_noise(x, relative=0.05, generator=_gen(27))
+    for method in METHODS:
+        on_gpu = tt_svd(x.cuda(), 3, eps=0.1, method=method, generator=_gen(1))
+        on_cpu = tt_svd(x, 3, eps=0.1, method=method, generator=_gen(1))
+        assert on_gpu.tensor.device.type == "cuda"
+        assert abs(on_gpu.error - on_cpu.error) < 1e-8
+    rounded = tt_round(on_gpu.tensor + on_gpu.tensor, eps=1e-8)
+    assert rounded.tensor.device.type == "cuda" and rounded.tensor.rank == on_gpu.tensor.rank
+    m = torch.randn(24, 30, dtype=torch.float64, generator=_gen(28))
+    res = tt_matrix(m.cuda(), (2, 3, 4), (3, 2, 5), 3)
+    assert res.tensor.device.type == "cuda"
+    assert abs(res.error - tt_matrix(m, (2, 3, 4), (3, 2, 5), 3).error) < 1e-8

@@ -414,3 +414,20 @@ def test_hosvd_gradients_flow_and_iterative_methods_do_not_track():
     hosvd(x, 2, svd="full").tensor.to_dense().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert not tucker(x, 2, max_iter=2).tensor.core.requires_grad
+
+
+@pytest.mark.cuda
+def test_cuda_follows_input_and_matches_cpu():
+    x = random_tucker((12, 13, 14), (3, 4, 5), generator=_gen(34), dtype=torch.float64).to_dense()
+    x = add_noise(x, relative=0.05, generator=_gen(35))
+    runs = [
+        lambda t: hosvd(t, (3, 4, 5)),
+        lambda t: hosvd(t, error=0.1, sequential=False),
+        lambda t: tucker(t, (3, 4, 5), init="random", generator=_gen(1), max_iter=5, tol=0),
+        lambda t: partial_tucker(t, 3, modes=(1,), max_iter=3),
+        lambda t: non_negative_tucker(t.abs(), (3, 4, 5), max_iter=5, tol=0),
+    ]
+    for run in runs:
+        on_gpu, on_cpu = run(x.cuda()), run(x)
+        assert on_gpu.tensor.device.type == "cuda" and on_gpu.tensor.dtype == torch.float64
+        assert abs(on_gpu.error - on_cpu.error) < 1e-8
