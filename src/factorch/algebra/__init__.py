@@ -7,6 +7,7 @@ from ._products import khatri_rao as khatri_rao
 from ._products import kron as kron
 from ._products import mode_dot as mode_dot
 from ._products import multi_mode_dot as multi_mode_dot
+from ._sparse_mttkrp import sparse_mttkrp as sparse_mttkrp
 from ._svd import SVDMethod as SVDMethod
 from ._svd import leading_singular_vectors as leading_singular_vectors
 from ._svd import randomized_svd as randomized_svd
@@ -26,6 +27,7 @@ __all__ = [
     "multi_mode_dot",
     "norm",
     "randomized_svd",
+    "sparse_mttkrp",
     "truncated_svd",
     "unfold",
 ]

@@ -8,6 +8,8 @@ that never forms the dense tensor: ``norm()``, ``inner()``, ``mode_dot()``, ``en
 from ._base import FactorizedTensor as FactorizedTensor
 from ._cp import CPTensor as CPTensor
 from ._cp import FactorMatch as FactorMatch
+from ._sparse import Duplicates as Duplicates
+from ._sparse import SparseTensor as SparseTensor
 from ._tr import TRTensor as TRTensor
 from ._tt import TTTensor as TTTensor
 from ._ttmatrix import TTMatrix as TTMatrix
@@ -15,8 +17,10 @@ from ._tucker import TuckerTensor as TuckerTensor
 
 __all__ = [
     "CPTensor",
+    "Duplicates",
     "FactorMatch",
     "FactorizedTensor",
+    "SparseTensor",
     "TRTensor",
     "TTMatrix",
     "TTTensor",
