@@ -1,21 +1,24 @@
 """Dense MTTKRP: factorch against TensorLy's ``unfolding_dot_khatri_rao`` (numpy, pytorch).
 
-Problem: a dense 200 x 200 x 200 float64 tensor (64 MB), rank 10, every mode. Measured:
+Problem: a dense 200 x 200 x 200 float64 tensor (61 MiB), rank 10, every mode. Measured:
 
-* time per call, median of repeated calls (round-robin with the TensorLy backend of the block, in
-  one process, after warm-up calls), with the environment as given;
-* the same in a subprocess with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset (they force
-  numpy's OpenBLAS onto Haswell kernels; the unset run is TensorLy-numpy's best case);
+* time per call: median of repeated calls, all implementations of one mode timed round-robin in
+  one process after warm-up calls (TensorLy's global backend is switched untimed before each of
+  its calls), with the environment as given;
+* the same for factorch and TensorLy-numpy in a subprocess with ``OPENBLAS_CORETYPE`` and
+  ``OPENBLAS_L2_SIZE`` unset (they hold numpy's OpenBLAS to its Haswell kernels);
 * peak extra resident memory per call, one subprocess per implementation;
-* the floor: ``2 I J K R`` flops at the measured DGEMM rate and one read of the tensor at the
+* the floor: ``2 I J K R`` flops at the measured DGEMM rate or one read of the tensor at the
   measured read bandwidth, whichever is larger.
+* ``--explore``: only time the GEMM formulations of the contraction that reads the tensor.
 
 Usage::
 
-    python benchmarks/bench_algebra.py [--quick] [--threads N]
+    python benchmarks/bench_algebra.py [--quick] [--threads N] [--explore]
 
-Writes ``benchmarks/results/bench_algebra.json`` and prints a table. ``--quick`` uses fewer
-repetitions (well under 30 s on a 2-core machine).
+Writes ``benchmarks/results/bench_algebra.json`` (``--quick``: ``bench_algebra_quick.json``;
+``--explore``: ``bench_algebra_explore.json``) and prints a table. ``--quick`` times 7 calls
+instead of 21 (about 11 s on the 2-core benchmark machine when idle).
 """
 
 from __future__ import annotations
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "peak_extra_bytes": memory,
     }
     payload["summary"] = _summary(payload)
-    path = _common.write_results("bench_algebra", payload)
+    path = _common.write_results("bench_algebra" + ("_quick" if args.quick else ""), payload)
     _print(payload)
     print(f"\nwrote {path}")
 
