@@ -37,19 +37,34 @@ def make_cnn(conv: type | None = None, **conv_kwargs: object) -> nn.Sequential:
     """
     conv_cls = conv or nn.Conv2d
     return nn.Sequential(
-        conv_cls(1, 8, 3, padding=1, **conv_kwargs), nn.ReLU(),
-        conv_cls(8, 16, 3, padding=1, **conv_kwargs), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+        conv_cls(1, 8, 3, padding=1, **conv_kwargs),
+        nn.ReLU(),
+        conv_cls(8, 16, 3, padding=1, **conv_kwargs),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
+def batches(
+    x: torch.Tensor, y: torch.Tensor, size: int, seed: int
+) -> list[tuple[torch.Tensor, ...]]:
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     return [(x[perm[i : i + size]], y[perm[i : i + size]]) for i in range(0, len(y), size)]
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 15,
-          lr: float = 3e-3, seed: int = 0) -> nn.Module:
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int = 15,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> nn.Module:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for epoch in range(epochs):
@@ -70,21 +85,28 @@ def main() -> None:
     torch.manual_seed(0)
     x_tr, y_tr, x_te, y_te = load_digits_tensors()
     dense = train(make_cnn(), x_tr, y_tr)
-    print(f"dense: {sum(p.numel() for p in dense.parameters())} params, "
-          f"test accuracy {accuracy(dense, x_te, y_te):.3f}")
+    print(
+        f"dense: {sum(p.numel() for p in dense.parameters())} params, "
+        f"test accuracy {accuracy(dense, x_te, y_te):.3f}"
+    )
     for ratio in (0.25, 0.10):
         for fmt in ("lowrank", "tucker", "cp"):
             model, report = fnn.compress(
-                dense, ratio=ratio, format=fmt, example_input=x_te[:1],
+                dense,
+                ratio=ratio,
+                format=fmt,
+                example_input=x_te[:1],
                 finetune=fnn.FineTune(batches(x_tr, y_tr, 64, 1), epochs=3, lr=1e-3),
             )
             print(f"\nratio {ratio}, format {fmt}: test accuracy {accuracy(model, x_te, y_te):.3f}")
             print(report.table())
     torch.manual_seed(0)
     apriori = train(make_cnn(fnn.FactorizedConv2d, format="cp", rank=4), x_tr, y_tr)
-    print(f"\na priori CP-factorized convolutions (rank 4): "
-          f"{sum(p.numel() for p in apriori.parameters())} params, "
-          f"test accuracy {accuracy(apriori, x_te, y_te):.3f}")
+    print(
+        f"\na priori CP-factorized convolutions (rank 4): "
+        f"{sum(p.numel() for p in apriori.parameters())} params, "
+        f"test accuracy {accuracy(apriori, x_te, y_te):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,6 @@
 
 from ._chain import TRWeight as TRWeight
 from ._chain import TTWeight as TTWeight
-from ._embedding import FactorizedEmbedding as FactorizedEmbedding
-from ._formats import CPWeight as CPWeight
-from ._formats import LowRankWeight as LowRankWeight
-from ._formats import TuckerWeight as TuckerWeight
 from ._compress import CompressionReport as CompressionReport
 from ._compress import FineTune as FineTune
 from ._compress import LayerReport as LayerReport
@@ -13,8 +9,23 @@ from ._compress import compress as compress
 from ._conv import FactorizedConv1d as FactorizedConv1d
 from ._conv import FactorizedConv2d as FactorizedConv2d
 from ._conv import FactorizedConv3d as FactorizedConv3d
+from ._embedding import FactorizedEmbedding as FactorizedEmbedding
+from ._formats import CPWeight as CPWeight
+from ._formats import LowRankWeight as LowRankWeight
+from ._formats import TuckerWeight as TuckerWeight
 from ._layer import FactorizedLayer as FactorizedLayer
 from ._linear import FactorizedLinear as FactorizedLinear
+from ._maestro import LowRankConv1d as LowRankConv1d
+from ._maestro import LowRankConv2d as LowRankConv2d
+from ._maestro import LowRankConv3d as LowRankConv3d
+from ._maestro import LowRankLinear as LowRankLinear
+from ._maestro import OrderedDropout as OrderedDropout
+from ._maestro import hierarchical_group_lasso as hierarchical_group_lasso
+from ._maestro import ordered_layers as ordered_layers
+from ._regularizers import component_magnitudes as component_magnitudes
+from ._regularizers import prune_components_ as prune_components_
+from ._regularizers import tensor_dropout as tensor_dropout
+from ._regularizers import tensor_lasso as tensor_lasso
 from ._spec import TensorizedShape as TensorizedShape
 from ._spec import TensorLayout as TensorLayout
 from ._spec import balanced_factorization as balanced_factorization
@@ -34,7 +45,12 @@ __all__ = [
     "FactorizedWeight",
     "FineTune",
     "LayerReport",
+    "LowRankConv1d",
+    "LowRankConv2d",
+    "LowRankConv3d",
+    "LowRankLinear",
     "LowRankWeight",
+    "OrderedDropout",
     "TRWeight",
     "TTWeight",
     "TensorContraction",
@@ -43,5 +59,11 @@ __all__ = [
     "TensorizedShape",
     "TuckerWeight",
     "balanced_factorization",
+    "component_magnitudes",
     "compress",
+    "hierarchical_group_lasso",
+    "ordered_layers",
+    "prune_components_",
+    "tensor_dropout",
+    "tensor_lasso",
 ]

@@ -87,16 +87,20 @@ def energy_ladder(
             out.append(Candidate(rank, params, float(err2)))
 
     def seq_tails() -> list[list[float]]:
-        return [_tails(_sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
-                for k in range(1, len(shape))]
+        return [
+            _tails(_sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
+            for k in range(1, len(shape))
+        ]
 
     if format == "lowrank":
         tails = _tails(_sq_singular_values(t.reshape(shape[0], -1)), total)
         for r in range(1, len(tails)):
             add(r, tails[r])
     elif format == "tucker":
-        mode_tails = [_tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
-                      for n in range(len(shape))]
+        mode_tails = [
+            _tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
+            for n in range(len(shape))
+        ]
         for rank in _tucker_family(shape, frozenset(fixed_modes)):
             add(rank, min(1.0, sum(mt[min(r, len(mt) - 1)] for mt, r in zip(mode_tails, rank))))
     elif format in ("tt", "tr"):

@@ -57,7 +57,9 @@ class _ChainWeight(FactorizedWeight):
         if self.ring:
             s = (std**2 / math.prod(self.rank[:-1])) ** (1.0 / (2 * n))
             return tuple(gaussian(sh, generator, dtype) * s for sh in shapes)
-        cores = [orthonormal(a * i, b, generator, dtype).reshape(a, i, b) for a, i, b in shapes[:-1]]
+        cores = [
+            orthonormal(a * i, b, generator, dtype).reshape(a, i, b) for a, i, b in shapes[:-1]
+        ]
         last = gaussian(shapes[-1], generator, dtype)
         scale = std * math.sqrt(math.prod(self.layout.tensor_shape) / last.numel())
         cores.append(last)

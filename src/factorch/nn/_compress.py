@@ -24,8 +24,12 @@ __all__ = ["CompressionReport", "FineTune", "LayerReport", "compress"]
 
 Allocation = Literal["energy", "uniform"]
 Selector = type | str
-_FACTORIZED = {nn.Linear: FactorizedLinear, nn.Conv1d: FactorizedConv1d,
-               nn.Conv2d: FactorizedConv2d, nn.Conv3d: FactorizedConv3d}
+_FACTORIZED = {
+    nn.Linear: FactorizedLinear,
+    nn.Conv1d: FactorizedConv1d,
+    nn.Conv2d: FactorizedConv2d,
+    nn.Conv3d: FactorizedConv3d,
+}
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,11 @@ class CompressionReport:
         rows = [head, "-" * len(head)]
         for r in self.layers:
             params = f"{r.params_before}->{r.params_after}"
-            rows.append(f"{r.name:<24} {r.kind:<8} {r.format:<8} {str(r.rank):<18} "
-                        f"{params:>17} {r.relative_error:>8.4f}")
-        rows.append(f"model params {self.params_before} -> {self.params_after} "
-                    f"({self.ratio:.3f})")
+            rows.append(
+                f"{r.name:<24} {r.kind:<8} {r.format:<8} {r.rank!s:<18} "
+                f"{params:>17} {r.relative_error:>8.4f}"
+            )
+        rows.append(f"model params {self.params_before} -> {self.params_after} ({self.ratio:.3f})")
         if self.flops_before is not None:
             rows.append(f"layer FLOPs {self.flops_before} -> {self.flops_after}")
         return "\n".join(rows)
@@ -183,12 +188,17 @@ def _layout(module: nn.Module, fmt: str) -> tuple[TensorLayout, tuple[int, ...]]
 
 def _dense_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     if isinstance(module, nn.Linear):
-        return 2 * (math.prod(shape) // module.in_features) * module.out_features * module.in_features
+        return (
+            2 * (math.prod(shape) // module.in_features) * module.out_features * module.in_features
+        )
     d = module.weight.ndim - 2
     batch = math.prod(shape[: -d - 1]) if len(shape) > d + 1 else 1
     with torch.no_grad():
-        out = module(torch.zeros((1, *shape[-d - 1 :]), device=module.weight.device,
-                                 dtype=module.weight.dtype))
+        out = module(
+            torch.zeros(
+                (1, *shape[-d - 1 :]), device=module.weight.device, dtype=module.weight.dtype
+            )
+        )
     return 2 * batch * math.prod(out.shape[2:]) * module.weight.numel()
 
 
@@ -283,18 +293,23 @@ def compress(
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn}: model must be an nn.Module; got {type(model).__name__}.")
     if (ratio is None) == (ranks is None):
-        raise ValueError(f"{fn}: give exactly one of ratio= and ranks=; got ratio={ratio!r}, "
-                         f"ranks={ranks!r}.")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
-                              or not 0 < ratio):
+        raise ValueError(
+            f"{fn}: give exactly one of ratio= and ranks=; got ratio={ratio!r}, ranks={ranks!r}."
+        )
+    if ratio is not None and (
+        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio
+    ):
         raise ValueError(f"{fn}: ratio must be a positive number; got {ratio!r}.")
     if allocation not in get_args(Allocation):
-        raise ValueError(f"{fn}: allocation must be one of {get_args(Allocation)}; got {allocation!r}.")
+        raise ValueError(
+            f"{fn}: allocation must be one of {get_args(Allocation)}; got {allocation!r}."
+        )
     if not isinstance(format, (str, Mapping)):
         raise TypeError(f"{fn}: format must be a str or a mapping; got {type(format).__name__}.")
     if finetune is not None and not isinstance(finetune, FineTune) and not callable(finetune):
-        raise TypeError(f"{fn}: finetune must be a FineTune, a callable or None; got "
-                        f"{type(finetune).__name__}.")
+        raise TypeError(
+            f"{fn}: finetune must be a FineTune, a callable or None; got {type(finetune).__name__}."
+        )
     inc = _check_selectors(include, fn, "include")
     exc = _check_selectors(exclude, fn, "exclude")
     params_before = sum(p.numel() for p in model.parameters())
@@ -311,8 +326,10 @@ def compress(
     if ranks is not None:
         unknown = sorted(set(ranks) - set(candidates))
         if unknown:
-            raise ValueError(f"{fn}: ranks names {unknown} are not compressible layers of the "
-                             f"model; valid names: {sorted(candidates)}.")
+            raise ValueError(
+                f"{fn}: ranks names {unknown} are not compressible layers of the "
+                f"model; valid names: {sorted(candidates)}."
+            )
         selected = {n: candidates[n] for n in ranks}
     else:
         selected = candidates
@@ -330,11 +347,12 @@ def compress(
         chosen = dict(ranks)
     elif allocation == "uniform":
         budget = ratio * sum(m.weight.numel() for m in selected.values())
-        for n, m in selected.items():
+        for n in selected:
             layout, fixed = layouts[n]
             try:
-                chosen[n] = rank_for_ratio(layout.tensor_shape, ratio, format=formats[n],
-                                           fixed_modes=fixed)
+                chosen[n] = rank_for_ratio(
+                    layout.tensor_shape, ratio, format=formats[n], fixed_modes=fixed
+                )
             except ValueError:
                 chosen[n] = None  # even rank 1 exceeds this layer's share: keep it dense
     else:
@@ -356,22 +374,49 @@ def compress(
         new = None
         if chosen[n] is not None:
             new = _FACTORIZED[type(module)].from_dense(
-                module, format=formats[n], rank=chosen[n], implementation=implementation,
+                module,
+                format=formats[n],
+                rank=chosen[n],
+                implementation=implementation,
                 decomposition=decomposition,
             )
             if new.parametrization.n_params >= module.weight.numel() and ranks is None:
                 new = None  # no saving: keep dense
         if new is None:
-            reports.append(LayerReport(n, kind, "dense", None, before, before, flops_before,
-                                       flops_before, 0.0, predicted[n]))
+            reports.append(
+                LayerReport(
+                    n,
+                    kind,
+                    "dense",
+                    None,
+                    before,
+                    before,
+                    flops_before,
+                    flops_before,
+                    0.0,
+                    predicted[n],
+                )
+            )
             continue
         with torch.no_grad():
             w = module.weight
             err = float(torch.linalg.vector_norm(new.weight - w) / torch.linalg.vector_norm(w))
         _set_module(work, n, new)
         flops_after = _layer_flops(new, shapes[n]) if n in shapes else None
-        reports.append(LayerReport(n, kind, formats[n], new.rank, before, new.n_params,
-                                   flops_before, flops_after, err, predicted[n]))
+        reports.append(
+            LayerReport(
+                n,
+                kind,
+                formats[n],
+                new.rank,
+                before,
+                new.n_params,
+                flops_before,
+                flops_after,
+                err,
+                predicted[n],
+            )
+        )
 
     losses: tuple[float, ...] = ()
     if isinstance(finetune, FineTune):

@@ -25,10 +25,14 @@ _DENSE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 def _tuple(value: object, d: int, fn: str, name: str, minimum: int) -> tuple[int, ...]:
     vals = (value,) * d if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(vals, Sequence) or len(vals) != d
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-                       for v in vals)):
-        raise ValueError(f"{fn}: {name} must be an int >= {minimum} or {d} such ints; got {value!r}.")
+    if (
+        not isinstance(vals, Sequence)
+        or len(vals) != d
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in vals)
+    ):
+        raise ValueError(
+            f"{fn}: {name} must be an int >= {minimum} or {d} such ints; got {value!r}."
+        )
     return tuple(int(v) for v in vals)
 
 
@@ -42,7 +46,9 @@ def _pads(padding: object, kernel, stride, dilation, fn: str) -> tuple[tuple[int
         totals = [dl * (k - 1) for k, dl in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in totals)
     if isinstance(padding, str):
-        raise ValueError(f"{fn}: padding must be 'valid', 'same', an int or {d} ints; got {padding!r}.")
+        raise ValueError(
+            f"{fn}: padding must be 'valid', 'same', an int or {d} ints; got {padding!r}."
+        )
     return tuple((p, p) for p in _tuple(padding, d, fn, "padding", 0))
 
 
@@ -92,7 +98,9 @@ class _FactorizedConvNd(FactorizedLayer):
         self.padding_mode = padding_mode
         fmt = check_format(format, fn)
         shape = (out_channels, in_channels, *self.kernel_size)
-        layout = TensorLayout.conv_chain(shape) if fmt in ("tt", "tr") else TensorLayout.identity(shape)
+        layout = (
+            TensorLayout.conv_chain(shape) if fmt in ("tt", "tr") else TensorLayout.identity(shape)
+        )
         if fmt == "tucker" and isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1:
             rank = (min(rank, out_channels), min(rank, in_channels), *self.kernel_size)
         spatial = tuple(range(2, 2 + d))
@@ -100,9 +108,15 @@ class _FactorizedConvNd(FactorizedLayer):
         param = make_weight(fmt, layout, rank, decomposition)
         fan_in = in_channels * math.prod(self.kernel_size)
         self._setup(
-            param, bias_shape=(out_channels,) if bias else None, fan_in=fan_in,
-            implementation=implementation, rank_dropout=rank_dropout, init_std=init_std,
-            generator=generator, device=device, dtype=dtype,
+            param,
+            bias_shape=(out_channels,) if bias else None,
+            fan_in=fan_in,
+            implementation=implementation,
+            rank_dropout=rank_dropout,
+            init_std=init_std,
+            generator=generator,
+            device=device,
+            dtype=dtype,
         )
 
     @classmethod
@@ -123,13 +137,26 @@ class _FactorizedConvNd(FactorizedLayer):
         if not isinstance(conv, dense):
             raise TypeError(f"{fn}: expected an {dense.__name__}; got {type(conv).__name__}.")
         if conv.groups != 1:
-            raise ValueError(f"{fn}: grouped convolutions are not supported; got groups={conv.groups}.")
+            raise ValueError(
+                f"{fn}: grouped convolutions are not supported; got groups={conv.groups}."
+            )
         w = conv.weight
         layer = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.bias is not None, conv.padding_mode, format=format, rank=rank,
-            ratio=ratio, implementation=implementation, decomposition=decomposition,
-            device=w.device, dtype=w.dtype,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.bias is not None,
+            conv.padding_mode,
+            format=format,
+            rank=rank,
+            ratio=ratio,
+            implementation=implementation,
+            decomposition=decomposition,
+            device=w.device,
+            dtype=w.dtype,
         )
         layer._load_dense(w, conv.bias)
         return layer
@@ -138,8 +165,9 @@ class _FactorizedConvNd(FactorizedLayer):
     def _out_size(self, size: Sequence[int]) -> tuple[int, ...]:
         return tuple(
             (s + pl + pr - dl * (k - 1) - 1) // st + 1
-            for s, (pl, pr), k, st, dl in zip(size, self.pads, self.kernel_size, self.stride,
-                                              self.dilation)
+            for s, (pl, pr), k, st, dl in zip(
+                size, self.pads, self.kernel_size, self.stride, self.dilation
+            )
         )
 
     def _native_padding(self) -> tuple[int, ...] | None:
@@ -188,9 +216,16 @@ class _FactorizedConvNd(FactorizedLayer):
         """An ``nn.Conv{d}d`` holding the rebuilt kernel (and a copy of the bias)."""
         w = self.weight.detach()
         out = _DENSE[self.dims](
-            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-            self.dilation, bias=self.bias is not None, padding_mode=self.padding_mode,
-            device=w.device, dtype=w.dtype,
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            bias=self.bias is not None,
+            padding_mode=self.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
         )
         with torch.no_grad():
             out.weight.copy_(w)
@@ -199,14 +234,15 @@ class _FactorizedConvNd(FactorizedLayer):
         return out
 
 
-# --- factorized forwards ---------------------------------------------------------------------------
+# --- factorized forwards -----------------------------------------------------------------
 def _pointwise(x: torch.Tensor, w: torch.Tensor, d: int, bias=None) -> torch.Tensor:
     """1x1 convolution with an ``(out, in)`` matrix."""
     return _CONV[d](x, w.reshape(*w.shape, *([1] * d)), bias)
 
 
-def _along(layer: _FactorizedConvNd, x: torch.Tensor, w: torch.Tensor, j: int, groups: int,
-           padded: bool) -> torch.Tensor:
+def _along(
+    layer: _FactorizedConvNd, x: torch.Tensor, w: torch.Tensor, j: int, groups: int, padded: bool
+) -> torch.Tensor:
     """Convolution along spatial dim ``j`` only, with a ``(out, in/groups, k_j)`` kernel."""
     d = layer.dims
     shape = [1] * d
@@ -275,14 +311,19 @@ def _apply_chain(layer, factors, x):
     return _pointwise(t, g_out.permute(1, 2, 0).reshape(layer.out_channels, -1), d, layer.bias)
 
 
-_APPLY = {"lowrank": _apply_lowrank, "cp": _apply_cp, "tucker": _apply_tucker,
-          "tt": _apply_chain, "tr": _apply_chain}
+_APPLY = {
+    "lowrank": _apply_lowrank,
+    "cp": _apply_cp,
+    "tucker": _apply_tucker,
+    "tt": _apply_chain,
+    "tr": _apply_chain,
+}
 
 
 def conv_flops(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """``(factorized, reconstructed)`` forward FLOPs of ``layer`` on ``input_shape``."""
     d = layer.dims
-    batch = math.prod(input_shape[:-d - 1]) if len(input_shape) > d + 1 else 1
+    batch = math.prod(input_shape[: -d - 1]) if len(input_shape) > d + 1 else 1
     size = input_shape[-d:]
     out_size = layer._out_size(size)
     n_in, n_out = math.prod(size), math.prod(out_size)

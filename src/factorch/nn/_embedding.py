@@ -1,4 +1,4 @@
-"""``FactorizedEmbedding``: an embedding table stored factorized, looked up without rebuilding it."""
+"""``FactorizedEmbedding``: a factorized embedding table, looked up without rebuilding it."""
 
 from __future__ import annotations
 
@@ -73,8 +73,13 @@ def _rows_chain(emb, factors, idx):
     return t.reshape(t.shape[0], -1)
 
 
-_ROWS = {"lowrank": _rows_lowrank, "cp": _rows_cp, "tucker": _rows_tucker,
-         "tt": _rows_chain, "tr": _rows_chain}
+_ROWS = {
+    "lowrank": _rows_lowrank,
+    "cp": _rows_cp,
+    "tucker": _rows_tucker,
+    "tt": _rows_chain,
+    "tr": _rows_chain,
+}
 
 
 def embedding_flops(emb: FactorizedEmbedding, n: int) -> tuple[int, int]:
@@ -165,8 +170,14 @@ class FactorizedEmbedding(FactorizedLayer):
         param = make_weight(fmt, layout, rank, decomposition)
         # init_std=1: nn.Embedding's N(0, 1) entries; fan_in only sets the (absent) bias bound
         self._setup(
-            param, bias_shape=None, fan_in=1, implementation=implementation,
-            rank_dropout=rank_dropout, init_std=init_std, generator=generator, device=device,
+            param,
+            bias_shape=None,
+            fan_in=1,
+            implementation=implementation,
+            rank_dropout=rank_dropout,
+            init_std=init_std,
+            generator=generator,
+            device=device,
             dtype=dtype,
         )
 
@@ -190,9 +201,17 @@ class FactorizedEmbedding(FactorizedLayer):
             raise ValueError(f"{fn}: max_norm and sparse=True embeddings are not supported.")
         w = embedding.weight
         layer = cls(
-            embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx,
-            format=format, rank=rank, ratio=ratio, shape=shape, implementation=implementation,
-            decomposition=decomposition, device=w.device, dtype=w.dtype,
+            embedding.num_embeddings,
+            embedding.embedding_dim,
+            embedding.padding_idx,
+            format=format,
+            rank=rank,
+            ratio=ratio,
+            shape=shape,
+            implementation=implementation,
+            decomposition=decomposition,
+            device=w.device,
+            dtype=w.dtype,
         )
         layer._load_dense(w, None)
         return layer
@@ -202,7 +221,11 @@ class FactorizedEmbedding(FactorizedLayer):
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         fn = type(self).__name__
-        if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
+        if (
+            not isinstance(indices, torch.Tensor)
+            or indices.is_floating_point()
+            or indices.is_complex()
+        ):
             got = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
             raise TypeError(f"{fn}: indices must be an integer tensor; got {got}.")
         flat = indices.reshape(-1)
@@ -224,8 +247,13 @@ class FactorizedEmbedding(FactorizedLayer):
 
     def to_dense(self) -> nn.Embedding:
         w = self.weight.detach()
-        out = nn.Embedding(self.num_embeddings, self.embedding_dim, self.padding_idx,
-                           device=w.device, dtype=w.dtype)
+        out = nn.Embedding(
+            self.num_embeddings,
+            self.embedding_dim,
+            self.padding_idx,
+            device=w.device,
+            dtype=w.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(w)
             if self.padding_idx is not None:

@@ -64,7 +64,9 @@ class LowRankWeight(FactorizedWeight):
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mat = tensor.reshape(self.rows, self.cols)
         method = self.decomposition.get("method", "full")
-        u, s, vh = _truncated_svd(mat, self.rank, method, 10, 2, self.decomposition.get("generator"))
+        u, s, vh = _truncated_svd(
+            mat, self.rank, method, 10, 2, self.decomposition.get("generator")
+        )
         root = s.sqrt().to(mat.dtype)
         return u * root, vh.transpose(0, 1) * root
 

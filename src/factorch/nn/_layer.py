@@ -13,7 +13,7 @@ from ..decomp._budget import rank_for_ratio
 from ._chain import TRWeight, TTWeight
 from ._formats import CPWeight, LowRankWeight, TuckerWeight
 from ._spec import TensorLayout
-from ._weight import FactorizedWeight, FormatName
+from ._weight import FactorizedWeight
 
 __all__ = ["FactorizedLayer", "Implementation", "make_weight"]
 
@@ -37,7 +37,8 @@ def check_format(format: object, fn: str, allowed: Sequence[str] = tuple(_CLASSE
 def check_implementation(implementation: object, fn: str) -> str:
     if implementation not in get_args(Implementation):
         raise ValueError(
-            f"{fn}: implementation must be one of {get_args(Implementation)}; got {implementation!r}."
+            f"{fn}: implementation must be one of {get_args(Implementation)}; "
+            f"got {implementation!r}."
         )
     return str(implementation)
 
@@ -64,8 +65,12 @@ def resolve_rank(
                 "fraction of the dense parameter count pass ratio= instead."
             )
         return rank
-    return rank_for_ratio(layout.tensor_shape, ratio, format=format,  # type: ignore[arg-type]
-                          fixed_modes=fixed_modes if format == "tucker" else ())
+    return rank_for_ratio(
+        layout.tensor_shape,
+        ratio,
+        format=format,  # type: ignore[arg-type]
+        fixed_modes=fixed_modes if format == "tucker" else (),
+    )
 
 
 def make_weight(
@@ -152,6 +157,13 @@ class FactorizedLayer(nn.Module):
         if got != tuple(want):
             raise ValueError(f"{fn}: factor shapes must be {want}; got {got}.")
         self.factors = nn.ParameterList([nn.Parameter(f.detach().clone()) for f in factors])
+
+    def reparametrize_(self, rank: Any, factors: Sequence[torch.Tensor]) -> None:
+        """Change the rank in place: a new parametrization of the same format and layout, and
+        ``factors`` of the matching shapes as fresh parameters (rebuild optimizers after)."""
+        old = self.parametrization
+        self.parametrization = make_weight(old.format, old.layout, rank, old.decomposition)
+        self.set_factors(factors)
 
     def use_factorized(self, factorized_flops: int, reconstructed_flops: int) -> bool:
         if self.implementation == "factorized":

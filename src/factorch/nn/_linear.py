@@ -13,7 +13,7 @@ from torch import nn
 from ..algebra._products import _khatri_rao, _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._spec import TensorizedShape, TensorLayout
-from ._weight import FactorizedWeight, FormatName
+from ._weight import FormatName
 
 __all__ = ["FactorizedLinear", "linear_flops", "linear_layout"]
 
@@ -28,44 +28,40 @@ def linear_layout(format: str, spec: TensorizedShape) -> TensorLayout:
 
 
 # --- factorized contractions ---------------------------------------------------------------------
-def _cp_split(p: FactorizedWeight, factors):
-    n_out = len(p.layout.split) - _n_in(p)
-    weights, *mats = factors
-    return weights, mats[:n_out], mats[n_out:]
-
-
-def _n_in(p: FactorizedWeight) -> int:
-    return p._n_in  # type: ignore[attr-defined]
+def _n_out(layer: FactorizedLinear) -> int:
+    return len(layer.shape.out_factors)
 
 
 def _kr(mats):
     return mats[0] if len(mats) == 1 else _khatri_rao(list(mats))
 
 
-def _apply_lowrank(p, factors, x, bias):
+def _apply_lowrank(layer, factors, x, bias):
     u, v = factors
     return F.linear(x @ v, u, bias)
 
 
-def _apply_cp(p, factors, x, bias):
-    weights, out_mats, in_mats = _cp_split(p, factors)
-    z = (x @ _kr(in_mats)) * weights
-    return F.linear(z, _kr(out_mats), bias)
+def _apply_cp(layer, factors, x, bias):
+    weights, *mats = factors
+    n_out = _n_out(layer)
+    z = (x @ _kr(mats[n_out:])) * weights
+    return F.linear(z, _kr(mats[:n_out]), bias)
 
 
-def _tucker_orders(p):
-    shape, rank, n_out = p.layout.tensor_shape, p.rank, len(p.layout.split) - _n_in(p)
+def _tucker_orders(layer):
+    p = layer.parametrization
+    shape, rank, n_out = p.layout.tensor_shape, p.rank, _n_out(layer)
     ins = sorted(range(n_out, len(shape)), key=lambda n: rank[n] / shape[n])
     outs = sorted(range(n_out), key=lambda n: shape[n] / rank[n])
     return ins, outs
 
 
-def _apply_tucker(p, factors, x, bias):
+def _apply_tucker(layer, factors, x, bias):
     core, *mats = factors
-    shape, rank, n_in = p.layout.tensor_shape, p.rank, _n_in(p)
-    n_out = len(shape) - n_in
+    shape, rank = layer.parametrization.tensor_shape, tuple(core.shape)
+    n_out = _n_out(layer)
     batch = x.shape[0]
-    ins, outs = _tucker_orders(p)
+    ins, outs = _tucker_orders(layer)
     t = x.reshape(batch, *shape[n_out:])
     for n in ins:  # contract i_n -> r_n (mode n - n_out + 1 of t)
         t = _mode_dot(t, mats[n].transpose(0, 1), n - n_out + 1)
@@ -78,14 +74,14 @@ def _apply_tucker(p, factors, x, bias):
     return y if bias is None else y + bias.to(y.dtype)
 
 
-def _apply_chain(p, factors, x, bias):
-    pairs = p._pairs  # type: ignore[attr-defined]
+def _apply_chain(layer, factors, x, bias):
+    pairs = layer.shape.pairs()
     batch = x.shape[0]
-    ring = p.ring
+    ring = layer.parametrization.ring
     t = x.reshape(batch, 1, pairs[0][1], -1)
     n = len(pairs)
     for k, core in enumerate(factors):
-        o, i = pairs[k]
+        i = pairs[k][1]
         # (r, o, i, s); the ring index r_0 of the first core rides along as an output index
         lead = 1 if k == 0 else core.shape[0]
         g = core.reshape(lead, -1, i, core.shape[2])
@@ -100,13 +96,19 @@ def _apply_chain(p, factors, x, bias):
     return y if bias is None else y + bias.to(y.dtype)
 
 
-_APPLY = {"lowrank": _apply_lowrank, "cp": _apply_cp, "tucker": _apply_tucker,
-          "tt": _apply_chain, "tr": _apply_chain}
+_APPLY = {
+    "lowrank": _apply_lowrank,
+    "cp": _apply_cp,
+    "tucker": _apply_tucker,
+    "tt": _apply_chain,
+    "tr": _apply_chain,
+}
 
 
 # --- FLOP counts ---------------------------------------------------------------------------------
-def linear_flops(p: FactorizedWeight, batch: int) -> tuple[int, int]:
+def linear_flops(layer: FactorizedLinear, batch: int) -> tuple[int, int]:
     """Multiply-add FLOPs (x2) of ``(factorized, reconstructed)`` forwards on ``batch`` rows."""
+    p = layer.parametrization
     o_feat, i_feat = p.layout.weight_shape
     recon = p.reconstruction_flops() + 2 * batch * o_feat * i_feat
     fmt = p.format
@@ -115,9 +117,8 @@ def linear_flops(p: FactorizedWeight, batch: int) -> tuple[int, int]:
     elif fmt == "cp":
         fact = 2 * batch * p.rank * (o_feat + i_feat) + p.rank * (o_feat + i_feat)
     elif fmt == "tucker":
-        shape, rank, n_in = p.layout.tensor_shape, p.rank, _n_in(p)
-        n_out = len(shape) - n_in
-        ins, outs = _tucker_orders(p)
+        shape, rank, n_out = p.layout.tensor_shape, p.rank, _n_out(layer)
+        ins, outs = _tucker_orders(layer)
         cur = list(shape[n_out:])
         fact = 0
         for n in ins:
@@ -129,7 +130,7 @@ def linear_flops(p: FactorizedWeight, batch: int) -> tuple[int, int]:
             fact += 2 * batch * math.prod(cur) * shape[n]
             cur[n] = shape[n]
     else:
-        pairs, r = p._pairs, p.rank  # type: ignore[attr-defined]
+        pairs, r = layer.shape.pairs(), p.rank
         m = batch * (r[0] if p.ring else 1)
         rest = i_feat
         fact = 0
@@ -217,12 +218,16 @@ class FactorizedLinear(FactorizedLayer):
         layout = linear_layout(fmt, shape)
         rank = resolve_rank(fn, fmt, layout, rank, ratio)
         param = make_weight(fmt, layout, rank, decomposition)
-        param._n_in = len(shape.in_factors) if fmt in ("cp", "tucker") else 0  # type: ignore[attr-defined]
-        param._pairs = shape.pairs()  # type: ignore[attr-defined]
         self._setup(
-            param, bias_shape=(out_features,) if bias else None, fan_in=in_features,
-            implementation=implementation, rank_dropout=rank_dropout, init_std=init_std,
-            generator=generator, device=device, dtype=dtype,
+            param,
+            bias_shape=(out_features,) if bias else None,
+            fan_in=in_features,
+            implementation=implementation,
+            rank_dropout=rank_dropout,
+            init_std=init_std,
+            generator=generator,
+            device=device,
+            dtype=dtype,
         )
 
     @classmethod
@@ -246,16 +251,24 @@ class FactorizedLinear(FactorizedLayer):
             )
         w = linear.weight
         layer = cls(
-            linear.in_features, linear.out_features, bias=linear.bias is not None, format=format,
-            rank=rank, ratio=ratio, shape=shape, implementation=implementation,
-            decomposition=decomposition, device=w.device, dtype=w.dtype,
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            format=format,
+            rank=rank,
+            ratio=ratio,
+            shape=shape,
+            implementation=implementation,
+            decomposition=decomposition,
+            device=w.device,
+            dtype=w.dtype,
         )
         layer._load_dense(w, linear.bias)
         return layer
 
     def flops(self, batch: int) -> tuple[int, int]:
         """``(factorized, reconstructed)`` forward FLOPs for ``batch`` input rows."""
-        return linear_flops(self.parametrization, batch)
+        return linear_flops(self, batch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
@@ -266,8 +279,8 @@ class FactorizedLinear(FactorizedLayer):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         factors = self.current_factors()
-        if self.use_factorized(*linear_flops(self.parametrization, x2.shape[0])):
-            y = _APPLY[self.format](self.parametrization, factors, x2, self.bias)
+        if self.use_factorized(*linear_flops(self, x2.shape[0])):
+            y = _APPLY[self.format](self, factors, x2, self.bias)
         else:
             y = F.linear(x2, self.parametrization(*factors), self.bias)
         return y.reshape(*lead, self.out_features)
@@ -275,8 +288,13 @@ class FactorizedLinear(FactorizedLayer):
     def to_dense(self) -> nn.Linear:
         """An ``nn.Linear`` holding the rebuilt weight (and a copy of the bias)."""
         w = self.weight.detach()
-        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=w.device, dtype=w.dtype)
+        out = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(w)
             if self.bias is not None:

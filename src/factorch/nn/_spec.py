@@ -40,7 +40,7 @@ def _best_split(n: int, k: int, floor: int) -> tuple[int, ...] | None:
         return (n,) if n >= floor else None
     best: tuple[int, ...] | None = None
     # the largest part d is at least n ** (1/k); try candidates ascending, first valid wins
-    for d in sorted(x for x in _divisors(n) if x >= floor and x ** k >= n):
+    for d in sorted(x for x in _divisors(n) if x >= floor and x**k >= n):
         rest = _best_split(n // d, k - 1, floor)
         if rest is not None and rest[0] <= d:
             cand = (d, *rest)
@@ -94,7 +94,9 @@ class TensorizedShape:
 
     def __post_init__(self) -> None:
         fn = "TensorizedShape"
-        object.__setattr__(self, "out_factors", _positive_tuple(self.out_factors, fn, "out_factors"))
+        object.__setattr__(
+            self, "out_factors", _positive_tuple(self.out_factors, fn, "out_factors")
+        )
         object.__setattr__(self, "in_factors", _positive_tuple(self.in_factors, fn, "in_factors"))
 
     @classmethod
@@ -105,12 +107,17 @@ class TensorizedShape:
         or an ``(n_out, n_in)`` pair); see :func:`balanced_factorization`."""
         fn = "TensorizedShape.auto"
         n_out, n_in = (n_factors, n_factors) if isinstance(n_factors, int) else n_factors
-        for name, v in (("out_features", out_features), ("in_features", in_features),
-                        ("n_factors", n_out), ("n_factors", n_in)):
+        for name, v in (
+            ("out_features", out_features),
+            ("in_features", in_features),
+            ("n_factors", n_out),
+            ("n_factors", n_in),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
-        return cls(balanced_factorization(out_features, n_out),
-                   balanced_factorization(in_features, n_in))
+        return cls(
+            balanced_factorization(out_features, n_out), balanced_factorization(in_features, n_in)
+        )
 
     @property
     def out_features(self) -> int:
@@ -145,7 +152,7 @@ class TensorizedShape:
 
 @dataclass(frozen=True)
 class TensorLayout:
-    """Index map ``weight <-> tensor``: ``weight.reshape(split).permute(order).reshape(tensor_shape)``.
+    """Index map ``tensor = weight.reshape(split).permute(order).reshape(tensor_shape)``.
 
     ``tensor_shape`` may only merge consecutive axes of the permuted ``split`` shape.
 
@@ -195,8 +202,9 @@ class TensorLayout:
         n = len(pairs)
         split = tuple(p[0] for p in pairs) + tuple(p[1] for p in pairs)
         order = tuple(j for k in range(n) for j in (k, n + k))
-        return cls((spec.out_features, spec.in_features), split, order,
-                   tuple(o * i for o, i in pairs))
+        return cls(
+            (spec.out_features, spec.in_features), split, order, tuple(o * i for o, i in pairs)
+        )
 
     @classmethod
     def conv_chain(cls, weight_shape: Sequence[int]) -> TensorLayout:
@@ -208,7 +216,9 @@ class TensorLayout:
     # --- maps --------------------------------------------------------------------------------
     @property
     def is_identity(self) -> bool:
-        return self.tensor_shape == self.weight_shape and self.order == tuple(range(len(self.order)))
+        return self.tensor_shape == self.weight_shape and self.order == tuple(
+            range(len(self.order))
+        )
 
     def to_tensor(self, weight: torch.Tensor) -> torch.Tensor:
         """Dense weight (``weight_shape``) to the factorized tensor's shape."""

@@ -101,8 +101,10 @@ class TensorContraction(nn.Module):
             fact += 2 * batch * math.prod(cur) * r
             cur[n] = r
         pi, pr = math.prod(self.input_shape), math.prod(self.output_shape)
-        kron = sum(math.prod(self.output_shape[: k + 1]) * math.prod(self.input_shape[: k + 1])
-                   for k in range(1, len(self.input_shape)))
+        kron = sum(
+            math.prod(self.output_shape[: k + 1]) * math.prod(self.input_shape[: k + 1])
+            for k in range(1, len(self.input_shape))
+        )
         return int(fact), int(kron + 2 * batch * pi * pr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +113,9 @@ class TensorContraction(nn.Module):
         lead = x.shape[:-n]
         batch = math.prod(lead)
         fact, recon = self.flops(batch)
-        use = self.implementation == "factorized" or (self.implementation == "auto" and fact <= recon)
+        use = self.implementation == "factorized" or (
+            self.implementation == "auto" and fact <= recon
+        )
         if use:
             t = x.reshape(batch, *self.input_shape)
             for k, u in enumerate(self.factors):
@@ -157,9 +161,19 @@ class TensorRegression(nn.Module):
         self.out_features = out_features
         spec = TensorizedShape((out_features,), self.input_shape)
         self.linear = FactorizedLinear(
-            math.prod(self.input_shape), out_features, bias, format=format, rank=rank,
-            ratio=ratio, shape=spec, implementation=implementation, rank_dropout=rank_dropout,
-            init_std=init_std, decomposition=decomposition, generator=generator, device=device,
+            math.prod(self.input_shape),
+            out_features,
+            bias,
+            format=format,
+            rank=rank,
+            ratio=ratio,
+            shape=spec,
+            implementation=implementation,
+            rank_dropout=rank_dropout,
+            init_std=init_std,
+            decomposition=decomposition,
+            generator=generator,
+            device=device,
             dtype=dtype,
         )
 

@@ -75,7 +75,8 @@ class FactorizedWeight(nn.Module):
         super().__init__()
         if not isinstance(layout, TensorLayout):
             raise TypeError(
-                f"{type(self).__name__}: layout must be a TensorLayout; got {type(layout).__name__}."
+                f"{type(self).__name__}: layout must be a TensorLayout; "
+                f"got {type(layout).__name__}."
             )
         self.layout = layout
         self.rank = self._normalise_rank(rank)
@@ -169,7 +170,9 @@ class FactorizedWeight(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return f"weight_shape={self.weight_shape}, tensor_shape={self.tensor_shape}, rank={self.rank}"
+        return (
+            f"weight_shape={self.weight_shape}, tensor_shape={self.tensor_shape}, rank={self.rank}"
+        )
 
 
 def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
@@ -186,13 +189,15 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
     return mask / (1.0 - p)
 
 
-def gaussian(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
-             ) -> torch.Tensor:
+def gaussian(
+    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
-def orthonormal(rows: int, cols: int, generator: torch.Generator | None, dtype: torch.dtype
-                ) -> torch.Tensor:
+def orthonormal(
+    rows: int, cols: int, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
     """Haar-distributed ``rows x cols`` matrix with orthonormal columns; for ``cols > rows`` the
     transpose of one with orthonormal rows, scaled by ``sqrt(rows / cols)`` so that the
     expected squared norm of its action on a fixed vector is preserved."""
