@@ -229,7 +229,7 @@ def truncate(
         u, s, vh = torch.linalg.svd(a, full_matrices=False)
         tail = _tails(s.double() ** 2)
         r = _pick_rank(tail, max_rank, budget)
-        return Truncation(u[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
+        return _signed(u[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
     if method == "gram":
         work = a if budget is None else a.to(torch.complex128 if a.is_complex() else torch.float64)
         evals, evecs = torch.linalg.eigh(work @ work.mH)
@@ -238,23 +238,44 @@ def truncate(
         tail = _tails(evals)
         r = _pick_rank(tail, max_rank, budget)
         u = evecs[:, :r].to(a.dtype)
-        if r == m:  # nothing dropped: any orthonormal basis is exact
-            return Truncation(u, u.mH @ a, 0.0)
+        if r == m:  # nothing dropped
+            return _signed(u, u.mH @ a, 0.0)
         if _needs_refinement(evals, r, float(tail[r]), work.dtype):
-            u = torch.linalg.qr(a @ (a.mH @ u)).Q
+            # one subspace-iteration step, then Rayleigh--Ritz to get singular vectors back
+            q = torch.linalg.qr(a @ (a.mH @ u)).Q
+            ritz = torch.flip(torch.linalg.eigh((q.mH @ a) @ (a.mH @ q))[1], (1,))
+            u = q @ ritz
         b = u.mH @ a
         discarded = float(tail[r])
         if discarded < 1e4 * torch.finfo(work.dtype).eps * m * float(evals[0]):
             # eigenvalue noise (~eps lambda_1 each) dominates such a tail: measure the residual
             discarded = sq_norm(a - u @ b)
-        return Truncation(u, b, discarded)
+        return _signed(u, b, discarded)
     # randomized
     k = min(max_rank, m, n)
     q, s, vh = _randomized_svd(a, min(k + oversample, m, n), 0, n_iter, generator)
     s2 = s.double() ** 2
     tail = _tails(s2, max(sq_norm(a) - float(s2.sum()), 0.0))
     r = _pick_rank(tail, k, budget)
-    return Truncation(q[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
+    return _signed(q[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
+
+
+def _signed(u: torch.Tensor, b: torch.Tensor, discarded: float) -> Truncation:
+    """Fix the sign (phase) of each singular vector: its largest-magnitude entry is real positive.
+
+    Singular vectors are defined up to sign; LAPACK, ``eigh`` and different devices pick
+    differently. Pinning it makes results method- and device-independent where the basis matters
+    (the first split of TR-SVD depends on the basis, not only on the subspace).
+    """
+    if u.shape[0] == 0 or u.shape[1] == 0:
+        return Truncation(u, b, discarded)
+    idx = u.abs().argmax(dim=0)
+    pivot = u.gather(0, idx[None]).squeeze(0)
+    phase = pivot / pivot.abs().clamp_min(
+        torch.finfo(u.real.dtype if u.is_complex() else u.dtype).tiny
+    )
+    phase = torch.where(pivot == 0, torch.ones_like(phase), phase)
+    return Truncation(u * phase.conj(), b * phase[:, None], discarded)
 
 
 def auto_method(m: int, n: int, budget_rel: float | None, dtype: torch.dtype) -> str:
