@@ -78,9 +78,11 @@ def multi_mode_dot(
 ) -> torch.Tensor:
     """Successive mode products ``tensor x_{m0} M0 x_{m1} M1 ...``.
 
-    ``modes`` defaults to ``0..len(matrices)-1``; ``skip`` leaves one mode out (the matrix listed
-    for that mode is ignored, as in TensorLy). Vectors contract their modes away; modes are
-    processed so that earlier contractions do not shift later ones. Differentiable.
+    ``modes`` defaults to ``0..len(matrices)-1``; ``skip`` names a *mode* to leave out (the
+    matrix listed for that mode is ignored). With the default ``modes`` this is TensorLy's
+    ``skip``; with explicit ``modes`` TensorLy's ``skip`` counts positions in the list instead.
+    Vectors contract their modes away; modes are processed so that earlier contractions do not
+    shift later ones. Differentiable.
     """
     fn = "multi_mode_dot"
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
