@@ -111,10 +111,11 @@ def test_multi_mode_dot_default_modes_and_negative_modes():
     expected = ref_mode_dot(ref_mode_dot(ref_mode_dot(x, mats[0], 0), mats[1], 1), mats[2], 2)
     assert_close(multi_mode_dot(x, mats), expected)
     assert_close(multi_mode_dot(x, mats[::-1], [-1, -2, -3]), expected)
-    # skip names a mode
-    assert_close(
-        multi_mode_dot(x, mats, skip=1), ref_mode_dot(ref_mode_dot(x, mats[0], 0), mats[2], 2)
-    )
+    # skip names a mode, also with explicit modes (TensorLy's skip would be a list position)
+    skipped_1 = ref_mode_dot(ref_mode_dot(x, mats[0], 0), mats[2], 2)
+    assert_close(multi_mode_dot(x, mats, skip=1), skipped_1)
+    assert_close(multi_mode_dot(x, [mats[1], mats[2], mats[0]], [1, 2, 0], skip=1), skipped_1)
+    assert_close(multi_mode_dot(x, mats[::-1], [2, 1, 0], skip=-2), skipped_1)
 
 
 @pytest.mark.parametrize("transpose", [False, True])
