@@ -327,6 +327,11 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
         (lambda: hosvd(X, 2, generator=0), TypeError, r"generator must be a torch.Generator"),
         (lambda: hosvd(X, (1, 1, 2)), ValueError, r"rank 2 for mode 2 exceeds the product of"),
         (
+            lambda: non_negative_tucker(X.abs(), (1, 3, 2)),
+            ValueError,
+            r"non_negative_tucker: rank 3 for mode 1 exceeds the product of the other ranks \(2\)",
+        ),
+        (
             lambda: tucker(X, 2, init="svd"),
             ValueError,
             r"init must be one of \('hosvd', 'random'\)",

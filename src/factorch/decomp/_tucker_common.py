@@ -102,6 +102,18 @@ def check_tucker_rank(
     return ranks  # type: ignore[return-value]
 
 
+def check_core_bound(ranks: dict[int, int], shape: Sequence[int], fn: str) -> None:
+    """Each ``R_n <= prod_{m != n} R_m`` (undecomposed modes count with their full size)."""
+    sizes = [ranks.get(m, shape[m]) for m in range(len(shape))]
+    for n, r in ranks.items():
+        others = math.prod(sizes[:n] + sizes[n + 1 :])
+        if len(shape) > 1 and r > others:
+            raise ValueError(
+                f"{fn}: rank {r} for mode {n} exceeds the product of the other ranks ({others}); "
+                f"the core would be rank-deficient along mode {n}. Use at most {others} there."
+            )
+
+
 # --- random draws ----------------------------------------------------------------------------
 def randn(
     shape: Sequence[int],

@@ -27,6 +27,7 @@ from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (
     check_callback,
+    check_core_bound,
     check_generator,
     check_iter_options,
     check_literal,
@@ -158,6 +159,7 @@ def non_negative_tucker(
     check_callback(callback, fn)
     shape, n_modes = tuple(tensor.shape), tensor.ndim
     ranks = check_tucker_rank(rank, shape, range(n_modes), fn)
+    check_core_bound(dict(enumerate(ranks)), shape, fn)
     if method == "mu" and bool((tensor < 0).any()):
         raise ValueError(
             f"{fn}: method='mu' needs a non-negative tensor; got {int((tensor < 0).sum())} "

@@ -31,6 +31,7 @@ from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (
     auto_method,
     check_callback,
+    check_core_bound,
     check_generator,
     check_iter_options,
     check_literal,
@@ -52,18 +53,6 @@ __all__ = ["HOSVDMethod", "TuckerInit", "hosvd", "non_negative_tucker", "partial
 
 HOSVDMethod = Literal["auto", "full", "gram", "randomized"]
 TuckerInit = Literal["hosvd", "random"]
-
-
-def _check_core_bound(ranks: dict[int, int], shape: Sequence[int], fn: str) -> None:
-    """Each ``R_n <= prod_{m != n} R_m`` (undecomposed modes count with their full size)."""
-    sizes = [ranks.get(m, shape[m]) for m in range(len(shape))]
-    for n, r in ranks.items():
-        others = math.prod(sizes[:n] + sizes[n + 1 :])
-        if len(shape) > 1 and r > others:
-            raise ValueError(
-                f"{fn}: rank {r} for mode {n} exceeds the product of the other ranks ({others}); "
-                f"the core would be rank-deficient along mode {n}. Use at most {others} there."
-            )
 
 
 def hosvd(
@@ -129,7 +118,7 @@ def hosvd(
     ranks: tuple[int, ...] | None = None
     if rank is not None:
         ranks = check_tucker_rank(rank, shape, range(n_modes), fn)
-        _check_core_bound(dict(enumerate(ranks)), shape, fn)
+        check_core_bound(dict(enumerate(ranks)), shape, fn)
     else:
         error = check_rel_tol(error, fn, "error")
         if svd == "randomized":
@@ -298,7 +287,7 @@ def _hooi(
     n_modes, shape = tensor.ndim, tuple(tensor.shape)
     active = list(range(n_modes)) if modes is None else list(check_modes(modes, n_modes, fn))
     ranks = dict(zip(active, check_tucker_rank(rank, shape, active, fn)))
-    _check_core_bound(ranks, shape, fn)
+    check_core_bound(ranks, shape, fn)
     max_iter, tol = check_iter_options(max_iter, tol, fn)
     check_generator(generator, fn)
     check_callback(callback, fn)
