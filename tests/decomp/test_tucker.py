@@ -353,6 +353,11 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
             r"init is torch.float32 on cpu but the tensor is torch.float64",
         ),
         (lambda: tucker(X, 2, max_iter=0), ValueError, r"max_iter must be a positive int; got 0"),
+        (
+            lambda: tucker(X, 2, max_iter=2.0),
+            TypeError,
+            r"max_iter must be a positive int; got float",
+        ),
         (lambda: tucker(X, 2, tol=-1.0), ValueError, r"tol must be a non-negative float"),
         (lambda: tucker(X, 2, callback=1), TypeError, r"callback must be callable or None"),
         (lambda: partial_tucker(X, 2, modes=1), TypeError, r"modes must be a non-empty sequence"),

@@ -1,14 +1,16 @@
 """Pieces shared by the Tucker, tensor-train and tensor-ring algorithms.
 
 * rank and option validation at the public boundary;
-* :func:`_truncate`: one truncated factorisation ``A ~= U B`` (``U`` orthonormal) of a matrix with
+* :func:`truncate`: one truncated factorisation ``A ~= U B`` (``U`` orthonormal) of a matrix with
   a rank cap and/or a bound on the discarded energy, by thin SVD, Gram eigen-decomposition or a
   randomized range finder, returning the discarded energy ``||A - U B||^2`` exactly as the chosen
   method knows it;
-* :func:`_sweep`: the dimension-tree Gauss--Seidel sweep used by HOOI and non-negative Tucker
+* :func:`sweep`: the dimension-tree Gauss--Seidel sweep used by HOOI and non-negative Tucker
   (each partial contraction ``X x_{m in S} U_m^H`` is computed once and shared by the modes below
   it, so a sweep reads the full tensor about twice instead of ``N`` times);
-* :func:`_converged`: the stopping rule for errors computed from norms.
+* :func:`converged`: the stopping rule for errors computed from norms.
+
+Everything here is private to :mod:`factorch.decomp` (no ``__all__`` entries).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def check_rel_tol(value: object, fn: str, name: str) -> float:
 
 
 def check_iter_options(max_iter: object, tol: object, fn: str) -> tuple[int, float]:
-    if not _is_int(max_iter) or max_iter < 1:  # type: ignore[operator]
+    if not _is_int(max_iter):
+        raise TypeError(f"{fn}: max_iter must be a positive int; got {type(max_iter).__name__}.")
+    if max_iter < 1:  # type: ignore[operator]
         raise ValueError(f"{fn}: max_iter must be a positive int; got {max_iter!r}.")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(
