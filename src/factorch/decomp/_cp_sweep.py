@@ -3,11 +3,11 @@
 For an N-way tensor split into a left half ``L = {0..h-1}`` and a right half ``R = {h..N-1}``
 (``h = ceil(N/2)``), one ALS sweep reads the tensor twice instead of N times:
 
-1. ``P_L = X x_{m in R} A_m`` (shape ``I_0 x ... x I_{h-1} x R``): one GEMM over the last mode on a
-   free reshape of X, then small contractions. Every left-mode MTTKRP is ``P_L`` contracted with
+1. ``P_L = X x_{m in R} A_m`` (shape ``I_0 x ... x I_{h-1} x R``): one GEMM over a right mode on
+   a free reshape of X, then small contractions. Every left-mode MTTKRP is ``P_L`` contracted with
    the other left factors, so all left modes are updated from it.
-2. ``P_R = X x_{m in L} A_m`` with the *updated* left factors (one GEMM over the first mode), from
-   which every right-mode MTTKRP follows.
+2. ``P_R = X x_{m in L} A_m`` with the *updated* left factors (one GEMM over a left mode, as a
+   batched GEMM when that is faster), from which every right-mode MTTKRP follows.
 
 This is the two-pass scheme of Phan, Tichavsky and Cichocki (IEEE TSP 61(19), 2013) and the
 binary dimension tree of Kaya and Ucar (Algorithmica 2018), restricted to one level; it gives the
@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..algebra._mttkrp import _MIN_BATCH_COLUMNS, _RANK, _contract_first
+
 __all__ = ["hadamard_grams", "solve_normal", "sweep"]
 
 _LETTERS = "abcdefghijklmnopqstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
-_RANK = "r"
+_R = "r"
 
 
 def _subset_mttkrp(
@@ -35,31 +37,58 @@ def _subset_mttkrp(
         return partial
     idx = _LETTERS[:k]
     operands = [partial]
-    subs = [idx + _RANK]
+    subs = [idx + _R]
     for m in range(k):
         if m != keep:
             operands.append(factors[m])
-            subs.append(idx[m] + _RANK)
-    return torch.einsum(",".join(subs) + "->" + idx[keep] + _RANK, *operands)
+            subs.append(idx[m] + _R)
+    return torch.einsum(",".join(subs) + "->" + idx[keep] + _R, *operands)
 
 
-def _left_partial(tensor: torch.Tensor, factors: Sequence[torch.Tensor], h: int) -> torch.Tensor:
-    """``X x_{m >= h} A_m`` with the rank index last: shape ``(I_0..I_{h-1}, R)``."""
+def _gemm_mode(shape: Sequence[int], modes: Sequence[int]) -> int:
+    """Which of ``modes`` the tensor-reading GEMM contracts (same preference as ``mttkrp``)."""
+    n = len(shape)
+    largest = max(shape[m] for m in modes)
+    candidates = [m for m in modes if 2 * shape[m] >= largest]
+
+    def preference(m: int) -> tuple[int, int]:
+        if m == n - 1:
+            return (3, 0)
+        if m == 0:
+            return (1, 0)
+        trailing = 1
+        for s in shape[m + 1 :]:
+            trailing *= s
+        return (2 if trailing >= _MIN_BATCH_COLUMNS else 0, trailing)
+
+    return max(candidates, key=preference)
+
+
+def _partial(
+    tensor: torch.Tensor, factors: Sequence[torch.Tensor], modes: Sequence[int]
+) -> torch.Tensor:
+    """``X x_{m in modes} A_m`` with the remaining modes in order and the rank index last.
+
+    The one GEMM that reads the tensor contracts the mode the dense MTTKRP would pick (last
+    mode, else a middle mode as a batched GEMM, else the first: the order in which BLAS runs
+    these skinny products fastest; see :mod:`factorch.algebra._mttkrp`); the other modes are
+    contracted out of the (``I_m / R`` times smaller) intermediate.
+    """
+    n = tensor.ndim
     shape = tensor.shape
-    y = (tensor.reshape(-1, shape[-1]) @ factors[-1]).reshape(*shape[:-1], -1)
-    for m in range(tensor.ndim - 2, h - 1, -1):
-        y = torch.einsum("lir,ir->lr", y.reshape(-1, shape[m], y.shape[-1]), factors[m])
-    return y.reshape(*shape[:h], -1)
-
-
-def _right_partial(tensor: torch.Tensor, factors: Sequence[torch.Tensor], h: int) -> torch.Tensor:
-    """``X x_{m < h} A_m`` with the rank index last: shape ``(I_h..I_{N-1}, R)``."""
-    shape = tensor.shape
-    rank = factors[0].shape[1]
-    y = factors[0].mT @ tensor.reshape(shape[0], -1)  # (R, I_1 * ... )
-    for m in range(1, h):
-        y = torch.einsum("rit,ir->rt", y.reshape(rank, shape[m], -1), factors[m])
-    return y.reshape(rank, *shape[h:]).movedim(0, -1)
+    modes = list(modes)
+    keep = [m for m in range(n) if m not in modes]
+    first = _gemm_mode(shape, modes)
+    y, labels = _contract_first(tensor, factors[first], first)
+    for m in sorted((m for m in modes if m != first), key=lambda m: -shape[m]):
+        axis, rank_axis = labels.index(m), labels.index(_RANK)
+        view = [1] * y.ndim
+        view[axis], view[rank_axis] = shape[m], y.shape[rank_axis]
+        factor = (factors[m] if axis < rank_axis else factors[m].mT).reshape(view)
+        y = (y * factor).sum(axis)
+        del labels[axis]
+    order = [labels.index(m) for m in keep] + [labels.index(_RANK)]
+    return y.permute(order)
 
 
 def solve_normal(mttkrp: torch.Tensor, gram: torch.Tensor, l2: float) -> torch.Tensor:
@@ -108,11 +137,11 @@ def sweep(
     """
     n = tensor.ndim
     h = (n + 1) // 2
-    p_left = _left_partial(tensor, factors, h)
+    p_left = _partial(tensor, factors, range(h, n))
     for mode in range(h):
         update(mode, _subset_mttkrp(p_left, factors, mode))
     del p_left
-    p_right = _right_partial(tensor, factors, h)
+    p_right = _partial(tensor, factors, range(h))
     last = p_right
     for mode in range(h, n):
         last = _subset_mttkrp(p_right, factors[h:], mode - h)
