@@ -180,6 +180,7 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
     [
         (lambda: tr_svd(X.numpy(), 2), TypeError, r"tr_svd: tensor must be a torch.Tensor"),
         (lambda: tr_svd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
+        (lambda: tr_als(X.half(), 2), TypeError, r"tr_als: tensor must be float32, float64"),
         (lambda: tr_svd(torch.full((3, 3), float("nan")), 1), ValueError, r"NaN or Inf"),
         (lambda: tr_svd(torch.ones(3, 0, 2), 1), ValueError, r"empty dimension"),
         (

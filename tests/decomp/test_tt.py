@@ -274,6 +274,12 @@ A = random_tt((4, 5, 6), 2, dtype=torch.float64)
             r"floating-point or complex dtype; got torch.int32",
         ),
         (lambda: tt_svd(X.clone().fill_(float("nan")), 2), ValueError, r"NaN or Inf"),
+        (lambda: tt_svd(X.bfloat16(), 2), TypeError, r"must be float32, .*; got torch.bfloat16"),
+        (
+            lambda: tt_matrix(torch.ones(4, 4, dtype=torch.float16), (2, 2), (2, 2), 2),
+            TypeError,
+            r"tt_matrix: matrix must be float32",
+        ),
         (lambda: tt_svd(torch.zeros(3, 0), 2), ValueError, r"empty dimension"),
         (lambda: tt_svd(X, 0), ValueError, r"tt_svd: rank must be a positive int; got 0"),
         (

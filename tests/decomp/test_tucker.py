@@ -307,6 +307,11 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
     [
         (lambda: hosvd(X.numpy(), 2), TypeError, r"hosvd: tensor must be a torch.Tensor"),
         (lambda: hosvd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
+        (
+            lambda: tucker(X.half(), 2),
+            TypeError,
+            r"tucker: tensor must be float32, float64, complex64 or complex128; got torch.float16",
+        ),
         (lambda: hosvd(X.clone().fill_(float("nan")), 2), ValueError, r"NaN or Inf"),
         (lambda: tucker(torch.full((3, 3), float("inf")), 2), ValueError, r"NaN or Inf"),
         (lambda: hosvd(torch.zeros(3, 0, 2), 1), ValueError, r"empty dimension"),

@@ -32,6 +32,18 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+_LINALG_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def check_linalg_dtype(x: torch.Tensor, fn: str, name: str = "tensor") -> None:
+    """SVD, QR and eigh need single or double precision (half precision is refused)."""
+    if x.dtype not in _LINALG_DTYPES:
+        raise TypeError(
+            f"{fn}: {name} must be float32, float64, complex64 or complex128; got {x.dtype}. "
+            f"Convert it first, e.g. {name}.float()."
+        )
+
+
 def check_literal(value: object, options: Sequence[str], fn: str, name: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{fn}: {name} must be one of {tuple(options)}; got {value!r}.")

@@ -30,6 +30,7 @@ from ._tucker_common import (
     check_core_bound,
     check_generator,
     check_iter_options,
+    check_linalg_dtype,
     check_literal,
     check_tucker_rank,
     converged,
@@ -151,6 +152,7 @@ def non_negative_tucker(
     fn = "non_negative_tucker"
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=1)
+    check_linalg_dtype(tensor, fn)
     if tensor.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {tensor.dtype}.")
     check_literal(method, get_args(NonNegativeTuckerMethod), fn, "method")

@@ -24,6 +24,7 @@ from ._tucker_common import (
     check_callback,
     check_generator,
     check_iter_options,
+    check_linalg_dtype,
     check_literal,
     converged,
     randn,
@@ -98,6 +99,7 @@ def tr_svd(
     fn = "tr_svd"
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=2)
+    check_linalg_dtype(tensor, fn)
     check_literal(method, get_args(TTMethod), fn, "method")
     check_generator(generator, fn)
     ranks = check_tr_rank(rank, tensor.ndim, fn)
@@ -233,6 +235,7 @@ def tr_als(
     fn = "tr_als"
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=2)
+    check_linalg_dtype(tensor, fn)
     n = tensor.ndim
     ranks = check_tr_rank(rank, n, fn)
     max_iter, tol = check_iter_options(max_iter, tol, fn)

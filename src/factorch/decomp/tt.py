@@ -34,6 +34,7 @@ from ._tucker_common import (
     Truncation,
     auto_method,
     check_generator,
+    check_linalg_dtype,
     check_literal,
     check_rel_tol,
     sq_norm,
@@ -168,6 +169,7 @@ def tt_svd(
     fn = "tt_svd"
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=1)
+    check_linalg_dtype(tensor, fn)
     check_literal(method, get_args(TTMethod), fn, "method")
     check_generator(generator, fn)
     max_ranks = check_tt_rank(rank, tensor.ndim, fn)
@@ -233,6 +235,7 @@ def tt_round(
     sw = Stopwatch()
     if not isinstance(tt, TTTensor):
         raise TypeError(f"{fn}: tt must be a TTTensor; got {type(tt).__name__}.")
+    check_linalg_dtype(tt.cores[0], fn, "tt")
     max_ranks = check_tt_rank(rank, tt.ndim, fn)
     eps = _check_rank_eps(rank, eps, fn)
     cores = list(tt.cores)
@@ -278,6 +281,7 @@ def tt_matrix(
     fn = "tt_matrix"
     sw = Stopwatch()
     check_tensor(matrix, fn, "matrix", ndim=2)
+    check_linalg_dtype(matrix, fn, "matrix")
     check_literal(method, get_args(TTMethod), fn, "method")
     check_generator(generator, fn)
     rows, cols = _check_shape(row_shape, fn, "row_shape"), _check_shape(col_shape, fn, "col_shape")

@@ -34,6 +34,7 @@ from ._tucker_common import (
     check_core_bound,
     check_generator,
     check_iter_options,
+    check_linalg_dtype,
     check_literal,
     check_rel_tol,
     check_tucker_rank,
@@ -104,6 +105,7 @@ def hosvd(
     fn = "hosvd"
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=1)
+    check_linalg_dtype(tensor, fn)
     check_literal(svd, get_args(HOSVDMethod), fn, "svd")
     check_generator(generator, fn)
     if not isinstance(sequential, bool):
@@ -284,6 +286,7 @@ def _hooi(
 ) -> DecompositionResult[TuckerTensor]:
     sw = Stopwatch()
     check_tensor(tensor, fn, min_ndim=1)
+    check_linalg_dtype(tensor, fn)
     n_modes, shape = tensor.ndim, tuple(tensor.shape)
     active = list(range(n_modes)) if modes is None else list(check_modes(modes, n_modes, fn))
     ranks = dict(zip(active, check_tucker_rank(rank, shape, active, fn)))
