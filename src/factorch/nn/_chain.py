@@ -127,9 +127,12 @@ class TRWeight(_ChainWeight):
 
     Rank: an int (every bond) or ``N + 1`` ints. From a dense weight by TR-SVD
     (:func:`factorch.decomp.tr_svd`) started at the largest mode ``s`` when
-    ``r_s r_{s+1} <= I_s`` allows it, otherwise by TR-ALS from a random start
-    (:func:`factorch.decomp.tr_als`, ``decomposition`` options passed on); cores are zero-padded
-    to ``rank`` where an unfolding is smaller.
+    ``r_s r_{s+1} <= I_s`` allows it, refined by TR-ALS (:func:`factorch.decomp.tr_als`,
+    ``max_iter``/``tol`` from ``decomposition``, default 300 / 1e-13): TR-SVD splits the first
+    unfolding's rank ``r_s r_{s+1}`` in an arbitrary basis, so for three or more cores it is not
+    exact even on an exact tensor ring, while ALS from it converges. Without a valid TR-SVD start,
+    ALS starts at random. Where an unfolding is smaller than asked, the exact lower-rank TR-SVD
+    is zero-padded to ``rank``.
     """
 
     format = "tr"
@@ -152,10 +155,16 @@ class TRWeight(_ChainWeight):
         start = max(range(n), key=lambda k: shape[k])
         others = math.prod(shape) // shape[start]
         opts = dict(self.decomposition)
+        svd_opts = {k: opts.pop(k) for k in ("method",) if k in opts}
+        als_opts = {"max_iter": 300, "tol": 1e-13, **opts}
+        init: Any = "random"
         if r[start] * r[start + 1] <= min(shape[start], others):
-            svd_opts = {k: v for k, v in opts.items() if k in ("method", "generator")}
-            res = tr_svd(tensor, list(r), start_mode=start, **svd_opts).tensor
-        else:
-            als_opts = {"init": "random", "max_iter": 100, "tol": 1e-10, **opts}
-            res = tr_als(tensor, list(r), **als_opts).tensor
+            first = tr_svd(tensor, list(r), start_mode=start, **svd_opts)
+            if tuple(first.tensor.rank) == tuple(r):
+                if first.errors[-1] < 1e-13 or n == 2:  # exact already (2 cores: always optimal)
+                    return _pad_cores(first.tensor.cores, r)
+                init = first.tensor
+            else:  # an unfolding is smaller than asked: exact at lower rank, zero-pad
+                return _pad_cores(first.tensor.cores, r)
+        res = tr_als(tensor, list(r), init=init, **als_opts).tensor
         return _pad_cores(res.cores, r)

@@ -1,0 +1,207 @@
+"""Contract battery run on every factorized layer and format.
+
+For each case (layer type x format, see ``_nn_cases.py``): ``from_dense`` at an exact rank
+computes the dense layer's function; ``state_dict`` round trip; the factorized and reconstructed
+paths agree in values and gradients; ``torch.compile`` agrees; gradients reach every factor;
+autocast gives the autocast dtype; the FLOP-based ``"auto"`` choice follows the counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from _nn_cases import CASES, factorized_layers, set_implementation
+
+import factorch.nn as fnn
+
+# float64: exact to round-off; float32: round-off of a few chained products
+TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_from_dense_at_exact_rank_reproduces_dense_float64(case):
+    g = torch.Generator().manual_seed(1)
+    dense, layer = case.build(torch.float64, g)
+    x = case.make_input(torch.float64, g)
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        assert _rel(layer(x), dense(x)) < TOL[torch.float64], impl
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name.startswith(("linear", "conv2d"))], ids=str
+)
+def test_from_dense_float32(case):
+    g = torch.Generator().manual_seed(2)
+    dense, layer = case.build(torch.float32, g)
+    x = case.make_input(torch.float32, g)
+    assert layer.factors[0].dtype == torch.float32 if hasattr(layer, "factors") else True
+    assert _rel(layer(x), dense(x)) < (1e-3 if case.format == "cp" else TOL[torch.float32])
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_state_dict_round_trip(case):
+    g = torch.Generator().manual_seed(3)
+    _, layer = case.build(torch.float64, g)
+    x = case.make_input(torch.float64, g)
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    fresh = copy.deepcopy(layer)
+    for p in fresh.parameters():
+        torch.nn.init.normal_(p)
+    assert _rel(fresh(x), layer(x)) > 1e-3  # the fresh copy really differs before loading
+    buffer.seek(0)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(fresh(x), layer(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_factorized_and_reconstructed_agree_in_values_and_gradients(case, dtype):
+    g = torch.Generator().manual_seed(4)
+    _, layer = case.build(dtype, g)
+    x = case.make_input(dtype, g)
+    if x.is_floating_point():
+        x.requires_grad_(True)
+    outs, grads = [], []
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        layer.zero_grad()
+        if x.grad is not None:
+            x.grad = None
+        y = layer(x)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=dtype).reshape(y.shape)).sum().backward()
+        outs.append(y.detach())
+        grads.append(
+            [p.grad.clone() for p in layer.parameters()]
+            + ([x.grad.clone()] if x.is_floating_point() else [])
+        )
+    tol = TOL[dtype] * (10 if dtype == torch.float32 else 1)
+    assert _rel(outs[0], outs[1]) < tol
+    for a, b in zip(*grads):
+        assert _rel(a, b) < tol
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_gradients_reach_every_factor(case):
+    g = torch.Generator().manual_seed(5)
+    _, layer = case.build(torch.float64, g)
+    x = case.make_input(torch.float64, g)
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        layer.zero_grad()
+        layer(x).pow(2).sum().backward()
+        for name, p in layer.named_parameters():
+            assert p.grad is not None and float(p.grad.abs().max()) > 0, (impl, name)
+
+
+COMPILE_CASES = [c for c in CASES if c.name.startswith(("linear", "conv2d", "embedding-tt"))]
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=str)
+def test_torch_compile_aot_eager_matches_eager(case):
+    g = torch.Generator().manual_seed(6)
+    _, layer = case.build(torch.float32, g)
+    x = case.make_input(torch.float32, g)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        torch._dynamo.reset()
+        assert _rel(compiled(x), layer(x)) < 1e-6
+
+
+# importing inductor's mkldnn helpers emits torch's own torch.jit DeprecationWarning
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_torch_compile_inductor_matches_eager():
+    g = torch.Generator().manual_seed(7)
+    layer = fnn.FactorizedLinear(64, 32, format="tt", rank=4, generator=g)
+    x = torch.randn(16, 64, generator=g)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer)
+    y = compiled(x)
+    assert _rel(y, layer(x)) < 1e-5
+    y.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.name.startswith("embedding")], ids=str)
+def test_autocast_bfloat16(case):
+    g = torch.Generator().manual_seed(8)
+    _, layer = case.build(torch.float32, g)
+    x = case.make_input(torch.float32, g)
+    ref = layer(x)
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(x)
+        assert y.dtype == torch.bfloat16, impl
+        assert _rel(y.float(), ref) < 0.1, impl
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name.startswith(("linear", "conv2d"))], ids=str
+)
+def test_gradcheck_factorized_path(case):
+    g = torch.Generator().manual_seed(9)
+    _, layer = case.build(torch.float64, g)
+    set_implementation(layer, "factorized")
+    x = case.make_input(torch.float64, g)[:1].requires_grad_(True)
+    params = tuple(layer.parameters())
+
+    def f(x, *ps):
+        with torch.nn.utils.stateless._reparametrize_module(
+            layer, {n: p for (n, _), p in zip(layer.named_parameters(), ps)}
+        ):
+            return layer(x)
+
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_auto_picks_the_cheaper_path(case, monkeypatch):
+    g = torch.Generator().manual_seed(10)
+    _, layer = case.build(torch.float64, g)
+    x = case.make_input(torch.float64, g)
+    set_implementation(layer, "auto")
+    inner = factorized_layers(layer)[0]
+    calls = []
+    original = inner.use_factorized
+
+    def spy(fact, recon):
+        calls.append((fact, recon, original(fact, recon)))
+        return calls[-1][2]
+
+    monkeypatch.setattr(inner, "use_factorized", spy)
+    layer(x)
+    fact, recon, chose = calls[-1]
+    assert fact > 0 and recon > 0
+    assert chose == (fact <= recon)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_cuda_device_follows(case):
+    g = torch.Generator().manual_seed(11)
+    dense, layer = case.build(torch.float32, g)
+    x = case.make_input(torch.float32, g)
+    ref = layer(x)
+    layer = layer.cuda()
+    for impl in ("factorized", "reconstructed"):
+        set_implementation(layer, impl)
+        y = layer(x.cuda())
+        assert y.device.type == "cuda"
+        assert _rel(y.cpu(), ref) < 1e-4
+    rebuilt = (
+        type(layer).from_dense(dense.cuda(), format=case.format, rank=layer.rank)
+        if hasattr(type(layer), "from_dense") and isinstance(layer, fnn.FactorizedLayer)
+        else layer
+    )
+    assert all(p.device.type == "cuda" for p in rebuilt.parameters())
