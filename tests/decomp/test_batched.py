@@ -25,10 +25,10 @@ def test_cp_batch_recovers_each_member():
     assert res.errors.shape == (res.iterations, 6)
     # Random starts can land in a swamp; most members must be recovered exactly.
     assert int((res.error < 1e-8).sum()) >= 5
-    for member, x in zip(res.tensors, xs):
+    for b, (member, x) in enumerate(zip(res.tensors, xs)):
         assert isinstance(member, CPTensor)
         err = torch.linalg.vector_norm(member.to_dense() - x) / torch.linalg.vector_norm(x)
-        assert float(err) == pytest.approx(float(res.error[res.tensors.index(member)]), abs=1e-9)
+        assert float(err) == pytest.approx(float(res.error[b]), abs=1e-9)
 
 
 def test_cp_batch_equals_loop_from_same_init():
