@@ -125,3 +125,22 @@ def test_covid19_serology_explained_variance_vs_tensorly():
             assert 1 - ours**2 >= 1 - min(theirs) ** 2 - 1e-4, rank
     finally:
         tl.set_backend(previous)
+
+
+def test_rank_for_error_targets_meet_their_guarantee():
+    from factorch.decomp import hosvd, tt_rank_for_error, tt_svd, tucker_rank_for_error
+    from factorch.random import random_tt, random_tucker
+
+    g = _gen(20)
+    x = add_noise(
+        random_tucker((10, 11, 12), (2, 3, 4), generator=g, dtype=torch.float64).to_dense(),
+        relative=1e-4,
+        generator=g,
+    )
+    ranks = tucker_rank_for_error(x, 1e-2)
+    assert ranks == (2, 3, 4)
+    assert hosvd(x, ranks).error <= 1e-2
+    y = random_tt((6, 7, 8, 9), 3, generator=g, dtype=torch.float64).to_dense()
+    tt_ranks = tt_rank_for_error(y, 1e-8)
+    assert tt_ranks == (1, 3, 3, 3, 1)
+    assert tt_svd(y, tt_ranks).error < 1e-8

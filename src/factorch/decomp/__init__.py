@@ -8,6 +8,8 @@ from ._batched import BatchCPResult as BatchCPResult
 from ._batched import BatchTuckerResult as BatchTuckerResult
 from ._batched import cp_batch as cp_batch
 from ._batched import hosvd_batch as hosvd_batch
+from ._budget import param_count as param_count
+from ._budget import rank_for_ratio as rank_for_ratio
 from ._cp import cp as cp
 from ._cp_nn import non_negative_cp as non_negative_cp
 from ._nmf import NMFFactors as NMFFactors
@@ -15,6 +17,8 @@ from ._nmf import nmf as nmf
 from ._rank import RankScan as RankScan
 from ._rank import corcondia as corcondia
 from ._rank import rank_scan as rank_scan
+from ._rank import tt_rank_for_error as tt_rank_for_error
+from ._rank import tucker_rank_for_error as tucker_rank_for_error
 from ._result import Callback as Callback
 from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
@@ -47,13 +51,17 @@ __all__ = [
     "nmf",
     "non_negative_cp",
     "non_negative_tucker",
+    "param_count",
     "partial_tucker",
+    "rank_for_ratio",
     "rank_scan",
     "semi_nmf",
     "tr_als",
     "tr_svd",
     "tt_matrix",
+    "tt_rank_for_error",
     "tt_round",
     "tt_svd",
     "tucker",
+    "tucker_rank_for_error",
 ]

@@ -21,7 +21,7 @@ from ..tensors import CPTensor
 from ._cp import cp
 from ._result import DecompositionResult
 
-__all__ = ["RankScan", "corcondia", "rank_scan"]
+__all__ = ["RankScan", "corcondia", "rank_scan", "tt_rank_for_error", "tucker_rank_for_error"]
 
 
 def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
@@ -165,3 +165,28 @@ def rank_scan(
         recommended=recommended,
         reason=reason,
     )
+
+
+def tucker_rank_for_error(
+    tensor: torch.Tensor, error: float, *, sequential: bool = True
+) -> tuple[int, ...]:
+    """Smallest multilinear ranks the (ST-)HOSVD needs for ``||X - X_hat|| <= error ||X||``.
+
+    The ranks come from the discarded singular-value energy of each unfolding (see
+    :func:`~factorch.decomp.hosvd`), so the guarantee holds for the HOSVD and, a fortiori, for
+    HOOI started from it. Not differentiable.
+    """
+    from .tucker import hosvd
+
+    return tuple(hosvd(tensor, error=error, sequential=sequential).tensor.rank)
+
+
+def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
+    """TT ranks ``(1, r_1, ..., r_{d-1}, 1)`` TT-SVD needs for ``||X - TT|| <= eps ||X||``.
+
+    Uses the per-unfolding truncation ``eps ||X|| / sqrt(d - 1)`` of Oseledets (2011) (see
+    :func:`~factorch.decomp.tt_svd`). Not differentiable.
+    """
+    from .tt import tt_svd
+
+    return tuple(tt_svd(tensor, eps=eps).tensor.rank)
