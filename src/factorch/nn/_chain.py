@@ -110,8 +110,9 @@ class TTWeight(_ChainWeight):
         for k, (r, b) in enumerate(zip(out[1:-1], _tt_bounds(shape)), start=1):
             if r > b:
                 raise ValueError(
-                    f"{name}: rank[{k}] = {r} exceeds {b}, the rank of the {k}-th unfolding of a "
-                    f"{shape} tensor; got {out}."
+                    f"{name}: rank[{k}] = {r} exceeds {b}, the largest useful rank of bond {k} "
+                    f"of a {shape} tensor (the smaller product of the sizes on either side); "
+                    f"got {out}."
                 )
         return out
 

@@ -176,17 +176,19 @@ class FactorizedWeight(nn.Module):
 
 
 def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
-    """Bernoulli(1 - p) keep-mask of length ``n`` scaled by ``1 / (1 - p)``, never all zero.
+    """Bernoulli(1 - p) keep-mask of length ``n``, never all zero, scaled to mean one.
 
     When every entry is dropped, one uniformly chosen entry is kept (branch-free, so it traces
-    under ``torch.compile``). This avoids the empty-rank failure of TensorLy-Torch's CP dropout.
+    under ``torch.compile``); this avoids the empty-rank failure of TensorLy-Torch's CP dropout.
+    The rescue raises each entry's keep probability to ``q = 1 - p + p^n / n``, so the mask is
+    divided by ``q`` (not ``1 - p``) and stays unbiased: ``E[mask] = 1``.
     """
     probs = torch.full((n,), 1.0 - p, dtype=like.dtype, device=like.device)
     mask = torch.bernoulli(probs)
     rescue = torch.zeros_like(mask)
     rescue[torch.randint(n, (1,), device=like.device)] = 1.0
     mask = torch.maximum(mask, rescue * (mask.sum() == 0).to(mask.dtype))
-    return mask / (1.0 - p)
+    return mask / (1.0 - p + p**n / n)
 
 
 def gaussian(
