@@ -43,6 +43,7 @@ from ._common import (
 )
 from ._result import CompletionCallback, CompletionResult
 from ._rowwise import solve_rows
+from ._spectral import spectral_factors
 
 __all__ = ["CPCompletionMethod", "cp_als", "cp_init"]
 
@@ -56,8 +57,10 @@ def cp_init(
     generator: torch.Generator | None,
     fn: str,
 ) -> list[torch.Tensor]:
-    """Starting factors: Gaussian with the observed RMS (``"random"``) or a CPTensor's factors
-    (weights folded into the first), copied."""
+    """Starting factors (copies): ``"svd"`` (spectral: leading subspaces of the rescaled
+    zero-filled unfoldings, then one scalar least-squares fit of the scale), ``"random"``
+    (Gaussian, model RMS equal to the observed RMS) or a CPTensor (weights folded into the first
+    factor)."""
     if isinstance(init, CPTensor):
         if init.shape != train.shape or init.rank != rank:
             raise ValueError(
@@ -67,8 +70,21 @@ def cp_init(
         fs = [f.detach().to(device=train.device, dtype=train.dtype).clone() for f in init.factors]
         fs[0] = fs[0] * init.weights.detach().to(fs[0])
         return fs
+    if init == "svd":
+        fs = spectral_factors(train, [rank] * train.ndim, generator)
+        m = cp_values(fs, train)
+        mm = float(torch.dot(m, m))
+        if mm > 0:
+            s = float(torch.dot(m, train.values)) / mm
+            if s != 0:
+                c = abs(s) ** (1.0 / train.ndim)
+                fs = [f * c for f in fs]
+                if s < 0:
+                    fs[0] = -fs[0]
+                return fs
+        init = "random"
     if init != "random":
-        raise ValueError(f"{fn}: init must be 'random' or a CPTensor; got {init!r}.")
+        raise ValueError(f"{fn}: init must be 'svd', 'random' or a CPTensor; got {init!r}.")
     scale = cp_scale(train, rank)
     return [randn((s, rank), generator, train.dtype, train.device, scale) for s in train.shape]
 
@@ -88,7 +104,7 @@ def cp_als(
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
-    init: Literal["random", "svd"] | CPTensor = "random",
+    init: Literal["svd", "random"] | CPTensor = "svd",
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[CPTensor]:
@@ -109,8 +125,10 @@ def cp_als(
         max_iter: maximum number of sweeps.
         tol: stop when the training objective changes by less than ``tol`` relatively.
         patience: sweeps without validation improvement before stopping.
-        init: ``"random"`` (Gaussian with the RMS of the observed values), ``"svd"`` (EM only:
-            the SVD start of :func:`factorch.decomp.cp`) or a :class:`CPTensor`.
+        init: ``"svd"`` (spectral start: leading singular subspaces of the zero-filled
+            observed unfoldings, computed from the observed entries only; with ``"em"``, the SVD
+            start of :func:`factorch.decomp.cp`), ``"random"`` (Gaussian factors whose model
+            has the RMS of the observed values) or a :class:`CPTensor`.
         generator: random source for the start.
         callback: called after each sweep with a :class:`CompletionState`; True stops.
 
@@ -136,8 +154,6 @@ def cp_als(
         return _em(
             data, mask, train, val, rank, l2, max_iter, tol, patience, init, generator, callback
         )
-    if isinstance(init, str) and init == "svd":
-        raise ValueError(f"{fn}: init='svd' is only available with method='em'; use 'random'.")
     clock = Stopwatch()
     with torch.no_grad():
         factors = cp_init(train, rank, init, generator, fn)

@@ -120,7 +120,7 @@ def gcp(
     lr: float = 0.01,
     batch_size: int | None = None,
     lbfgs_iters: int = 10,
-    init: Literal["random"] | CPTensor = "random",
+    init: Literal["svd", "random"] | CPTensor = "svd",
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[CPTensor]:
@@ -136,7 +136,10 @@ def gcp(
             fixed by the named losses.
         huber_delta: the threshold ``d`` of the Huber loss.
         mask: bool tensor, True where a dense ``data`` is observed.
-        optimizer, validation, l2, max_iter, tol, patience, lr, batch_size, lbfgs_iters, init,
+        init: ``"svd"`` (spectral start of the data mapped to the model scale: ``x`` for the
+            identity link, ``log(x + 1/2)`` for the exp link, ``4 (x - 1/2)`` for the sigmoid
+            link), ``"random"`` or a :class:`CPTensor`.
+        optimizer, validation, l2, max_iter, tol, patience, lr, batch_size, lbfgs_iters,
             generator, callback: as in :func:`cp_wopt`.
 
     Returns:
@@ -182,13 +185,17 @@ def gcp(
     val = validation_set(validation, train, fn)
     if link == "identity" or isinstance(init, CPTensor):
         factors = cp_init(train, rank, init, generator, fn)
+    elif init == "svd":
+        x = train.values
+        mapped = torch.log(x + 0.5) if link == "exp" else 4.0 * (x - 0.5)
+        factors = cp_init(train.with_values(mapped), rank, "svd", generator, fn)
     elif init == "random":
         scale = (1.0 / math.sqrt(rank)) ** (1.0 / train.ndim)  # model values of RMS about 1
         factors = [
             randn((s, rank), generator, train.dtype, train.device, scale) for s in train.shape
         ]
     else:
-        raise ValueError(f"{fn}: init must be 'random' or a CPTensor; got {init!r}.")
+        raise ValueError(f"{fn}: init must be 'svd', 'random' or a CPTensor; got {init!r}.")
     return fit_cp_gradient(
         train,
         val,

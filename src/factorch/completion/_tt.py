@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -42,6 +43,7 @@ from ._common import (
 )
 from ._result import CompletionCallback, CompletionResult
 from ._rowwise import solve_rows
+from ._spectral import leading_subspace
 
 __all__ = ["tt_als"]
 
@@ -96,6 +98,7 @@ def tt_als(
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
+    init: Literal["svd", "random"] = "svd",
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[TTTensor]:
@@ -109,6 +112,8 @@ def tt_als(
             ``result.model.rank``).
         validation: held-out entries for early stopping and model selection.
         l2: ridge weight on each solved core slice.
+        init: ``"svd"`` (a TT-SVD of the zero-filled observations rescaled by the inverse
+            density, computed from the observed entries only) or ``"random"``.
         max_iter, tol, patience, generator, callback: as in :func:`tucker_als`.
 
     Returns:
@@ -127,18 +132,20 @@ def tt_als(
     l2 = check_nonneg(l2, fn, "l2")
     max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
     check_generator(generator, fn)
+    if init not in ("svd", "random"):
+        raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     val = validation_set(validation, train, fn)
     clock = Stopwatch()
     n_modes = train.ndim
     with torch.no_grad():
-        cores = []
-        for k, size in enumerate(train.shape):
-            scale = 1.0 / math.sqrt(ranks[k])
-            cores.append(
-                randn((ranks[k], size, ranks[k + 1]), generator, train.dtype, train.device, scale)
-            )
-        rms = float(torch.sqrt(torch.mean(train.values.double() ** 2))) or 1.0
-        cores[-1] = cores[-1] * rms
+        if init == "svd":
+            cores = _spectral_cores(train, ranks, generator)
+        else:
+            cores = _random_cores(train, ranks, generator)
+        # Working gauge: cores 0..N-2 orthogonal times sqrt(I_k), so that the interfaces (and
+        # the ridge) stay on the scale of the data whatever the mode sizes.
+        scales = [math.sqrt(s) for s in train.shape[:-1]]
+        cores = _left_orthogonalize(cores, scales)
         monitor: Monitor[TTTensor] = Monitor(
             has_validation=val is not None,
             patience=patience,
@@ -156,21 +163,81 @@ def tt_als(
             for k in range(n_modes):
                 cores[k] = _solve_core(train, k, left, rights[k], cores[k].shape, l2)
                 if k < n_modes - 1:
-                    r_k, size, r_next = cores[k].shape
-                    q, r = torch.linalg.qr(cores[k].reshape(r_k * size, r_next))
-                    cores[k] = q.reshape(r_k, size, q.shape[1])
-                    cores[k + 1] = torch.tensordot(r, cores[k + 1], dims=1)
+                    cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
                     left = _apply_left(left, cores[k], idx[k])
             pred = tt_values(cores, train)
             resid2 = float(torch.sum((pred - train.values) ** 2))
             objective = resid2 + l2 * sum(float(torch.sum(c * c)) for c in cores)
             val_rmse = rmse_of(tt_values(cores, val), val.values) if val is not None else math.nan
-            model = TTTensor(tuple(cores))
+            model = _standard(cores, scales)
             if monitor.step(it, (resid2 / train.nnz) ** 0.5, val_rmse, model, objective):
                 break
         return monitor.result(
-            TTTensor(tuple(cores)), clock.elapsed, extras={"empty_slices": empty_slices(train)}
+            _standard(cores, scales), clock.elapsed, extras={"empty_slices": empty_slices(train)}
         )
+
+
+def _move_right(core: torch.Tensor, nxt: torch.Tensor, scale: float):
+    """QR of ``core``'s left unfolding; ``Q * scale`` stays, ``R / scale`` moves into ``nxt``."""
+    r_k, size, r_next = core.shape
+    q, r = torch.linalg.qr(core.reshape(r_k * size, r_next))
+    return q.reshape(r_k, size, q.shape[1]) * scale, torch.tensordot(r / scale, nxt, dims=1)
+
+
+def _left_orthogonalize(cores: list[torch.Tensor], scales: list[float]) -> list[torch.Tensor]:
+    out = list(cores)
+    for k in range(len(out) - 1):
+        out[k], out[k + 1] = _move_right(out[k], out[k + 1], scales[k])
+    return out
+
+
+def _standard(cores: list[torch.Tensor], scales: list[float]) -> TTTensor:
+    """The same model with left-orthonormal cores ``0..N-2`` (the scales moved to the last)."""
+    out = [c / s for c, s in zip(cores[:-1], scales)]
+    return TTTensor((*out, cores[-1] * math.prod(scales)))
+
+
+def _random_cores(train, ranks, generator) -> list[torch.Tensor]:
+    cores = [
+        randn((ranks[k], size, ranks[k + 1]), generator, train.dtype, train.device)
+        for k, size in enumerate(train.shape)
+    ]
+    rms = float(torch.sqrt(torch.mean(train.values.double() ** 2))) or 1.0
+    cores[-1] = cores[-1] * rms
+    return cores
+
+
+def _spectral_cores(train: SparseTensor, ranks, generator) -> list[torch.Tensor]:
+    """TT-SVD of the zero-filled observations rescaled by ``1 / density``, on sparse data:
+    each step takes the leading subspace of the current ``(r_k I_k) x rest`` unfolding
+    (:func:`leading_subspace`) and projects the entries onto it (their number grows by at most
+    ``r_{k+1}`` per step; repeated coordinates are summed)."""
+    cur = train.with_values(train.values / train.density)
+    cores = []
+    r_prev = 1
+    shape = train.shape
+    for k in range(train.ndim - 1):
+        r = ranks[k + 1]
+        u = leading_subspace(cur, 0, r, generator=generator)
+        if u.shape[1] < r:
+            extra = torch.randn(
+                u.shape[0], r - u.shape[1], generator=generator, dtype=torch.float64
+            )
+            u = torch.cat([u, extra.to(u) / math.sqrt(u.shape[0])], 1)
+        cores.append(u.reshape(r_prev, shape[k], r))
+        weights = u[cur.indices[0].long()] * cur.values[:, None]  # (nnz, r)
+        first = torch.arange(r, device=u.device)[None, :] * shape[k + 1] + cur.indices[1][:, None]
+        rest = cur.indices[2:].long().repeat_interleave(r, dim=1)
+        cur = SparseTensor.from_coo(
+            torch.cat([first.reshape(1, -1), rest], 0),
+            weights.reshape(-1),
+            (r * shape[k + 1], *shape[k + 2 :]),
+            duplicates="sum",
+        )
+        r_prev = r
+    last = cur.to_dense().reshape(r_prev, shape[-1], 1)
+    cores.append(last)
+    return cores
 
 
 def _solve_core(train, k, left, right, core_shape, l2) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -39,6 +40,7 @@ from ._common import (
 )
 from ._result import CompletionCallback, CompletionResult
 from ._rowwise import solve_batched, solve_rows
+from ._spectral import spectral_factors
 
 __all__ = ["tucker_als"]
 
@@ -110,6 +112,7 @@ def tucker_als(
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
+    init: Literal["svd", "random"] = "svd",
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[TuckerTensor]:
@@ -123,7 +126,10 @@ def tucker_als(
         l2: ridge weight on factor rows and core.
         max_iter: maximum number of sweeps; ``tol``: relative change of the objective that
             stops; ``patience``: sweeps without validation improvement before stopping.
-        generator: random source for the orthonormal starting factors.
+        init: starting factors: ``"svd"`` (leading singular subspaces of the zero-filled
+            observed unfoldings, from the observed entries only: an HOSVD of the observations)
+            or ``"random"`` (orthonormalised Gaussian).
+        generator: random source for the starting factors (and the randomized subspaces).
         callback: called after each sweep with a :class:`CompletionState`; True stops.
 
     Returns:
@@ -139,13 +145,22 @@ def tucker_als(
     l2 = check_nonneg(l2, fn, "l2")
     max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
     check_generator(generator, fn)
+    if init not in ("svd", "random"):
+        raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     val = validation_set(validation, train, fn)
     clock = Stopwatch()
     with torch.no_grad():
-        factors = [
-            torch.linalg.qr(randn((s, r), generator, train.dtype, train.device)).Q
-            for s, r in zip(train.shape, ranks)
-        ]
+        if init == "svd":
+            starts = spectral_factors(train, list(ranks), generator)
+        else:
+            starts = [
+                randn((s, r), generator, train.dtype, train.device)
+                for s, r in zip(train.shape, ranks)
+            ]
+        # Work with orthogonal factors whose rows have unit mean square (Q sqrt(I_n / R_n)), so
+        # features, core and ridge live on the scale of the data whatever the mode sizes.
+        scales = [math.sqrt(s / r) for s, r in zip(train.shape, ranks)]
+        factors = [torch.linalg.qr(u).Q * c for u, c in zip(starts, scales)]
         core = _solve_core(train, factors, ranks, l2)
         monitor: Monitor[TuckerTensor] = Monitor(
             has_validation=val is not None,
@@ -158,8 +173,8 @@ def tucker_als(
             for n in range(train.ndim):
                 new = _update_factor(train, core, factors, n, l2)
                 q, r = torch.linalg.qr(new)
-                factors[n] = q
-                core = torch.tensordot(r, core.movedim(n, 0), dims=1).movedim(0, n)
+                factors[n] = q * scales[n]
+                core = torch.tensordot(r / scales[n], core.movedim(n, 0), dims=1).movedim(0, n)
             core = _solve_core(train, factors, ranks, l2)
             pred = tucker_values(core, factors, train)
             resid2 = float(torch.sum((pred - train.values) ** 2))
@@ -171,14 +186,20 @@ def tucker_als(
                 if val is not None
                 else math.nan
             )
-            model = TuckerTensor(core, tuple(factors))
+            model = _orthonormal(core, factors, scales)
             if monitor.step(it, (resid2 / train.nnz) ** 0.5, val_rmse, model, objective):
                 break
         return monitor.result(
-            TuckerTensor(core, tuple(factors)),
+            _orthonormal(core, factors, scales),
             clock.elapsed,
             extras={"empty_slices": empty_slices(train)},
         )
+
+
+def _orthonormal(core, factors, scales) -> TuckerTensor:
+    """The same model with orthonormal factors (the scales moved into the core)."""
+    total = math.prod(scales)
+    return TuckerTensor(core * total, tuple(f / c for f, c in zip(factors, scales)))
 
 
 def _update_factor(train, core, factors, n, l2) -> torch.Tensor:

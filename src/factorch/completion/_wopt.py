@@ -60,7 +60,7 @@ def cp_wopt(
     lr: float = 0.01,
     batch_size: int | None = None,
     lbfgs_iters: int = 10,
-    init: Literal["random"] | CPTensor = "random",
+    init: Literal["svd", "random"] | CPTensor = "svd",
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[CPTensor]:
@@ -78,7 +78,8 @@ def cp_wopt(
         max_iter: maximum number of epochs.
         tol: stop when the objective changes by less than ``tol`` relatively between epochs.
         patience: epochs without validation improvement before stopping.
-        init: ``"random"`` or a :class:`CPTensor`.
+        init: ``"svd"`` (spectral start, as in :func:`cp_als`), ``"random"`` or a
+            :class:`CPTensor`.
         generator: random source for the start and the mini-batch order.
         callback: called after each epoch with a :class:`CompletionState`; True stops.
 
