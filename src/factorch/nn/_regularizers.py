@@ -5,11 +5,14 @@
   indices) with probability ``1 - p``, rescaling by ``1 / (1 - p)`` so the expected weight is
   unchanged. At least one component per mode is always kept, so small ranks never fail (unlike
   TensorLy-Torch 0.5's CP dropout, which raises for ``rank <= min_dim``).
-* :func:`tensor_lasso`: an L1 penalty on the magnitudes of CP (and low-rank) components,
-  ``sum_r |w_r| prod_n ||A_n[:, r]||`` (``||u_r|| ||v_r||`` for low rank), i.e. the L1 norm of
-  the CP weights after normalising the factor columns, so the penalty cannot be evaded by
-  shrinking ``w`` and growing the factors. It drives unneeded components to zero;
-  :func:`prune_components_` then removes them, shrinking the rank.
+* :func:`tensor_lasso`: the L1 norm of the CP weights plus a ridge on the factors,
+  ``sum_r |w_r| + (gamma / 2) sum_n ||A_n||^2``. L1 on ``w`` alone can be evaded by shrinking
+  ``w`` and growing the factors; with the ridge, the best split of a component of magnitude
+  ``m_r = |w_r| prod_n ||A_n[:, r]||`` costs ``c m_r^(2 / (N + 2))`` (AM--GM), a concave penalty
+  that, unlike ``sum_r m_r`` (indifferent to splitting one component into parallel pieces),
+  prefers few large components and drives the others to zero. For a low-rank layer the penalty
+  is ``(||U||^2 + ||V||^2) / 2``, the variational form of the nuclear norm. Then
+  :func:`prune_components_` removes components whose magnitude fell below a threshold.
 """
 
 from __future__ import annotations
@@ -59,13 +62,34 @@ def _lasso_layers(module: nn.Module) -> list[tuple[str, FactorizedLayer]]:
     ]
 
 
-def tensor_lasso(module: nn.Module) -> torch.Tensor:
-    """``sum`` of :func:`component_magnitudes` over the CP and low-rank layers of ``module``:
-    add ``penalty * tensor_lasso(model)`` to the loss. Differentiable."""
+def tensor_lasso(module: nn.Module, *, factor_decay: float = 1.0) -> torch.Tensor:
+    """Rank-sparsifying penalty summed over the CP and low-rank layers of ``module``.
+
+    CP: ``sum_r |w_r| + (factor_decay / 2) sum_n ||A_n||^2``; low rank:
+    ``(||U||^2 + ||V||^2) / 2`` (see the module docstring). Add ``lam * tensor_lasso(model)``
+    to the loss, then call :func:`prune_components_`. Differentiable.
+    """
+    if (
+        isinstance(factor_decay, bool)
+        or not isinstance(factor_decay, (int, float))
+        or (factor_decay <= 0)
+    ):
+        raise ValueError(
+            f"tensor_lasso: factor_decay must be a positive number; got {factor_decay!r}."
+        )
     layers = _lasso_layers(module)
     if not layers:
         raise ValueError("tensor_lasso: the module contains no CP or low-rank factorized layer.")
-    return torch.stack([component_magnitudes(m).sum() for _, m in layers]).sum()
+    terms = []
+    for _, m in layers:
+        if m.format == "cp":
+            weights, *mats = m.factors
+            ridge = sum((a * a).sum() for a in mats)
+            terms.append(weights.abs().sum() + 0.5 * factor_decay * ridge)
+        else:
+            u, v = m.factors
+            terms.append(0.5 * ((u * u).sum() + (v * v).sum()))
+    return torch.stack(terms).sum()
 
 
 def prune_components_(
