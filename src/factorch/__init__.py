@@ -1,6 +1,7 @@
 """factorch: PyTorch-native tensor methods for deep learning."""
 
 from . import algebra as algebra
+from . import completion as completion
 from . import datasets as datasets
 from . import io as io
 from . import plot as plot
@@ -22,6 +23,7 @@ __all__ = [
     "TuckerTensor",
     "__version__",
     "algebra",
+    "completion",
     "datasets",
     "io",
     "plot",
