@@ -193,3 +193,34 @@ def test_tensor_regression_recovers_a_planted_low_rank_regression():
     assert rel < 0.05
     with pytest.raises(ValueError, match="out_features must be a positive int"):
         fnn.TensorRegression((6, 6), 0, rank=2)
+
+
+def test_cp_sequential_path_for_small_batches_matches_reconstruction():
+    from factorch.nn._linear import _cp_sequential
+
+    g = torch.Generator().manual_seed(7)
+    spec = fnn.TensorizedShape((4, 3, 4), (4, 4, 4))
+    layer = fnn.FactorizedLinear(
+        64, 48, format="cp", rank=5, shape=spec, generator=g, dtype=torch.float64
+    )
+    assert _cp_sequential(layer, 1) and not _cp_sequential(layer, 64)
+    for batch in (1, 64):
+        x = torch.randn(batch, 64, generator=g, dtype=torch.float64)
+        grads = []
+        for impl in ("factorized", "reconstructed"):
+            layer.implementation = impl
+            layer.zero_grad()
+            y = layer(x)
+            y.pow(2).sum().backward()
+            grads.append([y.detach()] + [p.grad.clone() for p in layer.parameters()])
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_auto_cost_prefers_rebuilding_a_tt_matrix_for_large_batches():
+    spec = fnn.TensorizedShape((32, 32), (32, 32))
+    layer = fnn.FactorizedLinear(1024, 1024, format="tt", rank=(1, 51, 1), shape=spec)
+    fact, recon = layer.costs(256)
+    assert fact > recon  # memory-bound contraction: 13M intermediates at batch 256
+    fact, recon = layer.costs(1)
+    assert fact < recon

@@ -203,13 +203,15 @@ def _dense_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def _layer_flops(layer: nn.Module, shape: tuple[int, ...]) -> int:
-    if isinstance(layer, FactorizedLinear):
-        fact, recon = layer.flops(math.prod(shape) // layer.in_features)
-    else:
-        fact, recon = layer.flops(shape)  # type: ignore[operator]
+    """FLOPs of the path the layer takes for this input (the ``"auto"`` choice uses costs)."""
+    arg = math.prod(shape) // layer.in_features if isinstance(layer, FactorizedLinear) else shape
+    fact, recon = layer.flops(arg)  # type: ignore[operator]
     if layer.implementation == "factorized":
         return fact
-    return recon if layer.implementation == "reconstructed" else min(fact, recon)
+    if layer.implementation == "reconstructed":
+        return recon
+    cost_fact, cost_recon = layer.costs(arg)  # type: ignore[operator]
+    return fact if cost_fact <= cost_recon else recon
 
 
 def _capture_shapes(model: nn.Module, names: Sequence[str], example: Any) -> dict[str, tuple]:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..algebra._products import _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
+from ._linear import MEMORY_WEIGHT
 from ._spec import TensorLayout
 from ._weight import FactorizedWeight, FormatName
 
@@ -187,6 +188,10 @@ class _FactorizedConvNd(FactorizedLayer):
         """``(factorized, reconstructed)`` forward FLOPs for an input of ``input_shape``."""
         return conv_flops(self, tuple(input_shape))
 
+    def costs(self, input_shape: Sequence[int]) -> tuple[int, int]:
+        """``(factorized, reconstructed)`` costs the ``"auto"`` choice compares."""
+        return conv_costs(self, tuple(input_shape))
+
     # --- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn, d = type(self).__name__, self.dims
@@ -199,7 +204,7 @@ class _FactorizedConvNd(FactorizedLayer):
         if unbatched:
             x = x.unsqueeze(0)
         factors = self.current_factors()
-        if self.use_factorized(*conv_flops(self, tuple(x.shape))):
+        if self.use_factorized(*conv_costs(self, tuple(x.shape))):
             y = _APPLY[self.format](self, factors, x)
         else:
             y = self._dense_conv(x, self.parametrization(*factors))
@@ -352,6 +357,33 @@ def conv_flops(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[
     return int(fact), int(recon)
 
 
+def conv_traffic(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Numbers written to intermediate tensors by ``(factorized, reconstructed)`` forwards."""
+    d = layer.dims
+    batch = math.prod(input_shape[: -d - 1]) if len(input_shape) > d + 1 else 1
+    size = input_shape[-d:]
+    out_size = layer._out_size(size)
+    p: FactorizedWeight = layer.parametrization
+    recon = 2 * p.dense_params
+    if p.format == "lowrank":
+        return batch * p.rank * math.prod(out_size), recon
+    if p.format == "tucker":
+        return batch * (p.rank[1] * math.prod(size) + p.rank[0] * math.prod(out_size)), recon
+    r0, chans = (1, [p.rank] * (d + 1)) if p.format == "cp" else (p.rank[0], list(p.rank[1:-1]))
+    cur = [s + a + b for s, (a, b) in zip(size, layer.pads)]
+    fact = batch * r0 * chans[0] * math.prod(cur)
+    for j in range(d):
+        cur[j] = out_size[j]
+        fact += batch * r0 * chans[j + 1] * math.prod(cur)
+    return fact, recon
+
+
+def conv_costs(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(factorized, reconstructed)`` cost = FLOPs + ``MEMORY_WEIGHT`` x intermediate numbers."""
+    (f1, r1), (f2, r2) = conv_flops(layer, input_shape), conv_traffic(layer, input_shape)
+    return f1 + MEMORY_WEIGHT * f2, r1 + MEMORY_WEIGHT * r2
+
+
 class FactorizedConv1d(_FactorizedConvNd):
     """1-D version of :class:`FactorizedConv2d`."""
 
@@ -378,7 +410,8 @@ class FactorizedConv2d(_FactorizedConvNd):
       a 1x1 to ``out`` (which closes the ring).
 
     ``implementation="auto"`` picks the cheaper of this and the rebuilt-kernel convolution by
-    counting FLOPs for the actual input shape (:func:`conv_flops`). Stride and dilation act in
+    counting FLOPs for the actual input shape (:func:`conv_flops`) plus the memory traffic of the
+    intermediate activations (as :class:`FactorizedLinear`). Stride and dilation act in
     the spatial steps; padding of any mode commutes with the 1x1 steps and is applied once.
     Other keyword arguments as in :class:`FactorizedLinear` (``fan_in = in k_h k_w``).
     """

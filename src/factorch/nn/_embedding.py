@@ -11,7 +11,7 @@ from torch import nn
 
 from ..algebra._products import _khatri_rao, _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
-from ._linear import linear_layout
+from ._linear import MEMORY_WEIGHT, linear_layout
 from ._spec import TensorizedShape
 from ._weight import FactorizedWeight, FormatName
 
@@ -107,6 +107,19 @@ def embedding_flops(emb: FactorizedEmbedding, n: int) -> tuple[int, int]:
                 fact += 2 * n * r[0] * prefix * r[k] * d * r[k + 1]
             prefix *= d
     return int(fact), int(recon)
+
+
+def embedding_costs(emb: FactorizedEmbedding, n: int) -> tuple[int, int]:
+    """FLOPs plus ``MEMORY_WEIGHT`` x intermediate numbers: the gathered rows and partial
+    products for lookups (about ``n`` rows of the rank-widened dimension), the whole table for
+    the rebuilt path."""
+    fact, recon = embedding_flops(emb, n)
+    p = emb.parametrization
+    width = p.rank if isinstance(p.rank, int) else max(p.rank)
+    return (
+        fact + MEMORY_WEIGHT * n * emb.embedding_dim * width,
+        recon + MEMORY_WEIGHT * 2 * p.dense_params,
+    )
 
 
 class FactorizedEmbedding(FactorizedLayer):
@@ -237,7 +250,7 @@ class FactorizedEmbedding(FactorizedLayer):
                     f"[{lo}, {hi}]."
                 )
         factors = self.current_factors()
-        if self.use_factorized(*embedding_flops(self, flat.numel())):
+        if self.use_factorized(*embedding_costs(self, flat.numel())):
             rows = _ROWS[self.format](self, factors, flat)
         else:
             rows = self.parametrization(*factors)[flat]

@@ -15,7 +15,7 @@ from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._spec import TensorizedShape, TensorLayout
 from ._weight import FormatName
 
-__all__ = ["FactorizedLinear", "linear_flops", "linear_layout"]
+__all__ = ["MEMORY_WEIGHT", "FactorizedLinear", "linear_costs", "linear_flops", "linear_layout"]
 
 
 def linear_layout(format: str, spec: TensorizedShape) -> TensorLayout:
@@ -41,11 +41,30 @@ def _apply_lowrank(layer, factors, x, bias):
     return F.linear(x @ v, u, bias)
 
 
+def _cp_sequential(layer: FactorizedLinear, batch: int) -> bool:
+    """Contract mode by mode (no Khatri--Rao products) when its intermediates, of
+    ``batch (I / i_q + O / o_p) R`` numbers, are under half the Khatri--Rao products' ``(I + O) R``:
+    small batches, where forming the Khatri--Rao products would cost as much as the product."""
+    o_feat, i_feat = layer.out_features, layer.in_features
+    last_in, last_out = layer.shape.in_factors[-1], layer.shape.out_factors[-1]
+    return 2 * batch * (i_feat // last_in + o_feat // last_out) <= i_feat + o_feat
+
+
 def _apply_cp(layer, factors, x, bias):
     weights, *mats = factors
     n_out = _n_out(layer)
-    z = (x @ _kr(mats[n_out:])) * weights
-    return F.linear(z, _kr(mats[:n_out]), bias)
+    outs, ins = mats[:n_out], mats[n_out:]
+    if not _cp_sequential(layer, x.shape[0]):
+        z = (x @ _kr(ins)) * weights
+        return F.linear(z, _kr(outs), bias)
+    batch, rank = x.shape[0], weights.shape[0]
+    t = x.reshape(batch, -1, ins[-1].shape[0]) @ ins[-1]  # (B, i_1..i_{q-1}, R)
+    for a in reversed(ins[:-1]):
+        t = torch.einsum("bjir,ir->bjr", t.reshape(batch, -1, a.shape[0], rank), a)
+    s = (t.reshape(batch, rank) * weights).unsqueeze(1)  # (B, 1, R)
+    for a in outs[:-1]:
+        s = (s.unsqueeze(2) * a).reshape(batch, -1, rank)  # (B, o_1..o_j, R)
+    return F.linear(s, outs[-1], None).reshape(batch, -1) + (0 if bias is None else bias)
 
 
 def _tucker_orders(layer):
@@ -141,6 +160,52 @@ def linear_flops(layer: FactorizedLinear, batch: int) -> tuple[int, int]:
     return int(fact), int(recon)
 
 
+def linear_traffic(layer: FactorizedLinear, batch: int) -> tuple[int, int]:
+    """Numbers written to intermediate tensors by ``(factorized, reconstructed)`` forwards (the
+    rebuilt weight counts twice: written, then read by the GEMM)."""
+    p = layer.parametrization
+    o_feat, i_feat = p.layout.weight_shape
+    recon = 2 * o_feat * i_feat
+    fmt = p.format
+    if fmt == "lowrank":
+        return batch * p.rank, recon
+    if fmt == "cp":
+        if _cp_sequential(layer, batch):
+            last_in, last_out = layer.shape.in_factors[-1], layer.shape.out_factors[-1]
+            return batch * p.rank * (i_feat // last_in + o_feat // last_out + 1), recon
+        return (i_feat + o_feat + batch) * p.rank, recon
+    if fmt == "tucker":
+        shape, rank, n_out = p.layout.tensor_shape, p.rank, _n_out(layer)
+        ins, outs = _tucker_orders(layer)
+        cur, fact = list(shape[n_out:]), 0
+        for n in ins:
+            cur[n - n_out] = rank[n]
+            fact += batch * math.prod(cur)
+        cur = list(rank[:n_out])
+        for n in outs:
+            cur[n] = shape[n]
+            fact += batch * math.prod(cur)
+        return fact, recon
+    pairs, r = layer.shape.pairs(), p.rank
+    m, rest, fact = batch * (r[0] if p.ring else 1), i_feat, 0
+    for k, (o, i) in enumerate(pairs):
+        rest //= i
+        m *= o
+        fact += m * r[k + 1] * rest
+    return fact, recon
+
+
+# Cost of one number written to (and read back from) memory, in FLOPs: roughly peak FLOP rate /
+# memory bandwidth in numbers per second (CPU core: ~100 GFLOP/s / ~3 G numbers/s).
+MEMORY_WEIGHT = 32
+
+
+def linear_costs(layer: FactorizedLinear, batch: int) -> tuple[int, int]:
+    """``(factorized, reconstructed)`` cost = FLOPs + ``MEMORY_WEIGHT`` x intermediate numbers."""
+    (f1, r1), (f2, r2) = linear_flops(layer, batch), linear_traffic(layer, batch)
+    return f1 + MEMORY_WEIGHT * f2, r1 + MEMORY_WEIGHT * r2
+
+
 class FactorizedLinear(FactorizedLayer):
     """``y = x W^T + b`` with ``W`` stored factorized.
 
@@ -158,7 +223,9 @@ class FactorizedLinear(FactorizedLayer):
     * ``"tr"``: tensor-ring matrix (ring closure by a trace), same forward carrying ``r_0``.
 
     ``implementation="auto"`` counts the FLOPs of both forwards for the actual number of rows
-    (:func:`linear_flops`) and takes the cheaper; ``"factorized"`` / ``"reconstructed"`` force
+    (:func:`linear_flops`), adds the memory traffic of their intermediates (each number written
+    weighs ``MEMORY_WEIGHT = 32`` FLOPs: a TT-matrix contraction with a small inner dimension is
+    memory-bound, a GEMM is not) and takes the cheaper; ``"factorized"`` / ``"reconstructed"`` force
     one (reconstructed: rebuild ``W``, then ``F.linear``). Both give the same values and
     gradients. Works with autograd, ``state_dict``, ``torch.compile``, autocast and any device.
 
@@ -270,6 +337,10 @@ class FactorizedLinear(FactorizedLayer):
         """``(factorized, reconstructed)`` forward FLOPs for ``batch`` input rows."""
         return linear_flops(self, batch)
 
+    def costs(self, batch: int) -> tuple[int, int]:
+        """``(factorized, reconstructed)`` costs the ``"auto"`` choice compares."""
+        return linear_costs(self, batch)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(
@@ -279,7 +350,7 @@ class FactorizedLinear(FactorizedLayer):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         factors = self.current_factors()
-        if self.use_factorized(*linear_flops(self, x2.shape[0])):
+        if self.use_factorized(*linear_costs(self, x2.shape[0])):
             y = _APPLY[self.format](self, factors, x2, self.bias)
         else:
             y = F.linear(x2, self.parametrization(*factors), self.bias)
