@@ -27,6 +27,7 @@ from ._common import (
     progress,
     require_matplotlib,
     resolve_device,
+    set_threads,
     shape_str,
     versions,
 )
@@ -193,8 +194,8 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="CPU threads for PyTorch [default: PyTorch's choice]; 1 is often fastest for small "
-    "tensors on a busy machine.",
+    help="CPU threads for PyTorch [default: 1 for tensors under 2**20 entries, where thread "
+    "start-up costs more than it saves, else PyTorch's choice].",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
@@ -231,8 +232,6 @@ def decompose(
     summary.json, and PNG plots.
     """
     dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
     inp = load_input(
         file,
         dataset=dataset,
@@ -243,6 +242,7 @@ def decompose(
         device=dev,
     )
     shape = tuple(inp.tensor.shape)
+    set_threads(threads, inp.tensor)
     if method is None:
         method = inp.dataset.suggested_method if inp.dataset is not None else "cp"
     if inp.tensor.ndim < 2:

@@ -22,6 +22,7 @@ from ._common import (
     progress,
     require_matplotlib,
     resolve_device,
+    set_threads,
     shape_str,
     versions,
 )
@@ -55,8 +56,8 @@ from ._decompose import DTYPES
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="CPU threads for PyTorch [default: PyTorch's choice]; 1 is often fastest for small "
-    "tensors on a busy machine.",
+    help="CPU threads for PyTorch [default: 1 for tensors under 2**20 entries, where thread "
+    "start-up costs more than it saves, else PyTorch's choice].",
 )
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
@@ -93,8 +94,6 @@ def rank_scan(
     from ..decomp import rank_scan as scan_fn
 
     dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
     inp = load_input(
         file,
         dataset=dataset,
@@ -105,6 +104,7 @@ def rank_scan(
         device=dev,
     )
     shape = tuple(inp.tensor.shape)
+    set_threads(threads, inp.tensor)
     if inp.tensor.ndim < 2:
         raise CLIError(f"{inp.name} has shape {shape}; a rank scan needs at least 2 modes.")
     rank_list = parse_ranks(ranks)
