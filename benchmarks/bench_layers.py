@@ -23,22 +23,48 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
+import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    apply_threads,
-    format_table,
-    machine_info,
-    pin_threads,
-    time_calls,
-    write_results,
-)
+from _common import apply_threads, format_table, machine_info, pin_threads, write_results
 
 FORMATS = {"cp": "cp", "tucker": "tucker", "tt": "blocktt"}  # factorch -> tltorch (linear)
+
+
+def time_calls(calls: dict, *, repeats: int, warmup: int = 2) -> dict:
+    """Median wall and process-CPU seconds per call, round-robin over the implementations.
+
+    Each timed call directly follows an untimed call of the same implementation: otherwise the
+    first call after another implementation pays for fresh (page-faulting) activation buffers
+    while the next one reuses the blocks the previous one freed, which biased the round-robin
+    order by up to 2x on these layers.
+    """
+    for f in calls.values():
+        for _ in range(warmup):
+            f()
+    wall = {k: [] for k in calls}
+    cpu = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, f in calls.items():
+            f()
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {
+        k: {
+            "median_s": statistics.median(wall[k]),
+            "min_s": min(wall[k]),
+            "max_s": max(wall[k]),
+            "cpu_median_s": statistics.median(cpu[k]),
+            "n": repeats,
+        }
+        for k in calls
+    }
 
 
 def _tl_rank(rank):
@@ -58,9 +84,9 @@ def _n_weight_params(layer) -> int:
     return sum(p.numel() for n, p in layer.named_parameters() if not n.endswith("bias"))
 
 
-def bench_linear(torch, fnn, tltorch, repeats: int) -> dict:
+def bench_linear(torch, fnn, tltorch, repeats: int, batch: int = 256) -> dict:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 1024, generator=g)
+    x = torch.randn(batch, 1024, generator=g)
     spec = fnn.TensorizedShape((32, 32), (32, 32))
     calls, info = {"dense nn.Linear": _step(torch.nn.Linear(1024, 1024), x)}, {}
     low = fnn.FactorizedLinear(1024, 1024, format="lowrank", ratio=0.1, generator=g)
@@ -68,21 +94,33 @@ def bench_linear(torch, fnn, tltorch, repeats: int) -> dict:
     info["factorch lowrank"] = {"rank": low.rank, "params": _n_weight_params(low)}
     for fmt, tl_fmt in FORMATS.items():
         ours = fnn.FactorizedLinear(1024, 1024, format=fmt, ratio=0.1, shape=spec, generator=g)
-        fact, recon = ours.flops(256)
+        fact, recon = ours.flops(batch)
+        cost_fact, cost_recon = ours.costs(batch)
         info[f"factorch {fmt}"] = {
-            "rank": ours.rank, "params": _n_weight_params(ours),
-            "path": "factorized" if fact <= recon else "reconstructed",
-            "gflop_factorized": fact / 1e9, "gflop_reconstructed": recon / 1e9,
+            "rank": ours.rank,
+            "params": _n_weight_params(ours),
+            "path": "factorized" if cost_fact <= cost_recon else "reconstructed",
+            "gflop_factorized": fact / 1e9,
+            "gflop_reconstructed": recon / 1e9,
         }
         calls[f"factorch {fmt}"] = _step(ours, x)
         for impl in ("factorized", "reconstructed"):
-            theirs = tltorch.FactorizedLinear((32, 32), (32, 32), factorization=tl_fmt,
-                                              rank=_tl_rank(ours.rank), implementation=impl)
+            theirs = tltorch.FactorizedLinear(
+                (32, 32),
+                (32, 32),
+                factorization=tl_fmt,
+                rank=_tl_rank(ours.rank),
+                implementation=impl,
+            )
             if _n_weight_params(theirs) != _n_weight_params(ours):
                 raise RuntimeError(f"parameter counts differ for {fmt}")
             calls[f"tltorch {fmt} {impl}"] = _step(theirs, x)
-    return {"timings": time_calls(calls, repeats=repeats, warmup=2), "layers": info,
-            "dense_gflop": 2 * 256 * 1024 * 1024 / 1e9}
+    return {
+        "batch": batch,
+        "timings": time_calls(calls, repeats=repeats, warmup=2),
+        "layers": info,
+        "dense_gflop": 2 * batch * 1024 * 1024 / 1e9,
+    }
 
 
 def bench_conv(torch, fnn, tltorch, repeats: int) -> dict:
@@ -96,21 +134,34 @@ def bench_conv(torch, fnn, tltorch, repeats: int) -> dict:
     for fmt in ("cp", "tucker", "tt"):
         ours = fnn.FactorizedConv2d(64, 64, 3, padding=1, format=fmt, ratio=0.1, generator=g)
         fact, recon = ours.flops(tuple(x.shape))
+        cost_fact, cost_recon = ours.costs(tuple(x.shape))
         info[f"factorch {fmt}"] = {
-            "rank": ours.rank, "params": _n_weight_params(ours),
-            "path": "factorized" if fact <= recon else "reconstructed",
-            "gflop_factorized": fact / 1e9, "gflop_reconstructed": recon / 1e9,
+            "rank": ours.rank,
+            "params": _n_weight_params(ours),
+            "path": "factorized" if cost_fact <= cost_recon else "reconstructed",
+            "gflop_factorized": fact / 1e9,
+            "gflop_reconstructed": recon / 1e9,
         }
         calls[f"factorch {fmt}"] = _step(ours, x)
         for impl in ("factorized", "reconstructed"):
-            theirs = tltorch.FactorizedConv(64, 64, 3, order=2, factorization=fmt,
-                                            rank=_tl_rank(ours.rank), implementation=impl,
-                                            padding=1)
+            theirs = tltorch.FactorizedConv(
+                64,
+                64,
+                3,
+                order=2,
+                factorization=fmt,
+                rank=_tl_rank(ours.rank),
+                implementation=impl,
+                padding=1,
+            )
             if _n_weight_params(theirs) != _n_weight_params(ours):
                 raise RuntimeError(f"parameter counts differ for {fmt}")
             calls[f"tltorch {fmt} {impl}"] = _step(theirs, x)
-    return {"timings": time_calls(calls, repeats=repeats, warmup=2), "layers": info,
-            "dense_gflop": 2 * 64 * 32 * 32 * 64 * 64 * 9 / 1e9}
+    return {
+        "timings": time_calls(calls, repeats=repeats, warmup=2),
+        "layers": info,
+        "dense_gflop": 2 * 64 * 32 * 32 * 64 * 64 * 9 / 1e9,
+    }
 
 
 def _rel(a, b) -> float:
@@ -125,8 +176,9 @@ def bench_quality(torch, fnn, tltorch) -> dict:
     torch.manual_seed(0)
     x_tr, y_tr, _, _ = load_digits_tensors()
     model = train(make_cnn(), x_tr, y_tr)
-    layers = {n: m for n, m in model.named_modules()
-              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    layers = {
+        n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    }
     rows = []
     for ratio in (0.25, 0.10):
         for name, layer in layers.items():
@@ -142,19 +194,40 @@ def bench_quality(torch, fnn, tltorch) -> dict:
                 tl_err = tl_params = None
                 if fmt != "lowrank":
                     tl_err, tl_params = _tltorch_error(torch, tltorch, layer, fmt, ratio)
-                rows.append({"ratio": ratio, "layer": name, "kind": type(layer).__name__,
-                             "format": fmt, "factorch_error": err, "factorch_params": params,
-                             "tltorch_error": tl_err, "tltorch_params": tl_params,
-                             "dense_params": w.numel()})
+                rows.append(
+                    {
+                        "ratio": ratio,
+                        "layer": name,
+                        "kind": type(layer).__name__,
+                        "format": fmt,
+                        "factorch_error": err,
+                        "factorch_params": params,
+                        "tltorch_error": tl_err,
+                        "tltorch_params": tl_params,
+                        "dense_params": w.numel(),
+                    }
+                )
         for fmt in ("lowrank", "tucker", "cp"):
-            _, report = fnn.compress(model, ratio=ratio, format=fmt,
-                                     decomposition={"max_iter": 200} if fmt == "cp" else None)
+            _, report = fnn.compress(
+                model,
+                ratio=ratio,
+                format=fmt,
+                decomposition={"max_iter": 200} if fmt == "cp" else None,
+            )
             for r in report.layers:
-                rows.append({"ratio": ratio, "layer": r.name, "kind": r.kind,
-                             "format": f"compress({fmt}, energy) -> {r.format} {r.rank}",
-                             "factorch_error": r.relative_error, "factorch_params": r.params_after,
-                             "tltorch_error": None, "tltorch_params": None,
-                             "dense_params": r.params_before})
+                rows.append(
+                    {
+                        "ratio": ratio,
+                        "layer": r.name,
+                        "kind": r.kind,
+                        "format": f"compress({fmt}, energy) -> {r.format} {r.rank}",
+                        "factorch_error": r.relative_error,
+                        "factorch_params": r.params_after,
+                        "tltorch_error": None,
+                        "tltorch_params": None,
+                        "dense_params": r.params_before,
+                    }
+                )
     return {"rows": rows}
 
 
@@ -165,7 +238,8 @@ def _tltorch_error(torch, tltorch, layer, fmt, ratio):
             if isinstance(layer, torch.nn.Linear):
                 tl_fmt = FORMATS[fmt]
                 theirs = tltorch.FactorizedLinear.from_linear(
-                    layer, rank=ratio, n_tensorized_modes=2, factorization=tl_fmt)
+                    layer, rank=ratio, n_tensorized_modes=2, factorization=tl_fmt
+                )
                 approx = theirs.weight.to_matrix()
             else:
                 theirs = tltorch.FactorizedConv.from_conv(layer, rank=ratio, factorization=fmt)
@@ -174,7 +248,7 @@ def _tltorch_error(torch, tltorch, layer, fmt, ratio):
                     approx = torch.movedim(approx, -1, 0)
         w = layer.weight.detach()
         return _rel(approx.detach().reshape(w.shape), w), _n_weight_params(theirs)
-    except Exception as exc:  # noqa: BLE001 - report the anchor's failure instead of crashing
+    except Exception as exc:  # report the anchor's failure instead of crashing
         return f"error: {type(exc).__name__}", None
 
 
@@ -188,16 +262,47 @@ def _speed_table(title: str, result: dict, key: str) -> str:
         tl_f = t[f"tltorch {fmt} factorized"]["median_s"]
         tl_r = t[f"tltorch {fmt} reconstructed"]["median_s"]
         info = result["layers"][f"factorch {fmt}"]
-        rows.append([fmt, str(info["rank"]), info["params"], info["path"], ours * 1e3,
-                     tl_f * 1e3, tl_r * 1e3, min(tl_f, tl_r) / ours, dense / ours])
+        rows.append(
+            [
+                fmt,
+                str(info["rank"]),
+                info["params"],
+                info["path"],
+                f"{ours * 1e3:.3f}",
+                f"{tl_f * 1e3:.3f}",
+                f"{tl_r * 1e3:.3f}",
+                min(tl_f, tl_r) / ours,
+                dense / ours,
+            ]
+        )
     low = t["factorch lowrank"]["median_s"]
     info = result["layers"]["factorch lowrank"]
-    rows.append(["lowrank", str(info["rank"]), info["params"], "factorized", low * 1e3, None,
-                 None, None, dense / low])
-    head = ["format", "rank", "params", "factorch path", "factorch ms", "tltorch fact. ms",
-            "tltorch recon. ms", "x tltorch best", "x dense"]
+    rows.append(
+        [
+            "lowrank",
+            str(info["rank"]),
+            info["params"],
+            "factorized",
+            f"{low * 1e3:.3f}",
+            None,
+            None,
+            None,
+            dense / low,
+        ]
+    )
+    head = [
+        "format",
+        "rank",
+        "params",
+        "factorch path",
+        "factorch ms",
+        "tltorch fact. ms",
+        "tltorch recon. ms",
+        "x tltorch best",
+        "x dense",
+    ]
     clock = "process CPU time" if key.startswith("cpu") else "wall time"
-    return f"{title}, {clock} (dense {dense * 1e3:.2f} ms)\n" + format_table(head, rows)
+    return f"{title}, {clock} (dense {dense * 1e3:.3f} ms)\n" + format_table(head, rows)
 
 
 def main() -> None:
@@ -214,26 +319,44 @@ def main() -> None:
     import tltorch  # last: switches TensorLy's global backend to pytorch (see module docstring)
 
     repeats = 5 if args.quick else 15
-    linear = bench_linear(torch, fnn, tltorch, repeats)
+    linear = {
+        b: bench_linear(torch, fnn, tltorch, repeats if b == 256 else 5 * repeats, b)
+        for b in (256, 16, 1)
+    }
     conv = bench_conv(torch, fnn, tltorch, repeats)
     for key in ("cpu_median_s", "median_s"):
-        print(_speed_table("Linear 1024->1024, batch 256, fwd+bwd, 10 % params", linear, key))
-        print()
+        for b, res in linear.items():
+            print(_speed_table(f"Linear 1024->1024, batch {b}, fwd+bwd, 10 % params", res, key))
+            print()
         print(_speed_table("Conv 3x3 64->64, 32x32, batch 64, fwd+bwd, 10 % params", conv, key))
         print()
-    payload = {"machine": machine_info(), "threads": threads, "quick": args.quick,
-               "linear": linear, "conv": conv}
+    payload = {
+        "machine": machine_info(),
+        "threads": threads,
+        "quick": args.quick,
+        "linear": {str(b): v for b, v in linear.items()},
+        "conv": conv,
+    }
     if not args.quick:
         quality = bench_quality(torch, fnn, tltorch)
         payload["quality"] = quality
         head = ["ratio", "layer", "format", "factorch err", "params", "tltorch err", "params"]
-        rows = [[r["ratio"], r["layer"], r["format"], r["factorch_error"], r["factorch_params"],
-                 r["tltorch_error"], r["tltorch_params"]] for r in quality["rows"]]
+        rows = [
+            [
+                r["ratio"],
+                r["layer"],
+                r["format"],
+                r["factorch_error"],
+                r["factorch_params"],
+                r["tltorch_error"],
+                r["tltorch_params"],
+            ]
+            for r in quality["rows"]
+        ]
         print()
         print("Relative weight error, digits CNN layers\n" + format_table(head, rows))
     path = write_results("bench_layers_quick" if args.quick else "bench_layers", payload)
     print(f"\nwrote {path}")
-    assert math.isfinite(linear["dense_gflop"])
 
 
 if __name__ == "__main__":
