@@ -4,9 +4,11 @@ from . import algebra as algebra
 from . import completion as completion
 from . import datasets as datasets
 from . import io as io
+from . import nn as nn
 from . import plot as plot
 from . import random as random
 from . import tensors as tensors
+from .nn import compress as compress
 from .tensors import CPTensor as CPTensor
 from .tensors import TRTensor as TRTensor
 from .tensors import TTMatrix as TTMatrix
@@ -24,8 +26,10 @@ __all__ = [
     "__version__",
     "algebra",
     "completion",
+    "compress",
     "datasets",
     "io",
+    "nn",
     "plot",
     "random",
     "tensors",
