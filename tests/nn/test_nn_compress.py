@@ -217,3 +217,16 @@ def test_a_priori_cp_factorized_cnn_trains_from_scratch(digits, dense_cnn):
     )
     assert conv_params < 0.5 * (80 + 1168)
     assert accuracy(model, xt, yt) >= dense_acc - 0.03
+
+
+def test_tucker_energy_ladder_is_the_exact_truncated_hosvd_error():
+    from factorch.decomp.tucker import hosvd
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64)
+    ladder = energy_ladder(w, "tucker", fnn.TensorLayout.identity((6, 5, 3, 3)))
+    assert len(ladder) > 3
+    for cand in ladder:
+        approx = hosvd(w, list(cand.rank), sequential=False).tensor.to_dense()
+        exact = float((approx - w).norm() ** 2 / w.norm() ** 2)
+        assert cand.error2 == pytest.approx(exact, rel=1e-9, abs=1e-12)

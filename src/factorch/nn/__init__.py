@@ -1,4 +1,19 @@
-"""Factorized layers: factorized weights as parametrizations, layers built on them, compression."""
+"""Factorized layers: factorized weights as parametrizations, layers built on them, compression.
+
+* Weight formats (``torch.nn.utils.parametrize``-style modules: ``forward`` rebuilds the dense
+  weight, ``right_inverse`` decomposes one): :class:`LowRankWeight`, :class:`CPWeight`,
+  :class:`TuckerWeight`, :class:`TTWeight`, :class:`TRWeight`, over a :class:`TensorLayout`
+  (how the weight folds into a tensor; :class:`TensorizedShape` for matrix weights).
+* Layers: :class:`FactorizedLinear`, :class:`FactorizedConv1d` / ``2d`` / ``3d``,
+  :class:`FactorizedEmbedding`, :class:`TensorContraction`, :class:`TensorRegression`; each
+  contracts its input with the factors or rebuilds the weight, whichever costs less for the actual
+  input shape (``implementation="auto"``); ``from_dense`` factorizes a trained layer.
+* :func:`compress`: factorize a trained model's layers under a global parameter budget with
+  energy-based rank allocation; returns the new model and a :class:`CompressionReport`.
+* Maestro (trainable, ordered low rank): :class:`LowRankLinear`, :class:`LowRankConv2d`,
+  :class:`OrderedDropout`, :func:`hierarchical_group_lasso`.
+* Regularisers: :func:`tensor_dropout`, :func:`tensor_lasso`, :func:`prune_components_`.
+"""
 
 from ._chain import TRWeight as TRWeight
 from ._chain import TTWeight as TTWeight

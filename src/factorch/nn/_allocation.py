@@ -4,8 +4,12 @@ For every layer and format we predict, from singular values alone (no decomposit
 relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of ranks:
 
 * low rank: exact, the tail energy of the singular values of the matrix (Eckart--Young);
-* Tucker: the ST-HOSVD bound ``sum_n tail_n(R_n)`` from each mode unfolding's singular values
-  (Vannieuwenhoven et al. 2012), along the ranks :func:`rank_for_ratio` searches;
+* Tucker: the exact error of the truncated HOSVD at every rank tuple along the ranks
+  :func:`rank_for_ratio` searches: with the full orthonormal mode bases ``U_n`` (eigenvectors of
+  each unfolding's Gram), the rank-``R`` HOSVD core is the leading ``R_0 x .. x R_{N-1}`` block
+  of ``G = X x_n U_n^T``, so its kept energy is one entry of the prefix sums of ``G^2`` along
+  every mode. HOOI (what ``from_dense`` runs) can only do better, so this is a tight upper
+  bound, unlike the sum-of-tails bound (which exceeds 1 at small ranks);
 * TT: the TT-SVD bound ``sum_k tail_k(r_k)`` from each sequential unfolding (Oseledets 2011);
 * TR: the same with bond ``k`` allowed ``r^2`` (a ring of rank ``r`` has unfoldings of rank
   ``<= r^2``): a lower bound, so optimistic;
@@ -33,6 +37,7 @@ from typing import Any
 
 import torch
 
+from ..algebra._products import _mode_dot
 from ..decomp._budget import _count, _tt_bounds, _tucker_family
 from ._spec import TensorLayout
 
@@ -97,12 +102,17 @@ def energy_ladder(
         for r in range(1, len(tails)):
             add(r, tails[r])
     elif format == "tucker":
-        mode_tails = [
-            _tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
-            for n in range(len(shape))
-        ]
+        energy = t
+        for n in range(len(shape)):
+            unfolding = energy.movedim(n, 0).reshape(shape[n], -1)
+            basis = torch.linalg.eigh(unfolding @ unfolding.T).eigenvectors.flip(1)
+            energy = _mode_dot(energy, basis.T, n)
+        energy = energy * energy
+        for n in range(len(shape)):
+            energy = energy.cumsum(n)
         for rank in _tucker_family(shape, frozenset(fixed_modes)):
-            add(rank, min(1.0, sum(mt[min(r, len(mt) - 1)] for mt, r in zip(mode_tails, rank))))
+            kept = float(energy[tuple(r - 1 for r in rank)])
+            add(rank, max(total - kept, 0.0) / total)
     elif format in ("tt", "tr"):
         tails, bounds = seq_tails(), _tt_bounds(shape)
         for r in range(1, max(bounds, default=1) + 1):

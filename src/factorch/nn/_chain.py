@@ -105,8 +105,7 @@ class TTWeight(_ChainWeight):
         shape = self.layout.tensor_shape
         if len(shape) < 2:
             raise ValueError(f"{name}: a tensor train needs at least 2 modes; got {shape}.")
-        out = _normalise_rank(shape, rank, "tt", name)
-        assert isinstance(out, tuple)
+        out = tuple(_normalise_rank(shape, rank, "tt", name))  # type: ignore[arg-type]
         for k, (r, b) in enumerate(zip(out[1:-1], _tt_bounds(shape)), start=1):
             if r > b:
                 raise ValueError(
@@ -144,9 +143,7 @@ class TRWeight(_ChainWeight):
         shape = self.layout.tensor_shape
         if len(shape) < 2:
             raise ValueError(f"{name}: a tensor ring needs at least 2 modes; got {shape}.")
-        out = _normalise_rank(shape, rank, "tr", name)
-        assert isinstance(out, tuple)
-        return out
+        return tuple(_normalise_rank(shape, rank, "tr", name))  # type: ignore[arg-type]
 
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         from ..decomp.tr import tr_als, tr_svd

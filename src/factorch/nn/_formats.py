@@ -162,8 +162,7 @@ class TuckerWeight(FactorizedWeight):
         shape = self.layout.tensor_shape
         if isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1:
             rank = tuple(min(rank, s) for s in shape)
-        out = _normalise_rank(shape, rank, "tucker", name)
-        assert isinstance(out, tuple)
+        out = tuple(_normalise_rank(shape, rank, "tucker", name))  # type: ignore[arg-type]
         for n, (r, s) in enumerate(zip(out, shape)):
             if r > s:
                 raise ValueError(f"{name}: rank[{n}] = {r} exceeds the mode size {s}; got {out}.")

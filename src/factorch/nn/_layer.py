@@ -13,7 +13,7 @@ from ..decomp._budget import rank_for_ratio
 from ._chain import TRWeight, TTWeight
 from ._formats import CPWeight, LowRankWeight, TuckerWeight
 from ._spec import TensorLayout
-from ._weight import FactorizedWeight
+from ._weight import FactorizedWeight, dense_init_std
 
 __all__ = ["FactorizedLayer", "Implementation", "make_weight"]
 
@@ -109,8 +109,6 @@ class FactorizedLayer(nn.Module):
         self.implementation = check_implementation(implementation, fn)
         self.rank_dropout = check_probability(rank_dropout, fn, "rank_dropout")
         self.parametrization = parametrization
-        from ._weight import dense_init_std
-
         std = dense_init_std(fan_in) if init_std is None else float(init_std)
         factors = parametrization.init_factors(
             std=std, generator=generator, device=device, dtype=dtype
