@@ -199,9 +199,10 @@ def test_cuda_device_follows(case):
         y = layer(x.cuda())
         assert y.device.type == "cuda"
         assert _rel(y.cpu(), ref) < 1e-4
-    rebuilt = (
-        type(layer).from_dense(dense.cuda(), format=case.format, rank=layer.rank)
-        if hasattr(type(layer), "from_dense") and isinstance(layer, fnn.FactorizedLayer)
-        else layer
-    )
-    assert all(p.device.type == "cuda" for p in rebuilt.parameters())
+    if isinstance(layer, fnn.FactorizedLayer):  # from_dense on a CUDA layer stays on CUDA
+        spec = getattr(layer, "shape", None)
+        kwargs = {"shape": spec} if isinstance(spec, fnn.TensorizedShape) else {}
+        rebuilt = type(layer).from_dense(
+            dense.cuda(), format=case.format, rank=layer.rank, **kwargs
+        )
+        assert all(p.device.type == "cuda" for p in rebuilt.parameters())
