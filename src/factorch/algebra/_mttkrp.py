@@ -5,7 +5,7 @@
     M[i_n, r] = sum over all i_m, m != n, of X[i_0, ..., i_{N-1}] * prod_{m != n} A_m[i_m, r].
 
 Neither the Khatri--Rao product nor a permuted unfolding is formed. One GEMM reads the tensor
-once, on a free reshape, and contracts one mode ``m != n``:
+once, on a free reshape, and contracts one mode ``m != n``, e.g. (the fixed rule's forms):
 
 * ``m = N-1``: ``X(I_0...I_{N-2}, I_{N-1}) @ A_{N-1}``;
 * ``m = 0``: ``A_0.T @ X(I_0, I_1...I_{N-1})``;
@@ -16,11 +16,14 @@ once, on a free reshape, and contracts one mode ``m != n``:
 The result, ``|X| R / I_m`` entries, is smaller than ``X`` by ``I_m / R``; the remaining modes
 are contracted out of it one at a time, largest first, by broadcast products and sums (the rank
 index acts as a batch index). ``m`` is chosen among the modes whose size is at least half the
-largest (so the intermediate is at most twice the smallest possible), preferring the last mode,
-then a middle mode whose batches have at least 32 columns, then the first: on CPU that is the
-order in which BLAS runs these skinny GEMMs fastest. The GEMM dominates: ``2 |X| R`` flops; the
-other contractions cost ``2 |X| R / I_m`` and less. Peak extra memory: about ``2 |X| R / I_m``
-entries. See ``BENCHMARKS.md`` for timings.
+largest (so the intermediate is at most twice the smallest possible). Which of them, and which of
+the equivalent GEMM formulations (which operand BLAS sees transposed, where the rank index lands,
+padding the rank, the factor's layout), is picked by timing on first use for large CPU tensors
+(:mod:`factorch.algebra._gemm`, an internal autotuner that changes nothing but speed and
+round-off); otherwise by a fixed rule: the last mode, then a middle mode whose batches have at
+least 32 columns, then the first. The GEMM dominates: ``2 |X| R`` flops; the other contractions
+cost ``2 |X| R / I_m`` and less. Peak extra memory: about ``2 |X| R / I_m`` entries. See
+``BENCHMARKS.md`` for timings.
 """
 
 from __future__ import annotations
@@ -30,54 +33,24 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_mode, check_same_device_dtype, check_tensor
+from ._gemm import RANK, contract, fixed_mode, fixed_plan, run
 
 __all__ = ["mttkrp"]
 
-_RANK = -1  # label of the rank axis in the intermediate
-_MIN_BATCH_COLUMNS = 32
+_RANK = RANK  # label of the rank axis in the intermediate
 
 
 def _first_mode(shape: Sequence[int], mode: int) -> int:
-    """The mode contracted by the GEMM that reads the whole tensor (see module docstring)."""
-    n = len(shape)
-    candidates = [m for m in range(n) if m != mode]
-    largest = max(shape[m] for m in candidates)
-    candidates = [m for m in candidates if 2 * shape[m] >= largest]
-
-    def preference(m: int) -> tuple[int, int]:
-        if m == n - 1:
-            return (3, 0)
-        if m == 0:
-            return (1, 0)
-        trailing = 1
-        for s in shape[m + 1 :]:
-            trailing *= s
-        # A batched GEMM with fewer than ~32 columns per batch runs slower than the single
-        # (R x I_0) @ (I_0 x rest) GEMM of the first mode (measured; BENCHMARKS.md).
-        return (2 if trailing >= _MIN_BATCH_COLUMNS else 0, trailing)
-
-    return max(candidates, key=preference)
+    """The mode the fixed rule contracts first (the tuner may pick another; see the docstring)."""
+    return fixed_mode(shape, [m for m in range(len(shape)) if m != mode])
 
 
 def _contract_first(
     tensor: torch.Tensor, factor: torch.Tensor, m: int
 ) -> tuple[torch.Tensor, list[int]]:
-    """Contract mode ``m`` with ``factor`` (I_m, R); return the result and its axis labels."""
-    shape = list(tensor.shape)
-    n = len(shape)
-    rank = factor.shape[1]
-    if m == n - 1:
-        y = tensor.reshape(-1, shape[-1]) @ factor
-        return y.reshape(*shape[:-1], rank), [*range(n - 1), _RANK]
-    if m == 0:
-        y = factor.mT @ tensor.reshape(shape[0], -1)
-        return y.reshape(rank, *shape[1:]), [_RANK, *range(1, n)]
-    lead = 1
-    for s in shape[:m]:
-        lead *= s
-    x3 = tensor.reshape(lead, shape[m], -1)
-    y = torch.bmm(factor.mT.expand(lead, rank, shape[m]), x3)
-    return y.reshape(*shape[:m], rank, *shape[m + 1 :]), [*range(m), _RANK, *range(m + 1, n)]
+    """Contract mode ``m`` with ``factor`` (I_m, R) by the fixed formulation; return the result
+    and its axis labels."""
+    return run(fixed_plan(tensor.shape, [m], factor.shape[1]), tensor, factor)
 
 
 def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
@@ -87,10 +60,9 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
     if n == 1:
         return tensor[:, None].expand(tensor.shape[0], factors[0].shape[1]).clone()
     shape = tensor.shape
-    first = _first_mode(shape, mode)
-    y, labels = _contract_first(tensor, factors[first], first)
+    y, labels = contract(tensor, factors, [m for m in range(n) if m != mode])
     rank = y.shape[labels.index(_RANK)]
-    rest = sorted((m for m in range(n) if m not in (mode, first)), key=lambda m: -shape[m])
+    rest = sorted((m for m in labels if m not in (mode, _RANK)), key=lambda m: -shape[m])
     # y is ours: scale it in place unless autograd needs the unscaled values.
     in_place = not (torch.is_grad_enabled() and any(factors[m].requires_grad for m in rest))
     for m in rest:
@@ -100,7 +72,7 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
         factor = (factors[m] if axis < rank_axis else factors[m].mT).reshape(view)
         y = (y.mul_(factor) if in_place and not y.requires_grad else y * factor).sum(axis)
         del labels[axis]
-    return y if labels[0] == mode else y.mT.contiguous()
+    return (y if labels[0] == mode else y.mT).contiguous()
 
 
 def mttkrp(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..algebra._mttkrp import _MIN_BATCH_COLUMNS, _RANK, _contract_first
+from ..algebra._gemm import RANK, contract
 
 __all__ = ["hadamard_grams", "solve_normal", "sweep"]
 
@@ -45,49 +45,31 @@ def _subset_mttkrp(
     return torch.einsum(",".join(subs) + "->" + idx[keep] + _R, *operands)
 
 
-def _gemm_mode(shape: Sequence[int], modes: Sequence[int]) -> int:
-    """Which of ``modes`` the tensor-reading GEMM contracts (same preference as ``mttkrp``)."""
-    n = len(shape)
-    largest = max(shape[m] for m in modes)
-    candidates = [m for m in modes if 2 * shape[m] >= largest]
-
-    def preference(m: int) -> tuple[int, int]:
-        if m == n - 1:
-            return (3, 0)
-        if m == 0:
-            return (1, 0)
-        trailing = 1
-        for s in shape[m + 1 :]:
-            trailing *= s
-        return (2 if trailing >= _MIN_BATCH_COLUMNS else 0, trailing)
-
-    return max(candidates, key=preference)
-
-
 def _partial(
     tensor: torch.Tensor, factors: Sequence[torch.Tensor], modes: Sequence[int]
 ) -> torch.Tensor:
     """``X x_{m in modes} A_m`` with the remaining modes in order and the rank index last.
 
-    The one GEMM that reads the tensor contracts the mode the dense MTTKRP would pick (last
-    mode, else a middle mode as a batched GEMM, else the first: the order in which BLAS runs
-    these skinny products fastest; see :mod:`factorch.algebra._mttkrp`); the other modes are
-    contracted out of the (``I_m / R`` times smaller) intermediate.
+    The one GEMM that reads the tensor contracts one of ``modes``; which one, and how, is chosen
+    as for the dense MTTKRP (timed on first use for large CPU tensors, else a fixed rule; see
+    :mod:`factorch.algebra._gemm`). The other modes are contracted out of the (``I_m / R`` times
+    smaller) intermediate.
     """
     n = tensor.ndim
     shape = tensor.shape
     modes = list(modes)
     keep = [m for m in range(n) if m not in modes]
-    first = _gemm_mode(shape, modes)
-    y, labels = _contract_first(tensor, factors[first], first)
-    for m in sorted((m for m in modes if m != first), key=lambda m: -shape[m]):
-        axis, rank_axis = labels.index(m), labels.index(_RANK)
+    y, labels = contract(tensor, factors, modes)
+    for m in sorted((m for m in modes if m in labels), key=lambda m: -shape[m]):
+        axis, rank_axis = labels.index(m), labels.index(RANK)
         view = [1] * y.ndim
         view[axis], view[rank_axis] = shape[m], y.shape[rank_axis]
         factor = (factors[m] if axis < rank_axis else factors[m].mT).reshape(view)
-        y = (y * factor).sum(axis)
+        # y is ours: scale it in place unless autograd records the product.
+        records = torch.is_grad_enabled() and (y.requires_grad or factor.requires_grad)
+        y = (y * factor if records else y.mul_(factor)).sum(axis)
         del labels[axis]
-    order = [labels.index(m) for m in keep] + [labels.index(_RANK)]
+    order = [labels.index(m) for m in keep] + [labels.index(RANK)]
     return y.permute(order)
 
 
