@@ -171,11 +171,19 @@ def _rel(a, b) -> float:
 def bench_quality(torch, fnn, tltorch) -> dict:
     """Relative weight errors of the trained digits CNN's layers at a given budget."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-    from compress_digits import load_digits_tensors, make_cnn, train
+    from compress_digits import accuracy, load_digits_tensors, make_cnn, train
 
     torch.manual_seed(0)
-    x_tr, y_tr, _, _ = load_digits_tensors()
+    x_tr, y_tr, x_te, y_te = load_digits_tensors()
     model = train(make_cnn(), x_tr, y_tr)
+    models = [
+        {
+            "ratio": 1.0,
+            "method": "dense",
+            "params": _count(model),
+            "accuracy": accuracy(model, x_te, y_te),
+        }
+    ]
     layers = {
         n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
     }
@@ -207,13 +215,31 @@ def bench_quality(torch, fnn, tltorch) -> dict:
                         "dense_params": w.numel(),
                     }
                 )
-        for fmt in ("lowrank", "tucker", "cp"):
-            _, report = fnn.compress(
-                model,
-                ratio=ratio,
-                format=fmt,
-                decomposition={"max_iter": 200} if fmt == "cp" else None,
-            )
+        for fmt in ("lowrank", "tucker", "cp", "tt"):
+            opts = {"max_iter": 200} if fmt == "cp" else None
+            for allocation in ("energy", "uniform"):
+                small, _ = fnn.compress(
+                    model, ratio=ratio, format=fmt, allocation=allocation, decomposition=opts
+                )
+                models.append(
+                    {
+                        "ratio": ratio,
+                        "method": f"factorch {fmt} {allocation}",
+                        "params": _count(small),
+                        "accuracy": accuracy(small, x_te, y_te),
+                    }
+                )
+            if fmt != "lowrank":
+                small = _tltorch_model(torch, tltorch, model, fmt, ratio)
+                models.append(
+                    {
+                        "ratio": ratio,
+                        "method": f"tltorch {fmt} per layer",
+                        "params": _count(small),
+                        "accuracy": accuracy(small, x_te, y_te),
+                    }
+                )
+            _, report = fnn.compress(model, ratio=ratio, format=fmt, decomposition=opts)
             for r in report.layers:
                 rows.append(
                     {
@@ -228,7 +254,35 @@ def bench_quality(torch, fnn, tltorch) -> dict:
                         "dense_params": r.params_before,
                     }
                 )
-    return {"rows": rows}
+    return {"rows": rows, "models": models}
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _tltorch_model(torch, tltorch, model, fmt, ratio):
+    """The CNN with every layer replaced by tltorch's from_linear / from_conv at ``ratio``
+    (layers where tltorch fails stay dense)."""
+    import copy
+
+    out = copy.deepcopy(model)
+    for name, layer in list(out.named_modules()):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if isinstance(layer, torch.nn.Linear):
+                    new = tltorch.FactorizedLinear.from_linear(
+                        layer, rank=ratio, n_tensorized_modes=2, factorization=FORMATS[fmt]
+                    )
+                elif isinstance(layer, torch.nn.Conv2d):
+                    new = tltorch.FactorizedConv.from_conv(layer, rank=ratio, factorization=fmt)
+                else:
+                    continue
+        except Exception:  # keep the dense layer where the anchor fails
+            continue
+        setattr(out, name, new)
+    return out
 
 
 def _tltorch_error(torch, tltorch, layer, fmt, ratio):
@@ -355,6 +409,12 @@ def main() -> None:
         ]
         print()
         print("Relative weight error, digits CNN layers\n" + format_table(head, rows))
+        rows = [[m["ratio"], m["method"], m["params"], m["accuracy"]] for m in quality["models"]]
+        print()
+        print(
+            "Digits CNN test accuracy right after compression (no fine-tuning)\n"
+            + format_table(["ratio", "method", "params", "accuracy"], rows)
+        )
     path = write_results("bench_layers_quick" if args.quick else "bench_layers", payload)
     print(f"\nwrote {path}")
 
