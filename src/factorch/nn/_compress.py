@@ -102,7 +102,7 @@ class CompressionReport:
         return "\n".join(rows)
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class FineTune:
     """A short built-in fine-tuning loop run by :func:`compress` after replacement.
 
@@ -281,6 +281,11 @@ def compress(
             model in place.
         inplace: modify ``model`` itself.
         decomposition: options passed to the decompositions (see the weight classes).
+
+    Choosing a format: at moderate ratios ``"lowrank"`` is the most accurate per parameter and
+    the fastest; at high ratios a matrix-rank format must cut a layer to a few components, a
+    bottleneck that fine-tuning cannot undo, while ``"cp"`` and ``"tt"`` keep the matrix rank
+    high (on the digits CNN at 10 %: low rank 0.56 accuracy after fine-tuning, CP 0.97).
 
     Returns:
         ``(compressed_model, CompressionReport)``. The report's ``relative_error`` is the
