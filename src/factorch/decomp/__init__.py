@@ -8,6 +8,7 @@ from ._batched import BatchCPResult as BatchCPResult
 from ._batched import BatchTuckerResult as BatchTuckerResult
 from ._batched import cp_batch as cp_batch
 from ._batched import hosvd_batch as hosvd_batch
+from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
 from ._cp import cp as cp
@@ -37,6 +38,7 @@ from .tucker import tucker as tucker
 __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
+    "BudgetFormat",
     "Callback",
     "DecompositionResult",
     "IterationState",
