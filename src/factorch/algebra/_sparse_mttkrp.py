@@ -3,20 +3,23 @@
 ``M[i, r] = sum over entries p with i_n(p) = i of x_p * prod_{m != n} A_m[i_m(p), r]``.
 
 Algorithm (measured on a 2-core AMD EPYC, one thread, random 10000^3 tensor with 5 M nonzeros,
-rank 16, float32; see BENCHMARKS.md): the entries are sorted by mode ``n`` once and the order is
-cached on the tensor (:class:`~factorch.tensors.SparseTensor`). Then, in chunks of about
-``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows are gathered
-(``index_select`` into a reused buffer) and multiplied in place, and each chunk is reduced per
-output row by ``embedding_bag(mode="sum", per_sample_weights=x)`` over CSR-style row offsets:
-a fused, vectorised segment sum that also applies the values. About 110 M nonzeros/s (45 ms)
-against 2.9 M/s for the textbook ``M.index_add_(0, i, x[:, None] * B[j] * C[k])`` (2-D
-``index_add_`` dispatches per row), 30 M/s for a chunked 1-D ``index_add_`` on the flattened
-output and 9 M/s for ``segment_reduce``. ``torch.compile`` of the one-liner reaches about
-220 M/s on one thread but costs about a minute of cold compilation and uses atomics (13x slower)
-with two threads, so it is not used.
+rank 16, float32; ``benchmarks/bench_completion.py``, BENCHMARKS.md): the entries are sorted by
+mode ``n`` once and the order is cached on the tensor (:class:`~factorch.tensors.SparseTensor`;
+0.5 s for 5 M entries, free for mode 0, which the canonical order already sorts). Then, in
+chunks of about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows
+are gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
+reduced per output row by ``embedding_bag(mode="sum", per_sample_weights=x)`` over CSR-style row
+offsets: a fused, vectorised segment sum that also applies the values. 39 ms per MTTKRP
+(127 M nonzeros/s, any mode) against 6.3 M/s for the textbook
+``M.index_add_(0, i, x[:, None] * B[j] * C[k])`` (2-D ``index_add_`` dispatches per row),
+22 M/s for a chunked 1-D ``index_add_`` on the flattened output and about 9 M/s for
+``segment_reduce``. ``torch.compile`` of the one-liner reaches about 220 M/s on one thread
+(notes) but costs about a minute of cold compilation and uses atomics (13x slower) with two
+threads, so it is not used.
 
 Cost: ``(N - 1) R`` multiplications per entry and one pass over the entries; extra memory two
-chunk buffers plus, per mode ``n > 0``, the cached sorted copies (``4 N + 4`` bytes per entry).
+chunk buffers plus, per mode ``n > 0``, the cached sorted copies (permutation, index columns
+and values: 24 bytes per entry for a 3-way float32 tensor).
 
 Differentiable with respect to the factors, the weights and the values when autograd records
 (an unchunked path then keeps the ``nnz x R`` product for the backward pass).
