@@ -95,6 +95,10 @@ _INIT_SWEEPS = 10
 
 def _model_scale(x: torch.Tensor, loss: object, link: str) -> torch.Tensor:
     """The data mapped to the scale of the model ``m`` (for the starting point)."""
+    if loss == "huber":  # winsorise at the median +- 3 robust standard deviations
+        med = x.median()
+        spread = 3.0 * 1.4826 * (x - med).abs().median()
+        return torch.minimum(torch.maximum(x, med - spread), med + spread)
     if link == "exp":
         return torch.log(x) if loss == "gamma_log" else torch.log(x + 0.5)
     if link == "sigmoid":
@@ -148,11 +152,13 @@ def gcp(
             fixed by the named losses.
         huber_delta: the threshold ``d`` of the Huber loss.
         mask: bool tensor, True where a dense ``data`` is observed.
-        init: ``"svd"``: for the identity link the spectral start of :func:`cp_als`; for the
-            other links the data are mapped to the model scale (``log(x + 1/2)`` for Poisson
-            counts, ``log x`` for Gamma data, ``4 (x - 1/2)`` for binary data) and fitted by the
-            spectral start and 10 least-squares ALS sweeps (without this, L-BFGS often stalls in
-            poor stationary points of the log-link losses). ``"random"`` or a
+        init: ``"svd"``: for the Gaussian loss and callables with the identity link, the
+            spectral start of :func:`cp_als`; otherwise the data are mapped to the model scale
+            (``log(x + 1/2)`` for Poisson counts, ``log x`` for Gamma data, ``4 (x - 1/2)`` for
+            binary data, values winsorised at the median +- 3 robust standard deviations for
+            Huber) and fitted by the spectral start and 10 least-squares ALS sweeps (without
+            this, L-BFGS often stalls in poor stationary points of the log-link losses, and
+            outliers steer the Huber start). ``"random"`` or a
             :class:`CPTensor` otherwise.
         optimizer, validation, l2, max_iter, tol, patience, lr, batch_size, lbfgs_iters,
             generator, callback: as in :func:`cp_wopt`.
@@ -198,7 +204,7 @@ def gcp(
     if isinstance(loss, str):
         _check_data(train.values, loss, fn)
     val = validation_set(validation, train, fn)
-    if link == "identity" or isinstance(init, CPTensor):
+    if isinstance(init, CPTensor) or (link == "identity" and loss != "huber"):
         factors = cp_init(train, rank, init, generator, fn)
     elif init == "svd":
         mapped = train.with_values(_model_scale(train.values, loss, link))
