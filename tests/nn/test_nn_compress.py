@@ -220,7 +220,7 @@ def test_a_priori_cp_factorized_cnn_trains_from_scratch(digits, dense_cnn):
 
 
 def test_tucker_energy_ladder_is_the_exact_truncated_hosvd_error():
-    from factorch.decomp.tucker import hosvd
+    from factorch.decomp._tucker import hosvd
 
     g = torch.Generator().manual_seed(2)
     w = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64)

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 
 from ..decomp._result import Stopwatch
-from ..decomp.tt import check_tt_rank
+from ..decomp._tt import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
     Monitor,

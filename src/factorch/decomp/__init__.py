@@ -25,15 +25,15 @@ from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
 from ._semi_nmf import SemiNMFFactors as SemiNMFFactors
 from ._semi_nmf import semi_nmf as semi_nmf
-from .tr import tr_als as tr_als
-from .tr import tr_svd as tr_svd
-from .tt import tt_matrix as tt_matrix
-from .tt import tt_round as tt_round
-from .tt import tt_svd as tt_svd
-from .tucker import hosvd as hosvd
-from .tucker import non_negative_tucker as non_negative_tucker
-from .tucker import partial_tucker as partial_tucker
-from .tucker import tucker as tucker
+from ._tr import tr_als as tr_als
+from ._tr import tr_svd as tr_svd
+from ._tt import tt_matrix as tt_matrix
+from ._tt import tt_round as tt_round
+from ._tt import tt_svd as tt_svd
+from ._tucker import hosvd as hosvd
+from ._tucker import non_negative_tucker as non_negative_tucker
+from ._tucker import partial_tucker as partial_tucker
+from ._tucker import tucker as tucker
 
 __all__ = [
     "BatchCPResult",

@@ -176,7 +176,7 @@ def tucker_rank_for_error(
     :func:`~factorch.decomp.hosvd`), so the guarantee holds for the HOSVD and, a fortiori, for
     HOOI started from it. Not differentiable.
     """
-    from .tucker import hosvd
+    from ._tucker import hosvd
 
     return tuple(hosvd(tensor, error=error, sequential=sequential).tensor.rank)
 
@@ -187,6 +187,6 @@ def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
     Uses the per-unfolding truncation ``eps ||X|| / sqrt(d - 1)`` of Oseledets (2011) (see
     :func:`~factorch.decomp.tt_svd`). Not differentiable.
     """
-    from .tt import tt_svd
+    from ._tt import tt_svd
 
     return tuple(tt_svd(tensor, eps=eps).tensor.rank)

@@ -175,7 +175,7 @@ def non_negative_tucker(
     elif isinstance(init, str):
         check_literal(init, get_args(NonNegativeTuckerInit), fn, "init")
         if init == "hosvd":
-            from .tucker import hosvd
+            from ._tucker import hosvd
 
             start = hosvd(tensor, ranks).tensor
             core = start.core.abs()

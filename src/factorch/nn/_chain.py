@@ -116,7 +116,7 @@ class TTWeight(_ChainWeight):
         return out
 
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from ..decomp.tt import tt_svd
+        from ..decomp._tt import tt_svd
 
         res = tt_svd(tensor, list(self.rank), **self.decomposition).tensor
         return _pad_cores(res.cores, self.rank)
@@ -146,7 +146,7 @@ class TRWeight(_ChainWeight):
         return tuple(_normalise_rank(shape, rank, "tr", name))  # type: ignore[arg-type]
 
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from ..decomp.tr import tr_als, tr_svd
+        from ..decomp._tr import tr_als, tr_svd
 
         shape, r = tensor.shape, self.rank
         n = len(shape)

@@ -195,7 +195,7 @@ class TuckerWeight(FactorizedWeight):
         return out
 
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from ..decomp.tucker import hosvd, tucker
+        from ..decomp._tucker import hosvd, tucker
 
         opts = dict(self.decomposition)
         method = opts.pop("method", "hooi")

@@ -19,6 +19,7 @@ import torch
 from .._checks import check_mode, check_tensor
 from ..tensors import TRTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
+from ._tt import TTMethod, tt_chain
 from ._tucker_common import (
     auto_method,
     check_callback,
@@ -32,7 +33,6 @@ from ._tucker_common import (
     sq_norm,
     truncate,
 )
-from .tt import TTMethod, tt_chain
 
 __all__ = ["TRInit", "tr_als", "tr_svd"]
 
