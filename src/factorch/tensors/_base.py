@@ -152,6 +152,15 @@ def check_chain_ranks(cores: Sequence[torch.Tensor], cls: str, rank_dim: int = -
             )
 
 
+def check_vector_contraction(self: FactorizedTensor, fn: str) -> None:
+    """A vector can contract a mode away only when another mode is left to hold the result."""
+    if self.ndim == 1:
+        raise ValueError(
+            f"{fn}: cannot contract the only mode of a 1-way tensor with a vector; use "
+            "inner() for a scalar result."
+        )
+
+
 def check_same_kind(self: FactorizedTensor, other: object, fn: str) -> None:
     """``other`` is a factorized tensor of the same class, shape, dtype and device."""
     if type(other) is not type(self):

@@ -24,6 +24,7 @@ from ._base import (
     check_mode_matrix,
     check_one_device_dtype,
     check_same_kind,
+    check_vector_contraction,
     real_sqrt,
 )
 
@@ -185,11 +186,7 @@ class CPTensor(FactorizedTensor):
             factors = list(self.factors)
             factors[mode] = matrix @ factors[mode]
             return CPTensor(self.weights, tuple(factors))
-        if self.ndim == 1:
-            raise ValueError(
-                f"{fn}: cannot contract the only mode of a 1-way tensor with a vector; use "
-                "inner() for a scalar result."
-            )
+        check_vector_contraction(self, fn)
         weights = self.weights * (matrix @ self.factors[mode])
         return CPTensor(weights, tuple(f for m, f in enumerate(self.factors) if m != mode))
 

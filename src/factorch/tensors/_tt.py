@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import torch
 
@@ -28,6 +28,7 @@ from ._base import (
     check_one_device_dtype,
     check_same_kind,
     check_scalar,
+    check_vector_contraction,
     real_sqrt,
 )
 
@@ -45,8 +46,86 @@ def validate_cores(cores: object, cls: str, ndim: int) -> tuple[torch.Tensor, ..
     return out
 
 
+_C = TypeVar("_C", bound="CoreChainTensor")
+
+
+class CoreChainTensor(FactorizedTensor):
+    """Methods shared by :class:`TTTensor` and :class:`TRTensor`: a chain of 3-D cores
+    ``G_k`` of shape ``(r_k, I_k, r_{k+1})`` with ``r_N = r_0`` (``r_0 = 1`` for a TT).
+
+    Subclasses are frozen dataclasses with a ``cores`` field and set ``_kind`` (the class name
+    used in error messages). Every method is differentiable with respect to the cores.
+    """
+
+    __slots__ = ()
+    _kind: ClassVar[str]
+    cores: tuple[torch.Tensor, ...]
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.cores
+
+    def _replace_tensors(self: _C, tensors: Sequence[torch.Tensor]) -> _C:
+        return type(self)(tuple(tensors))  # type: ignore[call-arg]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(c.shape[1] for c in self.cores)
+
+    # --- dense views ------------------------------------------------------------------------
+    def unfold(self, mode: int) -> torch.Tensor:
+        """Mode-``mode`` unfolding; equals ``factorch.algebra.unfold(self.to_dense(), mode)``.
+
+        Built from the left and right partial contractions on either side of ``mode``, without
+        a permuted dense copy. Differentiable.
+        """
+        mode = check_mode(mode, self.ndim, f"{self._kind}.unfold")
+        return _ring.unfold(self.cores, mode)
+
+    # --- factorized algebra -----------------------------------------------------------------
+    def norm(self) -> torch.Tensor:
+        """Frobenius norm by a transfer-matrix sweep, ``O(r_0^2 sum_k I_k r_k^2 r_{k+1})``
+        (``r_0 = 1`` for a TT).
+
+        Real 0-d tensor; differentiable (except at 0).
+        """
+        return real_sqrt(_ring.transfer_inner(self.cores, self.cores))
+
+    def inner(self: _C, other: _C | torch.Tensor) -> torch.Tensor:
+        """``<self, other> = sum conj(self) * other`` with a tensor of the same format
+        (transfer-matrix sweep, ranks may differ) or a dense tensor (one mode contracted at a
+        time). Differentiable."""
+        fn = f"{self._kind}.inner"
+        if isinstance(other, torch.Tensor):
+            check_dense_other(self, other, fn)
+            return _ring.dense_inner(self.cores, other)
+        check_same_kind(self, other, fn)
+        return _ring.transfer_inner(self.cores, other.cores)
+
+    def mode_dot(self: _C, matrix: torch.Tensor, mode: int, *, transpose: bool = False) -> _C:
+        """``self x_mode matrix`` in the same format: core ``mode`` becomes ``G x_1 matrix``
+        (ranks kept).
+
+        A vector contracts the mode away; the resulting ``(r_k, r_{k+1})`` matrix is merged into
+        a neighbouring core (needs at least two modes). Differentiable.
+        """
+        fn = f"{self._kind}.mode_dot"
+        matrix, mode = check_mode_matrix(self, matrix, mode, transpose, fn)
+        if matrix.ndim == 2:
+            cores = list(self.cores)
+            cores[mode] = _ring.mode_dot_core(cores[mode], matrix)
+            return type(self)(tuple(cores))  # type: ignore[call-arg]
+        check_vector_contraction(self, fn)
+        return type(self)(_ring.contract_vector(self.cores, matrix, mode))  # type: ignore[call-arg]
+
+    def entries(self, indices: torch.Tensor) -> torch.Tensor:
+        """Entries at ``indices`` (integer ``(B, N)``): batched products of core slices (their
+        traces for a ring), ``O(B r_0 sum_k r_k r_{k+1})``. Differentiable."""
+        idx = check_indices(indices, self.shape, f"{self._kind}.entries", self.device)
+        return _ring.entries(self.cores, idx)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class TTTensor(FactorizedTensor):
+class TTTensor(CoreChainTensor):
     """A tensor train with cores ``G_k`` of shape ``(r_k, I_k, r_{k+1})``, ``r_0 = r_N = 1``.
 
     Attributes:
@@ -58,6 +137,7 @@ class TTTensor(FactorizedTensor):
     differentiable with respect to the cores.
     """
 
+    _kind = "TTTensor"
     cores: tuple[torch.Tensor, ...]
 
     def __post_init__(self) -> None:
@@ -71,77 +151,14 @@ class TTTensor(FactorizedTensor):
             )
         object.__setattr__(self, "cores", cores)
 
-    def _tensors(self) -> tuple[torch.Tensor, ...]:
-        return self.cores
-
-    def _replace_tensors(self, tensors: Sequence[torch.Tensor]) -> TTTensor:
-        return TTTensor(tuple(tensors))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(c.shape[1] for c in self.cores)
-
     @property
     def rank(self) -> tuple[int, ...]:
         """TT ranks ``(r_0, ..., r_N)`` with ``r_0 = r_N = 1``."""
         return (*(c.shape[0] for c in self.cores), 1)
 
-    # --- dense views ------------------------------------------------------------------------
     def to_dense(self) -> torch.Tensor:
         """Contract the cores left to right (one GEMM per core). Differentiable."""
         return _ring.chain(self.cores).reshape(self.shape)
-
-    def unfold(self, mode: int) -> torch.Tensor:
-        """Mode-``mode`` unfolding; equals ``factorch.algebra.unfold(self.to_dense(), mode)``.
-
-        Built from the left and right partial contractions, without a permuted dense copy.
-        Differentiable.
-        """
-        mode = check_mode(mode, self.ndim, "TTTensor.unfold")
-        return _ring.unfold(self.cores, mode)
-
-    # --- factorized algebra -----------------------------------------------------------------
-    def norm(self) -> torch.Tensor:
-        """Frobenius norm by a transfer-matrix sweep, ``O(sum_k I_k r_k^2 r_{k+1})``.
-
-        Real 0-d tensor; differentiable (except at 0).
-        """
-        return real_sqrt(_ring.transfer_inner(self.cores, self.cores))
-
-    def inner(self, other: TTTensor | torch.Tensor) -> torch.Tensor:
-        """``<self, other> = sum conj(self) * other`` with a ``TTTensor`` (transfer-matrix sweep,
-        ranks may differ) or a dense tensor (one mode contracted at a time). Differentiable."""
-        fn = "TTTensor.inner"
-        if isinstance(other, torch.Tensor):
-            check_dense_other(self, other, fn)
-            return _ring.dense_inner(self.cores, other)
-        check_same_kind(self, other, fn)
-        return _ring.transfer_inner(self.cores, other.cores)
-
-    def mode_dot(self, matrix: torch.Tensor, mode: int, *, transpose: bool = False) -> TTTensor:
-        """``self x_mode matrix`` as a TT: core ``mode`` becomes ``G x_1 matrix`` (ranks kept).
-
-        A vector contracts the mode away; the resulting ``(r_k, r_{k+1})`` matrix is merged into
-        a neighbouring core (needs at least two modes). Differentiable.
-        """
-        fn = "TTTensor.mode_dot"
-        matrix, mode = check_mode_matrix(self, matrix, mode, transpose, fn)
-        if matrix.ndim == 2:
-            cores = list(self.cores)
-            cores[mode] = _ring.mode_dot_core(cores[mode], matrix)
-            return TTTensor(tuple(cores))
-        if self.ndim == 1:
-            raise ValueError(
-                f"{fn}: cannot contract the only mode of a 1-way tensor with a vector; use "
-                "inner() for a scalar result."
-            )
-        return TTTensor(_ring.contract_vector(self.cores, matrix, mode))
-
-    def entries(self, indices: torch.Tensor) -> torch.Tensor:
-        """Entries at ``indices`` (integer ``(B, N)``): batched products of core slices,
-        ``O(B sum_k r_k r_{k+1})``. Differentiable."""
-        idx = check_indices(indices, self.shape, "TTTensor.entries", self.device)
-        return _ring.entries(self.cores, idx)
 
     # --- arithmetic -------------------------------------------------------------------------
     def __add__(self, other: object) -> TTTensor:

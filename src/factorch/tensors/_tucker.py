@@ -23,6 +23,7 @@ from ._base import (
     check_mode_matrix,
     check_one_device_dtype,
     check_same_kind,
+    check_vector_contraction,
     real_sqrt,
 )
 
@@ -147,11 +148,7 @@ class TuckerTensor(FactorizedTensor):
             factors = list(self.factors)
             factors[mode] = matrix @ factors[mode]
             return TuckerTensor(self.core, tuple(factors))
-        if self.ndim == 1:
-            raise ValueError(
-                f"{fn}: cannot contract the only mode of a 1-way tensor with a vector; use "
-                "inner() for a scalar result."
-            )
+        check_vector_contraction(self, fn)
         core = _mode_dot(self.core, matrix @ self.factors[mode], mode)
         return TuckerTensor(core, tuple(f for n, f in enumerate(self.factors) if n != mode))
 
