@@ -49,7 +49,59 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweeps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only-cp", action="store_true")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+IMPLS = ("factorch", "tensorly-numpy", "tensorly-pytorch", "pyttb")
+
+
+def memory_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak extra RSS of one full CP-ALS run (init + sweeps) of one library, in this process.
+
+    Run in a fresh subprocess per library (see ``main``) with glibc's caching off, after one
+    warm-up run of 2 sweeps, so the number is that run's own working memory above the data.
+    """
+    import numpy as np
+    import pyttb as ttb
+    import tensorly as tl
+    import torch
+    from tensorly.decomposition import parafac
+    from tensorly.decomposition._cp import initialize_cp
+
+    from factorch.decomp import cp
+
+    _common.apply_threads(args.threads)
+    x = _problem(args.size, args.rank)
+    xn = x.numpy()
+    rank = args.rank
+
+    def run(sweeps: int):
+        if args.worker == "factorch":
+            return cp(
+                x,
+                rank,
+                init="svd",
+                max_iter=sweeps,
+                tol=0,
+                generator=torch.Generator().manual_seed(1),
+            )
+        if args.worker == "pyttb":
+            tl.set_backend("numpy")
+            init = initialize_cp(xn, rank, init="svd")
+            kt = ttb.ktensor([f.copy(order="F") for f in init.factors], np.ones(rank))
+            return ttb.cp_als(ttb.tensor(xn), rank, init=kt, maxiters=sweeps, stoptol=0, printitn=0)
+        backend = "numpy" if args.worker == "tensorly-numpy" else "pytorch"
+        tl.set_backend(backend)
+        data = xn if backend == "numpy" else x
+        return parafac(data, rank, init="svd", n_iter_max=sweeps, tol=0)
+
+    run(2)
+    return {
+        "peak_extra": _common.peak_extra_bytes(lambda: run(args.sweeps)),
+        "tensor_bytes": x.numel() * x.element_size(),
+    }
 
 
 def _problem(size: int, rank: int):
@@ -209,11 +261,34 @@ def _print_cp(res: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import json
+
     args = _parse(argv)
     if args.quick:
         args.size, args.sweeps, args.repeats = min(args.size, 120), min(args.sweeps, 20), 2
     _common.pin_threads(args.threads)
+    if args.worker:
+        print(json.dumps(memory_run(args)))
+        return
     res = run_cp(args)
+    if not args.no_memory:
+        base = [
+            str(Path(__file__).resolve()),
+            "--threads",
+            str(args.threads),
+            "--size",
+            str(args.size),
+            "--rank",
+            str(args.rank),
+            "--sweeps",
+            str(args.sweeps),
+        ]
+        res["memory"] = {
+            impl: _common.run_json_subprocess(
+                [*base, "--worker", impl], env_overrides=_common.MALLOC_NO_CACHE, timeout=900
+            )
+            for impl in IMPLS
+        }
     payload = {"machine": _common.machine_info(), "cp_als": res}
     path = _common.write_results("bench_decomp" + ("_quick" if args.quick else ""), payload)
     _print_cp(res)

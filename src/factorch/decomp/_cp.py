@@ -24,6 +24,7 @@ import torch
 
 from .._checks import check_finite, check_floating, check_positive_int, check_tensor
 from ..algebra._mttkrp import _mttkrp
+from ..algebra._products import _khatri_rao
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
 from ._cp_sweep import hadamard_grams, solve_normal, sweep
@@ -168,8 +169,21 @@ def _error_from_mttkrp(
 
 
 def _exact_error(tensor, weights, factors, norm_x2) -> float:
-    resid = tensor - _dense(weights, factors)
-    return float(torch.linalg.vector_norm(resid)) / max(norm_x2**0.5, 1e-300)
+    """``||X - [[w; A]]|| / ||X||`` from the residual, block by block over rows of mode 0.
+
+    Peak extra memory: the Khatri--Rao product of modes 1.. (``|X| R / I_0`` entries) and one
+    block of at most 2**22 entries, never a full-size model or residual.
+    """
+    rows = tensor.shape[0]
+    x2 = tensor.reshape(rows, -1)
+    rest = _khatri_rao(factors[1:]).mT
+    scaled = factors[0] * weights
+    step = max(1, (1 << 22) // max(1, x2.shape[1]))
+    total = 0.0
+    for start in range(0, rows, step):
+        block = x2[start : start + step] - scaled[start : start + step] @ rest
+        total += float(torch.sum(block * block))
+    return total**0.5 / max(norm_x2**0.5, 1e-300)
 
 
 def _dense(weights: torch.Tensor, factors: list[torch.Tensor]) -> torch.Tensor:
