@@ -26,6 +26,32 @@ from ..io import FileFormatError, check_targets, file_format, read_tensor
 
 DEFAULT_DATASET = "covid19_serology"
 DEFAULT_OUT = "factorch-out"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# --- click arguments and options shared by the fitting commands (decompose, rank-scan) ------
+file_argument = click.argument("file", required=False, type=click.Path(dir_okay=False))
+dataset_option = click.option(
+    "--dataset", help=f"Bundled dataset to use instead of FILE [default: {DEFAULT_DATASET}]."
+)
+key_option = click.option(
+    "--key", help="Array to read from a FILE holding several (.npz, .pt, .safetensors)."
+)
+nan_as_missing_option = click.option(
+    "--nan-as-missing", is_flag=True, help="Treat NaN entries as missing values."
+)
+dtype_option = click.option(
+    "--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True
+)
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for PyTorch [default: 1 for tensors under 2**20 entries, where thread "
+    "start-up costs more than it saves, else PyTorch's choice].",
+)
+out_option = click.option(
+    "--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory."
+)
+force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
 
 
 class CLIError(click.ClickException):
@@ -175,6 +201,54 @@ def load_input(
         mode_names=ds.mode_names if ds is not None else None,
         labels=ds.labels if ds is not None else None,
     )
+
+
+def open_input(
+    file: str | None,
+    *,
+    dataset: str | None,
+    key: str | None,
+    mask_file: str | None,
+    nan_as_missing: bool,
+    dtype: str,
+    device: str,
+    threads: int | None,
+) -> tuple[Input, torch.device]:
+    """The fitting commands' common start: resolve ``--device``, load the input in ``--dtype``
+    onto it, and apply ``--threads``. Returns the input and the device."""
+    dev = resolve_device(device)
+    inp = load_input(
+        file,
+        dataset=dataset,
+        key=key,
+        mask_file=mask_file,
+        nan_as_missing=nan_as_missing,
+        dtype=DTYPES[dtype],
+        device=dev,
+    )
+    set_threads(threads, inp.tensor)
+    return inp, dev
+
+
+def call_library(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; the library's input errors become :class:`CLIError` and Ctrl-C
+    :class:`Interrupted`."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError, IndexError) as e:
+        raise CLIError(one_line(e)) from None
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+
+
+def write_outputs(paths: dict[str, Path], files: dict[str, bytes], force: bool) -> None:
+    """Write ``files`` (output name to bytes) to their planned ``paths``, all or none."""
+    from ..io import write_files
+
+    try:
+        write_files({paths[name]: data for name, data in files.items()}, force=force)
+    except (FileExistsError, IsADirectoryError, OSError) as e:
+        raise CLIError(f"cannot write the outputs: {one_line(e)}") from None
 
 
 def parse_rank(text: str) -> int | tuple[int, ...]:

@@ -12,24 +12,28 @@ import click
 import torch
 
 from ._common import (
-    DEFAULT_DATASET,
-    DEFAULT_OUT,
     CLIError,
     Input,
-    Interrupted,
+    call_library,
     check_cp_rank,
+    dataset_option,
+    dtype_option,
     dumps,
+    file_argument,
+    force_option,
     iteration_callback,
-    load_input,
-    one_line,
+    key_option,
+    nan_as_missing_option,
+    open_input,
+    out_option,
     parse_rank,
     plan_outputs,
     progress,
     require_matplotlib,
-    resolve_device,
-    set_threads,
     shape_str,
+    threads_option,
     versions,
+    write_outputs,
 )
 
 METHODS = ("cp", "ntf", "tucker", "tt", "tr")
@@ -47,7 +51,6 @@ TITLES = {
     "tt": "Tensor-train",
     "tr": "Tensor-ring",
 }
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def find_function(method: str) -> Callable[..., Any]:
@@ -121,12 +124,7 @@ def run_decomposition(
     with progress(max_iter if iterative else 0, desc=method, quiet=quiet or not iterative) as bar:
         if iterative:
             kwargs["callback"] = iteration_callback(bar)
-        try:
-            return fn(inp.tensor, rank, **kwargs)
-        except (ValueError, TypeError, IndexError) as e:
-            raise CLIError(one_line(e)) from None
-        except KeyboardInterrupt:
-            raise Interrupted() from None
+        return call_library(fn, inp.tensor, rank, **kwargs)
 
 
 def output_names(method: str, iterative: bool, plots: bool) -> list[str]:
@@ -159,10 +157,8 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
 
 
 @click.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--dataset", help=f"Bundled dataset to use instead of FILE [default: {DEFAULT_DATASET}]."
-)
+@file_argument
+@dataset_option
 @click.option(
     "--method",
     type=click.Choice(METHODS),
@@ -174,14 +170,14 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
     help="An integer, or one per mode for tucker (e.g. 5,4,3) "
     "[default for bundled data: its suggested rank].",
 )
-@click.option("--key", help="Array to read from a FILE holding several (.npz, .pt, .safetensors).")
+@key_option
 @click.option(
     "--mask",
     "mask_file",
     type=click.Path(dir_okay=False),
     help="Observed-entry mask (1 = observed), same shape.",
 )
-@click.option("--nan-as-missing", is_flag=True, help="Treat NaN entries as missing values.")
+@nan_as_missing_option
 @click.option(
     "--init", type=click.Choice(["default", "random"]), default="default", show_default=True
 )
@@ -190,16 +186,11 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the random generator."
 )
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="CPU threads for PyTorch [default: 1 for tensors under 2**20 entries, where thread "
-    "start-up costs more than it saves, else PyTorch's choice].",
-)
+@dtype_option
+@threads_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@out_option
+@force_option
 @click.option("--no-plots", is_flag=True, help="Do not draw PNG plots (no matplotlib needed).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary to stdout.")
@@ -231,18 +222,17 @@ def decompose(
     covid19_serology tensor is used. Outputs go to --out: factors.safetensors,
     summary.json, and PNG plots.
     """
-    dev = resolve_device(device)
-    inp = load_input(
+    inp, dev = open_input(
         file,
         dataset=dataset,
         key=key,
         mask_file=mask_file,
         nan_as_missing=nan_as_missing,
-        dtype=DTYPES[dtype],
-        device=dev,
+        dtype=dtype,
+        device=device,
+        threads=threads,
     )
     shape = tuple(inp.tensor.shape)
-    set_threads(threads, inp.tensor)
     if method is None:
         method = inp.dataset.suggested_method if inp.dataset is not None else "cp"
     if inp.tensor.ndim < 2:
@@ -305,7 +295,7 @@ def decompose(
         "outputs": {name: str(p) for name, p in paths.items()},
         "versions": versions(),
     }
-    from ..io import factorized_to_bytes, write_files
+    from ..io import factorized_to_bytes
 
     files: dict[str, bytes] = {
         "factors.safetensors": factorized_to_bytes(
@@ -322,10 +312,7 @@ def decompose(
     if plots:
         rendered = render_plots(method, result, inp, rank_text)
         files.update({name: data for name, data in rendered.items() if name in paths})
-    try:
-        write_files({paths[name]: data for name, data in files.items()}, force=force)
-    except (FileExistsError, IsADirectoryError, OSError) as e:
-        raise CLIError(f"cannot write the outputs: {one_line(e)}") from None
+    write_outputs(paths, files, force)
 
     if as_json:
         click.echo(dumps(summary), nl=False)

@@ -9,31 +9,32 @@ import click
 import torch
 
 from ._common import (
-    DEFAULT_DATASET,
-    DEFAULT_OUT,
     CLIError,
-    Interrupted,
+    call_library,
     check_cp_rank,
+    dataset_option,
+    dtype_option,
     dumps,
-    load_input,
-    one_line,
+    file_argument,
+    force_option,
+    key_option,
+    nan_as_missing_option,
+    open_input,
+    out_option,
     parse_ranks,
     plan_outputs,
     progress,
     require_matplotlib,
-    resolve_device,
-    set_threads,
     shape_str,
+    threads_option,
     versions,
+    write_outputs,
 )
-from ._decompose import DTYPES
 
 
 @click.command("rank-scan")
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--dataset", help=f"Bundled dataset to use instead of FILE [default: {DEFAULT_DATASET}]."
-)
+@file_argument
+@dataset_option
 @click.option("--method", type=click.Choice(["cp"]), default="cp", show_default=True)
 @click.option(
     "--ranks", default="1-8", show_default=True, help="Ranks to try: 1-8, 1,2,4 or 1-3,6."
@@ -41,27 +42,22 @@ from ._decompose import DTYPES
 @click.option(
     "--starts", type=click.IntRange(min=1), default=5, show_default=True, help="Fits per rank."
 )
-@click.option("--key", help="Array to read from a FILE holding several (.npz, .pt, .safetensors).")
+@key_option
 @click.option(
     "--mask",
     "mask_file",
     type=click.Path(dir_okay=False),
     help="Observed-entry mask (1 = observed).",
 )
-@click.option("--nan-as-missing", is_flag=True, help="Treat NaN entries as missing values.")
+@nan_as_missing_option
 @click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0.0), default=1e-8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="CPU threads for PyTorch [default: 1 for tensors under 2**20 entries, where thread "
-    "start-up costs more than it saves, else PyTorch's choice].",
-)
+@dtype_option
+@threads_option
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, help="Output directory.")
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@out_option
+@force_option
 @click.option("--no-plots", is_flag=True, help="Do not draw the PNG plot.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result to stdout.")
@@ -93,18 +89,17 @@ def rank_scan(
     """
     from ..decomp import rank_scan as scan_fn
 
-    dev = resolve_device(device)
-    inp = load_input(
+    inp, dev = open_input(
         file,
         dataset=dataset,
         key=key,
         mask_file=mask_file,
         nan_as_missing=nan_as_missing,
-        dtype=DTYPES[dtype],
-        device=dev,
+        dtype=dtype,
+        device=device,
+        threads=threads,
     )
     shape = tuple(inp.tensor.shape)
-    set_threads(threads, inp.tensor)
     if inp.tensor.ndim < 2:
         raise CLIError(f"{inp.name} has shape {shape}; a rank scan needs at least 2 modes.")
     rank_list = parse_ranks(ranks)
@@ -136,12 +131,7 @@ def rank_scan(
             bar.set_postfix_str(f"rank {rank} error {result.error:.4g}", refresh=False)
 
         kwargs["callback"] = callback
-        try:
-            scan = scan_fn(inp.tensor, rank_list, **kwargs)
-        except (ValueError, TypeError, IndexError) as e:
-            raise CLIError(one_line(e)) from None
-        except KeyboardInterrupt:
-            raise Interrupted() from None
+        scan = call_library(scan_fn, inp.tensor, rank_list, **kwargs)
 
     rows = [
         {
@@ -174,12 +164,7 @@ def rank_scan(
 
         fig = plot_rank_scan(scan, title=f"CP rank scan of {inp.name} ({shape_str(shape)})")
         files["rank_scan.png"] = figure_to_png(fig)
-    from ..io import write_files
-
-    try:
-        write_files({paths[n]: d for n, d in files.items()}, force=force)
-    except (FileExistsError, IsADirectoryError, OSError) as e:
-        raise CLIError(f"cannot write the outputs: {one_line(e)}") from None
+    write_outputs(paths, files, force)
 
     if as_json:
         click.echo(dumps(summary), nl=False)
