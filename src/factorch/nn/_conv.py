@@ -14,7 +14,7 @@ from torch import nn
 from ..algebra._products import _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._linear import MEMORY_WEIGHT
-from ._spec import TensorLayout
+from ._spec import TensorLayout, _positive_ints
 from ._weight import FactorizedWeight, FormatName
 
 __all__ = ["FactorizedConv1d", "FactorizedConv2d", "FactorizedConv3d", "conv_flops"]
@@ -82,9 +82,7 @@ class _FactorizedConvNd(FactorizedLayer):
     ) -> None:
         super().__init__()
         fn, d = type(self).__name__, self.dims
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+        _positive_ints(fn, ("in_channels", in_channels), ("out_channels", out_channels))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _tuple(kernel_size, d, fn, "kernel_size", 1)
         self.stride = _tuple(stride, d, fn, "stride", 1)

@@ -12,7 +12,7 @@ from torch import nn
 from ..algebra._products import _khatri_rao, _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._linear import MEMORY_WEIGHT, linear_layout
-from ._spec import TensorizedShape
+from ._spec import TensorizedShape, _positive_ints, resolve_shape
 from ._weight import FactorizedWeight, FormatName
 
 __all__ = ["FactorizedEmbedding", "embedding_flops"]
@@ -160,15 +160,9 @@ class FactorizedEmbedding(FactorizedLayer):
     ) -> None:
         super().__init__()
         fn = type(self).__name__
-        for name, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+        _positive_ints(fn, ("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim))
         fmt = check_format(format, fn)
-        if shape is None:
-            shape = TensorizedShape.auto(num_embeddings, embedding_dim, n_factors=3)
-        elif not isinstance(shape, TensorizedShape):
-            raise TypeError(f"{fn}: shape must be a TensorizedShape; got {type(shape).__name__}.")
-        shape.check(num_embeddings, embedding_dim, fn)
+        shape = resolve_shape(shape, num_embeddings, embedding_dim, fn, n_factors=3)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(

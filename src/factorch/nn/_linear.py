@@ -12,7 +12,7 @@ from torch import nn
 
 from ..algebra._products import _khatri_rao, _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
-from ._spec import TensorizedShape, TensorLayout
+from ._spec import TensorizedShape, TensorLayout, _positive_ints, resolve_shape
 from ._weight import FormatName
 
 __all__ = ["MEMORY_WEIGHT", "FactorizedLinear", "linear_costs", "linear_flops", "linear_layout"]
@@ -272,15 +272,9 @@ class FactorizedLinear(FactorizedLayer):
     ) -> None:
         super().__init__()
         fn = type(self).__name__
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+        _positive_ints(fn, ("in_features", in_features), ("out_features", out_features))
         fmt = check_format(format, fn)
-        if shape is None:
-            shape = TensorizedShape.auto(out_features, in_features)
-        elif not isinstance(shape, TensorizedShape):
-            raise TypeError(f"{fn}: shape must be a TensorizedShape; got {type(shape).__name__}.")
-        shape.check(out_features, in_features, fn)
+        shape = resolve_shape(shape, out_features, in_features, fn)
         self.in_features, self.out_features, self.shape = in_features, out_features, shape
         layout = linear_layout(fmt, shape)
         rank = resolve_rank(fn, fmt, layout, rank, ratio)

@@ -34,6 +34,7 @@ from torch import nn
 
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d
 from ._linear import FactorizedLinear
+from ._spec import _positive_ints
 
 __all__ = [
     "LowRankConv1d",
@@ -311,8 +312,7 @@ class OrderedDropout:
         fn = "OrderedDropout"
         if mode not in get_args(SampleMode):
             raise ValueError(f"{fn}: mode must be one of {get_args(SampleMode)}; got {mode!r}.")
-        if isinstance(min_rank, bool) or not isinstance(min_rank, int) or min_rank < 1:
-            raise ValueError(f"{fn}: min_rank must be a positive int; got {min_rank!r}.")
+        _positive_ints(fn, ("min_rank", min_rank))
         self.model, self.mode, self.min_rank, self.generator = model, mode, min_rank, generator
         if not ordered_layers(model):
             raise ValueError(f"{fn}: the model has no LowRankLinear/LowRankConv layer to sample.")

@@ -22,6 +22,13 @@ import torch
 __all__ = ["TensorLayout", "TensorizedShape", "balanced_factorization"]
 
 
+def _positive_ints(fn: str, *named: tuple[str, object]) -> None:
+    """Each ``(name, value)`` is a positive Python int (bools refused); ValueError otherwise."""
+    for name, v in named:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+
+
 def _positive_tuple(value: object, fn: str, name: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
         raise TypeError(f"{fn}: {name} must be a non-empty tuple of positive ints; got {value!r}.")
@@ -62,9 +69,7 @@ def balanced_factorization(n: int, k: int) -> tuple[int, ...]:
     ``(n, 1, ..., 1)``. Example: ``balanced_factorization(1024, 3) == (16, 8, 8)``.
     """
     fn = "balanced_factorization"
-    for name, v in (("n", n), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+    _positive_ints(fn, ("n", n), ("k", k))
     out = _best_split(n, k, 1)
     if out is None:  # pragma: no cover - floor 1 always succeeds
         raise ValueError(f"{fn}: cannot split {n} into {k} factors.")
@@ -107,14 +112,13 @@ class TensorizedShape:
         or an ``(n_out, n_in)`` pair); see :func:`balanced_factorization`."""
         fn = "TensorizedShape.auto"
         n_out, n_in = (n_factors, n_factors) if isinstance(n_factors, int) else n_factors
-        for name, v in (
+        _positive_ints(
+            fn,
             ("out_features", out_features),
             ("in_features", in_features),
             ("n_factors", n_out),
             ("n_factors", n_in),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
+        )
         return cls(
             balanced_factorization(out_features, n_out), balanced_factorization(in_features, n_in)
         )
@@ -233,3 +237,21 @@ class TensorLayout:
         permuted = tuple(self.split[o] for o in self.order)
         inverse = tuple(sorted(range(len(self.order)), key=self.order.__getitem__))
         return tensor.reshape(permuted).permute(inverse).reshape(self.weight_shape)
+
+
+def resolve_shape(
+    shape: TensorizedShape | None,
+    out_features: int,
+    in_features: int,
+    fn: str,
+    *,
+    n_factors: int | tuple[int, int] = 2,
+) -> TensorizedShape:
+    """The folding a layer was given, checked against its sizes, or by default
+    ``TensorizedShape.auto(out_features, in_features, n_factors=n_factors)``."""
+    if shape is None:
+        shape = TensorizedShape.auto(out_features, in_features, n_factors=n_factors)
+    elif not isinstance(shape, TensorizedShape):
+        raise TypeError(f"{fn}: shape must be a TensorizedShape; got {type(shape).__name__}.")
+    shape.check(out_features, in_features, fn)
+    return shape

@@ -22,7 +22,7 @@ from torch import nn
 from ..algebra._products import _mode_dot
 from ._layer import check_implementation
 from ._linear import FactorizedLinear
-from ._spec import TensorizedShape, _positive_tuple
+from ._spec import TensorizedShape, _positive_ints, _positive_tuple
 from ._weight import FormatName
 
 __all__ = ["TensorContraction", "TensorRegression"]
@@ -156,8 +156,7 @@ class TensorRegression(nn.Module):
         super().__init__()
         fn = type(self).__name__
         self.input_shape = _positive_tuple(input_shape, fn, "input_shape")
-        if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
-            raise ValueError(f"{fn}: out_features must be a positive int; got {out_features!r}.")
+        _positive_ints(fn, ("out_features", out_features))
         self.out_features = out_features
         spec = TensorizedShape((out_features,), self.input_shape)
         self.linear = FactorizedLinear(
