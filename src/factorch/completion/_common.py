@@ -3,6 +3,7 @@ stopping on a validation set, random starts and CP values at the observed entrie
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -133,6 +134,32 @@ def check_loop(max_iter: object, tol: object, patience: object, fn: str) -> tupl
         check_nonneg(tol, fn, "tol"),
         check_positive_int(patience, fn, "patience"),
     )
+
+
+def check_fit_options(
+    l2: object, max_iter: object, tol: object, patience: object, generator: object, fn: str
+) -> tuple[float, int, float, int]:
+    """The options every fitting loop takes: ``(l2, max_iter, tol, patience)`` checked (in that
+    order, then ``generator``)."""
+    l2 = check_nonneg(l2, fn, "l2")
+    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
+    check_generator(generator, fn)
+    return l2, max_iter, tol, patience
+
+
+def ridge_objective(
+    pred: torch.Tensor, train: SparseTensor, l2: float, params: Sequence[torch.Tensor]
+) -> tuple[float, float]:
+    """``(train RMSE, sum of squared residuals + l2 * sum of squared parameters)`` of a ridge
+    least-squares fit whose values at the observed entries of ``train`` are ``pred``."""
+    resid2 = float(torch.sum((pred - train.values) ** 2))
+    objective = resid2 + l2 * sum(float(torch.sum(p * p)) for p in params)
+    return (resid2 / train.nnz) ** 0.5, objective
+
+
+def normalized(result: CompletionResult[M]) -> CompletionResult[M]:
+    """``result`` with its CP model normalized (unit-norm factor columns, norms in the weights)."""
+    return dataclasses.replace(result, model=result.model.normalize())  # type: ignore[attr-defined]
 
 
 def randn(

@@ -19,7 +19,6 @@ many entries are missing. It is offered for comparison.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal, get_args
 
 import torch
@@ -30,14 +29,14 @@ from ..decomp._result import IterationState, Stopwatch
 from ..tensors import CPTensor, SparseTensor
 from ._common import (
     Monitor,
-    check_generator,
-    check_loop,
-    check_nonneg,
+    check_fit_options,
     cp_scale,
     cp_values,
     empty_slices,
+    normalized,
     observations,
     randn,
+    ridge_objective,
     rmse_of,
     validation_set,
 )
@@ -87,10 +86,6 @@ def cp_init(
         raise ValueError(f"{fn}: init must be 'svd', 'random' or a CPTensor; got {init!r}.")
     scale = cp_scale(train, rank)
     return [randn((s, rank), generator, train.dtype, train.device, scale) for s in train.shape]
-
-
-def _normalized(result: CompletionResult[CPTensor]) -> CompletionResult[CPTensor]:
-    return dataclasses.replace(result, model=result.model.normalize())
 
 
 def cp_als(
@@ -145,9 +140,7 @@ def cp_als(
             f"{fn}: method must be one of {get_args(CPCompletionMethod)}; got {method!r}."
         )
     check_positive_int(rank, fn, "rank")
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
-    check_generator(generator, fn)
+    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     train = observations(data, mask, fn)
     val = validation_set(validation, train, fn)
     if method == "em":
@@ -168,10 +161,7 @@ def cp_als(
         for it in range(1, max_iter + 1):
             for n in range(train.ndim):
                 factors[n] = _update_mode(train, factors, n, l2)
-            pred = cp_values(factors, train)
-            resid2 = float(torch.sum((pred - train.values) ** 2))
-            objective = resid2 + l2 * sum(float(torch.sum(f * f)) for f in factors)
-            train_rmse = (resid2 / train.nnz) ** 0.5
+            train_rmse, objective = ridge_objective(cp_values(factors, train), train, l2, factors)
             val_rmse = (
                 rmse_of(cp_values(factors, val), val.values) if val is not None else float("nan")
             )
@@ -183,7 +173,7 @@ def cp_als(
             clock.elapsed,
             extras={"empty_slices": empty_slices(train), "method": "als"},
         )
-    return _normalized(result)
+    return normalized(result)
 
 
 def _update_mode(
@@ -226,13 +216,9 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
         model = state.tensor
         fs = [f.clone() for f in model.factors]
         fs[0] = fs[0] * model.weights
-        pred = cp_values(fs, train)
-        resid2 = float(torch.sum((pred - train.values) ** 2))
-        objective = resid2 + l2 * sum(float(torch.sum(f * f)) for f in fs)
+        train_rmse, objective = ridge_objective(cp_values(fs, train), train, l2, fs)
         val_rmse = rmse_of(cp_values(fs, val), val.values) if val is not None else float("nan")
-        return monitor.step(
-            state.iteration, (resid2 / train.nnz) ** 0.5, val_rmse, model, objective
-        )
+        return monitor.step(state.iteration, train_rmse, val_rmse, model, objective)
 
     res = dense_cp(
         dense,
@@ -248,4 +234,4 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
     result = monitor.result(
         res.tensor, clock.elapsed, extras={"empty_slices": empty_slices(train), "method": "em"}
     )
-    return _normalized(result)
+    return normalized(result)

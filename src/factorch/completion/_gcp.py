@@ -42,9 +42,7 @@ import torch.nn.functional as F
 from .._checks import check_positive_int
 from ..tensors import CPTensor, SparseTensor
 from ._common import (
-    check_generator,
-    check_loop,
-    check_nonneg,
+    check_fit_options,
     observations,
     randn,
     validation_set,
@@ -197,9 +195,7 @@ def gcp(
         link = _LINKS[loss]
         name = loss
     lr = check_optimizer(optimizer, lr, batch_size, lbfgs_iters, fn)
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
-    check_generator(generator, fn)
+    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     train = observations(data, mask, fn)
     if isinstance(loss, str):
         _check_data(train.values, loss, fn)

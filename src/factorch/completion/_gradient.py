@@ -23,7 +23,7 @@ import torch
 
 from ..decomp._result import Stopwatch
 from ..tensors import CPTensor, SparseTensor
-from ._common import Monitor, cp_values, empty_slices, rmse_of
+from ._common import Monitor, cp_values, empty_slices, normalized, rmse_of
 from ._metrics import _apply_link
 from ._result import CompletionCallback, CompletionResult, Link
 
@@ -131,16 +131,4 @@ def fit_cp_gradient(
             break
     final = CPTensor(ones, tuple(p.detach().clone() for p in params))
     extras = {**extras, "loss": tuple(losses), "empty_slices": empty_slices(train)}
-    result = monitor.result(final, clock.elapsed, link=link, extras=extras)
-    return CompletionResult(
-        model=result.model.normalize(),
-        train_rmse=result.train_rmse,
-        val_rmse=result.val_rmse,
-        best_epoch=result.best_epoch,
-        epochs=result.epochs,
-        converged=result.converged,
-        stopped_early=result.stopped_early,
-        time_s=result.time_s,
-        link=result.link,
-        extras=result.extras,
-    )
+    return normalized(monitor.result(final, clock.elapsed, link=link, extras=extras))

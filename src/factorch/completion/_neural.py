@@ -21,6 +21,7 @@ Parameters are initialised from ``generator`` (embeddings ``N(0, 0.1^2)``, linea
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -267,17 +268,8 @@ def fit_neural(
     if val is not None and monitor.best_model is not None:
         model.load_state_dict(monitor.best_model)  # type: ignore[arg-type]
     model.eval()
-    result = monitor.result(model, clock.elapsed)
-    return CompletionResult(
-        model=model,
-        train_rmse=result.train_rmse,
-        val_rmse=result.val_rmse,
-        best_epoch=result.best_epoch,
-        epochs=result.epochs,
-        converged=result.converged,
-        stopped_early=result.stopped_early,
-        time_s=result.time_s,
-    )
+    # the monitor keeps a state dict as the best model; the result holds the module itself
+    return dataclasses.replace(monitor.result(model, clock.elapsed), model=model)
 
 
 def _predict_all(model: nn.Module, data: SparseTensor, batch: int = 65536) -> torch.Tensor:

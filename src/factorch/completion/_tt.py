@@ -32,12 +32,11 @@ from ..decomp._tt import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
     Monitor,
-    check_generator,
-    check_loop,
-    check_nonneg,
+    check_fit_options,
     empty_slices,
     observations,
     randn,
+    ridge_objective,
     rmse_of,
     validation_set,
 )
@@ -129,9 +128,7 @@ def tt_als(
     if ranks is None:
         raise TypeError(f"{fn}: rank must be an int or a tuple of N + 1 ints; got None.")
     ranks = _feasible(ranks, train.shape)
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
-    check_generator(generator, fn)
+    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     if init not in ("svd", "random"):
         raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     val = validation_set(validation, train, fn)
@@ -165,12 +162,10 @@ def tt_als(
                 if k < n_modes - 1:
                     cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
                     left = _apply_left(left, cores[k], idx[k])
-            pred = tt_values(cores, train)
-            resid2 = float(torch.sum((pred - train.values) ** 2))
-            objective = resid2 + l2 * sum(float(torch.sum(c * c)) for c in cores)
+            train_rmse, objective = ridge_objective(tt_values(cores, train), train, l2, cores)
             val_rmse = rmse_of(tt_values(cores, val), val.values) if val is not None else math.nan
             model = _standard(cores, scales)
-            if monitor.step(it, (resid2 / train.nnz) ** 0.5, val_rmse, model, objective):
+            if monitor.step(it, train_rmse, val_rmse, model, objective):
                 break
         return monitor.result(
             _standard(cores, scales), clock.elapsed, extras={"empty_slices": empty_slices(train)}

@@ -29,9 +29,7 @@ from ..decomp._result import Stopwatch
 from ..tensors import SparseTensor, TuckerTensor
 from ._common import (
     Monitor,
-    check_generator,
-    check_loop,
-    check_nonneg,
+    check_fit_options,
     empty_slices,
     observations,
     randn,
@@ -142,9 +140,7 @@ def tucker_als(
     fn = "tucker_als"
     train = observations(data, mask, fn)
     ranks = _ranks(rank, train.shape, fn)
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
-    check_generator(generator, fn)
+    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     if init not in ("svd", "random"):
         raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     val = validation_set(validation, train, fn)

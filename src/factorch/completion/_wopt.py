@@ -20,7 +20,7 @@ import torch
 
 from .._checks import check_positive_int
 from ..tensors import CPTensor, SparseTensor
-from ._common import check_generator, check_loop, check_nonneg, observations, validation_set
+from ._common import check_fit_options, check_nonneg, observations, validation_set
 from ._cp_als import cp_init
 from ._gradient import Optimizer, fit_cp_gradient
 from ._result import CompletionCallback, CompletionResult
@@ -93,9 +93,7 @@ def cp_wopt(
     fn = "cp_wopt"
     check_positive_int(rank, fn, "rank")
     lr = check_optimizer(optimizer, lr, batch_size, lbfgs_iters, fn)
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
-    check_generator(generator, fn)
+    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     train = observations(data, mask, fn)
     val = validation_set(validation, train, fn)
     factors = cp_init(train, rank, init, generator, fn)
