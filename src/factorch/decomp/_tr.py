@@ -19,7 +19,7 @@ import torch
 from .._checks import check_mode, check_tensor
 from ..tensors import TRTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
-from ._tt import TTMethod, tt_chain
+from ._tt import TTMethod, _is_int, check_rank_entries, tt_chain
 from ._tucker_common import (
     auto_method,
     check_callback,
@@ -39,28 +39,13 @@ __all__ = ["TRInit", "tr_als", "tr_svd"]
 TRInit = Literal["svd", "random"]
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def check_tr_rank(rank: object, n_cores: int, fn: str) -> list[int]:
     """TR ranks ``[r_0, ..., r_N]`` with ``r_N = r_0`` from an int or ``N + 1`` ints."""
     if _is_int(rank):
         if rank < 1:  # type: ignore[operator]
             raise ValueError(f"{fn}: rank must be a positive int; got {rank}.")
         return [rank] * (n_cores + 1)  # type: ignore[list-item]
-    if not isinstance(rank, (tuple, list)):
-        raise TypeError(f"{fn}: rank must be an int or a tuple of ints; got {type(rank).__name__}.")
-    if len(rank) != n_cores + 1:
-        raise ValueError(
-            f"{fn}: rank needs {n_cores + 1} entries for a {n_cores}-way tensor "
-            f"(r_0 = r_{n_cores}); got {tuple(rank)}."
-        )
-    for i, r in enumerate(rank):
-        if not _is_int(r):
-            raise TypeError(f"{fn}: rank[{i}] must be an int; got {type(r).__name__}.")
-        if r < 1:
-            raise ValueError(f"{fn}: rank entries must be positive; got {tuple(rank)}.")
+    rank = check_rank_entries(rank, n_cores, fn, f"r_0 = r_{n_cores}")
     if rank[0] != rank[-1]:
         raise ValueError(f"{fn}: a tensor ring closes, r_0 = r_{n_cores}; got {tuple(rank)}.")
     return list(rank)

@@ -50,6 +50,25 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def check_rank_entries(rank: object, n_cores: int, fn: str, boundary: str) -> list[int]:
+    """A list or tuple of ``n_cores + 1`` positive ints (TT or TR ranks ``r_0..r_N``);
+    ``boundary`` states the boundary-rank rule in the length message, e.g. ``"r_0 = r_3 = 1"``.
+    The boundary rule itself is checked by the caller."""
+    if not isinstance(rank, (tuple, list)):
+        raise TypeError(f"{fn}: rank must be an int or a tuple of ints; got {type(rank).__name__}.")
+    if len(rank) != n_cores + 1:
+        raise ValueError(
+            f"{fn}: rank needs {n_cores + 1} entries for a {n_cores}-way tensor "
+            f"({boundary}); got {tuple(rank)}."
+        )
+    for i, r in enumerate(rank):
+        if not _is_int(r):
+            raise TypeError(f"{fn}: rank[{i}] must be an int; got {type(r).__name__}.")
+        if r < 1:
+            raise ValueError(f"{fn}: rank entries must be positive; got {tuple(rank)}.")
+    return list(rank)
+
+
 def check_tt_rank(rank: object, n_cores: int, fn: str) -> list[int] | None:
     """Maximal TT ranks ``[1, r_1, ..., r_{N-1}, 1]`` from an int or a tuple of ``N + 1`` ints."""
     if rank is None:
@@ -58,18 +77,7 @@ def check_tt_rank(rank: object, n_cores: int, fn: str) -> list[int] | None:
         if rank < 1:  # type: ignore[operator]
             raise ValueError(f"{fn}: rank must be a positive int; got {rank}.")
         return [1] + [rank] * (n_cores - 1) + [1]  # type: ignore[list-item]
-    if not isinstance(rank, (tuple, list)):
-        raise TypeError(f"{fn}: rank must be an int or a tuple of ints; got {type(rank).__name__}.")
-    if len(rank) != n_cores + 1:
-        raise ValueError(
-            f"{fn}: rank needs {n_cores + 1} entries for a {n_cores}-way tensor "
-            f"(r_0 = r_{n_cores} = 1); got {tuple(rank)}."
-        )
-    for i, r in enumerate(rank):
-        if not _is_int(r):
-            raise TypeError(f"{fn}: rank[{i}] must be an int; got {type(r).__name__}.")
-        if r < 1:
-            raise ValueError(f"{fn}: rank entries must be positive; got {tuple(rank)}.")
+    rank = check_rank_entries(rank, n_cores, fn, f"r_0 = r_{n_cores} = 1")
     if rank[0] != 1 or rank[-1] != 1:
         raise ValueError(
             f"{fn}: a tensor train has boundary ranks r_0 = r_{n_cores} = 1; got {tuple(rank)} "
