@@ -75,6 +75,18 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
     return (y if labels[0] == mode else y.mT).contiguous()
 
 
+def check_factors_and_mode(factors: object, ndim: int, mode: object, fn: str) -> int:
+    """MTTKRP's ``factors`` are a sequence of one entry per mode (their contents are checked by
+    the caller); returns ``mode`` normalised."""
+    if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
+        raise TypeError(
+            f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}."
+        )
+    if len(factors) != ndim:
+        raise ValueError(f"{fn}: need one factor per mode ({ndim}); got {len(factors)} factors.")
+    return check_mode(mode, ndim, fn)
+
+
 def mttkrp(
     tensor: torch.Tensor,
     factors: Sequence[torch.Tensor],
@@ -93,15 +105,7 @@ def mttkrp(
     """
     fn = "mttkrp"
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
-    if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
-        raise TypeError(
-            f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}."
-        )
-    if len(factors) != tensor.ndim:
-        raise ValueError(
-            f"{fn}: need one factor per mode ({tensor.ndim}); got {len(factors)} factors."
-        )
-    mode = check_mode(mode, tensor.ndim, fn)
+    mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
     for i, f in enumerate(factors):
         check_tensor(f, fn, f"factors[{i}]", ndim=2, finite=False)
     check_same_device_dtype([tensor, *factors], fn, "(tensor, *factors)")

@@ -36,8 +36,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_mode, check_tensor
+from .._checks import check_tensor
 from ..tensors._sparse import SparseTensor, _ModeLayout
+from ._mttkrp import check_factors_and_mode
 
 __all__ = ["sparse_mttkrp"]
 
@@ -176,15 +177,7 @@ def sparse_mttkrp(
             f"{fn}: tensor must be a factorch.tensors.SparseTensor; got {type(tensor).__name__} "
             "(use factorch.algebra.mttkrp for dense tensors)."
         )
-    if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
-        raise TypeError(
-            f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}."
-        )
-    if len(factors) != tensor.ndim:
-        raise ValueError(
-            f"{fn}: need one factor per mode ({tensor.ndim}); got {len(factors)} factors."
-        )
-    mode = check_mode(mode, tensor.ndim, fn)
+    mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
     rank = None
     for m, f in enumerate(factors):
         check_tensor(f, fn, f"factors[{m}]", ndim=2, finite=False)
