@@ -14,9 +14,15 @@ process, after one untimed run that also gives the final relative error ``||X - 
 (computed densely, the same way for everyone), and the ratio anchor time / factorch time.
 TensorLy's global backend is switched before each of its calls and restored at the end.
 
+Peak memory (unless ``--no-memory``): for each case and implementation, a fresh subprocess
+(glibc caching off, :data:`_common.MALLOC_NO_CACHE`) builds the same data, runs the
+decomposition once as a warm-up, then measures the peak RSS growth of one more decomposition call
+(:func:`_common.peak_extra_bytes`): the call's own working memory above the data, without the
+dense reconstruction that the timed calls include for the error.
+
 Usage::
 
-    python benchmarks/bench_decomp_tucker_tt.py [--quick] [--threads N]
+    python benchmarks/bench_decomp_tucker_tt.py [--quick] [--threads N] [--no-memory]
 
 Writes ``benchmarks/results/bench_decomp_tucker_tt.json`` and prints a table. ``--quick`` times
 one repeat per implementation after the untimed run (about a minute on a 2-core machine, most of
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ import _common
 
 NAME = "bench_decomp_tucker_tt"
 TUCKER_ITERS = 10
+MIB = 2**20
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +52,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one timed repeat per implementation")
     p.add_argument("--threads", type=int, default=1, help="threads for torch and numpy (1)")
     p.add_argument("--size", type=int, default=200, help="side of the Tucker tensor (200)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--worker-case", help=argparse.SUPPRESS)
+    p.add_argument("--worker-impl", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -61,7 +72,8 @@ def _problems(size: int):
 
 
 def _cases(x_tucker, x_tt) -> dict[str, dict[str, Any]]:
-    """``case -> {impl -> (backend or None, zero-arg callable returning a dense tensor)}``."""
+    """``case -> {impl -> (backend or None, decompose, to_dense)}``: ``decompose()`` runs the
+    decomposition (TensorLy's backend already set), ``to_dense(result)`` reconstructs it."""
     import tensorly as tl
     from tensorly.decomposition import tensor_ring, tensor_train
     from tensorly.decomposition import tucker as tl_tucker
@@ -73,40 +85,85 @@ def _cases(x_tucker, x_tt) -> dict[str, dict[str, Any]]:
     xn_tucker, xn_tt = x_tucker.numpy(), x_tt.numpy()
 
     def tl_hooi(x):
-        core, factors = tl_tucker(x, rank=list(rank3), n_iter_max=TUCKER_ITERS, tol=0, init="svd")
-        return tl.tucker_to_tensor((core, factors))
+        return tl_tucker(x, rank=list(rank3), n_iter_max=TUCKER_ITERS, tol=0, init="svd")
+
+    def ours(result):
+        return result.tensor.to_dense()
 
     return {
         "tucker_hooi": {
             "factorch": (
                 None,
-                lambda: tucker(x_tucker, rank3, max_iter=TUCKER_ITERS, tol=0).tensor.to_dense(),
+                lambda: tucker(x_tucker, rank3, max_iter=TUCKER_ITERS, tol=0),
+                ours,
             ),
-            "tensorly-numpy": ("numpy", lambda: tl_hooi(xn_tucker)),
-            "tensorly-pytorch": ("pytorch", lambda: tl_hooi(x_tucker)),
-            "factorch hosvd only (info)": (None, lambda: hosvd(x_tucker, rank3).tensor.to_dense()),
+            "tensorly-numpy": ("numpy", lambda: tl_hooi(xn_tucker), tl.tucker_to_tensor),
+            "tensorly-pytorch": ("pytorch", lambda: tl_hooi(x_tucker), tl.tucker_to_tensor),
+            "factorch hosvd only (info)": (None, lambda: hosvd(x_tucker, rank3), ours),
         },
         "tt_svd": {
-            "factorch": (None, lambda: tt_svd(x_tt, 8).tensor.to_dense()),
-            "tensorly-numpy": ("numpy", lambda: tl.tt_to_tensor(tensor_train(xn_tt, 8))),
-            "tensorly-pytorch": ("pytorch", lambda: tl.tt_to_tensor(tensor_train(x_tt, 8))),
-            "factorch method=full (info)": (
-                None,
-                lambda: tt_svd(x_tt, 8, method="full").tensor.to_dense(),
-            ),
+            "factorch": (None, lambda: tt_svd(x_tt, 8), ours),
+            "tensorly-numpy": ("numpy", lambda: tensor_train(xn_tt, 8), tl.tt_to_tensor),
+            "tensorly-pytorch": ("pytorch", lambda: tensor_train(x_tt, 8), tl.tt_to_tensor),
+            "factorch method=full (info)": (None, lambda: tt_svd(x_tt, 8, method="full"), ours),
             "factorch method=randomized (info)": (
                 None,
-                lambda: tt_svd(x_tt, 8, method="randomized").tensor.to_dense(),
+                lambda: tt_svd(x_tt, 8, method="randomized"),
+                ours,
             ),
         },
         "tr_svd": {
-            "factorch": (None, lambda: tr_svd(x_tt, tr_rank).tensor.to_dense()),
-            "tensorly-numpy": ("numpy", lambda: tl.tr_to_tensor(tensor_ring(xn_tt, list(tr_rank)))),
+            "factorch": (None, lambda: tr_svd(x_tt, tr_rank), ours),
+            "tensorly-numpy": (
+                "numpy",
+                lambda: tensor_ring(xn_tt, list(tr_rank)),
+                tl.tr_to_tensor,
+            ),
             "tensorly-pytorch": (
                 "pytorch",
-                lambda: tl.tr_to_tensor(tensor_ring(x_tt, list(tr_rank))),
+                lambda: tensor_ring(x_tt, list(tr_rank)),
+                tl.tr_to_tensor,
             ),
         },
+    }
+
+
+def _dense_call(decompose, to_dense):
+    return lambda: to_dense(decompose())
+
+
+def memory_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak extra RSS of one decomposition call of one implementation, in this process.
+
+    Meant for a fresh subprocess per implementation (see ``main``) with glibc's caching off; one
+    warm-up call on the same data comes first.
+    """
+    import tensorly as tl
+
+    _common.apply_threads(args.threads)
+    x_tucker, x_tt = _problems(args.size)
+    backend, decompose, _ = _cases(x_tucker, x_tt)[args.worker_case][args.worker_impl]
+    tl.set_backend(backend or "numpy")
+    decompose()
+    return _common.peak_extra_bytes(decompose)
+
+
+def memory(args: argparse.Namespace, cases: dict[str, list[str]], data_bytes: dict[str, int]):
+    """``case -> {"data_bytes", "impls": {impl -> {"bytes", "method"}}}``, one subprocess each."""
+    base = [str(Path(__file__).resolve()), "--threads", str(args.threads), "--size", str(args.size)]
+    return {
+        case: {
+            "data_bytes": data_bytes[case],
+            "impls": {
+                impl: _common.run_json_subprocess(
+                    [*base, "--worker-case", case, "--worker-impl", impl],
+                    env_overrides=_common.MALLOC_NO_CACHE,
+                    timeout=900,
+                )
+                for impl in impls
+            },
+        }
+        for case, impls in cases.items()
     }
 
 
@@ -126,17 +183,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             x = data[case]
             setup = {
                 name: functools.partial(tl.set_backend, backend or "numpy")
-                for name, (backend, _) in impls.items()
+                for name, (backend, _, _) in impls.items()
             }
+            calls = {name: _dense_call(dec, dense) for name, (_, dec, dense) in impls.items()}
             errors = {}
-            for name, (_, fn) in impls.items():
+            for name, fn in calls.items():
                 setup[name]()
                 dense = torch.as_tensor(np.asarray(fn()))
                 errors[name] = float(
                     torch.linalg.vector_norm(dense - x) / torch.linalg.vector_norm(x)
                 )
             times = _common.time_calls(
-                {name: fn for name, (_, fn) in impls.items()},
+                calls,
                 repeats=repeats,
                 warmup=0,
                 setup=setup,
@@ -152,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
     finally:
         tl.set_backend(previous_backend)
-    return {
+    out: dict[str, Any] = {
         "machine": _common.machine_info(),
         "threads": threads,
         "repeats": repeats,
@@ -164,16 +222,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "results": results,
     }
+    if not args.no_memory:
+        out["memory"] = memory(
+            args,
+            {case: list(impls) for case, impls in results.items()},
+            {case: x.numel() * x.element_size() for case, x in data.items()},
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
+    if args.worker_case:
+        print(json.dumps(memory_run(args)))
+        return
     out = run(args)
     path = _common.write_results(NAME, out)
+    mem = out.get("memory", {})
     rows = []
     for case, impls in out["results"].items():
+        data_mib = mem[case]["data_bytes"] / MIB if case in mem else None
         for name, r in impls.items():
+            peak = mem[case]["impls"][name]["bytes"] / MIB if case in mem else None
             rows.append(
                 [
                     case,
@@ -182,9 +253,20 @@ def main(argv: list[str] | None = None) -> None:
                     r["cpu_median_s"] * 1e3,
                     f"{r['error']:.6f}",
                     r["time_ratio_vs_factorch"],
+                    data_mib,
+                    peak,
                 ]
             )
-    header = ["case", "implementation", "median ms", "cpu ms", "rel. error", "time / factorch"]
+    header = [
+        "case",
+        "implementation",
+        "median ms",
+        "cpu ms",
+        "rel. error",
+        "time / factorch",
+        "data MiB",
+        "peak extra MiB",
+    ]
     print(_common.format_table(header, rows))
     print(f"\nwrote {path}")
 
