@@ -85,8 +85,11 @@ def cp(
         fixed_modes: modes whose factors stay at their initial value.
         orthogonalize_iters: replace factors by their QR ``Q`` factor at the start of the first
             this many sweeps (helps with degenerate "swamps").
-        linesearch: Bro's extrapolation: after each sweep (from the third), try
-            ``F + (k^{1/p} - 1)(F - F_prev)`` and keep it if the error drops (one extra pass).
+        linesearch: Bro-style extrapolation: from the third sweep on, try
+            ``F_{k-2} + k^{1/p} (F_k - F_{k-2})`` (the step of the last two sweeps, longer than
+            TensorLy's one-sweep step; on the COVID-19 serology tensor it reached the better
+            local optimum from more random starts) and keep it if the error drops (one extra
+            pass over the tensor); ``p`` grows after repeated rejections.
         mask: bool tensor, True where observed. Missing entries are imputed from the current model
             each sweep (EM, Tomasi and Bro 2005); errors are measured on observed entries only.
         generator: source of randomness for ``"random"`` and ``"svd"`` initialisation.
@@ -243,6 +246,7 @@ def _cp_als(
             resid = (tensor - _dense(state["weights"], factors))[mask]
             err = float(torch.linalg.vector_norm(resid)) / max(norm_x2**0.5, 1e-300)
         if linesearch and prev_factors is not None and it > 2:
+            # prev_factors holds F_{k-2} (the start of the previous sweep).
             jump = it ** (1.0 / acc_pow)
             current = [*factors[:-1], factors[-1] * state["weights"]]
             cand = [p + jump * (f - p) for p, f in zip(prev_factors, current)]
