@@ -19,6 +19,8 @@ many entries are missing. It is offered for comparison.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Literal, get_args
 
 import torch
@@ -40,7 +42,7 @@ from ._common import (
     rmse_of,
     validation_set,
 )
-from ._result import CompletionCallback, CompletionResult
+from ._result import CompletionCallback, CompletionResult, CompletionState
 from ._rowwise import solve_rows
 from ._spectral import spectral_factors
 
@@ -100,6 +102,7 @@ def cp_als(
     tol: float = 1e-6,
     patience: int = 10,
     init: Literal["svd", "random"] | CPTensor = "svd",
+    starts: int = 1,
     generator: torch.Generator | None = None,
     callback: CompletionCallback | None = None,
 ) -> CompletionResult[CPTensor]:
@@ -124,13 +127,22 @@ def cp_als(
             observed unfoldings, computed from the observed entries only; with ``"em"``, the SVD
             start of :func:`factorch.decomp.cp`), ``"random"`` (Gaussian factors whose model
             has the RMS of the observed values) or a :class:`CPTensor`.
-        generator: random source for the start.
-        callback: called after each sweep with a :class:`CompletionState`; True stops.
+        starts: number of fits; the first starts from ``init``, the others from ``"random"``
+            draws from ``generator``. The fit with the lowest best validation RMSE is kept when
+            ``validation`` is given, else the one with the lowest final training objective
+            (ridge least squares of the module docstring). Rank-3 CP of the IL-2 tensor, for
+            one, has poor local minima that a few random restarts escape.
+        generator: random source for the starts.
+        callback: called after each sweep of every start with a :class:`CompletionState`
+            (``epoch`` restarts at 1 for each start); True stops that start and skips the rest.
 
     Returns:
         :class:`CompletionResult` holding a normalized :class:`CPTensor`. A slice with no
         observed entry gets a zero factor row (its predictions are 0); those slices are listed
-        per mode in ``extras["empty_slices"]``.
+        per mode in ``extras["empty_slices"]``. ``extras["start_scores"]`` holds the score of
+        every start run (best validation RMSE, or final training objective without validation)
+        and ``extras["best_start"]`` the 0-based index of the start returned; the RMSE
+        histories, epochs and stopping flags are those of that start, ``time_s`` covers all.
 
     Not differentiable (the updates are closed-form solves). Device and dtype follow the data.
     """
@@ -140,13 +152,74 @@ def cp_als(
             f"{fn}: method must be one of {get_args(CPCompletionMethod)}; got {method!r}."
         )
     check_positive_int(rank, fn, "rank")
+    check_positive_int(starts, fn, "starts")
     l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
     train = observations(data, mask, fn)
     val = validation_set(validation, train, fn)
-    if method == "em":
-        return _em(
-            data, mask, train, val, rank, l2, max_iter, tol, patience, init, generator, callback
-        )
+    clock = Stopwatch()
+    stop = [False]
+
+    def cb(state: CompletionState) -> bool:
+        stop[0] = bool(callback(state)) if callback is not None else False
+        return stop[0]
+
+    runs: list[CompletionResult[CPTensor]] = []
+    scores: list[float] = []
+    for start in range(starts):
+        start_init = init if start == 0 else "random"
+        if method == "em":
+            result, objective = _em(
+                data,
+                mask,
+                train,
+                val,
+                rank,
+                l2,
+                max_iter,
+                tol,
+                patience,
+                start_init,
+                generator,
+                cb if callback is not None else None,
+            )
+        else:
+            result, objective = _als(
+                train,
+                val,
+                rank,
+                l2,
+                max_iter,
+                tol,
+                patience,
+                start_init,
+                generator,
+                cb if callback is not None else None,
+            )
+        runs.append(result)
+        scores.append(result.best_val_rmse if val is not None else objective)
+        if stop[0]:
+            break
+    best_start = min(range(len(runs)), key=scores.__getitem__)  # first of equal scores
+    best = runs[best_start]
+    extras = {**best.extras, "start_scores": tuple(scores), "best_start": best_start}
+    time_s = best.time_s if starts == 1 else clock.elapsed
+    return dataclasses.replace(best, extras=extras, time_s=time_s)
+
+
+def _als(
+    train: SparseTensor,
+    val: SparseTensor | None,
+    rank: int,
+    l2: float,
+    max_iter: int,
+    tol: float,
+    patience: int,
+    init: object,
+    generator: torch.Generator | None,
+    callback: CompletionCallback | None,
+) -> tuple[CompletionResult[CPTensor], float]:
+    """One row-wise ALS fit; returns the normalized result and its final training objective."""
+    fn = "cp_als"
     clock = Stopwatch()
     with torch.no_grad():
         factors = cp_init(train, rank, init, generator, fn)
@@ -173,7 +246,7 @@ def cp_als(
             clock.elapsed,
             extras={"empty_slices": empty_slices(train), "method": "als"},
         )
-    return normalized(result)
+    return normalized(result), objective
 
 
 def _update_mode(
@@ -212,11 +285,14 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
         snapshot=lambda m: CPTensor(m.weights.clone(), tuple(f.clone() for f in m.factors)),
     )
 
+    last = [math.inf]
+
     def on_sweep(state: IterationState) -> bool:
         model = state.tensor
         fs = [f.clone() for f in model.factors]
         fs[0] = fs[0] * model.weights
         train_rmse, objective = ridge_objective(cp_values(fs, train), train, l2, fs)
+        last[0] = objective
         val_rmse = rmse_of(cp_values(fs, val), val.values) if val is not None else float("nan")
         return monitor.step(state.iteration, train_rmse, val_rmse, model, objective)
 
@@ -234,4 +310,4 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
     result = monitor.result(
         res.tensor, clock.elapsed, extras={"empty_slices": empty_slices(train), "method": "em"}
     )
-    return normalized(result)
+    return normalized(result), last[0]
