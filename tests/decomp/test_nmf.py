@@ -10,6 +10,7 @@ import torch
 
 from factorch.decomp import DecompositionResult, NMFFactors, SemiNMFFactors, nmf, semi_nmf
 from factorch.decomp._nmf import _nndsvd
+from factorch.decomp._nn_common import _hals_rows
 
 # Noise-free planted recovery (HALS): relative error after convergence.
 RECOVERY_TOL = {torch.float64: 1e-6, torch.float32: 1e-3}
@@ -179,6 +180,28 @@ def test_batched_nmf_equals_per_matrix(method, tol):
     stack = rel_err(batched.tensor.to_dense(), x)
     assert abs(batched.errors[-1] - stack) < 1e-10
     assert_monotone(batched.errors)
+
+
+@pytest.mark.parametrize("l1", [0.0, 0.3])
+def test_hals_rows_overwrite_p_is_bitwise_identical(l1):
+    # The in-place right-hand side (nmf's memory saving) must not change a single bit, with
+    # frozen batch entries and repeated sweeps (the live mask is applied in place).
+    g = gen(21)
+    b, r, i = 4, 3, 30
+    a = torch.rand(b, r, 10, generator=g, dtype=torch.float64)
+    q = a @ a.mT
+    p = torch.rand(b, r, i, generator=g, dtype=torch.float64) * 5.0
+    v0 = torch.rand(b, r, i, generator=g, dtype=torch.float64)
+    active = torch.tensor([True, False, True, True])
+    v_ref, v_new, p_ref, p_new = v0.clone(), v0.clone(), p.clone(), p.clone()
+    kw = dict(nonneg=True, max_sweeps=6, active=active)
+    _hals_rows(v_ref, p_ref, q, l1, **kw)
+    _hals_rows(v_new, p_new, q, l1, overwrite_p=True, **kw)
+    assert torch.equal(p_ref, p)  # left alone by default
+    assert not torch.equal(p_new, p)  # used as workspace
+    assert torch.equal(v_new, v_ref)
+    assert torch.equal(v_ref[1], v0[1])  # frozen entry unchanged
+    assert not torch.equal(v_ref[0], v0[0])
 
 
 def test_batched_nndsvd_equals_per_matrix():

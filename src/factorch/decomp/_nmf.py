@@ -230,21 +230,25 @@ def nmf(
         converged = False
         for it in range(1, max_iter + 1):
             act = tracker.active
-            p = h @ xb.mT  # (B, R, M) = (X H^T)^T
+            p = h @ xb.mT  # (B, R, M) = (X H^T)^T, consumed by the update
             if method == "hals":
-                _hals_rows(wt, p, hht, l1_w, nonneg=True, max_sweeps=sweeps_w, active=act)
+                _hals_rows(
+                    wt, p, hht, l1_w, nonneg=True, max_sweeps=sweeps_w, active=act, overwrite_p=True
+                )
             else:
-                new = wt * p / (hht @ wt + l1_w).clamp_min(eps)
-                wt = torch.where(act[:, None, None], new, wt)
+                wt = _mu_step(wt, p.mul_(wt), hht, l1_w, eps, act)
+            del p
             wtw = wt @ wt.mT
             s = wt @ xb  # (B, R, N) = W^T X
             if method == "hals":
                 _hals_rows(h, s, wtw, l1_h, nonneg=True, max_sweeps=sweeps_h, active=act)
             else:
-                new = h * s / (wtw @ h + l1_h).clamp_min(eps)
-                h = torch.where(act[:, None, None], new, h)
+                h = _mu_step(h, h * s, wtw, l1_h, eps, act)
             hht = h @ h.mT
-            res2 = tracker.x2 - 2 * (s * h).sum((1, 2)) + (wtw * hht).sum((1, 2))
+            # <S, H> per matrix as a batched dot product (no S-sized temporary).
+            sh = (s.reshape(b, 1, -1) @ h.reshape(b, -1, 1)).reshape(b)
+            del s
+            res2 = tracker.x2 - 2 * sh + (wtw * hht).sum((1, 2))
             penalty = l1_w * wt.sum((1, 2)) + l1_h * h.sum((1, 2))
             converged = tracker.step(res2, penalty)
             stop = False
@@ -256,6 +260,18 @@ def nmf(
     return _finish(
         _nmf_factors(wt, h, batched), tracker, converged, clock, init_time, method, batched
     )
+
+
+def _mu_step(
+    v: torch.Tensor, num: torch.Tensor, gram: torch.Tensor, l1: float, eps: float, act: torch.Tensor
+) -> torch.Tensor:
+    """Multiplicative update ``v * P / (G v + l1)`` given ``num = v * P`` (overwritten and
+    returned); batch entries with ``act`` False keep ``v``."""
+    num.div_((gram @ v).add_(l1).clamp_min_(eps))
+    frozen = ~act
+    if bool(frozen.any()):
+        num[frozen] = v[frozen]
+    return num
 
 
 def _nmf_factors(wt: torch.Tensor, h: torch.Tensor, batched: bool) -> NMFFactors:

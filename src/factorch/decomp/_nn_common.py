@@ -67,6 +67,7 @@ def _hals_rows(
     nonneg: bool,
     max_sweeps: int,
     active: torch.Tensor | None = None,
+    overwrite_p: bool = False,
 ) -> None:
     """HALS (exact block coordinate descent over rows), in place on ``v``.
 
@@ -79,6 +80,8 @@ def _hals_rows(
     batch entries with ``active`` False are left unchanged. Sweeps repeat (Gillis & Glineur 2012)
     until a sweep changes a batch entry by less than ``_GG_EPS`` times its first sweep's change
     (per entry), at most ``max_sweeps`` times. Each row update cannot increase ``f``.
+    With ``overwrite_p`` the scaled right-hand side is formed in ``p``'s memory (``p`` is
+    destroyed), which saves a ``v``-sized buffer.
     """
     rank = v.shape[-2]
     diag = q.diagonal(dim1=-2, dim2=-1)
@@ -89,7 +92,15 @@ def _hals_rows(
         if active is None
         else active.clone()
     )
+    # Right-hand side (p_k - l1) / q_kk, masked by `live` below (in place: `live` only shrinks).
+    if nonneg and l1 != 0:
+        pn = p.sub_(l1) if overwrite_p else p - l1
+        pn.mul_(inv.unsqueeze(-1))
+    else:
+        pn = p.mul_(inv.unsqueeze(-1)) if overwrite_p else p * inv.unsqueeze(-1)
     v_rows = [v[:, k : k + 1, :] for k in range(rank)]
+    p_rows = [pn[:, k : k + 1, :] for k in range(rank)]
+    prev = torch.empty_like(v) if max_sweeps > 1 else None
     first: torch.Tensor | None = None
     rebuild = True
     for _ in range(max_sweeps):
@@ -97,14 +108,15 @@ def _hals_rows(
             # Row k of the update, with the old row folded into Q:
             # z_k = v_k + s_k (p_k - l1) - s_k q_k V = s_k (p_k - l1) - (s_k q_k - e_k) V,
             # s_k = live / q_kk (0 for frozen entries and zero diagonals: z_k = v_k).
-            scale = (inv * live[:, None]).unsqueeze(-1)  # (B, R, 1)
+            mask = live[:, None, None].to(v.dtype)
+            scale = inv.unsqueeze(-1) * mask  # (B, R, 1)
             qe = q * scale - eye
-            pn = (p - l1) * scale if nonneg else p * scale
+            pn.mul_(mask)
             thr = l1 * scale
             q_rows = [qe[:, k : k + 1, :] for k in range(rank)]
-            p_rows = [pn[:, k : k + 1, :] for k in range(rank)]
             rebuild = False
-        prev = v.clone() if max_sweeps > 1 else None
+        if prev is not None:
+            prev.copy_(v)
         for k in range(rank):
             z = torch.baddbmm(p_rows[k], q_rows[k], v, alpha=-1.0)
             if nonneg:
@@ -116,7 +128,7 @@ def _hals_rows(
                 v_rows[k].copy_(z)
         if prev is None:
             break
-        delta = (v - prev).square().sum((1, 2))
+        delta = prev.sub_(v).square_().sum((1, 2))
         first = delta if first is None else first
         live = live & (delta > (_GG_EPS**2) * first)
         if not bool(live.any()):
