@@ -319,6 +319,26 @@ def test_rank_scan_table(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["rank_scan.json"]
 
 
+def test_rank_scan_with_missing_values(tmp_path, capsys):
+    x = planted()
+    x[1, 2, 3] = x[4, 0, 1] = x[0, 4, 2] = float("nan")
+    np.save(tmp_path / "x.npy", x.numpy())
+    code, stdout, err = call(
+        capsys, "rank-scan", str(tmp_path / "x.npy"), "--nan-as-missing", "--ranks", "1,2",
+        "--starts", "2", "--max-iter", "10", "--out", str(tmp_path / "o"), "--no-plots",
+        "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["missing"] == 3
+    observed = ~torch.isnan(x)
+    ref = rank_scan(x, (1, 2), mask=observed, starts=2, max_iter=10, tol=1e-8, generator=gen(0))
+    assert [r["errors"] for r in summary["ranks"]] == [list(e) for e in ref.errors]
+    assert [r["corcondia"] for r in summary["ranks"]] == list(ref.corcondia)
+    assert summary["recommended"] == ref.recommended
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["rank_scan.json"]
+
+
 @pytest.mark.parametrize("method", ["tt", "tr"])
 def test_tt_and_tr_methods(tmp_path, capsys, method):
     from factorch.cli._common import CLIError
@@ -435,10 +455,6 @@ BAD = [
     (
         ["decompose", "{d}/x.npy", "--rank", "2", "--out", "{d}/afile"],
         r"--out '.*afile' exists and is not a directory",
-    ),
-    (
-        ["rank-scan", "--dataset", "il2_response"],
-        r"il2_response has 192 missing entries; rank-scan does not handle missing values",
     ),
     (["rank-scan", "--ranks", "3-1"], r"--ranks must look like 1-8"),
     (["rank-scan", "--ranks", "0,1"], r"--ranks must be positive"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import click
@@ -85,7 +84,9 @@ def rank_scan(
     """Fit CP models of each rank from several starts; report fit and core consistency.
 
     Prints a table (error, fit, core consistency per rank) and the recommended rank with the
-    reason, and writes rank_scan.json and rank_scan.png to --out.
+    reason, and writes rank_scan.json and rank_scan.png to --out. Missing entries (--mask,
+    --nan-as-missing, or a bundled dataset's own mask) are imputed by EM in every fit; the
+    errors are then on the observed entries (see factorch.decomp.rank_scan).
     """
     from ..decomp import rank_scan as scan_fn
 
@@ -104,12 +105,6 @@ def rank_scan(
         raise CLIError(f"{inp.name} has shape {shape}; a rank scan needs at least 2 modes.")
     rank_list = parse_ranks(ranks)
     check_cp_rank(max(rank_list), shape)
-    params = inspect.signature(scan_fn).parameters
-    if inp.mask is not None and "mask" not in params:
-        raise CLIError(
-            f"{inp.name} has {inp.n_missing} missing entries; rank-scan does not handle missing "
-            "values yet (use factorch decompose --method cp, which does)."
-        )
     plots = not no_plots
     if plots:
         require_matplotlib()

@@ -104,6 +104,7 @@ def rank_scan(
     tensor: torch.Tensor,
     ranks: Sequence[int],
     *,
+    mask: torch.Tensor | None = None,
     starts: int = 5,
     max_iter: int = 100,
     tol: float = 1e-8,
@@ -119,9 +120,22 @@ def rank_scan(
     on real data it reaches the better local optima more often, e.g. the COVID-19 serology
     tensor). ``callback(rank, start, result)`` runs after every fit; returning True stops
     the scan early (the ranks finished so far are reported). Not differentiable.
+
+    With ``mask`` (bool, True where observed; entries elsewhere, NaN included, are ignored)
+    every fit is :func:`~factorch.decomp.cp` with ``mask`` (EM imputation of the missing
+    entries), the errors are relative errors on the observed entries, and CORCONDIA, which
+    needs a complete tensor, is computed on ``tensor`` with its missing entries imputed from
+    the best model of that rank (so it measures the consistency of the model with the observed
+    data plus its own predictions). Measured on planted rank-3 tensors (12 x 13 x 14 and
+    20 x 21 x 22, 2 % noise, 30 % missing, 8 seeds): ranks 1-3 keep a core consistency near
+    100 as with complete data, but over-factored models often do too (their extra components
+    sit largely on the missing entries, where the imputation agrees with them by construction),
+    so a masked scan recommended 3 in only 4 and 1 of the 8 seeds (4 or 5 otherwise), against 3
+    in every seed with complete data. Check a masked recommendation on held-out entries
+    (:mod:`factorch.completion`).
     """
     fn = "rank_scan"
-    check_tensor(tensor, fn, "tensor", min_ndim=2)
+    check_tensor(tensor, fn, "tensor", min_ndim=2, finite=mask is None)
     if isinstance(ranks, (int, str)) or not isinstance(ranks, Sequence) or len(ranks) == 0:
         raise TypeError(
             f"{fn}: ranks must be a non-empty sequence of positive ints; got {ranks!r}."
@@ -140,6 +154,7 @@ def rank_scan(
                 max_iter=max_iter,
                 tol=tol,
                 linesearch=linesearch,
+                mask=mask,
                 generator=generator,
             )
             runs.append(res)
@@ -151,7 +166,8 @@ def rank_scan(
         errors.append(tuple(r.error for r in runs))
         best.append(top.error)
         models.append(top.tensor)
-        cc.append(corcondia(tensor, top.tensor))
+        full = tensor if mask is None else torch.where(mask, tensor, top.tensor.to_dense())
+        cc.append(corcondia(full, top.tensor))
         if stopped:
             break
     recommended, reason = _recommend(out_ranks, best, cc, threshold)
