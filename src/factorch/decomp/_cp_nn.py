@@ -41,6 +41,7 @@ from ..algebra._mttkrp import _mttkrp
 from ..algebra._svd import _leading_left
 from ..algebra._unfold import _unfold
 from ..tensors import CPTensor
+from ._cp_sweep import hadamard_grams
 from ._cp_sweep import sweep as _tree_sweep
 from ._nn_common import (
     _check_choice,
@@ -58,15 +59,6 @@ __all__ = ["NNCPInit", "NNCPMethod", "non_negative_cp"]
 
 NNCPMethod = Literal["hals", "mu"]
 NNCPInit = Literal["svd", "random"]
-
-
-def _hadamard_except(grams: Sequence[torch.Tensor], skip: int) -> torch.Tensor:
-    out: torch.Tensor | None = None
-    for m, g in enumerate(grams):
-        if m != skip:
-            out = g if out is None else out * g
-    assert out is not None  # at least two modes, checked at entry
-    return out
 
 
 def _check_l1(l1: object, ndim: int, fn: str) -> tuple[float, ...]:
@@ -249,7 +241,7 @@ def non_negative_cp(
         grams = [f.mT @ f for f in factors]
         if rescale:  # least-squares scalar for the initial model
             m_first = _mttkrp(x, factors, 0)
-            ghat = _hadamard_except(grams, 0)
+            ghat = hadamard_grams(grams, skip=0)
             fit = float((ghat * grams[0]).sum())
             alpha = float((m_first * factors[0]).sum()) / fit if fit > 0 else 0.0
             if alpha > 0:
@@ -274,7 +266,7 @@ def non_negative_cp(
         def update(n: int, m: torch.Tensor) -> None:
             """Update factor ``n`` from its MTTKRP ``m`` ``(I_n, R)`` (called by the sweep)."""
             mt = m.mT.unsqueeze(0)  # (1, R, I_n)
-            ghat = _hadamard_except(grams, n).unsqueeze(0)
+            ghat = hadamard_grams(grams, skip=n).unsqueeze(0)
             v = rows[n]
             if (method == "hals" and nonneg[n]) or (not nonneg[n] and l1s[n] > 0):
                 _hals_rows(v, mt, ghat, l1s[n], nonneg=nonneg[n], max_sweeps=sweeps[n])
