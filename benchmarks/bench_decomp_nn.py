@@ -343,7 +343,7 @@ def main() -> None:
                 for case, res in (("nn_cp", cp), ("nmf", nmf_res), ("nmf_batched", batched))
             },
         )
-    path = write_results("bench_decomp_nn", payload)
+    path = write_results("bench_decomp_nn" + ("_quick" if args.quick else ""), payload)
     tables = [
         (
             f"Non-negative CP, 100^3 float64, rank 10, {cp_iters} iterations, same init "

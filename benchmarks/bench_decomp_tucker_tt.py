@@ -24,9 +24,9 @@ Usage::
 
     python benchmarks/bench_decomp_tucker_tt.py [--quick] [--threads N] [--no-memory]
 
-Writes ``benchmarks/results/bench_decomp_tucker_tt.json`` and prints a table. ``--quick`` times
-one repeat per implementation after the untimed run (about a minute on a 2-core machine, most of
-it TensorLy's SVD initialisation of the Tucker case).
+Writes ``benchmarks/results/bench_decomp_tucker_tt.json`` (``_quick.json`` with ``--quick``) and
+prints a table. ``--quick`` times one repeat per implementation after the untimed run (about a
+minute on a 2-core machine, most of it TensorLy's SVD initialisation of the Tucker case).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(memory_run(args)))
         return
     out = run(args)
-    path = _common.write_results(NAME, out)
+    path = _common.write_results(NAME + ("_quick" if args.quick else ""), out)
     mem = out.get("memory", {})
     rows = []
     for case, impls in out["results"].items():
