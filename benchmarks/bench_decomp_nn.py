@@ -87,7 +87,7 @@ def _cp_impls(torch, x, init, iters):
                 x, rank, method=method, init=CPTensor.from_factors(init), max_iter=iters, tol=0
             )
 
-        return fit, lambda res: res.tensor.to_dense().numpy()
+        return fit, lambda res: res.model.to_dense().numpy()
 
     def tensorly(backend, fn):
         def fit():
@@ -142,7 +142,7 @@ def _nmf_impls(x, w0, h0, rank, iters, batch):
         def fit():
             return nmf(x, rank, method=method, init=(w0, h0), max_iter=iters, tol=0)
 
-        return fit, lambda res: res.tensor.to_dense().numpy()
+        return fit, lambda res: res.model.to_dense().numpy()
 
     def sklearn(solver):
         def fit_one(xb, wb, hb):

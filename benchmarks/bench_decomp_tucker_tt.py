@@ -88,7 +88,7 @@ def _cases(x_tucker, x_tt) -> dict[str, dict[str, Any]]:
         return tl_tucker(x, rank=list(rank3), n_iter_max=TUCKER_ITERS, tol=0, init="svd")
 
     def ours(result):
-        return result.tensor.to_dense()
+        return result.model.to_dense()
 
     return {
         "tucker_hooi": {

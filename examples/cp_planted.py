@@ -19,12 +19,12 @@ def main() -> None:
         print(f"sweep {state.iteration:3d}   fit {1 - state.error:.6f}")
 
     res = cp(planted.tensor, 4, generator=gen, callback=report, tol=1e-9)
-    print(res.tensor)
+    print(res.model)
     print(
         f"relative error {res.error:.4f} (noise level 0.05), {res.iterations} sweeps, "
         f"converged={res.converged}, {res.time_s * 1e3:.0f} ms"
     )
-    print(f"factor match with the planted model: {res.tensor.congruence(planted.truth):.4f}")
+    print(f"factor match with the planted model: {res.model.congruence(planted.truth):.4f}")
 
 
 if __name__ == "__main__":

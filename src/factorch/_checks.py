@@ -6,13 +6,17 @@ Each helper raises ``TypeError`` / ``ValueError`` / ``IndexError`` with a messag
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
 
 __all__ = [
+    "as_index",
+    "as_tensor",
     "check_finite",
     "check_floating",
+    "check_generator",
     "check_matrix",
     "check_mode",
     "check_modes",
@@ -20,6 +24,67 @@ __all__ = [
     "check_same_device_dtype",
     "check_tensor",
 ]
+
+
+def as_tensor(x: object, fn: str, name: str = "tensor") -> torch.Tensor:
+    """Accept a ``torch.Tensor`` unchanged, or convert a numpy array or array-like once.
+
+    The public boundary of factorch takes what numpy users pass (``np.ndarray``, objects with
+    ``__array__``, nested lists of numbers) and returns torch results. The conversion goes through
+    numpy so dtypes are numpy's (a list of floats becomes float64, as in numpy and TensorLy); the
+    data is shared with a numpy array when possible, never copied twice. Anything else raises
+    ``TypeError`` naming the argument.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (str, bytes, dict, set)) or x is None:
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor or a numpy array; got {type(x).__name__}."
+        )
+    import numpy as np
+
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as err:
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor or a numpy array; got {type(x).__name__} "
+            f"that numpy cannot convert ({err})."
+        ) from err
+    if arr.dtype == object or arr.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor or a numeric numpy array; got "
+            f"{type(x).__name__} with numpy dtype {arr.dtype}."
+        )
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def as_index(value: object, fn: str, name: str) -> int:
+    """An integral value (Python or numpy int; bools refused) as a Python ``int``."""
+    if isinstance(value, bool) or (type(value).__name__ == "bool_"):
+        raise TypeError(f"{fn}: {name} must be an int; got {type(value).__name__}.")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.is_complex():
+            raise TypeError(
+                f"{fn}: {name} must be an int; got a tensor of shape "
+                f"{tuple(value.shape)} and dtype {value.dtype}."
+            )
+        return int(value)
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError as err:
+        raise TypeError(f"{fn}: {name} must be an int; got {type(value).__name__}.") from err
+
+
+def check_generator(generator: object, fn: str) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``; a seed or anything else raises ``TypeError``."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    raise TypeError(
+        f"{fn}: generator must be a torch.Generator or None; got {type(generator).__name__}. "
+        "Pass e.g. generator=torch.Generator().manual_seed(0)."
+    )
 
 
 def check_tensor(
@@ -109,12 +174,16 @@ def check_modes(modes: Sequence[int], ndim: int, fn: str, name: str = "modes") -
 
 
 def check_positive_int(value: object, fn: str, name: str) -> int:
-    """A strictly positive Python int (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{fn}: {name} must be a positive int; got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int; got {value}.")
-    return value
+    """A strictly positive integral value (Python or numpy int; bools refused) as a Python int."""
+    try:
+        out = as_index(value, fn, name)
+    except TypeError as err:
+        raise TypeError(
+            f"{fn}: {name} must be a positive int; got {type(value).__name__}."
+        ) from err
+    if out < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {out}.")
+    return out
 
 
 def check_same_device_dtype(tensors: Sequence[torch.Tensor], fn: str, name: str) -> None:

@@ -102,7 +102,7 @@ def test_decompose_bundled_default_end_to_end(tmp_path):
     ds = load("covid19_serology")
     ref = cp(ds.tensor, 2, max_iter=30, tol=1e-8, generator=gen(0))
     model = load_factorized(out / "factors.safetensors")
-    assert_same_cp(model, ref.tensor)
+    assert_same_cp(model, ref.model)
     assert summary["error"] == pytest.approx(ref.error, rel=1e-10)
     for png in ("factors.png", "convergence.png"):
         assert (out / png).read_bytes()[:8] == PNG
@@ -191,7 +191,7 @@ def test_decompose_each_format_matches_library(tmp_path, capsys, index):
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"factors.safetensors", "summary.json"}
     ref = cp(x, 2, init="random", max_iter=15, tol=1e-8, generator=gen(4))
-    assert_same_cp(load_factorized(out / "factors.safetensors"), ref.tensor)
+    assert_same_cp(load_factorized(out / "factors.safetensors"), ref.model)
     summary = json.loads(stdout)
     assert summary["options"] == {"init": "random", "max_iter": 15, "tol": 1e-8, "seed": 4}
     assert summary["input"]["file"].endswith(path.rsplit("/", 1)[1])
@@ -212,7 +212,7 @@ def test_decompose_tucker_writes_core_plot(tmp_path, capsys):
     }  # fmt: skip
     ref = tucker(x, (3, 2, 2), max_iter=10, tol=1e-8, generator=gen(0))
     model = load_factorized(out / "factors.safetensors")
-    torch.testing.assert_close(model.to_dense(), ref.tensor.to_dense(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model.to_dense(), ref.model.to_dense(), rtol=1e-10, atol=1e-10)
     assert "Tucker rank 3,2,2 of x.npy (6 × 5 × 4, float64)" in stdout
     assert "wrote " in stdout and "core.png" in stdout
 
@@ -232,7 +232,7 @@ def test_missing_values_nan_flag_and_mask_file_agree(tmp_path, capsys):
         )  # fmt: skip
         assert code == 0, err
         assert json.loads(stdout)["missing"] == 2
-        assert_same_cp(load_factorized(out / "factors.safetensors"), ref.tensor)
+        assert_same_cp(load_factorized(out / "factors.safetensors"), ref.model)
 
 
 def test_bundled_il2_uses_its_missing_value_mask(tmp_path, capsys):

@@ -28,8 +28,8 @@ def test_iterates_equal_dense_cp_als_of_the_densified_tensor():
     b = cp(x, 3, init=init, max_iter=10, tol=0.0)
     assert a.iterations == 10 and not a.converged
     np.testing.assert_allclose(a.errors, b.errors, rtol=1e-10)
-    torch.testing.assert_close(a.tensor.to_dense(), b.tensor.to_dense())
-    exact = float(torch.linalg.vector_norm(x - a.tensor.to_dense()) / torch.linalg.vector_norm(x))
+    torch.testing.assert_close(a.model.to_dense(), b.model.to_dense())
+    exact = float(torch.linalg.vector_norm(x - a.model.to_dense()) / torch.linalg.vector_norm(x))
     assert a.errors[-1] == pytest.approx(exact, rel=1e-10)
 
 
@@ -40,7 +40,7 @@ def test_matches_pyttb_cp_als_on_sptensor():
     s = pyttb.sptensor(sp.indices.mT.long().numpy(), sp.values.numpy()[:, None], sp.shape)
     k0 = pyttb.ktensor([f.numpy().copy() for f in init.factors], np.ones(3))
     theirs, _, info = pyttb.cp_als(s, 3, init=k0, maxiters=8, stoptol=0, printitn=0)
-    np.testing.assert_allclose(ours.tensor.to_dense().numpy(), theirs.full().data, atol=1e-10)
+    np.testing.assert_allclose(ours.model.to_dense().numpy(), theirs.full().data, atol=1e-10)
     assert ours.fit == pytest.approx(float(info["fit"]), rel=1e-9)
 
 
@@ -54,8 +54,8 @@ def test_float32_random_start_recovers_a_planted_sparse_low_rank_tensor():
     sp = SparseTensor.from_dense(x)
     assert sp.density < 0.1
     res = sparse_cp(sp, 2, generator=gen, max_iter=300, tol=1e-7)
-    assert res.tensor.dtype == torch.float32 and res.converged
-    exact = float(torch.linalg.vector_norm(x - res.tensor.to_dense()) / torch.linalg.vector_norm(x))
+    assert res.model.dtype == torch.float32 and res.converged
+    exact = float(torch.linalg.vector_norm(x - res.model.to_dense()) / torch.linalg.vector_norm(x))
     assert exact < 1e-3
 
 

@@ -23,14 +23,14 @@ def test_planted_recovery_float64(shape):
     assert isinstance(res, DecompositionResult)
     assert res.error < 1e-8
     if len(shape) >= 3:  # CP of a matrix is not unique
-        assert res.tensor.congruence(truth) > 0.99
+        assert res.model.congruence(truth) > 0.99
 
 
 def test_planted_recovery_float32():
     g = _gen(2)
     truth = random_cp((15, 16, 17), 3, generator=g, dtype=torch.float32)
     res = cp(truth.to_dense(), 3, generator=g, max_iter=500, tol=1e-10)
-    assert res.tensor.dtype == torch.float32
+    assert res.model.dtype == torch.float32
     assert res.error < 1e-4
 
 
@@ -41,7 +41,7 @@ def test_noise_level_and_congruence():
     res = cp(x, 4, generator=g, max_iter=500, tol=1e-12)
     # The best rank-4 fit can only remove noise: error at, not above, the noise level.
     assert 0.04 < res.error <= 0.0501
-    assert res.tensor.congruence(truth) > 0.99
+    assert res.model.congruence(truth) > 0.99
 
 
 def test_errors_monotone_and_tol_zero_runs_all():
@@ -114,7 +114,7 @@ def test_deterministic_given_generator():
     a = cp(x, 3, init="random", generator=_gen(9), max_iter=10, tol=0)
     b = cp(x, 3, init="random", generator=_gen(9), max_iter=10, tol=0)
     assert a.errors == b.errors
-    assert all(torch.equal(p, q) for p, q in zip(a.tensor.factors, b.tensor.factors))
+    assert all(torch.equal(p, q) for p, q in zip(a.model.factors, b.model.factors))
 
 
 def test_svd_init_close_to_optimum_for_low_rank_data():
@@ -129,8 +129,8 @@ def test_svd_init_rank_above_mode_size():
     g = _gen(11)
     x = torch.randn(3, 20, 20, generator=g, dtype=torch.float64)
     res = cp(x, 5, generator=g, max_iter=5)
-    assert res.tensor.factors[0].shape == (3, 5)
-    assert all(torch.isfinite(f).all() for f in res.tensor.factors)
+    assert res.model.factors[0].shape == (3, 5)
+    assert all(torch.isfinite(f).all() for f in res.model.factors)
 
 
 def test_fixed_modes_stay_fixed():
@@ -139,7 +139,7 @@ def test_fixed_modes_stay_fixed():
     init = random_cp((8, 9, 10), 2, generator=g, dtype=torch.float64)
     init = CPTensor(init.weights, (truth.factors[0].clone(), init.factors[1], init.factors[2]))
     res = cp(truth.to_dense(), 2, init=init, fixed_modes=[0], max_iter=200, tol=1e-14)
-    assert torch.equal(res.tensor.factors[0], truth.factors[0])
+    assert torch.equal(res.model.factors[0], truth.factors[0])
     assert res.error < 1e-8
 
 
@@ -149,7 +149,7 @@ def test_l2_shrinks_weights():
     init = random_cp((8, 9, 10), 3, generator=g, dtype=torch.float64)
     plain = cp(x, 3, init=init, max_iter=20, tol=0)
     ridge = cp(x, 3, init=init, max_iter=20, tol=0, l2=5.0)
-    assert ridge.tensor.norm() < plain.tensor.norm()
+    assert ridge.model.norm() < plain.model.norm()
 
 
 def test_linesearch_and_orthogonalize_reach_optimum():
@@ -168,7 +168,7 @@ def test_masked_em_recovers_hidden_entries():
     x_missing = torch.where(mask, x, torch.full_like(x, float("nan")))
     res = cp(x_missing, 3, mask=mask, generator=g, max_iter=1000, tol=1e-14)
     hidden = ~mask
-    rel = torch.linalg.vector_norm((res.tensor.to_dense() - x)[hidden]) / torch.linalg.vector_norm(
+    rel = torch.linalg.vector_norm((res.model.to_dense() - x)[hidden]) / torch.linalg.vector_norm(
         x[hidden]
     )
     assert rel < 1e-6
@@ -185,7 +185,7 @@ def test_callback_stops_and_sees_state():
 
     res = cp(x, 2, init="random", generator=g, max_iter=50, tol=0, callback=cb)
     assert res.iterations == 3 and len(seen) == 3 and not res.converged
-    assert isinstance(seen[-1].tensor, CPTensor) and seen[-1].error == res.errors[-1]
+    assert isinstance(seen[-1].model, CPTensor) and seen[-1].error == res.errors[-1]
 
 
 def test_converged_flag_and_time():
@@ -204,7 +204,7 @@ def test_rank_deficient_gram_does_not_produce_nan():
     )
     x = torch.ones(5, 5, 5, dtype=torch.float64)
     res = cp(x, 3, init=init, max_iter=5)
-    assert all(torch.isfinite(f).all() for f in res.tensor.factors)
+    assert all(torch.isfinite(f).all() for f in res.model.factors)
     assert res.error < 1e-10
 
 

@@ -35,7 +35,7 @@ def with_noise(x, level, seed):
 
 
 def true_error(result, x):
-    return float((result.tensor.to_dense() - x).norm() / x.norm())
+    return float((result.model.to_dense() - x).norm() / x.norm())
 
 
 def assert_monotone(values, rel=MONO_REL):
@@ -53,11 +53,11 @@ def test_hals_recovers_planted_noise_free(dtype, seed):
     x = cp.to_dense()
     res = non_negative_cp(x, 3, max_iter=200, tol=1e-10 if dtype == torch.float64 else 1e-7)
     assert isinstance(res, DecompositionResult)
-    assert res.tensor.dtype == dtype
-    for f in res.tensor.factors:
+    assert res.model.dtype == dtype
+    for f in res.model.factors:
         assert bool((f >= 0).all())
     assert true_error(res, x) < RECOVERY_TOL[dtype]
-    assert cp.congruence(res.tensor) > 0.99
+    assert cp.congruence(res.model) > 0.99
 
 
 @pytest.mark.parametrize("method", ["hals", "mu"])
@@ -67,11 +67,11 @@ def test_noisy_planted_reaches_noise_level(method):
     xn = with_noise(x, 0.01, 7).clamp_min(0)
     level = float((xn - x).norm() / xn.norm())
     res = non_negative_cp(xn, 3, method=method, max_iter=300, tol=1e-10)
-    for f in res.tensor.factors:
+    for f in res.model.factors:
         assert bool((f >= 0).all())
     err = true_error(res, xn)
     assert 0.8 * level < err <= level * 1.001
-    assert cp.congruence(res.tensor) > 0.99
+    assert cp.congruence(res.model) > 0.99
     # The cheap error (from MTTKRP and Grams) matches the reconstructed one.
     assert abs(res.errors[-1] - err) < 1e-9
 
@@ -81,7 +81,7 @@ def test_result_is_normalized_and_reported_errors_match():
     x = with_noise(cp.to_dense(), 0.05, 1).clamp_min(0)
     res = non_negative_cp(x, 2, max_iter=5, tol=0)
     assert res.iterations == 5 and len(res.errors) == 5 and not res.converged
-    for f in res.tensor.factors:
+    for f in res.model.factors:
         torch.testing.assert_close(
             torch.linalg.vector_norm(f, dim=0), torch.ones(2, dtype=x.dtype), rtol=1e-12, atol=0
         )
@@ -119,7 +119,7 @@ def test_free_mode_on_signed_data(method):
     assert bool((x < 0).any())
     res = non_negative_cp(x, 3, method=method, nonneg_modes=[0, 1], max_iter=150, tol=0)
     assert_monotone(res.errors)
-    f0, f1, f2 = res.tensor.factors
+    f0, f1, f2 = res.model.factors
     assert bool((f0 >= 0).all()) and bool((f1 >= 0).all())
     assert bool((f2 < 0).any())
     assert res.extras["nonneg_modes"] == (0, 1)
@@ -133,7 +133,7 @@ def test_no_constrained_mode_is_plain_als():
     res = non_negative_cp(x, 3, nonneg_modes=(), max_iter=200, tol=1e-12)
     assert res.extras["nonneg_modes"] == ()
     assert true_error(res, x) < 1e-6
-    assert cp.congruence(res.tensor) > 0.99
+    assert cp.congruence(res.model) > 0.99
 
 
 def test_free_mode_with_l1_uses_soft_thresholding():
@@ -142,7 +142,7 @@ def test_free_mode_with_l1_uses_soft_thresholding():
     res = non_negative_cp(x, 3, nonneg_modes=(0, 1), l1=[0.0, 0.0, 0.5], max_iter=40, tol=0)
     assert_monotone(res.extras["objective"])
     dense = non_negative_cp(x, 3, nonneg_modes=(0, 1), max_iter=40, tol=0)
-    assert int((res.tensor.factors[2] == 0).sum()) > int((dense.tensor.factors[2] == 0).sum())
+    assert int((res.model.factors[2] == 0).sum()) > int((dense.model.factors[2] == 0).sum())
 
 
 def test_l1_makes_factors_sparser():
@@ -150,7 +150,7 @@ def test_l1_makes_factors_sparser():
     x = with_noise(cp.to_dense(), 0.02, 2).clamp_min(0)
     plain = non_negative_cp(x, 3, max_iter=60, tol=0)
     sparse = non_negative_cp(x, 3, l1=2.0, max_iter=60, tol=0)
-    zeros = [sum(int((f == 0).sum()) for f in r.tensor.factors) for r in (plain, sparse)]
+    zeros = [sum(int((f == 0).sum()) for f in r.model.factors) for r in (plain, sparse)]
     assert zeros[1] > zeros[0]
 
 
@@ -192,7 +192,7 @@ def test_mu_equals_tensorly_mu_from_same_init(tensorly_backend):
     theirs = non_negative_parafac(x.numpy(), 3, init=tl_init, n_iter_max=30, tol=0)
     # Same update rule (Lee--Seung/Welling--Weber): identical iterates up to rounding.
     np.testing.assert_allclose(
-        ours.tensor.to_dense().numpy(), tl.cp_to_tensor(theirs), rtol=1e-9, atol=1e-12
+        ours.model.to_dense().numpy(), tl.cp_to_tensor(theirs), rtol=1e-9, atol=1e-12
     )
 
 
@@ -209,7 +209,7 @@ def test_random_init_is_deterministic_given_generator():
         for _ in range(2)
     ]
     assert runs[0].errors == runs[1].errors
-    for a, b in zip(runs[0].tensor.factors, runs[1].tensor.factors):
+    for a, b in zip(runs[0].model.factors, runs[1].model.factors):
         assert torch.equal(a, b)
 
 
@@ -228,7 +228,7 @@ def test_init_cp_tensor_is_not_modified_and_weights_are_used():
     # The same init with the weights multiplied into factor 0 by hand gives the same result.
     manual = CPTensor.from_factors([copies[0] * init.weights, copies[1], copies[2]])
     res2 = non_negative_cp(x, 2, method="mu", init=manual, max_iter=1, tol=0)
-    torch.testing.assert_close(res.tensor.to_dense(), res2.tensor.to_dense())
+    torch.testing.assert_close(res.model.to_dense(), res2.model.to_dense())
 
 
 def test_callback_sees_states_and_can_stop():
@@ -236,7 +236,7 @@ def test_callback_sees_states_and_can_stop():
     seen = []
 
     def cb(state):
-        seen.append((state.iteration, state.error, state.tensor.shape))
+        seen.append((state.iteration, state.error, state.model.shape))
         return state.iteration == 3
 
     res = non_negative_cp(x, 2, max_iter=50, tol=0, callback=cb)
@@ -256,7 +256,7 @@ def test_rank_larger_than_a_mode_and_four_way():
     cp = planted((3, 5, 4, 6), 4, 15, density=0.8)
     x = with_noise(cp.to_dense(), 0.01, 1).clamp_min(0)
     res = non_negative_cp(x, 4, max_iter=100, tol=0, generator=torch.Generator().manual_seed(0))
-    assert res.tensor.shape == (3, 5, 4, 6) and res.tensor.rank == 4
+    assert res.model.shape == (3, 5, 4, 6) and res.model.rank == 4
     assert_monotone(res.errors)
     assert res.errors[-1] < 0.1
 

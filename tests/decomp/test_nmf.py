@@ -65,11 +65,11 @@ def test_nmf_hals_recovers_planted(dtype):
     w, h = planted_nmf(30, 25, 4, 0, dtype=dtype)
     x = w @ h
     res = nmf(x, 4, max_iter=300, tol=1e-10 if dtype == torch.float64 else 1e-7)
-    assert isinstance(res, DecompositionResult) and isinstance(res.tensor, NMFFactors)
-    assert res.tensor.W.shape == (30, 4) and res.tensor.H.shape == (4, 25)
-    assert res.tensor.W.dtype == dtype
-    assert bool((res.tensor.W >= 0).all()) and bool((res.tensor.H >= 0).all())
-    assert rel_err(res.tensor.to_dense(), x) < RECOVERY_TOL[dtype]
+    assert isinstance(res, DecompositionResult) and isinstance(res.model, NMFFactors)
+    assert res.model.W.shape == (30, 4) and res.model.H.shape == (4, 25)
+    assert res.model.W.dtype == dtype
+    assert bool((res.model.W >= 0).all()) and bool((res.model.H >= 0).all())
+    assert rel_err(res.model.to_dense(), x) < RECOVERY_TOL[dtype]
 
 
 @pytest.mark.parametrize("method", ["hals", "mu"])
@@ -80,8 +80,8 @@ def test_nmf_monotone_and_nonnegative(method, init):
     res = nmf(x, 4, method=method, init=init, max_iter=60, tol=0, generator=gen(3))
     assert_monotone(res.errors)
     assert res.errors[-1] < res.errors[0]
-    assert bool((res.tensor.W >= 0).all()) and bool((res.tensor.H >= 0).all())
-    assert abs(res.errors[-1] - rel_err(res.tensor.to_dense(), x)) < 1e-10
+    assert bool((res.model.W >= 0).all()) and bool((res.model.H >= 0).all())
+    assert abs(res.errors[-1] - rel_err(res.model.to_dense(), x)) < 1e-10
 
 
 @pytest.mark.parametrize("method", ["hals", "mu"])
@@ -91,7 +91,7 @@ def test_nmf_l1_objective_monotone_and_sparser(method):
     plain = nmf(x, 4, method=method, max_iter=80, tol=0)
     sparse = nmf(x, 4, method=method, l1_w=0.5, l1_h=0.5, max_iter=80, tol=0)
     assert_monotone(sparse.extras["objective"])
-    small = [int((r.tensor.W < 1e-8).sum() + (r.tensor.H < 1e-8).sum()) for r in (plain, sparse)]
+    small = [int((r.model.W < 1e-8).sum() + (r.model.H < 1e-8).sum()) for r in (plain, sparse)]
     assert small[1] > small[0]
 
 
@@ -124,8 +124,8 @@ def test_nmf_mu_equals_sklearn_mu():
     sk_w, sk_h = _sklearn_run(x, w0, h0, "mu", 30)
     res = nmf(x, 4, method="mu", init=(w0, h0), max_iter=30, tol=0)
     # Identical Lee--Seung updates (W then H): same iterates up to rounding.
-    np.testing.assert_allclose(res.tensor.W.numpy(), sk_w, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(res.tensor.H.numpy(), sk_h, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.model.W.numpy(), sk_w, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.model.H.numpy(), sk_h, rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.parametrize("iters", [5, 20, 50])
@@ -169,15 +169,15 @@ def test_batched_nmf_equals_per_matrix(method, tol):
     w0 = torch.rand(3, 20, 3, generator=gen(4), dtype=torch.float64)
     h0 = torch.rand(3, 3, 15, generator=gen(5), dtype=torch.float64)
     batched = nmf(x, 3, method=method, init=(w0, h0), max_iter=40, tol=tol)
-    assert batched.tensor.W.shape == (3, 20, 3) and batched.tensor.H.shape == (3, 3, 15)
+    assert batched.model.W.shape == (3, 20, 3) and batched.model.H.shape == (3, 3, 15)
     iters = batched.extras["batch_iterations"]
     for b in range(3):
         single = nmf(x[b], 3, method=method, init=(w0[b], h0[b]), max_iter=40, tol=tol)
-        torch.testing.assert_close(batched.tensor.W[b], single.tensor.W, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(batched.tensor.H[b], single.tensor.H, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(batched.model.W[b], single.model.W, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(batched.model.H[b], single.model.H, rtol=1e-9, atol=1e-12)
         assert int(iters[b]) == single.iterations
         assert abs(float(batched.extras["batch_errors"][b]) - single.errors[-1]) < 1e-10
-    stack = rel_err(batched.tensor.to_dense(), x)
+    stack = rel_err(batched.model.to_dense(), x)
     assert abs(batched.errors[-1] - stack) < 1e-10
     assert_monotone(batched.errors)
 
@@ -210,7 +210,7 @@ def test_batched_nndsvd_equals_per_matrix():
     batched = nmf(x, 3, max_iter=5, tol=0)
     for b in range(2):
         single = nmf(x[b], 3, max_iter=5, tol=0)
-        torch.testing.assert_close(batched.tensor.W[b], single.tensor.W, rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(batched.model.W[b], single.model.W, rtol=1e-7, atol=1e-9)
 
 
 def test_nmf_random_init_deterministic_and_callback_stop():
@@ -218,12 +218,12 @@ def test_nmf_random_init_deterministic_and_callback_stop():
     x = w @ h
     a = nmf(x, 3, init="random", max_iter=4, tol=0, generator=gen(0))
     b = nmf(x, 3, init="random", max_iter=4, tol=0, generator=gen(0))
-    assert torch.equal(a.tensor.W, b.tensor.W) and a.errors == b.errors
+    assert torch.equal(a.model.W, b.model.W) and a.errors == b.errors
     seen = []
 
     def cb(state):
         seen.append(state.iteration)
-        assert isinstance(state.tensor, NMFFactors)
+        assert isinstance(state.model, NMFFactors)
         return state.iteration == 2
 
     res = nmf(x, 3, max_iter=10, tol=0, callback=cb)
@@ -247,11 +247,11 @@ def test_semi_nmf_recovers_planted_and_is_monotone():
     f, g = planted_semi(20, 60, 3, 0)
     x = f @ g.mT
     res = semi_nmf(x, 3, max_iter=300, tol=1e-12, generator=gen(1))
-    assert isinstance(res.tensor, SemiNMFFactors)
-    assert res.tensor.F.shape == (20, 3) and res.tensor.G.shape == (60, 3)
-    assert bool((res.tensor.G >= 0).all())
-    assert bool((res.tensor.F < 0).any())
-    assert rel_err(res.tensor.to_dense(), x) < 1e-5
+    assert isinstance(res.model, SemiNMFFactors)
+    assert res.model.F.shape == (20, 3) and res.model.G.shape == (60, 3)
+    assert bool((res.model.G >= 0).all())
+    assert bool((res.model.F < 0).any())
+    assert rel_err(res.model.to_dense(), x) < 1e-5
     assert_monotone(res.errors)
 
 
@@ -261,9 +261,9 @@ def test_semi_nmf_noisy_monotone(init, dtype):
     f, g = planted_semi(15, 40, 4, 2, dtype=dtype)
     x = noisy(f @ g.mT, 0.05, 3)
     res = semi_nmf(x, 4, init=init, max_iter=80, tol=0, generator=gen(4))
-    assert bool((res.tensor.G >= 0).all())
+    assert bool((res.model.G >= 0).all())
     assert_monotone(res.errors, rel=MONO_REL if dtype == torch.float64 else 1e-5)
-    assert abs(res.errors[-1] - rel_err(res.tensor.to_dense(), x)) < (
+    assert abs(res.errors[-1] - rel_err(res.model.to_dense(), x)) < (
         1e-10 if dtype == torch.float64 else 1e-4
     )
 
@@ -272,9 +272,9 @@ def test_semi_nmf_top_k_sparsity():
     f, g = planted_semi(20, 50, 3, 5)
     x = noisy(f @ g.mT, 0.01, 6)
     res = semi_nmf(x, 3, top_k=6, max_iter=100, tol=0, generator=gen(7))
-    nnz = (res.tensor.F != 0).sum(0)
+    nnz = (res.model.F != 0).sum(0)
     assert bool((nnz <= 6).all())
-    assert bool((res.tensor.G >= 0).all())
+    assert bool((res.model.G >= 0).all())
     assert_monotone(res.errors[1:])  # monotone from the second iteration on (see docstring)
     dense = semi_nmf(x, 3, max_iter=100, tol=0, generator=gen(7))
     assert res.errors[-1] >= dense.errors[-1] - 1e-12  # the constraint cannot help the fit
@@ -285,7 +285,7 @@ def test_semi_nmf_top_k_with_f_init_is_monotone_from_start():
     x = noisy(f @ g.mT, 0.01, 6)
     res = semi_nmf(x, 3, init=(f, g), top_k=10, max_iter=30, tol=0)
     assert_monotone(res.errors)
-    assert bool(((res.tensor.F != 0).sum(0) <= 10).all())
+    assert bool(((res.model.F != 0).sum(0) <= 10).all())
 
 
 @pytest.mark.parametrize("top_k", [None, 5])
@@ -297,8 +297,8 @@ def test_batched_semi_nmf_equals_per_matrix(top_k):
     batched = semi_nmf(x, 3, init=(f0, g0), top_k=top_k, max_iter=30, tol=1e-6)
     for b in range(2):
         single = semi_nmf(x[b], 3, init=(f0[b], g0[b]), top_k=top_k, max_iter=30, tol=1e-6)
-        torch.testing.assert_close(batched.tensor.F[b], single.tensor.F, rtol=1e-8, atol=1e-10)
-        torch.testing.assert_close(batched.tensor.G[b], single.tensor.G, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(batched.model.F[b], single.model.F, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(batched.model.G[b], single.model.G, rtol=1e-8, atol=1e-10)
         assert int(batched.extras["batch_iterations"][b]) == single.iterations
 
 
@@ -306,7 +306,7 @@ def test_semi_nmf_kmeans_batched_runs():
     f, g = planted_semi(10, 30, 3, 10, batch=4)
     x = f @ g.mT
     res = semi_nmf(x, 3, max_iter=50, tol=0, generator=gen(0))
-    assert res.tensor.F.shape == (4, 10, 3) and res.tensor.G.shape == (4, 30, 3)
+    assert res.model.F.shape == (4, 10, 3) and res.model.G.shape == (4, 30, 3)
     assert_monotone(res.errors)
     assert res.errors[-1] < 0.05
 

@@ -34,7 +34,7 @@ def test_corcondia_matches_reference_and_is_100_for_true_model():
     x = truth.to_dense()
     assert corcondia(x, truth) == pytest.approx(100.0, abs=1e-6)
     noisy = add_noise(x, relative=0.2, generator=g)
-    model = cp(noisy, 4, generator=g, max_iter=50).tensor
+    model = cp(noisy, 4, generator=g, max_iter=50).model
     assert corcondia(noisy, model) == pytest.approx(_slow_corcondia(noisy, model), abs=1e-6)
 
 

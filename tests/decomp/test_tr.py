@@ -39,13 +39,13 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_tr_svd_recovers_planted_ring_at_cubed_ranks(method):
     x = random_tr((6, 7, 8, 9), 2, generator=_gen(1), dtype=torch.float64).to_dense()
     res = tr_svd(x, (2, 2, 8, 8, 2), method=method, generator=_gen(2))
-    assert isinstance(res, DecompositionResult) and isinstance(res.tensor, TRTensor)
-    assert res.tensor.rank == (2, 2, 8, 8, 2)
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
+    assert isinstance(res, DecompositionResult) and isinstance(res.model, TRTensor)
+    assert res.model.rank == (2, 2, 8, 8, 2)
+    assert _rel(res.model.to_dense(), x) < 1e-8
     assert res.error < 1e-6
     # at the planted ranks it is only an approximation (see the module docstring), reported exactly
     at_rank = tr_svd(x, 2)
-    assert math.isclose(at_rank.error, _rel(at_rank.tensor.to_dense(), x), rel_tol=1e-9)
+    assert math.isclose(at_rank.error, _rel(at_rank.model.to_dense(), x), rel_tol=1e-9)
 
 
 @pytest.mark.parametrize("start_mode", [0, 1, 3, -2])
@@ -55,15 +55,15 @@ def test_tr_svd_recovers_planted_ring_from_any_start_mode(start_mode):
     ranks = [8] * 4  # r_s = r_{s+1} = 2 split the first unfolding; the others need r_s^2 * 2
     ranks[s] = ranks[(s + 1) % 4] = 2
     res = tr_svd(x, (*ranks, ranks[0]), start_mode=start_mode)
-    assert res.tensor.rank == (*ranks, ranks[0])
-    assert _rel(res.tensor.to_dense(), x) < 1e-10
+    assert res.model.rank == (*ranks, ranks[0])
+    assert _rel(res.model.to_dense(), x) < 1e-10
 
 
 def test_tr_svd_recovers_a_tensor_train():
     x = random_tt((5, 6, 7, 4), (1, 3, 3, 2, 1), generator=_gen(8), dtype=torch.float64).to_dense()
     res = tr_svd(x, (1, 3, 3, 2, 1))
-    assert res.tensor.rank == (1, 3, 3, 2, 1)
-    assert _rel(res.tensor.to_dense(), x) < 1e-10
+    assert res.model.rank == (1, 3, 3, 2, 1)
+    assert _rel(res.model.to_dense(), x) < 1e-10
 
 
 def test_tr_svd_no_worse_than_tensorly(tensorly_backend):
@@ -79,8 +79,8 @@ def test_tr_svd_no_worse_than_tensorly(tensorly_backend):
             np.linalg.norm(tl.tr_to_tensor(tl_tr) - x.numpy()) / np.linalg.norm(x.numpy())
         )
         ours = tr_svd(x, tuple(ranks), start_mode=mode)
-        assert ours.tensor.rank == tuple(ranks)
-        assert _rel(ours.tensor.to_dense(), x) <= tl_err * (1 + 1e-6)
+        assert ours.model.rank == tuple(ranks)
+        assert _rel(ours.model.to_dense(), x) <= tl_err * (1 + 1e-6)
 
 
 def test_tr_svd_does_not_depend_on_the_svd_route():
@@ -95,10 +95,10 @@ def test_tr_svd_does_not_depend_on_the_svd_route():
 def test_tr_svd_complex_round_trip():
     x = torch.randn(3, 4, 5, dtype=torch.complex128, generator=_gen(6))
     res = tr_svd(x, (1, 3, 12, 1))
-    assert res.tensor.dtype == torch.complex128
-    assert _rel(res.tensor.to_dense(), x) < 1e-12
+    assert res.model.dtype == torch.complex128
+    assert _rel(res.model.to_dense(), x) < 1e-12
     planted = random_tr((5, 6, 7), 2, generator=_gen(7), dtype=torch.complex128).to_dense()
-    assert _rel(tr_svd(planted, (2, 2, 8, 2)).tensor.to_dense(), planted) < 1e-10
+    assert _rel(tr_svd(planted, (2, 2, 8, 2)).model.to_dense(), planted) < 1e-10
 
 
 # --- TR-ALS ----------------------------------------------------------------------------------
@@ -111,8 +111,8 @@ def test_tr_als_planted_recovery_float64(seed, init):
     # tensor_ring_als: 3 of 24 random starts); these problems (seeds 11-13) converge from both.
     x = random_tr((6, 7, 8, 9), 2, generator=_gen(11 + seed), dtype=torch.float64).to_dense()
     res = tr_als(x, 2, init=init, generator=_gen(1), tol=1e-12, max_iter=200)
-    assert res.tensor.rank == (2, 2, 2, 2, 2)
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
+    assert res.model.rank == (2, 2, 2, 2, 2)
+    assert _rel(res.model.to_dense(), x) < 1e-8
     assert res.converged
 
 
@@ -121,8 +121,8 @@ def test_tr_als_float32():
     # from the TR-SVD start (a local minimum; TensorLy's ALS stalls on the first too)
     x = random_tr((6, 7, 8), 2, generator=_gen(16), dtype=torch.float32).to_dense()
     res = tr_als(x, 2, max_iter=100)
-    assert res.tensor.dtype == torch.float32
-    assert _rel(res.tensor.to_dense(), x) < 1e-4
+    assert res.model.dtype == torch.float32
+    assert _rel(res.model.to_dense(), x) < 1e-4
 
 
 def test_tr_als_monotone_and_at_noise_level():
@@ -134,7 +134,7 @@ def test_tr_als_monotone_and_at_noise_level():
     res = tr_als(x, 3, init="random", generator=_gen(0), max_iter=100, tol=0)
     assert res.iterations == 100 and not res.converged
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(res.errors))
-    dense_err = _rel(res.tensor.to_dense(), x)
+    dense_err = _rel(res.model.to_dense(), x)
     assert math.isclose(res.errors[-1], dense_err, rel_tol=1e-8)
     # the model (about 270 free parameters for 1320 entries) absorbs ~20 % of the noise energy
     assert 0.85 * level < dense_err <= level * (1 + 1e-6)
@@ -156,8 +156,8 @@ def test_tr_als_complex_and_tr_init():
     x = random_tr((5, 6, 7), 2, generator=_gen(19), dtype=torch.complex128).to_dense()
     start = random_tr((5, 6, 7), 2, generator=_gen(20), dtype=torch.complex128)
     res = tr_als(x, 2, init=start, tol=1e-12, max_iter=100)
-    assert res.tensor.dtype == torch.complex128
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
+    assert res.model.dtype == torch.complex128
+    assert _rel(res.model.to_dense(), x) < 1e-8
 
 
 def test_tr_als_determinism_and_callback():
@@ -168,7 +168,7 @@ def test_tr_als_determinism_and_callback():
     seen: list[IterationState] = []
     res = tr_als(x, 2, callback=lambda s: seen.append(s) or s.iteration == 2, tol=0)
     assert [s.iteration for s in seen] == [1, 2] and res.iterations == 2 and not res.converged
-    assert isinstance(seen[0].tensor, TRTensor)
+    assert isinstance(seen[0].model, TRTensor)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -48,33 +48,33 @@ def _left_orthonormal(core: torch.Tensor, tol: float) -> bool:
 def test_tt_svd_planted_recovery_float64(shape, rank, method):
     x = random_tt(shape, rank, generator=_gen(1), dtype=torch.float64).to_dense()
     res = tt_svd(x, rank, method=method, generator=_gen(2))
-    assert isinstance(res, DecompositionResult) and isinstance(res.tensor, TTTensor)
-    assert res.tensor.rank == rank
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
-    assert all(_left_orthonormal(c, 1e-10) for c in res.tensor.cores[:-1])
+    assert isinstance(res, DecompositionResult) and isinstance(res.model, TTTensor)
+    assert res.model.rank == rank
+    assert _rel(res.model.to_dense(), x) < 1e-8
+    assert all(_left_orthonormal(c, 1e-10) for c in res.model.cores[:-1])
     # eps alone finds the planted ranks (the Gram route resolves eps down to ~1e-7 only)
     eps = 1e-6 if method == "gram" else 1e-10
     by_eps = tt_svd(x, eps=eps, method="full" if method == "randomized" else method)
-    assert by_eps.tensor.rank == rank
-    assert _rel(by_eps.tensor.to_dense(), x) < eps
+    assert by_eps.model.rank == rank
+    assert _rel(by_eps.model.to_dense(), x) < eps
 
 
 def test_int_rank_is_a_maximum_and_capped():
     x = random_tt((4, 5, 6), (1, 3, 2, 1), generator=_gen(3), dtype=torch.float64).to_dense()
     res = tt_svd(x, 50)  # capped by the unfoldings: (1, 4, 6, 1)
-    assert res.tensor.rank == (1, 4, 6, 1)
-    assert _rel(res.tensor.to_dense(), x) < 1e-12
+    assert res.model.rank == (1, 4, 6, 1)
+    assert _rel(res.model.to_dense(), x) < 1e-12
     both = tt_svd(x, 50, eps=1e-8)  # eps picks below the cap
-    assert both.tensor.rank == (1, 3, 2, 1)
+    assert both.model.rank == (1, 3, 2, 1)
 
 
 def test_planted_recovery_float32():
     x = random_tt((8, 9, 10, 7), 3, generator=_gen(4), dtype=torch.float32).to_dense()
     for method in METHODS:
         res = tt_svd(x, 3, method=method, generator=_gen(5))
-        assert res.tensor.dtype == torch.float32
-        assert _rel(res.tensor.to_dense(), x) < 1e-5
-    assert tt_svd(x, eps=1e-4).tensor.rank == (1, 3, 3, 3, 1)
+        assert res.model.dtype == torch.float32
+        assert _rel(res.model.to_dense(), x) < 1e-5
+    assert tt_svd(x, eps=1e-4).model.rank == (1, 3, 3, 3, 1)
 
 
 @pytest.mark.parametrize("noise", [0.01, 0.1])
@@ -84,10 +84,10 @@ def test_error_lands_at_noise_level(noise, method):
     x = add_noise(clean, relative=noise, generator=_gen(7))
     level = float(torch.linalg.vector_norm(x - clean) / torch.linalg.vector_norm(x))
     res = tt_svd(x, 3, method=method, generator=_gen(8))
-    dense_err = _rel(res.tensor.to_dense(), x)
+    dense_err = _rel(res.model.to_dense(), x)
     assert 0.95 * level < dense_err < 1.01 * level
     assert math.isclose(res.error, dense_err, rel_tol=1e-6)
-    assert _rel(res.tensor.to_dense(), clean) < 0.5 * noise
+    assert _rel(res.model.to_dense(), clean) < 0.5 * noise
 
 
 # --- the eps guarantee -----------------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_tt_svd_meets_eps(shape, eps, seed, method, low_rank):
     else:
         x = torch.randn(*shape, dtype=torch.float64, generator=g)
     res = tt_svd(x, eps=eps, method=method)
-    dense_err = _rel(res.tensor.to_dense(), x)
+    dense_err = _rel(res.model.to_dense(), x)
     assert dense_err <= eps * (1 + 1e-10)
     assert abs(res.error - dense_err) < 1e-7
 
@@ -119,8 +119,8 @@ def test_randomized_with_eps_honours_it_when_the_cap_allows():
     clean = random_tt((9, 10, 11, 12), 3, generator=_gen(9), dtype=torch.float64).to_dense()
     x = add_noise(clean, relative=1e-3, generator=_gen(10))
     res = tt_svd(x, 8, eps=0.01, method="randomized", generator=_gen(11))
-    assert res.tensor.rank == (1, 3, 3, 3, 1)
-    assert _rel(res.tensor.to_dense(), x) <= 0.01
+    assert res.model.rank == (1, 3, 3, 3, 1)
+    assert _rel(res.model.to_dense(), x) <= 0.01
 
 
 # --- rounding --------------------------------------------------------------------------------
@@ -131,8 +131,8 @@ def test_round_of_a_sum_matches_dense_sum_and_ranks_add():
     assert s.rank == (1, 5, 6, 5, 1)
     res = tt_round(s, eps=1e-12)
     dense = a.to_dense() + b.to_dense()
-    assert _rel(res.tensor.to_dense(), dense) < 1e-11
-    assert all(r <= q for r, q in zip(res.tensor.rank, s.rank))
+    assert _rel(res.model.to_dense(), dense) < 1e-11
+    assert all(r <= q for r, q in zip(res.model.rank, s.rank))
     assert res.error < 1e-12
 
 
@@ -140,10 +140,10 @@ def test_round_recovers_shared_structure():
     a = random_tt((6, 7, 8, 5), (1, 3, 4, 2, 1), generator=_gen(14), dtype=torch.float64)
     for s, scale in ((a + a, 2.0), (a + a * 2.0, 3.0), (a - a * 0.5, 0.5)):
         res = tt_round(s, eps=1e-10)
-        assert res.tensor.rank == a.rank
-        assert _rel(res.tensor.to_dense(), scale * a.to_dense()) < 1e-12
+        assert res.model.rank == a.rank
+        assert _rel(res.model.to_dense(), scale * a.to_dense()) < 1e-12
     capped = tt_round(a + a, (1, 3, 4, 2, 1))
-    assert capped.tensor.rank == a.rank
+    assert capped.model.rank == a.rank
 
 
 @settings(max_examples=20, deadline=None)
@@ -156,7 +156,7 @@ def test_round_meets_eps_and_reports_the_rounding_error(seed, eps, n):
     )
     res = tt_round(s, eps=eps)
     dense = s.to_dense()
-    err = _rel(res.tensor.to_dense(), dense)
+    err = _rel(res.model.to_dense(), dense)
     assert err <= eps * (1 + 1e-10)
     assert abs(res.error - err) < 1e-9
 
@@ -164,10 +164,10 @@ def test_round_meets_eps_and_reports_the_rounding_error(seed, eps, n):
 def test_round_of_zero_and_complex():
     a = random_tt((4, 5, 6), 2, generator=_gen(15), dtype=torch.complex128)
     zero = tt_round(a * 0.0, eps=0.1)
-    assert zero.error == 0.0 and zero.tensor.rank == (1, 1, 1, 1)
+    assert zero.error == 0.0 and zero.model.rank == (1, 1, 1, 1)
     res = tt_round(a + a * 1j, eps=1e-12)
-    assert res.tensor.rank == a.rank
-    assert _rel(res.tensor.to_dense(), (1 + 1j) * a.to_dense()) < 1e-12
+    assert res.model.rank == a.rank
+    assert _rel(res.model.to_dense(), (1 + 1j) * a.to_dense()) < 1e-12
 
 
 # --- TT-matrix -------------------------------------------------------------------------------
@@ -178,10 +178,10 @@ def test_tt_matrix_recovers_planted_tt_matrix():
     dense = w.to_dense()
     assert dense.shape == (24, 30)
     res = tt_matrix(dense, (2, 3, 4), (3, 2, 5), (1, 3, 4, 1))
-    assert isinstance(res.tensor, TTMatrix)
-    assert [tuple(c.shape) for c in res.tensor.cores] == [(1, 2, 3, 3), (3, 3, 2, 4), (4, 4, 5, 1)]
-    assert _rel(res.tensor.to_dense(), dense) < 1e-10
-    assert tt_matrix(dense, (2, 3, 4), (3, 2, 5), eps=1e-10).tensor.rank == (1, 3, 4, 1)
+    assert isinstance(res.model, TTMatrix)
+    assert [tuple(c.shape) for c in res.model.cores] == [(1, 2, 3, 3), (3, 3, 2, 4), (4, 4, 5, 1)]
+    assert _rel(res.model.to_dense(), dense) < 1e-10
+    assert tt_matrix(dense, (2, 3, 4), (3, 2, 5), eps=1e-10).model.rank == (1, 3, 4, 1)
 
 
 def test_tt_matrix_of_a_kronecker_product_has_rank_one():
@@ -191,8 +191,8 @@ def test_tt_matrix_of_a_kronecker_product_has_rank_one():
         torch.randn(5, 2, dtype=torch.float64, generator=g),
     )
     res = tt_matrix(torch.kron(a, b), (3, 5), (4, 2), eps=1e-12)
-    assert res.tensor.rank == (1, 1, 1)
-    assert _rel(res.tensor.to_dense(), torch.kron(a, b)) < 1e-12
+    assert res.model.rank == (1, 1, 1)
+    assert _rel(res.model.to_dense(), torch.kron(a, b)) < 1e-12
 
 
 # --- anchors ---------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_tt_svd_no_worse_than_tensorly(tensorly_backend, method):
     tl_err = float(np.linalg.norm(tl.tt_to_tensor(tensor_train(x.numpy(), ranks)) - x.numpy()))
     tl_err /= float(np.linalg.norm(x.numpy()))
     ours = tt_svd(x, tuple(ranks), method=method)
-    assert _rel(ours.tensor.to_dense(), x) <= tl_err * (1 + 1e-6)
+    assert _rel(ours.model.to_dense(), x) <= tl_err * (1 + 1e-6)
 
 
 def test_tt_matrix_no_worse_than_tensorly(tensorly_backend):
@@ -220,7 +220,7 @@ def test_tt_matrix_no_worse_than_tensorly(tensorly_backend):
     tl_err = float(np.linalg.norm(tl.tt_matrix_to_tensor(tl_ttm).reshape(24, 30) - m.numpy()))
     tl_err /= float(np.linalg.norm(m.numpy()))
     ours = tt_matrix(m, (2, 3, 4), (3, 2, 5), (1, 3, 4, 1))
-    assert _rel(ours.tensor.to_dense(), m) <= tl_err * (1 + 1e-6)
+    assert _rel(ours.model.to_dense(), m) <= tl_err * (1 + 1e-6)
 
 
 # --- complex, determinism, gradients ---------------------------------------------------------
@@ -230,31 +230,31 @@ def test_complex_tt_svd_round_trip(dtype):
     tol = 1e-5 if dtype == torch.complex64 else 1e-12
     for method in ("full", "gram", "auto"):
         res = tt_svd(x, 100, method=method)
-        assert res.tensor.dtype == dtype
-        assert _rel(res.tensor.to_dense(), x) < tol
+        assert res.model.dtype == dtype
+        assert _rel(res.model.to_dense(), x) < tol
     planted = random_tt((5, 6, 7), 2, generator=_gen(22), dtype=dtype).to_dense()
     for res in (
         tt_svd(planted, eps=1e-3),
         tt_svd(planted, 2, method="randomized", generator=_gen(1)),
     ):
-        assert res.tensor.rank == (1, 2, 2, 1)
-        assert _rel(res.tensor.to_dense(), planted) < tol * 100
+        assert res.model.rank == (1, 2, 2, 1)
+        assert _rel(res.model.to_dense(), planted) < tol * 100
 
 
 def test_randomized_is_deterministic_given_a_generator():
     x = torch.randn(6, 7, 8, 9, dtype=torch.float64, generator=_gen(23))
     a = tt_svd(x, 4, method="randomized", generator=_gen(3))
     b = tt_svd(x, 4, method="randomized", generator=_gen(3))
-    for ca, cb in zip(a.tensor.cores, b.tensor.cores):
+    for ca, cb in zip(a.model.cores, b.model.cores):
         torch.testing.assert_close(ca, cb, rtol=0, atol=0)
 
 
 def test_one_way_and_gradients_flow():
     v = torch.randn(7, dtype=torch.float64, generator=_gen(24))
     res = tt_svd(v, eps=0.5)
-    assert res.tensor.rank == (1, 1) and res.error == 0.0
+    assert res.model.rank == (1, 1) and res.error == 0.0
     x = torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(25), requires_grad=True)
-    out = tt_svd(x, 2, method="full").tensor.to_dense().sum()
+    out = tt_svd(x, 2, method="full").model.to_dense().sum()
     out.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 

@@ -51,11 +51,11 @@ def test_hosvd_planted_recovery_float64(shape, rank, sequential, svd):
     x = random_tucker(shape, rank, generator=_gen(1), dtype=torch.float64).to_dense()
     res = hosvd(x, rank, sequential=sequential, svd=svd, generator=_gen(2))
     assert isinstance(res, DecompositionResult)
-    assert isinstance(res.tensor, TuckerTensor)
-    assert res.tensor.core.shape == rank
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
+    assert isinstance(res.model, TuckerTensor)
+    assert res.model.core.shape == rank
+    assert _rel(res.model.to_dense(), x) < 1e-8
     assert res.error < 1e-6  # norm formula: resolution ~ sqrt(eps)
-    assert all(_orthonormal(u, 1e-10) for u in res.tensor.factors)
+    assert all(_orthonormal(u, 1e-10) for u in res.model.factors)
     assert res.iterations == 1 and res.converged
 
 
@@ -64,17 +64,17 @@ def test_hosvd_planted_recovery_float64(shape, rank, sequential, svd):
 def test_tucker_planted_recovery_float64(shape, rank, init):
     x = random_tucker(shape, rank, generator=_gen(3), dtype=torch.float64).to_dense()
     res = tucker(x, rank, init=init, generator=_gen(4))
-    assert _rel(res.tensor.to_dense(), x) < 1e-8
+    assert _rel(res.model.to_dense(), x) < 1e-8
     assert res.converged
-    assert all(_orthonormal(u, 1e-10) for u in res.tensor.factors)
+    assert all(_orthonormal(u, 1e-10) for u in res.model.factors)
 
 
 def test_planted_recovery_float32():
     x = random_tucker((15, 16, 17), (3, 4, 2), generator=_gen(5), dtype=torch.float32).to_dense()
     for res in (hosvd(x, (3, 4, 2)), tucker(x, (3, 4, 2)), hosvd(x, error=1e-3)):
-        assert res.tensor.dtype == torch.float32
-        assert _rel(res.tensor.to_dense(), x) < 1e-5
-    assert hosvd(x, error=1e-3).tensor.core.shape == (3, 4, 2)
+        assert res.model.dtype == torch.float32
+        assert _rel(res.model.to_dense(), x) < 1e-5
+    assert hosvd(x, error=1e-3).model.core.shape == (3, 4, 2)
 
 
 def test_tucker_large_mode_uses_randomized_range_finder_and_recovers():
@@ -82,7 +82,7 @@ def test_tucker_large_mode_uses_randomized_range_finder_and_recovers():
     x = random_tucker((1100, 40, 40), (5, 40, 40), generator=_gen(6), dtype=torch.float64)
     dense = x.to_dense()
     res = tucker(dense, (5, 40, 40), init="random", generator=_gen(7), max_iter=5)
-    assert _rel(res.tensor.to_dense(), dense) < 1e-8
+    assert _rel(res.model.to_dense(), dense) < 1e-8
 
 
 @pytest.mark.parametrize("noise", [0.01, 0.1])
@@ -92,12 +92,12 @@ def test_error_lands_at_noise_level(noise):
     x = add_noise(clean, relative=noise, generator=_gen(9))
     level = float(torch.linalg.vector_norm(x - clean) / torch.linalg.vector_norm(x))
     for res in (tucker(x, (3, 4, 5)), hosvd(x, (3, 4, 5))):
-        dense_err = _rel(res.tensor.to_dense(), x)
+        dense_err = _rel(res.model.to_dense(), x)
         # fitting removes the noise's component in the model's tangent space (~3 % of the entries)
         assert 0.95 * level < dense_err <= level * (1 + 1e-9)
         assert math.isclose(res.error, dense_err, rel_tol=1e-6)
         # the estimate is far closer to the truth than the data are
-        assert _rel(res.tensor.to_dense(), clean) < 0.5 * noise
+        assert _rel(res.model.to_dense(), clean) < 0.5 * noise
 
 
 def test_hooi_errors_non_increasing_and_no_worse_than_hosvd():
@@ -107,7 +107,7 @@ def test_hooi_errors_non_increasing_and_no_worse_than_hosvd():
     e = res.errors
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(e))
     assert e[-1] <= hosvd(x, (4, 5, 3)).error + 1e-12
-    assert math.isclose(e[-1], _rel(res.tensor.to_dense(), x), rel_tol=1e-9)
+    assert math.isclose(e[-1], _rel(res.model.to_dense(), x), rel_tol=1e-9)
 
 
 def test_partial_tucker_recovers_and_keeps_other_modes():
@@ -117,12 +117,12 @@ def test_partial_tucker_recovers_and_keeps_other_modes():
     u2 = torch.randn(12, 4, dtype=torch.float64, generator=g)
     x = torch.einsum("abc,ia,kc->ibk", core, u0, u2)
     res = partial_tucker(x, (3, 4), modes=(0, -1))
-    assert res.tensor.core.shape == (3, 9, 4)
-    torch.testing.assert_close(res.tensor.factors[1], torch.eye(9, dtype=torch.float64))
-    assert _rel(res.tensor.to_dense(), x) < 1e-10
+    assert res.model.core.shape == (3, 9, 4)
+    torch.testing.assert_close(res.model.factors[1], torch.eye(9, dtype=torch.float64))
+    assert _rel(res.model.to_dense(), x) < 1e-10
     one = partial_tucker(x, 3, modes=[0])
-    assert one.tensor.core.shape == (3, 9, 12)
-    assert _rel(one.tensor.to_dense(), x) < 1e-10
+    assert one.model.core.shape == (3, 9, 12)
+    assert _rel(one.model.to_dense(), x) < 1e-10
 
 
 # --- error targets ---------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_partial_tucker_recovers_and_keeps_other_modes():
 def test_hosvd_error_target_is_met(shape, error, seed, sequential, svd):
     x = torch.randn(*shape, dtype=torch.float64, generator=_gen(seed))
     res = hosvd(x, error=error, sequential=sequential, svd=svd)
-    dense_err = _rel(res.tensor.to_dense(), x)
+    dense_err = _rel(res.model.to_dense(), x)
     assert dense_err <= error * (1 + 1e-10)
     assert res.error <= error * (1 + 1e-10)
     assert abs(res.error - dense_err) < 1e-7
@@ -149,7 +149,7 @@ def test_hosvd_error_target_finds_planted_ranks():
     for svd in ("auto", "full", "gram"):
         for sequential in (True, False):
             res = hosvd(x, error=1e-4, svd=svd, sequential=sequential)
-            assert res.tensor.core.shape == (2, 5, 3)
+            assert res.model.core.shape == (2, 5, 3)
             assert res.error < 2e-6
 
 
@@ -157,8 +157,8 @@ def test_hosvd_tight_error_target_uses_accurate_svd():
     truth = random_tucker((10, 11, 12), (2, 3, 4), generator=_gen(14), dtype=torch.float64)
     x = add_noise(truth.to_dense(), relative=1e-9, generator=_gen(15))
     res = hosvd(x, error=1e-8)  # below the Gram route's resolution: "auto" takes thin SVDs
-    assert res.tensor.core.shape == (2, 3, 4)
-    assert _rel(res.tensor.to_dense(), x) <= 1e-8
+    assert res.model.core.shape == (2, 3, 4)
+    assert _rel(res.model.to_dense(), x) <= 1e-8
 
 
 # --- complex ---------------------------------------------------------------------------------
@@ -168,12 +168,12 @@ def test_complex_hosvd_round_trip(dtype):
     tol = 1e-5 if dtype == torch.complex64 else 1e-12
     for sequential in (True, False):
         res = hosvd(x, (6, 7, 5), sequential=sequential)
-        assert res.tensor.dtype == dtype
-        assert _rel(res.tensor.to_dense(), x) < tol
+        assert res.model.dtype == dtype
+        assert _rel(res.model.to_dense(), x) < tol
     planted = random_tucker((8, 9, 10), (2, 3, 4), generator=_gen(17), dtype=dtype).to_dense()
     for res in (hosvd(planted, (2, 3, 4)), hosvd(planted, error=1e-3), tucker(planted, (2, 3, 4))):
-        assert res.tensor.core.shape == (2, 3, 4)
-        assert _rel(res.tensor.to_dense(), planted) < tol * 100
+        assert res.model.core.shape == (2, 3, 4)
+        assert _rel(res.model.to_dense(), planted) < tol * 100
 
 
 # --- non-negative Tucker ---------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_non_negative_tucker_non_negative_and_monotone(method, init):
     res = non_negative_tucker(
         x, (3, 4, 2), method=method, init=init, generator=_gen(20), tol=0, max_iter=60
     )
-    t = res.tensor
+    t = res.model
     assert float(t.core.min()) >= 0 and all(float(f.min()) >= 0 for f in t.factors)
     e = res.errors
     assert len(e) == 60
@@ -206,12 +206,12 @@ def test_non_negative_tucker_non_negative_and_monotone(method, init):
 def test_non_negative_tucker_hals_fits_planted_data():
     x = _nn_planted(21)
     res = non_negative_tucker(x, (3, 4, 2), max_iter=300, tol=1e-12)
-    assert _rel(res.tensor.to_dense(), x) < 1e-2
+    assert _rel(res.model.to_dense(), x) < 1e-2
 
 
 def test_non_negative_tucker_from_tucker_tensor_init():
     x = _nn_planted(22)
-    start = non_negative_tucker(x, (3, 4, 2), max_iter=5).tensor
+    start = non_negative_tucker(x, (3, 4, 2), max_iter=5).model
     res = non_negative_tucker(x, (3, 4, 2), init=start, max_iter=5, tol=0)
     assert res.errors[0] <= non_negative_tucker(x, (3, 4, 2), max_iter=5).error * (1 + 1e-10)
 
@@ -228,7 +228,7 @@ def test_hooi_no_worse_than_tensorly(tensorly_backend):
     tl_err = float(np.linalg.norm(tl.tucker_to_tensor((core, factors)) - x.numpy()))
     tl_err /= float(np.linalg.norm(x.numpy()))
     ours = tucker(x, ranks, tol=1e-10)
-    assert _rel(ours.tensor.to_dense(), x) <= tl_err * (1 + 1e-6)
+    assert _rel(ours.model.to_dense(), x) <= tl_err * (1 + 1e-6)
 
 
 def test_non_negative_tucker_comparable_to_tensorly(tensorly_backend):
@@ -253,10 +253,10 @@ def test_determinism_given_generator():
     a = tucker(x, 3, init="random", generator=_gen(5), max_iter=3, tol=0)
     b = tucker(x, 3, init="random", generator=_gen(5), max_iter=3, tol=0)
     assert a.errors == b.errors
-    torch.testing.assert_close(a.tensor.core, b.tensor.core, rtol=0, atol=0)
+    torch.testing.assert_close(a.model.core, b.model.core, rtol=0, atol=0)
     c = hosvd(x, 3, svd="randomized", generator=_gen(6))
     d = hosvd(x, 3, svd="randomized", generator=_gen(6))
-    torch.testing.assert_close(c.tensor.core, d.tensor.core, rtol=0, atol=0)
+    torch.testing.assert_close(c.model.core, d.model.core, rtol=0, atol=0)
     e = non_negative_tucker(x.abs(), 3, init="random", generator=_gen(7), max_iter=3)
     f = non_negative_tucker(x.abs(), 3, init="random", generator=_gen(7), max_iter=3)
     assert e.errors == f.errors
@@ -268,7 +268,7 @@ def test_callback_sees_each_iteration_and_can_stop():
     res = tucker(x, 2, callback=lambda s: seen.append(s) or s.iteration == 3, tol=0)
     assert [s.iteration for s in seen] == [1, 2, 3]
     assert res.iterations == 3 and not res.converged
-    assert isinstance(seen[-1].tensor, TuckerTensor)
+    assert isinstance(seen[-1].model, TuckerTensor)
     assert seen[-1].error == res.errors[-1]
     nn: list[int] = []
     non_negative_tucker(x.abs(), 2, callback=lambda s: nn.append(s.iteration) or True)
@@ -279,23 +279,23 @@ def test_tucker_init_tucker_tensor_and_dtype_follow_input():
     x = torch.randn(8, 9, 10, dtype=torch.float32, generator=_gen(29))
     start = random_tucker((8, 9, 10), (2, 3, 4), generator=_gen(30), dtype=torch.float32)
     res = tucker(x, (2, 3, 4), init=start, max_iter=4)
-    assert res.tensor.dtype == torch.float32 and res.tensor.core.shape == (2, 3, 4)
+    assert res.model.dtype == torch.float32 and res.model.core.shape == (2, 3, 4)
     assert res.time_s >= res.init_time_s >= 0
 
 
 def test_one_way_and_full_rank():
     v = torch.randn(7, dtype=torch.float64, generator=_gen(31))
-    assert _rel(hosvd(v, 7).tensor.to_dense(), v) < 1e-13
-    assert _rel(tucker(v, 3).tensor.to_dense(), v) < 1e-13  # a vector has rank 1 in its mode
+    assert _rel(hosvd(v, 7).model.to_dense(), v) < 1e-13
+    assert _rel(tucker(v, 3).model.to_dense(), v) < 1e-13  # a vector has rank 1 in its mode
     x = torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(32))
-    assert _rel(tucker(x, (4, 5, 6)).tensor.to_dense(), x) < 1e-12
+    assert _rel(tucker(x, (4, 5, 6)).model.to_dense(), x) < 1e-12
 
 
 def test_zero_tensor():
     z = torch.zeros(4, 5, 6, dtype=torch.float64)
     assert hosvd(z, 2).error == 0.0
     assert tucker(z, 2).error == 0.0
-    assert hosvd(z, error=0.1).tensor.core.shape == (1, 1, 1)
+    assert hosvd(z, error=0.1).model.core.shape == (1, 1, 1)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -426,9 +426,9 @@ def test_bad_input(call, exc, match):
 
 def test_hosvd_gradients_flow_and_iterative_methods_do_not_track():
     x = torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(33), requires_grad=True)
-    hosvd(x, 2, svd="full").tensor.to_dense().sum().backward()
+    hosvd(x, 2, svd="full").model.to_dense().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
-    assert not tucker(x, 2, max_iter=2).tensor.core.requires_grad
+    assert not tucker(x, 2, max_iter=2).model.core.requires_grad
 
 
 @pytest.mark.cuda

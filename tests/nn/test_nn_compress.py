@@ -227,6 +227,6 @@ def test_tucker_energy_ladder_is_the_exact_truncated_hosvd_error():
     ladder = energy_ladder(w, "tucker", fnn.TensorLayout.identity((6, 5, 3, 3)))
     assert len(ladder) > 3
     for cand in ladder:
-        approx = hosvd(w, list(cand.rank), sequential=False).tensor.to_dense()
+        approx = hosvd(w, list(cand.rank), sequential=False).model.to_dense()
         exact = float((approx - w).norm() ** 2 / w.norm() ** 2)
         assert cand.error2 == pytest.approx(exact, rel=1e-9, abs=1e-12)

@@ -107,7 +107,7 @@ def test_cp_factor_plot_errors():
 def test_convergence_plot():
     errors = tuple(0.5 * 0.7**k + 0.1 for k in range(40))
     result = DecompositionResult(
-        tensor=_cp(), errors=errors, iterations=40, converged=True, time_s=0.1
+        model=_cp(), errors=errors, iterations=40, converged=True, time_s=0.1
     )
     fig = plot_convergence(result, title="CP-ALS")
     assert "CP-ALS" in fig._suptitle.get_text()

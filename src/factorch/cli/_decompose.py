@@ -146,11 +146,11 @@ def render_plots(method: str, result: Any, inp: Input, rank_text: str) -> dict[s
     out: dict[str, bytes] = {}
     if method in ("cp", "ntf"):
         fig = plot_cp_factors(
-            result.tensor, labels=inp.labels, mode_names=inp.mode_names, title=title
+            result.model, labels=inp.labels, mode_names=inp.mode_names, title=title
         )
         out["factors.png"] = figure_to_png(fig)
     elif method == "tucker":
-        fig = plot_tucker_core(result.tensor, mode_names=inp.mode_names, title=title + ": core")
+        fig = plot_tucker_core(result.model, mode_names=inp.mode_names, title=title + ": core")
         out["core.png"] = figure_to_png(fig)
     out["convergence.png"] = figure_to_png(plot_convergence(result, title=title))
     return out
@@ -263,7 +263,7 @@ def decompose(
         quiet=quiet,
     )
     rank_text = str(rank_value) if isinstance(rank_value, int) else ",".join(map(str, rank_value))
-    model = result.tensor
+    model = result.model
     n_params = int(getattr(model, "n_params", 0)) or None
     summary: dict[str, Any] = {
         "command": "decompose",

@@ -26,8 +26,9 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_positive_int
+from .._timing import Stopwatch
+from ..decomp import IterationState
 from ..decomp import cp as dense_cp
-from ..decomp._result import IterationState, Stopwatch
 from ..tensors import CPTensor, SparseTensor
 from ._common import (
     Monitor,
@@ -288,7 +289,7 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
     last = [math.inf]
 
     def on_sweep(state: IterationState) -> bool:
-        model = state.tensor
+        model = state.model
         fs = [f.clone() for f in model.factors]
         fs[0] = fs[0] * model.weights
         train_rmse, objective = ridge_objective(cp_values(fs, train), train, l2, fs)
@@ -308,6 +309,6 @@ def _em(data, mask, train, val, rank, l2, max_iter, tol, patience, init, generat
         callback=on_sweep,
     )
     result = monitor.result(
-        res.tensor, clock.elapsed, extras={"empty_slices": empty_slices(train), "method": "em"}
+        res.model, clock.elapsed, extras={"empty_slices": empty_slices(train), "method": "em"}
     )
     return normalized(result), last[0]

@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from ..decomp._result import Stopwatch
+from .._timing import Stopwatch
 from ..tensors import CPTensor, SparseTensor
 from ._common import Monitor, cp_values, empty_slices, normalized, rmse_of
 from ._metrics import _apply_link

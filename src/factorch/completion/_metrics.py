@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_int
-from ..tensors import SparseTensor
-from ..tensors._base import FactorizedTensor
+from ..tensors import FactorizedTensor, SparseTensor
 from ._result import Link
 
 __all__ = ["evaluate", "mae", "predict", "relative_error", "rmse"]

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_int
-from ..decomp._result import Stopwatch
+from .._timing import Stopwatch
 from ..tensors import SparseTensor
 from ._common import Monitor, check_generator, check_loop, check_nonneg, rmse_of, validation_set
 from ._result import CompletionCallback, CompletionResult

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..tensors._sparse import _ModeLayout
+from ..tensors.internal import ModeLayout as _ModeLayout
 
 __all__ = ["solve_rows"]
 

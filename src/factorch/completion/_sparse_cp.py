@@ -18,9 +18,10 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_positive_int
+from .._timing import Stopwatch
 from ..algebra._sparse_mttkrp import _sparse_mttkrp
-from ..decomp._cp_sweep import hadamard_grams, solve_normal
-from ..decomp._result import Callback, DecompositionResult, IterationState, Stopwatch
+from ..decomp import Callback, DecompositionResult, IterationState
+from ..decomp.internal import hadamard_grams, solve_normal
 from ..tensors import CPTensor, SparseTensor
 from ._common import check_generator, check_nonneg
 
@@ -123,7 +124,7 @@ def sparse_cp(
             if converged or stop:
                 break
     return DecompositionResult(
-        tensor=CPTensor(weights, tuple(factors)),
+        model=CPTensor(weights, tuple(factors)),
         errors=tuple(errors),
         iterations=it,
         converged=converged,

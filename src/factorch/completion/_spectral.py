@@ -21,7 +21,7 @@ import math
 import torch
 
 from ..tensors import SparseTensor
-from ..tensors._sparse import _KEY_LIMIT
+from ..tensors.internal import KEY_LIMIT as _KEY_LIMIT
 
 __all__ = ["leading_subspace", "spectral_factors"]
 

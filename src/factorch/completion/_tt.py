@@ -27,8 +27,8 @@ from typing import Literal
 
 import torch
 
-from ..decomp._result import Stopwatch
-from ..decomp._tt import check_tt_rank
+from .._timing import Stopwatch
+from ..decomp.internal import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
     Monitor,

@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from ..decomp._result import Stopwatch
+from .._timing import Stopwatch
 from ..tensors import SparseTensor, TuckerTensor
 from ._common import (
     Monitor,

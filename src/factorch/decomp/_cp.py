@@ -23,8 +23,8 @@ from typing import get_args
 import torch
 
 from .._checks import check_finite, check_floating, check_positive_int, check_tensor
-from ..algebra._mttkrp import _mttkrp
-from ..algebra._products import _khatri_rao
+from ..algebra.internal import khatri_rao as _khatri_rao
+from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
 from ._cp_sweep import hadamard_grams, solve_normal, sweep
@@ -280,7 +280,7 @@ def _cp_als(
             break
     result = CPTensor(state["weights"], tuple(factors))
     return DecompositionResult(
-        tensor=result,
+        model=result,
         errors=tuple(errors),
         iterations=it,
         converged=converged,

@@ -20,8 +20,8 @@ from typing import Literal
 
 import torch
 
-from ..algebra._mttkrp import _mttkrp
-from ..algebra._products import _mode_dot
+from ..algebra.internal import mode_dot as _mode_dot
+from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
 
 __all__ = ["CPInit", "gram_of_unfolding", "init_factors"]

@@ -37,9 +37,9 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_modes, check_positive_int, check_tensor
-from ..algebra._mttkrp import _mttkrp
-from ..algebra._svd import _leading_left
-from ..algebra._unfold import _unfold
+from ..algebra.internal import leading_left as _leading_left
+from ..algebra.internal import mttkrp as _mttkrp
+from ..algebra.internal import unfold as _unfold
 from ..tensors import CPTensor
 from ._cp_sweep import hadamard_grams
 from ._cp_sweep import sweep as _tree_sweep
@@ -303,7 +303,7 @@ def non_negative_cp(
                 break
         cp = CPTensor.from_factors([r[0].mT.contiguous() for r in rows]).normalize()
     return DecompositionResult(
-        tensor=cp,
+        model=cp,
         errors=tuple(errors),
         iterations=len(errors),
         converged=converged,

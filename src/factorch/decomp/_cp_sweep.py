@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..algebra._gemm import RANK, contract
+from ..algebra.internal import RANK, contract
 
 __all__ = ["hadamard_grams", "solve_normal", "sweep"]
 

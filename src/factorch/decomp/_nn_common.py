@@ -294,7 +294,7 @@ def _finish(
         extras["batch_errors"] = tracker.prev.clone()
         extras["batch_iterations"] = tracker.iters.clone()
     return DecompositionResult(
-        tensor=tensor,
+        model=tensor,
         errors=tuple(tracker.errors),
         iterations=len(tracker.errors),
         converged=converged,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_positive_int, check_tensor
-from ..algebra._products import _mode_dot
+from ..algebra.internal import mode_dot as _mode_dot
 from ..tensors import CPTensor
 from ._cp import cp
 from ._result import DecompositionResult
@@ -165,9 +165,9 @@ def rank_scan(
         out_ranks.append(rank)
         errors.append(tuple(r.error for r in runs))
         best.append(top.error)
-        models.append(top.tensor)
-        full = tensor if mask is None else torch.where(mask, tensor, top.tensor.to_dense())
-        cc.append(corcondia(full, top.tensor))
+        models.append(top.model)
+        full = tensor if mask is None else torch.where(mask, tensor, top.model.to_dense())
+        cc.append(corcondia(full, top.model))
         if stopped:
             break
     recommended, reason = _recommend(out_ranks, best, cc, threshold)
@@ -194,7 +194,7 @@ def tucker_rank_for_error(
     """
     from ._tucker import hosvd
 
-    return tuple(hosvd(tensor, error=error, sequential=sequential).tensor.rank)
+    return tuple(hosvd(tensor, error=error, sequential=sequential).model.rank)
 
 
 def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
@@ -205,4 +205,4 @@ def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
     """
     from ._tt import tt_svd
 
-    return tuple(tt_svd(tensor, eps=eps).tensor.rank)
+    return tuple(tt_svd(tensor, eps=eps).model.rank)

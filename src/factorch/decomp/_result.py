@@ -7,10 +7,12 @@ return type never depends on a flag). Iterative algorithms accept ``callback(sta
 
 from __future__ import annotations
 
-import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from .._timing import Stopwatch
 
 __all__ = ["Callback", "DecompositionResult", "IterationState", "Stopwatch"]
 
@@ -24,12 +26,19 @@ class IterationState(Generic[T]):
     Attributes:
         iteration: 1-based index of the iteration just finished.
         error: relative reconstruction error ``||X - X_hat|| / ||X||`` after it.
-        tensor: the current factorized tensor (do not keep references if memory matters).
+        model: the current factorized tensor (do not keep references if memory matters).
     """
 
     iteration: int
     error: float
-    tensor: T
+    model: T
+
+    @property
+    def tensor(self) -> T:
+        """Deprecated alias of :attr:`model` (renamed in 0.2 so decomposition and completion
+        results share one name)."""
+        _deprecated_tensor("IterationState")
+        return self.model
 
 
 Callback = Callable[[IterationState], "bool | None"]
@@ -40,7 +49,7 @@ class DecompositionResult(Generic[T]):
     """The outcome of a decomposition.
 
     Attributes:
-        tensor: the factorized tensor (``CPTensor``, ``TuckerTensor``, ``TTTensor``, ...).
+        model: the fitted factorized tensor (``CPTensor``, ``TuckerTensor``, ``TTTensor``, ...).
         errors: relative reconstruction error after each iteration (one entry for one-pass
             methods such as HOSVD or TT-SVD).
         iterations: iterations run (1 for one-pass methods).
@@ -50,13 +59,20 @@ class DecompositionResult(Generic[T]):
         init_time_s: wall-clock seconds spent in initialisation.
     """
 
-    tensor: T
+    model: T
     errors: tuple[float, ...]
     iterations: int
     converged: bool
     time_s: float
     init_time_s: float = 0.0
     extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def tensor(self) -> T:
+        """Deprecated alias of :attr:`model` (renamed in 0.2 so decomposition and completion
+        results share one name)."""
+        _deprecated_tensor("DecompositionResult")
+        return self.model
 
     @property
     def error(self) -> float:
@@ -69,12 +85,10 @@ class DecompositionResult(Generic[T]):
         return 1.0 - self.error
 
 
-class Stopwatch:
-    """Wall-clock timer: ``sw = Stopwatch(); ...; sw.elapsed``."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+def _deprecated_tensor(owner: str) -> None:
+    warnings.warn(
+        f"{owner}.tensor is deprecated; use .model (the fitted model, the same name completion "
+        "results use). The alias will be removed in factorch 0.3.",
+        DeprecationWarning,
+        stacklevel=3,
+    )

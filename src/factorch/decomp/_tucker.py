@@ -24,8 +24,9 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_modes, check_tensor
-from ..algebra._svd import _randomized_svd
-from ..algebra._unfold import _fold, _unfold
+from ..algebra.internal import fold as _fold
+from ..algebra.internal import randomized_svd as _randomized_svd
+from ..algebra.internal import unfold as _unfold
 from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..algebra._gemm import mode_product
-from ..algebra._products import _mode_dot
-from ..algebra._svd import _randomized_svd
+from ..algebra.internal import mode_dot as _mode_dot
+from ..algebra.internal import mode_product
+from ..algebra.internal import randomized_svd as _randomized_svd
 
 __all__: list[str] = []
 

@@ -21,8 +21,8 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_tensor
-from ..algebra._products import _mode_dot
-from ..algebra._unfold import _unfold
+from ..algebra.internal import mode_dot as _mode_dot
+from ..algebra.internal import unfold as _unfold
 from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (
@@ -177,7 +177,7 @@ def non_negative_tucker(
         if init == "hosvd":
             from ._tucker import hosvd
 
-            start = hosvd(tensor, ranks).tensor
+            start = hosvd(tensor, ranks).model
             core = start.core.abs()
             factors = [f.abs() for f in start.factors]
         else:

@@ -37,8 +37,10 @@ from typing import Any
 
 import torch
 
-from ..algebra._products import _mode_dot
-from ..decomp._budget import _count, _tt_bounds, _tucker_family
+from ..algebra.internal import mode_dot as _mode_dot
+from ..decomp.internal import count_params as _count
+from ..decomp.internal import tt_bounds as _tt_bounds
+from ..decomp.internal import tucker_family as _tucker_family
 from ._spec import TensorLayout
 
 __all__ = ["Candidate", "allocate", "energy_ladder"]

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..decomp._budget import _normalise_rank, _tt_bounds
+from ..decomp.internal import normalise_rank as _normalise_rank
+from ..decomp.internal import tt_bounds as _tt_bounds
 from ._weight import FactorizedWeight, gaussian, keep_mask, orthonormal
 
 __all__ = ["TRWeight", "TTWeight", "chain_contract"]
@@ -118,7 +119,7 @@ class TTWeight(_ChainWeight):
     def _decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         from ..decomp._tt import tt_svd
 
-        res = tt_svd(tensor, list(self.rank), **self.decomposition).tensor
+        res = tt_svd(tensor, list(self.rank), **self.decomposition).model
         return _pad_cores(res.cores, self.rank)
 
 
@@ -158,11 +159,11 @@ class TRWeight(_ChainWeight):
         init: Any = "random"
         if r[start] * r[start + 1] <= min(shape[start], others):
             first = tr_svd(tensor, list(r), start_mode=start, **svd_opts)
-            if tuple(first.tensor.rank) == tuple(r):
+            if tuple(first.model.rank) == tuple(r):
                 if first.errors[-1] < 1e-13 or n == 2:  # exact already (2 cores: always optimal)
-                    return _pad_cores(first.tensor.cores, r)
-                init = first.tensor
+                    return _pad_cores(first.model.cores, r)
+                init = first.model
             else:  # an unfolding is smaller than asked: exact at lower rank, zero-pad
-                return _pad_cores(first.tensor.cores, r)
-        res = tr_als(tensor, list(r), init=init, **als_opts).tensor
+                return _pad_cores(first.model.cores, r)
+        res = tr_als(tensor, list(r), init=init, **als_opts).model
         return _pad_cores(res.cores, r)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decomp._budget import rank_for_ratio
+from ..decomp import rank_for_ratio
 from ._allocation import Candidate, allocate, energy_ladder
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d
 from ._layer import FactorizedLayer, check_format

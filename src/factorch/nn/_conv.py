@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..algebra._products import _mode_dot
+from ..algebra.internal import mode_dot as _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._linear import MEMORY_WEIGHT
 from ._spec import TensorLayout, _positive_ints

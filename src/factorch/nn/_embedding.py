@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..algebra._products import _khatri_rao, _mode_dot
+from ..algebra.internal import khatri_rao as _khatri_rao
+from ..algebra.internal import mode_dot as _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._linear import MEMORY_WEIGHT, linear_layout
 from ._spec import TensorizedShape, _positive_ints, resolve_shape

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from ..algebra._products import _khatri_rao, _mode_dot
-from ..algebra._svd import _truncated_svd
-from ..decomp._budget import _normalise_rank
+from ..algebra.internal import khatri_rao as _khatri_rao
+from ..algebra.internal import mode_dot as _mode_dot
+from ..algebra.internal import truncated_svd as _truncated_svd
+from ..decomp.internal import normalise_rank as _normalise_rank
 from ._weight import FactorizedWeight, gaussian, keep_mask, orthonormal
 
 __all__ = ["CPWeight", "LowRankWeight", "TuckerWeight"]
@@ -126,7 +127,7 @@ class CPWeight(FactorizedWeight):
         opts = {"max_iter": 200, "tol": 1e-10, **self.decomposition}
         if tensor.ndim == 1:
             raise ValueError("CPWeight: CP needs a tensor with at least 2 modes.")
-        res = cp(tensor, self.rank, **opts).tensor
+        res = cp(tensor, self.rank, **opts).model
         weights, factors = res.weights, list(res.factors)
         n = len(factors)
         scale = weights.abs().clamp_min(torch.finfo(weights.dtype).tiny) ** (1.0 / n)
@@ -200,10 +201,10 @@ class TuckerWeight(FactorizedWeight):
         opts = dict(self.decomposition)
         method = opts.pop("method", "hooi")
         if method == "hosvd":
-            res = hosvd(tensor, list(self.rank), **opts).tensor
+            res = hosvd(tensor, list(self.rank), **opts).model
         elif method == "hooi":
             opts = {"max_iter": 20, "tol": 1e-10, **opts}
-            res = tucker(tensor, list(self.rank), **opts).tensor
+            res = tucker(tensor, list(self.rank), **opts).model
         else:
             raise ValueError(
                 f"TuckerWeight: decomposition method must be 'hooi' or 'hosvd'; got {method!r}."

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from ..decomp._budget import rank_for_ratio
+from ..decomp import rank_for_ratio
 from ._chain import TRWeight, TTWeight
 from ._formats import CPWeight, LowRankWeight, TuckerWeight
 from ._spec import TensorLayout

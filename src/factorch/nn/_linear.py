@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..algebra._products import _khatri_rao, _mode_dot
+from ..algebra.internal import khatri_rao as _khatri_rao
+from ..algebra.internal import mode_dot as _mode_dot
 from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
 from ._spec import TensorizedShape, TensorLayout, _positive_ints, resolve_shape
 from ._weight import FormatName

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..algebra._products import _mode_dot
+from ..algebra.internal import mode_dot as _mode_dot
 from ._layer import check_implementation
 from ._linear import FactorizedLinear
 from ._spec import TensorizedShape, _positive_ints, _positive_tuple

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._checks import check_mode, check_tensor
-from ..algebra._products import _khatri_rao
+from ..algebra.internal import khatri_rao as _khatri_rao
 from ._base import (
     FactorizedTensor,
     as_tensor_tuple,

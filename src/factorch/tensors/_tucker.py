@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._checks import check_mode, check_tensor
-from ..algebra._products import _mode_dot
-from ..algebra._unfold import _unfold
+from ..algebra.internal import mode_dot as _mode_dot
+from ..algebra.internal import unfold as _unfold
 from ._base import (
     FactorizedTensor,
     as_tensor_tuple,
