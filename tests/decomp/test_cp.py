@@ -276,7 +276,6 @@ def test_bad_init_and_mask():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     g = _gen(19)
     x = random_cp((10, 11, 12), 3, generator=g, dtype=torch.float64).to_dense()

@@ -11,7 +11,6 @@ from factorch.testing import assert_close_tensors
 
 pytestmark = [
     pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
 SHAPE = (4, 5, 6)
