@@ -112,6 +112,7 @@ def test_power_of_two_scale_is_exact():
 
 def test_check_memory_refuses_impossible_requests():
     check_memory(1000, torch.float64, "cpu", "cp", "the factor matrices")
-    with pytest.raises(ValueError, match=r"cp: the factor matrices needs about 7105\.4 PiB of memory, more than the"):
+    msg = r"cp: the factor matrices needs about 7105\.4 PiB of memory, more than the"
+    with pytest.raises(ValueError, match=msg):
         check_memory(10**18, torch.float64, "cpu", "cp", "the factor matrices")
     assert format_bytes(1536) == "1.5 KiB"
