@@ -10,7 +10,8 @@ is) and calls an entry point with it. The outcome must be one of:
   returned model recomputed here in float64.
 
 Anything else -- a ``RuntimeError`` from deep inside torch, ``LinAlgError``,
-``NotImplementedError``, NaN in a result, a reported error that is not the true one -- fails the test with the case shown.
+``NotImplementedError``, NaN in a result, a reported error that is not the true one -- fails
+the test with the case shown.
 
 Each area (decomp, completion, nn, ...) has its own ``test_fuzz_<area>.py`` that lists its entry
 points as :class:`Entry` values and runs them through :func:`fuzz_cases` with ``@given``.
