@@ -13,6 +13,8 @@ from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
 from ._cp import cp as cp
 from ._cp_nn import non_negative_cp as non_negative_cp
+from ._degeneracy import CPDegeneracy as CPDegeneracy
+from ._degeneracy import cp_degeneracy as cp_degeneracy
 from ._nmf import NMFFactors as NMFFactors
 from ._nmf import nmf as nmf
 from ._rank import RankScan as RankScan
@@ -39,6 +41,7 @@ __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
     "BudgetFormat",
+    "CPDegeneracy",
     "Callback",
     "DecompositionResult",
     "IterationState",
@@ -48,6 +51,7 @@ __all__ = [
     "corcondia",
     "cp",
     "cp_batch",
+    "cp_degeneracy",
     "hosvd",
     "hosvd_batch",
     "nmf",
