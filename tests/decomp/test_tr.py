@@ -38,7 +38,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("method", ["auto", "full", "gram", "randomized"])
 def test_tr_svd_recovers_planted_ring_at_cubed_ranks(method):
     x = random_tr((6, 7, 8, 9), 2, generator=_gen(1), dtype=torch.float64).to_dense()
-    res = tr_svd(x, (2, 2, 8, 8, 2), method=method, generator=_gen(2))
+    res = tr_svd(x, (2, 2, 8, 8, 2), svd=method, generator=_gen(2))
     assert isinstance(res, DecompositionResult) and isinstance(res.model, TRTensor)
     assert res.model.rank == (2, 2, 8, 8, 2)
     assert _rel(res.model.to_dense(), x) < 1e-8
@@ -88,7 +88,7 @@ def test_tr_svd_does_not_depend_on_the_svd_route():
     # pinned signs make the result the same whichever route computed them
     clean = random_tr((8, 9, 10, 11), 2, generator=_gen(9), dtype=torch.float64).to_dense()
     x = add_noise(clean, relative=0.05, generator=_gen(10))
-    errors = [tr_svd(x, (2, 3, 4, 3, 2), method=m).error for m in ("full", "gram", "auto")]
+    errors = [tr_svd(x, (2, 3, 4, 3, 2), svd=m).error for m in ("full", "gram", "auto")]
     assert max(errors) - min(errors) < 1e-10
 
 
@@ -178,9 +178,17 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: tr_svd(X.numpy(), 2), TypeError, r"tr_svd: tensor must be a torch.Tensor"),
+        (
+            lambda: tr_svd({"x": 1}, 2),
+            TypeError,
+            r"tr_svd: tensor must be a torch.Tensor or a numpy array; got dict",
+        ),
         (lambda: tr_svd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
-        (lambda: tr_als(X.half(), 2), TypeError, r"tr_als: tensor must be float32, float64"),
+        (
+            lambda: tr_als(X.to(torch.float8_e5m2), 2),
+            TypeError,
+            r"tr_als: tensor must be float16, bfloat16, float32, float64, complex64",
+        ),
         (lambda: tr_svd(torch.full((3, 3), float("nan")), 1), ValueError, r"NaN or Inf"),
         (lambda: tr_svd(torch.ones(3, 0, 2), 1), ValueError, r"empty dimension"),
         (
@@ -208,9 +216,9 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
             r"r_0 \* r_1 = 3 \* 3 = 9 exceeds min\(I_0, product of the other sizes\) = 4",
         ),
         (lambda: tr_svd(X, 2, start_mode=3), IndexError, r"start_mode must be in \[-3, 2\]"),
-        (lambda: tr_svd(X, 2, method="svd"), ValueError, r"method must be one of"),
+        (lambda: tr_svd(X, 2, svd="svd"), ValueError, r"svd must be one of"),
         (lambda: tr_svd(X, 2, generator="0"), TypeError, r"generator must be a torch.Generator"),
-        (lambda: tr_als(X, 3), ValueError, r"tr_als \(init='svd'\): r_0 \* r_1 = 3 \* 3 = 9"),
+        (lambda: tr_als(X, 3), ValueError, r"tr_als: with init='svd', r_0 \* r_1 = 3 \* 3 = 9"),
         (
             lambda: tr_als(X, 2, init="tr_svd"),
             ValueError,
@@ -242,10 +250,10 @@ def test_cuda_follows_input_and_matches_cpu():
     clean = random_tr((6, 7, 8, 9), 2, generator=_gen(22), dtype=torch.float64).to_dense()
     # (TR-SVD below the cubed ranks depends on eigenvector signs, which differ between devices)
     on_gpu = tr_svd(clean.cuda(), (2, 2, 8, 8, 2))
-    assert on_gpu.tensor.device.type == "cuda"
-    assert _rel(on_gpu.tensor.to_dense().cpu(), clean) < 1e-10
+    assert on_gpu.model.device.type == "cuda"
+    assert _rel(on_gpu.model.to_dense().cpu(), clean) < 1e-10
     x = add_noise(clean, relative=0.05, generator=_gen(23))
     on_gpu = tr_als(x.cuda(), 2, init="random", generator=_gen(1), max_iter=10, tol=0)
     on_cpu = tr_als(x, 2, init="random", generator=_gen(1), max_iter=10, tol=0)
-    assert on_gpu.tensor.device.type == "cuda"
+    assert on_gpu.model.device.type == "cuda"
     assert abs(on_gpu.error - on_cpu.error) < 1e-6

@@ -47,14 +47,14 @@ def _left_orthonormal(core: torch.Tensor, tol: float) -> bool:
 @pytest.mark.parametrize("method", METHODS)
 def test_tt_svd_planted_recovery_float64(shape, rank, method):
     x = random_tt(shape, rank, generator=_gen(1), dtype=torch.float64).to_dense()
-    res = tt_svd(x, rank, method=method, generator=_gen(2))
+    res = tt_svd(x, rank, svd=method, generator=_gen(2))
     assert isinstance(res, DecompositionResult) and isinstance(res.model, TTTensor)
     assert res.model.rank == rank
     assert _rel(res.model.to_dense(), x) < 1e-8
     assert all(_left_orthonormal(c, 1e-10) for c in res.model.cores[:-1])
     # eps alone finds the planted ranks (the Gram route resolves eps down to ~1e-7 only)
     eps = 1e-6 if method == "gram" else 1e-10
-    by_eps = tt_svd(x, eps=eps, method="full" if method == "randomized" else method)
+    by_eps = tt_svd(x, eps=eps, svd="full" if method == "randomized" else method)
     assert by_eps.model.rank == rank
     assert _rel(by_eps.model.to_dense(), x) < eps
 
@@ -71,7 +71,7 @@ def test_int_rank_is_a_maximum_and_capped():
 def test_planted_recovery_float32():
     x = random_tt((8, 9, 10, 7), 3, generator=_gen(4), dtype=torch.float32).to_dense()
     for method in METHODS:
-        res = tt_svd(x, 3, method=method, generator=_gen(5))
+        res = tt_svd(x, 3, svd=method, generator=_gen(5))
         assert res.model.dtype == torch.float32
         assert _rel(res.model.to_dense(), x) < 1e-5
     assert tt_svd(x, eps=1e-4).model.rank == (1, 3, 3, 3, 1)
@@ -83,7 +83,7 @@ def test_error_lands_at_noise_level(noise, method):
     clean = random_tt((10, 11, 12, 13), 3, generator=_gen(6), dtype=torch.float64).to_dense()
     x = add_noise(clean, relative=noise, generator=_gen(7))
     level = float(torch.linalg.vector_norm(x - clean) / torch.linalg.vector_norm(x))
-    res = tt_svd(x, 3, method=method, generator=_gen(8))
+    res = tt_svd(x, 3, svd=method, generator=_gen(8))
     dense_err = _rel(res.model.to_dense(), x)
     assert 0.95 * level < dense_err < 1.01 * level
     assert math.isclose(res.error, dense_err, rel_tol=1e-6)
@@ -109,7 +109,7 @@ def test_tt_svd_meets_eps(shape, eps, seed, method, low_rank):
         )
     else:
         x = torch.randn(*shape, dtype=torch.float64, generator=g)
-    res = tt_svd(x, eps=eps, method=method)
+    res = tt_svd(x, eps=eps, svd=method)
     dense_err = _rel(res.model.to_dense(), x)
     assert dense_err <= eps * (1 + 1e-10)
     assert abs(res.error - dense_err) < 1e-7
@@ -118,7 +118,7 @@ def test_tt_svd_meets_eps(shape, eps, seed, method, low_rank):
 def test_randomized_with_eps_honours_it_when_the_cap_allows():
     clean = random_tt((9, 10, 11, 12), 3, generator=_gen(9), dtype=torch.float64).to_dense()
     x = add_noise(clean, relative=1e-3, generator=_gen(10))
-    res = tt_svd(x, 8, eps=0.01, method="randomized", generator=_gen(11))
+    res = tt_svd(x, 8, eps=0.01, svd="randomized", generator=_gen(11))
     assert res.model.rank == (1, 3, 3, 3, 1)
     assert _rel(res.model.to_dense(), x) <= 0.01
 
@@ -206,7 +206,7 @@ def test_tt_svd_no_worse_than_tensorly(tensorly_backend, method):
     ranks = [1, 3, 3, 3, 1]
     tl_err = float(np.linalg.norm(tl.tt_to_tensor(tensor_train(x.numpy(), ranks)) - x.numpy()))
     tl_err /= float(np.linalg.norm(x.numpy()))
-    ours = tt_svd(x, tuple(ranks), method=method)
+    ours = tt_svd(x, tuple(ranks), svd=method)
     assert _rel(ours.model.to_dense(), x) <= tl_err * (1 + 1e-6)
 
 
@@ -229,13 +229,13 @@ def test_complex_tt_svd_round_trip(dtype):
     x = torch.randn(3, 4, 5, 2, dtype=dtype, generator=_gen(21))
     tol = 1e-5 if dtype == torch.complex64 else 1e-12
     for method in ("full", "gram", "auto"):
-        res = tt_svd(x, 100, method=method)
+        res = tt_svd(x, 100, svd=method)
         assert res.model.dtype == dtype
         assert _rel(res.model.to_dense(), x) < tol
     planted = random_tt((5, 6, 7), 2, generator=_gen(22), dtype=dtype).to_dense()
     for res in (
         tt_svd(planted, eps=1e-3),
-        tt_svd(planted, 2, method="randomized", generator=_gen(1)),
+        tt_svd(planted, 2, svd="randomized", generator=_gen(1)),
     ):
         assert res.model.rank == (1, 2, 2, 1)
         assert _rel(res.model.to_dense(), planted) < tol * 100
@@ -243,8 +243,8 @@ def test_complex_tt_svd_round_trip(dtype):
 
 def test_randomized_is_deterministic_given_a_generator():
     x = torch.randn(6, 7, 8, 9, dtype=torch.float64, generator=_gen(23))
-    a = tt_svd(x, 4, method="randomized", generator=_gen(3))
-    b = tt_svd(x, 4, method="randomized", generator=_gen(3))
+    a = tt_svd(x, 4, svd="randomized", generator=_gen(3))
+    b = tt_svd(x, 4, svd="randomized", generator=_gen(3))
     for ca, cb in zip(a.model.cores, b.model.cores):
         torch.testing.assert_close(ca, cb, rtol=0, atol=0)
 
@@ -254,7 +254,7 @@ def test_one_way_and_gradients_flow():
     res = tt_svd(v, eps=0.5)
     assert res.model.rank == (1, 1) and res.error == 0.0
     x = torch.randn(4, 5, 6, dtype=torch.float64, generator=_gen(25), requires_grad=True)
-    out = tt_svd(x, 2, method="full").model.to_dense().sum()
+    out = tt_svd(x, 2, svd="full").model.to_dense().sum()
     out.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
@@ -267,18 +267,26 @@ A = random_tt((4, 5, 6), 2, dtype=torch.float64)
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: tt_svd(X.numpy(), 2), TypeError, r"tt_svd: tensor must be a torch.Tensor"),
+        (
+            lambda: tt_svd(None, 2),
+            TypeError,
+            r"tt_svd: tensor must be a torch.Tensor or a numpy array; got NoneType",
+        ),
         (
             lambda: tt_svd(X.int(), 2),
             TypeError,
             r"floating-point or complex dtype; got torch.int32",
         ),
         (lambda: tt_svd(X.clone().fill_(float("nan")), 2), ValueError, r"NaN or Inf"),
-        (lambda: tt_svd(X.bfloat16(), 2), TypeError, r"must be float32, .*; got torch.bfloat16"),
         (
-            lambda: tt_matrix(torch.ones(4, 4, dtype=torch.float16), (2, 2), (2, 2), 2),
+            lambda: tt_svd(X.to(torch.float8_e5m2), 2),
             TypeError,
-            r"tt_matrix: matrix must be float32",
+            r"must be float16, bfloat16, .*; got torch.float8_e5m2",
+        ),
+        (
+            lambda: tt_matrix(torch.ones(4, 4, dtype=torch.float8_e5m2), (2, 2), (2, 2), 2),
+            TypeError,
+            r"tt_matrix: matrix must be float16, bfloat16",
         ),
         (lambda: tt_svd(torch.zeros(3, 0), 2), ValueError, r"empty dimension"),
         (lambda: tt_svd(X, 0), ValueError, r"tt_svd: rank must be a positive int; got 0"),
@@ -311,11 +319,11 @@ A = random_tt((4, 5, 6), 2, dtype=torch.float64)
             r"eps must be a relative accuracy in \(0, 1\); got 1.5",
         ),
         (
-            lambda: tt_svd(X, 2, method="qr"),
+            lambda: tt_svd(X, 2, svd="qr"),
             ValueError,
-            r"method must be one of \('auto', 'full', 'gram'",
+            r"svd must be one of \('auto', 'full', 'gram'",
         ),
-        (lambda: tt_svd(X, eps=0.1, method="randomized"), ValueError, r"'randomized' needs rank"),
+        (lambda: tt_svd(X, eps=0.1, svd="randomized"), ValueError, r"'randomized' needs rank"),
         (
             lambda: tt_svd(X, 2, generator=1),
             TypeError,
@@ -357,7 +365,7 @@ A = random_tt((4, 5, 6), 2, dtype=torch.float64)
             r"tt_matrix: give rank .* got neither",
         ),
         (
-            lambda: tt_matrix(torch.randn(6, 6), (2, 3), (3, 2), eps=0.1, method="randomized"),
+            lambda: tt_matrix(torch.randn(6, 6), (2, 3), (3, 2), eps=0.1, svd="randomized"),
             ValueError,
             r"needs rank",
         ),
@@ -373,13 +381,13 @@ def test_cuda_follows_input_and_matches_cpu():
     x = random_tt((6, 7, 8, 9), 3, generator=_gen(26), dtype=torch.float64).to_dense()
     x = add_noise(x, relative=0.05, generator=_gen(27))
     for method in METHODS:
-        on_gpu = tt_svd(x.cuda(), 3, eps=0.1, method=method, generator=_gen(1))
-        on_cpu = tt_svd(x, 3, eps=0.1, method=method, generator=_gen(1))
-        assert on_gpu.tensor.device.type == "cuda"
+        on_gpu = tt_svd(x.cuda(), 3, eps=0.1, svd=method, generator=_gen(1))
+        on_cpu = tt_svd(x, 3, eps=0.1, svd=method, generator=_gen(1))
+        assert on_gpu.model.device.type == "cuda"
         assert abs(on_gpu.error - on_cpu.error) < 1e-8
-    rounded = tt_round(on_gpu.tensor + on_gpu.tensor, eps=1e-8)
-    assert rounded.tensor.device.type == "cuda" and rounded.tensor.rank == on_gpu.tensor.rank
+    rounded = tt_round(on_gpu.model + on_gpu.model, eps=1e-8)
+    assert rounded.model.device.type == "cuda" and rounded.model.rank == on_gpu.model.rank
     m = torch.randn(24, 30, dtype=torch.float64, generator=_gen(28))
     res = tt_matrix(m.cuda(), (2, 3, 4), (3, 2, 5), 3)
-    assert res.tensor.device.type == "cuda"
+    assert res.model.device.type == "cuda"
     assert abs(res.error - tt_matrix(m, (2, 3, 4), (3, 2, 5), 3).error) < 1e-8

@@ -71,10 +71,10 @@ def test_tucker_planted_recovery_float64(shape, rank, init):
 
 def test_planted_recovery_float32():
     x = random_tucker((15, 16, 17), (3, 4, 2), generator=_gen(5), dtype=torch.float32).to_dense()
-    for res in (hosvd(x, (3, 4, 2)), tucker(x, (3, 4, 2)), hosvd(x, error=1e-3)):
+    for res in (hosvd(x, (3, 4, 2)), tucker(x, (3, 4, 2)), hosvd(x, eps=1e-3)):
         assert res.model.dtype == torch.float32
         assert _rel(res.model.to_dense(), x) < 1e-5
-    assert hosvd(x, error=1e-3).model.core.shape == (3, 4, 2)
+    assert hosvd(x, eps=1e-3).model.core.shape == (3, 4, 2)
 
 
 def test_tucker_large_mode_uses_randomized_range_finder_and_recovers():
@@ -136,7 +136,7 @@ def test_partial_tucker_recovers_and_keeps_other_modes():
 )
 def test_hosvd_error_target_is_met(shape, error, seed, sequential, svd):
     x = torch.randn(*shape, dtype=torch.float64, generator=_gen(seed))
-    res = hosvd(x, error=error, sequential=sequential, svd=svd)
+    res = hosvd(x, eps=error, sequential=sequential, svd=svd)
     dense_err = _rel(res.model.to_dense(), x)
     assert dense_err <= error * (1 + 1e-10)
     assert res.error <= error * (1 + 1e-10)
@@ -148,7 +148,7 @@ def test_hosvd_error_target_finds_planted_ranks():
     x = add_noise(truth.to_dense(), relative=1e-6, generator=_gen(13))
     for svd in ("auto", "full", "gram"):
         for sequential in (True, False):
-            res = hosvd(x, error=1e-4, svd=svd, sequential=sequential)
+            res = hosvd(x, eps=1e-4, svd=svd, sequential=sequential)
             assert res.model.core.shape == (2, 5, 3)
             assert res.error < 2e-6
 
@@ -156,7 +156,7 @@ def test_hosvd_error_target_finds_planted_ranks():
 def test_hosvd_tight_error_target_uses_accurate_svd():
     truth = random_tucker((10, 11, 12), (2, 3, 4), generator=_gen(14), dtype=torch.float64)
     x = add_noise(truth.to_dense(), relative=1e-9, generator=_gen(15))
-    res = hosvd(x, error=1e-8)  # below the Gram route's resolution: "auto" takes thin SVDs
+    res = hosvd(x, eps=1e-8)  # below the Gram route's resolution: "auto" takes thin SVDs
     assert res.model.core.shape == (2, 3, 4)
     assert _rel(res.model.to_dense(), x) <= 1e-8
 
@@ -171,7 +171,7 @@ def test_complex_hosvd_round_trip(dtype):
         assert res.model.dtype == dtype
         assert _rel(res.model.to_dense(), x) < tol
     planted = random_tucker((8, 9, 10), (2, 3, 4), generator=_gen(17), dtype=dtype).to_dense()
-    for res in (hosvd(planted, (2, 3, 4)), hosvd(planted, error=1e-3), tucker(planted, (2, 3, 4))):
+    for res in (hosvd(planted, (2, 3, 4)), hosvd(planted, eps=1e-3), tucker(planted, (2, 3, 4))):
         assert res.model.core.shape == (2, 3, 4)
         assert _rel(res.model.to_dense(), planted) < tol * 100
 
@@ -295,7 +295,7 @@ def test_zero_tensor():
     z = torch.zeros(4, 5, 6, dtype=torch.float64)
     assert hosvd(z, 2).error == 0.0
     assert tucker(z, 2).error == 0.0
-    assert hosvd(z, error=0.1).model.core.shape == (1, 1, 1)
+    assert hosvd(z, eps=0.1).model.core.shape == (1, 1, 1)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -305,12 +305,17 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: hosvd(X.numpy(), 2), TypeError, r"hosvd: tensor must be a torch.Tensor"),
+        (
+            lambda: hosvd("x", 2),
+            TypeError,
+            r"hosvd: tensor must be a torch.Tensor or a numpy array; got str",
+        ),
         (lambda: hosvd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
         (
-            lambda: tucker(X.half(), 2),
+            lambda: tucker(X.to(torch.float8_e5m2), 2),
             TypeError,
-            r"tucker: tensor must be float32, float64, complex64 or complex128; got torch.float16",
+            r"tucker: tensor must be float16, bfloat16, float32, float64, complex64 or complex128; "
+            r"got torch.float8_e5m2",
         ),
         (lambda: hosvd(X.clone().fill_(float("nan")), 2), ValueError, r"NaN or Inf"),
         (lambda: tucker(torch.full((3, 3), float("inf")), 2), ValueError, r"NaN or Inf"),
@@ -321,13 +326,13 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
         (lambda: hosvd(X, (2, 2)), ValueError, r"rank needs one entry per decomposed mode \(3\)"),
         (lambda: hosvd(X, 2.0), TypeError, r"rank must be an int or a tuple of ints; got float"),
         (lambda: hosvd(X, (2, 2.5, 2)), TypeError, r"rank\[1\] must be an int"),
-        (lambda: hosvd(X), ValueError, r"give exactly one of rank .* and error .*; got neither"),
-        (lambda: hosvd(X, 2, error=0.1), ValueError, r"got both"),
-        (lambda: hosvd(X, error=0.0), ValueError, r"error must be a relative accuracy in \(0, 1\)"),
-        (lambda: hosvd(X, error=1.0), ValueError, r"relative accuracy in \(0, 1\); got 1.0"),
-        (lambda: hosvd(X, error="a"), TypeError, r"error must be a float in \(0, 1\); got str"),
+        (lambda: hosvd(X), ValueError, r"give exactly one of rank .* and eps .*; got neither"),
+        (lambda: hosvd(X, 2, eps=0.1), ValueError, r"got both"),
+        (lambda: hosvd(X, eps=0.0), ValueError, r"eps must be a relative accuracy in \(0, 1\)"),
+        (lambda: hosvd(X, eps=1.0), ValueError, r"relative accuracy in \(0, 1\); got 1.0"),
+        (lambda: hosvd(X, eps="a"), TypeError, r"eps must be a float in \(0, 1\); got str"),
         (lambda: hosvd(X, 2, svd="lapack"), ValueError, r"svd must be one of \('auto', 'full'"),
-        (lambda: hosvd(X, error=0.1, svd="randomized"), ValueError, r"'randomized' needs rank"),
+        (lambda: hosvd(X, eps=0.1, svd="randomized"), ValueError, r"'randomized' needs rank"),
         (lambda: hosvd(X, 2, sequential=1), TypeError, r"sequential must be a bool"),
         (lambda: hosvd(X, 2, generator=0), TypeError, r"generator must be a torch.Generator"),
         (lambda: hosvd(X, (1, 1, 2)), ValueError, r"rank 2 for mode 2 exceeds the product of"),
@@ -437,12 +442,12 @@ def test_cuda_follows_input_and_matches_cpu():
     x = add_noise(x, relative=0.05, generator=_gen(35))
     runs = [
         lambda t: hosvd(t, (3, 4, 5)),
-        lambda t: hosvd(t, error=0.1, sequential=False),
+        lambda t: hosvd(t, eps=0.1, sequential=False),
         lambda t: tucker(t, (3, 4, 5), init="random", generator=_gen(1), max_iter=5, tol=0),
         lambda t: partial_tucker(t, 3, modes=(1,), max_iter=3),
         lambda t: non_negative_tucker(t.abs(), (3, 4, 5), max_iter=5, tol=0),
     ]
     for run in runs:
         on_gpu, on_cpu = run(x.cuda()), run(x)
-        assert on_gpu.tensor.device.type == "cuda" and on_gpu.tensor.dtype == torch.float64
+        assert on_gpu.model.device.type == "cuda" and on_gpu.model.dtype == torch.float64
         assert abs(on_gpu.error - on_cpu.error) < 1e-8
