@@ -318,9 +318,10 @@ def tt_round(
             f"{fn}: the rounded tensor's entries are about 2**{exponent}, beyond what "
             f"{tt.dtype} can represent; convert the cores to a wider dtype first."
         )
-    if tt.dtype in HALF_DTYPES:
-        wide = tt.to(dtype=torch.float32)
-        err = float((wide - model.to(dtype=torch.float32)).norm() / wide.norm())
+    if tt.dtype in HALF_DTYPES:  # the error of the rounded model, in float64 (no cancellation)
+        wide = tt.to(dtype=torch.float64)
+        norm = float(wide.norm())
+        err = float((wide - model.to(dtype=torch.float64)).norm()) / norm if norm > 0 else 0.0
     return DecompositionResult(model, (err,), 1, True, sw.elapsed)
 
 
