@@ -180,7 +180,10 @@ def _subchain(cores: Sequence[torch.Tensor], k: int) -> torch.Tensor:
 
 def _lstsq(design: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``argmin_W ||design W - rhs||`` by Householder QR (backward stable); for a numerically
-    rank-deficient design, the minimum-norm solution by SVD. Returns ``(W, Q^H rhs or None)``."""
+    rank-deficient or wide design (more unknowns ``r_k r_{k+1}`` than rows), the minimum-norm
+    solution by SVD. Returns ``(W, Q^H rhs or None)``."""
+    if design.shape[0] < design.shape[1]:
+        return torch.linalg.pinv(design) @ rhs, None
     q, r = torch.linalg.qr(design)
     diag = r.diagonal().abs()
     eps = torch.finfo(design.dtype).eps
