@@ -29,7 +29,7 @@ import torch
 
 from .._checks import as_index, as_tensor, check_finite, check_tensor
 from .._checks import check_generator as _check_generator
-from .._numerics import HALF_DTYPES, power_of_two_scale, upcast
+from .._numerics import HALF_DTYPES, power_of_two_scale, upcast, working_dtype
 from ..algebra.internal import mode_dot as _mode_dot
 from ..algebra.internal import mode_product
 from ..tensors import FactorizedTensor, TuckerTensor
@@ -239,10 +239,34 @@ class Work:
     source: torch.Tensor
 
 
+def data_scale(x: torch.Tensor) -> float:
+    """The power of two the data are divided by: 1.0 while the largest magnitude ``m`` lies in
+    ``[2**-q, 2**q]`` with ``q`` a quarter of the working dtype's exponent range (float32:
+    ``2e-10 .. 4e9``; float64: ``1e-77 .. 1e77``), where squares, Gram entries and squared norms
+    cannot under- or overflow, so ordinary data are used as they are (no copy); outside it,
+    :func:`factorch._numerics.power_of_two_scale`'s ``2**e`` with ``m / 2**e`` in ``[0.5, 1)``.
+
+    The peak comes from ``aminmax`` (one pass, no temporary copy) for real data.
+    """
+    if x.numel() == 0:
+        return 1.0
+    if x.is_complex():
+        peak = float(x.detach().abs().max())
+    else:
+        low, high = torch.aminmax(x.detach())
+        peak = max(-float(low), float(high))
+    if peak == 0.0 or not math.isfinite(peak):
+        return 1.0
+    _, exponent = math.frexp(peak)
+    real = working_dtype(x.real.dtype if x.is_complex() else x.dtype)
+    quarter = int(math.log2(torch.finfo(real).max)) // 4
+    return 1.0 if -quarter <= exponent <= quarter else math.ldexp(1.0, exponent)
+
+
 def prepare(tensor: torch.Tensor, *, detach: bool) -> Work:
-    """Upcast half precision, detach if asked, divide by :func:`power_of_two_scale` (exact)."""
+    """Upcast half precision, detach if asked, divide by :func:`data_scale` (exact)."""
     x = tensor.detach() if detach else tensor
-    scale = power_of_two_scale(x)
+    scale = data_scale(x)
     data = upcast(x)
     if scale != 1.0:
         data = data / scale

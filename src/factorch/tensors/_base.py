@@ -26,7 +26,6 @@ from typing import Any
 import torch
 
 from .._checks import as_index, as_tensor, check_mode, check_tensor
-from .._numerics import power_of_two_scale
 
 __all__ = ["FactorizedTensor"]
 
@@ -310,8 +309,26 @@ def real_sqrt(sq: torch.Tensor) -> torch.Tensor:
 
 # --- scaled arithmetic (norms and inner products free of under- and overflow) ---------------------
 def exponent_of(t: torch.Tensor) -> int:
-    """``e`` with ``max|t| / 2**e`` in ``[0.5, 1)`` (0 for all-zero or non-finite ``t``)."""
-    return round(math.log2(power_of_two_scale(t)))
+    """The power of two a tensor is divided by before a norm or contraction: 0 while its largest
+    magnitude ``m`` lies in ``[2**-q, 2**q]`` (``q`` a quarter of the dtype's exponent range:
+    float32 ``2e-10 .. 4e9``, float64 ``1e-77 .. 1e77``), where products of a few such tensors
+    and their sums cannot under- or overflow; outside it ``e`` with ``m / 2**e`` in
+    ``[0.5, 1)``. 0 for all-zero or non-finite tensors. One pass (``aminmax`` for real tensors,
+    no temporary copy)."""
+    if t.numel() == 0:
+        return 0
+    x = t.detach()
+    if x.is_complex():
+        peak = float(x.abs().max())
+    else:
+        low, high = torch.aminmax(x)
+        peak = max(-float(low), float(high))
+    if peak == 0.0 or not math.isfinite(peak):
+        return 0
+    _, e = math.frexp(peak)
+    real = x.real.dtype if x.is_complex() else x.dtype
+    quarter = int(math.log2(torch.finfo(real).max)) // 4
+    return 0 if -quarter <= e <= quarter else e
 
 
 def times_power_of_two(t: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -327,7 +344,7 @@ def times_power_of_two(t: torch.Tensor, exponent: int) -> torch.Tensor:
 
 
 def normalised(t: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(t / 2**e, e)`` with the largest magnitude of ``t / 2**e`` in ``[0.5, 1)`` (exact)."""
+    """``(t / 2**e, e)`` with ``e`` from :func:`exponent_of` (exact; ``t`` itself if ``e = 0``)."""
     e = exponent_of(t)
     return (times_power_of_two(t, -e) if e else t), e
 
