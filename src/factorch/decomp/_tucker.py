@@ -290,6 +290,17 @@ def partial_tucker(
     has the full size there (``G = X x_{n in modes} U_n^H``). Options, guards and errors as in
     :func:`tucker`; a ``TuckerTensor`` init supplies the factors of ``modes``.
 
+    Args:
+        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite.
+        rank: one int for every mode in ``modes``, or one int per entry of ``modes``.
+        modes: the modes to decompose (distinct, negative counts from the end; numpy integers
+            accepted).
+        init, max_iter, tol, generator, callback: as in :func:`tucker`.
+
+    Returns:
+        ``DecompositionResult`` with a ``TuckerTensor`` (identity factors outside ``modes``) and
+        the relative error after each sweep.
+
     Raises:
         TypeError: ``modes`` not a non-empty sequence of ints, and as :func:`tucker`.
         IndexError: a mode out of range.

@@ -134,7 +134,7 @@ class TTTensor(CoreChainTensor):
     """A tensor train with cores ``G_k`` of shape ``(r_k, I_k, r_{k+1})``, ``r_0 = r_N = 1``.
 
     Attributes:
-        cores: tuple of 3-D cores (lists are converted).
+        cores: tuple of 3-D cores (lists and numpy arrays are converted).
 
     Supports exact arithmetic in TT form: ``a + b`` and ``a - b`` (block cores, ranks add),
     ``c * a`` for a scalar ``c`` (first core scaled), ``-a``, and :meth:`hadamard` (Kronecker

@@ -45,7 +45,7 @@ class TTMatrix(FactorizedTensor):
     """A TT-matrix with cores ``(r_k, m_k, n_k, r_{k+1})``, ``r_0 = r_N = 1`` (see module doc).
 
     Attributes:
-        cores: tuple of 4-D cores (lists are converted).
+        cores: tuple of 4-D cores (lists and numpy arrays are converted).
 
     ``shape`` is the matrix shape ``(M, N)`` and ``ndim`` is 2; ``row_shape``/``col_shape`` give
     the factorisations of ``M`` and ``N``. Every method is differentiable with respect to the

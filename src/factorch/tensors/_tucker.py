@@ -43,8 +43,8 @@ class TuckerTensor(FactorizedTensor):
     ``X[i_0, ..., i_{N-1}] = sum_r G[r_0, ..., r_{N-1}] U_0[i_0, r_0]...U_{N-1}[i_{N-1}, r_{N-1}]``
 
     Attributes:
-        core: ``(R_0, ..., R_{N-1})`` core tensor.
-        factors: tuple of ``(I_n, R_n)`` factor matrices (lists are converted). They need not be
+        core: ``(R_0, ..., R_{N-1})`` core tensor (a numpy array is converted once).
+        factors: tuple of ``(I_n, R_n)`` factor matrices (lists and numpy arrays are converted). They need not be
             orthonormal: every method below is exact for any factors.
 
     Every method is differentiable with respect to core and factors.
