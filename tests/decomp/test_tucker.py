@@ -583,6 +583,8 @@ def test_hosvd_gradients_flow_and_iterative_methods_do_not_track():
     hosvd(x, 2, svd="full").model.to_dense().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert not tucker(x, 2, max_iter=2).model.core.requires_grad
+    assert not partial_tucker(x, 2, modes=(0,), max_iter=2).model.core.requires_grad
+    assert not non_negative_tucker(x.abs(), 2, max_iter=2).model.core.requires_grad
 
 
 @pytest.mark.cuda
