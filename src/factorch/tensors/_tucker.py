@@ -44,8 +44,9 @@ class TuckerTensor(FactorizedTensor):
 
     Attributes:
         core: ``(R_0, ..., R_{N-1})`` core tensor (a numpy array is converted once).
-        factors: tuple of ``(I_n, R_n)`` factor matrices (lists and numpy arrays are converted). They need not be
-            orthonormal: every method below is exact for any factors.
+        factors: tuple of ``(I_n, R_n)`` factor matrices (lists and numpy arrays are
+            converted). They need not be orthonormal: every method below is exact for any
+            factors.
 
     Every method is differentiable with respect to core and factors.
     """
