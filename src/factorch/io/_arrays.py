@@ -12,6 +12,7 @@ import ast
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -170,7 +171,8 @@ def from_numpy(arr: Any, where: str) -> torch.Tensor:
     _numeric_dtype(arr.dtype, where)
     if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
         arr = arr.astype(np.int64)
-    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+    # astype keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
+    arr = arr.astype(arr.dtype.newbyteorder("="), order="C", copy=False)
     return torch.from_numpy(arr)
 
 
@@ -205,9 +207,15 @@ def read_npz(path: Path, key: str | None, max_entries: int) -> torch.Tensor:
                 )
     except FileFormatError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
-        raise FileFormatError(f"{path.name}: cannot read the .npz archive ({e}).") from None
-    except NotImplementedError as e:  # an unsupported compression method
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,  # an unsupported compression method
+    ) as e:
         raise FileFormatError(f"{path.name}: cannot read the .npz archive ({e}).") from None
 
 
@@ -270,7 +278,7 @@ def read_pt(path: Path, key: str | None, max_entries: int) -> torch.Tensor:
 
 # --- safetensors -------------------------------------------------------------------------------
 def _safetensors_entries(path: Path) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file, or None when the file is not one."""
+    """The JSON header of a safetensors file; None when the file does not start like one."""
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(16)
@@ -286,8 +294,12 @@ def _safetensors_entries(path: Path) -> dict[str, Any] | None:
         try:
             header = json.loads(f.read(n).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return None
-    return header if isinstance(header, dict) else None
+            header = None
+    if not isinstance(header, dict):
+        raise FileFormatError(
+            f"{path.name}: the safetensors header is not a JSON object (damaged or truncated)."
+        )
+    return header
 
 
 def _declared_shape(entry: object, where: str) -> tuple[int, ...]:

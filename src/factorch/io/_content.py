@@ -145,11 +145,16 @@ def describe_content(path: str | os.PathLike[str]) -> str:
         head.decode("utf-8")
     except UnicodeDecodeError:
         return "binary data of an unknown format"
-    return "text"
+    return "binary data of an unknown format" if b"\x00" in head else "text"
 
 
 def mismatch(path: Path, fmt: Format) -> FileFormatError:
-    """The error for a file whose content is not what its extension promises."""
+    """The error for a file whose content is not what its extension promises (or is damaged)."""
+    if describe_content(path) == "a damaged zip archive":
+        return FileFormatError(
+            f"{path.name} is damaged: it starts like a zip archive ({EXPECTED[fmt]} is one) but "
+            "its directory cannot be read (truncated or corrupted)."
+        )
     return FileFormatError(
         f"{path.name} is not {EXPECTED[fmt]}: its content looks like {describe_content(path)}. "
         "Give the file the extension that matches its content, or convert it."

@@ -84,12 +84,14 @@ def read_coordinates(path: Path, fmt: Format, max_entries: int) -> Coordinates:
     try:
         with path.open("r", encoding="utf-8", newline=None) as f:
             for lineno, raw in enumerate(f, start=1):
+                where = f"{path.name}, line {lineno}"
                 if "\x00" in raw:
-                    raise mismatch(path, fmt)
+                    if lineno == 1:
+                        raise mismatch(path, fmt)
+                    raise FileFormatError(f"{where}: a NUL byte; a coordinate file is plain text.")
                 line = raw.strip()
                 if not line or line.startswith("#"):
                     continue
-                where = f"{path.name}, line {lineno}"
                 try:
                     nums = [float(x) for x in _fields(line)]
                 except ValueError:
