@@ -27,10 +27,11 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def subprocess_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m factorch ARGS`` in a fresh interpreter (one BLAS/OpenMP thread)."""
+    """``factorch ARGS`` in a fresh interpreter through the console script's entry point
+    (``_factorch_entry.main``), with one BLAS/OpenMP thread."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "factorch", *args],
+        [sys.executable, "-c", "import _factorch_entry; _factorch_entry.main()", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

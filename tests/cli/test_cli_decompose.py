@@ -1,7 +1,7 @@
 """``factorch decompose`` (``cli/_decompose.py``): outputs, reports, degeneracy, plots.
 
-One run goes through a real subprocess (``python -m factorch``: exit status, stdout/stderr, no
-traceback); the others call ``factorch.cli.run`` in-process, the same code path minus the
+One run goes through a real process (the console script's entry point: exit status, stdout and
+stderr, no traceback); the others call ``factorch.cli.run`` in-process, the same code path minus the
 interpreter start-up.
 """
 
@@ -37,7 +37,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_bundled_default_end_to_end_in_a_subprocess(tmp_path):
+def test_bundled_default_end_to_end_in_a_real_process(tmp_path):
     out = tmp_path / "out"
     args = ("decompose", "--out", str(out), "--max-iter", "30", "--threads", "1")
     proc = subprocess_cli(*args, "--json", "--quiet")

@@ -70,10 +70,3 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, delay):
     assert proc.returncode == 130, (stdout, stderr)
     assert stderr == LINE and stdout == ""
     assert not out.exists()
-
-
-def test_a_normal_run_through_the_entry_point(tmp_path):
-    proc = start("info", "--dataset", "covid19_serology")
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert stdout.startswith("covid19_serology: bundled, float64, shape 438 × 6 × 11")

@@ -40,6 +40,7 @@ def make_bad_inputs(d) -> None:
     np.save(d / "complex.npy", np.ones((2, 3), dtype=np.complex64))
     torch.save({"tensor": x, "x": Opaque()}, d / "obj.pt")
     (d / "nanlisted.csv").write_text("0,0,1.5\n0,1,nan\n1,1,2.5\n")
+    np.savez(d / "two.npz", a=x.numpy(), b=x.numpy())
 
 
 BAD = [
@@ -61,11 +62,14 @@ BAD = [
     (["decompose", "{d}/bool.npy", "--rank", "1"], r"bool.npy holds a boolean tensor"),
     (["decompose", "{d}/complex.npy", "--rank", "1"], r"complex.npy holds a complex tensor"),
     (["decompose", "{d}/x.npy", "--rank", "2", "--max-entries", "100"],
-     r"x.npy: its header declares shape \(6, 5, 4\) \(120 entries\), more than the 100 allowed"),
+     r"x.npy: its header declares shape \(6, 5, 4\) \(120 entries\), more than the 100 allowed "
+     r"\(a memory guard\); pass --max-entries to raise the limit"),
     (["decompose", "{d}/x.npy", "--dataset", "il2_response"], r"give either FILE or --dataset"),
     (["decompose", "--dataset", "iris"], r"--dataset 'iris' is not a bundled dataset"),
     (["decompose", "--key", "t"], r"--key applies to FILE only"),
     (["decompose", "{d}/x.npy", "--rank", "2", "--key", "t"], r"x.npy holds a single array"),
+    (["decompose", "{d}/two.npz", "--rank", "2"],
+     r"two.npz holds 2 arrays \(a, b\); name the one to use with --key, or call it 'tensor'"),
     (["decompose", "{d}/x.npy", "--rank", "2", "--mask", "{d}/mask_shape.npy"],
      r"shape \(2, 2\) does not match the tensor's \(6, 5, 4\)"),
     (["decompose", "{d}/x.npy", "--rank", "2", "--mask", "{d}/mask_vals.npy"],

@@ -131,7 +131,10 @@ def read_file(path: str, read: ReadArgs, what: str = "FILE") -> ObservedTensor:
     except FileNotFoundError:
         raise CLIError(f"{what} {path!r} does not exist.") from None
     except (FileFormatError, ValueError, OSError) as e:
-        raise CLIError(one_line(e)) from None
+        message = one_line(e)
+        for api, option in (("max_entries=", "--max-entries"), ("key=", "--key")):
+            message = message.replace(f"{api} ({option} on the command line)", option)
+        raise CLIError(message) from None
 
 
 def _as_mask(raw: torch.Tensor, shape: torch.Size, path: str) -> torch.Tensor:
