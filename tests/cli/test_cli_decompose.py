@@ -316,3 +316,21 @@ def test_interrupt_leaves_no_output(tmp_path, monkeypatch):
     assert code == 130
     assert err == "factorch: error: interrupted; no output was written.\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["cp", "tucker"])
+def test_cuda_run_matches_the_cpu_run(tmp_path, method):
+    np.save(tmp_path / "x.npy", planted().numpy())
+    rank = "2" if method == "cp" else "3,2,2"
+    models = []
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        code, stdout, err = invoke(
+            "decompose", str(tmp_path / "x.npy"), "--method", method, "--rank", rank,
+            "--max-iter", "20", "--device", device, "--out", str(out), "--json", "--quiet",
+        )  # fmt: skip
+        assert code == 0, err
+        assert json.loads(stdout)["device"].startswith(device)
+        models.append(load_factorized(out / "factors.safetensors"))
+    torch.testing.assert_close(models[0].to_dense(), models[1].to_dense(), rtol=1e-8, atol=1e-8)
