@@ -112,3 +112,14 @@ def test_interrupt_while_reading_is_one_line(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", planted().numpy())
     code, out, err = invoke("info", str(tmp_path / "x.npy"))
     assert (code, out, err) == (130, "", "factorch: error: interrupted; no output was written.\n")
+
+
+def test_interrupt_while_parsing_is_one_line(monkeypatch):
+    import click
+
+    def interrupted(self, ctx, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(click.Group, "parse_args", interrupted)
+    code, out, err = invoke("datasets")
+    assert (code, out, err) == (130, "", "factorch: error: interrupted; no output was written.\n")

@@ -76,7 +76,8 @@ def as_cli_error(e: BaseException) -> CLIError:
             "not enough memory for this run; use a smaller input, a lower rank or --dtype float32."
         )
     if isinstance(e, OSError):
-        return CLIError(one_line(f"{e.strerror or type(e).__name__}: {e.filename or e}"))
+        where = f": {e.filename}" if e.filename else ""
+        return CLIError(one_line(f"{e.strerror or e}{where}"))
     return CLIError(
         f"unexpected {type(e).__name__}: {one_line(e)} (a bug in factorch; please report it, "
         f"with the command; {DEBUG_ENV}=1 shows the traceback)."

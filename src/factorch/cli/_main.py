@@ -29,6 +29,18 @@ __all__ = ["cli", "main", "run"]
 class Group(click.Group):
     """A click group whose commands fail with one-line :class:`CLIError` s only."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:  # while parsing: click would print a blank line first
+            raise Interrupted() from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
