@@ -194,7 +194,7 @@ def tucker_rank_for_error(
     """
     from ._tucker import hosvd
 
-    return tuple(hosvd(tensor, error=error, sequential=sequential).model.rank)
+    return tuple(hosvd(tensor, eps=error, sequential=sequential).model.rank)
 
 
 def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
