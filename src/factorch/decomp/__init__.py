@@ -25,6 +25,9 @@ from ._rank import tucker_rank_for_error as tucker_rank_for_error
 from ._result import Callback as Callback
 from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
+from ._robust import RobustResult as RobustResult
+from ._robust import robust_pca as robust_pca
+from ._robust import robust_tensor_pca as robust_tensor_pca
 from ._semi_nmf import SemiNMFFactors as SemiNMFFactors
 from ._semi_nmf import semi_nmf as semi_nmf
 from ._tr import tr_als as tr_als
@@ -47,6 +50,7 @@ __all__ = [
     "IterationState",
     "NMFFactors",
     "RankScan",
+    "RobustResult",
     "SemiNMFFactors",
     "corcondia",
     "cp",
@@ -61,6 +65,8 @@ __all__ = [
     "partial_tucker",
     "rank_for_ratio",
     "rank_scan",
+    "robust_pca",
+    "robust_tensor_pca",
     "semi_nmf",
     "tr_als",
     "tr_svd",
