@@ -27,8 +27,7 @@ def check_mask(mask: object, tensor: torch.Tensor, fn: str) -> torch.Tensor:
         m = m.to_dense()
     if tuple(m.shape) != tuple(tensor.shape):
         raise ValueError(
-            f"{fn}: mask shape {tuple(m.shape)} must equal the tensor shape "
-            f"{tuple(tensor.shape)}."
+            f"{fn}: mask shape {tuple(m.shape)} must equal the tensor shape {tuple(tensor.shape)}."
         )
     if m.device != tensor.device:
         raise ValueError(

@@ -127,7 +127,9 @@ def _spectral_norm(a: torch.Tensor) -> float:
 
 
 # --- validation -------------------------------------------------------------------------------
-def _check_data(tensor: object, mask: object, fn: str, *, ndim: int | None, min_ndim: int):
+def _check_data(
+    tensor: object, mask: object, fn: str, *, ndim: int | None, min_ndim: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = as_tensor(tensor, fn)
     check_tensor(x, fn, "tensor", ndim=ndim, min_ndim=min_ndim, finite=False)
     check_linalg_dtype(x, fn)
@@ -265,7 +267,9 @@ def robust_pca(
                         sw.elapsed)  # fmt: skip
 
 
-def _check_representable(low: torch.Tensor, sparse: torch.Tensor, dtype: torch.dtype, fn: str):
+def _check_representable(
+    low: torch.Tensor, sparse: torch.Tensor, dtype: torch.dtype, fn: str
+) -> None:
     if not (bool(torch.isfinite(low).all()) and bool(torch.isfinite(sparse).all())):
         raise ValueError(
             f"{fn}: the low-rank and sparse parts cannot be represented in {dtype} (they "

@@ -18,4 +18,11 @@ from ._tensorly import TensorLyKind as TensorLyKind
 from ._tensorly import from_tensorly as from_tensorly
 from ._tensorly import to_tensorly as to_tensorly
 
-__all__ = ["TensorLyBackend", "TensorLyKind", "from_pyttb", "from_tensorly", "to_pyttb", "to_tensorly"]
+__all__ = [
+    "TensorLyBackend",
+    "TensorLyKind",
+    "from_pyttb",
+    "from_tensorly",
+    "to_pyttb",
+    "to_tensorly",
+]

@@ -83,23 +83,15 @@ def to_tensorly(model: Convertible, *, backend: TensorLyBackend | None = None) -
         )
     with _backend(tl, backend):
         if isinstance(model, CPTensor):
-            from tensorly.cp_tensor import CPTensor as TLCP
-
             factors = [_arr(f, backend) for f in model.factors]
-            return TLCP((_arr(model.weights, backend), factors))
+            return tl.cp_tensor.CPTensor((_arr(model.weights, backend), factors))
         if isinstance(model, TuckerTensor):
-            from tensorly.tucker_tensor import TuckerTensor as TLTucker
-
             factors = [_arr(f, backend) for f in model.factors]
-            return TLTucker((_arr(model.core, backend), factors))
+            return tl.tucker_tensor.TuckerTensor((_arr(model.core, backend), factors))
         if isinstance(model, TTTensor):
-            from tensorly.tt_tensor import TTTensor as TLTT
-
-            return TLTT([_arr(c, backend) for c in model.cores])
+            return tl.tt_tensor.TTTensor([_arr(c, backend) for c in model.cores])
         if isinstance(model, TRTensor):
-            from tensorly.tr_tensor import TRTensor as TLTR
-
-            return TLTR([_arr(c, backend) for c in model.cores])
+            return tl.tr_tensor.TRTensor([_arr(c, backend) for c in model.cores])
         if isinstance(model, torch.Tensor):
             return _arr(model, backend)
     raise TypeError(
@@ -135,12 +127,12 @@ def _guess_kind(obj: object, fn: str) -> str:
     if isinstance(obj, (tuple, list)):
         if len(obj) == 2 and isinstance(obj[1], (list, tuple)) and not _is_array(obj[1]):
             head = obj[0]
-            if head is None or (_is_array(head) and len(head.shape) == 1):  # type: ignore[union-attr]
+            if head is None or (_is_array(head) and len(head.shape) == 1):
                 return "cp"
             if _is_array(head):
                 return "tucker"
-        if obj and all(_is_array(c) and len(c.shape) == 3 for c in obj):  # type: ignore[union-attr]
-            first, last = obj[0].shape[0], obj[-1].shape[2]  # type: ignore[union-attr]
+        if obj and all(_is_array(c) and len(c.shape) == 3 for c in obj):
+            first, last = obj[0].shape[0], obj[-1].shape[2]
             return "tt" if first == 1 and last == 1 else "tr"
     raise TypeError(
         f"{fn}: obj must be a TensorLy CPTensor, TuckerTensor, TTTensor or TRTensor, a "
@@ -207,7 +199,9 @@ def from_tensorly(obj: object, *, kind: TensorLyKind | None = None) -> Any:
     """
     fn = "from_tensorly"
     if kind is not None and kind not in get_args(TensorLyKind):
-        raise TypeError(f"{fn}: kind must be one of {get_args(TensorLyKind)} or None; got {kind!r}.")
+        raise TypeError(
+            f"{fn}: kind must be one of {get_args(TensorLyKind)} or None; got {kind!r}."
+        )
     kind = kind or _guess_kind(obj, fn)  # type: ignore[assignment]
     if kind == "dense":
         return from_array(obj, fn, "obj")
