@@ -12,6 +12,8 @@ from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
 from ._cp import cp as cp
+from ._cp_apr import CPAPRResult as CPAPRResult
+from ._cp_apr import cp_apr as cp_apr
 from ._cp_nn import non_negative_cp as non_negative_cp
 from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
@@ -44,6 +46,7 @@ __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
     "BudgetFormat",
+    "CPAPRResult",
     "CPDegeneracy",
     "Callback",
     "DecompositionResult",
@@ -54,6 +57,7 @@ __all__ = [
     "SemiNMFFactors",
     "corcondia",
     "cp",
+    "cp_apr",
     "cp_batch",
     "cp_degeneracy",
     "hosvd",
