@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from ..algebra.internal import khatri_rao as _khatri_rao
-from ..algebra.internal import unfold as _unfold
 
 __all__: list[str] = []
 
