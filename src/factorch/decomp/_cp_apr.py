@@ -174,7 +174,9 @@ def _check_data(tensor: object, fn: str) -> tuple[torch.Tensor | SparseTensor, t
     return data, shape
 
 
-def _check_init(init: object, shape: tuple[int, ...], rank: int, dtype: torch.dtype, fn: str):
+def _check_init(
+    init: object, shape: tuple[int, ...], rank: int, dtype: torch.dtype, fn: str
+) -> None:
     if isinstance(init, str):
         if init != "random":
             raise ValueError(f"{fn}: init must be 'random' or a CPTensor; got {init!r}.")
@@ -310,7 +312,7 @@ def cp_apr(
         if isinstance(data_in, SparseTensor)
         else _DenseData(upcast(data_in), scale)
     )
-    weights, factors = _start(init, shape, rank, wdtype, device, scale, gen)  # type: ignore[arg-type]
+    weights, factors = _start(init, shape, rank, wdtype, device, scale, gen)
     init_time = sw.elapsed
     run = _run_mu if opts.method == "mu" else _run_pdnr
     weights, factors, lls, kkts, inner, converged = run(data, weights, factors, opts)
