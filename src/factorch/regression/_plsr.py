@@ -148,7 +148,7 @@ class CPPLSR:
         xw, yw = xw / sx, yw / sy
         self.x_mean_, self.y_mean_ = xw.mean(0), yw.mean(0)
         xc, yc = xw - self.x_mean_, yw - self.y_mean_
-        n, n_comp = xc.shape[0], self.n_components
+        n_comp = self.n_components
         factors = [xc.new_zeros(size, n_comp) for size in xc.shape]
         q_all = yc.new_zeros(yc.shape[1], n_comp)
         coef = xc.new_zeros(n_comp, n_comp)
