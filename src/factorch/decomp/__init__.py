@@ -37,6 +37,8 @@ from ._tr import tr_svd as tr_svd
 from ._tt import tt_matrix as tt_matrix
 from ._tt import tt_round as tt_round
 from ._tt import tt_svd as tt_svd
+from ._tt_cross import CrossResult as CrossResult
+from ._tt_cross import tt_cross as tt_cross
 from ._tucker import hosvd as hosvd
 from ._tucker import non_negative_tucker as non_negative_tucker
 from ._tucker import partial_tucker as partial_tucker
@@ -49,6 +51,7 @@ __all__ = [
     "CPAPRResult",
     "CPDegeneracy",
     "Callback",
+    "CrossResult",
     "DecompositionResult",
     "IterationState",
     "NMFFactors",
@@ -74,6 +77,7 @@ __all__ = [
     "semi_nmf",
     "tr_als",
     "tr_svd",
+    "tt_cross",
     "tt_matrix",
     "tt_rank_for_error",
     "tt_round",
