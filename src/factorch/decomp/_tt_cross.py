@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -149,7 +150,7 @@ def _fibres(left: torch.Tensor, size: int, right: torch.Tensor) -> torch.Tensor:
 
 # --- the algorithm ----------------------------------------------------------------------------
 def _check_input(
-    tensor: object, shape: object, device: object, fn: str
+    tensor: object, shape: object, device: torch.device | str | None, fn: str
 ) -> tuple[IndexFunction, tuple[int, ...], torch.device]:
     if callable(tensor) and not isinstance(tensor, torch.Tensor):
         if shape is None:
@@ -158,7 +159,7 @@ def _check_input(
             raise TypeError(f"{fn}: shape must be a non-empty tuple of ints; got {shape!r}.")
         dims = tuple(check_positive_int(s, fn, "shape entries") for s in shape)
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        return tensor, dims, dev  # type: ignore[return-value]
+        return cast(IndexFunction, tensor), dims, dev
     x = as_tensor(tensor, fn)
     check_tensor(x, fn, "tensor", min_ndim=2)
     if x.is_complex():
