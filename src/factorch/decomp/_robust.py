@@ -128,13 +128,25 @@ def _spectral_norm(a: torch.Tensor) -> float:
 
 # --- validation -------------------------------------------------------------------------------
 def _check_data(
-    tensor: object, mask: object, fn: str, *, ndim: int | None, min_ndim: int
+    tensor: object,
+    mask: object,
+    fn: str,
+    *,
+    ndim: int | None,
+    min_ndim: int,
+    copies: tuple[int, int],
+    what: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The data (and mask). ``copies = (a, b)``: the fit keeps ``a + b N`` data-sized buffers for
+    an ``N``-way tensor; that is checked against the device's memory before the data are read."""
     x = as_tensor(tensor, fn)
     check_tensor(x, fn, "tensor", ndim=ndim, min_ndim=min_ndim, finite=False)
     check_linalg_dtype(x, fn)
     if x.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
+    n_copies = copies[0] + copies[1] * x.ndim
+    check_memory(n_copies * x.numel(), upcast(x).dtype, x.device, fn, what,
+                 hint="use a smaller tensor")  # fmt: skip
     x = x.detach()
     if mask is None:
         check_tensor(x, fn, "tensor", finite=True)
@@ -158,11 +170,11 @@ def _positive(value: object, fn: str, name: str) -> float:
     return v
 
 
-def _check_rate(value: object, fn: str) -> float:
-    rate = _positive(value, fn, "learning_rate")
+def _check_rate(value: object, fn: str, name: str) -> float:
+    rate = _positive(value, fn, name)
     if rate < 1.0:
         raise ValueError(
-            f"{fn}: learning_rate must be at least 1 (mu grows by this factor each iteration); "
+            f"{fn}: {name} must be at least 1 (mu grows by this factor each iteration); "
             f"got {value!r}."
         )
     return rate
@@ -177,7 +189,7 @@ def robust_pca(
     mask: torch.Tensor | None = None,
     lam: float | None = None,
     mu: float | None = None,
-    rho: float = 1.5,
+    rho: float = 1.2,
     max_iter: int = 500,
     tol: float = 1e-7,
 ) -> RobustResult:
@@ -197,7 +209,9 @@ def robust_pca(
             is free there, so ``L`` completes them.
         lam: weight of ``||S||_1`` (scale-free); default ``1 / sqrt(max(m, n))``.
         mu: initial penalty, absolute (in the data's units^-1); default ``1.25 / ||X||_2``.
-        rho: growth factor of ``mu`` (> 1 speeds convergence; Lin et al. use 1.5--1.6).
+        rho: growth factor of ``mu``. Lin et al. use 1.5--1.6 on fully observed matrices; with
+            missing entries that stops early at inexact splits (measured: 1 % error on a 60 x 50
+            rank-3 matrix with 20 % missing, against 1e-7 at 1.2), hence the default 1.2.
         max_iter: maximum iterations.
         tol: stop when ``||P_Omega(X - L - S)|| <= tol ||P_Omega(X)||``.
 
@@ -225,13 +239,13 @@ def robust_pca(
     """
     fn = "robust_pca"
     sw = Stopwatch()
-    x, m = _check_data(tensor, mask, fn, ndim=2, min_ndim=2)
+    x, m = _check_data(
+        tensor, mask, fn, ndim=2, min_ndim=2, copies=(8, 0), what="robust PCA's working set"
+    )
     iters, tolerance = check_iter_options(max_iter, tol, fn)
     lam_v = _optional_positive(lam, fn, "lam")
     mu_v = _optional_positive(mu, fn, "mu")
-    rho_v = _check_rate(rho, fn)
-    check_memory(8 * x.numel(), upcast(x).dtype, x.device, fn, "robust PCA's working set",
-                 hint="use a smaller matrix")  # fmt: skip
+    rho_v = _check_rate(rho, fn, "rho")
     dtype = x.dtype
     s = power_of_two_scale(x)
     data = upcast(x) / s
@@ -344,16 +358,17 @@ def robust_tensor_pca(
     """
     fn = "robust_tensor_pca"
     sw = Stopwatch()
-    x, m = _check_data(tensor, mask, fn, ndim=None, min_ndim=2)
+    x, m = _check_data(
+        tensor, mask, fn, ndim=None, min_ndim=2, copies=(6, 2),
+        what="robust tensor PCA's working set",
+    )  # fmt: skip
     iters, tolerance = check_iter_options(max_iter, tol, fn)
     reg_e = _optional_positive(reg_sparse, fn, "reg_sparse")
     reg_j = _positive(reg_low_rank, fn, "reg_low_rank")
     mu0 = _optional_positive(mu_init, fn, "mu_init")
     mu_cap = _optional_positive(mu_max, fn, "mu_max")
-    rate = _check_rate(learning_rate, fn)
+    rate = _check_rate(learning_rate, fn, "learning_rate")
     n_modes = x.ndim
-    check_memory((2 * n_modes + 6) * x.numel(), upcast(x).dtype, x.device, fn,
-                 "robust tensor PCA's working set", hint="use a smaller tensor")  # fmt: skip
     dtype, shape = x.dtype, tuple(x.shape)
     s = power_of_two_scale(x)
     data = upcast(x) / s
