@@ -17,14 +17,19 @@ from ._common import describe, from_array, require, to_numpy
 __all__ = ["from_pyttb", "to_pyttb"]
 
 
+def _f64(t: torch.Tensor) -> Any:
+    """A float64 numpy copy (exact for every real floating dtype)."""
+    return to_numpy(t.detach().to(torch.float64))
+
+
 def to_pyttb(model: CPTensor | TuckerTensor | SparseTensor | torch.Tensor) -> Any:
     """Convert a factorch object to pyttb.
 
     ``CPTensor`` -> ``pyttb.ktensor(factors, weights)``; ``TuckerTensor`` ->
     ``pyttb.ttensor(pyttb.tensor(core), factors)``; :class:`~factorch.tensors.SparseTensor` ->
     ``pyttb.sptensor(subs, vals, shape)`` (entries in the same sorted order); a dense
-    ``torch.Tensor`` -> ``pyttb.tensor``. Values are copied exactly to numpy on the CPU in the same
-    dtype (pyttb computes in float64; convert float32 models first if you need its arithmetic).
+    ``torch.Tensor`` -> ``pyttb.tensor``. Values are copied to float64 numpy arrays on the CPU
+    (pyttb's ``ktensor`` accepts only float64; widening float16/bfloat16/float32 is exact).
 
     Args:
         model: the factorch object to convert.
@@ -48,19 +53,19 @@ def to_pyttb(model: CPTensor | TuckerTensor | SparseTensor | torch.Tensor) -> An
     fn = "to_pyttb"
     ttb = require("pyttb", "pyttb", fn)
     if isinstance(model, CPTensor):
-        return ttb.ktensor([to_numpy(f) for f in model.factors], to_numpy(model.weights))
+        return ttb.ktensor([_f64(f) for f in model.factors], _f64(model.weights))
     if isinstance(model, TuckerTensor):
-        core = ttb.tensor(to_numpy(model.core))
-        return ttb.ttensor(core, [to_numpy(f) for f in model.factors])
+        core = ttb.tensor(_f64(model.core))
+        return ttb.ttensor(core, [_f64(f) for f in model.factors])
     if isinstance(model, SparseTensor):
         subs = to_numpy(model.indices.T.long())
-        vals = to_numpy(model.values).reshape(-1, 1)
+        vals = _f64(model.values).reshape(-1, 1)
         return ttb.sptensor(subs, vals, tuple(model.shape))
-    if isinstance(model, torch.Tensor):
-        return ttb.tensor(to_numpy(model))
+    if isinstance(model, torch.Tensor) and (model.is_floating_point() or model.is_complex()):
+        return ttb.tensor(to_numpy(model) if model.is_complex() else _f64(model))
     raise TypeError(
-        f"{fn}: model must be a CPTensor, TuckerTensor, SparseTensor or torch.Tensor; got "
-        f"{describe(model)}."
+        f"{fn}: model must be a CPTensor, TuckerTensor, SparseTensor or floating torch.Tensor; "
+        f"got {describe(model)}."
     )
 
 

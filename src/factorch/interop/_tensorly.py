@@ -46,7 +46,8 @@ def to_tensorly(model: Convertible, *, backend: TensorLyBackend | None = None) -
     ``tensorly.tt_tensor.TTTensor(cores)``; ``TRTensor`` -> ``tensorly.tr_tensor.TRTensor(cores)``;
     a dense ``torch.Tensor`` -> an array of the backend. Values are copied exactly (same dtype):
     numpy arrays on the CPU for ``backend="numpy"``, detached torch clones (same device) for
-    ``"pytorch"``. TensorLy's global backend is left as it was.
+    ``"pytorch"``. TensorLy's global backend is left as it was: to compute with the result in
+    TensorLy (``to_tensor()``, decompositions), select the matching backend there.
 
     Args:
         model: the factorch object to convert.

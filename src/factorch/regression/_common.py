@@ -61,6 +61,18 @@ def safe_scale(t: torch.Tensor) -> float:
     return 1.0 if 2.0**-q <= s <= 2.0**q else s
 
 
+def rescaled_penalty(l2: float, c: float, sy: float) -> float:
+    """``l2 c^2 / sy^2`` without intermediate under- or overflow (``c``, ``sy`` positive): the
+    penalty of the problem on data divided by powers of two, whose factors are ``1 / c`` times
+    the original ones."""
+    if l2 == 0:
+        return 0.0
+    e = math.log2(l2) + 2 * math.log2(c) - 2 * math.log2(sy)
+    if e > 1023:
+        return math.inf
+    return 0.0 if e < -1074 else 2.0**e
+
+
 def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, l2: float) -> torch.Tensor:
     """Solve ``(gram + l2 I) w = rhs`` for a symmetric PSD ``gram``; a singular system gets
     the minimum-norm solution (eigen-decomposition with a relative cut-off)."""

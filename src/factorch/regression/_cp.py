@@ -25,6 +25,7 @@ from ._common import (
     check_targets,
     contract_all,
     contract_but,
+    rescaled_penalty,
     ridge_solve,
     safe_scale,
     unfoldings,
@@ -85,6 +86,7 @@ class CPRegressor:
     n_iter_: int = field(default=0, init=False, repr=False)
     converged_: bool = field(default=False, init=False, repr=False)
     _n_features: int = field(default=0, init=False, repr=False)
+    _work: CPTensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         fn = "CPRegressor"
@@ -125,7 +127,7 @@ class CPRegressor:
         check_size(n * max(shape) * r + (max(xw.shape[1:]) * r) ** 2 + (p + 1) * xw.numel(),
                    xw.dtype, xw.device, fn)  # fmt: skip
         c = (sy / sx) ** (1.0 / k)
-        l2 = self.l2 * c * c / (sy * sy)
+        l2 = rescaled_penalty(self.l2, c, sy)
         factors = self._start(shape, xw.dtype, xw.device, c, fn)
         ymat = yw.reshape(n, -1)
         unfolded = unfoldings(xw)
@@ -146,14 +148,15 @@ class CPRegressor:
                 converged = True
                 break
         scale = torch.full((r,), sy / sx, dtype=xw.dtype, device=xw.device)
-        coef = CPTensor(scale, tuple(factors)).to(dtype=dtype)
+        work = CPTensor(scale, tuple(factors))
+        coef = work.to(dtype=dtype)
         if not all(bool(torch.isfinite(t).all()) for t in coef._tensors()):
             raise ValueError(
                 f"{fn}: the coefficients cannot be represented in {dtype}; convert the data to a "
                 "wider dtype (e.g. .double()) first."
             )
         self.coef_, self.n_iter_, self.converged_ = coef, len(losses), converged
-        self._n_features = p
+        self._n_features, self._work = p, work
         self.losses_ = tuple(v * sy * sy for v in losses)
         return self
 
@@ -194,7 +197,7 @@ class CPRegressor:
                 f"{fn}: x has feature shape {tuple(xt.shape[1:])} but the model was fitted on "
                 f"features of shape {coef.shape[:p]}; pass features of the fitted shape."
             )
-        w = coef.to(dtype=working(xt).dtype)
+        w = (self._work if self._work is not None else coef).to(dtype=working(xt).dtype)
         z = contract_all(working(xt), w.factors[:p]) * w.weights
         outs = w.factors[p:]
         if not outs:

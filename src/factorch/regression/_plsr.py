@@ -33,19 +33,25 @@ def _leading(a: torch.Tensor) -> torch.Tensor:
         vec = torch.linalg.eigh(a @ a.T)[1][:, -1]
     else:
         vec = a @ torch.linalg.eigh(a.T @ a)[1][:, -1]
-    return vec / torch.linalg.vector_norm(vec)
+    return _unit(vec)
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """``v / ||v||``, or ``v`` (zero) when it has no norm (no covariance left to explain)."""
+    norm = torch.linalg.vector_norm(v)
+    return v / norm if float(norm) > 0 else v
 
 
 def _weights_of(z: torch.Tensor, start: list[torch.Tensor] | None) -> list[torch.Tensor]:
     """One sweep of the rank-one power iteration on ``z`` (unit vectors per mode), started from
     the leading singular vectors of its unfoldings when ``start`` is None."""
     if z.ndim == 1:
-        return [z / torch.linalg.vector_norm(z)]
+        return [_unit(z)]
     vecs = start if start is not None else [_leading(_unfold(z, m)) for m in range(z.ndim)]
     vecs = list(vecs)
     for mode in range(z.ndim):
         v = _contract_except(z, vecs, mode)
-        vecs[mode] = v / torch.linalg.vector_norm(v)
+        vecs[mode] = _unit(v)
     return vecs
 
 
@@ -158,7 +164,7 @@ class CPPLSR:
             for k, v in enumerate(vecs):
                 factors[k + 1][:, c] = v
             q_all[:, c] = q
-            coef[:, c] = torch.linalg.lstsq(factors[0], u.unsqueeze(1)).solution[:, 0]
+            coef[:, c] = torch.linalg.pinv(factors[0]) @ u
             xc = xc - _outer(t, vecs)
             yc = yc - (factors[0] @ coef[:, c]).unsqueeze(1) * q
         self.x_factors_, self.y_loadings_, self.coef_ = factors, q_all, coef
@@ -176,8 +182,7 @@ class CPPLSR:
             z = torch.tensordot(x, u, dims=([0], [0]))
             vecs = _weights_of(z, vecs)
             t = _scores(x, vecs)
-            q = y.T @ t
-            q = q / torch.linalg.vector_norm(q)
+            q = _unit(y.T @ t)
             u = y @ q
             if old is not None and float(torch.linalg.vector_norm(old - u)) < self.tol:
                 break

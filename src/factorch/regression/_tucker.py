@@ -24,6 +24,7 @@ from ._common import (
     check_nonneg_float,
     check_size,
     check_targets,
+    rescaled_penalty,
     ridge_solve,
     safe_scale,
     working,
@@ -95,6 +96,7 @@ class TuckerRegressor:
     losses_: tuple[float, ...] = field(default=(), init=False, repr=False)
     n_iter_: int = field(default=0, init=False, repr=False)
     converged_: bool = field(default=False, init=False, repr=False)
+    _work: TuckerTensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         fn = "TuckerRegressor"
@@ -145,7 +147,7 @@ class TuckerRegressor:
         sx, sy = safe_scale(xw), safe_scale(yw)
         xw, yw = xw / sx, yw / sy
         c = (sy / sx) ** (1.0 / (len(shape) + 1))
-        l2 = self.l2 * c * c / (sy * sy)
+        l2 = rescaled_penalty(self.l2, c, sy)
         core, factors = self._start(shape, xw.dtype, xw.device, c, fn)
         losses: list[float] = []
         converged = False
@@ -161,7 +163,8 @@ class TuckerRegressor:
             if len(losses) > 1 and losses[-2] - losses[-1] <= self.tol * abs(losses[-2]):
                 converged = True
                 break
-        coef = TuckerTensor(core * (sy / sx), tuple(factors)).to(dtype=xt.dtype)
+        work = TuckerTensor(core * (sy / sx), tuple(factors))
+        coef = work.to(dtype=xt.dtype)
         if not all(bool(torch.isfinite(t).all()) for t in coef._tensors()):
             raise ValueError(
                 f"{fn}: the coefficients cannot be represented in {xt.dtype}; convert the data "
@@ -169,6 +172,7 @@ class TuckerRegressor:
             )
         self.coef_, self.n_iter_, self.converged_ = coef, len(losses), converged
         self.losses_ = tuple(v * sy * sy for v in losses)
+        self._work = work
         return self
 
     def _start(
@@ -208,7 +212,7 @@ class TuckerRegressor:
                 f"{fn}: x has feature shape {tuple(xt.shape[1:])} but the model was fitted on "
                 f"features of shape {self.coef_.shape}; pass features of the fitted shape."
             )
-        w = self.coef_.to(dtype=working(xt).dtype)
+        w = (self._work if self._work is not None else self.coef_).to(dtype=working(xt).dtype)
         proj = _project(working(xt), w.factors, None).reshape(xt.shape[0], -1)
         return (proj @ w.core.reshape(-1)).to(xt.dtype)
 
