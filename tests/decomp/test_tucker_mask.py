@@ -57,7 +57,7 @@ def test_em_error_on_observed_entries_never_increases():
 
 
 def test_partial_tucker_with_mask():
-    x, mask, data = planted(shape=(9, 10, 11), rank=(2, 10, 3), seed=3)
+    _x, mask, data = planted(shape=(9, 10, 11), rank=(2, 10, 3), seed=3)
     res = partial_tucker(data, (2, 3), modes=(0, 2), mask=mask, max_iter=300, tol=1e-13)
     assert res.model.rank == (2, 10, 3)
     assert res.error < 1e-8
@@ -65,7 +65,7 @@ def test_partial_tucker_with_mask():
 
 @pytest.mark.parametrize("method", ["hals", "mu"])
 def test_non_negative_tucker_with_mask_is_monotone_and_non_negative(method):
-    x, mask, data = planted(nonneg=True, seed=4)
+    _x, mask, data = planted(nonneg=True, seed=4)
     res = non_negative_tucker(data, (2, 3, 2), mask=mask, method=method, max_iter=80, tol=0,
                               generator=_gen(5))  # fmt: skip
     model = res.model
@@ -104,8 +104,10 @@ def test_il2_with_its_missing_values_at_least_as_accurate_as_tensorly(tensorly_b
     )
 
 
-@pytest.mark.parametrize(("dtype", "scale"), [(torch.float32, 1e-30), (torch.float32, 1e30),
-                                              (torch.float16, 1.0), (torch.bfloat16, 1e-30)])
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(torch.float32, 1e-30), (torch.float32, 1e30), (torch.float16, 1.0), (torch.bfloat16, 1e-30)],
+)
 def test_masked_low_precision_and_scale(dtype, scale):
     x, mask, data = planted(seed=7)
     res = tucker((data * scale).to(dtype), (2, 3, 2), mask=mask, max_iter=50)
@@ -116,7 +118,7 @@ def test_masked_low_precision_and_scale(dtype, scale):
 
 
 def test_masked_autocast_and_numpy():
-    x, mask, data = planted(seed=8)
+    _x, mask, data = planted(seed=8)
     ref = tucker(data.float(), (2, 3, 2), mask=mask, max_iter=10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         res = tucker(data.float(), (2, 3, 2), mask=mask, max_iter=10)

@@ -68,7 +68,9 @@ def test_tucker_regressor_runs_tensorlys_iterates(tensorly_backend):
                                atol=1e-10 * np.abs(w).max())  # fmt: skip
 
 
-@pytest.mark.parametrize(("xshape", "m", "comps"), [((6, 7), 1, 2), ((5, 6, 4), 3, 3), ((9,), 2, 2)])
+@pytest.mark.parametrize(
+    ("xshape", "m", "comps"), [((6, 7), 1, 2), ((5, 6, 4), 3, 3), ((9,), 2, 2)]
+)
 def test_cp_plsr_predicts_as_tensorly(tensorly_backend, xshape, m, comps):
     tensorly_backend("numpy")
     from tensorly.regression import CP_PLSR
@@ -208,7 +210,8 @@ BAD = [
      r"CPRegressor.fit: y is torch.float32 on cpu but x is torch.float64"),
     (lambda: CPRegressor(2).fit(X.long(), Y), TypeError,
      r"CPRegressor.fit: x must have a floating-point"),
-    (lambda: CPRegressor(2).predict(X), ValueError, r"CPRegressor.predict: the model is not fitted"),
+    (lambda: CPRegressor(2).predict(X), ValueError,
+     r"CPRegressor.predict: the model is not fitted"),
     (lambda: CPRegressor(2, max_iter=2).fit(X, Y).predict(torch.ones(5, 4, 3)), ValueError,
      r"CPRegressor.predict: x has feature shape \(4, 3\) but the model was fitted on features "
      r"of shape \(3, 4\)"),

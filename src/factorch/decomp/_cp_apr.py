@@ -359,15 +359,17 @@ def _check_size(
     method: str,
     fn: str,
 ) -> None:
-    """Refuse before allocating: factors, the Khatri--Rao rows ``Pi`` and the work buffers."""
-    factors = sum(shape) * rank
+    """Refuse before allocating: factors, multipliers and their copies (``3 sum_n I_n R``),
+    the Khatri--Rao rows ``Pi`` (``nnz x R``, or the largest ``prod / I_n x R``), the work
+    buffers, and for ``"pdnr"`` the row Hessians and pair products."""
+    factors = 3 * sum(shape) * rank
+    pairs = rank * (rank + 1) // 2 if method == "pdnr" else 0
     if isinstance(data, SparseTensor):
-        work = data.nnz * (4 * rank + 4 + 2 * len(shape))
+        work = data.nnz * (4 * rank + pairs + 4 + 2 * len(shape))
     else:
         numel = math.prod(shape)
-        pairs = rank * rank if method == "pdnr" else 0
         work = 5 * numel + numel // min(shape) * (rank + pairs)
-    hess = max(shape) * rank * rank * 4 if method == "pdnr" else 0
+    hess = 2 * max(shape) * rank * rank if method == "pdnr" else 0
     check_memory(factors + work + hess, dtype, device, fn, f"CP-APR at rank {rank}")
 
 

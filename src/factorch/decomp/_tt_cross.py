@@ -32,7 +32,7 @@ from typing import cast
 import torch
 
 from .._checks import as_tensor, check_generator, check_positive_int, check_tensor
-from .._numerics import no_autocast, stable_norm
+from .._numerics import no_autocast, stable_norm, working_dtype
 from .._timing import Stopwatch
 from ..tensors import TTTensor
 
@@ -46,7 +46,8 @@ class CrossResult:
     """The outcome of :func:`tt_cross`.
 
     Attributes:
-        model: the ``TTTensor`` (in the function's dtype).
+        model: the ``TTTensor`` in the function's dtype (half precision is computed in
+            float32 and rounded at the end).
         error: relative RMS error on ``n_check`` random entries (``||f - tt|| / ||f||`` over the
             sample; NaN when ``n_check=0``).
         changes: relative change of the TT after each half-sweep (the stopping quantity).
@@ -132,7 +133,7 @@ class _Sampler:
             raise ValueError(f"{self.fn}: the function returned NaN or Inf values.")
         if self.dtype is None:
             self.dtype = out.dtype
-        return out.to(device=self.device, dtype=self.dtype)
+        return out.to(device=self.device, dtype=working_dtype(self.dtype))
 
 
 def _fibres(left: torch.Tensor, size: int, right: torch.Tensor) -> torch.Tensor:
@@ -307,6 +308,13 @@ def tt_cross(
             converged = True
             break
     error = _estimate_error(model, sample, opts.n_check, gen, dev)
+    out_dtype = sample.dtype if sample.dtype is not None else model.dtype
+    model = model.to(dtype=out_dtype)
+    if not all(bool(torch.isfinite(c).all()) for c in model.cores):
+        raise ValueError(
+            f"{fn}: the tensor train cannot be represented in {out_dtype} (its cores overflow); "
+            "return wider values (e.g. float64) from the function."
+        )
     return CrossResult(
         model, error, tuple(changes), sample.count, len(changes), converged, sw.elapsed
     )

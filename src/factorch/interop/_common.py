@@ -23,9 +23,12 @@ def require(module: str, package: str, fn: str) -> ModuleType:
 
 
 def to_numpy(t: torch.Tensor) -> Any:
-    """A numpy copy of ``t`` (detached, on the CPU, same dtype): exact, and never aliasing the
-    caller's frozen factorized tensor."""
-    return t.detach().cpu().resolve_conj().numpy().copy()
+    """A numpy copy of ``t`` (detached, on the CPU, same dtype; bfloat16, which numpy lacks,
+    widened exactly to float32): exact, and never aliasing the caller's frozen tensor."""
+    t = t.detach().cpu().resolve_conj()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.numpy().copy()
 
 
 def from_array(x: object, fn: str, name: str) -> torch.Tensor:

@@ -44,7 +44,8 @@ def to_tensorly(model: Convertible, *, backend: TensorLyBackend | None = None) -
     ``CPTensor`` -> ``tensorly.cp_tensor.CPTensor((weights, factors))``; ``TuckerTensor`` ->
     ``tensorly.tucker_tensor.TuckerTensor((core, factors))``; ``TTTensor`` ->
     ``tensorly.tt_tensor.TTTensor(cores)``; ``TRTensor`` -> ``tensorly.tr_tensor.TRTensor(cores)``;
-    a dense ``torch.Tensor`` -> an array of the backend. Values are copied exactly (same dtype):
+    a dense ``torch.Tensor`` -> an array of the backend. Values are copied exactly (same dtype;
+    bfloat16 becomes float32 for numpy, which has no bfloat16):
     numpy arrays on the CPU for ``backend="numpy"``, detached torch clones (same device) for
     ``"pytorch"``. TensorLy's global backend is left as it was: to compute with the result in
     TensorLy (``to_tensor()``, decompositions), select the matching backend there.
