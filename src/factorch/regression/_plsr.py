@@ -104,11 +104,11 @@ class CPPLSR:
         >>> import torch
         >>> from factorch.regression import CPPLSR
         >>> g = torch.Generator().manual_seed(0)
-        >>> x = torch.randn(50, 6, 7, generator=g, dtype=torch.float64)
-        >>> y = torch.einsum("sij,i,j->s", x, torch.randn(6, generator=g, dtype=torch.float64),
-        ...                  torch.randn(7, generator=g, dtype=torch.float64))
-        >>> model = CPPLSR(1).fit(x, y)
-        >>> float((model.predict(x)[:, 0] - y).norm() / y.norm()) < 1e-6
+        >>> t = torch.randn(50, generator=g, dtype=torch.float64)  # one latent component
+        >>> a, b = torch.rand(6, generator=g), torch.rand(7, generator=g)
+        >>> x = torch.einsum("s,i,j->sij", t, a.double(), b.double())
+        >>> model = CPPLSR(1).fit(x, 3 * t)
+        >>> float((model.predict(x)[:, 0] - 3 * t).norm() / (3 * t).norm()) < 1e-10
         True
     """
 
