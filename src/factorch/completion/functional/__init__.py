@@ -4,6 +4,7 @@ from ._data import ContinuousData as ContinuousData
 from ._data import Standardization as Standardization
 from ._ep import funbat as funbat
 from ._kernels import Matern as Matern
+from ._map import funbat_map as funbat_map
 from ._model import FunctionalTensor as FunctionalTensor
 from ._model import LatentFunctions as LatentFunctions
 from ._result import FunctionalResult as FunctionalResult
@@ -19,5 +20,6 @@ __all__ = [
     "Prediction",
     "Standardization",
     "funbat",
+    "funbat_map",
     "state_space_gp",
 ]

@@ -62,13 +62,13 @@ from ._problem import Problem, Structure, build_model, check_common, prepare
 from ._result import FunctionalResult
 from ._smoother import kalman_rts
 
-__all__ = ["funbat"]
+__all__ = ["State", "check_floats", "f_moments", "funbat", "mode_messages"]
 
 F64 = torch.float64
 
 
 @dataclass
-class _State:
+class State:
     """Messages and posteriors of one EP run (model units, float64)."""
 
     lam: list[torch.Tensor]
@@ -96,7 +96,7 @@ def _damp(old: torch.Tensor, new: torch.Tensor, rho: float, first: bool) -> torc
     return new if first else rho * old + (1.0 - rho) * new
 
 
-def _init_state(p: Problem, init_cov: float, generator: torch.Generator | None) -> _State:
+def _init_state(p: Problem, init_cov: float, generator: torch.Generator | None) -> State:
     dev = p.y.device
     lam, eta, mean, cov = [], [], [], []
     for c, r in zip(p.coords, p.ranks):
@@ -105,7 +105,7 @@ def _init_state(p: Problem, init_cov: float, generator: torch.Generator | None) 
         eta.append(torch.zeros(n, r, dtype=F64, device=dev))
         mean.append(torch.rand(n, r, generator=generator, dtype=F64).to(dev))
         cov.append(init_cov * torch.eye(r, dtype=F64, device=dev).expand(n, r, r).clone())
-    st = _State(lam, eta, mean, cov, fresh={f"mode{k}" for k in range(p.ndim)} | {"core", "tau"})
+    st = State(lam, eta, mean, cov, fresh={f"mode{k}" for k in range(p.ndim)} | {"core", "tau"})
     if p.structure == "tucker":
         size = p.core_size
         st.core_prec = torch.zeros(size, size, dtype=F64, device=dev)
@@ -113,7 +113,7 @@ def _init_state(p: Problem, init_cov: float, generator: torch.Generator | None) 
     return st
 
 
-def _update_core(p: Problem, st: _State, rho: float, core_variance: float) -> None:
+def _update_core(p: Problem, st: State, rho: float, core_variance: float) -> None:
     means, seconds = st.entry_moments(p)
     zz, yz = tucker_core_stats(means, seconds, p.y)
     first = "core" in st.fresh
@@ -127,7 +127,9 @@ def _update_core(p: Problem, st: _State, rho: float, core_variance: float) -> No
     st.core_mean = torch.cholesky_solve(st.core_info[:, None], chol)[:, 0].reshape(p.ranks)
 
 
-def _update_mode(p: Problem, st: _State, k: int, rho: float) -> None:
+def mode_messages(p: Problem, st: State, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed messages ``(Lambda_j, eta_j)`` of the entries to mode ``k``'s functions at its
+    distinct coordinates, from the current posterior of the other modes and the core."""
     means, seconds = st.entry_moments(p)
     if st.core_mean is None or st.core_cov is None:
         ea, eaa = cp_mode_moments(means, seconds, k)
@@ -138,14 +140,19 @@ def _update_mode(p: Problem, st: _State, k: int, rho: float) -> None:
     lam_new.index_add_(0, p.inverse[k], st.tau * eaa)
     eta_new = torch.zeros(n, r, dtype=F64, device=p.y.device)
     eta_new.index_add_(0, p.inverse[k], st.tau * p.y[:, None] * ea)
+    return 0.5 * (lam_new + lam_new.mT), eta_new
+
+
+def _update_mode(p: Problem, st: State, k: int, rho: float) -> None:
+    lam_new, eta_new = mode_messages(p, st, k)
     first = f"mode{k}" in st.fresh
     st.fresh.discard(f"mode{k}")
-    st.lam[k] = _damp(st.lam[k], 0.5 * (lam_new + lam_new.mT), rho, first)
+    st.lam[k] = _damp(st.lam[k], lam_new, rho, first)
     st.eta[k] = _damp(st.eta[k], eta_new, rho, first)
     st.mean[k], st.cov[k] = kalman_rts(p.gaps[k], p.kernels[k], st.lam[k], st.eta[k])
 
 
-def f_moments(p: Problem, st: _State) -> tuple[torch.Tensor, torch.Tensor]:
+def f_moments(p: Problem, st: State) -> tuple[torch.Tensor, torch.Tensor]:
     means, seconds = st.entry_moments(p)
     if st.core_mean is None or st.core_cov is None:
         return cp_f_moments(means, seconds)
@@ -154,7 +161,7 @@ def f_moments(p: Problem, st: _State) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _update_noise(
     p: Problem,
-    st: _State,
+    st: State,
     ef: torch.Tensor,
     ef2: torch.Tensor,
     rho: float,
@@ -172,7 +179,7 @@ def _update_noise(
 
 
 def _model(
-    p: Problem, st: _State, prior: tuple[float, float], fixed: float | None
+    p: Problem, st: State, prior: tuple[float, float], fixed: float | None
 ) -> FunctionalTensor:
     if fixed is not None:
         shape, rate = 1.0, 1.0 / fixed
@@ -181,7 +188,7 @@ def _model(
     return build_model(p, st.lam, st.eta, st.mean, st.cov, st.core_mean, st.core_cov, shape, rate)
 
 
-def _check_floats(
+def check_floats(
     damping: object,
     noise_prior: object,
     noise_variance: object,
@@ -306,7 +313,7 @@ def funbat(
     tensor, validation, max_iter, tol, patience = check_common(
         tensor, structure, validation, max_iter, tol, patience, generator, fn
     )
-    rhos, prior, fixed_var, core_var, init_cov = _check_floats(
+    rhos, prior, fixed_var, core_var, init_cov = check_floats(
         damping, noise_prior, noise_variance, core_variance, init_cov, fn
     )
     if (

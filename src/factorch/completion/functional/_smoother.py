@@ -36,7 +36,7 @@ from ..._checks import as_tensor, check_tensor
 from ..._numerics import check_memory, no_autocast
 from ._kernels import Matern
 
-__all__ = ["kalman_rts", "merge_coordinates", "state_space_gp"]
+__all__ = ["kalman_rts", "merge_coordinates", "scan_affine", "state_space_gp"]
 
 
 def _stacked(block: torch.Tensor, rank: int) -> torch.Tensor:
@@ -63,6 +63,19 @@ def _scan(elems: Elements, op: Callable[[Elements, Elements], Elements]) -> Elem
         elems = tuple(torch.cat([e[:offset], c]) for e, c in zip(elems, combined))
         offset *= 2
     return elems
+
+
+def _affine_op(a: Elements, b: Elements) -> Elements:
+    """Compose affine maps ``x -> A x + c``: ``a`` first, then ``b``."""
+    a_i, c_i = a
+    a_j, c_j = b
+    return a_j @ a_i, a_j @ c_i + c_j
+
+
+def scan_affine(trans: torch.Tensor, offsets: torch.Tensor) -> Elements:
+    """States of the recursion ``x_j = A_j x_{j-1} + c_j`` (``A_0 = 0``) for all ``j`` at once:
+    ``(prefix transitions, states)``; differentiable (an associative scan)."""
+    return _scan((trans, offsets), _affine_op)
 
 
 def _filter_op(a: Elements, b: Elements) -> Elements:
