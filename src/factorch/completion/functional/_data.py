@@ -359,7 +359,7 @@ class ContinuousData:
         cols = []
         for k, e in enumerate(edges):
             e = e.to(self.coords.device, torch.float64)
-            i = torch.bucketize(self.coords[:, k], e[1:-1], right=True)
+            i = torch.bucketize(self.coords[:, k].contiguous(), e[1:-1].contiguous(), right=True)
             cols.append(i)
         return torch.stack(cols, 1)
 

@@ -204,7 +204,7 @@ def funbat_map(
         >>> g = torch.Generator().manual_seed(0)
         >>> t = torch.rand(300, 2, generator=g, dtype=torch.float64)
         >>> y = torch.sin(6 * t[:, 0]) * torch.cos(4 * t[:, 1])
-        >>> fit = funbat_map(ContinuousData(t, y), 1, structure="cp", max_iter=300, generator=g)
+        >>> fit = funbat_map(ContinuousData(t, y), 1, structure="cp", max_iter=10, generator=g)
         >>> fit.train_rmse[-1] < 0.1
         True
     """

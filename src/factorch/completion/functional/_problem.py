@@ -78,6 +78,15 @@ def _one_rank(r: object, fn: str) -> int:
     return out
 
 
+def _positive(value: object, fn: str, name: str) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{fn}: {name} must be a positive int; got {type(value).__name__}.")
+    out = int(value.__index__())
+    if out < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {out}.")
+    return out
+
+
 def _kernels(kernel: object, k: int, fn: str) -> tuple[Matern, ...]:
     if kernel is None:
         return (Matern(),) * k
@@ -129,14 +138,10 @@ def check_common(
             raise ValueError(
                 f"{fn}: validation has {validation.ndim} modes but tensor has {tensor.ndim}."
             )
-    iters = _one_rank(max_iter, fn) if not isinstance(max_iter, bool) else -1
-    if iters < 1:
-        raise TypeError(f"{fn}: max_iter must be a positive int; got {max_iter!r}.")
+    iters = _positive(max_iter, fn, "max_iter")
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol < math.inf:
         raise ValueError(f"{fn}: tol must be a finite number >= 0; got {tol!r}.")
-    pat = _one_rank(patience, fn) if not isinstance(patience, bool) else -1
-    if pat < 1:
-        raise TypeError(f"{fn}: patience must be a positive int; got {patience!r}.")
+    pat = _positive(patience, fn, "patience")
     check_generator(generator, fn)
     return tensor, validation, iters, float(tol), pat
 
@@ -172,7 +177,7 @@ def prepare(
         c, inv = torch.unique(tensor.coords[:, mode], sorted=True, return_inverse=True)
         if c.numel() < 2:
             raise ValueError(
-                f"{fn}: mode {mode} ({tensor.names[mode] if tensor.names else mode!r}) has one "
+                f"{fn}: mode {mode} ({tensor.names[mode] if tensor.names else mode}) has one "
                 f"distinct coordinate ({float(c[0])!r}); a latent function needs at least 2: "
                 "drop the mode (it is a constant) or add data."
             )

@@ -279,7 +279,7 @@ def state_space_gp(
         (torch.Size([4]), True)
     """
     fn = "state_space_gp"
-    x = check_tensor(as_tensor(x, fn, "x"), fn, "x", ndim=1, floating=False)
+    x = check_tensor(as_tensor(x, fn, "x"), fn, "x", ndim=1, floating=False, finite=False)
     y = check_tensor(as_tensor(y, fn, "y"), fn, "y", ndim=1)
     if x.numel() != y.numel():
         raise ValueError(
