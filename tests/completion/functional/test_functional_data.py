@@ -48,8 +48,12 @@ def test_split_is_a_random_partition():
 
 def test_standardization_uses_training_statistics_only():
     g = gen(1)
-    train = ContinuousData(torch.rand(50, 2, generator=g, dtype=F64) * 10, 5 + 2 * torch.randn(50, generator=g))
-    test = ContinuousData(torch.rand(20, 2, generator=g, dtype=F64) * 10, 100 + torch.randn(20, generator=g))
+    train = ContinuousData(
+        torch.rand(50, 2, generator=g, dtype=F64) * 10, 5 + 2 * torch.randn(50, generator=g)
+    )
+    test = ContinuousData(
+        torch.rand(20, 2, generator=g, dtype=F64) * 10, 100 + torch.randn(20, generator=g)
+    )
     stats = Standardization.fit(train)
     z_train, z_test = stats.apply(train), stats.apply(test)
     assert float(z_train.values.mean()) == pytest.approx(0.0, abs=1e-6)
@@ -81,36 +85,78 @@ def test_numpy_inputs_and_float32_values():
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [
-        (lambda: ContinuousData([[0.0], [float("nan")]], [1.0, 2.0]), ValueError,
-         r"ContinuousData: coords contain 1 NaN or infinite entries \(first in entry 1, mode 0\)"),
-        (lambda: ContinuousData([[0.0], [1.0]], [1.0, float("nan")]), ValueError,
-         "values contain 1 NaN or infinite entries; drop the unobserved entries"),
-        (lambda: ContinuousData([[0.0], [1.0]], [1, 2]), TypeError,
-         "values must have a floating dtype; got torch.int64"),
-        (lambda: ContinuousData([[0.0], [1.0]], [1.0]), ValueError,
-         "coords and values must have the same number of entries; got 2 and 1"),
-        (lambda: ContinuousData([[0.0], [1.0]], [1.0, 2.0], names=("a", "b")), ValueError,
-         r"names must have one entry per mode \(1\); got 2"),
+        (
+            lambda: ContinuousData([[0.0], [float("nan")]], [1.0, 2.0]),
+            ValueError,
+            r"ContinuousData: coords contain 1 NaN or infinite entries \(first in entry 1, mode 0\)",
+        ),
+        (
+            lambda: ContinuousData([[0.0], [1.0]], [1.0, float("nan")]),
+            ValueError,
+            "values contain 1 NaN or infinite entries; drop the unobserved entries",
+        ),
+        (
+            lambda: ContinuousData([[0.0], [1.0]], [1, 2]),
+            TypeError,
+            "values must have a floating dtype; got torch.int64",
+        ),
+        (
+            lambda: ContinuousData([[0.0], [1.0]], [1.0]),
+            ValueError,
+            "coords and values must have the same number of entries; got 2 and 1",
+        ),
+        (
+            lambda: ContinuousData([[0.0], [1.0]], [1.0, 2.0], names=("a", "b")),
+            ValueError,
+            r"names must have one entry per mode \(1\); got 2",
+        ),
         (lambda: ContinuousData("x", [1.0]), TypeError, "coords must be a torch.Tensor"),
-        (lambda: ContinuousData.from_table({"a": [1.0]}, ["b"], "a"), ValueError,
-         "the table has no column 'b'; it has 'a'"),
-        (lambda: ContinuousData.from_table({"a": [1.0]}, "a", "a"), TypeError,
-         "coords must be a sequence of column names"),
-        (lambda: ContinuousData.from_table({"a": [1.0, 2.0], "y": [1.0]}, ["a"], "y"), ValueError,
-         "column 'a' has 2 rows but 'y' has 1"),
-        (lambda: ContinuousData.from_grid(torch.ones(2, 3), [torch.ones(2)]), ValueError,
-         r"coords must hold one vector per mode \(2\); got 1"),
-        (lambda: ContinuousData.from_grid(torch.ones(2, 3), [torch.ones(2), torch.ones(2)]),
-         ValueError, r"coords\[1\] must have 3 entries"),
-        (lambda: ContinuousData.from_grid(torch.tensor([1.0, float("nan")]), [torch.ones(2)]),
-         ValueError, r"pass mask=~torch.isnan\(tensor\)"),
-        (lambda: _data().split((0.5, 0.6)), ValueError,
-         "fractions must be at least two positive numbers summing to 1"),
-        (lambda: _data().split((0.5, 0.5), generator=3), TypeError,
-         "generator must be a torch.Generator or None; got int"),
+        (
+            lambda: ContinuousData.from_table({"a": [1.0]}, ["b"], "a"),
+            ValueError,
+            "the table has no column 'b'; it has 'a'",
+        ),
+        (
+            lambda: ContinuousData.from_table({"a": [1.0]}, "a", "a"),
+            TypeError,
+            "coords must be a sequence of column names",
+        ),
+        (
+            lambda: ContinuousData.from_table({"a": [1.0, 2.0], "y": [1.0]}, ["a"], "y"),
+            ValueError,
+            "column 'a' has 2 rows but 'y' has 1",
+        ),
+        (
+            lambda: ContinuousData.from_grid(torch.ones(2, 3), [torch.ones(2)]),
+            ValueError,
+            r"coords must hold one vector per mode \(2\); got 1",
+        ),
+        (
+            lambda: ContinuousData.from_grid(torch.ones(2, 3), [torch.ones(2), torch.ones(2)]),
+            ValueError,
+            r"coords\[1\] must have 3 entries",
+        ),
+        (
+            lambda: ContinuousData.from_grid(torch.tensor([1.0, float("nan")]), [torch.ones(2)]),
+            ValueError,
+            r"pass mask=~torch.isnan\(tensor\)",
+        ),
+        (
+            lambda: _data().split((0.5, 0.6)),
+            ValueError,
+            "fractions must be at least two positive numbers summing to 1",
+        ),
+        (
+            lambda: _data().split((0.5, 0.5), generator=3),
+            TypeError,
+            "generator must be a torch.Generator or None; got int",
+        ),
         (lambda: Standardization.fit("x"), TypeError, "train must be a ContinuousData"),
-        (lambda: Standardization.fit(_data(k=2)).apply(_data(k=3)), ValueError,
-         "data has 3 modes; these statistics have 2"),
+        (
+            lambda: Standardization.fit(_data(k=2)).apply(_data(k=3)),
+            ValueError,
+            "data has 3 modes; these statistics have 2",
+        ),
     ],
 )
 def test_bad_input(build, error, match):

@@ -54,7 +54,9 @@ def test_stacked_functions_with_singular_messages(nu):
 def test_no_observations_gives_the_prior():
     kernel = Matern(2.5, lengthscale=0.3, variance=0.6)
     gaps = torch.tensor([0.0, 0.1, 0.5], dtype=F64)
-    mean, cov = kalman_rts(gaps, kernel, torch.zeros(3, 1, 1, dtype=F64), torch.zeros(3, 1, dtype=F64))
+    mean, cov = kalman_rts(
+        gaps, kernel, torch.zeros(3, 1, 1, dtype=F64), torch.zeros(3, 1, dtype=F64)
+    )
     torch.testing.assert_close(mean, torch.zeros_like(mean))
     torch.testing.assert_close(cov[:, 0, 0], torch.full((3,), 0.6, dtype=F64))
 

@@ -272,7 +272,7 @@ def funbat(
             a ``(factors, core, noise)`` triple (reference configs: ``(0.1, 0.5, 0.2)`` on
             synthetic data, ``(0.9, 0.95, 0.9)`` on US temperatures).
         noise_prior: ``(a_0, b_0)`` of the Gamma prior on the noise precision, in model units:
-            the values are divided internally by a power of two near their RMS, so ``b_0 / a_0``
+            the values are divided internally by their RMS, so ``b_0 / a_0``
             is a prior noise variance relative to the data's mean square.
         noise_variance: fix the noise variance (in the data's units) instead of learning it.
         core_variance: ``v_W``, prior variance of the core entries (Tucker).
@@ -324,7 +324,9 @@ def funbat(
         raise ValueError(f"{fn}: init_noise must be a positive finite number; got {init_noise!r}.")
     p = prepare(tensor, rank, structure, kernel, fn)
     fixed = None if fixed_var is None else p.scale**2 / fixed_var
-    tau0 = fixed if fixed is not None else 1.0 / (float(init_noise) * float(p.y.pow(2).mean()))
+    mean_square = float(p.y.pow(2).mean())
+    tau0 = 1.0 / (float(init_noise) * mean_square) if mean_square > 0 else 1.0
+    tau0 = fixed if fixed is not None else tau0
     return _run(
         p,
         tensor,

@@ -115,31 +115,40 @@ def _predict(
 def _laplace(
     p: Problem, chains: _Chains, tau: float, core_var: float, prior: tuple[float, float], sse: float
 ) -> FunctionalTensor:
-    """The model of the MAP point: per-mode pseudo-observations given the others, smoothed."""
+    """The model of the MAP point, by one Gauss--Seidel sweep of exact block updates.
+
+    With the other modes (and the core) fixed at point values, the MAP objective is quadratic in
+    one mode's states and its minimiser is the Kalman/RTS smoother mean of the entries'
+    pseudo-observations; its covariance is the block's Laplace covariance. Mode by mode (then the
+    core), each block is replaced by that minimiser -- which can only lower the objective -- and
+    keeps its covariance for the model.
+    """
     with torch.no_grad():
         u = [v.to(F64) for v in chains.values()]
-    covs = [torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=F64, device=x.device) for x in u]
-    st = State([], [], u, covs, tau=tau)
-    core_mean = core_cov = None
+    zero = [torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=F64, device=x.device) for x in u]
+    st = State([], [], u, list(zero), tau=tau)
     if chains.core is not None:
-        core_mean = chains.core.detach().to(F64)
-        st.core_mean = core_mean
+        st.core_mean = chains.core.detach().to(F64)
         st.core_cov = torch.zeros(p.core_size, p.core_size, dtype=F64, device=p.y.device)
-    msgs = [mode_messages(p, st, k) for k in range(p.ndim)]
-    means, cov_out = [], []
-    for k, (lam, eta) in enumerate(msgs):
+    lams, etas, covs = [], [], []
+    for k in range(p.ndim):
+        lam, eta = mode_messages(p, st, k)  # the other blocks enter as points (zero covariance)
         mu, cov = kalman_rts(p.gaps[k], p.kernels[k], lam, eta)
-        means.append(mu)
-        cov_out.append(cov)
-    if core_mean is not None:
-        seconds = [x[:, :, None] * x[:, None, :] for x in (uk[i] for uk, i in zip(u, p.inverse))]
-        zz, _ = tucker_core_stats([uk[i] for uk, i in zip(u, p.inverse)], seconds, p.y)
+        st.mean[k] = mu
+        lams.append(lam)
+        etas.append(eta)
+        covs.append(cov)
+    core_cov = None
+    if st.core_mean is not None:
+        means = [uk[i] for uk, i in zip(st.mean, p.inverse)]
+        seconds = [x[:, :, None] * x[:, None, :] for x in means]
+        zz, yz = tucker_core_stats(means, seconds, p.y)
         eye = torch.eye(p.core_size, dtype=F64, device=p.y.device)
-        core_cov = torch.cholesky_inverse(torch.linalg.cholesky(eye / core_var + tau * zz))
+        chol = torch.linalg.cholesky(eye / core_var + tau * zz)
+        core_cov = torch.cholesky_inverse(chol)
+        st.core_mean = (core_cov @ (tau * yz)).reshape(p.ranks)
     shape, rate = prior[0] + 0.5 * p.n, prior[1] + 0.5 * sse
-    lams = [m[0] for m in msgs]
-    etas = [m[1] for m in msgs]
-    return build_model(p, lams, etas, means, cov_out, core_mean, core_cov, shape, rate)
+    return build_model(p, lams, etas, st.mean, covs, st.core_mean, core_cov, shape, rate)
 
 
 @no_autocast

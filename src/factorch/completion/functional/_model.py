@@ -256,7 +256,9 @@ class FunctionalTensor:
     def moments(self, coords: torch.Tensor | ContinuousData) -> tuple[torch.Tensor, torch.Tensor]:
         """``E[f]`` and ``E[f^2]`` (float64, model units, before the affine map) at
         ``(M, K)`` coordinates."""
-        x = self._coords(coords, "FunctionalTensor.moments")
+        return self._moments(self._coords(coords, "FunctionalTensor.moments"))
+
+    def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = x.shape[0]
         check_memory(
             4 * m * sum(r * r + r for r in self.rank),
@@ -293,7 +295,7 @@ class FunctionalTensor:
 
         Not differentiable.
         """
-        ef, ef2 = self.moments(coords)
+        ef, ef2 = self._moments(self._coords(coords, "FunctionalTensor.predict"))
         var = (ef2 - ef * ef).clamp_min(0.0)
         scale = abs(self.value_scale)
         out = working_dtype(self.value_dtype) if self.value_dtype.is_floating_point else F64

@@ -27,7 +27,7 @@ class Problem:
     """The training data as the fits use it (float64, model units ``y / scale``)."""
 
     y: torch.Tensor  # (N,) scaled values
-    scale: float  # power of two: data = scale * y
+    scale: float  # the data RMS: data = scale * y
     coords: tuple[torch.Tensor, ...]  # per mode, sorted distinct
     gaps: tuple[torch.Tensor, ...]
     inverse: tuple[torch.Tensor, ...]  # per mode, (N,) position of each entry's coordinate
@@ -103,11 +103,16 @@ def _kernels(kernel: object, k: int, fn: str) -> tuple[Matern, ...]:
 
 
 def _value_scale(y: torch.Tensor) -> float:
-    """A power of two near the RMS of ``y`` (exact to divide by); 1.0 for all-zero data."""
+    """The RMS of ``y`` (computed free of under- and overflow); 1.0 for all-zero data.
+
+    The fits work on ``y / rms``, so every prior (function variances, the noise prior, the
+    initial noise) is relative to the data's RMS and a fit is equivariant to the data's scale:
+    data multiplied by ``1e-30`` or ``1e200`` give the same model, rescaled.
+    """
     rms = stable_norm(y) / math.sqrt(max(1, y.numel()))
     if rms == 0.0 or not math.isfinite(rms):
         return 1.0
-    return math.ldexp(1.0, round(math.log2(rms)))
+    return rms
 
 
 def check_common(

@@ -50,7 +50,7 @@ class Prediction:
     def predictive_std(self) -> torch.Tensor:
         """Standard deviation of a new observation: ``sqrt(std^2 + noise_std^2)``."""
         s = self.std.to(torch.float64)
-        return torch.sqrt(s * s + self.noise_std**2).to(self.std.dtype)
+        return torch.hypot(s, torch.full_like(s, self.noise_std)).to(self.std.dtype)
 
     def interval(
         self, level: float = 0.95, *, observed: bool = True
@@ -69,9 +69,13 @@ class Prediction:
         return y
 
     def rmse(self, values: torch.Tensor) -> float:
-        """Root-mean-square error of ``mean`` against observed ``values``."""
-        y = self._target(values, "Prediction.rmse")
-        return float((y - self.mean.to(torch.float64)).pow(2).mean().sqrt())
+        """Root-mean-square error of ``mean`` against observed ``values`` (free of under- and
+        overflow: the residuals are scaled by their largest magnitude first)."""
+        r = self._target(values, "Prediction.rmse") - self.mean.to(torch.float64)
+        peak = float(r.abs().max()) if r.numel() else 0.0
+        if peak == 0.0 or not math.isfinite(peak):
+            return peak
+        return peak * float((r / peak).pow(2).mean().sqrt())
 
     def mae(self, values: torch.Tensor) -> float:
         """Mean absolute error of ``mean`` against ``values``."""
@@ -81,9 +85,9 @@ class Prediction:
     def nll(self, values: torch.Tensor) -> float:
         """Mean Gaussian negative log predictive density of ``values`` (nats per entry)."""
         y = self._target(values, "Prediction.nll")
-        s2 = self.predictive_std().to(torch.float64).pow(2).clamp_min(1e-300)
-        r2 = (y - self.mean.to(torch.float64)).pow(2)
-        return float((0.5 * (math.log(2 * math.pi) + s2.log() + r2 / s2)).mean())
+        s = self.predictive_std().to(torch.float64).clamp_min(1e-300)
+        z = (y - self.mean.to(torch.float64)) / s
+        return float((0.5 * math.log(2 * math.pi) + s.log() + 0.5 * z * z).mean())
 
     def coverage(self, values: torch.Tensor, level: float = 0.95) -> float:
         """Share of ``values`` inside the central ``level`` predictive interval."""
