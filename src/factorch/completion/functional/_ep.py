@@ -262,7 +262,8 @@ def funbat(
         structure: ``"tucker"`` (a ``prod R_k`` Gaussian core) or ``"cp"`` (FunBaT-CP: the core
             is the superdiagonal of ones, ``f = sum_r prod_k u^k_r``).
         kernel: the Matérn prior of every mode, or one per mode (default ``Matern(1.5)``, whose
-            lengthscale is one tenth of the mode's coordinate range).
+            lengthscale is one tenth of the mode's coordinate range). Its variance is relative
+            to the data's mean square: the fit works on the values divided by their RMS.
         validation: held-out entries; the model of the epoch with the lowest validation RMSE is
             returned and the run stops after ``patience`` epochs without improvement.
         max_iter: maximum number of epochs.
