@@ -76,7 +76,7 @@ def test_three_mode_fit_reaches_the_noise_level(structure):
     assert fit.train_rmse[-1] < 0.5 * fit.train_rmse[0]
 
 
-def _two_mode_unseen(seed, n=500):
+def _two_mode_unseen(seed, n=300):
     g = gen(seed)
     t = torch.rand(n, 2, generator=g, dtype=F64)
     f = torch.sin(6 * t[:, 0]) * torch.cos(5 * t[:, 1]) + 0.5 * torch.exp(-t[:, 0]) * t[:, 1]
@@ -88,7 +88,7 @@ def test_unseen_coordinates_beat_discrete_completion_on_a_grid():
     # methods see the same data averaged into 10 x 10 cells and predict a test entry by its cell
     data, g = _two_mode_unseen(0)
     train, test = data.split((0.8, 0.2), generator=g)
-    fit = funbat(train, 2, structure="cp", max_iter=60, generator=g)
+    fit = funbat(train, 2, structure="cp", max_iter=40, generator=g)
     ours = fit.predict(test).rmse(test.values)
     edges = train.bin_edges(10)
     grid, _ = train.to_grid(edges)
@@ -112,7 +112,7 @@ def test_intervals_cover_their_nominal_share():
         data, _ = grid_tucker(seed=seed, n_axis=12, noise=0.2)
         g = gen(10 + seed)
         train, test = data.split((0.8, 0.2), generator=g)
-        pred = funbat(train, 2, max_iter=40, generator=g).predict(test)
+        pred = funbat(train, 2, max_iter=25, generator=g).predict(test)
         inside95 += pred.coverage(test.values, 0.95) * len(test)
         inside68 += pred.coverage(test.values, 0.68) * len(test)
         total += len(test)

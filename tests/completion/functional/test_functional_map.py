@@ -11,12 +11,12 @@ from factorch.completion.functional import ContinuousData, funbat, funbat_map
 
 @pytest.mark.parametrize("structure", ["tucker", "cp"])
 def test_map_reaches_the_ep_error(structure):
-    data, clean = grid_tucker(seed=1, n_axis=10, noise=0.1)
+    data, clean = grid_tucker(seed=1, n_axis=8, noise=0.1)
     g = gen(2)
     train, test = data.split((0.8, 0.2), generator=g)
     rank = 2 if structure == "tucker" else 3
-    ep = funbat(train, rank, structure=structure, max_iter=40, generator=gen(0))
-    mp = funbat_map(train, rank, structure=structure, max_iter=60, generator=gen(0))
+    ep = funbat(train, rank, structure=structure, max_iter=30, generator=gen(0))
+    mp = funbat_map(train, rank, structure=structure, max_iter=30, generator=gen(0))
     ep_rmse = ep.predict(test).rmse(test.values)
     map_rmse = mp.predict(test).rmse(test.values)
     assert map_rmse < 1.25 * ep_rmse, (map_rmse, ep_rmse)
@@ -39,8 +39,8 @@ def test_model_means_are_the_map_values_and_intervals_are_finite():
     # the block-Laplace model: each mode's posterior mean given the others at their MAP values
     # is that mode's MAP value (the objective is quadratic in each mode), so the model reproduces
     # the MAP predictions at the training entries
-    data, _ = grid_tucker(seed=5, n_axis=8, noise=0.05)
-    fit = funbat_map(data, 2, max_iter=80, tol=1e-10, generator=gen(1))
+    data, _ = grid_tucker(seed=5, n_axis=6, noise=0.05)
+    fit = funbat_map(data, 2, max_iter=30, generator=gen(1))
     pred = fit.model.predict(data)
     assert fit.train_rmse[-1] == pytest.approx(pred.rmse(data.values), rel=1e-9)
     assert bool(torch.isfinite(pred.std).all()) and bool((pred.std >= 0).all())
