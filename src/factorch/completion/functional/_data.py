@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..._checks import as_tensor, check_generator, check_positive_int
+from ..._checks import as_tensor, check_generator, check_positive_int, check_tensor
 from ...tensors import SparseTensor
 
 __all__ = ["ContinuousData", "Standardization"]
@@ -269,6 +269,7 @@ class ContinuousData:
         tensor = as_tensor(tensor, fn)
         if not tensor.is_floating_point():
             raise TypeError(f"{fn}: tensor must have a floating dtype; got {tensor.dtype}.")
+        check_tensor(tensor, fn, min_ndim=1, finite=False)
         if isinstance(coords, torch.Tensor) or not isinstance(coords, Sequence):
             raise TypeError(f"{fn}: coords must be a sequence of {tensor.ndim} vectors.")
         if len(coords) != tensor.ndim or tensor.ndim == 0:

@@ -279,8 +279,13 @@ def state_space_gp(
         (torch.Size([4]), True)
     """
     fn = "state_space_gp"
+    for name, v in (("x", x), ("y", y)):
+        if isinstance(v, int | float):
+            raise TypeError(f"{fn}: {name} must be a 1-D tensor or array; got a number.")
     x = check_tensor(as_tensor(x, fn, "x"), fn, "x", ndim=1, floating=False, finite=False)
     y = check_tensor(as_tensor(y, fn, "y"), fn, "y", ndim=1)
+    if y.is_complex():
+        raise TypeError(f"{fn}: y must be real; got {y.dtype}.")
     if x.numel() != y.numel():
         raise ValueError(
             f"{fn}: x and y must have the same length; got {x.numel()} and {y.numel()}."
