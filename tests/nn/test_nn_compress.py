@@ -12,7 +12,7 @@ from _nn_digits import accuracy, batches, load_digits_split, make_cnn, train
 from torch import nn
 
 import factorch.nn as fnn
-from factorch.nn._allocation import Candidate, allocate, energy_ladder
+from factorch.nn._allocation import Candidate, allocate
 
 pytest.importorskip("sklearn")
 
@@ -119,7 +119,7 @@ def test_energy_allocation_beats_uniform_at_the_same_budget(dense_cnn):
 def test_lowrank_energy_ladder_is_exact():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(12, 30, generator=g, dtype=torch.float64)
-    ladder = energy_ladder(w, "lowrank", fnn.TensorLayout.identity((12, 30)))
+    ladder = fnn.LowRankWeight.energy_ladder(w, fnn.TensorLayout.identity((12, 30)))
     s = torch.linalg.svdvals(w)
     for cand in ladder:
         assert cand.error2 == pytest.approx(float(s[cand.rank :].pow(2).sum() / s.pow(2).sum()))
@@ -166,7 +166,7 @@ def test_allocate_is_optimal_on_convex_ladders_and_locally_optimal_otherwise():
 def test_ranks_mapping_and_inplace(dense_cnn):
     dense, _ = dense_cnn
     model = copy.deepcopy(dense)
-    out, report = fnn.compress(model, ranks={"6": 4}, inplace=True)
+    out, report = fnn.compress(model, layer_ranks={"6": 4}, inplace=True)
     assert out is model and isinstance(model[6], fnn.FactorizedLinear) and model[6].rank == 4
     assert isinstance(model[0], nn.Conv2d)  # unnamed layers untouched
     assert [r.name for r in report.layers] == ["6"] and report.budget is None
@@ -224,7 +224,7 @@ def test_tucker_energy_ladder_is_the_exact_truncated_hosvd_error():
 
     g = torch.Generator().manual_seed(2)
     w = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64)
-    ladder = energy_ladder(w, "tucker", fnn.TensorLayout.identity((6, 5, 3, 3)))
+    ladder = fnn.TuckerWeight.energy_ladder(w, fnn.TensorLayout.identity((6, 5, 3, 3)))
     assert len(ladder) > 3
     for cand in ladder:
         approx = hosvd(w, list(cand.rank), sequential=False).model.to_dense()

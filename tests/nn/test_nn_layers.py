@@ -196,14 +196,14 @@ def test_tensor_regression_recovers_a_planted_low_rank_regression():
 
 
 def test_cp_sequential_path_for_small_batches_matches_reconstruction():
-    from factorch.nn._linear import _cp_sequential
+    from factorch.nn.formats._cp import cp_sequential
 
     g = torch.Generator().manual_seed(7)
     spec = fnn.TensorizedShape((4, 3, 4), (4, 4, 4))
     layer = fnn.FactorizedLinear(
         64, 48, format="cp", rank=5, shape=spec, generator=g, dtype=torch.float64
     )
-    assert _cp_sequential(layer, 1) and not _cp_sequential(layer, 64)
+    assert cp_sequential(spec, 1) and not cp_sequential(spec, 64)
     for batch in (1, 64):
         x = torch.randn(batch, 64, generator=g, dtype=torch.float64)
         grads = []

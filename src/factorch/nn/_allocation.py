@@ -33,17 +33,12 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from ..algebra.internal import mode_dot as _mode_dot
-from ..decomp.internal import count_params as _count
-from ..decomp.internal import tt_bounds as _tt_bounds
-from ..decomp.internal import tucker_family as _tucker_family
-from ._spec import TensorLayout
+from ..decomp.internal import Rank
 
-__all__ = ["Candidate", "allocate", "energy_ladder"]
+__all__ = ["Candidate", "allocate", "mode_tails", "sequential_tails", "sq_singular_values", "tails"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,7 @@ class Candidate:
     """One rung of a layer's ladder: ``rank`` (None = keep dense), its params and predicted
     relative squared error."""
 
-    rank: Any
+    rank: Rank | None
     params: int
     error2: float
 
@@ -61,81 +56,35 @@ class Candidate:
         return -math.log(max(1.0 - self.error2, 1e-12))
 
 
-def _sq_singular_values(mat: torch.Tensor) -> torch.Tensor:
-    """Squared singular values, descending, via the eigenvalues of the smaller Gram (float64)."""
-    m = mat.to(torch.float64)
-    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+def sq_singular_values(mat: torch.Tensor) -> torch.Tensor:
+    """Squared singular values, descending, via the eigenvalues of the smaller Gram (float64 or
+    complex128; real result)."""
+    m = mat.to(torch.complex128 if mat.is_complex() else torch.float64)
+    gram = m @ m.mH if m.shape[0] <= m.shape[1] else m.mH @ m
     return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0)
 
 
-def _tails(sq: torch.Tensor, total: float) -> list[float]:
+def tails(sq: torch.Tensor, total: float) -> list[float]:
     """``tails[r]`` = energy beyond the first ``r`` values, relative to ``total``."""
     c = torch.cumsum(sq, 0)
     kept = [0.0, *c.tolist()]
     return [max(total - k, 0.0) / total for k in kept]
 
 
-def energy_ladder(
-    weight: torch.Tensor, format: str, layout: TensorLayout, *, fixed_modes: tuple[int, ...] = ()
-) -> list[Candidate]:
-    """Predicted ``(rank, params, e^2)`` ladder of a weight in ``format``, ascending in params and
-    stopping before the dense parameter count (see the module docstring)."""
-    t = layout.to_tensor(weight.detach()).to(torch.float64)
-    shape = tuple(t.shape)
-    dense = math.prod(shape)
-    total = float((t * t).sum())
-    if total == 0:
-        total = 1.0
-    out: list[Candidate] = []
+def sequential_tails(t: torch.Tensor, total: float) -> list[list[float]]:
+    """:func:`tails` of every sequential unfolding ``(I_0..I_{k-1}) x (I_k..)`` of ``t``."""
+    shape = t.shape
+    return [
+        tails(sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
+        for k in range(1, t.ndim)
+    ]
 
-    def add(rank: Any, err2: float) -> None:
-        params = _count(shape, rank, format)
-        if params < dense:
-            out.append(Candidate(rank, params, float(err2)))
 
-    def seq_tails() -> list[list[float]]:
-        return [
-            _tails(_sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
-            for k in range(1, len(shape))
-        ]
-
-    if format == "lowrank":
-        tails = _tails(_sq_singular_values(t.reshape(shape[0], -1)), total)
-        for r in range(1, len(tails)):
-            add(r, tails[r])
-    elif format == "tucker":
-        energy = t
-        for n in range(len(shape)):
-            unfolding = energy.movedim(n, 0).reshape(shape[n], -1)
-            basis = torch.linalg.eigh(unfolding @ unfolding.T).eigenvectors.flip(1)
-            energy = _mode_dot(energy, basis.T, n)
-        energy = energy * energy
-        for n in range(len(shape)):
-            energy = energy.cumsum(n)
-        for rank in _tucker_family(shape, frozenset(fixed_modes)):
-            kept = float(energy[tuple(r - 1 for r in rank)])
-            add(rank, max(total - kept, 0.0) / total)
-    elif format in ("tt", "tr"):
-        tails, bounds = seq_tails(), _tt_bounds(shape)
-        for r in range(1, max(bounds, default=1) + 1):
-            if format == "tt":
-                rank = (1, *(min(r, b) for b in bounds), 1)
-                allowed = rank[1:-1]
-            else:
-                rank = (r,) * (len(shape) + 1)
-                allowed = tuple(min(r * r, b) for b in bounds)
-            add(rank, min(1.0, sum(tk[min(a, len(tk) - 1)] for tk, a in zip(tails, allowed))))
-    elif format == "cp":
-        tails = seq_tails() + [
-            _tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
-            for n in range(1, len(shape) - 1)
-        ]
-        top = dense // (sum(shape) + 1)
-        for r in range(1, top + 1):
-            add(r, max(tk[min(r, len(tk) - 1)] for tk in tails))
-    else:  # pragma: no cover - formats are checked at the public boundary
-        raise ValueError(f"energy_ladder: unknown format {format!r}.")
-    return out
+def mode_tails(t: torch.Tensor, total: float, modes: range) -> list[list[float]]:
+    """:func:`tails` of the mode-``n`` unfoldings of ``t`` for ``n`` in ``modes``."""
+    return [
+        tails(sq_singular_values(t.movedim(n, 0).reshape(t.shape[n], -1)), total) for n in modes
+    ]
 
 
 def _hull(points: list[Candidate]) -> list[int]:

@@ -19,21 +19,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_generator
 from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import check_implementation
+from ._layer import check_implementation, check_layer_dtype
 from ._linear import FactorizedLinear
 from ._spec import TensorizedShape, _positive_ints, _positive_tuple
-from ._weight import FormatName
+from .formats import known_size
 
 __all__ = ["TensorContraction", "TensorRegression"]
 
 
-def _check_input(x: torch.Tensor, shape: tuple[int, ...], fn: str) -> None:
+def _check_input(x: object, shape: tuple[int, ...], fn: str) -> torch.Tensor:
     n = len(shape)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: input must be a torch.Tensor ending with the modes {shape}; got "
+            f"{type(x).__name__}."
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{fn}: input must be a floating-point tensor; got {x.dtype}.")
     if x.ndim < n or tuple(x.shape[-n:]) != shape:
         raise ValueError(
             f"{fn}: input must end with the modes {shape}; got shape {tuple(x.shape)}."
         )
+    return x
 
 
 class TensorContraction(nn.Module):
@@ -74,7 +83,8 @@ class TensorContraction(nn.Module):
                 f"got input_shape={self.input_shape}, output_shape={self.output_shape}."
             )
         self.implementation = check_implementation(implementation, fn)
-        dtype = dtype or torch.get_default_dtype()
+        generator = check_generator(generator, fn)
+        dtype = check_layer_dtype(dtype, fn) or torch.get_default_dtype()
         factors = [
             (torch.randn(r, i, generator=generator, dtype=dtype) / math.sqrt(i)).to(device)
             for r, i in zip(self.output_shape, self.input_shape)
@@ -94,7 +104,9 @@ class TensorContraction(nn.Module):
         return out
 
     def flops(self, batch: int) -> tuple[int, int]:
-        """``(factorized, reconstructed)`` FLOPs for ``batch`` inputs."""
+        """``(factorized, reconstructed)`` FLOPs for ``batch`` inputs (a symbolic batch, while
+        tracing with dynamic shapes, counts as unbounded)."""
+        batch = known_size(batch)
         cur = list(self.input_shape)
         fact = 0
         for n, r in enumerate(self.output_shape):
@@ -105,18 +117,20 @@ class TensorContraction(nn.Module):
             math.prod(self.output_shape[: k + 1]) * math.prod(self.input_shape[: k + 1])
             for k in range(1, len(self.input_shape))
         )
-        return int(fact), int(kron + 2 * batch * pi * pr)
+        return fact, kron + 2 * batch * pi * pr
+
+    def _factorized(self, batch: object) -> bool:
+        if self.implementation != "auto":
+            return self.implementation == "factorized"
+        fact, recon = self.flops(known_size(batch))
+        return fact <= recon
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.input_shape, type(self).__name__)
         n = len(self.input_shape)
         lead = x.shape[:-n]
         batch = math.prod(lead)
-        fact, recon = self.flops(batch)
-        use = self.implementation == "factorized" or (
-            self.implementation == "auto" and fact <= recon
-        )
-        if use:
+        if self._factorized(batch):
             t = x.reshape(batch, *self.input_shape)
             for k, u in enumerate(self.factors):
                 t = _mode_dot(t, u, k + 1)
@@ -142,7 +156,7 @@ class TensorRegression(nn.Module):
         out_features: int,
         bias: bool = True,
         *,
-        format: FormatName = "tucker",
+        format: str = "tucker",
         rank: Any = None,
         ratio: float | None = None,
         implementation: str = "auto",
