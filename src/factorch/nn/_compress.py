@@ -18,7 +18,7 @@ from .._numerics import autocast_disabled, power_of_two_scale, stable_norm
 from ..decomp.internal import Rank
 from ._allocation import Candidate, allocate
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
-from ._layer import check_implementation
+from ._layer import check_implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorLayout
 from .formats import WeightFormat, get_format
@@ -244,10 +244,11 @@ def _select(
         raise ValueError(f"{fn}: no layer matches include={include} and exclude={exclude}.")
     plans = []
     for name, module in candidates.items():
-        check_weight_finite(cast(torch.Tensor, module.weight), f"{fn}: layer {name!r}")
         layer_cls = _FACTORIZED[type(module)]
         fmt = _format_for(name, module, format, fn)
-        layout, fixed = layer_cls.dense_layout(module, fmt)
+        with errors_named(f"{fn}: layer {name!r}"):
+            check_weight_finite(cast(torch.Tensor, module.weight), f"{fn}: layer {name!r}")
+            layout, fixed = layer_cls.dense_layout(module, fmt)
         plans.append(_Plan(name, module, layer_cls, fmt, layout, fixed))
     return plans
 
@@ -304,7 +305,10 @@ def _allocate(
                 rank = None  # even rank 1 exceeds this layer's share: keep it dense
             choices[p.name] = _Choice(rank)
         return choices, budget
-    ladders = [_energy_ladder(p, decomposition) for p in plans]
+    ladders = []
+    for p in plans:
+        with errors_named(f"{fn}: layer {p.name!r}"):
+            ladders.append(_energy_ladder(p, decomposition))
     for p, lad, i in zip(plans, ladders, allocate(ladders, budget)):
         choices[p.name] = _Choice(lad[i].rank, math.sqrt(lad[i].error2))
     return choices, budget
@@ -342,7 +346,7 @@ def _replace(
     fn: str,
 ) -> FactorizedLinear | _FactorizedConvNd:
     """Factorize one layer at ``rank`` and put the new layer in its place in ``model``."""
-    try:
+    with errors_named(f"{fn}: layer {plan.name!r}"):
         new = plan.layer_cls.from_dense(
             plan.module,
             format=plan.format.format,
@@ -350,8 +354,6 @@ def _replace(
             implementation=implementation,
             decomposition=decomposition,
         )
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{fn}: layer {plan.name!r}: {err}") from err
     parent_name, _, child = plan.name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     return new

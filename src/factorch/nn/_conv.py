@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast, get_args
 import torch
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format
+from ._layer import FactorizedLayer, build_format, errors_named
 from ._spec import TensorLayout, _positive_ints
 from .formats import MEMORY_WEIGHT, ConvGeometry, WeightFormat
 from .formats._geometry import PaddingMode
@@ -214,24 +214,25 @@ class _FactorizedConvNd(FactorizedLayer):
                 f"{fn}: grouped convolutions are not supported; got groups={conv.groups}."
             )
         w = conv.weight
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.bias is not None,
-            conv.padding_mode,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            implementation=implementation,
-            decomposition=decomposition,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.bias is not None,
+                conv.padding_mode,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                implementation=implementation,
+                decomposition=decomposition,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
         return layer
 
     def flops(self, input_shape: Sequence[int]) -> tuple[int, int]:

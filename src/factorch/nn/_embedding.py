@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format
+from ._layer import FactorizedLayer, build_format, errors_named
 from ._linear import linear_layout
 from ._spec import TensorizedShape, _positive_ints, resolve_shape
 from .formats import MEMORY_WEIGHT, known_size
@@ -134,20 +134,21 @@ class FactorizedEmbedding(FactorizedLayer):
         if embedding.max_norm is not None or embedding.sparse:
             raise ValueError(f"{fn}: max_norm and sparse=True embeddings are not supported.")
         w = embedding.weight
-        layer = cls(
-            embedding.num_embeddings,
-            embedding.embedding_dim,
-            embedding.padding_idx,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            shape=shape,
-            implementation=implementation,
-            decomposition=decomposition,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, None, training=embedding.training, fn=fn)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                embedding.num_embeddings,
+                embedding.embedding_dim,
+                embedding.padding_idx,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                shape=shape,
+                implementation=implementation,
+                decomposition=decomposition,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, None, training=embedding.training, fn=fn)
         return layer
 
     def flops(self, n: int) -> tuple[int, int]:
@@ -179,7 +180,8 @@ class FactorizedEmbedding(FactorizedLayer):
                 )
         factors = self.current_factors()
         p = self.parametrization
-        if self.takes_factorized(lambda: self.costs(flat.shape[0])):
+        n = known_size(flat.shape[0])  # no lookups: index the rebuilt (empty) selection
+        if n != 0 and self.takes_factorized(lambda: self.costs(n)):
             rows = p.embedding_rows(factors, flat, self.shape)
         else:
             rows = self.parametrization(*factors)[flat]

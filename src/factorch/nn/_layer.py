@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from .._checks import check_generator
-from .._numerics import check_memory
+from .._numerics import HALF_DTYPES, check_memory
 from ..decomp.internal import Rank
 from ._spec import TensorLayout
 from .formats import WeightFormat, get_format
 from .formats._base import check_weight_finite
 
-__all__ = ["FactorizedLayer", "Implementation", "build_format"]
+__all__ = ["FactorizedLayer", "Implementation", "build_format", "errors_named"]
 
 Implementation = Literal["auto", "factorized", "reconstructed"]
+
+
+@contextlib.contextmanager
+def errors_named(fn: str, *, inner: str = "") -> Iterator[None]:
+    """Re-raise factorch's own ``TypeError``/``ValueError``/``IndexError`` from inside as the same
+    type whose message starts with ``fn`` (the public entry point the caller used): an ``inner``
+    prefix (e.g. the class name a constructor reports) is replaced, another function's name is
+    kept after ``fn``. Errors without a ``"<name>: "`` prefix (not factorch's) pass unchanged."""
+    try:
+        yield
+    except (TypeError, ValueError, IndexError) as err:
+        msg = str(err)
+        if msg.startswith(f"{fn}:") or not _NAMED.match(msg):
+            raise
+        if inner and msg.startswith(f"{inner}: "):
+            msg = msg[len(inner) + 2 :]
+        raise type(err)(f"{fn}: {msg}") from err
+
+
+_NAMED = re.compile(r"[A-Za-z_][\w.]*: ")
 
 
 def check_implementation(implementation: object, fn: str) -> str:
@@ -140,9 +162,10 @@ class FactorizedLayer(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """Random factors, after refusing (before allocating) ones that cannot fit in memory."""
         p = self.parametrization
-        check_memory(
+        dtype = dtype or torch.get_default_dtype()
+        check_memory(  # half precision is drawn in float64, then cast
             p.n_params,
-            dtype or torch.get_default_dtype(),
+            torch.float64 if dtype in HALF_DTYPES else dtype,
             device if device is not None else "cpu",
             type(self).__name__,
             f"the {p.format} factors at rank {p.rank}",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format
+from ._layer import FactorizedLayer, build_format, errors_named
 from ._spec import TensorizedShape, TensorLayout, _positive_ints, resolve_shape
 from .formats import MEMORY_WEIGHT, WeightFormat, known_size
 
@@ -186,20 +186,21 @@ class FactorizedLinear(FactorizedLayer):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{fn}: expected an nn.Linear; got {type(linear).__name__}.")
         w = linear.weight
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            bias=linear.bias is not None,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            shape=shape,
-            implementation=implementation,
-            decomposition=decomposition,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                linear.in_features,
+                linear.out_features,
+                bias=linear.bias is not None,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                shape=shape,
+                implementation=implementation,
+                decomposition=decomposition,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
         return layer
 
     def flops(self, batch: int) -> tuple[int, int]:
@@ -228,7 +229,8 @@ class FactorizedLinear(FactorizedLayer):
         x2 = x.reshape(-1, self.in_features)
         factors = self.current_factors()
         p = self.parametrization
-        if self.takes_factorized(lambda: linear_costs(self, x2.shape[0])):
+        rows = known_size(x2.shape[0])  # an empty batch takes the plain GEMM
+        if rows != 0 and self.takes_factorized(lambda: linear_costs(self, rows)):
             y = p.linear(factors, x2, self.bias, self.shape)
         else:
             y = F.linear(x2, p(*factors), self.bias)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
-from ._layer import FactorizedLayer
+from ._layer import FactorizedLayer, errors_named
 from ._linear import FactorizedLinear
 from ._spec import _positive_ints
 from .formats._geometry import PaddingMode
@@ -177,16 +177,17 @@ class LowRankLinear(_Ordered, FactorizedLinear):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{fn}: expected an nn.Linear; got {type(linear).__name__}.")
         w = linear.weight
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            linear.bias is not None,
-            rank=rank,
-            implementation=implementation,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                linear.in_features,
+                linear.out_features,
+                linear.bias is not None,
+                rank=rank,
+                implementation=implementation,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
         return layer
 
 
@@ -247,21 +248,22 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
         if not isinstance(conv, dense) or conv.groups != 1:
             raise TypeError(f"{fn}: expected an ungrouped {dense.__name__}; got {conv!r}.")
         w = conv.weight
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.bias is not None,
-            conv.padding_mode,
-            rank=rank,
-            implementation=implementation,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.bias is not None,
+                conv.padding_mode,
+                rank=rank,
+                implementation=implementation,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
         return layer
 
 

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from .._checks import check_generator
+from .._numerics import check_memory
 from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import check_implementation, check_layer_dtype
+from ._layer import check_implementation, check_layer_dtype, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorizedShape, _positive_ints, _positive_tuple
 from .formats import known_size
@@ -29,7 +30,8 @@ from .formats import known_size
 __all__ = ["TensorContraction", "TensorRegression"]
 
 
-def _check_input(x: object, shape: tuple[int, ...], fn: str) -> torch.Tensor:
+def _check_input(x: object, shape: tuple[int, ...], dtype: torch.dtype, fn: str) -> torch.Tensor:
+    """A floating tensor of the layer's ``dtype`` (autocast may mix) ending with ``shape``."""
     n = len(shape)
     if not isinstance(x, torch.Tensor):
         raise TypeError(
@@ -38,6 +40,11 @@ def _check_input(x: object, shape: tuple[int, ...], fn: str) -> torch.Tensor:
         )
     if not x.is_floating_point():
         raise TypeError(f"{fn}: input must be a floating-point tensor; got {x.dtype}.")
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{fn}: input dtype {x.dtype} does not match the layer's {dtype}; convert one of "
+            f"them (e.g. x.to({dtype}) or layer.to({x.dtype}))."
+        )
     if x.ndim < n or tuple(x.shape[-n:]) != shape:
         raise ValueError(
             f"{fn}: input must end with the modes {shape}; got shape {tuple(x.shape)}."
@@ -85,6 +92,8 @@ class TensorContraction(nn.Module):
         self.implementation = check_implementation(implementation, fn)
         generator = check_generator(generator, fn)
         dtype = check_layer_dtype(dtype, fn) or torch.get_default_dtype()
+        n_params = sum(r * i for r, i in zip(self.output_shape, self.input_shape))
+        check_memory(n_params, dtype, device if device is not None else "cpu", fn, "the factors")
         factors = [
             (torch.randn(r, i, generator=generator, dtype=dtype) / math.sqrt(i)).to(device)
             for r, i in zip(self.output_shape, self.input_shape)
@@ -126,16 +135,16 @@ class TensorContraction(nn.Module):
         return fact <= recon
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.input_shape, type(self).__name__)
+        _check_input(x, self.input_shape, self.factors[0].dtype, type(self).__name__)
         n = len(self.input_shape)
         lead = x.shape[:-n]
         batch = math.prod(lead)
-        if self._factorized(batch):
+        if known_size(batch) != 0 and self._factorized(batch):
             t = x.reshape(batch, *self.input_shape)
             for k, u in enumerate(self.factors):
                 t = _mode_dot(t, u, k + 1)
         else:
-            t = x.reshape(batch, -1) @ self.weight.transpose(0, 1)
+            t = x.reshape(batch, math.prod(self.input_shape)) @ self.weight.transpose(0, 1)
         y = t.reshape(*lead, *self.output_shape)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -173,22 +182,23 @@ class TensorRegression(nn.Module):
         _positive_ints(fn, ("out_features", out_features))
         self.out_features = out_features
         spec = TensorizedShape((out_features,), self.input_shape)
-        self.linear = FactorizedLinear(
-            math.prod(self.input_shape),
-            out_features,
-            bias,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            shape=spec,
-            implementation=implementation,
-            rank_dropout=rank_dropout,
-            init_std=init_std,
-            decomposition=decomposition,
-            generator=generator,
-            device=device,
-            dtype=dtype,
-        )
+        with errors_named(fn, inner="FactorizedLinear"):
+            self.linear = FactorizedLinear(
+                math.prod(self.input_shape),
+                out_features,
+                bias,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                shape=spec,
+                implementation=implementation,
+                rank_dropout=rank_dropout,
+                init_std=init_std,
+                decomposition=decomposition,
+                generator=generator,
+                device=device,
+                dtype=dtype,
+            )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -196,6 +206,6 @@ class TensorRegression(nn.Module):
         return self.linear.weight.reshape(self.out_features, *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.input_shape, type(self).__name__)
+        _check_input(x, self.input_shape, self.linear.factors[0].dtype, type(self).__name__)
         n = len(self.input_shape)
-        return self.linear(x.reshape(*x.shape[:-n], -1))
+        return self.linear(x.reshape(*x.shape[:-n], math.prod(self.input_shape)))

@@ -402,7 +402,8 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
         dtype (float16 and bfloat16 are decomposed in float32 and cast back; complex weights
         where the engine supports them) on its device, on the weight divided by a power of two
         near its largest entry (exact), so tiny and huge weights decompose as well as ``O(1)``
-        ones. Numpy arrays are accepted. Not differentiable (the weight is detached).
+        ones. An all-zero weight gives all-zero factors. Numpy arrays are accepted. Not
+        differentiable (the weight is detached).
 
         Raises:
             TypeError: ``weight`` is not a floating or complex tensor (or array).
@@ -419,6 +420,9 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
         check_weight_finite(weight, fn)
         dtype = weight.dtype
         work = weight.detach()
+        if not bool(work.any()):  # exactly represented by zero factors (no decomposition)
+            zeros = (torch.zeros(s, dtype=dtype, device=work.device) for s in self.factor_shapes)
+            return tuple(zeros)
         if dtype in HALF_DTYPES:
             work = work.float()
         scale = power_of_two_scale(work)
@@ -451,9 +455,9 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
         (``ValueError``) factors that cannot fit the device's memory before allocating them.
         """
         dtype = dtype or torch.get_default_dtype()
-        check_memory(
+        check_memory(  # half precision is drawn in float64, then cast
             self.n_params,
-            dtype,
+            torch.float64 if dtype in HALF_DTYPES else dtype,
             device if device is not None else "cpu",
             type(self).__name__,
             f"{self.format} factors at rank {self.rank}",
