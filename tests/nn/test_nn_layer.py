@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 
 import pytest
 import torch
@@ -246,6 +247,26 @@ def test_from_dense_keeps_the_training_mode(dense, cls, kwargs, training):
     layer = cls.from_dense(dense, **kwargs)
     assert layer.training is training
     assert layer.to_dense().training is training
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_config_rebuilds_the_layer_without_decomposing(case):
+    """Issue 13's groundwork: a JSON config plus a state_dict reproduce a factorized layer."""
+    g = torch.Generator().manual_seed(13)
+    _, outer = case.build(torch.float64, g)
+    layer = factorized_layers(outer)[0]
+    config = json.loads(json.dumps(layer.config()))
+    assert config["layer"] == type(layer).__name__ and config["weight"]["format"] == case.format
+    twin = type(layer).from_config(config, dtype=torch.float64)
+    twin.load_state_dict(layer.state_dict())
+    assert twin.parametrization.layout == layer.parametrization.layout
+    assert _rel(twin.weight, layer.weight) < 1e-14  # same factors (BLAS may reorder sums)
+
+
+def test_from_config_refuses_another_layers_config():
+    config = fnn.FactorizedConv2d(3, 4, 3, rank=2).config()
+    with pytest.raises(ValueError, match="FactorizedLinear.from_config: config must describe a"):
+        fnn.FactorizedLinear.from_config(config)
 
 
 @pytest.mark.cuda

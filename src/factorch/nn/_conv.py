@@ -269,6 +269,30 @@ class _FactorizedConvNd(FactorizedLayer):
             y = geom.conv(x, p(*factors), self.bias)
         return y.squeeze(0) if unbatched else y
 
+    def _config_args(self) -> dict[str, Any]:
+        padding = self.padding if isinstance(self.padding, (int, str)) else list(self.padding)
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": padding,
+            "dilation": list(self.dilation),
+            "bias": self.bias is not None,
+            "padding_mode": self.padding_mode,
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> _FactorizedConvNd:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**cls._check_config(config), device=device, dtype=dtype)
+
     def to_dense(self) -> nn.Module:
         """An ``nn.Conv{d}d`` holding the rebuilt kernel (and a copy of the bias)."""
         w = self.weight.detach()

@@ -189,6 +189,28 @@ class FactorizedEmbedding(FactorizedLayer):
             rows = rows * (flat != self.padding_idx).unsqueeze(-1).to(rows.dtype)
         return rows.reshape(*indices.shape, self.embedding_dim)
 
+    def _config_args(self) -> dict[str, Any]:
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+            "shape": [list(self.shape.out_factors), list(self.shape.in_factors)],
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> FactorizedEmbedding:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        args = cls._check_config(config)
+        out_factors, in_factors = args.pop("shape")
+        shape = TensorizedShape(tuple(out_factors), tuple(in_factors))
+        return cls(**args, shape=shape, device=device, dtype=dtype)
+
     def to_dense(self) -> nn.Embedding:
         w = self.weight.detach()
         out = nn.Embedding(

@@ -256,6 +256,35 @@ class FactorizedLayer(nn.Module):
             )
         return x
 
+    # --- config (rebuild the structure without decomposing) -----------------------------------
+    def config(self) -> dict[str, Any]:
+        """A JSON-serialisable description: ``{"layer": class name, "args": constructor
+        arguments, "weight": the format's config}``. ``from_config`` rebuilds the layer (random
+        factors; load a ``state_dict`` for the trained ones) without running a decomposition."""
+        rank = self.rank if isinstance(self.rank, int) else list(self.rank)
+        args = {
+            **self._config_args(),
+            "format": self.format,
+            "rank": rank,
+            "implementation": self.implementation,
+        }
+        return {"layer": type(self).__name__, "args": args, "weight": self.parametrization.config()}
+
+    def _config_args(self) -> dict[str, Any]:
+        """The constructor arguments that fix the layer's shape (JSON types)."""
+        raise NotImplementedError  # pragma: no cover - every concrete layer defines it
+
+    @classmethod
+    def _check_config(cls, config: object) -> dict[str, Any]:
+        fn = f"{cls.__name__}.from_config"
+        if not isinstance(config, Mapping) or config.get("layer") != cls.__name__:
+            got = config.get("layer") if isinstance(config, Mapping) else type(config).__name__
+            raise ValueError(f"{fn}: config must describe a {cls.__name__}; got {got!r}.")
+        args = dict(config["args"])
+        if isinstance(args.get("rank"), list):
+            args["rank"] = tuple(args["rank"])
+        return args
+
     def extra_repr(self) -> str:
         return (
             f"format={self.format!r}, rank={self.rank}, implementation={self.implementation!r}, "

@@ -236,6 +236,35 @@ class FactorizedLinear(FactorizedLayer):
             y = F.linear(x2, p(*factors), self.bias)
         return y.reshape(*lead, self.out_features)
 
+    def _config_args(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "shape": [list(self.shape.out_factors), list(self.shape.in_factors)],
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> FactorizedLinear:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run).
+
+        Example:
+            >>> layer = FactorizedLinear(64, 32, format="tt", rank=4)
+            >>> twin = FactorizedLinear.from_config(layer.config())
+            >>> twin.load_state_dict(layer.state_dict())
+            <All keys matched successfully>
+        """
+        args = cls._check_config(config)
+        out_factors, in_factors = args.pop("shape")
+        shape = TensorizedShape(tuple(out_factors), tuple(in_factors))
+        return cls(**args, shape=shape, device=device, dtype=dtype)
+
     def to_dense(self) -> nn.Linear:
         """An ``nn.Linear`` holding the rebuilt weight (and a copy of the bias)."""
         w = self.weight.detach()

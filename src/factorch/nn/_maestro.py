@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, get_args
 
 import torch
@@ -190,6 +190,24 @@ class LowRankLinear(_Ordered, FactorizedLinear):
             layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
         return layer
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LowRankLinear:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**_ordered_args(cls._check_config(config)), device=device, dtype=dtype)
+
+
+def _ordered_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of a Maestro layer: low rank only, no format/shape/ratio."""
+    for key in ("format", "shape"):
+        args.pop(key, None)
+    return args
+
 
 class _LowRankConv(_Ordered, _FactorizedConvNd):
     """Maestro convolution: a ``k``-sized convolution to ``rank`` channels (``V``), then a 1x1
@@ -265,6 +283,17 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
             )
             layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
         return layer
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**_ordered_args(cls._check_config(config)), device=device, dtype=dtype)
 
 
 class LowRankConv1d(_LowRankConv, FactorizedConv1d):
