@@ -1,20 +1,11 @@
 """Rank allocation across layers under a global parameter budget (energy criterion).
 
-For every layer and format we predict, from singular values alone (no decomposition is run), the
-relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of ranks:
-
-* low rank: exact, the tail energy of the singular values of the matrix (Eckart--Young);
-* Tucker: the exact error of the truncated HOSVD at every rank tuple along the ranks
-  :func:`rank_for_ratio` searches: with the full orthonormal mode bases ``U_n`` (eigenvectors of
-  each unfolding's Gram), the rank-``R`` HOSVD core is the leading ``R_0 x .. x R_{N-1}`` block
-  of ``G = X x_n U_n^T``, so its kept energy is one entry of the prefix sums of ``G^2`` along
-  every mode. HOOI (what ``from_dense`` runs) can only do better, so this is a tight upper
-  bound, unlike the sum-of-tails bound (which exceeds 1 at small ranks);
-* TT: the TT-SVD bound ``sum_k tail_k(r_k)`` from each sequential unfolding (Oseledets 2011);
-* TR: the same with bond ``k`` allowed ``r^2`` (a ring of rank ``r`` has unfoldings of rank
-  ``<= r^2``): a lower bound, so optimistic;
-* CP: ``max_k tail_k(R)`` over the mode and sequential unfoldings, a lower bound (a rank-``R``
-  CP tensor has every unfolding of rank ``<= R``), so optimistic.
+Each layer's format predicts (``WeightFormat.energy_ladder``), from singular values alone where
+it can, the relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of
+ranks: exact for low rank (Eckart--Young) and Tucker (the truncated HOSVD), the TT-SVD upper
+bound for TT, unfolding-rank lower bounds for CP and TR, and the measured error of the
+decomposition for a format that defines no prediction. This module is format-neutral: it holds
+the ladder rung (:class:`Candidate`), the spectral helpers the formats share, and the allocator.
 
 The allocator maximises the product of the energy fractions the layers retain,
 ``prod_l (1 - e_l^2)``, i.e. minimises ``sum_l -log(1 - e_l^2)``, subject to

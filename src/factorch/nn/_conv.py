@@ -203,7 +203,7 @@ class _FactorizedConvNd(FactorizedLayer):
         Example:
             >>> conv = torch.nn.Conv2d(16, 32, 3, padding=1)
             >>> FactorizedConv2d.from_dense(conv, format="tucker", ratio=0.3).rank
-            (13, 8, 3, 3)
+            (13, 7, 3, 3)
         """
         fn = f"{cls.__name__}.from_dense"
         dense = _DENSE[cls.dims]

@@ -180,7 +180,7 @@ class FactorizedLinear(FactorizedLayer):
         Example:
             >>> dense = torch.nn.Linear(64, 32)
             >>> FactorizedLinear.from_dense(dense, format="tt", ratio=0.2).rank
-            (1, 16, 1)
+            (1, 4, 1)
         """
         fn = f"{cls.__name__}.from_dense"
         if not isinstance(linear, nn.Linear):

@@ -516,9 +516,26 @@ _REGISTRY: dict[str, type[WeightFormat]] = {}
 def register_format(cls: type[WeightFormat], *, replace: bool = False) -> type[WeightFormat]:
     """Make ``cls`` available to the layers and :func:`~factorch.nn.compress` as ``cls.format``.
 
-    Usable as a class decorator. Raises ``TypeError`` for a class that is not a concrete
-    :class:`WeightFormat` subclass and ``ValueError`` for a name already taken (unless
-    ``replace=True``) or an empty one.
+    Usable as a class decorator. The registry is the one place a format name is looked up;
+    :func:`unregister_format` removes an entry again (e.g. at the end of a test).
+
+    Args:
+        cls: a concrete :class:`WeightFormat` subclass whose ``format`` is its name.
+        replace: allow replacing a different class registered under the same name.
+
+    Returns:
+        ``cls`` (so it works as a decorator).
+
+    Raises:
+        TypeError: not a :class:`WeightFormat` subclass, or one with abstract methods left.
+        ValueError: an empty name, or a name taken by another class (without ``replace``).
+
+    Example:
+        >>> class Diagonal(LowRankWeight):  # a variant of a built-in, under its own name
+        ...     format = "diag-lowrank"
+        >>> register_format(Diagonal) is Diagonal
+        True
+        >>> unregister_format("diag-lowrank")
     """
     fn = "register_format"
     if not (isinstance(cls, type) and issubclass(cls, WeightFormat)):
@@ -545,19 +562,41 @@ def unregister_format(name: str) -> None:
 
 
 def available_formats() -> tuple[str, ...]:
-    """Names of the registered formats, in registration order."""
+    """Names of the registered formats, in registration order.
+
+    Example:
+        >>> available_formats()[:5]
+        ('lowrank', 'cp', 'tucker', 'tt', 'tr')
+    """
     return tuple(_REGISTRY)
 
 
 def get_format(name: object, fn: str = "get_format") -> type[WeightFormat]:
-    """The format class registered as ``name``; ``ValueError`` naming ``fn`` and the choices."""
+    """The format class registered as ``name``.
+
+    Raises:
+        ValueError: an unregistered name; the message starts with ``fn`` and lists the choices.
+
+    Example:
+        >>> get_format("tucker").__name__
+        'TuckerWeight'
+    """
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
     raise ValueError(f"{fn}: format must be one of {available_formats()}; got {name!r}.")
 
 
 def format_from_config(config: Mapping[str, Any]) -> WeightFormat:
-    """Rebuild a format from :meth:`WeightFormat.config` (no decomposition is run)."""
+    """Rebuild a format from :meth:`WeightFormat.config` (no decomposition is run).
+
+    Raises:
+        ValueError: not a format config, or an unregistered format name.
+
+    Example:
+        >>> fmt = get_format("cp")(TensorLayout.identity((4, 6)), 3)
+        >>> format_from_config(fmt.config()).rank
+        3
+    """
     fn = "format_from_config"
     if not isinstance(config, Mapping) or not {"format", "rank", "layout"} <= set(config):
         raise ValueError(
