@@ -18,7 +18,7 @@ from .._numerics import autocast_disabled, power_of_two_scale, stable_norm
 from ..decomp.internal import Rank
 from ._allocation import Candidate, allocate
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
-from ._layer import check_implementation, errors_named
+from ._layer import Implementation, check_implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorLayout
 from .formats import WeightFormat, get_format
@@ -341,7 +341,7 @@ def _replace(
     plan: _Plan,
     rank: Rank,
     *,
-    implementation: str,
+    implementation: Implementation,
     decomposition: Mapping[str, Any] | None,
     fn: str,
 ) -> FactorizedLinear | _FactorizedConvNd:
@@ -478,7 +478,7 @@ def compress(
     include: Selector | Sequence[Selector] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d),
     exclude: Selector | Sequence[Selector] = (),
     allocation: Allocation = "energy",
-    implementation: str = "auto",
+    implementation: Implementation = "auto",
     example_input: Any = None,
     finetune: FineTune | Callable[[nn.Module], Any] | None = None,
     inplace: bool = False,

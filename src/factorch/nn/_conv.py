@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast, get_args
 import torch
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format, errors_named
+from ._layer import FactorizedLayer, Implementation, build_format, errors_named
 from ._spec import TensorLayout, _positive_ints
 from .formats import MEMORY_WEIGHT, ConvGeometry, WeightFormat
 from .formats._geometry import PaddingMode
@@ -96,7 +96,7 @@ class _FactorizedConvNd(FactorizedLayer):
         format: str = "lowrank",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
@@ -187,7 +187,7 @@ class _FactorizedConvNd(FactorizedLayer):
         format: str = "lowrank",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
     ) -> _FactorizedConvNd:
         """Factorize a trained ``nn.Conv{d}d`` (``groups=1``) with the decomposition engine,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format, errors_named
+from ._layer import FactorizedLayer, Implementation, build_format, errors_named
 from ._linear import linear_layout
 from ._spec import TensorizedShape, _positive_ints, resolve_shape
 from .formats import MEMORY_WEIGHT, known_size
@@ -62,7 +62,7 @@ class FactorizedEmbedding(FactorizedLayer):
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float = 1.0,
         decomposition: Mapping[str, Any] | None = None,
@@ -113,7 +113,7 @@ class FactorizedEmbedding(FactorizedLayer):
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
     ) -> FactorizedEmbedding:
         """Factorize a trained ``nn.Embedding`` (``max_norm`` and ``sparse`` unsupported),

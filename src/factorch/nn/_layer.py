@@ -6,7 +6,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import nn
@@ -43,13 +43,13 @@ def errors_named(fn: str, *, inner: str = "") -> Iterator[None]:
 _NAMED = re.compile(r"[A-Za-z_][\w.]*: ")
 
 
-def check_implementation(implementation: object, fn: str) -> str:
+def check_implementation(implementation: object, fn: str) -> Implementation:
     if implementation not in get_args(Implementation):
         raise ValueError(
             f"{fn}: implementation must be one of {get_args(Implementation)}; "
             f"got {implementation!r}."
         )
-    return str(implementation)
+    return cast(Implementation, implementation)
 
 
 def check_probability(p: object, fn: str, name: str) -> float:

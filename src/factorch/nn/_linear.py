@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._layer import FactorizedLayer, build_format, errors_named
+from ._layer import FactorizedLayer, Implementation, build_format, errors_named
 from ._spec import TensorizedShape, TensorLayout, _positive_ints, resolve_shape
 from .formats import MEMORY_WEIGHT, WeightFormat, known_size
 
@@ -108,7 +108,7 @@ class FactorizedLinear(FactorizedLayer):
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
@@ -163,7 +163,7 @@ class FactorizedLinear(FactorizedLayer):
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
     ) -> FactorizedLinear:
         """Factorize a trained ``nn.Linear`` with the decomposition engine (SVD, CP-ALS, HOOI,

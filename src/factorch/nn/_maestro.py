@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
-from ._layer import FactorizedLayer, errors_named
+from ._layer import FactorizedLayer, Implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import _positive_ints
 from .formats._geometry import PaddingMode
@@ -139,7 +139,7 @@ class LowRankLinear(_Ordered, FactorizedLinear):
         bias: bool = True,
         *,
         rank: int | None = None,
-        implementation: str = "factorized",
+        implementation: Implementation = "factorized",
         init_std: float | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -169,7 +169,7 @@ class LowRankLinear(_Ordered, FactorizedLinear):
         linear: nn.Module,
         *,
         rank: int | None = None,
-        implementation: str = "factorized",
+        implementation: Implementation = "factorized",
     ) -> LowRankLinear:
         """Start from a trained ``nn.Linear`` by truncated SVD (ordered components), keeping its
         device, dtype and training/eval mode."""
@@ -226,7 +226,7 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
         padding_mode: PaddingMode = "zeros",
         *,
         rank: int | None = None,
-        implementation: str = "factorized",
+        implementation: Implementation = "factorized",
         init_std: float | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -257,7 +257,11 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
     # low rank by construction: a narrower signature than _FactorizedConvNd.from_dense
     @classmethod
     def from_dense(  # type: ignore[override]
-        cls, conv: nn.Module, *, rank: int | None = None, implementation: str = "factorized"
+        cls,
+        conv: nn.Module,
+        *,
+        rank: int | None = None,
+        implementation: Implementation = "factorized",
     ) -> Any:
         """Start from a trained convolution by truncated SVD of its ``(out, in k..)`` matrix,
         keeping its device, dtype and training/eval mode."""

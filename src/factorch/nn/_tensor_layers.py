@@ -22,7 +22,7 @@ from torch import nn
 from .._checks import check_generator
 from .._numerics import check_memory
 from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import check_implementation, check_layer_dtype, errors_named
+from ._layer import Implementation, check_implementation, check_layer_dtype, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorizedShape, _positive_ints, _positive_tuple
 from .formats import known_size
@@ -75,7 +75,7 @@ class TensorContraction(nn.Module):
         output_shape: Sequence[int],
         *,
         bias: bool = False,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -168,7 +168,7 @@ class TensorRegression(nn.Module):
         format: str = "tucker",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
