@@ -21,8 +21,7 @@ from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _Factor
 from ._layer import Implementation, check_implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorLayout
-from .formats import WeightFormat, get_format
-from .formats._base import check_weight_finite
+from .formats import WeightFormat, check_weight_finite, get_format
 
 __all__ = ["CompressionReport", "FineTune", "LayerReport", "compress"]
 

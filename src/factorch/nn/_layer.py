@@ -15,8 +15,7 @@ from .._checks import check_generator
 from .._numerics import HALF_DTYPES, check_memory
 from ..decomp.internal import Rank
 from ._spec import TensorLayout
-from .formats import WeightFormat, get_format
-from .formats._base import check_weight_finite
+from .formats import WeightFormat, check_weight_finite, get_format
 
 __all__ = ["FactorizedLayer", "Implementation", "build_format", "errors_named"]
 

@@ -14,16 +14,12 @@ A new format is one file: a subclass and a :func:`register_format` call; then
 
 from ._base import MEMORY_WEIGHT as MEMORY_WEIGHT
 from ._base import WeightFormat as WeightFormat
-from ._base import available_formats as available_formats
+from ._base import check_weight_finite as check_weight_finite
 from ._base import dense_init_std as dense_init_std
-from ._base import format_from_config as format_from_config
 from ._base import gaussian as gaussian
-from ._base import get_format as get_format
 from ._base import keep_mask as keep_mask
 from ._base import orthonormal as orthonormal
-from ._base import register_format as register_format
 from ._base import row_digits as row_digits
-from ._base import unregister_format as unregister_format
 from ._chain import TRWeight as TRWeight
 from ._chain import TTWeight as TTWeight
 from ._chain import chain_contract as chain_contract
@@ -31,6 +27,11 @@ from ._cp import CPWeight as CPWeight
 from ._geometry import ConvGeometry as ConvGeometry
 from ._geometry import known_size as known_size
 from ._lowrank import LowRankWeight as LowRankWeight
+from ._registry import available_formats as available_formats
+from ._registry import format_from_config as format_from_config
+from ._registry import get_format as get_format
+from ._registry import register_format as register_format
+from ._registry import unregister_format as unregister_format
 from ._tucker import TuckerWeight as TuckerWeight
 
 for _builtin in (LowRankWeight, CPWeight, TuckerWeight, TTWeight, TRWeight):
@@ -47,6 +48,7 @@ __all__ = [
     "WeightFormat",
     "available_formats",
     "chain_contract",
+    "check_weight_finite",
     "dense_init_std",
     "format_from_config",
     "gaussian",
