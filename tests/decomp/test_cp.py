@@ -80,7 +80,7 @@ def test_matches_tensorly_from_same_init():
     finally:
         tl.set_backend(previous)
     assert len(tl_errors) == len(res.errors)
-    np.testing.assert_allclose(res.errors, np.array(tl_errors, dtype=float), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.errors, np.array(tl_errors, dtype=float), rtol=0, atol=1e-10)
 
 
 def test_matches_pyttb_fit_from_same_init():
@@ -185,7 +185,9 @@ def test_callback_stops_and_sees_state():
 
     res = cp(x, 2, init="random", generator=g, max_iter=50, tol=0, callback=cb)
     assert res.iterations == 3 and len(seen) == 3 and not res.converged
-    assert isinstance(seen[-1].model, CPTensor) and seen[-1].error == res.errors[-1]
+    # The last entry is recomputed exactly (the callback saw the Gram estimate).
+    assert isinstance(seen[-1].model, CPTensor)
+    assert seen[-1].error == pytest.approx(res.errors[-1], rel=1e-12)
 
 
 def test_converged_flag_and_time():
