@@ -147,7 +147,9 @@ def cp_batch(
         scales = batch_fit_scale(x)
         if bool((scales != 1).any()):
             x = x / scales.to(x.dtype).reshape(-1, *(1,) * len(shape))
-        weights, factors, errors, active = _batch_als(x, rank, max_iter, float(tol), float(l2), generator)
+        weights, factors, errors, active = _batch_als(
+            x, rank, max_iter, float(tol), float(l2), generator
+        )
         weights, factors = _batch_output(weights, factors, scales, x_in.dtype)
         if x_in.dtype != x.dtype:  # errors of the returned (rounded) models
             w = upcast(weights) / scales.to(x.dtype)[:, None]
@@ -201,7 +203,9 @@ def _batch_als(
         # Small members: the exact residual costs about one MTTKRP and, unlike the Gram
         # formula, stays accurate below sqrt(eps). Its rounding floor: a few eps (as in cp).
         err = _member_errors(x, weights, factors)
-        floor = 8.0 * eps * (1.0 + weights.abs().sum(1) / norm_x.clamp_min(torch.finfo(x.dtype).tiny))
+        floor = (
+            8.0 * eps * (1.0 + weights.abs().sum(1) / norm_x.clamp_min(torch.finfo(x.dtype).tiny))
+        )
         if errors:
             err = torch.where(active, err, errors[-1])
             if tol > 0:
@@ -321,7 +325,9 @@ def hosvd_batch(tensors: torch.Tensor, rank: int | Sequence[int]) -> BatchTucker
     flat = (x - recon).reshape(x.shape[0], -1)
     norm_x = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
     resid = torch.linalg.vector_norm(flat, dim=1)
-    errors = torch.where(norm_x > 0, resid / norm_x.clamp_min(torch.finfo(norm_x.dtype).tiny), resid)
+    errors = torch.where(
+        norm_x > 0, resid / norm_x.clamp_min(torch.finfo(norm_x.dtype).tiny), resid
+    )
     return BatchTuckerResult(
         core=core_out,
         factors=factors_out,

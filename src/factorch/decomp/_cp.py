@@ -187,12 +187,15 @@ def dense_input(tensor: object, fn: str, *, allow_nan: bool = False) -> torch.Te
 def check_mask(mask: object, tensor: torch.Tensor, fn: str) -> torch.Tensor:
     mask = as_tensor(mask, fn, "mask")
     if mask.dtype != torch.bool:
-        raise TypeError(f"{fn}: mask must have dtype torch.bool (True = observed); got {mask.dtype}.")
+        raise TypeError(
+            f"{fn}: mask must have dtype torch.bool (True = observed); got {mask.dtype}."
+        )
     if mask.layout != torch.strided:
         mask = mask.to_dense()
     if mask.shape != tensor.shape:
         raise ValueError(
-            f"{fn}: mask shape {tuple(mask.shape)} must equal the tensor shape {tuple(tensor.shape)}."
+            f"{fn}: mask shape {tuple(mask.shape)} must equal the tensor shape "
+            f"{tuple(tensor.shape)}."
         )
     if mask.device != tensor.device:
         raise ValueError(f"{fn}: mask is on {mask.device} but the tensor is on {tensor.device}.")
@@ -236,7 +239,7 @@ def _check_options(
     tensor: torch.Tensor,
     rank: object,
     *,
-    init: object,
+    init: CPInit | CPTensor,
     max_iter: object,
     tol: object,
     l2: object,
@@ -266,7 +269,9 @@ def _check_options(
     if isinstance(init, CPTensor):
         _check_init(init, tensor, rank, fn)
     elif not isinstance(init, str) or init not in get_args(CPInit):
-        raise ValueError(f"{fn}: init must be one of {get_args(CPInit)} or a CPTensor; got {init!r}.")
+        raise ValueError(
+            f"{fn}: init must be one of {get_args(CPInit)} or a CPTensor; got {init!r}."
+        )
     generator = check_generator(generator, fn)
     if callback is not None and not callable(callback):
         raise TypeError(f"{fn}: callback must be callable or None; got {type(callback).__name__}.")
@@ -274,7 +279,7 @@ def _check_options(
     check_cp_memory(tensor, rank, fn)
     return CPOptions(
         rank=rank,
-        init=init,  # type: ignore[arg-type]  # checked above: a CPInit string or a CPTensor
+        init=init,
         max_iter=max_iter,
         tol=float(tol),
         l2=float(l2),
@@ -402,16 +407,14 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         errors.append(err)
         floors.append(floor)
         if opts.callback is not None:
-            model = output_model(state, scale, dtype)
-            if opts.callback(IterationState(it, err, model)):
+            stop = bool(opts.callback(IterationState(it, err, output_model(state, scale, dtype))))
+            if stop and not exact and not (converged or it == opts.max_iter):
+                errors[-1], floors[-1] = _error(x, state, None, norm_x2, mask, exact=True)
+            if stop:
                 break
         if converged:
             break
-    if not exact and len(errors) < opts.max_iter and not converged:  # stopped by the callback
-        errors[-1], floors[-1] = _error(x, state, None, norm_x2, mask, exact=True)
-    return _Run(
-        state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time
-    )
+    return _Run(state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time)
 
 
 def _gram_unresolved(
@@ -440,7 +443,7 @@ def _error(
     """The relative error of ``state`` and its rounding floor: exact residual (on the observed
     entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x``."""
     if mask is not None:
-        resid = torch.where(mask, x - _dense(state), torch.zeros((), dtype=x.dtype))
+        resid = torch.where(mask, x - _dense(state), 0.0)
         err = float(torch.linalg.vector_norm(resid)) / max(math.sqrt(norm_x2), 1e-300)
         eps = torch.finfo(x.dtype).eps
         weight_sum = float(state.weights.abs().sum())

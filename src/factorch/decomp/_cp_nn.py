@@ -202,14 +202,14 @@ def _check_l1(l1: object, ndim: int, fn: str) -> tuple[float, ...]:
 def _check_options(
     x: torch.Tensor,
     rank: object,
-    method: object,
-    init: object,
+    method: NNCPMethod,
+    init: NNCPInit | CPTensor,
     max_iter: object,
     tol: object,
     nonneg_modes: object,
     l1: object,
-    generator: object,
-    callback: object,
+    generator: torch.Generator | None,
+    callback: Callback | None,
 ) -> _Options:
     fn = "non_negative_cp"
     rank = check_positive_int(rank, fn, "rank")
@@ -247,14 +247,14 @@ def _check_options(
     )
     return _Options(
         rank=rank,
-        method=method,  # type: ignore[arg-type]  # checked by _check_choice
-        init=init,  # type: ignore[arg-type]  # checked above
+        method=method,
+        init=init,
         max_iter=max_iter,
         tol=tol_,
         nonneg=nonneg,
         l1=_check_l1(l1, ndim, fn),
-        generator=generator,  # type: ignore[arg-type]  # checked by _check_loop_options
-        callback=callback,  # type: ignore[arg-type]  # checked by _check_loop_options
+        generator=generator,
+        callback=callback,
     )
 
 
@@ -393,7 +393,9 @@ def _fit(tensor: torch.Tensor, opts: _Options, data_nonneg: bool) -> Decompositi
         errors.append(err)
         floors.append(floor)
         if opts.callback is not None:
-            current = CPTensor.from_factors([r[0].mT * (scale if n == 0 else 1.0) for n, r in enumerate(rows)])
+            current = CPTensor.from_factors(
+                [r[0].mT * (scale if n == 0 else 1.0) for n, r in enumerate(rows)]
+            )
             if opts.callback(IterationState(it, err, current.to(dtype=tensor.dtype))) is True:
                 if not exact and not converged and it < opts.max_iter:
                     errors[-1], floors[-1] = exact_error(x, state, norm_x2)

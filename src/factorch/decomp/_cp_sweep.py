@@ -265,7 +265,7 @@ def working_set(shape: Sequence[int], rank: int) -> int:
 
 
 def _balanced_split(shape: Sequence[int]) -> int:
-    """The ``k`` in ``1 .. N-1`` whose split ``shape[:k] | shape[k:]`` has the smallest larger side."""
+    """The ``k`` in ``1 .. N-1`` whose split ``shape[:k] | shape[k:]`` minimises the larger side."""
     total = math.prod(shape)
     sides = [max(math.prod(shape[:k]), total // math.prod(shape[:k])) for k in range(1, len(shape))]
     return 1 + sides.index(min(sides))

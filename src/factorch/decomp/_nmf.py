@@ -242,7 +242,9 @@ def nmf(
             wt, h = w.mT.contiguous(), h.contiguous()
         init_time = clock.elapsed
         tracker = _Tracker(x, x2, tol, scales)
-        wt, h, converged = _nmf_loop(x, wt, h, tracker, method, lw, lh, max_iter, callback, (a, c, batched, xb.dtype))
+        wt, h, converged = _nmf_loop(
+            x, wt, h, tracker, method, lw, lh, max_iter, callback, (a, c, batched, xb.dtype)
+        )
         model = _nmf_factors(wt.mT * a, h * c, batched, xb.dtype)
         w_out, h_out = (model.W, model.H) if batched else (model.W[None], model.H[None])
         tracker.finish(x, (upcast(w_out) / a) @ (upcast(h_out) / c))

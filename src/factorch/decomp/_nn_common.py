@@ -14,9 +14,9 @@ import torch
 
 from .._checks import as_tensor, check_finite, check_generator, check_positive_int, check_tensor
 from .._numerics import upcast
-from ._scale import batch_fit_scale
 from ._cp_sweep import _GAMMA_GRAM
 from ._result import DecompositionResult, Stopwatch
+from ._scale import batch_fit_scale
 
 # Gillis--Glineur inner-loop control: stop repeating HALS sweeps over one factor once a sweep
 # changes it by less than _GG_EPS times the first sweep's change, and never run more than
@@ -203,7 +203,9 @@ def _check_matrix_stack(matrix: object, fn: str, *, nonneg: bool) -> tuple[torch
     """A real finite ``(M, N)`` or ``(B, M, N)`` tensor (numpy arrays converted, detached), as a
     stack ``(B, M, N)`` (a view), and whether it was given as a stack; refuses all-zero matrices
     (and, with ``nonneg``, negative entries)."""
-    x = check_tensor(as_tensor(matrix, fn, "matrix").detach(), fn, "matrix", min_ndim=2, finite=False)
+    x = check_tensor(
+        as_tensor(matrix, fn, "matrix").detach(), fn, "matrix", min_ndim=2, finite=False
+    )
     if x.ndim > 3:
         raise ValueError(
             f"{fn}: matrix must be (M, N) or a (B, M, N) stack; got shape {tuple(x.shape)}."
@@ -211,9 +213,10 @@ def _check_matrix_stack(matrix: object, fn: str, *, nonneg: bool) -> tuple[torch
     _check_real(x, fn, "matrix")
     xb = x if x.ndim == 3 else x.unsqueeze(0)
     check_finite(xb, fn, "matrix")
-    if nonneg and float(xb.amin()) < 0:
+    xmin = float(xb.amin())
+    if nonneg and xmin < 0:
         raise ValueError(
-            f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min {float(xb.amin()):.3g}); "
+            f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min {xmin:.3g}); "
             "NMF needs X >= 0. Shift or clip the data, or use semi_nmf for data of both signs."
         )
     if bool((xb.abs().amax((1, 2)) == 0).any()):

@@ -313,7 +313,9 @@ def _semi_loop(
         converged = tracker.step(res2, torch.zeros_like(res2), terms, model2)
         if callback is not None:
             scale, batched, dtype = out
-            state = IterationState(it, tracker.errors[-1], _semi_factors(f * scale, g, batched, dtype))
+            state = IterationState(
+                it, tracker.errors[-1], _semi_factors(f * scale, g, batched, dtype)
+            )
             if callback(state) is True:
                 break
         if converged:
