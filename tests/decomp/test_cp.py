@@ -272,7 +272,12 @@ def test_autocast_is_ignored(dtype):
 
 @pytest.mark.parametrize(
     ("dtype", "factor"),
-    [(torch.float32, 1e-30), (torch.float32, 1e30), (torch.float64, 1e-200), (torch.float64, 1e200)],
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
 )
 def test_extreme_scales_fit_as_well_as_unit_scale(dtype, factor):
     x, _ = _planted((10, 11, 12), 3, 6, 0.01)
@@ -420,7 +425,11 @@ def _with_nan() -> torch.Tensor:
         (torch.ones(5), ValueError, "cp: tensor must have at least 2 dimensions"),
         (torch.ones(3, 0, 5), ValueError, "cp: tensor has an empty dimension"),
         (_with_nan(), ValueError, "cp: tensor contains 1 NaN or Inf entries"),
-        (torch.ones(3, 4, 5, dtype=torch.complex64), TypeError, "complex tensors are not supported"),
+        (
+            torch.ones(3, 4, 5, dtype=torch.complex64),
+            TypeError,
+            "complex tensors are not supported",
+        ),
         (
             torch.sparse_coo_tensor(
                 torch.tensor([[0], [0], [0]]),

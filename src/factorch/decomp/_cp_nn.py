@@ -357,7 +357,7 @@ def _fit(tensor: torch.Tensor, opts: _Options, data_nonneg: bool) -> Decompositi
     if scale != 1.0:
         x = x / scale
     # The same minimiser for the scaled data: factor 0 carries the scale (see the docstring).
-    l1 = tuple(v / scale if n == 0 else v / scale**2 for n, v in enumerate(opts.l1))
+    l1 = tuple(v / scale if n == 0 or not v else v / scale / scale for n, v in enumerate(opts.l1))
     factors = _initial_factors(x, opts, scale)
     init_time = clock.elapsed
     # Factors are kept transposed, (1, R, I_n) contiguous, so HALS updates rows in place;
