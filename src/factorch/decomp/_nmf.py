@@ -248,7 +248,7 @@ def nmf(
         model = _nmf_factors(wt.mT * a, h * c, batched, xb.dtype)
         w_out, h_out = (model.W, model.H) if batched else (model.W[None], model.H[None])
         tracker.finish(x, (upcast(w_out) / a) @ (upcast(h_out) / c))
-    return _finish(model, tracker, converged, clock, init_time, method, batched)
+    return _finish(model, tracker, converged, clock, init_time, method, batched, xb.dtype)
 
 
 def _check_init_pair(

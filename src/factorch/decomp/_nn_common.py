@@ -354,10 +354,12 @@ def _finish(
     init_time: float,
     method: str,
     batched: bool,
+    dtype: torch.dtype,
 ) -> DecompositionResult:
+    """The result; per-matrix errors of a stack in ``dtype`` (the input's)."""
     extras: dict[str, object] = {"method": method, "objective": tuple(tracker.objective)}
     if batched and tracker.prev is not None:
-        extras["batch_errors"] = tracker.prev.clone()
+        extras["batch_errors"] = tracker.prev.to(dtype, copy=True)
         extras["batch_iterations"] = tracker.iters.clone()
     finite = tracker.prev is None or bool(torch.isfinite(tracker.prev).all())
     return DecompositionResult(

@@ -10,6 +10,7 @@ indicate over-factoring. A scan recommends the largest rank whose best model kee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
     Raises:
         TypeError: ``model`` is not a :class:`CPTensor`, or the tensor is not a real floating
             tensor.
-        ValueError: shapes disagree; NaN/Inf entries.
+        ValueError: shapes disagree; NaN/Inf entries; a value beyond float64's range (a model
+            whose scale is far from the tensor's).
 
     Example:
         >>> m = factorch.random.random_cp((5, 6, 7), 2)
@@ -47,27 +49,42 @@ def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
     """
     fn = "corcondia"
     x = check_tensor(as_tensor(tensor, fn).detach(), fn, "tensor", min_ndim=2)
+    if x.is_complex():
+        raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
     if not isinstance(model, CPTensor):
         raise TypeError(f"{fn}: model must be a CPTensor; got {type(model).__name__}.")
     if model.shape != tuple(x.shape):
         raise ValueError(
             f"{fn}: model shape {model.shape} does not match the tensor shape {tuple(x.shape)}."
         )
+    dtype = working_dtype(model.dtype)
     with torch.no_grad():
-        unit = model.normalize()
-        dtype = working_dtype(model.dtype)
+        # pinv(A diag(w)) = diag(1/w) pinv(A) for unit-norm A of full column rank: the core is
+        # computed from unit factors and the scaled data, and the weights applied in float64.
+        unit = (
+            CPTensor(model.weights.detach(), tuple(f.detach() for f in model.factors))
+            .to(dtype=dtype)
+            .normalize()
+        )
         x = x.to(dtype)
         scale = fit_scale(x)
-        factors = [f.detach().to(dtype) for f in unit.factors]
-        factors[0] = factors[0] * (unit.weights.detach().to(torch.float64) / scale).to(dtype)
         core = x / scale if scale != 1.0 else x
-        for mode, f in enumerate(factors):
+        for mode, f in enumerate(unit.factors):
             core = _mode_dot(core, torch.linalg.pinv(f), mode)
+        weights = unit.weights.to(torch.float64) / scale
+        inverse = torch.where(weights != 0, 1.0 / weights, torch.zeros_like(weights))
+        core64 = core.to(torch.float64) * inverse.reshape(-1, *(1,) * (core.ndim - 1))
         rank = model.rank
-        target = torch.zeros_like(core)
+        target = torch.zeros_like(core64)
         idx = torch.arange(rank, device=core.device)
         target[(idx,) * core.ndim] = 1.0
-        return float(100.0 * (1.0 - torch.sum((core - target) ** 2) / rank))
+        value = float(100.0 * (1.0 - torch.sum((core64 - target) ** 2) / rank))
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{fn}: the core consistency of this model is beyond float64's range (its scale is "
+            "far from the tensor's); pass a CP model fitted to this tensor."
+        )
+    return value
 
 
 @dataclass(frozen=True)

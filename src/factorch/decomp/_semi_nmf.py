@@ -245,7 +245,7 @@ def semi_nmf(
         model = _semi_factors(f * scale, g, batched, xb.dtype)
         f_out, g_out = (model.F, model.G) if batched else (model.F[None], model.G[None])
         tracker.finish(x, (upcast(f_out) / scale) @ upcast(g_out).mT)
-    return _finish(model, tracker, converged, clock, init_time, "semi", batched)
+    return _finish(model, tracker, converged, clock, init_time, "semi", batched, xb.dtype)
 
 
 def _check_init_pair(
