@@ -141,8 +141,9 @@ def non_negative_cp(
         :class:`DecompositionResult` whose ``model`` is a :class:`CPTensor` with unit-norm
         factor columns and the norms in ``weights``; ``errors`` the relative error
         ``||X - X_hat|| / ||X||`` per iteration (the last one exact); ``extras["objective"]`` the
-        penalised objective per iteration (in the data's units), ``extras["error_floors"]`` the
-        errors' rounding floors.
+        penalised objective per iteration (in the data's units, so beyond float64's range for
+        float64 data larger than about ``1e150``), ``extras["error_floors"]`` the errors'
+        rounding floors.
 
     Raises:
         TypeError: wrong argument types (non-tensor input, complex input, bad ``l1`` type, a

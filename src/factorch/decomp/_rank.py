@@ -172,6 +172,34 @@ def rank_scan(
     so a masked scan recommended 3 in only 4 and 1 of the 8 seeds (4 or 5 otherwise), against 3
     in every seed with complete data. Check a masked recommendation on held-out entries
     (:mod:`factorch.completion`).
+
+    Args:
+        tensor: real tensor (or numpy array, or a small torch sparse tensor) with at least 2
+            modes; float16/bfloat16 are fitted in float32 (models returned in the input dtype);
+            a tensor that requires grad is detached; tiny or huge data is scaled exactly.
+        ranks: the candidate ranks (a non-empty sequence of positive integers, numpy integers
+            accepted).
+        mask, max_iter, tol, linesearch, generator: passed to every :func:`~factorch.decomp.cp`.
+        starts: fits per rank (the best is kept).
+        threshold: the core consistency (percent) a recommended rank must keep.
+        callback: ``callback(rank, start, result)`` after each fit; True stops the scan.
+
+    Returns:
+        :class:`RankScan`, including ``degeneracy``: the :func:`~factorch.decomp.cp_degeneracy`
+        check of each rank's best model (degenerate models are not flagged by a warning).
+
+    Raises:
+        TypeError: non-tensor or non-real input; ``ranks`` not a sequence of integers; a
+            ``generator`` that is not a ``torch.Generator``.
+        ValueError: NaN/Inf (without a mask), bad option values, a rank whose working set
+            cannot fit in the device's memory (checked for every rank before the first fit).
+
+    Not differentiable; autocast is ignored.
+
+    Example:
+        >>> x = factorch.random.random_cp((8, 9, 10), 2).to_dense()
+        >>> rank_scan(x, [1, 2, 3], starts=2).ranks
+        (1, 2, 3)
     """
     fn = "rank_scan"
     x = dense_input(tensor, fn, allow_nan=mask is not None)
