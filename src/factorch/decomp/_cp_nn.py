@@ -181,9 +181,9 @@ def non_negative_cp(
     opts = _check_options(
         x, rank, method, init, max_iter, tol, nonneg_modes, l1, generator, callback
     )
-    data_nonneg = _check_data(x, opts.nonneg, fn)
+    data_nonneg, largest = _check_data(x, opts.nonneg, fn)
     with torch.no_grad():
-        return _fit(x, opts, data_nonneg)
+        return _fit(x, opts, data_nonneg, largest)
 
 
 def _check_l1(l1: object, ndim: int, fn: str) -> tuple[float, ...]:
@@ -282,20 +282,21 @@ def _check_init(
             )
 
 
-def _check_data(x: torch.Tensor, nonneg: tuple[bool, ...], fn: str) -> bool:
+def _check_data(x: torch.Tensor, nonneg: tuple[bool, ...], fn: str) -> tuple[bool, float]:
     """Refuse NaN/Inf, all-zero data and (every mode constrained) negative entries; return
-    whether the data is non-negative."""
-    check_finite(x, fn, "tensor")
-    xmin = float(x.amin())
-    if all(nonneg) and xmin < 0:
+    whether the data is non-negative and its largest magnitude (one pass over the data)."""
+    low, high = (float(v) for v in torch.aminmax(x))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        check_finite(x, fn, "tensor")
+    if all(nonneg) and low < 0:
         raise ValueError(
-            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {xmin:.3g}) but every "
+            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {low:.3g}) but every "
             "mode is constrained to be non-negative, so they cannot be fitted. Shift or clip the "
             "data, or leave a mode free with nonneg_modes=[...]."
         )
-    if float(x.abs().max()) == 0:
+    if low == 0 and high == 0:
         raise ValueError(f"{fn}: tensor is all zeros; nothing to fit.")
-    return xmin >= 0
+    return low >= 0, max(-low, high)
 
 
 def _init_with_weights(init: CPTensor) -> list[torch.Tensor]:
@@ -351,10 +352,12 @@ def _rules(opts: _Options, data_nonneg: bool) -> list[_Rule]:
     return rules
 
 
-def _fit(tensor: torch.Tensor, opts: _Options, data_nonneg: bool) -> DecompositionResult[CPTensor]:
+def _fit(
+    tensor: torch.Tensor, opts: _Options, data_nonneg: bool, largest: float
+) -> DecompositionResult[CPTensor]:
     clock = Stopwatch()
     x = upcast(tensor)
-    scale = fit_scale(x)
+    scale = fit_scale(x, largest)
     if scale != 1.0:
         x = x / scale
     # The same minimiser for the scaled data: factor 0 carries the scale (see the docstring).
@@ -370,7 +373,7 @@ def _fit(tensor: torch.Tensor, opts: _Options, data_nonneg: bool) -> Decompositi
     # Per mode, the tree costs about 2 / N passes over X (2 numel R FLOPs each).
     cost = 4.0 * x.numel() * opts.rank / x.ndim
     sweeps = [_max_sweeps(cost, size, opts.rank) for size in x.shape]
-    norm_x2 = float(torch.sum(x * x))
+    norm_x2 = float(torch.linalg.vector_norm(x)) ** 2
     errors: list[float] = []
     floors: list[float] = []
     objective: list[float] = []

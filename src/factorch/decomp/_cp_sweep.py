@@ -236,8 +236,9 @@ def exact_error(tensor: torch.Tensor, state: CPState, norm_x2: float) -> tuple[f
     step = max(1, _BLOCK // max(1, cols))
     total = 0.0
     for start in range(0, rows, step):
-        block = x2[start : start + step] - left[start : start + step] @ right
-        total += float(torch.sum(block * block))
+        block = torch.addmm(x2[start : start + step], left[start : start + step], right, alpha=-1)
+        flat = block.reshape(-1)
+        total += float(torch.dot(flat, flat))
     eps = torch.finfo(tensor.dtype).eps
     weight_sum = float(state.weights.abs().sum())
     if norm_x2 <= 0:  # all-zero X: the zero model fits it exactly

@@ -206,7 +206,7 @@ def nmf(
         True
     """
     fn = "nmf"
-    xb, batched = _check_matrix_stack(matrix, fn, nonneg=True)
+    xb, batched, peaks = _check_matrix_stack(matrix, fn, nonneg=True)
     rank = check_positive_int(rank, fn, "rank")
     _check_choice(method, get_args(NMFMethod), fn, "method")
     max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
@@ -222,7 +222,7 @@ def nmf(
     _check_nmf_memory(xb, rank, fn)
     clock = Stopwatch()
     with torch.no_grad():
-        x, scales, x2 = _scaled_stack(xb)
+        x, scales, x2 = _scaled_stack(xb, peaks)
         # W carries the factor a, H the factor c of each member's scale s = a c; the penalties
         # become l1_w a / s^2 and l1_h c / s^2, which leaves the minimiser unchanged.
         a, c = _member_scales(scales, x)
@@ -247,7 +247,7 @@ def nmf(
         )
         model = _nmf_factors(wt.mT * a, h * c, batched, xb.dtype)
         w_out, h_out = (model.W, model.H) if batched else (model.W[None], model.H[None])
-        tracker.finish(x, (upcast(w_out) / a) @ (upcast(h_out) / c))
+        tracker.finish(x, upcast(w_out) / a, upcast(h_out) / c)
     return _finish(model, tracker, converged, clock, init_time, method, batched, xb.dtype)
 
 
@@ -323,7 +323,8 @@ def _nmf_loop(
         res2 = tracker.x2 - 2 * sh + model2
         terms = tracker.x2 + 2 * sh.abs() + model2.abs()
         if tracker.needs_exact(res2, terms):
-            res2 = torch.linalg.vector_norm(x - wt.mT @ h, dim=(1, 2)).square()
+            res2 = torch.linalg.vector_norm(torch.baddbmm(x, wt.mT, h, alpha=-1), dim=(1, 2))
+            res2 = res2.square()
         penalty = _flat(l1_w) * wt.sum((1, 2)) + _flat(l1_h) * h.sum((1, 2))
         converged = tracker.step(res2, penalty, terms, model2)
         if callback is not None:

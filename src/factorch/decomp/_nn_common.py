@@ -199,10 +199,12 @@ def _check_real(x: torch.Tensor, fn: str, name: str) -> None:
         raise TypeError(f"{fn}: {name} must be real; got {x.dtype}.")
 
 
-def _check_matrix_stack(matrix: object, fn: str, *, nonneg: bool) -> tuple[torch.Tensor, bool]:
+def _check_matrix_stack(
+    matrix: object, fn: str, *, nonneg: bool
+) -> tuple[torch.Tensor, bool, torch.Tensor]:
     """A real finite ``(M, N)`` or ``(B, M, N)`` tensor (numpy arrays converted, detached), as a
-    stack ``(B, M, N)`` (a view), and whether it was given as a stack; refuses all-zero matrices
-    (and, with ``nonneg``, negative entries)."""
+    stack ``(B, M, N)`` (a view), whether it was given as a stack, and each member's largest
+    magnitude (float64); refuses all-zero matrices (and, with ``nonneg``, negative entries)."""
     x = check_tensor(
         as_tensor(matrix, fn, "matrix").detach(), fn, "matrix", min_ndim=2, finite=False
     )
@@ -212,26 +214,32 @@ def _check_matrix_stack(matrix: object, fn: str, *, nonneg: bool) -> tuple[torch
         )
     _check_real(x, fn, "matrix")
     xb = x if x.ndim == 3 else x.unsqueeze(0)
-    check_finite(xb, fn, "matrix")
-    xmin = float(xb.amin())
+    flat = xb.reshape(xb.shape[0], -1)
+    low, high = flat.amin(1), flat.amax(1)  # (torch.aminmax along a dim is much slower)
+    if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
+        check_finite(xb, fn, "matrix")
+    xmin = float(low.min())
     if nonneg and xmin < 0:
         raise ValueError(
             f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min {xmin:.3g}); "
             "NMF needs X >= 0. Shift or clip the data, or use semi_nmf for data of both signs."
         )
-    if bool((xb.abs().amax((1, 2)) == 0).any()):
+    peaks = torch.maximum(-low, high)
+    if bool((peaks == 0).any()):
         raise ValueError(
             f"{fn}: matrix is all zeros (in at least one batch entry); nothing to fit."
         )
-    return xb, x.ndim == 3
+    return xb, x.ndim == 3, peaks.to(torch.float64)
 
 
-def _scaled_stack(xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _scaled_stack(
+    xb: torch.Tensor, peaks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The stack in its working dtype divided by each member's power-of-four scale (see
-    :mod:`factorch.decomp._scale`), the scales ``(B,)`` (float64) and the squared Frobenius norms
-    ``(B,)`` of the scaled members."""
+    :mod:`factorch.decomp._scale`; ``peaks`` the members' largest magnitudes), the scales
+    ``(B,)`` (float64) and the squared Frobenius norms ``(B,)`` of the scaled members."""
     x = upcast(xb)
-    scales = batch_fit_scale(x)
+    scales = batch_fit_scale(x, peaks)
     if bool((scales != 1).any()):
         x = x / scales.to(x.dtype).reshape(-1, 1, 1)
     return x, scales, torch.linalg.vector_norm(x, dim=(1, 2)).square()
@@ -327,10 +335,11 @@ class _Tracker:
         self.prev, self.prev_floor, self.prev_exact = err, floor, self.exact
         return not bool(self.active.any())
 
-    def finish(self, x: torch.Tensor, approx: torch.Tensor) -> None:
-        """Replace the last errors by the exact ones of ``approx`` (the returned factors'
-        product, in the units of the scaled stack ``x``)."""
-        res2 = torch.linalg.vector_norm(x - approx, dim=(1, 2)).square()
+    def finish(self, x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
+        """Replace the last errors by the exact ones of the returned factors ``left @ right``
+        (in the units of the scaled stack ``x``)."""
+        res2 = torch.linalg.vector_norm(torch.baddbmm(x, left, right, alpha=-1), dim=(1, 2))
+        res2 = res2.square()
         self.prev = (res2 / self.x2).sqrt()
         if self.errors:
             self.errors[-1] = math.sqrt(float((res2 * self.weights).sum()) / self.total)

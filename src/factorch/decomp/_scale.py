@@ -17,7 +17,7 @@ import math
 
 import torch
 
-__all__ = ["batch_fit_scale", "fit_scale", "split_scale"]
+__all__ = ["batch_fit_scale", "batch_peaks", "fit_scale", "peak", "split_scale"]
 
 
 def _window(dtype: torch.dtype) -> tuple[float, float]:
@@ -32,24 +32,43 @@ def _lowest_exponent(dtype: torch.dtype) -> int:
     return low + (low % 2)
 
 
-def fit_scale(tensor: torch.Tensor) -> float:
-    """1.0 when the largest magnitude of ``tensor`` is in the safe window (or the tensor is zero
-    or not finite), else a power of four ``s`` with ``max|x| / s`` in ``[1, 4)`` (representable
-    in the tensor's dtype)."""
+def peak(tensor: torch.Tensor) -> float:
+    """``max |x|`` (NaN if any entry is NaN), in one pass without a temporary for real tensors."""
+    if tensor.numel() == 0:
+        return 0.0
+    x = tensor.detach()
+    if x.is_complex():
+        return float(x.abs().max())
+    low, high = torch.aminmax(x)
+    return max(-float(low), float(high)) if not bool(torch.isnan(low)) else math.nan
+
+
+def fit_scale(tensor: torch.Tensor, largest: float | None = None) -> float:
+    """1.0 when the largest magnitude of ``tensor`` (``largest`` when already known) is in the
+    safe window (or the tensor is zero or not finite), else a power of four ``s`` with
+    ``max|x| / s`` in ``[1, 4)`` (representable in the tensor's dtype)."""
     if tensor.numel() == 0:
         return 1.0
-    peak = float(tensor.detach().abs().max())
+    peak_ = peak(tensor) if largest is None else largest
     low, high = _window(tensor.dtype)
-    if peak == 0.0 or not math.isfinite(peak) or low <= peak <= high:
+    if peak_ == 0.0 or not math.isfinite(peak_) or low <= peak_ <= high:
         return 1.0
-    exponent = math.frexp(peak)[1] - 1  # peak in [2^e, 2^(e+1))
+    exponent = math.frexp(peak_)[1] - 1  # the peak is in [2^e, 2^(e+1))
     return math.ldexp(1.0, max(exponent - exponent % 2, _lowest_exponent(tensor.dtype)))
 
 
-def batch_fit_scale(tensor: torch.Tensor) -> torch.Tensor:
-    """:func:`fit_scale` of every member of a stack ``(B, ...)``, as a float64 ``(B,)`` tensor on
-    the stack's device."""
-    peaks = tensor.detach().abs().reshape(tensor.shape[0], -1).amax(1).to(torch.float64)
+def batch_peaks(tensor: torch.Tensor) -> torch.Tensor:
+    """``max |x|`` of every member of a stack ``(B, ...)`` (float64 ``(B,)``; NaN propagates)."""
+    x = tensor.detach().reshape(tensor.shape[0], -1)
+    if x.is_complex():
+        return x.abs().amax(1).to(torch.float64)
+    return torch.maximum(-x.amin(1), x.amax(1)).to(torch.float64)
+
+
+def batch_fit_scale(tensor: torch.Tensor, peaks: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`fit_scale` of every member of a stack ``(B, ...)`` (``peaks``: their largest
+    magnitudes, when already known), as a float64 ``(B,)`` tensor on the stack's device."""
+    peaks = batch_peaks(tensor) if peaks is None else peaks
     low, high = _window(tensor.dtype)
     exponent = torch.frexp(peaks)[1] - 1
     exponent = (exponent - exponent.remainder(2)).clamp_min(_lowest_exponent(tensor.dtype))

@@ -200,7 +200,7 @@ def semi_nmf(
         True
     """
     fn = "semi_nmf"
-    xb, batched = _check_matrix_stack(matrix, fn, nonneg=False)
+    xb, batched, peaks = _check_matrix_stack(matrix, fn, nonneg=False)
     rank = check_positive_int(rank, fn, "rank")
     max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
     b, m, n = xb.shape
@@ -226,7 +226,7 @@ def semi_nmf(
     )
     clock = Stopwatch()
     with torch.no_grad():
-        x, scales, x2 = _scaled_stack(xb)
+        x, scales, x2 = _scaled_stack(xb, peaks)
         scale = scales.to(x.dtype).reshape(-1, 1, 1)  # F carries each member's scale
         f_prev: torch.Tensor | None = None
         if init_pair is not None:
@@ -244,7 +244,7 @@ def semi_nmf(
         )
         model = _semi_factors(f * scale, g, batched, xb.dtype)
         f_out, g_out = (model.F, model.G) if batched else (model.F[None], model.G[None])
-        tracker.finish(x, (upcast(f_out) / scale) @ upcast(g_out).mT)
+        tracker.finish(x, upcast(f_out) / scale, upcast(g_out).mT)
     return _finish(model, tracker, converged, clock, init_time, "semi", batched, xb.dtype)
 
 
@@ -309,7 +309,8 @@ def _semi_loop(
         res2 = tracker.x2 - 2 * inner + model2
         terms = tracker.x2 + 2 * inner.abs() + model2.abs()
         if tracker.needs_exact(res2, terms):
-            res2 = torch.linalg.vector_norm(x - f @ g.mT, dim=(1, 2)).square()
+            res2 = torch.linalg.vector_norm(torch.baddbmm(x, f, g.mT, alpha=-1), dim=(1, 2))
+            res2 = res2.square()
         converged = tracker.step(res2, torch.zeros_like(res2), terms, model2)
         if callback is not None:
             scale, batched, dtype = out
