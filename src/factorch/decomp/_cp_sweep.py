@@ -38,7 +38,6 @@ import torch
 
 from ..algebra.internal import RANK, contract
 from ..algebra.internal import khatri_rao as _khatri_rao
-from ..tensors import CPTensor
 
 __all__ = [
     "CPState",
@@ -83,10 +82,6 @@ class CPState:
         self.factors = list(factors)
         self.grams = [f.mT @ f for f in factors]
 
-    def model(self) -> CPTensor:
-        """A :class:`CPTensor` copy of the iterate (safe to keep)."""
-        return CPTensor(self.weights.clone(), tuple(f.clone() for f in self.factors))
-
 
 def als_sweep(
     tensor: torch.Tensor, state: CPState, *, l2: float = 0.0, fixed: frozenset[int] = frozenset()
@@ -99,7 +94,7 @@ def als_sweep(
     n = tensor.ndim
     half = (n + 1) // 2
     left, right = range(half), range(half, n)
-    mttkrp = state.factors[-1]
+    mttkrp = state.factors[-1]  # (set by the last mode of the second pass)
     for updated, other in ((left, right), (right, left)):
         # One read of X: contract the other half's factors (in the second pass, the left factors
         # this sweep has just updated).
