@@ -110,6 +110,18 @@ def cp_batch(
     others. An input that requires grad is detached. Not differentiable; autocast is ignored;
     device and dtype follow the input.
 
+    Args:
+        tensors: ``(B, I_0, ..., I_{N-1})`` real stack (at least 3 dimensions), or a numpy array.
+        rank: components per member (any integral type).
+        max_iter: maximum number of sweeps.
+        tol: per-member stopping tolerance on the change in relative error (0: run all sweeps).
+        l2: ridge penalty added to each normal-equation solve (of unit-norm factors).
+        generator: source of the random initial factors.
+
+    Returns:
+        :class:`BatchCPResult`: weights ``(B, R)``, factors ``(B, I_n, R)``, per-sweep errors
+        ``(iterations, B)`` in the input dtype, per-member ``converged`` flags.
+
     Raises:
         TypeError: non-numeric, integer or complex input; a non-integral rank; a ``generator``
             that is not a ``torch.Generator``.
@@ -280,6 +292,14 @@ def hosvd_batch(tensors: torch.Tensor, rank: int | Sequence[int]) -> BatchTucker
     the errors of the returned, rounded models); members far from magnitude 1 are scaled by a
     power of four for the computation. Differentiable (through ``eigh``: the input's graph is
     kept); autocast is ignored.
+
+    Args:
+        tensors: ``(B, I_0, ..., I_{N-1})`` real or complex stack, or a numpy array.
+        rank: an int for every mode, or one int per mode.
+
+    Returns:
+        :class:`BatchTuckerResult`: core ``(B, R_0, ...)``, factors ``(B, I_n, R_n)`` with
+        orthonormal columns, relative errors ``(B,)``.
 
     Raises:
         TypeError: non-numeric or integer input; a non-integral rank.
