@@ -307,7 +307,7 @@ def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
 def _fit(tensor: torch.Tensor, options: CPOptions) -> DecompositionResult[CPTensor]:
     """Scale and upcast the data, run CP-ALS, return the model in the input's scale and dtype."""
     dtype = tensor.dtype
-    x = upcast(tensor)
+    x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
     observed = x if options.mask is None else torch.where(options.mask, x, torch.zeros_like(x))
     scale = fit_scale(observed)
     if scale != 1.0:

@@ -356,7 +356,7 @@ def _fit(
     tensor: torch.Tensor, opts: _Options, data_nonneg: bool, largest: float
 ) -> DecompositionResult[CPTensor]:
     clock = Stopwatch()
-    x = upcast(tensor)
+    x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
     scale = fit_scale(x, largest)
     if scale != 1.0:
         x = x / scale
