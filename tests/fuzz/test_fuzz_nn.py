@@ -32,12 +32,6 @@ from torch import nn
 import factorch.nn as fnn
 
 FORMATS = ("lowrank", "cp", "tucker", "tt", "tr")
-# Formats fuzzed through a decomposition (from_dense, compress). "tr" is left out here: on
-# matrices with a size-1 mode (e.g. a 2 x 2 weight folded as (4, 1)) TR-ALS meets a wide least-
-# squares system and factorch.decomp's tr_als raises a raw torch RuntimeError (the fix, a
-# minimum-norm solve, is on the decomp-tt branch); the TR format is fuzzed in the constructor and
-# forward tests below, and TR from_dense in tests/nn.
-DECOMPOSED = ("lowrank", "cp", "tucker", "tt")
 DECOMPOSITION = {"cp": {"max_iter": 30}, "tr": {"max_iter": 30}}
 
 
@@ -128,10 +122,11 @@ def _conv_entry(dims: int, fmt: str) -> Entry:
     )
 
 
-FROM_DENSE = [(f, _linear_entry(f)) for f in DECOMPOSED] + [
+FROM_DENSE = [(f, _linear_entry(f)) for f in FORMATS] + [
     ("cp", _conv_entry(1, "cp")),
     ("tucker", _conv_entry(2, "tucker")),
     ("lowrank", _conv_entry(2, "lowrank")),
+    ("tr", _conv_entry(2, "tr")),
     ("tt", _conv_entry(3, "tt")),
 ]
 
@@ -167,7 +162,7 @@ def _compress_entry(fmt: str) -> Entry:
     return Entry("compress", call, check, min_ndim=2, max_ndim=2)
 
 
-COMPRESS = [(f, _compress_entry(f)) for f in DECOMPOSED]
+COMPRESS = [(f, _compress_entry(f)) for f in FORMATS]
 
 
 @settings(max_examples=40, deadline=None)
