@@ -251,16 +251,13 @@ def test_from_dense_and_method_errors():
         sp.counts(2)
 
 
-def test_mode_layout_cache_is_sorted_and_clearable():
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_norm_is_true_at_extreme_float32_scales(scale):
     dense, _ = _random_sparse_dense((6, 5, 4), 0.5, 7)
-    sp = SparseTensor.from_dense(dense)
-    lay = sp._layout(2)
-    assert bool((lay.rows[1:] >= lay.rows[:-1]).all())
-    assert lay.offsets[-1] == sp.nnz
-    torch.testing.assert_close(lay.values, sp.values[lay.perm])
-    assert sp._layout(2) is lay
-    sp.clear_cache()
-    assert sp._layout(2) is not lay
+    sp = SparseTensor.from_dense((dense * scale).float())
+    expected = torch.linalg.vector_norm(dense.double()) * scale
+    assert sp.norm().dtype == torch.float32
+    torch.testing.assert_close(sp.norm().double(), expected, rtol=1e-6, atol=0.0)
 
 
 @pytest.mark.cuda

@@ -15,6 +15,9 @@ from ._mttkrp import _mttkrp as mttkrp
 from ._mttkrp import check_factors_and_mode as check_factors_and_mode
 from ._products import _khatri_rao as khatri_rao
 from ._products import _mode_dot as mode_dot
+from ._sparse_layout import ModeLayout as ModeLayout
+from ._sparse_layout import SparseLayout as SparseLayout
+from ._sparse_mttkrp import sparse_mttkrp_kernel as sparse_mttkrp
 from ._svd import _leading_left as leading_left
 from ._svd import _randomized_svd as randomized_svd
 from ._svd import _truncated_svd as truncated_svd
@@ -23,6 +26,8 @@ from ._unfold import _unfold as unfold
 
 __all__ = [
     "RANK",
+    "ModeLayout",
+    "SparseLayout",
     "check_factors_and_mode",
     "contract",
     "fold",
@@ -32,6 +37,7 @@ __all__ = [
     "mode_product",
     "mttkrp",
     "randomized_svd",
+    "sparse_mttkrp",
     "truncated_svd",
     "unfold",
 ]
