@@ -99,9 +99,7 @@ class ModeLayout:
         return values if self.perm is None else values[self.perm]
 
     @classmethod
-    def build(
-        cls, indices: torch.Tensor, values: torch.Tensor, size: int, mode: int
-    ) -> ModeLayout:
+    def build(cls, indices: torch.Tensor, values: torch.Tensor, size: int, mode: int) -> ModeLayout:
         """Sort ``indices`` (``(N, nnz)``) by row ``mode`` (whose size is ``size``)."""
         col = indices[mode]
         other_modes = [m for m in range(indices.shape[0]) if m != mode]
@@ -214,4 +212,3 @@ class SparseLayout:
                 f"{fn}: layout was built for other coordinates ({self.nnz} entries) than the "
                 f"tensor's ({idx.shape[1]} entries); build it with SparseLayout.build(tensor)."
             )
-

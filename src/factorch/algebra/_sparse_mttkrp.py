@@ -153,7 +153,9 @@ def _check_factors(
     out = []
     rank = None
     for m, f in enumerate(factors):
-        f = check_tensor(as_tensor(f, fn, f"factors[{m}]"), fn, f"factors[{m}]", ndim=2, finite=False)
+        f = check_tensor(
+            as_tensor(f, fn, f"factors[{m}]"), fn, f"factors[{m}]", ndim=2, finite=False
+        )
         if f.dtype != like.dtype or f.device != like.device:
             raise TypeError(
                 f"{fn}: factors[{m}] is {f.dtype} on {f.device} but the tensor's values are "
@@ -245,11 +247,11 @@ def sparse_mttkrp(
                 f"{fn}: layout was built for modes {tuple(layout.layouts)}, not mode {mode}; "
                 "build it with SparseLayout.build(tensor) (every mode)."
             )
-    out = sparse_mttkrp_kernel(
-        layout, checked, mode, None if values is layout.values else values
-    )
+    out = sparse_mttkrp_kernel(layout, checked, mode, None if values is layout.values else values)
     if weights is not None:
-        weights = check_tensor(as_tensor(weights, fn, "weights"), fn, "weights", ndim=1, finite=False)
+        weights = check_tensor(
+            as_tensor(weights, fn, "weights"), fn, "weights", ndim=1, finite=False
+        )
         if weights.shape[0] != rank or weights.dtype != out.dtype:
             raise ValueError(
                 f"{fn}: weights must be a ({rank},) tensor of dtype {out.dtype}; got "

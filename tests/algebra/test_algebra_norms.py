@@ -64,43 +64,74 @@ def test_inner_and_norm_gradcheck():
     assert torch.autograd.gradcheck(lambda x: norm(x, 1), (a,))
 
 
-def test_inner_errors():
+def _inner_errors_inputs():
     a = torch.zeros(2, 3)
-    with pytest.raises(TypeError, match=r"inner: a must be a torch\.Tensor; got list\."):
-        inner([1.0], a)
-    with pytest.raises(TypeError, match=r"inner: b must be a torch\.Tensor; got float\."):
-        inner(a, 1.0)
-    with pytest.raises(
-        TypeError, match=r"inner: a must have a floating-point or complex dtype; got torch\.int64\."
-    ):
-        inner(torch.zeros(2, 3, dtype=torch.int64), a)
-    with pytest.raises(
-        ValueError, match=r"inner: a and b must have the same shape; got \(2, 3\) and \(3, 2\)\."
-    ):
-        inner(a, torch.zeros(3, 2))
-    with pytest.raises(
-        TypeError,
-        match=r"inner: \(a, b\)\[1\] has dtype torch\.float64 but \(a, b\)\[0\] has torch\.float32",
-    ):
-        inner(a, a.double())
-    with pytest.raises(
-        ValueError, match=r"inner: \(a, b\)\[1\] is on meta but \(a, b\)\[0\] is on cpu"
-    ):
-        inner(a, a.to("meta"))
+    return a
 
 
-def test_norm_errors():
-    a = torch.zeros(2, 3)
-    with pytest.raises(TypeError, match=r"norm: tensor must be a torch\.Tensor; got list\."):
-        norm([1.0])
-    with pytest.raises(
+INNER_ERRORS_CASES = [
+    pytest.param(
+        lambda a: inner("a", a),
         TypeError,
-        match=r"norm: tensor must have a floating-point or complex dtype; got torch\.bool\.",
-    ):
-        norm(torch.zeros(2, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got 3\."):
-        norm(a, 3)
-    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got True\."):
-        norm(a, True)
-    with pytest.raises(ValueError, match=r"norm: order must be 1 or 2; got 'fro'\."):
-        norm(a, "fro")
+        r"inner: a must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda a: inner(a, None),
+        TypeError,
+        r"inner: b must be a torch\.Tensor or a numpy array; got NoneType\.",
+    ),
+    pytest.param(
+        lambda a: inner(torch.zeros(2, 3, dtype=torch.int64), a),
+        TypeError,
+        r"inner: a must have a floating-point or complex dtype; got torch\.int64\.",
+    ),
+    pytest.param(
+        lambda a: inner(a, torch.zeros(3, 2)),
+        ValueError,
+        r"inner: a and b must have the same shape; got \(2, 3\) and \(3, 2\)\.",
+    ),
+    pytest.param(
+        lambda a: inner(a, a.double()),
+        TypeError,
+        r"inner: \(a, b\)\[1\] has dtype torch\.float64 but \(a, b\)\[0\] has torch\.float32",
+    ),
+    pytest.param(
+        lambda a: inner(a, a.to("meta")),
+        ValueError,
+        r"inner: \(a, b\)\[1\] is on meta but \(a, b\)\[0\] is on cpu",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), INNER_ERRORS_CASES)
+def test_inner_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_inner_errors_inputs())
+
+
+def _norm_errors_inputs():
+    a = torch.zeros(2, 3)
+    return a
+
+
+NORM_ERRORS_CASES = [
+    pytest.param(
+        lambda a: norm({"a": 1}),
+        TypeError,
+        r"norm: tensor must be a torch\.Tensor or a numpy array; got dict\.",
+    ),
+    pytest.param(
+        lambda a: norm(torch.zeros(2, dtype=torch.bool)),
+        TypeError,
+        r"norm: tensor must have a floating-point or complex dtype; got torch\.bool\.",
+    ),
+    pytest.param(lambda a: norm(a, 3), ValueError, r"norm: order must be 1 or 2; got 3\."),
+    pytest.param(lambda a: norm(a, True), ValueError, r"norm: order must be 1 or 2; got True\."),
+    pytest.param(lambda a: norm(a, "fro"), ValueError, r"norm: order must be 1 or 2; got 'fro'\."),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), NORM_ERRORS_CASES)
+def test_norm_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_norm_errors_inputs())

@@ -59,50 +59,86 @@ def test_unfold_fold_agree_with_tensorly(tensorly_backend, mode):
     )
 
 
-def test_unfold_errors():
+def _unfold_errors_inputs():
     x = torch.zeros(2, 3)
-    with pytest.raises(TypeError, match=r"unfold: tensor must be a torch\.Tensor; got list\."):
-        unfold([[1.0]], 0)
-    with pytest.raises(
-        ValueError, match=r"unfold: tensor must have at least 1 dimensions; got shape \(\)\."
-    ):
-        unfold(torch.tensor(1.0), 0)
-    with pytest.raises(
-        ValueError, match=r"unfold: tensor has an empty dimension \(shape \(2, 0\)\)"
-    ):
-        unfold(torch.zeros(2, 0), 0)
-    with pytest.raises(
-        IndexError, match=r"unfold: mode must be in \[-2, 1\] for a 2-way tensor; got 2\."
-    ):
-        unfold(x, 2)
-    with pytest.raises(IndexError, match=r"got -3\."):
-        unfold(x, -3)
-    with pytest.raises(TypeError, match=r"unfold: mode must be an int; got float\."):
-        unfold(x, 1.0)
-    with pytest.raises(TypeError, match=r"unfold: mode must be an int; got bool\."):
-        unfold(x, True)
+    return x
 
 
-def test_fold_errors():
-    m = torch.zeros(2, 12)
-    with pytest.raises(TypeError, match=r"fold: unfolded must be a torch\.Tensor; got ndarray\."):
-        fold(m.numpy(), 0, (2, 3, 4))
-    with pytest.raises(
-        ValueError, match=r"fold: unfolded must have 2 dimensions; got shape \(24,\)\."
-    ):
-        fold(torch.zeros(24), 0, (2, 3, 4))
-    with pytest.raises(TypeError, match=r"fold: shape must be a sequence of ints; got 5\."):
-        fold(m, 0, 5)
-    with pytest.raises(
-        IndexError, match=r"fold: mode must be in \[-3, 2\] for a 3-way tensor; got 3\."
-    ):
-        fold(m, 3, (2, 3, 4))
-    with pytest.raises(
+UNFOLD_ERRORS_CASES = [
+    pytest.param(
+        lambda x: unfold("x", 0),
+        TypeError,
+        r"unfold: tensor must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda x: unfold(torch.tensor(1.0), 0),
         ValueError,
-        match=r"fold: an unfolding of shape \(2, 12\) cannot be folded into \(3, 2, 4\) "
+        r"unfold: tensor must have at least 1 dimensions; got shape \(\)\.",
+    ),
+    pytest.param(
+        lambda x: unfold(torch.zeros(2, 0), 0),
+        ValueError,
+        r"unfold: tensor has an empty dimension \(shape \(2, 0\)\)",
+    ),
+    pytest.param(
+        lambda x: unfold(x, 2),
+        IndexError,
+        r"unfold: mode must be in \[-2, 1\] for a 2-way tensor; got 2\.",
+    ),
+    pytest.param(lambda x: unfold(x, -3), IndexError, r"got -3\."),
+    pytest.param(lambda x: unfold(x, 1.0), TypeError, r"unfold: mode must be an int; got float\."),
+    pytest.param(lambda x: unfold(x, True), TypeError, r"unfold: mode must be an int; got bool\."),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), UNFOLD_ERRORS_CASES)
+def test_unfold_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_unfold_errors_inputs())
+
+
+def _fold_errors_inputs():
+    m = torch.zeros(2, 12)
+    return m
+
+
+FOLD_ERRORS_CASES = [
+    pytest.param(
+        lambda m: fold(None, 0, (2, 3, 4)),
+        TypeError,
+        r"fold: unfolded must be a torch\.Tensor or a numpy array; got NoneType\.",
+    ),
+    pytest.param(
+        lambda m: fold(torch.zeros(24), 0, (2, 3, 4)),
+        ValueError,
+        r"fold: unfolded must have 2 dimensions; got shape \(24,\)\.",
+    ),
+    pytest.param(
+        lambda m: fold(m, 0, 5),
+        TypeError,
+        r"fold: shape must be a sequence of positive ints; got 5\.",
+    ),
+    pytest.param(
+        lambda m: fold(m, 3, (2, 3, 4)),
+        IndexError,
+        r"fold: mode must be in \[-3, 2\] for a 3-way tensor; got 3\.",
+    ),
+    pytest.param(
+        lambda m: fold(m, 0, (3, 2, 4)),
+        ValueError,
+        r"fold: an unfolding of shape \(2, 12\) cannot be folded into \(3, 2, 4\) "
         r"along mode 0; "
         r"expected \(3, 8\)\.",
-    ):
-        fold(m, 0, (3, 2, 4))
-    with pytest.raises(ValueError, match=r"cannot be folded into \(2, 3, 5\) along mode 0"):
-        fold(m, 0, (2, 3, 5))
+    ),
+    pytest.param(
+        lambda m: fold(m, 0, (2, 3, 5)),
+        ValueError,
+        r"cannot be folded into \(2, 3, 5\) along mode 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), FOLD_ERRORS_CASES)
+def test_fold_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_fold_errors_inputs())

@@ -150,41 +150,64 @@ def test_svd_differentiable_methods_gradcheck():
         )
 
 
-@pytest.mark.parametrize("fn", ["truncated_svd", "randomized_svd"])
-def test_svd_errors(fn):
+def _svd_errors_inputs(fn):
     f = truncated_svd if fn == "truncated_svd" else randomized_svd
     a = torch.zeros(4, 3)
-    with pytest.raises(TypeError, match=rf"{fn}: matrix must be a torch\.Tensor; got list\."):
-        f([[1.0]], 1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix must have 2 dimensions; got shape \(2, 2, 2\)\."
-    ):
-        f(torch.zeros(2, 2, 2), 1)
-    with pytest.raises(
-        TypeError,
-        match=rf"{fn}: matrix must have a floating-point or complex dtype; got torch\.int64\.",
-    ):
-        f(torch.zeros(4, 3, dtype=torch.int64), 1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix has an empty dimension \(shape \(0, 3\)\)"
-    ):
-        f(torch.zeros(0, 3), 1)
     bad = a.clone()
     bad[1, 1] = float("nan")
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix contains 1 NaN or Inf entries; all entries must be finite"
-    ):
-        f(bad, 1)
-    with pytest.raises(ValueError, match=rf"{fn}: rank must be a positive int; got 0\."):
-        f(a, 0)
-    with pytest.raises(TypeError, match=rf"{fn}: rank must be a positive int; got float\."):
-        f(a, 2.0)
-    with pytest.raises(ValueError, match=rf"{fn}: n_iter must be a non-negative int; got -1\."):
-        f(a, 1, n_iter=-1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: oversample must be a non-negative int; got True\."
-    ):
-        f(a, 1, oversample=True)
+    return f, a, bad
+
+
+SVD_ERRORS_CASES = [
+    pytest.param(
+        lambda f, a, bad: f("matrix", 1),
+        TypeError,
+        r"FN: matrix must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(2, 2, 2), 1),
+        ValueError,
+        r"FN: matrix must have 2 dimensions; got shape \(2, 2, 2\)\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(4, 3, dtype=torch.int64), 1),
+        TypeError,
+        r"FN: matrix must have a floating-point or complex dtype; got torch\.int64\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(0, 3), 1),
+        ValueError,
+        r"FN: matrix has an empty dimension \(shape \(0, 3\)\)",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(bad, 1),
+        ValueError,
+        r"FN: matrix contains 1 NaN or Inf entries; all entries must be finite",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 0), ValueError, r"FN: rank must be a positive int; got 0\."
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 2.0), TypeError, r"FN: rank must be a positive int; got float\."
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 1, n_iter=-1),
+        ValueError,
+        r"FN: n_iter must be a non-negative int; got -1\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 1, oversample=True),
+        ValueError,
+        r"FN: oversample must be a non-negative int; got True\.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), SVD_ERRORS_CASES)
+@pytest.mark.parametrize("fn", ["truncated_svd", "randomized_svd"])
+def test_svd_errors(fn, call, error, match):
+    with pytest.raises(error, match=match.replace("FN", fn)):
+        call(*_svd_errors_inputs(fn))
 
 
 def test_truncated_svd_bad_method():
@@ -196,13 +219,26 @@ def test_truncated_svd_bad_method():
         truncated_svd(torch.zeros(4, 3), 1, method="qr")
 
 
-def test_leading_singular_vectors_errors():
-    fn = "leading_singular_vectors"
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix must have 2 dimensions; got shape \(3,\)\."
-    ):
-        leading_singular_vectors(torch.zeros(3), 1)
-    with pytest.raises(ValueError, match=rf"{fn}: rank must be a positive int; got -2\."):
-        leading_singular_vectors(torch.zeros(3, 3), -2)
-    with pytest.raises(ValueError, match=rf"{fn}: matrix contains 1 NaN or Inf entries"):
-        leading_singular_vectors(torch.tensor([[1.0, float("inf")]]), 1)
+LEADING_SINGULAR_VECTORS_ERRORS_CASES = [
+    pytest.param(
+        lambda: leading_singular_vectors(torch.zeros(3), 1),
+        ValueError,
+        r"leading_singular_vectors: matrix must have 2 dimensions; got shape \(3,\)\.",
+    ),
+    pytest.param(
+        lambda: leading_singular_vectors(torch.zeros(3, 3), -2),
+        ValueError,
+        r"leading_singular_vectors: rank must be a positive int; got -2\.",
+    ),
+    pytest.param(
+        lambda: leading_singular_vectors(torch.tensor([[1.0, float("inf")]]), 1),
+        ValueError,
+        r"leading_singular_vectors: matrix contains 1 NaN or Inf entries",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), LEADING_SINGULAR_VECTORS_ERRORS_CASES)
+def test_leading_singular_vectors_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
