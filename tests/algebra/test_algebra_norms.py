@@ -135,3 +135,76 @@ NORM_ERRORS_CASES = [
 def test_norm_errors(call, error, match):
     with pytest.raises(error, match=match):
         call(_norm_errors_inputs())
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+@pytest.mark.parametrize("order", [1, 2])
+def test_norm_is_true_across_the_float32_range(scale, order):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(50, 40, generator=gen, dtype=F64)
+    expected = torch.linalg.vector_norm(x, ord=order) * scale
+    out = norm((x * scale).float(), order)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=0.0)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_norm_is_true_across_the_float64_range(scale):
+    x = torch.full((1000,), 3.0, dtype=F64) * scale
+    torch.testing.assert_close(norm(x), torch.tensor(3.0 * 1000**0.5 * scale, dtype=F64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_norm_of_half_precision_is_computed_in_float32(dtype):
+    x = torch.full((100,), 40000.0 if dtype == torch.float16 else 1e30).to(dtype)
+    ref = torch.linalg.vector_norm(x.double())
+    if dtype == torch.float16:  # 4e5 is above float16's largest number
+        with pytest.raises(
+            ValueError, match=r"norm: the norm \(about 4e\+05\) exceeds the largest"
+        ):
+            norm(x)
+        x = x / 64
+        ref = ref / 64
+    out = norm(x)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), ref, rtol=1e-2, atol=0.0)
+
+
+def test_inner_is_true_where_the_unscaled_sum_would_overflow():
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(30, 20, generator=gen, dtype=F64)
+    b = torch.randn(30, 20, generator=gen, dtype=F64)
+    ref = float((a * b).sum()) * 1e36 * 1e-10
+    out = inner((a * 1e36).float(), (b * 1e-10).float())
+    assert out.dtype == torch.float32
+    assert float(out) == pytest.approx(ref, rel=1e-4)
+    # each factor's squares overflow float32, the inner product does not
+    assert float(inner((a * 1e19).float(), (b * 1e-19).float())) == pytest.approx(
+        float((a * b).sum()), rel=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda: inner(torch.full((4,), 1e30), torch.full((4,), 1e30)),
+            r"inner: the inner product \(about 4e\+60\) exceeds the largest torch.float32 number",
+        ),
+        (
+            lambda: norm(torch.full((400,), 3e38)),
+            r"norm: the norm \(about 6e\+39\) exceeds the largest torch.float32 number .*"
+            r"pass tensor.double\(\)",
+        ),
+    ],
+)
+def test_unrepresentable_results_are_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_non_finite_entries_propagate_and_zero_norm_only_for_zeros():
+    assert torch.isnan(norm(torch.tensor([1.0, float("nan")])))
+    assert torch.isinf(norm(torch.tensor([1.0, float("inf")])))
+    assert float(norm(torch.zeros(3))) == 0.0
+    assert float(norm(torch.full((3,), 1e-45))) > 0.0  # float32 subnormals

@@ -260,6 +260,12 @@ def _mode_dot_errors_inputs():
 
 MODE_DOT_ERRORS_CASES = [
     pytest.param(
+        lambda x, m: mode_dot(torch.zeros(2, 100, 100), torch.zeros(1, 100).expand(10**9, 100), 1),
+        ValueError,
+        r"mode_dot: the product needs about .* of memory",
+        id="absurd output",
+    ),
+    pytest.param(
         lambda x, m: mode_dot("x", m, 1),
         TypeError,
         r"mode_dot: tensor must be a torch\.Tensor or a numpy array; got str\.",
@@ -333,6 +339,14 @@ def _multi_mode_dot_errors_inputs():
 
 MULTI_MODE_DOT_ERRORS_CASES = [
     pytest.param(
+        lambda x, mats: multi_mode_dot(
+            torch.zeros(100, 100, 100), [torch.zeros(1, 100).expand(10**7, 100)] * 2, [0, 1]
+        ),
+        ValueError,
+        r"multi_mode_dot: an intermediate needs about .* of memory",
+        id="absurd intermediate",
+    ),
+    pytest.param(
         lambda x, mats: multi_mode_dot(x, torch.zeros(5, 2)),
         TypeError,
         r"multi_mode_dot: matrices must be a sequence of tensors; got Tensor\.",
@@ -405,6 +419,12 @@ def _khatri_rao_errors_inputs():
 
 
 KHATRI_RAO_ERRORS_CASES = [
+    pytest.param(
+        lambda a, b: khatri_rao([torch.zeros(1, 2).expand(100000, 2)] * 3),
+        ValueError,
+        r"khatri_rao: the \(1000000000000000, 2\) result needs about .* of memory, more than",
+        id="16 PB request",
+    ),
     pytest.param(
         lambda a, b: khatri_rao(a),
         TypeError,
@@ -482,6 +502,12 @@ def _kron_errors_inputs():
 
 
 KRON_ERRORS_CASES = [
+    pytest.param(
+        lambda a: kron([torch.zeros(1, 10).expand(10**5, 10)] * 3),
+        ValueError,
+        r"kron: the \(1000000000000000, 1000\) result needs about .* of memory",
+        id="absurd size",
+    ),
     pytest.param(lambda a: kron(), ValueError, r"kron: need at least one matrix; got none\."),
     pytest.param(
         lambda a: kron(a, torch.zeros(3)),

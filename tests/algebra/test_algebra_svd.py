@@ -242,3 +242,60 @@ LEADING_SINGULAR_VECTORS_ERRORS_CASES = [
 def test_leading_singular_vectors_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ["full", "gram", "randomized"])
+def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype, method):
+    gen = torch.Generator().manual_seed(5)
+    low = torch.randn(40, 3, generator=gen) @ torch.randn(3, 30, generator=gen)
+    a = low.to(dtype)
+    u, s, vh = truncated_svd(a, 3, method=method, generator=torch.Generator().manual_seed(0))
+    assert u.dtype == s.dtype == vh.dtype == dtype
+    ref = torch.linalg.svdvals(a.float())[:3]
+    torch.testing.assert_close(s.float(), ref, rtol=2e-2, atol=0.0)
+    rel = torch.linalg.norm((u.float() * s.float()) @ vh.float() - a.float()) / a.float().norm()
+    assert float(rel) < 2e-2
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+@pytest.mark.parametrize("method", ["full", "gram", "randomized"])
+def test_extreme_float32_scales_give_true_singular_values(scale, method):
+    gen = torch.Generator().manual_seed(6)
+    low = torch.randn(60, 4, generator=gen, dtype=F64) @ torch.randn(
+        4, 50, generator=gen, dtype=F64
+    )
+    a = (low * scale).float()
+    u, s, vh = truncated_svd(a, 4, method=method, generator=torch.Generator().manual_seed(0))
+    ref = torch.linalg.svdvals(low)[:4] * scale
+    torch.testing.assert_close(s.double() / ref, torch.ones(4, dtype=F64), rtol=1e-4, atol=0.0)
+    assert bool(torch.isfinite(u).all()) and bool(torch.isfinite(vh).all())
+    v = leading_singular_vectors(a, 4)
+    assert bool(torch.isfinite(v).all())
+
+
+def test_half_precision_singular_values_beyond_the_range_are_refused():
+    a = torch.full((4, 4), 30000.0, dtype=torch.float16)  # largest singular value 120000
+    with pytest.raises(ValueError, match=r"truncated_svd: the largest singular value .* exceeds"):
+        truncated_svd(a, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda a: truncated_svd(a, 1, generator=0),
+            TypeError,
+            r"truncated_svd: generator must be a torch.Generator or None; got int",
+        ),
+    ],
+)
+def test_svd_argument_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(torch.ones(4, 3))
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_complex32_is_refused():
+    with pytest.raises(TypeError, match=r"randomized_svd: complex32 is not supported"):
+        randomized_svd(torch.ones(4, 3).to(torch.complex32), 1)

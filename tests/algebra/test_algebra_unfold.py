@@ -104,6 +104,24 @@ def _fold_errors_inputs():
 
 FOLD_ERRORS_CASES = [
     pytest.param(
+        lambda m: fold(torch.zeros(5, 24), 1, (-6, 5, -4)),
+        ValueError,
+        r"fold: shape must be a non-empty sequence of positive sizes; got \(-6, 5, -4\)\.",
+        id="negative sizes",
+    ),
+    pytest.param(
+        lambda m: fold(m, 0, (2, 0, 4)),
+        ValueError,
+        r"fold: shape must be a non-empty sequence of positive sizes; got \(2, 0, 4\)\.",
+        id="zero size",
+    ),
+    pytest.param(
+        lambda m: fold(m, 0, (2, 3.0, 4)),
+        TypeError,
+        r"fold: shape\[1\] must be an int; got float\.",
+        id="float size",
+    ),
+    pytest.param(
         lambda m: fold(None, 0, (2, 3, 4)),
         TypeError,
         r"fold: unfolded must be a torch\.Tensor or a numpy array; got NoneType\.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -335,3 +336,68 @@ ADD_NOISE_AND_PLANTED_ERRORS_CASES = [
 def test_add_noise_and_planted_errors(call, error, match):
     with pytest.raises(error, match=match):
         call(*_add_noise_and_planted_errors_inputs())
+
+
+def test_numpy_integers_are_accepted_for_shapes_and_ranks() -> None:
+    import numpy as np
+
+    cp = random_cp((np.int64(3), 4), np.int32(2), generator=_gen())
+    assert cp.shape == (3, 4) and cp.rank == 2
+    assert random_tucker((3, 4), (np.int64(2), 2), generator=_gen()).rank == (2, 2)
+    assert random_tt((3, 4, 5), np.int64(2), generator=_gen()).rank == (1, 2, 2, 1)
+    p = planted("cp", (3, 4), np.int64(2), generator=_gen())
+    assert p.truth.rank == 2
+    x = add_noise(np.ones((3, 4)), relative=0.1, generator=_gen())
+    assert isinstance(x, torch.Tensor) and x.dtype == F64
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        pytest.param(
+            lambda: random_cp((1000, 1000, 1000), 10**9),
+            ValueError,
+            r"random_cp: 3 factors of rank 1000000000 needs about .* of memory",
+            id="absurd cp rank",
+        ),
+        pytest.param(
+            lambda: random_tucker((10, 10, 10), 10**4),
+            ValueError,
+            r"random_tucker: a rank-\(10000, 10000, 10000\) core needs about",
+            id="absurd tucker core",
+        ),
+        pytest.param(
+            lambda: random_tr((10**6, 10**6), 10**5),
+            ValueError,
+            r"random_tr: cores of ranks .* needs about",
+            id="absurd tr ranks",
+        ),
+        pytest.param(
+            lambda: planted("cp", (10**5, 10**5, 10**5), 2),
+            ValueError,
+            r"planted: the dense \(100000, 100000, 100000\) tensor and its noise needs about",
+            id="absurd planted shape",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), 2, generator=0),
+            TypeError,
+            r"random_cp: generator must be a torch.Generator or None; got int",
+            id="int seed",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), 2, device="nowhere"),
+            ValueError,
+            r"random_cp: device must name a torch device; got 'nowhere'",
+            id="bad device",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), np.bool_(True)),
+            TypeError,
+            r"random_cp: rank must be a positive int; got bool",
+            id="numpy bool rank",
+        ),
+    ],
+)
+def test_sizes_generators_and_devices_are_checked(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()

@@ -148,9 +148,10 @@ def _check_svd_args(
     n_iter: object,
     generator: object,
 ) -> tuple[torch.Tensor, int]:
-    matrix = check_tensor(as_tensor(matrix, fn, "matrix"), fn, "matrix", ndim=2)
+    matrix = as_tensor(matrix, fn, "matrix")
     if matrix.dtype == torch.complex32:
         raise TypeError(f"{fn}: complex32 is not supported; convert with .to(torch.complex64).")
+    matrix = check_tensor(matrix, fn, "matrix", ndim=2)
     rank = check_positive_int(rank, fn, "rank")
     if method not in get_args(SVDMethod):
         raise ValueError(f"{fn}: method must be one of {get_args(SVDMethod)}; got {method!r}.")

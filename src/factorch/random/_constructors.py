@@ -15,7 +15,7 @@ from math import prod
 import torch
 
 from ..tensors import CPTensor, TRTensor, TTMatrix, TTTensor, TuckerTensor
-from ._common import check_rank_value, check_shape, draw, rank_tuple, resolve
+from ._common import check_entries, check_rank_value, check_shape, draw, is_int, rank_tuple, resolve
 
 __all__ = ["random_cp", "random_tr", "random_tt", "random_tt_matrix", "random_tucker"]
 
@@ -38,6 +38,7 @@ def random_cp(
     shape = check_shape(shape, fn)
     r = check_rank_value(rank, fn, "rank")
     dt, dev = resolve(dtype, device, generator, fn)
+    check_entries(sum(shape) * r, dt, dev, fn, f"{len(shape)} factors of rank {r}")
     factors = tuple(draw((s, r), generator, dt, dev) for s in shape)
     weights = torch.full((r,), 1.0 / math.sqrt(r), dtype=dt, device=dev)
     cp = CPTensor(weights, factors)
@@ -70,6 +71,9 @@ def random_tucker(
                     f"{fn}: orthogonal factors need rank[{n}] <= shape[{n}]; got rank {r} > size "
                     f"{s}. Lower the rank or use orthogonal=False."
                 )
+    check_entries(
+        prod(ranks) + sum(s * r for s, r in zip(shape, ranks)), dt, dev, fn, f"a rank-{ranks} core"
+    )
     core = draw(ranks, generator, dt, torch.device("cpu"))
     factors = []
     for s, r in zip(shape, ranks):
@@ -92,7 +96,7 @@ def _tt_ranks(sizes: Sequence[int], rank: int | Sequence[int], fn: str) -> tuple
     ``min(prod_{j<k} I_j, prod_{j>=k} I_j)``; an explicit tuple above them is an error."""
     n = len(sizes)
     caps = [min(prod(sizes[:k]), prod(sizes[k:])) for k in range(n + 1)]
-    if isinstance(rank, int) and not isinstance(rank, bool):
+    if is_int(rank):
         r = check_rank_value(rank, fn, "rank")
         return (1, *(min(r, caps[k]) for k in range(1, n)), 1)
     ranks = rank_tuple(rank, n + 1, fn, f"r_0..r_{n} for a {n}-way tensor, r_0 = r_{n} = 1")
@@ -106,6 +110,13 @@ def _tt_ranks(sizes: Sequence[int], rank: int | Sequence[int], fn: str) -> tuple
                 "lower it (an int rank is capped automatically)."
             )
     return ranks
+
+
+def _check_cores(
+    ranks: Sequence[int], sizes: Sequence[int], dtype: torch.dtype, device: torch.device, fn: str
+) -> None:
+    entries = sum(ranks[k] * s * ranks[k + 1] for k, s in enumerate(sizes))
+    check_entries(entries, dtype, device, fn, f"cores of ranks {tuple(ranks)}")
 
 
 def random_tt(
@@ -126,6 +137,7 @@ def random_tt(
     shape = check_shape(shape, fn)
     ranks = _tt_ranks(shape, rank, fn)
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, shape, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], s, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, s in enumerate(shape)
@@ -154,6 +166,7 @@ def random_tr(
     if ranks[0] != ranks[-1]:
         raise ValueError(f"{fn}: the ring must close, r_{n} = r_0; got {ranks}.")
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, shape, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], s, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, s in enumerate(shape)
@@ -185,8 +198,10 @@ def random_tt_matrix(
             f"{fn}: row_shape and col_shape need the same number of factors (one pair per core); "
             f"got {row_shape} and {col_shape}."
         )
-    ranks = _tt_ranks([m * n for m, n in zip(row_shape, col_shape)], rank, fn)
+    sizes = [m * n for m, n in zip(row_shape, col_shape)]
+    ranks = _tt_ranks(sizes, rank, fn)
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, sizes, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], m, n, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, (m, n) in enumerate(zip(row_shape, col_shape))

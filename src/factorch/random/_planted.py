@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from math import prod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import as_index, as_tensor, check_tensor
 from ..tensors import CPTensor, TRTensor, TTTensor, TuckerTensor
-from ._common import draw, resolve
+from ._common import check_entries, check_shape, draw, is_int, resolve
 from ._constructors import random_cp, random_tr, random_tt, random_tucker
 
 __all__ = ["Planted", "PlantedKind", "add_noise", "planted"]
@@ -30,7 +31,7 @@ def add_noise(
     constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
     """
     fn = "add_noise"
-    check_tensor(x, fn, "x")
+    x = check_tensor(as_tensor(x, fn, "x"), fn, "x")
     if isinstance(relative, bool) or not isinstance(relative, (int, float)):
         raise TypeError(f"{fn}: relative must be a float; got {type(relative).__name__}.")
     if not math.isfinite(relative) or relative < 0:
@@ -84,18 +85,22 @@ def planted(
     kinds = get_args(PlantedKind)
     if kind not in kinds:
         raise ValueError(f"{fn}: kind must be one of {kinds}; got {kind!r}.")
-    opts = {"generator": generator, "dtype": dtype, "device": device}
+    sizes = check_shape(shape, fn)
+    dt, dev = resolve(dtype, device, generator, fn)
+    check_entries(2 * prod(sizes), dt, dev, fn, f"the dense {sizes} tensor and its noise")
     truth: CPTensor | TuckerTensor | TTTensor | TRTensor
     if kind == "cp":
-        if not isinstance(rank, int):
+        if not is_int(rank):
             raise TypeError(f"{fn}: a CP rank must be an int; got {type(rank).__name__}.")
-        truth = random_cp(shape, rank, **opts)
+        truth = random_cp(
+            sizes, as_index(rank, fn, "rank"), generator=generator, dtype=dt, device=dev
+        )
     elif kind == "tucker":
-        truth = random_tucker(shape, rank, **opts)
+        truth = random_tucker(sizes, rank, generator=generator, dtype=dt, device=dev)
     elif kind == "tt":
-        truth = random_tt(shape, rank, **opts)
+        truth = random_tt(sizes, rank, generator=generator, dtype=dt, device=dev)
     else:
-        truth = random_tr(shape, rank, **opts)
+        truth = random_tr(sizes, rank, generator=generator, dtype=dt, device=dev)
     dense = truth.to_dense()
     observed = add_noise(dense, relative=noise, generator=generator)
     return Planted(tensor=observed, truth=truth, noise=float(noise))
