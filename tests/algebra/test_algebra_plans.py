@@ -117,6 +117,11 @@ RULE_TABLE = [
     (BIG, (2,), 16, F32, "cpu", (2, 1, 16, True)),
     (BIG, (1, 2), 5, F32, "cpu", (2, 2, 5, True)),
     ((40000, 30), (1,), 16, F32, "cpu", (1, 0, 16, True)),  # 2-way: rank axis first
+    # batches of 90 < 128 columns: the first mode's single GEMM
+    ((100, 120, 90), (0, 1), 10, F64, "cpu", (0, 0, 12, True)),
+    # only a middle mode with batches of 8 columns: rank axis last
+    ((1000, 1000, 8), (1, 2), 10, F64, "cpu", (1, 2, 12, False)),
+    ((1000, 1000, 8), (1, 2), 4, F64, "cpu", (1, 1, 4, True)),
 ]
 
 

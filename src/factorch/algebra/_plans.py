@@ -29,11 +29,14 @@ result, bit for bit, on every call and in every process.
 
 **The default rule** (:func:`default_plan`) is a fixed function of the
 :class:`ContractionProblem` -- shape, allowed modes, rank, dtype and device (and, documented here,
-*not* of the thread count or of any timing). It was read off the timings of every candidate
-(``benchmarks/bench_gemm.py --explore``: 102 problems, 200^3 tensors, R = 1..64, float32 and
-float64, every mode set, torch 2.13 + MKL on one AMD EPYC Zen 5 core; BENCHMARKS.md, "Autotuning:
-default rule vs tuned"), where it runs within 2 % of the fastest candidate on geometric mean
-(worst case 1.26x) against 38 % for the previous fixed rule:
+*not* of the thread count or of any timing). It was read off the timings of every candidate on
+186 problems (``benchmarks/bench_gemm.py --explore`` and BENCHMARKS.md, "Autotuning: default rule
+vs tuned": 200^3 at R = 1..64 in float64 and float32 with every mode set, plus 60^4,
+1000 x 1000 x 8, 400 x 100 x 200, 128^3 and 100 x 120 x 90 at R = 5..32; torch 2.13 + MKL, one
+AMD EPYC Zen 5 core). On the 200^3 grid it runs within 2 % of the fastest candidate on geometric
+mean (worst 1.26x), on the other shapes within 4 % (worst 1.44x); the previous fixed rule (the
+plain form below) was 37 % off (worst 4.3x). A timed tuner itself lands 0-10 % off the best
+(it times each candidate once). The rule:
 
 * tensors on other devices than the CPU, complex or half-precision dtypes, and CPU tensors below
   :data:`RULE_MIN_ENTRIES` entries (where a call takes well under a millisecond and a factor copy
@@ -43,14 +46,17 @@ default rule vs tuned"), where it runs within 2 % of the fastest candidate on ge
 * large float32 / float64 CPU tensors, rank ``R``:
 
   - float64 ``R > 8``: pad ``R`` to a multiple of 4 (32 bytes; R = 10 -> 12 runs 10-15 % faster);
-  - float32, ``R >= 8``, a middle mode allowed (with batches of >= 32 columns): ``bmm(F^T, X)``
+  - float32, ``R >= 8``, a middle mode allowed with batches of >= 128 columns: ``bmm(F^T, X)``
     on it (rank axis at the mode, ``F`` column-major);
   - else the last mode if allowed: ``R = 1`` (3-way or more): a batched GEMV over the first axis
     (``F`` as a row); ``R <= 5``: ``X(L, I) @ F`` with ``F`` column-major (2-4x faster than row-
     major at R = 2 in float32); float32: batched over the first axis with the rank axis second;
     float64: ``F^T @ X(L, I)^T`` (rank axis first; 1.8-2.5x faster than ``X @ F`` at R >= 16);
-  - else a middle mode, ``bmm(F^T, X)`` (``F`` column-major above R = 3);
-  - else the first mode, ``F^T @ X(I, T)``.
+  - else a middle mode with batches of >= 128 columns, ``bmm(F^T, X)`` (``F`` column-major above
+    R = 3);
+  - else the first mode if allowed, ``F^T @ X(I, T)`` (one GEMM beats narrow batches);
+  - else (a middle mode with narrow batches) ``bmm(X^T, F)`` with the rank axis last and ``F``
+    row-major for ``R > 5``, ``bmm(F^T, X)`` below.
 
 A fused or compiled kernel (issue 14: inductor on CPU, Triton on CUDA) enters as another plan the
 rule picks for the problems where it has been measured to win; :func:`run` dispatches on the plan.
@@ -85,7 +91,8 @@ RANK = -1
 RULE_MIN_ENTRIES = 1 << 18
 """Below this many tensor entries the default rule uses the plain form (no factor copy)."""
 
-_MIN_BATCH_COLUMNS = 32
+_MIN_BATCH_COLUMNS = 32  # plain form: a batched GEMM needs batches this wide
+_WIDE_BATCH_COLUMNS = 128  # default rule: ... this wide to beat the first mode's single GEMM
 
 Kind = Literal["labels", "natural"]
 
@@ -155,10 +162,13 @@ def allowed_modes(shape: Sequence[int], modes: Sequence[int]) -> list[int]:
     return [m for m in modes if 2 * shape[m] >= largest]
 
 
-def _middle_mode(shape: Sequence[int], modes: Sequence[int]) -> int | None:
-    """The allowed middle mode with the widest batches, if its batches have >= 32 columns."""
+def _middle_mode(
+    shape: Sequence[int], modes: Sequence[int], columns: int = _MIN_BATCH_COLUMNS
+) -> int | None:
+    """The allowed middle mode with the widest batches, if its batches have >= ``columns``
+    columns."""
     n = len(shape)
-    mids = [m for m in modes if 0 < m < n - 1 and math.prod(shape[m + 1 :]) >= _MIN_BATCH_COLUMNS]
+    mids = [m for m in modes if 0 < m < n - 1 and math.prod(shape[m + 1 :]) >= columns]
     return max(mids, key=lambda m: math.prod(shape[m + 1 :])) if mids else None
 
 
@@ -190,7 +200,7 @@ def default_plan(problem: ContractionProblem) -> ContractionPlan:
         return plain_plan(shape, problem.modes, rank)
     allowed = problem.modes
     pad = -(-rank // 4) * 4 if (dtype == torch.float64 and rank > 8) else rank
-    mid = _middle_mode(shape, allowed)
+    mid = _middle_mode(shape, allowed, _WIDE_BATCH_COLUMNS)
     if dtype == torch.float32 and rank >= 8 and mid is not None:
         return ContractionPlan(mid, mid, pad, True)
     if n - 1 in allowed:
@@ -203,6 +213,11 @@ def default_plan(problem: ContractionProblem) -> ContractionPlan:
     if mid is not None:
         return ContractionPlan(mid, mid, pad, rank > 3)
     first = _first(allowed)
+    if first == 0:
+        return ContractionPlan(0, 0, pad, True)
+    # only a middle mode with narrow batches: rank last (bmm(X^T, F)) unless the rank is small
+    if rank > 5:
+        return ContractionPlan(first, n - 1, pad, False)
     return ContractionPlan(first, first, pad, True)
 
 
