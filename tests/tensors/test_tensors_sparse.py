@@ -234,9 +234,9 @@ CONSTRUCTOR_ERRORS_CASES = [
         r"indices must have an integer dtype; got torch.float32",
     ),
     pytest.param(
-        lambda idx, vals: SparseTensor([[0, 1], [1, 0]], vals, (2, 3)),
+        lambda idx, vals: SparseTensor("0 1", vals, (2, 3)),
         TypeError,
-        r"indices must be a torch.Tensor; got list",
+        r"SparseTensor: indices must be a torch.Tensor or a numpy array; got str",
     ),
     pytest.param(
         lambda idx, vals: SparseTensor(idx, vals, (2, 0)),
@@ -358,3 +358,17 @@ def test_sparse_tensor_cuda_round_trip():
     sp = SparseTensor.from_dense(dense).to("cuda")
     assert sp.device.type == "cuda"
     torch.testing.assert_close(sp.to_dense().cpu(), dense)
+
+
+def test_numpy_and_list_inputs_are_accepted():
+    import numpy as np
+
+    sp = SparseTensor([[0, 1], [1, 0]], np.array([1.0, 2.0]), (2, 3))
+    assert sp.values.dtype == torch.float64 and sp.indices.dtype == torch.int32
+    dense = np.zeros((2, 3))
+    dense[1, 2] = 5.0
+    assert SparseTensor.from_dense(dense).values.tolist() == [5.0]
+    masked = SparseTensor.from_dense(dense, np.ones((2, 3), dtype=bool))
+    assert masked.nnz == 6
+    coo = SparseTensor.from_coo(np.array([[1], [2]]), np.array([3.0]), (2, 3))
+    assert coo.to_dense()[1, 2] == 3.0

@@ -33,6 +33,7 @@ import torch
 
 from .._checks import as_index, as_tensor, check_mode, check_same_device_dtype, check_tensor
 from .._numerics import check_memory
+from ._scaling import check_overflow
 from ._gemm import RANK, contract
 
 __all__ = ["mttkrp"]
@@ -149,4 +150,7 @@ def mttkrp(
         hint="use a smaller rank",
     )
     out = _mttkrp(tensor, factors, mode)
-    return out if weights is None else out * weights
+    out = out if weights is None else out * weights
+    inputs = [tensor, *(f for m, f in enumerate(factors) if m != mode)]
+    check_overflow(out, inputs if weights is None else [*inputs, weights], fn)
+    return out

@@ -10,6 +10,7 @@ import torch
 
 from .._checks import as_index, as_tensor, check_mode, check_same_device_dtype, check_tensor
 from .._numerics import check_memory
+from ._scaling import check_overflow
 
 __all__ = ["khatri_rao", "kron", "mode_dot", "multi_mode_dot"]
 
@@ -104,7 +105,9 @@ def mode_dot(
         "the product",
         hint="use a smaller matrix",
     )
-    return _mode_dot(tensor, matrix, mode)
+    out = _mode_dot(tensor, matrix, mode)
+    check_overflow(out, [tensor, matrix], fn, "product")
+    return out
 
 
 def multi_mode_dot(
@@ -204,6 +207,7 @@ def multi_mode_dot(
     out = tensor
     for m, mat in order:
         out = _mode_dot(out, mat, m)
+    check_overflow(out, [tensor, *(mat for _, mat in order)], fn, "product")
     return out
 
 
@@ -279,7 +283,9 @@ def khatri_rao(
         hint="use fewer or smaller matrices",
     )
     out = _khatri_rao(mats)
-    return out if weights is None else out * weights
+    out = out if weights is None else out * weights
+    check_overflow(out, [*mats, *([] if weights is None else [weights])], fn)
+    return out
 
 
 def kron(*matrices: torch.Tensor) -> torch.Tensor:
@@ -323,4 +329,6 @@ def kron(*matrices: torch.Tensor) -> torch.Tensor:
         f"the ({rows}, {cols}) result",
         hint="use fewer or smaller matrices",
     )
-    return reduce(torch.kron, mats)
+    out = reduce(torch.kron, mats)
+    check_overflow(out, mats, fn)
+    return out

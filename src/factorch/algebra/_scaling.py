@@ -12,10 +12,11 @@ entries far below the largest, which cannot change a norm).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["exponent_of", "times_power_of_two"]
+__all__ = ["check_overflow", "exponent_of", "times_power_of_two"]
 
 
 def exponent_of(tensor: torch.Tensor) -> int:
@@ -42,3 +43,22 @@ def times_power_of_two(tensor: torch.Tensor, exponent: int) -> torch.Tensor:
         out = out * math.ldexp(1.0, e)
         left -= e
     return out
+
+
+def check_overflow(
+    out: torch.Tensor, inputs: Sequence[torch.Tensor], fn: str, what: str = "result"
+) -> None:
+    """``ValueError`` when ``out`` has Inf or NaN entries although every input is finite (the
+    result overflowed its dtype). Non-finite inputs propagate, as in torch. One reduction over
+    ``out`` (and, only when that is not finite, one over each input)."""
+    if out.numel() == 0 or bool(torch.isfinite(out.detach().sum())):
+        return
+    if bool(torch.isfinite(out.detach()).all()):
+        return  # the check's own sum overflowed, the entries are fine
+    if all(bool(torch.isfinite(t.detach()).all()) for t in inputs):
+        real = out.real.dtype if out.is_complex() else out.dtype
+        raise ValueError(
+            f"{fn}: the {what} overflows {out.dtype} (entries beyond "
+            f"{torch.finfo(real).max:.3g}) although the inputs are finite; compute in float64 "
+            "(pass .double() inputs) or rescale them."
+        )

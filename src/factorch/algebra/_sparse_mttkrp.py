@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from .._checks import as_tensor, check_tensor
 from .._numerics import check_memory
 from ._mttkrp import check_factors_and_mode
+from ._scaling import check_overflow
 from ._sparse_layout import ModeLayout, SparseLayout, as_coordinates
 
 __all__ = ["sparse_mttkrp"]
@@ -258,4 +259,6 @@ def sparse_mttkrp(
                 f"{tuple(weights.shape)} {weights.dtype}."
             )
         out = out * weights
+    inputs = [values, *(f for m, f in enumerate(checked) if m != mode)]
+    check_overflow(out, inputs if weights is None else [*inputs, weights], fn)
     return out
