@@ -208,3 +208,11 @@ def test_non_finite_entries_propagate_and_zero_norm_only_for_zeros():
     assert torch.isinf(norm(torch.tensor([1.0, float("inf")])))
     assert float(norm(torch.zeros(3))) == 0.0
     assert float(norm(torch.full((3,), 1e-45))) > 0.0  # float32 subnormals
+
+
+def test_an_inner_product_below_the_normal_range_is_refused():
+    x = torch.full((4,), 1e-30)
+    with pytest.raises(ValueError, match=r"inner: the inner product \(about 4e-60\) is below"):
+        inner(x, x)
+    assert float(inner(x.double(), x.double())) == pytest.approx(4e-60)
+    assert float(inner(x, torch.zeros(4))) == 0.0

@@ -31,10 +31,11 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import as_index, as_tensor, check_mode, check_same_device_dtype, check_tensor
+from .._checks import as_index, check_mode, check_same_device_dtype, check_tensor
 from .._numerics import check_memory
-from ._scaling import check_overflow
+from ._args import as_array
 from ._gemm import RANK, contract
+from ._scaling import check_overflow
 
 __all__ = ["mttkrp"]
 
@@ -115,10 +116,10 @@ def mttkrp(
         tensor(12.)
     """
     fn = "mttkrp"
-    tensor = as_tensor(tensor, fn)
+    tensor = as_array(tensor, fn)
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
-    factors = [as_tensor(f, fn, f"factors[{i}]") for i, f in enumerate(factors)]
+    factors = [as_array(f, fn, f"factors[{i}]") for i, f in enumerate(factors)]
     for i, f in enumerate(factors):
         check_tensor(f, fn, f"factors[{i}]", ndim=2, finite=False)
     check_same_device_dtype([tensor, *factors], fn, "(tensor, *factors)")
@@ -135,7 +136,7 @@ def mttkrp(
                 f"{tensor.shape[i]} along mode {i}."
             )
     if weights is not None:
-        weights = as_tensor(weights, fn, "weights")
+        weights = as_array(weights, fn, "weights")
         check_tensor(weights, fn, "weights", ndim=1, finite=False)
         check_same_device_dtype([tensor, weights], fn, "(tensor, weights)")
         if weights.shape[0] != rank:

@@ -14,21 +14,33 @@ import math
 
 import torch
 
-from .._checks import as_tensor, check_same_device_dtype, check_tensor
+from .._checks import check_same_device_dtype, check_tensor
 from .._numerics import no_autocast, upcast
+from ._args import as_array
 from ._scaling import exponent_of, times_power_of_two
 
 __all__ = ["inner", "norm"]
 
 
-def _check_representable(value: float, dtype: torch.dtype, fn: str, what: str) -> None:
-    """``ValueError`` when ``value`` (float64) exceeds the largest finite number of ``dtype``."""
-    limit = torch.finfo(dtype).max
-    if math.isfinite(value) and abs(value) <= limit:
+def _check_representable(
+    mantissa: float, exponent: int, dtype: torch.dtype, fn: str, what: str, *, low: bool = False
+) -> None:
+    """``ValueError`` when ``mantissa * 2^exponent`` exceeds the largest number of ``dtype`` or,
+    with ``low``, is non-zero and below its smallest normal number."""
+    info = torch.finfo(dtype)
+    if mantissa == 0.0 or not math.isfinite(mantissa):
         return
+    log10 = math.log10(abs(mantissa)) + exponent * math.log10(2.0)
+    if log10 < math.log10(info.max) and not (low and log10 < math.log10(info.tiny)):
+        return
+    whole = math.floor(log10)
+    about = f"about {10 ** (log10 - whole):.2g}e{whole:+03d}"
+    if log10 >= math.log10(info.max):
+        where = f"exceeds the largest {dtype} number ({info.max:.3g})"
+    else:
+        where = f"is below the smallest normal {dtype} number ({info.tiny:.3g})"
     raise ValueError(
-        f"{fn}: the {what} (about {value:.3g}) exceeds the largest {dtype} number ({limit:.3g}); "
-        "compute it in float64 (pass tensor.double())."
+        f"{fn}: the {what} ({about}) {where}; compute it in float64 (pass tensor.double())."
     )
 
 
@@ -46,14 +58,13 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         b: a tensor of the same shape, dtype and device.
 
     Returns:
-        A 0-d tensor in the inputs' dtype. A result below the dtype's smallest normal number is
-        rounded as the dtype rounds it (gradually, towards 0), like any floating-point product.
+        A 0-d tensor in the inputs' dtype (exactly 0 when the scaled products cancel exactly).
 
     Raises:
         TypeError: non-tensor input, integer dtypes, or mismatched dtypes.
-        ValueError: mismatched shapes or devices; the inner product exceeds the dtype's range
-            (e.g. float32 data of magnitude ``1e30``: ``<a, b>`` is about ``1e60``): compute it
-            in float64.
+        ValueError: mismatched shapes or devices; the inner product is outside the dtype's
+            normal range (float32 data of magnitude ``1e30`` or ``1e-30``: ``<a, b>`` is about
+            ``1e60`` or ``1e-60``): compute it in float64.
 
     Differentiable with respect to ``a`` and ``b``. Runs with autocast off (in the inputs'
     dtype): it is the kind of reduction errors are computed from.
@@ -63,8 +74,8 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         tensor(12.)
     """
     fn = "inner"
-    a = check_tensor(as_tensor(a, fn, "a"), fn, "a", finite=False, nonempty=False)
-    b = check_tensor(as_tensor(b, fn, "b"), fn, "b", finite=False, nonempty=False)
+    a = check_tensor(as_array(a, fn, "a"), fn, "a", finite=False, nonempty=False)
+    b = check_tensor(as_array(b, fn, "b"), fn, "b", finite=False, nonempty=False)
     check_same_device_dtype([a, b], fn, "(a, b)")
     if a.shape != b.shape:
         raise ValueError(
@@ -77,9 +88,8 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         times_power_of_two(a, -ea).reshape(-1), times_power_of_two(b, -eb).reshape(-1)
     )
     value = times_power_of_two(scaled, ea + eb)
-    if bool(torch.isfinite(scaled)):
-        magnitude = math.ldexp(abs(complex(scaled.detach())), ea + eb)
-        _check_representable(magnitude, dtype, fn, "inner product")
+    magnitude = abs(complex(scaled.detach()))
+    _check_representable(magnitude, ea + eb, dtype, fn, "inner product", low=True)
     return value.to(dtype)
 
 
@@ -110,7 +120,7 @@ def norm(tensor: torch.Tensor, order: int = 2) -> torch.Tensor:
         tensor(2.0000e-30)
     """
     fn = "norm"
-    tensor = check_tensor(as_tensor(tensor, fn), fn, "tensor", finite=False, nonempty=False)
+    tensor = check_tensor(as_array(tensor, fn), fn, "tensor", finite=False, nonempty=False)
     if isinstance(order, bool) or order not in (1, 2):
         raise ValueError(f"{fn}: order must be 1 or 2; got {order!r}.")
     wide = upcast(tensor)
@@ -118,6 +128,5 @@ def norm(tensor: torch.Tensor, order: int = 2) -> torch.Tensor:
     scaled = torch.linalg.vector_norm(times_power_of_two(wide, -e), ord=order)
     out = times_power_of_two(scaled, e)
     real = tensor.real.dtype if tensor.is_complex() else tensor.dtype
-    if bool(torch.isfinite(scaled)):
-        _check_representable(math.ldexp(float(scaled.detach()), e), real, fn, "norm")
+    _check_representable(float(scaled.detach()), e, real, fn, "norm")
     return out.to(real)

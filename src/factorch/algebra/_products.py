@@ -8,8 +8,9 @@ from functools import reduce
 
 import torch
 
-from .._checks import as_index, as_tensor, check_mode, check_same_device_dtype, check_tensor
+from .._checks import as_index, check_mode, check_same_device_dtype, check_tensor
 from .._numerics import check_memory
+from ._args import as_array
 from ._scaling import check_overflow
 
 __all__ = ["khatri_rao", "kron", "mode_dot", "multi_mode_dot"]
@@ -78,8 +79,8 @@ def mode_dot(
         torch.Size([2, 5, 4])
     """
     fn = "mode_dot"
-    tensor = as_tensor(tensor, fn)
-    matrix = as_tensor(matrix, fn, "matrix")
+    tensor = as_array(tensor, fn)
+    matrix = as_array(matrix, fn, "matrix")
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     check_tensor(matrix, fn, "matrix", finite=False)
     if matrix.ndim not in (1, 2):
@@ -150,7 +151,7 @@ def multi_mode_dot(
         torch.Size([5, 6, 4])
     """
     fn = "multi_mode_dot"
-    tensor = as_tensor(tensor, fn)
+    tensor = as_array(tensor, fn)
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     if isinstance(matrices, torch.Tensor) or not isinstance(matrices, Sequence):
         raise TypeError(
@@ -173,7 +174,7 @@ def multi_mode_dot(
     for i, (m, mat) in enumerate(zip(norm_modes, matrices)):
         if m == skip:
             continue
-        mat = as_tensor(mat, fn, f"matrices[{i}]")
+        mat = as_array(mat, fn, f"matrices[{i}]")
         check_tensor(mat, fn, f"matrices[{i}]", finite=False)
         if mat.ndim not in (1, 2):
             raise ValueError(
@@ -254,7 +255,7 @@ def khatri_rao(
         )
     if skip is not None:
         skip = check_mode(as_index(skip, fn, "skip"), len(matrices), fn, "skip")
-    mats = [as_tensor(m, fn, f"matrices[{i}]") for i, m in enumerate(matrices) if i != skip]
+    mats = [as_array(m, fn, f"matrices[{i}]") for i, m in enumerate(matrices) if i != skip]
     if len(mats) == 0:
         raise ValueError(f"{fn}: need at least one matrix; got none.")
     for i, m in enumerate(mats):
@@ -268,7 +269,7 @@ def khatri_rao(
                 f"{rank} and matrices[{i}] has {m.shape[1]}."
             )
     if weights is not None:
-        weights = as_tensor(weights, fn, "weights")
+        weights = as_array(weights, fn, "weights")
         check_tensor(weights, fn, "weights", ndim=1, finite=False)
         check_same_device_dtype([mats[0], weights], fn, "(matrices[0], weights)")
         if weights.shape[0] != rank:
@@ -315,7 +316,7 @@ def kron(*matrices: torch.Tensor) -> torch.Tensor:
         matrices = tuple(matrices[0])
     if len(matrices) == 0:
         raise ValueError(f"{fn}: need at least one matrix; got none.")
-    mats = [as_tensor(m, fn, f"matrices[{i}]") for i, m in enumerate(matrices)]
+    mats = [as_array(m, fn, f"matrices[{i}]") for i, m in enumerate(matrices)]
     for i, m in enumerate(mats):
         check_tensor(m, fn, f"matrices[{i}]", ndim=2, finite=False)
     check_same_device_dtype(mats, fn, "matrices")

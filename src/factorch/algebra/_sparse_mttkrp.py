@@ -37,8 +37,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .._checks import as_tensor, check_tensor
+from .._checks import check_tensor
 from .._numerics import check_memory
+from ._args import as_array
 from ._mttkrp import check_factors_and_mode
 from ._scaling import check_overflow
 from ._sparse_layout import ModeLayout, SparseLayout, as_coordinates
@@ -155,7 +156,7 @@ def _check_factors(
     rank = None
     for m, f in enumerate(factors):
         f = check_tensor(
-            as_tensor(f, fn, f"factors[{m}]"), fn, f"factors[{m}]", ndim=2, finite=False
+            as_array(f, fn, f"factors[{m}]"), fn, f"factors[{m}]", ndim=2, finite=False
         )
         if f.dtype != like.dtype or f.device != like.device:
             raise TypeError(
@@ -251,7 +252,7 @@ def sparse_mttkrp(
     out = sparse_mttkrp_kernel(layout, checked, mode, None if values is layout.values else values)
     if weights is not None:
         weights = check_tensor(
-            as_tensor(weights, fn, "weights"), fn, "weights", ndim=1, finite=False
+            as_array(weights, fn, "weights"), fn, "weights", ndim=1, finite=False
         )
         if weights.shape[0] != rank or weights.dtype != out.dtype:
             raise ValueError(

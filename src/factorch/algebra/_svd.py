@@ -22,8 +22,9 @@ from typing import Literal, get_args
 
 import torch
 
-from .._checks import as_index, as_tensor, check_generator, check_positive_int, check_tensor
+from .._checks import as_index, check_generator, check_positive_int, check_tensor
 from .._numerics import no_autocast, upcast
+from ._args import as_array
 from ._scaling import exponent_of, times_power_of_two
 
 __all__ = ["SVDMethod", "leading_singular_vectors", "randomized_svd", "truncated_svd"]
@@ -148,7 +149,7 @@ def _check_svd_args(
     n_iter: object,
     generator: object,
 ) -> tuple[torch.Tensor, int]:
-    matrix = as_tensor(matrix, fn, "matrix")
+    matrix = as_array(matrix, fn, "matrix")
     if matrix.dtype == torch.complex32:
         raise TypeError(f"{fn}: complex32 is not supported; convert with .to(torch.complex64).")
     matrix = check_tensor(matrix, fn, "matrix", ndim=2)
@@ -244,7 +245,7 @@ def leading_singular_vectors(matrix: torch.Tensor, rank: int) -> torch.Tensor:
         [[0.0], [1.0]]
     """
     fn = "leading_singular_vectors"
-    matrix = check_tensor(as_tensor(matrix, fn, "matrix"), fn, "matrix", ndim=2)
+    matrix = check_tensor(as_array(matrix, fn, "matrix"), fn, "matrix", ndim=2)
     rank = check_positive_int(rank, fn, "rank")
     a = upcast(matrix)
     return _leading_left(times_power_of_two(a, -exponent_of(a)), rank).to(matrix.dtype)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import as_index, as_tensor, check_mode, check_tensor
+from .._checks import as_index, check_mode, check_tensor
+from ._args import as_array
 
 __all__ = ["fold", "unfold"]
 
@@ -61,7 +62,7 @@ def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
         torch.Size([3, 8])
     """
     fn = "unfold"
-    tensor = as_tensor(tensor, fn)
+    tensor = as_array(tensor, fn)
     check_tensor(tensor, fn, "tensor", min_ndim=1, floating=False, finite=False)
     mode = check_mode(as_index(mode, fn, "mode"), tensor.ndim, fn)
     return _unfold(tensor, mode)
@@ -103,7 +104,7 @@ def fold(unfolded: torch.Tensor, mode: int, shape: Sequence[int]) -> torch.Tenso
         True
     """
     fn = "fold"
-    unfolded = as_tensor(unfolded, fn, "unfolded")
+    unfolded = as_array(unfolded, fn, "unfolded")
     check_tensor(unfolded, fn, "unfolded", ndim=2, floating=False, finite=False)
     sizes = _check_shape(shape, fn)
     mode = check_mode(as_index(mode, fn, "mode"), len(sizes), fn)

@@ -8,6 +8,7 @@ names; they are still not part of the user-facing API and may change without not
 Dependency direction: ``algebra`` imports nothing above it (no ``tensors``, ``decomp``, ...).
 """
 
+from ._args import as_array as as_array
 from ._gemm import RANK as RANK
 from ._gemm import contract as contract
 from ._gemm import mode_product as mode_product
@@ -28,6 +29,7 @@ __all__ = [
     "RANK",
     "ModeLayout",
     "SparseLayout",
+    "as_array",
     "check_factors_and_mode",
     "contract",
     "fold",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from math import prod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import prod
 from typing import Literal, get_args
 
 import torch
 
-from .._checks import as_index, as_tensor, check_tensor
+from .._checks import as_index, check_tensor
+from ..algebra.internal import as_array
 from ..tensors import CPTensor, TRTensor, TTTensor, TuckerTensor
 from ._common import check_entries, check_shape, draw, is_int, resolve
 from ._constructors import random_cp, random_tr, random_tt, random_tucker
@@ -31,7 +32,7 @@ def add_noise(
     constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
     """
     fn = "add_noise"
-    x = check_tensor(as_tensor(x, fn, "x"), fn, "x")
+    x = check_tensor(as_array(x, fn, "x"), fn, "x")
     if isinstance(relative, bool) or not isinstance(relative, (int, float)):
         raise TypeError(f"{fn}: relative must be a float; got {type(relative).__name__}.")
     if not math.isfinite(relative) or relative < 0:

@@ -28,8 +28,8 @@ from typing import Literal, get_args
 
 import torch
 
-from .._checks import as_tensor
 from .._numerics import power_of_two_scale
+from ..algebra.internal import as_array
 
 __all__ = ["Duplicates", "SparseTensor"]
 
@@ -119,7 +119,7 @@ def _canonicalize(
 
 
 def _check_values(values: object, fn: str) -> torch.Tensor:
-    values = as_tensor(values, fn, "values")
+    values = as_array(values, fn, "values")
     if values.ndim != 1:
         raise ValueError(f"{fn}: values must be 1-D (nnz,); got shape {tuple(values.shape)}.")
     if not values.is_floating_point():
@@ -139,7 +139,7 @@ def _check_values(values: object, fn: str) -> torch.Tensor:
 def _check_indices(
     indices: object, values: torch.Tensor, shape: tuple[int, ...], fn: str
 ) -> torch.Tensor:
-    indices = as_tensor(indices, fn, "indices")
+    indices = as_array(indices, fn, "indices")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise TypeError(f"{fn}: indices must have an integer dtype; got {indices.dtype}.")
     n = len(shape)
@@ -246,9 +246,9 @@ class SparseTensor:
         kept and NaN is refused (pass ``mask=~torch.isnan(tensor)`` to treat NaN as missing).
         """
         fn = "SparseTensor.from_dense"
-        tensor = as_tensor(tensor, fn)
+        tensor = as_array(tensor, fn)
         if mask is not None and not isinstance(mask, torch.Tensor):
-            mask = as_tensor(mask, fn, "mask")
+            mask = as_array(mask, fn, "mask")
         if not tensor.is_floating_point():
             raise TypeError(f"{fn}: tensor must have a real floating dtype; got {tensor.dtype}.")
         if tensor.ndim == 0 or tensor.numel() == 0:
