@@ -106,11 +106,13 @@ RULE_TABLE = [
     (BIG, (1, 2), 1, F64, "cpu", (2, 1, 1, False)),
     (BIG, (1, 2), 3, F64, "cpu", (2, 2, 3, True)),
     (BIG, (1, 2), 8, F64, "cpu", (2, 0, 8, True)),
-    (BIG, (1, 2), 10, F64, "cpu", (2, 0, 12, True)),
+    (BIG, (1, 2), 10, F64, "cpu", (1, 2, 12, False)),  # MKL likes 12 columns
+    (BIG, (2,), 10, F64, "cpu", (2, 0, 12, True)),
     (BIG, (2,), 32, F64, "cpu", (2, 0, 32, True)),
     (BIG, (1, 2), 50, F64, "cpu", (2, 0, 52, True)),
     (BIG, (0, 1), 2, F64, "cpu", (1, 1, 2, False)),
-    (BIG, (0, 1), 10, F64, "cpu", (1, 1, 12, True)),
+    (BIG, (0, 1), 10, F64, "cpu", (1, 2, 12, False)),
+    (BIG, (0, 1), 16, F64, "cpu", (1, 1, 16, True)),
     (BIG, (0,), 10, F64, "cpu", (0, 0, 12, True)),
     # large float32 CPU tensors
     (BIG, (1, 2), 16, F32, "cpu", (1, 1, 16, True)),
