@@ -224,8 +224,8 @@ def sparse_mttkrp(
         >>> from factorch.tensors import SparseTensor
         >>> sp = SparseTensor.from_dense(torch.eye(3, dtype=torch.float64))
         >>> a = torch.ones(3, 2, dtype=torch.float64)
-        >>> sparse_mttkrp(sp, [a, a, a], 0).tolist()
-        [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+        >>> sparse_mttkrp(sp, [a, 2 * a], 0).tolist()
+        [[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]]
     """
     fn = "sparse_mttkrp"
     coords = as_coordinates(tensor, fn)

@@ -33,6 +33,11 @@ def random_cp(
 
     With ``normalize=True`` the factor columns are rescaled to unit norm and the norms moved into
     the weights (same tensor). ``dtype`` defaults to ``torch.get_default_dtype()``.
+
+    Example:
+        >>> cp = random_cp((3, 4, 5), 2, generator=torch.Generator().manual_seed(0))
+        >>> cp.shape, cp.rank
+        ((3, 4, 5), 2)
     """
     fn = "random_cp"
     shape = check_shape(shape, fn)
@@ -59,6 +64,10 @@ def random_tucker(
     Core entries are standard normal. Factors are normal with variance ``1/R_n``, or, with
     ``orthogonal=True``, have orthonormal columns (QR of a Gaussian matrix; needs
     ``R_n <= I_n``), the core then scaled by ``sqrt(prod I_n / R_n)`` to keep entries O(1).
+
+    Example:
+        >>> random_tucker((3, 4, 5), (2, 2, 3), generator=torch.Generator().manual_seed(0)).rank
+        (2, 2, 3)
     """
     fn = "random_tucker"
     shape = check_shape(shape, fn)
@@ -132,6 +141,10 @@ def random_tt(
     ``rank`` is an int (every internal rank, capped at the largest possible TT ranks
     ``min(prod_{j<k} I_j, prod_{j>=k} I_j)``) or the full tuple ``(1, r_1, ..., r_{N-1}, 1)``,
     which must not exceed those caps. Core ``k`` has entries of variance ``1/r_k``.
+
+    Example:
+        >>> random_tt((2, 3, 4), 50, generator=torch.Generator().manual_seed(0)).rank
+        (1, 2, 4, 1)
     """
     fn = "random_tt"
     shape = check_shape(shape, fn)
@@ -158,6 +171,10 @@ def random_tr(
     ``rank`` is an int (every rank, ``r_0 = r_N`` included) or the full tuple
     ``(r_0, ..., r_N)`` with ``r_N = r_0``. Ranks are not capped. Core ``k`` has entries of
     variance ``1/r_k``.
+
+    Example:
+        >>> random_tr((3, 4), 2, generator=torch.Generator().manual_seed(0)).rank
+        (2, 2, 2)
     """
     fn = "random_tr"
     shape = check_shape(shape, fn)
@@ -189,6 +206,10 @@ def random_tt_matrix(
     ``rank`` as in :func:`random_tt` for the merged sizes ``m_k n_k`` (an int is capped). Core
     ``k`` has entries of variance ``1/r_k``, so matrix entries are O(1); rescale for layer
     initialisation.
+
+    Example:
+        >>> random_tt_matrix((2, 3), (4, 5), 3, generator=torch.Generator().manual_seed(0)).shape
+        (6, 20)
     """
     fn = "random_tt_matrix"
     row_shape = check_shape(row_shape, fn, "row_shape")

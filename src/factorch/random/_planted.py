@@ -30,6 +30,12 @@ def add_noise(
     and moved to ``x``'s dtype and device (so the equality holds up to that dtype's rounding).
     ``x`` must be finite. Not differentiable with respect to the noise scale (the noise is a
     constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
+
+    Example:
+        >>> x = torch.ones(3, 4, dtype=torch.float64)
+        >>> y = add_noise(x, relative=0.1, generator=torch.Generator().manual_seed(0))
+        >>> round(float((y - x).norm() / x.norm()), 12)
+        0.1
     """
     fn = "add_noise"
     x = check_tensor(as_array(x, fn, "x"), fn, "x")
@@ -81,7 +87,13 @@ def planted(
     device: torch.device | str | None = None,
 ) -> Planted:
     """A random ``kind`` tensor of ``rank`` (see :func:`random_cp` and siblings) plus Gaussian
-    noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``."""
+    noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``.
+
+    Example:
+        >>> p = planted("cp", (4, 5, 6), 2, noise=0.05, generator=torch.Generator().manual_seed(0))
+        >>> p.tensor.shape, p.noise
+        (torch.Size([4, 5, 6]), 0.05)
+    """
     fn = "planted"
     kinds = get_args(PlantedKind)
     if kind not in kinds:
