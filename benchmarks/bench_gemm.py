@@ -10,7 +10,8 @@ process:
 * ``best``: the fastest of all candidate plans, each timed ``--repeats`` times (median): what a
   perfect tuner would pick;
 
-and the one-off cost of tuning. Mode sets: ``(1, 2)`` is the GEMM of a mode-0 MTTKRP, ``(2,)`` and
+and the one-off cost of tuning (wall time). Times are medians of process CPU time (one thread).
+Mode sets: ``(1, 2)`` is the GEMM of a mode-0 MTTKRP, ``(2,)`` and
 ``(0, 1)`` the two passes of the CP sweep.
 
 Part 2, whole MTTKRPs (``factorch.algebra.mttkrp``) on 200^3 float64 at R = 10, 16, 32, every
@@ -59,9 +60,9 @@ MTTKRP_RANKS = (10, 16, 32)
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="three problems, 5 repeats")
+    p.add_argument("--quick", action="store_true", help="three problems, 7 repeats")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--explore", action="store_true", help="time every candidate of a grid")
     return p.parse_args(argv)
 
@@ -76,16 +77,18 @@ def _inputs(shape, rank, dtype_name):
     return x, factors
 
 
-def _round_robin(calls: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median ms per callable; one call of each per round, so load hits all alike."""
+def _round_robin(calls: dict[Any, Any], repeats: int) -> dict[Any, float]:
+    """Median ms of process CPU time per callable (one thread: the time the call needed when it
+    ran, which a busy shared machine inflates far less than wall time); one call of each per
+    round, so drifts hit all alike."""
     for fn in calls.values():
         fn()
-    samples: dict[str, list[float]] = {k: [] for k in calls}
+    samples: dict[Any, list[float]] = {k: [] for k in calls}
     for _ in range(repeats):
         for k, fn in calls.items():
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            samples[k].append(time.perf_counter() - start)
+            samples[k].append(time.process_time() - start)
     return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
     threads = _common.apply_threads(args.threads)
-    repeats = 5 if args.quick else args.repeats
+    repeats = 7 if args.quick else args.repeats
     command = "python benchmarks/bench_gemm.py" + (" --quick" if args.quick else "")
     command += f" --threads {args.threads}"
     if args.explore:
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         for r in rows
     ]
-    print(f"threads={threads['torch']}, ms, median of {repeats} round-robin calls")
+    print(f"threads={threads['torch']}, CPU ms, median of {repeats} round-robin calls")
     print(_common.format_table(header, table))
     header = ["R", "mode", "default ms", "tuned ms", "default/tuned"]
     table = [
