@@ -173,6 +173,13 @@ def explore(repeats: int) -> list[dict[str, Any]]:
         for r in (2, 5, 10, 16, 32, 64)
         for ms in ((1, 2), (0, 1), (2,), (0, 2))
     ]
+    others = [(400, 100, 200), (1000, 1000, 8), (128, 128, 128), (100, 120, 90)]
+    for r in (5, 10, 16, 32):
+        grid += [
+            ((60, 60, 60, 60), ms, r, "float64")
+            for ms in ((1, 2, 3), (0, 1, 2), (2, 3), (0, 1), (0, 2, 3))
+        ]
+        grid += [(sh, ms, r, "float64") for ms in ((1, 2), (0, 1), (2,), (0, 2)) for sh in others]
     out = []
     for shape, modes, rank, dtype_name in grid:
         x, factors = _inputs(shape, rank, dtype_name)
