@@ -1,19 +1,23 @@
-"""Contract battery run on every factorized layer and format.
+"""Contract battery of the factorized layers (``factorch.nn._layer``), run on every layer type
+and format.
 
 For each case (layer type x format, see ``_nn_cases.py``): ``from_dense`` at an exact rank
-computes the dense layer's function; ``state_dict`` round trip; the factorized and reconstructed
-paths agree in values and gradients; ``torch.compile`` agrees; gradients reach every factor;
-autocast gives the autocast dtype; the FLOP-based ``"auto"`` choice follows the counts.
+computes the dense layer's function and keeps its training/eval mode; ``state_dict`` round trip;
+the factorized and reconstructed paths agree in values and gradients; ``torch.compile`` agrees;
+``torch.export`` with a dynamic batch dimension agrees at other batch sizes; gradients reach every
+factor; autocast gives the autocast dtype; the cost-based ``"auto"`` choice follows the counts.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import json
 
 import pytest
 import torch
 from _nn_cases import CASES, factorized_layers, set_implementation
+from torch import nn
 
 import factorch.nn as fnn
 
@@ -43,7 +47,8 @@ def test_from_dense_float32(case):
     g = torch.Generator().manual_seed(2)
     dense, layer = case.build(torch.float32, g)
     x = case.make_input(torch.float32, g)
-    assert layer.factors[0].dtype == torch.float32 if hasattr(layer, "factors") else True
+    assert all(p.dtype == torch.float32 for p in layer.parameters())
+    assert all(f.factors[0].dtype == torch.float32 for f in factorized_layers(layer))
     assert _rel(layer(x), dense(x)) < (1e-3 if case.format == "cp" else TOL[torch.float32])
 
 
@@ -184,6 +189,84 @@ def test_auto_picks_the_cheaper_path(case, monkeypatch):
     fact, recon, chose = calls[-1]
     assert fact > 0 and recon > 0
     assert chose == (fact <= recon)
+
+
+def _resized(x: torch.Tensor, batch: int, g: torch.Generator) -> torch.Tensor:
+    """An input like ``x`` with leading dimension ``batch``."""
+    shape = (batch, *x.shape[1:])
+    if x.is_floating_point():
+        return torch.randn(shape, generator=g, dtype=x.dtype)
+    return torch.randint(0, int(x.max()) + 1, shape, generator=g)
+
+
+EXPORT_CASES = [
+    pytest.param(c, impl, id=f"{c}-{impl}")
+    for c in CASES
+    for impl in (
+        ("auto", "factorized", "reconstructed")
+        if c.name in ("linear-cp", "conv2d-tt")
+        else ("auto",)
+    )
+]
+
+
+@pytest.mark.parametrize(("case", "implementation"), EXPORT_CASES)
+def test_torch_export_with_a_dynamic_batch_matches_eager(case, implementation):
+    """Issue 9.15: the cost model used to turn the batch size into a Python int, so export with a
+    dynamic batch dimension failed for every layer. Symbolic sizes now count as unbounded."""
+    g = torch.Generator().manual_seed(12)
+    _, layer = case.build(torch.float32, g)
+    set_implementation(layer, implementation)
+    x = case.make_input(torch.float32, g)
+    batch = torch.export.Dim("batch", min=2, max=64)
+    program = torch.export.export(layer, (x,), dynamic_shapes=({0: batch},))
+    exported = program.module()
+    for size in (5, 11):
+        xb = _resized(x, size, g)
+        assert _rel(exported(xb), layer(xb)) < 1e-5, size
+
+
+MODE_CASES = [
+    (nn.Linear(12, 8), fnn.FactorizedLinear, {"format": "cp", "rank": 2}),
+    (nn.Conv1d(3, 4, 3), fnn.FactorizedConv1d, {"format": "tt", "rank": 2}),
+    (nn.Conv2d(3, 4, 3), fnn.FactorizedConv2d, {"format": "tucker", "rank": 2}),
+    (nn.Conv3d(3, 4, 2), fnn.FactorizedConv3d, {"format": "lowrank", "rank": 2}),
+    (nn.Embedding(24, 6), fnn.FactorizedEmbedding, {"format": "tr", "rank": 2}),
+    (nn.Linear(12, 8), fnn.LowRankLinear, {"rank": 3}),
+    (nn.Conv2d(3, 4, 3), fnn.LowRankConv2d, {"rank": 3}),
+]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize(
+    ("dense", "cls", "kwargs"), MODE_CASES, ids=[c[1].__name__ for c in MODE_CASES]
+)
+def test_from_dense_keeps_the_training_mode(dense, cls, kwargs, training):
+    """Issue 9.16: an eval() source used to come back in training mode."""
+    dense = copy.deepcopy(dense).train(training)
+    layer = cls.from_dense(dense, **kwargs)
+    assert layer.training is training
+    assert layer.to_dense().training is training
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_config_rebuilds_the_layer_without_decomposing(case):
+    """Issue 13's groundwork: a JSON config plus a state_dict reproduce a factorized layer."""
+    g = torch.Generator().manual_seed(13)
+    _, outer = case.build(torch.float64, g)
+    layer = factorized_layers(outer)[0]
+    config = json.loads(json.dumps(layer.config()))
+    assert config["layer"] == type(layer).__name__ and config["weight"]["format"] == case.format
+    twin = type(layer).from_config(config, dtype=torch.float64)
+    twin.load_state_dict(layer.state_dict())
+    assert twin.parametrization.layout == layer.parametrization.layout
+    assert _rel(twin.weight, layer.weight) < 1e-14  # same factors (BLAS may reorder sums)
+
+
+def test_from_config_refuses_another_layers_config():
+    config = fnn.FactorizedConv2d(3, 4, 3, rank=2).config()
+    with pytest.raises(ValueError, match="FactorizedLinear.from_config: config must describe a"):
+        fnn.FactorizedLinear.from_config(config)
 
 
 @pytest.mark.cuda
