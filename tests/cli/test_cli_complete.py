@@ -34,9 +34,22 @@ def _table(path, n=80, seed=0, missing=(5,)):
 def test_functional_run_matches_the_library_and_writes_everything(tmp_path):
     data = _table(tmp_path / "t.csv")
     out = tmp_path / "out"
-    code, stdout, err = invoke("complete", str(tmp_path / "t.csv"), "--coords", "lat,lon",
-                               "--value", "temp", "--functional", "--structure", "cp",
-                               "--max-iter", "4", "--out", str(out), "--quiet")  # fmt: skip
+    code, _, err = invoke(
+        "complete",
+        str(tmp_path / "t.csv"),
+        "--coords",
+        "lat,lon",
+        "--value",
+        "temp",
+        "--functional",
+        "--structure",
+        "cp",
+        "--max-iter",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 0, err
     assert "1 rows of" in err and "have no value and were dropped" in err
     assert sorted(p.name for p in out.iterdir()) == [
@@ -55,8 +68,14 @@ def test_functional_run_matches_the_library_and_writes_everything(tmp_path):
         (1 - n_test / 79, n_test / 79), generator=torch.Generator().manual_seed(0)
     )
     stats = Standardization.fit(train)
-    fit = funbat(stats.apply(train), 2, structure="cp", max_iter=4,
-                 kernel=[Matern(1.5)] * 2, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    fit = funbat(
+        stats.apply(train),
+        2,
+        structure="cp",
+        max_iter=4,
+        kernel=[Matern(1.5)] * 2,
+        generator=torch.Generator().manual_seed(0),
+    )
     expected = fit.model.destandardize(stats).predict(test).rmse(test.values)
     assert summary["metrics"]["test_rmse"] == pytest.approx(expected, rel=1e-9)
     model = functional_from_bytes((out / "model.safetensors").read_bytes())
@@ -66,9 +85,20 @@ def test_functional_run_matches_the_library_and_writes_everything(tmp_path):
 
 def test_discrete_run_and_human_report(tmp_path):
     _table(tmp_path / "t.csv")
-    code, stdout, err = invoke("complete", str(tmp_path / "t.csv"), "--coords", "lat,lon",
-                               "--value", "temp", "--bins", "6", "--rank", "2",
-                               "--out", str(tmp_path / "o"))  # fmt: skip
+    code, stdout, err = invoke(
+        "complete",
+        str(tmp_path / "t.csv"),
+        "--coords",
+        "lat,lon",
+        "--value",
+        "temp",
+        "--bins",
+        "6",
+        "--rank",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 0, err
     assert stdout.startswith("discrete CP completion (6x6 grid) rank 2 of ")
     assert "test RMSE" in stdout and "wrote" in stdout
@@ -79,8 +109,20 @@ def test_discrete_run_and_human_report(tmp_path):
 
 def test_outputs_are_not_overwritten_without_force(tmp_path):
     _table(tmp_path / "t.csv")
-    args = ["complete", str(tmp_path / "t.csv"), "--coords", "lat,lon", "--value", "temp",
-            "--functional", "--max-iter", "2", "--no-plots", "--out", str(tmp_path / "o")]  # fmt: skip
+    args = [
+        "complete",
+        str(tmp_path / "t.csv"),
+        "--coords",
+        "lat,lon",
+        "--value",
+        "temp",
+        "--functional",
+        "--max-iter",
+        "2",
+        "--no-plots",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert invoke(*args)[0] == 0
     code, _, err = invoke(*args)
     assert_one_line_error(code, err, "already exist.*pass --force")
@@ -161,8 +203,20 @@ def test_unknown_extension_is_refused(tmp_path):
 def test_tab_separated_tables(tmp_path):
     rows = "".join(f"{i * 0.1}\t{(i * 7) % 5}\t{math.sin(i)}\n" for i in range(30))
     path = _write(tmp_path, "t\tx\ty\n" + rows, name="t.tsv")
-    code, stdout, err = invoke("complete", path, "--coords", "t,x", "--value", "y",
-                               "--functional", "--max-iter", "2", "--no-plots", "--json",
-                               "--out", str(tmp_path / "o"))  # fmt: skip
+    code, stdout, err = invoke(
+        "complete",
+        path,
+        "--coords",
+        "t,x",
+        "--value",
+        "y",
+        "--functional",
+        "--max-iter",
+        "2",
+        "--no-plots",
+        "--json",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 0, err
     assert json.loads(stdout)["distinct_coordinates"] == [30, 5]

@@ -52,8 +52,11 @@ def test_map_holds_other_modes_at_their_most_frequent_coordinate(fitted):
         (lambda m, d: plot_latent_functions(m, mode_names=["a"]), ValueError, "one name per mode"),
         (lambda m, d: plot_functional_map(m, "d"), TypeError, "data must be a ContinuousData"),
         (lambda m, d: plot_functional_map(m, d, modes=(0, 0)), ValueError, "two distinct modes"),
-        (lambda m, d: plot_functional_map(m, d, at=[0.1, 0.2]), ValueError,
-         r"at must give one coordinate per other mode \(1\)"),
+        (
+            lambda m, d: plot_functional_map(m, d, at=[0.1, 0.2]),
+            ValueError,
+            r"at must give one coordinate per other mode \(1\)",
+        ),
         (lambda m, d: plot_functional_map(m, d, grid=1000), ValueError, "grid must be an int"),
     ],
 )

@@ -93,8 +93,14 @@ def plot_latent_functions(
             m, s = to_numpy(mean[:, r]), to_numpy(std[:, r])
             (line,) = ax.plot(x, m, lw=1.5, label=f"u{r + 1}")
             ax.fill_between(x, m - z * s, m + z * s, color=line.get_color(), alpha=0.2, lw=0)
-        ax.plot(to_numpy(f.coords), [0.0] * f.coords.numel(), "|", color="0.3", ms=6,
-                transform=ax.get_xaxis_transform())  # fmt: skip
+        ax.plot(
+            to_numpy(f.coords),
+            [0.0] * f.coords.numel(),
+            "|",
+            color="0.3",
+            ms=6,
+            transform=ax.get_xaxis_transform(),
+        )
         more = f" ({shown} of {f.rank})" if shown < f.rank else ""
         ax.set_title(names[mode] + more, fontsize=10)
         if f.rank > 1:
@@ -199,10 +205,18 @@ def plot_functional_map(
         raise ValueError(f"{fn}: grid must be an int in [2, {MAX_GRID}]; got {grid!r}.")
     fixed, keep = _slice_coordinates(data, (a, b), at, fn)
     require_matplotlib(fn)
-    ca = torch.linspace(float(model.factors[a].coords.min()), float(model.factors[a].coords.max()),
-                        grid, dtype=torch.float64)  # fmt: skip
-    cb = torch.linspace(float(model.factors[b].coords.min()), float(model.factors[b].coords.max()),
-                        grid, dtype=torch.float64)  # fmt: skip
+    ca = torch.linspace(
+        float(model.factors[a].coords.min()),
+        float(model.factors[a].coords.max()),
+        grid,
+        dtype=torch.float64,
+    )
+    cb = torch.linspace(
+        float(model.factors[b].coords.min()),
+        float(model.factors[b].coords.max()),
+        grid,
+        dtype=torch.float64,
+    )
     ga, gb = torch.meshgrid(ca, cb, indexing="ij")
     query = fixed.expand(grid * grid, -1).clone()
     query[:, a], query[:, b] = ga.reshape(-1), gb.reshape(-1)
@@ -218,10 +232,12 @@ def plot_functional_map(
     extent = (float(cb[0]), float(cb[-1]), float(ca[0]), float(ca[-1]))
     ax_obs.scatter(xb, xa, c=yv, s=12, cmap="viridis", vmin=vmin, vmax=vmax)
     ax_obs.set_title(f"observed ({len(obs)} entries)", fontsize=10)
-    im = ax_pred.imshow(mean, origin="lower", extent=extent, aspect="auto", cmap="viridis",
-                        vmin=vmin, vmax=vmax)  # fmt: skip
-    ax_pred.scatter(xb, xa, c=yv, s=12, cmap="viridis", vmin=vmin, vmax=vmax, edgecolors="w",
-                    linewidths=0.5)  # fmt: skip
+    im = ax_pred.imshow(
+        mean, origin="lower", extent=extent, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax
+    )
+    ax_pred.scatter(
+        xb, xa, c=yv, s=12, cmap="viridis", vmin=vmin, vmax=vmax, edgecolors="w", linewidths=0.5
+    )
     ax_pred.set_title("predicted mean (observed on top)", fontsize=10)
     fig.colorbar(im, ax=[ax_obs, ax_pred], shrink=0.85)
     im2 = ax_std.imshow(std, origin="lower", extent=extent, aspect="auto", cmap="magma")

@@ -68,8 +68,10 @@ def test_standardization_uses_training_statistics_only():
 
 
 def test_binning_averages_cells():
-    data = ContinuousData(torch.tensor([[0.0], [0.1], [0.9], [1.0]], dtype=F64),
-                          torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=F64))  # fmt: skip
+    data = ContinuousData(
+        torch.tensor([[0.0], [0.1], [0.9], [1.0]], dtype=F64),
+        torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=F64),
+    )
     edges = data.bin_edges(2)
     sp, idx = data.to_grid(edges)
     assert idx[:, 0].tolist() == [0, 0, 1, 1]

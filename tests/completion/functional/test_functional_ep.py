@@ -32,8 +32,16 @@ def test_one_mode_fixed_point_is_the_exact_posterior(nu, rank):
     x = torch.cat([x, x[:5]])[:, None]
     y = torch.sin(5 * x[:, 0]) + 0.1 * torch.randn(35, generator=g, dtype=F64)
     kernel = Matern(nu, lengthscale=0.2, variance=1.3)
-    fit = funbat(ContinuousData(x, y), rank, structure="cp", kernel=kernel, noise_variance=0.01,
-                 max_iter=5, damping=0.5, generator=g)  # fmt: skip
+    fit = funbat(
+        ContinuousData(x, y),
+        rank,
+        structure="cp",
+        kernel=kernel,
+        noise_variance=0.01,
+        max_iter=5,
+        damping=0.5,
+        generator=g,
+    )
     at = torch.cat([x[:, 0], torch.linspace(-0.2, 1.2, 9, dtype=F64)])
     pred = fit.model.predict(at[:, None])
     ms = float(y.pow(2).mean())
@@ -52,8 +60,15 @@ def test_paper_synthetic_reaches_the_papers_error_and_leaves_zero():
         g = gen(seed)
         data, (u1, _) = funbat_synthetic(generator=g)
         train, test = data.split((0.5, 0.5), generator=g)
-        fit = funbat(train, 1, structure="cp", kernel=Matern(1.5, 0.1, 0.5),
-                     damping=(0.1, 0.5, 0.2), max_iter=100, generator=g)  # fmt: skip
+        fit = funbat(
+            train,
+            1,
+            structure="cp",
+            kernel=Matern(1.5, 0.1, 0.5),
+            damping=(0.1, 0.5, 0.2),
+            max_iter=100,
+            generator=g,
+        )
         pred = fit.predict(test)
         assert pred.rmse(test.values) <= 0.01
         zero_rmse = float(test.values.pow(2).mean().sqrt())
@@ -68,8 +83,9 @@ def test_three_mode_fit_reaches_the_noise_level(structure):
     data, clean = grid_tucker(seed=0, n_axis=12, noise=0.1)
     g = gen(1)
     train, test = data.split((0.8, 0.2), generator=g)
-    fit = funbat(train, 2 if structure == "tucker" else 3, structure=structure, max_iter=40,
-                 generator=g)  # fmt: skip
+    fit = funbat(
+        train, 2 if structure == "tucker" else 3, structure=structure, max_iter=40, generator=g
+    )
     noise = 0.1 * float(clean.std())
     assert fit.predict(test).rmse(test.values) < 1.3 * noise
     assert fit.model.noise_std == pytest.approx(noise, rel=0.25)
@@ -96,8 +112,10 @@ def test_unseen_coordinates_beat_discrete_completion_on_a_grid():
     discrete = []
     for rank in (1, 2, 3):
         for l2 in (1e-3, 1e-1):
-            for model in (cp_als(grid, rank, l2=l2, max_iter=200).model,
-                          tucker_als(grid, rank, l2=l2, max_iter=200).model):  # fmt: skip
+            for model in (
+                cp_als(grid, rank, l2=l2, max_iter=200).model,
+                tucker_als(grid, rank, l2=l2, max_iter=200).model,
+            ):
                 pred = model.entries(cells)
                 discrete.append(float((pred - test.values).pow(2).mean().sqrt()))
     assert ours < 0.5 * min(discrete), (ours, min(discrete))

@@ -28,8 +28,9 @@ def test_minibatch_adam_learns():
     data, _ = grid_tucker(seed=3, n_axis=10, noise=0.1)
     g = gen(4)
     train, test = data.split((0.8, 0.2), generator=g)
-    fit = funbat_map(train, 2, structure="cp", optimizer="adam", batch_size=128, lr=0.1,
-                     max_iter=60, generator=g)  # fmt: skip
+    fit = funbat_map(
+        train, 2, structure="cp", optimizer="adam", batch_size=128, lr=0.1, max_iter=60, generator=g
+    )
     zero = float(test.values.pow(2).mean().sqrt())
     assert fit.predict(test).rmse(test.values) < 0.35 * zero
     assert fit.train_rmse[-1] < fit.train_rmse[0]

@@ -153,8 +153,9 @@ def test_extreme_scales_give_the_same_relative_fit(dtype, scale):
 
 def test_all_zero_values_give_a_zero_model():
     data, _ = grid_tucker(seed=5, n_axis=5)
-    fit = funbat(data.with_values(torch.zeros(len(data), dtype=F64)), 1, max_iter=5,
-                 generator=gen(0))  # fmt: skip
+    fit = funbat(
+        data.with_values(torch.zeros(len(data), dtype=F64)), 1, max_iter=5, generator=gen(0)
+    )
     assert fit.train_rmse[-1] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -163,3 +164,26 @@ def test_inputs_requiring_grad_are_detached():
     vals = data.values.clone().requires_grad_(True)
     fit = funbat(ContinuousData(data.coords, vals), 1, max_iter=3, generator=gen(0))
     assert not fit.model.predict(data).mean.requires_grad
+
+
+@pytest.mark.cuda
+def test_cuda_fits_match_the_cpu_fits():
+    data, _ = grid_tucker(seed=7, n_axis=6)
+    cpu = funbat(data, 2, max_iter=5, generator=gen(0))
+    gpu = funbat(data.to(device="cuda"), 2, max_iter=5, generator=gen(0))
+    assert gpu.model.device.type == "cuda"
+    a = cpu.model.predict(data)
+    b = gpu.model.predict(data.to(device="cuda"))
+    torch.testing.assert_close(b.mean.cpu(), a.mean, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(b.std.cpu(), a.std, rtol=1e-7, atol=1e-9)
+    fit = funbat_map(
+        data.to(device="cuda", dtype=torch.float32),
+        2,
+        optimizer="adam",
+        batch_size=64,
+        max_iter=5,
+        generator=gen(0),
+    )
+    pred = fit.model.predict(data.to(device="cuda"))
+    assert pred.mean.device.type == "cuda" and pred.mean.dtype == torch.float32
+    assert bool(torch.isfinite(pred.mean).all())

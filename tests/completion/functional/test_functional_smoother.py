@@ -84,5 +84,8 @@ def test_numpy_input_and_default_query():
 def test_bad_input(args, kwargs, error, match):
     options = {"kernel": Matern(1.5, 0.5), "noise_variance": 0.1} | kwargs
     with pytest.raises(error, match=match):
-        state_space_gp(torch.tensor(args[0]) if not isinstance(args[0], str) else args[0],
-                       torch.tensor(args[1]), **options)  # fmt: skip
+        state_space_gp(
+            torch.tensor(args[0]) if not isinstance(args[0], str) else args[0],
+            torch.tensor(args[1]),
+            **options,
+        )

@@ -246,17 +246,42 @@ def funbat_map(
     mode: Literal["fixed", "learn"] = "fixed" if fixed_var is not None else "learn"
     ms = float(p.y.pow(2).mean())
     tau0 = p.scale**2 / fixed_var if fixed_var is not None else 1.0 / (init_noise * ms or 1.0)
-    return _fit(p, tensor, validation, max_iter, tol, patience, optimizer, batch_size, float(lr),
-                prior, mode, tau0, core_var, generator, callback)  # fmt: skip
+    return _fit(
+        p,
+        tensor,
+        validation,
+        max_iter,
+        tol,
+        patience,
+        optimizer,
+        batch_size,
+        float(lr),
+        prior,
+        mode,
+        tau0,
+        core_var,
+        generator,
+        callback,
+    )
 
 
 def _fit(
-    p: Problem, tensor: ContinuousData, validation: ContinuousData | None, max_iter: int,
-    tol: float, patience: int, optimizer: str, batch_size: int | None, lr: float,
+    p: Problem,
+    tensor: ContinuousData,
+    validation: ContinuousData | None,
+    max_iter: int,
+    tol: float,
+    patience: int,
+    optimizer: str,
+    batch_size: int | None,
+    lr: float,
     prior: tuple[float, float],
-    mode: Literal["fixed", "learn"], tau: float, core_var: float,
-    generator: torch.Generator | None, callback: CompletionCallback | None,
-) -> FunctionalResult:  # fmt: skip
+    mode: Literal["fixed", "learn"],
+    tau: float,
+    core_var: float,
+    generator: torch.Generator | None,
+    callback: CompletionCallback | None,
+) -> FunctionalResult:
     clock = Stopwatch()
     dtype = working_dtype(p.value_dtype)
     chains = _Chains(p, dtype, generator)
@@ -320,9 +345,17 @@ def _fit(
     best_epoch = (val.index(min(val)) + 1) if val else epoch
     train[best_epoch - 1] = final.predict(tensor).rmse(tensor.values)
     return FunctionalResult(
-        final, tuple(train), tuple(val), best_epoch, epoch, converged, stopped, clock.elapsed,
-        "map", {"noise_std": final.noise_std},
-    )  # fmt: skip
+        final,
+        tuple(train),
+        tuple(val),
+        best_epoch,
+        epoch,
+        converged,
+        stopped,
+        clock.elapsed,
+        "map",
+        {"noise_std": final.noise_std},
+    )
 
 
 def _loss(

@@ -294,6 +294,16 @@ class FunctionalTensor:
             ValueError: a wrong number of columns, NaN coordinates.
 
         Not differentiable.
+
+        Example:
+            >>> import torch
+            >>> from factorch.completion.functional import ContinuousData, Matern, funbat
+            >>> x = torch.linspace(0, 1, 12, dtype=torch.float64)
+            >>> data = ContinuousData.from_grid(torch.sin(4 * x)[:, None] + x[None, :], [x, x])
+            >>> model = funbat(data, 2, kernel=Matern(2.5, 0.5), max_iter=20).model
+            >>> pred = model.predict(torch.tensor([[0.5, 0.5]], dtype=torch.float64))  # unseen
+            >>> round(float(pred.mean), 2), bool(pred.std < 0.1)  # sin(2) + 0.5 = 1.41
+            (1.41, True)
         """
         ef, ef2 = self._moments(self._coords(coords, "FunctionalTensor.predict"))
         var = (ef2 - ef * ef).clamp_min(0.0)
