@@ -243,7 +243,7 @@ def funbat(
     tol: float = 1e-6,
     patience: int = 10,
     damping: float | tuple[float, float, float] = (0.5, 0.0, 0.5),
-    noise_prior: tuple[float, float] = (1.0, 1.0),
+    noise_prior: tuple[float, float] = (1e-3, 1e-3),
     noise_variance: float | None = None,
     core_variance: float = 1.0,
     init_cov: float = 0.01,
@@ -274,9 +274,11 @@ def funbat(
             synthetic data, ``(0.9, 0.95, 0.9)`` on US temperatures). The default leaves the
             core undamped: a damped core lags behind the factors, and the variance of uncertain
             factors keeps shrinking it (a fit stalled at 12 times the noise level in our runs).
-        noise_prior: ``(a_0, b_0)`` of the Gamma prior on the noise precision, in model units:
-            the values are divided internally by their RMS, so ``b_0 / a_0``
-            is a prior noise variance relative to the data's mean square.
+        noise_prior: ``(a_0, b_0)`` of the Gamma prior on the noise precision, in model units
+            (the values are divided internally by their RMS, so ``b_0`` acts as a prior sum of
+            squared residuals relative to the data's mean square). The default is vague; the
+            reference code's ``(1, 1)`` adds the data's mean square to the residuals, which
+            inflates the noise (and widens the intervals) of data with little noise.
         noise_variance: fix the noise variance (in the data's units) instead of learning it.
         core_variance: ``v_W``, prior variance of the core entries (Tucker).
         init_cov: initial posterior variance of every function value (the reference code uses

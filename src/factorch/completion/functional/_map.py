@@ -165,7 +165,7 @@ def funbat_map(
     optimizer: Literal["lbfgs", "adam"] = "lbfgs",
     batch_size: int | None = None,
     lr: float = 0.02,
-    noise_prior: tuple[float, float] = (1.0, 1.0),
+    noise_prior: tuple[float, float] = (1e-3, 1e-3),
     noise_variance: float | None = None,
     core_variance: float = 1.0,
     init_noise: float = 0.01,
