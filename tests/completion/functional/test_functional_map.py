@@ -36,15 +36,19 @@ def test_minibatch_adam_learns():
     assert fit.train_rmse[-1] < fit.train_rmse[0]
 
 
-def test_model_means_are_the_map_values_and_intervals_are_finite():
-    # the block-Laplace model: each mode's posterior mean given the others at their MAP values
-    # is that mode's MAP value (the objective is quadratic in each mode), so the model reproduces
-    # the MAP predictions at the training entries
-    data, _ = grid_tucker(seed=5, n_axis=6, noise=0.05)
-    fit = funbat_map(data, 2, max_iter=30, generator=gen(1))
-    pred = fit.model.predict(data)
-    assert fit.train_rmse[-1] == pytest.approx(pred.rmse(data.values), rel=1e-9)
+def test_reported_error_is_the_models_and_intervals_are_calibrated():
+    # the model comes from EP sweeps started at the MAP point: its reported training RMSE is its
+    # own, and its intervals are not the (far too wide) block-Laplace ones
+    data, _ = grid_tucker(seed=5, n_axis=8, noise=0.2)
+    g = gen(1)
+    train, test = data.split((0.8, 0.2), generator=g)
+    fit = funbat_map(train, 2, max_iter=30, generator=g)
+    assert fit.train_rmse[-1] == pytest.approx(
+        fit.model.predict(train).rmse(train.values), rel=1e-9
+    )
+    pred = fit.predict(test)
     assert bool(torch.isfinite(pred.std).all()) and bool((pred.std >= 0).all())
+    assert 0.88 <= pred.coverage(test.values) <= 0.99
 
 
 def test_fixed_noise_is_kept():
@@ -67,6 +71,7 @@ def _small():
         ({"generator": 1}, TypeError, "funbat_map: generator must be a torch.Generator"),
         ({"structure": "tt"}, ValueError, "funbat_map: structure must be 'tucker' or 'cp'"),
         ({"init_noise": 0}, ValueError, "funbat_map: init_noise must be a positive finite"),
+        ({"posterior_sweeps": 0}, ValueError, "posterior_sweeps must be a positive int"),
     ],
 )
 def test_bad_options(kwargs, error, match):

@@ -62,7 +62,7 @@ from ._problem import Problem, Structure, build_model, check_common, prepare
 from ._result import FunctionalResult
 from ._smoother import kalman_rts
 
-__all__ = ["State", "check_floats", "f_moments", "funbat", "mode_messages"]
+__all__ = ["State", "check_floats", "ep_sweeps", "f_moments", "funbat", "mode_messages"]
 
 F64 = torch.float64
 
@@ -186,6 +186,26 @@ def _model(
     else:
         shape, rate = prior[0] + 0.5 * p.n, prior[1] + st.b_sum
     return build_model(p, st.lam, st.eta, st.mean, st.cov, st.core_mean, st.core_cov, shape, rate)
+
+
+def ep_sweeps(
+    p: Problem,
+    st: State,
+    sweeps: int,
+    core_var: float,
+    prior: tuple[float, float],
+    fixed: float | None,
+) -> FunctionalTensor:
+    """``sweeps`` undamped EP epochs (factors mode by mode, core, noise) from the state ``st``
+    (e.g. a MAP point with zero covariances); returns the model."""
+    for _ in range(sweeps):
+        for k in range(p.ndim):
+            _update_mode(p, st, k, 0.0)
+        if p.structure == "tucker":
+            _update_core(p, st, 0.0, core_var)
+        ef, ef2 = f_moments(p, st)
+        _update_noise(p, st, ef, ef2, 0.0, prior, fixed)
+    return _model(p, st, prior, fixed)
 
 
 def check_floats(
