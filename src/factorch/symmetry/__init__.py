@@ -1,0 +1,1 @@
+"""Symmetry as tensor structure (work in progress)."""

@@ -1,0 +1,95 @@
+"""Argument checks shared by the symmetry subpackage (internal)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .._checks import as_index
+from ._irreps import Irreps
+
+__all__ = [
+    "check_choice",
+    "check_irreps",
+    "check_lmax",
+    "check_real_tensor",
+    "check_rotations",
+]
+
+
+def check_choice(value: object, choices: Sequence[str], fn: str, name: str) -> str:
+    """A ``Literal`` option checked at entry."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{fn}: {name} must be one of {listed}; got {value!r}.")
+    return value
+
+
+def check_lmax(value: object, fn: str, name: str = "lmax", *, limit: int = 64) -> int:
+    """A degree ``0 <= l <= limit`` (numpy ints accepted, bools refused)."""
+    try:
+        out = as_index(value, fn, name)
+    except TypeError as err:
+        raise TypeError(f"{fn}: {name} must be a non-negative int; got {type(value).__name__}.") from err
+    if out < 0:
+        raise ValueError(f"{fn}: {name} must be a non-negative int; got {out}.")
+    if out > limit:
+        raise ValueError(
+            f"{fn}: {name} must be at most {limit} (the coupling tables grow like l^3 to l^6); "
+            f"got {out}."
+        )
+    return out
+
+
+def check_irreps(value: object, fn: str, name: str) -> Irreps:
+    """An :class:`Irreps` (strings and e3nn irreps are parsed), naming the argument in errors."""
+    if isinstance(value, Irreps):
+        return value
+    try:
+        return Irreps(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        kind = type(err)
+        raise kind(f"{fn}: {name} must be irreps such as '2x0e + 1x1o'; got {value!r} ({err}).") from err
+
+
+def check_real_tensor(
+    x: object, fn: str, name: str, *, min_ndim: int = 1, last_dim: int | None = None
+) -> torch.Tensor:
+    """A real floating tensor with finite entries and, if given, a fixed last dimension."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}.")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{fn}: {name} must have a real floating-point dtype; got {x.dtype}. Convert it "
+            f"first, e.g. {name}.double()."
+        )
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{fn}: {name} must have at least {min_ndim} dimensions; got shape {tuple(x.shape)}."
+        )
+    if last_dim is not None and x.shape[-1] != last_dim:
+        raise ValueError(
+            f"{fn}: {name} must have last dimension {last_dim}; got shape {tuple(x.shape)}."
+        )
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all entries must be finite.")
+    return x
+
+
+def check_rotations(r: object, fn: str, name: str = "rotation", *, tol: float | None = None) -> torch.Tensor:
+    """Real ``(..., 3, 3)`` orthogonal matrices (``R^T R = I`` to a dtype-dependent tolerance)."""
+    r = check_real_tensor(r, fn, name, min_ndim=2)
+    if r.shape[-2:] != (3, 3):
+        raise ValueError(f"{fn}: {name} must have shape (..., 3, 3); got {tuple(r.shape)}.")
+    if tol is None:
+        tol = 1e-4 if r.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-8
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    if r.numel():
+        err = float((r.mT @ r - eye).abs().max())
+        if err > tol:
+            raise ValueError(
+                f"{fn}: {name} must be orthogonal matrices (R^T R = I); got a deviation of "
+                f"{err:.2e} (> {tol:.0e})."
+            )
+    return r
