@@ -47,7 +47,13 @@ import torch
 
 from .._numerics import no_autocast, working_dtype
 from ._common import check_choice, check_lmax, check_real_tensor
-from ._sphere import fourier_to_sh_table, grid_tables, sh_index, sh_to_fourier_table
+from ._sphere import (
+    fourier_input_index,
+    fourier_to_sh_table,
+    grid_tables,
+    sh_index,
+    sh_to_fourier_table,
+)
 from ._wigner import _complex_cg
 
 __all__ = ["GauntMethod", "GauntTensorProduct", "gaunt_path_weight", "gaunt_tensor_product"]
@@ -168,49 +174,54 @@ def _from_m(z: torch.Tensor, lmax: int) -> torch.Tensor:
     return flat[:, positions[order].to(z.device)]
 
 
-def _to_fourier(x: torch.Tensor, lmax: int, a: torch.Tensor) -> torch.Tensor:
-    """SH coefficients ``(R, (L+1)^2)`` -> 2-D Fourier coefficients ``(R, 2L+1 [s], 2L+1 [v])``."""
-    xm = _by_m(x, lmax).to(a.dtype)  # (R, m, l)
-    g = torch.einsum("rml,mls->rms", xm, a)  # θ-series of each m-component
-    s2 = 1 / math.sqrt(2.0)
-    pos, neg = g[:, lmax + 1 :], g[:, :lmax].flip(1)  # m = 1..L and m = -1..-L
-    f_pos = (pos - 1j * neg) * s2  # v = 1..L
-    f_neg = (pos + 1j * neg) * s2  # v = -1..-L
-    f = torch.cat([f_neg.flip(1), g[:, lmax : lmax + 1], f_pos], dim=1)  # (R, v, s)
-    return f.transpose(1, 2)
+def _fft_size(lmax_prod: int) -> int:
+    """Smallest 2-3-5-smooth length ``>= 2 lmax_prod + 1`` (no aliasing of the product)."""
+    n = 2 * lmax_prod + 1
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def _by_v(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``(R, (L+1)^2) -> (R, L+1, 2(L+1))``: row ``v`` holds ``[x_{l, v} | x_{l, -v}]`` over ``l``."""
+    idx = fourier_input_index(lmax).to(x.device)
+    padded = torch.cat([x, x.new_zeros(x.shape[0], 1)], dim=1)
+    return padded[:, idx]
 
 
 def _gaunt_fourier(x1: torch.Tensor, x2: torch.Tensor, l1: int, l2: int, lo: int) -> torch.Tensor:
     lp = l1 + l2
-    cdtype = torch.complex128 if x1.dtype == torch.float64 else torch.complex64
-    dev = x1.device
-    f1 = _to_fourier(x1, l1, sh_to_fourier_table(l1).to(dtype=cdtype, device=dev))
-    f2 = _to_fourier(x2, l2, sh_to_fourier_table(l2).to(dtype=cdtype, device=dev))
-    # linear 2-D convolution of the coefficient arrays by FFT (no wrap-around: n >= 2 lp + 1)
-    n = 2 * lp + 1
-    prod = torch.fft.ifft2(torch.fft.fft2(_place(f1, l1, n)) * torch.fft.fft2(_place(f2, l2, n)))
-    prod = torch.roll(prod, shifts=(lp, lp), dims=(1, 2))  # (R, u, v), u, v = -lp .. lp
-    # project onto Y_{l m}: the φ-integral selects v = ±m, then the θ-integral table
-    mq = min(lo, lp)
-    pos = prod[:, :, lp + 1 : lp + mq + 1]  # v = 1 .. mq
-    neg = prod[:, :, lp - mq : lp].flip(2)  # v = -1 .. -mq
-    s2pi = math.sqrt(2.0) * math.pi
-    k_pos = s2pi * (pos + neg)  # m = 1 .. mq
-    k_neg = 1j * s2pi * (pos - neg)  # m = -1 .. -mq
-    if lo > mq:  # output degrees above the product's degree are zero
-        k_pos = torch.nn.functional.pad(k_pos, (0, lo - mq))
-        k_neg = torch.nn.functional.pad(k_neg, (0, lo - mq))
-    k = torch.cat([k_neg.flip(2), 2 * math.pi * prod[:, :, lp : lp + 1], k_pos], dim=2)
-    proj = fourier_to_sh_table(lo, lp).to(dtype=cdtype, device=dev)
-    z = torch.einsum("rum,mlu->rml", k, proj).real
-    return _from_m(z, lo)
+    n = _fft_size(lp)
+    dt, dev = x1.dtype, x1.device
 
+    def values(x: torch.Tensor, lmax: int) -> torch.Tensor:
+        # SH -> 2-D Fourier coefficients: one real batched product with the sparse table gives
+        # the v >= 0 half, [r, v, s], s in FFT order (the v < 0 half is its conjugate)
+        table = sh_to_fourier_table(lmax, n).to(dtype=dt, device=dev)
+        half = torch.view_as_complex(torch.einsum("rvk,vks->rvs", _by_v(x, lmax), table).reshape(
+            x.shape[0], lmax + 1, n, 2
+        ))
+        # values on the n x n torus grid: inverse transforms along θ (s) and φ (v)
+        # (transforms run along the last, contiguous dimension; the transposed arrays are small)
+        along_theta = torch.fft.ifft(half, dim=2, norm="forward").transpose(1, 2).contiguous()
+        return torch.fft.irfft(along_theta, n=n, dim=2, norm="forward")  # [r, θ, φ]
 
-def _place(f: torch.Tensor, lmax: int, n: int) -> torch.Tensor:
-    """Put ``(R, 2L+1, 2L+1)`` coefficients (indices ``-L..L``) into an ``n × n`` FFT array."""
-    out = f.new_zeros(f.shape[0], n, n)
-    out[:, : 2 * lmax + 1, : 2 * lmax + 1] = f
-    return torch.roll(out, shifts=(-lmax, -lmax), dims=(1, 2))
+    prod = values(x1, l1) * values(x2, l2)
+    # back to 2-D Fourier coefficients: only v = 0 .. lo are needed
+    coef = torch.fft.rfft(prod, dim=2, norm="forward")[:, :, : min(lo, lp) + 1]
+    coef = torch.fft.fft(coef.transpose(1, 2).contiguous(), dim=2, norm="forward")  # [r, v, u]
+    # project onto Y_{lm}: closed-form θ-integrals (the φ-integral selected v = |m|)
+    table = fourier_to_sh_table(lo, lp, n).to(dtype=coef.dtype, device=dev)
+    z = torch.einsum("rvu,vlu->rvl", coef, table[: coef.shape[1]])  # [r, |m|, l]
+    zero = z.new_zeros(z.shape[0], lo + 1 - z.shape[1], lo + 1).real
+    cos_part = torch.cat([z.real, zero], dim=1)  # m = 0 .. lo
+    sin_part = torch.cat([-z.imag[:, 1:], zero], dim=1).flip(1)  # m = -lo .. -1
+    return _from_m(torch.cat([sin_part, cos_part], dim=1), lo)
 
 
 def _to_grid(x: torch.Tensor, lmax: int, legendre: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from ._spherical_harmonics import _real_sh
 
 __all__ = [
     "GridTables",
+    "fourier_input_index",
     "fourier_to_sh_table",
     "grid_tables",
     "sh_index",
@@ -86,33 +87,67 @@ def _sin_moment(k: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def sh_to_fourier_table(lmax: int) -> torch.Tensor:
-    """``a[m + L, l, s + L]``: the θ-Fourier coefficients of ``T_{l|m|}`` (complex128, CPU).
+def fourier_input_index(lmax: int) -> torch.Tensor:
+    """``idx[v, k]``: flat position of ``x_{l, v}`` (``k = l``) and ``x_{l, -v}`` (``k = L+1+l``).
 
-    Zero for ``l < |m|``. With it, ``sum_l x_{lm} T_{l|m|}(θ) = sum_s (x a)[m, s] e^{isθ}``.
+    Missing entries (``l < v``, and the sine part of ``v = 0``) point to ``(L+1)^2``, a zero pad.
     """
-    coef = _theta_coefficients(lmax)  # (μ, l, s)
-    a = np.zeros((2 * lmax + 1, lmax + 1, 2 * lmax + 1), dtype=np.complex128)
-    for m in range(-lmax, lmax + 1):
-        a[m + lmax] = coef[abs(m)]
-    return torch.from_numpy(a)
+    size = (lmax + 1) ** 2
+    idx = torch.full((lmax + 1, 2 * (lmax + 1)), size, dtype=torch.long)
+    for v in range(lmax + 1):
+        for l in range(v, lmax + 1):
+            idx[v, l] = l * l + l + v
+            if v > 0:
+                idx[v, lmax + 1 + l] = l * l + l - v
+    return idx
 
 
 @functools.lru_cache(maxsize=64)
-def fourier_to_sh_table(lmax_out: int, lmax_prod: int) -> torch.Tensor:
-    """``p[m + Lo, l, u + Lp] = ∫_0^π e^{iuθ} T_{l|m|}(θ) sin θ dθ`` (complex128, CPU).
+def sh_to_fourier_table(lmax: int, n: int) -> torch.Tensor:
+    """Sparse SH -> 2-D Fourier table as a real ``(L+1, 2(L+1), 2n)`` tensor (float64, CPU).
 
-    ``Lo = lmax_out`` and ``|u| <= Lp = lmax_prod``; computed as ``sum_s a_{l|m|s} J(u + s)``
-    with the closed-form moments ``J`` of :func:`_sin_moment`.
+    For the inputs arranged by :func:`fourier_input_index`, ``x_v @ table[v]`` is the
+    ``e^{ivφ}`` (``v >= 0``) coefficient series in θ: entries ``2s' + (0, 1)`` are the real and
+    imaginary parts of the coefficient of ``e^{isθ}``, ``s' = s mod n`` (FFT order; ``n >= 2L+1``).
+    From :math:`Y_{l,\pm v} = T_{lv}(θ) Φ_{\pm v}(φ)`, :math:`\sqrt2\cos vφ = (e^{ivφ} + e^{-ivφ})/\sqrt2`
+    and :math:`\sqrt2 \sin vφ = (e^{ivφ} - e^{-ivφ})/(i\sqrt2)`; a degree-``l`` harmonic has at
+    most ``l + 1`` nonzero θ-coefficients per ``v``.
+    """
+    coef = _theta_coefficients(lmax)  # (μ, l, s), s = -L .. L
+    rows = np.arange(-lmax, lmax + 1) % n
+    table = np.zeros((lmax + 1, 2 * (lmax + 1), n), dtype=np.complex128)
+    for v in range(lmax + 1):
+        if v == 0:
+            table[0, : lmax + 1, rows] = coef[0].T
+        else:
+            table[v, : lmax + 1, rows] = coef[v].T / math.sqrt(2.0)
+            table[v, lmax + 1 :, rows] = -1j * coef[v].T / math.sqrt(2.0)
+    real = np.stack([table.real, table.imag], axis=-1).reshape(lmax + 1, 2 * (lmax + 1), 2 * n)
+    return torch.from_numpy(np.ascontiguousarray(real))
+
+
+@functools.lru_cache(maxsize=64)
+def fourier_to_sh_table(lmax_out: int, lmax_prod: int, n: int) -> torch.Tensor:
+    """Projection table ``t[v, l, u']`` (complex128, CPU), ``u' = u mod n`` (FFT order).
+
+    For the 2-D Fourier coefficients ``c[v, u]`` (``v >= 0``) of a real function ``f`` of degree
+    ``<= lmax_prod``: :math:`\int f Y_{l, v} dΩ = \mathrm{Re} \sum_u c_{vu} t_{vlu}` and
+    :math:`\int f Y_{l, -v} dΩ = -\mathrm{Im} \sum_u c_{vu} t_{vlu}`, with
+    ``t[0] = 2π Θ_0`` and ``t[v] = sqrt2 π (Θ_v(u) + conj Θ_v(-u))``, where
+    :math:`Θ_v(u) = \int_0^π e^{iuθ} T_{lv}(θ) \sin θ dθ = \sum_s a_{lvs} J(u + s)` with the
+    closed-form moments ``J`` of :func:`_sin_moment` (the φ-integral selects ``±v``; the ``-v``
+    coefficients are conjugates of the ``v`` ones).
     """
     coef = _theta_coefficients(lmax_out)  # (μ, l, s), s = -Lo .. Lo
     s = np.arange(-lmax_out, lmax_out + 1)
     u = np.arange(-lmax_prod, lmax_prod + 1)
-    moment = _sin_moment(u[:, None] + s[None, :])  # (u, s)
-    proj = np.zeros((2 * lmax_out + 1, lmax_out + 1, u.size), dtype=np.complex128)
-    for m in range(-lmax_out, lmax_out + 1):
-        proj[m + lmax_out] = coef[abs(m)] @ moment.T
-    return torch.from_numpy(proj)
+    theta = np.einsum("vls,us->vlu", coef, _sin_moment(u[:, None] + s[None, :]))
+    theta_neg = theta[:, :, ::-1]  # Θ(-u)
+    table = np.zeros((lmax_out + 1, lmax_out + 1, n), dtype=np.complex128)
+    cols = u % n
+    table[0][:, cols] = 2 * np.pi * theta[0]
+    table[1:][:, :, cols] = math.sqrt(2.0) * np.pi * (theta[1:] + theta_neg[1:].conj())
+    return torch.from_numpy(table)
 
 
 @dataclasses.dataclass(frozen=True)
