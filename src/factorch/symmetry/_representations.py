@@ -216,7 +216,7 @@ class Representation:
 
         Example:
             >>> g = axial_rotation_group(2)
-            >>> r = g.vector().matrix(torch.tensor([torch.pi / 2]))
+            >>> r = g.vector().matrix(torch.tensor([math.pi / 2], dtype=torch.float64))
             >>> torch.allclose(r @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
             ...                torch.tensor([0.0, 1, 0], dtype=torch.float64))
             True
