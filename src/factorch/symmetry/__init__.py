@@ -1,4 +1,4 @@
-"""Symmetry as tensor structure: irreps, equivariant tensor products, projectors, frames, Lie groups.
+"""Symmetry as tensor structure: irreps, tensor products, projectors, frames, Lie groups.
 
 * Irreps of O(3) and real spherical harmonics in e3nn's basis (:class:`Irreps`,
   :func:`spherical_harmonics`), exact Clebsch--Gordan coefficients, Wigner-3j symbols and

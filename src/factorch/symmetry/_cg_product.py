@@ -96,7 +96,11 @@ def cg_paths(
     """
     fn = "cg_paths"
     i1, i2 = check_irreps(irreps1, fn, "irreps1"), check_irreps(irreps2, fn, "irreps2")
-    io = default_irreps_out(i1, i2) if irreps_out is None else check_irreps(irreps_out, fn, "irreps_out")
+    io = (
+        default_irreps_out(i1, i2)
+        if irreps_out is None
+        else check_irreps(irreps_out, fn, "irreps_out")
+    )
     return _paths(i1, i2, io)
 
 
@@ -134,9 +138,9 @@ class _CGPlan:
     num_paths: int
     blocks: tuple[_PairBlock, ...]
     gather: torch.Tensor  # internal column of each output component (irreps_out layout)
-    _cache: dict[tuple[torch.dtype, torch.device], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = (
-        dataclasses.field(default_factory=dict, compare=False, repr=False)
-    )
+    _cache: dict[
+        tuple[torch.dtype, torch.device], tuple[tuple[torch.Tensor, ...], torch.Tensor]
+    ] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def tensors(
         self, dtype: torch.dtype, device: torch.device
@@ -173,7 +177,9 @@ def _plan(irreps1: Irreps, irreps2: Irreps, irreps_out: Irreps) -> _CGPlan:
         ir1, ir2 = e1[a], e2[b]
         mats, cols = [], []
         for k, path in items:
-            mats.append(clebsch_gordan64(ir1.l, ir2.l, path.irrep_out.l).reshape(ir1.dim * ir2.dim, -1))
+            mats.append(
+                clebsch_gordan64(ir1.l, ir2.l, path.irrep_out.l).reshape(ir1.dim * ir2.dim, -1)
+            )
             cols.extend([k] * path.irrep_out.dim)
         start = internal_start[items[0][1].c]
         stop = internal_start[items[-1][1].c] + items[-1][1].irrep_out.dim
@@ -194,15 +200,17 @@ def _plan(irreps1: Irreps, irreps2: Irreps, irreps_out: Irreps) -> _CGPlan:
     return _CGPlan(irreps1, irreps2, irreps_out, len(paths), tuple(blocks), gather)
 
 
-def _check_weights(
-    weights: object, num_paths: int, channels: int, fn: str
-) -> torch.Tensor | None:
+def _check_weights(weights: object, num_paths: int, channels: int, fn: str) -> torch.Tensor | None:
     if weights is None:
         return None
     if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"{fn}: weights must be a torch.Tensor or None; got {type(weights).__name__}.")
+        raise TypeError(
+            f"{fn}: weights must be a torch.Tensor or None; got {type(weights).__name__}."
+        )
     if not weights.is_floating_point():
-        raise TypeError(f"{fn}: weights must have a real floating-point dtype; got {weights.dtype}.")
+        raise TypeError(
+            f"{fn}: weights must have a real floating-point dtype; got {weights.dtype}."
+        )
     if weights.ndim not in (1, 2) or weights.shape[0] != num_paths:
         raise ValueError(
             f"{fn}: weights must have shape ({num_paths},) or ({num_paths}, channels) -- one "
@@ -260,7 +268,11 @@ def cg_tensor_product(
     """
     fn = "cg_tensor_product"
     i1, i2 = check_irreps(irreps1, fn, "irreps1"), check_irreps(irreps2, fn, "irreps2")
-    io = default_irreps_out(i1, i2) if irreps_out is None else check_irreps(irreps_out, fn, "irreps_out")
+    io = (
+        default_irreps_out(i1, i2)
+        if irreps_out is None
+        else check_irreps(irreps_out, fn, "irreps_out")
+    )
     x1 = check_real_tensor(x1, fn, "x1", last_dim=i1.dim)
     x2 = check_real_tensor(x2, fn, "x2", last_dim=i2.dim)
     if x1.dtype != x2.dtype:
@@ -349,7 +361,9 @@ class ClebschGordanTensorProduct(torch.nn.Module):
             if irreps_out is None
             else check_irreps(irreps_out, fn, "irreps_out")
         )
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        if channels is not None and (
+            isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
+        ):
             raise ValueError(f"{fn}: channels must be a positive int or None; got {channels!r}.")
         self.paths = _paths(self.irreps1, self.irreps2, self.irreps_out)
         if not self.paths:

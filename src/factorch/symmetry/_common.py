@@ -31,7 +31,9 @@ def check_lmax(value: object, fn: str, name: str = "lmax", *, limit: int = 64) -
     try:
         out = as_index(value, fn, name)
     except TypeError as err:
-        raise TypeError(f"{fn}: {name} must be a non-negative int; got {type(value).__name__}.") from err
+        raise TypeError(
+            f"{fn}: {name} must be a non-negative int; got {type(value).__name__}."
+        ) from err
     if out < 0:
         raise ValueError(f"{fn}: {name} must be a non-negative int; got {out}.")
     if out > limit:
@@ -50,7 +52,9 @@ def check_irreps(value: object, fn: str, name: str) -> Irreps:
         return Irreps(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as err:
         kind = type(err)
-        raise kind(f"{fn}: {name} must be irreps such as '2x0e + 1x1o'; got {value!r} ({err}).") from err
+        raise kind(
+            f"{fn}: {name} must be irreps such as '2x0e + 1x1o'; got {value!r} ({err})."
+        ) from err
 
 
 def check_real_tensor(
@@ -77,7 +81,9 @@ def check_real_tensor(
     return x
 
 
-def check_rotations(r: object, fn: str, name: str = "rotation", *, tol: float | None = None) -> torch.Tensor:
+def check_rotations(
+    r: object, fn: str, name: str = "rotation", *, tol: float | None = None
+) -> torch.Tensor:
     """Real ``(..., 3, 3)`` orthogonal matrices (``R^T R = I`` to a dtype-dependent tolerance)."""
     r = check_real_tensor(r, fn, name, min_ndim=2)
     if r.shape[-2:] != (3, 3):

@@ -19,7 +19,13 @@ import torch
 from ._common import check_irreps, check_real_tensor
 from ._irreps import Irreps
 
-__all__ = ["e3nn_layout_irreps", "from_e3nn_layout", "irreps_from_e3nn", "irreps_to_e3nn", "to_e3nn_layout"]
+__all__ = [
+    "e3nn_layout_irreps",
+    "from_e3nn_layout",
+    "irreps_from_e3nn",
+    "irreps_to_e3nn",
+    "to_e3nn_layout",
+]
 
 
 def irreps_to_e3nn(irreps: Irreps | str) -> Any:
@@ -51,7 +57,7 @@ def irreps_from_e3nn(irreps: object) -> Irreps:
 
 
 def e3nn_layout_irreps(irreps: Irreps | str, channels: int) -> Irreps:
-    """The e3nn irreps of ``channels`` channels of ``irreps``: each ``mul x ir`` -> ``(C mul) x ir``."""
+    """The e3nn irreps of ``channels`` channels of ``irreps``: ``mul x ir`` -> ``(C mul) x ir``."""
     ir = check_irreps(irreps, "e3nn_layout_irreps", "irreps")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"e3nn_layout_irreps: channels must be a positive int; got {channels!r}.")

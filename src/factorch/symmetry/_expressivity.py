@@ -181,7 +181,9 @@ def expressivity(
     if samples is None:
         samples = max(per_type.values(), default=0) + 4
     elif isinstance(samples, bool) or not isinstance(samples, int):
-        raise TypeError(f"{fn}: samples must be a positive int or None; got {type(samples).__name__}.")
+        raise TypeError(
+            f"{fn}: samples must be a positive int or None; got {type(samples).__name__}."
+        )
     elif samples < 1:
         raise ValueError(f"{fn}: samples must be a positive int or None; got {samples}.")
     if maximum == 0:
@@ -222,7 +224,9 @@ def expressivity(
         k = pair_index[(a, b)]
         for c in range(len(ez)):
             if c not in cs:
-                residual = max(residual, float(z[k, :, oz[c] : oz[c] + ez[c].dim].abs().max()) / scale)
+                residual = max(
+                    residual, float(z[k, :, oz[c] : oz[c] + ez[c].dim].abs().max()) / scale
+                )
     # the span splits over path types: the linear maps scale each irrep type independently, so
     # the homogeneous parts of the family are reached one by one -> rank per path type
     by_type: dict[PathType, list[int]] = {}

@@ -13,7 +13,8 @@ is exactly :math:`G`-equivariant (invariant when :math:`ρ_2` is trivial), at th
 
 For point clouds :math:`X \in \mathbb R^{n \times d}` under E(d) (:math:`x \mapsto Rx + t`) the
 PCA frame is: the centroid :math:`t`, the eigenvectors :math:`V` of the covariance
-:math:`(X - t)^T (X - t)`, and all sign choices :math:`\{(V \mathrm{diag}(s), t) : s \in \{\pm1\}^d\}`
+:math:`(X - t)^T (X - t)`, and all sign choices
+:math:`\{(V \mathrm{diag}(s), t) : s \in \{\pm1\}^d\}`
 (:math:`2^d` elements; the signs of eigenvectors are arbitrary, the set of all of them is not).
 For SO(d)/SE(d) only the :math:`2^{d-1}` elements with determinant ``+1`` are kept (the last sign
 is fixed by the others); for O(d)/SO(d) (no translations) :math:`t = 0`.
@@ -114,7 +115,8 @@ def pca_frames(
     Example:
         >>> x = torch.tensor([[0.0, 0, 0], [3, 0, 0], [0, 2, 0], [0, 0, 1]], dtype=torch.float64)
         >>> f = pca_frames(x, group="SE(3)")
-        >>> f.rotations.shape, bool(torch.allclose(torch.linalg.det(f.rotations), torch.ones(4, dtype=torch.float64)))
+        >>> det = torch.linalg.det(f.rotations)
+        >>> f.rotations.shape, bool(torch.allclose(det, torch.ones(4, dtype=torch.float64)))
         (torch.Size([4, 3, 3]), True)
     """
     fn = "pca_frames"
@@ -122,19 +124,33 @@ def pca_frames(
     group = check_choice(group, _GROUPS, fn, "group")  # type: ignore[assignment]
     n, d = points.shape[-2], points.shape[-1]
     if n < 1 or d < 1:
-        raise ValueError(f"{fn}: points must have shape (..., n, d) with n, d >= 1; got {tuple(points.shape)}.")
+        raise ValueError(
+            f"{fn}: points must have shape (..., n, d) with n, d >= 1; got {tuple(points.shape)}."
+        )
     translations, special = _group_parts(group, d, fn)
     if degeneracy_tol is None:
         degeneracy_tol = math.sqrt(torch.finfo(points.dtype).eps)
-    elif isinstance(degeneracy_tol, bool) or not isinstance(degeneracy_tol, (int, float)) or degeneracy_tol < 0:
-        raise ValueError(f"{fn}: degeneracy_tol must be a non-negative number or None; got {degeneracy_tol!r}.")
-    centroid = points.mean(dim=-2, keepdim=True) if translations else torch.zeros_like(points[..., :1, :])
+    elif (
+        isinstance(degeneracy_tol, bool)
+        or not isinstance(degeneracy_tol, (int, float))
+        or degeneracy_tol < 0
+    ):
+        raise ValueError(
+            f"{fn}: degeneracy_tol must be a non-negative number or None; got {degeneracy_tol!r}."
+        )
+    centroid = (
+        points.mean(dim=-2, keepdim=True) if translations else torch.zeros_like(points[..., :1, :])
+    )
     centred = points - centroid
     cov = centred.mT @ centred
     evals, evecs = torch.linalg.eigh(cov)
     top = evals[..., -1:].abs().clamp_min(torch.finfo(points.dtype).tiny)
     gaps = (evals[..., 1:] - evals[..., :-1]) / top if d > 1 else evals[..., :0]
-    min_gap = gaps.min(dim=-1).values if d > 1 else torch.full(evals.shape[:-1], math.inf, dtype=evals.dtype, device=evals.device)
+    min_gap = (
+        gaps.min(dim=-1).values
+        if d > 1
+        else torch.full(evals.shape[:-1], math.inf, dtype=evals.dtype, device=evals.device)
+    )
     if d > 1 and points.numel() and bool((min_gap < degeneracy_tol).any()):
         worst = float(min_gap.min())
         warnings.warn(
@@ -146,7 +162,9 @@ def pca_frames(
             stacklevel=3,
         )
     free = d - 1 if special else d
-    signs = torch.tensor(list(itertools.product((1.0, -1.0), repeat=free)), dtype=points.dtype, device=points.device)
+    signs = torch.tensor(
+        list(itertools.product((1.0, -1.0), repeat=free)), dtype=points.dtype, device=points.device
+    )
     if special:
         # the last sign makes det(V diag(s)) = det(V) * prod(s) = +1
         det = torch.linalg.det(evecs)  # (...)
@@ -165,7 +183,8 @@ class FrameAveraging(torch.nn.Module):
         backbone: any module or callable taking ``(B, n, d)`` points (in the frame's
             coordinates) and returning ``(B, ...)``; for ``output="vectors"`` or "positions" the
             last output dimension must be ``d``.
-        group: "E(3)" (default), "SE(3)", "O(3)", "SO(3)", or the ``(n)`` forms for ``d``-dim points.
+        group: "E(3)" (default), "SE(3)", "O(3)", "SO(3)", or their ``(n)`` forms for ``d``-dim
+            points.
         output: "invariant" (average of the outputs), "vectors" (rotated back: forces,
             velocities, normals) or "positions" (rotated back and translated).
         degeneracy_tol: see :func:`pca_frames`.
@@ -202,7 +221,9 @@ class FrameAveraging(torch.nn.Module):
         super().__init__()
         fn = "FrameAveraging"
         if not callable(backbone):
-            raise TypeError(f"{fn}: backbone must be a module or callable; got {type(backbone).__name__}.")
+            raise TypeError(
+                f"{fn}: backbone must be a module or callable; got {type(backbone).__name__}."
+            )
         self.backbone = backbone
         self.group: FrameGroup = check_choice(group, _GROUPS, fn, "group")  # type: ignore[assignment]
         self.output: FrameOutput = check_choice(output, _OUTPUTS, fn, "output")  # type: ignore[assignment]

@@ -11,8 +11,8 @@ of the product :math:`fg`,
     = \sum G^{l_1 l_2 l_3}_{m_1 m_2 m_3} x_{l_1 m_1} y_{l_2 m_2},\qquad
     G^{l_1 l_2 l_3} = \int Y_{l_1} Y_{l_2} Y_{l_3} dΩ = g(l_1, l_2, l_3)\, C^{l_1 l_2 l_3},
 
-the CG product with the fixed path weights :math:`g(l_1,l_2,l_3) =
-\sqrt{(2l_1+1)(2l_2+1)/(4π(2l_3+1))}\, \langle l_1 0\, l_2 0 | l_3 0\rangle \cdot (\pm 1)` (Wigner--Eckart; the
+the CG product with the fixed path weights :math:`g(l_1,l_2,l_3) = \pm
+\sqrt{(2l_1+1)(2l_2+1)/(4π(2l_3+1))}\, \langle l_1 0\, l_2 0 | l_3 0\rangle` (Wigner--Eckart; the
 sign follows the real basis, see :func:`gaunt_path_weight`), which vanish when
 :math:`l_1 + l_2 + l_3` is odd: the Gaunt product has no parity-odd paths (for two vectors it has
 no cross product) and ties the remaining paths to fixed ratios (Luo et al., 2024; Xie et al., 2025).
@@ -188,7 +188,7 @@ def _fft_size(lmax_prod: int) -> int:
 
 
 def _by_v(x: torch.Tensor, lmax: int) -> torch.Tensor:
-    """``(R, (L+1)^2) -> (R, L+1, 2(L+1))``: row ``v`` holds ``[x_{l, v} | x_{l, -v}]`` over ``l``."""
+    """``(R, (L+1)^2) -> (R, L+1, 2(L+1))``: row ``v`` is ``[x_{l, v} | x_{l, -v}]`` over ``l``."""
     idx = fourier_input_index(lmax).to(x.device)
     padded = torch.cat([x, x.new_zeros(x.shape[0], 1)], dim=1)
     return padded[:, idx]
@@ -203,9 +203,9 @@ def _gaunt_fourier(x1: torch.Tensor, x2: torch.Tensor, l1: int, l2: int, lo: int
         # SH -> 2-D Fourier coefficients: one real batched product with the sparse table gives
         # the v >= 0 half, [r, v, s], s in FFT order (the v < 0 half is its conjugate)
         table = sh_to_fourier_table(lmax, n).to(dtype=dt, device=dev)
-        half = torch.view_as_complex(torch.einsum("rvk,vks->rvs", _by_v(x, lmax), table).reshape(
-            x.shape[0], lmax + 1, n, 2
-        ))
+        half = torch.view_as_complex(
+            torch.einsum("rvk,vks->rvs", _by_v(x, lmax), table).reshape(x.shape[0], lmax + 1, n, 2)
+        )
         # values on the n x n torus grid: inverse transforms along θ (s) and φ (v)
         # (transforms run along the last, contiguous dimension; the transposed arrays are small)
         along_theta = torch.fft.ifft(half, dim=2, norm="forward").transpose(1, 2).contiguous()
@@ -274,6 +274,10 @@ class GauntTensorProduct(torch.nn.Module):
         torch.Size([5, 8, 9])
     """
 
+    _rep1: torch.Tensor
+    _rep2: torch.Tensor
+    _rep_out: torch.Tensor
+
     def __init__(
         self,
         lmax1: int,
@@ -289,9 +293,13 @@ class GauntTensorProduct(torch.nn.Module):
         fn = "GauntTensorProduct"
         self.lmax1 = check_lmax(lmax1, fn, "lmax1")
         self.lmax2 = check_lmax(lmax2, fn, "lmax2")
-        self.lmax_out = self.lmax1 + self.lmax2 if lmax_out is None else check_lmax(lmax_out, fn, "lmax_out")
+        self.lmax_out = (
+            self.lmax1 + self.lmax2 if lmax_out is None else check_lmax(lmax_out, fn, "lmax_out")
+        )
         self.method: GauntMethod = check_choice(method, _METHODS, fn, "method")  # type: ignore[assignment]
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        if channels is not None and (
+            isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
+        ):
             raise ValueError(f"{fn}: channels must be a positive int or None; got {channels!r}.")
         c = () if channels is None else (channels,)
         kw = {"dtype": dtype, "device": device}

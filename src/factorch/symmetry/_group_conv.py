@@ -38,9 +38,16 @@ Kernel = Callable[[torch.Tensor], torch.Tensor]
 
 def _kernel_out(kernel: object, coords: torch.Tensor, c_in: int, fn: str) -> torch.Tensor:
     if not callable(kernel):
-        raise TypeError(f"{fn}: kernel must be a callable (e.g. an nn.Module); got {type(kernel).__name__}.")
+        raise TypeError(
+            f"{fn}: kernel must be a callable (e.g. an nn.Module); got {type(kernel).__name__}."
+        )
     out = kernel(coords)
-    if not isinstance(out, torch.Tensor) or out.shape[: coords.ndim - 1] != coords.shape[:-1] or out.ndim != coords.ndim + 1 or out.shape[-1] != c_in:
+    if (
+        not isinstance(out, torch.Tensor)
+        or out.shape[: coords.ndim - 1] != coords.shape[:-1]
+        or out.ndim != coords.ndim + 1
+        or out.shape[-1] != c_in
+    ):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
             f"{fn}: kernel must map coordinates (..., k) to (..., c_out, {c_in}) matrices "
@@ -145,7 +152,8 @@ def group_convolution(
         )
     if values.ndim != 2 or values.shape[0] != elements.shape[0]:
         raise ValueError(
-            f"{fn}: values must be (M, c_in) with M = {elements.shape[0]} elements; got {tuple(values.shape)}."
+            f"{fn}: values must be (M, c_in) with M = {elements.shape[0]} elements; got "
+            f"{tuple(values.shape)}."
         )
     m = elements.shape[0]
     if log_weights is None:
@@ -153,7 +161,9 @@ def group_convolution(
     else:
         log_weights = check_real_tensor(log_weights, fn, "log_weights")
         if log_weights.shape != (m,):
-            raise ValueError(f"{fn}: log_weights must have shape ({m},); got {tuple(log_weights.shape)}.")
+            raise ValueError(
+                f"{fn}: log_weights must have shape ({m},); got {tuple(log_weights.shape)}."
+            )
         weights = torch.exp(log_weights.to(values.dtype))
     rel = torch.linalg.solve(elements[None], queries[:, None])  # h^{-1} g: (Q, M, n, n)
     coords = lie_chart(rel)

@@ -75,8 +75,18 @@ def _resolve(
         raise TypeError(f"{fn}: dtype must be a real floating torch.dtype or None; got {dtype!r}.")
     gen = check_generator(generator, fn)
     if gen is not None and gen.device.type != "cpu":
-        raise ValueError(f"{fn}: generator must be a CPU torch.Generator (samples are drawn on the CPU); got {gen.device}.")
-    check_memory(3 * m * n_ * n_, torch.float64, "cpu", fn, f"{m} samples of {n_} x {n_} matrices", hint="draw fewer samples")
+        raise ValueError(
+            f"{fn}: generator must be a CPU torch.Generator (samples are drawn on the CPU); "
+            f"got {gen.device}."
+        )
+    check_memory(
+        3 * m * n_ * n_,
+        torch.float64,
+        "cpu",
+        fn,
+        f"{m} samples of {n_} x {n_} matrices",
+        hint="draw fewer samples",
+    )
     return n_, m, dtype, gen
 
 
@@ -118,7 +128,8 @@ def haar_orthogonal(
         ValueError: sizes below 1, absurd sizes, a CUDA generator.
 
     Example:
-        >>> q = haar_orthogonal(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> q = haar_orthogonal(3, 5, generator=gen, dtype=torch.float64)
         >>> torch.allclose(q @ q.mT, torch.eye(3, dtype=torch.float64).expand(5, 3, 3))
         True
     """
@@ -192,14 +203,20 @@ def haar_sample(
         ValueError: unknown ``group``, non-positive ``scale``, absurd sizes.
 
     Example:
-        >>> s = haar_sample("SL", 3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> s = haar_sample("SL", 3, 4, generator=gen, dtype=torch.float64)
         >>> torch.allclose(torch.linalg.det(s.elements), torch.ones(4, dtype=torch.float64))
         True
     """
     fn = "haar_sample"
     group = check_choice(group, _GROUPS, fn, "group")  # type: ignore[assignment]
     n_, m, dt, gen = _resolve(n, num_samples, dtype, generator, fn)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0 or not math.isfinite(scale):
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not scale > 0
+        or not math.isfinite(scale)
+    ):
         raise ValueError(f"{fn}: scale must be a positive finite number; got {scale!r}.")
     rot = _qr_haar(n_, m, group != "O", gen)
     zeros = torch.zeros(m, n_, n_, dtype=torch.float64)
@@ -209,7 +226,9 @@ def haar_sample(
         # isotropic Gaussian in Frobenius coordinates: diagonal N(0, σ²), off-diagonal N(0, σ²/2)
         a = torch.randn(m, n_, n_, generator=gen, dtype=torch.float64) * scale
         sym = (a + a.mT) / 2
-        sym = sym + torch.diag_embed(torch.diagonal(a, dim1=-2, dim2=-1) - torch.diagonal(sym, dim1=-2, dim2=-1))
+        sym = sym + torch.diag_embed(
+            torch.diagonal(a, dim1=-2, dim2=-1) - torch.diagonal(sym, dim1=-2, dim2=-1)
+        )
         dim = n_ * (n_ + 1) // 2
         if group == "SL":
             trace = torch.diagonal(sym, dim1=-2, dim2=-1).sum(-1)
@@ -222,5 +241,8 @@ def haar_sample(
         elements = _sym_function(sym, "exp") @ rot
         out = GroupSample(elements, log_haar_density(sym) - log_p, sym, rot)
     return GroupSample(
-        *(t.to(dtype=dt, device=device) for t in (out.elements, out.log_weights, out.symmetric, out.rotation))
+        *(
+            t.to(dtype=dt, device=device)
+            for t in (out.elements, out.log_weights, out.symmetric, out.rotation)
+        )
     )

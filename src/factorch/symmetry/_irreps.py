@@ -54,7 +54,9 @@ class Irrep:
     def parse(cls, text: str) -> Irrep:
         """``"1o"`` -> ``Irrep(1, -1)``; ``"ly"`` means the parity of a spherical harmonic."""
         if not isinstance(text, str):
-            raise TypeError(f"Irrep.parse: text must be a str such as '1o'; got {type(text).__name__}.")
+            raise TypeError(
+                f"Irrep.parse: text must be a str such as '1o'; got {type(text).__name__}."
+            )
         match = _IRREP_RE.match(text)
         if match is None:
             raise ValueError(

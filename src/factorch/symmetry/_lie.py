@@ -59,7 +59,7 @@ class PolarDecomposition:
 
 @dataclasses.dataclass(frozen=True)
 class CartanDecomposition:
-    """``g = matrix_exp(symmetric) @ rotation`` with ``symmetric`` symmetric, ``rotation`` in SO(n)."""
+    """``g = matrix_exp(symmetric) @ rotation``, ``symmetric`` symmetric, ``rotation`` in SO(n)."""
 
     symmetric: torch.Tensor
     rotation: torch.Tensor
@@ -174,7 +174,7 @@ def spd_exp(matrices: torch.Tensor) -> torch.Tensor:
 
 @no_autocast
 def cartan_decomposition(matrices: torch.Tensor) -> CartanDecomposition:
-    r"""Cartan decomposition of GL⁺(n): :math:`g = \exp(S) R`, :math:`S` symmetric, :math:`R \in SO(n)`.
+    r"""Cartan decomposition of GL⁺(n): :math:`g = \exp(S) R`, S symmetric, R a rotation.
 
     :math:`S = \tfrac12 \log(g g^T)` (traceless exactly when :math:`\det g = 1`, i.e. on SL(n)) and
     :math:`R = \exp(-S) g`; the map is a global diffeomorphism
@@ -252,7 +252,9 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
         sin = torch.sin(angle)
         # angle / sin(angle), with its series near 0
         small = angle < 1e-4
-        factor = torch.where(small, 1 + angle**2 / 6, angle / torch.where(small, torch.ones_like(sin), sin))
+        factor = torch.where(
+            small, 1 + angle**2 / 6, angle / torch.where(small, torch.ones_like(sin), sin)
+        )
         return skew * factor[..., None, None]
     evals, evecs = torch.linalg.eig(r)
     logs = torch.log(evals)

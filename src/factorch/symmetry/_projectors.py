@@ -95,7 +95,9 @@ class EquivariantProjector:
         if not isinstance(weight, torch.Tensor):
             raise TypeError(f"{fn}: weight must be a torch.Tensor; got {type(weight).__name__}.")
         if not weight.is_floating_point():
-            raise TypeError(f"{fn}: weight must have a real floating-point dtype; got {weight.dtype}.")
+            raise TypeError(
+                f"{fn}: weight must have a real floating-point dtype; got {weight.dtype}."
+            )
         if weight.shape[-2:] != (self.dim_out, self.dim_in):
             raise ValueError(
                 f"{fn}: weight must have shape (..., {self.dim_out}, {self.dim_in}) (output "
@@ -120,7 +122,9 @@ class EquivariantProjector:
     def dense(self) -> torch.Tensor:
         """The projector as a ``(dim_out dim_in, dim_out dim_in)`` float64 matrix."""
         n = self.dim_out * self.dim_in
-        check_memory(n * n, torch.float64, "cpu", "EquivariantProjector.dense", "the dense projector")
+        check_memory(
+            n * n, torch.float64, "cpu", "EquivariantProjector.dense", "the dense projector"
+        )
         eye = torch.eye(n, dtype=torch.float64).reshape(n, self.dim_out, self.dim_in)
         return self(eye).reshape(n, n).T.contiguous()
 
@@ -131,7 +135,9 @@ def _constraints(b_out: RepBlock, b_in: RepBlock) -> list[tuple[torch.Tensor, to
     return [(b, a) for b, a in pairs]
 
 
-def _dense_basis(cons: list[tuple[torch.Tensor, torch.Tensor]], dout: int, din: int) -> torch.Tensor:
+def _dense_basis(
+    cons: list[tuple[torch.Tensor, torch.Tensor]], dout: int, din: int
+) -> torch.Tensor:
     n = dout * din
     gram = torch.zeros(n, n, dtype=torch.float64)
     i_out, i_in = torch.eye(dout, dtype=torch.float64), torch.eye(din, dtype=torch.float64)
@@ -150,7 +156,10 @@ def _null_space_of_gram(gram: torch.Tensor) -> torch.Tensor:
 def _sylvester_basis(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
     """Real orthonormal basis of ``{W : b W = W a}`` from eigendecompositions, or None."""
     scale = 1.0 + float(b.abs().max()) + float(a.abs().max())
-    if float((b + b.T).abs().max()) <= 1e-12 * scale and float((a + a.T).abs().max()) <= 1e-12 * scale:
+    if (
+        float((b + b.T).abs().max()) <= 1e-12 * scale
+        and float((a + a.T).abs().max()) <= 1e-12 * scale
+    ):
         return _skew_sylvester_basis(b, a, scale)
     lam, u = torch.linalg.eig(b)
     mu, v = torch.linalg.eig(a)
@@ -189,12 +198,18 @@ def _skew_sylvester_basis(b: torch.Tensor, a: torch.Tensor, scale: float) -> tor
     parts = []
     zero_b, zero_a = _real_null(b, lam, tol), _real_null(a, mu, tol)
     if zero_b.shape[1] and zero_a.shape[1]:
-        parts.append(torch.einsum("pi,qj->pqij", zero_b, zero_a).reshape(-1, zero_b.shape[1] * zero_a.shape[1]))
+        parts.append(
+            torch.einsum("pi,qj->pqij", zero_b, zero_a).reshape(
+                -1, zero_b.shape[1] * zero_a.shape[1]
+            )
+        )
     pos = torch.nonzero(
         ((lam[:, None] - mu[None, :]).abs() <= tol) & (lam[:, None] > tol), as_tuple=True
     )
     if pos[0].numel():
-        z = (u[:, pos[0]].T[:, :, None] * v[:, pos[1]].conj().T[:, None, :]).reshape(pos[0].numel(), -1)
+        z = (u[:, pos[0]].T[:, :, None] * v[:, pos[1]].conj().T[:, None, :]).reshape(
+            pos[0].numel(), -1
+        )
         parts.append(2**0.5 * torch.cat([z.real, z.imag], dim=0).T)
     if not parts:
         return torch.zeros(b.shape[0] * a.shape[0], 0, dtype=torch.float64)
@@ -206,7 +221,7 @@ def _real_null(m: torch.Tensor, eig: torch.Tensor, tol: float) -> torch.Tensor:
     count = int((eig.abs() <= tol).sum())
     if count == 0:
         return torch.zeros(m.shape[0], 0, dtype=torch.float64)
-    evals, evecs = torch.linalg.eigh(m.T @ m)
+    _, evecs = torch.linalg.eigh(m.T @ m)
     return evecs[:, :count].contiguous()
 
 
@@ -219,7 +234,9 @@ def _orthonormal_span(m: torch.Tensor) -> torch.Tensor:
     return q.contiguous()
 
 
-def _structured_basis(cons: list[tuple[torch.Tensor, torch.Tensor]], dout: int, din: int) -> torch.Tensor | None:
+def _structured_basis(
+    cons: list[tuple[torch.Tensor, torch.Tensor]], dout: int, din: int
+) -> torch.Tensor | None:
     first = _sylvester_basis(*cons[0])
     if first is None:
         return None
@@ -244,7 +261,10 @@ def _block_basis(b_out: RepBlock, b_in: RepBlock, fn: str) -> torch.Tensor:
     if basis is not None:
         return basis
     check_memory(
-        3 * n * n, torch.float64, "cpu", fn,
+        3 * n * n,
+        torch.float64,
+        "cpu",
+        fn,
         f"the dense constraint of a {dout} x {din} block pair with non-diagonalisable generators",
         hint="split the representations into smaller blocks",
     )

@@ -36,9 +36,12 @@ __all__ = [
     "rotation_group",
 ]
 
+
 def _check_stack(x: object, fn: str, name: str, n: int | None) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor of shape (count, n, n); got {type(x).__name__}.")
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor of shape (count, n, n); got {type(x).__name__}."
+        )
     if not x.is_floating_point():
         raise TypeError(f"{fn}: {name} must have a real floating-point dtype; got {x.dtype}.")
     if x.ndim != 3 or x.shape[1] != x.shape[2] or (n is not None and x.shape[1] != n):
@@ -90,7 +93,11 @@ class MatrixGroup:
     def trivial(self, multiplicity: int = 1) -> Representation:
         """The trivial representation (scalars), ``multiplicity`` copies."""
         k, j = self.lie_algebra.shape[0], self.discrete.shape[0]
-        block = RepBlock(torch.zeros(k, 1, 1, dtype=torch.float64), torch.ones(j, 1, 1, dtype=torch.float64), "scalar")
+        block = RepBlock(
+            torch.zeros(k, 1, 1, dtype=torch.float64),
+            torch.ones(j, 1, 1, dtype=torch.float64),
+            "scalar",
+        )
         return Representation(self, ((block, _check_mult(multiplicity, "trivial")),))
 
     def vector(self, multiplicity: int = 1) -> Representation:
@@ -110,8 +117,13 @@ class MatrixGroup:
             raise ValueError(f"{fn}: irreps need a group acting on R^3; got n = {self.n}.")
         ir = check_irreps(irreps, fn, "irreps")
         skew = self.lie_algebra - self.lie_algebra.mT
-        if self.lie_algebra.numel() and float((self.lie_algebra + self.lie_algebra.mT).abs().max()) > 1e-10:
-            raise ValueError(f"{fn}: the Lie-algebra generators must be skew-symmetric (rotations).")
+        if (
+            self.lie_algebra.numel()
+            and float((self.lie_algebra + self.lie_algebra.mT).abs().max()) > 1e-10
+        ):
+            raise ValueError(
+                f"{fn}: the Lie-algebra generators must be skew-symmetric (rotations)."
+            )
         coeffs = torch.stack([skew[:, 2, 1], skew[:, 0, 2], skew[:, 1, 0]], dim=1) / 2  # (k, 3)
         entries = []
         for mul, irrep in ir:
@@ -121,7 +133,11 @@ class MatrixGroup:
                 det = float(torch.linalg.det(h))
                 d = wigner_D(irrep.l, h * (1.0 if det > 0 else -1.0))
                 disc.append(d * (irrep.p if det < 0 else 1))
-            disc_t = torch.stack(disc) if disc else torch.zeros(0, irrep.dim, irrep.dim, dtype=torch.float64)
+            disc_t = (
+                torch.stack(disc)
+                if disc
+                else torch.zeros(0, irrep.dim, irrep.dim, dtype=torch.float64)
+            )
             entries.append((RepBlock(lie, disc_t, f"irrep:{irrep}"), mul))
         return Representation(self, tuple(entries))
 
@@ -225,14 +241,20 @@ class Representation:
         k = self.group.lie_algebra.shape[0]
         if c.shape != (k,):
             raise ValueError(
-                f"Representation.matrix: lie_coefficients must have shape ({k},); got {tuple(c.shape)}."
+                f"Representation.matrix: lie_coefficients must have shape ({k},); got "
+                f"{tuple(c.shape)}."
             )
-        out = torch.matrix_exp(torch.einsum("k,kab->ab", c, self.lie_matrices())) if k else torch.eye(self.dim, dtype=torch.float64)
+        out = (
+            torch.matrix_exp(torch.einsum("k,kab->ab", c, self.lie_matrices()))
+            if k
+            else torch.eye(self.dim, dtype=torch.float64)
+        )
         disc = self.discrete_matrices()
         for d in discrete:
             if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < disc.shape[0]:
                 raise IndexError(
-                    f"Representation.matrix: discrete indices must be in [0, {disc.shape[0] - 1}]; got {d!r}."
+                    f"Representation.matrix: discrete indices must be in [0, {disc.shape[0] - 1}]; "
+                    f"got {d!r}."
                 )
             out = out @ disc[d]
         return out
@@ -246,8 +268,16 @@ def _tensor_key(k1: str, k2: str) -> str:
 def _tensor_block(b1: RepBlock, b2: RepBlock) -> RepBlock:
     d1, d2 = b1.dim, b2.dim
     i1, i2 = torch.eye(d1, dtype=torch.float64), torch.eye(d2, dtype=torch.float64)
-    lie = torch.stack([torch.kron(a, i2) + torch.kron(i1, b) for a, b in zip(b1.lie, b2.lie)]) if b1.lie.shape[0] else torch.zeros(0, d1 * d2, d1 * d2, dtype=torch.float64)
-    disc = torch.stack([torch.kron(a, b) for a, b in zip(b1.discrete, b2.discrete)]) if b1.discrete.shape[0] else torch.zeros(0, d1 * d2, d1 * d2, dtype=torch.float64)
+    lie = (
+        torch.stack([torch.kron(a, i2) + torch.kron(i1, b) for a, b in zip(b1.lie, b2.lie)])
+        if b1.lie.shape[0]
+        else torch.zeros(0, d1 * d2, d1 * d2, dtype=torch.float64)
+    )
+    disc = (
+        torch.stack([torch.kron(a, b) for a, b in zip(b1.discrete, b2.discrete)])
+        if b1.discrete.shape[0]
+        else torch.zeros(0, d1 * d2, d1 * d2, dtype=torch.float64)
+    )
     return RepBlock(lie, disc, _tensor_key(b1.key, b2.key))
 
 
@@ -289,8 +319,10 @@ def rotation_group(n: int, *, reflections: bool = False) -> MatrixGroup:
         raise ValueError(f"rotation_group: n must be an int >= 2; got {n}.")
     lie = _axis_generators() if n == 3 else _so_generators(n)
     if reflections:
-        refl = -torch.eye(n, dtype=torch.float64) if n % 2 else torch.diag(
-            torch.tensor([-1.0] + [1.0] * (n - 1), dtype=torch.float64)
+        refl = (
+            -torch.eye(n, dtype=torch.float64)
+            if n % 2
+            else torch.diag(torch.tensor([-1.0] + [1.0] * (n - 1), dtype=torch.float64))
         )
         disc = refl[None]
     else:
@@ -311,9 +343,10 @@ def axial_rotation_group(axis: int = 2) -> MatrixGroup:
                 [ 0.,  0.,  0.]], dtype=torch.float64)
     """
     if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"axial_rotation_group: axis must be an int in [0, 2]; got {type(axis).__name__}.")
+        raise TypeError(
+            f"axial_rotation_group: axis must be an int in [0, 2]; got {type(axis).__name__}."
+        )
     if not 0 <= axis <= 2:
         raise IndexError(f"axial_rotation_group: axis must be in [0, 2]; got {axis}.")
     lie = _axis_generators()[axis : axis + 1].clone()
     return MatrixGroup(lie, torch.zeros(0, 3, 3, dtype=torch.float64), f"SO(2)_{'xyz'[axis]}")
-

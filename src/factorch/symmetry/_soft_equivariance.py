@@ -40,6 +40,44 @@ from ._representations import Representation
 __all__ = ["SoftEquivarianceRegularizer"]
 
 
+Projectors = list[tuple[EquivariantProjector, EquivariantProjector | None]]
+
+
+def _layer_projectors(
+    layers: list[torch.nn.Linear], name: str, chain: list[Representation], fn: str
+) -> Projectors:
+    """For each layer: the weight projector and (with a bias) the invariant-bias projector."""
+    if len(chain) != len(layers) + 1:
+        raise ValueError(
+            f"{fn}: symmetry {name!r} needs {len(layers) + 1} representations (one per space "
+            f"between layers, ends included); got {len(chain)}."
+        )
+    out: Projectors = []
+    for k, layer in enumerate(layers):
+        rep_in, rep_out = chain[k], chain[k + 1]
+        for side, rep, size in (
+            ("input", rep_in, layer.in_features),
+            ("output", rep_out, layer.out_features),
+        ):
+            if not isinstance(rep, Representation):
+                raise TypeError(
+                    f"{fn}: symmetry {name!r}: representations must be Representation values; "
+                    f"got {type(rep).__name__}."
+                )
+            if rep.dim != size:
+                raise ValueError(
+                    f"{fn}: symmetry {name!r}: the {side} representation of layers[{k}] has "
+                    f"dimension {rep.dim} but the layer has {size} {side} features."
+                )
+        p_b = (
+            equivariant_projector(rep_in.group.trivial(), rep_out)
+            if layer.bias is not None
+            else None
+        )
+        out.append((equivariant_projector(rep_in, rep_out), p_b))
+    return out
+
+
 class SoftEquivarianceRegularizer(torch.nn.Module):
     r"""Projection regularisers toward several symmetry groups, with auto-tuned weights.
 
@@ -64,7 +102,7 @@ class SoftEquivarianceRegularizer(torch.nn.Module):
         >>> g = rotation_group(3, reflections=True)
         >>> lin = torch.nn.Linear(3, 6, bias=False)
         >>> reg = SoftEquivarianceRegularizer([lin], {"O(3)": [g.vector(), 2 * g.vector()]})
-        >>> float(reg.penalties()["O(3)"]) >= 0.0
+        >>> float(reg.penalties()["O(3)"].detach()) >= 0.0
         True
     """
 
@@ -85,39 +123,31 @@ class SoftEquivarianceRegularizer(torch.nn.Module):
             raise ValueError(f"{fn}: layers must contain at least one nn.Linear; got none.")
         for k, layer in enumerate(layers):
             if not isinstance(layer, torch.nn.Linear):
-                raise TypeError(f"{fn}: layers[{k}] must be a torch.nn.Linear; got {type(layer).__name__}.")
+                raise TypeError(
+                    f"{fn}: layers[{k}] must be a torch.nn.Linear; got {type(layer).__name__}."
+                )
         if not isinstance(symmetries, Mapping) or not symmetries:
-            raise ValueError(f"{fn}: symmetries must be a non-empty mapping name -> representations.")
+            raise ValueError(
+                f"{fn}: symmetries must be a non-empty mapping name -> representations."
+            )
         for name, value in (("power", power), ("initial_weight", initial_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"{fn}: {name} must be a positive finite number; got {value!r}.")
         self.layers = list(layers)  # not registered: the regulariser does not own the model
         self.names = tuple(str(n) for n in symmetries)
         self.power = float(power)
-        self.projectors: list[list[tuple[EquivariantProjector, EquivariantProjector | None]]] = []
-        for name, chain in symmetries.items():
-            chain = list(chain)
-            if len(chain) != len(layers) + 1:
-                raise ValueError(
-                    f"{fn}: symmetry {name!r} needs {len(layers) + 1} representations (one per "
-                    f"space between layers, ends included); got {len(chain)}."
-                )
-            per_layer = []
-            for k, layer in enumerate(layers):
-                rep_in, rep_out = chain[k], chain[k + 1]
-                for side, rep, size in (("input", rep_in, layer.in_features), ("output", rep_out, layer.out_features)):
-                    if not isinstance(rep, Representation):
-                        raise TypeError(f"{fn}: symmetry {name!r}: representations must be Representation values; got {type(rep).__name__}.")
-                    if rep.dim != size:
-                        raise ValueError(
-                            f"{fn}: symmetry {name!r}: the {side} representation of layers[{k}] has "
-                            f"dimension {rep.dim} but the layer has {size} {side} features."
-                        )
-                p_w = equivariant_projector(rep_in, rep_out)
-                p_b = equivariant_projector(rep_in.group.trivial(), rep_out) if layer.bias is not None else None
-                per_layer.append((p_w, p_b))
-            self.projectors.append(per_layer)
-        self.register_buffer("weights", torch.full((len(self.names),), float(initial_weight), dtype=torch.float64))
+        self.projectors = [
+            _layer_projectors(self.layers, str(name), list(chain), fn)
+            for name, chain in symmetries.items()
+        ]
+        self.register_buffer(
+            "weights", torch.full((len(self.names),), float(initial_weight), dtype=torch.float64)
+        )
         self._minima: list[float] = [math.inf] * len(self.names)
 
     def penalties(self) -> dict[str, torch.Tensor]:
@@ -150,8 +180,8 @@ class SoftEquivarianceRegularizer(torch.nn.Module):
     def update_weights(self) -> dict[str, float]:
         r"""Rescale :math:`λ_j \leftarrow λ_j (\min_k \underline R_k / \underline R_j)^γ` and reset.
 
-        :math:`\underline R_j` is the smallest value of :math:`R_j` seen by :meth:`forward` since the
-        last update. Returns the new weights by name.
+        :math:`\underline R_j` is the smallest :math:`R_j` seen by :meth:`forward` since the last
+        update. Returns the new weights by name.
 
         Raises:
             ValueError: when :meth:`forward` has not run since the last update.
@@ -165,6 +195,8 @@ class SoftEquivarianceRegularizer(torch.nn.Module):
         tiny = 1e-300
         ratios = [((floor + tiny) / (m + tiny)) ** self.power for m in self._minima]
         with torch.no_grad():
-            self.weights.mul_(torch.tensor(ratios, dtype=self.weights.dtype, device=self.weights.device))
+            self.weights.mul_(
+                torch.tensor(ratios, dtype=self.weights.dtype, device=self.weights.device)
+            )
         self._minima = [math.inf] * len(self.names)
         return {n: float(w) for n, w in zip(self.names, self.weights)}

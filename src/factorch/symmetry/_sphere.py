@@ -1,4 +1,4 @@
-r"""Separable tables for spherical signals: SH <-> 2-D Fourier series and SH <-> S² grids (internal).
+r"""Separable tables for spherical signals: SH <-> 2-D Fourier series, SH <-> S² grids (internal).
 
 A signal :math:`f = \sum_{l \le L} \sum_m x_{lm} Y_{lm}` in the basis of
 :func:`spherical_harmonics` is written in the spherical coordinates of its polar axis
@@ -104,12 +104,13 @@ def fourier_input_index(lmax: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def sh_to_fourier_table(lmax: int, n: int) -> torch.Tensor:
-    """Sparse SH -> 2-D Fourier table as a real ``(L+1, 2(L+1), 2n)`` tensor (float64, CPU).
+    r"""Sparse SH -> 2-D Fourier table as a real ``(L+1, 2(L+1), 2n)`` tensor (float64, CPU).
 
     For the inputs arranged by :func:`fourier_input_index`, ``x_v @ table[v]`` is the
     ``e^{ivφ}`` (``v >= 0``) coefficient series in θ: entries ``2s' + (0, 1)`` are the real and
     imaginary parts of the coefficient of ``e^{isθ}``, ``s' = s mod n`` (FFT order; ``n >= 2L+1``).
-    From :math:`Y_{l,\pm v} = T_{lv}(θ) Φ_{\pm v}(φ)`, :math:`\sqrt2\cos vφ = (e^{ivφ} + e^{-ivφ})/\sqrt2`
+    From :math:`Y_{l,\pm v} = T_{lv}(θ) Φ_{\pm v}(φ)`,
+    :math:`\sqrt2\cos vφ = (e^{ivφ} + e^{-ivφ})/\sqrt2`
     and :math:`\sqrt2 \sin vφ = (e^{ivφ} - e^{-ivφ})/(i\sqrt2)`; a degree-``l`` harmonic has at
     most ``l + 1`` nonzero θ-coefficients per ``v``.
     """
@@ -128,7 +129,7 @@ def sh_to_fourier_table(lmax: int, n: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def fourier_to_sh_table(lmax_out: int, lmax_prod: int, n: int) -> torch.Tensor:
-    """Projection table ``t[v, l, u']`` (complex128, CPU), ``u' = u mod n`` (FFT order).
+    r"""Projection table ``t[v, l, u']`` (complex128, CPU), ``u' = u mod n`` (FFT order).
 
     For the 2-D Fourier coefficients ``c[v, u]`` (``v >= 0``) of a real function ``f`` of degree
     ``<= lmax_prod``: :math:`\int f Y_{l, v} dΩ = \mathrm{Re} \sum_u c_{vu} t_{vlu}` and

@@ -94,24 +94,27 @@ def spherical_harmonics(
     if normalize:
         v = torch.nn.functional.normalize(v, dim=-1)
     out = _real_sh(v, lmax)
-    factors = sh_normalization_factors(lmax, normalization)  # type: ignore[arg-type]
+    factors = sh_normalization_factors(lmax, normalization)
     if normalization != "integral":
         scale = torch.cat(
-            [torch.full((2 * l + 1,), factors[l], dtype=out.dtype, device=out.device) for l in range(lmax + 1)]
+            [
+                torch.full((2 * l + 1,), factors[l], dtype=out.dtype, device=out.device)
+                for l in range(lmax + 1)
+            ]
         )
         out = out * scale
     return out.to(dtype)
 
 
 def _real_sh(v: torch.Tensor, lmax: int) -> torch.Tensor:
-    """"integral"-normalised real SH polynomials of ``v`` (e3nn axes), ``(..., (lmax+1)^2)``."""
+    """ "integral"-normalised real SH polynomials of ``v`` (e3nn axes), ``(..., (lmax+1)^2)``."""
     # e3nn's basis is the textbook real basis with polar axis y: (X, Y, Z) = (z, x, y).
     big_x, big_y, big_z = v[..., 2], v[..., 0], v[..., 1]
     r2 = big_x * big_x + big_y * big_y + big_z * big_z
     one = torch.ones_like(big_z)
     # cos/sin parts: C_m + i S_m = (X + iY)^m
     cos_m, sin_m = [one], [torch.zeros_like(big_z)]
-    for m in range(1, lmax + 1):
+    for _ in range(lmax):
         c, s = cos_m[-1], sin_m[-1]
         cos_m.append(big_x * c - big_y * s)
         sin_m.append(big_x * s + big_y * c)

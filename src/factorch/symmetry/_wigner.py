@@ -43,8 +43,8 @@ from ._spherical_harmonics import _real_sh
 
 __all__ = [
     "clebsch_gordan",
-    "irreps_wigner_D",
     "clebsch_gordan64",
+    "irreps_wigner_D",
     "so3_generators",
     "so3_generators64",
     "wigner_3j",
@@ -102,7 +102,7 @@ def _complex_to_real(l: int) -> np.ndarray:
     return u
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cg_cached(l1: int, l2: int, l3: int) -> torch.Tensor:
     # complex coefficients: nonzero only on m3 = m1 + m2
     rows = []
@@ -206,7 +206,7 @@ def wigner_3j(
 # --------------------------------------------------------------------------------------------
 # Wigner-D matrices by exact quadrature, and the Lie-algebra generators
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _quadrature(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Points (n, 3) and weights (n,) exact for spherical polynomials of ``degree``."""
     n_theta = degree // 2 + 1
@@ -221,7 +221,7 @@ def _quadrature(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pts), torch.from_numpy(wts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sh_at_quadrature(l: int) -> tuple[torch.Tensor, torch.Tensor]:
     pts, wts = _quadrature(2 * l)
     y = _real_sh(pts, l)[:, l * l : (l + 1) ** 2]
@@ -270,7 +270,7 @@ def wigner_D(l: int, rotation: torch.Tensor) -> torch.Tensor:
     return d.to(dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _generators_cached(l: int) -> torch.Tensor:
     pts, wy = _sh_at_quadrature(l)
     basis = torch.zeros(3, 3, 3, dtype=torch.float64)
