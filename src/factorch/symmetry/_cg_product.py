@@ -36,8 +36,8 @@ import math
 
 import torch
 
-from .._numerics import no_autocast, working_dtype
-from ._common import check_irreps, check_real_tensor
+from .._numerics import no_autocast, power_of_two_scale, working_dtype
+from ._common import check_irreps, check_real_tensor, check_representable
 from ._irreps import Irrep, Irreps
 from ._wigner import clebsch_gordan64
 
@@ -299,8 +299,10 @@ def _apply(
 ) -> torch.Tensor:
     dtype = x1.dtype
     wd = working_dtype(dtype)
-    x1 = x1.to(wd).expand(*lead, x1.shape[-1])
-    x2 = x2.to(wd).expand(*lead, x2.shape[-1])
+    # bilinear: exact power-of-two scaling of each input keeps products in range
+    s1, s2 = power_of_two_scale(x1), power_of_two_scale(x2)
+    x1 = (x1.to(wd) / s1).expand(*lead, x1.shape[-1])
+    x2 = (x2.to(wd) / s2).expand(*lead, x2.shape[-1])
     channels = lead[-1] if lead else 1
     rows = math.prod(lead)
     mats, gather = plan.tensors(wd, x1.device)
@@ -319,7 +321,8 @@ def _apply(
             cols = block.columns.to(x1.device)
             z = (outer @ mat).reshape(rows // channels, channels, -1) * weights[cols].T
             out[:, block.start : block.stop] += z.reshape(rows, -1)
-    return out[:, gather].reshape(*lead, plan.irreps_out.dim).to(dtype)
+    out = (out[:, gather] * (s1 * s2)).reshape(*lead, plan.irreps_out.dim).to(dtype)
+    return check_representable(out, "cg_tensor_product", "product")
 
 
 class ClebschGordanTensorProduct(torch.nn.Module):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import as_index
+from .._checks import as_index, as_tensor
 from ._irreps import Irreps
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "check_irreps",
     "check_lmax",
     "check_real_tensor",
+    "check_representable",
     "check_rotations",
 ]
 
@@ -60,9 +61,9 @@ def check_irreps(value: object, fn: str, name: str) -> Irreps:
 def check_real_tensor(
     x: object, fn: str, name: str, *, min_ndim: int = 1, last_dim: int | None = None
 ) -> torch.Tensor:
-    """A real floating tensor with finite entries and, if given, a fixed last dimension."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}.")
+    """A real floating tensor with finite entries, no empty dimension and, if given, a fixed last
+    dimension; numpy arrays and array-likes are converted once (:func:`as_tensor`)."""
+    x = as_tensor(x, fn, name)
     if not x.is_floating_point():
         raise TypeError(
             f"{fn}: {name} must have a real floating-point dtype; got {x.dtype}. Convert it "
@@ -76,9 +77,24 @@ def check_real_tensor(
         raise ValueError(
             f"{fn}: {name} must have last dimension {last_dim}; got shape {tuple(x.shape)}."
         )
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    if any(s == 0 for s in x.shape):
+        raise ValueError(
+            f"{fn}: {name} has an empty dimension (shape {tuple(x.shape)}); every dimension "
+            "must be at least 1."
+        )
+    if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all entries must be finite.")
     return x
+
+
+def check_representable(out: torch.Tensor, fn: str, what: str) -> torch.Tensor:
+    """Refuse a result that overflowed its dtype (the inputs were finite)."""
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{fn}: the {what} overflows {out.dtype} (its entries exceed "
+            f"{torch.finfo(out.dtype).max:.1e}); rescale the inputs or use float64."
+        )
+    return out
 
 
 def check_rotations(

@@ -43,6 +43,7 @@ from typing import Literal
 
 import torch
 
+from .._numerics import power_of_two_scale, working_dtype
 from ._common import check_choice, check_real_tensor
 
 __all__ = ["FrameAveraging", "FrameDegeneracyWarning", "PCAFrames", "pca_frames"]
@@ -65,7 +66,8 @@ class PCAFrames:
     Attributes:
         rotations: ``(..., K, d, d)`` frame matrices ``V_s`` (orthogonal; columns are axes).
         centroid: ``(..., 1, d)`` translation ``t`` (zeros for O(d), SO(d)).
-        eigenvalues: ``(..., d)`` covariance eigenvalues, ascending.
+        eigenvalues: ``(..., d)`` covariance eigenvalues, ascending (in float32 at least: they
+            are squares of the data and may exceed a half-precision range).
         min_relative_gap: ``(...)`` smallest gap between eigenvalues over the largest one.
     """
 
@@ -129,7 +131,7 @@ def pca_frames(
         )
     translations, special = _group_parts(group, d, fn)
     if degeneracy_tol is None:
-        degeneracy_tol = math.sqrt(torch.finfo(points.dtype).eps)
+        degeneracy_tol = math.sqrt(torch.finfo(working_dtype(points.dtype)).eps)
     elif (
         isinstance(degeneracy_tol, bool)
         or not isinstance(degeneracy_tol, (int, float))
@@ -138,13 +140,14 @@ def pca_frames(
         raise ValueError(
             f"{fn}: degeneracy_tol must be a non-negative number or None; got {degeneracy_tol!r}."
         )
-    centroid = (
-        points.mean(dim=-2, keepdim=True) if translations else torch.zeros_like(points[..., :1, :])
-    )
-    centred = points - centroid
-    cov = centred.mT @ centred
-    evals, evecs = torch.linalg.eigh(cov)
-    top = evals[..., -1:].abs().clamp_min(torch.finfo(points.dtype).tiny)
+    # eigh in float32 at least; an exact power-of-two scaling keeps the covariance in range
+    dtype = points.dtype
+    scale = power_of_two_scale(points)
+    x = points.to(working_dtype(dtype)) / scale
+    centroid = x.mean(dim=-2, keepdim=True) if translations else torch.zeros_like(x[..., :1, :])
+    centred = x - centroid
+    evals, evecs = torch.linalg.eigh(centred.mT @ centred)
+    top = evals[..., -1:].abs().clamp_min(torch.finfo(evals.dtype).tiny)
     gaps = (evals[..., 1:] - evals[..., :-1]) / top if d > 1 else evals[..., :0]
     min_gap = (
         gaps.min(dim=-1).values
@@ -163,7 +166,7 @@ def pca_frames(
         )
     free = d - 1 if special else d
     signs = torch.tensor(
-        list(itertools.product((1.0, -1.0), repeat=free)), dtype=points.dtype, device=points.device
+        list(itertools.product((1.0, -1.0), repeat=free)), dtype=evecs.dtype, device=evecs.device
     )
     if special:
         # the last sign makes det(V diag(s)) = det(V) * prod(s) = +1
@@ -173,7 +176,12 @@ def pca_frames(
     else:
         full = signs.expand(*evals.shape[:-1], *signs.shape)
     rotations = evecs[..., None, :, :] * full[..., :, None, :]
-    return PCAFrames(rotations, centroid, evals, min_gap)
+    return PCAFrames(
+        rotations.to(dtype),
+        (centroid * scale).to(dtype),
+        (evals * scale**2).to(dtype) if dtype == evals.dtype else evals * scale**2,
+        min_gap,
+    )
 
 
 class FrameAveraging(torch.nn.Module):

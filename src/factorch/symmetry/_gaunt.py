@@ -45,8 +45,8 @@ from typing import Literal
 
 import torch
 
-from .._numerics import no_autocast, working_dtype
-from ._common import check_choice, check_lmax, check_real_tensor
+from .._numerics import no_autocast, power_of_two_scale, working_dtype
+from ._common import check_choice, check_lmax, check_real_tensor, check_representable
 from ._sphere import (
     fourier_input_index,
     fourier_to_sh_table,
@@ -149,13 +149,16 @@ def gaunt_tensor_product(
         ) from err
     dtype = x1.dtype
     wd = working_dtype(dtype)
-    a = x1.to(wd).expand(*lead, x1.shape[-1]).reshape(-1, x1.shape[-1])
-    b = x2.to(wd).expand(*lead, x2.shape[-1]).reshape(-1, x2.shape[-1])
+    # bilinear: exact power-of-two scaling of each input keeps products in range
+    s1, s2 = power_of_two_scale(x1), power_of_two_scale(x2)
+    a = (x1.to(wd) / s1).expand(*lead, x1.shape[-1]).reshape(-1, x1.shape[-1])
+    b = (x2.to(wd) / s2).expand(*lead, x2.shape[-1]).reshape(-1, x2.shape[-1])
     if method == "fourier":
         out = _gaunt_fourier(a, b, l1, l2, lo)
     else:
         out = _gaunt_grid(a, b, l1, l2, lo)
-    return out.reshape(*lead, (lo + 1) ** 2).to(dtype)
+    out = (out * (s1 * s2)).reshape(*lead, (lo + 1) ** 2).to(dtype)
+    return check_representable(out, fn, "product")
 
 
 def _by_m(x: torch.Tensor, lmax: int) -> torch.Tensor:

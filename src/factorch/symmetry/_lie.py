@@ -32,8 +32,8 @@ from typing import Literal
 
 import torch
 
-from .._numerics import no_autocast
-from ._common import check_choice, check_real_tensor
+from .._numerics import no_autocast, upcast
+from ._common import check_choice, check_real_tensor, check_representable
 
 __all__ = [
     "CartanDecomposition",
@@ -67,7 +67,7 @@ class CartanDecomposition:
 
 def _check_square(g: object, fn: str, name: str = "matrices") -> torch.Tensor:
     g = check_real_tensor(g, fn, name, min_ndim=2)
-    if g.shape[-1] != g.shape[-2] or g.shape[-1] < 1:
+    if g.shape[-1] != g.shape[-2]:
         raise ValueError(f"{fn}: {name} must be square, shape (..., n, n); got {tuple(g.shape)}.")
     return g
 
@@ -114,14 +114,15 @@ def polar_decomposition(
     fn = "polar_decomposition"
     g = _check_square(matrices, fn)
     side = check_choice(side, ("left", "right"), fn, "side")  # type: ignore[assignment]
-    u, s, vh = _svd_checked(g, fn)
+    dtype = g.dtype
+    u, s, vh = _svd_checked(upcast(g), fn)
     rotation = u @ vh
     if side == "left":
         positive = (u * s[..., None, :]) @ u.mT
     else:
         positive = (vh.mT * s[..., None, :]) @ vh
     positive = 0.5 * (positive + positive.mT)
-    return PolarDecomposition(positive, rotation, side)
+    return PolarDecomposition(positive.to(dtype), rotation.to(dtype), side)
 
 
 def _sym_function(p: torch.Tensor, f: str) -> torch.Tensor:
@@ -153,7 +154,7 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"{fn}: matrices must be positive definite; got an eigenvalue {float(evals.min()):.3e}."
         )
-    return _sym_function(p, "log")
+    return _sym_function(upcast(p), "log").to(p.dtype)
 
 
 @no_autocast
@@ -169,7 +170,9 @@ def spd_exp(matrices: torch.Tensor) -> torch.Tensor:
                 [0., 1.]])
     """
     s = _check_square(matrices, "spd_exp")
-    return _sym_function(s, "exp")
+    return check_representable(
+        _sym_function(upcast(s), "exp").to(s.dtype), "spd_exp", "exponential"
+    )
 
 
 @no_autocast
@@ -199,7 +202,7 @@ def cartan_decomposition(matrices: torch.Tensor) -> CartanDecomposition:
     """
     fn = "cartan_decomposition"
     g = _check_square(matrices, fn)
-    u, s, vh = _svd_checked(g, fn)
+    u, s, vh = _svd_checked(upcast(g), fn)
     if g.numel():
         det_sign = torch.linalg.det(u @ vh)
         if bool((det_sign <= 0).any()):
@@ -208,7 +211,7 @@ def cartan_decomposition(matrices: torch.Tensor) -> CartanDecomposition:
                 "Use polar_decomposition, whose orthogonal factor then has determinant -1."
             )
     symmetric = (u * torch.log(s)[..., None, :]) @ u.mT
-    return CartanDecomposition(0.5 * (symmetric + symmetric.mT), u @ vh)
+    return CartanDecomposition((0.5 * (symmetric + symmetric.mT)).to(g.dtype), (u @ vh).to(g.dtype))
 
 
 @no_autocast
@@ -228,7 +231,8 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
         True
     """
     fn = "rotation_log"
-    r = _check_square(rotations, fn, "rotations")
+    r_in = _check_square(rotations, fn, "rotations")
+    r = upcast(r_in)
     n = r.shape[-1]
     if r.numel():
         eye = torch.eye(n, dtype=r.dtype, device=r.device)
@@ -238,6 +242,10 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
                 f"{fn}: rotations must be in SO(n) (orthogonal, determinant +1); got an "
                 f"orthogonality error of {orth:.1e} or a negative determinant."
             )
+    return _rotation_log(r, n).to(r_in.dtype)
+
+
+def _rotation_log(r: torch.Tensor, n: int) -> torch.Tensor:
     if n == 1:
         return torch.zeros_like(r)
     if n == 2:
@@ -313,4 +321,5 @@ def lie_chart_inverse(coordinates: torch.Tensor, n: int) -> torch.Tensor:
     x = c.new_zeros(*c.shape[:-1], n, n)
     x[..., iu1[0], iu1[1]] = c[..., k:]
     x = x - x.mT
-    return _sym_function(sym, "exp") @ torch.linalg.matrix_exp(x)
+    out = _sym_function(upcast(sym), "exp") @ torch.linalg.matrix_exp(upcast(x))
+    return check_representable(out.to(c.dtype), fn, "group element")

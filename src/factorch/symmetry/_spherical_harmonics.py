@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 
 from .._numerics import no_autocast, working_dtype
-from ._common import check_choice, check_lmax, check_real_tensor
+from ._common import check_choice, check_lmax, check_real_tensor, check_representable
 
 __all__ = ["SHNormalization", "sh_normalization_factors", "spherical_harmonics"]
 
@@ -65,7 +65,8 @@ def spherical_harmonics(
             (:math:`|Y^l|^2 = 2l+1`) or "norm" (:math:`|Y^l| = 1`) -- e3nn's three options.
         normalize: evaluate at ``x / |x|`` (the harmonics on the sphere; a zero vector gives
             ``Y^0`` and zeros elsewhere, as in e3nn); ``False`` evaluates the homogeneous
-            polynomials, ``Y^l(x) = |x|^l Y^l(x / |x|)``.
+            polynomials, ``Y^l(x) = |x|^l Y^l(x / |x|)`` (a value that overflows the dtype is
+            refused).
 
     Returns:
         ``(..., (lmax + 1)**2)`` tensor, degrees in order, ``m = -l ... l`` within a degree; the
@@ -92,7 +93,9 @@ def spherical_harmonics(
     dtype = vectors.dtype
     v = vectors.to(working_dtype(dtype))
     if normalize:
-        v = torch.nn.functional.normalize(v, dim=-1)
+        # exact power-of-two scaling per vector first: |x|^2 can neither under- nor overflow
+        _, exponent = torch.frexp(v.detach().abs().amax(dim=-1, keepdim=True))
+        v = torch.nn.functional.normalize(torch.ldexp(v, -exponent), dim=-1)
     out = _real_sh(v, lmax)
     factors = sh_normalization_factors(lmax, normalization)
     if normalization != "integral":
@@ -103,7 +106,10 @@ def spherical_harmonics(
             ]
         )
         out = out * scale
-    return out.to(dtype)
+    out = out.to(dtype)
+    if not normalize:
+        check_representable(out, fn, "polynomial value |x|^l Y^l")
+    return out
 
 
 def _real_sh(v: torch.Tensor, lmax: int) -> torch.Tensor:
