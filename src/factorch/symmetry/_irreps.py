@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, overload
+from typing import NamedTuple, cast, overload
 
 __all__ = ["Irrep", "Irreps", "MulIrrep"]
 
@@ -101,19 +101,20 @@ def _as_irrep(value: object) -> Irrep:
         return value
     if isinstance(value, str):
         return Irrep.parse(value)
-    if isinstance(value, tuple) and len(value) == 2:
-        l, p = value
-        if not isinstance(l, int) or not isinstance(p, int):
-            raise TypeError(f"Irreps: an irrep must be (l, p) with ints; got {value!r}.")
-        return Irrep(int(l), int(p))
-    try:
-        l, p = value  # type: ignore[misc]  # e3nn's Irrep unpacks as (l, p)
-    except (TypeError, ValueError) as err:
+    if not isinstance(value, Iterable):
         raise TypeError(
             f"Irreps: an irrep must be an Irrep, a string such as '1o' or a pair (l, p); got "
             f"{type(value).__name__}."
-        ) from err
-    return Irrep(int(l), int(p))
+        )
+    # a comprehension, not tuple(): e3nn's Irrep is a tuple (l, p) whose len() raises
+    pair = [v for v in value]
+    if len(pair) != 2:
+        raise TypeError(f"Irreps: an irrep must be a pair (l, p); got {value!r}.")
+    l, p = pair
+    for v in (l, p):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"Irreps: an irrep must be (l, p) with ints; got {value!r}.")
+    return Irrep(cast(int, l), cast(int, p))
 
 
 @dataclasses.dataclass(frozen=True, init=False)
