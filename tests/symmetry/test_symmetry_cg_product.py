@@ -1,4 +1,4 @@
-"""Full Clebsch--Gordan tensor product: e3nn path by path, equivariance, weights, gradients, errors."""
+"""Full CG tensor product: e3nn path by path, equivariance, weights, gradients, errors."""
 
 from __future__ import annotations
 

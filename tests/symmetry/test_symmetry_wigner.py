@@ -130,6 +130,7 @@ def test_wigner_D_matches_e3nn_and_is_a_representation() -> None:
 
 
 def test_generators_exponentiate_to_wigner_D() -> None:
+    assert so3_generators(0).shape == (3, 1, 1) and float(so3_generators(0).abs().sum()) == 0.0
     for l in (1, 2, 4):
         gens = so3_generators(l)
         assert torch.allclose(gens, -gens.mT)
@@ -170,7 +171,8 @@ def test_cached_coefficients_are_not_shared() -> None:
         (
             lambda: clebsch_gordan(1, 1, 3),
             ValueError,
-            r"clebsch_gordan: \(l1, l2, l3\) must satisfy \|l1 - l2\| <= l3 <= l1 \+ l2; got \(1, 1, 3\)",
+            r"clebsch_gordan: \(l1, l2, l3\) must satisfy \|l1 - l2\| <= l3 <= l1 \+ l2; "
+            r"got \(1, 1, 3\)",
         ),
         (
             lambda: clebsch_gordan(-1, 1, 1),

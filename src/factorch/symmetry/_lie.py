@@ -254,21 +254,59 @@ def _rotation_log(r: torch.Tensor, n: int) -> torch.Tensor:
         out[..., 1, 0], out[..., 0, 1] = angle, -angle
         return out
     if n == 3:
-        cos = ((r.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
-        angle = torch.arccos(cos)
-        skew = 0.5 * (r - r.mT)
-        sin = torch.sin(angle)
-        # angle / sin(angle), with its series near 0
-        small = angle < 1e-4
-        factor = torch.where(
-            small, 1 + angle**2 / 6, angle / torch.where(small, torch.ones_like(sin), sin)
-        )
-        return skew * factor[..., None, None]
+        return _so3_log(r)
     evals, evecs = torch.linalg.eig(r)
     logs = torch.log(evals)
     x = (evecs * logs[..., None, :]) @ torch.linalg.inv(evecs)
     x = x.real
     return 0.5 * (x - x.mT)
+
+
+def _skew3(v: torch.Tensor) -> torch.Tensor:
+    out = v.new_zeros(*v.shape[:-1], 3, 3)
+    out[..., 2, 1], out[..., 1, 2] = v[..., 0], -v[..., 0]
+    out[..., 0, 2], out[..., 2, 0] = v[..., 1], -v[..., 1]
+    out[..., 1, 0], out[..., 0, 1] = v[..., 2], -v[..., 2]
+    return out
+
+
+def _so3_log(r: torch.Tensor) -> torch.Tensor:
+    """Axis--angle logarithm: ``θ = atan2(|w|, (tr R - 1)/2)`` with ``w = sin θ a`` from the skew
+    part; near ``θ = π`` the axis comes from the symmetric part ``(R + R^T)/2 = cos θ I +
+    (1 - cos θ) a a^T`` (the skew part vanishes there)."""
+    w = (
+        torch.stack(
+            [r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]],
+            -1,
+        )
+        / 2
+    )
+    sin = w.norm(dim=-1)
+    cos = (r.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    angle = torch.atan2(sin, cos)
+    small = angle < 1e-4
+    factor = torch.where(
+        small, 1 + angle**2 / 6, angle / torch.where(small, torch.ones_like(sin), sin)
+    )
+    generic = w * factor[..., None]
+    # near π: a a^T from the symmetric part, the column with the largest diagonal, sign from w
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    outer = (0.5 * (r + r.mT) - cos[..., None, None] * eye) / (1 - cos).clamp_min(1e-12)[
+        ..., None, None
+    ]
+    j = outer.diagonal(dim1=-2, dim2=-1).argmax(-1)
+    col = torch.gather(outer, -1, j[..., None, None].expand(*outer.shape[:-1], 1))[..., 0]
+    axis = col / col.gather(-1, j[..., None]).clamp_min(1e-300).sqrt()
+    axis = axis * torch.where((axis * w).sum(-1) < 0, -1.0, 1.0)[..., None]
+    near_pi = angle > math.pi - 1e-3
+    vec = torch.where(near_pi[..., None], axis * angle[..., None], generic)
+    return _skew3(vec)
+
+
+def _diag_scale(iu: torch.Tensor, off: float, like: torch.Tensor) -> torch.Tensor:
+    """1 on the diagonal pairs of ``iu``, ``off`` elsewhere, in ``like``'s dtype (exactly)."""
+    out = torch.full((iu.shape[1],), off, dtype=like.dtype, device=like.device)
+    return out.masked_fill(iu[0] == iu[1], 1.0)
 
 
 def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
@@ -290,7 +328,7 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
     n = c.symmetric.shape[-1]
     iu = torch.triu_indices(n, n, device=c.symmetric.device)
     iu1 = torch.triu_indices(n, n, offset=1, device=c.symmetric.device)
-    scale = torch.where(iu[0] == iu[1], 1.0, math.sqrt(2.0)).to(c.symmetric.dtype)
+    scale = _diag_scale(iu, math.sqrt(2.0), c.symmetric)
     sym = c.symmetric[..., iu[0], iu[1]] * scale
     x = rotation_log(c.rotation)
     return torch.cat([sym, x[..., iu1[0], iu1[1]]], dim=-1)
@@ -314,7 +352,7 @@ def lie_chart_inverse(coordinates: torch.Tensor, n: int) -> torch.Tensor:
     iu = torch.triu_indices(n, n, device=c.device)
     iu1 = torch.triu_indices(n, n, offset=1, device=c.device)
     k = iu.shape[1]
-    scale = torch.where(iu[0] == iu[1], 1.0, 1 / math.sqrt(2.0)).to(c.dtype)
+    scale = _diag_scale(iu, 1 / math.sqrt(2.0), c)
     sym = c.new_zeros(*c.shape[:-1], n, n)
     sym[..., iu[0], iu[1]] = c[..., :k] * scale
     sym[..., iu[1], iu[0]] = c[..., :k] * scale

@@ -299,7 +299,7 @@ def equivariant_projector(rep_in: Representation, rep_out: Representation) -> Eq
     for name, rep in (("rep_in", rep_in), ("rep_out", rep_out)):
         if not isinstance(rep, Representation):
             raise TypeError(f"{fn}: {name} must be a Representation; got {type(rep).__name__}.")
-    if rep_in.group is not rep_out.group:
+    if not rep_in.group.same_as(rep_out.group):
         raise ValueError(
             f"{fn}: rep_in and rep_out must be representations of one group; got "
             f"{rep_in.group.name} and {rep_out.group.name}."

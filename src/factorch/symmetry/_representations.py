@@ -85,6 +85,16 @@ class MatrixGroup:
         object.__setattr__(self, "lie_algebra", lie)
         object.__setattr__(self, "discrete", disc)
 
+    def same_as(self, other: object) -> bool:
+        """The same group: the same object, or the same generators (two ``rotation_group(3)``)."""
+        return other is self or (
+            isinstance(other, MatrixGroup)
+            and self.lie_algebra.shape == other.lie_algebra.shape
+            and self.discrete.shape == other.discrete.shape
+            and bool(torch.equal(self.lie_algebra, other.lie_algebra))
+            and bool(torch.equal(self.discrete, other.discrete))
+        )
+
     @property
     def n(self) -> int:
         """Dimension of the defining representation."""
@@ -190,7 +200,7 @@ class Representation:
     def __add__(self, other: object) -> Representation:
         if not isinstance(other, Representation):
             return NotImplemented
-        if other.group is not self.group:
+        if not self.group.same_as(other.group):
             raise ValueError("Representation: a direct sum needs representations of one group.")
         return Representation(self.group, self.blocks + other.blocks)
 
@@ -201,7 +211,7 @@ class Representation:
 
     def tensor(self, other: Representation) -> Representation:
         """The tensor product: generators act by ``A ⊗ I + I ⊗ B``, discrete ones by ``h ⊗ h'``."""
-        if other.group is not self.group:
+        if not self.group.same_as(other.group):
             raise ValueError("Representation.tensor: both representations must be of one group.")
         out = []
         for (b1, m1), (b2, m2) in itertools.product(self.blocks, other.blocks):

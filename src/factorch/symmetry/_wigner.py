@@ -272,17 +272,21 @@ def wigner_D(l: int, rotation: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _generators_cached(l: int) -> torch.Tensor:
+    if l == 0:
+        return torch.zeros(3, 1, 1, dtype=torch.float64)
     pts, wy = _sh_at_quadrature(l)
     basis = torch.zeros(3, 3, 3, dtype=torch.float64)
     # L_k x = e_k × x: the so(3) generators of the defining representation
     basis[0, 2, 1], basis[0, 1, 2] = 1.0, -1.0
     basis[1, 0, 2], basis[1, 2, 0] = 1.0, -1.0
     basis[2, 1, 0], basis[2, 0, 1] = 1.0, -1.0
-    x = pts.clone().requires_grad_(True)
-    y = _real_sh(x, l)[:, l * l : (l + 1) ** 2]
-    grads = torch.stack(
-        [torch.autograd.grad(y[:, a].sum(), x, retain_graph=True)[0] for a in range(2 * l + 1)], 1
-    )  # (q, 2l+1, 3)
+    with torch.enable_grad():  # also when called under no_grad (a cached, exact derivative)
+        x = pts.clone().requires_grad_(True)
+        y = _real_sh(x, l)[:, l * l : (l + 1) ** 2]
+        grads = torch.stack(
+            [torch.autograd.grad(y[:, a].sum(), x, retain_graph=True)[0] for a in range(2 * l + 1)],
+            1,
+        )  # (q, 2l+1, 3)
     out = torch.stack(
         [torch.einsum("qaj,jk,qk,qb->ab", grads, basis[k], pts, wy) for k in range(3)]
     )
