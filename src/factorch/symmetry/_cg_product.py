@@ -37,7 +37,7 @@ import math
 import torch
 
 from .._numerics import no_autocast, power_of_two_scale, working_dtype
-from ._common import check_irreps, check_real_tensor, check_representable
+from ._common import check_irreps, check_real_tensor, rescale_product
 from ._irreps import Irrep, Irreps
 from ._wigner import clebsch_gordan64
 
@@ -321,8 +321,8 @@ def _apply(
             cols = block.columns.to(x1.device)
             z = (outer @ mat).reshape(rows // channels, channels, -1) * weights[cols].T
             out[:, block.start : block.stop] += z.reshape(rows, -1)
-    out = (out[:, gather] * (s1 * s2)).reshape(*lead, plan.irreps_out.dim).to(dtype)
-    return check_representable(out, "cg_tensor_product", "product")
+    out = out[:, gather].reshape(*lead, plan.irreps_out.dim)
+    return rescale_product(out, s1 * s2, dtype, "cg_tensor_product")
 
 
 class ClebschGordanTensorProduct(torch.nn.Module):

@@ -16,6 +16,7 @@ __all__ = [
     "check_real_tensor",
     "check_representable",
     "check_rotations",
+    "rescale_product",
 ]
 
 
@@ -63,6 +64,10 @@ def check_real_tensor(
 ) -> torch.Tensor:
     """A real floating tensor with finite entries, no empty dimension and, if given, a fixed last
     dimension; numpy arrays and array-likes are converted once (:func:`as_tensor`)."""
+    if isinstance(x, (bool, int, float, complex)):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor or a numpy array; got {type(x).__name__}."
+        )
     x = as_tensor(x, fn, name)
     if not x.is_floating_point():
         raise TypeError(
@@ -87,6 +92,21 @@ def check_real_tensor(
     return x
 
 
+def rescale_product(
+    scaled: torch.Tensor, factor: float, dtype: torch.dtype, fn: str
+) -> torch.Tensor:
+    """``scaled * factor`` in ``dtype`` for a bilinear result computed on power-of-two-scaled
+    inputs; refuses a result that overflows, or that underflows to all zeros while non-zero."""
+    out = (scaled * factor).to(dtype)
+    check_representable(out, fn, "product")
+    if not bool(out.detach().any()) and bool(scaled.detach().any()):
+        raise ValueError(
+            f"{fn}: the product underflows {dtype} (every entry is below its smallest positive "
+            f"value, {torch.finfo(dtype).smallest_normal:.1e}); rescale the inputs or use float64."
+        )
+    return out
+
+
 def check_representable(out: torch.Tensor, fn: str, what: str) -> torch.Tensor:
     """Refuse a result that overflowed its dtype (the inputs were finite)."""
     if not bool(torch.isfinite(out).all()):
@@ -108,7 +128,7 @@ def check_rotations(
         tol = 1e-4 if r.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-8
     eye = torch.eye(3, dtype=r.dtype, device=r.device)
     if r.numel():
-        err = float((r.mT @ r - eye).abs().max())
+        err = float((r.mT @ r - eye).detach().abs().max())
         if err > tol:
             raise ValueError(
                 f"{fn}: {name} must be orthogonal matrices (R^T R = I); got a deviation of "

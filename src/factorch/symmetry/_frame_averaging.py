@@ -66,8 +66,8 @@ class PCAFrames:
     Attributes:
         rotations: ``(..., K, d, d)`` frame matrices ``V_s`` (orthogonal; columns are axes).
         centroid: ``(..., 1, d)`` translation ``t`` (zeros for O(d), SO(d)).
-        eigenvalues: ``(..., d)`` covariance eigenvalues, ascending (in float32 at least: they
-            are squares of the data and may exceed a half-precision range).
+        eigenvalues: ``(..., d)`` covariance eigenvalues divided by the largest one, ascending
+            (relative: the absolute ones are squares of the data and may not be representable).
         min_relative_gap: ``(...)`` smallest gap between eigenvalues over the largest one.
     """
 
@@ -155,7 +155,7 @@ def pca_frames(
         else torch.full(evals.shape[:-1], math.inf, dtype=evals.dtype, device=evals.device)
     )
     if d > 1 and points.numel() and bool((min_gap < degeneracy_tol).any()):
-        worst = float(min_gap.min())
+        worst = float(min_gap.detach().min())
         warnings.warn(
             f"{fn}: a point cloud's covariance has nearly repeated eigenvalues (relative gap "
             f"{worst:.2e} < {degeneracy_tol:.1e}); its PCA frame is ill-defined, so frame "
@@ -179,8 +179,8 @@ def pca_frames(
     return PCAFrames(
         rotations.to(dtype),
         (centroid * scale).to(dtype),
-        (evals * scale**2).to(dtype) if dtype == evals.dtype else evals * scale**2,
-        min_gap,
+        (evals / top).to(dtype),
+        min_gap.to(dtype),
     )
 
 

@@ -46,7 +46,7 @@ from typing import Literal
 import torch
 
 from .._numerics import no_autocast, power_of_two_scale, working_dtype
-from ._common import check_choice, check_lmax, check_real_tensor, check_representable
+from ._common import check_choice, check_lmax, check_real_tensor, rescale_product
 from ._sphere import (
     fourier_input_index,
     fourier_to_sh_table,
@@ -157,8 +157,7 @@ def gaunt_tensor_product(
         out = _gaunt_fourier(a, b, l1, l2, lo)
     else:
         out = _gaunt_grid(a, b, l1, l2, lo)
-    out = (out * (s1 * s2)).reshape(*lead, (lo + 1) ** 2).to(dtype)
-    return check_representable(out, fn, "product")
+    return rescale_product(out.reshape(*lead, (lo + 1) ** 2), s1 * s2, dtype, fn)
 
 
 def _by_m(x: torch.Tensor, lmax: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ def _svd_checked(g: torch.Tensor, fn: str) -> tuple[torch.Tensor, torch.Tensor, 
         if bool((s[..., -1:] <= tol).any()):
             raise ValueError(
                 f"{fn}: the matrices must be invertible; got a singular value below "
-                f"{float(tol.max()):.1e} (numerically singular)."
+                f"{float(tol.detach().max()):.1e} (numerically singular)."
             )
     return u, s, vh
 
@@ -145,14 +145,15 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
     """
     fn = "spd_log"
     p = _check_square(matrices, fn)
-    asym = float((p - p.mT).abs().max()) if p.numel() else 0.0
-    scale = float(p.abs().max()) if p.numel() else 1.0
+    asym = float((p - p.mT).detach().abs().max()) if p.numel() else 0.0
+    scale = float(p.detach().abs().max()) if p.numel() else 1.0
     if asym > 1e3 * torch.finfo(p.dtype).eps * max(scale, 1.0):
         raise ValueError(f"{fn}: matrices must be symmetric; got an asymmetry of {asym:.1e}.")
-    evals = torch.linalg.eigvalsh(0.5 * (p + p.mT))
+    evals = torch.linalg.eigvalsh(upcast(0.5 * (p + p.mT)))
     if p.numel() and bool((evals <= 0).any()):
         raise ValueError(
-            f"{fn}: matrices must be positive definite; got an eigenvalue {float(evals.min()):.3e}."
+            f"{fn}: matrices must be positive definite; got an eigenvalue "
+            f"{float(evals.detach().min()):.3e}."
         )
     return _sym_function(upcast(p), "log").to(p.dtype)
 
@@ -236,7 +237,7 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
     n = r.shape[-1]
     if r.numel():
         eye = torch.eye(n, dtype=r.dtype, device=r.device)
-        orth = float((r.mT @ r - eye).abs().max())
+        orth = float((r.mT @ r - eye).detach().abs().max())
         if orth > 1e-6 or bool((torch.linalg.det(r) <= 0).any()):
             raise ValueError(
                 f"{fn}: rotations must be in SO(n) (orthogonal, determinant +1); got an "
