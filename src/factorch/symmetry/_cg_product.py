@@ -36,8 +36,8 @@ import math
 
 import torch
 
-from .._numerics import no_autocast, power_of_two_scale, working_dtype
-from ._common import check_irreps, check_real_tensor, rescale_product
+from .._numerics import no_autocast
+from ._common import check_irreps, check_real_tensor, rescale_product, scale_input
 from ._irreps import Irrep, Irreps
 from ._wigner import clebsch_gordan64
 
@@ -138,18 +138,43 @@ class _CGPlan:
     num_paths: int
     blocks: tuple[_PairBlock, ...]
     gather: torch.Tensor  # internal column of each output component (irreps_out layout)
-    _cache: dict[
-        tuple[torch.dtype, torch.device], tuple[tuple[torch.Tensor, ...], torch.Tensor]
-    ] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    fused: _Fused | None  # one dense coupling matrix for small products (see _plan)
+    _cache: dict[tuple[torch.dtype, torch.device], _Tensors] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def tensors(
-        self, dtype: torch.dtype, device: torch.device
-    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    def tensors(self, dtype: torch.dtype, device: torch.device) -> _Tensors:
         key = (dtype, device)
         if key not in self._cache:
             mats = tuple(b.coeffs.to(dtype=dtype, device=device) for b in self.blocks)
-            self._cache[key] = (mats, self.gather.to(device))
+            fused = None
+            if self.fused is not None:
+                fused = _Fused(
+                    self.fused.coupling.to(dtype=dtype, device=device),
+                    self.fused.columns.to(device),
+                    self.fused.assemble.to(dtype=dtype, device=device),
+                    self.fused.summed.to(dtype=dtype, device=device),
+                )
+            self._cache[key] = _Tensors(mats, self.gather.to(device), fused)
         return self._cache[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fused:
+    """All paths at once: ``(x1 ⊗ x2) @ coupling`` gives every path's output (columns), which
+    ``assemble`` (0/1) sums into the output layout; ``summed = coupling @ assemble``."""
+
+    coupling: torch.Tensor  # (dim1 * dim2, path columns)
+    columns: torch.Tensor  # (path columns,) path index of each column
+    assemble: torch.Tensor  # (path columns, irreps_out.dim)
+    summed: torch.Tensor  # (dim1 * dim2, irreps_out.dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensors:
+    mats: tuple[torch.Tensor, ...]
+    gather: torch.Tensor
+    fused: _Fused | None
 
 
 @functools.lru_cache(maxsize=64)
@@ -197,7 +222,44 @@ def _plan(irreps1: Irreps, irreps2: Irreps, irreps_out: Irreps) -> _CGPlan:
                 stop,
             )
         )
-    return _CGPlan(irreps1, irreps2, irreps_out, len(paths), tuple(blocks), gather)
+    return _CGPlan(
+        irreps1,
+        irreps2,
+        irreps_out,
+        len(paths),
+        tuple(blocks),
+        gather,
+        _fuse(blocks, irreps1, irreps2, gather),
+    )
+
+
+def _fuse(
+    blocks: list[_PairBlock], irreps1: Irreps, irreps2: Irreps, gather: torch.Tensor
+) -> _Fused | None:
+    """The dense route, when it costs at most 4x the flops of the per-pair route.
+
+    For small products (e.g. degrees <= 1) a few large matrix products beat one small product
+    per input pair, whose fixed cost per call dominates. A fixed rule on the sizes, not a timing.
+    """
+    d1, d2 = irreps1.dim, irreps2.dim
+    width = sum(b.coeffs.shape[1] for b in blocks)
+    block_flops = sum(b.coeffs.numel() for b in blocks)
+    if d1 * d2 * width > 4 * block_flops:
+        return None
+    coupling = torch.zeros(d1 * d2, width, dtype=torch.float64)
+    assemble = torch.zeros(width, gather.numel(), dtype=torch.float64)
+    position = torch.empty_like(gather)
+    position[gather] = torch.arange(gather.numel())  # internal column -> output column
+    columns, col = [], 0
+    for b in blocks:
+        i = torch.arange(b.slice1.start, b.slice1.stop)[:, None] * d2
+        rows = (i + torch.arange(b.slice2.start, b.slice2.stop)[None, :]).reshape(-1)
+        k = b.coeffs.shape[1]
+        coupling[rows, col : col + k] = b.coeffs
+        assemble[torch.arange(col, col + k), position[b.start : b.stop]] = 1.0
+        columns.append(b.columns)
+        col += k
+    return _Fused(coupling, torch.cat(columns), assemble, coupling @ assemble)
 
 
 def _check_weights(weights: object, num_paths: int, channels: int, fn: str) -> torch.Tensor | None:
@@ -273,8 +335,8 @@ def cg_tensor_product(
         if irreps_out is None
         else check_irreps(irreps_out, fn, "irreps_out")
     )
-    x1 = check_real_tensor(x1, fn, "x1", last_dim=i1.dim)
-    x2 = check_real_tensor(x2, fn, "x2", last_dim=i2.dim)
+    x1 = check_real_tensor(x1, fn, "x1", last_dim=i1.dim, finite=False)  # checked when scaled
+    x2 = check_real_tensor(x2, fn, "x2", last_dim=i2.dim, finite=False)
     if x1.dtype != x2.dtype:
         raise TypeError(f"{fn}: x1 and x2 must have one dtype; got {x1.dtype} and {x2.dtype}.")
     try:
@@ -287,7 +349,11 @@ def cg_tensor_product(
     plan = _plan(i1, i2, io)
     channels = lead[-1] if lead else 1
     w = _check_weights(weights, plan.num_paths, channels, fn)
-    return _apply(plan, x1, x2, w, lead)
+    # bilinear: exact power-of-two scaling of each input keeps products in range
+    a, s1 = scale_input(x1, fn, "x1")
+    b, s2 = scale_input(x2, fn, "x2")
+    out = _apply(plan, a, b, w, lead)
+    return rescale_product(out, s1 * s2, x1.dtype, fn)
 
 
 def _apply(
@@ -297,19 +363,20 @@ def _apply(
     weights: torch.Tensor | None,
     lead: torch.Size,
 ) -> torch.Tensor:
-    dtype = x1.dtype
-    wd = working_dtype(dtype)
-    # bilinear: exact power-of-two scaling of each input keeps products in range
-    s1, s2 = power_of_two_scale(x1), power_of_two_scale(x2)
-    x1 = (x1.to(wd) / s1).expand(*lead, x1.shape[-1])
-    x2 = (x2.to(wd) / s2).expand(*lead, x2.shape[-1])
+    wd = x1.dtype
+    x1 = x1.expand(*lead, x1.shape[-1])
+    x2 = x2.expand(*lead, x2.shape[-1])
     channels = lead[-1] if lead else 1
     rows = math.prod(lead)
-    mats, gather = plan.tensors(wd, x1.device)
-    out = x1.new_zeros(rows, plan.irreps_out.dim)
+    t = plan.tensors(wd, x1.device)
     if weights is not None:
         weights = weights.to(wd)
-    for block, mat in zip(plan.blocks, mats):
+    if t.fused is not None:
+        return _apply_fused(t.fused, x1, x2, weights, lead, rows, channels)
+    if weights is not None and weights.ndim == 2 and channels > 1:
+        return _apply_channels(plan, t, x1, x2, weights, lead, rows, channels)
+    out = x1.new_zeros(rows, plan.irreps_out.dim)
+    for block, mat in zip(plan.blocks, t.mats):
         outer = x1[..., block.slice1, None] * x2[..., None, block.slice2]
         outer = outer.reshape(rows, block.dim1 * block.dim2)
         if weights is None:
@@ -321,8 +388,53 @@ def _apply(
             cols = block.columns.to(x1.device)
             z = (outer @ mat).reshape(rows // channels, channels, -1) * weights[cols].T
             out[:, block.start : block.stop] += z.reshape(rows, -1)
-    out = out[:, gather].reshape(*lead, plan.irreps_out.dim)
-    return rescale_product(out, s1 * s2, dtype, "cg_tensor_product")
+    return out[:, t.gather].reshape(*lead, plan.irreps_out.dim)
+
+
+def _apply_channels(
+    plan: _CGPlan,
+    t: _Tensors,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    weights: torch.Tensor,
+    lead: torch.Size,
+    rows: int,
+    channels: int,
+) -> torch.Tensor:
+    """Per-channel weights folded into the coefficients: one batched product per input pair
+    (channel-major), instead of weighting every row of every path's output."""
+    batch = rows // channels
+    x1t = x1.reshape(batch, channels, -1).transpose(0, 1)  # (C, B, D1), a view
+    x2t = x2.reshape(batch, channels, -1).transpose(0, 1)
+    out = x1.new_zeros(channels, batch, plan.irreps_out.dim)
+    w_t = weights.T  # (C, paths)
+    for block, mat in zip(plan.blocks, t.mats):
+        outer = (x1t[..., block.slice1, None] * x2t[..., None, block.slice2]).reshape(
+            channels, batch, block.dim1 * block.dim2
+        )
+        mw = mat[None] * w_t[:, block.columns.to(x1.device)][:, None, :]  # (C, n, width)
+        out[:, :, block.start : block.stop] += torch.bmm(outer, mw)
+    return out.transpose(0, 1)[..., t.gather].reshape(*lead, plan.irreps_out.dim)
+
+
+def _apply_fused(
+    f: _Fused,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    weights: torch.Tensor | None,
+    lead: torch.Size,
+    rows: int,
+    channels: int,
+) -> torch.Tensor:
+    outer = (x1[..., :, None] * x2[..., None, :]).reshape(rows, -1)
+    if weights is None:
+        out = outer @ f.summed
+    elif weights.ndim == 1:
+        out = outer @ ((f.coupling * weights[f.columns]) @ f.assemble)
+    else:
+        z = (outer @ f.coupling).reshape(rows // channels, channels, -1) * weights[f.columns].T
+        out = z.reshape(rows, -1) @ f.assemble
+    return out.reshape(*lead, f.assemble.shape[1])
 
 
 class ClebschGordanTensorProduct(torch.nn.Module):

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
 from .._checks import as_index, as_tensor
+from .._numerics import upcast
 from ._irreps import Irreps
 
 __all__ = [
     "check_choice",
+    "check_finite",
     "check_irreps",
     "check_lmax",
     "check_real_tensor",
     "check_representable",
     "check_rotations",
     "rescale_product",
+    "scale_input",
 ]
 
 
@@ -60,7 +64,13 @@ def check_irreps(value: object, fn: str, name: str) -> Irreps:
 
 
 def check_real_tensor(
-    x: object, fn: str, name: str, *, min_ndim: int = 1, last_dim: int | None = None
+    x: object,
+    fn: str,
+    name: str,
+    *,
+    min_ndim: int = 1,
+    last_dim: int | None = None,
+    finite: bool = True,
 ) -> torch.Tensor:
     """A real floating tensor with finite entries, no empty dimension and, if given, a fixed last
     dimension; numpy arrays and array-likes are converted once (:func:`as_tensor`)."""
@@ -87,9 +97,32 @@ def check_real_tensor(
             f"{fn}: {name} has an empty dimension (shape {tuple(x.shape)}); every dimension "
             "must be at least 1."
         )
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all entries must be finite.")
+    if finite:
+        check_finite(x, fn, name)
     return x
+
+
+def check_finite(x: torch.Tensor, fn: str, name: str) -> None:
+    """Refuse NaN and Inf (one reduction: a finite sum proves every entry finite)."""
+    if bool(torch.isfinite(x.detach().sum())):
+        return
+    if not bool(torch.isfinite(x.detach()).all()):
+        raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all entries must be finite.")
+
+
+def scale_input(x: torch.Tensor, fn: str, name: str) -> tuple[torch.Tensor, float]:
+    """``(x / s, s)`` in the working dtype, ``s`` a power of two near ``max|x|`` (exact).
+
+    The one reduction also refuses NaN and Inf (they make the maximum non-finite).
+    """
+    peak = float(x.detach().abs().amax())
+    if not math.isfinite(peak):
+        raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all entries must be finite.")
+    x = upcast(x)
+    if peak == 0.0:
+        return x, 1.0
+    scale = math.ldexp(1.0, math.frexp(peak)[1])
+    return x / scale, scale
 
 
 def rescale_product(
@@ -97,14 +130,19 @@ def rescale_product(
 ) -> torch.Tensor:
     """``scaled * factor`` in ``dtype`` for a bilinear result computed on power-of-two-scaled
     inputs; refuses a result that overflows, or that underflows to all zeros while non-zero."""
-    out = (scaled * factor).to(dtype)
-    check_representable(out, fn, "product")
-    if not bool(out.detach().any()) and bool(scaled.detach().any()):
+    peak = float(scaled.detach().abs().amax()) if scaled.numel() else 0.0
+    info = torch.finfo(dtype)
+    if not math.isfinite(peak * factor) or peak * factor > info.max:
+        raise ValueError(
+            f"{fn}: the product overflows {dtype} (its entries exceed {info.max:.1e}); rescale "
+            "the inputs or use float64."
+        )
+    if peak > 0 and peak * factor < info.smallest_normal * info.eps:
         raise ValueError(
             f"{fn}: the product underflows {dtype} (every entry is below its smallest positive "
-            f"value, {torch.finfo(dtype).smallest_normal:.1e}); rescale the inputs or use float64."
+            f"value, {info.smallest_normal * info.eps:.1e}); rescale the inputs or use float64."
         )
-    return out
+    return (scaled * factor if factor != 1.0 else scaled).to(dtype)
 
 
 def check_representable(out: torch.Tensor, fn: str, what: str) -> torch.Tensor:

@@ -45,8 +45,8 @@ from typing import Literal
 
 import torch
 
-from .._numerics import no_autocast, power_of_two_scale, working_dtype
-from ._common import check_choice, check_lmax, check_real_tensor, rescale_product
+from .._numerics import no_autocast
+from ._common import check_choice, check_lmax, check_real_tensor, rescale_product, scale_input
 from ._sphere import (
     fourier_input_index,
     fourier_to_sh_table,
@@ -132,8 +132,8 @@ def gaunt_tensor_product(
         True
     """
     fn = "gaunt_tensor_product"
-    x1 = check_real_tensor(x1, fn, "x1")
-    x2 = check_real_tensor(x2, fn, "x2")
+    x1 = check_real_tensor(x1, fn, "x1", finite=False)  # checked when scaled
+    x2 = check_real_tensor(x2, fn, "x2", finite=False)
     method = check_choice(method, _METHODS, fn, "method")  # type: ignore[assignment]
     if x1.dtype != x2.dtype:
         raise TypeError(f"{fn}: x1 and x2 must have one dtype; got {x1.dtype} and {x2.dtype}.")
@@ -147,17 +147,16 @@ def gaunt_tensor_product(
             f"{fn}: the leading shapes of x1 {tuple(x1.shape[:-1])} and x2 "
             f"{tuple(x2.shape[:-1])} must broadcast."
         ) from err
-    dtype = x1.dtype
-    wd = working_dtype(dtype)
     # bilinear: exact power-of-two scaling of each input keeps products in range
-    s1, s2 = power_of_two_scale(x1), power_of_two_scale(x2)
-    a = (x1.to(wd) / s1).expand(*lead, x1.shape[-1]).reshape(-1, x1.shape[-1])
-    b = (x2.to(wd) / s2).expand(*lead, x2.shape[-1]).reshape(-1, x2.shape[-1])
+    a, s1 = scale_input(x1, fn, "x1")
+    b, s2 = scale_input(x2, fn, "x2")
+    a = a.expand(*lead, x1.shape[-1]).reshape(-1, x1.shape[-1])
+    b = b.expand(*lead, x2.shape[-1]).reshape(-1, x2.shape[-1])
     if method == "fourier":
         out = _gaunt_fourier(a, b, l1, l2, lo)
     else:
         out = _gaunt_grid(a, b, l1, l2, lo)
-    return rescale_product(out.reshape(*lead, (lo + 1) ** 2), s1 * s2, dtype, fn)
+    return rescale_product(out.reshape(*lead, (lo + 1) ** 2), s1 * s2, x1.dtype, fn)
 
 
 def _by_m(x: torch.Tensor, lmax: int) -> torch.Tensor:
