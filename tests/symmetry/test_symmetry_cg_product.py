@@ -133,22 +133,27 @@ def test_matches_slow_reference_with_shared_and_channel_weights() -> None:
     )
 
 
-@pytest.mark.parametrize(("irreps", "fused"), [("0e + 1o", True), ("0e + 1o + 2e + 3o", False)])
-def test_both_routes_match_the_reference(irreps: str, fused: bool) -> None:
-    from factorch.symmetry._cg_product import _plan
+@pytest.mark.parametrize(
+    ("irreps", "routes"),
+    [("0e + 1o", (True, True, True)), ("0e + 1o + 2e + 3o", (True, True, False))],
+)
+def test_all_routes_match_the_reference(irreps: str, routes: tuple[bool, ...]) -> None:
+    from factorch.symmetry._cg_product import _plan, _use_fused
 
     ir = Irreps(irreps)
     io = default_irreps_out(ir, ir)
-    assert (_plan(ir, ir, io).fused is not None) is fused  # the size rule picks the route
+    fused = _plan(ir, ir, io).fused
     g = torch.Generator().manual_seed(8)
     x1 = torch.randn(3, 4, ir.dim, generator=g, dtype=F64)
     x2 = torch.randn(1, 4, ir.dim, generator=g, dtype=F64)
     n = len(cg_paths(ir, ir, io))
-    for w in (
+    weights = (
         None,
         torch.randn(n, generator=g, dtype=F64),
         torch.randn(n, 4, generator=g, dtype=F64),
-    ):
+    )
+    for w, route in zip(weights, routes):
+        assert _use_fused(fused, w) is route  # the size rule picks dense or per-pair products
         ours = cg_tensor_product(x1, x2, ir, ir, io, weights=w)
         ref_w = torch.ones(n, dtype=F64) if w is None else w
         assert torch.allclose(ours, _reference(x1, x2, ir, ir, io, ref_w), atol=1e-12)

@@ -225,3 +225,14 @@ def test_module_per_degree_weights() -> None:
 def test_errors(call: object, kind: type[Exception], match: str) -> None:
     with pytest.raises(kind, match=match):
         call()  # type: ignore[operator]
+
+
+def test_autocast_does_not_lower_precision() -> None:
+    x1, x2 = _inputs(2, 2, seed=12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = gaunt_tensor_product(x1.float(), x2.float(), method="grid")
+        c = cg_tensor_product(x1.float(), x2.float(), "0e + 1o + 2e", "0e + 1o + 2e")
+        y = spherical_harmonics(x1[:, :3].float(), 3)
+    assert z.dtype == c.dtype == y.dtype == torch.float32
+    ref = gaunt_tensor_product(x1, x2, method="grid")
+    assert float((z.double() - ref).abs().max()) < 1e-5 * float(ref.abs().max())

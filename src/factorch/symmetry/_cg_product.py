@@ -154,6 +154,7 @@ class _CGPlan:
                     self.fused.columns.to(device),
                     self.fused.assemble.to(dtype=dtype, device=device),
                     self.fused.summed.to(dtype=dtype, device=device),
+                    self.fused.block_flops,
                 )
             self._cache[key] = _Tensors(mats, self.gather.to(device), fused)
         return self._cache[key]
@@ -168,6 +169,7 @@ class _Fused:
     columns: torch.Tensor  # (path columns,) path index of each column
     assemble: torch.Tensor  # (path columns, irreps_out.dim)
     summed: torch.Tensor  # (dim1 * dim2, irreps_out.dim)
+    block_flops: int  # multiply-adds per row of the per-pair route
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,15 +238,10 @@ def _plan(irreps1: Irreps, irreps2: Irreps, irreps_out: Irreps) -> _CGPlan:
 def _fuse(
     blocks: list[_PairBlock], irreps1: Irreps, irreps2: Irreps, gather: torch.Tensor
 ) -> _Fused | None:
-    """The dense route, when it costs at most 4x the flops of the per-pair route.
-
-    For small products (e.g. degrees <= 1) a few large matrix products beat one small product
-    per input pair, whose fixed cost per call dominates. A fixed rule on the sizes, not a timing.
-    """
+    """Dense coupling matrices, for products small enough to hold them (see `_use_fused`)."""
     d1, d2 = irreps1.dim, irreps2.dim
     width = sum(b.coeffs.shape[1] for b in blocks)
-    block_flops = sum(b.coeffs.numel() for b in blocks)
-    if d1 * d2 * width > 4 * block_flops:
+    if d1 * d2 * max(width, gather.numel()) > 2**20:
         return None
     coupling = torch.zeros(d1 * d2, width, dtype=torch.float64)
     assemble = torch.zeros(width, gather.numel(), dtype=torch.float64)
@@ -259,7 +256,23 @@ def _fuse(
         assemble[torch.arange(col, col + k), position[b.start : b.stop]] = 1.0
         columns.append(b.columns)
         col += k
-    return _Fused(coupling, torch.cat(columns), assemble, coupling @ assemble)
+    block_flops = sum(b.coeffs.numel() for b in blocks)
+    return _Fused(coupling, torch.cat(columns), assemble, coupling @ assemble, block_flops)
+
+
+def _use_fused(f: _Fused | None, weights: torch.Tensor | None) -> bool:
+    """The dense route when it costs at most 4x the flops of the per-pair route.
+
+    Without per-channel weights the dense route is one product with the summed coupling
+    ``(d1 d2, out)``, otherwise one with ``(d1 d2, path columns)`` plus the assembly; for small
+    products a few large matrix products beat one small product per input pair, whose fixed cost
+    per call dominates. A fixed rule on the sizes, never a timing.
+    """
+    if f is None:
+        return False
+    rows, cols = f.coupling.shape
+    dense = rows * f.assemble.shape[1] if weights is None or weights.ndim == 1 else rows * cols
+    return dense <= 4 * f.block_flops
 
 
 def _check_weights(weights: object, num_paths: int, channels: int, fn: str) -> torch.Tensor | None:
@@ -371,7 +384,7 @@ def _apply(
     t = plan.tensors(wd, x1.device)
     if weights is not None:
         weights = weights.to(wd)
-    if t.fused is not None:
+    if t.fused is not None and _use_fused(t.fused, weights):
         return _apply_fused(t.fused, x1, x2, weights, lead, rows, channels)
     if weights is not None and weights.ndim == 2 and channels > 1:
         return _apply_channels(plan, t, x1, x2, weights, lead, rows, channels)
