@@ -25,7 +25,7 @@ Usage::
 
 Writes ``benchmarks/results/bench_symmetry.json`` (``--quick``: ``bench_symmetry_quick.json``; on
 CUDA ``..._cuda.json``) and prints the table. Default: L = 1..8, batch 1000 (1 channel) and 256
-(32 channels), 5 repeats (about 4 minutes on the 2-core machine); ``--quick``: L = 1..5, 3 repeats
+(32 channels), 5 repeats (about 3.5 minutes on the 2-core machine); ``--quick``: L = 1..4, 3 repeats
 (under a minute).
 """
 
@@ -45,9 +45,9 @@ import _common
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="L <= 5, 3 repeats (< 1 minute)")
+    p.add_argument("--quick", action="store_true", help="L <= 4, 3 repeats (< 1 minute)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--lmax", type=int, default=None, help="largest L (8; quick: 5)")
+    p.add_argument("--lmax", type=int, default=None, help="largest L (8; quick: 4)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation")
     return p.parse_args(argv)
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
         return 2
-    lmax = args.lmax or (5 if args.quick else 8)
+    lmax = args.lmax or (4 if args.quick else 8)
     repeats = args.repeats or (3 if args.quick else 5)
     express: dict[int, dict[str, Any]] = {}
     for l in range(1, lmax + 1):
