@@ -188,7 +188,21 @@ def expressivity(
         raise ValueError(f"{fn}: samples must be a positive int or None; got {samples}.")
     if maximum == 0:
         return Expressivity(operation, 0, 0, (), (), 0.0)
-    # probes: one random unit vector in each input copy, every pair of copies
+    px, py, pairs = _probes(x_ir, y_ir, gen)
+    if operation == "cg":
+        z = _composite_cg(px, py, x_ir, y_ir, z_ir, samples, gen)
+    else:
+        z = _composite_gaunt(px, py, x_ir, y_ir, z_ir, samples, gen, fn)
+    matrix, residual = _coordinates(z, px, py, pairs, coords, x_ir, y_ir, z_ir)
+    dimension, reached, missing = _rank_by_path_type(matrix, coords, ex, ey, ez)
+    return Expressivity(operation, dimension, maximum, reached, missing, residual)
+
+
+def _probes(
+    x_ir: Irreps, y_ir: Irreps, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """One random unit vector inside each input copy, for every pair of copies."""
+    ex, ey = x_ir.expanded(), y_ir.expanded()
     pairs = [(a, b) for a in range(len(ex)) for b in range(len(ey))]
     px = torch.zeros(len(pairs), x_ir.dim, dtype=torch.float64)
     py = torch.zeros(len(pairs), y_ir.dim, dtype=torch.float64)
@@ -198,62 +212,77 @@ def expressivity(
         vb = torch.randn(ey[b].dim, generator=gen, dtype=torch.float64)
         px[k, ox[a] : ox[a] + ex[a].dim] = va / va.norm()
         py[k, oy[b] : oy[b] + ey[b].dim] = vb / vb.norm()
-    if operation == "cg":
-        z = _composite_cg(px, py, x_ir, y_ir, z_ir, samples, gen)
-    else:
-        z = _composite_gaunt(px, py, x_ir, y_ir, z_ir, samples, gen, fn)
-    # coordinates on the CG basis, block by block, and the Schur residual
-    oz = z_ir.offsets()
+    return px, py, pairs
+
+
+def _coordinates(
+    z: torch.Tensor,
+    px: torch.Tensor,
+    py: torch.Tensor,
+    pairs: list[tuple[int, int]],
+    coords: list[tuple[int, int, int]],
+    x_ir: Irreps,
+    y_ir: Irreps,
+    z_ir: Irreps,
+) -> tuple[torch.Tensor, float]:
+    """Each sample's coordinates on the CG basis, block by block, and the Schur residual.
+
+    Block ``(a, b) -> c`` of an equivariant map is ``coef * CG(x_a, y_b)``; what is left after
+    projecting on it (and any output in a block no path reaches) is the residual.
+    """
+    ex, ey, ez = x_ir.expanded(), y_ir.expanded(), z_ir.expanded()
+    ox, oy, oz = x_ir.offsets(), y_ir.offsets(), z_ir.offsets()
     pair_index = {p: k for k, p in enumerate(pairs)}
-    matrix = torch.zeros(samples, maximum, dtype=torch.float64)
-    residual = 0.0
+    matrix = torch.zeros(z.shape[1], len(coords), dtype=torch.float64)
     scale = float(z.abs().max()) or 1.0
-    valid = {(a, b): set() for a, b in pairs}  # type: dict[tuple[int, int], set[int]]
+    residual = 0.0
+    reached: dict[tuple[int, int], set[int]] = {p: set() for p in pairs}
     for j, (a, b, c) in enumerate(coords):
-        valid[(a, b)].add(c)
+        reached[(a, b)].add(c)
         k = pair_index[(a, b)]
         cg = clebsch_gordan64(ex[a].l, ey[b].l, ez[c].l)
-        basis = torch.einsum(
-            "i,j,ijk->k", px[k, ox[a] : ox[a] + ex[a].dim], py[k, oy[b] : oy[b] + ey[b].dim], cg
-        )
+        xa, yb = px[k, ox[a] : ox[a] + ex[a].dim], py[k, oy[b] : oy[b] + ey[b].dim]
+        basis = torch.einsum("i,j,ijk->k", xa, yb, cg)
         block = z[k, :, oz[c] : oz[c] + ez[c].dim]  # (samples, 2l+1)
         coef = block @ basis / basis.dot(basis)
         matrix[:, j] = coef
         residual = max(residual, float((block - coef[:, None] * basis).abs().max()) / scale)
-    for (a, b), cs in valid.items():
-        k = pair_index[(a, b)]
-        for c in range(len(ez)):
-            if c not in cs:
-                residual = max(
-                    residual, float(z[k, :, oz[c] : oz[c] + ez[c].dim].abs().max()) / scale
-                )
-    # the span splits over path types: the linear maps scale each irrep type independently, so
-    # the homogeneous parts of the family are reached one by one -> rank per path type
+    for (a, b), cs in reached.items():
+        for c in set(range(len(ez))) - cs:
+            block = z[pair_index[(a, b)], :, oz[c] : oz[c] + ez[c].dim]
+            residual = max(residual, float(block.abs().max()) / scale)
+    return matrix, residual
+
+
+def _rank_by_path_type(
+    matrix: torch.Tensor,
+    coords: list[tuple[int, int, int]],
+    ex: tuple[Irrep, ...],
+    ey: tuple[Irrep, ...],
+    ez: tuple[Irrep, ...],
+) -> tuple[int, tuple[PathType, ...], tuple[PathType, ...]]:
+    """Sum of numerical ranks per path type; the reached and the missing path types.
+
+    The span splits over path types: the linear maps scale each irrep type independently, so
+    the multi-homogeneous parts of the family are reached one by one.
+    """
     by_type: dict[PathType, list[int]] = {}
     for j, (a, b, c) in enumerate(coords):
         by_type.setdefault((ex[a], ey[b], ez[c]), []).append(j)
     peak = float(matrix.abs().max()) or 1.0
     dimension = 0
-    reached_types: set[PathType] = set()
+    reached: set[PathType] = set()
     for t, cols in by_type.items():
-        sv = torch.linalg.svdvals(matrix[:, cols])
-        rank = int((sv > 1e-9 * peak).sum())
+        rank = int((torch.linalg.svdvals(matrix[:, cols]) > 1e-9 * peak).sum())
         dimension += rank
         if rank:
-            reached_types.add(t)
-    all_types = set(by_type)
+            reached.add(t)
 
     def key(t: PathType) -> tuple[int, int, int, int, int, int]:
         return (t[0].l, t[0].p, t[1].l, t[1].p, t[2].l, t[2].p)
 
-    return Expressivity(
-        operation,
-        dimension,
-        maximum,
-        tuple(sorted(reached_types, key=key)),
-        tuple(sorted(all_types - reached_types, key=key)),
-        residual,
-    )
+    missing = set(by_type) - reached
+    return dimension, tuple(sorted(reached, key=key)), tuple(sorted(missing, key=key))
 
 
 def _composite_cg(
