@@ -3,8 +3,9 @@
 Data indexed by real coordinates -- latitude x longitude x time, position x time, dose x time --
 are modelled without binning them into a grid: a Tucker core (or CP) times Gaussian-process latent
 functions per mode (Fang et al., "Functional Bayesian Tucker decomposition for continuous-indexed
-tensor data", ICLR 2024), with Matérn priors in state-space form so inference costs
-``O(n log n)`` batched work per mode and predictions at unseen coordinates come with variances.
+tensor data", ICLR 2024), with Matérn priors in state-space form so inference costs ``O(n)``
+batched work per mode (``O(log n)`` sequential depth) and predictions at unseen coordinates come
+with variances.
 
 * :class:`ContinuousData` (coordinates + values; from a table or a grid; splits, binning) and
   :class:`Standardization` (statistics of the training part only);
