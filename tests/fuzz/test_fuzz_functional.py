@@ -96,7 +96,7 @@ def _ep_cp(x: Any, rank: Any) -> Any:
 
 
 def _map(x: Any, rank: Any) -> Any:
-    return funbat_map(_grid(x), rank, max_iter=2)
+    return funbat_map(_grid(x), rank, max_iter=1, posterior_sweeps=1)
 
 
 ENTRIES = [
@@ -119,7 +119,7 @@ ENTRIES = [
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e.name}-{i}" for i, e in enumerate(ENTRIES)])
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=__import__("hypothesis").strategies.data())
 def test_fuzz_functional(entry: Entry, data) -> None:
     case = data.draw(fuzz_cases(entry))

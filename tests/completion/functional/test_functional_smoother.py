@@ -89,3 +89,30 @@ def test_bad_input(args, kwargs, error, match):
             torch.tensor(args[1]),
             **options,
         )
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 16, 29])
+def test_associative_scan_equals_the_sequential_recursion(n):
+    # x_j = A_j x_{j-1} + c_j with x_{-1} = 0, any length (odd and even splits of the scan)
+    from factorch.completion.functional._smoother import scan_affine
+
+    g = gen(n)
+    a = 0.5 * torch.randn(n, 3, 3, generator=g, dtype=F64)
+    c = torch.randn(n, 3, 2, generator=g, dtype=F64, requires_grad=True)
+    _, states = scan_affine(a, c)
+    x, ref = torch.zeros(3, 2, dtype=F64), []
+    for j in range(n):
+        x = a[j] @ x + c[j]
+        ref.append(x)
+    torch.testing.assert_close(states, torch.stack(ref), rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(states.sum(), c)
+    (ref_grad,) = torch.autograd.grad(torch.stack(ref).sum(), c)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_single_observation():
+    mean, var = state_space_gp(
+        torch.tensor([0.3]), torch.tensor([2.0]), kernel=Matern(0.5, 1.0, 1.0), noise_variance=1.0
+    )
+    torch.testing.assert_close(mean, torch.tensor([1.0], dtype=F64))
+    torch.testing.assert_close(var, torch.tensor([0.5], dtype=F64))
