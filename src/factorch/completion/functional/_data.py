@@ -422,8 +422,8 @@ class Standardization:
         >>> train = ContinuousData(torch.rand(50, 2, dtype=torch.float64), 3 + torch.randn(50))
         >>> s = Standardization.fit(train)
         >>> z = s.apply(train)
-        >>> round(float(z.values.mean()), 6), round(float(z.values.std(unbiased=False)), 4)
-        (0.0, 1.0)
+        >>> abs(float(z.values.mean())) < 1e-6, round(float(z.values.std(unbiased=False)), 4)
+        (True, 1.0)
     """
 
     value_mean: float
