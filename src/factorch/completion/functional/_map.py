@@ -211,10 +211,12 @@ def funbat_map(
     Example:
         >>> import torch
         >>> g = torch.Generator().manual_seed(0)
-        >>> t = torch.rand(300, 2, generator=g, dtype=torch.float64)
-        >>> y = torch.sin(6 * t[:, 0]) * torch.cos(4 * t[:, 1])
-        >>> fit = funbat_map(ContinuousData(t, y), 1, structure="cp", max_iter=10, generator=g)
-        >>> fit.train_rmse[-1] < 0.1
+        >>> x = torch.rand(15, generator=g, dtype=torch.float64)
+        >>> z = torch.rand(12, generator=g, dtype=torch.float64)
+        >>> grid = torch.sin(6 * x)[:, None] * torch.cos(4 * z)[None, :]
+        >>> data = ContinuousData.from_grid(grid, [x, z])
+        >>> fit = funbat_map(data, 1, structure="cp", max_iter=10, generator=g)
+        >>> fit.train_rmse[-1] < 0.05
         True
     """
     fn = "funbat_map"

@@ -207,10 +207,12 @@ class FunctionalTensor:
             >>> import torch
             >>> from factorch.completion.functional import ContinuousData, funbat
             >>> g = torch.Generator().manual_seed(0)
-            >>> t = 100 * torch.rand(150, 2, generator=g, dtype=torch.float64)
-            >>> raw = ContinuousData(t, 5 + torch.sin(t[:, 0] / 20) * torch.cos(t[:, 1] / 30))
+            >>> x = 100 * torch.rand(12, generator=g, dtype=torch.float64)
+            >>> z = torch.rand(10, generator=g, dtype=torch.float64)
+            >>> grid = 5 + torch.sin(x / 20)[:, None] * torch.cos(3 * z)[None, :]
+            >>> raw = ContinuousData.from_grid(grid, [x, z])
             >>> stats = Standardization.fit(raw)
-            >>> fit = funbat(stats.apply(raw), 1, structure="cp", max_iter=20, generator=g)
+            >>> fit = funbat(stats.apply(raw), 1, structure="cp", max_iter=10, generator=g)
             >>> model = fit.model.destandardize(stats)
             >>> bool(abs(model.predict(raw).mean - raw.values).max() < 0.1)
             True
