@@ -185,6 +185,11 @@ def _write(tmp_path, text, name="t.csv"):
             "more than --max-rows 5 rows",
         ),
         ("", ["--coords", "a", "--value", "y"], "is empty; it needs a header row"),
+        (
+            "a,y\n1,2\n",
+            ["--coords", "a", "--value", "y", "--device", "tpu"],
+            "--device tpu: the command line runs on cpu or cuda",
+        ),
     ],
 )
 def test_bad_tables_and_options_are_one_line_errors(tmp_path, text, args, match):

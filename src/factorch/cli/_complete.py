@@ -44,6 +44,7 @@ from ._common import (
     versions,
     write_outputs,
 )
+from ._inputs import resolve_device
 from ._options import OutputArgs, RunArgs, output_options, run_options
 
 MAX_ROWS = 10**7
@@ -439,6 +440,7 @@ def complete(
     )
     if skipped:
         skip_plots_note(skipped)
+    resolve_device(run.device)  # an unknown or absent device is a one-line error, before reading
     tab = read_table(table, names, value_name, max_rows)
     # as decompose: one thread for small data (thread start-up costs more than it saves)
     torch.set_num_threads(
