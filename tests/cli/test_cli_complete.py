@@ -188,7 +188,7 @@ def _write(tmp_path, text, name="t.csv"):
         (
             "a,y\n1,2\n",
             ["--coords", "a", "--value", "y", "--device", "tpu"],
-            "--device tpu: the command line runs on cpu or cuda",
+            "--device .tpu. is not a device name",
         ),
     ],
 )
