@@ -77,3 +77,32 @@ def _small():
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
         funbat_map(_small(), 1, **kwargs)
+
+
+def test_a_non_finite_lbfgs_step_is_undone(monkeypatch):
+    """An L-BFGS step that leaves the finite region (seen by the fuzzer in float32 on bf16 data,
+    where it crashed the smoother) is undone: the result is the point before it, finite, with its
+    true error, and not called converged."""
+    values = torch.rand(4, 5, generator=gen(0), dtype=F64)
+    data = ContinuousData.from_grid(values, [torch.linspace(0, 1, 4), torch.linspace(0, 1, 5)])
+    calls = {"n": 0}
+    real_step = torch.optim.LBFGS.step
+
+    def step(self, closure):
+        calls["n"] += 1
+        loss = real_step(self, closure)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for q in group["params"]:
+                        q.fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", step)
+    res = funbat_map(data, 2, max_iter=10, generator=gen(1))
+    assert calls["n"] == 3
+    assert not res.converged
+    assert res.epochs == 3
+    pred = res.model.predict(data)
+    assert bool(torch.isfinite(pred.mean).all()) and bool(torch.isfinite(pred.std).all())
+    assert res.train_rmse[res.best_epoch - 1] == pytest.approx(pred.rmse(data.values), rel=1e-9)

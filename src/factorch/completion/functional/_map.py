@@ -301,11 +301,14 @@ def _fit(
     val: list[float] = []
     best, best_model, since, prev = math.inf, None, 0, math.inf
     converged = stopped = False
+    finite = True
     epoch = 0
     sse = float(y.pow(2).sum())
     for epoch in range(1, o.max_iter + 1):
         if o.optimizer == "lbfgs":
-            _lbfgs_epoch(lbfgs, chains, y, idx, tau, o.core_var)
+            # False: the line search left the finite region (seen in float32 on flat losses);
+            # the step was undone, and the point before it is the answer (not converged).
+            finite = _lbfgs_epoch(lbfgs, chains, y, idx, tau, o.core_var)
         else:
             _adam_epoch(adam, chains, y, idx, tau, o.core_var, bs, generator)
         with torch.no_grad():
@@ -330,6 +333,8 @@ def _fit(
         if callback is not None and model is not None:
             if callback(CompletionState(epoch, train[-1], val[-1] if val else math.nan, model)):
                 break
+        if not finite:
+            break
         if abs(prev - objective) <= o.tol * max(abs(objective), 1e-300):
             converged = True
             break
@@ -401,10 +406,21 @@ def _lbfgs_epoch(
     tau: float,
     core_var: float,
 ) -> None:
+    """One L-BFGS step; ``False`` (parameters restored) when it produced non-finite values."""
+
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         loss = _loss(chains, y, idx, slice(None), tau, core_var)
         loss.backward()
         return loss
 
+    params = list(chains.parameters())
+    saved = [q.detach().clone() for q in params]
     opt.step(closure)
+    if all(bool(torch.isfinite(q).all()) for q in params):
+        return True
+    with torch.no_grad():
+        for q, v in zip(params, saved):
+            q.copy_(v)
+    opt.state.clear()
+    return False
