@@ -47,6 +47,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
     "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
+    "regression": _BASE,
+    "interop": frozenset({"tensors"}),
 }
 
 
