@@ -165,7 +165,9 @@ def _check_input(
     check_tensor(x, fn, "tensor", min_ndim=2)
     if x.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
-    if shape is not None and tuple(shape) != tuple(x.shape):  # type: ignore[arg-type]
+    if shape is not None and (
+        not isinstance(shape, (tuple, list, torch.Size)) or tuple(shape) != tuple(x.shape)
+    ):
         raise ValueError(f"{fn}: shape {shape!r} does not match the tensor's {tuple(x.shape)}.")
     data = x.detach()
     return (lambda idx: data[tuple(idx.T)]), tuple(x.shape), x.device
@@ -295,7 +297,9 @@ def tt_cross(
             f"{fn}: max_evals={opts.max_evals} is below the {state.cost()} evaluations one sweep "
             "may need; raise it or lower rank."
         )
-    model = state.left_to_right()
+    # No truncation on the random initial right sets: a rank drop there can only reflect a poor
+    # draw (e.g. two right indices on which the function agrees), and index sets never grow back.
+    model = state.left_to_right(truncate=False)
     changes.append(math.inf)
     probe = _random_indices(dims, _PROBE, gen, dev)
     for sweep in range(1, opts.max_sweeps):
@@ -341,7 +345,7 @@ def _check_options(
     if isinstance(n_check, bool) or not isinstance(n_check, int) or n_check < 0:
         raise ValueError(f"{fn}: n_check must be a non-negative int; got {n_check!r}.")
     sweeps = check_positive_int(max_sweeps, fn, "max_sweeps")
-    return _Options(float(eps), float(tol), sweeps, evals, n_check)  # type: ignore[arg-type]
+    return _Options(float(cast(float, eps)), float(cast(float, tol)), sweeps, evals, n_check)
 
 
 class _CrossState:
@@ -371,13 +375,14 @@ class _CrossState:
         vals = self.sample(_fibres(left, self.shape[k], right))
         return vals.reshape(left.shape[0], self.shape[k], right.shape[0])
 
-    def left_to_right(self) -> TTTensor:
+    def left_to_right(self, *, truncate: bool = True) -> TTTensor:
         n = len(self.shape)
+        eps = self.eps if truncate else 0.0
         cores: list[torch.Tensor] = []
         for k in range(n - 1):
             c = self._fibre(k, self.left[k], self.right[k])
             a, size, b = c.shape
-            core, rows = _skeleton(c.reshape(a * size, b), self.ranks[k + 1], self.eps)
+            core, rows = _skeleton(c.reshape(a * size, b), self.ranks[k + 1], eps)
             cores.append(core.reshape(a, size, -1))
             prev, mid = rows // size, rows % size
             self.left[k + 1] = torch.cat([self.left[k][prev], mid[:, None]], 1)

@@ -204,19 +204,19 @@ def from_tensorly(obj: object, *, kind: TensorLyKind | None = None) -> Any:
         raise TypeError(
             f"{fn}: kind must be one of {get_args(TensorLyKind)} or None; got {kind!r}."
         )
-    kind = kind or _guess_kind(obj, fn)  # type: ignore[assignment]
-    if kind == "dense":
+    which: str = kind or _guess_kind(obj, fn)
+    if which == "dense":
         return from_array(obj, fn, "obj")
-    if kind == "cp":
+    if which == "cp":
         head, tail = _pair(obj, fn, "CP")
         factors = [from_array(f, fn, f"factors[{i}]") for i, f in enumerate(tail)]
         if head is None:
             return CPTensor.from_factors(factors)
         return CPTensor(from_array(head, fn, "weights"), tuple(factors))
-    if kind == "tucker":
+    if which == "tucker":
         head, tail = _pair(obj, fn, "Tucker")
         factors = [from_array(f, fn, f"factors[{i}]") for i, f in enumerate(tail)]
         return TuckerTensor(from_array(head, fn, "core"), tuple(factors))
-    if kind == "tt":
+    if which == "tt":
         return TTTensor(tuple(_cores(obj, fn)))
     return TRTensor(tuple(_cores(obj, fn)))
