@@ -3,10 +3,12 @@
 from . import algebra as algebra
 from . import completion as completion
 from . import datasets as datasets
+from . import interop as interop
 from . import io as io
 from . import nn as nn
 from . import plot as plot
 from . import random as random
+from . import regression as regression
 from . import symmetry as symmetry
 from . import tensors as tensors
 from .nn import compress as compress
@@ -29,10 +31,12 @@ __all__ = [
     "completion",
     "compress",
     "datasets",
+    "interop",
     "io",
     "nn",
     "plot",
     "random",
+    "regression",
     "symmetry",
     "tensors",
 ]
