@@ -2,9 +2,9 @@
 
 Cases (float64, one process, TensorLy on its numpy backend, 1 thread unless ``--threads``):
 
-* ``robust_pca``: a 300 x 250 matrix = rank 5 + 5 % sparse outliers (size 10). factorch
+* ``robust_pca``: a 200 x 160 matrix = rank 5 + 5 % sparse outliers (size 10). factorch
   ``robust_pca`` (principal component pursuit, inexact ALM, ``tol=1e-10``) against TensorLy's
-  ``robust_pca`` on the matrix (its default ADMM, ``reg_E = 2 / sqrt(300)`` since its nuclear norm
+  ``robust_pca`` on the matrix (its default ADMM, ``reg_E = 2 / sqrt(200)`` since its nuclear norm
   term counts the matrix twice, ``n_iter_max=500``, ``tol=1e-7``). Accuracy: ``||L - L*|| /
   ||L*||`` against the planted low-rank part.
 * ``robust_tensor_pca``: 30^3 = Tucker rank (2, 2, 2) + 5 % outliers, 10 % of the entries
@@ -21,7 +21,7 @@ Cases (float64, one process, TensorLy on its numpy backend, 1 thread unless ``--
 * ``cp_apr_mu`` / ``cp_apr_pdnr``: Poisson counts from a planted non-negative CP of rank 4 on
   60 x 50 x 40 (mean count 0.5; ``SparseTensor`` / ``pyttb.sptensor``), rank 4, the same
   random start, pyttb's default stopping rule (``tol=1e-4`` on the KKT violation) on both sides,
-  ``max_iter=200`` (mu) / 30 (pdnr). Accuracy: the final log-likelihood (higher is better).
+  ``max_iter=50`` (mu) / 30 (pdnr). Accuracy: the final log-likelihood (higher is better).
 * ``cp_regressor`` / ``tucker_regressor``: n = 1000 samples of 20 x 20 features, scalar response
   from a rank-3 CP coefficient + noise; rank 3 / (3, 3), ``l2 = reg_W = 0.5``, 50 sweeps,
   ``tol=0``, the same random start (TensorLy's ``random_state``). Accuracy: relative prediction
@@ -107,7 +107,7 @@ def case_robust_pca(seed: int) -> dict[str, Impl]:
 
     from factorch.decomp import robust_pca
 
-    m, n, r = 300, 250, 5
+    m, n, r = 200, 160, 5
     g = _gen(seed)
     low = torch.randn(m, r, generator=g, dtype=torch.float64) @ torch.randn(
         r, n, generator=g, dtype=torch.float64
@@ -222,7 +222,7 @@ def _cp_apr(seed: int, method: Literal["mu", "pdnr"]) -> dict[str, Impl]:
         [torch.rand(n, rank, generator=g, dtype=torch.float64) for n in shape]
     )
     sp_ttb, init_ttb = to_pyttb(sp), to_pyttb(init)
-    iters = 200 if method == "mu" else 30
+    iters = 50 if method == "mu" else 30
 
     def theirs() -> Any:
         with warnings.catch_warnings():
