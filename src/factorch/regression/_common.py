@@ -105,22 +105,33 @@ def contract_all(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tens
     return x.reshape(x.shape[0], -1) @ _khatri_rao(list(factors))
 
 
+def contract_all_t(xt: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`contract_all` from ``xt = x.reshape(n, -1).T`` stored contiguously (a wide GEMM
+    with ``R`` rows instead of a skinny one with ``R`` columns)."""
+    return (_khatri_rao(list(factors)).T @ xt).T
+
+
 def unfoldings(x: torch.Tensor) -> list[torch.Tensor]:
-    """For each feature mode ``k``: ``x`` with mode ``k`` moved next to the samples, as an
-    ``(n I_k) x prod(other feature sizes)`` matrix (computed once per fit)."""
+    """For each feature mode ``k``: ``x`` with mode ``k`` moved next to the samples, stored
+    transposed as a contiguous ``prod(other feature sizes) x (n I_k)`` matrix (computed once per
+    fit): the contractions then run as wide GEMMs ``K^T U`` (``R`` rows), which BLAS executes
+    2-3x faster than the skinny ``U K`` with ``R`` columns."""
     n = x.shape[0]
-    return [x.movedim(k + 1, 1).reshape(n * x.shape[k + 1], -1) for k in range(x.ndim - 1)]
+    return [
+        x.movedim(k + 1, 1).reshape(n * x.shape[k + 1], -1).T.contiguous()
+        for k in range(x.ndim - 1)
+    ]
 
 
 def contract_but(
     unfolded: torch.Tensor, n: int, factors: Sequence[torch.Tensor], k: int
 ) -> torch.Tensor:
     """``G[s, j, r]``: the features contracted with the columns of every feature factor except
-    ``k``: one GEMM of ``unfolded`` (:func:`unfoldings`) with the other factors' Khatri--Rao
-    product; for a single feature mode, the features repeated along ``r``."""
-    size = unfolded.shape[0] // n
+    ``k``: one GEMM of the other factors' Khatri--Rao product with ``unfolded``
+    (:func:`unfoldings`); for a single feature mode, the features repeated along ``r``."""
+    size = unfolded.shape[1] // n
     r = factors[0].shape[1]
     if len(factors) == 1:
         return unfolded.reshape(n, size, 1).expand(n, size, r)
     others = [f for m, f in enumerate(factors) if m != k]
-    return (unfolded @ _khatri_rao(others)).reshape(n, size, r)
+    return (_khatri_rao(others).T @ unfolded).T.reshape(n, size, r)

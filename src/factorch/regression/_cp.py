@@ -24,6 +24,7 @@ from ._common import (
     check_size,
     check_targets,
     contract_all,
+    contract_all_t,
     contract_but,
     rescaled_penalty,
     ridge_solve,
@@ -124,19 +125,20 @@ class CPRegressor:
         shape = (*xw.shape[1:], *out_shape)
         n, r = xw.shape[0], self.rank
         k = len(shape)
-        check_size(n * max(shape) * r + (max(xw.shape[1:]) * r) ** 2 + (p + 1) * xw.numel(),
+        check_size(n * max(shape) * r + (max(xw.shape[1:]) * r) ** 2 + (p + 2) * xw.numel(),
                    xw.dtype, xw.device, fn)  # fmt: skip
         c = (sy / sx) ** (1.0 / k)
         l2 = rescaled_penalty(self.l2, c, sy)
         factors = self._start(shape, xw.dtype, xw.device, c, fn)
         ymat = yw.reshape(n, -1)
         unfolded = unfoldings(xw)
+        flat_t = xw.reshape(n, -1).T.contiguous()
         losses: list[float] = []
         converged = False
         for _ in range(self.max_iter):
             for m in range(p):
                 factors[m] = _feature_update(unfolded[m], ymat, factors, m, p, l2)
-            z = contract_all(xw, factors[:p])
+            z = contract_all_t(flat_t, factors[:p])
             for m in range(p, k):
                 factors[m] = _output_update(yw, z, factors, m, p, l2)
             resid = ymat - z @ _outputs(factors, p, r, xw).T
