@@ -51,11 +51,12 @@ def test_cp_regressor_runs_tensorlys_iterates(tensorly_backend, xshape, yshape):
                                atol=1e-9)  # fmt: skip
 
 
-def test_tucker_regressor_runs_tensorlys_iterates(tensorly_backend):
+@pytest.mark.parametrize("n", [80, 10], ids=["kron-gemm", "mode-products"])  # prod(rank) = 12
+def test_tucker_regressor_runs_tensorlys_iterates(tensorly_backend, n):
     tensorly_backend("numpy")
     from tensorly.regression import TuckerRegressor as TLTuckerRegressor
 
-    x, y, _ = cp_problem(n=80, xshape=(6, 7, 5), noise=0.1)
+    x, y, _ = cp_problem(n=n, xshape=(6, 7, 5), noise=0.1)
     rng = np.random.RandomState(0)
     core, factors = rng.randn(2, 3, 2), [rng.randn(i, r) for i, r in zip((6, 7, 5), (2, 3, 2))]
     theirs = TLTuckerRegressor([2, 3, 2], reg_W=0.5, n_iter_max=15, tol=0, verbose=0)

@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
@@ -47,6 +48,53 @@ def _project(x: torch.Tensor, factors: Sequence[torch.Tensor], skip: int | None)
         if m != skip:
             out = _mode_dot(out, u.T, m + 1)
     return out
+
+
+def _kron_t(factors: Sequence[torch.Tensor], skip: int | None, like: torch.Tensor) -> torch.Tensor:
+    """``kron(U_m for m != skip)^T`` (``prod R x prod I`` over those modes, row-major)."""
+    out = torch.ones(1, 1, dtype=like.dtype, device=like.device)
+    for m, u in enumerate(factors):
+        if m != skip:
+            out = torch.kron(out, u)
+    return out.T
+
+
+class _Projector:
+    """The projections of the features onto the factors that the ALS sweeps need.
+
+    When a Kronecker product of factors is no larger than the data, each projection is one wide
+    GEMM ``kron(U)^T U_(k)^T`` on a transposed, contiguous unfolding stored once per fit (BLAS
+    runs it 2-3x faster than the skinny mode products); otherwise mode products one at a time
+    (:func:`_project`), which never materialise a Kronecker product."""
+
+    def __init__(self, x: torch.Tensor, rank: tuple[int, ...]) -> None:
+        self.x, self.n = x, x.shape[0]
+        self.shape = tuple(x.shape[1:])
+        per_sample = x.numel() // max(self.n, 1)
+        total_r = math.prod(rank)
+        self.fast = per_sample * total_r <= x.numel()
+        self.unf_t: list[torch.Tensor] = []
+        self.flat_t: torch.Tensor | None = None
+        if self.fast:
+            n = self.n
+            self.unf_t = [
+                x.movedim(k + 1, 1).reshape(n * x.shape[k + 1], -1).T.contiguous()
+                for k in range(x.ndim - 1)
+            ]
+            self.flat_t = x.reshape(n, -1).T.contiguous()
+
+    def but(self, factors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
+        """``X x_{m != k} U_m^T`` as ``(prod_{m != k} R_m, n I_k)`` (samples, then ``i_k``)."""
+        if self.fast:
+            return _kron_t(factors, k, self.x) @ self.unf_t[k]
+        t = _project(self.x, factors, k)  # (n, ..., I_k, ..., R_m, ...)
+        return t.movedim(k + 1, 1).reshape(self.n * self.shape[k], -1).T
+
+    def design(self, factors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``X x_m U_m^T`` for every mode, as ``(n, prod R)``."""
+        if self.flat_t is not None:
+            return (_kron_t(factors, None, self.x) @ self.flat_t).T
+        return _project(self.x, factors, None).reshape(self.n, -1)
 
 
 @dataclass
@@ -142,7 +190,8 @@ class TuckerRegressor:
         core_size = 1
         for r in self.rank:
             core_size *= r
-        check_size(2 * xw.numel() + n * max(big, core_size) + max(big, core_size) ** 2,
+        check_size((len(shape) + 3) * xw.numel() + n * max(big, core_size)
+                   + max(big, core_size) ** 2,
                    xw.dtype, xw.device, fn)  # fmt: skip
         sx, sy = safe_scale(xw), safe_scale(yw)
         xw, yw = xw / sx, yw / sy
@@ -151,10 +200,11 @@ class TuckerRegressor:
         core, factors = self._start(shape, xw.dtype, xw.device, c, fn)
         losses: list[float] = []
         converged = False
+        proj = _Projector(xw, self.rank)
         for _ in range(self.max_iter):
             for k in range(len(shape)):
-                factors[k] = _factor_update(xw, yw, core, factors, k, l2)
-            design = _project(xw, factors, None).reshape(n, -1)
+                factors[k] = _factor_update(proj, yw, core, factors, k, l2)
+            design = proj.design(factors)
             core = ridge_solve(design.T @ design, (design.T @ yw).unsqueeze(1), l2)
             core = core.reshape(self.rank)
             resid = yw - design @ core.reshape(-1)
@@ -218,7 +268,7 @@ class TuckerRegressor:
 
 
 def _factor_update(
-    x: torch.Tensor,
+    proj: _Projector,
     y: torch.Tensor,
     core: torch.Tensor,
     factors: list[torch.Tensor],
@@ -226,12 +276,10 @@ def _factor_update(
     l2: float,
 ) -> torch.Tensor:
     """Exact ridge update of ``U_k`` from the design ``(X x_{m != k} U_m^T)_(k) G_(k)^T``."""
-    n = x.shape[0]
-    t = _project(x, factors, k)  # (n, ..., I_k, ..., R_m, ...)
-    tk = _unfold(t.movedim(0, -1), k)  # (I_k, prod(other R) * n), samples fastest
+    n = proj.n
+    t = proj.but(factors, k)  # (prod other R, n I_k)
     size, r = factors[k].shape
-    g = _unfold(core, k)  # (R_k, prod(other R))
-    others = tk.reshape(size, -1, n)  # (I_k, prod(other R), n)
-    design = (others.permute(2, 0, 1) @ g.T).reshape(n, size * r)
+    g = _unfold(core, k)  # (R_k, prod(other R)), the same row-major order as t's rows
+    design = (g @ t).reshape(r, n, size).permute(1, 2, 0).reshape(n, size * r)
     sol = ridge_solve(design.T @ design, (design.T @ y).unsqueeze(1), l2)
     return sol.reshape(size, r)
