@@ -55,7 +55,10 @@ def _kron_t(factors: Sequence[torch.Tensor], skip: int | None, like: torch.Tenso
     out = torch.ones(1, 1, dtype=like.dtype, device=like.device)
     for m, u in enumerate(factors):
         if m != skip:
-            out = torch.kron(out, u)
+            a, b = out.shape
+            out = (out[:, None, :, None] * u[None, :, None, :]).reshape(
+                a * u.shape[0], b * u.shape[1]
+            )
     return out.T
 
 
