@@ -12,14 +12,15 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
+from .._checks import as_tensor, check_positive_int
+from .._numerics import autocast_disabled
 from ..tensors import FactorizedTensor, SparseTensor
 from ._result import Link
 
 __all__ = ["evaluate", "mae", "predict", "relative_error", "rmse"]
 
 
-def _apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
+def apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
     if link == "exp":
         return torch.exp(values)
     if link == "sigmoid":
@@ -29,10 +30,12 @@ def _apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
 
 def _check_indices(indices: object, ndim: int, fn: str) -> torch.Tensor:
     if not isinstance(indices, torch.Tensor):
-        raise TypeError(
-            f"{fn}: indices must be an integer torch.Tensor of shape (B, {ndim}); got "
-            f"{type(indices).__name__}."
-        )
+        if indices is None or isinstance(indices, (str, bytes, int, float)):
+            raise TypeError(
+                f"{fn}: indices must be an integer torch.Tensor of shape (B, {ndim}); got "
+                f"{type(indices).__name__}."
+            )
+        indices = as_tensor(indices, fn, "indices")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise TypeError(f"{fn}: indices must have an integer dtype; got {indices.dtype}.")
     if indices.ndim != 2 or indices.shape[1] != ndim:
@@ -62,9 +65,29 @@ def predict(
 ) -> torch.Tensor:
     """Model values at integer ``(B, N)`` indices, in batches, with ``link`` applied.
 
-    ``model`` is a factorized tensor (``.entries``) or a completion ``nn.Module`` (called in eval
-    mode under ``torch.no_grad``; its training mode is restored). Out-of-range indices raise
-    ``IndexError``. Not differentiable (use ``model.entries`` or ``model(indices)`` for that).
+    Args:
+        model: a factorized tensor (``.entries``) or a completion ``nn.Module`` (called in eval
+            mode under ``torch.no_grad`` with autocast off; its training mode is restored).
+        indices: integer ``(B, N)`` tensor or numpy array.
+        batch_size: entries per batch.
+        link: ``"identity"``, ``"exp"`` or ``"sigmoid"`` applied to the values.
+
+    Returns:
+        ``(B,)`` values in the model's dtype.
+
+    Raises:
+        TypeError: not a model, non-integer indices. ValueError: indices of the wrong shape,
+        an unknown link. IndexError: an index out of range.
+
+    Not differentiable (use ``model.entries`` or ``model(indices)`` for that).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import predict
+        >>> from factorch.tensors import CPTensor
+        >>> cp = CPTensor.from_factors([torch.ones(3, 1), torch.ones(2, 1)])
+        >>> predict(cp, torch.tensor([[0, 1], [2, 0]]))
+        tensor([1., 1.])
     """
     fn = "predict"
     shape = _model_shape(model, fn)
@@ -80,7 +103,7 @@ def predict(
             f"{fn}: indices[{b}, {n}] = {int(indices[b, n])} is out of range for mode {n} of "
             f"size {shape[n]}."
         )
-    with torch.no_grad():
+    with torch.no_grad(), autocast_disabled():
         if isinstance(model, nn.Module):
             was_training = model.training
             model.eval()
@@ -93,30 +116,37 @@ def predict(
             finally:
                 model.train(was_training)
         else:
+            entries = getattr(model, "entries", None)
+            if not callable(entries):
+                raise TypeError(f"{fn}: model must have an entries() method.")
             idx = indices.to(model.device)
-            parts = [
-                model.entries(idx[s : s + batch_size]) for s in range(0, idx.shape[0], batch_size)
-            ]
+            parts = [entries(idx[s : s + batch_size]) for s in range(0, idx.shape[0], batch_size)]
         if not parts:
             dtype = next(model.parameters()).dtype if isinstance(model, nn.Module) else model.dtype
             return torch.zeros(0, dtype=dtype)
-        return _apply_link(torch.cat(parts), link)
+        return apply_link(torch.cat(parts), link)
+
+
+def _floating(t: object, fn: str, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor) and not isinstance(t, (str, bytes)) and t is not None:
+        t = as_tensor(t, fn, name)
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+        raise TypeError(f"{fn}: {name} must be a floating torch.Tensor; got {got}.")
+    return t
 
 
 def _pair(prediction: object, target: object, fn: str) -> tuple[torch.Tensor, torch.Tensor]:
-    for name, t in (("prediction", prediction), ("target", target)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(
-                f"{fn}: {name} must be a floating torch.Tensor; got {type(t).__name__}."
-            )
-    if prediction.shape != target.shape:  # type: ignore[union-attr]
+    pred = _floating(prediction, fn, "prediction")
+    true = _floating(target, fn, "target")
+    if pred.shape != true.shape:
         raise ValueError(
             f"{fn}: prediction and target must have one shape; got "
-            f"{tuple(prediction.shape)} and {tuple(target.shape)}."  # type: ignore[union-attr]
+            f"{tuple(pred.shape)} and {tuple(true.shape)}."
         )
-    if prediction.numel() == 0:  # type: ignore[union-attr]
+    if pred.numel() == 0:
         raise ValueError(f"{fn}: needs at least one entry; got empty tensors.")
-    return prediction.detach(), target.detach().to(prediction.device)  # type: ignore[union-attr]
+    return pred.detach(), true.detach().to(pred.device)
 
 
 def rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
