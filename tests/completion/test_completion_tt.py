@@ -64,6 +64,8 @@ def test_ranks_above_the_shape_are_lowered_and_numpy_ranks_accepted():
     p, mask = planted_problem("tucker", (5, 4, 3), (2, 2, 2), 0.5)
     res = tt_als(p.tensor, 50, mask=mask, max_iter=2, generator=torch.Generator().manual_seed(0))
     assert res.model.rank == (1, 5, 3, 1)
+    res = tt_als(p.tensor, 10**9, mask=mask, max_iter=2)  # lowered before anything is allocated
+    assert res.model.rank == (1, 5, 3, 1)
     res = tt_als(p.tensor, np.int64(2), mask=mask, max_iter=2)
     assert res.model.rank == (1, 2, 2, 1)
     res = tt_als(p.tensor, (1, np.int32(2), 2, 1), mask=mask, max_iter=2)

@@ -18,6 +18,7 @@ from .._checks import check_generator, check_positive_int
 from .._numerics import check_memory
 from ..algebra._sparse_mttkrp import _sparse_mttkrp
 from ..tensors import SparseTensor
+from ._metrics import root_mean_square
 from ._result import CompletionCallback, CompletionResult, CompletionState, Link
 
 __all__ = [
@@ -314,7 +315,8 @@ class Monitor(Generic[M]):
 
 
 def rmse_of(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return math.sqrt(float(torch.mean((pred.double() - target.double()) ** 2)))
+    """RMSE of ``pred`` against ``target`` in float64, free of under- and overflow."""
+    return root_mean_square(pred.double() - target.double())
 
 
 def empty_slices(train: SparseTensor) -> tuple[torch.Tensor, ...]:

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from .._checks import as_tensor, check_positive_int
-from .._numerics import autocast_disabled
+from .._numerics import autocast_disabled, stable_norm
 from ..tensors import FactorizedTensor, SparseTensor
 from ._result import Link
 
-__all__ = ["evaluate", "mae", "predict", "relative_error", "rmse"]
+__all__ = ["evaluate", "mae", "predict", "relative_error", "rmse", "root_mean_square"]
 
 
 def apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
@@ -149,10 +149,20 @@ def _pair(prediction: object, target: object, fn: str) -> tuple[torch.Tensor, to
     return pred.detach(), true.detach().to(pred.device)
 
 
+def root_mean_square(values: torch.Tensor) -> float:
+    """``sqrt(mean(v^2))`` in float64, divided by the largest magnitude first so that squares
+    neither under- nor overflow (residuals of ``1e200`` or ``1e-200``)."""
+    v = values.detach().double()
+    peak = float(v.abs().max()) if v.numel() else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * math.sqrt(float(torch.mean((v / peak) ** 2)))
+
+
 def rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Root-mean-square error ``sqrt(mean((prediction - target)^2))`` (computed in float64)."""
+    """Root-mean-square error ``sqrt(mean((prediction - target)^2))`` (in float64, scaled)."""
     p, t = _pair(prediction, target, "rmse")
-    return math.sqrt(float(torch.mean((p.double() - t.double()) ** 2)))
+    return root_mean_square(p.double() - t.double())
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -164,8 +174,8 @@ def mae(prediction: torch.Tensor, target: torch.Tensor) -> float:
 def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """``||prediction - target|| / ||target||`` (``inf`` when the target is all zeros)."""
     p, t = _pair(prediction, target, "relative_error")
-    num = float(torch.linalg.vector_norm(p.double() - t.double()))
-    den = float(torch.linalg.vector_norm(t.double()))
+    num = stable_norm(p.double() - t.double())
+    den = stable_norm(t.double())
     return num / den if den > 0 else (0.0 if num == 0 else math.inf)
 
 

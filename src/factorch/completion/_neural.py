@@ -242,7 +242,6 @@ def neural_data(
     obs = observe(train, mask, fn, scale=False, name="train")
     if obs.train.shape != model.shape:
         raise ValueError(f"{fn}: train has shape {obs.train.shape} but the model {model.shape}.")
-    obs = Observed(obs.train.to(device=param.device, dtype=param.dtype), 1.0, param.dtype)
     peak = float(obs.train.values.abs().max())
     if peak * peak > torch.finfo(param.dtype).max / 2**20:
         raise ValueError(
@@ -250,6 +249,7 @@ def neural_data(
             f"{param.dtype}. Standardise them first (subtract the mean, divide by the standard "
             "deviation) and undo that on the predictions."
         )
+    obs = Observed(obs.train.to(device=param.device, dtype=param.dtype), 1.0, param.dtype)
     return obs, observe_validation(validation, obs, fn)
 
 

@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 
 from ..tensors import CPTensor, SparseTensor, TTTensor, TuckerTensor
-from ._metrics import predict
+from ._metrics import predict, root_mean_square
 from ._observed import Observed
 from ._result import CompletionCallback, CompletionResult, CompletionState, Link
 
@@ -115,7 +115,7 @@ def true_rmse(
     """RMSE of ``model`` (user units) at ``entries`` (values divided by ``scale``), in float64."""
     wide = model.to(dtype=torch.float64)
     pred = predict(wide, entries.indices.mT.long(), link=link) / scale
-    return scale * math.sqrt(float(torch.mean((pred - entries.values.double()) ** 2)))
+    return scale * root_mean_square(pred - entries.values.double())
 
 
 def finish(
