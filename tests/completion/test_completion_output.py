@@ -148,3 +148,14 @@ def test_callbacks_see_the_users_units_and_dtype():
     assert [s.train_rmse for s in seen[:-1]] == list(res.train_rmse[:-1])
     assert all(s.model.dtype == torch.float16 for s in seen)
     assert seen[-1].train_rmse == pytest.approx(res.train_rmse[-1], rel=1e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_data_give_cuda_models(name):
+    fit = ENTRY_POINTS[name]
+    x, mask = problem(dtype=torch.float32)
+    ref = fit(x, 2, mask=mask)
+    res = fit(x.cuda(), 2, mask=mask.cuda())
+    assert res.model.device.type == "cuda" and res.model.dtype == torch.float32
+    assert res.train_rmse[-1] == pytest.approx(ref.train_rmse[-1], rel=1e-2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from _completion_helpers import hidden_error, planted_problem, sparse_split
 
-from factorch.completion import cp_als, evaluate, holdout_mask
+from factorch.completion import cp_als, evaluate, holdout_mask, split_mask
 from factorch.datasets import load
 from factorch.tensors import CPTensor, SparseTensor
 
@@ -125,6 +125,19 @@ def test_il2_real_missing_values_beat_the_mean_baseline():
     baseline = float(torch.sqrt(torch.mean((test.values - mean) ** 2)))
     # Measured 0.079 against 0.222 for the global mean of the training cells.
     assert evaluate(res.model, test)["rmse"] < 0.5 * baseline
+
+
+def test_results_carry_the_degeneracy_check():
+    p, mask = planted_problem("cp", (12, 10, 9), 3, 0.5)
+    res = cp_als(p.tensor, 3, mask=mask, generator=torch.Generator().manual_seed(0))
+    assert not res.extras["degeneracy"].degenerate
+    # Rank-3 CP of IL-2 without a ridge: two components cancel (congruence -0.89, weights 3.2x
+    # what they jointly model), while the test RMSE (0.079) looks fine.
+    ds = load("il2_response")
+    rest, _ = split_mask(ds.mask, (0.9, 0.1), generator=torch.Generator().manual_seed(0))
+    res = cp_als(ds.tensor, 3, mask=rest, generator=torch.Generator().manual_seed(0))
+    check = res.extras["degeneracy"]
+    assert check.degenerate and check.min_congruence < -0.85 and check.cancellation > 2
 
 
 @pytest.mark.parametrize("method", ["als", "em"])

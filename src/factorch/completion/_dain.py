@@ -244,7 +244,8 @@ def dain(
     for k, size in enumerate(data.shape):
         e_k = torch.bincount(data.indices[k].long(), weights=influence, minlength=size)
         total = float(e_k.sum())
-        importance.append(e_k / total if total > 0 else torch.full((size,), 1.0 / size))
+        uniform = torch.full((size,), 1.0 / size, dtype=e_k.dtype, device=e_k.device)
+        importance.append(e_k / total if total > 0 else uniform)
     augmentation = _augment(base.model, data, val, importance, aug_ratio, generator)
     merged = SparseTensor.from_coo(
         torch.cat([data.indices, augmentation.indices.to(data.indices.dtype)], 1),

@@ -53,7 +53,7 @@ from ._common import check_cp_memory, check_fit_options, data_alias, randn
 from ._cp_als import _update_mode, check_cp_init, cp_init, cp_ridge
 from ._gradient import ElementLoss, Optimizer, check_gradient_options, fit_cp_gradient
 from ._observed import Observed, observe, observe_validation
-from ._output import finish, present_cp, presenting
+from ._output import finish_cp, present_cp, presenting
 from ._result import CompletionCallback, CompletionResult, Link
 
 __all__ = ["GCPLoss", "gcp", "gcp_loss"]
@@ -273,7 +273,8 @@ def gcp(
         :class:`CompletionResult` holding the CP model of ``m`` (normalized, in the input's
         dtype and device); its ``link`` maps ``m`` to predicted means, and ``predict`` applies
         it. RMSEs are between predicted means and data. ``extras["loss"]`` holds the objective
-        per epoch, ``extras["loss_name"]`` the canonical loss name.
+        per epoch, ``extras["loss_name"]`` the canonical loss name, ``extras["degeneracy"]``
+        the :func:`~factorch.decomp.cp_degeneracy` check of the model.
 
     Raises:
         TypeError: wrong types. ValueError: bad values, data outside the loss's support, or a
@@ -317,4 +318,4 @@ def gcp(
         callback=presenting(callback, obs, lambda m: present_cp(m, obs, fn, check=False)),
         extras={"optimizer": opts.optimizer, "loss_name": spec.name},
     )
-    return finish(result, obs, val, lambda m: present_cp(m, obs, fn))
+    return finish_cp(result, obs, val, fn)

@@ -27,12 +27,21 @@ from typing import TypeVar
 
 import torch
 
+from ..decomp import cp_degeneracy
 from ..tensors import CPTensor, SparseTensor, TTTensor, TuckerTensor
 from ._metrics import predict, root_mean_square
 from ._observed import Observed
 from ._result import CompletionCallback, CompletionResult, CompletionState, Link
 
-__all__ = ["finish", "present_cp", "present_tt", "present_tucker", "presenting", "true_rmse"]
+__all__ = [
+    "finish",
+    "finish_cp",
+    "present_cp",
+    "present_tt",
+    "present_tucker",
+    "presenting",
+    "true_rmse",
+]
 
 M = TypeVar("M", CPTensor, TuckerTensor, TTTensor)
 
@@ -145,6 +154,16 @@ def finish(
         val_rmse=tuple(val_rmse),
         extras=extras,
     )
+
+
+def finish_cp(
+    result: CompletionResult[CPTensor], obs: Observed, val: SparseTensor | None, fn: str
+) -> CompletionResult[CPTensor]:
+    """:func:`finish` for a CP fit, with ``extras["degeneracy"]``: the
+    :func:`~factorch.decomp.cp_degeneracy` check of the returned model (cancelling components)."""
+    out = finish(result, obs, val, lambda m: present_cp(m, obs, fn))
+    extras = {**out.extras, "degeneracy": cp_degeneracy(out.model)}
+    return dataclasses.replace(out, extras=extras)
 
 
 def presenting(

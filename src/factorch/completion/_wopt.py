@@ -26,7 +26,7 @@ from ._common import check_cp_memory, check_fit_options, data_alias
 from ._cp_als import check_cp_init, cp_init, cp_ridge
 from ._gradient import Optimizer, check_gradient_options, fit_cp_gradient
 from ._observed import observe, observe_validation
-from ._output import finish, present_cp, presenting
+from ._output import finish_cp, present_cp, presenting
 from ._result import CompletionCallback, CompletionResult
 
 __all__ = ["cp_wopt"]
@@ -83,6 +83,7 @@ def cp_wopt(
         and device; ``extras["loss"]`` holds the objective after each epoch (in the data's
         units squared). Slices with no observation keep ``l2``-shrunk starting rows
         (zero gradient from data): listed in ``extras["empty_slices"]``.
+        ``extras["degeneracy"]``: the :func:`~factorch.decomp.cp_degeneracy` check.
 
     Raises:
         TypeError: wrong types. ValueError: bad values or a rank that cannot fit in memory.
@@ -124,4 +125,4 @@ def cp_wopt(
         callback=presenting(callback, obs, lambda m: present_cp(m, obs, fn, check=False)),
         extras={"optimizer": opts.optimizer},
     )
-    return finish(result, obs, val, lambda m: present_cp(m, obs, fn))
+    return finish_cp(result, obs, val, fn)
