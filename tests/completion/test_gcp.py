@@ -14,7 +14,7 @@ F64 = torch.float64
 
 
 def test_gcp_gaussian_matches_cp_wopt():
-    p, mask = planted_problem("cp", (15, 14, 13), 3, 0.6, noise=0.05)
+    p, mask = planted_problem("cp", (10, 9, 8), 3, 0.6, noise=0.05)
     gen = torch.Generator().manual_seed(5)
     init = CPTensor.from_factors(
         [torch.randn(s, 3, generator=gen, dtype=F64) for s in p.tensor.shape]

@@ -98,6 +98,8 @@ def _dense_input(data: torch.Tensor, mask: object, fn: str, name: str) -> Sparse
         mask = torch.ones_like(data, dtype=torch.bool)
     else:
         mask = as_tensor(mask, fn, "mask")
+    if mask.layout != torch.strided:
+        raise TypeError(f"{fn}: mask must be a dense bool tensor; got a {mask.layout} tensor.")
     if mask.dtype != torch.bool:
         raise TypeError(f"{fn}: mask must be a bool tensor (True = observed); got {mask.dtype}.")
     if mask.shape != data.shape:
