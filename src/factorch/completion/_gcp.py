@@ -29,7 +29,10 @@ minimisers for the same ``l2``. The names ``"normal"``, ``"poisson"``, ``"bernou
 ``"gamma"`` are accepted for ``"gaussian"``, ``"poisson_log"``, ``"bernoulli_logit"`` and
 ``"gamma_log"``. ``l2`` is absolute and 0 by default. For the Gaussian and Huber losses, which
 are homogeneous of degree 2 in ``(x, m, d)``, the fit runs on the data divided by an exact power
-of two (``d`` and ``l2`` rescaled to match); the log and logit losses see the data as given.
+of two (``d`` and ``l2`` rescaled to match); the log and logit losses see the data as given,
+and the Poisson objective (whose gradient and curvature grow with the counts) is divided by a
+power of two near the largest count, with ``l2``: the same minimiser, an O(1) problem for the
+optimiser whatever the counts' magnitude.
 
 Optimised by L-BFGS on all entries, or by Adam on all entries or on random mini-batches
 ("sampled entries": ``batch_size``); gradients by autograd (the full-batch backward pass is a
@@ -38,6 +41,7 @@ sparse MTTKRP of ``df/dm``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_positive_int
-from .._numerics import no_autocast
+from .._numerics import no_autocast, power_of_two_scale
 from ..tensors import CPTensor, SparseTensor
 from ._common import check_cp_memory, check_fit_options, data_alias, randn
 from ._cp_als import _update_mode, check_cp_init, cp_init, cp_ridge
@@ -138,11 +142,20 @@ class _LossSpec:
         """Homogeneous of degree 2: the data may be divided by a power of two."""
         return self.builtin and self.name in ("gaussian", "huber")
 
-    def element(self, scale: float) -> ElementLoss:
-        """The loss on data divided by ``scale`` (Huber: threshold divided too)."""
+    def element(self, scale: float, weight: float = 1.0) -> ElementLoss:
+        """The loss on data divided by ``scale`` (Huber: threshold divided too), divided by
+        ``weight``."""
         if self.custom is not None:
             return self.custom
-        return gcp_loss(cast(GCPLoss, self.name), huber_delta=self.huber_delta / scale)
+        f = gcp_loss(cast(GCPLoss, self.name), huber_delta=self.huber_delta / scale)
+        if weight == 1.0:
+            return f
+        return lambda x, m: f(x, m) / weight
+
+    def objective_weight(self, values: torch.Tensor) -> float:
+        """What the objective is divided by: a power of two near the largest count for the
+        Poisson loss (its gradient and curvature are of the counts' size), else 1."""
+        return power_of_two_scale(values) if self.builtin and self.name == "poisson_log" else 1.0
 
 
 def _resolve_loss(loss: object, link: object, huber_delta: object, fn: str) -> _LossSpec:
@@ -304,18 +317,24 @@ def gcp(
     check_cp_init(init, train.shape, rank, fn)
     val = observe_validation(validation, obs, fn)
     ridge = cp_ridge(l2, obs)
+    weight = spec.objective_weight(train.values)
     result = fit_cp_gradient(
         train,
         val,
         _gcp_start(obs, rank, init, spec, ridge, generator, fn),
-        spec.element(obs.scale),
+        spec.element(obs.scale, weight),
         fn=fn,
         link=spec.link,
-        l2=ridge,
+        l2=ridge / weight,
         loop=loop,
         opts=opts,
         generator=generator,
         callback=presenting(callback, obs, lambda m: present_cp(m, obs, fn, check=False)),
         extras={"optimizer": opts.optimizer, "loss_name": spec.name},
     )
+    if weight != 1.0:
+        loss_history = result.extras["loss"]
+        if isinstance(loss_history, tuple):
+            extras = {**result.extras, "loss": tuple(v * weight for v in loss_history)}
+            result = dataclasses.replace(result, extras=extras)
     return finish_cp(result, obs, val, fn)
