@@ -39,8 +39,22 @@ def test_row_update_equals_per_row_least_squares(monkeypatch, l2):
             torch.testing.assert_close(got[i], want, rtol=1e-8, atol=1e-10)
 
 
+def test_damping_adds_a_multiple_of_each_rows_mean_diagonal():
+    gen = torch.Generator().manual_seed(5)
+    p, mask = planted_problem("cp", (6, 7, 5), 3, 0.3)
+    train = SparseTensor.from_dense(p.tensor, mask)
+    factors = [torch.randn(s, 3, generator=gen, dtype=F64) for s in train.shape]
+    got = _update_mode(train, factors, 1, 0.2, damping=0.01)
+    for i in range(train.shape[1]):
+        h, x = _rows(train, factors, 1, i)
+        g = h.mT @ h
+        a = g + (0.2 + 0.01 * float(g.diagonal().mean())) * torch.eye(3, dtype=F64)
+        torch.testing.assert_close(got[i], torch.linalg.solve(a, h.mT @ x), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("damping", [0.0, 1e-4])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_underdetermined_rows_get_the_minimum_norm_solution(dtype):
+def test_underdetermined_rows_get_the_minimum_norm_solution(dtype, damping):
     # Rank 4 and slices of mode 0 with 0 to 3 observations: without a ridge every such row is
     # the minimum-norm least-squares solution (an exact fit of its few entries).
     gen = torch.Generator().manual_seed(0)
@@ -53,7 +67,7 @@ def test_underdetermined_rows_get_the_minimum_norm_solution(dtype):
     x = torch.randn(shape, generator=gen, dtype=F64)
     train = SparseTensor.from_dense(x.to(dtype), mask)
     factors = [torch.randn(s, rank, generator=gen, dtype=dtype) for s in shape]
-    got = _update_mode(train, factors, 0, 0.0)
+    got = _update_mode(train, factors, 0, 0.0, damping)  # damping spares these rows
     assert torch.isfinite(got).all()
     for i in range(4):
         h, v = _rows(train, [f.double() for f in factors], 0, i)

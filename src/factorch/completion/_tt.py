@@ -41,6 +41,7 @@ from ._common import (
     LoopOptions,
     Monitor,
     check_fit_options,
+    check_nonneg,
     data_alias,
     empty_slices,
     randn,
@@ -136,6 +137,7 @@ def tt_als(
     mask: torch.Tensor | None = None,
     validation: SparseTensor | None = None,
     l2: float = 0.0,
+    damping: float = 1e-4,
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
@@ -155,6 +157,8 @@ def tt_als(
         mask: bool tensor or array, True where a dense ``tensor`` is observed.
         validation: held-out entries for early stopping and model selection.
         l2: absolute ridge weight on each solved core slice (default 0).
+        damping: data-relative safeguard of the slice solves, as in :func:`cp_als` (default
+            1e-4; 0 for exact least squares).
         init: ``"svd"`` (a TT-SVD of the zero-filled observations rescaled by the inverse
             density, computed from the observed entries only) or ``"random"``.
         max_iter, tol, patience, generator, callback: as in :func:`tucker_als`.
@@ -184,6 +188,7 @@ def tt_als(
     train = obs.train
     ranks = _tt_ranks(rank, train.shape, fn)
     l2, loop = check_fit_options(l2, max_iter, tol, patience, generator, fn)
+    damping = check_nonneg(damping, fn, "damping")
     if init not in ("svd", "random"):
         raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     _check_tt_memory(train, ranks, fn)
@@ -196,7 +201,7 @@ def tt_als(
         inner_l2 = scaled_ridge(l2, obs.scale, -2.0, train.dtype)
         ridges = [inner_l2] * (train.ndim - 1) + [l2]
         callback = presenting(callback, obs, lambda m: present_tt(m, obs, fn, check=False))
-        result = _fit(train, val, cores, ridges, loop, callback)
+        result = _fit(train, val, cores, ridges, damping, loop, callback)
     return finish(result, obs, val, lambda m: present_tt(m, obs, fn))
 
 
@@ -205,10 +210,12 @@ def _fit(
     val: SparseTensor | None,
     cores: list[torch.Tensor],
     ridges: list[float],
+    damping: float,
     loop: LoopOptions,
     callback: CompletionCallback | None,
 ) -> CompletionResult[TTTensor]:
-    """The ALS sweeps from ``cores``; ``ridges[k]`` is the ridge on the slices of core ``k``."""
+    """The ALS sweeps from ``cores``; ``ridges[k]`` is the ridge on the slices of core ``k``,
+    ``damping`` the relative damping of every slice solve."""
     clock = Stopwatch()
     n_modes = train.ndim
     # Working gauge: cores 0..N-2 orthogonal times sqrt(I_k), so that the interfaces (and
@@ -227,7 +234,8 @@ def _fit(
         rights.reverse()  # rights[k]: interface to the right of core k
         left = ones
         for k in range(n_modes):
-            cores[k] = _solve_core(train, k, left, rights[k], cores[k].shape, ridges[k])
+            shape = cores[k].shape
+            cores[k] = _solve_core(train, k, left, rights[k], shape, ridges[k], damping)
             if k < n_modes - 1:
                 cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
                 left = _apply_left(left, cores[k], idx[k])
@@ -318,6 +326,7 @@ def _solve_core(
     right: torch.Tensor,
     core_shape: Sequence[int],
     l2: float,
+    damping: float,
 ) -> torch.Tensor:
     lay = train._layout(k)
     r_k, size, r_next = core_shape
@@ -330,5 +339,5 @@ def _solve_core(
         a, b = left_l[s:e], right_l[s:e]
         return (a.unsqueeze(2) * b.unsqueeze(1)).reshape(e - s, r_k * r_next)
 
-    rows = solve_rows(lay, size, r_k * r_next, features, l2)  # (I_k, r_k r_{k+1})
+    rows = solve_rows(lay, size, r_k * r_next, features, l2, damping=damping)  # (I_k, P)
     return rows.reshape(size, r_k, r_next).permute(1, 0, 2).contiguous()

@@ -38,6 +38,7 @@ from ._common import (
     LoopOptions,
     Monitor,
     check_fit_options,
+    check_nonneg,
     data_alias,
     empty_slices,
     randn,
@@ -110,7 +111,11 @@ def tucker_values(
 
 
 def _solve_core(
-    train: SparseTensor, factors: Sequence[torch.Tensor], ranks: tuple[int, ...], l2: float
+    train: SparseTensor,
+    factors: Sequence[torch.Tensor],
+    ranks: tuple[int, ...],
+    l2: float,
+    damping: float,
 ) -> torch.Tensor:
     p = math.prod(ranks)
     gram = torch.zeros(p, p, dtype=train.dtype, device=train.device)
@@ -122,7 +127,8 @@ def _solve_core(
         gram.addmm_(k.mT, k)
         rhs.addmv_(k.mT, train.values[s:e])
     counts = torch.tensor([train.nnz], device=train.device)
-    return solve_batched(gram[None], rhs[None], l2, counts=counts)[0].reshape(ranks)
+    out = solve_batched(gram[None], rhs[None], l2, counts=counts, damping=damping)
+    return out[0].reshape(ranks)
 
 
 @data_alias("tucker_als")
@@ -134,6 +140,7 @@ def tucker_als(
     mask: torch.Tensor | None = None,
     validation: SparseTensor | None = None,
     l2: float = 0.0,
+    damping: float = 1e-4,
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
@@ -151,6 +158,8 @@ def tucker_als(
         mask: bool tensor or array, True where a dense ``tensor`` is observed.
         validation: held-out entries for early stopping and model selection.
         l2: absolute ridge weight on factor rows and core (default 0).
+        damping: data-relative safeguard of the row and core solves, as in :func:`cp_als`
+            (default 1e-4; 0 for exact least squares).
         max_iter: maximum number of sweeps; ``tol``: relative change of the objective that
             stops; ``patience``: sweeps without validation improvement before stopping.
         init: starting factors: ``"svd"`` (leading singular subspaces of the zero-filled
@@ -184,6 +193,7 @@ def tucker_als(
     train = obs.train
     ranks = _ranks(rank, train.shape, fn)
     l2, loop = check_fit_options(l2, max_iter, tol, patience, generator, fn)
+    damping = check_nonneg(damping, fn, "damping")
     if init not in ("svd", "random"):
         raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
     _check_tucker_memory(train, ranks, fn)
@@ -198,7 +208,7 @@ def tucker_als(
             ]
         callback = presenting(callback, obs, lambda m: present_tucker(m, obs, fn, check=False))
         row_l2 = scaled_ridge(l2, obs.scale, -2.0, train.dtype)
-        result = _fit(train, val, starts, ranks, (row_l2, l2), loop, callback)
+        result = _fit(train, val, starts, ranks, (row_l2, l2, damping), loop, callback)
     return finish(result, obs, val, lambda m: present_tucker(m, obs, fn))
 
 
@@ -207,28 +217,29 @@ def _fit(
     val: SparseTensor | None,
     starts: list[torch.Tensor],
     ranks: tuple[int, ...],
-    l2: tuple[float, float],
+    l2: tuple[float, float, float],
     loop: LoopOptions,
     callback: CompletionCallback | None,
 ) -> CompletionResult[TuckerTensor]:
-    """The ALS sweeps from the starting factors; ``l2 = (ridge on factor rows, on the core)``."""
+    """The ALS sweeps from the starting factors; ``l2 = (ridge on factor rows, on the core,
+    relative damping)``."""
     clock = Stopwatch()
-    row_l2, core_l2 = l2
+    row_l2, core_l2, damping = l2
     # Work with orthogonal factors whose rows have unit mean square (Q sqrt(I_n / R_n)), so
     # features, core and ridge live on the scale of the data whatever the mode sizes.
     scales = [math.sqrt(s / r) for s, r in zip(train.shape, ranks)]
     factors = [torch.linalg.qr(u).Q * c for u, c in zip(starts, scales)]
-    core = _solve_core(train, factors, ranks, core_l2)
+    core = _solve_core(train, factors, ranks, core_l2, damping)
     monitor: Monitor[TuckerTensor] = Monitor(
         "tucker_als", loop, has_validation=val is not None, callback=callback, snapshot=lambda m: m
     )
     for it in range(1, loop.max_iter + 1):
         for n in range(train.ndim):
-            new = _update_factor(train, core, factors, n, row_l2)
+            new = _update_factor(train, core, factors, n, row_l2, damping)
             q, r = torch.linalg.qr(new)
             factors[n] = q * scales[n]
             core = torch.tensordot(r / scales[n], core.movedim(n, 0), dims=1).movedim(0, n)
-        core = _solve_core(train, factors, ranks, core_l2)
+        core = _solve_core(train, factors, ranks, core_l2, damping)
         resid2 = float(torch.sum((tucker_values(core, factors, train) - train.values) ** 2))
         objective = resid2 + core_l2 * float(torch.sum(core * core))
         objective += row_l2 * sum(float(torch.sum(f * f)) for f in factors)
@@ -254,7 +265,12 @@ def _orthonormal(
 
 
 def _update_factor(
-    train: SparseTensor, core: torch.Tensor, factors: Sequence[torch.Tensor], n: int, l2: float
+    train: SparseTensor,
+    core: torch.Tensor,
+    factors: Sequence[torch.Tensor],
+    n: int,
+    l2: float,
+    damping: float,
 ) -> torch.Tensor:
     lay = train._layout(n)
     others = [f for m, f in enumerate(factors) if m != n]
@@ -264,4 +280,4 @@ def _update_factor(
         rows = [f.index_select(0, col[s:e]) for f, col in zip(others, lay.others)]
         return _kron_rows(rows) @ g_n.mT
 
-    return solve_rows(lay, train.shape[n], core.shape[n], features, l2)
+    return solve_rows(lay, train.shape[n], core.shape[n], features, l2, damping=damping)
