@@ -401,6 +401,17 @@ CP_ALS_ERRORS = {
         r"memory, more than the .* this cpu device has; use a smaller rank",
         lambda x, m, sp: cp_als(sp, 10**9),
     ),
+    "em too large": (
+        ValueError,
+        r"cp_als: method='em' forms the dense tensor, 8000000000000 entries here",
+        lambda x, m, sp: cp_als(
+            SparseTensor.from_coo(
+                torch.zeros(3, 1, dtype=torch.int64), torch.ones(1), (20000,) * 3
+            ),
+            1,
+            method="em",
+        ),
+    ),
     "data and tensor": (
         TypeError,
         r"cp_als: got both tensor and data \(the deprecated name of tensor\); pass tensor only",

@@ -260,6 +260,11 @@ def cp_als(
     check_cp_init(init, train.shape, rank, fn)
     val = observe_validation(validation, obs, fn)
     if method == "em":
+        if math.prod(train.shape) > 2**31:
+            raise ValueError(
+                f"{fn}: method='em' forms the dense tensor, {math.prod(train.shape)} entries "
+                "here (at most 2**31); use method='als', which works on the observed entries."
+            )
         check_memory(
             4 * math.prod(train.shape),
             train.dtype,
