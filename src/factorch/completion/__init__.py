@@ -30,6 +30,7 @@ Conventions shared by every fit (the low-rank ones; the neural ones where noted)
   for its training passes and reports RMSEs computed without it.
 """
 
+from . import functional as functional
 from ._cp_als import CPCompletionMethod as CPCompletionMethod
 from ._cp_als import cp_als as cp_als
 from ._dain import DAINResult as DAINResult

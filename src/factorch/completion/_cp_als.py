@@ -33,6 +33,7 @@ import torch
 from .._checks import check_positive_int
 from .._numerics import check_memory, no_autocast
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..decomp import IterationState
 from ..decomp import cp as dense_cp
 from ..tensors import CPTensor, SparseTensor
@@ -322,9 +323,10 @@ def _als(
     )
     objective = math.inf
     with torch.no_grad():
+        layout = SparseLayout.build(train)
         for it in range(1, loop.max_iter + 1):
             for n in range(train.ndim):
-                factors[n] = _update_mode(train, factors, n, l2, damping)
+                factors[n] = _update_mode(train, factors, n, l2, damping, layout)
             train_rmse, objective = ridge_objective(cp_values(factors, train), train, l2, factors)
             val_rmse = rmse_of(cp_values(factors, val), val.values) if val else math.nan
             if monitor.step(it, train_rmse, val_rmse, CPTensor(ones, tuple(factors)), objective):
@@ -338,9 +340,14 @@ def _als(
 
 
 def _update_mode(
-    train: SparseTensor, factors: list[torch.Tensor], n: int, l2: float, damping: float = 0.0
+    train: SparseTensor,
+    factors: list[torch.Tensor],
+    n: int,
+    l2: float,
+    damping: float = 0.0,
+    layout: SparseLayout | None = None,
 ) -> torch.Tensor:
-    lay = train._layout(n)
+    lay = (layout or SparseLayout.build(train, modes=(n,))).mode(n)
     others = [f for m, f in enumerate(factors) if m != n]
     rank = factors[0].shape[1]
 

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int
 from .._numerics import no_autocast, power_of_two_scale
+from ..algebra.internal import SparseLayout
 from ..tensors import CPTensor, SparseTensor
 from ._common import check_cp_memory, check_fit_options, data_alias, randn
 from ._cp_als import _update_mode, check_cp_init, cp_init, cp_ridge
@@ -227,9 +228,10 @@ def _gcp_start(
         start = train.with_values(mapped)
         with torch.no_grad():
             factors = cp_init(start, rank, "svd", generator, fn)
+            layout = SparseLayout.build(start)
             for _ in range(_INIT_SWEEPS):
                 for n in range(train.ndim):
-                    factors[n] = _update_mode(start, factors, n, max(l2, 1e-6))
+                    factors[n] = _update_mode(start, factors, n, max(l2, 1e-6), layout=layout)
         return factors
     scale = (1.0 / math.sqrt(rank)) ** (1.0 / train.ndim)  # model values of RMS about 1
     return [randn((s, rank), generator, train.dtype, train.device, scale) for s in train.shape]

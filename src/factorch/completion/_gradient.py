@@ -24,6 +24,7 @@ import torch
 
 from .._checks import check_positive_int
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..tensors import CPTensor, SparseTensor
 from ._common import LoopOptions, Monitor, check_nonneg, cp_values, empty_slices, rmse_of
 from ._metrics import apply_link
@@ -88,6 +89,7 @@ class _Problem:
     loss: ElementLoss
     l2: float
     params: list[torch.Tensor]
+    layout: SparseLayout  # of ``train``, built once for the backward passes
 
     def penalty(self) -> torch.Tensor:
         out = torch.zeros((), dtype=self.train.dtype, device=self.train.device)
@@ -96,7 +98,7 @@ class _Problem:
         return out
 
     def objective(self) -> torch.Tensor:
-        m = cp_values(self.params, self.train)
+        m = cp_values(self.params, self.train, self.layout)
         return (torch.sum(self.loss(self.train.values, m)) + self.l2 * self.penalty()) / (
             self.train.nnz
         )
@@ -169,7 +171,8 @@ def fit_cp_gradient(
     (unnormalized) CP model of the last or best epoch and ``extras["loss"]``, the objective
     after each epoch."""
     clock = Stopwatch()
-    problem = _Problem(train, loss, l2, [f.detach().clone().requires_grad_(True) for f in factors])
+    params = [f.detach().clone().requires_grad_(True) for f in factors]
+    problem = _Problem(train, loss, l2, params, SparseLayout.build(train))
     opt = _optimizer(problem.params, opts)
     ones = torch.ones(factors[0].shape[1], dtype=train.dtype, device=train.device)
     monitor: Monitor[CPTensor] = Monitor(

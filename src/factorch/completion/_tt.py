@@ -35,6 +35,7 @@ import torch
 from .._checks import as_index
 from .._numerics import check_memory, no_autocast
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..decomp.internal import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
@@ -227,6 +228,7 @@ def _fit(
     )
     idx = train.indices
     ones = torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)
+    layout = SparseLayout.build(train)
     for it in range(1, loop.max_iter + 1):
         rights = [ones]
         for k in range(n_modes - 1, 0, -1):
@@ -235,7 +237,7 @@ def _fit(
         left = ones
         for k in range(n_modes):
             shape = cores[k].shape
-            cores[k] = _solve_core(train, k, left, rights[k], shape, ridges[k], damping)
+            cores[k] = _solve_core(layout, k, left, rights[k], shape, ridges[k], damping)
             if k < n_modes - 1:
                 cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
                 left = _apply_left(left, cores[k], idx[k])
@@ -320,7 +322,7 @@ def _spectral_cores(
 
 
 def _solve_core(
-    train: SparseTensor,
+    layout: SparseLayout,
     k: int,
     left: torch.Tensor,
     right: torch.Tensor,
@@ -328,7 +330,7 @@ def _solve_core(
     l2: float,
     damping: float,
 ) -> torch.Tensor:
-    lay = train._layout(k)
+    lay = layout.mode(k)
     r_k, size, r_next = core_shape
     if lay.perm is None:
         left_l, right_l = left, right

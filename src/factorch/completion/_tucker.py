@@ -33,6 +33,7 @@ import torch
 from .._checks import as_index
 from .._numerics import check_memory, no_autocast
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..tensors import SparseTensor, TuckerTensor
 from ._common import (
     LoopOptions,
@@ -233,9 +234,10 @@ def _fit(
     monitor: Monitor[TuckerTensor] = Monitor(
         "tucker_als", loop, has_validation=val is not None, callback=callback, snapshot=lambda m: m
     )
+    layout = SparseLayout.build(train)
     for it in range(1, loop.max_iter + 1):
         for n in range(train.ndim):
-            new = _update_factor(train, core, factors, n, row_l2, damping)
+            new = _update_factor(layout, core, factors, n, row_l2, damping)
             q, r = torch.linalg.qr(new)
             factors[n] = q * scales[n]
             core = torch.tensordot(r / scales[n], core.movedim(n, 0), dims=1).movedim(0, n)
@@ -265,14 +267,14 @@ def _orthonormal(
 
 
 def _update_factor(
-    train: SparseTensor,
+    layout: SparseLayout,
     core: torch.Tensor,
     factors: Sequence[torch.Tensor],
     n: int,
     l2: float,
     damping: float,
 ) -> torch.Tensor:
-    lay = train._layout(n)
+    lay = layout.mode(n)
     others = [f for m, f in enumerate(factors) if m != n]
     g_n = core.movedim(n, 0).reshape(core.shape[n], -1)  # (R_n, prod_{m != n} R_m)
 
@@ -280,4 +282,4 @@ def _update_factor(
         rows = [f.index_select(0, col[s:e]) for f, col in zip(others, lay.others)]
         return _kron_rows(rows) @ g_n.mT
 
-    return solve_rows(lay, train.shape[n], core.shape[n], features, l2, damping=damping)
+    return solve_rows(lay, factors[n].shape[0], core.shape[n], features, l2, damping=damping)
