@@ -44,6 +44,26 @@ def test_matches_pyttb_cp_als_on_sptensor():
     assert ours.fit == pytest.approx(float(info["fit"]), rel=1e-9)
 
 
+def test_an_exact_fit_reports_an_error_at_rounding_level():
+    # The Gram formula floors near sqrt(eps) = 1.5e-8; the returned error is computed exactly.
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 2, generator=gen, dtype=F64) * 1e-200
+    res = sparse_cp(SparseTensor.from_dense(x), 2, max_iter=5, generator=gen)
+    resid = (x - res.model.to_dense()) * 1e200
+    exact = float(torch.linalg.vector_norm(resid) / torch.linalg.vector_norm(x * 1e200))
+    assert exact < 1e-12 and res.errors[-1] < 1e-12
+
+
+def test_the_large_tensor_error_formula_agrees_with_the_dense_one(monkeypatch):
+    import factorch.completion._sparse_cp as module
+
+    x, sp, init = _problem(seed=4)
+    dense = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
+    monkeypatch.setattr(module, "_DENSE_ERROR_LIMIT", 0)
+    split = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
+    assert split == pytest.approx(dense, rel=1e-10) and dense > 0.1
+
+
 def test_float32_random_start_recovers_a_planted_sparse_low_rank_tensor():
     gen = torch.Generator().manual_seed(2)
     factors = []
