@@ -45,6 +45,25 @@ def test_predict_factorized_and_module_models_in_batches():
     assert scores["rmse"] == pytest.approx(0.0, abs=1e-12) and scores["relative_error"] < 1e-12
 
 
+def test_evaluate_takes_a_torch_sparse_tensor():
+    cp = random_cp((4, 3), 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x = cp.to_dense() + 0.1 * torch.eye(4, 3, dtype=F64)
+    mask = torch.rand(4, 3, generator=torch.Generator().manual_seed(2)) < 0.6
+    sp = SparseTensor.from_dense(x, mask)
+    torch_sparse = torch.sparse_coo_tensor(
+        sp.indices.long(), sp.values, sp.shape, check_invariants=True
+    )
+    assert evaluate(cp, torch_sparse) == evaluate(cp, sp)
+    assert evaluate(cp, sp)["rmse"] == pytest.approx(rmse(cp.to_dense()[mask], x[mask]))
+
+
+def test_non_finite_entries_give_a_non_finite_metric():
+    p = torch.tensor([1.0, math.nan], dtype=F64)
+    t = torch.ones(2, dtype=F64)
+    assert math.isnan(rmse(p, t)) and math.isnan(mae(p, t)) and math.isnan(relative_error(p, t))
+    assert mae(torch.tensor([math.inf]), torch.tensor([0.0])) == math.inf
+
+
 def test_numpy_indices_and_targets():
     cp = random_cp((3, 2), 1, generator=torch.Generator().manual_seed(0), dtype=F64)
     idx = np.array([[0, 1], [2, 0]])

@@ -57,7 +57,7 @@ def test_an_exact_fit_reports_an_error_at_rounding_level():
 def test_the_large_tensor_error_formula_agrees_with_the_dense_one(monkeypatch):
     import factorch.completion._sparse_cp as module
 
-    x, sp, init = _problem(seed=4)
+    _, sp, init = _problem(seed=4)
     dense = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
     monkeypatch.setattr(module, "_DENSE_ERROR_LIMIT", 0)
     split = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]

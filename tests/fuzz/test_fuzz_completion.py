@@ -1,8 +1,9 @@
 """Fuzz the completion entry points through the shared harness (issue 9).
 
 Every entry point -- ``cp_als`` (ALS and EM), ``cp_wopt``, ``gcp`` under each named loss,
-``tucker_als``, ``tt_als``, ``sparse_cp``, ``holdout_mask`` / ``split_mask`` and the neural fitters
-(``fit_neural`` with both models, ``dain``) on tiny budgets -- gets the input classes of
+``tucker_als``, ``tt_als``, ``sparse_cp``, ``holdout_mask`` / ``split_mask``, the neural fitters
+(``fit_neural`` with both models, ``dain``) on tiny budgets, the model constructors and the
+metrics ``rmse`` / ``mae`` / ``relative_error`` -- gets the input classes of
 :mod:`tests.fuzz._harness` and must either refuse with a clear error naming itself, or return a
 finite model in the input's dtype whose reported training RMSE (or relative error) is the true
 one of the returned model, recomputed here in float64 with scaling. The data are passed without a
@@ -14,6 +15,11 @@ Classes left out, each with its reason:
   neural models get a fixed small width), and ``bool_dtype`` for the splitters (a bool tensor is
   exactly what they take);
 * ``nan`` / ``inf`` for the splitters (a mask derived from the data cannot hold them);
+* ``zero_dim``, ``nan`` and ``inf`` for the metrics (``rmse``, ``mae``, ``relative_error``): a
+  0-d pair is a valid one-entry comparison, and the metric of non-finite values is the
+  non-finite value it is (documented), not an error;
+* every data class for the model constructors (``CoSTCo``, ``EmbeddingMLP``): they take a shape
+  and a rank, no data; they get the rank classes, numpy ranks and a plain call;
 * ``absurd_rank`` for ``tt_als``: TT ranks above what the shape allows are lowered (documented;
   nothing is allocated for them), pinned in
   ``tests/completion/test_completion_tt.py::test_ranks_above_the_shape_are_lowered_and_numpy_ranks_accepted``.
@@ -54,6 +60,9 @@ from factorch.completion import (
     fit_neural,
     gcp,
     holdout_mask,
+    mae,
+    relative_error,
+    rmse,
     sparse_cp,
     split_mask,
     tt_als,
@@ -65,6 +74,8 @@ ALL = BAD_KINDS + EXTREME_KINDS
 RANK_KINDS = ("bad_rank_value", "bad_rank_type", "absurd_rank")
 NO_RANK = tuple(k for k in ALL if k not in RANK_KINDS)
 MASK_KINDS = tuple(k for k in NO_RANK if k not in ("bool_dtype", "nan", "inf"))
+METRIC_KINDS = tuple(k for k in NO_RANK if k not in ("zero_dim", "nan", "inf"))
+MODEL_KINDS = (*RANK_KINDS, "numpy_rank", "plain")
 F64 = torch.float64
 
 # |reported - true| <= RTOL * true + ATOL * rms(data): RMSEs computed in the working dtype from the
@@ -208,6 +219,36 @@ def _check_dain(case: Case, result: Any) -> None:
     assert all(bool(torch.isfinite(t).all()) for t in (result.influence, *result.importance))
 
 
+def _twice(x: Any) -> Any:
+    """The metrics' target: twice the data (numpy stays numpy); ``None`` for a non-array, so that
+    a scalar prediction (a valid 0-d array-like) still meets a target that must be refused."""
+    if isinstance(x, torch.Tensor):
+        return x.detach() * 2
+    return x * 2 if isinstance(x, np.ndarray) else None
+
+
+def _metric_entry(name: str) -> Entry:
+    metric = {"rmse": rmse, "mae": mae, "relative_error": relative_error}[name]
+
+    def check(case: Case, result: Any) -> None:
+        x = _data64(case)
+        s = float(x.abs().max()) or 1.0
+        want = {
+            "rmse": s * math.sqrt(float(torch.mean((x / s) ** 2))),
+            "mae": s * float(torch.mean(x.abs() / s)),
+            "relative_error": 0.5 if bool(x.any()) else 0.0,
+        }[name]
+        assert isinstance(result, float) and result == pytest.approx(want, rel=1e-12, abs=0.0), (
+            f"{case!r}: {name} returned {result}, expected {want}"
+        )
+
+    return Entry(name, lambda x, r: metric(x, _twice(x)), check, kinds=METRIC_KINDS)
+
+
+def _check_model(case: Case, result: Any) -> None:
+    assert_finite_result(case, result, dtype=torch.float32)
+
+
 ENTRIES = [
     Entry("cp_als", lambda x, r: cp_als(x, r, max_iter=5, generator=_gen()), _check_fit),
     Entry(
@@ -267,6 +308,21 @@ ENTRIES = [
         kinds=NO_RANK,
     ),
     Entry("dain", _dain, _check_dain, max_ndim=3, kinds=NO_RANK),
+    _metric_entry("rmse"),
+    _metric_entry("mae"),
+    _metric_entry("relative_error"),
+    Entry(
+        "CoSTCo",
+        lambda x, r: CoSTCo(_shape(x), r, 4, generator=_gen()),
+        _check_model,
+        kinds=MODEL_KINDS,
+    ),
+    Entry(
+        "EmbeddingMLP",
+        lambda x, r: EmbeddingMLP(_shape(x), r, (4,), generator=_gen()),
+        _check_model,
+        kinds=MODEL_KINDS,
+    ),
 ]
 IDS = [
     "cp_als",
@@ -285,6 +341,11 @@ IDS = [
     "fit_neural_mlp",
     "fit_neural_costco",
     "dain",
+    "rmse",
+    "mae",
+    "relative_error",
+    "CoSTCo",
+    "EmbeddingMLP",
 ]
 
 

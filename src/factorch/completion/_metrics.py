@@ -160,19 +160,89 @@ def root_mean_square(values: torch.Tensor) -> float:
 
 
 def rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Root-mean-square error ``sqrt(mean((prediction - target)^2))`` (in float64, scaled)."""
+    """Root-mean-square error ``sqrt(mean((prediction - target)^2))``.
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included), divided by the
+        largest residual first so that neither ``1e-200`` nor ``1e200`` residuals under- or
+        overflow. NaN or infinite entries give a NaN or infinite result: the metric of
+        non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import rmse
+        >>> rmse(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.4142135623730951
+    """
     p, t = _pair(prediction, target, "rmse")
     return root_mean_square(p.double() - t.double())
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean absolute error ``mean(|prediction - target|)`` (computed in float64)."""
+    """Mean absolute error ``mean(|prediction - target|)``.
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included). NaN or
+        infinite entries give a NaN or infinite result: the metric of non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import mae
+        >>> mae(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.0
+    """
     p, t = _pair(prediction, target, "mae")
     return float(torch.mean(torch.abs(p.double() - t.double())))
 
 
 def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """``||prediction - target|| / ||target||`` (``inf`` when the target is all zeros)."""
+    """``||prediction - target|| / ||target||`` (``inf`` when the target is all zeros and the
+    prediction is not; 0 when both are).
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included), with norms free
+        of under- and overflow. NaN or infinite entries give a NaN or infinite result: the
+        metric of non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import relative_error
+        >>> relative_error(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.414213562373095
+    """
     p, t = _pair(prediction, target, "relative_error")
     num = stable_norm(p.double() - t.double())
     den = stable_norm(t.double())
@@ -182,9 +252,40 @@ def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
 def evaluate(
     model: FactorizedTensor | nn.Module, data: SparseTensor, *, link: Link = "identity"
 ) -> dict[str, float]:
-    """``{"rmse", "mae", "relative_error"}`` of ``model`` on the entries listed in ``data``."""
+    """``{"rmse", "mae", "relative_error"}`` of ``model`` on the entries listed in ``data``.
+
+    Args:
+        model: a factorized tensor or a completion ``nn.Module`` (see :func:`predict`).
+        data: the entries to score, a :class:`~factorch.tensors.SparseTensor` or a torch sparse
+            COO tensor (its listed entries).
+        link: applied to the model values before comparing (see :func:`predict`).
+
+    Returns:
+        The three metrics as Python floats (see :func:`rmse`, :func:`mae`,
+        :func:`relative_error`).
+
+    Raises:
+        TypeError: ``data`` not sparse, or a model :func:`predict` refuses. ValueError /
+        IndexError: a model whose shape does not cover ``data``'s indices, no entries.
+
+    Not differentiable.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import evaluate
+        >>> from factorch.tensors import CPTensor, SparseTensor
+        >>> model = CPTensor.from_factors([torch.ones(2, 1), torch.ones(2, 1)])
+        >>> evaluate(model, SparseTensor.from_dense(torch.eye(2)))["rmse"]
+        0.0
+    """
+    if isinstance(data, torch.Tensor) and data.layout == torch.sparse_coo:
+        data = SparseTensor.from_torch(data)
     if not isinstance(data, SparseTensor):
-        raise TypeError(f"evaluate: data must be a SparseTensor; got {type(data).__name__}.")
+        raise TypeError(
+            f"evaluate: data must be a SparseTensor or a torch sparse COO tensor; got "
+            f"{type(data).__name__} (SparseTensor.from_dense(x, mask) lists a dense tensor's "
+            f"observed entries)."
+        )
     pred = predict(model, data.indices.mT.long(), link=link)
     return {
         "rmse": rmse(pred, data.values),
