@@ -443,6 +443,84 @@ def bench_real(quick: bool, on_setting=None) -> dict:
     return {"settings": out}
 
 
+# ------------------------------------------------------- 4. the l2 default, before and after
+
+# (label, l2, damping): the old default (absolute ridge 1e-3, no damping), the new one (l2 = 0
+# with the data-relative damping 1e-4 of the ALS row solves) and exact least squares.
+RIDGE_CONFIGS = (
+    ("before: l2=1e-3", 1e-3, 0.0),
+    ("after: l2=0, damping=1e-4", 0.0, 1e-4),
+    ("l2=0, damping=0", 0.0, 0.0),
+)
+
+
+def bench_defaults(quick: bool) -> dict:
+    """Test RMSE of each method with every option at its default except ``l2`` / ``damping``
+    (the three :data:`RIDGE_CONFIGS`), on the splits of section 3 (same seeds, fit on all
+    non-test cells). ``cp_wopt`` has no damping: its two l2 = 0 rows are the same fit."""
+
+    import torch
+
+    from factorch import completion as C
+    from factorch.completion import evaluate, split_mask
+    from factorch.datasets import load
+    from factorch.tensors import SparseTensor
+
+    def fits(l2: float, damping: float):
+        return {
+            "cp_als": lambda x, r, g: C.cp_als(x, r, l2=l2, damping=damping, generator=g),
+            "cp_wopt": lambda x, r, g: C.cp_wopt(x, r, l2=l2, generator=g),
+            "tucker_als": lambda x, r, g: C.tucker_als(
+                x, tuple(min(r, s) for s in x.shape), l2=l2, damping=damping, generator=g
+            ),
+            "tt_als": lambda x, r, g: C.tt_als(x, r, l2=l2, damping=damping, generator=g),
+        }
+
+    settings = [
+        ("il2_response", 0.1, (2, 3, 5), 5),
+        ("covid19_serology", 0.1, (3,), 3),
+        ("covid19_serology", 0.5, (3,), 3),
+    ]
+    if quick:
+        settings = [("il2_response", 0.1, (3,), 2), ("covid19_serology", 0.5, (3,), 2)]
+    out = []
+    for name, held, ranks, n_seeds in settings:
+        ds = load(name)
+        x = ds.tensor
+        observed = ds.mask if ds.mask is not None else torch.ones_like(x, dtype=torch.bool)
+        for rank in ranks:
+            scores: dict[str, list[float]] = {}
+            for seed in range(n_seeds):
+                gen = torch.Generator().manual_seed(seed)
+                rest, test_mask = split_mask(observed, (1 - held, held), generator=gen)
+                rest_sp = SparseTensor.from_dense(x, rest)
+                test = SparseTensor.from_dense(x, test_mask)
+                for label, l2, damping in RIDGE_CONFIGS:
+                    for mname, fit in fits(l2, damping).items():
+                        res = fit(rest_sp, rank, torch.Generator().manual_seed(seed))
+                        rmse = evaluate(res.model, test)["rmse"]
+                        scores.setdefault(f"{mname}, {label}", []).append(rmse)
+            out.append(
+                {
+                    "dataset": name,
+                    "held_out": held,
+                    "rank": rank,
+                    "seeds": n_seeds,
+                    "test_rmse": {
+                        k: {
+                            "mean": statistics.mean(v),
+                            "median": statistics.median(v),
+                            "std": statistics.pstdev(v),
+                            "all": v,
+                        }
+                        for k, v in scores.items()
+                    },
+                }
+            )
+            print(f"  {name} held={held} rank={rank} done", flush=True)
+    return {"configs": [list(c) for c in RIDGE_CONFIGS], "settings": out}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -452,7 +530,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--skip-pyttb", action="store_true")
     parser.add_argument(
-        "--sections", default="mttkrp,cp,real", help="comma-separated subset of mttkrp,cp,real"
+        "--sections",
+        default="mttkrp,cp,real",
+        help="comma-separated subset of mttkrp,cp,real,defaults (defaults: the l2 default, "
+        "before and after; not run unless named)",
     )
     parser.add_argument("--worker", choices=["pyttb", "threads"], help=argparse.SUPPRESS)
     parser.add_argument("--nnz", type=int, default=0, help=argparse.SUPPRESS)
@@ -482,6 +563,8 @@ def main() -> None:
         _run_cp(torch, args, nnz, results)
     if "real" in sections:
         _run_real(args, results, name)
+    if "defaults" in sections:
+        _run_defaults(args, results)
     path = write_results(name, results)
     print(f"wrote {path}")
 
@@ -544,6 +627,21 @@ def _run_real(args, results, name) -> None:
         )
         rows = [[k, f"{v['mean']:.4f}", f"{v['std']:.4f}"] for k, v in s["test_rmse"].items()]
         print(format_table(["method", "test RMSE", "std"], rows))
+
+
+def _run_defaults(args, results) -> None:
+    print("4. the l2 default, before (1e-3) and after (0 with damping 1e-4)", flush=True)
+    results["defaults"] = bench_defaults(args.quick)
+    for s in results["defaults"]["settings"]:
+        print(
+            f"   {s['dataset']}, {int(s['held_out'] * 100)} % held out, rank {s['rank']}, "
+            f"{s['seeds']} seeds"
+        )
+        rows = [
+            [k, f"{v['median']:.4f}", f"{v['mean']:.4f}", f"{v['std']:.4f}"]
+            for k, v in s["test_rmse"].items()
+        ]
+        print(format_table(["method, ridge", "median", "mean", "std"], rows))
 
 
 if __name__ == "__main__":

@@ -224,6 +224,16 @@ GCP_ERRORS = {
         r"gcp_loss: loss must be one of \('gaussian', .*; got 'l1'",
         lambda x, m: gcp_loss("l1"),
     ),
+    "gcp_loss huber_delta": (
+        ValueError,
+        r"gcp_loss: huber_delta must be a positive number; got -1.0",
+        lambda x, m: gcp_loss("huber", huber_delta=-1.0),
+    ),
+    "gcp_loss huber_delta type": (
+        ValueError,
+        r"gcp_loss: huber_delta must be a positive number; got 'a'",
+        lambda x, m: gcp_loss("huber", huber_delta="a"),
+    ),
 }
 
 

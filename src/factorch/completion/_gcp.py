@@ -45,7 +45,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -107,16 +107,18 @@ def _huber(delta: float) -> ElementLoss:
     return huber
 
 
-def gcp_loss(loss: GCPLoss, *, huber_delta: float = 1.0) -> ElementLoss:
-    """The elementwise loss ``f(x, m)`` of a named GCP loss (see the module table).
+def _check_huber_delta(huber_delta: object, fn: str) -> float:
+    if (
+        isinstance(huber_delta, bool)
+        or not isinstance(huber_delta, (int, float))
+        or not (math.isfinite(huber_delta) and huber_delta > 0)
+    ):
+        raise ValueError(f"{fn}: huber_delta must be a positive number; got {huber_delta!r}.")
+    return float(huber_delta)
 
-    Example:
-        >>> import torch
-        >>> from factorch.completion import gcp_loss
-        >>> gcp_loss("poisson")(torch.tensor([2.0]), torch.tensor([0.0]))
-        tensor([1.])
-    """
-    name = _canonical(loss, "gcp_loss")
+
+def _element_loss(name: str, huber_delta: float) -> ElementLoss:
+    """The elementwise loss of a canonical name (no checks)."""
     if name == "gaussian":
         return lambda x, m: (x - m) ** 2
     if name == "poisson_log":
@@ -125,7 +127,32 @@ def gcp_loss(loss: GCPLoss, *, huber_delta: float = 1.0) -> ElementLoss:
         return lambda x, m: F.softplus(m) - x * m
     if name == "gamma_log":
         return lambda x, m: x * torch.exp(-m) + m
-    return _huber(float(huber_delta))
+    return _huber(huber_delta)
+
+
+def gcp_loss(loss: GCPLoss, *, huber_delta: float = 1.0) -> ElementLoss:
+    """The elementwise loss ``f(x, m)`` of a named GCP loss (see the module table).
+
+    Args:
+        loss: ``"gaussian"``, ``"poisson_log"``, ``"bernoulli_logit"``, ``"gamma_log"`` or
+            ``"huber"``, or an alias (``"normal"``, ``"poisson"``, ``"bernoulli"``, ``"gamma"``).
+        huber_delta: the Huber threshold ``d`` (a positive number; used by ``"huber"`` only).
+
+    Returns:
+        ``f(x, m)``, elementwise on tensors of data ``x`` and model values ``m`` (before the
+        link). Differentiable in ``m`` (and ``x``) by autograd.
+
+    Raises:
+        ValueError: an unknown loss name, a ``huber_delta`` that is not a positive number.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import gcp_loss
+        >>> gcp_loss("poisson")(torch.tensor([2.0]), torch.tensor([0.0]))
+        tensor([1.])
+    """
+    name = _canonical(loss, "gcp_loss")
+    return _element_loss(name, _check_huber_delta(huber_delta, "gcp_loss"))
 
 
 @dataclass(frozen=True)
@@ -148,7 +175,7 @@ class _LossSpec:
         ``weight``."""
         if self.custom is not None:
             return self.custom
-        f = gcp_loss(cast(GCPLoss, self.name), huber_delta=self.huber_delta / scale)
+        f = _element_loss(self.name, self.huber_delta / scale)
         if weight == 1.0:
             return f
         return lambda x, m: f(x, m) / weight
@@ -170,13 +197,8 @@ def _resolve_loss(loss: object, link: object, huber_delta: object, fn: str) -> _
         raise ValueError(
             f"{fn}: link is fixed by loss={loss!r}; pass link only with a callable loss."
         )
-    if (
-        isinstance(huber_delta, bool)
-        or not isinstance(huber_delta, (int, float))
-        or not (math.isfinite(huber_delta) and huber_delta > 0)
-    ):
-        raise ValueError(f"{fn}: huber_delta must be a positive number; got {huber_delta!r}.")
-    return _LossSpec(name, _LINKS[name], True, huber_delta=float(huber_delta))
+    delta = _check_huber_delta(huber_delta, fn)
+    return _LossSpec(name, _LINKS[name], True, huber_delta=delta)
 
 
 def _check_data(values: torch.Tensor, spec: _LossSpec, fn: str) -> None:
