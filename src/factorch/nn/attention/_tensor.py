@@ -11,6 +11,7 @@ from ..._checks import check_positive_int
 from ._approx import Fallback, _check_options, tensor_attention_approx, tensor_attention_plan
 from ._exact import tensor_attention, tensor_attention_weights
 from ._features import FeatureKind
+from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
 from ._inputs import check_bool, check_dropout
 
 __all__ = ["TensorAttention"]
@@ -164,89 +165,6 @@ class TensorAttention(nn.Module):
             if isinstance(lin, nn.Linear) and lin.bias is not None:
                 nn.init.zeros_(lin.bias)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        n, length = x.shape[0], x.shape[1]
-        return x.view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def _inputs(
-        self, query: object, key: object, value: object
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-        fn = "TensorAttention.forward"
-        tensors = []
-        for name, x, width in (
-            ("query", query, self.embed_dim),
-            ("key", key, self.kdim),
-            ("value", value, self.vdim),
-        ):
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(x).__name__}.")
-            if x.ndim not in (2, 3) or x.shape[-1] != width:
-                raise ValueError(
-                    f"{fn}: {name} must have shape (L, N, {width}) (or (N, L, {width}) with "
-                    f"batch_first, or (L, {width}) unbatched); got {tuple(x.shape)}."
-                )
-            tensors.append(x)
-        q, k, v = tensors
-        if not (q.ndim == k.ndim == v.ndim):
-            raise ValueError(
-                f"{fn}: query, key and value must all be batched or all unbatched; got "
-                f"{q.ndim}, {k.ndim} and {v.ndim} dimensions."
-            )
-        batched = q.ndim == 3
-        if not batched:
-            q, k, v = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)
-        elif not self.batch_first:
-            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-        if k.shape[:2] != v.shape[:2] or k.shape[0] != q.shape[0]:
-            raise ValueError(
-                f"{fn}: key and value must have the same length and batch as each other and "
-                f"the same batch as query; got query {tuple(tensors[0].shape)}, key "
-                f"{tuple(tensors[1].shape)}, value {tuple(tensors[2].shape)}."
-            )
-        return q, k, v, batched
-
-    def _masks(
-        self,
-        n: int,
-        n_query: int,
-        n_key: int,
-        attn_mask: torch.Tensor | None,
-        key_padding_mask: torch.Tensor | None,
-        batched: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Masks in the functional convention: ``attn_mask`` True = attend, ``(N, H, L, S)``;
-        ``key_padding_mask`` True = padding, ``(N, 1, S)``."""
-        fn = "TensorAttention.forward"
-        if key_padding_mask is not None:
-            if not isinstance(key_padding_mask, torch.Tensor):
-                raise TypeError(
-                    f"{fn}: key_padding_mask must be a bool tensor or None; got "
-                    f"{type(key_padding_mask).__name__}."
-                )
-            want = (n, n_key) if batched else (n_key,)
-            if tuple(key_padding_mask.shape) != want:
-                raise ValueError(
-                    f"{fn}: key_padding_mask must have shape {want}; got "
-                    f"{tuple(key_padding_mask.shape)}."
-                )
-            key_padding_mask = key_padding_mask.reshape(n, 1, n_key)
-        if attn_mask is not None:
-            if not isinstance(attn_mask, torch.Tensor):
-                raise TypeError(
-                    f"{fn}: attn_mask must be a tensor or None; got {type(attn_mask).__name__}."
-                )
-            shapes = [(n_query, n_key), (n * self.num_heads, n_query, n_key)]
-            if tuple(attn_mask.shape) not in shapes:
-                raise ValueError(
-                    f"{fn}: attn_mask must have shape {shapes[0]} or {shapes[1]}; got "
-                    f"{tuple(attn_mask.shape)}."
-                )
-            if attn_mask.ndim == 3:
-                attn_mask = attn_mask.view(n, self.num_heads, n_query, n_key)
-            if attn_mask.dtype == torch.bool:  # MultiheadAttention: True = not allowed
-                attn_mask = ~attn_mask
-        return attn_mask, key_padding_mask
-
     def _attend(
         self,
         qkv: list[torch.Tensor],
@@ -324,20 +242,30 @@ class TensorAttention(nn.Module):
         fn = "TensorAttention.forward"
         key = query if key is None else key
         value = key if value is None else value
-        q_in, k_in, v_in, batched = self._inputs(query, key, value)
+        widths = (self.embed_dim, self.kdim, self.vdim)
+        inp = mha_inputs(fn, query, key, value, widths, self.batch_first)
         check_bool(fn, "need_weights", need_weights)
         check_bool(fn, "is_causal", is_causal)
-        n, n_query, n_key = q_in.shape[0], q_in.shape[1], k_in.shape[1]
-        amask, kpm = self._masks(n, n_query, n_key, attn_mask, key_padding_mask, batched)
+        n, n_query, n_key = inp.query.shape[0], inp.query.shape[1], inp.key.shape[1]
+        amask, kpm = mha_masks(
+            fn,
+            n=n,
+            num_heads=self.num_heads,
+            n_query=n_query,
+            n_key=n_key,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            batched=inp.batched,
+        )
+        h = self.num_heads
         qkv = [
-            self._heads(self.q_proj(q_in)),
-            self._heads(self.k1_proj(k_in)),
-            self._heads(self.k2_proj(k_in)),
-            self._heads(self.v1_proj(v_in)),
-            self._heads(self.v2_proj(v_in)),
+            split_heads(self.q_proj(inp.query), h),
+            split_heads(self.k1_proj(inp.key), h),
+            split_heads(self.k2_proj(inp.key), h),
+            split_heads(self.v1_proj(inp.value), h),
+            split_heads(self.v2_proj(inp.value), h),
         ]
-        heads = self._attend(qkv, amask, kpm, is_causal)
-        out = self.out_proj(heads.transpose(1, 2).reshape(n, n_query, self.embed_dim))
+        out = self.out_proj(merge_heads(self._attend(qkv, amask, kpm, is_causal)))
         weights = None
         if need_weights:
             weights = tensor_attention_weights(
@@ -345,13 +273,9 @@ class TensorAttention(nn.Module):
             )
             if average_attn_weights:
                 weights = weights.mean(1)
-            if not batched:
+            if not inp.batched:
                 weights = weights.squeeze(0)
-        if not batched:
-            out = out.squeeze(0)
-        elif not self.batch_first:
-            out = out.transpose(0, 1)
-        return out, weights
+        return inp.restore(out, self.batch_first), weights
 
     def extra_repr(self) -> str:
         return (

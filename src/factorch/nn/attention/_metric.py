@@ -1,0 +1,529 @@
+r"""Metric-tensor attention: logits ``q G kᵀ`` with a learned metric (PLDR-LLM, Gokden 2025).
+
+Power-law graph attention (PLGA) replaces the dot product of scaled-dot-product attention by a
+bilinear form with a metric tensor ``G`` (``d x d`` per head) that a deep residual network infers
+from the queries:
+
+.. math::
+
+    A = \mathrm{LN}(Q^\top Q), \quad A \leftarrow \mathrm{LN}\big(A + \mathrm{GLU}^{(m)} \cdots
+    \mathrm{GLU}^{(1)}(A)\big) \text{ (residual units)},
+
+    A_{LM} = \mathrm{iSwiGLU}(W A + b) + 10^{-9}, \quad A_P = A_{LM}^{\circ P}, \quad
+    G_{LM} = \alpha\, A_P + \beta,
+
+    \mathrm{PLGA}(Q, K, V) = \mathrm{softmax}\big(Q G_{LM} K^\top / \sqrt d\big) V,
+
+with ``iSwiGLU(x) = x · silu(x) >= 0`` (so ``A_LM > 0`` and any real power exists), ``P`` the
+learnable elementwise exponents and ``W, b, α, β`` learnable ``d x d`` matrices per head
+(``W A`` and ``α A_P`` are matrix products), ``GLU(x) = W_3 (silu(W_1 x) ∘ W_2 x)`` acting on
+the rows of ``A`` (layer sizes as in the authors' code, ``burcgokden/PLDR-LLM-with-KVG-cache``,
+``power_law_attention_layer_v510.py`` / ``pldr_model_v510.py``; initialisation as there:
+Xavier-normal ``W, P, α``, zero ``b, β``).
+
+* **G = I** gives scaled-dot-product attention exactly (the paper's SDPA special case):
+  :func:`metric_tensor_attention` with ``metric=None``.
+* **G-cache**: once ``G_LM`` is inferred it can be stored (:class:`MetricCache`) and reused,
+  skipping the deep network (the paper reports ``G_LM`` to be nearly input-invariant after
+  training; that is an empirical claim about trained models, not a property of the layer).
+* **context**: the paper forms ``A`` from the queries of the **whole** sequence
+  (``context="sequence"``), so in a causal language model the metric of position ``i`` depends
+  on later tokens -- information from the future reaches earlier positions through ``G``.
+  ``context="prefix"`` uses ``A_i = LN(Σ_{t<=i} q_t q_tᵀ)``, a metric per position that sees
+  only the prefix (``L`` metrics of ``d x d`` per head, ``L`` times the network's cost).
+
+Positional encoding is left to the caller (the paper applies rotary embeddings to ``q, k``
+before forming ``A``).
+
+Reference: B. Gokden, "PLDR-LLMs Learn A Generalizable Tensor Operator That Can Replace Its Own
+Deep Neural Net At Inference", 2025 (arXiv:2502.13502).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..._checks import check_positive_int
+from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
+from ._inputs import check_bool, check_dropout, check_qkv, check_scale, token_bias
+
+__all__ = [
+    "MetricCache",
+    "MetricTensorAttention",
+    "PowerLawMetric",
+    "metric_tensor_attention",
+]
+
+Context = Literal["sequence", "prefix"]
+Device = torch.device | str | None
+MetricKind = Literal["power_law", "identity"]
+
+
+def metric_tensor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    metric: torch.Tensor | None = None,
+    *,
+    attn_mask: torch.Tensor | None = None,
+    key_padding_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    r"""``softmax(c · Q G Kᵀ + mask) V``: attention with a metric tensor ``G``.
+
+    Computed as ``scaled_dot_product_attention(Q G, K, V)`` (``(QG)Kᵀ = Q G Kᵀ``), so it inherits
+    torch's kernels, autocast behaviour and dropout; ``metric=None`` (``G = I``) *is*
+    ``scaled_dot_product_attention``.
+
+    Args:
+        q: queries ``(..., L, d)``; k: keys ``(..., S, d)``; v: values ``(..., S, dv)``.
+        metric: ``None`` (identity), one metric per batch entry ``(..., d, d)`` (broadcastable
+            to the batch dimensions), or one per query position ``(..., L, d, d)``.
+        attn_mask: as in ``scaled_dot_product_attention`` (bool ``True`` = attend, or float,
+            added), broadcastable to ``(..., L, S)``.
+        key_padding_mask: bool, broadcastable to ``(..., S)``, ``True`` = padding.
+        is_causal: key ``j`` visible to query ``i`` iff ``j <= i``; may be combined with masks.
+        scale: logit factor ``c``; default ``1/sqrt(d)``.
+        dropout_p: attention dropout (torch's global RNG, as ``scaled_dot_product_attention``).
+
+    Returns:
+        ``(..., L, dv)``; queries that see no key get zeros.
+
+    Raises:
+        TypeError, ValueError: bad tensors, shapes or options (messages name the fix).
+
+    Differentiable in ``q, k, v, metric`` and a floating mask.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from factorch.nn.attention import metric_tensor_attention
+        >>> q, k, v = torch.randn(3, 2, 5, 4).unbind(0)
+        >>> sdpa = F.scaled_dot_product_attention(q, k, v)
+        >>> torch.allclose(metric_tensor_attention(q, k, v), sdpa)
+        True
+    """
+    fn = "metric_tensor_attention"
+    q, k, v = check_qkv(fn, ("q", "k", "v"), (q, k, v))
+    causal = check_bool(fn, "is_causal", is_causal)
+    p = check_dropout(fn, dropout_p)
+    c = check_scale(fn, scale, q.shape[-1])
+    qg = q if metric is None else _apply_metric(fn, q, metric)
+    if attn_mask is None and key_padding_mask is None:  # torch's own causal path
+        return F.scaled_dot_product_attention(qg, k, v, dropout_p=p, is_causal=causal, scale=c)
+    bias = token_bias(
+        fn,
+        batch=q.shape[:-2],
+        n_query=q.shape[-2],
+        n_key=k.shape[-2],
+        attn_mask=attn_mask,
+        key_padding_mask=key_padding_mask,
+        is_causal=causal,
+        device=q.device,
+        dtype=torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype,
+    )
+    if bias is None:  # pragma: no cover - token_bias returns a bias whenever a mask is given
+        raise RuntimeError(f"{fn}: internal error: no bias for the given masks.")
+    empty = torch.isneginf(bias).all(-1, keepdim=True)
+    bias = torch.where(empty, 0.0, bias).to(qg.dtype)
+    out = F.scaled_dot_product_attention(qg, k, v, attn_mask=bias, dropout_p=p, scale=c)
+    return torch.where(empty, 0.0, out)
+
+
+def _apply_metric(fn: str, q: torch.Tensor, metric: object) -> torch.Tensor:
+    if not isinstance(metric, torch.Tensor):
+        raise TypeError(
+            f"{fn}: metric must be a torch.Tensor or None; got {type(metric).__name__}."
+        )
+    d = q.shape[-1]
+    if metric.dtype != q.dtype or metric.device != q.device:
+        raise TypeError(
+            f"{fn}: metric must have the dtype and device of q ({q.dtype}, {q.device}); got "
+            f"({metric.dtype}, {metric.device})."
+        )
+    if metric.ndim not in (q.ndim, q.ndim + 1) or metric.shape[-2:] != (d, d):
+        raise ValueError(
+            f"{fn}: metric must have shape (..., {d}, {d}) (one per batch entry) or "
+            f"(..., L, {d}, {d}) (one per query); got {tuple(metric.shape)}."
+        )
+    if metric.ndim == q.ndim + 1:
+        if metric.shape[-3] != q.shape[-2]:
+            raise ValueError(
+                f"{fn}: a per-query metric must have L = {q.shape[-2]} matrices; got shape "
+                f"{tuple(metric.shape)}."
+            )
+        return torch.einsum("...ld,...lde->...le", q, metric)
+    return q @ metric
+
+
+def _iswiglu(x: torch.Tensor) -> torch.Tensor:
+    """``x · silu(x) = x² σ(x) >= 0`` (SwiGLU with identity weights)."""
+    return x * F.silu(x)
+
+
+class _GLU(nn.Module):
+    """``W_3 (silu(W_1 x) ∘ W_2 x)``: the gated unit of the residual metric network."""
+
+    def __init__(self, width: int, hidden: int, device: Device, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(width, hidden, device=device, dtype=dtype)
+        self.w2 = nn.Linear(width, hidden, device=device, dtype=dtype)
+        self.w3 = nn.Linear(hidden, width, device=device, dtype=dtype)
+        for lin in (self.w1, self.w2, self.w3):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(F.silu(self.w1(x)) * self.w2(x))
+
+
+class _ResidualUnit(nn.Module):
+    """``A <- LN(A + GLU_m(...GLU_1(A)))``."""
+
+    def __init__(
+        self, width: int, hidden: int, num_dense: int, device: Device, dtype: torch.dtype | None
+    ) -> None:
+        super().__init__()
+        self.dense = nn.ModuleList([_GLU(width, hidden, device, dtype) for _ in range(num_dense)])
+        self.norm = nn.LayerNorm(width, eps=1e-6, device=device, dtype=dtype)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        h = a
+        for layer in self.dense:
+            h = layer(h)
+        return self.norm(h + a)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricCache:
+    """A G-cache: the inferred ``A_LM`` and metric ``G_LM``, ``(N, H, d, d)`` (or
+    ``(N, H, L, d, d)`` with ``context="prefix"``), reusable in place of the metric network."""
+
+    a_lm: torch.Tensor
+    metric: torch.Tensor
+
+
+class PowerLawMetric(nn.Module):
+    r"""The power-law deep residual network that infers PLGA's metric ``G_LM`` from queries.
+
+    See the module docstring for the equations. Parameters per head: ``W, b, P, α, β``
+    (``d x d`` each); shared across heads: the input LayerNorm and ``num_residual`` residual
+    units of ``num_dense`` GLUs of width ``hidden_dim``.
+
+    Args:
+        head_dim: ``d``.
+        num_heads: ``H``.
+        hidden_dim: width of the GLUs (the paper's ``A_dff``); default ``2 d``.
+        num_residual: residual units (the paper's ``num_reslayerA``).
+        num_dense: GLUs per unit (``num_denseA``).
+        context: ``"sequence"`` (the paper's) or ``"prefix"`` (no look-ahead; see the module
+            docstring).
+        device, dtype: of the parameters.
+
+    Example:
+        >>> import torch
+        >>> from factorch.nn.attention import PowerLawMetric
+        >>> net = PowerLawMetric(4, 2)
+        >>> cache = net(torch.randn(3, 2, 7, 4))
+        >>> cache.metric.shape, bool((cache.a_lm > 0).all())
+        (torch.Size([3, 2, 4, 4]), True)
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        num_heads: int,
+        *,
+        hidden_dim: int | None = None,
+        num_residual: int = 1,
+        num_dense: int = 2,
+        context: Context = "sequence",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        fn = "PowerLawMetric"
+        d = check_positive_int(head_dim, fn, "head_dim")
+        h = check_positive_int(num_heads, fn, "num_heads")
+        hidden = 2 * d if hidden_dim is None else check_positive_int(hidden_dim, fn, "hidden_dim")
+        if isinstance(num_residual, bool) or not isinstance(num_residual, int) or num_residual < 0:
+            raise ValueError(
+                f"{fn}: num_residual must be a non-negative int; got {num_residual!r}."
+            )
+        num_dense = check_positive_int(num_dense, fn, "num_dense")
+        if context not in get_args(Context):
+            raise ValueError(f"{fn}: context must be one of {get_args(Context)}; got {context!r}.")
+        self.head_dim, self.num_heads, self.context = d, h, context
+        self.norm = nn.LayerNorm(d, eps=1e-6, device=device, dtype=dtype)
+        self.residual = nn.ModuleList(
+            [_ResidualUnit(d, hidden, num_dense, device, dtype) for _ in range(num_residual)]
+        )
+
+        def param(init: str) -> nn.Parameter:
+            t = torch.empty(h, d, d, device=device, dtype=dtype)
+            if init == "xavier":
+                nn.init.xavier_normal_(t)
+            else:
+                nn.init.zeros_(t)
+            return nn.Parameter(t)
+
+        self.weight, self.bias = param("xavier"), param("zeros")
+        self.power = param("xavier")
+        self.coupling, self.coupling_bias = param("xavier"), param("zeros")
+
+    def forward(
+        self, q: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None
+    ) -> MetricCache:
+        """Infer ``A_LM`` and ``G_LM`` from queries ``(N, H, L, d)`` (padded positions, bool
+        ``(N, L)`` ``True`` = padding, are left out of ``Qᵀ Q``). Differentiable."""
+        fn = "PowerLawMetric.forward"
+        if (
+            not isinstance(q, torch.Tensor)
+            or q.ndim != 4
+            or q.shape[1::2]
+            != (
+                self.num_heads,
+                self.head_dim,
+            )
+        ):
+            got = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
+            raise ValueError(
+                f"{fn}: q must have shape (N, {self.num_heads}, L, {self.head_dim}); got {got}."
+            )
+        if key_padding_mask is not None:
+            q = q * (~key_padding_mask).to(q.dtype)[:, None, :, None]
+        if self.context == "sequence":
+            a = q.mT @ q  # (N, H, d, d)
+            weight, bias = self.weight, self.bias
+            power, coupling, coupling_bias = self.power, self.coupling, self.coupling_bias
+        else:
+            a = (q.unsqueeze(-1) * q.unsqueeze(-2)).cumsum(2)  # (N, H, L, d, d)
+            weight, bias = self.weight.unsqueeze(1), self.bias.unsqueeze(1)
+            power = self.power.unsqueeze(1)
+            coupling, coupling_bias = self.coupling.unsqueeze(1), self.coupling_bias.unsqueeze(1)
+        a = self.norm(a)
+        for unit in self.residual:
+            a = unit(a)
+        a_lm = _iswiglu(weight @ a + bias) + 1e-9
+        metric = coupling @ a_lm.pow(power) + coupling_bias
+        return MetricCache(a_lm=a_lm, metric=metric)
+
+
+class MetricTensorAttention(nn.Module):
+    r"""Multi-head metric-tensor (power-law graph) attention, shaped like ``MultiheadAttention``.
+
+    ``head_h = softmax(Q_h G_h K_hᵀ / sqrt(d)) V_h`` with ``G_h`` from :class:`PowerLawMetric`
+    applied to the queries (``metric="power_law"``), or ``G = I`` (``metric="identity"``: plain
+    multi-head scaled-dot-product attention with the same projections).
+
+    Args:
+        embed_dim, num_heads: model width and heads (``num_heads`` divides ``embed_dim``).
+        metric: ``"power_law"`` or ``"identity"``.
+        metric_hidden, num_residual, num_dense, context: options of :class:`PowerLawMetric`.
+        dropout: attention dropout.
+        bias: biases in the projections.
+        batch_first: inputs ``(N, L, E)`` instead of ``(L, N, E)``.
+        device, dtype: of the parameters.
+
+    Example:
+        >>> import torch
+        >>> from factorch.nn.attention import MetricTensorAttention
+        >>> attn = MetricTensorAttention(16, 2, batch_first=True).eval()
+        >>> x = torch.randn(3, 10, 16)
+        >>> cache = attn.compute_metric(x)          # G-cache
+        >>> full, _ = attn(x, is_causal=True)
+        >>> cached, _ = attn(x, is_causal=True, metric_cache=cache)
+        >>> torch.equal(full, cached)
+        True
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        metric: MetricKind = "power_law",
+        metric_hidden: int | None = None,
+        num_residual: int = 1,
+        num_dense: int = 2,
+        context: Context = "sequence",
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        fn = "MetricTensorAttention"
+        embed_dim = check_positive_int(embed_dim, fn, "embed_dim")
+        num_heads = check_positive_int(num_heads, fn, "num_heads")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"{fn}: embed_dim must be divisible by num_heads; got {embed_dim} and {num_heads}."
+            )
+        if metric not in get_args(MetricKind):
+            raise ValueError(f"{fn}: metric must be one of {get_args(MetricKind)}; got {metric!r}.")
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = check_dropout(fn, dropout, "dropout")
+        self.batch_first = check_bool(fn, "batch_first", batch_first)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias, device=device, dtype=dtype)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias, device=device, dtype=dtype)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias, device=device, dtype=dtype)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias, device=device, dtype=dtype)
+        self.metric_net: PowerLawMetric | None = None
+        if metric == "power_law":
+            self.metric_net = PowerLawMetric(
+                self.head_dim,
+                num_heads,
+                hidden_dim=metric_hidden,
+                num_residual=num_residual,
+                num_dense=num_dense,
+                context=context,
+                device=device,
+                dtype=dtype,
+            )
+
+    def _queries(self, query: torch.Tensor) -> torch.Tensor:
+        return split_heads(self.q_proj(query), self.num_heads)
+
+    def compute_metric(
+        self, query: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None
+    ) -> MetricCache:
+        """The G-cache for ``query`` (laid out as in :meth:`forward`). Differentiable.
+
+        Raises:
+            ValueError: with ``metric="identity"`` (there is nothing to cache), or bad shapes.
+        """
+        fn = "MetricTensorAttention.compute_metric"
+        if self.metric_net is None:
+            raise ValueError(f"{fn}: metric='identity' has no metric network to cache.")
+        inp = mha_inputs(fn, query, query, query, (self.embed_dim,) * 3, self.batch_first)
+        _, kpm = mha_masks(
+            fn,
+            n=inp.query.shape[0],
+            num_heads=self.num_heads,
+            n_query=inp.query.shape[1],
+            n_key=inp.query.shape[1],
+            attn_mask=None,
+            key_padding_mask=key_padding_mask,
+            batched=inp.batched,
+        )
+        pad = None if kpm is None else kpm[:, 0, :]
+        return self.metric_net(self._queries(inp.query), key_padding_mask=pad)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+        metric_cache: MetricCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend; ``key`` defaults to ``query`` and ``value`` to ``key``.
+
+        Args:
+            query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
+                is_causal: as in ``torch.nn.MultiheadAttention`` (bool ``attn_mask`` ``True`` =
+                not allowed; ``is_causal=True`` alone applies the causal mask).
+            metric_cache: a :class:`MetricCache` to use instead of running the metric network
+                (the G-cache path); its padding is the one it was computed with.
+
+        Returns:
+            ``(output, weights)``; weights ``(N, L, S)`` (``(N, H, L, S)`` without averaging)
+            when ``need_weights``, else ``None``.
+        """
+        fn = "MetricTensorAttention.forward"
+        self_attention = key is None or key is query
+        key = query if key is None else key
+        value = key if value is None else value
+        widths = (self.embed_dim,) * 3
+        inp = mha_inputs(fn, query, key, value, widths, self.batch_first)
+        check_bool(fn, "need_weights", need_weights)
+        n, n_query, n_key = inp.query.shape[0], inp.query.shape[1], inp.key.shape[1]
+        amask, kpm = mha_masks(
+            fn,
+            n=n,
+            num_heads=self.num_heads,
+            n_query=n_query,
+            n_key=n_key,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            batched=inp.batched,
+        )
+        q = self._queries(inp.query)
+        k = split_heads(self.k_proj(inp.key), self.num_heads)
+        v = split_heads(self.v_proj(inp.value), self.num_heads)
+        pad = kpm[:, 0, :] if (kpm is not None and self_attention) else None
+        metric = self._metric(fn, q, metric_cache, pad)
+        p = self.dropout if self.training else 0.0
+        heads = metric_tensor_attention(
+            q,
+            k,
+            v,
+            metric,
+            attn_mask=amask,
+            key_padding_mask=kpm,
+            is_causal=is_causal,
+            dropout_p=p,
+        )
+        out = self.out_proj(merge_heads(heads))
+        weights = None
+        if need_weights:
+            weights = _weights(q, k, metric, amask, kpm, is_causal)
+            weights = weights.mean(1) if average_attn_weights else weights
+            weights = weights if inp.batched else weights.squeeze(0)
+        return inp.restore(out, self.batch_first), weights
+
+    def _metric(
+        self, fn: str, q: torch.Tensor, cache: object, pad: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if cache is not None:
+            if not isinstance(cache, MetricCache):
+                raise TypeError(
+                    f"{fn}: metric_cache must be a MetricCache or None; got {type(cache).__name__}."
+                )
+            return cache.metric
+        if self.metric_net is None:
+            return None
+        return self.metric_net(q, key_padding_mask=pad).metric
+
+
+def _weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    metric: torch.Tensor | None,
+    attn_mask: torch.Tensor | None,
+    key_padding_mask: torch.Tensor | None,
+    is_causal: bool,
+) -> torch.Tensor:
+    qg = q if metric is None else _apply_metric("MetricTensorAttention.forward", q, metric)
+    s = qg @ k.mT / math.sqrt(q.shape[-1])
+    bias = token_bias(
+        "MetricTensorAttention.forward",
+        batch=q.shape[:-2],
+        n_query=q.shape[-2],
+        n_key=k.shape[-2],
+        attn_mask=attn_mask,
+        key_padding_mask=key_padding_mask,
+        is_causal=is_causal,
+        device=q.device,
+        dtype=s.dtype,
+    )
+    if bias is not None:
+        s = s + bias
+    seen = ~torch.isneginf(s).all(-1, keepdim=True)
+    return torch.where(seen, torch.softmax(torch.where(seen, s, 0.0), -1), 0.0)
