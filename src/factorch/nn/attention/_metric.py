@@ -300,15 +300,19 @@ class PowerLawMetric(nn.Module):
             )
         if key_padding_mask is not None:
             q = q * (~key_padding_mask).to(q.dtype)[:, None, :, None]
+        params: list[torch.Tensor] = [
+            self.weight,
+            self.bias,
+            self.power,
+            self.coupling,
+            self.coupling_bias,
+        ]
         if self.context == "sequence":
             a = q.mT @ q  # (N, H, d, d)
-            weight, bias = self.weight, self.bias
-            power, coupling, coupling_bias = self.power, self.coupling, self.coupling_bias
         else:
             a = (q.unsqueeze(-1) * q.unsqueeze(-2)).cumsum(2)  # (N, H, L, d, d)
-            weight, bias = self.weight.unsqueeze(1), self.bias.unsqueeze(1)
-            power = self.power.unsqueeze(1)
-            coupling, coupling_bias = self.coupling.unsqueeze(1), self.coupling_bias.unsqueeze(1)
+            params = [t.unsqueeze(1) for t in params]  # one metric per position
+        weight, bias, power, coupling, coupling_bias = params
         a = self.norm(a)
         for unit in self.residual:
             a = unit(a)
