@@ -25,13 +25,19 @@ from ._metric import MetricCache as MetricCache
 from ._metric import MetricTensorAttention as MetricTensorAttention
 from ._metric import PowerLawMetric as PowerLawMetric
 from ._metric import metric_tensor_attention as metric_tensor_attention
+from ._mohd import MixtureOfHiddenDims as MixtureOfHiddenDims
+from ._mohd import MoHDCost as MoHDCost
+from ._mohd import RoutingStats as RoutingStats
 from ._tensor import TensorAttention as TensorAttention
 
 __all__ = [
     "ApproximationPlan",
     "MetricCache",
     "MetricTensorAttention",
+    "MixtureOfHiddenDims",
+    "MoHDCost",
     "PowerLawMetric",
+    "RoutingStats",
     "TensorAttention",
     "TensorAttentionRegimeWarning",
     "metric_tensor_attention",
