@@ -21,6 +21,8 @@ from ._approx import tensor_attention_approx as tensor_attention_approx
 from ._approx import tensor_attention_plan as tensor_attention_plan
 from ._exact import tensor_attention as tensor_attention
 from ._exact import tensor_attention_weights as tensor_attention_weights
+from ._match3 import match3 as match3
+from ._match3 import match3_labels as match3_labels
 from ._metric import MetricCache as MetricCache
 from ._metric import MetricTensorAttention as MetricTensorAttention
 from ._metric import PowerLawMetric as PowerLawMetric
@@ -40,6 +42,8 @@ __all__ = [
     "RoutingStats",
     "TensorAttention",
     "TensorAttentionRegimeWarning",
+    "match3",
+    "match3_labels",
     "metric_tensor_attention",
     "tensor_attention",
     "tensor_attention_approx",

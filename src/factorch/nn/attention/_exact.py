@@ -42,10 +42,11 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..._checks import check_generator
-from ..._numerics import autocast_disabled, check_memory
+from ..._numerics import autocast_disabled
 from ._inputs import (
     check_bool,
     check_dropout,
+    check_memory_if_large,
     check_qkv,
     check_scale,
     compute_dtypes,
@@ -233,9 +234,11 @@ class _TensorAttentionFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        *saved, bias = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        bias = saved[7] if len(saved) > 7 else None
+        needs = tuple(ctx.needs_input_grad)
         with autocast_disabled():
-            grads = _backward(tuple(saved), bias, grad_out, ctx.params, tuple(ctx.needs_input_grad))
+            grads = _backward(tuple(saved[:7]), bias, grad_out, ctx.params, needs)
         return (*grads, None, None, None, None, None, None)
 
 
@@ -316,13 +319,13 @@ def tensor_attention(
     mask_elems = (
         nb * n_query * n_key if (attn_mask is not None or key_padding_mask is not None) else 0
     )
-    check_memory(
+    check_memory_if_large(
         6 * block + 3 * dense + 2 * mask_elems,
         work,
         q.device,
         fn,
         "the blockwise tensor attention",
-        hint="pass a smaller block_size or shorter sequences",
+        "pass a smaller block_size or shorter sequences",
     )
     seed: int | None = None
     if p > 0:
@@ -387,13 +390,13 @@ def tensor_attention_weights(
     c = check_scale(fn, scale, q.shape[-1])
     out_dtype, work = compute_dtypes(q)
     batch, n_query, n_key = q.shape[:-2], q.shape[-2], k1.shape[-2]
-    check_memory(
+    check_memory_if_large(
         3 * math.prod(batch) * n_query * n_key * n_key,
         work,
         q.device,
         fn,
         "the pair attention weights",
-        hint="use shorter sequences (tensor_attention never forms the weights)",
+        "use shorter sequences (tensor_attention never forms the weights)",
     )
     with autocast_disabled():
         qw, k1w, k2w = (x.to(work) for x in (q, k1, k2))

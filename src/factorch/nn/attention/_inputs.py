@@ -18,11 +18,13 @@ from collections.abc import Sequence
 import torch
 
 from ..._checks import as_tensor, check_positive_int
-from ..._numerics import HALF_DTYPES
+from ..._numerics import HALF_DTYPES, check_memory
 
 __all__ = [
+    "SMALL_ELEMENTS",
     "check_bool",
     "check_dropout",
+    "check_memory_if_large",
     "check_qkv",
     "check_scale",
     "compute_dtypes",
@@ -57,7 +59,7 @@ def check_qkv(
                 f"{fn}: {name} has an empty dimension (shape {tuple(t.shape)}); every "
                 "dimension must be at least 1."
             )
-        if not bool(torch.isfinite(t).all()):
+        if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all must be finite.")
         out.append(t)
     first = out[0]
@@ -103,6 +105,19 @@ def check_qkv(
                     f"shape {tuple(t.shape)}."
                 )
     return out
+
+
+# Working sets below this many elements (256 MiB of float64) are never refused: skipping the
+# memory query keeps small calls (training steps on short sequences) cheap.
+SMALL_ELEMENTS = 1 << 25
+
+
+def check_memory_if_large(
+    n_elements: int, dtype: torch.dtype, device: torch.device, fn: str, what: str, hint: str
+) -> None:
+    """:func:`factorch._numerics.check_memory` for working sets that could fail."""
+    if n_elements > SMALL_ELEMENTS:
+        check_memory(n_elements, dtype, device, fn, what, hint=hint)
 
 
 def check_scale(fn: str, scale: object, d: int) -> float:

@@ -1,0 +1,111 @@
+r"""The Match3 task (Sanford, Hsu & Telgarsky, 2023): detect triples that sum to zero.
+
+A sequence ``x_1, ..., x_n`` of integers modulo ``M`` is labelled per position:
+
+.. math:: y_i = \mathbb 1\big[\exists\, j, k \in \{1..n\}: x_i + x_j + x_k \equiv 0 \pmod M\big]
+
+(``j`` and ``k`` range over all positions, ``i`` and ``j = k`` included). Sanford et al. prove
+that one layer of standard (pairwise) attention needs a width polynomial in ``n`` to compute it,
+while a third-order ("tensor") attention head of small width does; it is the task that motivates
+Alman & Song's tensor attention.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..._checks import check_generator, check_positive_int
+from ._inputs import check_bool
+
+__all__ = ["match3", "match3_labels"]
+
+
+def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
+    """Match3 labels ``(..., n)`` (bool) of integer sequences ``x (..., n)`` modulo ``modulus``.
+
+    Differentiable: no (integer data).
+
+    Example:
+        >>> import torch
+        >>> from factorch.nn.attention import match3_labels
+        >>> match3_labels(torch.tensor([1, 2, 4]), 7)  # 1+2+4, 2+1+4, 4+1+2 = 7
+        tensor([True, True, True])
+    """
+    fn = "match3_labels"
+    m = check_positive_int(modulus, fn, "modulus")
+    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.is_complex() or x.ndim < 1:
+        raise TypeError(f"{fn}: x must be an integer tensor of shape (..., n); got {x!r:.60}.")
+    xr = x.remainder(m)
+    pair = (xr.unsqueeze(-1) + xr.unsqueeze(-2)).remainder(m).flatten(-2)  # (..., n²)
+    present = torch.zeros((*x.shape[:-1], m), dtype=torch.bool, device=x.device)
+    present.scatter_(-1, pair, True)
+    need = (-xr).remainder(m)
+    return present.gather(-1, need)
+
+
+def match3(
+    num_samples: int,
+    length: int,
+    modulus: int,
+    *,
+    balance: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample Match3 sequences and their labels.
+
+    Tokens are uniform modulo ``modulus``. With ``balance`` (default) candidate sequences are
+    accepted greedily so that the running fraction of positive labels stays within 0.02 of 1/2
+    (sequences whose labels move it the wrong way are rejected); the fraction of positives of a
+    uniform sequence is about ``1 - (1 - 1/M)^{n(n+1)/2}``, so a modulus near ``0.7 n²`` makes
+    balancing cheap.
+
+    Args:
+        num_samples: number of sequences ``N``.
+        length: sequence length ``n``.
+        modulus: ``M``.
+        balance: balance the positive and negative labels.
+        generator: randomness.
+
+    Returns:
+        ``(x, y)``: tokens ``(N, n)`` int64 in ``[0, M)`` and labels ``(N, n)`` bool.
+
+    Raises:
+        TypeError, ValueError: bad arguments; ``ValueError`` when balancing rejects too many
+            candidates (the modulus is far from ``0.7 n²``).
+
+    Example:
+        >>> import torch
+        >>> from factorch.nn.attention import match3
+        >>> x, y = match3(1000, 8, 44, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, abs(float(y.float().mean()) - 0.5) < 0.03
+        (torch.Size([1000, 8]), True)
+    """
+    fn = "match3"
+    n_samples = check_positive_int(num_samples, fn, "num_samples")
+    n = check_positive_int(length, fn, "length")
+    m = check_positive_int(modulus, fn, "modulus")
+    check_bool(fn, "balance", balance)
+    gen = check_generator(generator, fn)
+    if not balance:
+        x = torch.randint(0, m, (n_samples, n), generator=gen)
+        return x, match3_labels(x, m)
+    kept_x: list[torch.Tensor] = []
+    pos, total, tries = 0, 0, 0
+    while total < n_samples * n:
+        tries += 1
+        if tries > 200:
+            raise ValueError(
+                f"{fn}: could not balance the labels for length={n}, modulus={m}; choose a "
+                f"modulus near 0.7 * length**2 = {0.7 * n * n:.0f} or pass balance=False."
+            )
+        cand = torch.randint(0, m, (max(64, 2 * n_samples), n), generator=gen)
+        counts = match3_labels(cand, m).sum(-1).tolist()
+        for row, c in zip(cand, counts):
+            new = (pos + c) / (total + n)
+            if abs(new - 0.5) <= max(0.02, abs(pos / max(total, 1) - 0.5)) or total == 0:
+                kept_x.append(row)
+                pos, total = pos + c, total + n
+                if total >= n_samples * n:
+                    break
+    x = torch.stack(kept_x)
+    return x, match3_labels(x, m)
