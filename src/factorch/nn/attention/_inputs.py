@@ -59,7 +59,8 @@ def check_qkv(
                 f"{fn}: {name} has an empty dimension (shape {tuple(t.shape)}); every "
                 "dimension must be at least 1."
             )
-        if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+        data = t.detach()
+        if not bool(torch.isfinite(data.sum())) and not bool(torch.isfinite(data).all()):
             raise ValueError(f"{fn}: {name} contains NaN or Inf entries; all must be finite.")
         out.append(t)
     first = out[0]
