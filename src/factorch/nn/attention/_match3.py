@@ -54,8 +54,9 @@ def match3(
     """Sample Match3 sequences and their labels.
 
     Tokens are uniform modulo ``modulus``. With ``balance`` (default) candidate sequences are
-    accepted greedily so that the running fraction of positive labels stays within 0.02 of 1/2
-    (sequences whose labels move it the wrong way are rejected); the fraction of positives of a
+    accepted greedily: a candidate is kept when the running fraction of positive labels stays
+    within 0.01 of 1/2 with it, or gets closer to 1/2 (so the returned labels are balanced to
+    within 0.01, or a ValueError says it could not be done); the fraction of positives of a
     uniform sequence is about ``1 - (1 - 1/M)^{n(n+1)/2}``, so a modulus near ``0.7 n²`` makes
     balancing cheap.
 
@@ -101,11 +102,18 @@ def match3(
         cand = torch.randint(0, m, (max(64, 2 * n_samples), n), generator=gen)
         counts = match3_labels(cand, m).sum(-1).tolist()
         for row, c in zip(cand, counts):
-            new = (pos + c) / (total + n)
-            if abs(new - 0.5) <= max(0.02, abs(pos / max(total, 1) - 0.5)) or total == 0:
+            now = abs(pos / total - 0.5) if total else 0.5
+            new = abs((pos + c) / (total + n) - 0.5)
+            if new <= 0.01 or new < now:  # inside the band, or closer to it
                 kept_x.append(row)
                 pos, total = pos + c, total + n
                 if total >= n_samples * n:
                     break
+    if abs(pos / total - 0.5) > 0.01:
+        raise ValueError(
+            f"{fn}: could not balance the labels for length={n}, modulus={m} (positive "
+            f"fraction {pos / total:.2f}); choose a modulus near 0.7 * length**2 = "
+            f"{0.7 * n * n:.0f} or pass balance=False."
+        )
     x = torch.stack(kept_x)
     return x, match3_labels(x, m)
