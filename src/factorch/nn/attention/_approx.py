@@ -56,9 +56,18 @@ import torch
 
 from ..._checks import check_positive_int
 from ..._numerics import autocast_disabled, check_memory, device_memory
-from ._exact import tensor_attention
+from ._exact import OVERFLOW, tensor_attention
 from ._features import FeatureKind, feature_dimension, monomial_features, taylor_relative_error
-from ._inputs import check_bool, check_qkv, check_scale, compute_dtypes, token_bias
+from ._inputs import (
+    check_bool,
+    check_qkv,
+    check_scale,
+    compute_dtypes,
+    finish,
+    pair_logit_bound,
+    token_bias,
+    widen_for_logits,
+)
 
 __all__ = [
     "ApproximationPlan",
@@ -414,6 +423,7 @@ def tensor_attention_approx(
     causal = check_bool(fn, "is_causal", is_causal)
     c = check_scale(fn, scale, q.shape[-1])
     out_dtype, work = compute_dtypes(q)
+    work = widen_for_logits(fn, work, pair_logit_bound(q, k1, k2, c))
     with autocast_disabled():
         qw, k1w, k2w, v1w, v2w = (x.to(work) for x in (q, k1, k2, v1, v2))
         keep = _keep_mask(fn, qw, k1.shape[-2], key_padding_mask)
@@ -455,7 +465,7 @@ def tensor_attention_approx(
                     is_causal=causal,
                     scale=c,
                 )
-                return out.to(out_dtype)
+                return finish(fn, out, out_dtype, OVERFLOW)
         nb = math.prod(q.shape[:-2])
         width = v1.shape[-1] + 1
         check_memory(
@@ -471,4 +481,4 @@ def tensor_attention_approx(
         out = _approx_forward(
             qw, k1w, k2w, v1w, v2w, keep, c=c, degree=plan.degree, kind=kind, causal=causal
         )
-    return out.to(out_dtype)
+    return finish(fn, out, out_dtype, "the approximation's values exceed the range")

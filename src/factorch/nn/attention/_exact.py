@@ -50,11 +50,16 @@ from ._inputs import (
     check_qkv,
     check_scale,
     compute_dtypes,
+    finish,
     optional_block,
+    pair_logit_bound,
     token_bias,
+    widen_for_logits,
 )
 
-__all__ = ["tensor_attention", "tensor_attention_weights"]
+__all__ = ["OVERFLOW", "tensor_attention", "tensor_attention_weights"]
+
+OVERFLOW = "the pair logits overflow even in float64, or the pair values v1 ∘ v2 exceed the range"
 
 # Elements of one block of pair scores (``batch x b_q x b_a x S``); the backward pass holds about
 # five such blocks at once (2**20 float64 elements are 8 MiB each).
@@ -149,10 +154,10 @@ def _forward(
                 "...iac,...ac->...ic", pv, v1[..., a0:a1, :]
             )
             m = m_new
-        seen = total > 0
-        safe = torch.where(seen, total, torch.ones_like(total))
-        out[..., i0:i1, :] = torch.where(seen.unsqueeze(-1), acc / safe.unsqueeze(-1), 0.0)
-        lse[..., i0:i1] = torch.where(seen, m + torch.log(safe), math.inf)
+        empty = total == 0  # no visible pair; NaN totals (overflow) propagate to the output
+        safe = torch.where(empty, torch.ones_like(total), total)
+        out[..., i0:i1, :] = torch.where(empty.unsqueeze(-1), 0.0, acc / safe.unsqueeze(-1))
+        lse[..., i0:i1] = torch.where(empty, math.inf, m + torch.log(safe))
     return out, lse
 
 
@@ -290,7 +295,9 @@ def tensor_attention(
     Raises:
         TypeError: non-tensor, integer, complex, or mixed-dtype inputs; a mask of the wrong type.
         ValueError: mismatched shapes, NaN/Inf entries, masks that do not broadcast, a bad
-            ``scale``, ``dropout_p`` or ``block_size``.
+            ``scale``, ``dropout_p`` or ``block_size``; a result that cannot be represented
+            (logits beyond float64, or values ``v1 ∘ v2`` beyond the dtype's range). Float32 and
+            half inputs whose logits could overflow float32 are computed in float64.
 
     Differentiable in ``q, k1, k2, v1, v2`` and a floating ``attn_mask`` (custom backward that
     recomputes the blocks; not twice differentiable).
@@ -311,6 +318,7 @@ def tensor_attention(
     c = check_scale(fn, scale, q.shape[-1])
     generator = check_generator(generator, fn)
     out_dtype, work = compute_dtypes(q)
+    work = widen_for_logits(fn, work, pair_logit_bound(q, k1, k2, c))
     batch, n_query, n_key = q.shape[:-2], q.shape[-2], k1.shape[-2]
     nb = math.prod(batch)
     bq, ba = _block_sizes(nb, n_query, n_key, blk)
@@ -345,7 +353,7 @@ def tensor_attention(
             dtype=work,
         )
         out = _TensorAttentionFn.apply(*t, bias, c, causal, bq, ba, p, seed)
-    return out.to(out_dtype)
+    return finish(fn, out, out_dtype, OVERFLOW)
 
 
 def tensor_attention_weights(
@@ -389,6 +397,7 @@ def tensor_attention_weights(
     causal = check_bool(fn, "is_causal", is_causal)
     c = check_scale(fn, scale, q.shape[-1])
     out_dtype, work = compute_dtypes(q)
+    work = widen_for_logits(fn, work, pair_logit_bound(q, k1, k2, c))
     batch, n_query, n_key = q.shape[:-2], q.shape[-2], k1.shape[-2]
     check_memory_if_large(
         3 * math.prod(batch) * n_query * n_key * n_key,
@@ -417,4 +426,4 @@ def tensor_attention_weights(
         flat = s.flatten(-2)
         seen = ~torch.isneginf(flat).all(-1, keepdim=True)
         w = torch.where(seen, torch.softmax(torch.where(seen, flat, 0.0), -1), 0.0)
-    return w.unflatten(-1, (n_key, n_key)).to(out_dtype)
+    return finish(fn, w.unflatten(-1, (n_key, n_key)), out_dtype, OVERFLOW)

@@ -28,8 +28,11 @@ __all__ = [
     "check_qkv",
     "check_scale",
     "compute_dtypes",
+    "finish",
     "optional_block",
+    "pair_logit_bound",
     "token_bias",
+    "widen_for_logits",
 ]
 
 
@@ -240,6 +243,41 @@ def token_bias(
         cols = torch.arange(n_key, device=device)
         bias = torch.where(cols <= rows, bias, neg)
     return bias.expand(full)
+
+
+def pair_logit_bound(q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, c: float) -> float:
+    """``max_i |c| Σ_l |q_il| max_j |k1_jl| max_k |k2_kl|`` in float64: a bound on every pair
+    logit (Hölder), in ``O(n d)``."""
+    m1 = k1.detach().abs().amax(-2).double()
+    m2 = k2.detach().abs().amax(-2).double()
+    r = (q.detach().abs().double() * (m1 * m2).unsqueeze(-2)).sum(-1).amax()
+    return abs(c) * float(r)
+
+
+def widen_for_logits(fn: str, dtype: torch.dtype, bound: float) -> torch.dtype:
+    """The working dtype that holds logits up to ``bound`` (float64 when ``dtype`` cannot);
+    ``ValueError`` when not even float64 can."""
+    if not bound < torch.finfo(torch.float64).max / 16:
+        raise ValueError(
+            f"{fn}: the logits can reach {bound:.3g}, beyond the range of float64; scale the "
+            "queries or keys down."
+        )
+    if dtype != torch.float64 and not bound < torch.finfo(dtype).max / 16:
+        return torch.float64
+    return dtype
+
+
+def finish(fn: str, out: torch.Tensor, out_dtype: torch.dtype, what: str) -> torch.Tensor:
+    """Cast the result to ``out_dtype`` and refuse it (``ValueError``) when it is not finite:
+    its logits overflowed even in float64, or its values do not fit ``out_dtype``."""
+    res = out.to(out_dtype)
+    check = res.detach()
+    if not bool(torch.isfinite(check.sum())) and not bool(torch.isfinite(check).all()):
+        raise ValueError(
+            f"{fn}: the result cannot be represented in {out_dtype}: {what}; scale the inputs "
+            "down (divide the values, or the queries and keys, by a constant)."
+        )
+    return res
 
 
 def _check_broadcast(fn: str, name: str, shape: tuple[int, ...], full: tuple[int, ...]) -> None:

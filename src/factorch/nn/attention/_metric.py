@@ -50,8 +50,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import check_positive_int
+from ..._numerics import autocast_disabled
 from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
-from ._inputs import check_bool, check_dropout, check_qkv, check_scale, token_bias
+from ._inputs import (
+    check_bool,
+    check_dropout,
+    check_qkv,
+    check_scale,
+    compute_dtypes,
+    finish,
+    token_bias,
+    widen_for_logits,
+)
 
 __all__ = [
     "MetricCache",
@@ -116,7 +126,53 @@ def metric_tensor_attention(
     causal = check_bool(fn, "is_causal", is_causal)
     p = check_dropout(fn, dropout_p)
     c = check_scale(fn, scale, q.shape[-1])
-    qg = q if metric is None else _apply_metric(fn, q, metric)
+    if metric is not None:
+        _check_metric(fn, q, metric)
+    out_dtype, _ = compute_dtypes(q)
+    work = widen_for_logits(fn, q.dtype, _logit_bound(q, k, metric, c))
+    if work == q.dtype:
+        out = _sdpa(fn, q, k, v, metric, attn_mask, key_padding_mask, causal, c, p)
+    else:  # logits could overflow the input dtype: compute in float64
+        with autocast_disabled():
+            m64 = None if metric is None else metric.double()
+            out = _sdpa(
+                fn,
+                q.double(),
+                k.double(),
+                v.double(),
+                m64,
+                attn_mask,
+                key_padding_mask,
+                causal,
+                c,
+                p,
+            )
+    return finish(fn, out, out_dtype, "its logits overflow even in float64")
+
+
+def _logit_bound(q: torch.Tensor, k: torch.Tensor, metric: torch.Tensor | None, c: float) -> float:
+    """``|c| max_i ||(Q G)_i|| max_j ||K_j||`` in float64 (Cauchy--Schwarz)."""
+    q64 = q.detach().double()
+    if metric is not None:
+        q64 = _apply_metric_unchecked(q64, metric.detach().double())
+    qn = torch.linalg.vector_norm(q64, dim=-1).amax()
+    kn = torch.linalg.vector_norm(k.detach().double(), dim=-1).amax()
+    return abs(c) * float(qn * kn)
+
+
+def _sdpa(
+    fn: str,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    metric: torch.Tensor | None,
+    attn_mask: object,
+    key_padding_mask: object,
+    causal: bool,
+    c: float,
+    p: float,
+) -> torch.Tensor:
+    qg = q if metric is None else _apply_metric_unchecked(q, metric)
     if attn_mask is None and key_padding_mask is None:  # torch's own causal path
         return F.scaled_dot_product_attention(qg, k, v, dropout_p=p, is_causal=causal, scale=c)
     bias = token_bias(
@@ -138,7 +194,7 @@ def metric_tensor_attention(
     return torch.where(empty, 0.0, out)
 
 
-def _apply_metric(fn: str, q: torch.Tensor, metric: object) -> torch.Tensor:
+def _check_metric(fn: str, q: torch.Tensor, metric: object) -> None:
     if not isinstance(metric, torch.Tensor):
         raise TypeError(
             f"{fn}: metric must be a torch.Tensor or None; got {type(metric).__name__}."
@@ -154,12 +210,17 @@ def _apply_metric(fn: str, q: torch.Tensor, metric: object) -> torch.Tensor:
             f"{fn}: metric must have shape (..., {d}, {d}) (one per batch entry) or "
             f"(..., L, {d}, {d}) (one per query); got {tuple(metric.shape)}."
         )
+    if metric.ndim == q.ndim + 1 and metric.shape[-3] != q.shape[-2]:
+        raise ValueError(
+            f"{fn}: a per-query metric must have L = {q.shape[-2]} matrices; got shape "
+            f"{tuple(metric.shape)}."
+        )
+    if not bool(torch.isfinite(metric.detach()).all()):
+        raise ValueError(f"{fn}: metric contains NaN or Inf entries; all must be finite.")
+
+
+def _apply_metric_unchecked(q: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:
     if metric.ndim == q.ndim + 1:
-        if metric.shape[-3] != q.shape[-2]:
-            raise ValueError(
-                f"{fn}: a per-query metric must have L = {q.shape[-2]} matrices; got shape "
-                f"{tuple(metric.shape)}."
-            )
         return torch.einsum("...ld,...lde->...le", q, metric)
     return q @ metric
 
@@ -514,7 +575,7 @@ def _weights(
     key_padding_mask: torch.Tensor | None,
     is_causal: bool,
 ) -> torch.Tensor:
-    qg = q if metric is None else _apply_metric("MetricTensorAttention.forward", q, metric)
+    qg = q if metric is None else _apply_metric_unchecked(q, metric)
     s = qg @ k.mT / math.sqrt(q.shape[-1])
     bias = token_bias(
         "MetricTensorAttention.forward",
