@@ -15,6 +15,7 @@
 * Regularisers: :func:`tensor_dropout`, :func:`tensor_lasso`, :func:`prune_components_`.
 """
 
+from . import attention as attention  # structured attention (tensor, metric, MoHD)
 from ._chain import TRWeight as TRWeight
 from ._chain import TTWeight as TTWeight
 from ._compress import CompressionReport as CompressionReport

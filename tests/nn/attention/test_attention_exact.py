@@ -223,3 +223,21 @@ def test_cuda_matches_cpu():
     gpu = tensor_attention(*(t.cuda() for t in (q, k1, k2, v1, v2)), is_causal=True, block_size=4)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-10)
+
+
+def test_extreme_scales():
+    """Logits beyond float32 are computed in float64; unrepresentable results are refused."""
+    q, k1, k2, v1, v2 = _inputs(5, 5, 3, dtype=torch.float32)
+    big = [t * 1e15 for t in (q, k1, k2)]  # logits ~1e45: beyond float32, fine in float64
+    out = tensor_attention(*big, v1, v2)
+    ref = naive_tensor_attention(*big, v1, v2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be represented in torch.float32"):
+        tensor_attention(q, k1, k2, v1 * 1e30, v2 * 1e30)  # pair values 1e60
+    with pytest.raises(ValueError, match="logits can reach .* beyond the range of float64"):
+        tensor_attention(*(t.double() * 1e200 for t in (q, k1, k2)), v1.double(), v2.double())
+    tiny = tensor_attention(*(t * 1e-30 for t in (q, k1, k2, v1)), v2)
+    ref = naive_tensor_attention(*(t * 1e-30 for t in (q, k1, k2, v1)), v2)
+    assert bool(torch.isfinite(tiny).all())
+    torch.testing.assert_close(tiny.double(), ref, rtol=1e-5, atol=0)
