@@ -105,10 +105,10 @@ def _cases(x_tucker, x_tt) -> dict[str, dict[str, Any]]:
             "factorch": (None, lambda: tt_svd(x_tt, 8), ours),
             "tensorly-numpy": ("numpy", lambda: tensor_train(xn_tt, 8), tl.tt_to_tensor),
             "tensorly-pytorch": ("pytorch", lambda: tensor_train(x_tt, 8), tl.tt_to_tensor),
-            "factorch method=full (info)": (None, lambda: tt_svd(x_tt, 8, method="full"), ours),
-            "factorch method=randomized (info)": (
+            "factorch svd=full (info)": (None, lambda: tt_svd(x_tt, 8, svd="full"), ours),
+            "factorch svd=randomized (info)": (
                 None,
-                lambda: tt_svd(x_tt, 8, method="randomized"),
+                lambda: tt_svd(x_tt, 8, svd="randomized"),
                 ours,
             ),
         },

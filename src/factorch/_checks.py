@@ -57,7 +57,7 @@ def as_tensor(x: object, fn: str, name: str = "tensor") -> torch.Tensor:
         )
     if not arr.flags.writeable:
         arr = arr.copy()
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))  # keeps 0-d as 0-d
 
 
 def as_index(value: object, fn: str, name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,16 +67,141 @@ def test_hosvd_batch_complex_exact_at_full_rank():
     assert float(res.errors.max()) < 1e-12
 
 
-def test_batched_bad_input():
-    with pytest.raises(ValueError, match="cp_batch: tensors must have at least 3 dimensions"):
-        cp_batch(torch.ones(3, 4), 2)
-    with pytest.raises(ValueError, match="cp_batch: rank must be a positive int"):
-        cp_batch(torch.ones(2, 3, 4), 0)
-    with pytest.raises(ValueError, match="cp_batch: tol must be a non-negative number"):
-        cp_batch(torch.ones(2, 3, 4), 1, tol=-1)
-    with pytest.raises(TypeError, match="cp_batch: complex tensors are not supported"):
-        cp_batch(torch.ones(2, 3, 4, dtype=torch.complex64), 1)
-    with pytest.raises(ValueError, match="hosvd_batch: rank needs 2 entries"):
-        hosvd_batch(torch.ones(2, 3, 4), (1, 1, 1))
-    with pytest.raises(ValueError, match=r"hosvd_batch: rank\[1\] = 5 exceeds the mode size 4"):
-        hosvd_batch(torch.ones(2, 3, 4), (1, 5))
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (
+            lambda: cp_batch(torch.ones(3, 4), 2),
+            ValueError,
+            "cp_batch: tensors must have at least 3 dimensions",
+        ),
+        (lambda: cp_batch(torch.ones(2, 3, 4), 0), ValueError, "cp_batch: rank must be a positive"),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4), 1, tol=-1),
+            ValueError,
+            "cp_batch: tol must be a non-negative number",
+        ),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4), 1, l2=-1.0),
+            ValueError,
+            "cp_batch: l2 must be a non-negative number",
+        ),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4, dtype=torch.complex64), 1),
+            TypeError,
+            "cp_batch: complex tensors are not supported",
+        ),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4), 1, generator=0),
+            TypeError,
+            "cp_batch: generator must be a torch.Generator or None; got int",
+        ),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4), 10**9),
+            ValueError,
+            r"cp_batch: a rank-1000000000 CP fit of a \(2, 3, 4\) stack needs about",
+        ),
+        (lambda: cp_batch("x", 1), TypeError, "cp_batch: tensors must be a torch.Tensor or a"),
+        (
+            lambda: hosvd_batch(torch.ones(2, 3, 4), (1, 1, 1)),
+            ValueError,
+            "hosvd_batch: rank needs 2 entries",
+        ),
+        (
+            lambda: hosvd_batch(torch.ones(2, 3, 4), (1, 5)),
+            ValueError,
+            r"hosvd_batch: rank\[1\] = 5 exceeds the mode size 4",
+        ),
+        (lambda: hosvd_batch(torch.ones(2, 3, 4), 0), ValueError, "hosvd_batch: rank must be"),
+        (lambda: hosvd_batch(torch.ones(2, 3, 4), 1.5), TypeError, "hosvd_batch: rank must be"),
+    ],
+)
+def test_batched_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+# --- numerics and inputs (issues 9.1, 9.2, 9.5, 9.7, 9.8, 9.17) --------------------------------
+
+
+def _member_errors(res, xs):
+    out = []
+    for member, x in zip(res.tensors, xs):
+        x64 = x.double()
+        peak = float(x64.abs().max())
+        m = member.to(dtype=torch.float64)
+        dense = CPTensor(m.weights / peak, m.factors).to_dense()
+        out.append(float((x64 / peak - dense).norm() / (x64 / peak).norm()))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "factor"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
+)
+def test_cp_batch_extreme_scales(dtype, factor):
+    xs = _stack(3, (4, 5, 6), 2, 6)
+    ref = cp_batch(xs.to(dtype), 2, generator=torch.Generator().manual_seed(1), max_iter=30)
+    big = (xs * factor).to(dtype)
+    res = cp_batch(big, 2, generator=torch.Generator().manual_seed(1), max_iter=30)
+    assert res.weights.dtype == dtype and bool(torch.isfinite(res.errors).all())
+    assert bool(torch.isfinite(res.weights).all())
+    torch.testing.assert_close(res.error.double(), ref.error.double(), rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(res.error.double(), _member_errors(res, big), rtol=1e-3, atol=1e-6)
+    assert torch.equal(res.converged, ref.converged)
+
+
+def test_cp_batch_float32_default_options_converge():
+    xs = _stack(4, (6, 7, 8), 2, 7, dtype=torch.float32)
+    res = cp_batch(xs, 2, generator=torch.Generator().manual_seed(2), max_iter=500)
+    good = res.error < 1e-4  # members not stuck in a swamp
+    assert int(good.sum()) >= 3
+    assert bool(res.converged[good].all()) and res.iterations < 500
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(dtype):
+    xs = _stack(3, (4, 5, 6), 2, 8).to(dtype)
+    res = cp_batch(xs, 2, generator=torch.Generator().manual_seed(3), max_iter=50)
+    assert res.weights.dtype == dtype and res.errors.dtype == dtype
+    torch.testing.assert_close(res.error.double(), _member_errors(res, xs), rtol=1e-2, atol=1e-3)
+    tk = hosvd_batch(xs, 2)
+    assert tk.core.dtype == dtype and tk.errors.dtype == dtype
+    for b, member in enumerate(tk.tensors):
+        x64 = xs[b].double()
+        err = float((member.to(dtype=torch.float64).to_dense() - x64).norm() / x64.norm())
+        assert float(tk.errors[b]) == pytest.approx(err, rel=1e-2, abs=1e-3)
+
+
+def test_autocast_numpy_requires_grad_and_integral_ranks():
+    xs = _stack(2, (4, 5, 6), 2, 9, dtype=torch.float32)
+    ref = cp_batch(xs, 2, generator=torch.Generator().manual_seed(4), max_iter=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = cp_batch(xs, 2, generator=torch.Generator().manual_seed(4), max_iter=10)
+        tk = hosvd_batch(xs, 2)
+    assert res.weights.dtype == torch.float32 and torch.equal(res.errors, ref.errors)
+    assert tk.core.dtype == torch.float32
+    np_res = cp_batch(
+        xs.numpy(), np.int64(2), generator=torch.Generator().manual_seed(4), max_iter=10
+    )
+    assert torch.equal(np_res.errors, ref.errors)
+    graph = cp_batch(
+        xs.clone().requires_grad_(True), 2, generator=torch.Generator().manual_seed(4), max_iter=10
+    )
+    assert torch.equal(graph.errors, ref.errors) and not graph.weights.requires_grad
+    np_tk = hosvd_batch(xs.numpy(), (np.int64(2), 2, np.int32(3)))
+    assert np_tk.core.shape == (2, 2, 2, 3)
+
+
+def test_hosvd_batch_keeps_the_graph_and_scales():
+    xs = _stack(2, (4, 5, 6), 2, 10).requires_grad_(True)
+    res = hosvd_batch(xs * 1e-200, 2)
+    ref = hosvd_batch(xs, 2)
+    torch.testing.assert_close(res.errors, ref.errors, rtol=1e-9, atol=1e-12)
+    res.core.sum().backward()
+    assert xs.grad is not None and bool(torch.isfinite(xs.grad).all())

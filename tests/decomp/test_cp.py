@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from factorch.decomp import DecompositionResult, IterationState, cp
+from factorch.decomp import CPDegeneracy, DecompositionResult, IterationState, cp
 from factorch.random import add_noise, random_cp
 from factorch.tensors import CPTensor
 
@@ -80,7 +80,7 @@ def test_matches_tensorly_from_same_init():
     finally:
         tl.set_backend(previous)
     assert len(tl_errors) == len(res.errors)
-    np.testing.assert_allclose(res.errors, np.array(tl_errors, dtype=float), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.errors, np.array(tl_errors, dtype=float), rtol=0, atol=1e-10)
 
 
 def test_matches_pyttb_fit_from_same_init():
@@ -185,7 +185,9 @@ def test_callback_stops_and_sees_state():
 
     res = cp(x, 2, init="random", generator=g, max_iter=50, tol=0, callback=cb)
     assert res.iterations == 3 and len(seen) == 3 and not res.converged
-    assert isinstance(seen[-1].model, CPTensor) and seen[-1].error == res.errors[-1]
+    # The last entry is recomputed exactly (the callback saw the Gram estimate).
+    assert isinstance(seen[-1].model, CPTensor)
+    assert seen[-1].error == pytest.approx(res.errors[-1], rel=1e-12)
 
 
 def test_converged_flag_and_time():
@@ -208,6 +210,152 @@ def test_rank_deficient_gram_does_not_produce_nan():
     assert res.error < 1e-10
 
 
+# --- the one convergence rule: float32 with default options (issues 9.5, 10.2) --------------
+
+
+def _planted(shape, rank, seed, noise, dtype=torch.float64):
+    g = _gen(seed)
+    x = random_cp(shape, rank, generator=g, dtype=torch.float64).to_dense()
+    if noise:
+        x = add_noise(x, relative=noise, generator=g)
+    return x.to(dtype), g
+
+
+def _true_error(x, model) -> float:
+    """``||X - M|| / ||X||`` in float64 on data divided by its largest magnitude (no overflow)."""
+    x64 = x.detach().to(torch.float64)
+    peak = float(x64.abs().max())
+    m64 = model.to(dtype=torch.float64)
+    m64 = CPTensor(m64.weights / peak, m64.factors)
+    return float(torch.linalg.vector_norm(x64 / peak - m64.to_dense()) / (x64 / peak).norm())
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+@pytest.mark.parametrize(
+    ("shape", "rank", "seed"),
+    [((10, 11, 12), 2, 0), ((30, 40, 50), 5, 1), ((20, 20, 20, 20), 4, 2), ((50, 50, 50), 12, 3)],
+)
+def test_float32_default_options_converge(shape, rank, seed, noise):
+    x, g = _planted(shape, rank, seed, noise, torch.float32)
+    res = cp(x, rank, generator=g)
+    assert res.converged and res.iterations < 100
+    errors, floors = res.errors, res.extras["error_floors"]
+    assert len(floors) == len(errors)
+    # ALS never increases the error; a reported rise stays within the estimates' rounding floors.
+    for k in range(1, len(errors)):
+        assert errors[k] - errors[k - 1] <= floors[k] + floors[k - 1], (k, errors, floors)
+    assert abs(res.error - _true_error(x, res.model)) < 1e-6
+    assert res.error < (2e-6 if noise == 0 else 1.001 * noise)
+
+
+def test_float64_convergence_unchanged_and_last_error_exact():
+    x, g = _planted((12, 13, 14), 3, 4, 0.01)
+    res = cp(x, 3, generator=g, tol=1e-10)
+    assert res.converged
+    assert abs(res.errors[-1] - res.errors[-2]) <= 1e-10
+    assert res.error == pytest.approx(_true_error(x, res.model), abs=1e-14)
+
+
+# --- numerics: autocast, scale, half precision (issues 9.1, 9.2, 9.7) -------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_autocast_is_ignored(dtype):
+    x, _ = _planted((10, 11, 12), 3, 5, 0.01, dtype)
+    ref = cp(x, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = cp(x, 3)
+    assert res.model.dtype == dtype
+    assert res.errors == ref.errors
+    assert res.error == pytest.approx(_true_error(x, res.model), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "factor"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
+)
+def test_extreme_scales_fit_as_well_as_unit_scale(dtype, factor):
+    x, _ = _planted((10, 11, 12), 3, 6, 0.01)
+    ref = cp(x.to(dtype), 3)
+    res = cp((x * factor).to(dtype), 3)
+    assert res.model.dtype == dtype
+    assert all(bool(torch.isfinite(t).all()) for t in (res.model.weights, *res.model.factors))
+    assert res.converged
+    assert res.error == pytest.approx(ref.error, rel=1e-3)
+    assert res.error == pytest.approx(_true_error((x * factor).to(dtype), res.model), rel=1e-4)
+    assert float(res.model.norm()) == pytest.approx(float(x.norm()) * factor, rel=1e-3)
+
+
+def test_power_of_four_scaling_is_exact():
+    x, _ = _planted((8, 9, 10), 2, 7, 0.01, torch.float32)
+    a = cp(x * 2.0**-60, 2, max_iter=20)
+    b = cp(x * 2.0**-80, 2, max_iter=20)
+    assert a.errors == b.errors
+    assert torch.equal(a.model.weights, b.model.weights * 2.0**20)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.factors, b.model.factors))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_fitted_in_float32(dtype):
+    x, _ = _planted((10, 11, 12), 3, 8, 0.01, dtype)
+    res = cp(x, 3)
+    assert res.model.dtype == dtype
+    assert all(bool(torch.isfinite(t).all()) for t in (res.model.weights, *res.model.factors))
+    # The last error is that of the returned (rounded) model.
+    assert res.error == pytest.approx(_true_error(x, res.model), rel=1e-4)
+    assert res.error < 0.05
+
+
+# --- inputs: array-likes, sparse, requires_grad, integral ranks (issues 9.11, 9.17) -----------
+
+
+def test_numpy_sparse_and_requires_grad_inputs_give_the_same_fit():
+    x, _ = _planted((7, 8, 9), 2, 9, 0.01)
+    ref = cp(x, 2, generator=_gen(1))
+    from_numpy = cp(x.numpy(), np.int64(2), generator=_gen(1))
+    sparse = cp(x.to_sparse(), 2, generator=_gen(1))
+    graph = cp(x.clone().requires_grad_(True), 2, generator=_gen(1))
+    for res in (from_numpy, sparse, graph):
+        assert isinstance(res.model.weights, torch.Tensor) and res.errors == ref.errors
+        assert not res.model.weights.requires_grad
+    init = random_cp((7, 8, 9), 2, generator=_gen(2), dtype=torch.float64)
+    fixed = cp(x, 2, init=init, fixed_modes=[np.int64(0)], max_iter=3)
+    assert torch.equal(fixed.model.factors[0], init.factors[0])
+
+
+# --- degeneracy (issue 9.4) ---------------------------------------------------------------------
+
+
+def test_result_reports_degeneracy():
+    a = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    b = torch.tensor([0.0, 1.0], dtype=torch.float64)
+
+    def outer(u, v, w):
+        return torch.einsum("i,j,k->ijk", u, v, w)
+
+    # Rank 3 with border rank 2: rank-2 ALS diverges with two cancelling components.
+    x = outer(a, a, b) + outer(a, b, a) + outer(b, a, a)
+    bad = cp(x, 2, init="random", generator=_gen(0), max_iter=300)
+    report = bad.extras["degeneracy"]
+    assert isinstance(report, CPDegeneracy) and report.degenerate
+    clean, _ = _planted((8, 9, 10), 3, 10, 0.01)
+    assert not cp(clean, 3).extras["degeneracy"].degenerate
+    mask = torch.rand(clean.shape, generator=_gen(3)) > 0.2
+    masked = cp(clean, 3, mask=mask, max_iter=50)
+    assert isinstance(masked.extras["degeneracy"], CPDegeneracy)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+_X345 = torch.ones(3, 4, 5, dtype=torch.float64)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
@@ -221,58 +369,87 @@ def test_rank_deficient_gram_does_not_produce_nan():
         ({"fixed_modes": [0, 1, 2]}, ValueError, "fixes every mode"),
         ({"fixed_modes": [0]}, ValueError, "fixed_modes needs init=CPTensor"),
         ({"orthogonalize_iters": 1.5}, TypeError, "orthogonalize_iters must be an int"),
+        ({"generator": 0}, TypeError, "cp: generator must be a torch.Generator or None; got int"),
+        ({"generator": "seed"}, TypeError, "cp: generator must be a torch.Generator or None"),
+        (
+            {"generator": "seed", "init": "random"},
+            TypeError,
+            "cp: generator must be a torch.Generator or None",
+        ),
+        ({"callback": 3}, TypeError, "cp: callback must be callable or None; got int"),
+        (
+            {"init": random_cp((3, 4, 6), 2, dtype=torch.float64)},
+            ValueError,
+            "cp: init CPTensor has shape",
+        ),
+        (
+            {"init": random_cp((3, 4, 5), 2, dtype=torch.float32)},
+            ValueError,
+            "cp: init CPTensor is torch.float32",
+        ),
+        ({"mask": torch.ones(3, 4, 5)}, TypeError, "cp: mask must have dtype torch.bool"),
+        ({"mask": torch.ones(3, 4, dtype=torch.bool)}, ValueError, "cp: mask shape"),
+        ({"mask": torch.zeros(3, 4, 5, dtype=torch.bool)}, ValueError, "mask observes no entry"),
+        (
+            {
+                "init": random_cp((3, 4, 5), 2, dtype=torch.float64),
+                "fixed_modes": [0],
+                "linesearch": True,
+            },
+            ValueError,
+            "linesearch cannot be combined",
+        ),
+        ({"rank": 10**9}, ValueError, r"cp: a rank-1000000000 CP fit .* needs about .* memory"),
+        ({"rank": 10**12}, ValueError, r"cp: a rank-1000000000000 CP fit .* needs about"),
     ],
 )
 def test_bad_options(kwargs, exc, match):
-    x = torch.ones(3, 4, 5, dtype=torch.float64)
     args = {"rank": 2, **kwargs}
     rank = args.pop("rank")
     with pytest.raises(exc, match=match):
-        cp(x, rank, **args)
+        cp(_X345, rank, **args)
 
 
-def test_bad_tensors():
-    with pytest.raises(TypeError, match="cp: tensor must be a torch.Tensor"):
-        cp(np.ones((3, 4, 5)), 2)
-    with pytest.raises(TypeError, match="floating-point"):
-        cp(torch.ones(3, 4, 5, dtype=torch.int64), 2)
-    with pytest.raises(ValueError, match="at least 2 dimensions"):
-        cp(torch.ones(5), 2)
-    with pytest.raises(ValueError, match="empty dimension"):
-        cp(torch.ones(3, 0, 5), 2)
+def _with_nan() -> torch.Tensor:
     x = torch.ones(3, 4, 5)
     x[0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        cp(x, 2)
-    with pytest.raises(TypeError, match="complex tensors are not supported"):
-        cp(torch.ones(3, 4, 5, dtype=torch.complex64), 2)
+    return x
 
 
-def test_bad_init_and_mask():
-    x = torch.ones(3, 4, 5, dtype=torch.float64)
-    wrong = random_cp((3, 4, 6), 2, dtype=torch.float64)
-    with pytest.raises(ValueError, match="init CPTensor has shape"):
-        cp(x, 2, init=wrong)
-    with pytest.raises(ValueError, match="init CPTensor is torch.float32"):
-        cp(x, 2, init=random_cp((3, 4, 5), 2, dtype=torch.float32))
-    with pytest.raises(TypeError, match="mask must have dtype torch.bool"):
-        cp(x, 2, mask=torch.ones(3, 4, 5))
-    with pytest.raises(ValueError, match="mask shape"):
-        cp(x, 2, mask=torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="mask observes no entry"):
-        cp(x, 2, mask=torch.zeros(3, 4, 5, dtype=torch.bool))
-    y = x.clone()
-    y[0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="observed entries"):
-        cp(y, 2, mask=torch.ones(3, 4, 5, dtype=torch.bool))
-    with pytest.raises(ValueError, match="linesearch cannot be combined"):
-        cp(
-            x,
-            2,
-            init=random_cp((3, 4, 5), 2, dtype=torch.float64),
-            fixed_modes=[0],
-            linesearch=True,
-        )
+@pytest.mark.parametrize(
+    ("tensor", "exc", "match"),
+    [
+        (None, TypeError, "cp: tensor must be a torch.Tensor or a numpy array; got NoneType"),
+        ("abc", TypeError, "cp: tensor must be a torch.Tensor or a numpy array; got str"),
+        (torch.ones(3, 4, 5, dtype=torch.int64), TypeError, "cp: tensor must have a floating"),
+        (torch.ones(5), ValueError, "cp: tensor must have at least 2 dimensions"),
+        (torch.ones(3, 0, 5), ValueError, "cp: tensor has an empty dimension"),
+        (_with_nan(), ValueError, "cp: tensor contains 1 NaN or Inf entries"),
+        (
+            torch.ones(3, 4, 5, dtype=torch.complex64),
+            TypeError,
+            "complex tensors are not supported",
+        ),
+        (
+            torch.sparse_coo_tensor(
+                torch.tensor([[0], [0], [0]]),
+                torch.tensor([1.0]),
+                (5000, 5000, 5000),
+                check_invariants=True,
+            ),
+            ValueError,
+            r"cp: tensor is a torch sparse tensor .* too large to densify.*completion.sparse_cp",
+        ),
+    ],
+)
+def test_bad_tensors(tensor, exc, match):
+    with pytest.raises(exc, match=match):
+        cp(tensor, 2)
+
+
+def test_masked_observed_entries_must_be_finite():
+    with pytest.raises(ValueError, match="cp: tensor \\(observed entries\\) contains 1 NaN"):
+        cp(_with_nan(), 2, mask=torch.ones(3, 4, 5, dtype=torch.bool))
 
 
 @pytest.mark.cuda
@@ -282,5 +459,5 @@ def test_cuda_matches_cpu():
     init = random_cp((10, 11, 12), 3, generator=g, dtype=torch.float64)
     a = cp(x, 3, init=init, max_iter=20, tol=0)
     b = cp(x.cuda(), 3, init=init.to(device="cuda"), max_iter=20, tol=0)
-    assert b.tensor.device.type == "cuda"
+    assert b.model.device.type == "cuda"
     np.testing.assert_allclose(a.errors, b.errors, atol=1e-8)

@@ -328,7 +328,7 @@ def test_cuda_matches_cpu():
     gpu = semi_nmf(xs.cuda(), 3, max_iter=20, tol=0, generator=gen(0))
     assert gpu.tensor.G.device.type == "cuda"
     torch.testing.assert_close(
-        gpu.tensor.to_dense().cpu(), cpu.tensor.to_dense(), rtol=1e-7, atol=1e-9
+        gpu.model.to_dense().cpu(), cpu.model.to_dense(), rtol=1e-7, atol=1e-9
     )
 
 
@@ -361,73 +361,197 @@ def test_nmf_bad_options(kwargs, exc, match):
         nmf(_x(), rank, **args)
 
 
-def test_nmf_bad_inputs_and_inits():
-    x = _x()
-    neg = x.clone()
-    neg[0, 0] = -0.5
-    with pytest.raises(ValueError, match=r"matrix has 1 negative entries .* use semi_nmf"):
-        nmf(neg, 2)
-    nan = x.clone()
-    nan[0, 1] = float("nan")
-    with pytest.raises(ValueError, match="contains 1 NaN or Inf entries"):
-        nmf(nan, 2)
-    with pytest.raises(ValueError, match=r"must be \(M, N\) or a \(B, M, N\) stack"):
-        nmf(x[None, None], 2)
-    with pytest.raises(ValueError, match="at least 2 dimensions"):
-        nmf(x[0], 2)
-    with pytest.raises(ValueError, match="all zeros"):
-        nmf(torch.zeros(2, 4, 3), 2)
-    w0, h0 = torch.rand(6, 2, dtype=x.dtype), torch.rand(2, 5, dtype=x.dtype)
-    with pytest.raises(ValueError, match=r"init H must have shape \(2, 5\); got \(2, 4\)"):
-        nmf(x, 2, init=(w0, h0[:, :4]))
-    with pytest.raises(ValueError, match="init H must be non-negative"):
-        nmf(x, 2, init=(w0, -h0))
-    with pytest.raises(ValueError, match="init W must match the matrix's dtype"):
-        nmf(x, 2, init=(w0.float(), h0))
-    with pytest.raises(ValueError, match=r"init must be a pair \(W, H\); got 3 items"):
-        nmf(x, 2, init=(w0, h0, h0))
-    with pytest.raises(ValueError, match=r"init W must have shape \(3, 6, 2\)"):
-        nmf(torch.stack([x, x, x]), 2, init=(w0, h0))
+def _edited(x, index, value):
+    x = x.clone()
+    x[index] = value
+    return x
 
 
-def test_semi_nmf_bad_inputs():
-    x = torch.randn(6, 8, generator=gen(0), dtype=torch.float64)
-    with pytest.raises(ValueError, match="semi_nmf: rank must be a positive int; got 0"):
-        semi_nmf(x, 0)
-    with pytest.raises(ValueError, match=r"rank must be at most min\(M \+ 1, N\) = 7"):
-        semi_nmf(x, 8)
-    with pytest.raises(ValueError, match="top_k must be a positive int; got 0"):
-        semi_nmf(x, 2, top_k=0)
-    with pytest.raises(ValueError, match=r"top_k must be in \[1, M\] = \[1, 6\]"):
-        semi_nmf(x, 2, top_k=7)
-    with pytest.raises(ValueError, match=r"init must be one of \('kmeans', 'random'\)"):
-        semi_nmf(x, 2, init="nndsvd")
-    f0, g0 = torch.randn(6, 2, dtype=x.dtype), torch.rand(8, 2, dtype=x.dtype)
-    with pytest.raises(ValueError, match=r"init G must have shape \(8, 2\); got \(2, 8\)"):
-        semi_nmf(x, 2, init=(f0, g0.T))
-    with pytest.raises(ValueError, match=r"init F must have shape \(6, 2\)"):
-        semi_nmf(x, 2, init=(f0[:5], g0))
-    with pytest.raises(ValueError, match="init G must be non-negative"):
-        semi_nmf(x, 2, init=(f0, -g0))
-    nan = x.clone()
-    nan[2, 2] = float("inf")
-    with pytest.raises(ValueError, match="contains 1 NaN or Inf entries"):
-        semi_nmf(nan, 2)
-    with pytest.raises(TypeError, match="matrix must be real"):
-        semi_nmf(x.to(torch.complex128), 2)
-    # Negative data is fine for semi-NMF.
-    assert semi_nmf(x, 2, max_iter=3, tol=0, generator=gen(0)).iterations == 3
+_W0, _H0 = torch.rand(6, 2, dtype=torch.float64), torch.rand(2, 5, dtype=torch.float64)
 
 
-def test_factor_types_validate():
-    with pytest.raises(ValueError, match=r"NMFFactors: W \(4, 2\) and H \(3, 5\) do not match"):
-        NMFFactors(torch.rand(4, 2), torch.rand(3, 5))
-    with pytest.raises(ValueError, match=r"SemiNMFFactors: F \(4, 2\) and G \(5, 3\) do not match"):
-        SemiNMFFactors(torch.rand(4, 2), torch.rand(5, 3))
-    with pytest.raises(ValueError, match="must share device and dtype"):
-        NMFFactors(torch.rand(4, 2), torch.rand(2, 5, dtype=torch.float64))
+@pytest.mark.parametrize(
+    ("matrix", "kwargs", "exc", "match"),
+    [
+        (_edited(_x(), (0, 0), -0.5), {}, ValueError, r"matrix has 1 negative entries .* semi_nmf"),
+        (_edited(_x(), (0, 1), float("nan")), {}, ValueError, "contains 1 NaN or Inf entries"),
+        (_x()[None, None], {}, ValueError, r"must be \(M, N\) or a \(B, M, N\) stack"),
+        (_x()[0], {}, ValueError, "at least 2 dimensions"),
+        (torch.zeros(2, 4, 3), {}, ValueError, "all zeros"),
+        ("matrix", {}, TypeError, "nmf: matrix must be a torch.Tensor or a numpy array; got str"),
+        (_x(), {"init": (_W0, _H0[:, :4])}, ValueError, r"init H must have shape \(2, 5\)"),
+        (_x(), {"init": (_W0, -_H0)}, ValueError, "init H must be non-negative"),
+        (_x(), {"init": (_W0.float(), _H0)}, ValueError, "init W must match the matrix's dtype"),
+        (_x(), {"init": (_W0, _H0, _H0)}, ValueError, r"init must be a pair \(W, H\); got 3"),
+        (
+            torch.stack([_x(), _x(), _x()]),
+            {"init": (_W0, _H0)},
+            ValueError,
+            r"init W must have shape \(3, 6, 2\)",
+        ),
+        (_x(), {"generator": 0}, TypeError, "nmf: generator must be a torch.Generator or None"),
+        (_x(), {"callback": 1}, TypeError, "nmf: callback must be callable or None"),
+    ],
+)
+def test_nmf_bad_inputs_and_inits(matrix, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        nmf(matrix, 2, **kwargs)
+
+
+_X68 = torch.randn(6, 8, generator=gen(0), dtype=torch.float64)
+_F0, _G0 = torch.randn(6, 2, dtype=torch.float64), torch.rand(8, 2, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "rank", "kwargs", "exc", "match"),
+    [
+        (_X68, 0, {}, ValueError, "semi_nmf: rank must be a positive int; got 0"),
+        (_X68, 8, {}, ValueError, r"rank must be at most min\(M \+ 1, N\) = 7"),
+        (_X68, 2, {"top_k": 0}, ValueError, "top_k must be a positive int; got 0"),
+        (_X68, 2, {"top_k": 7}, ValueError, r"top_k must be in \[1, M\] = \[1, 6\]"),
+        (_X68, 2, {"init": "nndsvd"}, ValueError, r"init must be one of \('kmeans', 'random'\)"),
+        (_X68, 2, {"init": (_F0, _G0.T)}, ValueError, r"init G must have shape \(8, 2\)"),
+        (_X68, 2, {"init": (_F0[:5], _G0)}, ValueError, r"init F must have shape \(6, 2\)"),
+        (_X68, 2, {"init": (_F0, -_G0)}, ValueError, "init G must be non-negative"),
+        (_edited(_X68, (2, 2), float("inf")), 2, {}, ValueError, "contains 1 NaN or Inf entries"),
+        (_X68.to(torch.complex128), 2, {}, TypeError, "matrix must be real"),
+        (_X68, 2, {"generator": "seed"}, TypeError, "semi_nmf: generator must be a torch.Gen"),
+    ],
+)
+def test_semi_nmf_bad_inputs(matrix, rank, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        semi_nmf(matrix, rank, **kwargs)
+
+
+def test_semi_nmf_accepts_negative_data():
+    assert semi_nmf(_X68, 2, max_iter=3, tol=0, generator=gen(0)).iterations == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: NMFFactors(torch.rand(4, 2), torch.rand(3, 5)),
+            r"NMFFactors: W \(4, 2\) and H \(3, 5\) do not match",
+        ),
+        (
+            lambda: SemiNMFFactors(torch.rand(4, 2), torch.rand(5, 3)),
+            r"SemiNMFFactors: F \(4, 2\) and G \(5, 3\) do not match",
+        ),
+        (
+            lambda: NMFFactors(torch.rand(4, 2), torch.rand(2, 5, dtype=torch.float64)),
+            "must share device and dtype",
+        ),
+    ],
+)
+def test_factor_types_validate(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_factor_types_shapes():
     nf = NMFFactors(torch.rand(3, 4, 2), torch.rand(3, 2, 5))
     assert nf.shape == (3, 4, 5) and nf.rank == 2 and nf.to_dense().shape == (3, 4, 5)
     sf = SemiNMFFactors(torch.rand(4, 2), torch.rand(5, 2))
     assert sf.shape == (4, 5) and sf.rank == 2
     torch.testing.assert_close(sf.to_dense(), sf.F @ sf.G.T)
+
+
+# --- numerics and inputs (issues 9.1, 9.2, 9.7, 9.9, 9.17) ------------------------------------
+
+
+@pytest.mark.parametrize("method", ["hals", "mu"])
+def test_nmf_rank_one_with_default_init(method):
+    w, h = planted_nmf(8, 7, 1, 3, density=1.0)
+    res = nmf(w @ h, 1, method=method, max_iter=50)
+    assert res.model.W.shape == (8, 1) and res.error < 1e-6
+
+
+def _true64(x, approx):
+    x, approx = x.double(), approx.double()
+    peak = float(x.abs().max())
+    return float(((x - approx) / peak).norm() / (x / peak).norm())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "factor"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
+)
+def test_nmf_extreme_scales(dtype, factor):
+    w, h = planted_nmf(12, 10, 3, 4)
+    x = noisy(w @ h, 0.01, 1).clamp_min(0)
+    ref = nmf(x.to(dtype), 3, max_iter=40, tol=0)
+    big = (x * factor).to(dtype)
+    res = nmf(big, 3, max_iter=40, tol=0)
+    assert res.model.W.dtype == dtype
+    assert bool(torch.isfinite(res.model.W).all()) and bool(torch.isfinite(res.model.H).all())
+    assert res.error == pytest.approx(ref.error, rel=1e-3)
+    dense = res.model.W.double() @ res.model.H.double()
+    assert res.error == pytest.approx(_true64(big, dense), rel=1e-4)
+
+
+@pytest.mark.parametrize("l1", [0.0, 0.2])
+def test_nmf_stack_members_of_different_scales_fit_alone(l1):
+    w, h = planted_nmf(7, 6, 2, 5, batch=3)
+    x = noisy(w @ h, 0.01, 2).clamp_min(0)
+    factors = torch.tensor([1.0, 2.0**-70, 2.0**70], dtype=torch.float64).reshape(3, 1, 1)
+    stack = nmf(x * factors, 2, max_iter=20, tol=0, l1_w=l1, l1_h=l1)
+    for b in range(3):
+        alone = nmf(x[b] * factors[b], 2, max_iter=20, tol=0, l1_w=l1, l1_h=l1)
+        assert float(stack.extras["batch_errors"][b]) == pytest.approx(alone.error, rel=1e-9)
+
+
+@pytest.mark.parametrize("factor", [1e-10, 1e-30, 1e30])
+def test_semi_nmf_is_scale_invariant(factor):
+    f, g = planted_semi(10, 12, 3, 6)
+    x = noisy(f @ g.mT, 0.01, 3)
+    ref = semi_nmf(x, 3, generator=gen(1))
+    res = semi_nmf(x * factor, 3, generator=gen(1))
+    assert res.error == pytest.approx(ref.error, rel=1e-6)
+    assert res.converged == ref.converged
+
+
+def test_semi_nmf_float32_huge_data_is_finite():
+    f, g = planted_semi(10, 12, 3, 7, dtype=torch.float32)
+    x = (f @ g.mT) * 1e30
+    res = semi_nmf(x, 3, generator=gen(2))
+    assert bool(torch.isfinite(res.model.F).all()) and bool(torch.isfinite(res.model.G).all())
+    assert res.error == pytest.approx(
+        _true64(x, res.model.F.double() @ res.model.G.double().T), abs=2e-6
+    )
+    assert res.error < 0.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(dtype):
+    w, h = planted_nmf(12, 10, 3, 8)
+    x = noisy(w @ h, 0.01, 4).clamp_min(0).to(dtype)
+    res = nmf(x, 3, max_iter=50)
+    assert res.model.W.dtype == dtype
+    dense = res.model.W.double() @ res.model.H.double()
+    assert res.error == pytest.approx(_true64(x, dense), rel=1e-4)
+    f, g = planted_semi(10, 12, 3, 9)
+    y = (f @ g.mT).to(dtype)
+    semi = semi_nmf(y, 3, generator=gen(3))
+    assert semi.model.F.dtype == dtype
+    assert semi.error == pytest.approx(
+        _true64(y, semi.model.F.double() @ semi.model.G.double().T), rel=1e-4
+    )
+
+
+def test_autocast_numpy_and_requires_grad():
+    w, h = planted_nmf(9, 8, 2, 10)
+    x = (w @ h).float()
+    ref = nmf(x, 2, max_iter=10, tol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert nmf(x, 2, max_iter=10, tol=0).errors == ref.errors
+        semi = semi_nmf(x, 2, max_iter=10, tol=0, generator=gen(0))
+    assert semi.errors == semi_nmf(x, 2, max_iter=10, tol=0, generator=gen(0)).errors
+    assert nmf(x.numpy(), np.int64(2), max_iter=10, tol=0).errors == ref.errors
+    graph = nmf(x.clone().requires_grad_(True), 2, max_iter=10, tol=0)
+    assert graph.errors == ref.errors and not graph.model.W.requires_grad

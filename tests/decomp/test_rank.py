@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from factorch.decomp import RankScan, corcondia, cp, rank_scan
+from factorch.decomp import CPDegeneracy, RankScan, corcondia, cp, rank_scan
 from factorch.random import add_noise, random_cp
 from factorch.tensors import CPTensor
 
@@ -83,15 +84,30 @@ def test_masked_rank_scan_fits_the_observed_entries(dtype):
     assert scan.recommended >= 3
 
 
-def test_masked_rank_scan_bad_input():
+def _with_nan() -> torch.Tensor:
     x = torch.ones(3, 4, 5)
     x[0, 0, 0] = torch.nan
-    with pytest.raises(
-        ValueError, match=r"rank_scan: tensor contains 1 NaN or Inf entries; .*\(use a mask"
-    ):
-        rank_scan(x, [1])
-    with pytest.raises(TypeError, match=r"cp: mask must have dtype torch.bool \(True = observed\)"):
-        rank_scan(x, [1], mask=(~torch.isnan(x)).double())
+    return x
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (
+            lambda: rank_scan(_with_nan(), [1]),
+            ValueError,
+            r"rank_scan: tensor contains 1 NaN or Inf entries; .*\(use a mask",
+        ),
+        (
+            lambda: rank_scan(_with_nan(), [1], mask=(~torch.isnan(_with_nan())).double()),
+            TypeError,
+            r"rank_scan: mask must have dtype torch.bool \(True = observed\)",
+        ),
+    ],
+)
+def test_masked_rank_scan_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
 
 
 def test_rank_scan_callback_stops_early():
@@ -107,20 +123,95 @@ def test_rank_scan_callback_stops_early():
     assert calls == [(1, 0), (1, 1), (2, 0)]
 
 
-def test_rank_scan_bad_input():
-    x = torch.ones(3, 4, 5)
-    with pytest.raises(TypeError, match="rank_scan: ranks must be a non-empty sequence"):
-        rank_scan(x, 3)
-    with pytest.raises(TypeError, match="rank_scan: ranks must be a non-empty sequence"):
-        rank_scan(x, [])
-    with pytest.raises(ValueError, match="rank_scan: each rank must be a positive int; got 0"):
-        rank_scan(x, [0, 1])
-    with pytest.raises(ValueError, match="rank_scan: starts must be a positive int"):
-        rank_scan(x, [1], starts=0)
-    with pytest.raises(TypeError, match="corcondia: model must be a CPTensor"):
-        corcondia(x, "model")
-    with pytest.raises(ValueError, match="corcondia: model shape"):
-        corcondia(x, random_cp((3, 4, 6), 2))
+_X345 = torch.ones(3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: rank_scan(_X345, 3), TypeError, "rank_scan: ranks must be a non-empty sequence"),
+        (lambda: rank_scan(_X345, []), TypeError, "rank_scan: ranks must be a non-empty sequence"),
+        (
+            lambda: rank_scan(_X345, [0, 1]),
+            ValueError,
+            "rank_scan: each rank must be a positive int; got 0",
+        ),
+        (lambda: rank_scan(_X345, [1], starts=0), ValueError, "rank_scan: starts must be a pos"),
+        (lambda: rank_scan(_X345, [1], max_iter=0), ValueError, "rank_scan: max_iter must be"),
+        (lambda: rank_scan(_X345, [1], tol=-1.0), ValueError, "rank_scan: tol must be a non-neg"),
+        (
+            lambda: rank_scan(_X345, [1], generator=0),
+            TypeError,
+            "rank_scan: generator must be a torch.Generator or None; got int",
+        ),
+        (
+            lambda: rank_scan(_X345, [1, 10**9]),
+            ValueError,
+            r"rank_scan: a rank-1000000000 CP fit .* needs about",
+        ),
+        (lambda: rank_scan(None, [1]), TypeError, "rank_scan: tensor must be a torch.Tensor or"),
+        (lambda: corcondia(_X345, "model"), TypeError, "corcondia: model must be a CPTensor"),
+        (
+            lambda: corcondia(_X345, random_cp((3, 4, 6), 2)),
+            ValueError,
+            "corcondia: model shape",
+        ),
+        (lambda: corcondia("x", random_cp((3, 4, 5), 2)), TypeError, "corcondia: tensor must be"),
+    ],
+)
+def test_rank_scan_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+# --- numerics, inputs and degeneracy (issues 9.1, 9.2, 9.4, 9.7, 9.8, 9.17) ---------------------
+
+
+def _planted(dtype=torch.float64, factor=1.0):
+    g = _gen(20)
+    x = random_cp((7, 8, 9), 2, generator=g, dtype=torch.float64).to_dense()
+    return (add_noise(x, relative=0.02, generator=g) * factor).to(dtype)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "factor"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+        (torch.float16, 1.0),
+        (torch.bfloat16, 1.0),
+    ],
+)
+def test_rank_scan_and_corcondia_at_every_scale_and_dtype(dtype, factor):
+    ref = rank_scan(_planted(), [1, 2, 3], starts=1, max_iter=50)
+    x = _planted(dtype, factor)
+    scan = rank_scan(x, [1, 2, 3], starts=1, max_iter=50)
+    assert all(m.dtype == dtype for m in scan.models)
+    tol = 1e-3 if dtype in (torch.float32, torch.float64) else 2e-2
+    assert scan.best_errors == pytest.approx(ref.best_errors, rel=tol, abs=tol * 1e-2)
+    assert scan.corcondia[:2] == pytest.approx(ref.corcondia[:2], abs=1.0)
+    assert scan.recommended == ref.recommended
+
+
+def test_rank_scan_ignores_autocast_and_accepts_numpy():
+    x = _planted(torch.float32)
+    ref = rank_scan(x, [1, 2], starts=1, max_iter=30)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = rank_scan(x, [1, 2], starts=1, max_iter=30)
+        cc = corcondia(x, ref.models[1])
+    assert res.best_errors == ref.best_errors and res.models[1].dtype == torch.float32
+    assert cc == pytest.approx(ref.corcondia[1], abs=1e-3)
+    np_res = rank_scan(x.numpy(), [np.int64(1), 2], starts=1, max_iter=30)
+    assert np_res.best_errors == ref.best_errors
+    assert corcondia(x.numpy(), ref.models[1]) == pytest.approx(ref.corcondia[1], abs=1e-3)
+
+
+def test_rank_scan_reports_degeneracy_per_rank():
+    scan = rank_scan(_planted(), [1, 2], starts=1, max_iter=30)
+    assert len(scan.degeneracy) == 2
+    assert all(isinstance(d, CPDegeneracy) and not d.degenerate for d in scan.degeneracy)
 
 
 def test_covid19_serology_explained_variance_vs_tensorly():

@@ -38,7 +38,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("method", ["auto", "full", "gram", "randomized"])
 def test_tr_svd_recovers_planted_ring_at_cubed_ranks(method):
     x = random_tr((6, 7, 8, 9), 2, generator=_gen(1), dtype=torch.float64).to_dense()
-    res = tr_svd(x, (2, 2, 8, 8, 2), method=method, generator=_gen(2))
+    res = tr_svd(x, (2, 2, 8, 8, 2), svd=method, generator=_gen(2))
     assert isinstance(res, DecompositionResult) and isinstance(res.model, TRTensor)
     assert res.model.rank == (2, 2, 8, 8, 2)
     assert _rel(res.model.to_dense(), x) < 1e-8
@@ -88,7 +88,7 @@ def test_tr_svd_does_not_depend_on_the_svd_route():
     # pinned signs make the result the same whichever route computed them
     clean = random_tr((8, 9, 10, 11), 2, generator=_gen(9), dtype=torch.float64).to_dense()
     x = add_noise(clean, relative=0.05, generator=_gen(10))
-    errors = [tr_svd(x, (2, 3, 4, 3, 2), method=m).error for m in ("full", "gram", "auto")]
+    errors = [tr_svd(x, (2, 3, 4, 3, 2), svd=m).error for m in ("full", "gram", "auto")]
     assert max(errors) - min(errors) < 1e-10
 
 
@@ -171,6 +171,108 @@ def test_tr_als_determinism_and_callback():
     assert isinstance(seen[0].model, TRTensor)
 
 
+# --- numerical guards (issue 9): autocast, scale, half precision, numpy, deprecations ---------
+def _true64(x: torch.Tensor, model: TRTensor) -> float:
+    """``||X - X_hat|| / ||X||`` in float64, both divided by the data's largest entry."""
+    x64 = x.detach().to(torch.float64)
+    s = float(x64.abs().max()) or 1.0
+    approx = model.to(dtype=torch.float64)
+    approx = TRTensor((*approx.cores[:-1], approx.cores[-1] / s)).to_dense()
+    return float(torch.linalg.vector_norm(x64 / s - approx) / torch.linalg.vector_norm(x64 / s))
+
+
+def _planted(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    clean = random_tr((5, 6, 7), 2, generator=_gen(40), dtype=torch.float64).to_dense()
+    return add_noise(clean, relative=0.01, generator=_gen(41)).to(dtype)
+
+
+FITS = {
+    "tr_svd": lambda t: tr_svd(t, (2, 2, 4, 2)),
+    "tr_als": lambda t: tr_als(t, 2, max_iter=20),
+}
+
+
+@pytest.mark.parametrize("name", list(FITS))
+def test_autocast_does_not_lower_precision_or_hide_the_error(name):
+    x = _planted()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = FITS[name](x)
+    assert res.model.dtype == torch.float32
+    true = _true64(x, res.model)
+    assert 0.001 < true < 0.5
+    assert math.isclose(res.error, true, rel_tol=1e-3)
+    assert math.isclose(res.error, FITS[name](x).error, rel_tol=1e-5)
+
+
+SCALES = [
+    (torch.float32, 1e-30),
+    (torch.float32, 1e30),
+    (torch.float64, 1e-200),
+    (torch.float64, 1e200),
+]
+
+
+@pytest.mark.parametrize(("dtype", "scale"), SCALES, ids=[f"{d}-{s:g}" for d, s in SCALES])
+@pytest.mark.parametrize("name", list(FITS))
+def test_extreme_scales_fit_like_unit_scale(name, dtype, scale):
+    x = _planted(dtype)
+    ref = FITS[name](x)
+    res = FITS[name](x * scale)
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    assert res.model.dtype == dtype
+    assert all(bool(torch.isfinite(c).all()) for c in res.model.cores)
+    assert math.isclose(res.error, _true64(x * scale, res.model), rel_tol=tol)
+    assert math.isclose(res.error, ref.error, rel_tol=tol)
+    assert res.converged == ref.converged
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(FITS))
+def test_half_precision_computed_in_float32_and_reports_the_true_error(name, dtype):
+    x = _planted().to(dtype)
+    res = FITS[name](x)
+    assert res.model.dtype == dtype
+    assert math.isclose(res.error, _true64(x, res.model), rel_tol=1e-4)
+
+
+def test_numpy_input_and_numpy_ranks():
+    x = _planted(torch.float64)
+    a = tr_svd(x.numpy(), (np.int64(2), 2, np.int32(4), 2), start_mode=np.int64(0))
+    assert isinstance(a.model.cores[0], torch.Tensor) and a.model.rank == (2, 2, 4, 2)
+    assert a.error == tr_svd(x, (2, 2, 4, 2)).error
+    b = tr_als(x.numpy(), np.int64(2), max_iter=np.int64(3))
+    assert b.model.rank == (2, 2, 2, 2) and b.iterations <= 3
+
+
+def test_tr_svd_method_keyword_is_a_deprecated_alias_of_svd():
+    x = _planted(torch.float64)
+    with pytest.warns(DeprecationWarning, match=r"tr_svd: method= is deprecated; use svd=") as rec:
+        old = tr_svd(x, 2, method="full")
+    assert rec[0].filename == __file__
+    assert old.error == tr_svd(x, 2, svd="full").error
+    with pytest.raises(TypeError, match=r"tr_svd: method is the deprecated name of svd"):
+        tr_svd(x, 2, svd="gram", method="full")
+
+
+def test_tr_als_svd_init_pads_ranks_an_unfolding_cannot_reach():
+    # r_2 = 9 exceeds what the (3, 4, 5) unfoldings allow after r_1 = 3: TR-SVD returns rank 5
+    # there; the start is zero-padded (it raised a RuntimeError from a reshape)
+    x = torch.randn(3, 4, 5, dtype=torch.float64, generator=_gen(42))
+    res = tr_als(x, (1, 3, 9, 1), max_iter=5)
+    assert res.model.rank == (1, 3, 9, 1)
+    assert res.error < 1e-10
+    assert math.isclose(res.error, _rel(res.model.to_dense(), x), abs_tol=1e-10)
+
+
+def test_tr_als_detaches_a_requires_grad_input():
+    x = _planted(torch.float64).requires_grad_()
+    res = tr_als(x, 2, max_iter=3)
+    assert not any(c.requires_grad for c in res.model.cores)
+    t = tr_svd(x, (2, 2, 4, 2)).model  # TR-SVD is differentiable
+    t.to_dense().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 # --- bad input -------------------------------------------------------------------------------
 X = torch.randn(4, 5, 6, dtype=torch.float64)
 
@@ -178,9 +280,33 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: tr_svd(X.numpy(), 2), TypeError, r"tr_svd: tensor must be a torch.Tensor"),
+        (
+            lambda: tr_als(X, 10**9, init="random"),
+            ValueError,
+            r"tr_als: rank \(1000000000, .*\) needs about .* of memory, more than the .* this cpu "
+            r"device has; use a smaller rank",
+        ),
+        (
+            lambda: tr_als(X, (1, 10**9, 1, 1), init="random"),
+            ValueError,
+            r"tr_als: rank \(1, 1000000000, 1, 1\) needs about",
+        ),
+        (
+            lambda: tr_svd(X, 10**9),
+            ValueError,
+            r"tr_svd: r_0 \* r_1 = 1000000000 \* 1000000000 = .* exceeds min",
+        ),
+        (
+            lambda: tr_svd({"x": 1}, 2),
+            TypeError,
+            r"tr_svd: tensor must be a torch.Tensor or a numpy array; got dict",
+        ),
         (lambda: tr_svd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
-        (lambda: tr_als(X.half(), 2), TypeError, r"tr_als: tensor must be float32, float64"),
+        (
+            lambda: tr_als(X.to(torch.float8_e5m2), 2),
+            TypeError,
+            r"tr_als: tensor must be float16, bfloat16, float32, float64, complex64",
+        ),
         (lambda: tr_svd(torch.full((3, 3), float("nan")), 1), ValueError, r"NaN or Inf"),
         (lambda: tr_svd(torch.ones(3, 0, 2), 1), ValueError, r"empty dimension"),
         (
@@ -208,9 +334,9 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
             r"r_0 \* r_1 = 3 \* 3 = 9 exceeds min\(I_0, product of the other sizes\) = 4",
         ),
         (lambda: tr_svd(X, 2, start_mode=3), IndexError, r"start_mode must be in \[-3, 2\]"),
-        (lambda: tr_svd(X, 2, method="svd"), ValueError, r"method must be one of"),
+        (lambda: tr_svd(X, 2, svd="svd"), ValueError, r"svd must be one of"),
         (lambda: tr_svd(X, 2, generator="0"), TypeError, r"generator must be a torch.Generator"),
-        (lambda: tr_als(X, 3), ValueError, r"tr_als \(init='svd'\): r_0 \* r_1 = 3 \* 3 = 9"),
+        (lambda: tr_als(X, 3), ValueError, r"tr_als: with init='svd', r_0 \* r_1 = 3 \* 3 = 9"),
         (
             lambda: tr_als(X, 2, init="tr_svd"),
             ValueError,
@@ -242,10 +368,10 @@ def test_cuda_follows_input_and_matches_cpu():
     clean = random_tr((6, 7, 8, 9), 2, generator=_gen(22), dtype=torch.float64).to_dense()
     # (TR-SVD below the cubed ranks depends on eigenvector signs, which differ between devices)
     on_gpu = tr_svd(clean.cuda(), (2, 2, 8, 8, 2))
-    assert on_gpu.tensor.device.type == "cuda"
-    assert _rel(on_gpu.tensor.to_dense().cpu(), clean) < 1e-10
+    assert on_gpu.model.device.type == "cuda"
+    assert _rel(on_gpu.model.to_dense().cpu(), clean) < 1e-10
     x = add_noise(clean, relative=0.05, generator=_gen(23))
     on_gpu = tr_als(x.cuda(), 2, init="random", generator=_gen(1), max_iter=10, tol=0)
     on_cpu = tr_als(x, 2, init="random", generator=_gen(1), max_iter=10, tol=0)
-    assert on_gpu.tensor.device.type == "cuda"
+    assert on_gpu.model.device.type == "cuda"
     assert abs(on_gpu.error - on_cpu.error) < 1e-6

@@ -71,10 +71,10 @@ def test_tucker_planted_recovery_float64(shape, rank, init):
 
 def test_planted_recovery_float32():
     x = random_tucker((15, 16, 17), (3, 4, 2), generator=_gen(5), dtype=torch.float32).to_dense()
-    for res in (hosvd(x, (3, 4, 2)), tucker(x, (3, 4, 2)), hosvd(x, error=1e-3)):
+    for res in (hosvd(x, (3, 4, 2)), tucker(x, (3, 4, 2)), hosvd(x, eps=1e-3)):
         assert res.model.dtype == torch.float32
         assert _rel(res.model.to_dense(), x) < 1e-5
-    assert hosvd(x, error=1e-3).model.core.shape == (3, 4, 2)
+    assert hosvd(x, eps=1e-3).model.core.shape == (3, 4, 2)
 
 
 def test_tucker_large_mode_uses_randomized_range_finder_and_recovers():
@@ -136,7 +136,7 @@ def test_partial_tucker_recovers_and_keeps_other_modes():
 )
 def test_hosvd_error_target_is_met(shape, error, seed, sequential, svd):
     x = torch.randn(*shape, dtype=torch.float64, generator=_gen(seed))
-    res = hosvd(x, error=error, sequential=sequential, svd=svd)
+    res = hosvd(x, eps=error, sequential=sequential, svd=svd)
     dense_err = _rel(res.model.to_dense(), x)
     assert dense_err <= error * (1 + 1e-10)
     assert res.error <= error * (1 + 1e-10)
@@ -148,7 +148,7 @@ def test_hosvd_error_target_finds_planted_ranks():
     x = add_noise(truth.to_dense(), relative=1e-6, generator=_gen(13))
     for svd in ("auto", "full", "gram"):
         for sequential in (True, False):
-            res = hosvd(x, error=1e-4, svd=svd, sequential=sequential)
+            res = hosvd(x, eps=1e-4, svd=svd, sequential=sequential)
             assert res.model.core.shape == (2, 5, 3)
             assert res.error < 2e-6
 
@@ -156,7 +156,7 @@ def test_hosvd_error_target_finds_planted_ranks():
 def test_hosvd_tight_error_target_uses_accurate_svd():
     truth = random_tucker((10, 11, 12), (2, 3, 4), generator=_gen(14), dtype=torch.float64)
     x = add_noise(truth.to_dense(), relative=1e-9, generator=_gen(15))
-    res = hosvd(x, error=1e-8)  # below the Gram route's resolution: "auto" takes thin SVDs
+    res = hosvd(x, eps=1e-8)  # below the Gram route's resolution: "auto" takes thin SVDs
     assert res.model.core.shape == (2, 3, 4)
     assert _rel(res.model.to_dense(), x) <= 1e-8
 
@@ -171,7 +171,7 @@ def test_complex_hosvd_round_trip(dtype):
         assert res.model.dtype == dtype
         assert _rel(res.model.to_dense(), x) < tol
     planted = random_tucker((8, 9, 10), (2, 3, 4), generator=_gen(17), dtype=dtype).to_dense()
-    for res in (hosvd(planted, (2, 3, 4)), hosvd(planted, error=1e-3), tucker(planted, (2, 3, 4))):
+    for res in (hosvd(planted, (2, 3, 4)), hosvd(planted, eps=1e-3), tucker(planted, (2, 3, 4))):
         assert res.model.core.shape == (2, 3, 4)
         assert _rel(res.model.to_dense(), planted) < tol * 100
 
@@ -295,7 +295,144 @@ def test_zero_tensor():
     z = torch.zeros(4, 5, 6, dtype=torch.float64)
     assert hosvd(z, 2).error == 0.0
     assert tucker(z, 2).error == 0.0
-    assert hosvd(z, error=0.1).model.core.shape == (1, 1, 1)
+    assert hosvd(z, eps=0.1).model.core.shape == (1, 1, 1)
+
+
+# --- numerical guards (issue 9): autocast, scale, half precision, numpy, deprecations ---------
+def _true64(x, model) -> float:
+    """``||X - X_hat|| / ||X||`` in float64, data and model divided by the data's largest entry."""
+    x64 = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach())
+    x64 = x64.to(torch.float64)
+    s = float(x64.abs().max()) or 1.0
+    approx = model.to(dtype=torch.float64)
+    approx = type(approx)(approx.core / s, approx.factors).to_dense()
+    return float(torch.linalg.vector_norm(x64 / s - approx) / torch.linalg.vector_norm(x64 / s))
+
+
+def _planted32() -> torch.Tensor:
+    truth = random_tucker((10, 10, 10), (2, 3, 2), generator=_gen(40), dtype=torch.float32)
+    return add_noise(truth.to_dense(), relative=0.01, generator=_gen(41))
+
+
+FITS = {
+    "hosvd": lambda t: hosvd(t, (2, 3, 2)),
+    "hosvd_eps": lambda t: hosvd(t, eps=0.05, sequential=False),
+    "tucker": lambda t: tucker(t, (2, 3, 2)),
+    "partial_tucker": lambda t: partial_tucker(t, (2, 3), modes=(0, 1)),
+    "non_negative_tucker": lambda t: non_negative_tucker(t.abs(), (2, 3, 2), max_iter=30),
+}
+
+
+@pytest.mark.parametrize("name", list(FITS))
+def test_autocast_does_not_lower_precision_or_hide_the_error(name):
+    # issue 9.1: under bf16 autocast tucker returned a bf16 model and reported error 0.0 (true
+    # error 0.012), or failed mixing bf16 cores with f32 factors
+    x = _planted32()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = FITS[name](x)
+    plain = FITS[name](x)
+    assert res.model.dtype == torch.float32
+    data = x.abs() if name == "non_negative_tucker" else x
+    true = _true64(data, res.model)
+    assert 0.005 < true < 0.5
+    assert math.isclose(res.error, true, rel_tol=1e-3)
+    assert math.isclose(res.error, plain.error, rel_tol=1e-5)
+
+
+SCALES = [
+    (torch.float32, 1e-30),
+    (torch.float32, 1e30),
+    (torch.float64, 1e-200),
+    (torch.float64, 1e200),
+]
+
+
+@pytest.mark.parametrize(("dtype", "scale"), SCALES, ids=[f"{d}-{s:g}" for d, s in SCALES])
+@pytest.mark.parametrize("name", list(FITS))
+def test_extreme_scales_fit_like_unit_scale(name, dtype, scale):
+    # issue 9.2: error 0.0 and converged=True with a garbage model at 1e-30, LinAlgError at 1e30
+    x = _planted32().to(dtype)
+    ref = FITS[name](x)
+    res = FITS[name](x * scale)
+    data = (x * scale).abs() if name == "non_negative_tucker" else x * scale
+    true = _true64(data, res.model)
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    assert res.model.dtype == dtype
+    assert all(bool(torch.isfinite(t).all()) for t in (res.model.core, *res.model.factors))
+    assert math.isclose(res.error, true, rel_tol=tol)
+    assert math.isclose(res.error, ref.error, rel_tol=tol)
+    # x * scale rounds differently from x, so an iterative fit may stop a sweep earlier or later
+    assert res.converged == ref.converged and abs(res.iterations - ref.iterations) <= 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(FITS))
+def test_half_precision_computed_in_float32_and_reports_the_true_error(name, dtype):
+    # issue 9.7: NotImplementedError "linalg_eigh_cpu" not implemented for 'Half'
+    x = _planted32().to(dtype)
+    res = FITS[name](x)
+    assert res.model.dtype == dtype
+    data = x.abs() if name == "non_negative_tucker" else x
+    assert math.isclose(res.error, _true64(data, res.model), rel_tol=1e-4)
+    assert res.error < FITS[name](x.float()).error + 0.02
+
+
+def test_model_that_overflows_the_dtype_is_refused():
+    x = torch.full((4, 4, 4), 3e38, dtype=torch.float32)  # core entry 8 * 3e38 > float32 max
+    with pytest.raises(ValueError, match=r"hosvd: the fitted model cannot be represented in "):
+        hosvd(x, 1)
+
+
+def test_numpy_input_and_numpy_ranks():
+    x = _planted32().double()
+    for name, call in [
+        ("hosvd", lambda t, r: hosvd(t, r)),
+        ("tucker", lambda t, r: tucker(t, r)),
+        ("partial_tucker", lambda t, r: partial_tucker(t, r, modes=[np.int64(0), 1, 2])),
+        ("nn", lambda t, r: non_negative_tucker(abs(t), r, max_iter=5)),
+    ]:
+        ours = call(x.numpy(), (np.int64(2), np.int32(3), 2))
+        ref = call(x, (2, 3, 2))
+        assert isinstance(ours.model.core, torch.Tensor), name
+        assert ours.model.dtype == torch.float64 and ours.model.rank == (2, 3, 2), name
+        assert math.isclose(ours.error, ref.error, rel_tol=1e-12), name
+    assert hosvd(x, np.int64(2)).model.rank == (2, 2, 2)
+    assert tucker(x, 2, max_iter=np.int64(3)).iterations <= 3
+
+
+def test_hosvd_error_keyword_is_a_deprecated_alias_of_eps():
+    x = _planted32().double()
+    with pytest.warns(DeprecationWarning, match=r"hosvd: error= is deprecated; use eps=") as rec:
+        old = hosvd(x, error=0.05)
+    assert rec[0].filename == __file__  # points at the caller
+    new = hosvd(x, eps=0.05)
+    assert old.model.rank == new.model.rank and old.error == new.error
+    with pytest.raises(TypeError, match=r"hosvd: error is the deprecated name of eps"):
+        hosvd(x, eps=0.05, error=0.05)
+
+
+def test_keyword_order_data_rank_options_generator_callback():
+    import inspect
+
+    for fn in (tucker, partial_tucker, non_negative_tucker):
+        names = list(inspect.signature(fn).parameters)
+        assert names[:2] == ["tensor", "rank"] and names[-2:] == ["generator", "callback"], fn
+    assert list(inspect.signature(non_negative_tucker).parameters).index("method") < 5
+
+
+def test_hosvd_gradients_finite_on_exactly_low_rank_data():
+    # rank-1 data: every unfolding has repeated zero singular values; torch's own backward
+    # gives NaN here (issue 9.6)
+    v = [torch.arange(1.0, n + 1, dtype=torch.float64) for n in (3, 4, 5)]
+    x = torch.einsum("i,j,k->ijk", *v)
+    for svd in ("auto", "full", "gram"):
+        assert torch.autograd.gradcheck(
+            lambda t, svd=svd: hosvd(t, 1, svd=svd).model.to_dense(),
+            (x.clone().requires_grad_(),),
+        )
+        t = x.clone().requires_grad_()
+        hosvd(t, 2, svd=svd).model.to_dense().sum().backward()  # rank above the true rank
+        assert torch.isfinite(t.grad).all()
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -305,29 +442,46 @@ X = torch.randn(4, 5, 6, dtype=torch.float64)
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: hosvd(X.numpy(), 2), TypeError, r"hosvd: tensor must be a torch.Tensor"),
+        (
+            lambda: hosvd("x", 2),
+            TypeError,
+            r"hosvd: tensor must be a torch.Tensor or a numpy array; got str",
+        ),
         (lambda: hosvd(X.long(), 2), TypeError, r"floating-point or complex dtype"),
         (
-            lambda: tucker(X.half(), 2),
+            lambda: tucker(X.to(torch.float8_e5m2), 2),
             TypeError,
-            r"tucker: tensor must be float32, float64, complex64 or complex128; got torch.float16",
+            r"tucker: tensor must be float16, bfloat16, float32, float64, complex64 or complex128; "
+            r"got torch.float8_e5m2",
         ),
         (lambda: hosvd(X.clone().fill_(float("nan")), 2), ValueError, r"NaN or Inf"),
         (lambda: tucker(torch.full((3, 3), float("inf")), 2), ValueError, r"NaN or Inf"),
         (lambda: hosvd(torch.zeros(3, 0, 2), 1), ValueError, r"empty dimension"),
         (lambda: hosvd(X, 0), ValueError, r"hosvd: rank must be positive; got 0 for mode 0"),
+        (
+            lambda: hosvd(X, 10**9),
+            ValueError,
+            r"hosvd: rank 1000000000 for mode 0 exceeds that mode's size 4",
+        ),
+        (
+            lambda: tucker(X, (10**12, 2, 2)),
+            ValueError,
+            r"tucker: rank 1000000000000 for mode 0 exceeds that mode's size 4",
+        ),
+        (lambda: hosvd(X, np.float64(2.0)), TypeError, r"hosvd: rank must be an int or a tuple"),
+        (lambda: hosvd(X, (2, np.bool_(True), 2)), TypeError, r"hosvd: rank\[1\] must be an int"),
         (lambda: hosvd(X, (2, 6, 2)), ValueError, r"rank 6 for mode 1 exceeds that mode's size 5"),
         (lambda: tucker(X, 7), ValueError, r"tucker: rank 7 for mode 0 exceeds that mode's size 4"),
         (lambda: hosvd(X, (2, 2)), ValueError, r"rank needs one entry per decomposed mode \(3\)"),
         (lambda: hosvd(X, 2.0), TypeError, r"rank must be an int or a tuple of ints; got float"),
         (lambda: hosvd(X, (2, 2.5, 2)), TypeError, r"rank\[1\] must be an int"),
-        (lambda: hosvd(X), ValueError, r"give exactly one of rank .* and error .*; got neither"),
-        (lambda: hosvd(X, 2, error=0.1), ValueError, r"got both"),
-        (lambda: hosvd(X, error=0.0), ValueError, r"error must be a relative accuracy in \(0, 1\)"),
-        (lambda: hosvd(X, error=1.0), ValueError, r"relative accuracy in \(0, 1\); got 1.0"),
-        (lambda: hosvd(X, error="a"), TypeError, r"error must be a float in \(0, 1\); got str"),
+        (lambda: hosvd(X), ValueError, r"give exactly one of rank .* and eps .*; got neither"),
+        (lambda: hosvd(X, 2, eps=0.1), ValueError, r"got both"),
+        (lambda: hosvd(X, eps=0.0), ValueError, r"eps must be a relative accuracy in \(0, 1\)"),
+        (lambda: hosvd(X, eps=1.0), ValueError, r"relative accuracy in \(0, 1\); got 1.0"),
+        (lambda: hosvd(X, eps="a"), TypeError, r"eps must be a float in \(0, 1\); got str"),
         (lambda: hosvd(X, 2, svd="lapack"), ValueError, r"svd must be one of \('auto', 'full'"),
-        (lambda: hosvd(X, error=0.1, svd="randomized"), ValueError, r"'randomized' needs rank"),
+        (lambda: hosvd(X, eps=0.1, svd="randomized"), ValueError, r"'randomized' needs rank"),
         (lambda: hosvd(X, 2, sequential=1), TypeError, r"sequential must be a bool"),
         (lambda: hosvd(X, 2, generator=0), TypeError, r"generator must be a torch.Generator"),
         (lambda: hosvd(X, (1, 1, 2)), ValueError, r"rank 2 for mode 2 exceeds the product of"),
@@ -429,6 +583,8 @@ def test_hosvd_gradients_flow_and_iterative_methods_do_not_track():
     hosvd(x, 2, svd="full").model.to_dense().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert not tucker(x, 2, max_iter=2).model.core.requires_grad
+    assert not partial_tucker(x, 2, modes=(0,), max_iter=2).model.core.requires_grad
+    assert not non_negative_tucker(x.abs(), 2, max_iter=2).model.core.requires_grad
 
 
 @pytest.mark.cuda
@@ -437,12 +593,12 @@ def test_cuda_follows_input_and_matches_cpu():
     x = add_noise(x, relative=0.05, generator=_gen(35))
     runs = [
         lambda t: hosvd(t, (3, 4, 5)),
-        lambda t: hosvd(t, error=0.1, sequential=False),
+        lambda t: hosvd(t, eps=0.1, sequential=False),
         lambda t: tucker(t, (3, 4, 5), init="random", generator=_gen(1), max_iter=5, tol=0),
         lambda t: partial_tucker(t, 3, modes=(1,), max_iter=3),
         lambda t: non_negative_tucker(t.abs(), (3, 4, 5), max_iter=5, tol=0),
     ]
     for run in runs:
         on_gpu, on_cpu = run(x.cuda()), run(x)
-        assert on_gpu.tensor.device.type == "cuda" and on_gpu.tensor.dtype == torch.float64
+        assert on_gpu.model.device.type == "cuda" and on_gpu.model.dtype == torch.float64
         assert abs(on_gpu.error - on_cpu.error) < 1e-8

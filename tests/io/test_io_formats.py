@@ -1,16 +1,22 @@
-"""Readers: every supported format round-trips; wrong content, pickles and bad data are refused."""
+"""``read_tensor`` / ``read_observed``: every format round-trips; arguments are checked."""
 
 from __future__ import annotations
 
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from factorch.io import FileFormatError, describe_content, file_format, read_tensor
+from factorch.io import (
+    DEFAULT_MAX_ENTRIES,
+    FileFormatError,
+    ObservedTensor,
+    file_format,
+    read_observed,
+    read_tensor,
+)
 
 
 @pytest.fixture
@@ -32,7 +38,8 @@ def test_npy_round_trip(tmp_path, x):
     assert file_format(p) == "npy"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8, np.bool_])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int16, np.uint8, np.bool_,
+                                   np.complex64])  # fmt: skip
 def test_npy_dtypes_kept(tmp_path, dtype):
     arr = (np.arange(24).reshape(2, 3, 4) % 3).astype(dtype)
     np.save(tmp_path / "a.npy", arr)
@@ -41,28 +48,51 @@ def test_npy_dtypes_kept(tmp_path, dtype):
     np.testing.assert_array_equal(got.numpy(), arr)
 
 
-def test_npy_big_endian_and_wide_unsigned(tmp_path):
+def test_npy_fortran_order_and_zero_dim(tmp_path, x):
+    np.save(tmp_path / "f.npy", np.asfortranarray(x.numpy()))
+    torch.testing.assert_close(read_tensor(tmp_path / "f.npy"), x, rtol=0, atol=0)
+    np.save(tmp_path / "s.npy", np.float64(2.5))
+    assert read_tensor(tmp_path / "s.npy").shape == ()
+    np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+    assert read_tensor(tmp_path / "e.npy").shape == (0, 3)
+
+
+def test_npy_big_endian(tmp_path):
     arr = np.arange(6, dtype=">f8").reshape(2, 3)
     np.save(tmp_path / "be.npy", arr)
     got = read_tensor(tmp_path / "be.npy")
     np.testing.assert_array_equal(got.numpy(), arr.astype("<f8"))
+
+
+def test_npy_wide_unsigned_become_int64(tmp_path):
     np.save(tmp_path / "u.npy", np.array([[1, 2], [3, 65535]], dtype=np.uint16))
     got = read_tensor(tmp_path / "u.npy")
     assert got.dtype == torch.int64
     assert got.tolist() == [[1, 2], [3, 65535]]
 
 
-def test_npz_single_named_and_key(tmp_path, x):
+def test_npz_single_array(tmp_path, x):
     np.savez_compressed(tmp_path / "one.npz", data=x.numpy())
     torch.testing.assert_close(read_tensor(tmp_path / "one.npz"), x, rtol=0, atol=0)
+
+
+def test_npz_named_tensor_and_key(tmp_path, x):
     np.savez(tmp_path / "two.npz", tensor=x.numpy(), other=np.zeros(2))
     torch.testing.assert_close(read_tensor(tmp_path / "two.npz"), x, rtol=0, atol=0)
     assert read_tensor(tmp_path / "two.npz", key="other").shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        (None, r"amb.npz holds 2 arrays \(a, b\); name the one"),
+        ("c", r"has no array named 'c'; it holds a, b"),
+    ],
+)
+def test_npz_ambiguous_or_unknown_key(tmp_path, x, key, match):
     np.savez(tmp_path / "amb.npz", a=x.numpy(), b=np.zeros(2))
-    with pytest.raises(FileFormatError, match=r"amb.npz holds 2 arrays \(a, b\); name the one"):
-        read_tensor(tmp_path / "amb.npz")
-    with pytest.raises(FileFormatError, match=r"has no array named 'c'; it holds a, b"):
-        read_tensor(tmp_path / "amb.npz", key="c")
+    with pytest.raises(FileFormatError, match=match):
+        read_tensor(tmp_path / "amb.npz", key=key)
 
 
 def test_pt_tensor_and_dict(tmp_path, x):
@@ -71,164 +101,120 @@ def test_pt_tensor_and_dict(tmp_path, x):
     torch.save({"tensor": x, "mask": x > 0}, tmp_path / "d.pth")
     torch.testing.assert_close(read_tensor(tmp_path / "d.pth"), x, rtol=0, atol=0)
     assert read_tensor(tmp_path / "d.pth", key="mask").dtype == torch.bool
-    with pytest.raises(FileFormatError, match=r"holds a single tensor; drop key='k'"):
-        read_tensor(tmp_path / "a.pt", key="k")
 
 
-def test_pt_refuses_objects(tmp_path, x):
-    torch.save({"w": Opaque()}, tmp_path / "obj.pt")
-    with pytest.raises(FileFormatError, match=r"obj.pt: refused or unreadable PyTorch file"):
-        read_tensor(tmp_path / "obj.pt")
-    torch.save([x, x], tmp_path / "list.pt")
-    with pytest.raises(FileFormatError, match=r"list.pt holds a list, not a tensor or a dict"):
-        read_tensor(tmp_path / "list.pt")
+@pytest.mark.parametrize(
+    ("saved", "key", "match"),
+    [
+        ("tensor", "k", r"holds a single tensor; drop key='k'"),
+        ("object", None, r"obj.pt: refused or unreadable PyTorch file"),
+        ("list", None, r"obj.pt holds a list, not a tensor or a dict"),
+        ("sparse", None, r"obj.pt holds a sparse_coo tensor; save it as a plain dense tensor"),
+    ],
+)
+def test_pt_refusals(tmp_path, x, saved, key, match):
+    obj = {
+        "tensor": x,
+        "object": {"w": Opaque()},
+        "list": [x, x],
+        "sparse": x.to_sparse(),
+    }[saved]
+    torch.save(obj, tmp_path / "obj.pt")
+    with pytest.raises(FileFormatError, match=match):
+        read_tensor(tmp_path / "obj.pt", key=key)
 
 
-def test_pickle_is_refused_whatever_the_extension(tmp_path, x):
-    for name in ("p.pt", "p.npy", "p.npz", "p.safetensors"):
-        with open(tmp_path / name, "wb") as f:
-            pickle.dump({"x": x.numpy()}, f, protocol=2)
-        with pytest.raises(FileFormatError, match=r"looks like a Python pickle \(refused"):
-            read_tensor(tmp_path / name)
+@pytest.mark.parametrize("name", ["p.pt", "p.npy", "p.npz", "p.safetensors"])
+def test_pickle_is_refused_whatever_the_extension(tmp_path, x, name):
+    with open(tmp_path / name, "wb") as f:
+        pickle.dump({"x": x.numpy()}, f, protocol=2)
+    with pytest.raises(FileFormatError, match=r"looks like a Python pickle \(refused"):
+        read_tensor(tmp_path / name)
 
 
 def test_npy_object_array_refused(tmp_path):
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(FileFormatError, match=r"Object arrays cannot be loaded"):
         read_tensor(tmp_path / "o.npy")
-    np.save(tmp_path / "s.npy", np.array(["ab", "c"]))
-    with pytest.raises(FileFormatError, match=r"has dtype <U2; factorch reads numeric"):
+
+
+@pytest.mark.parametrize(
+    ("arr", "match"),
+    [
+        (np.array(["ab", "c"]), r"has dtype <U2; factorch reads numeric"),
+        (np.zeros(3, dtype=np.longdouble), r"extended precision, which PyTorch has no dtype for"),
+        (np.zeros(3, dtype="M8[s]"), r"has dtype datetime64\[s\]"),
+    ],
+    ids=["str", "longdouble", "datetime"],
+)
+def test_npy_non_numeric_dtypes_refused(tmp_path, arr, match):
+    np.save(tmp_path / "s.npy", arr)
+    with pytest.raises(FileFormatError, match=match):
         read_tensor(tmp_path / "s.npy")
 
 
-def test_safetensors(tmp_path, x):
+def test_safetensors_named_and_single(tmp_path, x):
     save_file({"tensor": x, "extra": torch.zeros(2)}, tmp_path / "a.safetensors")
     torch.testing.assert_close(read_tensor(tmp_path / "a.safetensors"), x, rtol=0, atol=0)
     save_file({"only": x.float()}, tmp_path / "b.safetensors")
     assert read_tensor(tmp_path / "b.safetensors").dtype == torch.float32
+    assert read_tensor(tmp_path / "a.safetensors", key="extra").shape == (2,)
 
 
-@pytest.mark.parametrize(
-    ("written_as", "named", "looks_like"),
-    [
-        ("pt", "f.npy", "a PyTorch .pt file"),
-        ("npy", "f.npz", "a NumPy .npy array"),
-        ("npz", "f.pt", "a NumPy .npz archive"),
-        ("npy", "f.safetensors", "a NumPy .npy array"),
-        ("safetensors", "f.npy", "a safetensors file"),
-        ("npy", "f.csv", "a NumPy .npy array"),
-        ("bytes", "f.txt", "binary data of an unknown format"),
-        ("png", "f.npy", "a PNG image"),
-        ("text", "f.pt", "text"),
-        ("zip", "f.npz", "a zip archive"),
-    ],
-)
-def test_content_must_match_extension(tmp_path, x, written_as, named, looks_like):
-    p = tmp_path / named
-    if written_as == "pt":
-        torch.save(x, p)
-    elif written_as == "npy":
-        with open(p, "wb") as f:
-            np.save(f, x.numpy())
-    elif written_as == "npz":
-        with open(p, "wb") as f:
-            np.savez(f, a=x.numpy())
-    elif written_as == "safetensors":
-        save_file({"t": x}, p)
-    elif written_as == "png":
-        p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    elif written_as == "bytes":
-        p.write_bytes(bytes(range(200, 256)) * 2)
-    elif written_as == "zip":
-        with zipfile.ZipFile(p, "w") as z:
-            z.writestr("readme.txt", "hello")
-    else:
-        p.write_text("0,0,0,1.0\n")
-    with pytest.raises(FileFormatError, match=rf"{named} is not .*looks like {looks_like}"):
-        read_tensor(p)
-    assert describe_content(p) == looks_like
+def test_dense_formats_have_no_mask(tmp_path, x):
+    np.save(tmp_path / "a.npy", x.numpy())
+    obs = read_observed(tmp_path / "a.npy")
+    assert isinstance(obs, ObservedTensor)
+    assert (obs.mask, obs.format, obs.unlisted, obs.n_unlisted, obs.counts) == (
+        None, "npy", None, 0, None,
+    )  # fmt: skip
+    assert obs.n_missing == 0
 
 
-def test_missing_empty_directory_and_unknown_extension(tmp_path):
+def test_default_limit_is_one_gib_of_float64():
+    assert DEFAULT_MAX_ENTRIES * 8 == 2**30
+
+
+def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no such file: '.*nope.npy'"):
         read_tensor(tmp_path / "nope.npy")
-    (tmp_path / "e.npy").write_bytes(b"")
-    with pytest.raises(FileFormatError, match=r"e.npy is empty"):
-        read_tensor(tmp_path / "e.npy")
-    (tmp_path / "d.npy").mkdir()
-    with pytest.raises(FileFormatError, match=r"is a directory, not a file"):
-        read_tensor(tmp_path / "d.npy")
-    with pytest.raises(FileFormatError, match=r"unsupported file extension '.mat'; factorch reads"):
-        read_tensor(tmp_path / "x.mat")
-    with pytest.raises(FileFormatError, match=r"unsupported file extension '\(none\)'"):
-        file_format(tmp_path / "noext")
-
-
-def test_truncated_npy_is_an_error(tmp_path, x):
-    p = tmp_path / "t.npy"
-    np.save(p, x.numpy())
-    p.write_bytes(p.read_bytes()[:-50])
-    with pytest.raises(FileFormatError, match=r"t.npy: cannot read the .npy array"):
-        read_tensor(p)
-
-
-def test_truncated_safetensors_is_an_error(tmp_path, x):
-    p = tmp_path / "t.safetensors"
-    save_file({"tensor": x}, p)
-    p.write_bytes(p.read_bytes()[:-50])
-    with pytest.raises(FileFormatError, match=r"t.safetensors: cannot read the safetensors file"):
-        read_tensor(p)
-
-
-# --- coordinate text files -----------------------------------------------------------------
-def test_coordinates_csv_with_header_and_comments(tmp_path):
-    p = tmp_path / "c.csv"
-    p.write_text("# a comment\ni,j,k,value\n0,0,0,1.5\n1,2,3,-2\n\n0,1,0,4e-1\n")
-    got = read_tensor(p)
-    want = torch.zeros(2, 3, 4, dtype=torch.float64)
-    want[0, 0, 0], want[1, 2, 3], want[0, 1, 0] = 1.5, -2.0, 0.4
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(("name", "sep"), [("c.txt", " "), ("c.tsv", "\t"), ("c.txt", "  ")])
-def test_coordinates_whitespace_separated(tmp_path, name, sep):
-    p = tmp_path / name
-    p.write_text(f"0{sep}1{sep}2.5\n2{sep}0{sep}nan\n")
-    got = read_tensor(p)
-    assert got.shape == (3, 2)
-    assert got[0, 1] == 2.5
-    assert torch.isnan(got[2, 0])
-    assert int((got != 0).sum()) == 2  # NaN != 0 is True; the rest are zeros
 
 
 @pytest.mark.parametrize(
-    ("text", "match"),
+    ("make", "name", "match"),
     [
-        ("0,0,1\n0,0,2\n", r"coordinate \(0, 0\) appears 2 times"),
-        ("0,-1,1\n", r"line 1: indices must be non-negative integers"),
-        ("0,1.5,1\n", r"line 1: indices must be non-negative integers"),
-        ("0,1,1\n0,1\n", r"line 2: expected 3 fields like the first entry; got 2"),
-        ("0,1,1\nfoo,bar,baz\n", r"line 2: expected numbers 'i,j,...,value'"),
-        ("5\n", r"line 1: a coordinate line needs at least one index and a value"),
-        ("i,j,value\n", r"holds no coordinate entries"),
-        ("100000,100000,100000,1\n", r"span shape \(100001, 100001, 100001\)"),
+        ("empty", "e.npy", r"e.npy is empty"),
+        ("dir", "d.npy", r"is a directory, not a file"),
+        ("none", "x.mat", r"unsupported file extension '.mat'; factorch reads"),
     ],
 )
-def test_coordinates_malformed(tmp_path, text, match):
-    p = tmp_path / "bad.csv"
-    p.write_text(text)
+def test_unreadable_paths(tmp_path, make, name, match):
+    p = tmp_path / name
+    if make == "empty":
+        p.write_bytes(b"")
+    elif make == "dir":
+        p.mkdir()
     with pytest.raises(FileFormatError, match=match):
         read_tensor(p)
 
 
-def test_coordinates_refuse_key(tmp_path):
-    (tmp_path / "c.csv").write_text("0,0,1\n")
-    with pytest.raises(FileFormatError, match=r"is a coordinate file; key= does not apply"):
-        read_tensor(tmp_path / "c.csv", key="x")
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"unlisted": "nan"}, ValueError, r"read_tensor: unlisted must be one of 'auto', "),
+        ({"max_entries": 0}, ValueError, r"read_tensor: max_entries must be in \[1, 2\*\*48\]"),
+        ({"max_entries": 2**49}, ValueError, r"read_tensor: max_entries must be in"),
+        ({"max_entries": 1.5}, TypeError, r"read_tensor: max_entries must be an int; got float"),
+        ({"max_entries": True}, TypeError, r"read_tensor: max_entries must be an int; got bool"),
+    ],
+)
+def test_argument_errors(tmp_path, x, kwargs, error, match):
+    np.save(tmp_path / "a.npy", x.numpy())
+    with pytest.raises(error, match=match):
+        read_tensor(tmp_path / "a.npy", **kwargs)
 
 
-def test_coordinates_max_entries(tmp_path):
-    (tmp_path / "c.csv").write_text("9,9,1\n")
-    assert read_tensor(tmp_path / "c.csv", max_entries=100).shape == (10, 10)
-    with pytest.raises(FileFormatError, match=r"more than the 99 a dense tensor may have"):
-        read_tensor(tmp_path / "c.csv", max_entries=99)
+def test_read_observed_names_itself_in_errors(tmp_path, x):
+    np.save(tmp_path / "a.npy", x.numpy())
+    with pytest.raises(ValueError, match=r"read_observed: unlisted must be one of"):
+        read_observed(tmp_path / "a.npy", unlisted="none")  # type: ignore[arg-type]

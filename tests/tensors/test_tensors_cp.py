@@ -169,3 +169,34 @@ def test_is_immutable() -> None:
     cp = random_cp((3, 4), 2, generator=_gen(17), dtype=F64)
     with pytest.raises(AttributeError):
         cp.weights = torch.ones(2, dtype=F64)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300, 1e-300])
+def test_norm_is_true_for_extreme_weights(scale: float) -> None:
+    base = random_cp((4, 5, 6), 3, generator=_gen(30), dtype=F64)
+    big = CPTensor(base.weights * scale, base.factors)
+    # The same model with unit-scale weights, its norm multiplied back in Python floats.
+    assert float(big.norm()) == pytest.approx(float(base.norm()) * scale, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norm_with_huge_and_tiny_factors(dtype: torch.dtype) -> None:
+    base = random_cp((4, 5, 6), 2, generator=_gen(31), dtype=dtype)
+    # Factors of 1e20 and 1e-20 cancel in the product; their Grams alone over/underflow float32.
+    scaled = CPTensor(
+        base.weights, (base.factors[0] * 1e20, base.factors[1] * 1e-20, base.factors[2])
+    )
+    assert float(scaled.norm()) == pytest.approx(float(base.norm()), rel=1e-5)
+
+
+def test_norm_overflows_only_when_the_norm_does() -> None:
+    ones = CPTensor(torch.tensor([6e4]), (torch.ones(3, 1), torch.ones(4, 1)))
+    assert float(ones.norm()) == pytest.approx(6e4 * 12**0.5)
+    half = ones.to(dtype=torch.float16)
+    assert torch.isinf(half.norm())  # 2.1e5 exceeds float16's range
+
+
+def test_norm_gradient_with_scaling() -> None:
+    w = (torch.rand(3, generator=_gen(32), dtype=F64) * 1e150).requires_grad_(True)
+    fs = tuple(torch.rand(s, 3, generator=_gen(33 + s), dtype=F64) for s in (4, 5))
+    torch.autograd.gradcheck(lambda w: CPTensor(w / 1e150, fs).norm(), (w,))

@@ -118,3 +118,34 @@ def test_repr() -> None:
     assert repr(a) == (
         "TTTensor(shape=(2, 3, 4), rank=(1, 2, 2, 1), params=24, compression=1.0x, dtype=float32)"
     )
+
+
+# --- norms and inner products at extreme scales (issue 9.2) ------------------------------------
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e150])
+@pytest.mark.parametrize("cls", [TTTensor, TRTensor])
+def test_norm_and_inner_with_cores_near_the_ends_of_float64(cls, scale: float) -> None:
+    # the squared norm (~1e400 or 1e-400) is not representable, the norm is: it overflowed to
+    # inf / underflowed to 0 before the cores and the sweep were scaled by powers of two
+    a = random_tt((3, 4, 5), 2, generator=_gen(5), dtype=F64)
+    base = cls(a.cores) if cls is TRTensor else a
+    big = cls((base.cores[0] * scale, *base.cores[1:]))
+    assert float(big.norm()) == pytest.approx(float(base.norm()) * scale, rel=1e-12)
+    spread = cls((base.cores[0] * 1e160, base.cores[1] * 1e-170, base.cores[2] * 1e10))
+    assert float(spread.norm()) == pytest.approx(float(base.norm()), rel=1e-12)
+    dense = base.to_dense()
+    assert float(big.inner(dense * 1e-100) / (float((dense * dense).sum()) * scale * 1e-100)) == (
+        pytest.approx(1.0, rel=1e-12)
+    )
+    assert float(spread.inner(spread)) == pytest.approx(float((dense * dense).sum()), rel=1e-12)
+
+
+def test_norm_of_a_float32_tt_with_tiny_cores() -> None:
+    a = random_tt((3, 4, 5), 2, generator=_gen(6), dtype=torch.float32)
+    tiny = TTTensor(tuple(c * 1e-15 for c in a.cores))  # entries ~1e-45: the squares underflow
+    assert float(tiny.norm()) == pytest.approx(float(a.norm()) * 1e-45, rel=1e-5)
+
+
+def test_scaled_norm_is_still_differentiable() -> None:
+    a = random_tt((3, 4, 5), 2, generator=_gen(7), dtype=F64)
+    cores = tuple(c.clone().requires_grad_() for c in a.cores)
+    assert torch.autograd.gradcheck(lambda *cs: TTTensor(cs).norm(), cores)

@@ -101,3 +101,12 @@ def test_repr_and_rank() -> None:
     assert repr(m) == (
         "TTMatrix(shape=(6, 8), rank=(1, 5, 1), params=70, compression=0.7x, dtype=float32)"
     )
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_norm_and_inner_with_a_core_near_the_ends_of_float64(scale: float) -> None:
+    m = random_tt_matrix((2, 3), (4, 2), 2, generator=_gen(9), dtype=torch.float64)
+    big = TTMatrix((m.cores[0] * scale, m.cores[1]))
+    assert float(big.norm()) == pytest.approx(float(m.norm()) * scale, rel=1e-12)
+    dense = m.to_dense()
+    assert float(big.inner(dense / scale)) == pytest.approx(float((dense * dense).sum()), rel=1e-12)

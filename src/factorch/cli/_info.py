@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -9,47 +10,80 @@ import torch
 
 from ..datasets import list_datasets
 from ..datasets import load as load_dataset
-from ._common import CLIError, dumps, read_file, shape_str
+from ._common import CLIError, dumps, shape_str
+from ._inputs import read_file, unlisted_report
+from ._options import ReadArgs, read_options
+
+CHUNK = 1 << 20  # entries converted to float64 at a time: statistics need no full-size copy
+
+
+def _chunks(x: torch.Tensor) -> list[torch.Tensor]:
+    flat = x.reshape(-1)
+    return [flat[i : i + CHUNK] for i in range(0, flat.numel(), CHUNK)]
+
+
+def _split(chunk: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, int]:
+    """``(values, magnitudes, finite, n_nan)`` of a chunk, in float64 (``values`` is None for
+    complex data)."""
+    if chunk.is_complex():
+        mags = chunk.abs().to(torch.float64)
+        finite = torch.isfinite(chunk)
+        n_nan = int((torch.isnan(chunk.real) | torch.isnan(chunk.imag)).sum())
+        return None, mags, finite, n_nan
+    values = chunk.to(torch.float64)
+    return values, values.abs(), torch.isfinite(values), int(torch.isnan(values).sum())
 
 
 def tensor_stats(x: torch.Tensor) -> dict[str, Any]:
-    """Shape, dtype, density, missing values and norms of a tensor (NaN = missing)."""
+    """Shape, dtype, density, missing values (NaN) and norms of a tensor.
+
+    Computed chunk by chunk in float64, so the memory needed beyond the tensor itself is a few
+    chunks (a file at the entry limit never needs two or three full-size copies). The norm is
+    scaled by the largest magnitude, so it neither under- nor overflows.
+    """
     numel = x.numel()
-    out: dict[str, Any] = {"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")}
-    out["entries"] = numel
-    if x.dtype == torch.bool:
-        x = x.to(torch.uint8)
-    if x.is_complex():
-        finite = torch.isfinite(x.real) & torch.isfinite(x.imag)
-        values = x[finite]
-        mags = values.abs().double()
-        stats = {"min": None, "max": None, "mean": None, "std": None}
-    else:
-        xf = x.double() if not x.is_floating_point() or x.dtype != torch.float64 else x
-        finite = torch.isfinite(xf)
-        values = xf[finite]
-        mags = values.abs()
-        n = values.numel()
-        stats = {
-            "min": float(values.min()) if n else None,
-            "max": float(values.max()) if n else None,
-            "mean": float(values.mean()) if n else None,
-            "std": float(values.std(correction=0)) if n else None,
-        }
-    n_nan = int(torch.isnan(x.real if x.is_complex() else x.double()).sum()) if numel else 0
-    n_inf = numel - int(finite.sum()) - n_nan
-    nonzero = int((values != 0).sum())
-    out.update(
-        missing=n_nan,
-        missing_fraction=n_nan / numel if numel else 0.0,
-        infinite=n_inf,
-        nonzeros=nonzero,
-        density=nonzero / numel if numel else 0.0,
-        **stats,
-        norm_fro=float(torch.linalg.vector_norm(mags)) if mags.numel() else 0.0,
-        max_abs=float(mags.max()) if mags.numel() else None,
-    )
-    return out
+    n_nan = n_inf = nonzero = n = 0
+    lo, hi, total, peak = math.inf, -math.inf, 0.0, 0.0
+    real = not x.is_complex()
+    for chunk in _chunks(x):
+        values, mags, finite, nans = _split(chunk)
+        n_nan += nans
+        n_inf += chunk.numel() - int(finite.sum()) - nans
+        good = mags[finite]
+        n += good.numel()
+        nonzero += int((good != 0).sum())
+        peak = max(peak, float(good.max())) if good.numel() else peak
+        if values is not None and good.numel():
+            kept = values[finite]
+            lo, hi, total = (
+                min(lo, float(kept.min())),
+                max(hi, float(kept.max())),
+                total + float(kept.sum()),
+            )
+    mean = total / n if n and real else None
+    sq_dev = scaled = 0.0
+    for chunk in _chunks(x):
+        values, mags, finite, _ = _split(chunk)
+        if peak > 0:
+            scaled += float(((mags[finite] / peak) ** 2).sum())
+        if values is not None and mean is not None:
+            sq_dev += float(((values[finite] - mean) ** 2).sum())
+    return {
+        "shape": list(x.shape),
+        "dtype": str(x.dtype).replace("torch.", ""),
+        "entries": numel,
+        "missing": n_nan,
+        "missing_fraction": n_nan / numel if numel else 0.0,
+        "infinite": n_inf,
+        "nonzeros": nonzero,
+        "density": nonzero / numel if numel else 0.0,
+        "min": lo if mean is not None else None,
+        "max": hi if mean is not None else None,
+        "mean": mean,
+        "std": math.sqrt(sq_dev / n) if mean is not None else None,
+        "norm_fro": peak * math.sqrt(scaled),
+        "max_abs": peak if n else None,
+    }
 
 
 def _describe(name: str, stats: dict[str, Any], fmt: str) -> list[str]:
@@ -59,7 +93,7 @@ def _describe(name: str, stats: dict[str, Any], fmt: str) -> list[str]:
     lines = [
         f"{name}: {fmt}, {stats['dtype']}, shape {shape_str(stats['shape'])} "
         f"({stats['entries']:,} entries)",
-        f"  missing (NaN) {stats['missing']:,} ({100 * stats['missing_fraction']:.1f}%), "
+        f"  missing {stats['missing']:,} ({100 * stats['missing_fraction']:.1f}%), "
         f"infinite {stats['infinite']:,}, nonzeros {stats['nonzeros']:,} "
         f"(density {100 * stats['density']:.1f}%)",
         f"  min {g(stats['min'])}, max {g(stats['max'])}, mean {g(stats['mean'])}, "
@@ -69,21 +103,30 @@ def _describe(name: str, stats: dict[str, Any], fmt: str) -> list[str]:
     return lines
 
 
+def _file_entry(path: str, read: ReadArgs) -> tuple[dict[str, Any], str | None]:
+    obs = read_file(path, read)
+    report = unlisted_report(obs, read.unlisted)
+    entry = {"file": path, "format": obs.format} | tensor_stats(obs.tensor)
+    entry["unlisted"] = report.as_json() if report is not None else None
+    return entry, report.line(path) if report is not None else None
+
+
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--dataset", help="Describe a bundled dataset instead of (or besides) FILES.")
-@click.option("--key", help="Array to read from files holding several.")
+@read_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one entry per input).")
-def info(files: tuple[str, ...], dataset: str | None, key: str | None, as_json: bool) -> None:
+def info(files: tuple[str, ...], dataset: str | None, read: ReadArgs, as_json: bool) -> None:
     """Shape, dtype, density, missing values and norms of each FILE.
 
-    Every file is checked before anything is printed; one bad file fails the command.
+    Missing values are NaN entries, and the entries a coordinate file does not list when they
+    are read as missing (--unlisted; the choice is printed). Every file is checked before
+    anything is printed; one bad file fails the command.
     """
-    from ..io import file_format
-
     if not files and dataset is None:
         raise CLIError("give at least one FILE (or --dataset NAME).")
     entries: list[dict[str, Any]] = []
+    notes: list[str | None] = []
     if dataset is not None:
         if dataset not in list_datasets():
             raise CLIError(
@@ -92,44 +135,47 @@ def info(files: tuple[str, ...], dataset: str | None, key: str | None, as_json: 
             )
         ds = load_dataset(dataset)
         entries.append({"dataset": dataset, "format": "bundled"} | tensor_stats(ds.tensor))
+        notes.append(None)
     for path in files:
-        x = read_file(path, key)
-        entries.append({"file": path, "format": file_format(path)} | tensor_stats(x))
+        entry, line = _file_entry(path, read)
+        entries.append(entry)
+        notes.append(line)
     if as_json:
         click.echo(dumps(entries), nl=False)
         return
-    for e in entries:
-        for line in _describe(e.get("file") or e["dataset"], e, e["format"]):
-            click.echo(line)
+    for e, line in zip(entries, notes):
+        for text in _describe(e.get("file") or e["dataset"], e, e["format"]):
+            click.echo(text)
+        if line is not None:
+            click.echo("  " + line)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with full metadata.")
 def datasets(as_json: bool) -> None:
     """List the bundled datasets (use one with: factorch decompose --dataset NAME)."""
-    rows = []
-    for name in list_datasets():
-        ds = load_dataset(name)
-        rows.append(
-            {
-                "name": name,
-                "shape": list(ds.shape),
-                "mode_names": list(ds.mode_names),
-                "missing": ds.n_missing,
-                "licence": ds.licence,
-                "description": ds.description,
-                "source": ds.source,
-                "citation": list(ds.citation),
-                "suggested_method": ds.suggested_method,
-                "suggested_rank": ds.suggested_rank,
-            }
-        )
+    bundled = [load_dataset(name) for name in list_datasets()]
+    rows = [
+        {
+            "name": ds.name,
+            "shape": list(ds.shape),
+            "mode_names": list(ds.mode_names),
+            "missing": ds.n_missing,
+            "licence": ds.licence,
+            "description": ds.description,
+            "source": ds.source,
+            "citation": list(ds.citation),
+            "suggested_method": ds.suggested_method,
+            "suggested_rank": ds.suggested_rank,
+        }
+        for ds in bundled
+    ]
     if as_json:
         click.echo(dumps(rows), nl=False)
         return
-    for r in rows:
-        modes = " × ".join(f"{s} {m}" for s, m in zip(r["shape"], r["mode_names"]))
-        missing = f", {r['missing']} missing" if r["missing"] else ""
-        click.echo(f"{r['name']}: {modes}{missing} [{r['licence']}]")
-        click.echo(f"  {r['description'].split('. ')[0]}.")
-        click.echo(f"  suggested: --method {r['suggested_method']} --rank {r['suggested_rank']}")
+    for ds in bundled:
+        modes = " × ".join(f"{s} {m}" for s, m in zip(ds.shape, ds.mode_names))
+        missing = f", {ds.n_missing} missing" if ds.n_missing else ""
+        click.echo(f"{ds.name}: {modes}{missing} [{ds.licence}]")
+        click.echo(f"  {ds.description.split('. ')[0]}.")
+        click.echo(f"  suggested: --method {ds.suggested_method} --rank {ds.suggested_rank}")

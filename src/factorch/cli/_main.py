@@ -1,28 +1,60 @@
 """The ``factorch`` command group and its entry point.
 
-``main()`` runs click in non-standalone mode so that every user error, click's own usage errors
+``run()`` runs click in non-standalone mode so that every error, click's own usage errors
 included, is reported the same way: one line ``factorch: error: <message>`` on stderr and exit
-status 2, never a traceback. Outputs are written only at the end of a successful run, atomically,
-so an error or an interrupt leaves no partial file behind.
+status 2 (130 for Ctrl-C), never a traceback. :class:`Group` maps whatever a command raises
+through :func:`~factorch.cli._common.as_cli_error`; an exception nobody anticipated is reported
+as a bug in one line too (``FACTORCH_DEBUG=1`` shows its traceback). Outputs are written only at
+the end of a successful run, atomically, so an error or an interrupt leaves no partial file.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from .. import __version__
-from ._common import one_line
+from ._common import DEBUG_ENV, CLIError, Interrupted, as_cli_error, one_line
 from ._decompose import decompose
 from ._info import datasets, info
 from ._scan import rank_scan
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "run"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """A click group whose commands fail with one-line :class:`CLIError` s only."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:  # while parsing: click would print a blank line first
+            raise Interrupted() from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit):
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except Exception as e:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise as_cli_error(e) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="factorch", message="%(prog)s %(version)s")
 def cli() -> None:
     """factorch: tensor decompositions from the command line.
@@ -48,19 +80,37 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return the exit status (for tests and embedding)."""
+    """Run the command line and return the exit status (for tests and embedding).
+
+    Args:
+        argv: the arguments after ``factorch`` (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 after an error (one line on stderr), 130 after Ctrl-C.
+
+    Example:
+        >>> run(["datasets", "--json"]) == 0  # doctest: +SKIP
+        True
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="factorch")))
         return 0
     try:
         rv = cli.main(args=args, prog_name="factorch", standalone_mode=False)
-    except click.ClickException as e:  # usage errors, CLIError (2) and Interrupted (130)
-        return _fail(e.format_message(), e.exit_code if e.exit_code in (2, 130) else 2)
+    except CLIError as e:
+        return _fail(e.format_message(), e.exit_code)
+    except click.ClickException as e:  # usage errors
+        return _fail(e.format_message(), 2)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        return _fail("interrupted; no output was written.", 130)
+        return _fail(Interrupted().format_message(), 130)
+    except Exception as e:  # raised outside a command (option parsing); see Group.invoke
+        if os.environ.get(DEBUG_ENV):
+            raise
+        err = as_cli_error(e)
+        return _fail(err.format_message(), err.exit_code)
     return int(rv) if isinstance(rv, int) else 0
 
 

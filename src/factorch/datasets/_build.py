@@ -65,7 +65,7 @@ def _write(name: str, tensor: np.ndarray, meta: dict[str, object]) -> None:
 
 
 def build_covid19_serology() -> None:
-    from tensorly.datasets import load_covid19_serology
+    from tensorly.datasets import load_covid19_serology  # type: ignore[import-untyped]  # no stubs; build-time only
 
     bunch = load_covid19_serology()
     tensor = np.asarray(bunch.tensor, dtype=np.float64)
@@ -138,14 +138,14 @@ def build_il2_response() -> None:
             ],
             "licence": "MIT",
             "licence_text": UC_MIT.format(year=2021),
-            "suggested_method": "cp",
+            "suggested_method": "ntf",
             "suggested_rank": 3,
         },
     )
 
 
 def build_digits_counts() -> None:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]  # no stubs; build-time only
 
     digits = load_digits()
     order = np.argsort(digits.target, kind="stable")

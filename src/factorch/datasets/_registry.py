@@ -68,7 +68,7 @@ def list_datasets() -> tuple[str, ...]:
 
 
 def _read_resource(filename: str) -> bytes:
-    return resources.files("factorch.datasets").joinpath("data", filename).read_bytes()
+    return resources.files("factorch.datasets").joinpath("data").joinpath(filename).read_bytes()
 
 
 def load(

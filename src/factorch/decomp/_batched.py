@@ -11,14 +11,17 @@ tensorly#199.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import as_tensor, check_generator, check_positive_int, check_tensor
+from .._numerics import check_memory, no_autocast, upcast, working_dtype
 from ..tensors import CPTensor, TuckerTensor
 from ._result import Stopwatch
+from ._scale import batch_fit_scale
 
 __all__ = ["BatchCPResult", "BatchTuckerResult", "cp_batch", "hosvd_batch"]
 
@@ -78,6 +81,13 @@ def _batch_solve(m: torch.Tensor, v: torch.Tensor, l2: float) -> torch.Tensor:
     return out
 
 
+def _check_stack(tensors: object, fn: str) -> torch.Tensor:
+    x = as_tensor(tensors, fn, "tensors")
+    check_tensor(x, fn, "tensors", min_ndim=3)
+    return x
+
+
+@no_autocast
 def cp_batch(
     tensors: torch.Tensor,
     rank: int,
@@ -90,69 +100,166 @@ def cp_batch(
     """CP-ALS on every member of a stack ``tensors`` of shape ``(B, I_0, ..., I_{N-1})``.
 
     Random uniform initialisation from ``generator`` (drawn on the CPU, so results do not depend
-    on the device). Stops each member when its relative error changes by less than ``tol``.
-    Not differentiable; device and dtype follow the input.
+    on the device). Each member stops when its relative error (the exact residual, cheap for
+    small members) changes by less than ``tol``, or by less than the rounding floor of two such
+    errors (about ``1e-6`` in float32) when that is larger; ``tol=0`` runs all sweeps.
+
+    numpy arrays are accepted; float16/bfloat16 stacks are fitted in float32 and returned in the
+    input dtype (errors are those of the returned, rounded models); each member is scaled by its
+    own power of four when its magnitude is far from 1, so tiny and huge members fit as well as
+    others. An input that requires grad is detached. Not differentiable; autocast is ignored;
+    device and dtype follow the input.
+
+    Args:
+        tensors: ``(B, I_0, ..., I_{N-1})`` real stack (at least 3 dimensions), or a numpy array.
+        rank: components per member (any integral type).
+        max_iter: maximum number of sweeps.
+        tol: per-member stopping tolerance on the change in relative error (0: run all sweeps).
+        l2: ridge penalty added to each normal-equation solve (of unit-norm factors).
+        generator: source of the random initial factors.
+
+    Returns:
+        :class:`BatchCPResult`: weights ``(B, R)``, factors ``(B, I_n, R)``, per-sweep errors
+        ``(iterations, B)`` in the input dtype, per-member ``converged`` flags.
+
+    Raises:
+        TypeError: non-numeric, integer or complex input; a non-integral rank; a ``generator``
+            that is not a ``torch.Generator``.
+        ValueError: fewer than 3 dimensions, an empty dimension, NaN/Inf, bad option values, or
+            a rank whose working set cannot fit in the device's memory.
+
+    Example:
+        >>> xs = torch.stack([factorch.random.random_cp((4, 5, 6), 2).to_dense() for _ in "ab"])
+        >>> cp_batch(xs, 2, max_iter=500).error.shape
+        torch.Size([2])
     """
     fn = "cp_batch"
-    check_tensor(tensors, fn, "tensors", min_ndim=3)
-    if tensors.is_complex():
-        raise TypeError(f"{fn}: complex tensors are not supported; got {tensors.dtype}.")
-    check_positive_int(rank, fn, "rank")
-    check_positive_int(max_iter, fn, "max_iter")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
+    x_in = _check_stack(tensors, fn).detach()
+    if x_in.is_complex():
+        raise TypeError(f"{fn}: complex tensors are not supported; got {x_in.dtype}.")
+    rank = check_positive_int(rank, fn, "rank")
+    max_iter = check_positive_int(max_iter, fn, "max_iter")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"{fn}: tol must be a non-negative number; got {tol!r}.")
+    if isinstance(l2, bool) or not (isinstance(l2, (int, float)) and l2 >= 0):
+        raise ValueError(f"{fn}: l2 must be a non-negative number; got {l2!r}.")
+    generator = check_generator(generator, fn)
+    batch, shape = x_in.shape[0], tuple(x_in.shape[1:])
+    member = math.prod(shape)
+    check_memory(
+        batch * (sum(shape) * rank + (len(shape) + 2) * rank * rank + 3 * member * rank + member),
+        working_dtype(x_in.dtype),
+        x_in.device,
+        fn,
+        f"a rank-{rank} CP fit of a {tuple(x_in.shape)} stack",
+    )
     clock = Stopwatch()
-    x = tensors
-    batch, shape = x.shape[0], x.shape[1:]
-    n = len(shape)
     with torch.no_grad():
-        factors = [
-            torch.rand(batch, s, rank, generator=generator, dtype=x.dtype).to(x.device)
-            for s in shape
-        ]
-        weights = torch.ones(batch, rank, dtype=x.dtype, device=x.device)
-        grams = [f.mT @ f for f in factors]
-        norm_x = torch.linalg.vector_norm(x.reshape(batch, -1), dim=1)
-        norm_x = norm_x.clamp_min(torch.finfo(x.dtype).tiny)
-        idx = _L[:n]
-        subs = ",".join(f"Z{i}r" for i in idx)
-        active = torch.ones(batch, dtype=torch.bool, device=x.device)
-        errors: list[torch.Tensor] = []
-        it = 0
-        for it in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
-            for mode in range(n):
-                m = _batch_mttkrp(x, factors, mode)
-                v = torch.ones_like(grams[0])
-                for k in range(n):
-                    if k != mode:
-                        v = v * grams[k]
-                new = _batch_solve(m, v, l2)
-                norms = torch.linalg.vector_norm(new, dim=1)
-                norms = torch.where(norms > 0, norms, torch.ones_like(norms))
-                new = new / norms[:, None, :]
-                keep = active[:, None, None]
-                factors[mode] = torch.where(keep, new, factors[mode])
-                weights = torch.where(active[:, None], norms, weights)
-                grams[mode] = factors[mode].mT @ factors[mode]
-            # Small members: the exact residual costs about one MTTKRP and, unlike the Gram
-            # formula, stays accurate below sqrt(eps).
-            recon = torch.einsum(f"Zr,{subs}->Z{idx}", weights, *factors)
-            resid = (x - recon).reshape(batch, -1)
-            err = torch.linalg.vector_norm(resid, dim=1) / norm_x
-            if errors:
-                err = torch.where(active, err, errors[-1])
-                active = active & ((errors[-1] - err).abs() >= tol)
-            errors.append(err)
-            if not bool(active.any()):
-                break
+        x = upcast(x_in)
+        scales = batch_fit_scale(x)
+        if bool((scales != 1).any()):
+            x = x / scales.to(x.dtype).reshape(-1, *(1,) * len(shape))
+        weights, factors, errors, active = _batch_als(
+            x, rank, max_iter, float(tol), float(l2), generator
+        )
+        weights, factors = _batch_output(weights, factors, scales, x_in.dtype)
+        if x_in.dtype != x.dtype:  # errors of the returned (rounded) models
+            w = upcast(weights) / scales.to(x.dtype)[:, None]
+            errors[-1] = _member_errors(x, w, [upcast(f) for f in factors])
+    stacked = torch.stack(errors).to(x_in.dtype)
     return BatchCPResult(
         weights=weights,
         factors=tuple(factors),
-        errors=torch.stack(errors),
-        converged=~active,
-        iterations=it,
+        errors=stacked,
+        converged=~active & torch.isfinite(stacked[-1]),
+        iterations=len(errors),
         time_s=clock.elapsed,
     )
+
+
+def _batch_als(
+    x: torch.Tensor,
+    rank: int,
+    max_iter: int,
+    tol: float,
+    l2: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Batched CP-ALS; returns weights, factors, per-sweep errors and the still-active mask."""
+    batch, shape = x.shape[0], x.shape[1:]
+    n = len(shape)
+    factors = [
+        torch.rand(batch, s, rank, generator=generator, dtype=x.dtype).to(x.device) for s in shape
+    ]
+    weights = torch.ones(batch, rank, dtype=x.dtype, device=x.device)
+    grams = [f.mT @ f for f in factors]
+    norm_x = torch.linalg.vector_norm(x.reshape(batch, -1), dim=1)
+    eps = torch.finfo(x.dtype).eps
+    active = torch.ones(batch, dtype=torch.bool, device=x.device)
+    errors: list[torch.Tensor] = []
+    for _ in range(max_iter):
+        for mode in range(n):
+            m = _batch_mttkrp(x, factors, mode)
+            v = torch.ones_like(grams[0])
+            for k in range(n):
+                if k != mode:
+                    v = v * grams[k]
+            new = _batch_solve(m, v, l2)
+            norms = torch.linalg.vector_norm(new, dim=1)
+            norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+            new = new / norms[:, None, :]
+            keep = active[:, None, None]
+            factors[mode] = torch.where(keep, new, factors[mode])
+            weights = torch.where(active[:, None], norms, weights)
+            grams[mode] = factors[mode].mT @ factors[mode]
+        # Small members: the exact residual costs about one MTTKRP and, unlike the Gram
+        # formula, stays accurate below sqrt(eps). Its rounding floor: a few eps (as in cp).
+        err = _member_errors(x, weights, factors)
+        floor = (
+            8.0 * eps * (1.0 + weights.abs().sum(1) / norm_x.clamp_min(torch.finfo(x.dtype).tiny))
+        )
+        if errors:
+            err = torch.where(active, err, errors[-1])
+            if tol > 0:
+                active = active & ((errors[-1] - err).abs() > floor.clamp_min(tol))
+        errors.append(err)
+        if not bool(active.any()):
+            break
+    return weights, factors, errors, active
+
+
+def _member_errors(
+    x: torch.Tensor, weights: torch.Tensor, factors: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """``||X_b - [[w_b; A_b]]|| / ||X_b||`` per member (0 for an all-zero member and model)."""
+    n = x.ndim - 1
+    idx = _L[:n]
+    subs = ",".join(f"Z{i}r" for i in idx)
+    recon = torch.einsum(f"Zr,{subs}->Z{idx}", weights, *factors)
+    resid = torch.linalg.vector_norm((x - recon).reshape(x.shape[0], -1), dim=1)
+    norm_x = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    return torch.where(norm_x > 0, resid / norm_x.clamp_min(torch.finfo(x.dtype).tiny), resid)
+
+
+def _batch_output(
+    weights: torch.Tensor, factors: list[torch.Tensor], scales: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Weights with each member's scale restored and everything in ``dtype``; weights the dtype
+    cannot hold are spread over the factor columns (as :func:`~factorch.decomp.cp` does)."""
+    wide = weights.to(torch.float64) * scales[:, None]
+    info = torch.finfo(dtype)
+    size = wide.abs()
+    if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
+        return wide.to(dtype), [f.to(dtype) for f in factors]
+    n = len(factors)
+    per_mode = weights.to(torch.float64).abs() ** (1.0 / n) * scales[:, None] ** (1.0 / n)
+    spread = [(f.to(torch.float64) * per_mode[:, None, :]).to(dtype) for f in factors]
+    if not all(bool(torch.isfinite(f).all()) for f in spread):
+        raise ValueError(
+            f"cp_batch: the fitted models cannot be represented in {dtype} (their components "
+            "exceed the dtype's range); convert the tensors to a wider dtype first."
+        )
+    return torch.sign(weights).to(dtype), spread
 
 
 @dataclass(frozen=True)
@@ -174,27 +281,53 @@ class BatchTuckerResult:
         ]
 
 
+@no_autocast
 def hosvd_batch(tensors: torch.Tensor, rank: int | Sequence[int]) -> BatchTuckerResult:
     """Truncated HOSVD of every member of ``tensors`` ``(B, I_0, ..., I_{N-1})``.
 
-    ``rank`` is an int (same for all modes, capped at nothing: it must not exceed any mode size)
-    or one int per mode. Factors are the leading eigenvectors of each member's mode Gram matrix
-    (batched ``eigh``); the core is ``X x_n U_n^H``. Differentiable (through ``eigh``). Real and
-    complex dtypes.
+    ``rank`` is an int (the same for every mode; it must not exceed any mode size) or one int per
+    mode (numpy integers accepted). Factors are the leading eigenvectors of each member's mode Gram
+    matrix (batched ``eigh``); the core is ``X x_n U_n^H``. Real and complex dtypes; numpy arrays
+    are accepted; float16/bfloat16 are computed in float32 and returned in the input dtype (with
+    the errors of the returned, rounded models); members far from magnitude 1 are scaled by a
+    power of four for the computation. Differentiable (through ``eigh``: the input's graph is
+    kept); autocast is ignored.
+
+    Args:
+        tensors: ``(B, I_0, ..., I_{N-1})`` real or complex stack, or a numpy array.
+        rank: an int for every mode, or one int per mode.
+
+    Returns:
+        :class:`BatchTuckerResult`: core ``(B, R_0, ...)``, factors ``(B, I_n, R_n)`` with
+        orthonormal columns, relative errors ``(B,)``.
+
+    Raises:
+        TypeError: non-numeric or integer input; a non-integral rank.
+        ValueError: fewer than 3 dimensions, an empty dimension, NaN/Inf, a rank of the wrong
+            length or larger than its mode.
+
+    Example:
+        >>> hosvd_batch(torch.randn(3, 4, 5, 6), (2, 2, 2)).core.shape
+        torch.Size([3, 2, 2, 2])
     """
     fn = "hosvd_batch"
-    check_tensor(tensors, fn, "tensors", min_ndim=3)
-    shape = tuple(tensors.shape[1:])
+    x_in = _check_stack(tensors, fn)
+    shape = tuple(x_in.shape[1:])
     n = len(shape)
-    ranks = (rank,) * n if isinstance(rank, int) and not isinstance(rank, bool) else tuple(rank)
+    if isinstance(rank, Sequence) and not isinstance(rank, str):
+        ranks = tuple(check_positive_int(r, fn, f"rank[{m}]") for m, r in enumerate(rank))
+    else:
+        ranks = (check_positive_int(rank, fn, "rank"),) * n
     if len(ranks) != n:
         raise ValueError(f"{fn}: rank needs {n} entries (one per mode); got {len(ranks)}.")
     for m, (r, s) in enumerate(zip(ranks, shape)):
-        check_positive_int(r, fn, f"rank[{m}]")
         if r > s:
             raise ValueError(f"{fn}: rank[{m}] = {r} exceeds the mode size {s}; use at most {s}.")
     clock = Stopwatch()
-    x = tensors
+    x = upcast(x_in)
+    scales = batch_fit_scale(x)
+    if bool((scales != 1).any()):
+        x = x / scales.to(x.real.dtype).reshape(-1, *(1,) * n)
     idx = _L[:n]
     factors = []
     for m in range(n):
@@ -202,18 +335,34 @@ def hosvd_batch(tensors: torch.Tensor, rank: int | Sequence[int]) -> BatchTucker
         gram = torch.einsum(f"Z{idx},Z{other}->Z{idx[m]}Y", x, x.conj())
         _, vecs = torch.linalg.eigh(gram)
         factors.append(vecs.flip(-1)[..., : ranks[m]])
-    core = x
-    for m in range(n):
-        sub_in = idx[:m] + idx[m] + idx[m + 1 :]
-        sub_out = idx[:m] + "Y" + idx[m + 1 :]
-        core = torch.einsum(f"Z{sub_in},Z{idx[m]}Y->Z{sub_out}", core, factors[m].conj())
-    recon = core
-    for m in range(n):
-        sub_in = idx[:m] + "Y" + idx[m + 1 :]
-        sub_out = idx[:m] + idx[m] + idx[m + 1 :]
-        recon = torch.einsum(f"Z{sub_in},Z{idx[m]}Y->Z{sub_out}", recon, factors[m])
+    core = _multi_mode(x, [f.conj() for f in factors], project=True)
+    core_out = (core * scales.to(x.real.dtype).reshape(-1, *(1,) * n)).to(x_in.dtype)
+    factors_out = tuple(f.to(x_in.dtype) for f in factors)
+    if x_in.dtype != x.dtype:  # errors of the returned (rounded) models
+        core = upcast(core_out) / scales.to(x.real.dtype).reshape(-1, *(1,) * n)
+        factors = [upcast(f) for f in factors_out]
+    recon = _multi_mode(core, factors, project=False)
     flat = (x - recon).reshape(x.shape[0], -1)
-    errors = torch.linalg.vector_norm(flat, dim=1) / torch.linalg.vector_norm(
-        x.reshape(x.shape[0], -1), dim=1
+    norm_x = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    resid = torch.linalg.vector_norm(flat, dim=1)
+    errors = torch.where(
+        norm_x > 0, resid / norm_x.clamp_min(torch.finfo(norm_x.dtype).tiny), resid
     )
-    return BatchTuckerResult(core=core, factors=tuple(factors), errors=errors, time_s=clock.elapsed)
+    return BatchTuckerResult(
+        core=core_out,
+        factors=factors_out,
+        errors=errors.to(x_in.real.dtype if x_in.is_complex() else x_in.dtype),
+        time_s=clock.elapsed,
+    )
+
+
+def _multi_mode(x: torch.Tensor, factors: Sequence[torch.Tensor], *, project: bool) -> torch.Tensor:
+    """``x`` multiplied in every mode: by ``factors[m]^T`` (``project``: ``(I_m, R_m)`` factors
+    contract ``I_m``) or by ``factors[m]`` (expand ``R_m`` back to ``I_m``), batched over mode 0."""
+    n = x.ndim - 1
+    idx = _L[:n]
+    for m in range(n):
+        sub_in = idx[:m] + (idx[m] if project else "Y") + idx[m + 1 :]
+        sub_out = idx[:m] + ("Y" if project else idx[m]) + idx[m + 1 :]
+        x = torch.einsum(f"Z{sub_in},Z{idx[m]}Y->Z{sub_out}", x, factors[m])
+    return x

@@ -2,14 +2,14 @@
 
 Model: ``X ~= [[w; A_0, ..., A_{N-1}]] = sum_r w_r a_0r o a_1r o ... o a_{N-1,r}``.
 
-Each ALS update solves the normal equations ``A_n V_n = M_n`` with ``M_n`` the MTTKRP of mode
-``n`` and ``V_n = *_{m != n} A_m^T A_m`` (entry-wise product of the cached Grams, ``+ l2 I``), by
-Cholesky with a pseudo-inverse fallback when ``V_n`` is singular. MTTKRPs come from a two-pass
-dimension tree (:mod:`factorch.decomp._cp_sweep`): two reads of the tensor per sweep, no copies of
-it and no Khatri--Rao product. The relative error after each sweep is free:
-``||X - M||^2 = ||X||^2 - 2 <M_{N-1}, A_{N-1} diag(w)> + w^T (*_m A_m^T A_m) w``; the final entry
-is recomputed exactly from a dense residual when the tensor has at most 2**25 entries (the formula
-loses accuracy below ``sqrt(eps)``).
+Each sweep (:func:`factorch.decomp._cp_sweep.als_sweep`) updates every factor in turn: MTTKRP
+(from a two-pass dimension tree: two reads of the tensor per sweep, no Khatri--Rao product),
+normal equations ``A_n (*_{m != n} A_m^T A_m + l2 I) = MTTKRP_n`` by Cholesky (pseudo-inverse when
+singular), unit-norm columns with the scale in the weights.
+
+The error after a sweep is the free Gram formula while it can resolve what is asked of it and the
+exact residual (one more read of the tensor) from then on; the run stops when the error changes
+by less than ``tol`` or by less than the estimates' rounding floor. See :func:`cp`.
 
 References: Kolda and Bader, "Tensor decompositions and applications", SIAM Review 51(3), 2009;
 Bro, "Multi-way analysis in the food industry", PhD thesis, 1998 (line search).
@@ -17,42 +17,55 @@ Bro, "Multi-way analysis in the food industry", PhD thesis, 1998 (line search).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import get_args
 
 import torch
 
-from .._checks import check_finite, check_floating, check_positive_int, check_tensor
-from ..algebra.internal import khatri_rao as _khatri_rao
+from .._checks import (
+    as_index,
+    as_tensor,
+    check_finite,
+    check_generator,
+    check_positive_int,
+    check_tensor,
+)
+from .._numerics import HALF_DTYPES, check_memory, no_autocast, upcast, working_dtype
 from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
-from ._cp_sweep import hadamard_grams, solve_normal, sweep
+from ._cp_sweep import CPState, als_sweep, exact_error, gram_error, working_set
+from ._degeneracy import cp_degeneracy
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
+from ._scale import fit_scale
 
-__all__ = ["cp"]
+__all__ = ["CPOptions", "check_cp_memory", "check_mask", "cp", "dense_input", "output_model"]
 
-_EXACT_ERROR_LIMIT = 2**25
-# Below these relative errors the free Gram formula is dominated by cancellation (~sqrt(eps)).
-_FORMULA_FLOOR = {torch.float64: 1e-6, torch.float32: 3e-3, torch.float16: 0.3, torch.bfloat16: 0.3}
-
-
-def _validate_mask(mask: object, tensor: torch.Tensor) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"cp: mask must be a bool torch.Tensor; got {type(mask).__name__}.")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"cp: mask must have dtype torch.bool (True = observed); got {mask.dtype}.")
-    if mask.shape != tensor.shape:
-        raise ValueError(
-            f"cp: mask shape {tuple(mask.shape)} must equal the tensor shape {tuple(tensor.shape)}."
-        )
-    if mask.device != tensor.device:
-        raise ValueError(f"cp: mask is on {mask.device} but the tensor is on {tensor.device}.")
-    if not bool(mask.any()):
-        raise ValueError("cp: mask observes no entry; at least one entry must be True.")
-    return mask
+# A torch sparse tensor is densified when its dense form has at most this many entries.
+_DENSIFY_LIMIT = 1 << 26
 
 
+@dataclass(frozen=True)
+class CPOptions:
+    """The validated options of one CP-ALS run (see :func:`cp` for their meaning)."""
+
+    rank: int
+    init: CPInit | CPTensor
+    max_iter: int
+    tol: float
+    l2: float
+    fixed: frozenset[int]
+    orthogonalize_iters: int
+    linesearch: bool
+    mask: torch.Tensor | None
+    generator: torch.Generator | None
+    callback: Callback | None
+
+
+@no_autocast
 def cp(
     tensor: torch.Tensor,
     rank: int,
@@ -71,20 +84,27 @@ def cp(
     """CP decomposition of a dense tensor by alternating least squares (CP-ALS).
 
     Args:
-        tensor: real floating tensor with at least 2 modes, finite (except unobserved entries
-            when ``mask`` is given).
-        rank: number of rank-one components ``R >= 1``.
+        tensor: real floating tensor (or numpy array) with at least 2 modes, finite (except
+            unobserved entries when ``mask`` is given). float16 and bfloat16 are fitted in float32
+            and the model returned in the input dtype. A torch sparse tensor is densified when
+            its dense form has at most ``2**26`` entries (unlisted entries are zeros); larger
+            ones are refused (use :func:`factorch.completion.sparse_cp`). A tensor that requires
+            grad is detached.
+        rank: number of rank-one components ``R >= 1`` (any integral type).
         init: ``"svd"`` (leading left singular vectors of each unfolding from a randomized
             Khatri--Rao sketch: costs about two ALS sweeps; columns beyond ``I_n`` are random),
             ``"random"`` (uniform [0, 1) entries from ``generator``), or a :class:`CPTensor` whose
             factors are copied (never modified).
         max_iter: maximum number of ALS sweeps.
-        tol: stop when the relative error changes by less than ``tol`` between sweeps (the change
-            in fit, as in the Tensor Toolbox). ``tol=0`` runs all ``max_iter`` sweeps.
-        l2: ridge penalty ``l2 * ||A_n||^2`` added to each least-squares update.
+        tol: stop when the relative error changes by less than ``tol`` between two sweeps, or
+            by less than the rounding floor of the two error estimates when that is larger
+            (``extras["error_floors"]``; about ``1e-6`` in float32 near convergence). ``tol=0``
+            runs all ``max_iter`` sweeps.
+        l2: ridge penalty ``l2 * ||A_n||^2`` added to each least-squares update (of the
+            unit-norm factors, so its effect does not depend on the data's scale).
         fixed_modes: modes whose factors stay at their initial value.
         orthogonalize_iters: replace factors by their QR ``Q`` factor at the start of the first
-            this many sweeps (helps with degenerate "swamps").
+            this many sweeps (helps with degenerate "swamps"; the error can rise in those sweeps).
         linesearch: Bro-style extrapolation: from the third sweep on, try
             ``F_{k-2} + k^{1/p} (F_k - F_{k-2})`` (the step of the last two sweeps, longer than
             TensorLy's one-sweep step; on the COVID-19 serology tensor it reached the better
@@ -97,204 +117,393 @@ def cp(
 
     Returns:
         :class:`DecompositionResult` holding a :class:`CPTensor` with unit-norm factor columns and
-        the scale in ``weights``; ``errors`` has one relative error per sweep.
+        the scale in ``weights`` (weights the dtype cannot hold, e.g. in float16, are spread
+        evenly over the factor columns instead, leaving weights of +-1). ``errors`` has one
+        relative error per sweep: the Gram formula
+        ``||X||^2 - 2 <MTTKRP_{N-1}, A_{N-1} diag(w)> + w^T (*_m A_m^T A_m) w`` while it resolves
+        the error to 1/8 and (``tol > 0``) the change between sweeps, the exact residual from
+        then on; the last entry is always the exact error of the returned model.
+        ``extras["error_floors"]`` holds each entry's rounding floor and ``extras["degeneracy"]``
+        a :class:`~factorch.decomp.CPDegeneracy` (check ``.degenerate``: cancelling components
+        mean the model should not be interpreted; the fit does not warn).
 
-    Not differentiable (ALS updates run under ``torch.no_grad``). Device and dtype follow the input.
+    Raises:
+        TypeError: non-tensor, integer, complex or non-bool mask input; a non-integral rank; a
+            ``generator`` that is not a ``torch.Generator``.
+        ValueError: NaN/Inf, an empty dimension or fewer than 2 modes; bad option values; a
+            rank whose working set cannot fit in the device's memory (the message states it); an
+            init of the wrong shape, dtype or device; a torch sparse tensor too large to densify.
+        IndexError: a fixed mode out of range.
+
+    Not differentiable (ALS updates run under ``torch.no_grad``); autocast is ignored. Device
+    follows the input; data outside ``[2.3e-10, 4.3e9]`` (float32) or ``[8.6e-78, 1.2e77]``
+    (float64) in magnitude is scaled by an exact power of four for the fit.
 
     Example:
         >>> x = factorch.random.random_cp((20, 30, 40), 3).to_dense()
         >>> res = cp(x, 3)
-        >>> res.error < 1e-6
+        >>> res.error < 1e-5 and res.converged
         True
     """
     fn = "cp"
-    check_tensor(tensor, fn, "tensor", min_ndim=2, finite=mask is None)
-    if tensor.is_complex():
-        raise TypeError("cp: complex tensors are not supported; got a complex dtype.")
-    check_positive_int(rank, fn, "rank")
-    check_positive_int(max_iter, fn, "max_iter")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"cp: tol must be a non-negative number; got {tol!r}.")
-    if not (isinstance(l2, (int, float)) and l2 >= 0):
-        raise ValueError(f"cp: l2 must be a non-negative number; got {l2!r}.")
-    if isinstance(orthogonalize_iters, bool) or not isinstance(orthogonalize_iters, int):
+    data = dense_input(tensor, fn, allow_nan=mask is not None)
+    options = _check_options(
+        data,
+        rank,
+        init=init,
+        max_iter=max_iter,
+        tol=tol,
+        l2=l2,
+        fixed_modes=fixed_modes,
+        orthogonalize_iters=orthogonalize_iters,
+        linesearch=linesearch,
+        mask=mask,
+        generator=generator,
+        callback=callback,
+    )
+    with torch.no_grad():
+        return _fit(data, options)
+
+
+def dense_input(tensor: object, fn: str, *, allow_nan: bool = False) -> torch.Tensor:
+    """The data argument of a CP fit as a detached, real, dense floating tensor (checked)."""
+    x = as_tensor(tensor, fn)
+    if x.layout != torch.strided:
+        if x.numel() > _DENSIFY_LIMIT:
+            raise ValueError(
+                f"{fn}: tensor is a torch sparse tensor whose dense form ({tuple(x.shape)}, "
+                f"{x.numel()} entries) is too large to densify (limit 2**26 entries); fit it with "
+                "factorch.completion.sparse_cp(SparseTensor.from_torch(tensor), rank), which "
+                "reads only the stored entries (unlisted entries are zeros)."
+            )
+        x = x.to_dense()
+    x = x.detach()
+    check_tensor(x, fn, "tensor", min_ndim=2, finite=not allow_nan)
+    if x.is_complex():
+        raise TypeError(f"{fn}: complex tensors are not supported; got {x.dtype}.")
+    return x
+
+
+def check_mask(mask: object, tensor: torch.Tensor, fn: str) -> torch.Tensor:
+    mask = as_tensor(mask, fn, "mask")
+    if mask.dtype != torch.bool:
         raise TypeError(
-            f"cp: orthogonalize_iters must be an int; got {type(orthogonalize_iters).__name__}."
+            f"{fn}: mask must have dtype torch.bool (True = observed); got {mask.dtype}."
         )
-    n_modes = tensor.ndim
+    if mask.layout != torch.strided:
+        mask = mask.to_dense()
+    if mask.shape != tensor.shape:
+        raise ValueError(
+            f"{fn}: mask shape {tuple(mask.shape)} must equal the tensor shape "
+            f"{tuple(tensor.shape)}."
+        )
+    if mask.device != tensor.device:
+        raise ValueError(f"{fn}: mask is on {mask.device} but the tensor is on {tensor.device}.")
+    if not bool(mask.any()):
+        raise ValueError(f"{fn}: mask observes no entry; at least one entry must be True.")
+    check_finite(tensor[mask], fn, "tensor (observed entries)")
+    return mask
+
+
+def _check_init(init: CPTensor, tensor: torch.Tensor, rank: int, fn: str) -> None:
+    if init.shape != tuple(tensor.shape) or init.rank != rank:
+        raise ValueError(
+            f"{fn}: init CPTensor has shape {init.shape} and rank {init.rank}; expected shape "
+            f"{tuple(tensor.shape)} and rank {rank}."
+        )
+    if init.dtype != tensor.dtype or init.device != tensor.device:
+        raise ValueError(
+            f"{fn}: init CPTensor is {init.dtype} on {init.device}; the tensor is "
+            f"{tensor.dtype} on {tensor.device}. Use init.to(...)."
+        )
+
+
+def _check_fixed_modes(fixed_modes: Sequence[int], n_modes: int, fn: str) -> frozenset[int]:
     fixed = set()
     for m in fixed_modes:
-        if isinstance(m, bool) or not isinstance(m, int) or not -n_modes <= m < n_modes:
+        try:
+            mode = as_index(m, fn, "fixed_modes entry")
+        except TypeError:
+            mode = n_modes  # reported below
+        if not -n_modes <= mode < n_modes:
             raise IndexError(
-                f"cp: fixed_modes entries must be modes in [0, {n_modes - 1}]; got {m!r}."
+                f"{fn}: fixed_modes entries must be modes in [0, {n_modes - 1}]; got {m!r}."
             )
-        fixed.add(m % n_modes)
+        fixed.add(mode % n_modes)
     if len(fixed) == n_modes:
-        raise ValueError("cp: fixed_modes fixes every mode; at least one mode must be updated.")
-    if fixed and linesearch:
-        raise ValueError("cp: linesearch cannot be combined with fixed_modes; drop one of them.")
-    if fixed and not isinstance(init, CPTensor):
-        raise ValueError("cp: fixed_modes needs init=CPTensor so the fixed factors have values.")
-    if isinstance(init, str) and init not in get_args(CPInit):
-        raise ValueError(f"cp: init must be one of {get_args(CPInit)} or a CPTensor; got {init!r}.")
-    if mask is not None:
-        mask = _validate_mask(mask, tensor)
-        check_floating(tensor, fn)
-        check_finite(tensor[mask], fn, "tensor (observed entries)")
+        raise ValueError(f"{fn}: fixed_modes fixes every mode; at least one mode must be updated.")
+    return frozenset(fixed)
 
-    with torch.no_grad():
-        return _cp_als(
-            tensor,
-            rank,
-            init,
-            max_iter,
-            float(tol),
-            float(l2),
-            fixed,
-            orthogonalize_iters,
-            linesearch,
-            mask,
-            generator,
-            callback,
+
+def _check_options(
+    tensor: torch.Tensor,
+    rank: object,
+    *,
+    init: CPInit | CPTensor,
+    max_iter: object,
+    tol: object,
+    l2: object,
+    fixed_modes: Sequence[int],
+    orthogonalize_iters: object,
+    linesearch: bool,
+    mask: object,
+    generator: object,
+    callback: Callback | None,
+) -> CPOptions:
+    fn = "cp"
+    rank = check_positive_int(rank, fn, "rank")
+    max_iter = check_positive_int(max_iter, fn, "max_iter")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"{fn}: tol must be a non-negative number; got {tol!r}.")
+    if isinstance(l2, bool) or not (isinstance(l2, (int, float)) and l2 >= 0):
+        raise ValueError(f"{fn}: l2 must be a non-negative number; got {l2!r}.")
+    if isinstance(orthogonalize_iters, bool) or not isinstance(orthogonalize_iters, int):
+        raise TypeError(
+            f"{fn}: orthogonalize_iters must be an int; got {type(orthogonalize_iters).__name__}."
         )
-
-
-def _error_from_mttkrp(
-    norm_x2: float,
-    m_last: torch.Tensor,
-    factors: list[torch.Tensor],
-    grams: list[torch.Tensor],
-    weights: torch.Tensor,
-) -> float:
-    inner = float(torch.sum(m_last * factors[-1] * weights))
-    model2 = float(weights @ hadamard_grams(grams) @ weights)
-    return max(norm_x2 - 2.0 * inner + model2, 0.0) ** 0.5 / max(norm_x2**0.5, 1e-300)
-
-
-def _exact_error(tensor, weights, factors, norm_x2) -> float:
-    """``||X - [[w; A]]|| / ||X||`` from the residual, block by block over rows of mode 0.
-
-    Peak extra memory: the Khatri--Rao product of modes 1.. (``|X| R / I_0`` entries) and one
-    block of at most 2**22 entries, never a full-size model or residual.
-    """
-    rows = tensor.shape[0]
-    x2 = tensor.reshape(rows, -1)
-    rest = _khatri_rao(factors[1:]).mT
-    scaled = factors[0] * weights
-    step = max(1, (1 << 22) // max(1, x2.shape[1]))
-    total = 0.0
-    for start in range(0, rows, step):
-        block = x2[start : start + step] - scaled[start : start + step] @ rest
-        total += float(torch.sum(block * block))
-    return total**0.5 / max(norm_x2**0.5, 1e-300)
-
-
-def _dense(weights: torch.Tensor, factors: list[torch.Tensor]) -> torch.Tensor:
-    return CPTensor(weights, tuple(factors)).to_dense()
-
-
-def _cp_als(
-    tensor, rank, init, max_iter, tol, l2, fixed, orth_iters, linesearch, mask, generator, callback
-) -> DecompositionResult[CPTensor]:
-    clock = Stopwatch()
-    data = tensor if mask is None else torch.where(mask, tensor, torch.zeros_like(tensor))
-    weights, factors = init_factors(data, rank, init, generator)
-    init_time = clock.elapsed
-    n_modes = tensor.ndim
-    grams = [f.mT @ f for f in factors]
-    if mask is None:
-        norm_x2 = float(torch.sum(data * data))
-    else:
-        norm_x2 = float(torch.sum(data[mask] ** 2))
-    eye_scale = torch.ones(rank, dtype=tensor.dtype, device=tensor.device)
-    state = {"weights": weights}
-
-    def update(mode: int, m: torch.Tensor) -> None:
-        if mode in fixed:
-            return
-        new = solve_normal(m, hadamard_grams(grams, skip=mode), l2)
-        norms = torch.linalg.vector_norm(new, dim=0)
-        norms = torch.where(norms > 0, norms, eye_scale)
-        factors[mode] = new / norms
-        grams[mode] = factors[mode].mT @ factors[mode]
-        state["weights"] = norms
-
-    errors: list[float] = []
-    converged = False
-    prev_factors: list[torch.Tensor] | None = None
-    acc_pow, acc_fail = 2.0, 0
-    it = 0
-    for it in range(1, max_iter + 1):
-        if it <= orth_iters:
-            for m in range(n_modes):
-                if m not in fixed and factors[m].shape[0] >= rank:
-                    factors[m] = torch.linalg.qr(factors[m]).Q
-                    grams[m] = factors[m].mT @ factors[m]
-        if mask is not None:
-            work = torch.where(mask, tensor, _dense(state["weights"], factors))
-        else:
-            work = tensor
-        if linesearch:
-            prev = [f.clone() for f in factors]
-            prev[-1] = prev[-1] * state["weights"]
-        m_last = sweep(work, factors, grams, update)
-        if mask is None:
-            err = _error_from_mttkrp(norm_x2, m_last, factors, grams, state["weights"])
-            if err < _FORMULA_FLOOR[tensor.dtype] and tensor.numel() <= _EXACT_ERROR_LIMIT:
-                err = _exact_error(tensor, state["weights"], factors, norm_x2)
-        else:
-            resid = (tensor - _dense(state["weights"], factors))[mask]
-            err = float(torch.linalg.vector_norm(resid)) / max(norm_x2**0.5, 1e-300)
-        if linesearch and prev_factors is not None and it > 2:
-            # prev_factors holds F_{k-2} (the start of the previous sweep).
-            jump = it ** (1.0 / acc_pow)
-            current = [*factors[:-1], factors[-1] * state["weights"]]
-            cand = [p + jump * (f - p) for p, f in zip(prev_factors, current)]
-            cand_err = _candidate_error(work, cand, norm_x2, mask, tensor)
-            if cand_err < err:
-                norms = torch.linalg.vector_norm(cand[-1], dim=0)
-                norms = torch.where(norms > 0, norms, eye_scale)
-                factors[:] = [*cand[:-1], cand[-1] / norms]
-                state["weights"] = norms
-                for m in range(n_modes):
-                    grams[m] = factors[m].mT @ factors[m]
-                err = cand_err
-            else:
-                acc_fail += 1
-                if acc_fail == 4:
-                    acc_pow += 1.0
-                    acc_fail = 0
-        if linesearch:
-            prev_factors = prev
-        if it == max_iter or (errors and abs(errors[-1] - err) < tol):
-            if mask is None and tensor.numel() <= _EXACT_ERROR_LIMIT:
-                err = _exact_error(tensor, state["weights"], factors, norm_x2)
-        errors.append(err)
-        if len(errors) > 1 and abs(errors[-2] - errors[-1]) < tol:
-            converged = True
-        stop = False
-        if callback is not None:
-            cp_now = CPTensor(state["weights"].clone(), tuple(f.clone() for f in factors))
-            stop = bool(callback(IterationState(it, err, cp_now)))
-        if converged or stop:
-            break
-    result = CPTensor(state["weights"], tuple(factors))
-    return DecompositionResult(
-        model=result,
-        errors=tuple(errors),
-        iterations=it,
-        converged=converged,
-        time_s=clock.elapsed,
-        init_time_s=init_time,
+    fixed = _check_fixed_modes(fixed_modes, tensor.ndim, fn)
+    if fixed and linesearch:
+        raise ValueError(f"{fn}: linesearch cannot be combined with fixed_modes; drop one of them.")
+    if fixed and not isinstance(init, CPTensor):
+        raise ValueError(f"{fn}: fixed_modes needs init=CPTensor so the fixed factors have values.")
+    if isinstance(init, CPTensor):
+        _check_init(init, tensor, rank, fn)
+    elif not isinstance(init, str) or init not in get_args(CPInit):
+        raise ValueError(
+            f"{fn}: init must be one of {get_args(CPInit)} or a CPTensor; got {init!r}."
+        )
+    generator = check_generator(generator, fn)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{fn}: callback must be callable or None; got {type(callback).__name__}.")
+    checked_mask = None if mask is None else check_mask(mask, tensor, fn)
+    check_cp_memory(tensor, rank, fn)
+    return CPOptions(
+        rank=rank,
+        init=init,
+        max_iter=max_iter,
+        tol=float(tol),
+        l2=float(l2),
+        fixed=fixed,
+        orthogonalize_iters=orthogonalize_iters,
+        linesearch=bool(linesearch),
+        mask=checked_mask,
+        generator=generator,
+        callback=callback,
     )
 
 
-def _candidate_error(work, cand, norm_x2, mask, tensor) -> float:
+def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
+    """Refuse a rank whose CP-ALS working set cannot fit in the device's memory."""
+    extra = tensor.numel() if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
+    check_memory(
+        working_set(tuple(tensor.shape), rank) + extra,
+        working_dtype(tensor.dtype),
+        tensor.device,
+        fn,
+        f"a rank-{rank} CP fit of a {tuple(tensor.shape)} tensor",
+    )
+
+
+def _fit(tensor: torch.Tensor, options: CPOptions) -> DecompositionResult[CPTensor]:
+    """Scale and upcast the data, run CP-ALS, return the model in the input's scale and dtype."""
+    dtype = tensor.dtype
+    x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
+    observed = x if options.mask is None else torch.where(options.mask, x, torch.zeros_like(x))
+    scale = fit_scale(observed)
+    if scale != 1.0:
+        x = x / scale
+    init = options.init
+    if isinstance(init, CPTensor):
+        init_w = upcast(init.weights.detach()) / scale
+        init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
+    run = _cp_als(x, dataclasses.replace(options, init=init), scale=scale, dtype=dtype)
+    model = output_model(run.state, scale, dtype)
+    errors, floors = list(run.errors), list(run.floors)
+    if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error
+        rounded = CPState.start(upcast(model.weights) / scale, [upcast(f) for f in model.factors])
+        errors[-1], floors[-1] = _error(x, rounded, None, run.norm_x2, options.mask, exact=True)
+    return DecompositionResult(
+        model=model,
+        errors=tuple(errors),
+        iterations=len(errors),
+        converged=run.converged,
+        time_s=run.time_s,
+        init_time_s=run.init_time_s,
+        extras={"error_floors": tuple(floors), "degeneracy": cp_degeneracy(model)},
+    )
+
+
+def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
+    """The iterate as a :class:`CPTensor` in ``dtype`` with the data's ``scale`` restored.
+
+    Weights that ``dtype`` cannot hold (overflow, or underflow of a non-zero weight) are spread
+    evenly over the factor columns (``|w_r|^(1/N)`` into each), leaving the weights' signs.
+    """
+    weights = state.weights.to(torch.float64) * scale
+    info = torch.finfo(dtype)
+    size = weights.abs()
+    if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
+        return CPTensor(weights.to(dtype), tuple(f.to(dtype) for f in state.factors))
+    n = len(state.factors)
+    per_mode = state.weights.to(torch.float64).abs() ** (1.0 / n) * scale ** (1.0 / n)
+    factors = tuple((f.to(torch.float64) * per_mode).to(dtype) for f in state.factors)
+    if not all(bool(torch.isfinite(f).all()) for f in factors):
+        raise ValueError(
+            f"cp: the fitted model cannot be represented in {dtype} (its components exceed the "
+            "dtype's range); convert the tensor to a wider dtype first."
+        )
+    return CPTensor(torch.sign(state.weights).to(dtype), factors)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one CP-ALS run produced (errors relative, state in the scaled data's units)."""
+
+    state: CPState
+    errors: tuple[float, ...]
+    floors: tuple[float, ...]
+    converged: bool
+    norm_x2: float
+    time_s: float
+    init_time_s: float
+
+
+def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtype) -> _Run:
+    """CP-ALS on ``x`` (already scaled and upcast); callbacks see models in ``dtype`` and the
+    original scale."""
+    clock = Stopwatch()
+    mask = opts.mask
+    observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
+    init_time = clock.elapsed
+    norm_x2 = float(torch.sum(observed * observed))
+    # The error estimate in force: the Gram formula until it cannot resolve what is asked of it,
+    # then the exact residual (always the exact residual on the observed entries with a mask).
+    exact = mask is not None
+    errors: list[float] = []
+    floors: list[float] = []
+    comparable_from = 0  # errors from this index on come from the estimate in force
+    search = _LineSearch() if opts.linesearch else None
+    converged = False
+    for it in range(1, opts.max_iter + 1):
+        if it <= opts.orthogonalize_iters:
+            _orthogonalize(state, opts.fixed, opts.rank)
+        # EM: missing entries imputed from the current model.
+        work = x if mask is None else torch.where(mask, x, _dense(state))
+        if search is not None:
+            search.remember(state)
+        mttkrp = als_sweep(work, state, l2=opts.l2, fixed=opts.fixed)
+        err, floor = _error(work, state, mttkrp, norm_x2, mask, exact=exact)
+        if not exact and _gram_unresolved(err, floor, errors, floors, opts.tol):
+            exact, comparable_from = True, len(errors)
+            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True)
+        if search is not None:
+            err, floor = search.try_step(work, state, it, (err, floor), norm_x2, mask, exact)
+        # One rule: the change is within tol, or within the two estimates' rounding floors.
+        if opts.tol > 0 and len(errors) > comparable_from:
+            converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
+        if not exact and (converged or it == opts.max_iter):  # report the true final error
+            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True)
+        errors.append(err)
+        floors.append(floor)
+        if opts.callback is not None:
+            stop = bool(opts.callback(IterationState(it, err, output_model(state, scale, dtype))))
+            if stop and not exact and not (converged or it == opts.max_iter):
+                errors[-1], floors[-1] = _error(x, state, None, norm_x2, mask, exact=True)
+            if stop:
+                break
+        if converged:
+            break
+    return _Run(state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time)
+
+
+def _gram_unresolved(
+    err: float, floor: float, errors: list[float], floors: list[float], tol: float
+) -> bool:
+    """True when the Gram formula cannot do its job any more: it no longer knows the error to
+    1/8, or (``tol > 0``) the change since the last sweep is within the two estimates' rounding
+    floors and those are coarser than ``tol``."""
+    if floor > err / 8:
+        return True
+    if tol > 0 and errors:
+        noise = floor + floors[-1]
+        return noise > tol and abs(errors[-1] - err) <= noise
+    return False
+
+
+def _error(
+    x: torch.Tensor,
+    state: CPState,
+    mttkrp: torch.Tensor | None,
+    norm_x2: float,
+    mask: torch.Tensor | None,
+    *,
+    exact: bool,
+) -> tuple[float, float]:
+    """The relative error of ``state`` and its rounding floor: exact residual (on the observed
+    entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x``."""
     if mask is not None:
-        ones = torch.ones(cand[0].shape[1], dtype=tensor.dtype, device=tensor.device)
-        resid = (tensor - _dense(ones, cand))[mask]
-        return float(torch.linalg.vector_norm(resid)) / max(norm_x2**0.5, 1e-300)
-    m_last = _mttkrp(work, cand, work.ndim - 1)
-    grams = [f.mT @ f for f in cand]
-    ones = torch.ones(cand[0].shape[1], dtype=work.dtype, device=work.device)
-    return _error_from_mttkrp(norm_x2, m_last, cand, grams, ones)
+        resid = torch.where(mask, x - _dense(state), 0.0)
+        err = float(torch.linalg.vector_norm(resid)) / max(math.sqrt(norm_x2), 1e-300)
+        eps = torch.finfo(x.dtype).eps
+        weight_sum = float(state.weights.abs().sum())
+        return err, 4.0 * eps * (1.0 + weight_sum / max(math.sqrt(norm_x2), 1e-300))
+    if exact:
+        return exact_error(x, state, norm_x2)
+    if mttkrp is None:
+        mttkrp = _mttkrp(x, state.factors, x.ndim - 1)
+    return gram_error(norm_x2, mttkrp, state)
+
+
+def _dense(state: CPState) -> torch.Tensor:
+    return CPTensor(state.weights, tuple(state.factors)).to_dense()
+
+
+def _orthogonalize(state: CPState, fixed: frozenset[int], rank: int) -> None:
+    for m, factor in enumerate(state.factors):
+        if m not in fixed and factor.shape[0] >= rank:
+            state.factors[m] = torch.linalg.qr(factor).Q
+            state.grams[m] = state.factors[m].mT @ state.factors[m]
+
+
+@dataclass
+class _LineSearch:
+    """Bro's extrapolation ``F_{k-2} + k^{1/p} (F_k - F_{k-2})`` (weights in the last factor)."""
+
+    older: list[torch.Tensor] | None = None  # the iterate at the start of the previous sweep
+    newer: list[torch.Tensor] | None = None  # the iterate at the start of this sweep
+    power: float = 2.0
+    failures: int = 0
+
+    def remember(self, state: CPState) -> None:
+        self.older = self.newer
+        self.newer = [*(f.clone() for f in state.factors[:-1]), state.factors[-1] * state.weights]
+
+    def try_step(
+        self,
+        x: torch.Tensor,
+        state: CPState,
+        it: int,
+        current: tuple[float, float],
+        norm_x2: float,
+        mask: torch.Tensor | None,
+        exact: bool,
+    ) -> tuple[float, float]:
+        """Replace ``state`` by the extrapolated iterate when its error is lower; return the
+        error (and floor) of the state kept."""
+        if self.older is None or it <= 2:
+            return current
+        jump = it ** (1.0 / self.power)
+        now = [*state.factors[:-1], state.factors[-1] * state.weights]
+        cand = [p + jump * (f - p) for p, f in zip(self.older, now)]
+        norms = torch.linalg.vector_norm(cand[-1], dim=0)
+        norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+        trial = CPState.start(norms, [*cand[:-1], cand[-1] / norms])
+        found = _error(x, trial, None, norm_x2, mask, exact=exact)
+        if found[0] < current[0]:
+            state.set_factors(trial.weights, trial.factors)
+            return found
+        self.failures += 1
+        if self.failures == 4:
+            self.power, self.failures = self.power + 1.0, 0
+        return current

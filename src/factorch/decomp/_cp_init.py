@@ -21,8 +21,8 @@ from typing import Literal
 import torch
 
 from ..algebra.internal import mode_dot as _mode_dot
-from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
+from ._cp_sweep import tree_partial
 
 __all__ = ["CPInit", "gram_of_unfolding", "init_factors"]
 
@@ -31,7 +31,9 @@ _OVERSAMPLE = 10
 _CHUNK = 1 << 21
 
 
-def _rand(shape: tuple[int, ...], like: torch.Tensor, gen: torch.Generator | None, normal: bool):
+def _rand(
+    shape: tuple[int, ...], like: torch.Tensor, gen: torch.Generator | None, normal: bool
+) -> torch.Tensor:
     draw = torch.randn if normal else torch.rand
     real = like.real.dtype if like.is_complex() else like.dtype
     return draw(shape, generator=gen, dtype=real).to(device=like.device, dtype=like.dtype)
@@ -57,7 +59,9 @@ def gram_of_unfolding(tensor: torch.Tensor, mode: int) -> torch.Tensor:
     return gram
 
 
-def _leading_vectors(tensor: torch.Tensor, mode: int, k: int, gen: torch.Generator | None):
+def _leading_vectors(
+    tensor: torch.Tensor, mode: int, k: int, gen: torch.Generator | None
+) -> torch.Tensor:
     size = tensor.shape[mode]
     p = min(k + _OVERSAMPLE, size)
     if size <= k + _OVERSAMPLE:
@@ -68,7 +72,8 @@ def _leading_vectors(tensor: torch.Tensor, mode: int, k: int, gen: torch.Generat
             _rand((s, p), tensor, gen, normal=True) if m != mode else None
             for m, s in enumerate(tensor.shape)
         ]
-        y = _mttkrp(tensor, sketch, mode)
+        others = [m for m in range(tensor.ndim) if m != mode]
+        y = tree_partial(tensor, sketch, others).contiguous()  # the MTTKRP of the sketch
         q = torch.linalg.qr(y).Q
         gram = gram_of_unfolding(_mode_dot(tensor, q.mH, mode), mode)
     _, vecs = torch.linalg.eigh(gram)

@@ -24,25 +24,36 @@ needs ``M_n`` and ``Ghat_n``:
 
 Each update exactly minimises, or provably does not increase, the objective in its block, so the
 penalised objective never increases (and the error never increases when every ``l1_n = 0``).
-The relative error after each iteration is read off the last update,
-``||X||^2 - 2 <M_{N-1}, A_{N-1}> + 1^T (Ghat_{N-1} * A_{N-1}^T A_{N-1}) 1`` (no reconstruction).
+The relative error after each iteration is read off the last update (the Gram formula of
+:func:`~factorch.decomp._cp_sweep.gram_error`) while it resolves what is asked of it, and is the
+exact residual from then on and at the end, as in :func:`~factorch.decomp.cp`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
 
-from .._checks import check_modes, check_positive_int, check_tensor
+from .._checks import as_tensor, check_finite, check_modes, check_positive_int, check_tensor
+from .._numerics import check_memory, no_autocast, upcast, working_dtype
 from ..algebra.internal import leading_left as _leading_left
 from ..algebra.internal import mttkrp as _mttkrp
 from ..algebra.internal import unfold as _unfold
 from ..tensors import CPTensor
-from ._cp_sweep import hadamard_grams
-from ._cp_sweep import sweep as _tree_sweep
+from ._cp import output_model
+from ._cp_sweep import (
+    CPState,
+    exact_error,
+    gram_error,
+    hadamard_grams,
+    mttkrp_from_partial,
+    tree_partial,
+    working_set,
+)
 from ._nn_common import (
     _check_choice,
     _check_loop_options,
@@ -50,84 +61,35 @@ from ._nn_common import (
     _hals_rows,
     _max_sweeps,
     _rand,
-    _scan,
     _sym_solve,
 )
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
+from ._scale import fit_scale
 
 __all__ = ["NNCPInit", "NNCPMethod", "non_negative_cp"]
 
 NNCPMethod = Literal["hals", "mu"]
 NNCPInit = Literal["svd", "random"]
+# How one factor is updated (see the module docstring).
+_Rule = Literal["hals", "hals_free", "solve", "mu", "mu_signed"]
 
 
-def _check_l1(l1: object, ndim: int, fn: str) -> tuple[float, ...]:
-    if isinstance(l1, (int, float)) and not isinstance(l1, bool):
-        return (_check_penalty(l1, fn, "l1"),) * ndim
-    if isinstance(l1, Sequence) and not isinstance(l1, str):
-        if len(l1) != ndim:
-            raise ValueError(
-                f"{fn}: l1 needs one entry per mode ({ndim}) or a single float; got {len(l1)}."
-            )
-        return tuple(_check_penalty(v, fn, f"l1[{i}]") for i, v in enumerate(l1))
-    raise TypeError(
-        f"{fn}: l1 must be a non-negative float or a sequence of them; got {type(l1).__name__}."
-    )
+@dataclass(frozen=True)
+class _Options:
+    """The validated options of one non-negative CP run."""
+
+    rank: int
+    method: NNCPMethod
+    init: NNCPInit | CPTensor
+    max_iter: int
+    tol: float
+    nonneg: tuple[bool, ...]
+    l1: tuple[float, ...]
+    generator: torch.Generator | None
+    callback: Callback | None
 
 
-def _init_factors(
-    x: torch.Tensor,
-    rank: int,
-    init: object,
-    nonneg: tuple[bool, ...],
-    method: str,
-    generator: torch.Generator | None,
-    fn: str,
-) -> tuple[list[torch.Tensor], bool]:
-    """Factors ``(I_n, R)`` to start from, and whether they came from a string option."""
-    if isinstance(init, CPTensor):
-        if init.shape != tuple(x.shape) or init.rank != rank:
-            raise ValueError(
-                f"{fn}: init must be a CPTensor of shape {tuple(x.shape)} and rank {rank}; got "
-                f"shape {init.shape} and rank {init.rank}."
-            )
-        if init.dtype != x.dtype or init.device != x.device:
-            raise ValueError(
-                f"{fn}: init must match the tensor's dtype and device ({x.dtype}, {x.device}); "
-                f"got ({init.dtype}, {init.device})."
-            )
-        factors = [f.detach().clone() for f in init.factors]
-        factors[0] = factors[0] * init.weights.detach()
-        for n, f in enumerate(factors):
-            if not bool(torch.isfinite(f).all()):
-                raise ValueError(f"{fn}: init factors[{n}] contains NaN or Inf entries.")
-            if nonneg[n] and bool((f < 0).any()):
-                raise ValueError(
-                    f"{fn}: init factors[{n}] (weights multiplied into factors[0]) must be "
-                    f"non-negative because mode {n} is in nonneg_modes; got min "
-                    f"{float(f.min()):.3g}."
-                )
-        return factors, False
-    if isinstance(init, tuple):
-        raise TypeError(f"{fn}: init must be 'svd', 'random' or a CPTensor; got a tuple.")
-    _check_choice(init, get_args(NNCPInit), fn, "init")
-    factors = []
-    for n, size in enumerate(x.shape):
-        if init == "svd":
-            u = _leading_left(_unfold(x, n), rank)
-            if nonneg[n]:
-                u = u.abs()
-            if u.shape[1] < rank:  # rank > I_n: complete with random columns
-                extra = _rand((size, rank - u.shape[1]), x, generator, normal=not nonneg[n])
-                u = torch.cat([u, extra], 1)
-        else:
-            u = _rand((size, rank), x, generator, normal=not nonneg[n])
-        if method == "mu" and nonneg[n]:  # multiplicative updates cannot leave exact zeros
-            u = u.clamp_min(torch.finfo(x.dtype).eps * float(u.max().clamp_min(1e-30)))
-        factors.append(u.contiguous())
-    return factors, True
-
-
+@no_autocast
 def non_negative_cp(
     tensor: torch.Tensor,
     rank: int,
@@ -146,9 +108,11 @@ def non_negative_cp(
     See the module docstring for the objective and the update rules.
 
     Args:
-        tensor: real tensor with at least 2 modes. With every mode non-negative it must have no
-            negative entries (a non-negative model cannot fit them; a ``ValueError`` says so);
-            with some mode free, any sign is allowed.
+        tensor: real tensor (or numpy array) with at least 2 modes. With every mode non-negative
+            it must have no negative entries (a non-negative model cannot fit them; a
+            ``ValueError`` says so); with some mode free, any sign is allowed. float16 and
+            bfloat16 are fitted in float32 (model returned in the input dtype); a tensor that
+            requires grad is detached.
         rank: number of components ``R``, at most ``prod(shape) / max(shape)`` (the rank of the
             widest unfolding, beyond which a mode-``n`` factorization is already exact).
         method: ``"hals"`` (default; accelerated HALS) or ``"mu"`` (multiplicative updates, one
@@ -160,33 +124,45 @@ def non_negative_cp(
             (its weights are multiplied into ``factors[0]``; never modified). String inits are
             rescaled by the least-squares scalar before the first iteration.
         max_iter: maximum number of iterations (one update of every factor each).
-        tol: stop when the relative error changes by less than ``tol`` between two iterations;
-            0 runs exactly ``max_iter`` iterations.
+        tol: stop when the relative error changes by less than ``tol`` between two iterations,
+            or by less than the error estimates' rounding floor when that is larger (as in
+            :func:`~factorch.decomp.cp`); 0 runs exactly ``max_iter`` iterations.
         nonneg_modes: modes constrained to be non-negative (default: all). Others get
             unconstrained least-squares updates.
         l1: L1 weight(s) ``>= 0``, one float for all modes or one per mode, in the units of
-            ``1/2 ||X - X_hat||^2``. CP's scaling freedom lets an unpenalised mode absorb scale,
-            so penalise every mode (or none) when the aim is sparsity.
+            ``1/2 ||X - X_hat||^2`` (absolute: scaling the data changes their effect). CP's
+            scaling freedom lets an unpenalised mode absorb scale, so penalise every mode (or
+            none) when the aim is sparsity.
         generator: seeds ``init="random"`` and the random completion of ``"svd"``.
-        callback: called after each iteration with an :class:`IterationState` whose ``tensor``
+        callback: called after each iteration with an :class:`IterationState` whose ``model``
             is the current (unnormalised, unit-weight) :class:`CPTensor`; True stops the run.
 
     Returns:
-        :class:`DecompositionResult` whose ``tensor`` is a :class:`CPTensor` with unit-norm
+        :class:`DecompositionResult` whose ``model`` is a :class:`CPTensor` with unit-norm
         factor columns and the norms in ``weights``; ``errors`` the relative error
-        ``||X - X_hat|| / ||X||`` per iteration (accurate to about ``sqrt(eps)``, 1e-8 in float64,
-        because it is computed from Gram matrices); ``extras["objective"]`` the penalised
-        objective per iteration.
+        ``||X - X_hat|| / ||X||`` per iteration (the last one exact); ``extras["objective"]`` the
+        penalised objective per iteration (in the data's units, so beyond float64's range for
+        float64 data larger than about ``1e150``), ``extras["error_floors"]`` the errors'
+        rounding floors.
 
     Raises:
-        TypeError: wrong argument types (non-tensor input, complex input, bad ``l1`` type).
+        TypeError: wrong argument types (non-tensor input, complex input, bad ``l1`` type, a
+            ``generator`` that is not a ``torch.Generator``).
         ValueError: NaN/Inf or (with all modes constrained) negative entries; an all-zero tensor;
-            a rank out of range; unknown ``method``/``init``; negative ``l1``; an init of the
-            wrong shape, dtype or device, or negative in a constrained mode.
+            a rank out of range or too large for the device's memory; unknown ``method``/``init``;
+            negative ``l1``; an init of the wrong shape, dtype or device, or negative in a
+            constrained mode.
         IndexError: a mode in ``nonneg_modes`` out of range.
 
-    Not differentiable (runs under ``torch.no_grad``). Device and dtype follow the input.
+    Not differentiable (runs under ``torch.no_grad``); autocast is ignored. Device and dtype
+    follow the input; tiny or huge data is scaled exactly for the fit (as in
+    :func:`~factorch.decomp.cp`, with ``l1`` converted so the minimiser is the same).
     Deterministic given the inputs (and ``generator``).
+
+    Example:
+        >>> x = factorch.random.random_cp((8, 9, 10), 2).to_dense().abs()
+        >>> non_negative_cp(x, 2).model.rank
+        2
 
     References:
         A. Cichocki and A.-H. Phan, "Fast local algorithms for large scale nonnegative matrix and
@@ -199,11 +175,45 @@ def non_negative_cp(
         factorizations", IEEE TPAMI 32(1), 2010.
     """
     fn = "non_negative_cp"
-    x = check_tensor(tensor, fn, "tensor", min_ndim=2, finite=False)
+    x = check_tensor(as_tensor(tensor, fn).detach(), fn, "tensor", min_ndim=2, finite=False)
     if x.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
+    opts = _check_options(
+        x, rank, method, init, max_iter, tol, nonneg_modes, l1, generator, callback
+    )
+    data_nonneg, largest = _check_data(x, opts.nonneg, fn)
+    with torch.no_grad():
+        return _fit(x, opts, data_nonneg, largest)
+
+
+def _check_l1(l1: object, ndim: int, fn: str) -> tuple[float, ...]:
+    if isinstance(l1, (int, float)) and not isinstance(l1, bool):
+        return (_check_penalty(l1, fn, "l1"),) * ndim
+    if isinstance(l1, Sequence) and not isinstance(l1, str):
+        if len(l1) != ndim:
+            raise ValueError(
+                f"{fn}: l1 needs one entry per mode ({ndim}) or a single float; got {len(l1)}."
+            )
+        return tuple(_check_penalty(v, fn, f"l1[{i}]") for i, v in enumerate(l1))
+    raise TypeError(
+        f"{fn}: l1 must be a non-negative float or a sequence of them; got {type(l1).__name__}."
+    )
+
+
+def _check_options(
+    x: torch.Tensor,
+    rank: object,
+    method: NNCPMethod,
+    init: NNCPInit | CPTensor,
+    max_iter: object,
+    tol: object,
+    nonneg_modes: object,
+    l1: object,
+    generator: torch.Generator | None,
+    callback: Callback | None,
+) -> _Options:
+    fn = "non_negative_cp"
     rank = check_positive_int(rank, fn, "rank")
-    ndim = x.ndim
     bound = math.prod(x.shape) // max(x.shape)
     if rank > bound:
         raise ValueError(
@@ -211,7 +221,8 @@ def non_negative_cp(
             f"{tuple(x.shape)} (a larger rank cannot lower the error); got {rank}."
         )
     _check_choice(method, get_args(NNCPMethod), fn, "method")
-    max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
+    max_iter, tol_ = _check_loop_options(max_iter, tol, generator, callback, fn)
+    ndim = x.ndim
     if nonneg_modes is None:
         constrained = set(range(ndim))
     else:
@@ -222,96 +233,250 @@ def non_negative_cp(
             )
         constrained = set(check_modes(nonneg_modes, ndim, fn, "nonneg_modes"))
     nonneg = tuple(n in constrained for n in range(ndim))
-    l1s = _check_l1(l1, ndim, fn)
-    x2_t, xmin = _scan(x, fn, "tensor", tuple(range(ndim)))
-    data_nonneg = xmin >= 0
-    if all(nonneg) and not data_nonneg:
+    if isinstance(init, CPTensor):
+        _check_init(init, x, rank, nonneg, fn)
+    elif isinstance(init, tuple):
+        raise TypeError(f"{fn}: init must be 'svd', 'random' or a CPTensor; got a tuple.")
+    else:
+        _check_choice(init, get_args(NNCPInit), fn, "init")
+    check_memory(
+        working_set(tuple(x.shape), rank) + x.numel(),
+        working_dtype(x.dtype),
+        x.device,
+        fn,
+        f"a rank-{rank} non-negative CP fit of a {tuple(x.shape)} tensor",
+    )
+    return _Options(
+        rank=rank,
+        method=method,
+        init=init,
+        max_iter=max_iter,
+        tol=tol_,
+        nonneg=nonneg,
+        l1=_check_l1(l1, ndim, fn),
+        generator=generator,
+        callback=callback,
+    )
+
+
+def _check_init(
+    init: CPTensor, x: torch.Tensor, rank: int, nonneg: tuple[bool, ...], fn: str
+) -> None:
+    if init.shape != tuple(x.shape) or init.rank != rank:
         raise ValueError(
-            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {xmin:.3g}) but every "
+            f"{fn}: init must be a CPTensor of shape {tuple(x.shape)} and rank {rank}; got "
+            f"shape {init.shape} and rank {init.rank}."
+        )
+    if init.dtype != x.dtype or init.device != x.device:
+        raise ValueError(
+            f"{fn}: init must match the tensor's dtype and device ({x.dtype}, {x.device}); "
+            f"got ({init.dtype}, {init.device})."
+        )
+    for n, f in enumerate(_init_with_weights(init)):
+        if not bool(torch.isfinite(f).all()):
+            raise ValueError(f"{fn}: init factors[{n}] contains NaN or Inf entries.")
+        if nonneg[n] and bool((f < 0).any()):
+            raise ValueError(
+                f"{fn}: init factors[{n}] (weights multiplied into factors[0]) must be "
+                f"non-negative because mode {n} is in nonneg_modes; got min {float(f.min()):.3g}."
+            )
+
+
+def _check_data(x: torch.Tensor, nonneg: tuple[bool, ...], fn: str) -> tuple[bool, float]:
+    """Refuse NaN/Inf, all-zero data and (every mode constrained) negative entries; return
+    whether the data is non-negative and its largest magnitude (one pass over the data)."""
+    low, high = (float(v) for v in torch.aminmax(x))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        check_finite(x, fn, "tensor")
+    if all(nonneg) and low < 0:
+        raise ValueError(
+            f"{fn}: tensor has {int((x < 0).sum())} negative entries (min {low:.3g}) but every "
             "mode is constrained to be non-negative, so they cannot be fitted. Shift or clip the "
             "data, or leave a mode free with nonneg_modes=[...]."
         )
-    x2 = float(x2_t)
-    if x2 == 0:
+    if low == 0 and high == 0:
         raise ValueError(f"{fn}: tensor is all zeros; nothing to fit.")
+    return low >= 0, max(-low, high)
 
+
+def _init_with_weights(init: CPTensor) -> list[torch.Tensor]:
+    factors = [f.detach().clone() for f in init.factors]
+    factors[0] = factors[0] * init.weights.detach()
+    return factors
+
+
+def _initial_factors(x: torch.Tensor, opts: _Options, scale: float) -> list[torch.Tensor]:
+    """Factors ``(I_n, R)`` to start from (in the units of the scaled data ``x``)."""
+    if isinstance(opts.init, CPTensor):
+        factors = [upcast(f) for f in _init_with_weights(opts.init)]
+        factors[0] = factors[0] / scale
+        return factors
+    factors = []
+    for n, size in enumerate(x.shape):
+        nonneg = opts.nonneg[n]
+        if opts.init == "svd":
+            u = _leading_left(_unfold(x, n), opts.rank)
+            if nonneg:
+                u = u.abs()
+            if u.shape[1] < opts.rank:  # rank > I_n: complete with random columns
+                extra = _rand((size, opts.rank - u.shape[1]), x, opts.generator, normal=not nonneg)
+                u = torch.cat([u, extra], 1)
+        else:
+            u = _rand((size, opts.rank), x, opts.generator, normal=not nonneg)
+        if opts.method == "mu" and nonneg:  # multiplicative updates cannot leave exact zeros
+            u = u.clamp_min(torch.finfo(x.dtype).eps * float(u.max().clamp_min(1e-30)))
+        factors.append(u.contiguous())
+    # String inits: rescale by the least-squares scalar of the initial model.
+    grams = [f.mT @ f for f in factors]
+    fit = float((hadamard_grams(grams, skip=0) * grams[0]).sum())
+    alpha = float((_mttkrp(x, factors, 0) * factors[0]).sum()) / fit if fit > 0 else 0.0
+    if alpha > 0:
+        factors[0] = factors[0] * alpha
+    return factors
+
+
+def _rules(opts: _Options, data_nonneg: bool) -> list[_Rule]:
+    rules: list[_Rule] = []
+    for n, nonneg in enumerate(opts.nonneg):
+        others_nonneg = all(opts.nonneg[m] for m in range(len(opts.nonneg)) if m != n)
+        if opts.method == "hals" and nonneg:
+            rules.append("hals")
+        elif not nonneg and opts.l1[n] > 0:
+            rules.append("hals_free")
+        elif not nonneg:
+            rules.append("solve")
+        elif data_nonneg and others_nonneg:
+            rules.append("mu")
+        else:
+            rules.append("mu_signed")
+    return rules
+
+
+def _fit(
+    tensor: torch.Tensor, opts: _Options, data_nonneg: bool, largest: float
+) -> DecompositionResult[CPTensor]:
     clock = Stopwatch()
-    with torch.no_grad():
-        factors, rescale = _init_factors(x, rank, init, nonneg, method, generator, fn)
-        grams = [f.mT @ f for f in factors]
-        if rescale:  # least-squares scalar for the initial model
-            m_first = _mttkrp(x, factors, 0)
-            ghat = hadamard_grams(grams, skip=0)
-            fit = float((ghat * grams[0]).sum())
-            alpha = float((m_first * factors[0]).sum()) / fit if fit > 0 else 0.0
-            if alpha > 0:
-                factors[0] = factors[0] * alpha
-                grams[0] = grams[0] * alpha**2
-        init_time = clock.elapsed
-        # Factors are kept transposed, (R, I_n) contiguous, so HALS updates rows in place.
-        rows = [f.mT.contiguous().unsqueeze(0) for f in factors]
-        numel = float(math.prod(x.shape))
-        # Per mode, the tree costs about 2 / N passes over X (2 numel R FLOPs each).
-        sweeps = [_max_sweeps(4.0 * numel * rank / ndim, size, rank) for size in x.shape]
-        lee_seung = [
-            data_nonneg and all(nonneg[m] for m in range(ndim) if m != n) for n in range(ndim)
-        ]
-        eps = torch.finfo(x.dtype).eps
-        errors: list[float] = []
-        objective: list[float] = []
-        converged = False
-        views = [r[0].mT for r in rows]  # (I_n, R) views of the rows, read by the sweep
-        last: dict[str, torch.Tensor] = {}
-
-        def update(n: int, m: torch.Tensor) -> None:
-            """Update factor ``n`` from its MTTKRP ``m`` ``(I_n, R)`` (called by the sweep)."""
-            mt = m.mT.unsqueeze(0)  # (1, R, I_n)
-            ghat = hadamard_grams(grams, skip=n).unsqueeze(0)
-            v = rows[n]
-            if (method == "hals" and nonneg[n]) or (not nonneg[n] and l1s[n] > 0):
-                _hals_rows(v, mt, ghat, l1s[n], nonneg=nonneg[n], max_sweeps=sweeps[n])
-            elif not nonneg[n]:
-                rows[n] = v = _sym_solve(mt, ghat)
-                views[n] = v[0].mT
-            elif lee_seung[n]:
-                v.mul_(mt / (ghat @ v + l1s[n]).clamp_min(eps))
-            else:
-                shifted = mt - l1s[n]
-                num = shifted.clamp_min(0) + (-ghat).clamp_min(0) @ v
-                den = (-shifted).clamp_min(0) + ghat.clamp_min(0) @ v
-                v.mul_((num / den.clamp_min(eps)).sqrt())
-            grams[n] = v[0] @ v[0].mT
-            last["mt"], last["ghat"] = mt, ghat
-
-        for it in range(1, max_iter + 1):
-            # Two-pass dimension tree (two reads of X per iteration, same iterates as mode-by-mode).
-            _tree_sweep(x, views, grams, update)
-            mt, ghat = last["mt"], last["ghat"]
-            res2 = x2 - 2 * float((mt * rows[-1]).sum()) + float((ghat[0] * grams[-1]).sum())
-            res2 = max(res2, 0.0)
-            err = math.sqrt(res2 / x2)
-            penalty = sum(l1s[n] * float(rows[n].abs().sum()) for n in range(ndim) if l1s[n])
-            objective.append(0.5 * res2 + penalty)
-            errors.append(err)
-            if tol > 0 and len(errors) > 1 and abs(errors[-2] - err) < tol:
-                converged = True
-            stop = False
-            if callback is not None:
-                current = CPTensor.from_factors([r[0].mT.clone() for r in rows])
-                stop = callback(IterationState(it, err, current)) is True
-            if converged or stop:
+    x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
+    scale = fit_scale(x, largest)
+    if scale != 1.0:
+        x = x / scale
+    # The same minimiser for the scaled data: factor 0 carries the scale (see the docstring).
+    l1 = tuple(v / scale if n == 0 or not v else v / scale / scale for n, v in enumerate(opts.l1))
+    factors = _initial_factors(x, opts, scale)
+    init_time = clock.elapsed
+    # Factors are kept transposed, (1, R, I_n) contiguous, so HALS updates rows in place;
+    # state.factors holds (I_n, R) views of them.
+    rows = [f.mT.contiguous().unsqueeze(0) for f in factors]
+    state = CPState.start(torch.ones(opts.rank, dtype=x.dtype, device=x.device), factors)
+    state.factors = [r[0].mT for r in rows]
+    rules = _rules(opts, data_nonneg)
+    # Per mode, the tree costs about 2 / N passes over X (2 numel R FLOPs each).
+    cost = 4.0 * x.numel() * opts.rank / x.ndim
+    sweeps = [_max_sweeps(cost, size, opts.rank) for size in x.shape]
+    norm_x2 = float(torch.linalg.vector_norm(x)) ** 2
+    errors: list[float] = []
+    floors: list[float] = []
+    objective: list[float] = []
+    exact, comparable_from, converged = False, 0, False
+    for it in range(1, opts.max_iter + 1):
+        mttkrp = _sweep(x, rows, state, rules, l1, sweeps)
+        # The error estimate in force and the one convergence rule, as in cp (see there).
+        if exact:
+            err, floor = exact_error(x, state, norm_x2)
+        else:
+            err, floor = gram_error(norm_x2, mttkrp, state)
+            if floor > err / 8 or _unresolved(err, floor, errors, floors, opts.tol):
+                exact, comparable_from = True, len(errors)
+                err, floor = exact_error(x, state, norm_x2)
+        if opts.tol > 0 and len(errors) > comparable_from:
+            converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
+        if not exact and (converged or it == opts.max_iter):  # the true final error
+            err, floor = exact_error(x, state, norm_x2)
+        penalty = sum(l1[n] * float(rows[n].abs().sum()) for n in range(x.ndim) if l1[n])
+        objective.append((0.5 * err * err * norm_x2 + penalty) * scale * scale)
+        errors.append(err)
+        floors.append(floor)
+        if opts.callback is not None:
+            current = CPTensor.from_factors(
+                [r[0].mT * (scale if n == 0 else 1.0) for n, r in enumerate(rows)]
+            )
+            if opts.callback(IterationState(it, err, current.to(dtype=tensor.dtype))) is True:
+                if not exact and not converged and it < opts.max_iter:
+                    errors[-1], floors[-1] = exact_error(x, state, norm_x2)
                 break
-        cp = CPTensor.from_factors([r[0].mT.contiguous() for r in rows]).normalize()
+        if converged:
+            break
+    unit = CPTensor.from_factors([r[0].mT.contiguous() for r in rows]).normalize()
+    model = output_model(CPState.start(unit.weights, unit.factors), scale, tensor.dtype)
+    if model.dtype != x.dtype:  # the rounding to half precision is part of the model's error
+        rounded = CPState.start(upcast(model.weights), [upcast(f) for f in model.factors])
+        errors[-1], floors[-1] = exact_error(x, rounded, norm_x2)
     return DecompositionResult(
-        model=cp,
+        model=model,
         errors=tuple(errors),
         iterations=len(errors),
         converged=converged,
         time_s=clock.elapsed,
         init_time_s=init_time,
         extras={
-            "method": method,
+            "method": opts.method,
             "objective": tuple(objective),
-            "nonneg_modes": tuple(n for n in range(ndim) if nonneg[n]),
+            "nonneg_modes": tuple(n for n in range(x.ndim) if opts.nonneg[n]),
+            "error_floors": tuple(floors),
         },
     )
+
+
+def _sweep(
+    x: torch.Tensor,
+    rows: list[torch.Tensor],
+    state: CPState,
+    rules: list[_Rule],
+    l1: tuple[float, ...],
+    sweeps: list[int],
+) -> torch.Tensor:
+    """One iteration: every factor updated once, MTTKRPs from the two-pass dimension tree (as in
+    :func:`~factorch.decomp._cp_sweep.als_sweep`). Returns the last mode's MTTKRP."""
+    half = (x.ndim + 1) // 2
+    left, right = range(half), range(half, x.ndim)
+    mttkrp = state.factors[-1]
+    for updated, other in ((left, right), (right, left)):
+        partial = tree_partial(x, state.factors, other)
+        for n in updated:
+            mttkrp = mttkrp_from_partial(partial, state.factors, updated, n)
+            ghat = hadamard_grams(state.grams, skip=n).unsqueeze(0)
+            rows[n] = _update(rows[n], mttkrp.mT.unsqueeze(0), ghat, rules[n], l1[n], sweeps[n])
+            state.factors[n] = rows[n][0].mT
+            state.grams[n] = rows[n][0] @ rows[n][0].mT
+    return mttkrp
+
+
+def _unresolved(
+    err: float, floor: float, errors: list[float], floors: list[float], tol: float
+) -> bool:
+    """The change since the last iteration is within the Gram formula's rounding, which is
+    coarser than ``tol``."""
+    if tol <= 0 or not errors:
+        return False
+    noise = floor + floors[-1]
+    return noise > tol and abs(errors[-1] - err) <= noise
+
+
+def _update(
+    v: torch.Tensor, mt: torch.Tensor, ghat: torch.Tensor, rule: _Rule, l1: float, sweeps: int
+) -> torch.Tensor:
+    """Factor ``v`` ``(1, R, I_n)`` updated from its MTTKRP ``mt`` ``(1, R, I_n)`` and the
+    Hadamard product ``ghat`` ``(1, R, R)`` of the other Grams (in place except ``"solve"``)."""
+    eps = torch.finfo(v.dtype).eps
+    if rule in ("hals", "hals_free"):
+        _hals_rows(v, mt, ghat, l1, nonneg=rule == "hals", max_sweeps=sweeps)
+    elif rule == "solve":
+        return _sym_solve(mt, ghat)
+    elif rule == "mu":
+        v.mul_(mt / (ghat @ v + l1).clamp_min(eps))
+    else:
+        shifted = mt - l1
+        num = shifted.clamp_min(0) + (-ghat).clamp_min(0) @ v
+        den = (-shifted).clamp_min(0) + ghat.clamp_min(0) @ v
+        v.mul_((num / den.clamp_min(eps)).sqrt())
+    return v

@@ -106,9 +106,12 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
         r, s = divmod(flat, rank)
         c = float(congruence[r, s])
         wr, ws = abs(float(signed_w[r])), abs(float(signed_w[s]))
-    joint2 = max(wr * wr + ws * ws + 2.0 * wr * ws * c, 0.0)
-    cancellation = (wr + ws) / math.sqrt(joint2) if joint2 > 0 else math.inf
-    if wr + ws == 0:
+    # Relative to the larger weight, so weights near 1e200 or 1e-200 neither over- nor underflow.
+    big = max(wr, ws)
+    a, b = (wr / big, ws / big) if big > 0 else (0.0, 0.0)
+    joint2 = max(a * a + b * b + 2.0 * a * b * c, 0.0)
+    cancellation = (a + b) / math.sqrt(joint2) if joint2 > 0 else math.inf
+    if big == 0:
         cancellation = 1.0
     pair = (min(r, s), max(r, s))
     return CPDegeneracy(c <= threshold, c, pair, cancellation, float(threshold))

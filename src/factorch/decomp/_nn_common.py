@@ -12,8 +12,11 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_finite, check_positive_int, check_tensor
+from .._checks import as_tensor, check_finite, check_generator, check_positive_int, check_tensor
+from .._numerics import upcast
+from ._cp_sweep import _GAMMA_GRAM
 from ._result import DecompositionResult, Stopwatch
+from ._scale import batch_fit_scale
 
 # Gillis--Glineur inner-loop control: stop repeating HALS sweeps over one factor once a sweep
 # changes it by less than _GG_EPS times the first sweep's change, and never run more than
@@ -62,7 +65,7 @@ def _hals_rows(
     v: torch.Tensor,
     p: torch.Tensor,
     q: torch.Tensor,
-    l1: float,
+    l1: float | torch.Tensor,
     *,
     nonneg: bool,
     max_sweeps: int,
@@ -81,7 +84,8 @@ def _hals_rows(
     until a sweep changes a batch entry by less than ``_GG_EPS`` times its first sweep's change
     (per entry), at most ``max_sweeps`` times. Each row update cannot increase ``f``.
     With ``overwrite_p`` the scaled right-hand side is formed in ``p``'s memory (``p`` is
-    destroyed), which saves a ``v``-sized buffer.
+    destroyed), which saves a ``v``-sized buffer. ``l1`` is a number or a ``(B, 1, 1)`` tensor
+    (one weight per batch entry).
     """
     rank = v.shape[-2]
     diag = q.diagonal(dim1=-2, dim2=-1)
@@ -93,7 +97,8 @@ def _hals_rows(
         else active.clone()
     )
     # Right-hand side (p_k - l1) / q_kk, masked by `live` below (in place: `live` only shrinks).
-    if nonneg and l1 != 0:
+    has_l1 = bool((l1 != 0).any()) if isinstance(l1, torch.Tensor) else l1 != 0
+    if nonneg and has_l1:
         pn = p.sub_(l1) if overwrite_p else p - l1
         pn.mul_(inv.unsqueeze(-1))
     else:
@@ -121,7 +126,7 @@ def _hals_rows(
             z = torch.baddbmm(p_rows[k], q_rows[k], v, alpha=-1.0)
             if nonneg:
                 torch.clamp(z, min=0.0, out=v_rows[k])
-            elif l1 > 0:
+            elif has_l1:
                 t = thr[:, k : k + 1, :]
                 v_rows[k].copy_(z - z.clamp(-t, t))
             else:
@@ -183,10 +188,7 @@ def _check_loop_options(
 ) -> tuple[int, float]:
     max_iter = check_positive_int(max_iter, fn, "max_iter")
     tol = _check_penalty(tol, fn, "tol")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"{fn}: generator must be a torch.Generator or None; got {type(generator).__name__}."
-        )
+    check_generator(generator, fn)
     if callback is not None and not callable(callback):
         raise TypeError(f"{fn}: callback must be callable or None; got {type(callback).__name__}.")
     return max_iter, tol
@@ -197,42 +199,50 @@ def _check_real(x: torch.Tensor, fn: str, name: str) -> None:
         raise TypeError(f"{fn}: {name} must be real; got {x.dtype}.")
 
 
-def _scan(x: torch.Tensor, fn: str, name: str, dims: tuple[int, ...]) -> tuple[torch.Tensor, float]:
-    """Squared norms over ``dims`` and the smallest entry, in two cheap passes over ``x``.
-
-    NaN/Inf make the norms non-finite; only then does the (slower) element-wise finiteness check
-    run, to raise its message.
-    """
-    x2 = torch.linalg.vector_norm(x, dim=dims).square()
-    if not bool(torch.isfinite(x2).all()):
-        check_finite(x, fn, name)
-    return x2, float(x.amin())
-
-
 def _check_matrix_stack(
     matrix: object, fn: str, *, nonneg: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A real finite ``(M, N)`` or ``(B, M, N)`` tensor, as a stack ``(B, M, N)`` (a view), and
-    its squared Frobenius norms ``(B,)``; refuses all-zero matrices (and, with ``nonneg``,
-    negative entries)."""
-    x = check_tensor(matrix, fn, "matrix", min_ndim=2, finite=False)
+) -> tuple[torch.Tensor, bool, torch.Tensor]:
+    """A real finite ``(M, N)`` or ``(B, M, N)`` tensor (numpy arrays converted, detached), as a
+    stack ``(B, M, N)`` (a view), whether it was given as a stack, and each member's largest
+    magnitude (float64); refuses all-zero matrices (and, with ``nonneg``, negative entries)."""
+    x = check_tensor(
+        as_tensor(matrix, fn, "matrix").detach(), fn, "matrix", min_ndim=2, finite=False
+    )
     if x.ndim > 3:
         raise ValueError(
             f"{fn}: matrix must be (M, N) or a (B, M, N) stack; got shape {tuple(x.shape)}."
         )
     _check_real(x, fn, "matrix")
     xb = x if x.ndim == 3 else x.unsqueeze(0)
-    x2, xmin = _scan(xb, fn, "matrix", (1, 2))
+    flat = xb.reshape(xb.shape[0], -1)
+    low, high = flat.amin(1), flat.amax(1)  # (torch.aminmax along a dim is much slower)
+    if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
+        check_finite(xb, fn, "matrix")
+    xmin = float(low.min())
     if nonneg and xmin < 0:
         raise ValueError(
-            f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min {xmin:.3g}); NMF "
-            "needs X >= 0. Shift or clip the data, or use semi_nmf for data of both signs."
+            f"{fn}: matrix has {int((xb < 0).sum())} negative entries (min {xmin:.3g}); "
+            "NMF needs X >= 0. Shift or clip the data, or use semi_nmf for data of both signs."
         )
-    if bool((x2 == 0).any()):
+    peaks = torch.maximum(-low, high)
+    if bool((peaks == 0).any()):
         raise ValueError(
             f"{fn}: matrix is all zeros (in at least one batch entry); nothing to fit."
         )
-    return xb, x2
+    return xb, x.ndim == 3, peaks.to(torch.float64)
+
+
+def _scaled_stack(
+    xb: torch.Tensor, peaks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stack in its working dtype divided by each member's power-of-four scale (see
+    :mod:`factorch.decomp._scale`; ``peaks`` the members' largest magnitudes), the scales
+    ``(B,)`` (float64) and the squared Frobenius norms ``(B,)`` of the scaled members."""
+    x = upcast(xb)
+    scales = batch_fit_scale(x, peaks)
+    if bool((scales != 1).any()):
+        x = x / scales.to(x.dtype).reshape(-1, 1, 1)
+    return x, scales, torch.linalg.vector_norm(x, dim=(1, 2)).square()
 
 
 def _check_init_factor(
@@ -255,49 +265,117 @@ def _check_init_factor(
 
 
 class _Tracker:
-    """Per-matrix convergence of a batched run: errors, freezing, iteration counts."""
+    """Per-matrix convergence of a batched run: errors, their rounding floors, freezing,
+    iteration counts.
 
-    def __init__(self, x: torch.Tensor, x2: torch.Tensor, tol: float) -> None:
+    Errors come from the Gram formula ``||X||^2 - 2 <., .> + <., .>`` of each update while it
+    resolves what is asked of it (its rounding floor is estimated as for CP, see
+    :mod:`factorch.decomp._cp_sweep`), and from the exact residual once it does not (sticky, for
+    the whole stack): when the formula no longer knows an active matrix's error to 1/8, or
+    (``tol > 0``) a change is within its floor and that floor is coarser than ``tol``. A matrix
+    stops when its error changes by at most ``max(tol, floor_prev + floor)`` between two errors
+    of the same kind. The last error is replaced by the exact one of the returned factors
+    (:meth:`finish`).
+    """
+
+    def __init__(self, x: torch.Tensor, x2: torch.Tensor, tol: float, scales: torch.Tensor) -> None:
         self.x2 = x2
-        self.total = float(self.x2.sum())
+        # Members are weighted by their scale in the stack's error (largest scale factored out).
+        self.weights = (scales / scales.max()).square().to(x2.dtype)
+        self.scales = scales  # float64 (B,): objectives are reported in the data's units
+        self.total = float((x2 * self.weights).sum())
         self.tol = tol
+        self.eps = torch.finfo(x.dtype).eps
         self.active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         self.iters = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        self.exact = False
         self.prev: torch.Tensor | None = None
+        self.prev_floor: torch.Tensor | None = None
+        self.prev_exact = False
         self.errors: list[float] = []
         self.objective: list[float] = []
 
-    def step(self, res2: torch.Tensor, penalty: torch.Tensor) -> bool:
-        """Record one iteration; return True when every matrix has converged."""
+    def _gram(self, res2: torch.Tensor, terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        err = (res2.clamp_min(0.0) / self.x2).sqrt()
+        noise2 = _GAMMA_GRAM * self.eps * terms / self.x2
+        return err, noise2 / torch.maximum(err, noise2.sqrt())
+
+    def needs_exact(self, res2: torch.Tensor, terms: torch.Tensor) -> bool:
+        """Whether this iteration's errors must be exact (see the class docstring); ``res2`` and
+        ``terms`` (sum of the magnitudes of its terms) are the formula's."""
+        if not self.exact:
+            err, floor = self._gram(res2, terms)
+            blind = floor > err / 8
+            if self.tol > 0 and self.prev is not None and self.prev_floor is not None:
+                noise = floor + self.prev_floor
+                blind |= (noise > self.tol) & ((self.prev - err).abs() <= noise)
+            self.exact = bool((blind & self.active).any())
+        return self.exact
+
+    def step(
+        self, res2: torch.Tensor, penalty: torch.Tensor, terms: torch.Tensor, model2: torch.Tensor
+    ) -> bool:
+        """Record one iteration (``res2`` squared residuals, exact if :meth:`needs_exact` said
+        so, else the formula's with ``terms`` the magnitudes of its terms; ``model2`` the squared
+        model norms); return True when every matrix has converged."""
         res2 = res2.clamp_min(0.0)
-        err = (res2 / self.x2).sqrt()
+        if self.exact:
+            err = (res2 / self.x2).sqrt()
+            floor = 4.0 * self.eps * (1.0 + (model2.abs() / self.x2).sqrt())
+        else:
+            err, floor = self._gram(res2, terms)
         self.iters += self.active.long()
-        self.errors.append(math.sqrt(float(res2.sum()) / self.total))
-        self.objective.append(float((0.5 * res2 + penalty).sum()))
-        if self.prev is not None and self.tol > 0:
-            self.active &= ~((self.prev - err).abs() < self.tol)
-        self.prev = err
+        self.errors.append(math.sqrt(float((res2 * self.weights).sum()) / self.total))
+        scaled = (0.5 * res2 + penalty).to(torch.float64)
+        self.objective.append(float((scaled * self.scales * self.scales).sum()))
+        same_kind = self.prev_exact == self.exact
+        if self.prev is not None and self.prev_floor is not None and self.tol > 0 and same_kind:
+            limit = (self.prev_floor + floor).clamp_min(self.tol)
+            self.active &= ~((self.prev - err).abs() <= limit)
+        self.prev, self.prev_floor, self.prev_exact = err, floor, self.exact
         return not bool(self.active.any())
+
+    def finish(self, x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
+        """Replace the last errors by the exact ones of the returned factors ``left @ right``
+        (in the units of the scaled stack ``x``)."""
+        res2 = torch.linalg.vector_norm(torch.baddbmm(x, left, right, alpha=-1), dim=(1, 2))
+        res2 = res2.square()
+        self.prev = (res2 / self.x2).sqrt()
+        if self.errors:
+            self.errors[-1] = math.sqrt(float((res2 * self.weights).sum()) / self.total)
+
+
+def _member_scales(scales: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per member, two powers of two whose product is its scale ``(B,)``, as ``(B, 1, 1)``
+    tensors in ``like``'s dtype (the first for the left factor, the second for the right)."""
+    exponent = torch.frexp(scales)[1] - 1
+    half = torch.div(exponent, 2, rounding_mode="floor")
+    ones = torch.ones_like(scales)
+    left, right = torch.ldexp(ones, half), torch.ldexp(ones, exponent - half)
+    return left.to(like.dtype).reshape(-1, 1, 1), right.to(like.dtype).reshape(-1, 1, 1)
 
 
 def _finish(
-    tensor: object,
+    model: object,
     tracker: _Tracker,
     converged: bool,
     clock: Stopwatch,
     init_time: float,
     method: str,
     batched: bool,
+    dtype: torch.dtype,
 ) -> DecompositionResult:
+    """The result; per-matrix errors of a stack in ``dtype`` (the input's)."""
     extras: dict[str, object] = {"method": method, "objective": tuple(tracker.objective)}
     if batched and tracker.prev is not None:
-        extras["batch_errors"] = tracker.prev.clone()
+        extras["batch_errors"] = tracker.prev.to(dtype, copy=True)
         extras["batch_iterations"] = tracker.iters.clone()
+    finite = tracker.prev is None or bool(torch.isfinite(tracker.prev).all())
     return DecompositionResult(
-        model=tensor,
+        model=model,
         errors=tuple(tracker.errors),
         iterations=len(tracker.errors),
-        converged=converged,
+        converged=converged and finite,
         time_s=clock.elapsed,
         init_time_s=init_time,
         extras=extras,

@@ -10,46 +10,81 @@ indicate over-factoring. A scan recommends the largest rank whose best model kee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import as_tensor, check_generator, check_positive_int, check_tensor
+from .._numerics import no_autocast, working_dtype
 from ..algebra.internal import mode_dot as _mode_dot
 from ..tensors import CPTensor
-from ._cp import cp
+from ._cp import check_cp_memory, check_mask, cp, dense_input
+from ._degeneracy import CPDegeneracy, cp_degeneracy
 from ._result import DecompositionResult
+from ._scale import fit_scale
 
 __all__ = ["RankScan", "corcondia", "rank_scan", "tt_rank_for_error", "tucker_rank_for_error"]
 
 
+@no_autocast
 def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
     """Core consistency diagnostic (percent) of a CP model of ``tensor``.
 
-    Not differentiable. Raises ``ValueError`` when shapes disagree.
+    ``tensor`` may be a numpy array. Computed in the model's dtype (float32 for half precision)
+    on the data and model divided by the data's power-of-four scale, so tiny and huge data give the
+    same value. Not differentiable; autocast is ignored.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`CPTensor`, or the tensor is not a real floating
+            tensor.
+        ValueError: shapes disagree; NaN/Inf entries; a value beyond float64's range (a model
+            whose scale is far from the tensor's).
+
+    Example:
+        >>> m = factorch.random.random_cp((5, 6, 7), 2)
+        >>> round(corcondia(m.to_dense(), m))
+        100
     """
     fn = "corcondia"
-    check_tensor(tensor, fn, "tensor", min_ndim=2)
+    x = check_tensor(as_tensor(tensor, fn).detach(), fn, "tensor", min_ndim=2)
+    if x.is_complex():
+        raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
     if not isinstance(model, CPTensor):
         raise TypeError(f"{fn}: model must be a CPTensor; got {type(model).__name__}.")
-    if model.shape != tuple(tensor.shape):
+    if model.shape != tuple(x.shape):
         raise ValueError(
-            f"{fn}: model shape {model.shape} does not match the tensor shape "
-            f"{tuple(tensor.shape)}."
+            f"{fn}: model shape {model.shape} does not match the tensor shape {tuple(x.shape)}."
         )
+    dtype = working_dtype(model.dtype)
     with torch.no_grad():
-        x = tensor.to(model.dtype)
-        factors = list(model.factors)
-        factors[0] = factors[0] * model.weights
-        core = x
-        for mode, f in enumerate(factors):
+        # pinv(A diag(w)) = diag(1/w) pinv(A) for unit-norm A of full column rank: the core is
+        # computed from unit factors and the scaled data, and the weights applied in float64.
+        unit = (
+            CPTensor(model.weights.detach(), tuple(f.detach() for f in model.factors))
+            .to(dtype=dtype)
+            .normalize()
+        )
+        x = x.to(dtype)
+        scale = fit_scale(x)
+        core = x / scale if scale != 1.0 else x
+        for mode, f in enumerate(unit.factors):
             core = _mode_dot(core, torch.linalg.pinv(f), mode)
+        weights = unit.weights.to(torch.float64) / scale
+        inverse = torch.where(weights != 0, 1.0 / weights, torch.zeros_like(weights))
+        core64 = core.to(torch.float64) * inverse.reshape(-1, *(1,) * (core.ndim - 1))
         rank = model.rank
-        target = torch.zeros_like(core)
+        target = torch.zeros_like(core64)
         idx = torch.arange(rank, device=core.device)
         target[(idx,) * core.ndim] = 1.0
-        return float(100.0 * (1.0 - torch.sum((core - target) ** 2) / rank))
+        value = float(100.0 * (1.0 - torch.sum((core64 - target) ** 2) / rank))
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{fn}: the core consistency of this model is beyond float64's range (its scale is "
+            "far from the tensor's); pass a CP model fitted to this tensor."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,8 @@ class RankScan:
         models: the best CP model per rank.
         recommended: the rank the scan recommends.
         reason: one sentence saying why.
+        degeneracy: the :func:`~factorch.decomp.cp_degeneracy` check of the best model per rank
+            (a degenerate model's components cancel and should not be interpreted).
     """
 
     ranks: tuple[int, ...]
@@ -75,6 +112,7 @@ class RankScan:
     models: tuple[CPTensor, ...]
     recommended: int
     reason: str
+    degeneracy: tuple[CPDegeneracy, ...] = ()
 
 
 def _recommend(
@@ -100,6 +138,7 @@ def _recommend(
     return ranks[i], reason + "."
 
 
+@no_autocast
 def rank_scan(
     tensor: torch.Tensor,
     ranks: Sequence[int],
@@ -133,22 +172,63 @@ def rank_scan(
     so a masked scan recommended 3 in only 4 and 1 of the 8 seeds (4 or 5 otherwise), against 3
     in every seed with complete data. Check a masked recommendation on held-out entries
     (:mod:`factorch.completion`).
+
+    Args:
+        tensor: real tensor (or numpy array, or a small torch sparse tensor) with at least 2
+            modes; float16/bfloat16 are fitted in float32 (models returned in the input dtype);
+            a tensor that requires grad is detached; tiny or huge data is scaled exactly.
+        ranks: the candidate ranks (a non-empty sequence of positive integers, numpy integers
+            accepted).
+        mask, max_iter, tol, linesearch, generator: passed to every :func:`~factorch.decomp.cp`.
+        starts: fits per rank (the best is kept).
+        threshold: the core consistency (percent) a recommended rank must keep.
+        callback: ``callback(rank, start, result)`` after each fit; True stops the scan.
+
+    Returns:
+        :class:`RankScan`, including ``degeneracy``: the :func:`~factorch.decomp.cp_degeneracy`
+        check of each rank's best model (degenerate models are not flagged by a warning).
+
+    Raises:
+        TypeError: non-tensor or non-real input; ``ranks`` not a sequence of integers; a
+            ``generator`` that is not a ``torch.Generator``.
+        ValueError: NaN/Inf (without a mask), bad option values, a rank whose working set
+            cannot fit in the device's memory (checked for every rank before the first fit).
+
+    Not differentiable; autocast is ignored.
+
+    Example:
+        >>> x = factorch.random.random_cp((8, 9, 10), 2).to_dense()
+        >>> rank_scan(x, [1, 2, 3], starts=2).ranks
+        (1, 2, 3)
     """
     fn = "rank_scan"
-    check_tensor(tensor, fn, "tensor", min_ndim=2, finite=mask is None)
+    x = dense_input(tensor, fn, allow_nan=mask is not None)
     if isinstance(ranks, (int, str)) or not isinstance(ranks, Sequence) or len(ranks) == 0:
         raise TypeError(
             f"{fn}: ranks must be a non-empty sequence of positive ints; got {ranks!r}."
         )
     ranks = tuple(check_positive_int(r, fn, "each rank") for r in ranks)
     check_positive_int(starts, fn, "starts")
-    out_ranks, errors, best, cc, models = [], [], [], [], []
+    max_iter = check_positive_int(max_iter, fn, "max_iter")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"{fn}: tol must be a non-negative number; got {tol!r}.")
+    generator = check_generator(generator, fn)
+    if mask is not None:
+        mask = check_mask(mask, x, fn)
+    for rank in ranks:
+        check_cp_memory(x, rank, fn)
+    out_ranks: list[int] = []
+    errors: list[tuple[float, ...]] = []
+    best: list[float] = []
+    cc: list[float] = []
+    models: list[CPTensor] = []
+    degeneracy: list[CPDegeneracy] = []
     stopped = False
     for rank in ranks:
-        runs: list[DecompositionResult] = []
+        runs: list[DecompositionResult[CPTensor]] = []
         for start in range(starts):
             res = cp(
-                tensor,
+                x,
                 rank,
                 init="svd" if start == 0 else "random",
                 max_iter=max_iter,
@@ -166,7 +246,8 @@ def rank_scan(
         errors.append(tuple(r.error for r in runs))
         best.append(top.error)
         models.append(top.model)
-        full = tensor if mask is None else torch.where(mask, tensor, top.model.to_dense())
+        degeneracy.append(cp_degeneracy(top.model))
+        full = x if mask is None else torch.where(mask, x, top.model.to_dense())
         cc.append(corcondia(full, top.model))
         if stopped:
             break
@@ -180,6 +261,7 @@ def rank_scan(
         models=tuple(models),
         recommended=recommended,
         reason=reason,
+        degeneracy=tuple(degeneracy),
     )
 
 
@@ -194,7 +276,7 @@ def tucker_rank_for_error(
     """
     from ._tucker import hosvd
 
-    return tuple(hosvd(tensor, error=error, sequential=sequential).model.rank)
+    return tuple(hosvd(tensor, eps=error, sequential=sequential).model.rank)
 
 
 def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import torch
 
 from .._checks import check_positive_int, check_tensor
+from .._numerics import check_memory, no_autocast, upcast, working_dtype
 from ._nn_common import (
     _check_choice,
     _check_init_factor,
@@ -21,6 +22,7 @@ from ._nn_common import (
     _check_pair,
     _finish,
     _rand,
+    _scaled_stack,
     _sym_solve,
     _Tracker,
 )
@@ -119,6 +121,7 @@ def _top_k_columns(f: torch.Tensor, k: int) -> torch.Tensor:
     return f * mask
 
 
+@no_autocast
 def semi_nmf(
     matrix: torch.Tensor,
     rank: int,
@@ -139,7 +142,8 @@ def semi_nmf(
 
     1. ``F <- X G (G^T G)^{-1}`` (exact least squares; pseudo-inverse if ``G^T G`` is singular);
     2. ``G <- G * sqrt(((X^T F)^+ + G (F^T F)^-) / ((X^T F)^- + G (F^T F)^+))`` with
-       ``A^+ = max(A, 0)``, ``A^- = max(-A, 0)`` (denominator floored at the dtype's eps).
+       ``A^+ = max(A, 0)``, ``A^- = max(-A, 0)`` (denominator floored at the dtype's eps times
+       the largest numerator or denominator entry of the matrix: scale invariant).
 
     Both steps never increase ``||X - F G^T||_F`` (Ding et al., Theorems 1--2).
 
@@ -158,36 +162,47 @@ def semi_nmf(
 
     Args:
         matrix: ``(M, N)`` real matrix, or a ``(B, M, N)`` stack factorized in one vectorised
-            run (each matrix converges on its own).
+            run (each matrix converges on its own). numpy arrays are accepted; float16/bfloat16
+            are fitted in float32 and returned in the input dtype; tiny or huge data is scaled
+            exactly (by powers of two) for the fit, so ``semi_nmf(c * X)`` fits ``c * F``;
+            a tensor that requires grad is detached.
         rank: ``R``, at most ``min(M + 1, N)`` (the semi-non-negative rank is ``rank(X)`` or
             ``rank(X) + 1``, Gillis & Kumar 2015, and never exceeds ``N``).
         max_iter: maximum number of iterations.
-        tol: a matrix stops when its relative error changes by less than ``tol``; 0 runs all.
+        tol: a matrix stops when its relative error changes by less than ``tol``, or by less
+            than the error formula's rounding floor when that is larger; 0 runs all.
         init: ``"kmeans"`` (Ding et al.: k-means++ seeded Lloyd clustering of the columns,
             ``G = indicator + 0.2``), ``"random"`` (``G`` uniform in [0, 1)), or a pair ``(F, G)``
             (``G >= 0``). ``F`` from a pair is only used as the previous iterate of the sparse
             step when ``top_k`` is set; otherwise the first step recomputes it from ``G``.
         top_k: keep this many entries per column of ``F`` (1 to ``M``); None for dense ``F``.
         generator: seeds the k-means++ seeding or the random ``G``.
-        callback: called after each iteration with an :class:`IterationState` (``tensor`` the
+        callback: called after each iteration with an :class:`IterationState` (``model`` the
             current :class:`SemiNMFFactors`); returning True stops the run.
 
     Returns:
-        :class:`DecompositionResult` with ``tensor = SemiNMFFactors(F, G)``, the relative error
-        ``||X - F G^T|| / ||X||`` per iteration, and for a stack ``extras["batch_errors"]`` and
-        ``extras["batch_iterations"]``.
+        :class:`DecompositionResult` with ``model = SemiNMFFactors(F, G)``, the relative error
+        ``||X - F G^T|| / ||X||`` per iteration (the last one exact), and for a stack
+        ``extras["batch_errors"]`` and ``extras["batch_iterations"]``.
 
     Raises:
+        TypeError: a non-numeric, integer or complex matrix; a non-integral rank or ``top_k``; a
+            ``generator`` that is not a ``torch.Generator``.
         ValueError: NaN/Inf entries, an all-zero matrix, ``rank`` too large, ``top_k`` outside
             ``[1, M]``, an unknown ``init``, init factors of the wrong shape or a negative ``G``.
 
-    Not differentiable (runs under ``torch.no_grad``). Device and dtype follow the input.
+    Not differentiable (runs under ``torch.no_grad``); autocast is ignored. Device and dtype
+    follow the input.
+
+    Example:
+        >>> f, g = torch.randn(20, 3), torch.rand(30, 3)
+        >>> semi_nmf(f @ g.T, 3).error < 0.1
+        True
     """
     fn = "semi_nmf"
-    xb, x2 = _check_matrix_stack(matrix, fn, nonneg=False)
+    xb, batched, peaks = _check_matrix_stack(matrix, fn, nonneg=False)
     rank = check_positive_int(rank, fn, "rank")
     max_iter, tol = _check_loop_options(max_iter, tol, generator, callback, fn)
-    batched = matrix.ndim == 3
     b, m, n = xb.shape
     cap = min(m + 1, n)
     if rank > cap:
@@ -201,60 +216,112 @@ def semi_nmf(
                 f"{fn}: top_k must be in [1, M] = [1, {m}] (entries kept per column of F); "
                 f"got {top_k}."
             )
+    init_pair = _check_init_pair(init, xb, rank, batched, fn)
+    check_memory(
+        b * (3 * m * n + 4 * (m + n) * rank + 4 * rank * rank),
+        working_dtype(xb.dtype),
+        xb.device,
+        fn,
+        f"a rank-{rank} factorization of a {tuple(xb.shape)} stack",
+    )
     clock = Stopwatch()
     with torch.no_grad():
+        x, scales, x2 = _scaled_stack(xb, peaks)
+        scale = scales.to(x.dtype).reshape(-1, 1, 1)  # F carries each member's scale
         f_prev: torch.Tensor | None = None
-        if isinstance(init, tuple):
-            if len(init) != 2:
-                raise ValueError(f"{fn}: init must be a pair (F, G); got {len(init)} items.")
-            lead = (b,) if batched else ()
-            f0 = _check_init_factor(init[0], (*lead, m, rank), xb, fn, "init F", nonneg=False)
-            g0 = _check_init_factor(init[1], (*lead, n, rank), xb, fn, "init G", nonneg=True)
-            g = g0.reshape(b, n, rank).clone()
+        if init_pair is not None:
+            g = upcast(init_pair[1]).clone()
             if top_k is not None:
-                f_prev = _top_k_columns(f0.reshape(b, m, rank), top_k)
+                f_prev = _top_k_columns(upcast(init_pair[0]) / scale, top_k)
+        elif init == "kmeans":
+            g = _kmeans_indicator(x.mT, rank, generator) + 0.2
         else:
-            _check_choice(init, get_args(SemiNMFInit), fn, "init")
-            if init == "kmeans":
-                g = _kmeans_indicator(xb.mT, rank, generator) + 0.2
-            else:
-                g = _rand((b, n, rank), xb, generator)
+            g = _rand((b, n, rank), x, generator)
         init_time = clock.elapsed
-        eps = torch.finfo(xb.dtype).eps
-        tracker = _Tracker(xb, x2, tol)
+        tracker = _Tracker(x, x2, tol, scales)
+        f, g, converged = _semi_loop(
+            x, g, f_prev, tracker, top_k, max_iter, callback, (scale, batched, xb.dtype)
+        )
+        model = _semi_factors(f * scale, g, batched, xb.dtype)
+        f_out, g_out = (model.F, model.G) if batched else (model.F[None], model.G[None])
+        tracker.finish(x, upcast(f_out) / scale, upcast(g_out).mT)
+    return _finish(model, tracker, converged, clock, init_time, "semi", batched, xb.dtype)
+
+
+def _check_init_pair(
+    init: object, xb: torch.Tensor, rank: int, batched: bool, fn: str
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``(F, G)`` stacks of a pair init (checked), or None for a string init (checked)."""
+    if not isinstance(init, tuple):
+        _check_choice(init, get_args(SemiNMFInit), fn, "init")
+        return None
+    if len(init) != 2:
+        raise ValueError(f"{fn}: init must be a pair (F, G); got {len(init)} items.")
+    b, m, n = xb.shape
+    lead = (b,) if batched else ()
+    f0 = _check_init_factor(init[0], (*lead, m, rank), xb, fn, "init F", nonneg=False)
+    g0 = _check_init_factor(init[1], (*lead, n, rank), xb, fn, "init G", nonneg=True)
+    return f0.reshape(b, m, rank), g0.reshape(b, n, rank)
+
+
+def _semi_loop(
+    x: torch.Tensor,
+    g: torch.Tensor,
+    f_prev: torch.Tensor | None,
+    tracker: _Tracker,
+    top_k: int | None,
+    max_iter: int,
+    callback: Callback | None,
+    out: tuple[torch.Tensor, bool, torch.dtype],
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The semi-NMF iterations on the scaled stack ``x``; ``out`` (scale of F, batched, dtype)
+    turns the iterate into what a callback sees. Returns ``F``, ``G`` and convergence."""
+    b, m, _ = x.shape
+    rank = g.shape[-1]
+    eps = torch.finfo(x.dtype).eps
+    tiny = torch.finfo(x.dtype).tiny
+    gtg = g.mT @ g
+    f = torch.zeros(b, m, rank, dtype=x.dtype, device=x.device)
+    converged = False
+    for it in range(1, max_iter + 1):
+        act = tracker.active[:, None, None]
+        xg = x @ g  # (B, M, R)
+        f_new = _sym_solve(xg.mT, gtg).mT
+        if top_k is not None:
+            f_new = _top_k_columns(f_new, top_k)
+            if f_prev is not None:
+                lmax = torch.linalg.eigvalsh(gtg)[..., -1:].clamp_min(eps)[..., None]
+                f_iht = _top_k_columns(f_prev - (f_prev @ gtg - xg) / lmax, top_k)
+                better = _f_objective(f_iht, xg, gtg) < _f_objective(f_new, xg, gtg)
+                f_new = torch.where(better[:, None, None], f_iht, f_new)
+        f = torch.where(act, f_new, f)
+        f_prev = f
+        ftf = f.mT @ f
+        xtf = x.mT @ f  # (B, N, R)
+        num = xtf.clamp_min(0) + g @ (-ftf).clamp_min(0)
+        den = (-xtf).clamp_min(0) + g @ ftf.clamp_min(0)
+        # Denominators floored relative to each member's own magnitudes (scale invariant).
+        floor = (eps * torch.maximum(num.amax((1, 2)), den.amax((1, 2)))).clamp_min(tiny)
+        g = torch.where(act, g * (num / den.clamp_min(floor[:, None, None])).sqrt(), g)
         gtg = g.mT @ g
-        f = torch.zeros(b, m, rank, dtype=xb.dtype, device=xb.device)
-        converged = False
-        for it in range(1, max_iter + 1):
-            act = tracker.active[:, None, None]
-            xg = xb @ g  # (B, M, R)
-            f_new = _sym_solve(xg.mT, gtg).mT
-            if top_k is not None:
-                f_new = _top_k_columns(f_new, top_k)
-                if f_prev is not None:
-                    lmax = torch.linalg.eigvalsh(gtg)[..., -1:].clamp_min(eps)[..., None]
-                    f_iht = _top_k_columns(f_prev - (f_prev @ gtg - xg) / lmax, top_k)
-                    better = _f_objective(f_iht, xg, gtg) < _f_objective(f_new, xg, gtg)
-                    f_new = torch.where(better[:, None, None], f_iht, f_new)
-            f = torch.where(act, f_new, f)
-            f_prev = f
-            ftf = f.mT @ f
-            xtf = xb.mT @ f  # (B, N, R)
-            num = xtf.clamp_min(0) + g @ (-ftf).clamp_min(0)
-            den = (-xtf).clamp_min(0) + g @ ftf.clamp_min(0)
-            g = torch.where(act, g * (num / den.clamp_min(eps)).sqrt(), g)
-            gtg = g.mT @ g
-            res2 = tracker.x2 - 2 * (xtf * g).sum((1, 2)) + (ftf * gtg).sum((1, 2))
-            converged = tracker.step(res2, torch.zeros_like(res2))
-            stop = False
-            if callback is not None:
-                state = IterationState(it, tracker.errors[-1], _semi_factors(f, g, batched))
-                stop = callback(state) is True
-            if converged or stop:
+        inner = (xtf * g).sum((1, 2))
+        model2 = (ftf * gtg).sum((1, 2))
+        res2 = tracker.x2 - 2 * inner + model2
+        terms = tracker.x2 + 2 * inner.abs() + model2.abs()
+        if tracker.needs_exact(res2, terms):
+            res2 = torch.linalg.vector_norm(torch.baddbmm(x, f, g.mT, alpha=-1), dim=(1, 2))
+            res2 = res2.square()
+        converged = tracker.step(res2, torch.zeros_like(res2), terms, model2)
+        if callback is not None:
+            scale, batched, dtype = out
+            state = IterationState(
+                it, tracker.errors[-1], _semi_factors(f * scale, g, batched, dtype)
+            )
+            if callback(state) is True:
                 break
-    return _finish(
-        _semi_factors(f, g, batched), tracker, converged, clock, init_time, "semi", batched
-    )
+        if converged:
+            break
+    return f, g, converged
 
 
 def _f_objective(f: torch.Tensor, xg: torch.Tensor, gtg: torch.Tensor) -> torch.Tensor:
@@ -262,9 +329,9 @@ def _f_objective(f: torch.Tensor, xg: torch.Tensor, gtg: torch.Tensor) -> torch.
     return -2 * (xg * f).sum((1, 2)) + ((f.mT @ f) * gtg).sum((1, 2))
 
 
-def _semi_factors(f: torch.Tensor, g: torch.Tensor, batched: bool) -> SemiNMFFactors:
-    return (
-        SemiNMFFactors(f.clone(), g.clone())
-        if batched
-        else SemiNMFFactors(f[0].clone(), g[0].clone())
-    )
+def _semi_factors(
+    f: torch.Tensor, g: torch.Tensor, batched: bool, dtype: torch.dtype
+) -> SemiNMFFactors:
+    """Fresh ``SemiNMFFactors`` in ``dtype`` from the stacks ``f`` ``(B, M, R)`` and ``g``."""
+    f, g = f.to(dtype, copy=True), g.to(dtype, copy=True)
+    return SemiNMFFactors(f, g) if batched else SemiNMFFactors(f[0], g[0])

@@ -4,7 +4,11 @@ A Tucker tensor ``[[G; U_0, ..., U_{N-1}]]`` has core ``G`` of shape ``(R_0, ...
 factors ``U_n`` of shape ``(I_n, R_n)``; here the factors are orthonormal (except for
 :func:`non_negative_tucker`), so ``G = X x_0 U_0^H ... x_{N-1} U_{N-1}^H`` and
 ``||X - [[G; U]]||^2 = ||X||^2 - ||G||^2``: every error below is computed from norms, never by
-reconstructing the dense tensor.
+reconstructing the dense tensor (except, once, where that formula runs out of digits).
+
+Every entry point runs with autocast off, computes half-precision data in float32, divides the
+data by an exact power of two (so data of magnitude ``1e-30`` or ``1e30`` in float32 fit as
+accurately as data of magnitude 1) and returns the model in the input's dtype with its true error.
 
 References:
     L. De Lathauwer, B. De Moor, J. Vandewalle, "A multilinear singular value decomposition",
@@ -19,63 +23,74 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
 
-from .._checks import check_modes, check_tensor
+from .._checks import check_modes
+from .._numerics import no_autocast, upcast
 from ..algebra.internal import fold as _fold
 from ..algebra.internal import randomized_svd as _randomized_svd
 from ..algebra.internal import unfold as _unfold
 from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
+from ._truncate import auto_method, leading_subspace, truncate
 from ._tucker_common import (
-    auto_method,
+    SVDMethod,
+    Work,
+    as_int,
     check_callback,
     check_core_bound,
+    check_data,
     check_generator,
     check_iter_options,
-    check_linalg_dtype,
     check_literal,
     check_rel_tol,
     check_tucker_rank,
     contract_modes,
     converged,
-    leading_subspace,
+    finish,
+    is_int,
+    prepare,
     randn,
+    refine_error,
     rel_error,
+    renamed,
+    scale_tucker,
     sq_norm,
     sweep,
-    truncate,
     ttm,
 )
 from ._tucker_nn import non_negative_tucker
 
 __all__ = ["HOSVDMethod", "TuckerInit", "hosvd", "non_negative_tucker", "partial_tucker", "tucker"]
 
-HOSVDMethod = Literal["auto", "full", "gram", "randomized"]
+HOSVDMethod = SVDMethod
 TuckerInit = Literal["hosvd", "random"]
 
 
+@no_autocast
 def hosvd(
     tensor: torch.Tensor,
     rank: int | Sequence[int] | None = None,
     *,
-    error: float | None = None,
+    eps: float | None = None,
     sequential: bool = True,
-    svd: HOSVDMethod = "auto",
+    svd: SVDMethod = "auto",
     generator: torch.Generator | None = None,
+    error: float | None = None,
 ) -> DecompositionResult[TuckerTensor]:
     """Truncated HOSVD or sequentially truncated HOSVD (ST-HOSVD), with ranks or an error target.
 
-    Give exactly one of ``rank`` and ``error``:
+    Give exactly one of ``rank`` and ``eps``:
 
     * ``rank`` (an int for every mode, or one int per mode, each at most the mode size): mode
       ``n``'s factor is the leading ``R_n`` left singular vectors of the mode-``n`` unfolding.
-    * ``error`` in (0, 1): ranks are chosen per mode so that the discarded singular values'
-      energies satisfy ``sum_n discarded_n^2 <= error^2 ||X||^2``, which guarantees
-      ``||X - X_hat|| <= error ||X||`` (for both variants; Vannieuwenhoven et al. 2012, Thm 5.1 and
-      6.5). Each mode may discard ``error^2 ||X||^2 / N``; with ``sequential=True`` the budget a
+    * ``eps`` in (0, 1): ranks are chosen per mode so that the discarded singular values'
+      energies satisfy ``sum_n discarded_n^2 <= eps^2 ||X||^2``, which guarantees
+      ``||X - X_hat|| <= eps ||X||`` (for both variants; Vannieuwenhoven et al. 2012, Thm 5.1 and
+      6.5). Each mode may discard ``eps^2 ||X||^2 / N``; with ``sequential=True`` the budget a
       mode leaves unused is passed on to the next modes.
 
     With ``sequential=True`` (default, ST-HOSVD) mode ``n`` is processed on the tensor already
@@ -84,84 +99,120 @@ def hosvd(
     2000) and the core is ``X x_n U_n^H``.
 
     Args:
-        tensor: real or complex floating tensor, at least 1-D, finite.
-        rank: target multilinear rank (exclusive with ``error``).
-        error: target relative error (exclusive with ``rank``).
+        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite. float16
+            and bfloat16 are computed in float32; the model comes back in the input dtype.
+        rank: target multilinear rank (exclusive with ``eps``); numpy integers are accepted.
+        eps: target relative error (exclusive with ``rank``).
         sequential: ST-HOSVD (True) or T-HOSVD (False).
         svd: how each mode's singular vectors are computed: ``"full"`` thin SVD of the unfolding;
             ``"gram"`` eigen-decomposition of the small ``I_n x I_n`` Gram (one GEMM, float64 when
             an error target is given); ``"randomized"`` range finder with oversampling and power
             iterations (needs ``rank``); ``"auto"``: Gram for wide unfoldings unless
-            ``error < 1e-6``, thin SVD otherwise.
+            ``eps < 1e-6``, thin SVD otherwise.
         generator: random source for ``svd="randomized"``.
+        error: deprecated name of ``eps`` (warns).
 
     Returns:
-        ``DecompositionResult`` with a ``TuckerTensor`` (orthonormal factors) and one error,
-        ``sqrt(||X||^2 - ||G||^2) / ||X||`` (ST-HOSVD: the exact sum of discarded energies). Values
-        below ``~sqrt(eps)`` of the dtype are at the resolution of this formula.
+        ``DecompositionResult`` with a ``TuckerTensor`` (orthonormal factors) and one error, the
+        exact sum of discarded energies (ST-HOSVD) or ``sqrt(||X||^2 - ||G||^2) / ||X||``
+        (T-HOSVD; measured from the residual where that formula runs out of digits). For half
+        precision, the error of the returned (rounded) model.
 
-    Differentiable through ``torch.linalg.svd`` / ``eigh`` when the kept singular values are
-    distinct (rank mode); rank selection from ``error`` is not.
+    Raises:
+        TypeError: for a non-tensor, an integer or bool dtype, bad option types, or both ``eps``
+            and its deprecated name ``error``.
+        ValueError: for NaN/Inf, empty dimensions, ranks outside ``[1, I_n]`` or above the
+            product of the other ranks, neither or both of ``rank`` and ``eps``, or a model that
+            overflows the input dtype.
+
+    Differentiable (autocast off): with a ``tensor`` that requires grad, every truncation is a
+    thin SVD whose backward stays finite on degenerate spectra (see
+    :mod:`factorch.decomp._truncate`); rank selection from ``eps`` is not differentiable.
+
+    Example:
+        >>> import torch
+        >>> from factorch.decomp import hosvd
+        >>> x = torch.randn(6, 7, 8, dtype=torch.float64)
+        >>> res = hosvd(x, (6, 7, 8))
+        >>> res.model.rank, res.error < 1e-6
+        ((6, 7, 8), True)
     """
     fn = "hosvd"
     sw = Stopwatch()
-    check_tensor(tensor, fn, min_ndim=1)
-    check_linalg_dtype(tensor, fn)
-    check_literal(svd, get_args(HOSVDMethod), fn, "svd")
+    eps = renamed(eps, error, fn, "eps", "error")
+    tensor = check_data(tensor, fn)
+    check_literal(svd, get_args(SVDMethod), fn, "svd")
     check_generator(generator, fn)
     if not isinstance(sequential, bool):
         raise TypeError(f"{fn}: sequential must be a bool; got {type(sequential).__name__}.")
-    if (rank is None) == (error is None):
+    if (rank is None) == (eps is None):
         got = "both" if rank is not None else "neither"
         raise ValueError(
-            f"{fn}: give exactly one of rank (target multilinear rank) and error (target relative "
+            f"{fn}: give exactly one of rank (target multilinear rank) and eps (target relative "
             f"error); got {got}."
         )
-    shape, n_modes = tuple(tensor.shape), tensor.ndim
     ranks: tuple[int, ...] | None = None
     if rank is not None:
-        ranks = check_tucker_rank(rank, shape, range(n_modes), fn)
-        check_core_bound(dict(enumerate(ranks)), shape, fn)
+        ranks = check_tucker_rank(rank, tensor.shape, range(tensor.ndim), fn)
+        check_core_bound(dict(enumerate(ranks)), tensor.shape, fn)
     else:
-        error = check_rel_tol(error, fn, "error")
+        eps = check_rel_tol(eps, fn, "eps")
         if svd == "randomized":
             raise ValueError(
                 f"{fn}: svd='randomized' needs rank (a range finder needs a target size); use "
-                "svd='auto', 'full' or 'gram' with error=."
+                "svd='auto', 'full' or 'gram' with eps=."
             )
+    work = prepare(tensor, detach=False)
+    model, err = _hosvd(work, _HOSVDPlan(ranks, eps, sequential, svd, generator))
+    model, errors = finish(work, model, scale_tucker, (err,), fn)
+    return DecompositionResult(model, errors, 1, True, sw.elapsed)
+
+
+@dataclass(frozen=True)
+class _HOSVDPlan:
+    ranks: tuple[int, ...] | None
+    eps: float | None
+    sequential: bool
+    svd: str
+    generator: torch.Generator | None
+
+
+def _hosvd(work: Work, plan: _HOSVDPlan) -> tuple[TuckerTensor, float]:
+    """(ST-)HOSVD of the scaled working tensor; returns the model and its relative error."""
+    tensor = work.data
+    shape, n_modes = tuple(tensor.shape), tensor.ndim
     norm_x2 = sq_norm(tensor)
-    total_budget = None if error is None else error**2 * norm_x2
+    total_budget = None if plan.eps is None else plan.eps**2 * norm_x2
     factors: list[torch.Tensor] = []
     used = 0.0
     y = tensor
     for n in range(n_modes):
-        src = y if sequential else tensor
+        src = y if plan.sequential else tensor
         a = _unfold(src, n)
         budget = None
         if total_budget is not None:
-            budget = (total_budget - used) / (n_modes - n) if sequential else total_budget / n_modes
-        method = svd
-        if svd == "auto":
-            per_mode = None if error is None else error / math.sqrt(n_modes)
-            method = auto_method(a.shape[0], a.shape[1], per_mode, tensor.dtype)
-        max_rank = shape[n] if ranks is None else ranks[n]
-        tr = truncate(a, max_rank=max_rank, budget=budget, method=method, generator=generator)
+            share = n_modes - n if plan.sequential else n_modes
+            budget = (total_budget - (used if plan.sequential else 0.0)) / share
+        method = plan.svd
+        if method == "auto":
+            per_mode = None if plan.eps is None else plan.eps / math.sqrt(n_modes)
+            method = auto_method(a.shape[0], a.shape[1], per_mode)
+        max_rank = shape[n] if plan.ranks is None else plan.ranks[n]
+        tr = truncate(a, max_rank=max_rank, budget=budget, method=method, generator=plan.generator)
         factors.append(tr.u)
         used += tr.discarded
-        if sequential:
+        if plan.sequential:
             new_shape = list(src.shape)
             new_shape[n] = tr.u.shape[1]
             y = _fold(tr.b, n, new_shape)
-    if sequential:
-        core = y
-        err = math.sqrt(min(used / norm_x2, 1.0)) if norm_x2 > 0 else 0.0
-    else:
-        core = contract_modes(tensor, factors, range(n_modes))
-        err = rel_error(norm_x2, sq_norm(core))
-    result = TuckerTensor(core, tuple(factors))
-    return DecompositionResult(result, (err,), 1, True, sw.elapsed)
+    if plan.sequential:
+        model = TuckerTensor(y, tuple(factors))
+        return model, math.sqrt(min(used / norm_x2, 1.0)) if norm_x2 > 0 else 0.0
+    model = TuckerTensor(contract_modes(tensor, factors, range(n_modes)), tuple(factors))
+    return model, refine_error(tensor, model, rel_error(norm_x2, sq_norm(model.core)))
 
 
+@no_autocast
 def tucker(
     tensor: torch.Tensor,
     rank: int | Sequence[int],
@@ -182,14 +233,16 @@ def tucker(
     randomized range finder when both sides exceed 1024 and ``R_n`` is under an eighth of them).
     The partial contractions are shared between modes by a binary dimension tree, so one
     iteration reads ``X`` about twice whatever ``N``. The error per iteration is free:
-    ``||X - X_hat||^2 = ||X||^2 - ||G||^2``.
+    ``||X - X_hat||^2 = ||X||^2 - ||G||^2``; the final one is measured from the residual where
+    that formula has run out of digits (below ``100 sqrt(eps)`` of the working dtype).
 
     Args:
-        tensor: real or complex floating tensor, at least 1-D, finite.
-        rank: multilinear rank, an int or one int per mode; ``R_n <= I_n`` and
-            ``R_n <= prod_{m != n} R_m``.
+        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite. float16
+            and bfloat16 are computed in float32 (model returned in the input dtype).
+        rank: multilinear rank, an int or one int per mode (numpy integers accepted);
+            ``R_n <= I_n`` and ``R_n <= prod_{m != n} R_m``.
         init: ``"hosvd"`` (ST-HOSVD, default), ``"random"`` (orthonormalised Gaussian factors) or
-            a ``TuckerTensor`` of the same shape and rank (its factors are orthonormalised).
+            a ``TuckerTensor`` of the same shape, rank and dtype (its factors are orthonormalised).
         max_iter: maximum number of sweeps.
         tol: stop when the relative error changes by less than ``tol`` between sweeps (raised to
             the resolution of the norm formula in float32; 0 runs all ``max_iter`` sweeps).
@@ -198,13 +251,27 @@ def tucker(
 
     Returns:
         ``DecompositionResult`` with a ``TuckerTensor`` with orthonormal factors and the relative
-        error after each sweep.
+        error after each sweep (the last one the true error of the returned model).
 
-    Not differentiable (runs under ``torch.no_grad``).
+    Raises:
+        TypeError: for a non-tensor, integer dtype or bad option types.
+        ValueError: for NaN/Inf, empty dimensions, ranks outside ``[1, I_n]`` or above the
+            product of the other ranks, an ``init`` of another shape, rank or dtype, or a model
+            that overflows the input dtype.
+
+    Not differentiable: runs under ``torch.no_grad`` on the detached data.
+
+    Example:
+        >>> import torch
+        >>> from factorch.decomp import tucker
+        >>> x = torch.randn(6, 7, 8, dtype=torch.float64)
+        >>> tucker(x, (2, 3, 4)).model.rank
+        (2, 3, 4)
     """
     return _hooi(tensor, rank, None, init, max_iter, tol, generator, callback, "tucker")
 
 
+@no_autocast
 def partial_tucker(
     tensor: torch.Tensor,
     rank: int | Sequence[int],
@@ -220,8 +287,33 @@ def partial_tucker(
 
     ``rank`` gives one rank per entry of ``modes`` (or one int for all of them). The result is a
     ``TuckerTensor`` whose factors for modes outside ``modes`` are identity matrices, so the core
-    has the full size there (``G = X x_{n in modes} U_n^H``). Options as in :func:`tucker`; a
-    ``TuckerTensor`` init supplies the factors of ``modes``. Not differentiable.
+    has the full size there (``G = X x_{n in modes} U_n^H``). Options, guards and errors as in
+    :func:`tucker`; a ``TuckerTensor`` init supplies the factors of ``modes``.
+
+    Args:
+        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite.
+        rank: one int for every mode in ``modes``, or one int per entry of ``modes``.
+        modes: the modes to decompose (distinct, negative counts from the end; numpy integers
+            accepted).
+        init, max_iter, tol, generator, callback: as in :func:`tucker`.
+
+    Returns:
+        ``DecompositionResult`` with a ``TuckerTensor`` (identity factors outside ``modes``) and
+        the relative error after each sweep.
+
+    Raises:
+        TypeError: ``modes`` not a non-empty sequence of ints, and as :func:`tucker`.
+        IndexError: a mode out of range.
+        ValueError: repeated modes, and as :func:`tucker`.
+
+    Not differentiable (runs under ``torch.no_grad`` on the detached data).
+
+    Example:
+        >>> import torch
+        >>> from factorch.decomp import partial_tucker
+        >>> x = torch.randn(6, 7, 8, dtype=torch.float64)
+        >>> partial_tucker(x, 3, modes=(0, 2)).model.rank
+        (3, 7, 3)
     """
     if isinstance(modes, int) or not isinstance(modes, Sequence) or len(modes) == 0:
         raise TypeError(
@@ -264,7 +356,7 @@ def _sthosvd_factors(
     for n in modes:
         a = _unfold(y, n)
         tr = truncate(
-            a, max_rank=ranks[n], budget=None, method=auto_method(*a.shape, None, a.dtype)
+            a, max_rank=ranks[n], budget=None, method=auto_method(a.shape[0], a.shape[1], None)
         )
         out[n] = tr.u
         new_shape = list(y.shape)
@@ -273,30 +365,46 @@ def _sthosvd_factors(
     return out
 
 
-@torch.no_grad()
-def _hooi(
-    tensor: torch.Tensor,
+@dataclass(frozen=True)
+class _HOOIArgs:
+    """Validated HOOI arguments."""
+
+    tensor: torch.Tensor
+    active: list[int]
+    ranks: dict[int, int]
+    init: str | TuckerTensor
+    max_iter: int
+    tol: float
+    generator: torch.Generator | None
+    callback: Callback | None
+
+
+def _check_hooi_args(
+    tensor: object,
     rank: object,
     modes: Sequence[int] | None,
     init: object,
-    max_iter: int,
-    tol: float,
-    generator: torch.Generator | None,
-    callback: Callback | None,
+    max_iter: object,
+    tol: object,
+    generator: object,
+    callback: object,
     fn: str,
-) -> DecompositionResult[TuckerTensor]:
-    sw = Stopwatch()
-    check_tensor(tensor, fn, min_ndim=1)
-    check_linalg_dtype(tensor, fn)
-    n_modes, shape = tensor.ndim, tuple(tensor.shape)
-    active = list(range(n_modes)) if modes is None else list(check_modes(modes, n_modes, fn))
+) -> _HOOIArgs:
+    x = check_data(tensor, fn)
+    n_modes, shape = x.ndim, tuple(x.shape)
+    if modes is None:
+        active = list(range(n_modes))
+    else:
+        if not all(is_int(m) for m in modes):
+            raise TypeError(f"{fn}: modes must be a non-empty sequence of ints; got {modes!r}.")
+        active = list(check_modes([as_int(m, fn, "modes") for m in modes], n_modes, fn))
     ranks = dict(zip(active, check_tucker_rank(rank, shape, active, fn)))
     check_core_bound(ranks, shape, fn)
-    max_iter, tol = check_iter_options(max_iter, tol, fn)
-    check_generator(generator, fn)
+    iters, tolerance = check_iter_options(max_iter, tol, fn)
+    gen = check_generator(generator, fn)
     check_callback(callback, fn)
     if isinstance(init, TuckerTensor):
-        _check_init_tucker(init, tensor, ranks, fn)
+        _check_init_tucker(init, x, ranks, fn)
     elif not isinstance(init, str):
         raise TypeError(
             f"{fn}: init must be one of {get_args(TuckerInit)} or a TuckerTensor; got "
@@ -304,50 +412,75 @@ def _hooi(
         )
     else:
         check_literal(init, get_args(TuckerInit), fn, "init")
+    return _HOOIArgs(x, active, ranks, init, iters, tolerance, gen, callback)  # type: ignore[arg-type]
 
-    dtype, device = tensor.dtype, tensor.device
-    factors: list[torch.Tensor | None] = [None] * n_modes
-    if isinstance(init, TuckerTensor):
-        for n in active:
-            factors[n] = _orthonormal(init.factors[n])
-    elif init == "random":
-        for n in active:
-            factors[n] = _orthonormal(randn((shape[n], ranks[n]), dtype, device, generator))
+
+def _initial_factors(args: _HOOIArgs, data: torch.Tensor) -> list[torch.Tensor | None]:
+    shape, dtype, device = tuple(data.shape), data.dtype, data.device
+    factors: list[torch.Tensor | None] = [None] * data.ndim
+    if isinstance(args.init, TuckerTensor):
+        for n in args.active:
+            factors[n] = _orthonormal(upcast(args.init.factors[n].detach()))
+    elif args.init == "random":
+        for n in args.active:
+            draw = randn((shape[n], args.ranks[n]), dtype, device, args.generator)
+            factors[n] = _orthonormal(draw)
     else:
-        for n, u in _sthosvd_factors(tensor, ranks, active).items():
+        for n, u in _sthosvd_factors(data, args.ranks, args.active).items():
             factors[n] = u
+    return factors
+
+
+@torch.no_grad()
+def _hooi(
+    tensor: object,
+    rank: object,
+    modes: Sequence[int] | None,
+    init: object,
+    max_iter: object,
+    tol: object,
+    generator: object,
+    callback: object,
+    fn: str,
+) -> DecompositionResult[TuckerTensor]:
+    sw = Stopwatch()
+    args = _check_hooi_args(tensor, rank, modes, init, max_iter, tol, generator, callback, fn)
+    work = prepare(args.tensor, detach=True)
+    data = work.data
+    factors = _initial_factors(args, data)
     init_time = sw.elapsed
+    shape, n_modes = tuple(data.shape), data.ndim
 
     def update(n: int, t: torch.Tensor) -> torch.Tensor:
         y = _unfold(t, n)
         small = min(y.shape)
-        if small >= 1024 and ranks[n] <= small // 8:
-            return _randomized_svd(y, ranks[n], 10, 2, generator)[0]
-        return leading_subspace(y, ranks[n])
+        if small >= 1024 and args.ranks[n] <= small // 8:
+            return _randomized_svd(y, args.ranks[n], 10, 2, args.generator)[0]
+        return leading_subspace(y, args.ranks[n])
 
     def as_tucker(core: torch.Tensor) -> TuckerTensor:
-        full = [
-            f if f is not None else torch.eye(shape[n], dtype=dtype, device=device)
-            for n, f in enumerate(factors)
-        ]
+        eye = [torch.eye(shape[n], dtype=data.dtype, device=data.device) for n in range(n_modes)]
+        full = [f if f is not None else eye[n] for n, f in enumerate(factors)]
         return TuckerTensor(core, tuple(full))
 
-    norm_x2 = sq_norm(tensor)
+    def state(it: int, err: float, core: torch.Tensor) -> IterationState:
+        return IterationState(it, err, finish(work, as_tucker(core), scale_tucker, (), fn)[0])
+
+    norm_x2 = sq_norm(data)
     errors: list[float] = []
     done = False
-    core = tensor
-    for it in range(1, max_iter + 1):
-        leaf = sweep(tensor, active, factors, update)
-        last = active[-1]
+    core = data
+    for it in range(1, args.max_iter + 1):
+        leaf = sweep(data, args.active, factors, update)
+        last = args.active[-1]
         core = ttm(leaf, factors[last].mH, last)  # type: ignore[union-attr]
-        err = rel_error(norm_x2, sq_norm(core))
-        errors.append(err)
-        if len(errors) > 1 and converged(errors[-2], err, tol, dtype):
-            done = True
-        if callback is not None and callback(IterationState(it, err, as_tucker(core))):
+        errors.append(rel_error(norm_x2, sq_norm(core)))
+        done = len(errors) > 1 and converged(errors[-2], errors[-1], args.tol, data.dtype)
+        if args.callback is not None and args.callback(state(it, errors[-1], core)):
             break
         if done:
             break
-    return DecompositionResult(
-        as_tucker(core), tuple(errors), len(errors), done, sw.elapsed, init_time
-    )
+    model = as_tucker(core)
+    errors[-1] = refine_error(data, model, errors[-1])
+    model, errs = finish(work, model, scale_tucker, errors, fn)
+    return DecompositionResult(model, errs, len(errs), done, sw.elapsed, init_time)

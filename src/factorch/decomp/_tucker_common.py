@@ -1,47 +1,82 @@
 """Pieces shared by the Tucker, tensor-train and tensor-ring algorithms.
 
-* rank and option validation at the public boundary;
-* :func:`truncate`: one truncated factorisation ``A ~= U B`` (``U`` orthonormal) of a matrix with
-  a rank cap and/or a bound on the discarded energy, by thin SVD, Gram eigen-decomposition or a
-  randomized range finder, returning the discarded energy ``||A - U B||^2`` exactly as the chosen
-  method knows it;
+* rank and option validation at the public boundary (numpy integers accepted wherever an int is);
+* :func:`prepare` / :func:`finish`: the numerical guards every entry point applies the same way
+  (issue 9): half precision computed in float32, the data divided by an exact power of two so
+  that squared norms neither under- nor overflow, the model scaled back, cast to the input dtype
+  and refused when it cannot be represented there, and for half precision the reported error
+  recomputed for the model actually returned;
+* :func:`renamed`: the deprecated spellings of renamed keywords;
 * :func:`sweep`: the dimension-tree Gauss--Seidel sweep used by HOOI and non-negative Tucker
   (each partial contraction ``X x_{m in S} U_m^H`` is computed once and shared by the modes below
   it, so a sweep reads the full tensor about twice instead of ``N`` times);
 * :func:`converged`: the stopping rule for errors computed from norms.
 
-Everything here is private to :mod:`factorch.decomp` (no ``__all__`` entries).
+The truncated factorisations themselves live in :mod:`factorch.decomp._truncate`. Everything here
+is private to :mod:`factorch.decomp` (no ``__all__`` entries).
 """
 
 from __future__ import annotations
 
 import math
+import operator
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
 
 import torch
 
+from .._checks import as_index, as_tensor, check_finite, check_tensor
+from .._checks import check_generator as _check_generator
+from .._numerics import HALF_DTYPES, power_of_two_scale, upcast, working_dtype
 from ..algebra.internal import mode_dot as _mode_dot
 from ..algebra.internal import mode_product
-from ..algebra.internal import randomized_svd as _randomized_svd
+from ..tensors import FactorizedTensor, TuckerTensor
 
 __all__: list[str] = []
 
+SVDMethod = Literal["auto", "full", "gram", "randomized"]
+"""How each truncation is computed (the ``svd=`` option of HOSVD, TT-SVD, TT-matrix and TR-SVD)."""
+
 
 # --- validation ------------------------------------------------------------------------------
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def is_int(x: object) -> bool:
+    """An integral value that is not a bool (Python, numpy or other ``__index__`` integers)."""
+    if isinstance(x, bool) or type(x).__name__ == "bool_":
+        return False
+    if isinstance(x, int):
+        return True
+    if isinstance(x, (float, complex, str, bytes)) or not hasattr(type(x), "__index__"):
+        return False
+    try:
+        operator.index(x)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
-_LINALG_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+def as_int(x: object, fn: str, name: str) -> int:
+    """``x`` as a Python int (after :func:`is_int`), so numpy ranks never reach torch shapes."""
+    return as_index(x, fn, name)
+
+
+_LINALG_DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
 
 
 def check_linalg_dtype(x: torch.Tensor, fn: str, name: str = "tensor") -> None:
-    """SVD, QR and eigh need single or double precision (half precision is refused)."""
+    """float16, bfloat16 (computed in float32), float32, float64, complex64 or complex128."""
     if x.dtype not in _LINALG_DTYPES:
         raise TypeError(
-            f"{fn}: {name} must be float32, float64, complex64 or complex128; got {x.dtype}. "
-            f"Convert it first, e.g. {name}.float()."
+            f"{fn}: {name} must be float16, bfloat16, float32, float64, complex64 or complex128; "
+            f"got {x.dtype}. Convert it first, e.g. {name}.float()."
         )
 
 
@@ -65,15 +100,16 @@ def check_rel_tol(value: object, fn: str, name: str) -> float:
 
 
 def check_iter_options(max_iter: object, tol: object, fn: str) -> tuple[int, float]:
-    if not _is_int(max_iter):
+    if not is_int(max_iter):
         raise TypeError(f"{fn}: max_iter must be a positive int; got {type(max_iter).__name__}.")
-    if max_iter < 1:  # type: ignore[operator]
-        raise ValueError(f"{fn}: max_iter must be a positive int; got {max_iter!r}.")
+    iters = as_int(max_iter, fn, "max_iter")
+    if iters < 1:
+        raise ValueError(f"{fn}: max_iter must be a positive int; got {iters!r}.")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(
             f"{fn}: tol must be a non-negative float (0 runs all max_iter iterations); got {tol!r}."
         )
-    return int(max_iter), float(tol)  # type: ignore[arg-type]
+    return iters, float(tol)
 
 
 def check_callback(callback: object, fn: str) -> None:
@@ -81,11 +117,9 @@ def check_callback(callback: object, fn: str) -> None:
         raise TypeError(f"{fn}: callback must be callable or None; got {type(callback).__name__}.")
 
 
-def check_generator(generator: object, fn: str) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"{fn}: generator must be a torch.Generator or None; got {type(generator).__name__}."
-        )
+def check_generator(generator: object, fn: str) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``; a seed or anything else raises ``TypeError``."""
+    return _check_generator(generator, fn)
 
 
 def check_tucker_rank(
@@ -94,29 +128,34 @@ def check_tucker_rank(
     """Per-mode Tucker ranks for ``modes``: an int (same for every mode) or one int per mode.
 
     A rank larger than its mode size is an error (it cannot be represented with orthonormal
-    factors); the message names the mode and the limit.
+    factors); the message names the mode and the limit. So absurd ranks are refused before any
+    allocation.
     """
-    if _is_int(rank):
-        ranks = (rank,) * len(modes)
+    entries: tuple[object, ...]
+    if is_int(rank):
+        entries = (rank,) * len(modes)
     elif isinstance(rank, (tuple, list)):
         if len(rank) != len(modes):
             raise ValueError(
                 f"{fn}: rank needs one entry per decomposed mode ({len(modes)}); got {tuple(rank)}."
             )
-        ranks = tuple(rank)
+        entries = tuple(rank)
     else:
         raise TypeError(f"{fn}: rank must be an int or a tuple of ints; got {type(rank).__name__}.")
-    for i, (m, r) in enumerate(zip(modes, ranks)):
-        if not _is_int(r):
+    ranks: list[int] = []
+    for i, (m, r) in enumerate(zip(modes, entries)):
+        if not is_int(r):
             raise TypeError(f"{fn}: rank[{i}] must be an int; got {type(r).__name__}.")
-        if r < 1:
-            raise ValueError(f"{fn}: rank must be positive; got {r} for mode {m}.")
-        if r > shape[m]:
+        value = as_int(r, fn, f"rank[{i}]")
+        if value < 1:
+            raise ValueError(f"{fn}: rank must be positive; got {value} for mode {m}.")
+        if value > shape[m]:
             raise ValueError(
-                f"{fn}: rank {r} for mode {m} exceeds that mode's size {shape[m]}; a Tucker rank "
-                f"can be at most the mode size (pass rank[{i}] <= {shape[m]})."
+                f"{fn}: rank {value} for mode {m} exceeds that mode's size {shape[m]}; a Tucker "
+                f"rank can be at most the mode size (pass rank[{i}] <= {shape[m]})."
             )
-    return ranks  # type: ignore[return-value]
+        ranks.append(value)
+    return tuple(ranks)
 
 
 def check_core_bound(ranks: dict[int, int], shape: Sequence[int], fn: str) -> None:
@@ -154,171 +193,200 @@ def rand(
     return torch.rand(tuple(shape), generator=generator, dtype=dtype, device=where).to(device)
 
 
-# --- truncation ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Truncation:
-    """``A ~= u @ b`` with orthonormal ``u`` (m, r); ``discarded = ||A - u b||_F^2``."""
-
-    u: torch.Tensor
-    b: torch.Tensor
-    discarded: float
+# --- deprecated spellings ----------------------------------------------------------------------
+_T = TypeVar("_T")
 
 
-def _pick_rank(tail: torch.Tensor, max_rank: int, budget: float | None) -> int:
-    """Smallest r in [1, max_rank] with tail[r] <= budget (tail[r] = energy discarded at rank r).
+def renamed(
+    new: _T | None, old: _T | None, fn: str, new_name: str, old_name: str, *, depth: int = 0
+) -> _T | None:
+    """The value of a renamed keyword: ``new``, or the deprecated ``old`` with a warning.
 
-    ``tail`` has ``len(tail) - 1`` candidate ranks 0..; ``tail[0]`` is the total energy.
-    Without a budget the cap is used.
+    The warning points at the caller of the public function (which is wrapped once by
+    :func:`factorch._numerics.no_autocast`); ``depth`` counts helper frames in between.
     """
-    cap = min(max_rank, tail.numel() - 1)
-    if budget is None:
-        return max(cap, 1)
-    ok = (tail[1 : cap + 1] <= budget).nonzero()
-    return int(ok[0]) + 1 if ok.numel() else max(cap, 1)
-
-
-def _tails(energies: torch.Tensor, missing: float = 0.0) -> torch.Tensor:
-    """``tail[r] = missing + sum(energies[r:])`` as a reversed cumulative sum (no cancellation).
-
-    ``missing`` is energy no candidate captures (what a randomized sketch missed).
-    """
-    rev = torch.flip(energies.detach(), (0,)).cumsum(0)
-    tail = torch.cat([torch.flip(rev, (0,)), torch.zeros(1, dtype=rev.dtype, device=rev.device)])
-    return (tail + missing).cpu()
-
-
-def _needs_refinement(evals: torch.Tensor, r: int, tail: float, dtype: torch.dtype) -> bool:
-    """Whether Gram eigenvectors need one subspace-iteration step to be accurate.
-
-    Eigenvectors of ``A A^H`` are off by an angle ``theta ~ eps * lambda_1 / gap`` (``gap`` between
-    the last kept and first dropped eigenvalue), which moves the truncation error by about
-    ``theta * sigma_1`` -- squared condition number. That matters only when it is not small next
-    to the truncation error itself (an exactly low-rank matrix with a wide spectrum); one step
-    ``Q = qr(A A^H U)`` then brings the angle down to ``~eps * sigma_1 / sigma_r``.
-    """
-    lam1 = float(evals[0])
-    if lam1 <= 0:
-        return False
-    gap = float(evals[r - 1]) - (float(evals[r]) if r < evals.numel() else 0.0)
-    if gap <= 0:
-        return True
-    theta = torch.finfo(dtype).eps * lam1 / gap
-    return theta * theta * lam1 > 1e-4 * tail
-
-
-def leading_subspace(y: torch.Tensor, k: int) -> torch.Tensor:
-    """Orthonormal basis of the leading ``k``-dimensional left singular subspace of ``y``.
-
-    Wide ``y``: eigenvectors of the small Gram ``y y^H``, refined by one subspace-iteration step
-    when the squared condition number would cost accuracy (see :func:`_needs_refinement`). Tall
-    ``y``: thin QR, then an SVD of the small triangular factor. Never an SVD of a wide matrix.
-    """
-    m, n = y.shape
-    if m > n:
-        q, r = torch.linalg.qr(y)
-        return q @ torch.linalg.svd(r)[0][:, :k]
-    evals, evecs = torch.linalg.eigh(y @ y.mH)
-    evals = torch.flip(evals, (0,)).clamp_min(0).double()
-    u = torch.flip(evecs, (1,))[:, :k]
-    if _needs_refinement(evals, k, float(evals[k:].sum()), y.dtype):
-        u = torch.linalg.qr(y @ (y.mH @ u)).Q
-    return u
-
-
-def truncate(
-    a: torch.Tensor,
-    *,
-    max_rank: int,
-    budget: float | None,
-    method: str,
-    generator: torch.Generator | None = None,
-    oversample: int = 10,
-    n_iter: int = 1,
-) -> Truncation:
-    """Truncated factorisation of ``a`` (m x n) by ``method`` in {"full", "gram", "randomized"}.
-
-    ``max_rank`` caps the rank; ``budget`` (squared, absolute) bounds the discarded energy. The
-    smallest rank meeting the budget is chosen, never above the cap, never below 1.
-
-    * "full": thin SVD; discarded energy from the trailing singular values (accurate to
-      ``eps * sigma_1`` in each singular value).
-    * "gram": eigen-decomposition of the ``m x m`` Gram ``a a^H`` (for a wide ``a``), formed in
-      float64 when a budget is given so that the eigenvalues resolve discarded energies down to
-      ``~1e-16 sigma_1^2``, plus one subspace-iteration step when the kept spectrum is so wide
-      that the Gram's squared condition number would cost accuracy; ``b = u^H a``. A tall ``a``
-      falls back to "full".
-    * "randomized": range finder of ``max_rank + oversample`` columns with ``n_iter`` power
-      iterations; the energy the sketch misses, ``||a||^2 - ||Q^H a||^2``, is counted as
-      discarded, so the budget is honoured whenever the cap allows.
-    """
-    m, n = a.shape
-    if method == "gram" and m > n:
-        method = "full"
-    if method == "full":
-        u, s, vh = torch.linalg.svd(a, full_matrices=False)
-        tail = _tails(s.double() ** 2)
-        r = _pick_rank(tail, max_rank, budget)
-        return _signed(u[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
-    if method == "gram":
-        work = a if budget is None else a.to(torch.complex128 if a.is_complex() else torch.float64)
-        evals, evecs = torch.linalg.eigh(work @ work.mH)
-        evals = torch.flip(evals, (0,)).clamp_min(0).double()
-        evecs = torch.flip(evecs, (1,))
-        tail = _tails(evals)
-        r = _pick_rank(tail, max_rank, budget)
-        u = evecs[:, :r].to(a.dtype)
-        if r == m:  # nothing dropped
-            return _signed(u, u.mH @ a, 0.0)
-        if _needs_refinement(evals, r, float(tail[r]), work.dtype):
-            # one subspace-iteration step, then Rayleigh--Ritz to get singular vectors back
-            q = torch.linalg.qr(a @ (a.mH @ u)).Q
-            ritz = torch.flip(torch.linalg.eigh((q.mH @ a) @ (a.mH @ q))[1], (1,))
-            u = q @ ritz
-        b = u.mH @ a
-        discarded = float(tail[r])
-        if discarded < 1e4 * torch.finfo(work.dtype).eps * m * float(evals[0]):
-            # eigenvalue noise (~eps lambda_1 each) dominates such a tail: measure the residual
-            discarded = sq_norm(a - u @ b)
-        return _signed(u, b, discarded)
-    # randomized
-    k = min(max_rank, m, n)
-    q, s, vh = _randomized_svd(a, min(k + oversample, m, n), 0, n_iter, generator)
-    s2 = s.double() ** 2
-    tail = _tails(s2, max(sq_norm(a) - float(s2.sum()), 0.0))
-    r = _pick_rank(tail, k, budget)
-    return _signed(q[:, :r], s[:r, None].to(a.dtype) * vh[:r], float(tail[r]))
-
-
-def _signed(u: torch.Tensor, b: torch.Tensor, discarded: float) -> Truncation:
-    """Fix the sign (phase) of each singular vector: its largest-magnitude entry is real positive.
-
-    Singular vectors are defined up to sign; LAPACK, ``eigh`` and different devices pick
-    differently. Pinning it makes results method- and device-independent where the basis matters
-    (the first split of TR-SVD depends on the basis, not only on the subspace).
-    """
-    if u.shape[0] == 0 or u.shape[1] == 0:
-        return Truncation(u, b, discarded)
-    idx = u.abs().argmax(dim=0)
-    pivot = u.gather(0, idx[None]).squeeze(0)
-    phase = pivot / pivot.abs().clamp_min(
-        torch.finfo(u.real.dtype if u.is_complex() else u.dtype).tiny
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(
+            f"{fn}: {old_name} is the deprecated name of {new_name}; pass {new_name} only."
+        )
+    warnings.warn(
+        f"{fn}: {old_name}= is deprecated; use {new_name}= (the name every factorch "
+        f"decomposition uses). The old name will be removed in factorch 0.3.",
+        DeprecationWarning,
+        stacklevel=4 + depth,
     )
-    phase = torch.where(pivot == 0, torch.ones_like(phase), phase)
-    return Truncation(u * phase.conj(), b * phase[:, None], discarded)
+    return old
 
 
-def auto_method(m: int, n: int, budget_rel: float | None, dtype: torch.dtype) -> str:
-    """The method "auto" picks for an ``m x n`` matrix.
+# --- the numerical guards (issue 9) ------------------------------------------------------------
+@dataclass(frozen=True)
+class Work:
+    """The data as the algorithms see them.
 
-    Gram eigen-decomposition for wide or square matrices (``n >= m``): one GEMM instead of a thin
-    SVD, 3-10x faster on unfoldings (measured, see BENCHMARKS.md), unless an accuracy target is
-    tighter than the Gram route can resolve (relative ``< 1e-6``; the Gram is formed in float64
-    then); thin SVD otherwise.
+    Attributes:
+        data: the input in its working dtype (float32 for half precision), divided by ``scale``
+            (exact), detached when the caller does not differentiate.
+        scale: the power of two the data were divided by (1.0 for all-zero data).
+        dtype: the input's dtype (the returned model's dtype).
+        source: the input as given (for the recomputed error of half-precision results).
     """
-    del dtype
-    if n >= m and (budget_rel is None or budget_rel >= 1e-6):
-        return "gram"
-    return "full"
+
+    data: torch.Tensor
+    scale: float
+    dtype: torch.dtype
+    source: torch.Tensor
+
+
+def data_scale(x: torch.Tensor) -> float:
+    """The power of two the data are divided by: 1.0 while the largest magnitude ``m`` lies in
+    ``[2**-q, 2**q]`` with ``q`` a quarter of the working dtype's exponent range (float32:
+    ``2e-10 .. 4e9``; float64: ``1e-77 .. 1e77``), where squares, Gram entries and squared norms
+    cannot under- or overflow, so ordinary data are used as they are (no copy); outside it,
+    :func:`factorch._numerics.power_of_two_scale`'s ``2**e`` with ``m / 2**e`` in ``[0.5, 1)``.
+
+    The peak comes from ``aminmax`` (one pass, no temporary copy) for real data.
+    """
+    if x.numel() == 0:
+        return 1.0
+    if x.is_complex():
+        peak = float(x.detach().abs().max())
+    else:
+        low, high = torch.aminmax(x.detach())
+        peak = max(-float(low), float(high))
+    if peak == 0.0 or not math.isfinite(peak):
+        return 1.0
+    _, exponent = math.frexp(peak)
+    real = working_dtype(x.real.dtype if x.is_complex() else x.dtype)
+    quarter = int(math.log2(torch.finfo(real).max)) // 4
+    return 1.0 if -quarter <= exponent <= quarter else math.ldexp(1.0, exponent)
+
+
+def prepare(tensor: torch.Tensor, *, detach: bool) -> Work:
+    """Upcast half precision, detach if asked, divide by :func:`data_scale` (exact)."""
+    x = tensor.detach() if detach else tensor
+    scale = data_scale(x)
+    data = upcast(x)
+    if scale != 1.0:
+        data = data / scale
+    return Work(data, scale, tensor.dtype, tensor)
+
+
+class Model(Protocol):
+    """What :func:`finish` needs of a factorized tensor."""
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Model: ...
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]: ...
+
+    def to_dense(self) -> torch.Tensor: ...
+
+
+_M = TypeVar("_M", bound=Model)
+
+
+def finish(
+    work: Work,
+    model: _M,
+    rescale: Callable[[_M, float], _M],
+    errors: Sequence[float],
+    fn: str,
+) -> tuple[_M, tuple[float, ...]]:
+    """Scale the model back, cast it to the input dtype, check it, and make the last error true.
+
+    ``rescale(model, s)`` multiplies the represented tensor by ``s`` (one core or block). A model
+    that overflows (or, for non-zero data, underflows to zero) in the input dtype is refused with
+    a ``ValueError``. For half-precision inputs the last error is recomputed for the returned
+    (rounded) model; float32/float64 errors are already true (the scaling is exact).
+    """
+    out = rescale(model, work.scale) if work.scale != 1.0 else model
+    if out._tensors()[0].dtype != work.dtype:
+        out = out.to(dtype=work.dtype)  # type: ignore[assignment]
+    for t in out._tensors():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{fn}: the fitted model cannot be represented in {work.dtype}: its entries "
+                f"overflow (the data's largest entry is about {work.scale:.3g}). Convert the "
+                "data to a wider dtype (e.g. tensor.double()) first."
+            )
+    errs = tuple(errors)
+    if work.dtype in HALF_DTYPES and errs:
+        errs = (*errs[:-1], true_error(work.source, out))
+    return out, errs
+
+
+def true_error(tensor: torch.Tensor, model: Model) -> float:
+    """``||X - X_hat|| / ||X||`` of a model, recomputed densely in float32 or wider with scaling."""
+    x = upcast(tensor.detach())
+    approx = model.to(dtype=x.dtype).to_dense().detach()
+    s = power_of_two_scale(x)
+    num = float(torch.linalg.vector_norm(((x - approx) / s).double()))
+    den = float(torch.linalg.vector_norm((x / s).double()))
+    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
+
+
+def scale_tucker(model: TuckerTensor, s: float) -> TuckerTensor:
+    """The Tucker model times ``s`` (the core scaled)."""
+    return TuckerTensor(model.core * s, model.factors)
+
+
+_Chain = TypeVar("_Chain", bound=FactorizedTensor)
+
+
+def scale_last_core(model: _Chain, s: float) -> _Chain:
+    """A TT, TR or TT-matrix model times ``s`` (the last core scaled, so a left-orthonormal TT
+    stays left-orthonormal)."""
+    cores = model._tensors()
+    out: _Chain = model._replace_tensors([*cores[:-1], cores[-1] * s])
+    return out
+
+
+def times_power_of_two(t: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``t * 2**exponent`` in steps the dtype can hold (exact unless the result over/underflows)."""
+    step = int(math.log2(torch.finfo(t.real.dtype if t.is_complex() else t.dtype).max)) - 1
+    while exponent != 0:
+        e = max(-step, min(step, exponent))
+        t = t * (2.0**e)
+        exponent -= e
+    return t
+
+
+def log2_scale(t: torch.Tensor) -> int:
+    """The exponent ``e`` of :func:`power_of_two_scale` (``2**e``; 0 for all-zero data)."""
+    return round(math.log2(power_of_two_scale(t)))
+
+
+def refine_error(data: torch.Tensor, model: Model, err: float) -> float:
+    """``err`` from a norm formula, or, where that formula has run out of digits, the residual.
+
+    ``sqrt(||X||^2 - ||X_hat||^2) / ||X||`` carries an absolute uncertainty of about
+    ``eps / err``; below ``100 sqrt(eps)`` (0.035 in float32, 1.5e-6 in float64) that is more than
+    a thousandth of ``err``, so the error of the final model is measured from the dense residual
+    (one reconstruction) instead. ``data`` is the scaled working tensor.
+    """
+    eps = torch.finfo(data.real.dtype if data.is_complex() else data.dtype).eps
+    if err >= 100 * math.sqrt(eps):
+        return err
+    den = float(torch.linalg.vector_norm(data.detach()))
+    if den == 0:
+        return 0.0
+    resid = data.detach() - model.to_dense().detach()
+    return float(torch.linalg.vector_norm(resid)) / den
+
+
+def check_data(
+    tensor: object, fn: str, *, min_ndim: int = 1, ndim: int | None = None, name: str = "tensor"
+) -> torch.Tensor:
+    """The data argument at a public boundary: numpy/array-likes converted once, then a finite,
+    non-empty floating tensor with at least ``min_ndim`` dimensions in a supported dtype."""
+    x = as_tensor(tensor, fn, name)
+    check_tensor(x, fn, name, min_ndim=min_ndim, ndim=ndim, finite=False)
+    check_linalg_dtype(x, fn, name)
+    check_finite(x, fn, name)
+    return x
 
 
 # --- HOOI-style sweeps -----------------------------------------------------------------------

@@ -16,25 +16,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import torch
 
-from .._checks import check_tensor
+from .._numerics import no_autocast, upcast
 from ..algebra.internal import mode_dot as _mode_dot
 from ..algebra.internal import unfold as _unfold
 from ..tensors import TuckerTensor
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._tucker_common import (
+    Work,
     check_callback,
     check_core_bound,
+    check_data,
     check_generator,
     check_iter_options,
-    check_linalg_dtype,
     check_literal,
     check_tucker_rank,
     converged,
+    finish,
+    prepare,
     rand,
+    refine_error,
+    scale_tucker,
     sq_norm,
     sweep,
     ttm,
@@ -112,17 +117,18 @@ def _mfista_core(
     return x, fx
 
 
+@no_autocast
 @torch.no_grad()
 def non_negative_tucker(
     tensor: torch.Tensor,
     rank: int | Sequence[int],
     *,
     init: NonNegativeTuckerInit | TuckerTensor = "hosvd",
+    method: NonNegativeTuckerMethod = "hals",
     max_iter: int = 100,
     tol: float = 1e-8,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
-    method: NonNegativeTuckerMethod = "hals",
 ) -> DecompositionResult[TuckerTensor]:
     """Non-negative Tucker decomposition ``X ~= [[G; A_0, ..., A_{N-1}]]``, ``G, A_n >= 0``.
 
@@ -134,105 +140,167 @@ def non_negative_tucker(
 
     The data enter only through ``X x_{m != n} A_m^T`` (computed by a dimension tree, two passes
     over ``X`` per iteration) and ``B = X x_n A_n^T``, so the error per iteration is free:
-    ``||X - X_hat||^2 = ||X||^2 - 2 <B, G> + <G, G x_n A_n^T A_n>``.
+    ``||X - X_hat||^2 = ||X||^2 - 2 <B, G> + <G, G x_n A_n^T A_n>``; the final one is measured
+    from the residual where that formula has run out of digits.
+
+    The data are divided by an exact power of two before the fit (any scale in the dtype's
+    normal range fits alike), half precision is computed in float32, and the model comes back in
+    the input dtype.
 
     Args:
-        tensor: real floating tensor, at least 1-D, finite (non-negative for ``"mu"``).
-        rank: multilinear rank, an int or one int per mode (at most the mode sizes).
+        tensor: real floating tensor (or numpy array), at least 1-D, finite (non-negative for
+            ``"mu"``).
+        rank: multilinear rank, an int or one int per mode (at most the mode sizes; numpy
+            integers accepted).
         init: ``"hosvd"`` (absolute values of an ST-HOSVD), ``"random"`` (uniform in [0, 1)) or a
-            non-negative ``TuckerTensor`` of the right shape and rank.
+            non-negative ``TuckerTensor`` of the right shape, rank and dtype.
+        method: ``"hals"`` or ``"mu"``.
         max_iter: maximum number of outer iterations.
         tol: stop when the relative error changes by less than ``tol`` (0: run ``max_iter``).
         generator: random source for ``init="random"``.
         callback: called after each iteration with an :class:`IterationState`; ``True`` stops.
-        method: ``"hals"`` or ``"mu"``.
 
-    Not differentiable (runs under ``torch.no_grad``).
+    Returns:
+        ``DecompositionResult`` with a non-negative ``TuckerTensor`` and the relative error after
+        each iteration (the last one the true error of the returned model).
+
+    Raises:
+        TypeError: for a non-tensor, integer or complex dtype, or bad option types.
+        ValueError: for NaN/Inf, empty dimensions, bad ranks, negative data with ``"mu"``, a bad
+            ``init``, or a model that overflows the input dtype.
+
+    Not differentiable: runs under ``torch.no_grad`` on the detached data.
+
+    Example:
+        >>> import torch
+        >>> from factorch.decomp import non_negative_tucker
+        >>> x = torch.rand(5, 6, 7, dtype=torch.float64)
+        >>> res = non_negative_tucker(x, 2, max_iter=20)
+        >>> bool((res.model.core >= 0).all()), res.model.rank
+        (True, (2, 2, 2))
     """
     fn = "non_negative_tucker"
     sw = Stopwatch()
-    check_tensor(tensor, fn, min_ndim=1)
-    check_linalg_dtype(tensor, fn)
-    if tensor.is_complex():
-        raise TypeError(f"{fn}: tensor must be real; got {tensor.dtype}.")
-    check_literal(method, get_args(NonNegativeTuckerMethod), fn, "method")
-    max_iter, tol = check_iter_options(max_iter, tol, fn)
-    check_generator(generator, fn)
+    x, ranks, iters, tol = _check_nn_args(tensor, rank, method, max_iter, tol, fn)
+    gen = check_generator(generator, fn)
     check_callback(callback, fn)
-    shape, n_modes = tuple(tensor.shape), tensor.ndim
-    ranks = check_tucker_rank(rank, shape, range(n_modes), fn)
-    check_core_bound(dict(enumerate(ranks)), shape, fn)
-    if method == "mu" and bool((tensor < 0).any()):
-        raise ValueError(
-            f"{fn}: method='mu' needs a non-negative tensor; got {int((tensor < 0).sum())} "
-            "negative entries. Use method='hals' or shift the data."
-        )
-    dtype, device = tensor.dtype, tensor.device
-    if isinstance(init, TuckerTensor):
-        _check_nn_init(init, tensor, ranks, fn)
-        core = init.core.clone()
-        factors: list[torch.Tensor | None] = [f.clone() for f in init.factors]
-    elif isinstance(init, str):
-        check_literal(init, get_args(NonNegativeTuckerInit), fn, "init")
-        if init == "hosvd":
-            from ._tucker import hosvd
-
-            start = hosvd(tensor, ranks).model
-            core = start.core.abs()
-            factors = [f.abs() for f in start.factors]
-        else:
-            core = rand(ranks, dtype, device, generator)
-            factors = [rand((i, r), dtype, device, generator) for i, r in zip(shape, ranks)]
-    else:
+    if not isinstance(init, (str, TuckerTensor)):
         raise TypeError(
             f"{fn}: init must be one of {get_args(NonNegativeTuckerInit)} or a TuckerTensor; got "
             f"{type(init).__name__}."
         )
+    if isinstance(init, TuckerTensor):
+        _check_nn_init(init, x, ranks, fn)
+    else:
+        check_literal(init, get_args(NonNegativeTuckerInit), fn, "init")
+    work = prepare(x, detach=True)
+    core, factors = _nn_start(work, init, ranks, gen)
     init_time = sw.elapsed
+    fit = _NNTucker(work.data, core, factors, method)
 
-    grams = [f.T @ f for f in factors]  # type: ignore[union-attr]
-    tiny = torch.finfo(dtype).tiny
-
-    def update(n: int, t: torch.Tensor) -> torch.Tensor:
-        g_n = _unfold(core, n)
-        xw = _unfold(t, n) @ g_n.T
-        ww = _unfold(_with_grams(core, grams, n), n) @ g_n.T
-        a: torch.Tensor = factors[n]  # type: ignore[assignment]
-        if method == "hals":
-            a = _hals_factor(a, xw, ww)
-        else:
-            a = a * xw / (a @ ww + tiny)
-        grams[n] = a.T @ a
-        return a
-
-    norm_x2 = sq_norm(tensor)
-    modes = list(range(n_modes))
     errors: list[float] = []
     done = False
-    for it in range(1, max_iter + 1):
-        leaf = sweep(tensor, modes, factors, update)
-        b = ttm(leaf, factors[-1].T, n_modes - 1)  # type: ignore[union-attr]
-        if method == "hals":
-            core, gval = _mfista_core(core, b, grams)
-        else:
-            core = core * b / (_with_grams(core, grams, None) + tiny)
-            gh = _with_grams(core, grams, None)
-            gval = float(
-                0.5 * torch.vdot(core.reshape(-1), gh.reshape(-1))
-                - torch.vdot(b.reshape(-1), core.reshape(-1))
-            )
-        err = math.sqrt(max(norm_x2 + 2 * gval, 0.0) / norm_x2) if norm_x2 > 0 else 0.0
-        errors.append(err)
-        if len(errors) > 1 and converged(errors[-2], err, tol, dtype):
-            done = True
-        if callback is not None and callback(
-            IterationState(it, err, TuckerTensor(core, tuple(factors)))  # type: ignore[arg-type]
-        ):
-            break
+    for it in range(1, iters + 1):
+        errors.append(fit.step())
+        done = len(errors) > 1 and converged(errors[-2], errors[-1], tol, work.data.dtype)
+        if callback is not None:
+            shown = finish(work, fit.model(), scale_tucker, (), fn)[0]
+            if callback(IterationState(it, errors[-1], shown)):
+                break
         if done:
             break
-    result = TuckerTensor(core, tuple(factors))  # type: ignore[arg-type]
-    return DecompositionResult(result, tuple(errors), len(errors), done, sw.elapsed, init_time)
+    model = fit.model()
+    errors[-1] = refine_error(work.data, model, errors[-1])
+    model, errs = finish(work, model, scale_tucker, errors, fn)
+    return DecompositionResult(model, errs, len(errs), done, sw.elapsed, init_time)
+
+
+def _check_nn_args(
+    tensor: object, rank: object, method: object, max_iter: object, tol: object, fn: str
+) -> tuple[torch.Tensor, tuple[int, ...], int, float]:
+    x = check_data(tensor, fn)
+    if x.is_complex():
+        raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
+    check_literal(method, get_args(NonNegativeTuckerMethod), fn, "method")
+    iters, tolerance = check_iter_options(max_iter, tol, fn)
+    ranks = check_tucker_rank(rank, x.shape, range(x.ndim), fn)
+    check_core_bound(dict(enumerate(ranks)), x.shape, fn)
+    if method == "mu" and bool((x < 0).any()):
+        raise ValueError(
+            f"{fn}: method='mu' needs a non-negative tensor; got {int((x < 0).sum())} "
+            "negative entries. Use method='hals' or shift the data."
+        )
+    return x, ranks, iters, tolerance
+
+
+def _nn_start(
+    work: Work,
+    init: str | TuckerTensor,
+    ranks: Sequence[int],
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Starting core and factors for the scaled working data."""
+    data = work.data
+    if isinstance(init, TuckerTensor):
+        core = upcast(init.core.detach()) / work.scale
+        return core, [upcast(f.detach()).clone() for f in init.factors]
+    if init == "hosvd":
+        from ._tucker import hosvd
+
+        start = hosvd(data, tuple(ranks)).model
+        return start.core.abs(), [f.abs() for f in start.factors]
+    dtype, device = data.dtype, data.device
+    core = rand(ranks, dtype, device, generator)
+    return core, [rand((i, r), dtype, device, generator) for i, r in zip(data.shape, ranks)]
+
+
+class _NNTucker:
+    """The state of a non-negative Tucker fit: one :meth:`step` is one outer iteration."""
+
+    def __init__(
+        self, data: torch.Tensor, core: torch.Tensor, factors: list[torch.Tensor], method: str
+    ) -> None:
+        self.data, self.core, self.method = data, core, method
+        self.factors: list[torch.Tensor | None] = list(factors)
+        self.grams = [f.T @ f for f in factors]
+        self.norm_x2 = sq_norm(data)
+        self.tiny = torch.finfo(data.dtype).tiny
+
+    def _factor(self, n: int) -> torch.Tensor:
+        return cast(torch.Tensor, self.factors[n])  # every mode is decomposed: never None
+
+    def _update(self, n: int, t: torch.Tensor) -> torch.Tensor:
+        g_n = _unfold(self.core, n)
+        xw = _unfold(t, n) @ g_n.T
+        ww = _unfold(_with_grams(self.core, self.grams, n), n) @ g_n.T
+        a = self._factor(n)
+        if self.method == "hals":
+            a = _hals_factor(a, xw, ww)
+        else:
+            a = a * xw / (a @ ww + self.tiny)
+        self.grams[n] = a.T @ a
+        return a
+
+    def step(self) -> float:
+        """One outer iteration; returns the relative error from the norm formula."""
+        n_modes = self.data.ndim
+        leaf = sweep(self.data, list(range(n_modes)), self.factors, self._update)
+        b = ttm(leaf, self._factor(n_modes - 1).T, n_modes - 1)
+        if self.method == "hals":
+            self.core, gval = _mfista_core(self.core, b, self.grams)
+        else:
+            self.core = self.core * b / (_with_grams(self.core, self.grams, None) + self.tiny)
+            gh = _with_grams(self.core, self.grams, None)
+            gval = float(
+                0.5 * torch.vdot(self.core.reshape(-1), gh.reshape(-1))
+                - torch.vdot(b.reshape(-1), self.core.reshape(-1))
+            )
+        if self.norm_x2 <= 0:
+            return 0.0
+        return math.sqrt(max(self.norm_x2 + 2 * gval, 0.0) / self.norm_x2)
+
+    def model(self) -> TuckerTensor:
+        return TuckerTensor(self.core, tuple(self._factor(n) for n in range(self.data.ndim)))
 
 
 def _check_nn_init(init: TuckerTensor, tensor: torch.Tensor, ranks: Sequence[int], fn: str) -> None:

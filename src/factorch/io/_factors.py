@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ._atomic import write_atomic
-from ._formats import FileFormatError, _safetensors_header
+from ._content import FileFormatError, safetensors_header
 
 __all__ = ["factorized_from_bytes", "factorized_to_bytes", "load_factorized", "save_factorized"]
 
@@ -67,7 +67,7 @@ def _rebuild(kind: str, named: dict[str, torch.Tensor], where: str) -> Any:
     from .. import tensors
 
     def seq(prefix: str) -> tuple[torch.Tensor, ...]:
-        out = []
+        out: list[torch.Tensor] = []
         while f"{prefix}.{len(out)}" in named:
             out.append(named[f"{prefix}.{len(out)}"])
         if not out:
@@ -92,7 +92,7 @@ def factorized_from_bytes(data: bytes, *, where: str = "data") -> Any:
     """Inverse of :func:`factorized_to_bytes`."""
     from safetensors.torch import load
 
-    if not _safetensors_header(bytes(data[:16]), len(data)):
+    if not safetensors_header(bytes(data[:16]), len(data)):
         raise FileFormatError(f"{where} is not a safetensors file.")
     try:
         named = load(bytes(data))

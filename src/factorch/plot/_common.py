@@ -16,21 +16,45 @@ import torch
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figure_to_png", "new_figure", "save_figure", "to_numpy"]
+__all__ = [
+    "MAX_FIGURE_INCHES",
+    "figure_to_png",
+    "new_figure",
+    "require_matplotlib",
+    "save_figure",
+    "to_numpy",
+]
 
 DPI = 100
+# No figure is drawn larger than this many inches (at DPI pixels per inch) on either side: the
+# content is capped first (components, modes, tick labels) so that what is drawn stays readable.
+MAX_FIGURE_INCHES = 40.0
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A fresh constrained-layout figure of ``width x height`` inches (not registered with
-    pyplot)."""
+def require_matplotlib(fn: str) -> None:
+    """Raise the one friendly error every plot function gives when matplotlib is absent.
+
+    Raises:
+        ModuleNotFoundError: (an ``ImportError``) naming ``fn`` and the install command.
+    """
     try:
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError as e:
-        raise ImportError(
-            "factorch.plot needs matplotlib; install it with pip install 'factorch[plot]'."
+        raise ModuleNotFoundError(
+            f"{fn}: needs matplotlib, which is not installed; install it with "
+            "pip install 'factorch[plot]'.",
+            name="matplotlib",
         ) from e
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def new_figure(width: float, height: float, *, fn: str = "factorch.plot") -> Figure:
+    """A fresh constrained-layout figure of ``width x height`` inches (not registered with
+    pyplot), each side capped at :data:`MAX_FIGURE_INCHES`."""
+    require_matplotlib(fn)
+    from matplotlib.figure import Figure
+
+    size = (min(width, MAX_FIGURE_INCHES), min(height, MAX_FIGURE_INCHES))
+    return Figure(figsize=size, dpi=DPI, layout="constrained")
 
 
 def to_numpy(x: torch.Tensor) -> Any:
@@ -39,7 +63,20 @@ def to_numpy(x: torch.Tensor) -> Any:
 
 
 def figure_to_png(fig: Figure, *, dpi: int = DPI) -> bytes:
-    """Render ``fig`` to PNG bytes of exactly ``figsize * dpi`` pixels."""
+    """Render ``fig`` to PNG bytes of exactly ``figsize * dpi`` pixels.
+
+    Args:
+        fig: a figure from a ``factorch.plot`` function (or any matplotlib figure).
+        dpi: pixels per inch.
+
+    Returns:
+        The PNG file's bytes.
+
+    Example:
+        >>> from factorch.plot import plot_convergence
+        >>> figure_to_png(plot_convergence([0.5, 0.1]))[:4]
+        b'\\x89PNG'
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return buf.getvalue()
@@ -48,7 +85,18 @@ def figure_to_png(fig: Figure, *, dpi: int = DPI) -> bytes:
 def save_figure(
     fig: Figure, path: str | os.PathLike[str], *, dpi: int = DPI, force: bool = False
 ) -> None:
-    """Save ``fig`` as a PNG atomically; refuse to overwrite unless ``force``."""
+    """Save ``fig`` as a PNG atomically; refuse to overwrite unless ``force``.
+
+    Args:
+        fig: the figure.
+        path: the target file.
+        dpi: pixels per inch.
+        force: overwrite an existing file.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        IsADirectoryError: ``path`` is a directory.
+    """
     from ..io import write_atomic
 
     write_atomic(path, figure_to_png(fig, dpi=dpi), force=force)

@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._common import new_figure, to_numpy
+from ._common import new_figure, require_matplotlib, to_numpy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from ..tensors import TuckerTensor
 
 __all__ = ["plot_convergence", "plot_rank_scan", "plot_tucker_core"]
+
+_MAX_TICKS = 30  # label every index only up to this many per axis
 
 
 def plot_convergence(
@@ -30,7 +32,20 @@ def plot_convergence(
         result: a :class:`~factorch.decomp.DecompositionResult` (its ``errors``) or a sequence
             of errors.
         title: figure title (default ``"Convergence"``).
+
+    Returns:
+        A :class:`matplotlib.figure.Figure` (not registered with pyplot).
+
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'factorch[plot]'``).
+        ValueError: no errors to plot.
+
+    Example:
+        >>> fig = plot_convergence([0.5, 0.2, 0.1], title="CP-ALS")
+        >>> len(fig.get_axes())
+        2
     """
+    require_matplotlib("plot_convergence")
     import numpy as np
 
     errors = np.asarray(
@@ -39,7 +54,7 @@ def plot_convergence(
     if errors.size == 0:
         raise ValueError("plot_convergence: there are no errors to plot (empty sequence).")
     two = errors.size >= 2
-    fig = new_figure(10.0 if two else 6.0, 4.2)
+    fig = new_figure(10.0 if two else 6.0, 4.2, fn="plot_convergence")
     axes = fig.subplots(1, 2 if two else 1, squeeze=False)[0]
     iters = np.arange(1, errors.size + 1)
     marker = "o" if errors.size <= 30 else None
@@ -77,9 +92,25 @@ def plot_rank_scan(scan: Any, *, title: str | None = None) -> Figure:
         scan: a :class:`~factorch.decomp.RankScan` (``ranks``, ``errors`` per start,
             ``best_errors``, ``corcondia``, ``recommended``, ``reason``).
         title: figure title (default ``"CP rank scan"``).
+
+    Returns:
+        A :class:`matplotlib.figure.Figure` (not registered with pyplot).
+
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'factorch[plot]'``).
+
+    Example:
+        >>> import torch
+        >>> from factorch.decomp import rank_scan
+        >>> from factorch.random import random_cp
+        >>> x = random_cp((6, 5, 4), 2, generator=torch.Generator().manual_seed(0)).to_dense()
+        >>> fig = plot_rank_scan(rank_scan(x, (1, 2, 3), starts=1, max_iter=20))
+        >>> fig.get_axes()[1].get_ylabel()
+        'core consistency (%)'
     """
+    require_matplotlib("plot_rank_scan")
     ranks = list(scan.ranks)
-    fig = new_figure(10.0, 4.6)
+    fig = new_figure(10.0, 4.6, fn="plot_rank_scan")
     ax_err, ax_cc = fig.subplots(1, 2)
     for r, errs in zip(ranks, scan.errors):
         ax_err.scatter([r] * len(errs), errs, s=14, color="0.6", zorder=2)
@@ -124,7 +155,8 @@ def plot_rank_scan(scan: Any, *, title: str | None = None) -> Figure:
     ax_cc.set_ylim(min(min(shown), 0.0) - 8.0, 108.0)
     for ax in (ax_err, ax_cc):
         ax.axvline(scan.recommended, color="C2", linestyle="--", linewidth=1.2)
-        ax.set_xticks(ranks)
+        if len(ranks) <= _MAX_TICKS:
+            ax.set_xticks(ranks)
         ax.grid(True, alpha=0.3)
     ax_cc.annotate(
         f"recommended: {scan.recommended}",
@@ -145,8 +177,29 @@ def plot_tucker_core(
 
     A matrix core is one map; a 3-way core is drawn as its frontal slices ``G[:, :, k]`` side by
     side (up to 12, else its mode-0 unfolding); higher-order cores as their mode-0 unfolding.
-    Entries are printed in the cells when a map has at most 12 x 12 of them.
+    Entries are printed in the cells when a map has at most 12 x 12 of them, and every index
+    is labelled on an axis of at most 30.
+
+    Args:
+        tucker: the model whose core to show.
+        mode_names: one name per mode (axis labels).
+        title: figure title (default ``"Tucker core (r0×r1×...)"``).
+
+    Returns:
+        A :class:`matplotlib.figure.Figure` (not registered with pyplot).
+
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'factorch[plot]'``).
+        ValueError: ``mode_names`` of the wrong length.
+
+    Example:
+        >>> import torch
+        >>> from factorch.random import random_tucker
+        >>> t = random_tucker((5, 4, 3), (3, 2, 2), generator=torch.Generator().manual_seed(0))
+        >>> plot_tucker_core(t).get_suptitle()
+        'Tucker core (3×2×2)'
     """
+    require_matplotlib("plot_tucker_core")
     import numpy as np
 
     core = to_numpy(tucker.core)
@@ -169,14 +222,15 @@ def plot_tucker_core(
     n = len(panels)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig = new_figure(max(5.0, 2.8 * cols + 1.2), 2.8 * rows + 1.0)
+    fig = new_figure(max(5.0, 2.8 * cols + 1.2), 2.8 * rows + 1.0, fn="plot_tucker_core")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     image = None
     for ax, (mat, label) in zip(axes, panels):
         image = ax.imshow(mat, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
         ax.set_title(label, fontsize=10)
-        ax.set_xticks(range(mat.shape[1]), [str(j + 1) for j in range(mat.shape[1])])
-        ax.set_yticks(range(mat.shape[0]), [str(i + 1) for i in range(mat.shape[0])])
+        for size, set_ticks in ((mat.shape[1], ax.set_xticks), (mat.shape[0], ax.set_yticks)):
+            if size <= _MAX_TICKS:  # beyond, matplotlib's own locator keeps the labels legible
+                set_ticks(range(size), [str(j + 1) for j in range(size)])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{names[0]} component")
         if mat.shape[0] <= 12 and mat.shape[1] <= 12:
@@ -193,7 +247,8 @@ def plot_tucker_core(
                 )
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=list(axes[:n]), label="core entry", shrink=0.9)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:n]), label="core entry", shrink=0.9)
     shape = "×".join(str(s) for s in tucker.core.shape)
     fig.suptitle(title if title is not None else f"Tucker core ({shape})", fontsize=13)
     return fig

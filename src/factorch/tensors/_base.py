@@ -18,13 +18,14 @@ Conventions shared by all types:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from math import prod
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from .._checks import check_mode, check_tensor
+from .._checks import as_index, as_tensor, check_mode, check_tensor
 
 __all__ = ["FactorizedTensor"]
 
@@ -106,10 +107,19 @@ class FactorizedTensor:
 # --- validation helpers ---------------------------------------------------------------------
 
 
+def as_array_tensor(x: object, fn: str, name: str) -> object:
+    """A numpy array (anything with ``__array__`` that is not already a tensor) converted once to
+    a torch tensor; anything else unchanged, for the caller's own type check to refuse."""
+    if isinstance(x, (torch.Tensor, FactorizedTensor)) or not hasattr(x, "__array__"):
+        return x
+    return as_tensor(x, fn, name)
+
+
 def as_tensor_tuple(
     items: object, cls: str, name: str, ndim: int, *, min_len: int = 1
 ) -> tuple[torch.Tensor, ...]:
-    """A non-empty list/tuple of floating (or complex) tensors, each with ``ndim`` dimensions."""
+    """A non-empty list/tuple of floating (or complex) tensors, each with ``ndim`` dimensions
+    (numpy arrays are converted once)."""
     if isinstance(items, torch.Tensor) or not isinstance(items, (list, tuple)):
         raise TypeError(
             f"{cls}: {name} must be a list or tuple of torch.Tensor; got {type(items).__name__}."
@@ -119,9 +129,11 @@ def as_tensor_tuple(
             f"{cls}: {name} must hold at least {min_len} tensor(s) (one per mode); got "
             f"{len(items)}."
         )
+    out = []
     for i, t in enumerate(items):
-        check_tensor(t, cls, f"{name}[{i}]", ndim=ndim, finite=False)
-    return tuple(items)
+        t = as_array_tensor(t, cls, f"{name}[{i}]")
+        out.append(check_tensor(t, cls, f"{name}[{i}]", ndim=ndim, finite=False))
+    return tuple(out)
 
 
 def check_one_device_dtype(named: Sequence[tuple[str, torch.Tensor]], cls: str) -> None:
@@ -169,7 +181,6 @@ def check_same_kind(self: FactorizedTensor, other: object, fn: str) -> None:
             f"{type(other).__name__} (convert one of them first, e.g. with .to_tt() or "
             ".to_dense())."
         )
-    other = cast(FactorizedTensor, other)
     check_compatible(self, other.shape, other.dtype, other.device, fn, "other")
 
 
@@ -191,8 +202,8 @@ def check_compatible(
         )
 
 
-def check_dense_other(self: FactorizedTensor, other: torch.Tensor, fn: str) -> torch.Tensor:
-    check_tensor(other, fn, "other", finite=False)
+def check_dense_other(self: FactorizedTensor, other: object, fn: str) -> torch.Tensor:
+    other = check_tensor(as_array_tensor(other, fn, "other"), fn, "other", finite=False)
     check_compatible(self, other.shape, other.dtype, other.device, fn, "other")
     return other
 
@@ -207,8 +218,8 @@ def check_mode_matrix(
 ) -> tuple[torch.Tensor, int]:
     """Validate a ``mode_dot`` argument; returns the ``(J, I)`` matrix (or vector) and the mode."""
     shape = tuple(self.shape) if shape is None else tuple(shape)
-    mode = check_mode(mode, len(shape), fn)
-    matrix = check_tensor(matrix, fn, "matrix", finite=False)
+    mode = check_mode(as_index(mode, fn, "mode"), len(shape), fn)
+    matrix = check_tensor(as_array_tensor(matrix, fn, "matrix"), fn, "matrix", finite=False)
     if matrix.ndim not in (1, 2):
         raise ValueError(
             f"{fn}: matrix must be a matrix or a vector; got shape {tuple(matrix.shape)}."
@@ -237,7 +248,9 @@ def check_mode_matrix(
 def check_indices(
     indices: object, shape: Sequence[int], fn: str, device: torch.device
 ) -> torch.Tensor:
-    """An integer ``(B, len(shape))`` tensor of in-range indices, normalised to ``[0, I_n)``."""
+    """An integer ``(B, len(shape))`` tensor (or numpy array) of in-range indices, normalised to
+    ``[0, I_n)``."""
+    indices = as_array_tensor(indices, fn, "indices")
     if not isinstance(indices, torch.Tensor):
         raise TypeError(
             f"{fn}: indices must be an integer torch.Tensor of shape (B, {len(shape)}); got "
@@ -292,3 +305,53 @@ def real_sqrt(sq: torch.Tensor) -> torch.Tensor:
     if sq.is_complex():
         sq = sq.real
     return torch.sqrt(torch.clamp(sq, min=0))
+
+
+# --- scaled arithmetic (norms and inner products free of under- and overflow) ---------------------
+def exponent_of(t: torch.Tensor) -> int:
+    """The power of two a tensor is divided by before a norm or contraction: 0 while its largest
+    magnitude ``m`` lies in ``[2**-q, 2**q]`` (``q`` a quarter of the dtype's exponent range:
+    float32 ``2e-10 .. 4e9``, float64 ``1e-77 .. 1e77``), where products of a few such tensors
+    and their sums cannot under- or overflow; outside it ``e`` with ``m / 2**e`` in
+    ``[0.5, 1)``. 0 for all-zero or non-finite tensors. One pass (``aminmax`` for real tensors,
+    no temporary copy)."""
+    if t.numel() == 0:
+        return 0
+    x = t.detach()
+    if x.is_complex():
+        peak = float(x.abs().max())
+    else:
+        low, high = torch.aminmax(x)
+        peak = max(-float(low), float(high))
+    if peak == 0.0 or not math.isfinite(peak):
+        return 0
+    _, e = math.frexp(peak)
+    real = x.real.dtype if x.is_complex() else x.dtype
+    quarter = int(math.log2(torch.finfo(real).max)) // 4
+    return 0 if -quarter <= e <= quarter else e
+
+
+def times_power_of_two(t: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``t * 2**exponent`` in steps the dtype can hold: exact unless the result itself over- or
+    underflows (then it is the correctly rounded ``inf`` or 0). Differentiable."""
+    real = t.real.dtype if t.is_complex() else t.dtype
+    step = int(math.log2(torch.finfo(real).max)) - 1
+    while exponent != 0:
+        e = max(-step, min(step, exponent))
+        t = t * (2.0**e)
+        exponent -= e
+    return t
+
+
+def normalised(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(t / 2**e, e)`` with ``e`` from :func:`exponent_of` (exact; ``t`` itself if ``e = 0``)."""
+    e = exponent_of(t)
+    return (times_power_of_two(t, -e) if e else t), e
+
+
+def scaled_sqrt(mantissa: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``sqrt(max(real(mantissa), 0) * 2**exponent)`` without forming ``mantissa * 2**exponent``
+    (a squared norm may not be representable when the norm is)."""
+    if exponent % 2:
+        mantissa, exponent = mantissa * 2.0, exponent - 1
+    return times_power_of_two(real_sqrt(mantissa), exponent // 2)

@@ -8,6 +8,7 @@ algorithms for fitting the PARAFAC model", CSDA 50(7), 2006 (congruence / factor
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -151,10 +152,19 @@ class CPTensor(FactorizedTensor):
     def norm(self) -> torch.Tensor:
         """Frobenius norm ``sqrt(w^H (*_n A_n^H A_n) w)`` without forming the tensor.
 
-        Cost ``O(R^2 sum I_n)``. Returns a real 0-d tensor; differentiable (except at 0).
+        The weights and every factor are first divided by a power of two near their largest
+        magnitude (exact), so the Grams neither overflow nor underflow: weights near ``1e200`` or
+        ``1e-200`` (float64) give the true norm whenever it is representable (``inf`` when it
+        exceeds the dtype's range). Cost ``O(R^2 sum I_n)``. Returns a real 0-d tensor;
+        differentiable (except at 0).
         """
-        h = self._gram_product(self)
-        return real_sqrt(self.weights.conj() @ h @ self.weights)
+        tensors = self._tensors()
+        exponents = [_exponent_of_peak(t) for t in tensors]
+        weights, *factors = (_times_power_of_two(t, -e) for t, e in zip(tensors, exponents))
+        h = factors[0].mH @ factors[0]
+        for f in factors[1:]:
+            h = h * (f.mH @ f)
+        return _times_power_of_two(real_sqrt(weights.conj() @ h @ weights), sum(exponents))
 
     def inner(self, other: CPTensor | torch.Tensor) -> torch.Tensor:
         """``<self, other> = sum conj(self) * other`` with a ``CPTensor`` or a dense tensor.
@@ -318,6 +328,23 @@ class CPTensor(FactorizedTensor):
         middle = [torch.diag_embed(f).permute(1, 0, 2) for f in self.factors[1:-1]]
         last = self.factors[-1].transpose(0, 1).unsqueeze(2)
         return TTTensor((first, *middle, last))
+
+
+def _exponent_of_peak(t: torch.Tensor) -> int:
+    """``e`` with ``max|t|`` in ``[2^(e-1), 2^e)`` (0 for an all-zero or non-finite ``t``)."""
+    if t.numel() == 0:
+        return 0
+    peak = float(t.detach().abs().max())
+    if peak == 0.0 or not math.isfinite(peak):
+        return 0
+    return math.frexp(peak)[1]
+
+
+def _times_power_of_two(t: torch.Tensor, e: int) -> torch.Tensor:
+    """``t * 2^e`` (exact), in two steps so that neither power of two over- or underflows."""
+    if e == 0:
+        return t
+    return t * math.ldexp(1.0, e // 2) * math.ldexp(1.0, e - e // 2)
 
 
 def _phase(x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._base import normalised, scaled_sqrt, times_power_of_two
+
 __all__ = [
     "chain",
     "contract_vector",
@@ -24,6 +26,8 @@ __all__ = [
     "mode_dot_core",
     "ring_to_dense",
     "transfer_inner",
+    "transfer_inner_scaled",
+    "transfer_norm",
     "unfold",
 ]
 
@@ -52,13 +56,19 @@ def ring_to_dense(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.einsum("apb,bia->pi", left, last).reshape(-1)
 
 
-def transfer_inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``<A, B> = sum conj(A) B`` for two rings of cores with the same mode sizes.
+def transfer_inner_scaled(
+    a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """``<A, B> = sum conj(A) B = mantissa * 2**exponent`` for two rings with the same mode sizes.
 
     Transfer-matrix sweep: the state ``M[p, q, a, c]`` (``p, a`` ranks of ``A``, ``q, c`` of
     ``B``) starts as the identity and absorbs one pair of cores at a time,
     ``M <- sum_{a,c,i} M[p,q,a,c] conj(A_k[a,i,b]) B_k[c,i,d]``; the result is
     ``sum_{p,q} M[p,q,p,q]``. Cost ``O(sum_k r_0 s_0 (r_k s_k I_k (r_{k+1} + s_{k+1})))``.
+
+    Every core is divided by a power of two first and the state is renormalised after each step
+    (exact scalings whose exponents are summed as integers), so cores with entries near ``1e200``
+    or ``1e-200`` -- whose products over- or underflow -- give the true result.
     """
     ra, rb = a[0].shape[0], b[0].shape[0]
     dev, dt = a[0].device, a[0].dtype
@@ -67,25 +77,47 @@ def transfer_inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torc
         torch.eye(ra, device=dev, dtype=dt),
         torch.eye(rb, device=dev, dtype=dt),
     )
+    exponent = 0
     for ga, gb in zip(a, b):
+        ga, ea = normalised(ga)
+        gb, eb = normalised(gb)
         tmp = torch.einsum("pqac,cid->pqaid", state, gb)
-        state = torch.einsum("pqaid,aib->pqbd", tmp, ga.conj())
-    return torch.einsum("pqpq->", state)
+        state, es = normalised(torch.einsum("pqaid,aib->pqbd", tmp, ga.conj()))
+        exponent += ea + eb + es
+    return torch.einsum("pqpq->", state), exponent
+
+
+def transfer_inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``<A, B>`` by :func:`transfer_inner_scaled` (``inf`` only when the result itself is)."""
+    mantissa, exponent = transfer_inner_scaled(a, b)
+    return times_power_of_two(mantissa, exponent)
+
+
+def transfer_norm(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Frobenius norm of a ring, ``sqrt(<A, A>)`` without forming ``<A, A>`` (the squared norm of
+    a representable tensor may overflow)."""
+    return scaled_sqrt(*transfer_inner_scaled(cores, cores))
 
 
 def dense_inner(cores: Sequence[torch.Tensor], dense: torch.Tensor) -> torch.Tensor:
     """``<A, X> = sum conj(A) X`` for a ring ``A`` and a dense tensor ``X`` of its shape.
 
     Sweeps the modes of ``X`` left to right, contracting each with one (conjugated) core: the
-    intermediate after mode ``k`` is ``(r_0, r_{k+1}, prod_{m>k} I_m)``.
+    intermediate after mode ``k`` is ``(r_0, r_{k+1}, prod_{m>k} I_m)``. Cores, data and the
+    intermediate are scaled by powers of two as in :func:`transfer_inner_scaled`.
     """
     r0 = cores[0].shape[0]
-    g0 = cores[0].conj()
-    state = torch.einsum("aib,it->abt", g0, dense.reshape(g0.shape[1], -1))
+    dense, exponent = normalised(dense)
+    g0, e0 = normalised(cores[0])
+    state, es = normalised(torch.einsum("aib,it->abt", g0.conj(), dense.reshape(g0.shape[1], -1)))
+    exponent += e0 + es
     for g in cores[1:]:
         ra, size, _ = g.shape
+        g, eg = normalised(g)
         state = torch.einsum("pait,aib->pbt", state.reshape(r0, ra, size, -1), g.conj())
-    return torch.diagonal(state.reshape(r0, r0), 0).sum()
+        state, es = normalised(state)
+        exponent += eg + es
+    return times_power_of_two(torch.diagonal(state.reshape(r0, r0), 0).sum(), exponent)
 
 
 def entries(cores: Sequence[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:

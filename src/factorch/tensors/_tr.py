@@ -24,7 +24,7 @@ class TRTensor(CoreChainTensor):
     """A tensor ring with cores ``G_k`` of shape ``(r_k, I_k, r_{k+1})`` and ``r_N = r_0``.
 
     Attributes:
-        cores: tuple of 3-D cores (lists are converted).
+        cores: tuple of 3-D cores (lists and numpy arrays are converted).
 
     Every method is differentiable with respect to the cores.
     """

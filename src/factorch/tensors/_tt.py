@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 import torch
 
-from .._checks import check_mode
+from .._checks import as_index, check_mode
 from . import _ring
 from ._base import (
     FactorizedTensor,
+    as_array_tensor,
     as_tensor_tuple,
     check_chain_ranks,
     check_dense_other,
@@ -29,7 +30,6 @@ from ._base import (
     check_same_kind,
     check_scalar,
     check_vector_contraction,
-    real_sqrt,
 )
 
 if TYPE_CHECKING:
@@ -78,28 +78,33 @@ class CoreChainTensor(FactorizedTensor):
         Built from the left and right partial contractions on either side of ``mode``, without
         a permuted dense copy. Differentiable.
         """
-        mode = check_mode(mode, self.ndim, f"{self._kind}.unfold")
+        mode = check_mode(
+            as_index(mode, f"{self._kind}.unfold", "mode"), self.ndim, f"{self._kind}.unfold"
+        )
         return _ring.unfold(self.cores, mode)
 
     # --- factorized algebra -----------------------------------------------------------------
     def norm(self) -> torch.Tensor:
         """Frobenius norm by a transfer-matrix sweep, ``O(r_0^2 sum_k I_k r_k^2 r_{k+1})``
-        (``r_0 = 1`` for a TT).
+        (``r_0 = 1`` for a TT), with every core and intermediate scaled by exact powers of two:
+        cores with entries near ``1e200`` or ``1e-200`` give the true norm, never ``inf`` or 0.
 
         Real 0-d tensor; differentiable (except at 0).
         """
-        return real_sqrt(_ring.transfer_inner(self.cores, self.cores))
+        return _ring.transfer_norm(self.cores)
 
     def inner(self: _C, other: _C | torch.Tensor) -> torch.Tensor:
         """``<self, other> = sum conj(self) * other`` with a tensor of the same format
         (transfer-matrix sweep, ranks may differ) or a dense tensor (one mode contracted at a
         time). Differentiable."""
         fn = f"{self._kind}.inner"
-        if isinstance(other, torch.Tensor):
+        converted = as_array_tensor(other, fn, "other")
+        if isinstance(converted, torch.Tensor):
+            other = converted
             check_dense_other(self, other, fn)
             return _ring.dense_inner(self.cores, other)
         check_same_kind(self, other, fn)
-        return _ring.transfer_inner(self.cores, other.cores)
+        return _ring.transfer_inner(self.cores, cast(_C, other).cores)
 
     def mode_dot(self: _C, matrix: torch.Tensor, mode: int, *, transpose: bool = False) -> _C:
         """``self x_mode matrix`` in the same format: core ``mode`` becomes ``G x_1 matrix``
@@ -129,7 +134,7 @@ class TTTensor(CoreChainTensor):
     """A tensor train with cores ``G_k`` of shape ``(r_k, I_k, r_{k+1})``, ``r_0 = r_N = 1``.
 
     Attributes:
-        cores: tuple of 3-D cores (lists are converted).
+        cores: tuple of 3-D cores (lists and numpy arrays are converted).
 
     Supports exact arithmetic in TT form: ``a + b`` and ``a - b`` (block cores, ranks add),
     ``c * a`` for a scalar ``c`` (first core scaled), ``-a``, and :meth:`hadamard` (Kronecker

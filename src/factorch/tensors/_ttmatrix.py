@@ -21,19 +21,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 
-from .._checks import check_mode, check_tensor
+from .._checks import as_index, check_mode, check_tensor
 from . import _ring
 from ._base import (
     FactorizedTensor,
+    as_array_tensor,
     check_dense_other,
     check_indices,
     check_mode_matrix,
     check_same_kind,
-    real_sqrt,
 )
 from ._tt import validate_cores
 
@@ -45,7 +45,7 @@ class TTMatrix(FactorizedTensor):
     """A TT-matrix with cores ``(r_k, m_k, n_k, r_{k+1})``, ``r_0 = r_N = 1`` (see module doc).
 
     Attributes:
-        cores: tuple of 4-D cores (lists are converted).
+        cores: tuple of 4-D cores (lists and numpy arrays are converted).
 
     ``shape`` is the matrix shape ``(M, N)`` and ``ndim`` is 2; ``row_shape``/``col_shape`` give
     the factorisations of ``M`` and ``N``. Every method is differentiable with respect to the
@@ -123,7 +123,7 @@ class TTMatrix(FactorizedTensor):
     def unfold(self, mode: int) -> torch.Tensor:
         """The matrix (``mode`` 0) or its transpose (``mode`` 1), as
         ``factorch.algebra.unfold(self.to_dense(), mode)``. Differentiable."""
-        mode = check_mode(mode, 2, "TTMatrix.unfold")
+        mode = check_mode(as_index(mode, "TTMatrix.unfold", "mode"), 2, "TTMatrix.unfold")
         dense = self.to_dense()
         return dense if mode == 0 else dense.transpose(0, 1)
 
@@ -134,9 +134,9 @@ class TTMatrix(FactorizedTensor):
 
     # --- factorized algebra -----------------------------------------------------------------
     def norm(self) -> torch.Tensor:
-        """Frobenius norm by a transfer-matrix sweep over the merged cores. Differentiable."""
-        merged = self._merged()
-        return real_sqrt(_ring.transfer_inner(merged, merged))
+        """Frobenius norm by a transfer-matrix sweep over the merged cores, scaled by exact powers
+        of two (true for cores near ``1e200`` or ``1e-200``). Differentiable."""
+        return _ring.transfer_norm(self._merged())
 
     def inner(self, other: TTMatrix | torch.Tensor) -> torch.Tensor:
         """``<self, other> = sum conj(self) * other`` with a ``TTMatrix`` of the same row and
@@ -144,7 +144,9 @@ class TTMatrix(FactorizedTensor):
         interleaved ``(m_0, n_0, m_1, ...)`` tensor and contracted core by core).
         Differentiable."""
         fn = "TTMatrix.inner"
-        if isinstance(other, torch.Tensor):
+        converted = as_array_tensor(other, fn, "other")
+        if isinstance(converted, torch.Tensor):
+            other = converted
             check_dense_other(self, other, fn)
             d = self.n_cores
             inter = other.reshape(self.tensor_shape).permute(
@@ -152,6 +154,7 @@ class TTMatrix(FactorizedTensor):
             )
             return _ring.dense_inner(self._merged(), inter)
         check_same_kind(self, other, fn)
+        other = cast(TTMatrix, other)
         if other.row_shape != self.row_shape or other.col_shape != self.col_shape:
             raise ValueError(
                 f"{fn}: other has row/column shapes {other.row_shape} x {other.col_shape} but "
@@ -243,7 +246,7 @@ class TTMatrix(FactorizedTensor):
             raise ValueError(
                 f"{fn}: method must be one of ('auto', 'sweep', 'dense'); got {method!r}."
             )
-        check_tensor(x, fn, "x", min_ndim=1, finite=False)
+        x = check_tensor(as_array_tensor(x, fn, "x"), fn, "x", min_ndim=1, finite=False)
         if x.dtype != self.dtype:
             raise TypeError(
                 f"{fn}: x has dtype {x.dtype} but the TT-matrix has {self.dtype}; convert with "

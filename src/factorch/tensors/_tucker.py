@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
-from .._checks import check_mode, check_tensor
+from .._checks import as_index, check_mode, check_tensor
 from ..algebra.internal import mode_dot as _mode_dot
 from ..algebra.internal import unfold as _unfold
 from ._base import (
     FactorizedTensor,
+    as_array_tensor,
     as_tensor_tuple,
     check_dense_other,
     check_indices,
@@ -24,7 +25,9 @@ from ._base import (
     check_one_device_dtype,
     check_same_kind,
     check_vector_contraction,
-    real_sqrt,
+    normalised,
+    scaled_sqrt,
+    times_power_of_two,
 )
 
 if TYPE_CHECKING:
@@ -40,9 +43,10 @@ class TuckerTensor(FactorizedTensor):
     ``X[i_0, ..., i_{N-1}] = sum_r G[r_0, ..., r_{N-1}] U_0[i_0, r_0]...U_{N-1}[i_{N-1}, r_{N-1}]``
 
     Attributes:
-        core: ``(R_0, ..., R_{N-1})`` core tensor.
-        factors: tuple of ``(I_n, R_n)`` factor matrices (lists are converted). They need not be
-            orthonormal: every method below is exact for any factors.
+        core: ``(R_0, ..., R_{N-1})`` core tensor (a numpy array is converted once).
+        factors: tuple of ``(I_n, R_n)`` factor matrices (lists and numpy arrays are
+            converted). They need not be orthonormal: every method below is exact for any
+            factors.
 
     Every method is differentiable with respect to core and factors.
     """
@@ -52,7 +56,10 @@ class TuckerTensor(FactorizedTensor):
 
     def __post_init__(self) -> None:
         cls = "TuckerTensor"
-        check_tensor(self.core, cls, "core", min_ndim=1, finite=False)
+        core = check_tensor(
+            as_array_tensor(self.core, cls, "core"), cls, "core", min_ndim=1, finite=False
+        )
+        object.__setattr__(self, "core", core)
         factors = as_tensor_tuple(self.factors, cls, "factors", ndim=2)
         if len(factors) != self.core.ndim:
             raise ValueError(
@@ -98,7 +105,9 @@ class TuckerTensor(FactorizedTensor):
 
         Equals ``factorch.algebra.unfold(self.to_dense(), mode)``. Differentiable.
         """
-        mode = check_mode(mode, self.ndim, "TuckerTensor.unfold")
+        mode = check_mode(
+            as_index(mode, "TuckerTensor.unfold", "mode"), self.ndim, "TuckerTensor.unfold"
+        )
         partial = self.core
         for n, f in enumerate(self.factors):
             if n != mode:
@@ -109,32 +118,46 @@ class TuckerTensor(FactorizedTensor):
     def norm(self) -> torch.Tensor:
         """Frobenius norm ``sqrt(<G, G x_0 (U_0^H U_0) ... x_{N-1} (U_{N-1}^H U_{N-1})>)``.
 
-        Exact for non-orthogonal factors; cost ``O(prod R * sum R + sum I_n R_n^2)``. Real 0-d
-        tensor; differentiable (except at 0).
+        Exact for non-orthogonal factors; cost ``O(prod R * sum R + sum I_n R_n^2)``. Core,
+        factors and intermediates are scaled by exact powers of two, so entries near ``1e200`` or
+        ``1e-200`` give the true norm (never ``inf`` or 0). Real 0-d tensor; differentiable
+        (except at 0).
         """
-        return real_sqrt(self._inner_tucker(self))
+        return scaled_sqrt(*self._inner_tucker(self))
 
-    def _inner_tucker(self, other: TuckerTensor) -> torch.Tensor:
-        projected = other.core
+    def _inner_tucker(self, other: TuckerTensor) -> tuple[torch.Tensor, int]:
+        """``<self, other> = mantissa * 2**exponent``."""
+        projected, exponent = normalised(other.core)
         for n, (a, b) in enumerate(zip(self.factors, other.factors)):
-            projected = _mode_dot(projected, a.mH @ b, n)
-        return torch.vdot(self.core.reshape(-1), projected.reshape(-1))
+            a, ea = normalised(a)
+            b, eb = normalised(b)
+            projected, ep = normalised(_mode_dot(projected, a.mH @ b, n))
+            exponent += ea + eb + ep
+        core, ec = normalised(self.core)
+        return torch.vdot(core.reshape(-1), projected.reshape(-1)), exponent + ec
 
     def inner(self, other: TuckerTensor | torch.Tensor) -> torch.Tensor:
         """``<self, other> = sum conj(self) * other`` with a ``TuckerTensor`` or a dense tensor.
 
         Tucker: ``<G, H x_n (U_n^H V_n)>``. Dense: ``<G, X x_n U_n^H>`` (the dense tensor is
-        projected onto the factors, never forming ``self``). Differentiable.
+        projected onto the factors, never forming ``self``). Scaled by exact powers of two as
+        :meth:`norm`. Differentiable.
         """
         fn = "TuckerTensor.inner"
-        if isinstance(other, torch.Tensor):
+        converted = as_array_tensor(other, fn, "other")
+        if isinstance(converted, torch.Tensor):
+            other = converted
             check_dense_other(self, other, fn)
-            projected = other
+            projected, exponent = normalised(other)
             for n, f in enumerate(self.factors):
-                projected = _mode_dot(projected, f.mH, n)
-            return torch.vdot(self.core.reshape(-1), projected.reshape(-1))
+                f, ef = normalised(f)
+                projected, ep = normalised(_mode_dot(projected, f.mH, n))
+                exponent += ef + ep
+            core, ec = normalised(self.core)
+            value = torch.vdot(core.reshape(-1), projected.reshape(-1))
+            return times_power_of_two(value, exponent + ec)
         check_same_kind(self, other, fn)
-        return self._inner_tucker(other)
+        return times_power_of_two(*self._inner_tucker(cast(TuckerTensor, other)))
 
     def mode_dot(self, matrix: torch.Tensor, mode: int, *, transpose: bool = False) -> TuckerTensor:
         """``self x_mode matrix`` as a Tucker tensor: factor ``mode`` becomes ``matrix @ U_mode``.

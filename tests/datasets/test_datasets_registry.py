@@ -1,4 +1,4 @@
-"""Bundled datasets: contents equal the upstream copies, provenance recorded, loader contract."""
+"""Bundled datasets (``datasets/_registry.py``): contents, provenance, loader contract."""
 
 from __future__ import annotations
 
@@ -109,23 +109,22 @@ def test_matches_scikit_learn_digits():
     assert [int(s) for s in ds.labels[0]] == digits.target[order].tolist()
 
 
-def test_build_script_reproduces_the_bundle(tmp_path, monkeypatch):
-    pytest.importorskip("tensorly.datasets")
-    pytest.importorskip("sklearn.datasets")
-    from factorch.datasets import _build
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        (("iris",), {}, ValueError, r"load: unknown dataset 'iris'; choose one of"),
+        ((3,), {}, TypeError, r"load: name must be a str; got int"),
+        (("covid19_serology",), {"dtype": torch.int64}, TypeError,
+         r"load: dtype must be a floating torch.dtype"),
+    ],
+)  # fmt: skip
+def test_load_errors(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load(*args, **kwargs)
 
-    monkeypatch.setattr(_build, "DATA_DIR", tmp_path)
-    _build.main()
-    for name in EXPECTED:
-        for ext in ("safetensors", "json"):
-            rebuilt = (tmp_path / f"{name}.{ext}").read_bytes()
-            assert rebuilt == DATA.joinpath(f"{name}.{ext}").read_bytes(), (name, ext)
 
-
-def test_load_errors():
-    with pytest.raises(ValueError, match=r"load: unknown dataset 'iris'; choose one of"):
-        load("iris")
-    with pytest.raises(TypeError, match=r"load: name must be a str; got int"):
-        load(3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"load: dtype must be a floating torch.dtype"):
-        load("covid19_serology", dtype=torch.int64)
+def test_il2_suggests_non_negative_cp():
+    """The responses are non-negative; an unconstrained rank-3 CP of them is degenerate."""
+    ds = load("il2_response")
+    assert (ds.suggested_method, ds.suggested_rank) == ("ntf", 3)
+    assert float(ds.tensor[ds.mask].min()) >= 0
