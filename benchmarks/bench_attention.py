@@ -184,6 +184,7 @@ def scaling(quick: bool) -> dict:
         "exact MiB",
         "approx MiB",
         "max |err|",
+        "rel. err",
         "bound",
     ]
     print("\n1. exact vs approximate tensor attention (float32, 1 thread)")
@@ -552,13 +553,8 @@ def main() -> None:
     name = "bench_attention_quick" if args.quick else "bench_attention"
     previous = RESULTS_DIR / f"{name}.json"
     if set(parts) != {"scaling", "match3", "lm"} and previous.exists():
-        # a partial run updates its parts and keeps the others (each part records its run)
-        old = json.loads(previous.read_text())
-        payload = {
-            **old,
-            **{k: payload[k] for k in parts if k in payload},
-            "partial_runs": [*old.get("partial_runs", []), payload],
-        }
+        # a partial run updates its parts and keeps the others (each part records its run_at)
+        payload = {**json.loads(previous.read_text()), **payload}
     path = write_results(name, payload)
     print(f"\nwrote {path}: {payload['total_s']:.0f} s wall, {payload['total_cpu_s']:.0f} s CPU")
 

@@ -127,8 +127,9 @@ class MixtureOfHiddenDims(nn.Module):
         >>> from factorch.nn.attention import MixtureOfHiddenDims
         >>> ffn = MixtureOfHiddenDims(32, 128, num_groups=8, num_shared=2, top_k=2)
         >>> y = ffn(torch.randn(4, 10, 32))
-        >>> y.shape, ffn.cost().active_fraction, float(ffn.last_routing.load_balancing_loss) > 0
-        (torch.Size([4, 10, 32]), 0.5, True)
+        >>> y.shape, ffn.cost().active_fraction
+        (torch.Size([4, 10, 32]), 0.5)
+        >>> loss = ffn.last_routing.load_balancing_loss  # add to the training loss
     """
 
     last_routing: RoutingStats | None
