@@ -200,7 +200,48 @@ def scaling(quick: bool) -> dict:
         "time ~ n^k (approx fitted over n >= 1024, exact over n >= 256):",
         {k: round(v, 2) for k, v in slopes.items()},
     )
-    return {"rows": results, "exponents": slopes}
+    issue = issue_size()
+    return {"rows": results, "exponents": slopes, "issue_size": issue}
+
+
+def issue_size() -> dict:
+    """The issue's size, n = 512 and d = 64: exact path CPU time (1 thread) with and without
+    the causal mask, and what the fast path's regime check decides."""
+    import warnings as _w
+
+    from factorch.nn.attention import (
+        TensorAttentionRegimeWarning,
+        tensor_attention,
+        tensor_attention_approx,
+        tensor_attention_plan,
+    )
+
+    x = _inputs(512, 64)
+    out: dict = {}
+    for causal in (False, True):
+        t0 = time.process_time()
+        tensor_attention(*x, is_causal=causal)
+        out["causal_cpu_s" if causal else "cpu_s"] = time.process_time() - t0
+    out["peak_bytes"] = peak_extra_bytes(lambda: tensor_attention(*x))["bytes"]
+    plan = tensor_attention_plan(*x, eps=EPS)
+    out["plan"] = {
+        "degree": plan.degree,
+        "feature_dim": plan.feature_dim,
+        "logit_bound": plan.logit_bound,
+        "in_regime": plan.in_regime,
+        "reason": plan.reason,
+    }
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always", TensorAttentionRegimeWarning)
+        tensor_attention_approx(*x, eps=EPS)
+    out["fast_path_warned"] = any(
+        issubclass(w.category, TensorAttentionRegimeWarning) for w in caught
+    )
+    print(
+        f"n=512, d=64 exact: {out['cpu_s']:.2f} CPU s ({out['causal_cpu_s']:.2f} causal), peak "
+        f"{out['peak_bytes'] / 2**20:.0f} MiB (in-process); fast path: {plan.reason or 'in regime'}"
+    )
+    return out
 
 
 def _mib(b: int | None) -> str:

@@ -23,13 +23,13 @@ from ._exact import tensor_attention as tensor_attention
 from ._exact import tensor_attention_weights as tensor_attention_weights
 from ._match3 import match3 as match3
 from ._match3 import match3_labels as match3_labels
-from ._metric import MetricCache as MetricCache
 from ._metric import MetricTensorAttention as MetricTensorAttention
-from ._metric import PowerLawMetric as PowerLawMetric
 from ._metric import metric_tensor_attention as metric_tensor_attention
 from ._mohd import MixtureOfHiddenDims as MixtureOfHiddenDims
 from ._mohd import MoHDCost as MoHDCost
 from ._mohd import RoutingStats as RoutingStats
+from ._power_law import MetricCache as MetricCache
+from ._power_law import PowerLawMetric as PowerLawMetric
 from ._tensor import TensorAttention as TensorAttention
 
 __all__ = [

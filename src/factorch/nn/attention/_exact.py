@@ -25,7 +25,7 @@ first pair index in blocks of ``b_a`` tokens, so one block of scores is ``b_q x 
 are combined with the online (running-max) softmax of Milakov & Gimelshein (2018) / FlashAttention,
 so nothing overflows whatever the logits' size. The backward pass recomputes the blocks from the
 saved log-sum-exp (a custom autograd function), so training memory is ``O((L + S) d)`` plus one
-block, not ``O(L S²)``. Cost: ``2 L S² (d + dv)`` multiply-adds and ``L S²`` exponentials (a third
+block, not ``O(L S²)``. Cost: about ``2 L S² (d + dv)`` flops and ``L S²`` exponentials (a third
 of that with the causal mask, whose fully hidden blocks are skipped).
 
 Reference: J. Alman, Z. Song, "How to Capture Higher-order Correlations? Generalizing Matrix
