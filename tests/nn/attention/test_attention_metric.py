@@ -172,3 +172,11 @@ def test_compute_metric_identity_raises():
     attn = MetricTensorAttention(8, 2, metric="identity")
     with pytest.raises(ValueError, match="compute_metric: metric='identity' has no metric"):
         attn.compute_metric(torch.randn(3, 1, 8))
+
+
+@pytest.mark.parametrize("context", ["sequence", "prefix"])
+def test_gradcheck_power_law_metric(context):
+    torch.manual_seed(0)
+    net = PowerLawMetric(3, 1, context=context, dtype=torch.float64)
+    q = torch.randn(1, 1, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q: net(q).metric, (q,))

@@ -136,3 +136,10 @@ def test_balancing_loss_drives_routing_to_uniform():
 def test_activation_scale_default_preserves_energy():
     ffn = MixtureOfHiddenDims(32, 64, num_groups=8, num_shared=1, top_k=1)
     assert ffn.alpha == pytest.approx((8 / 2) ** 0.5)
+
+
+def test_gradcheck_dispatch():
+    torch.manual_seed(0)
+    ffn = MixtureOfHiddenDims(8, 6, num_groups=4, num_shared=1, top_k=2, dtype=torch.float64)
+    x = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ffn, (x,))
