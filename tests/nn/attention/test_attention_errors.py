@@ -242,6 +242,24 @@ INPUT_CASES = [
         TypeError,
         r"match3_labels: x must be an integer tensor",
     ),
+    (
+        "labels_bool",
+        lambda: match3_labels(torch.tensor([True, False]), 5),
+        TypeError,
+        r"match3_labels: x must be an integer tensor .* dtype torch.bool",
+    ),
+    (
+        "labels_huge_modulus",
+        lambda: match3_labels(torch.tensor([[1, 2, 3]]), 10**13),
+        ValueError,
+        r"match3_labels: labelling 1 sequences of length 3 modulo 10000000000000 needs about",
+    ),
+    (
+        "match3_huge",
+        lambda: match3(10**10, 4, 11),
+        ValueError,
+        r"match3: labelling 20000000000 sequences of length 4 modulo 11 needs about",
+    ),
 ]
 
 

@@ -27,6 +27,16 @@ def test_labels_match_brute_force():
             assert lab[i] == want
 
 
+def test_labels_accept_numpy_negative_and_narrow_integers():
+    x = torch.tensor([[1, 2, -3, 200], [5, 0, 7, 100]])
+    want = match3_labels(x.remainder(211), 211)
+    assert torch.equal(match3_labels(x.numpy(), 211), want)
+    assert torch.equal(match3_labels(x.remainder(211).to(torch.uint8), 211), want)
+    assert torch.equal(match3_labels(x.to(torch.int16), 211), want)
+    # 1 + 2 + (-3) = 0: position 0, 1 and 2 are positive whatever the modulus
+    assert match3_labels(x, 211)[0, :3].all()
+
+
 def test_balanced_labels():
     x, y = match3(3000, 8, 44, generator=torch.Generator().manual_seed(0))
     assert x.dtype == torch.int64 and int(x.min()) >= 0 and int(x.max()) < 44

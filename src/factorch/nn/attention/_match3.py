@@ -14,8 +14,22 @@ from __future__ import annotations
 
 import torch
 
-from ..._checks import check_generator, check_positive_int
+from ..._checks import as_tensor, check_generator, check_positive_int
+from ..._numerics import check_memory
 from ._inputs import check_bool
+
+
+def _check_label_memory(rows: int, n: int, m: int, device: torch.device, fn: str) -> None:
+    # pair sums (rows, n²) int64 plus the presence table (rows, M) bool, counted in bytes
+    check_memory(
+        rows * (8 * n * n + m),
+        torch.uint8,
+        device,
+        fn,
+        f"labelling {rows} sequences of length {n} modulo {m}",
+        hint="use fewer or shorter sequences or a smaller modulus",
+    )
+
 
 __all__ = ["match3", "match3_labels"]
 
@@ -25,6 +39,20 @@ def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
 
     Differentiable: no (integer data).
 
+    Args:
+        x: integer tokens ``(..., n)`` (a torch tensor or a numpy integer array; any sign, they
+            are reduced modulo ``modulus``).
+        modulus: ``M``.
+
+    Returns:
+        Bool labels of ``x``'s shape, on ``x``'s device.
+
+    Raises:
+        TypeError: ``x`` is not an integer tensor with at least one dimension (bool refused), or
+            ``modulus`` is not an int.
+        ValueError: ``modulus`` is not positive, or the working set (``8 n² + M`` bytes per
+            sequence) cannot fit in the device's memory.
+
     Example:
         >>> import torch
         >>> from factorch.nn.attention import match3_labels
@@ -33,8 +61,26 @@ def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
     """
     fn = "match3_labels"
     m = check_positive_int(modulus, fn, "modulus")
-    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.is_complex() or x.ndim < 1:
-        raise TypeError(f"{fn}: x must be an integer tensor of shape (..., n); got {x!r:.60}.")
+    if not isinstance(x, torch.Tensor) and x is not None and not isinstance(x, (str, float)):
+        x = as_tensor(x, fn, "x")
+    if (
+        not isinstance(x, torch.Tensor)
+        or x.is_floating_point()
+        or x.is_complex()
+        or x.dtype == torch.bool
+        or x.ndim < 1
+    ):
+        got = (
+            f"dtype {x.dtype}, shape {tuple(x.shape)}"
+            if isinstance(x, torch.Tensor)
+            else f"{type(x).__name__} {x!r:.40}"
+        )
+        raise TypeError(
+            f"{fn}: x must be an integer tensor of shape (..., n); got {got}; convert "
+            "tokens with .long()."
+        )
+    _check_label_memory(x.numel() // max(x.shape[-1], 1), x.shape[-1], m, x.device, fn)
+    x = x.long()
     xr = x.remainder(m)
     pair = (xr.unsqueeze(-1) + xr.unsqueeze(-2)).remainder(m).flatten(-2)  # (..., n²)
     present = torch.zeros((*x.shape[:-1], m), dtype=torch.bool, device=x.device)
@@ -72,7 +118,8 @@ def match3(
 
     Raises:
         TypeError, ValueError: bad arguments; ``ValueError`` when balancing rejects too many
-            candidates (the modulus is far from ``0.7 n²``).
+            candidates (the modulus is far from ``0.7 n²``), or when the sizes cannot fit in
+            memory.
 
     Example:
         >>> import torch
@@ -87,6 +134,7 @@ def match3(
     m = check_positive_int(modulus, fn, "modulus")
     check_bool(fn, "balance", balance)
     gen = check_generator(generator, fn)
+    _check_label_memory(max(64, 2 * n_samples), n, m, torch.device("cpu"), fn)
     if not balance:
         x = torch.randint(0, m, (n_samples, n), generator=gen)
         return x, match3_labels(x, m)
