@@ -432,6 +432,30 @@ MODULE_CASES = [
         TypeError,
         r"MixtureOfHiddenDims: gate must be a bool",
     ),
+    (
+        "ta_memory",
+        lambda: TensorAttention(10**9, 1),
+        ValueError,
+        r"TensorAttention: 6000000006000000000 parameters needs about .* smaller dimensions",
+    ),
+    (
+        "mta_memory",
+        lambda: MetricTensorAttention(10**9, 1),
+        ValueError,
+        r"MetricTensorAttention: 4000000004000000000 parameters needs about",
+    ),
+    (
+        "plm_memory",
+        lambda: PowerLawMetric(8, 2, hidden_dim=10**12),
+        ValueError,
+        r"PowerLawMetric: \d+ parameters needs about",
+    ),
+    (
+        "mohd_memory",
+        lambda: MixtureOfHiddenDims(8, 10**12, num_groups=2, num_shared=1, top_k=1),
+        ValueError,
+        r"MixtureOfHiddenDims: \d+ parameters needs about",
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "check_bool",
     "check_dropout",
     "check_memory_if_large",
+    "check_parameter_memory",
     "check_qkv",
     "check_scale",
     "compute_dtypes",
@@ -122,6 +123,23 @@ def check_memory_if_large(
     """:func:`factorch._numerics.check_memory` for working sets that could fail."""
     if n_elements > SMALL_ELEMENTS:
         check_memory(n_elements, dtype, device, fn, what, hint=hint)
+
+
+def check_parameter_memory(
+    fn: str,
+    n_parameters: int,
+    dtype: torch.dtype | None,
+    device: torch.device | str | None,
+) -> None:
+    """Refuse a module whose parameters cannot fit in ``device``'s memory, before allocating."""
+    check_memory_if_large(
+        n_parameters,
+        torch.get_default_dtype() if dtype is None else dtype,
+        torch.device("cpu") if device is None else torch.device(device),
+        fn,
+        f"{n_parameters} parameters",
+        "use smaller dimensions",
+    )
 
 
 def check_scale(fn: str, scale: object, d: int) -> float:

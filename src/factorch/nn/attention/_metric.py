@@ -54,6 +54,7 @@ from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
 from ._inputs import (
     check_bool,
     check_dropout,
+    check_parameter_memory,
     check_qkv,
     check_scale,
     compute_dtypes,
@@ -272,6 +273,7 @@ class MetricTensorAttention(nn.Module):
             )
         if metric not in get_args(MetricKind):
             raise ValueError(f"{fn}: metric must be one of {get_args(MetricKind)}; got {metric!r}.")
+        check_parameter_memory(fn, 4 * embed_dim * (embed_dim + 1), dtype, device)
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.dropout = check_dropout(fn, dropout, "dropout")

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import as_index, check_positive_int
-from ._inputs import check_bool
+from ._inputs import check_bool, check_parameter_memory
 
 __all__ = ["MixtureOfHiddenDims", "MoHDCost", "RoutingStats"]
 
@@ -187,6 +187,7 @@ class MixtureOfHiddenDims(nn.Module):
                 f"{fn}: activation_scale must be a positive number or None; got "
                 f"{activation_scale!r}."
             )
+        check_parameter_memory(fn, 2 * e * h + e + h + e * g + g * g, dtype, device)
         self.embed_dim, self.ffn_dim, self.num_groups = e, h, g
         self.num_shared, self.num_routed, self.top_k = shared, g - shared, k
         self.group_size = e // g

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import check_positive_int
+from ._inputs import check_parameter_memory
 
 __all__ = ["Context", "MetricCache", "PowerLawMetric"]
 
@@ -115,6 +116,10 @@ class PowerLawMetric(nn.Module):
         num_dense = check_positive_int(num_dense, fn, "num_dense")
         if context not in get_args(Context):
             raise ValueError(f"{fn}: context must be one of {get_args(Context)}; got {context!r}.")
+        glu = 3 * d * hidden + 2 * hidden + d
+        check_parameter_memory(
+            fn, 5 * h * d * d + 2 * d + num_residual * (num_dense * glu + 2 * d), dtype, device
+        )
         self.head_dim, self.num_heads, self.context = d, h, context
         self.norm = nn.LayerNorm(d, eps=1e-6, device=device, dtype=dtype)
         self.residual = nn.ModuleList(

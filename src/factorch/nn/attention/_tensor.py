@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import torch
@@ -12,7 +13,7 @@ from ._approx import Fallback, _check_options, tensor_attention_approx, tensor_a
 from ._exact import tensor_attention, tensor_attention_weights
 from ._features import FeatureKind
 from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
-from ._inputs import check_bool, check_dropout
+from ._inputs import check_bool, check_dropout, check_parameter_memory
 
 __all__ = ["TensorAttention"]
 
@@ -143,6 +144,16 @@ class TensorAttention(nn.Module):
             )
         self.eps, self.max_degree, self.features = eps_, top, kind
         self.fallback: Fallback = fallback
+
+        dense = embed_dim * (2 * embed_dim + 2 * kdim + 2 * vdim + 6)
+        ratio = 1.0  # dense projections; factorized ones store about ``projection_ratio`` of them
+        if projection_format is not None and isinstance(projection_ratio, (int, float)):
+            ratio = (
+                min(1.0, abs(float(projection_ratio)))
+                if projection_ratio == projection_ratio
+                else 1.0
+            )
+        check_parameter_memory(fn, math.ceil(ratio * dense), dtype, device)
 
         def proj(i: int, o: int) -> nn.Module:
             return _projection(i, o, bias, projection_format, projection_ratio, device, dtype)
