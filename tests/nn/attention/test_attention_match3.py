@@ -37,6 +37,18 @@ def test_labels_accept_numpy_negative_and_narrow_integers():
     assert match3_labels(x, 211)[0, :3].all()
 
 
+def test_labels_with_a_huge_modulus_match_brute_force():
+    g = torch.Generator().manual_seed(1)
+    m = 10**12
+    x = torch.randint(0, m, (20, 5), generator=g)
+    x[:, 2] = (-(x[:, 0] + x[:, 1])).remainder(m)  # plant one zero-sum triple per row
+    y = match3_labels(x, m)
+    for row, lab in zip(x.tolist(), y.tolist()):
+        sums = {(a + b) % m for a, b in itertools.product(row, repeat=2)}
+        assert lab == [(-a) % m in sums for a in row]
+    assert y[:, :3].all()
+
+
 def test_balanced_labels():
     x, y = match3(3000, 8, 44, generator=torch.Generator().manual_seed(0))
     assert x.dtype == torch.int64 and int(x.min()) >= 0 and int(x.max()) < 44

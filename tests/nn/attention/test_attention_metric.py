@@ -89,6 +89,21 @@ def test_power_law_metric_follows_the_equations():
     torch.testing.assert_close(cache.metric, _reference_metric(net, q), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("context", ["sequence", "prefix"])
+def test_power_law_metric_of_huge_queries_is_finite_and_true(context):
+    # float32 queries near 1e30 have a Gram near 1e60 (beyond float32); the metric is computed
+    # from q / 2^k with the LayerNorm's eps rescaled, so it equals the float64 computation
+    torch.manual_seed(0)
+    net64 = PowerLawMetric(4, 2, context=context, dtype=torch.float64)
+    net32 = PowerLawMetric(4, 2, context=context, dtype=torch.float32)
+    net32.load_state_dict(net64.state_dict())
+    q = 1e30 * torch.randn(2, 2, 5, 4, dtype=torch.float64)
+    got = net32(q.float()).metric
+    want = net64(q.float().double()).metric
+    assert bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
 def test_prefix_metric_is_the_sequence_metric_of_each_prefix():
     torch.manual_seed(0)
     seq = PowerLawMetric(4, 2, context="sequence", dtype=torch.float64)

@@ -12,8 +12,9 @@ format (``"<fn>: <what> must be <expected>; got <value>."``) and one set of dtyp
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_qkv",
     "check_scale",
     "compute_dtypes",
+    "errors_as",
     "finish",
     "optional_block",
     "pair_logit_bound",
@@ -140,6 +142,24 @@ def check_parameter_memory(
         f"{n_parameters} parameters",
         "use smaller dimensions",
     )
+
+
+@contextlib.contextmanager
+def errors_as(fn: str) -> Iterator[None]:
+    """Re-raise the clear errors of the functions a module calls under the module's name.
+
+    ``ValueError("metric_tensor_attention: the logits ...")`` raised inside
+    ``MetricTensorAttention.forward`` becomes ``ValueError("MetricTensorAttention.forward: the
+    logits ...")``, so the caller sees the entry point they called.
+    """
+    try:
+        yield
+    except (TypeError, ValueError, IndexError) as err:
+        msg = str(err)
+        head, sep, rest = msg.partition(": ")
+        if not sep or " " in head or head == fn:
+            raise
+        raise type(err)(f"{fn}: {rest}") from err
 
 
 def check_scale(fn: str, scale: object, d: int) -> float:

@@ -19,19 +19,16 @@ from ..._numerics import check_memory
 from ._inputs import check_bool
 
 
-def _check_label_memory(rows: int, n: int, m: int, device: torch.device, fn: str) -> None:
-    # pair sums (rows, n²) int64 plus the presence table (rows, M) bool, counted in bytes
+def _check_label_memory(rows: int, n: int, device: torch.device, fn: str) -> None:
+    # pair sums (rows, n²) int64, sorted (values and indices): 24 n² bytes per sequence
     check_memory(
-        rows * (8 * n * n + m),
+        rows * 24 * n * n,
         torch.uint8,
         device,
         fn,
-        f"labelling {rows} sequences of length {n} modulo {m}",
-        hint="use fewer or shorter sequences or a smaller modulus",
+        f"labelling {rows} sequences of length {n}",
+        hint="use fewer or shorter sequences",
     )
-
-
-__all__ = ["match3", "match3_labels"]
 
 
 def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
@@ -50,8 +47,8 @@ def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
     Raises:
         TypeError: ``x`` is not an integer tensor with at least one dimension (bool refused), or
             ``modulus`` is not an int.
-        ValueError: ``modulus`` is not positive, or the working set (``8 n² + M`` bytes per
-            sequence) cannot fit in the device's memory.
+        ValueError: ``modulus`` is not positive, or the working set (``24 n²`` bytes per
+            sequence; none depends on ``M``) cannot fit in the device's memory.
 
     Example:
         >>> import torch
@@ -79,14 +76,18 @@ def match3_labels(x: torch.Tensor, modulus: int) -> torch.Tensor:
             f"{fn}: x must be an integer tensor of shape (..., n); got {got}; convert "
             "tokens with .long()."
         )
-    _check_label_memory(x.numel() // max(x.shape[-1], 1), x.shape[-1], m, x.device, fn)
-    x = x.long()
-    xr = x.remainder(m)
-    pair = (xr.unsqueeze(-1) + xr.unsqueeze(-2)).remainder(m).flatten(-2)  # (..., n²)
-    present = torch.zeros((*x.shape[:-1], m), dtype=torch.bool, device=x.device)
-    present.scatter_(-1, pair, True)
-    need = (-xr).remainder(m)
-    return present.gather(-1, need)
+    n = x.shape[-1]
+    _check_label_memory(x.numel() // max(n, 1), n, x.device, fn)
+    if n == 0:
+        return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    xr = x.long().remainder(m)
+    # y_i: is -x_i (mod M) among the pair sums x_j + x_k (mod M)? Sorted pair sums and a binary
+    # search per position: memory O(n²) per sequence whatever M is.
+    pair = (xr.unsqueeze(-1) + xr.unsqueeze(-2)).remainder(m).flatten(-2).sort(-1).values
+    pair = pair.contiguous()
+    need = (-xr).remainder(m).contiguous()
+    at = torch.searchsorted(pair, need).clamp_max(n * n - 1)
+    return pair.gather(-1, at) == need
 
 
 def match3(
@@ -134,7 +135,15 @@ def match3(
     m = check_positive_int(modulus, fn, "modulus")
     check_bool(fn, "balance", balance)
     gen = check_generator(generator, fn)
-    _check_label_memory(max(64, 2 * n_samples), n, m, torch.device("cpu"), fn)
+    check_memory(
+        max(64, 2 * n_samples) * n,
+        torch.int64,
+        "cpu",
+        fn,
+        f"{n_samples} sequences of length {n}",
+        hint="use fewer or shorter sequences",
+    )
+    _check_label_memory(max(64, 2 * n_samples), n, torch.device("cpu"), fn)
     if not balance:
         x = torch.randint(0, m, (n_samples, n), generator=gen)
         return x, match3_labels(x, m)

@@ -58,6 +58,7 @@ from ._inputs import (
     check_qkv,
     check_scale,
     compute_dtypes,
+    errors_as,
     finish,
     token_bias,
     widen_for_logits,
@@ -321,7 +322,8 @@ class MetricTensorAttention(nn.Module):
             batched=inp.batched,
         )
         pad = None if kpm is None else kpm[:, 0, :]
-        return self.metric_net(self._queries(inp.query), key_padding_mask=pad)
+        with errors_as(fn):
+            return self.metric_net(self._queries(inp.query), key_padding_mask=pad)
 
     def forward(
         self,
@@ -371,24 +373,25 @@ class MetricTensorAttention(nn.Module):
         k = split_heads(self.k_proj(inp.key), self.num_heads)
         v = split_heads(self.v_proj(inp.value), self.num_heads)
         pad = kpm[:, 0, :] if (kpm is not None and self_attention) else None
-        metric = self._metric(fn, q, metric_cache, pad)
-        p = self.dropout if self.training else 0.0
-        heads = metric_tensor_attention(
-            q,
-            k,
-            v,
-            metric,
-            attn_mask=amask,
-            key_padding_mask=kpm,
-            is_causal=is_causal,
-            dropout_p=p,
-        )
-        out = self.out_proj(merge_heads(heads))
-        weights = None
-        if need_weights:
-            weights = _weights(q, k, metric, amask, kpm, is_causal)
-            weights = weights.mean(1) if average_attn_weights else weights
-            weights = weights if inp.batched else weights.squeeze(0)
+        with errors_as(fn):
+            metric = self._metric(fn, q, metric_cache, pad)
+            p = self.dropout if self.training else 0.0
+            heads = metric_tensor_attention(
+                q,
+                k,
+                v,
+                metric,
+                attn_mask=amask,
+                key_padding_mask=kpm,
+                is_causal=is_causal,
+                dropout_p=p,
+            )
+            out = self.out_proj(merge_heads(heads))
+            weights = None
+            if need_weights:
+                weights = _weights(q, k, metric, amask, kpm, is_causal)
+                weights = weights.mean(1) if average_attn_weights else weights
+                weights = weights if inp.batched else weights.squeeze(0)
         return inp.restore(out, self.batch_first), weights
 
     def _metric(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal, get_args
 
 import torch
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import check_positive_int
-from ._inputs import check_parameter_memory
+from ..._numerics import power_of_two_scale
+from ._inputs import check_memory_if_large, check_parameter_memory
 
 __all__ = ["Context", "MetricCache", "PowerLawMetric"]
 
@@ -121,6 +123,7 @@ class PowerLawMetric(nn.Module):
             fn, 5 * h * d * d + 2 * d + num_residual * (num_dense * glu + 2 * d), dtype, device
         )
         self.head_dim, self.num_heads, self.context = d, h, context
+        self.hidden_dim = hidden
         self.norm = nn.LayerNorm(d, eps=1e-6, device=device, dtype=dtype)
         self.residual = nn.ModuleList(
             [_ResidualUnit(d, hidden, num_dense, device, dtype) for _ in range(num_residual)]
@@ -144,21 +147,50 @@ class PowerLawMetric(nn.Module):
         """Infer ``A_LM`` and ``G_LM`` from queries ``(N, H, L, d)`` (padded positions, bool
         ``(N, L)`` ``True`` = padding, are left out of ``Qᵀ Q``). Differentiable."""
         fn = "PowerLawMetric.forward"
-        if (
-            not isinstance(q, torch.Tensor)
-            or q.ndim != 4
-            or q.shape[1::2]
-            != (
-                self.num_heads,
-                self.head_dim,
-            )
-        ):
-            got = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
+        if not isinstance(q, torch.Tensor):
+            raise TypeError(f"{fn}: q must be a torch.Tensor; got {type(q).__name__}.")
+        if q.ndim != 4 or q.shape[1::2] != (self.num_heads, self.head_dim):
             raise ValueError(
-                f"{fn}: q must have shape (N, {self.num_heads}, L, {self.head_dim}); got {got}."
+                f"{fn}: q must have shape (N, {self.num_heads}, L, {self.head_dim}); got "
+                f"{tuple(q.shape)}."
             )
+        if not q.is_floating_point():
+            raise TypeError(f"{fn}: q must have a real floating dtype; got {q.dtype}.")
+        if not bool(torch.isfinite(q).all()):
+            raise ValueError(f"{fn}: q contains NaN or Inf entries; all must be finite.")
+        n, _, length, d = q.shape
         if key_padding_mask is not None:
+            if (
+                not isinstance(key_padding_mask, torch.Tensor)
+                or key_padding_mask.dtype != torch.bool
+                or tuple(key_padding_mask.shape) != (n, length)
+            ):
+                got = (
+                    f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+                    if isinstance(key_padding_mask, torch.Tensor)
+                    else type(key_padding_mask).__name__
+                )
+                raise ValueError(
+                    f"{fn}: key_padding_mask must be a bool tensor of shape ({n}, {length}) "
+                    f"(True = padding) or None; got {got}."
+                )
             q = q * (~key_padding_mask).to(q.dtype)[:, None, :, None]
+        per_position = length if self.context == "prefix" else 1
+        check_memory_if_large(
+            4 * n * self.num_heads * per_position * d * max(d, self.hidden_dim),
+            q.dtype,
+            q.device,
+            fn,
+            f"the {self.context} metric of {n} x {self.num_heads} x {length} queries",
+            "use shorter sequences or context='sequence'",
+        )
+        # The Gram QᵀQ (up to L d max|q|²) overflows for huge queries: form it from q / s (s a
+        # power of two, exact) and undo the scale inside the LayerNorm, which is invariant to it
+        # but for its eps: LN_eps(s² A) = LN_{eps / s⁴}(A).
+        s = power_of_two_scale(q)
+        if s * s * length * d < torch.finfo(q.dtype).max / 16:
+            s = 1.0  # ordinary data are used as they are
+        q = q / s if s != 1.0 else q
         params: list[torch.Tensor] = [
             self.weight,
             self.bias,
@@ -172,7 +204,9 @@ class PowerLawMetric(nn.Module):
             a = (q.unsqueeze(-1) * q.unsqueeze(-2)).cumsum(2)  # (N, H, L, d, d)
             params = [t.unsqueeze(1) for t in params]  # one metric per position
         weight, bias, power, coupling, coupling_bias = params
-        a = self.norm(a)
+        # eps / s⁴ underflows to 0 for huge s, where eps is negligible anyway
+        eps = math.ldexp(self.norm.eps, -4 * (math.frexp(s)[1] - 1))
+        a = F.layer_norm(a, self.norm.normalized_shape, self.norm.weight, self.norm.bias, eps)
         for unit in self.residual:
             a = unit(a)
         a_lm = _iswiglu(weight @ a + bias) + 1e-9

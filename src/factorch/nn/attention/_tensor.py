@@ -13,7 +13,7 @@ from ._approx import Fallback, _check_options, tensor_attention_approx, tensor_a
 from ._exact import tensor_attention, tensor_attention_weights
 from ._features import FeatureKind
 from ._heads import merge_heads, mha_inputs, mha_masks, split_heads
-from ._inputs import check_bool, check_dropout, check_parameter_memory
+from ._inputs import check_bool, check_dropout, check_parameter_memory, errors_as
 
 __all__ = ["TensorAttention"]
 
@@ -276,16 +276,22 @@ class TensorAttention(nn.Module):
             split_heads(self.v1_proj(inp.value), h),
             split_heads(self.v2_proj(inp.value), h),
         ]
-        out = self.out_proj(merge_heads(self._attend(qkv, amask, kpm, is_causal)))
-        weights = None
-        if need_weights:
-            weights = tensor_attention_weights(
-                qkv[0], qkv[1], qkv[2], attn_mask=amask, key_padding_mask=kpm, is_causal=is_causal
-            )
-            if average_attn_weights:
-                weights = weights.mean(1)
-            if not inp.batched:
-                weights = weights.squeeze(0)
+        with errors_as(fn):
+            out = self.out_proj(merge_heads(self._attend(qkv, amask, kpm, is_causal)))
+            weights = None
+            if need_weights:
+                weights = tensor_attention_weights(
+                    qkv[0],
+                    qkv[1],
+                    qkv[2],
+                    attn_mask=amask,
+                    key_padding_mask=kpm,
+                    is_causal=is_causal,
+                )
+                if average_attn_weights:
+                    weights = weights.mean(1)
+                if not inp.batched:
+                    weights = weights.squeeze(0)
         return inp.restore(out, self.batch_first), weights
 
     def extra_repr(self) -> str:
