@@ -34,9 +34,15 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 from _common import (
     MALLOC_NO_CACHE,
     RESULTS_DIR,
@@ -55,21 +61,21 @@ EPS = 1e-4
 
 
 # --- 1. scaling -----------------------------------------------------------------------------------
-def _inputs(n: int, d: int, seed: int = 0):
+def _inputs(n: int, d: int, seed: int = 0) -> list[torch.Tensor]:
     import torch
 
     g = torch.Generator().manual_seed(seed)
     return [(2 * torch.rand(1, n, d, generator=g) - 1) * BOUND for _ in range(5)]
 
 
-def _exact_call(n: int, d: int):
+def _exact_call(n: int, d: int) -> Callable[[], torch.Tensor]:
     from factorch.nn.attention import tensor_attention
 
     x = _inputs(n, d)
     return lambda: tensor_attention(*x)
 
 
-def _approx_call(n: int, d: int):
+def _approx_call(n: int, d: int) -> Callable[[], torch.Tensor]:
     from factorch.nn.attention import tensor_attention_approx
 
     x = _inputs(n, d)
@@ -253,13 +259,15 @@ def _mib(b: int | None) -> str:
 
 
 # --- 2. Match3 ------------------------------------------------------------------------------------
-def _match3_model(kind: str, modulus: int, width: int):
+def _match3_model(kind: str, modulus: int, width: int) -> nn.Module:
     import torch
     from torch import nn
 
     from factorch.nn.attention import TensorAttention
 
     class Fourier(nn.Module):
+        freq: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("freq", torch.arange(1, width // 2 + 1, dtype=torch.float64))
@@ -356,7 +364,7 @@ def match3_curve(quick: bool) -> dict:
     ]
     rows = []
     for w in widths:
-        row = [w]
+        row: list[object] = [w]
         for k in kinds:
             acc = [r["test_accuracy"] for r in runs if r["kind"] == k and r["width"] == w]
             row.append(
@@ -396,7 +404,7 @@ def _text() -> str:
     return "\n".join(parts)
 
 
-def _lm(kind: str, vocab: int, width: int, ctx: int):
+def _lm(kind: str, vocab: int, width: int, ctx: int) -> nn.Module:
     import torch
     from torch import nn
 
@@ -408,8 +416,12 @@ def _lm(kind: str, vocab: int, width: int, ctx: int):
         def __init__(self) -> None:
             super().__init__()
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-            metric = "power_law" if kind.startswith("metric") else "identity"
-            context = "sequence" if kind == "metric_sequence" else "prefix"
+            metric: Literal["power_law", "identity"] = (
+                "power_law" if kind.startswith("metric") else "identity"
+            )
+            context: Literal["sequence", "prefix"] = (
+                "sequence" if kind == "metric_sequence" else "prefix"
+            )
             self.attn = MetricTensorAttention(
                 width,
                 heads,
@@ -459,7 +471,7 @@ def _matched_hidden(width: int, heads: int, hidden: int) -> int:
     return max(1, round((dense - extra - width) / (2 * width + 1)))
 
 
-def _active(model) -> tuple[int, int]:
+def _active(model: nn.Module) -> tuple[int, int]:
     from factorch.nn.attention import MixtureOfHiddenDims
 
     total = sum(p.numel() for p in model.parameters())
@@ -492,7 +504,7 @@ def lm(quick: bool) -> dict:
     val_idx = torch.randint(0, len(val) - ctx - 1, (256,), generator=g_val)
     vx = torch.stack([val[i : i + ctx] for i in val_idx])
     vy = torch.stack([val[i + 1 : i + ctx + 1] for i in val_idx])
-    runs = []
+    runs: list[dict[str, Any]] = []
     for kind in kinds:
         for seed in seeds:
             torch.manual_seed(seed)
@@ -535,14 +547,14 @@ def lm(quick: bool) -> dict:
     rows = []
     for kind in kinds:
         rs = [r for r in runs if r["kind"] == kind]
-        vl = [r["val_loss"] for r in rs]
+        losses = [r["val_loss"] for r in rs]
         st = statistics.median(r["median_step_s"] for r in rs)
         rows.append(
             [
                 kind,
                 rs[0]["params"],
                 rs[0]["active_params"],
-                f"{statistics.median(vl):.3f} ({min(vl):.3f}-{max(vl):.3f})",
+                f"{statistics.median(losses):.3f} ({min(losses):.3f}-{max(losses):.3f})",
                 f"{1e3 * st:.1f}",
                 f"{st / base:.2f}",
             ]
