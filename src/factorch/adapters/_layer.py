@@ -124,9 +124,14 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
 
     @classmethod
     def make_shared(
-        cls, config: AdapterConfig, context: object, structure: Mapping[str, Any] | None
+        cls,
+        config: AdapterConfig,
+        context: object,
+        structure: Mapping[str, Any] | None,
+        like: torch.Tensor,
     ) -> nn.ParameterDict | None:
-        """Parameters shared by every layer of one adapter (default: none)."""
+        """Parameters shared by every layer of one adapter, on ``like``'s device and dtype
+        (default: none)."""
         return None
 
     # --- the update ------------------------------------------------------------------------------
@@ -134,8 +139,8 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
     def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """``dW`` with ``W' = W + dW`` for the base weight ``weight`` (differentiable)."""
 
-    def delta_bias(self) -> torch.Tensor | None:
-        """``db`` with ``b' = b + db`` (None: the bias is not changed)."""
+    def delta_bias(self, bias: torch.Tensor | None) -> torch.Tensor | None:
+        """``db`` with ``b' = b + db`` for the base bias ``bias`` (None: unchanged)."""
         return None
 
     def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:
@@ -146,7 +151,7 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
         """The adapted layer's output (default: the base operation with ``W'`` and ``b'``)."""
         weight = self.merged_weight(base_weight(base))
         bias = base_bias(base)
-        delta = self.delta_bias()
+        delta = self.delta_bias(bias)
         if delta is not None:
             bias = delta if bias is None else bias + delta
         return base_forward(base, x, weight, bias)
@@ -230,6 +235,14 @@ class AdaptedLayer(nn.Module):
         adapter = cast(Adapter, self.adapters[self.active_adapter])
         return cast(torch.Tensor, adapter(x, base))
 
+    def original_weight(self) -> torch.Tensor:
+        """The base weight without any merged adapter."""
+        return self._kept[0] if self._kept is not None else self.weight
+
+    def original_bias(self) -> torch.Tensor | None:
+        """The base bias without any merged adapter."""
+        return self._kept[1] if self._kept is not None else self.bias
+
     # --- merge -----------------------------------------------------------------------------------
     @torch.no_grad()
     def merge(self, fn: str, name: str) -> None:
@@ -240,7 +253,7 @@ class AdaptedLayer(nn.Module):
         weight, bias = base_weight(self.base_layer), base_bias(self.base_layer)
         work = torch.float32 if weight.dtype in HALF_DTYPES else weight.dtype
         merged = adapter.merged_weight(weight.detach().to(work))
-        delta_b = adapter.delta_bias()
+        delta_b = adapter.delta_bias(None if bias is None else bias.detach())
         if not bool(torch.isfinite(merged).all()) or (
             delta_b is not None and not bool(torch.isfinite(delta_b).all())
         ):

@@ -126,6 +126,19 @@ def find_targets(model: nn.Module, config: AdapterConfig, fn: str) -> dict[str, 
 
 
 # --- inject --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _errors_named(prefix: str) -> Iterator[None]:
+    """Re-raise ``TypeError``/``ValueError`` from inside with ``prefix`` in front of the message
+    (unless it already starts with the entry point's name), keeping the type."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        msg = str(err)
+        if msg.startswith(prefix.split(":")[0] + ":"):
+            raise
+        raise type(err)(f"{prefix}: {msg}") from err
+
+
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
@@ -217,13 +230,17 @@ def inject(
     for name, module in targets.items():
         base = module.base_layer if isinstance(module, AdaptedLayer) else module
         cls.check_base(base, fn, name)
-    shared = cls.make_shared(config, context, None)
-    for name, module in targets.items():
-        base = module.base_layer if isinstance(module, AdaptedLayer) else module
-        part = cls.module_context(context, name, fn)
-        adapter = cls(base, config, context=part, generator=generator, shared=shared)
-        adapter.train(base.training)
-        built[name] = (module, adapter)
+    bases = {n: m.base_layer if isinstance(m, AdaptedLayer) else m for n, m in targets.items()}
+    with _errors_named(fn):
+        like = cast(torch.Tensor, next(iter(bases.values())).weight)
+        shared = cls.make_shared(config, context, None, like)
+        for name, module in targets.items():
+            base = bases[name]
+            part = cls.module_context(context, name, fn)
+            with _errors_named(f"{fn}: module {name!r}"):
+                adapter = cls(base, config, context=part, generator=generator, shared=shared)
+            adapter.train(base.training)
+            built[name] = (module, adapter)
     attach(model, built, adapter_name)
     set_adapter(model, adapter_name)
     freeze_base(model)

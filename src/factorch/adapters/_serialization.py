@@ -194,7 +194,8 @@ def _build(
             try:
                 cls.check_base(base, "from_pretrained", name)
                 if key not in shared:
-                    shared[key] = cls.make_shared(configs[key], None, structure)
+                    like = cast(torch.Tensor, base.weight)
+                    shared[key] = cls.make_shared(configs[key], None, structure, like)
                 adapter = cls(base, configs[key], shared=shared[key], structure=structure)
             except (TypeError, ValueError, KeyError) as e:
                 raise FileFormatError(f"{where}: cannot rebuild the adapter ({e})") from None
