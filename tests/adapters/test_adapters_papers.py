@@ -24,7 +24,7 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
-from _adapters_digits import accuracy, digits, train
+from _adapters_digits import accuracy, digits, digits_cnn, train
 from torch import nn
 
 import factorch.adapters as fa
@@ -147,24 +147,10 @@ def test_adapters_corda_kpm_forgets_less_than_lora() -> None:
 
 
 # --- LeFT ----------------------------------------------------------------------------------------
-def _cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(256, 64),
-        nn.ReLU(),
-        nn.Linear(64, 10),
-    )
-
-
 def test_adapters_left_learns_tasks_in_sequence_without_forgetting() -> None:
     xtr, ytr, xte, yte = digits(0)
     torch.manual_seed(0)
-    base = train(_cnn(), xtr, ytr, steps=300)
+    base = train(digits_cnn(), xtr, ytr, steps=300)
     tasks = {"shift": _shift, "hflip": _hflip}
     layers = ["0", "2", "6", "8"]
     left, shared = copy.deepcopy(base), copy.deepcopy(base)
