@@ -50,6 +50,8 @@ def oriented_svd(
     ``W`` scaled by a power of two (exact)."""
     work = torch.float32 if weight.dtype in HALF_DTYPES else weight.dtype
     w = weight.detach().to(work)
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{fn}: the base weight has NaN or Inf entries; CorDA needs a finite one.")
     c = covariance.detach().to(device=w.device, dtype=work)
     scale = power_of_two_scale(w)
     with torch.autocast(w.device.type, enabled=False):
