@@ -187,8 +187,13 @@ def run_seed(args: argparse.Namespace, seed: int, shared: dict[str, Any]) -> dic
     train, test = shared["train"], shared["test"]
 
     def encode(items: list[tuple[str, int]]) -> tuple[Any, Any, Any]:
-        enc = tok([s for s, _ in items], padding=True, truncation=True,
-                  max_length=args.max_length, return_tensors="pt")
+        enc = tok(
+            [s for s, _ in items],
+            padding=True,
+            truncation=True,
+            max_length=args.max_length,
+            return_tensors="pt",
+        )
         return enc["input_ids"], enc["attention_mask"], torch.tensor([y for _, y in items])
 
     g = torch.Generator().manual_seed(1000 + seed)
@@ -219,8 +224,11 @@ def run_seed(args: argparse.Namespace, seed: int, shared: dict[str, Any]) -> dic
         model.eval()
         with torch.no_grad():
             acc = float((model(ids, mask).argmax(1) == y).float().mean())
-        adapter = sum(p.numel() for n, p in model.named_parameters()
-                      if p.requires_grad and not n.startswith("head."))
+        adapter = sum(
+            p.numel()
+            for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith("head.")
+        )
         trainable = [p for p in model.parameters() if p.requires_grad]
         state = sum(p.numel() * p.element_size() for p in trainable) * 4  # p, grad, 2 moments
         model.train()
@@ -245,8 +253,15 @@ def reload_compressed(repeats: int = 5) -> dict[str, float]:
 
     def cnn() -> nn.Module:
         return nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(256, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
         )
 
     torch.manual_seed(0)
@@ -293,20 +308,41 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in summary.items():
         s["wall_ratio_vs_peft_lora"] = s["step_wall_ms"] / ref["step_wall_ms"]
         s["cpu_ratio_vs_peft_lora"] = s["step_cpu_ms"] / ref["step_cpu_ms"]
-        rows.append([
-            name, s["adapter_params"], f"{s['step_wall_ms']:.0f}", f"{s['wall_ratio_vs_peft_lora']:.2f}",
-            f"{s['cpu_ratio_vs_peft_lora']:.2f}", f"{s['step_memory_mib']:.1f}",
-            f"{s['accuracy_mean']:.3f} [{s['accuracy_min']:.3f}, {s['accuracy_max']:.3f}]",
-        ])
-    print(f"MiniLM loaded offline in {load_s:.1f} s; {len(train)} train / {len(test)} test sentences; "
-          f"{args.seeds} seeds x {args.steps} steps, batch {args.batch}, {args.threads} threads")
-    print(_common.format_table(
-        ["method", "params", "step ms", "wall/peft-lora", "cpu/peft-lora", "step MiB", "accuracy"],
-        rows,
-    ))
+        rows.append(
+            [
+                name,
+                s["adapter_params"],
+                f"{s['step_wall_ms']:.0f}",
+                f"{s['wall_ratio_vs_peft_lora']:.2f}",
+                f"{s['cpu_ratio_vs_peft_lora']:.2f}",
+                f"{s['step_memory_mib']:.1f}",
+                f"{s['accuracy_mean']:.3f} [{s['accuracy_min']:.3f}, {s['accuracy_max']:.3f}]",
+            ]
+        )
+    print(
+        f"MiniLM loaded offline in {load_s:.1f} s; {len(train)} train / {len(test)} test "
+        "sentences; "
+        f"{args.seeds} seeds x {args.steps} steps, batch {args.batch}, {args.threads} threads"
+    )
+    print(
+        _common.format_table(
+            [
+                "method",
+                "params",
+                "step ms",
+                "wall/peft-lora",
+                "cpu/peft-lora",
+                "step MiB",
+                "accuracy",
+            ],
+            rows,
+        )
+    )
     reload = reload_compressed()
-    print(f"digits CNN: compress {reload['compress_s']:.2f} s, "
-          f"from_pretrained {1e3 * reload['from_pretrained_median_s']:.1f} ms (median)")
+    print(
+        f"digits CNN: compress {reload['compress_s']:.2f} s, "
+        f"from_pretrained {1e3 * reload['from_pretrained_median_s']:.1f} ms (median)"
+    )
     payload = {
         "args": vars(args),
         "threads": threads,

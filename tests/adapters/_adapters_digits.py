@@ -37,9 +37,9 @@ def train(
 ) -> nn.Module:
     """Adam on the trainable parameters (or ``params``), ``steps`` minibatches."""
     g = torch.Generator().manual_seed(seed)
-    trainable = list(params) if params is not None else [
-        p for p in model.parameters() if p.requires_grad
-    ]
+    trainable = (
+        list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    )
     opt = torch.optim.Adam(trainable, lr=lr)
     model.train()
     for _ in range(steps):

@@ -33,7 +33,8 @@ def compressed() -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     model = train(digits_cnn(), xtr, ytr, steps=150)
     small, report = fnn.compress(
-        model, layer_ranks={"0": 4, "2": (6, 4, 3, 3), "6": (1, 4, 1), "8": 4},
+        model,
+        layer_ranks={"0": 4, "2": (6, 4, 3, 3), "6": (1, 4, 1), "8": 4},
         format={"0": "cp", "2": "tucker", "6": "tt", "8": "lowrank"},
     )
     assert report.config == fnn.model_config(small)
@@ -67,7 +68,9 @@ def test_adapters_compressed_cnn_reloads_in_a_fresh_process(compressed, tmp_path
         print(seconds, [type(m).__name__ for m in model])
         """
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     assert "FactorizedConv2d" in run.stdout and "FactorizedLinear" in run.stdout
     out = load_file(tmp_path / "out.safetensors")["y"]
@@ -106,7 +109,7 @@ def _adapted() -> tuple[nn.Module, torch.Tensor]:
 
 
 def test_adapters_save_refuses_overwrite_and_leaves_no_temporaries(tmp_path) -> None:
-    model, x = _adapted()
+    model, _ = _adapted()
     fa.save_pretrained(model, tmp_path / "a")
     with pytest.raises(FileExistsError, match="already exist"):
         fa.save_pretrained(model, tmp_path / "a")
@@ -148,28 +151,64 @@ BAD_ADAPTER_FILES = [
     ("nan", lambda d: (d / CONFIG_NAME).write_text('{"a": NaN}'), "non-standard JSON constant"),
     ("duplicate", lambda d: (d / CONFIG_NAME).write_text('{"a": 1, "a": 2}'), "duplicate key"),
     ("version", lambda d: _edit_json(d, _set(["factorch_model", "version"], 2)), "format version"),
-    ("method", lambda d: _edit_json(d, _set(["config", "adapters", "default", "method"], "x")),
-     "unknown adapter method"),
-    ("rank", lambda d: _edit_json(d, _set(["config", "adapters", "default", "rank"], 3)),
-     "does not match the adapter"),
-    ("absurd_rank", lambda d: _edit_json(d, _set(["config", "adapters", "default", "rank"], 10**9)),
-     "cannot rebuild the adapter"),
-    ("module", lambda d: _edit_json(d, lambda j: j["config"]["modules"].update(
-        {"nope": j["config"]["modules"][MODULE]})), "the model has no such module"),
-    ("base", lambda d: _edit_json(d, _set(["config", "modules", MODULE, "base", "weight_shape"],
-                                          [3, 3])), "were saved for a base"),
-    ("manifest", lambda d: _edit_json(d, _set(["tensors", f"{MODULE}.default.lora_A", "shape"],
-                                              [2, 99])), "the config records"),
-    ("pickle", lambda d: torch.save({"a": torch.ones(1)}, d / WEIGHTS_NAME),
-     "not a safetensors file"),
-    ("truncated", lambda d: (d / WEIGHTS_NAME).write_bytes((d / WEIGHTS_NAME).read_bytes()[:-40]),
-     "cannot read the tensors"),
-    ("missing_tensor", lambda d: save_file(
-        {k: v for k, v in load_file(d / WEIGHTS_NAME).items() if "lora_B" not in k},
-        d / WEIGHTS_NAME), "differ from the config's manifest"),
+    (
+        "method",
+        lambda d: _edit_json(d, _set(["config", "adapters", "default", "method"], "x")),
+        "unknown adapter method",
+    ),
+    (
+        "rank",
+        lambda d: _edit_json(d, _set(["config", "adapters", "default", "rank"], 3)),
+        "does not match the adapter",
+    ),
+    (
+        "absurd_rank",
+        lambda d: _edit_json(d, _set(["config", "adapters", "default", "rank"], 10**9)),
+        "cannot rebuild the adapter",
+    ),
+    (
+        "module",
+        lambda d: _edit_json(
+            d, lambda j: j["config"]["modules"].update({"nope": j["config"]["modules"][MODULE]})
+        ),
+        "the model has no such module",
+    ),
+    (
+        "base",
+        lambda d: _edit_json(
+            d, _set(["config", "modules", MODULE, "base", "weight_shape"], [3, 3])
+        ),
+        "were saved for a base",
+    ),
+    (
+        "manifest",
+        lambda d: _edit_json(d, _set(["tensors", f"{MODULE}.default.lora_A", "shape"], [2, 99])),
+        "the config records",
+    ),
+    (
+        "pickle",
+        lambda d: torch.save({"a": torch.ones(1)}, d / WEIGHTS_NAME),
+        "not a safetensors file",
+    ),
+    (
+        "truncated",
+        lambda d: (d / WEIGHTS_NAME).write_bytes((d / WEIGHTS_NAME).read_bytes()[:-40]),
+        "cannot read the tensors",
+    ),
+    (
+        "missing_tensor",
+        lambda d: save_file(
+            {k: v for k, v in load_file(d / WEIGHTS_NAME).items() if "lora_B" not in k},
+            d / WEIGHTS_NAME,
+        ),
+        "differ from the config's manifest",
+    ),
     ("active", lambda d: _edit_json(d, _set(["config", "active"], "ghost")), "is not saved"),
-    ("kind", lambda d: _edit_json(d, _set(["factorch_model", "kind"], "factorized")),
-     "a factorized model's config"),
+    (
+        "kind",
+        lambda d: _edit_json(d, _set(["factorch_model", "kind"], "factorized")),
+        "a factorized model's config",
+    ),
 ]
 
 
@@ -208,13 +247,15 @@ def test_adapters_load_refuses_taken_names_and_large_files(tmp_path) -> None:
 
 BAD_COMPRESSED_FILES = [
     ("layer", _set(["config", "modules", "6", "layer"], "Linear"), "must name a factorized layer"),
-    ("module", lambda j: j["config"]["modules"].update({"9": j["config"]["modules"]["6"]}),
-     "the model has no such module"),
+    (
+        "module",
+        lambda j: j["config"]["modules"].update({"9": j["config"]["modules"]["6"]}),
+        "the model has no such module",
+    ),
     ("args", _set(["config", "modules", "6", "args", "in_features"], 255), "folds a 64 x 256"),
     ("rank", _set(["config", "modules", "0", "args", "rank"], 10**9), "invalid layer config"),
     ("rank_capped", _set(["config", "modules", "6", "args", "rank"], 10**9), "inconsistent"),
-    ("layout", _set(["config", "modules", "6", "weight", "rank"], [1, 2, 1]),
-     "inconsistent"),
+    ("layout", _set(["config", "modules", "6", "weight", "rank"], [1, 2, 1]), "inconsistent"),
 ]
 
 

@@ -43,9 +43,13 @@ class _Tiny(nn.Module):
     ],
 )
 def test_adapters_target_modules(targets, exclude, expected) -> None:
-    model = fa.inject(_Tiny(), fa.LoraConfig(target_modules=targets, exclude_modules=exclude, rank=1))
+    model = fa.inject(
+        _Tiny(), fa.LoraConfig(target_modules=targets, exclude_modules=exclude, rank=1)
+    )
     assert sorted(fa.adapted_layers(model)) == expected
-    assert "encoder.query.base_layer.weight" in model.state_dict() or "encoder.query" not in expected
+    assert (
+        "encoder.query.base_layer.weight" in model.state_dict() or "encoder.query" not in expected
+    )
 
 
 def test_adapters_several_named_adapters() -> None:
@@ -101,8 +105,11 @@ def test_adapters_parameter_report() -> None:
     count = fa.trainable_parameters(model)
     assert (count.trainable, count.total) == (2 * (12 + 16), 12 * 16 + 16 + 16 * 8 + 8 + 56)
     assert str(count).startswith("trainable params: 56 || all params: 400 || trainable%: 14.")
-    shared = fa.inject(mlp(), fa.AtlasConfig(target_modules="all-linear", granularity="task"),
-                       context=[fa.task_vector(mlp(), mlp(seed=1))])
+    shared = fa.inject(
+        mlp(),
+        fa.AtlasConfig(target_modules="all-linear", granularity="task"),
+        context=[fa.task_vector(mlp(), mlp(seed=1))],
+    )
     assert fa.trainable_parameters(shared).trainable == 1  # one shared coefficient
 
 
@@ -165,37 +172,85 @@ def test_adapters_rank_zero(case: Case) -> None:
 def test_adapters_unsupported_target(case: Case) -> None:
     model = nn.Sequential(nn.Linear(12, 4), nn.LayerNorm(4))
     cfg = type(case.config)(**_with(case.config, target_modules=["1"]))
-    with pytest.raises(TypeError, match=r"inject: module '1' is a LayerNorm, which \w+ cannot adapt"):
+    with pytest.raises(
+        TypeError, match=r"inject: module '1' is a LayerNorm, which \w+ cannot adapt"
+    ):
         fa.inject(model, cfg)
 
 
 BAD_CONFIGS = [
     (lambda: fa.LoraConfig(target_modules=3), TypeError, "target_modules must be a str"),
     (lambda: fa.LoraConfig(target_modules=[]), ValueError, "must name at least one module"),
-    (lambda: fa.LoraConfig(target_modules=["a", 1]), TypeError, "entries must be non-empty strings"),
+    (
+        lambda: fa.LoraConfig(target_modules=["a", 1]),
+        TypeError,
+        "entries must be non-empty strings",
+    ),
     (lambda: fa.LoraConfig(target_modules="(("), ValueError, "not a valid regular expression"),
-    (lambda: fa.LoraConfig(target_modules=["a"], exclude_modules="all-linear"), ValueError,
-     "exclude_modules cannot be 'all-linear'"),
-    (lambda: fa.LoraConfig(target_modules=["a"], rank=1.5), TypeError, "rank must be a positive int"),
-    (lambda: fa.LoraConfig(target_modules=["a"], alpha=float("nan")), ValueError,
-     "alpha must be a finite number"),
-    (lambda: fa.LoraConfig(target_modules=["a"], dropout=1.0), ValueError,
-     r"dropout must be a probability in \[0, 1\)"),
-    (lambda: fa.LoraConfig(target_modules=["a"], use_rslora=1), TypeError, "use_rslora must be a bool"),
+    (
+        lambda: fa.LoraConfig(target_modules=["a"], exclude_modules="all-linear"),
+        ValueError,
+        "exclude_modules cannot be 'all-linear'",
+    ),
+    (
+        lambda: fa.LoraConfig(target_modules=["a"], rank=1.5),
+        TypeError,
+        "rank must be a positive int",
+    ),
+    (
+        lambda: fa.LoraConfig(target_modules=["a"], alpha=float("nan")),
+        ValueError,
+        "alpha must be a finite number",
+    ),
+    (
+        lambda: fa.LoraConfig(target_modules=["a"], dropout=1.0),
+        ValueError,
+        r"dropout must be a probability in \[0, 1\)",
+    ),
+    (
+        lambda: fa.LoraConfig(target_modules=["a"], use_rslora=1),
+        TypeError,
+        "use_rslora must be a bool",
+    ),
     (lambda: fa.LoraConfig(target_modules=["a"], init="olora"), ValueError, "init must be one of"),
     (lambda: fa.CordaConfig(target_modules=["a"], mode="x"), ValueError, "mode must be one of"),
     (lambda: fa.CordaConfig(target_modules=["a"], damping=0), ValueError, "damping must be > 0"),
-    (lambda: fa.TLoraConfig(target_modules=["a"], residual="x"), ValueError, "residual must be one of"),
-    (lambda: fa.TLoraConfig(target_modules=["a"], transform_rank=0), ValueError,
-     "transform_rank must be a positive int"),
-    (lambda: fa.LeftConfig(target_modules=["a"], activation="yes"), TypeError, "activation must be a bool"),
-    (lambda: fa.AtlasConfig(target_modules=["a"], granularity="x"), ValueError,
-     "granularity must be one of"),
-    (lambda: fa.TuckerConfig(target_modules=["a"], rank=()), ValueError, "rank must be a positive int"),
-    (lambda: fa.TTConfig(target_modules=["a"], n_factors=0), ValueError, "n_factors must be a positive"),
+    (
+        lambda: fa.TLoraConfig(target_modules=["a"], residual="x"),
+        ValueError,
+        "residual must be one of",
+    ),
+    (
+        lambda: fa.TLoraConfig(target_modules=["a"], transform_rank=0),
+        ValueError,
+        "transform_rank must be a positive int",
+    ),
+    (
+        lambda: fa.LeftConfig(target_modules=["a"], activation="yes"),
+        TypeError,
+        "activation must be a bool",
+    ),
+    (
+        lambda: fa.AtlasConfig(target_modules=["a"], granularity="x"),
+        ValueError,
+        "granularity must be one of",
+    ),
+    (
+        lambda: fa.TuckerConfig(target_modules=["a"], rank=()),
+        ValueError,
+        "rank must be a positive int",
+    ),
+    (
+        lambda: fa.TTConfig(target_modules=["a"], n_factors=0),
+        ValueError,
+        "n_factors must be a positive",
+    ),
     (lambda: fa.LoraConfig.from_dict({"method": "tlora"}), ValueError, "describes method 'tlora'"),
-    (lambda: fa.LoraConfig.from_dict({"method": "lora", "target_modules": ["a"], "r": 2}),
-     ValueError, r"unknown fields \['r'\]"),
+    (
+        lambda: fa.LoraConfig.from_dict({"method": "lora", "target_modules": ["a"], "r": 2}),
+        ValueError,
+        r"unknown fields \['r'\]",
+    ),
 ]
 
 
@@ -215,27 +270,59 @@ BAD_INJECTS = [
     (lambda: fa.inject(mlp(), {"rank": 2}), TypeError, "inject: config must be an adapter config"),
     (lambda: fa.inject(mlp(), _LORA, adapter_name="a.b"), ValueError, "adapter_name must be"),
     (lambda: fa.inject(fa.inject(mlp(), _LORA), _LORA), ValueError, "already has an adapter named"),
-    (lambda: fa.inject(mlp(), _LORA, generator=0), TypeError, "generator must be a torch.Generator"),
+    (
+        lambda: fa.inject(mlp(), _LORA, generator=0),
+        TypeError,
+        "generator must be a torch.Generator",
+    ),
     (lambda: fa.inject(mlp(), _LORA, context={"0": 1}), TypeError, "'lora' takes no context"),
     (lambda: fa.inject(_grouped(), _LORA), ValueError, "grouped convolution"),
-    (lambda: fa.inject(mlp(), fa.LoraConfig(target_modules=["0"], rank=13, init="pissa")),
-     ValueError, r"inject: module '0': .*rank 13 exceeds min\(out, fan_in\) = 12"),
-    (lambda: fa.inject(mlp(), fa.LoraConfig(target_modules=["0"], rank=10**9)), ValueError,
-     "inject: module '0': .*rank 1000000000"),
-    (lambda: fa.inject(mlp(), fa.CordaConfig(target_modules=["0"])), ValueError,
-     "CorDA needs context="),
-    (lambda: fa.inject(mlp(), fa.CordaConfig(target_modules=["0"]), context={}), ValueError,
-     "no covariance for module '0'"),
-    (lambda: fa.inject(mlp(), fa.CordaConfig(target_modules=["0"]),
-                       context={"0": torch.zeros(12, 12, dtype=torch.float64)}), ValueError,
-     "the context covariance is zero"),
-    (lambda: fa.inject(mlp(), fa.AtlasConfig(target_modules=["0"])), ValueError,
-     r"aTLAS needs context=\[task vector"),
-    (lambda: fa.inject(mlp(), fa.AtlasConfig(target_modules=["0"]), context=[{"2.weight": 1}]),
-     ValueError, "task vector 0 has no tensor '0.weight'"),
-    (lambda: fa.inject(mlp(), fa.AtlasConfig(target_modules=["0"]),
-                       context=[{"0.weight": torch.zeros(3)}]), ValueError,
-     r"task vector 0 has a weight of shape \(3,\)"),
+    (
+        lambda: fa.inject(mlp(), fa.LoraConfig(target_modules=["0"], rank=13, init="pissa")),
+        ValueError,
+        r"inject: module '0': .*rank 13 exceeds min\(out, fan_in\) = 12",
+    ),
+    (
+        lambda: fa.inject(mlp(), fa.LoraConfig(target_modules=["0"], rank=10**9)),
+        ValueError,
+        "inject: module '0': .*rank 1000000000",
+    ),
+    (
+        lambda: fa.inject(mlp(), fa.CordaConfig(target_modules=["0"])),
+        ValueError,
+        "CorDA needs context=",
+    ),
+    (
+        lambda: fa.inject(mlp(), fa.CordaConfig(target_modules=["0"]), context={}),
+        ValueError,
+        "no covariance for module '0'",
+    ),
+    (
+        lambda: fa.inject(
+            mlp(),
+            fa.CordaConfig(target_modules=["0"]),
+            context={"0": torch.zeros(12, 12, dtype=torch.float64)},
+        ),
+        ValueError,
+        "the context covariance is zero",
+    ),
+    (
+        lambda: fa.inject(mlp(), fa.AtlasConfig(target_modules=["0"])),
+        ValueError,
+        r"aTLAS needs context=\[task vector",
+    ),
+    (
+        lambda: fa.inject(mlp(), fa.AtlasConfig(target_modules=["0"]), context=[{"2.weight": 1}]),
+        ValueError,
+        "task vector 0 has no tensor '0.weight'",
+    ),
+    (
+        lambda: fa.inject(
+            mlp(), fa.AtlasConfig(target_modules=["0"]), context=[{"0.weight": torch.zeros(3)}]
+        ),
+        ValueError,
+        r"task vector 0 has a weight of shape \(3,\)",
+    ),
 ]
 
 
@@ -280,6 +367,7 @@ def test_adapters_register_method_refusals() -> None:
     with pytest.raises(TypeError, match="register_method: layer_class must be an Adapter"):
         fa.register_method(nn.Linear)
     with pytest.raises(ValueError, match="method 'lora' is already registered"):
+
         class Other(fa.lora.LoraLayer):
             pass
 

@@ -66,7 +66,9 @@ def test_adapters_tlora_beats_lora_on_transforms_not_on_low_rank_updates(seed: i
     g = torch.Generator().manual_seed(100 + seed)
     w0 = torch.randn(64, 64, generator=g) / 8
     fmt = TRWeight(TensorLayout.matrix_chain(TensorizedShape((4, 4, 4), (4, 4, 4))), 2)
-    cores = [c + 0.15 * torch.randn(c.shape, generator=g) for c in identity_trm_cores((4, 4, 4), 2, w0)]
+    cores = [
+        c + 0.15 * torch.randn(c.shape, generator=g) for c in identity_trm_cores((4, 4, 4), 2, w0)
+    ]
     transformed = w0 @ fmt(*cores).detach()  # W_0 T*, T* a dense full-rank transform
     low_rank = w0 + 0.05 * torch.randn(64, 2, generator=g) @ torch.randn(2, 64, generator=g)
     tlora = fa.TLoraConfig(target_modules=["0"], rank=2, transform_rank=2)  # 288 parameters
@@ -189,7 +191,11 @@ def test_adapters_atlas_blockwise_beats_one_coefficient_per_task() -> None:
     for seed in range(3):
         torch.manual_seed(seed)
         base = nn.Sequential(
-            nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 128),
+            nn.ReLU(),
+            nn.Linear(128, 128),
+            nn.ReLU(),
             nn.Linear(128, 10),
         )
         train(base, xtr, ytr, steps=400, seed=seed)
@@ -204,9 +210,7 @@ def test_adapters_atlas_blockwise_beats_one_coefficient_per_task() -> None:
             cfg = fa.AtlasConfig(target_modules="all-linear", granularity=granularity)
             fa.inject(model, cfg, context=vectors)
             train(model, x_val, y_val, steps=400, lr=3e-2, seed=seed)
-            means[granularity].append(
-                statistics.mean(accuracy(model, f(xte), yte) for f in tasks)
-            )
+            means[granularity].append(statistics.mean(accuracy(model, f(xte), yte) for f in tasks))
         assert fa.trainable_parameters(model).trainable == 3 * 6  # tasks x (weight, bias) x 3
     assert all(b > t for b, t in zip(means["block"], means["task"])), means
     assert statistics.mean(means["block"]) > statistics.mean(means["task"]) + 0.04, means

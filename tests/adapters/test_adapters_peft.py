@@ -19,7 +19,9 @@ peft = pytest.importorskip("peft")
 def _models() -> dict[str, tuple[nn.Module, torch.Tensor, list[str]]]:
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(10, 12), nn.Tanh(), nn.Linear(12, 5)).double()
-    cnn = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, stride=2), nn.Tanh(), nn.Conv2d(6, 2, 1)).double()
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1, stride=2), nn.Tanh(), nn.Conv2d(6, 2, 1)
+    ).double()
     g = torch.Generator().manual_seed(2)
     return {
         "linear": (mlp, torch.randn(7, 10, generator=g, dtype=torch.float64), ["0", "2"]),

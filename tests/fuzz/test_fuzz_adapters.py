@@ -41,8 +41,19 @@ RANKED = {
 }
 RANK_KINDS = ("bad_rank_value", "bad_rank_type", "numpy_rank", "plain")
 WEIGHT_KINDS = (
-    "not_a_tensor", "integer_dtype", "bool_dtype", "complex_dtype", "tiny_scale", "huge_scale",
-    "half", "bfloat16", "numpy", "requires_grad", "non_contiguous", "all_zero", "plain",
+    "not_a_tensor",
+    "integer_dtype",
+    "bool_dtype",
+    "complex_dtype",
+    "tiny_scale",
+    "huge_scale",
+    "half",
+    "bfloat16",
+    "numpy",
+    "requires_grad",
+    "non_contiguous",
+    "all_zero",
+    "plain",
 )
 
 
@@ -86,7 +97,9 @@ def _check(case: Case, model: Any) -> None:
     with fa.disabled(model):
         y0 = model(x)
     assert y.dtype == case.dtype and bool(torch.isfinite(y.double()).all()), case
-    assert torch.allclose(y.double(), y0.double(), rtol=1e-2, atol=1e-6 * float(y0.abs().max())), case
+    assert torch.allclose(y.double(), y0.double(), rtol=1e-2, atol=1e-6 * float(y0.abs().max())), (
+        case
+    )
 
 
 def _context(config: fa.AdapterConfig, model: nn.Module) -> Any:
@@ -115,8 +128,9 @@ def _inject_entry(config: fa.AdapterConfig, kinds: tuple[str, ...]) -> Entry:
 
 INJECTS = [
     _inject_entry(fa.LoraConfig(target_modules=["0"], rank=2), WEIGHT_KINDS),
-    _inject_entry(fa.LoraConfig(target_modules=["0"], rank=1, init="pissa"),
-                  (*WEIGHT_KINDS, "nan", "inf")),
+    _inject_entry(
+        fa.LoraConfig(target_modules=["0"], rank=1, init="pissa"), (*WEIGHT_KINDS, "nan", "inf")
+    ),
     _inject_entry(fa.TLoraConfig(target_modules=["0"], rank=2, n_factors=2), WEIGHT_KINDS),
     _inject_entry(fa.CordaConfig(target_modules=["0"], rank=1), (*WEIGHT_KINDS, "nan", "inf")),
     _inject_entry(fa.LeftConfig(target_modules=["0"], rank=2), WEIGHT_KINDS),
@@ -177,8 +191,10 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Any]:
     where=st.floats(0, 1),
     byte=st.integers(0, 255),
 )
-def test_fuzz_from_pretrained_damaged_files(saved, tmp_path_factory, which, edit, where, byte) -> None:
-    base, model, path = saved
+def test_fuzz_from_pretrained_damaged_files(
+    saved, tmp_path_factory, which, edit, where, byte
+) -> None:
+    base, _, path = saved
     target = tmp_path_factory.mktemp("damaged")
     for f in path.iterdir():
         (target / f.name).write_bytes(f.read_bytes())
@@ -207,6 +223,6 @@ def test_fuzz_from_pretrained_damaged_files(saved, tmp_path_factory, which, edit
     stored = load_file(target / "model.safetensors")
     state = loaded.state_dict()
     for key, value in stored.items():
-        module, name, rest = key.partition(".default.")
+        module, _, rest = key.partition(".default.")
         assert torch.equal(state[f"{module}.adapters.default.{rest}"], value), key
     assert fa.adapter_names(loaded) == ("default",)

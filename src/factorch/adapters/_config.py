@@ -17,7 +17,9 @@ ALL_LINEAR = "all-linear"
 C = TypeVar("C", bound="AdapterConfig")
 
 
-def _check_patterns(value: object, fn: str, name: str, *, allow_empty: bool) -> str | tuple[str, ...]:
+def _check_patterns(
+    value: object, fn: str, name: str, *, allow_empty: bool
+) -> str | tuple[str, ...]:
     """A str (a regex, or ``"all-linear"``) or a tuple of names; lists become tuples."""
     if isinstance(value, str):
         if value.lower() == ALL_LINEAR:
@@ -60,9 +62,7 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{fn}: {name} must be a finite number; got {value!r}.")
     if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(
-            f"{fn}: {name} must be {'>' if low_open else '>='} {low}; got {value!r}."
-        )
+        raise ValueError(f"{fn}: {name} must be {'>' if low_open else '>='} {low}; got {value!r}.")
     return float(value)
 
 

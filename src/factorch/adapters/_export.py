@@ -166,7 +166,9 @@ def to_lora(model: nn.Module, *, rank: int, adapter_name: str | None = None) -> 
     if adapter_name is None:
         active = {layer.active_adapter for layer in layers.values()} - {None}
         if len(active) != 1:
-            raise ValueError(f"{fn}: give adapter_name= (active adapters: {sorted(map(str, active))}).")
+            raise ValueError(
+                f"{fn}: give adapter_name= (active adapters: {sorted(map(str, active))})."
+            )
         adapter_name = cast(str, active.pop())
     modules: dict[str, LoraFactors] = {}
     for name, layer in layers.items():

@@ -80,7 +80,7 @@ class FormatAdapterLayer(Adapter):
         super().__init__(base, config)
         cfg = cast(FormatAdapterConfig, config)
         w = base_weight(base)
-        fmt = cast(type[FormatAdapterConfig], type(cfg)).format
+        fmt = type(cfg).format
         opts: dict[str, Any] = {
             "format": fmt,
             "rank": cfg.rank,
@@ -89,7 +89,9 @@ class FormatAdapterLayer(Adapter):
             "dtype": w.dtype,
         }
         if isinstance(base, nn.Linear):
-            shape = TensorizedShape.auto(base.out_features, base.in_features, n_factors=cfg.n_factors)
+            shape = TensorizedShape.auto(
+                base.out_features, base.in_features, n_factors=cfg.n_factors
+            )
             self.delta: FactorizedLayer = FactorizedLinear(
                 base.in_features, base.out_features, bias=False, shape=shape, **opts
             )

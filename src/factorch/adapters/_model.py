@@ -18,7 +18,7 @@ from torch import nn
 
 from .._checks import check_generator
 from ._config import ALL_LINEAR, AdapterConfig
-from ._layer import Adapter, AdaptedLayer
+from ._layer import AdaptedLayer, Adapter
 from ._registry import get_method
 
 __all__ = [
@@ -329,7 +329,9 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> nn.Module:
     layers = adapted_layers(model)
     for name, layer in layers.items():
         if layer.merged_adapter == adapter_name:
-            raise ValueError(f"{fn}: adapter {adapter_name!r} is merged into {name!r}; unmerge first.")
+            raise ValueError(
+                f"{fn}: adapter {adapter_name!r} is merged into {name!r}; unmerge first."
+            )
     for name, layer in layers.items():
         if adapter_name in layer.adapters:
             del layer.adapters[adapter_name]

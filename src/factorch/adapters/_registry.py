@@ -57,9 +57,7 @@ def register_method(layer_class: type[Adapter]) -> None:
 def get_method(name: object, fn: str) -> Method:
     """The method registered as ``name``; ``ValueError`` listing the known ones otherwise."""
     if not isinstance(name, str) or name not in _METHODS:
-        raise ValueError(
-            f"{fn}: unknown adapter method {name!r}; registered: {sorted(_METHODS)}."
-        )
+        raise ValueError(f"{fn}: unknown adapter method {name!r}; registered: {sorted(_METHODS)}.")
     return _METHODS[name]
 
 

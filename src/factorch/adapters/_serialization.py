@@ -31,7 +31,7 @@ from ..io import (
     save_model_files,
 )
 from ._config import AdapterConfig
-from ._layer import Adapter, AdaptedLayer
+from ._layer import AdaptedLayer, Adapter
 from ._model import adapted_layers, attach, check_adapter_name, freeze_base, set_adapter
 from ._model import adapter_names as model_adapter_names
 from ._registry import get_method
@@ -88,11 +88,15 @@ def save_pretrained(
         if fnn.model_config(model)["modules"]:
             fnn.save_pretrained(model, directory, force=force)
             return
-        raise ValueError(f"{fn}: the model has no adapters (inject one first) and no factorized layers.")
+        raise ValueError(
+            f"{fn}: the model has no adapters (inject one first) and no factorized layers."
+        )
     names = list(present) if adapter_names is None else list(adapter_names)
     unknown = [n for n in names if n not in present]
     if unknown or not names:
-        raise ValueError(f"{fn}: adapter_names {unknown or names} not in the model's {list(present)}.")
+        raise ValueError(
+            f"{fn}: adapter_names {unknown or names} not in the model's {list(present)}."
+        )
     configs = _configs(model, names)
     modules: dict[str, Any] = {}
     tensors: dict[str, torch.Tensor] = {}
@@ -134,7 +138,9 @@ def _parse_configs(raw: object) -> dict[str, AdapterConfig]:
     for name, data in raw.items():
         try:
             check_adapter_name(name, "from_pretrained")
-            method = get_method(data.get("method") if isinstance(data, dict) else None, "from_pretrained")
+            method = get_method(
+                data.get("method") if isinstance(data, dict) else None, "from_pretrained"
+            )
             out[name] = method.config_class.from_dict(data)
         except (TypeError, ValueError) as e:
             raise FileFormatError(f"adapter {name!r}: invalid config ({e})") from None
@@ -304,6 +310,8 @@ def from_pretrained(
     _load_tensors(built, tensors)
     for key, per_module in built.items():
         attach(model, per_module, key)
-    set_adapter(model, active if active is not None else next(iter(configs)), trainable=is_trainable)
+    set_adapter(
+        model, active if active is not None else next(iter(configs)), trainable=is_trainable
+    )
     freeze_base(model)
     return model

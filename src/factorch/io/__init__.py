@@ -32,9 +32,9 @@ from ._models import save_model_files as save_model_files
 __all__ = [
     "CONFIG_NAME",
     "DEFAULT_MAX_ENTRIES",
+    "WEIGHTS_NAME",
     "FileFormatError",
     "ModelFiles",
-    "WEIGHTS_NAME",
     "ObservedTensor",
     "check_targets",
     "describe_content",

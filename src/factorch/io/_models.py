@@ -179,15 +179,15 @@ def _parse_json(path: Path) -> dict[str, Any]:
         )
     try:
         text = path.read_bytes().decode("utf-8")
-        value = json.loads(
-            text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
-        )
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except FileFormatError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise FileFormatError(f"{CONFIG_NAME}: not valid UTF-8 JSON ({e}).") from None
     if not isinstance(value, dict):
-        raise FileFormatError(f"{CONFIG_NAME}: must hold a JSON object; got {type(value).__name__}.")
+        raise FileFormatError(
+            f"{CONFIG_NAME}: must hold a JSON object; got {type(value).__name__}."
+        )
     return value
 
 

@@ -160,7 +160,9 @@ def _build(name: str, entry: object, target: nn.Module) -> FactorizedLayer | Non
     if isinstance(layer, FactorizedEmbedding):
         shape = (layer.num_embeddings, layer.embedding_dim)
     has_bias = getattr(target, "bias", None) is not None
-    if tuple(weight.shape) != tuple(shape) or has_bias != (getattr(layer, "bias", None) is not None):
+    if tuple(weight.shape) != tuple(shape) or has_bias != (
+        getattr(layer, "bias", None) is not None
+    ):
         raise FileFormatError(
             f"{where}: the file's layer has weight shape {tuple(shape)} (bias={not has_bias}) but "
             f"the model's {type(target).__name__} has {tuple(weight.shape)} (bias={has_bias})."

@@ -34,8 +34,10 @@ def task_vector(base: nn.Module, finetuned: nn.Module) -> dict[str, torch.Tensor
     out = {}
     for name, p in ours.items():
         if p.shape != theirs[name].shape:
-            raise ValueError(f"{fn}: parameter {name!r} has shapes {tuple(p.shape)} and "
-                             f"{tuple(theirs[name].shape)}.")
+            raise ValueError(
+                f"{fn}: parameter {name!r} has shapes {tuple(p.shape)} and "
+                f"{tuple(theirs[name].shape)}."
+            )
         out[name] = (theirs[name].detach() - p.detach()).clone()
     return out
 
@@ -49,6 +51,7 @@ class AtlasLayer(Adapter):
     config_class: ClassVar[type[AdapterConfig]] = AtlasConfig
     supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
 
+    task_weights: torch.Tensor
     task_biases: torch.Tensor | None
 
     def __init__(
@@ -112,7 +115,9 @@ class AtlasLayer(Adapter):
             )
         out = []
         for t, tau in enumerate(context):
-            if not isinstance(tau, Mapping) or not isinstance(tau.get(f"{name}.weight"), torch.Tensor):
+            if not isinstance(tau, Mapping) or not isinstance(
+                tau.get(f"{name}.weight"), torch.Tensor
+            ):
                 raise ValueError(f"{fn}: task vector {t} has no tensor {name + '.weight'!r}.")
             out.append((tau[f"{name}.weight"], tau.get(f"{name}.bias")))
         return out
@@ -127,7 +132,11 @@ class AtlasLayer(Adapter):
     ) -> nn.ParameterDict | None:
         if cast(AtlasConfig, config).granularity != "task":
             return None
-        n = _recorded_tasks(structure) if structure is not None else len(cast(Sequence[Any], context))
+        n = (
+            _recorded_tasks(structure)
+            if structure is not None
+            else len(cast(Sequence[Any], context))
+        )
         zeros = torch.zeros(n, dtype=like.dtype, device=like.device)
         return nn.ParameterDict({"coefficients": nn.Parameter(zeros)})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ def collect_covariances(
     handles = []
     for name, module in targets.items():
         base = module.base_layer if isinstance(module, AdaptedLayer) else module
-        weight = base.weight
+        weight = cast(torch.Tensor, base.weight)
         n = weight.shape[-1] if isinstance(base, nn.Linear) else weight[0].numel()
         dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
         check_memory(n * n, dtype, weight.device, fn, f"the covariance of {name!r}")

@@ -43,7 +43,9 @@ def top_singular(
     work = torch.float32 if matrix.dtype in HALF_DTYPES else matrix.dtype
     m = matrix.detach().to(work)
     if not bool(torch.isfinite(m).all()):
-        raise ValueError("the base weight has NaN or Inf entries; an SVD-based init needs a finite one.")
+        raise ValueError(
+            "the base weight has NaN or Inf entries; an SVD-based init needs a finite one."
+        )
     scale = power_of_two_scale(m)
     with torch.autocast(m.device.type, enabled=False):
         u, s, vh = torch.linalg.svd(m / scale, full_matrices=False)

@@ -83,7 +83,8 @@ class TLoraLayer(Adapter):
     def initialise(self, generator: torch.Generator | None) -> None:
         cfg = cast(TLoraConfig, self.config)
         for core, ident in zip(
-            self.transform, identity_trm_cores(self.in_factors, cfg.transform_rank, self.transform[0])
+            self.transform,
+            identity_trm_cores(self.in_factors, cfg.transform_rank, self.transform[0]),
         ):
             core.copy_(ident)
         if cfg.residual == "tr":

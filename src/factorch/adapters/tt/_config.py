@@ -1,4 +1,4 @@
-"""``TTConfig``: Tensor-train adapter: ``W' = W + alpha dW`` with ``dW`` a TT-matrix (factorch's format)."""
+"""``TTConfig``: the tensor-train adapter (``dW`` a TT-matrix, factorch's format)."""
 
 from __future__ import annotations
 

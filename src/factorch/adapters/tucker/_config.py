@@ -1,4 +1,4 @@
-"""``TuckerConfig``: Tucker adapter: ``W' = W + alpha dW`` with ``dW`` a Tucker tensor (factorch's format)."""
+"""``TuckerConfig``: the Tucker adapter (``dW`` a Tucker tensor, factorch's format)."""
 
 from __future__ import annotations
 
