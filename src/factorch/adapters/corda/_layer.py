@@ -8,6 +8,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import nn
 
+from ..._checks import as_tensor
 from ..._numerics import HALF_DTYPES, power_of_two_scale
 from .._config import AdapterConfig
 from .._layer import LINEAR_LAYERS
@@ -107,6 +108,8 @@ class CordaLayer(LoraLayer):
         fn = "CordaLayer"
         cfg = cast(CordaConfig, self.config)
         n = weight.shape[1]
+        if context is not None and not isinstance(context, torch.Tensor):
+            context = as_tensor(context, fn, "covariance")  # numpy arrays, nested lists
         if not isinstance(context, torch.Tensor) or tuple(context.shape) != (n, n):
             got = tuple(context.shape) if isinstance(context, torch.Tensor) else type(context)
             raise ValueError(f"{fn}: the covariance must be a ({n}, {n}) tensor; got {got}.")
