@@ -36,6 +36,7 @@ INFRASTRUCTURE = frozenset({"_checks", "_numerics", "_timing"})
 _BASE = frozenset({"algebra", "tensors"})
 ALLOWED: dict[str, frozenset[str]] = {
     "algebra": frozenset(),
+    "symmetry": frozenset(),
     "tensors": frozenset({"algebra"}),
     "decomp": _BASE,
     "random": _BASE,

@@ -8,6 +8,7 @@ from . import io as io
 from . import nn as nn
 from . import plot as plot
 from . import random as random
+from . import symmetry as symmetry
 from . import tensors as tensors
 from .nn import compress as compress
 from .tensors import CPTensor as CPTensor
@@ -34,5 +35,6 @@ __all__ = [
     "nn",
     "plot",
     "random",
+    "symmetry",
     "tensors",
 ]
