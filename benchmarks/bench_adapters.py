@@ -152,7 +152,9 @@ def methods(covariance_batches: list[Any]) -> dict[str, Callable[[Any, int], Any
     return {
         "peft-lora": theirs(peft.LoraConfig(r=8, lora_alpha=8, target_modules=TARGETS)),
         "peft-loha": theirs(peft.LoHaConfig(r=4, alpha=4, target_modules=TARGETS)),
-        "peft-lokr": theirs(peft.LoKrConfig(r=8, alpha=8, target_modules=TARGETS)),
+        "peft-lokr": theirs(
+            peft.LoKrConfig(r=16, alpha=16, decompose_factor=4, target_modules=TARGETS)
+        ),
         "lora": ours(fa.LoraConfig(target_modules=TARGETS, rank=8, alpha=8)),
         "tlora": ours(fa.TLoraConfig(target_modules=TARGETS, rank=6, transform_rank=5)),
         "corda-ipm": ours(corda, covariances),

@@ -26,6 +26,7 @@ MODULES = [
     "factorch.adapters.left._loss",
     "factorch.adapters.lora._config",
     "factorch.adapters.tlora._config",
+    "factorch.adapters.tlora._layer",
     "factorch.adapters.tt._config",
     "factorch.adapters.tucker._config",
     "factorch.io._models",

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 
+import peft  # the anchor, in the test extra: imported, never skipped
 import pytest
 import torch
 from _adapters_cases import perturb
 from torch import nn
 
 import factorch.adapters as fa
-
-peft = pytest.importorskip("peft")
 
 
 def _models() -> dict[str, tuple[nn.Module, torch.Tensor, list[str]]]:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
 
 from ...nn import TensorizedShape, TensorLayout, TRWeight, balanced_factorization
+from ...nn.formats import chain_contract
 from .._config import AdapterConfig
 from .._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, allocate, base_weight, draw, matrix_view
 from ._config import TLoraConfig
 
-__all__ = ["TLoraLayer", "identity_trm_cores"]
+__all__ = ["TLoraLayer", "identity_trm_cores", "ring_tensor"]
 
 
 def identity_trm_cores(
@@ -30,6 +31,41 @@ def identity_trm_cores(
         eye = torch.eye(n, dtype=like.dtype, device=like.device).reshape(1, n * n, 1)
         out.append(eye.expand(rank, n * n, rank) / rank)
     return out
+
+
+def ring_tensor(fmt: TRWeight, cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The dense weight of the tensor ring ``fmt`` with ``cores`` (equal to ``fmt(*cores)``),
+    contracted as two half chains ``L (R, P, S)`` and ``M (S, Q, R)`` joined by one
+    ``(P, RS) x (RS, Q)`` product: ``P Q R S`` multiply-adds and a ``P Q`` result, where the
+    full chain costs ``P Q R^2 S`` and holds an ``R^2 P Q`` intermediate. Differentiable.
+
+    Args:
+        fmt: the :class:`~factorch.nn.TRWeight` (its layout maps the ring's tensor to the
+            weight).
+        cores: its cores, of ``fmt.factor_shapes`` (not checked: an internal fast path).
+
+    Returns:
+        The weight, of ``fmt.weight_shape``, in the cores' dtype and device.
+
+    Example:
+        >>> from factorch.nn import TensorizedShape, TensorLayout, TRWeight
+        >>> fmt = TRWeight(TensorLayout.matrix_chain(TensorizedShape((2, 3), (2, 3))), 2)
+        >>> cores = [torch.randn(s, dtype=torch.float64) for s in fmt.factor_shapes]
+        >>> torch.allclose(ring_tensor(fmt, cores), fmt(*cores))
+        True
+    """
+    sizes = [c.shape[1] for c in cores]
+    total = math.prod(sizes)
+    split, best = 1, math.inf
+    for k in range(1, len(cores)):
+        p = math.prod(sizes[:k])
+        if abs(math.log(p) - 0.5 * math.log(total)) < best:
+            split, best = k, abs(math.log(p) - 0.5 * math.log(total))
+    left, right = chain_contract(cores[:split]), chain_contract(cores[split:])
+    r, p, s = left.shape
+    q = right.shape[1]
+    full = left.permute(1, 0, 2).reshape(p, r * s) @ right.permute(2, 0, 1).reshape(r * s, q)
+    return fmt.layout.to_weight(full.reshape(fmt.tensor_shape))
 
 
 class TLoraLayer(Adapter):
@@ -102,12 +138,12 @@ class TLoraLayer(Adapter):
     # --- update ----------------------------------------------------------------------------------
     def transform_matrix(self) -> torch.Tensor:
         """``T`` (``fan_in x fan_in``). Differentiable."""
-        return self.transform_format(*self.transform)
+        return ring_tensor(self.transform_format, list(self.transform))
 
     def residual_matrix(self) -> torch.Tensor | None:
         """``Delta`` (``out x fan_in``, unscaled), or None without a residual."""
         if self.residual_format is not None:
-            return self.residual_format(*self.residual)
+            return ring_tensor(self.residual_format, list(self.residual))
         if len(self.residual):
             return self.residual[0] @ self.residual[1]
         return None
