@@ -85,3 +85,41 @@ def test_adapters_to_lora_files_load_in_peft(kind: str, config: fa.AdapterConfig
     assert 0 < low.max_relative_error < 1
     with pytest.raises(FileExistsError, match="already exist"):
         export.save_peft(tmp_path / "lora")
+
+
+def test_adapters_pissa_matches_peft() -> None:
+    """PiSSA init: PEFT moves ``s B A`` out of the base weight, factorch keeps the base and
+    subtracts the frozen initial ``s B_0 A_0``; the factors (up to each component's sign), the
+    outputs, the gradients and the model after an SGD step agree (float32: PEFT refuses
+    PiSSA in float64)."""
+    base, x, targets = _models()["linear"]
+    base, x = base.float(), x.float()
+    cfg = peft.LoraConfig(r=3, lora_alpha=5, target_modules=targets, init_lora_weights="pissa")
+    theirs = peft.get_peft_model(copy.deepcopy(base), cfg)
+    ours = fa.inject(
+        copy.deepcopy(base), fa.LoraConfig(target_modules=targets, rank=3, alpha=5, init="pissa")
+    )
+    pairs, signs = [], []
+    for name in targets:
+        mine = ours[int(name)].adapters["default"]
+        layer = theirs.base_model.model[int(name)]
+        a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+        sign = torch.sign((mine.lora_A * a).sum(1)).detach()
+        assert torch.allclose(mine.lora_A, sign[:, None] * a, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(mine.lora_B, b * sign[None, :], rtol=1e-4, atol=1e-6)
+        pairs.append((mine, layer))
+        signs.append(sign)
+    y_ours, y_theirs = ours(x), theirs(x)
+    assert torch.allclose(y_ours, base(x), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(y_ours, y_theirs, rtol=1e-4, atol=1e-5)
+    (y_ours - 1).square().sum().backward()
+    (y_theirs - 1).square().sum().backward()
+    for (mine, layer), sign in zip(pairs, signs):
+        ga, gb = layer.lora_A["default"].weight.grad, layer.lora_B["default"].weight.grad
+        assert torch.allclose(mine.lora_A.grad, sign[:, None] * ga, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(mine.lora_B.grad, gb * sign[None, :], rtol=1e-4, atol=1e-6)
+    for model in (ours, theirs):
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    moved = (ours(x) - y_ours).abs().max().detach()
+    assert moved > 1e-3
+    assert torch.allclose(ours(x), theirs(x), rtol=1e-4, atol=1e-3 * float(moved))
