@@ -153,7 +153,7 @@ def methods(covariance_batches: list[Any]) -> dict[str, Callable[[Any, int], Any
         "peft-lora": theirs(peft.LoraConfig(r=8, lora_alpha=8, target_modules=TARGETS)),
         "peft-loha": theirs(peft.LoHaConfig(r=4, alpha=4, target_modules=TARGETS)),
         "peft-lokr": theirs(
-            peft.LoKrConfig(r=16, alpha=16, decompose_factor=4, target_modules=TARGETS)
+            peft.LoKrConfig(r=32, alpha=32, decompose_factor=4, target_modules=TARGETS)
         ),
         "lora": ours(fa.LoraConfig(target_modules=TARGETS, rank=8, alpha=8)),
         "tlora": ours(fa.TLoraConfig(target_modules=TARGETS, rank=6, transform_rank=5)),
