@@ -121,7 +121,7 @@ class SpectralConv(nn.Module):
                 f"{fn}: implementation must be one of {get_args(Implementation)}; "
                 f"got {implementation!r}."
             )
-        self.implementation = cast(Implementation, implementation)
+        self.implementation: Implementation = implementation
         if shared is None:
             if layer is not None:
                 raise ValueError(f"{fn}: layer= indexes a shared weight; pass shared= too.")

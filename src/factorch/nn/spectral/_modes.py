@@ -50,7 +50,8 @@ def check_grid(modes: Sequence[int], grid: Sequence[int], fn: str) -> None:
         if n < max(need, 1):
             raise ValueError(
                 f"{fn}: {m} modes along spatial dimension {j} need a grid of at least {need} "
-                f"points there; got {n} (input grid {tuple(grid)}). Use fewer modes or a finer grid."
+                f"points there; got {n} (input grid {tuple(grid)}). Use fewer modes or a finer "
+                "grid."
             )
 
 

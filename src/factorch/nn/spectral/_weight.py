@@ -22,8 +22,8 @@ from torch import nn
 
 from ..._checks import check_generator, check_positive_int
 from ..._numerics import check_memory
-from ..formats import WeightFormat, get_format
 from .._spec import TensorLayout
+from ..formats import WeightFormat, get_format
 from ._modes import mode_sizes
 from ._networks import Network, network_for, symbols
 
@@ -139,7 +139,8 @@ class SpectralWeight(nn.Module):
                 or not (math.isfinite(init_std) and init_std >= 0)
             ):
                 raise ValueError(
-                    f"{fn}: init_std must be a non-negative finite number or None; got {init_std!r}."
+                    f"{fn}: init_std must be a non-negative finite number or None; "
+                    f"got {init_std!r}."
                 )
             std = float(init_std)
         self.format = format
@@ -172,7 +173,7 @@ class SpectralWeight(nn.Module):
             None if self.fmt is None else network_for(self.fmt, self.labels, FRESH)
         )
 
-    # --- what a layer contracts with ---------------------------------------------------------------
+    # --- what a layer contracts with -------------------------------------------------------------
     @property
     def rank(self) -> Any:
         return None if self.fmt is None else self.fmt.rank
