@@ -21,6 +21,7 @@ from .. import __version__
 from ._common import DEBUG_ENV, CLIError, Interrupted, as_cli_error, one_line
 from ._decompose import decompose
 from ._info import datasets, info
+from ._operator import train_operator_command
 from ._scan import rank_scan
 
 __all__ = ["cli", "main", "run"]
@@ -65,6 +66,7 @@ def cli() -> None:
     factorch rank-scan --ranks 1-6        fit and core consistency per rank
     factorch info data.npy                shape, density, missing values, norms
     factorch datasets                     the bundled datasets
+    factorch train-operator               train a neural operator on generated PDE data
     """
 
 
@@ -72,6 +74,7 @@ cli.add_command(decompose)
 cli.add_command(rank_scan)
 cli.add_command(info)
 cli.add_command(datasets)
+cli.add_command(train_operator_command)
 
 
 def _fail(message: str, code: int = 2) -> int:

@@ -28,14 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
-import opt_einsum
 import torch
 from torch import nn
 
 from ..._numerics import HALF_DTYPES, autocast_disabled
 from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
-from ._modes import check_grid, scatter_modes, select_modes
+from ._einsum import Contraction
+from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, count_real, mode_labels
 
 __all__ = ["Implementation", "SpectralConv"]
@@ -49,7 +49,7 @@ class _Plan:
     takes the factors directly."""
 
     factorized: bool
-    expression: Any  # opt_einsum.contract.ContractExpression (untyped)
+    expression: Contraction
     costs: tuple[int, int]  # (factorized, reconstructed) cost-model values; -1 when unavailable
 
 
@@ -235,11 +235,9 @@ class SpectralConv(nn.Module):
             x = x.to(real)
         grid = tuple(x.shape[2:])
         check_grid(self.modes, grid, fn)
-        dims = tuple(range(2, 2 + d))
         with autocast_disabled():
-            kept = select_modes(torch.fft.rfftn(x, dim=dims), self.modes)
-            mixed = self._contract(kept)
-            y = torch.fft.irfftn(scatter_modes(mixed, self.modes, grid), s=grid, dim=dims)
+            kept = forward_modes(x, self.modes)
+            y = inverse_modes(self._contract(kept), self.modes, grid)
         if self.bias is not None:
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
@@ -254,8 +252,8 @@ class SpectralConv(nn.Module):
             net = self.weight_source.operands(self.layer)
             if net is None:
                 raise RuntimeError("SpectralConv: no network for a factorized contraction.")
-            return cast(torch.Tensor, plan.expression(kept, *net[1], backend="torch"))
-        return cast(torch.Tensor, plan.expression(kept, self.weight, backend="torch"))
+            return plan.expression(kept, *net[1])
+        return plan.expression(kept, self.weight)
 
     def equations(self) -> tuple[str, str]:
         """``(input subscript, output subscript)`` of the contraction."""
@@ -264,38 +262,34 @@ class SpectralConv(nn.Module):
         return BATCH + IN + modes, BATCH + out + modes
 
     def plan(self, kept_shape: Sequence[int]) -> _Plan:
-        """The contraction of a kept spectrum of ``kept_shape`` (the ``"auto"`` rule here)."""
+        """The contraction of a kept spectrum of ``kept_shape`` (the ``"auto"`` rule here).
+
+        Cost of a contraction: opt_einsum's FLOP count of its best pairwise order plus
+        :data:`~factorch.nn.formats.MEMORY_WEIGHT` times the numbers its intermediates hold.
+        Factorized: the spectrum and all factors as one network. Reconstructed: the factors
+        contracted into the weight, then the dense contraction. The factorized network's best
+        order may itself rebuild the weight first, so it never costs more by this measure.
+        """
         x_sub, out_sub = self.equations()
         src = self.weight_source
         w_sub = src.layer_labels()
         w_shape = src.shape[1:] if src.n_layers is not None else src.shape
-        dense_eq = f"{x_sub},{w_sub}->{out_sub}"
-        dense_shapes = [tuple(kept_shape), tuple(w_shape)]
+        dense = Contraction(f"{x_sub},{w_sub}->{out_sub}", [tuple(kept_shape), tuple(w_shape)])
         net = src.operands(self.layer) if src.dense is None else None
         if net is None or self.implementation == "reconstructed":
-            expr = opt_einsum.contract_expression(dense_eq, *dense_shapes, optimize="optimal")
-            return _Plan(False, expr, (-1, -1))
+            return _Plan(False, dense, (-1, -1))
         subs, ops = net
-        shapes = [tuple(kept_shape), *(tuple(o.shape) for o in ops)]
-        fact_eq = ",".join([x_sub, *subs]) + "->" + out_sub
-        strategy = "optimal" if len(shapes) <= 7 else "dp"
-        path, info = opt_einsum.contract_path(fact_eq, *shapes, shapes=True, optimize=strategy)
-        fact_cost = int(info.opt_cost) + MEMORY_WEIGHT * int(sum(info.size_list))
-        rebuild_eq = ",".join(subs) + "->" + w_sub
-        _, rebuild = opt_einsum.contract_path(
-            rebuild_eq, *shapes[1:], shapes=True, optimize=strategy
+        shapes = [tuple(o.shape) for o in ops]
+        strategy = "optimal" if len(shapes) <= 6 else "dp"
+        fact = Contraction(
+            ",".join([x_sub, *subs]) + "->" + out_sub, [tuple(kept_shape), *shapes], strategy
         )
-        _, dense = opt_einsum.contract_path(
-            dense_eq, *dense_shapes, shapes=True, optimize="optimal"
-        )
-        rec_cost = int(rebuild.opt_cost) + int(dense.opt_cost)
-        rec_cost += MEMORY_WEIGHT * int(sum(rebuild.size_list) + sum(dense.size_list))
+        rebuild = Contraction(",".join(subs) + "->" + w_sub, shapes, strategy)
+        fact_cost = fact.flops + MEMORY_WEIGHT * fact.intermediates
+        rec_cost = rebuild.flops + dense.flops
+        rec_cost += MEMORY_WEIGHT * (rebuild.intermediates + dense.intermediates)
         use_factors = self.implementation == "factorized" or fact_cost <= rec_cost
-        if use_factors:
-            expr = opt_einsum.contract_expression(fact_eq, *shapes, optimize=path)
-        else:
-            expr = opt_einsum.contract_expression(dense_eq, *dense_shapes, optimize="optimal")
-        return _Plan(use_factors, expr, (fact_cost, rec_cost))
+        return _Plan(use_factors, fact if use_factors else dense, (fact_cost, rec_cost))
 
     def _apply(self, fn: Any, recurse: bool = True) -> SpectralConv:
         self._plans.clear()  # device or dtype changes: rebuild the plans

@@ -19,7 +19,15 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_grid", "kept_frequencies", "mode_sizes", "scatter_modes", "select_modes"]
+__all__ = [
+    "check_grid",
+    "forward_modes",
+    "inverse_modes",
+    "kept_frequencies",
+    "mode_sizes",
+    "scatter_modes",
+    "select_modes",
+]
 
 
 def mode_sizes(modes: Sequence[int]) -> tuple[int, ...]:
@@ -83,3 +91,32 @@ def scatter_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int])
     index.append(slice(0, modes[-1] // 2 + 1))
     full[tuple(index)] = kept  # a fresh tensor: autograd routes the gradient to ``kept``
     return full
+
+
+def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    """The kept modes of ``rfftn(x)`` over the last ``len(modes)`` dimensions, computing only
+    what is kept: a real FFT along the last dimension, truncated, then complex FFTs along the
+    others on the kept columns only (fewer transforms than a full ``rfftn``; same values)."""
+    d = len(modes)
+    out = torch.fft.rfft(x, dim=-1)[..., : modes[-1] // 2 + 1]
+    for j in reversed(range(d - 1)):
+        dim = x.ndim - d + j
+        out = torch.fft.fft(out, dim=dim)
+        out = out.index_select(dim, _index(modes[j], out.shape[dim], out.device))
+    return out
+
+
+def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """``irfftn`` of the spectrum that is ``kept`` on the kept modes and zero elsewhere, without
+    building the zeros beyond the kept columns: complex inverse FFTs along the leading
+    dimensions on the kept columns, then an inverse real FFT (zero-padded) along the last."""
+    d = len(modes)
+    out = kept
+    for j in range(d - 1):
+        dim = kept.ndim - d + j
+        shape = list(out.shape)
+        shape[dim] = grid[j]
+        full = torch.zeros(shape, dtype=out.dtype, device=out.device)
+        full = full.index_copy(dim, _index(modes[j], grid[j], out.device), out)
+        out = torch.fft.ifft(full, dim=dim)
+    return torch.fft.irfft(out, n=grid[-1], dim=-1)

@@ -24,6 +24,7 @@ from ..._checks import check_generator, check_positive_int
 from ..._numerics import check_memory
 from .._spec import TensorLayout
 from ..formats import WeightFormat, get_format
+from ._einsum import Contraction
 from ._modes import mode_sizes
 from ._networks import Network, network_for, symbols
 
@@ -229,7 +230,7 @@ class SpectralWeight(nn.Module):
             raise RuntimeError("SpectralWeight.tensor: neither dense nor factorized.")
         subs, ops = net
         eq = ",".join(subs) + "->" + (self.labels if layer is None else self.layer_labels())
-        return opt_einsum.contract(eq, *ops, backend="torch")
+        return Contraction(eq, [tuple(o.shape) for o in ops])(*ops)
 
     def load_dense_(self, weight: torch.Tensor) -> None:
         """Set the weight from a dense complex tensor of :attr:`shape` (factorized formats
