@@ -143,7 +143,9 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
         ),
         (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
         (
-            lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(torch.zeros(1, 2, 16, 16)),
+            lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(
+                torch.zeros(1, 2, 16, 16)
+            ),
             ValueError,
             r"MGTFNO: input must have shape \(batch, 1, 2 grid sizes\)",
         ),

@@ -83,7 +83,7 @@ def test_losses_are_differentiable() -> None:
     target = torch.randn(2, 1, 6, 7, generator=g, dtype=torch.float64)
     for periodic in (True, False):
         assert torch.autograd.gradcheck(
-            lambda p: relative_h1(p, target, periodic=periodic), (pred,)
+            lambda p, periodic=periodic: relative_h1(p, target, periodic=periodic), (pred,)
         )
     assert torch.autograd.gradcheck(lambda p: relative_lp(p, target), (pred,))
 

@@ -54,7 +54,7 @@ def test_short_darcy_run_reaches_a_stated_error(darcy) -> None:
 
 
 def test_training_is_deterministic_under_a_generator(darcy) -> None:
-    train, test, _ = darcy
+    train, _, _ = darcy
     losses = []
     for _ in range(2):
         model = FNO(1, 1, (4, 4), hidden_channels=4, periodic=False, generator=_gen(3))
