@@ -116,6 +116,11 @@ def test_trained_operator_is_discretisation_invariant() -> None:
         (lambda: FNO(1, 1, 4, widht=3), TypeError, r"FNO: unknown options \['widht'\]"),
         (lambda: FNO(1, 1, 4, dtype=torch.float16), TypeError, r"FNO: dtype must be"),
         (
+            lambda: FNO(1, 1, (8, 8), hidden_channels=10**6),
+            ValueError,
+            r"FNO: the model's parameters needs about .* use fewer hidden_channels",
+        ),
+        (
             lambda: TFNO(1, 1, (4, 4), hidden_channels=4, format="tucker", rank=(9, 4, 4, 3)),
             ValueError,
             r"TFNO: rank\[0\] = 9 exceeds the mode size 4",

@@ -236,3 +236,45 @@ def test_load_checkpoint_refuses_foreign_files(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing")
+
+
+def _mutate_config(path: Path, change) -> None:
+    config = json.loads((path / "config.json").read_text())
+    change(config)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda c: c.__setitem__("complex", 5), r"config.json is malformed"),
+        (lambda c: c.__setitem__("model", ["fno"]), r"config.json is malformed"),
+        (lambda c: c.__setitem__("config", "x"), r"config.json is malformed"),
+        (lambda c: c.__setitem__("normalized", "yes"), r"config.json is malformed"),
+        (lambda c: c.__setitem__("model", "os.system"), r"no model factorch can build"),
+        (lambda c: c["config"].__setitem__("evil", 1), r"unknown fields \['evil'\]"),
+        (lambda c: c["config"].pop("modes"), r"no model factorch can build \('modes'\)"),
+        (lambda c: c["config"].__setitem__("hidden_channels", "x"), r"hidden_channels must be"),
+        (lambda c: c["config"].__setitem__("format", "__import__"), r"format must be one of"),
+        (
+            lambda c: c["config"].__setitem__("hidden_channels", 10**7),
+            r"the model's parameters needs about .* of memory",
+        ),
+        (lambda c: c["config"].__setitem__("hidden_channels", 5), r"has shape .* expects"),
+        (lambda c: c.__setitem__("complex", []), r"has shape .* expects"),
+    ],
+)
+def test_load_checkpoint_refuses_untrusted_configs(change, match, tmp_path: Path) -> None:
+    """A hand-edited or hostile config.json is refused with a ValueError before any code runs
+    or any absurd allocation happens; nothing is unpickled."""
+    path = save_checkpoint(FNO(1, 1, 4, hidden_channels=4, generator=_gen(0)), tmp_path / "c")
+    _mutate_config(path, change)
+    with pytest.raises(ValueError, match=match):
+        load_checkpoint(path)
+
+
+def test_load_checkpoint_refuses_a_corrupt_weights_file(tmp_path: Path) -> None:
+    path = save_checkpoint(FNO(1, 1, 4, hidden_channels=4, generator=_gen(0)), tmp_path / "c")
+    (path / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError, match=r"is not a valid safetensors file"):
+        load_checkpoint(path)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .._checks import check_generator, check_positive_int
+from .._numerics import check_memory
 from ..nn.spectral import SpectralConv, count_real
 from ._blocks import (
     ACTIVATIONS,
@@ -222,9 +223,22 @@ class FNO(nn.Module):
         real = torch.get_default_dtype() if dtype is None else dtype
         if real not in (torch.float32, torch.float64):
             raise TypeError(f"{fn}: dtype must be torch.float32 or torch.float64; got {real}.")
-        self.config = config
         c = config
         hidden = c.hidden_channels
+        # A lower bound on what the layers allocate (skip weights, channel MLPs, and the dense
+        # spectral weights when dense): refuse absurd widths before allocating anything.
+        per_layer = hidden * hidden * (1 + 2 * c.channel_mlp_expansion)
+        if c.format == "dense":
+            per_layer += 2 * hidden * (1 if c.separable else hidden) * math.prod(c.modes)
+        check_memory(
+            int(c.n_layers * per_layer),
+            real,
+            "cpu" if device is None else device,
+            fn,
+            "the model's parameters",
+            hint="use fewer hidden_channels, layers or modes",
+        )
+        self.config = config
         lift_in = c.in_channels + (c.dims if c.positional_embedding else 0)
         self.embedding = GridEmbedding(c.dims, c.periodic) if c.positional_embedding else None
         self.lifting = ChannelMLP(

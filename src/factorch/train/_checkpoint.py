@@ -169,6 +169,19 @@ def load_checkpoint(
         raise ValueError(f"{fn}: {root} is not a readable checkpoint ({err}).") from err
     if not isinstance(config, dict) or config.get("format") != _FORMAT:
         raise ValueError(f"{fn}: {root / CONFIG} is not a factorch operator checkpoint.")
+    complex_keys = config.get("complex", [])
+    if (
+        not isinstance(config.get("model"), str)
+        or not isinstance(config.get("config"), dict)
+        or not isinstance(complex_keys, list)
+        or not all(isinstance(k, str) for k in complex_keys)
+        or not isinstance(config.get("normalized", False), bool)
+    ):
+        raise ValueError(
+            f"{fn}: {root / CONFIG} is malformed: it needs 'model' (a name), 'config' (an "
+            "object), 'complex' (a list of names) and 'normalized' (a bool); re-save the model "
+            "with save_checkpoint."
+        )
     try:
         tensors = load(blob)
     except SafetensorError as err:
@@ -176,16 +189,23 @@ def load_checkpoint(
             f"{fn}: {root / WEIGHTS} is not a valid safetensors file ({err})."
         ) from err
     dtypes = {
-        t.dtype for k, t in tensors.items() if k not in config["complex"] and t.is_floating_point()
+        t.dtype for k, t in tensors.items() if k not in complex_keys and t.is_floating_point()
     }
     dtype = torch.float64 if torch.float64 in dtypes else torch.float32
-    model = model_from_config({"model": config["model"], "config": config["config"]}, dtype=dtype)
+    try:
+        model = model_from_config(
+            {"model": config["model"], "config": config["config"]}, dtype=dtype
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{fn}: {root / CONFIG} describes no model factorch can build ({err})."
+        ) from err
     if config.get("normalized"):
         names = ("in_mean", "in_std", "out_mean", "out_std")
         if not all(n in tensors for n in names):
             raise ValueError(f"{fn}: a normalized checkpoint needs {names} in {WEIGHTS}.")
         model = NormalizedOperator(model, *(tensors[n].clone() for n in names))
-    for key in config["complex"]:
+    for key in complex_keys:
         if key in tensors:
             tensors[key] = torch.view_as_complex(tensors[key].contiguous())
     expected = model.state_dict()
