@@ -38,7 +38,7 @@ class _ContiguousBmm(torch.autograd.Function):
 
 def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_complex() and (a.requires_grad or b.requires_grad):
-        return _ContiguousBmm.apply(a, b)  # type: ignore[no-any-return]
+        return _ContiguousBmm.apply(a, b)
     return torch.bmm(a, b)
 
 
