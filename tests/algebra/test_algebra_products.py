@@ -252,179 +252,287 @@ def test_mode_dot_and_khatri_rao_gradcheck():
 # --------------------------------------------------------------------------- errors
 
 
-def test_mode_dot_errors():
+def _mode_dot_errors_inputs():
     x = torch.zeros(2, 3, 4)
     m = torch.zeros(5, 3)
-    with pytest.raises(TypeError, match=r"mode_dot: tensor must be a torch\.Tensor; got list\."):
-        mode_dot([1.0], m, 1)
-    with pytest.raises(TypeError, match=r"mode_dot: matrix must be a torch\.Tensor; got int\."):
-        mode_dot(x, 3, 1)
-    with pytest.raises(
+    return x, m
+
+
+MODE_DOT_ERRORS_CASES = [
+    pytest.param(
+        lambda x, m: mode_dot(torch.zeros(2, 100, 100), torch.zeros(1, 100).expand(10**9, 100), 1),
+        ValueError,
+        r"mode_dot: the product needs about .* of memory",
+        id="absurd output",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot("x", m, 1),
         TypeError,
-        match=r"mode_dot: tensor must have a floating-point or complex dtype; got torch\.int64\.",
-    ):
-        mode_dot(torch.zeros(2, 3, dtype=torch.int64), m, 1)
-    with pytest.raises(ValueError, match=r"mode_dot: tensor has an empty dimension"):
-        mode_dot(torch.zeros(2, 0, 4), m, 0)
-    with pytest.raises(
-        ValueError, match=r"mode_dot: matrix must be a matrix or a vector; got shape \(1, 5, 3\)\."
-    ):
-        mode_dot(x, m[None], 1)
-    with pytest.raises(
+        r"mode_dot: tensor must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, None, 1),
         TypeError,
-        match=r"mode_dot: \(tensor, matrix\)\[1\] has dtype torch\.float64 but "
+        r"mode_dot: matrix must be a torch\.Tensor or a numpy array; got NoneType\.",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(torch.zeros(2, 3, dtype=torch.int64), m, 1),
+        TypeError,
+        r"mode_dot: tensor must have a floating-point or complex dtype; got torch\.int64\.",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(torch.zeros(2, 0, 4), m, 0),
+        ValueError,
+        r"mode_dot: tensor has an empty dimension",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m[None], 1),
+        ValueError,
+        r"mode_dot: matrix must be a matrix or a vector; got shape \(1, 5, 3\)\.",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m.double(), 1),
+        TypeError,
+        r"mode_dot: \(tensor, matrix\)\[1\] has dtype torch\.float64 but "
         r"\(tensor, matrix\)\[0\] has torch\.float32; use one dtype\.",
-    ):
-        mode_dot(x, m.double(), 1)
-    with pytest.raises(
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m.to("meta"), 1),
         ValueError,
-        match=r"mode_dot: \(tensor, matrix\)\[1\] is on meta but \(tensor, matrix\)\[0\] is on cpu",
-    ):
-        mode_dot(x, m.to("meta"), 1)
-    with pytest.raises(
-        IndexError, match=r"mode_dot: mode must be in \[-3, 2\] for a 3-way tensor; got 3\."
-    ):
-        mode_dot(x, m, 3)
-    with pytest.raises(
+        r"mode_dot: \(tensor, matrix\)\[1\] is on meta but \(tensor, matrix\)\[0\] is on cpu",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m, 3),
+        IndexError,
+        r"mode_dot: mode must be in \[-3, 2\] for a 3-way tensor; got 3\.",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m, 2),
         ValueError,
-        match=r"mode_dot: matrix has 3 columns but tensor has size 4 along mode 2; "
+        r"mode_dot: matrix has 3 columns but tensor has size 4 along mode 2; "
         r"shapes must agree\.$",
-    ):
-        mode_dot(x, m, 2)
-    with pytest.raises(
-        ValueError, match=r"has size 3 along mode 1; shapes must agree \(transpose=True transposes"
-    ):
-        mode_dot(x, m, 1, transpose=True)
-    with pytest.raises(
-        ValueError, match=r"mode_dot: matrix has 4 columns but tensor has size 3 along mode 1"
-    ):
-        mode_dot(x, torch.zeros(4), 1)
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, m, 1, transpose=True),
+        ValueError,
+        r"has size 3 along mode 1; shapes must agree \(transpose=True transposes",
+    ),
+    pytest.param(
+        lambda x, m: mode_dot(x, torch.zeros(4), 1),
+        ValueError,
+        r"mode_dot: matrix has 4 columns but tensor has size 3 along mode 1",
+    ),
+]
 
 
-def test_multi_mode_dot_errors():
+@pytest.mark.parametrize(("call", "error", "match"), MODE_DOT_ERRORS_CASES)
+def test_mode_dot_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_mode_dot_errors_inputs())
+
+
+def _multi_mode_dot_errors_inputs():
     x = torch.zeros(2, 3, 4)
     mats = [torch.zeros(5, 2), torch.zeros(5, 3)]
-    with pytest.raises(
-        TypeError, match=r"multi_mode_dot: matrices must be a sequence of tensors; got Tensor\."
-    ):
-        multi_mode_dot(x, torch.zeros(5, 2))
-    with pytest.raises(
-        ValueError, match=r"multi_mode_dot: got 2 matrices but 1 modes; give one mode per matrix\."
-    ):
-        multi_mode_dot(x, mats, [0])
-    with pytest.raises(
-        ValueError, match=r"multi_mode_dot: modes must be distinct; got \(1, -2\)\."
-    ):
-        multi_mode_dot(x, [mats[1], mats[1]], [1, -2])
-    with pytest.raises(
-        IndexError, match=r"multi_mode_dot: mode must be in \[-3, 2\] for a 3-way tensor; got 5\."
-    ):
-        multi_mode_dot(x, mats, [0, 5])
-    with pytest.raises(
-        IndexError, match=r"multi_mode_dot: skip must be in \[-3, 2\] for a 3-way tensor; got 3\."
-    ):
-        multi_mode_dot(x, mats, skip=3)
-    with pytest.raises(
+    return x, mats
+
+
+MULTI_MODE_DOT_ERRORS_CASES = [
+    pytest.param(
+        lambda x, mats: multi_mode_dot(
+            torch.zeros(100, 100, 100), [torch.zeros(1, 100).expand(10**7, 100)] * 2, [0, 1]
+        ),
         ValueError,
-        match=r"multi_mode_dot: matrices\[1\] must be a matrix or vector; got \(1, 5, 3\)\.",
-    ):
-        multi_mode_dot(x, [mats[0], mats[1][None]])
-    with pytest.raises(
+        r"multi_mode_dot: an intermediate needs about .* of memory",
+        id="absurd intermediate",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, torch.zeros(5, 2)),
+        TypeError,
+        r"multi_mode_dot: matrices must be a sequence of tensors; got Tensor\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, mats, [0]),
         ValueError,
-        match=r"multi_mode_dot: matrix for mode 2 contracts 3 entries but the tensor has size 4 "
+        r"multi_mode_dot: got 2 matrices but 1 modes; give one mode per matrix\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, [mats[1], mats[1]], [1, -2]),
+        ValueError,
+        r"multi_mode_dot: modes must be distinct; got \(1, -2\)\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, mats, [0, 5]),
+        IndexError,
+        r"multi_mode_dot: mode must be in \[-3, 2\] for a 3-way tensor; got 5\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, mats, skip=3),
+        IndexError,
+        r"multi_mode_dot: skip must be in \[-3, 2\] for a 3-way tensor; got 3\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, [mats[0], mats[1][None]]),
+        ValueError,
+        r"multi_mode_dot: matrices\[1\] must be a matrix or vector; got \(1, 5, 3\)\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, [*mats, torch.zeros(5, 3)], skip=0),
+        ValueError,
+        r"multi_mode_dot: matrix for mode 2 contracts 3 entries but the tensor has size 4 "
         r"along mode 2\.",
-    ):
-        multi_mode_dot(x, [*mats, torch.zeros(5, 3)], skip=0)
-    with pytest.raises(
-        TypeError, match=r"multi_mode_dot: matrices\[1\] must be a torch\.Tensor; got str\."
-    ):
-        multi_mode_dot(x, [mats[0], "a"])
-    # Errors name the matrix's position in the given list, also after a skip.
-    with pytest.raises(
-        TypeError, match=r"multi_mode_dot: matrices\[2\] must have a floating-point"
-    ):
-        multi_mode_dot(x, [mats[0], mats[1], torch.zeros(5, 4, dtype=torch.int32)], skip=0)
-    with pytest.raises(
-        TypeError, match=r"multi_mode_dot: \(tensor, matrix\)\[1\] has dtype torch\.float64"
-    ):
-        multi_mode_dot(x, [mats[0].double()])
-    with pytest.raises(
-        ValueError, match=r"mode 0 contracts 5 entries but the tensor has size 2 along mode 0"
-    ):
-        multi_mode_dot(x, mats, transpose=True)
-
-
-def test_khatri_rao_errors():
-    a, b = torch.zeros(2, 3), torch.zeros(4, 3)
-    with pytest.raises(
-        TypeError, match=r"khatri_rao: matrices must be a sequence of 2-D tensors; got Tensor\."
-    ):
-        khatri_rao(a)
-    with pytest.raises(ValueError, match=r"khatri_rao: need at least one matrix; got none\."):
-        khatri_rao([])
-    with pytest.raises(ValueError, match=r"khatri_rao: need at least one matrix; got none\."):
-        khatri_rao([a], skip=0)
-    with pytest.raises(
-        IndexError, match=r"khatri_rao: skip must be in \[-2, 1\] for a 2-way tensor; got 2\."
-    ):
-        khatri_rao([a, b], skip=2)
-    with pytest.raises(
-        ValueError, match=r"khatri_rao: matrices\[1\] must have 2 dimensions; got shape \(4,\)\."
-    ):
-        khatri_rao([a, torch.zeros(4)])
-    with pytest.raises(
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, [mats[0], "a"]),
         TypeError,
-        match=r"khatri_rao: matrices\[0\] must have a floating-point or complex dtype; "
-        r"got torch\.int64",
-    ):
-        khatri_rao([torch.zeros(2, 3, dtype=torch.int64)])
-    with pytest.raises(
-        ValueError, match=r"khatri_rao: matrices\[0\] has an empty dimension \(shape \(0, 3\)\)"
-    ):
-        khatri_rao([torch.zeros(0, 3), b])
-    with pytest.raises(
+        r"multi_mode_dot: matrices\[1\] must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(
+            x, [mats[0], mats[1], torch.zeros(5, 4, dtype=torch.int32)], skip=0
+        ),
         TypeError,
-        match=r"khatri_rao: matrices\[1\] has dtype torch\.float64 but "
-        r"matrices\[0\] has torch\.float32",
-    ):
-        khatri_rao([a, b.double()])
-    with pytest.raises(
+        r"multi_mode_dot: matrices\[2\] must have a floating-point",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, [mats[0].double()]),
+        TypeError,
+        r"multi_mode_dot: \(tensor, matrix\)\[1\] has dtype torch\.float64",
+    ),
+    pytest.param(
+        lambda x, mats: multi_mode_dot(x, mats, transpose=True),
         ValueError,
-        match=r"khatri_rao: all matrices must have the same number of columns; "
+        r"mode 0 contracts 5 entries but the tensor has size 2 along mode 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), MULTI_MODE_DOT_ERRORS_CASES)
+def test_multi_mode_dot_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_multi_mode_dot_errors_inputs())
+
+
+def _khatri_rao_errors_inputs():
+    a, b = torch.zeros(2, 3), torch.zeros(4, 3)
+    return a, b
+
+
+KHATRI_RAO_ERRORS_CASES = [
+    pytest.param(
+        lambda a, b: khatri_rao([torch.zeros(1, 2).expand(100000, 2)] * 3),
+        ValueError,
+        r"khatri_rao: the \(1000000000000000, 2\) result needs about .* of memory, more than",
+        id="16 PB request",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao(a),
+        TypeError,
+        r"khatri_rao: matrices must be a sequence of 2-D tensors; got Tensor\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([]), ValueError, r"khatri_rao: need at least one matrix; got none\."
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a], skip=0),
+        ValueError,
+        r"khatri_rao: need at least one matrix; got none\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, b], skip=2),
+        IndexError,
+        r"khatri_rao: skip must be in \[-2, 1\] for a 2-way tensor; got 2\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, torch.zeros(4)]),
+        ValueError,
+        r"khatri_rao: matrices\[1\] must have 2 dimensions; got shape \(4,\)\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([torch.zeros(2, 3, dtype=torch.int64)]),
+        TypeError,
+        r"khatri_rao: matrices\[0\] must have a floating-point or complex dtype; "
+        r"got torch\.int64",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([torch.zeros(0, 3), b]),
+        ValueError,
+        r"khatri_rao: matrices\[0\] has an empty dimension \(shape \(0, 3\)\)",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, b.double()]),
+        TypeError,
+        r"khatri_rao: matrices\[1\] has dtype torch\.float64 but "
+        r"matrices\[0\] has torch\.float32",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, torch.zeros(4, 2)]),
+        ValueError,
+        r"khatri_rao: all matrices must have the same number of columns; "
         r"matrices\[0\] has 3 and "
         r"matrices\[1\] has 2\.",
-    ):
-        khatri_rao([a, torch.zeros(4, 2)])
-    with pytest.raises(ValueError, match=r"khatri_rao: weights must have 3 entries; got 2\."):
-        khatri_rao([a, b], weights=torch.zeros(2))
-    with pytest.raises(
-        ValueError, match=r"khatri_rao: weights must have 1 dimensions; got shape \(3, 1\)\."
-    ):
-        khatri_rao([a, b], weights=torch.zeros(3, 1))
-    with pytest.raises(
-        TypeError, match=r"khatri_rao: \(matrices\[0\], weights\)\[1\] has dtype torch\.float64 but"
-    ):
-        khatri_rao([a, b], weights=torch.zeros(3, dtype=F64))
-
-
-def test_kron_errors():
-    a = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"kron: need at least one matrix; got none\."):
-        kron()
-    with pytest.raises(
-        ValueError, match=r"kron: matrices\[1\] must have 2 dimensions; got shape \(3,\)\."
-    ):
-        kron(a, torch.zeros(3))
-    with pytest.raises(
-        TypeError, match=r"kron: matrices\[0\] must be a torch\.Tensor; got float\."
-    ):
-        kron(1.0, a)
-    with pytest.raises(
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, b], weights=torch.zeros(2)),
+        ValueError,
+        r"khatri_rao: weights must have 3 entries; got 2\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, b], weights=torch.zeros(3, 1)),
+        ValueError,
+        r"khatri_rao: weights must have 1 dimensions; got shape \(3, 1\)\.",
+    ),
+    pytest.param(
+        lambda a, b: khatri_rao([a, b], weights=torch.zeros(3, dtype=F64)),
         TypeError,
-        match=r"kron: matrices\[1\] has dtype torch\.float64 but matrices\[0\] has torch\.float32",
-    ):
-        kron(a, a.double())
-    with pytest.raises(
-        TypeError, match=r"kron: matrices\[0\] must have a floating-point or complex dtype"
-    ):
-        kron(torch.zeros(2, 2, dtype=torch.bool))
+        r"khatri_rao: \(matrices\[0\], weights\)\[1\] has dtype torch\.float64 but",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), KHATRI_RAO_ERRORS_CASES)
+def test_khatri_rao_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_khatri_rao_errors_inputs())
+
+
+def _kron_errors_inputs():
+    a = torch.zeros(2, 3)
+    return a
+
+
+KRON_ERRORS_CASES = [
+    pytest.param(
+        lambda a: kron([torch.zeros(1, 10).expand(10**5, 10)] * 3),
+        ValueError,
+        r"kron: the \(1000000000000000, 1000\) result needs about .* of memory",
+        id="absurd size",
+    ),
+    pytest.param(lambda a: kron(), ValueError, r"kron: need at least one matrix; got none\."),
+    pytest.param(
+        lambda a: kron(a, torch.zeros(3)),
+        ValueError,
+        r"kron: matrices\[1\] must have 2 dimensions; got shape \(3,\)\.",
+    ),
+    pytest.param(
+        lambda a: kron("a", a),
+        TypeError,
+        r"kron: matrices\[0\] must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda a: kron(a, a.double()),
+        TypeError,
+        r"kron: matrices\[1\] has dtype torch\.float64 but matrices\[0\] has torch\.float32",
+    ),
+    pytest.param(
+        lambda a: kron(torch.zeros(2, 2, dtype=torch.bool)),
+        TypeError,
+        r"kron: matrices\[0\] must have a floating-point or complex dtype",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), KRON_ERRORS_CASES)
+def test_kron_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_kron_errors_inputs())

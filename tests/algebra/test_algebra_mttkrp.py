@@ -22,9 +22,14 @@ from hypothesis import strategies as st
 from torch.profiler import ProfilerActivity, profile
 
 from factorch.algebra import khatri_rao, mttkrp, unfold
-from factorch.algebra._mttkrp import _first_mode
+from factorch.algebra._plans import plain_plan
 
 F64 = torch.float64
+
+
+def _first_mode(shape, mode):
+    """The mode the plain form (small tensors) contracts first."""
+    return plain_plan(shape, [m for m in range(len(shape)) if m != mode], 3).mode
 
 
 def _problem(shape, rank, dtype, seed, requires_grad=False):
@@ -157,83 +162,112 @@ def test_mttkrp_never_copies_the_tensor(requires_grad):
         assert used < y.numel() * y.element_size(), (mode, used)
 
 
-def test_mttkrp_errors():
+def _mttkrp_errors_inputs():
     x = torch.zeros(2, 3, 4)
     fs = [torch.zeros(2, 5), torch.zeros(3, 5), torch.zeros(4, 5)]
-    with pytest.raises(TypeError, match=r"mttkrp: tensor must be a torch\.Tensor; got list\."):
-        mttkrp([1.0], fs, 0)
-    with pytest.raises(
-        TypeError,
-        match=r"mttkrp: tensor must have a floating-point or complex dtype; got torch\.int64\.",
-    ):
-        mttkrp(torch.zeros(2, 3, 4, dtype=torch.int64), fs, 0)
-    with pytest.raises(
-        ValueError, match=r"mttkrp: tensor must have at least 1 dimensions; got shape \(\)\."
-    ):
-        mttkrp(torch.tensor(1.0), fs, 0)
-    with pytest.raises(
-        ValueError, match=r"mttkrp: tensor has an empty dimension \(shape \(2, 0, 4\)\)"
-    ):
-        mttkrp(torch.zeros(2, 0, 4), fs, 0)
-    with pytest.raises(
-        TypeError, match=r"mttkrp: factors must be a sequence of matrices; got Tensor\."
-    ):
-        mttkrp(x, torch.zeros(3, 4, 5), 0)
-    with pytest.raises(
-        ValueError, match=r"mttkrp: need one factor per mode \(3\); got 2 factors\."
-    ):
-        mttkrp(x, fs[:2], 0)
-    with pytest.raises(
-        IndexError, match=r"mttkrp: mode must be in \[-3, 2\] for a 3-way tensor; got 3\."
-    ):
-        mttkrp(x, fs, 3)
-    with pytest.raises(TypeError, match=r"mttkrp: mode must be an int; got str\."):
-        mttkrp(x, fs, "0")
-    with pytest.raises(
-        ValueError, match=r"mttkrp: factors\[1\] must have 2 dimensions; got shape \(3,\)\."
-    ):
-        mttkrp(x, [fs[0], torch.zeros(3), fs[2]], 0)
-    with pytest.raises(
-        TypeError, match=r"mttkrp: factors\[2\] must be a torch\.Tensor; got NoneType\."
-    ):
-        mttkrp(x, [fs[0], fs[1], None], 0)
-    with pytest.raises(
-        TypeError,
-        match=r"mttkrp: \(tensor, \*factors\)\[2\] has dtype torch\.float64 but "
-        r"\(tensor, \*factors\)\[0\] has torch\.float32",
-    ):
-        mttkrp(x, [fs[0], fs[1].double(), fs[2]], 0)
-    with pytest.raises(
-        ValueError,
-        match=r"mttkrp: \(tensor, \*factors\)\[1\] is on meta but "
-        r"\(tensor, \*factors\)\[0\] is on cpu",
-    ):
-        mttkrp(x, [fs[0].to("meta"), fs[1], fs[2]], 0)
-    with pytest.raises(
-        ValueError,
-        match=r"mttkrp: factors must share one rank; factors\[0\] has 5 columns and "
-        r"factors\[2\] has 4\.",
-    ):
-        mttkrp(x, [fs[0], fs[1], torch.zeros(4, 4)], 0)
-    with pytest.raises(
-        ValueError,
-        match=r"mttkrp: factors\[1\] has 4 rows but the tensor has size 3 along mode 1\.",
-    ):
-        mttkrp(x, [fs[0], torch.zeros(4, 5), fs[2]], 0)
-    # factors[mode] only supplies the rank: its row count is not checked
+    return x, fs
+
+
+def test_mttkrp_output_mode_factor_is_only_checked_for_its_rank():
+    x, fs = _mttkrp_errors_inputs()
     assert mttkrp(x, [torch.zeros(7, 5), fs[1], fs[2]], 0).shape == (2, 5)
-    with pytest.raises(ValueError, match=r"mttkrp: weights must have 5 entries; got 4\."):
-        mttkrp(x, fs, 0, weights=torch.zeros(4))
-    with pytest.raises(
-        ValueError, match=r"mttkrp: weights must have 1 dimensions; got shape \(5, 1\)\."
-    ):
-        mttkrp(x, fs, 0, weights=torch.zeros(5, 1))
-    with pytest.raises(
+
+
+MTTKRP_ERRORS_CASES = [
+    pytest.param(
+        lambda x, fs: mttkrp("x", fs, 0),
         TypeError,
-        match=r"mttkrp: \(tensor, weights\)\[1\] has dtype torch\.float64 but "
+        r"mttkrp: tensor must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(torch.zeros(2, 3, 4, dtype=torch.int64), fs, 0),
+        TypeError,
+        r"mttkrp: tensor must have a floating-point or complex dtype; got torch\.int64\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(torch.tensor(1.0), fs, 0),
+        ValueError,
+        r"mttkrp: tensor must have at least 1 dimensions; got shape \(\)\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(torch.zeros(2, 0, 4), fs, 0),
+        ValueError,
+        r"mttkrp: tensor has an empty dimension \(shape \(2, 0, 4\)\)",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, torch.zeros(3, 4, 5), 0),
+        TypeError,
+        r"mttkrp: factors must be a sequence of matrices; got Tensor\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs[:2], 0),
+        ValueError,
+        r"mttkrp: need one factor per mode \(3\); got 2 factors\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs, 3),
+        IndexError,
+        r"mttkrp: mode must be in \[-3, 2\] for a 3-way tensor; got 3\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs, "0"), TypeError, r"mttkrp: mode must be an int; got str\."
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0], torch.zeros(3), fs[2]], 0),
+        ValueError,
+        r"mttkrp: factors\[1\] must have 2 dimensions; got shape \(3,\)\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0], fs[1], None], 0),
+        TypeError,
+        r"mttkrp: factors\[2\] must be a torch\.Tensor or a numpy array; got NoneType\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0], fs[1].double(), fs[2]], 0),
+        TypeError,
+        r"mttkrp: \(tensor, \*factors\)\[2\] has dtype torch\.float64 but "
+        r"\(tensor, \*factors\)\[0\] has torch\.float32",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0].to("meta"), fs[1], fs[2]], 0),
+        ValueError,
+        r"mttkrp: \(tensor, \*factors\)\[1\] is on meta but "
+        r"\(tensor, \*factors\)\[0\] is on cpu",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0], fs[1], torch.zeros(4, 4)], 0),
+        ValueError,
+        r"mttkrp: factors must share one rank; factors\[0\] has 5 columns and "
+        r"factors\[2\] has 4\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, [fs[0], torch.zeros(4, 5), fs[2]], 0),
+        ValueError,
+        r"mttkrp: factors\[1\] has 4 rows but the tensor has size 3 along mode 1\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs, 0, weights=torch.zeros(4)),
+        ValueError,
+        r"mttkrp: weights must have 5 entries; got 4\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs, 0, weights=torch.zeros(5, 1)),
+        ValueError,
+        r"mttkrp: weights must have 1 dimensions; got shape \(5, 1\)\.",
+    ),
+    pytest.param(
+        lambda x, fs: mttkrp(x, fs, 0, weights=torch.zeros(5, dtype=F64)),
+        TypeError,
+        r"mttkrp: \(tensor, weights\)\[1\] has dtype torch\.float64 but "
         r"\(tensor, weights\)\[0\] has torch\.float32",
-    ):
-        mttkrp(x, fs, 0, weights=torch.zeros(5, dtype=F64))
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), MTTKRP_ERRORS_CASES)
+def test_mttkrp_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_mttkrp_errors_inputs())
 
 
 @pytest.mark.cuda
@@ -264,3 +298,10 @@ def test_mttkrp_mode_dot_khatri_rao_on_cuda_match_cpu():
     torch.testing.assert_close(
         mttkrp(xs, fs, 2).cpu(), mttkrp(x, factors, 2).float(), rtol=1e-4, atol=1e-4
     )
+
+
+def test_an_absurd_intermediate_is_refused_before_allocating():
+    x = torch.zeros(100, 100, 100)
+    big = torch.zeros(1, 1).expand(100, 10**9)  # a stride-0 view: no memory
+    with pytest.raises(ValueError, match=r"mttkrp: the intermediate needs about .* of memory"):
+        mttkrp(x, [big, big, big], 0)

@@ -150,41 +150,64 @@ def test_svd_differentiable_methods_gradcheck():
         )
 
 
-@pytest.mark.parametrize("fn", ["truncated_svd", "randomized_svd"])
-def test_svd_errors(fn):
+def _svd_errors_inputs(fn):
     f = truncated_svd if fn == "truncated_svd" else randomized_svd
     a = torch.zeros(4, 3)
-    with pytest.raises(TypeError, match=rf"{fn}: matrix must be a torch\.Tensor; got list\."):
-        f([[1.0]], 1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix must have 2 dimensions; got shape \(2, 2, 2\)\."
-    ):
-        f(torch.zeros(2, 2, 2), 1)
-    with pytest.raises(
-        TypeError,
-        match=rf"{fn}: matrix must have a floating-point or complex dtype; got torch\.int64\.",
-    ):
-        f(torch.zeros(4, 3, dtype=torch.int64), 1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix has an empty dimension \(shape \(0, 3\)\)"
-    ):
-        f(torch.zeros(0, 3), 1)
     bad = a.clone()
     bad[1, 1] = float("nan")
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix contains 1 NaN or Inf entries; all entries must be finite"
-    ):
-        f(bad, 1)
-    with pytest.raises(ValueError, match=rf"{fn}: rank must be a positive int; got 0\."):
-        f(a, 0)
-    with pytest.raises(TypeError, match=rf"{fn}: rank must be a positive int; got float\."):
-        f(a, 2.0)
-    with pytest.raises(ValueError, match=rf"{fn}: n_iter must be a non-negative int; got -1\."):
-        f(a, 1, n_iter=-1)
-    with pytest.raises(
-        ValueError, match=rf"{fn}: oversample must be a non-negative int; got True\."
-    ):
-        f(a, 1, oversample=True)
+    return f, a, bad
+
+
+SVD_ERRORS_CASES = [
+    pytest.param(
+        lambda f, a, bad: f("matrix", 1),
+        TypeError,
+        r"FN: matrix must be a torch\.Tensor or a numpy array; got str\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(2, 2, 2), 1),
+        ValueError,
+        r"FN: matrix must have 2 dimensions; got shape \(2, 2, 2\)\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(4, 3, dtype=torch.int64), 1),
+        TypeError,
+        r"FN: matrix must have a floating-point or complex dtype; got torch\.int64\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(torch.zeros(0, 3), 1),
+        ValueError,
+        r"FN: matrix has an empty dimension \(shape \(0, 3\)\)",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(bad, 1),
+        ValueError,
+        r"FN: matrix contains 1 NaN or Inf entries; all entries must be finite",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 0), ValueError, r"FN: rank must be a positive int; got 0\."
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 2.0), TypeError, r"FN: rank must be a positive int; got float\."
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 1, n_iter=-1),
+        ValueError,
+        r"FN: n_iter must be a non-negative int; got -1\.",
+    ),
+    pytest.param(
+        lambda f, a, bad: f(a, 1, oversample=True),
+        ValueError,
+        r"FN: oversample must be a non-negative int; got True\.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), SVD_ERRORS_CASES)
+@pytest.mark.parametrize("fn", ["truncated_svd", "randomized_svd"])
+def test_svd_errors(fn, call, error, match):
+    with pytest.raises(error, match=match.replace("FN", fn)):
+        call(*_svd_errors_inputs(fn))
 
 
 def test_truncated_svd_bad_method():
@@ -196,13 +219,83 @@ def test_truncated_svd_bad_method():
         truncated_svd(torch.zeros(4, 3), 1, method="qr")
 
 
-def test_leading_singular_vectors_errors():
-    fn = "leading_singular_vectors"
-    with pytest.raises(
-        ValueError, match=rf"{fn}: matrix must have 2 dimensions; got shape \(3,\)\."
-    ):
-        leading_singular_vectors(torch.zeros(3), 1)
-    with pytest.raises(ValueError, match=rf"{fn}: rank must be a positive int; got -2\."):
-        leading_singular_vectors(torch.zeros(3, 3), -2)
-    with pytest.raises(ValueError, match=rf"{fn}: matrix contains 1 NaN or Inf entries"):
-        leading_singular_vectors(torch.tensor([[1.0, float("inf")]]), 1)
+LEADING_SINGULAR_VECTORS_ERRORS_CASES = [
+    pytest.param(
+        lambda: leading_singular_vectors(torch.zeros(3), 1),
+        ValueError,
+        r"leading_singular_vectors: matrix must have 2 dimensions; got shape \(3,\)\.",
+    ),
+    pytest.param(
+        lambda: leading_singular_vectors(torch.zeros(3, 3), -2),
+        ValueError,
+        r"leading_singular_vectors: rank must be a positive int; got -2\.",
+    ),
+    pytest.param(
+        lambda: leading_singular_vectors(torch.tensor([[1.0, float("inf")]]), 1),
+        ValueError,
+        r"leading_singular_vectors: matrix contains 1 NaN or Inf entries",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), LEADING_SINGULAR_VECTORS_ERRORS_CASES)
+def test_leading_singular_vectors_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ["full", "gram", "randomized"])
+def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype, method):
+    gen = torch.Generator().manual_seed(5)
+    low = torch.randn(40, 3, generator=gen) @ torch.randn(3, 30, generator=gen)
+    a = low.to(dtype)
+    u, s, vh = truncated_svd(a, 3, method=method, generator=torch.Generator().manual_seed(0))
+    assert u.dtype == s.dtype == vh.dtype == dtype
+    ref = torch.linalg.svdvals(a.float())[:3]
+    torch.testing.assert_close(s.float(), ref, rtol=2e-2, atol=0.0)
+    rel = torch.linalg.norm((u.float() * s.float()) @ vh.float() - a.float()) / a.float().norm()
+    assert float(rel) < 2e-2
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+@pytest.mark.parametrize("method", ["full", "gram", "randomized"])
+def test_extreme_float32_scales_give_true_singular_values(scale, method):
+    gen = torch.Generator().manual_seed(6)
+    low = torch.randn(60, 4, generator=gen, dtype=F64) @ torch.randn(
+        4, 50, generator=gen, dtype=F64
+    )
+    a = (low * scale).float()
+    u, s, vh = truncated_svd(a, 4, method=method, generator=torch.Generator().manual_seed(0))
+    ref = torch.linalg.svdvals(low)[:4] * scale
+    torch.testing.assert_close(s.double() / ref, torch.ones(4, dtype=F64), rtol=1e-4, atol=0.0)
+    assert bool(torch.isfinite(u).all()) and bool(torch.isfinite(vh).all())
+    v = leading_singular_vectors(a, 4)
+    assert bool(torch.isfinite(v).all())
+
+
+def test_half_precision_singular_values_beyond_the_range_are_refused():
+    a = torch.full((4, 4), 30000.0, dtype=torch.float16)  # largest singular value 120000
+    with pytest.raises(ValueError, match=r"truncated_svd: the largest singular value .* exceeds"):
+        truncated_svd(a, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda a: truncated_svd(a, 1, generator=0),
+            TypeError,
+            r"truncated_svd: generator must be a torch.Generator or None; got int",
+        ),
+    ],
+)
+def test_svd_argument_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(torch.ones(4, 3))
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_complex32_is_refused():
+    with pytest.raises(TypeError, match=r"randomized_svd: complex32 is not supported"):
+        randomized_svd(torch.ones(4, 3).to(torch.complex32), 1)

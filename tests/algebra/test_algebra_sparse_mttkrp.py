@@ -1,5 +1,5 @@
-"""sparse_mttkrp equals the dense MTTKRP of the densified tensor (hypothesis), across chunk
-boundaries, with gradients; every error pinned."""
+"""sparse_mttkrp equals the dense MTTKRP of the densified tensor (hypothesis), with and without a
+prebuilt SparseLayout, across chunk boundaries, with gradients; every error pinned."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import factorch.algebra._sparse_mttkrp as smod
-from factorch.algebra import mttkrp, sparse_mttkrp
+from factorch.algebra import SparseLayout, mttkrp, sparse_mttkrp
 from factorch.tensors import SparseTensor
 
 F64 = torch.float64
@@ -42,6 +42,7 @@ def test_sparse_mttkrp_equals_dense_mttkrp(shape, rank, density, seed, dtype, us
     dense, factors, gen = _problem(shape, rank, density, seed, dtype)
     sp = SparseTensor.from_dense(dense)
     weights = torch.randn(rank, generator=gen, dtype=F64).to(dtype) if use_weights else None
+    layout = SparseLayout.build(sp)
     for mode in range(len(shape)):
         out = sparse_mttkrp(sp, factors, mode, weights=weights)
         assert out.shape == (shape[mode], rank) and out.dtype == dtype
@@ -49,6 +50,8 @@ def test_sparse_mttkrp_equals_dense_mttkrp(shape, rank, density, seed, dtype, us
         torch.testing.assert_close(
             out.double(), _ref(dense, factors, mode, weights), rtol=tol, atol=tol
         )
+        # a prebuilt layout gives the same numbers bit for bit
+        assert torch.equal(sparse_mttkrp(sp, factors, mode, weights=weights, layout=layout), out)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
@@ -57,11 +60,12 @@ def test_many_chunks_with_rows_split_across_chunk_boundaries(monkeypatch, dtype)
     dense, factors, _ = _problem((7, 40, 30), 3, 0.6, 11, dtype)
     sp = SparseTensor.from_dense(dense)
     assert sp.nnz > 10 * 256
+    layout = SparseLayout.build(sp)
     for mode in range(3):
-        lay = sp._layout(mode)
+        lay = layout.mode(mode)
         assert int(sp.counts(mode).max()) > 256 or mode > 0  # mode-0 rows span several chunks
         assert lay.offsets[-1] == sp.nnz
-        out = sparse_mttkrp(sp, factors, mode)
+        out = sparse_mttkrp(sp, factors, mode, layout=layout)
         tol = TOL[dtype] * 10
         torch.testing.assert_close(out.double(), _ref(dense, factors, mode), rtol=tol, atol=tol)
 
@@ -70,10 +74,13 @@ def test_values_override_matches_a_tensor_with_those_values():
     dense, factors, gen = _problem((5, 6, 4), 2, 0.5, 3)
     sp = SparseTensor.from_dense(dense)
     new = torch.randn(sp.nnz, generator=gen, dtype=F64)
+    layout = SparseLayout.build(sp)
     for mode in range(3):
+        expected = sparse_mttkrp(sp.with_values(new), factors, mode)
+        torch.testing.assert_close(smod.sparse_mttkrp_kernel(layout, factors, mode, new), expected)
+        # the layout of sp serves a tensor with the same coordinates and other values
         torch.testing.assert_close(
-            smod._sparse_mttkrp(sp, factors, mode, new),
-            sparse_mttkrp(sp.with_values(new), factors, mode),
+            sparse_mttkrp(sp.with_values(new), factors, mode, layout=layout), expected
         )
 
 
@@ -102,39 +109,104 @@ def test_gradients_match_dense_mttkrp_and_gradcheck():
         torch.testing.assert_close(a.grad, b.grad)
 
 
-def test_sparse_mttkrp_errors():
+def _error_problem():
     dense, factors, _ = _problem((3, 4, 2), 2, 0.7, 5)
-    sp = SparseTensor.from_dense(dense)
-    with pytest.raises(
+    return dense, SparseTensor.from_dense(dense), factors
+
+
+ERRORS = [
+    (
+        lambda d, sp, f: sparse_mttkrp(d, f, 0),
         TypeError,
-        match=r"sparse_mttkrp: tensor must be a factorch.tensors."
-        r"SparseTensor; got Tensor \(use factorch.algebra.mttkrp",
-    ):
-        sparse_mttkrp(dense, factors, 0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"factors must be a sequence of matrices; got Tensor"):
-        sparse_mttkrp(sp, factors[0], 0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"need one factor per mode \(3\); got 2 factors"):
-        sparse_mttkrp(sp, factors[:2], 0)
-    with pytest.raises(
-        IndexError, match=r"sparse_mttkrp: mode must be in \[-3, 2\] for a 3-way tensor; got 3"
-    ):
-        sparse_mttkrp(sp, factors, 3)
-    with pytest.raises(
+        r"sparse_mttkrp: tensor must be a factorch.tensors.SparseTensor .*got a dense "
+        r"torch.Tensor \(use factorch.algebra.mttkrp",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp("x", f, 0),
         TypeError,
-        match=r"factors\[1\] is torch.float32 on cpu but the tensor's "
-        r"values are torch.float64",
-    ):
-        sparse_mttkrp(sp, [factors[0], factors[1].float(), factors[2]], 0)
-    with pytest.raises(
+        r"sparse_mttkrp: tensor must be a factorch.tensors.SparseTensor .*got str",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f[0], 0),
+        TypeError,
+        r"sparse_mttkrp: factors must be a sequence of matrices; got Tensor",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f[:2], 0),
         ValueError,
-        match=r"factors must share one rank; factors\[0\] has 2 "
-        r"columns and factors\[2\] has 3",
-    ):
-        sparse_mttkrp(sp, [factors[0], factors[1], torch.ones(2, 3, dtype=F64)], 0)
-    with pytest.raises(ValueError, match=r"factors\[1\] has 5 rows but the tensor has size 4"):
-        sparse_mttkrp(sp, [factors[0], torch.ones(5, 2, dtype=F64), factors[2]], 0)
-    with pytest.raises(ValueError, match=r"weights must be a \(2,\) tensor of dtype"):
-        sparse_mttkrp(sp, factors, 0, weights=torch.ones(3, dtype=F64))
+        r"sparse_mttkrp: need one factor per mode \(3\); got 2 factors",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f, 3),
+        IndexError,
+        r"sparse_mttkrp: mode must be in \[-3, 2\] for a 3-way tensor; got 3",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, [f[0], f[1].float(), f[2]], 0),
+        TypeError,
+        r"sparse_mttkrp: factors\[1\] is torch.float32 on cpu but the tensor's values are "
+        r"torch.float64",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, [f[0], f[1], torch.ones(2, 3, dtype=F64)], 0),
+        ValueError,
+        r"sparse_mttkrp: factors must share one rank; factors\[0\] has 2 columns and "
+        r"factors\[2\] has 3",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, [f[0], torch.ones(5, 2, dtype=F64), f[2]], 0),
+        ValueError,
+        r"sparse_mttkrp: factors\[1\] has 5 rows but the tensor has size 4",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f, 0, weights=torch.ones(3, dtype=F64)),
+        ValueError,
+        r"sparse_mttkrp: weights must be a \(2,\) tensor of dtype",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, [f[0], f[1], "c"], 0),
+        TypeError,
+        r"sparse_mttkrp: factors\[2\] must be a torch.Tensor or a numpy array; got str",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f, 0, layout="sorted"),
+        TypeError,
+        r"sparse_mttkrp: layout must be a factorch.algebra.SparseLayout or None; got str",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(sp, f, 2, layout=SparseLayout.build(sp, modes=[0])),
+        ValueError,
+        r"sparse_mttkrp: layout was built for modes \(0,\), not mode 2",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(
+            sp, f, 0, layout=SparseLayout.build(SparseTensor.from_dense(d * (d > 0.5)))
+        ),
+        ValueError,
+        r"sparse_mttkrp: layout was built for other coordinates",
+    ),
+    (
+        lambda d, sp, f: sparse_mttkrp(
+            sp, f, 0, layout=SparseLayout.build(SparseTensor.from_dense(d[:2]))
+        ),
+        ValueError,
+        r"sparse_mttkrp: layout was built for shape \(2, 4, 2\); the tensor has shape "
+        r"\(3, 4, 2\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), ERRORS)
+def test_sparse_mttkrp_errors(call, error, match):
+    dense, sp, factors = _error_problem()
+    with pytest.raises(error, match=match):
+        call(dense, sp, factors)
+
+
+def test_numpy_factors_are_accepted():
+    dense, sp, factors = _error_problem()
+    out = sparse_mttkrp(sp, [f.numpy() for f in factors], 1)
+    torch.testing.assert_close(out, mttkrp(dense, factors, 1))
 
 
 @pytest.mark.cuda
