@@ -68,6 +68,26 @@ def errors_named(fn: str) -> Iterator[None]:
         raise type(err)(f"{fn}: {msg[match.end() :]}") from err
 
 
+def check_input(
+    x: object, fn: str, in_channels: int, dims: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``x`` as a ``(batch, in_channels, *grid)`` tensor in the model's real ``dtype`` (half
+    precision inputs are computed in it); clear errors for anything else."""
+    if not isinstance(x, torch.Tensor) or x.ndim != dims + 2 or x.shape[1] != in_channels:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"{fn}: input must have shape (batch, {in_channels}, {dims} grid sizes); got {got}."
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{fn}: input must be a real floating-point tensor; got {x.dtype} (convert it with "
+            "x.float())."
+        )
+    if x.shape[0] == 0 or 0 in x.shape[2:]:
+        raise ValueError(f"{fn}: input must have a non-empty batch and grid; got {tuple(x.shape)}.")
+    return x.to(dtype)
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1 convolution over any number of spatial dims: ``(B, C, *grid) -> (B, O, *grid)``."""
     batch, out_ch = x.shape[0], weight.shape[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
@@ -37,10 +38,24 @@ from ._blocks import (
     FourierBlocks,
     GridEmbedding,
     PaddingMode,
+    check_input,
     errors_named,
 )
 
-__all__ = ["FNO", "FNOConfig"]
+__all__ = ["FNO", "FNOConfig", "as_modes"]
+
+
+def as_modes(modes: object, fn: str) -> tuple[int, ...]:
+    """``modes`` as a tuple (an int, numpy ints included, is one entry); its entries are checked
+    by the config."""
+    if isinstance(modes, numbers.Integral) and not isinstance(modes, bool):
+        return (int(modes),)
+    if isinstance(modes, Sequence) and not isinstance(modes, str):
+        return tuple(modes)
+    raise ValueError(
+        f"{fn}: modes must be a positive int or a sequence of 1 to 3 of them (one per spatial "
+        f"dimension); got {modes!r}."
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,7 @@ class FNOConfig:
         fn = "FNOConfig"
         for name in ("in_channels", "out_channels", "hidden_channels", "n_layers"):
             object.__setattr__(self, name, check_positive_int(getattr(self, name), fn, name))
-        modes = (self.modes,) if isinstance(self.modes, int) else tuple(self.modes)
+        modes = as_modes(self.modes, fn)
         if not 1 <= len(modes) <= 3:
             raise ValueError(f"{fn}: modes must have 1 to 3 entries; got {self.modes!r}.")
         object.__setattr__(self, "modes", tuple(check_positive_int(m, fn, "modes") for m in modes))
@@ -199,7 +214,8 @@ class FNO(nn.Module):
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(f"{fn}: unknown options {unknown}; the options are {sorted(allowed)}.")
-        modes_ = (modes,) if isinstance(modes, int) else tuple(modes)
+        with errors_named(fn):
+            modes_ = as_modes(modes, "FNOConfig")
         with errors_named(fn):
             config = self.make_config(in_channels, out_channels, modes_, options)
         self._build(config, generator=generator, device=device, dtype=dtype)
@@ -295,12 +311,7 @@ class FNO(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = type(self).__name__
         c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != c.dims + 2 or x.shape[1] != c.in_channels:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"{fn}: input must have shape (batch, {c.in_channels}, {c.dims} grid sizes); "
-                f"got {got}."
-            )
+        x = check_input(x, fn, c.in_channels, c.dims, self.lifting.first.weight.dtype)
         grid = x.shape[2:]
         if self.embedding is not None:
             x = self.embedding(x)

@@ -26,7 +26,7 @@ from torch import nn
 
 from .._checks import check_positive_int
 from ..nn.spectral import count_real
-from ._blocks import errors_named
+from ._blocks import check_input, errors_named
 from ._patching import Boundary, MultigridPatching
 from .fno import FNOConfig
 from .tfno import TFNO
@@ -163,12 +163,7 @@ class MGTFNO(nn.Module):
         fn = "MGTFNO"
         c = self.config
         dims = c.operator.dims
-        if not isinstance(x, torch.Tensor) or x.ndim != dims + 2 or x.shape[1] != c.in_channels:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"{fn}: input must have shape (batch, {c.in_channels}, {dims} grid sizes); "
-                f"got {got}."
-            )
+        x = check_input(x, fn, c.in_channels, dims, self.operator.lifting.first.weight.dtype)
         grid = tuple(x.shape[2:])
         batch = x.shape[0]
         with errors_named(fn):

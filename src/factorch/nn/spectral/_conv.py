@@ -36,7 +36,7 @@ from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
 from ._einsum import Contraction
 from ._modes import check_grid, forward_modes, inverse_modes
-from ._weight import BATCH, IN, OUT, SpectralWeight, count_real, mode_labels
+from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
 
 __all__ = ["Implementation", "SpectralConv"]
 
@@ -155,7 +155,7 @@ class SpectralConv(nn.Module):
             want = (
                 in_channels,
                 out_channels,
-                tuple(modes) if not isinstance(modes, int) else (modes,),
+                check_modes(modes, fn),
             )
             have = (shared.in_channels, shared.out_channels, shared.modes)
             if want != have:

@@ -13,6 +13,7 @@ complex CP-ALS of :func:`factorch.decomp.cp`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,8 +67,8 @@ def count_real(module: nn.Module) -> int:
 
 def check_modes(modes: object, fn: str) -> tuple[int, ...]:
     """Modes as a tuple of 1 to 3 positive ints."""
-    if isinstance(modes, int) and not isinstance(modes, bool):
-        modes = (modes,)
+    if isinstance(modes, numbers.Integral) and not isinstance(modes, bool):
+        modes = (int(modes),)
     if not isinstance(modes, Sequence) or not 1 <= len(modes) <= 3:
         raise ValueError(
             f"{fn}: modes must be a positive int or a sequence of 1 to 3 of them (one per spatial "
@@ -152,12 +153,22 @@ class SpectralWeight(nn.Module):
                     f"{fn}: a dense spectral weight takes no rank or ratio; got rank={rank!r}, "
                     f"ratio={ratio!r} (pass format='cp', 'tucker', 'tt', ... to factorize it)."
                 )
-            check_memory(math.prod(self.shape), cdtype, device or "cpu", fn, "the dense weight")
+            # randn, then its scaled copy: twice the weight at the peak.
+            check_memory(
+                2 * math.prod(self.shape), cdtype, device or "cpu", fn, "the dense weight",
+                hint="use fewer modes or channels",
+            )  # fmt: skip
             w = torch.randn(self.shape, generator=generator, dtype=cdtype) * std
             self.dense: nn.Parameter | None = nn.Parameter(w.to(device))
             self.factors = nn.ParameterList()
         else:
             cls = get_format(format, fn)
+            if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 < ratio <= 1:
+                # The budget a ratio asks for, before the (size-proportional) rank search.
+                check_memory(
+                    math.ceil(ratio * math.prod(self.shape)), cdtype, device or "cpu", fn,
+                    f"the {format} factors at ratio {ratio}", hint="use fewer modes or channels",
+                )  # fmt: skip
             layout = TensorLayout.identity(self.shape)
             canonical = cls.resolve_rank(layout, rank=rank, ratio=ratio, fn=fn)
             self.fmt = cls(layout, canonical, decomposition=decomposition)
