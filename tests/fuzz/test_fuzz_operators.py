@@ -126,7 +126,12 @@ def test_fuzz_multigrid_patching(data: st.DataObject) -> None:
 @given(data=st.data(), side=st.sampled_from([8, 16]))
 def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int) -> None:
     entry = Entry(
-        "MGTFNO", lambda t, r: _mg_forward(t, r, side), _check_forward, 3, 3, NO_NONFINITE
+        "MGTFNO",
+        lambda t, r: _mg_forward(t, r, side),
+        lambda case, result: assert_finite_result(case, result, dtype=_layer_dtype(case)),
+        3,
+        3,
+        NO_NONFINITE,
     )
     assert_clear_or_true(entry, data.draw(fuzz_cases(entry)))
 
@@ -140,11 +145,15 @@ def _mg_forward(tensor: Any, rank: Any, side: int) -> Any:
             if tensor.is_floating_point()
             else tensor
         )
+    dtype = getattr(tensor, "dtype", torch.float32)
+    dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     model = MGTFNO(
         tensor.shape[1] if getattr(tensor, "ndim", 0) == 3 else 1, 1, rank, levels=1,
-        hidden_channels=4, n_layers=1, format="dense", generator=_gen(),
+        hidden_channels=4, n_layers=1, format="dense", generator=_gen(), dtype=dtype,
     )  # fmt: skip
-    return model(tensor)
+    out = model(tensor)
+    assert out.shape[2:] == tensor.shape[2:]
+    return out
 
 
 def _loss_call(which: str) -> Any:

@@ -117,6 +117,11 @@ def test_losses_are_differentiable() -> None:
             r"relative_lp: reduction must be one of",
         ),
         (
+            lambda: relative_lp(torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3)),
+            TypeError,
+            r"relative_lp: pred and target must be real floating-point tensors",
+        ),
+        (
             lambda: relative_h1(torch.ones(2, 1, 1), torch.ones(2, 1, 1), periodic=True, dims=1),
             ValueError,
             r"relative_h1: every grid dimension needs at least 2 points",
@@ -126,3 +131,44 @@ def test_losses_are_differentiable() -> None:
 def test_bad_arguments(call, exc, match) -> None:
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
+)
+def test_losses_are_true_at_extreme_scales(dtype: torch.dtype, scale: float) -> None:
+    g = torch.Generator().manual_seed(2)
+    target = torch.randn(3, 1, 12, 12, generator=g, dtype=torch.float64)
+    pred = target + 0.1 * torch.randn(3, 1, 12, 12, generator=g, dtype=torch.float64)
+    for loss in (
+        lambda p, t: relative_lp(p, t),
+        lambda p, t: relative_h1(p, t, periodic=True),
+        lambda p, t: relative_h1(p, t, periodic=False),
+    ):
+        reference = loss(pred, target)
+        got = loss((pred * scale).to(dtype), (target * scale).to(dtype))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), reference, rtol=1e-5, atol=0)
+
+
+def test_half_inputs_are_computed_in_float32_and_a_zero_target_gives_the_absolute_error() -> None:
+    g = torch.Generator().manual_seed(3)
+    target = 300 * torch.randn(2, 1, 16, generator=g)  # squares overflow float16
+    pred = target + 30 * torch.randn(2, 1, 16, generator=g)
+    got = relative_lp(pred.half(), target.half(), dims=1)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(
+        got.float(),
+        relative_lp(pred.half().float(), target.half().float(), dims=1),
+        rtol=1e-3,
+        atol=0,
+    )
+    err = torch.ones(1, 1, 4)
+    assert float(relative_lp(err, torch.zeros(1, 1, 4), dims=1)) == 2.0  # ||1||_2 over 4 points
+    assert float(relative_h1(err, torch.zeros(1, 1, 4), periodic=True, dims=1)) == 2.0

@@ -121,6 +121,18 @@ class MultigridPatching:
 
     def windows(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unfolded views ``(B, C, n_1..n_d, W_1..W_d)`` of every level's padded field."""
+        fn = "MultigridPatching"
+        if not isinstance(x, torch.Tensor) or not 3 <= x.ndim <= 5:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{fn}: fields must be a (batch, channels, *grid) tensor with 1 to 3 grid "
+                f"dimensions; got {got}."
+            )
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{fn}: fields must be a real floating-point tensor (levels are averages); got "
+                f"{x.dtype}."
+            )
         d = x.ndim - 2
         side, p, per_side = self.geometry(x.shape[2:])
         width = side + 2 * p

@@ -29,7 +29,6 @@ from torch import nn
 __all__ = ["H1Loss", "LpLoss", "Reduction", "gradients", "relative_h1", "relative_lp"]
 
 Reduction = Literal["mean", "sum", "none"]
-_TINY = 1e-30
 
 
 def _check(pred: object, target: object, dims: object, reduction: object, fn: str) -> int:
@@ -49,7 +48,35 @@ def _check(pred: object, target: object, dims: object, reduction: object, fn: st
         raise ValueError(
             f"{fn}: reduction must be one of {get_args(Reduction)}; got {reduction!r}."
         )
+    if not pred.is_floating_point() or not target.is_floating_point():
+        raise TypeError(
+            f"{fn}: pred and target must be real floating-point tensors; got {pred.dtype} and "
+            f"{target.dtype}."
+        )
     return dims
+
+
+def _scale(u: torch.Tensor, d: int) -> torch.Tensor:
+    """Per leading index, a power of two ``s`` with ``max|u| / s`` in ``[0.5, 1)`` (1 for zero or
+    non-finite fields): dividing by it is exact and keeps sums of squares clear of under- and
+    overflow at any scale of the dtype. No host sync."""
+    peak = u.detach().abs().flatten(-d).amax(-1)
+    _, exponent = torch.frexp(peak)
+    s = torch.ldexp(torch.ones_like(peak), exponent)
+    return torch.where(torch.isfinite(peak) & (peak > 0), s, torch.ones_like(peak))
+
+
+def _ratio(
+    num: torch.Tensor, den: torch.Tensor, s_num: torch.Tensor, s_den: torch.Tensor
+) -> torch.Tensor:
+    """``(num * s_num) / (den * s_den)``, the absolute error ``num * s_num`` where the target is
+    exactly zero."""
+    zero = den == 0
+    return torch.where(zero, num * s_num, num / torch.where(zero, 1, den) * (s_num / s_den))
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
 def _reduce(ratio: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -77,22 +104,28 @@ def relative_lp(
         reduction: ``"mean"`` (default) or ``"sum"`` over the leading dimensions, or ``"none"``.
 
     Returns:
-        A scalar (or the per-(sample, channel) ratios for ``"none"``). A target that is exactly
-        zero gives the absolute error (its norm is clamped at ``1e-30``). Differentiable.
+        A scalar (or the per-(sample, channel) ratios for ``"none"``), in the inputs' dtype
+        (half precision is computed in float32); true at any scale of the dtype (each field is
+        divided by an exact power of two first). A target that is exactly zero gives the
+        absolute error. Differentiable.
 
     Example:
         >>> v = torch.ones(2, 1, 8, 8)
-        >>> float(relative_lp(1.1 * v, v))
-        0.10000000149011612
+        >>> round(float(relative_lp(1.1 * v, v)), 6)
+        0.1
     """
     fn = "relative_lp"
     d = _check(pred, target, dims, reduction, fn)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
         raise ValueError(f"{fn}: p must be a number >= 1; got {p!r}.")
-    diff = (pred - target).flatten(-d)
-    num = torch.linalg.vector_norm(diff, ord=p, dim=-1)
-    den = torch.linalg.vector_norm(target.flatten(-d), ord=p, dim=-1)
-    return _reduce(num / den.clamp_min(_TINY), reduction)
+    out_dtype = torch.promote_types(pred.dtype, target.dtype)
+    work = _compute_dtype(torch.empty((), dtype=out_dtype))
+    diff = pred.to(work) - target.to(work)
+    t = target.to(work)
+    s_diff, s_t = _scale(diff, d), _scale(t, d)
+    num = torch.linalg.vector_norm(diff.flatten(-d) / s_diff[..., None], ord=p, dim=-1)
+    den = torch.linalg.vector_norm(t.flatten(-d) / s_t[..., None], ord=p, dim=-1)
+    return _reduce(_ratio(num, den, s_diff, s_t), reduction).to(out_dtype)
 
 
 def gradients(u: torch.Tensor, dims: int, *, periodic: bool) -> list[torch.Tensor]:
@@ -157,7 +190,9 @@ def relative_h1(
         dims, reduction: as for :func:`relative_lp`.
 
     Returns:
-        A scalar, or per-(sample, channel) ratios for ``"none"``. Differentiable.
+        A scalar, or per-(sample, channel) ratios for ``"none"``, as for :func:`relative_lp`
+        (scale-safe, half precision computed in float32, absolute error for a zero target).
+        Differentiable.
 
     Example:
         >>> t = torch.arange(32, dtype=torch.float64) / 32
@@ -172,15 +207,19 @@ def relative_h1(
         raise ValueError(
             f"{fn}: every grid dimension needs at least 2 points; got {tuple(pred.shape[-d:])}."
         )
-    diff = pred - target
+    out_dtype = torch.promote_types(pred.dtype, target.dtype)
+    work = _compute_dtype(torch.empty((), dtype=out_dtype))
+    diff = pred.to(work) - target.to(work)
+    t = target.to(work)
+    s_diff, s_t = _scale(diff, d), _scale(t, d)
+    shape = (*s_diff.shape, *([1] * d))
+    diff, t = diff / s_diff.reshape(shape), t / s_t.reshape(shape)
     num = diff.flatten(-d).pow(2).sum(-1)
-    den = target.flatten(-d).pow(2).sum(-1)
-    for gd, gt in zip(
-        gradients(diff, d, periodic=periodic), gradients(target, d, periodic=periodic)
-    ):
+    den = t.flatten(-d).pow(2).sum(-1)
+    for gd, gt in zip(gradients(diff, d, periodic=periodic), gradients(t, d, periodic=periodic)):
         num = num + gd.flatten(-d).pow(2).sum(-1)
         den = den + gt.flatten(-d).pow(2).sum(-1)
-    return _reduce((num / den.clamp_min(_TINY)).sqrt(), reduction)
+    return _reduce(_ratio(num.sqrt(), den.sqrt(), s_diff, s_t), reduction).to(out_dtype)
 
 
 class LpLoss(nn.Module):
