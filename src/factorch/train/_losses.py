@@ -48,6 +48,8 @@ def _check(pred: object, target: object, dims: object, reduction: object, fn: st
         raise ValueError(
             f"{fn}: reduction must be one of {get_args(Reduction)}; got {reduction!r}."
         )
+    if pred.numel() == 0:
+        raise ValueError(f"{fn}: pred and target must not be empty; got shape {tuple(pred.shape)}.")
     if not pred.is_floating_point() or not target.is_floating_point():
         raise TypeError(
             f"{fn}: pred and target must be real floating-point tensors; got {pred.dtype} and "

@@ -24,7 +24,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from .._checks import check_generator, check_positive_int
+from .._checks import as_tensor, check_generator, check_positive_int
 from ..datasets.pde import PDEData
 from ._losses import relative_h1, relative_lp
 
@@ -135,21 +135,27 @@ class TrainResult:
 def _pairs(data: object, fn: str, name: str) -> tuple[torch.Tensor, torch.Tensor, bool | None]:
     if isinstance(data, PDEData):
         return data.x, data.y, data.periodic
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        x, y = data
-        if x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:] or x.ndim < 3:
-            raise ValueError(
-                f"{fn}: {name} must be (x, y) with shapes (n, c_in, *grid) and (n, c_out, *grid); "
-                f"got {tuple(x.shape)} and {tuple(y.shape)}."
-            )
-        return x, y, None
-    raise TypeError(
-        f"{fn}: {name} must be a PDEData or a pair of tensors (x, y); got {type(data).__name__}."
-    )
+    if not isinstance(data, tuple) or len(data) != 2:
+        raise TypeError(
+            f"{fn}: {name} must be a PDEData or a pair of tensors (x, y); got "
+            f"{type(data).__name__}."
+        )
+    x, y = (as_tensor(t, fn, f"{name}[{i}]") for i, t in enumerate(data))
+    if x.ndim < 3 or y.ndim != x.ndim or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
+        raise ValueError(
+            f"{fn}: {name} must be (x, y) with shapes (n, c_in, *grid) and (n, c_out, *grid); "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}."
+        )
+    if not x.is_floating_point() or not y.is_floating_point():
+        raise TypeError(
+            f"{fn}: {name} must hold real floating-point tensors; got {x.dtype} and {y.dtype} "
+            "(convert with .float())."
+        )
+    if x.numel() == 0 or y.numel() == 0:
+        raise ValueError(f"{fn}: {name} must not be empty; got {tuple(x.shape)}.")
+    if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(y).all()):
+        raise ValueError(f"{fn}: {name} has NaN or Inf entries; clean the data first.")
+    return x.detach(), y.detach(), None  # fitting is not differentiable in the data
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -198,7 +204,20 @@ def evaluate(
         for start in range(0, x.shape[0], bs):
             xb = x[start : start + bs].to(device)
             yb = y[start : start + bs].to(device)
-            pred = model(xb).to(yb.dtype)
+            pred = model(xb)
+            if not isinstance(pred, torch.Tensor) or pred.shape != yb.shape:
+                got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+                raise ValueError(
+                    f"{fn}: the model must map x to predictions of y's shape "
+                    f"{tuple(yb.shape)}; got {got}."
+                )
+            if not bool(torch.isfinite(pred).all()):
+                raise ValueError(
+                    f"{fn}: the model's predictions have NaN or Inf entries (data beyond the "
+                    f"range of the model's dtype {pred.dtype}?); rescale the data or train a "
+                    "normalized model."
+                )
+            pred = pred.to(yb.dtype)
             l2 += float(relative_lp(pred, yb, dims=dims, reduction="none").mean(1).sum())
             h1 += float(
                 relative_h1(pred, yb, periodic=periodic_, dims=dims, reduction="none").mean(1).sum()

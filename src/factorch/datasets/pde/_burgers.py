@@ -20,7 +20,9 @@ import math
 import torch
 
 from ..._checks import as_tensor, check_positive_int, check_tensor
+from ..._numerics import check_memory
 from ._data import (
+    MAX_STEPS,
     PDEData,
     cached,
     check_device,
@@ -96,13 +98,12 @@ def solve_burgers(
     u = check_tensor(as_tensor(u0, fn, "u0"), fn, "u0")
     if u.is_complex():
         raise TypeError(f"{fn}: u0 must be real; got {u.dtype}.")
+    given = tuple(u.shape)
     single = u.ndim == 1
     if single:
         u = u.unsqueeze(0)
     if u.ndim != 2 or u.shape[-1] < 8:
-        raise ValueError(
-            f"{fn}: u0 must have shape (n,) or (batch, n) with n >= 8; got {tuple(u0.shape)}."
-        )
+        raise ValueError(f"{fn}: u0 must have shape (n,) or (batch, n) with n >= 8; got {given}.")
     nu = check_positive_float(viscosity, fn, "viscosity")
     t_end = check_positive_float(t_final, fn, "t_final")
     snaps = check_positive_int(n_snapshots, fn, "n_snapshots")
@@ -115,6 +116,16 @@ def solve_burgers(
     else:
         step = check_positive_float(dt, fn, "dt")
     per_snap = max(1, math.ceil(interval / step - 1e-9))
+    if per_snap * snaps > MAX_STEPS:
+        raise ValueError(
+            f"{fn}: the run needs {per_snap * snaps:.3g} time steps (dt = {step:.3g} for "
+            f"t_final = {t_end}), more than {MAX_STEPS:.0e}; shorten t_final, lower the "
+            "amplitude of the initial state, or pass a larger dt."
+        )
+    check_memory(
+        math.prod((v.shape[0], snaps, n)), torch.float64, u.device, fn, "the snapshots",
+        hint="use fewer n_snapshots or a smaller batch",
+    )  # fmt: skip
     h = interval / per_snap
     k = torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64, device=v.device)  # 0 .. n/2
     lin = -nu * (2 * math.pi * k) ** 2

@@ -130,13 +130,13 @@ def solve_darcy(
     a = check_tensor(as_tensor(coefficient, fn, "coefficient"), fn, "coefficient")
     if a.is_complex():
         raise TypeError(f"{fn}: coefficient must be real; got {a.dtype}.")
+    given = tuple(a.shape)
     single = a.ndim == 2
     if single:
         a = a.unsqueeze(0)
     if a.ndim != 3 or a.shape[-1] != a.shape[-2] or a.shape[-1] < 3:
         raise ValueError(
-            f"{fn}: coefficient must have shape (n, n) or (batch, n, n) with n >= 3; got "
-            f"{tuple(coefficient.shape)}."
+            f"{fn}: coefficient must have shape (n, n) or (batch, n, n) with n >= 3; got {given}."
         )
     if not bool((a > 0).all()):
         raise ValueError(

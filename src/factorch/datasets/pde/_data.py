@@ -25,6 +25,7 @@ from ..._checks import check_generator, check_positive_int
 
 __all__ = [
     "CACHE_VERSION",
+    "MAX_STEPS",
     "PDEData",
     "cached",
     "check_device",
@@ -34,6 +35,9 @@ __all__ = [
     "default_cache_dir",
     "solve_grid",
 ]
+
+MAX_STEPS = 10**7
+"""Time steps one time-dependent solve may take (beyond it a run is refused, not started)."""
 
 CACHE_VERSION = 1
 """Bumped whenever a generator's output for the same arguments changes (invalidates caches)."""

@@ -34,7 +34,9 @@ from typing import Literal
 import torch
 
 from ..._checks import as_tensor, check_positive_int, check_tensor
+from ..._numerics import check_memory
 from ._data import (
+    MAX_STEPS,
     PDEData,
     cached,
     check_device,
@@ -176,12 +178,13 @@ def solve_navier_stokes(
     w = check_tensor(as_tensor(w0, fn, "w0"), fn, "w0")
     if w.is_complex():
         raise TypeError(f"{fn}: w0 must be real; got {w.dtype}.")
+    given = tuple(w.shape)
     single = w.ndim == 2
     if single:
         w = w.unsqueeze(0)
     if w.ndim != 3 or w.shape[-1] != w.shape[-2] or w.shape[-1] < 8:
         raise ValueError(
-            f"{fn}: w0 must have shape (n, n) or (batch, n, n) with n >= 8; got {tuple(w0.shape)}."
+            f"{fn}: w0 must have shape (n, n) or (batch, n, n) with n >= 8; got {given}."
         )
     nu = check_positive_float(viscosity, fn, "viscosity")
     t_end = check_positive_float(t_final, fn, "t_final")
@@ -198,6 +201,16 @@ def solve_navier_stokes(
     else:
         step = check_positive_float(dt, fn, "dt")
     per_snap = max(1, math.ceil(interval / step - 1e-9))
+    if per_snap * snaps > MAX_STEPS:
+        raise ValueError(
+            f"{fn}: the run needs {per_snap * snaps:.3g} time steps (dt = {step:.3g} for "
+            f"t_final = {t_end}), more than {MAX_STEPS:.0e}; shorten t_final, lower the "
+            "amplitude of the initial state, or pass a larger dt."
+        )
+    check_memory(
+        math.prod((w.shape[0], snaps, n, n)), torch.float64, w.device, fn, "the snapshots",
+        hint="use fewer n_snapshots or a smaller batch",
+    )  # fmt: skip
     h = interval / per_snap
     implicit = 1.0 / (1.0 - 0.5 * h * nu * grid.lap)
     explicit = 1.0 + 0.5 * h * nu * grid.lap
