@@ -3,7 +3,10 @@ discretisation invariance of a trained operator, bad configurations."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -11,6 +14,23 @@ import torch
 from factorch.datasets.pde import burgers
 from factorch.models import FNO, TFNO, FNOConfig, model_config, model_from_config
 from factorch.train import train_operator
+
+
+@contextlib.contextmanager
+def _neuralop() -> Iterator[Any]:
+    """neuraloperator, imported with TensorLy's backend set to pytorch for its use and the
+    previous backend restored after (its import switches TensorLy's global backend, which
+    would leak into other tests that compare against TensorLy)."""
+    tl = pytest.importorskip("tensorly")
+    previous = tl.get_backend()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            neuralop = pytest.importorskip("neuralop")
+        tl.set_backend("pytorch")
+        yield neuralop
+    finally:
+        tl.set_backend(previous)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -25,8 +45,7 @@ def _gen(seed: int = 0) -> torch.Generator:
     ],
 )
 def test_parameter_counts_equal_neuraloperator(kwargs, neuralop_kwargs) -> None:
-    neuralop = pytest.importorskip("neuralop")
-    with warnings.catch_warnings():
+    with _neuralop() as neuralop, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = neuralop.models.FNO(
             n_modes=(8, 8),
@@ -198,10 +217,9 @@ def test_periodic_operator_commutes_with_shifts_on_odd_and_even_grids(grid, form
 def test_neuraloperator_2_0_breaks_shift_equivariance_on_odd_grids() -> None:
     """The anchor's ``fftshift`` bug, measured by the same check (it fails there, so the check
     above can fail): 17 % on a 9 x 11 grid, 3e-7 (float32 round-off) on 10 x 12."""
-    neuralop = pytest.importorskip("neuralop")
-    if neuralop.__version__ != "2.0.0":
-        pytest.skip("the fftshift bug is specific to neuraloperator 2.0.0")
-    with warnings.catch_warnings(), torch.random.fork_rng():
+    with _neuralop() as neuralop, warnings.catch_warnings(), torch.random.fork_rng():
+        if neuralop.__version__ != "2.0.0":
+            pytest.skip("the fftshift bug is specific to neuraloperator 2.0.0")
         warnings.simplefilter("ignore")
         torch.manual_seed(0)  # neuraloperator initialises from the global generator
         theirs = neuralop.models.FNO(

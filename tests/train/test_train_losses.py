@@ -3,13 +3,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
 
 from factorch.train import H1Loss, LpLoss, gradients, relative_h1, relative_lp
+
+
+@contextlib.contextmanager
+def _neuralop() -> Iterator[Any]:
+    """neuraloperator, imported with TensorLy's backend set to pytorch for its use and the
+    previous backend restored after (its import switches TensorLy's global backend, which
+    would leak into other tests that compare against TensorLy)."""
+    tl = pytest.importorskip("tensorly")
+    previous = tl.get_backend()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            neuralop = pytest.importorskip("neuralop")
+        tl.set_backend("pytorch")
+        yield neuralop
+    finally:
+        tl.set_backend(previous)
 
 
 def _trig(n: int, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,10 +39,9 @@ def _trig(n: int, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_relative_lp_matches_neuraloperator() -> None:
-    neuralop = pytest.importorskip("neuralop")
     g = torch.Generator().manual_seed(0)
     pred, target = torch.randn(4, 2, 8, 9, generator=g), torch.randn(4, 2, 8, 9, generator=g)
-    with warnings.catch_warnings():
+    with _neuralop() as neuralop, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = neuralop.losses.LpLoss(d=2, p=2, reduction="sum")(pred, target) / 8
     torch.testing.assert_close(relative_lp(pred, target), theirs)
@@ -63,7 +82,6 @@ def test_relative_h1_value_on_a_known_perturbation() -> None:
 
 @pytest.mark.parametrize("periodic", [True, False])
 def test_relative_h1_agrees_with_neuraloperator_on_smooth_fields(periodic: bool) -> None:
-    neuralop = pytest.importorskip("neuralop")
     n = 128
     x, y = _trig(n, periodic)
     v = (
@@ -71,7 +89,7 @@ def test_relative_h1_agrees_with_neuraloperator_on_smooth_fields(periodic: bool)
         + 0.3 * torch.cos(2 * math.pi * (x + y))
     )[None, None]
     u = v + 0.05 * torch.sin(4 * math.pi * x)[None, None]
-    with warnings.catch_warnings():
+    with _neuralop() as neuralop, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = neuralop.losses.H1Loss(d=2, periodic_in_x=periodic, periodic_in_y=periodic)(u, v)
     assert abs(float(relative_h1(u, v, periodic=periodic)) - float(theirs)) < 1e-2 * float(theirs)
