@@ -4,6 +4,7 @@ other resolutions; callbacks; checkpoints round trip; bad arguments."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,54 @@ def test_shared_weights_are_stored_once_and_tied_again(tmp_path: Path) -> None:
             lambda d: evaluate(torch.nn.Identity(), (torch.ones(2, 1, 8), torch.ones(2, 1, 8))),
             ValueError,
             r"evaluate: periodic must be given",
+        ),
+        (
+            lambda d: evaluate(torch.nn.Identity(), (torch.ones(2, 1, 8), torch.ones(3, 1, 8))),
+            ValueError,
+            r"evaluate: data must be \(x, y\) with shapes \(n, c_in, \*grid\)",
+        ),
+        (
+            lambda d: evaluate(
+                torch.nn.Identity(), (torch.ones(2, 1, 8, dtype=torch.int64), torch.ones(2, 1, 8))
+            ),
+            TypeError,
+            r"evaluate: data must hold real floating-point tensors",
+        ),
+        (
+            lambda d: evaluate(torch.nn.Identity(), (torch.ones(0, 1, 8), torch.ones(0, 1, 8))),
+            ValueError,
+            r"evaluate: data must not be empty",
+        ),
+        (
+            lambda d: evaluate(
+                torch.nn.Identity(), (torch.full((2, 1, 8), math.nan), torch.ones(2, 1, 8))
+            ),
+            ValueError,
+            r"evaluate: data has NaN or Inf entries",
+        ),
+        (
+            lambda d: evaluate(
+                torch.nn.Identity(), (torch.ones(2, 1, 8), torch.ones(2, 2, 8)), periodic=True
+            ),
+            ValueError,
+            r"evaluate: the model must map x to predictions of y's shape \(2, 2, 8\)",
+        ),
+        (
+            lambda d: evaluate(
+                FNO(1, 1, 2, hidden_channels=4),
+                (  # float64 data beyond the float32 model's range
+                    torch.full((2, 1, 8), 1e200, dtype=torch.float64),
+                    torch.ones(2, 1, 8, dtype=torch.float64),
+                ),
+                periodic=True,
+            ),
+            ValueError,
+            r"evaluate: the model's predictions have NaN or Inf entries",
+        ),
+        (
+            lambda d: train_operator(FNO(1, 1, 4), (torch.ones(2, 1, 8),), periodic=True),
+            TypeError,
+            r"train_operator: train must be a PDEData or a pair",
         ),
         (
             lambda d: save_checkpoint(torch.nn.Linear(2, 2), "x"),

@@ -268,7 +268,9 @@ def train_operator(
 
     Args:
         model: the operator (e.g. :class:`~factorch.models.FNO`); trained in place.
-        train: training pairs (:class:`~factorch.datasets.pde.PDEData` or ``(x, y)``).
+        train: training pairs (:class:`~factorch.datasets.pde.PDEData` or ``(x, y)``: finite
+            real floating tensors or numpy arrays, detached: training is not differentiable
+            in the data).
         test: named test sets, possibly at other resolutions (``{"32": .., "64": ..}``).
         epochs: passes over the training set.
         batch_size: samples per step.
@@ -288,8 +290,8 @@ def train_operator(
         :class:`TrainResult` (model in eval mode, history, final metrics, median s/epoch).
 
     Raises:
-        TypeError / ValueError: bad arguments, or a non-finite training loss (the message gives
-            the epoch; lower ``lr``).
+        TypeError / ValueError: bad arguments or data (non-float, empty, NaN/Inf, mismatched
+            shapes), or a non-finite training loss (the message gives the epoch; lower ``lr``).
 
     Example:
         >>> from factorch.datasets.pde import darcy_flow
