@@ -76,6 +76,22 @@ def test_generated_data_is_deterministic_and_resolution_consistent() -> None:
             TypeError,
             r"solve_burgers: viscosity must be",
         ),
+        (
+            lambda: solve_burgers(1e30 * torch.ones(16), viscosity=0.1),
+            ValueError,
+            r"solve_burgers: the run needs .* time steps .* more than 1e\+07",
+        ),
+        (
+            lambda: solve_burgers(torch.ones(16), viscosity=0.1, n_snapshots=10**12, dt=1.0),
+            ValueError,
+            r"solve_burgers: the run needs",
+        ),
+        (
+            lambda: solve_burgers(torch.ones(2**16), viscosity=0.1, n_snapshots=10**6, dt=1.0),
+            ValueError,
+            r"solve_burgers: the snapshots needs about .* of memory",
+        ),
+        (lambda: solve_burgers([1.0] * 4, viscosity=0.1), ValueError, r"got \(4,\)"),
     ],
 )
 def test_bad_arguments_are_refused(call, exc, match) -> None:

@@ -105,6 +105,13 @@ def test_fno_forcing_and_generated_data() -> None:
             ValueError,
             r"solve_navier_stokes: by t = .* the flow is too fast for the time step",
         ),
+        (
+            lambda: solve_navier_stokes(
+                1e30 * torch.sin(2 * math.pi * _grid()[0]), viscosity=1e-3, t_final=1.0
+            ),
+            ValueError,
+            r"solve_navier_stokes: the run needs .* time steps",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(call, exc, match) -> None:

@@ -175,6 +175,12 @@ def test_bad_configurations(make, exc, match) -> None:
             ValueError,
             r"FNO: 8 modes along spatial dimension 0 need a grid of at least 8",
         ),
+        (
+            torch.ones(2, 1, 16, 16, dtype=torch.int64),
+            TypeError,
+            r"FNO: input must be a real floating-point tensor; got torch.int64",
+        ),
+        (torch.ones(0, 1, 16, 16), ValueError, r"FNO: input must have a non-empty batch"),
     ],
 )
 def test_bad_inputs(x, exc, match) -> None:
@@ -232,3 +238,14 @@ def test_neuraloperator_2_0_breaks_shift_equivariance_on_odd_grids() -> None:
         odd = _equivariance_error(theirs, torch.randn(2, 1, 9, 11, generator=_gen(1)))
         even = _equivariance_error(theirs, torch.randn(2, 1, 10, 12, generator=_gen(1)))
     assert odd > 1e-2 and even < 1e-5, (odd, even)
+
+
+def test_half_input_is_computed_in_the_model_dtype_and_numpy_int_modes() -> None:
+    import numpy as np
+
+    model = FNO(1, 1, (np.int64(4), 4), hidden_channels=4, generator=_gen())
+    x = torch.randn(2, 1, 12, 12, generator=_gen(1))
+    with torch.no_grad():
+        out = model(x.half())
+        torch.testing.assert_close(out, model(x.half().float()))
+    assert out.dtype == torch.float32 and model.config.modes == (4, 4)

@@ -141,6 +141,16 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
             ValueError,
             r"MultigridPatching: the grid must have equal sides",
         ),
+        (
+            lambda: MultigridPatching(1).patch(None),
+            ValueError,
+            r"MultigridPatching: fields must be a \(batch, channels, \*grid\) tensor",
+        ),
+        (
+            lambda: MultigridPatching(1).patch(torch.zeros(1, 1, 16, 16, dtype=torch.int32)),
+            TypeError,
+            r"MultigridPatching: fields must be a real floating-point tensor",
+        ),
         (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
         (
             lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(
