@@ -327,3 +327,30 @@ def test_load_checkpoint_refuses_a_corrupt_weights_file(tmp_path: Path) -> None:
     (path / "model.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(ValueError, match=r"is not a valid safetensors file"):
         load_checkpoint(path)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["fno", "tfno-cp", "mg-tfno"])
+def test_cuda_forward_training_and_checkpoints_match_cpu(name: str, tmp_path: Path) -> None:
+    def make() -> torch.nn.Module:
+        if name == "fno":
+            return FNO(1, 1, (5, 5), hidden_channels=6, generator=_gen(20), dtype=torch.float64)
+        if name == "tfno-cp":
+            return TFNO(1, 1, (5, 5), hidden_channels=6, format="cp", rank=4, generator=_gen(20),
+                        dtype=torch.float64)  # fmt: skip
+        return MGTFNO(1, 1, (4, 4), hidden_channels=6, generator=_gen(20), dtype=torch.float64)
+
+    x = torch.randn(4, 1, 16, 16, generator=_gen(21), dtype=torch.float64)
+    y = torch.tanh(x)
+    cpu, gpu = make(), make().to("cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x))
+    kw = {"periodic": True, "epochs": 2, "batch_size": 2}
+    res_cpu = train_operator(cpu, (x, y), generator=_gen(22), **kw)
+    res_gpu = train_operator(gpu, (x.cuda(), y.cuda()), generator=_gen(22), **kw)
+    assert next(res_gpu.model.parameters()).device.type == "cuda"
+    for a, b in zip(res_cpu.history, res_gpu.history):
+        assert abs(a.train_loss - b.train_loss) < 1e-8
+    loaded = load_checkpoint(save_checkpoint(res_gpu.model, tmp_path / "c"), device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x.cuda()), res_gpu.model(x.cuda()))
