@@ -46,8 +46,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
-    "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
     "adapters": _BASE | {"decomp", "nn", "io"},
+    "models": _BASE | {"decomp", "nn"},
+    "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
+    "cli": _BASE
+    | {"decomp", "completion", "random", "nn", "io", "datasets", "plot", "models", "train"},
 }
 
 
