@@ -46,10 +46,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
-    "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
     "regression": _BASE,
     "interop": frozenset({"tensors"}),
     "adapters": _BASE | {"decomp", "nn", "io"},
+    "models": _BASE | {"decomp", "nn"},
+    "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
+    "cli": _BASE
+    | {"decomp", "completion", "random", "nn", "io", "datasets", "plot", "models", "train"},
 }
 
 
