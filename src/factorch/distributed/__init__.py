@@ -18,7 +18,9 @@ block of the tensor and the factor rows of its chunks (SPLATT's medium-grained l
 from ._checkpoint import Checkpoint as Checkpoint
 from ._comm import DistributedError as DistributedError
 from ._comm import init as init
+from ._completion import cp_als as cp_als
 from ._cp import cp as cp
+from ._hosvd import hosvd as hosvd
 from ._layout import ShardLayout as ShardLayout
 from ._layout import choose_grid as choose_grid
 from ._shard import DenseShard as DenseShard
@@ -32,5 +34,7 @@ __all__ = [
     "SparseShard",
     "choose_grid",
     "cp",
+    "cp_als",
+    "hosvd",
     "init",
 ]
