@@ -47,10 +47,10 @@ from ._tucker_common import check_tucker_rank as check_tucker_rank
 from ._tucker_common import data_scale as data_scale
 
 __all__ = [
+    "EXACT_ERROR_GAMMA",
     "RANK_FAMILIES",
     "CPFamily",
     "CPState",
-    "EXACT_ERROR_GAMMA",
     "LowRankFamily",
     "Rank",
     "RankFamily",

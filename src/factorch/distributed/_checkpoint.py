@@ -51,7 +51,9 @@ class Checkpoint:
     def __post_init__(self) -> None:
         fn = "Checkpoint"
         if not isinstance(self.path, (str, os.PathLike)):
-            raise TypeError(f"{fn}: path must be a str or os.PathLike; got {type(self.path).__name__}.")
+            raise TypeError(
+                f"{fn}: path must be a str or os.PathLike; got {type(self.path).__name__}."
+            )
         check_positive_int(self.every, fn, "every")
         if not isinstance(self.resume, bool):
             raise TypeError(f"{fn}: resume must be a bool; got {type(self.resume).__name__}.")

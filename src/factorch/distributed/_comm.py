@@ -68,7 +68,9 @@ def init(*, backend: str | None = None, timeout: float = 600.0) -> tuple[int, in
     """
     fn = "factorch.distributed.init"
     if not dist.is_initialized():
-        missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        missing = [
+            v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ
+        ]
         if missing:
             raise ValueError(
                 f"{fn}: environment variables {', '.join(missing)} are not set; start the job "
@@ -76,7 +78,9 @@ def init(*, backend: str | None = None, timeout: float = 600.0) -> tuple[int, in
                 "torch.distributed.init_process_group yourself)."
             )
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"{fn}: timeout must be a positive number of seconds; got {timeout!r}.")
+            raise ValueError(
+                f"{fn}: timeout must be a positive number of seconds; got {timeout!r}."
+            )
         if backend is None:
             backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
         if backend == "nccl":
@@ -139,7 +143,9 @@ class Comm:
                 "torch.distributed.init_process_group) first."
             )
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"{fn}: timeout must be a positive number of seconds; got {timeout!r}.")
+            raise ValueError(
+                f"{fn}: timeout must be a positive number of seconds; got {timeout!r}."
+            )
         delta = datetime.timedelta(seconds=float(timeout))
         try:
             world = dist.new_group(timeout=delta)
@@ -294,9 +300,7 @@ class Comm:
         """Rows ``send`` (grouped by destination, ``send_counts`` per member) to the members of
         ``group``; returns the rows received (``recv_counts`` per member, in member order)."""
         width = send.shape[1] if send.ndim == 2 else 1
-        recv = torch.empty(
-            sum(recv_counts), width, dtype=send.dtype, device=self.backend_device
-        )
+        recv = torch.empty(sum(recv_counts), width, dtype=send.dtype, device=self.backend_device)
         work, _ = self._dev(send.reshape(-1, width).contiguous())
         with self.guard(self.phase):
             dist.all_to_all_single(

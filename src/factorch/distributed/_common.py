@@ -98,7 +98,9 @@ def check_run_options(
     return iters, tol_, l2_
 
 
-def check_init(init: object, shape: tuple[int, ...], rank: int, dtype: torch.dtype, fn: str) -> None:
+def check_init(
+    init: object, shape: tuple[int, ...], rank: int, dtype: torch.dtype, fn: str
+) -> None:
     if isinstance(init, CPTensor):
         if init.shape != shape or init.rank != rank:
             raise ValueError(
@@ -147,9 +149,7 @@ def open_local(
         local = DenseLocal(upcast(shard.local))
     else:
         coords = shard.local()
-        local = SparseLocal(
-            LocalCoordinates(coords.indices, upcast(coords.values), coords.shape)
-        )
+        local = SparseLocal(LocalCoordinates(coords.indices, upcast(coords.values), coords.shape))
     work = working_dtype(shard.dtype)
     peak = comm.all_reduce(torch.tensor([local.peak()], dtype=torch.float64), op="max")
     scale = fit_scale(torch.ones(1, dtype=work), float(peak[0]))
@@ -161,11 +161,9 @@ def open_local(
             local = SparseLocal(LocalCoordinates(c.indices, c.values / scale, c.shape))
     norm_x2 = comm.all_reduce_sum([local.sq_norm()])[0]
     comm.setup_layers([layout.layers(n) for n in range(layout.ndim)])
-    coords = layout.coords(comm.rank)
+    grid_at = layout.coords(comm.rank)
     exchanges = [
-        RowExchange.build(
-            comm, n, layout.chunk(n, coords[n])[0], local.touched(n), shard.device
-        )
+        RowExchange.build(comm, n, layout.chunk(n, grid_at[n])[0], local.touched(n), shard.device)
         for n in range(layout.ndim)
     ]
     return local, scale, norm_x2, exchanges

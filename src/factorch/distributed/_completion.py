@@ -26,6 +26,7 @@ exploration of optimization algorithms for high performance tensor completion", 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +58,8 @@ from ._exchange import RowExchange
 from ._shard import LocalCoordinates, SparseShard
 
 __all__ = ["cp_als"]
+
+_LOG = logging.getLogger("factorch.distributed")
 
 _CHUNK_ELEMENTS = 1 << 20
 
@@ -129,9 +132,7 @@ def cp_als(
                 "one from SparseTensor.from_dense(x, mask) with SparseShard.from_full)."
             )
         rank = check_positive_int(rank, fn, "rank")
-        iters, tol_, l2_ = check_run_options(
-            fn, max_iter, tol, l2, checkpoint, generator, callback
-        )
+        iters, tol_, l2_ = check_run_options(fn, max_iter, tol, l2, checkpoint, generator, callback)
         patience_ = check_positive_int(patience, fn, "patience")
         check_init(init, checked.shape, rank, checked.dtype, fn)
         _check_validation(validation, checked, fn)
@@ -305,10 +306,9 @@ class _Run:
             v = validation.local()
             self.val = LocalCoordinates(v.indices, upcast(v.values) / self.scale, v.shape)
         self.layout = SparseLayout.build(self.train) if shard.nnz else None
-        sums = comm.all_reduce_sum(
-            [float(shard.nnz), float(torch.sum(vals.double() ** 2)) if shard.nnz else 0.0]
-            + [float(self.val.values.numel()) if self.val is not None else 0.0]
-        )
+        train_sq = float(torch.sum(vals.double() ** 2)) if shard.nnz else 0.0
+        n_val = float(self.val.values.numel()) if self.val is not None else 0.0
+        sums = comm.all_reduce_sum([float(shard.nnz), train_sq, n_val])
         self.nnz, self.sq_sum, self.n_val = int(sums[0]), sums[1], int(sums[2])
         if self.nnz == 0:
             raise ValueError(f"{comm.fn}: no rank holds an observed entry; nothing to fit.")
@@ -338,7 +338,10 @@ class _Run:
         rows = self.ex[mode].rows
         if self.layout is None:
             part = torch.zeros(
-                rows, self.opts.rank * (self.opts.rank + 3) // 2, dtype=self.work, device=self.device
+                rows,
+                self.opts.rank * (self.opts.rank + 3) // 2,
+                dtype=self.work,
+                device=self.device,
             )
         else:
             lay = self.layout.mode(mode)
@@ -352,7 +355,9 @@ class _Run:
         """Training RMSE, ridge objective and validation RMSE (scaled units)."""
         resid2 = 0.0
         if self.shard.nnz:
-            resid2 = float(torch.sum((predictions(factors, self.train.indices) - self.train.values) ** 2))
+            resid2 = float(
+                torch.sum((predictions(factors, self.train.indices) - self.train.values) ** 2)
+            )
         params = sum(
             float(torch.sum(f.index_select(0, ex.owned) ** 2)) for f, ex in zip(factors, self.ex)
         )
@@ -376,9 +381,9 @@ class _Run:
             rms = rms if rms > 0 else 1.0
             std = (rms / math.sqrt(opts.rank)) ** (1.0 / len(self.shard.shape))
             full = [
-                (torch.randn((s, opts.rank), generator=opts.generator, dtype=torch.float64) * std).to(
-                    device=self.device, dtype=self.work
-                )
+                (
+                    torch.randn((s, opts.rank), generator=opts.generator, dtype=torch.float64) * std
+                ).to(device=self.device, dtype=self.work)
                 for s in self.shard.shape
             ]
         return [chunk_rows(f, ex) for f, ex in zip(full, self.ex)]
@@ -397,7 +402,9 @@ class _Run:
         )
 
     def full(self, factors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [gather_full(self.comm, ex, f, s) for f, ex, s in zip(factors, self.ex, self.shard.shape)]
+        return [
+            gather_full(self.comm, ex, f, s) for f, ex, s in zip(factors, self.ex, self.shard.shape)
+        ]
 
     def model(self, factors: list[torch.Tensor], *, normalize: bool) -> CPTensor:
         full = self.full(factors)
@@ -409,7 +416,11 @@ class _Run:
         return CPTensor(weights, tuple(f.to(self.shard.dtype) for f in m.factors))
 
     def save(
-        self, factors: list[torch.Tensor], best: list[torch.Tensor] | None, mon: _Monitor, epoch: int
+        self,
+        factors: list[torch.Tensor],
+        best: list[torch.Tensor] | None,
+        mon: _Monitor,
+        epoch: int,
     ) -> None:
         if self.opts.checkpoint is None:
             return
@@ -424,7 +435,9 @@ class _Run:
     ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, _Monitor, int, int | None]:
         """Factors, best factors, monitor, first epoch and the epoch resumed from."""
         ckpt = self.opts.checkpoint
-        loaded = None if ckpt is None else load_checkpoint(self.comm, ckpt, self.problem(), self.device)
+        loaded = (
+            None if ckpt is None else load_checkpoint(self.comm, ckpt, self.problem(), self.device)
+        )
         if loaded is None:
             return factors, None, _Monitor(), 1, None
         tensors, meta = loaded
@@ -466,6 +479,14 @@ class _Run:
             if prev is not None and abs(prev - objective) <= opts.tol * max(abs(prev), 1e-300):
                 mon.converged = True
             mon.prev_objective = objective
+            if comm.rank == 0:
+                _LOG.info(
+                    "epoch %d: train RMSE %.6g, validation RMSE %.6g (%.3f s)",
+                    epoch,
+                    train_rmse * self.scale,
+                    val_rmse * self.scale,
+                    clock.elapsed,
+                )
             stop = False
             if has_callback:
                 model = self.model(factors, normalize=False)

@@ -27,6 +27,7 @@ factorization", IPDPS 2016; T. Kolda and B. Bader, SIAM Review 51(3), 2009.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -66,6 +67,8 @@ from ._local import DenseLocal, SparseLocal
 from ._shard import DenseShard
 
 __all__ = ["cp"]
+
+_LOG = logging.getLogger("factorch.distributed")
 
 
 @no_autocast
@@ -144,9 +147,7 @@ def cp(
     try:
         checked = check_shard(shard, comm, fn)
         rank = check_positive_int(rank, fn, "rank")
-        iters, tol_, l2_ = check_run_options(
-            fn, max_iter, tol, l2, checkpoint, generator, callback
-        )
+        iters, tol_, l2_ = check_run_options(fn, max_iter, tol, l2, checkpoint, generator, callback)
         check_init(init, checked.shape, rank, checked.dtype, fn)
         _check_memory(checked, rank, fn)
         summary = {
@@ -333,7 +334,8 @@ class _Solver:
 
     def full_factors(self, it: _Iterate) -> list[torch.Tensor]:
         return [
-            gather_full(self.comm, ex, f, s) for f, ex, s in zip(it.factors, self.ex, self.shard.shape)
+            gather_full(self.comm, ex, f, s)
+            for f, ex, s in zip(it.factors, self.ex, self.shard.shape)
         ]
 
     def save(self, it: _Iterate, history: _History, sweep: int, ckpt: Checkpoint) -> None:
@@ -363,6 +365,15 @@ def _run(comm: Comm, shard: Shard, opts: _Options) -> DecompositionResult[CPTens
     it, hist, first, resumed = solver.start()
     init_time = clock.elapsed
     has_callback = bool(comm.broadcast_object(opts.callback is not None))
+    if comm.rank == 0:
+        _LOG.info(
+            "cp: %d ranks, grid %s, rank %d, %s%s",
+            comm.world_size,
+            "x".join(map(str, shard.layout.grid)),
+            opts.rank,
+            type(shard).__name__,
+            "" if resumed is None else f", resumed from sweep {resumed}",
+        )
     converged = False
     rows_before = comm.stats.total("rows")
     sweeps = 0
@@ -385,6 +396,8 @@ def _run(comm: Comm, shard: Shard, opts: _Options) -> DecompositionResult[CPTens
             err, floor = solver.exact_error(it)
         hist.errors.append(err)
         hist.floors.append(floor)
+        if comm.rank == 0:
+            _LOG.info("sweep %d: relative error %.8g (%.3f s)", sweep, err, clock.elapsed)
         stop = False
         if has_callback:
             model = solver.model(it)

@@ -130,13 +130,19 @@ def hosvd(
         error = err
     comm.agree(error)
     agree_problem(comm, summary)
+    if not isinstance(checked, DenseShard):  # unreachable after agree; narrows the type
+        raise TypeError(f"{fn}: shard must be a DenseShard.")
     with torch.no_grad():
         return _Run(comm, checked, ranks, eps_, sequential).fit()
 
 
 def _unfold(t: torch.Tensor, mode: int) -> torch.Tensor:
     rows = t.shape[mode]
-    cols = math.prod(t.shape) // rows if rows else math.prod(s for i, s in enumerate(t.shape) if i != mode)
+    cols = (
+        math.prod(t.shape) // rows
+        if rows
+        else math.prod(s for i, s in enumerate(t.shape) if i != mode)
+    )
     return torch.movedim(t, mode, 0).reshape(rows, cols)
 
 
@@ -201,8 +207,10 @@ class _Run:
             owner = next(r for r in range(comm.world_size) if self.shard.layout.coords(r)[s] == c)
             for j in range(0, cols, step):
                 k = min(cols, j + step)
-                piece = a[:, j:k].contiguous() if c == me else torch.empty(
-                    e - b, k - j, dtype=dtype, device=a.device
+                piece = (
+                    a[:, j:k].contiguous()
+                    if c == me
+                    else torch.empty(e - b, k - j, dtype=dtype, device=a.device)
                 )
                 piece = comm.broadcast(piece, src=owner, kind="rows")
                 lo, hi = self.chunks[me]

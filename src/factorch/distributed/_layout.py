@@ -30,6 +30,7 @@ before any distributed computation starts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -131,7 +132,9 @@ class ShardLayout:
         grid = tuple(self.grid)
         bounds = tuple(tuple(b) for b in self.bounds)
         if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-            raise ValueError(f"{fn}: shape must be a non-empty tuple of positive ints; got {shape}.")
+            raise ValueError(
+                f"{fn}: shape must be a non-empty tuple of positive ints; got {shape}."
+            )
         if len(grid) != len(shape) or any(
             isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in grid
         ):
@@ -142,7 +145,7 @@ class ShardLayout:
             raise ValueError(f"{fn}: bounds must hold one tuple per mode; got {len(bounds)}.")
         for n, (b, p, size) in enumerate(zip(bounds, grid, shape)):
             ok = len(b) == p + 1 and b[0] == 0 and b[-1] == size
-            if not ok or any(int(x) > int(y) for x, y in zip(b, b[1:])):
+            if not ok or any(int(x) > int(y) for x, y in itertools.pairwise(b)):
                 raise ValueError(
                     f"{fn}: bounds[{n}] must be {p + 1} non-decreasing ints from 0 to {size}; "
                     f"got {b}."
@@ -173,9 +176,7 @@ class ShardLayout:
         over ranks when every rank holds some of the nonzeros)."""
         shape_t = tuple(int(s) for s in shape)
         grid_t = tuple(int(p) for p in grid)
-        if len(counts) != len(shape_t) or any(
-            c.shape != (s,) for c, s in zip(counts, shape_t)
-        ):
+        if len(counts) != len(shape_t) or any(c.shape != (s,) for c, s in zip(counts, shape_t)):
             raise ValueError(
                 f"ShardLayout.balanced: counts must be one (I_n,) tensor per mode of {shape_t}."
             )

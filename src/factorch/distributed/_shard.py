@@ -167,9 +167,7 @@ class SparseShard:
             object.__setattr__(self, "indices", idx.to(dtype).reshape(len(block), 0))
             object.__setattr__(self, "values", vals.detach())
             return
-        if bool((idx < 0).any()) or any(
-            int(idx[n].max()) >= block[n] for n in range(len(block))
-        ):
+        if bool((idx < 0).any()) or any(int(idx[n].max()) >= block[n] for n in range(len(block))):
             raise IndexError(
                 f"{cls}: coordinates must lie in rank {rank}'s block of shape {block} (relative "
                 f"to its start {tuple(s for s, _ in self.layout.block(rank))}); use "
