@@ -21,8 +21,11 @@ from ._comm import init as init
 from ._completion import cp_als as cp_als
 from ._cp import cp as cp
 from ._hosvd import hosvd as hosvd
+from ._io import read_dense_shard as read_dense_shard
+from ._io import read_sparse_shard as read_sparse_shard
 from ._layout import ShardLayout as ShardLayout
 from ._layout import choose_grid as choose_grid
+from ._redistribute import redistribute as redistribute
 from ._shard import DenseShard as DenseShard
 from ._shard import SparseShard as SparseShard
 
@@ -37,4 +40,7 @@ __all__ = [
     "cp_als",
     "hosvd",
     "init",
+    "read_dense_shard",
+    "read_sparse_shard",
+    "redistribute",
 ]

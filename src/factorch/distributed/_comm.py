@@ -167,7 +167,11 @@ class Comm:
         for r, rep in enumerate(reports):
             if rep is not None:
                 name, msg = rep
-                raise _ERRORS.get(name, ValueError)(_on_rank(self.fn, msg, r))
+                if not msg.startswith(f"{self.fn}:"):
+                    msg = f"{self.fn}: {msg}"
+                if self.world_size > 1:
+                    msg = f"{msg} (raised on rank {r}; every rank stops)"
+                raise _ERRORS.get(name, ValueError)(msg)
 
     def agree_equal(self, what: str, value: object, hint: str) -> None:
         """ValueError on every rank unless every rank passed an equal ``value``."""
@@ -313,13 +317,6 @@ class Comm:
         sent = sum(c for j, c in enumerate(send_counts) if j != self_index)
         self.stats.add(kind, sent * width * send.element_size())
         return recv.to(send.device)
-
-
-def _on_rank(fn: str, msg: str, rank: int) -> str:
-    """``msg`` with the rank it came from after the function name."""
-    prefix = f"{fn}: "
-    body = msg[len(prefix) :] if msg.startswith(prefix) else msg
-    return f"{fn}: rank {rank}: {body}"
 
 
 def _lost(fn: str, phase: str, timeout_s: float, err: BaseException) -> str:

@@ -144,6 +144,7 @@ def cp_als(
             f"a rank-{rank} distributed CP completion of this shard",
         )
         summary = {
+            "shape": checked.shape,
             "layout": checked.layout.fingerprint,
             "dtype": str(checked.dtype),
             "rank (components)": rank,

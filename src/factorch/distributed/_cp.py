@@ -152,6 +152,7 @@ def cp(
         _check_memory(checked, rank, fn)
         summary = {
             "data": type(checked).__name__,
+            "shape": checked.shape,
             "layout": checked.layout.fingerprint,
             "dtype": str(checked.dtype),
             "rank (components)": rank,

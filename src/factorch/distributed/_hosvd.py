@@ -120,6 +120,7 @@ def hosvd(
         else:
             eps_ = check_rel_tol(eps, fn, "eps")
         summary = {
+            "shape": checked.shape,
             "layout": checked.layout.fingerprint,
             "dtype": str(checked.dtype),
             "rank": ranks,

@@ -36,6 +36,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._checks import check_positive_int
@@ -60,12 +61,12 @@ def choose_grid(shape: Sequence[int], world_size: int) -> tuple[int, ...]:
     first) goes to the mode with the longest chunks ``I_n / p_n`` (ties: the lower mode).
 
     Example:
-        >>> choose_grid((1000, 10, 500), 4)
+        >>> choose_grid((1000, 10, 800), 4)
         (2, 1, 2)
     """
     fn = "choose_grid"
     world_size = check_positive_int(world_size, fn, "world_size")
-    sizes = [check_positive_int(s, fn, "shape entry") for s in shape]
+    sizes = list(_check_shape(shape, fn))
     grid = [1] * len(sizes)
     for f in _prime_factors(world_size):
         mode = max(range(len(sizes)), key=lambda m: (sizes[m] / grid[m], -m))
@@ -158,13 +159,7 @@ class ShardLayout:
     @classmethod
     def even(cls, shape: Sequence[int], grid: Sequence[int]) -> ShardLayout:
         """Chunks of equal length (the first ``I_n mod p_n`` one longer): dense tensors."""
-        shape_t = tuple(int(s) for s in shape)
-        grid_t = tuple(int(p) for p in grid)
-        if len(grid_t) != len(shape_t):
-            raise ValueError(
-                f"ShardLayout.even: grid must hold one entry per mode ({len(shape_t)}); got "
-                f"{grid_t}."
-            )
+        shape_t, grid_t = _check_shape_grid(shape, grid, "ShardLayout.even")
         return cls(shape_t, grid_t, tuple(_even_bounds(s, p) for s, p in zip(shape_t, grid_t)))
 
     @classmethod
@@ -174,17 +169,22 @@ class ShardLayout:
         """Chunks holding about equal numbers of nonzeros: ``counts[n]`` is the ``(I_n,)``
         number of nonzeros in each mode-``n`` slice (:meth:`SparseTensor.counts`, or its sum
         over ranks when every rank holds some of the nonzeros)."""
-        shape_t = tuple(int(s) for s in shape)
-        grid_t = tuple(int(p) for p in grid)
-        if len(counts) != len(shape_t) or any(c.shape != (s,) for c, s in zip(counts, shape_t)):
-            raise ValueError(
-                f"ShardLayout.balanced: counts must be one (I_n,) tensor per mode of {shape_t}."
+        fn = "ShardLayout.balanced"
+        shape_t, grid_t = _check_shape_grid(shape, grid, fn)
+        if (
+            isinstance(counts, torch.Tensor)
+            or len(counts) != len(shape_t)
+            or any(
+                not isinstance(c, torch.Tensor) or c.is_floating_point() or c.shape != (s,)
+                for c, s in zip(counts, shape_t)
             )
-        if len(grid_t) != len(shape_t):
+        ):
             raise ValueError(
-                f"ShardLayout.balanced: grid must hold one entry per mode ({len(shape_t)}); "
-                f"got {grid_t}."
+                f"{fn}: counts must be one integer (I_n,) tensor per mode of {shape_t} (e.g. "
+                "[tensor.counts(n) for n in range(tensor.ndim)])."
             )
+        if any(bool((c < 0).any()) for c in counts):
+            raise ValueError(f"{fn}: counts must be non-negative.")
         bounds = tuple(_balanced_bounds(c.cpu(), p) for c, p in zip(counts, grid_t))
         return cls(shape_t, grid_t, bounds)
 
@@ -193,9 +193,10 @@ class ShardLayout:
         cls, shape: Sequence[int], world_size: int, *, grid: Sequence[int] | None = None
     ) -> ShardLayout:
         """:meth:`even` chunks on ``grid`` (default :func:`choose_grid`)."""
-        shape_t = tuple(int(s) for s in shape)
+        fn = "ShardLayout.for_dense"
+        shape_t = _check_shape(shape, fn)
         grid_t = choose_grid(shape_t, world_size) if grid is None else tuple(grid)
-        _check_grid_size(grid_t, world_size, "ShardLayout.for_dense")
+        _check_grid_size(grid_t, world_size, fn)
         return cls.even(shape_t, grid_t)
 
     @classmethod
@@ -208,9 +209,10 @@ class ShardLayout:
         grid: Sequence[int] | None = None,
     ) -> ShardLayout:
         """:meth:`balanced` chunks on ``grid`` (default :func:`choose_grid`)."""
-        shape_t = tuple(int(s) for s in shape)
+        fn = "ShardLayout.for_sparse"
+        shape_t = _check_shape(shape, fn)
         grid_t = choose_grid(shape_t, world_size) if grid is None else tuple(grid)
-        _check_grid_size(grid_t, world_size, "ShardLayout.for_sparse")
+        _check_grid_size(grid_t, world_size, fn)
         return cls.balanced(shape_t, grid_t, counts)
 
     # --- queries -----------------------------------------------------------------------------
@@ -289,6 +291,35 @@ class ShardLayout:
         longest = [max(b[c + 1] - b[c] for c in range(p)) for b, p in zip(self.bounds, self.grid)]
         grid = "x".join(map(str, self.grid))
         return f"shape {self.shape}, grid {grid}, longest chunks {tuple(longest)}"
+
+
+def _check_shape(shape: object, fn: str) -> tuple[int, ...]:
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or not shape:
+        raise TypeError(f"{fn}: shape must be a non-empty sequence of ints; got {shape!r}.")
+    out = []
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{fn}: shape entries must be ints; got {type(s).__name__}.")
+        if int(s) < 1:
+            raise ValueError(f"{fn}: shape entries must be positive; got {tuple(shape)}.")
+        out.append(int(s))
+    return tuple(out)
+
+
+def _check_shape_grid(
+    shape: object, grid: object, fn: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    shape_t = _check_shape(shape, fn)
+    if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence):
+        raise TypeError(f"{fn}: grid must be a sequence of ints; got {type(grid).__name__}.")
+    if len(grid) != len(shape_t):
+        raise ValueError(
+            f"{fn}: grid must hold one entry per mode ({len(shape_t)}); got {tuple(grid)}."
+        )
+    grid_t = tuple(check_positive_int(p, fn, "grid entry") for p in grid)
+    return shape_t, grid_t
 
 
 def _check_grid_size(grid: tuple[int, ...], world_size: int, fn: str) -> None:

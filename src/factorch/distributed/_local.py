@@ -35,7 +35,8 @@ class DenseLocal:
         return self.x.numel() == 0
 
     def touched(self, mode: int) -> torch.Tensor:
-        return torch.ones(self.shape[mode], dtype=torch.bool)
+        """Every row of the chunk, unless the block is empty (then none)."""
+        return torch.full((self.shape[mode],), not self.empty, dtype=torch.bool)
 
     def sq_norm(self) -> float:
         return float(torch.sum(self.x * self.x)) if not self.empty else 0.0

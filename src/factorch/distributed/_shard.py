@@ -85,13 +85,17 @@ class DenseShard:
     @classmethod
     def from_full(cls, tensor: torch.Tensor, layout: ShardLayout, rank: int) -> DenseShard:
         """Rank ``rank``'s block of the full ``tensor`` (a view when possible, no copy)."""
-        x = as_tensor(tensor, "DenseShard.from_full")
+        fn = "DenseShard.from_full"
+        x = as_tensor(tensor, fn)
+        _check_rank(layout, rank, fn)
+        if not x.is_floating_point():
+            raise TypeError(f"{fn}: tensor must be a real floating tensor; got {x.dtype}.")
         if tuple(x.shape) != layout.shape:
             raise ValueError(
-                f"DenseShard.from_full: tensor has shape {tuple(x.shape)} but the layout is for "
-                f"{layout.shape}."
+                f"{fn}: tensor has shape {tuple(x.shape)} but the layout is for {layout.shape}."
             )
-        _check_rank(layout, rank, "DenseShard.from_full")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{fn}: tensor contains NaN or Inf entries; data must be finite.")
         index = tuple(slice(s, e) for s, e in layout.block(rank))
         return cls(x[index], layout, rank)
 
