@@ -47,6 +47,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
     "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
+    "distributed": _BASE | {"decomp", "completion", "io"},
 }
 
 

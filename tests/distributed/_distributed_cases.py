@@ -92,11 +92,15 @@ def env_for(rank: int, world: int, port: int) -> dict[str, str]:
 
 
 def spawn(world: int, args: list[str], port: int | None = None) -> list[subprocess.Popen[str]]:
-    """Start ``world`` worker processes (loopback only) running ``_distributed_worker.py``."""
+    """Start ``world`` processes (loopback only, the environment ``torchrun`` would set) running
+    ``_distributed_worker.py args`` or, when ``args`` starts with ``-m``, ``python args``."""
     port = free_port() if port is None else port
+    command = (
+        [sys.executable, *args] if args[:1] == ["-m"] else [sys.executable, str(WORKER), *args]
+    )
     return [
         subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
+            command,
             env=env_for(r, world, port),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -266,7 +270,9 @@ def checks(world: int) -> list[Check]:
             )
         )
     out.append(
-        Check("hosvd_small_mode", "hosvd", dense((world - 1, 8, 7), 6), _grid(world, 0), {"eps": 0.1})
+        Check(
+            "hosvd_small_mode", "hosvd", dense((world - 1, 8, 7), 6), _grid(world, 0), {"eps": 0.1}
+        )
     )
     if world == 4:
         out.append(Check("dense_2x2x1", "cp", x, (2, 2, 1), cp_opts))

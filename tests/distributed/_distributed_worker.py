@@ -8,6 +8,7 @@ ended in ``OUT/fault{r}.txt``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,10 +17,10 @@ import torch
 
 torch.set_num_threads(1)
 
+from _distributed_cases import checks  # noqa: E402
+
 import factorch.distributed as fd  # noqa: E402
 from factorch.tensors import SparseTensor  # noqa: E402
-
-from _distributed_cases import checks  # noqa: E402
 
 
 def _result(check, rank: int) -> dict[str, object]:
@@ -126,7 +127,7 @@ def fault(out: Path, data: Path, ckpt: Path) -> None:
         (out / f"fault{rank}.txt").write_text("finished\n")
     except fd.DistributedError as err:
         (out / f"fault{rank}.txt").write_text(f"{time.monotonic() - start:.3f}\n{err}\n")
-        sys.exit(1)
+        os._exit(1)  # the broken group's threads cannot be joined: leave at once
 
 
 if __name__ == "__main__":

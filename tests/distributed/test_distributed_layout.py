@@ -96,7 +96,11 @@ def test_fingerprint_tells_layouts_apart() -> None:
             "has 2 blocks but the job has 3",
         ),
         (lambda: fd.choose_grid((4, 4), 0), ValueError, "choose_grid: world_size must be"),
-        (lambda: fd.ShardLayout.even((4,), (2,)).coords(2), IndexError, r"rank must be in \[0, 1\]"),
+        (
+            lambda: fd.ShardLayout.even((4,), (2,)).coords(2),
+            IndexError,
+            r"rank must be in \[0, 1\]",
+        ),
     ],
 )
 def test_layout_errors(call, error, match) -> None:

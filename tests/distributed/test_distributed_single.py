@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _distributed_cases import dense, observed, sparse, start
 
 import factorch.distributed as fd
 from factorch.completion import cp_als as completion_cp_als
 from factorch.decomp import cp as decomp_cp
 from factorch.decomp import hosvd as decomp_hosvd
 from factorch.tensors import CPTensor, SparseTensor
-
-from _distributed_cases import dense, observed, sparse, start
 
 pytestmark = pytest.mark.usefixtures("one_rank")
 
@@ -57,7 +56,9 @@ def test_cp_sparse_matches_decomp_cp_and_sparse_cp() -> None:
     sp = sparse(SHAPE)
     g = torch.Generator
     res = fd.cp(_sparse_shard(sp), 3, generator=g().manual_seed(3), max_iter=12, tol=0.0)
-    ref = decomp_cp(sp.to_dense(), 3, init="random", generator=g().manual_seed(3), max_iter=12, tol=0.0)
+    ref = decomp_cp(
+        sp.to_dense(), 3, init="random", generator=g().manual_seed(3), max_iter=12, tol=0.0
+    )
     _close(res.model, ref.model, 1e-10)
     assert max(abs(a - b) for a, b in zip(res.errors, ref.errors)) < 1e-10
     other = sparse_cp(sp, 3, init=CPTensor(torch.ones(3, dtype=torch.float64), ref.model.factors))
@@ -114,7 +115,12 @@ def test_cp_checkpoint_resume_equals_uninterrupted(tmp_path: Path) -> None:
     full = fd.cp(shard, 3, init=start(SHAPE), max_iter=9, tol=0.0)
     ckpt = fd.Checkpoint(tmp_path / "cp.safetensors", every=2)
     first = fd.cp(
-        shard, 3, init=start(SHAPE), max_iter=9, tol=0.0, checkpoint=ckpt,
+        shard,
+        3,
+        init=start(SHAPE),
+        max_iter=9,
+        tol=0.0,
+        checkpoint=ckpt,
         callback=lambda s: s.iteration == 5,
     )
     assert first.iterations == 5 and first.extras["resumed_from"] is None
@@ -132,11 +138,17 @@ def test_cp_als_matches_completion() -> None:
     res = fd.cp_als(_sparse_shard(train), 3, validation=_sparse_shard(val), **opts)
     ref = completion_cp_als(train, 3, validation=val, **opts)
     torch.testing.assert_close(res.model.to_dense(), ref.model.to_dense(), rtol=1e-10, atol=1e-10)
-    assert (res.best_epoch, res.epochs, res.converged) == (ref.best_epoch, ref.epochs, ref.converged)
+    assert (res.best_epoch, res.epochs, res.converged) == (
+        ref.best_epoch,
+        ref.epochs,
+        ref.converged,
+    )
     assert res.val_rmse == pytest.approx(ref.val_rmse, abs=1e-10)
     g = torch.Generator
     res = fd.cp_als(_sparse_shard(train), 3, generator=g().manual_seed(1), l2=1e-3, max_iter=5)
-    ref = completion_cp_als(train, 3, init="random", generator=g().manual_seed(1), l2=1e-3, max_iter=5)
+    ref = completion_cp_als(
+        train, 3, init="random", generator=g().manual_seed(1), l2=1e-3, max_iter=5
+    )
     assert res.train_rmse == pytest.approx(ref.train_rmse, abs=1e-10)
 
 
@@ -147,8 +159,12 @@ def test_cp_als_checkpoint_resume(tmp_path: Path) -> None:
     full = fd.cp_als(shards["shard"], 3, validation=shards["validation"], **opts)
     ckpt = fd.Checkpoint(tmp_path / "als.safetensors", every=3)
     fd.cp_als(
-        shards["shard"], 3, validation=shards["validation"], checkpoint=ckpt,
-        callback=lambda s: s.epoch == 4, **opts,
+        shards["shard"],
+        3,
+        validation=shards["validation"],
+        checkpoint=ckpt,
+        callback=lambda s: s.epoch == 4,
+        **opts,
     )
     again = fd.cp_als(shards["shard"], 3, validation=shards["validation"], checkpoint=ckpt, **opts)
     assert again.extras["resumed_from"] == 3
@@ -156,7 +172,9 @@ def test_cp_als_checkpoint_resume(tmp_path: Path) -> None:
     assert torch.equal(again.model.to_dense(), full.model.to_dense())
 
 
-@pytest.mark.parametrize("kwargs", [{"rank": (4, 3, 2)}, {"eps": 0.1}, {"eps": 0.1, "sequential": False}])
+@pytest.mark.parametrize(
+    "kwargs", [{"rank": (4, 3, 2)}, {"eps": 0.1}, {"eps": 0.1, "sequential": False}]
+)
 def test_hosvd_matches_decomp_hosvd(kwargs) -> None:
     x = dense(SHAPE)
     res = fd.hosvd(_dense_shard(x), **kwargs)
@@ -224,5 +242,7 @@ def test_read_dense_shard_of_a_shared_npy(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x.numpy())
     shard = fd.read_dense_shard(tmp_path / "x.npy")
     assert torch.equal(shard.local, x)
-    with pytest.raises(FileNotFoundError, match=r"distributed.read_dense_shard: no such file: .*y\.npy"):
+    with pytest.raises(
+        FileNotFoundError, match=r"distributed.read_dense_shard: no such file: .*y\.npy"
+    ):
         fd.read_dense_shard(tmp_path / "y.npy")

@@ -16,6 +16,7 @@ import re
 from functools import cache
 from pathlib import Path
 
+import _distributed_cases as cases
 import pytest
 import torch
 
@@ -23,8 +24,6 @@ from factorch.completion import cp_als as completion_cp_als
 from factorch.decomp import cp as decomp_cp
 from factorch.decomp import hosvd as decomp_hosvd
 from factorch.tensors import CPTensor, SparseTensor
-
-import _distributed_cases as cases
 
 TOL = 1e-10
 SLOW_WORLDS = {4}  # four processes on two cores: run with the slow tests

@@ -47,7 +47,9 @@ _ERRORS: dict[str, type[Exception]] = {
 class DistributedError(RuntimeError):
     """A distributed computation could not continue: a rank died, hung past the timeout, or the
     job was torn down. Every surviving rank raises it (the message names the phase and how to
-    resume)."""
+    resume). The process group is broken afterwards and its threads cannot be joined: report
+    the error and end the process with ``os._exit(status)`` (``python -m factorch.distributed``
+    does), rather than a normal interpreter exit, which the C++ runtime may abort."""
 
 
 def init(*, backend: str | None = None, timeout: float = 600.0) -> tuple[int, int]:
