@@ -119,8 +119,9 @@ def cp(
         columns, scale in ``weights``) in the data's dtype and device, the relative error per
         sweep (the last one exact), ``converged``. ``extras``: ``"error_floors"``,
         ``"degeneracy"`` (:func:`~factorch.decomp.cp_degeneracy`), ``"comm_bytes"`` (bytes this
-        rank sent, per kind), ``"row_bytes_per_sweep"``, ``"comm_seconds"``, ``"grid"``,
-        ``"layout"`` (fingerprint) and ``"resumed_from"`` (the checkpoint's sweep, or None).
+        rank sent, per kind), ``"row_bytes_per_sweep"``, ``"comm_seconds"``, ``"comm_calls"``,
+        ``"grid"``, ``"layout"`` (fingerprint) and ``"resumed_from"`` (the checkpoint's sweep,
+        or None).
 
     Raises:
         TypeError, ValueError, IndexError: bad arguments, or ranks that disagree (every rank
@@ -433,6 +434,7 @@ def _run(comm: Comm, shard: Shard, opts: _Options) -> DecompositionResult[CPTens
             "comm_bytes": comm.stats.snapshot(),
             "row_bytes_per_sweep": rows / max(sweeps, 1),
             "comm_seconds": comm.stats.seconds,
+            "comm_calls": comm.stats.calls,
             "grid": shard.layout.grid,
             "layout": shard.layout.fingerprint,
             "resumed_from": resumed,
