@@ -152,6 +152,28 @@ def test_cp_als_matches_completion() -> None:
     assert res.train_rmse == pytest.approx(ref.train_rmse, abs=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cp_als_ridge_that_dwarfs_tiny_data_gives_the_zero_optimum(dtype: torch.dtype) -> None:
+    # Values near 1e-35 with an absolute l2 = 1e-3: the ridge in scaled units is far beyond
+    # float32's range; the optimum is the zero model and its RMSE the data's RMS.
+    train, _ = observed((6, 5, 4))
+    train = SparseTensor(train.indices, (train.values * 1e-35).to(dtype), train.shape)
+    res = fd.cp_als(_sparse_shard(train), 2, l2=1e-3, max_iter=3, generator=torch.Generator())
+    ref = completion_cp_als(
+        SparseTensor(train.indices, train.values.double(), train.shape),
+        2,
+        init="random",
+        generator=torch.Generator(),
+        l2=1e-3,
+        max_iter=3,
+    )
+    rms = float(train.values.double().pow(2).mean().sqrt())
+    assert res.model.dtype == dtype
+    assert res.train_rmse[-1] == pytest.approx(rms, rel=1e-5)
+    assert ref.train_rmse[-1] == pytest.approx(rms, rel=1e-5)
+    assert float(res.model.to_dense().double().abs().max()) <= 1e-30 * rms
+
+
 def test_cp_als_checkpoint_resume(tmp_path: Path) -> None:
     train, val = observed(SHAPE)
     opts = {"init": start(SHAPE, 9), "max_iter": 8, "tol": 0.0, "l2": 1e-2, "patience": 50}

@@ -284,6 +284,22 @@ def predictions(factors: list[torch.Tensor], indices: torch.Tensor) -> torch.Ten
     return out
 
 
+def _scaled_ridge(l2: float, scale: float, n_modes: int, dtype: torch.dtype) -> float:
+    """The ridge for the scaled values ``x = s x'``, ``A_n = s^(1/N) A_n'``:
+    ``l2 s^(2/N - 2)``, computed in log space (no overflow) and capped at ``1e30`` times the
+    scaled data's magnitude (``finfo.max ** 0.75`` in float32). A ridge that large makes the
+    optimal factors zero to below ``1e-30`` of the data (the data are tiny next to ``l2``);
+    the cap keeps the Gram matrices finite in the working dtype without changing that answer.
+    """
+    if l2 == 0.0:
+        return 0.0
+    cap = min(1e30, torch.finfo(dtype).max ** 0.75)
+    exponent = math.log2(scale) * (2.0 / n_modes - 2.0)  # scale is a power of two
+    if math.log2(l2) + exponent >= math.log2(cap):
+        return cap
+    return l2 * 2.0**exponent
+
+
 class _Run:
     """One distributed row-wise ALS fit."""
 
@@ -298,8 +314,7 @@ class _Run:
         top = comm.all_reduce(torch.tensor([peak], dtype=torch.float64), op="max")
         self.scale = fit_scale(torch.ones(1, dtype=self.work), float(top[0]))
         n_modes = len(shard.shape)
-        # The ridge for the scaled values: x = s x', A_n = s^(1/N) A_n' (see completion.cp_als).
-        self.l2 = opts.l2 * self.scale ** (2.0 / n_modes - 2.0)
+        self.l2 = _scaled_ridge(opts.l2, self.scale, n_modes, self.work)
         vals = upcast(coords.values) / self.scale
         self.train = LocalCoordinates(coords.indices, vals, coords.shape)
         self.val: LocalCoordinates | None = None
