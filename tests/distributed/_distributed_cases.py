@@ -127,8 +127,31 @@ def wait(procs: list[subprocess.Popen[str]], timeout: float) -> Job:
     return Job(codes, outs, errs, time.monotonic() - t0)
 
 
+def port_clash(stderr: list[str]) -> bool:
+    """Whether a job failed because its rendezvous port was taken between :func:`free_port`
+    and the bind (another process on the machine grabbed it): then it is simply relaunched."""
+    return any("address already in use" in e.lower() or "eaddrinuse" in e.lower() for e in stderr)
+
+
 def run(world: int, args: list[str], timeout: float = 240.0) -> Job:
-    return wait(spawn(world, args), timeout)
+    """Launch ``world`` processes and wait for all (relaunched on a port clash)."""
+    for _ in range(3):
+        job = wait(spawn(world, args), timeout)
+        if not (any(job.returncodes) and port_clash(job.stderr)):
+            return job
+    return job
+
+
+def run_many(jobs: dict[int, list[str]], timeout: float = 300.0) -> dict[int, Job]:
+    """Launch several jobs (world size -> arguments) at once, each on its own port, and wait
+    for all: on a busy machine, starting processes (importing torch) dominates, and overlapping
+    the jobs' starts saves most of it. A job that lost its port is relaunched alone."""
+    started = {world: spawn(world, args) for world, args in jobs.items()}
+    done = {world: wait(procs, timeout) for world, procs in started.items()}
+    for world, job in done.items():
+        if any(job.returncodes) and port_clash(job.stderr):
+            done[world] = run(world, jobs[world], timeout)
+    return done
 
 
 # --- the checks a battery job runs (the worker) and compares (the tests) ----------------------
@@ -275,7 +298,12 @@ def checks(world: int) -> list[Check]:
         )
     )
     if world == 4:
+        # Four processes on a 2-core CI machine: only what 2 and 3 ranks cannot show, grids
+        # split along two modes (layers of two ranks in every split mode).
+        keep = {"dense_m0", "sparse_empty_shard"}
+        out = [c for c in out if c.name in keep]
         out.append(Check("dense_2x2x1", "cp", x, (2, 2, 1), cp_opts))
         out.append(Check("sparse_2x1x2", "cp", sp, (2, 1, 2), sp_opts))
         out.append(Check("als_1x2x2", "cp_als", train, (1, 2, 2), als_opts, validation=val))
+        out.append(Check("hosvd_m1_st_4", "hosvd", x, (1, 4, 1), {"rank": (4, 3, 3)}))
     return out
