@@ -159,7 +159,8 @@ def run_many(jobs: dict[int, list[str]], timeout: float = 300.0) -> dict[int, Jo
 class Check:
     """One distributed computation and its single-process reference.
 
-    ``method``: "cp" (dense or sparse data), "cp_als" or "hosvd"; ``data``: the full tensor
+    ``method``: "cp" (dense or sparse data), "nncp" (the same, non-negative), "cp_als" or
+    "hosvd"; ``data``: the full tensor
     (dense tensor or SparseTensor); ``grid`` and optional explicit ``bounds``; ``options``: the
     keyword arguments both sides get (``init`` included).
     """
@@ -235,6 +236,9 @@ def checks(world: int) -> list[Check]:
             {"init": "random", "generator": gen(11), "max_iter": 8, "tol": 0.0},
         )
     )
+    nn_opts = {"init": start((12, 9, 8)), "max_iter": 15, "tol": 1e-9}
+    out.append(Check("nncp_dense_m1", "nncp", dense((12, 9, 8), 5), _grid(world, 1), nn_opts))
+    out.append(Check("nncp_sparse_m0", "nncp", sp, _grid(world, 0), nn_opts))
     tail = _tail_empty(sp, 2, 6)
     out.append(
         Check(

@@ -31,8 +31,8 @@ def _result(check, rank: int) -> dict[str, object]:
         shard = fd.SparseShard.from_full(check.data, layout, rank)
     else:
         shard = fd.DenseShard.from_full(check.data, layout, rank)
-    if check.method == "cp":
-        res = fd.cp(shard, 3, timeout=T, **opts)
+    if check.method in ("cp", "nncp"):
+        res = fd.cp(shard, 3, timeout=T, nonnegative=check.method == "nncp", **opts)
         return {
             "weights": res.model.weights,
             "factors": list(res.model.factors),

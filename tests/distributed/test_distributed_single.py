@@ -88,6 +88,24 @@ def test_cp_extreme_scale_is_exact(factor: float) -> None:
     torch.testing.assert_close(res.model.weights / factor, base.model.weights, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_cp_nonnegative_matches_non_negative_cp_mu(kind: str) -> None:
+    from factorch.decomp import non_negative_cp
+
+    x = dense(SHAPE) if kind == "dense" else sparse(SHAPE)
+    shard = _dense_shard(x) if kind == "dense" else _sparse_shard(x)
+    full = x if kind == "dense" else x.to_dense()
+    res = fd.cp(shard, 3, nonnegative=True, init=start(SHAPE), max_iter=20, tol=1e-9)
+    ref = non_negative_cp(full, 3, method="mu", init=start(SHAPE), max_iter=20, tol=1e-9)
+    assert (res.iterations, res.converged) == (ref.iterations, ref.converged)
+    _close(res.model, ref.model, 1e-10)
+    assert max(abs(a - b) for a, b in zip(res.errors, ref.errors)) < 1e-10
+    assert all(float(f.min()) >= 0 for f in res.model.factors)
+    # The unconstrained fit from the same start differs (the constraint is active).
+    free = fd.cp(shard, 3, init=start(SHAPE), max_iter=20, tol=1e-9)
+    assert not torch.allclose(free.model.to_dense(), res.model.to_dense(), atol=1e-6)
+
+
 def test_cp_numpy_input_requires_grad_and_autocast() -> None:
     x = dense(SHAPE)
     res = fd.cp(_dense_shard(x.numpy()), 3, init=start(SHAPE), max_iter=5)
@@ -234,6 +252,17 @@ TWO_RANKS = fd.DenseShard.from_full(X, fd.ShardLayout.even(SHAPE, (2, 1, 1)), 0)
         (lambda: fd.cp(SHARD, 2, callback=3), TypeError, "callback must be callable"),
         (lambda: fd.cp(SHARD, 2, checkpoint="c.st"), TypeError, "checkpoint must be a factorch"),
         (lambda: fd.cp(SHARD, 2, timeout=0), ValueError, "timeout must be a positive number"),
+        (lambda: fd.cp(SHARD, 2, nonnegative=1), TypeError, "nonnegative must be a bool; got int"),
+        (
+            lambda: fd.cp(SHARD, 2, nonnegative=True, l2=0.1),
+            ValueError,
+            "l2 must be 0 with nonnegative=True; got 0.1",
+        ),
+        (
+            lambda: fd.cp(_dense_shard(-dense(SHAPE)), 2, nonnegative=True),
+            ValueError,
+            "nonnegative=True needs data without negative entries",
+        ),
         (lambda: fd.cp(SHARD, 10**9), ValueError, "distributed.cp: a rank-1000000000 .* needs"),
         (lambda: fd.cp_als(SHARD, 2), TypeError, "distributed.cp_als: shard must be a SparseShard"),
         (lambda: fd.cp_als(SP, 2, validation=X), TypeError, "validation must be a SparseShard"),

@@ -80,6 +80,7 @@ def cp(
     max_iter: int = 100,
     tol: float = 1e-8,
     l2: float = 0.0,
+    nonnegative: bool = False,
     checkpoint: Checkpoint | None = None,
     timeout: float = 600.0,
     generator: torch.Generator | None = None,
@@ -105,6 +106,11 @@ def cp(
         tol: stop when the relative error changes by less than ``tol``, or by less than the
             rounding floor of the two estimates when that is larger (as :func:`decomp.cp`).
         l2: ridge added to each normal-equation matrix (of unit-norm components).
+        nonnegative: every factor non-negative, by multiplicative updates (the iterates of
+            :func:`factorch.decomp.non_negative_cp` with ``method="mu"`` from the same start;
+            the data must have no negative entry, ``l2`` must be 0; ``init="random"`` is not
+            rescaled by the least-squares scalar there as it is in the single-process function,
+            so pass a :class:`CPTensor` to compare).
         checkpoint: save the state every ``checkpoint.every`` sweeps (rank 0 writes, atomically)
             and, when the file exists, resume from it.
         timeout: seconds a rank waits for the others in any collective before every rank stops
@@ -149,6 +155,7 @@ def cp(
         checked = check_shard(shard, comm, fn)
         rank = check_positive_int(rank, fn, "rank")
         iters, tol_, l2_ = check_run_options(fn, max_iter, tol, l2, checkpoint, generator, callback)
+        _check_nonnegative(nonnegative, l2_, checked, fn)
         check_init(init, checked.shape, rank, checked.dtype, fn)
         _check_memory(checked, rank, fn)
         summary = {
@@ -157,7 +164,7 @@ def cp(
             "layout": checked.layout.fingerprint,
             "dtype": str(checked.dtype),
             "rank (components)": rank,
-            "options": (iters, tol_, l2_),
+            "options": (iters, tol_, l2_, nonnegative),
             "checkpoint": None if checkpoint is None else (str(checkpoint.path), checkpoint.every),
             **init_summary(init, generator),
         }
@@ -165,9 +172,30 @@ def cp(
         error = err
     comm.agree(error)
     agree_problem(comm, summary)
-    opts = _Options(rank, init, iters, tol_, l2_, checkpoint, generator, callback)
+    opts = _Options(
+        rank, init, iters, tol_, l2_, bool(nonnegative), checkpoint, generator, callback
+    )
     with torch.no_grad():
         return _run(comm, checked, opts)
+
+
+def _check_nonnegative(nonnegative: object, l2: float, shard: Shard, fn: str) -> None:
+    if not isinstance(nonnegative, bool):
+        raise TypeError(f"{fn}: nonnegative must be a bool; got {type(nonnegative).__name__}.")
+    if not nonnegative:
+        return
+    if l2 != 0.0:
+        raise ValueError(
+            f"{fn}: l2 must be 0 with nonnegative=True; got {l2!r} (the multiplicative updates "
+            "fit the unregularized objective, as factorch.decomp.non_negative_cp does)."
+        )
+    values = shard.local if isinstance(shard, DenseShard) else shard.values
+    if values.numel() and bool((values < 0).any()):
+        raise ValueError(
+            f"{fn}: nonnegative=True needs data without negative entries; this rank's shard "
+            f"has a minimum of {float(values.min())!r} (a non-negative model cannot fit them; "
+            "use nonnegative=False)."
+        )
 
 
 def _check_memory(shard: Shard, rank: int, fn: str) -> None:
@@ -190,6 +218,7 @@ class _Options:
     max_iter: int
     tol: float
     l2: float
+    nonnegative: bool
     checkpoint: Checkpoint | None
     generator: torch.Generator | None
     callback: Callback | None
@@ -236,7 +265,11 @@ class _Solver:
         for mode in range(n_modes):
             partial = self.local.mttkrp(it.factors, mode)
             m = self.ex[mode].reduce(self.comm, partial)
-            new = solve_normal(m, hadamard_grams(it.grams, skip=mode), self.opts.l2)
+            v = hadamard_grams(it.grams, skip=mode)
+            if self.opts.nonnegative:
+                new = self._multiplicative(it, mode, m, v)
+            else:
+                new = solve_normal(m, v, self.opts.l2)
             last = mode == n_modes - 1
             stats = new.mT @ new
             if last:  # <M_{N-1}, A_{N-1}> per column rides on the last Gram's all-reduce
@@ -250,6 +283,16 @@ class _Solver:
             if last:
                 inner = stats[r] / it.weights
         return inner
+
+    def _multiplicative(
+        self, it: _Iterate, mode: int, m: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        """Lee-Seung update of the owned rows, ``B * M / (B V)`` with ``B = A diag(w)`` (the
+        weights folded into the updated factor: the single-process update of unnormalized
+        factors, whose column scales cancel)."""
+        old = it.factors[mode].index_select(0, self.ex[mode].owned) * it.weights
+        eps = torch.finfo(old.dtype).eps
+        return old * (m / (old @ v).clamp_min(eps))
 
     # --- errors ------------------------------------------------------------------------------
     def gram_error(self, it: _Iterate, inner: torch.Tensor) -> tuple[float, float]:
@@ -331,6 +374,7 @@ class _Solver:
                 "dtype": str(self.shard.dtype),
                 "scale": self.scale,
                 "l2": self.opts.l2,
+                "nonnegative": self.opts.nonnegative,
             }
         )
 
