@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, default=0, help="seed of the random init")
         s.add_argument("--checkpoint", help="checkpoint file (resumed from when it exists)")
         s.add_argument("--checkpoint-every", type=int, default=10)
+        if name == "cp":
+            s.add_argument(
+                "--nonnegative", action="store_true", help="non-negative factors (MU updates)"
+            )
         if name == "cp-als":
             s.add_argument("--validation", help="held-out entries (same conventions as input)")
     return p
@@ -134,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             "generator": torch.Generator().manual_seed(args.seed),
         }
         if args.method == "cp":
-            res = cp(shard, args.rank, **options)
+            res = cp(shard, args.rank, nonnegative=args.nonnegative, **options)
             summary = {
                 "errors": list(res.errors),
                 "iterations": res.iterations,
@@ -181,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
     _LOG.addHandler(handler)
     _LOG.setLevel(logging.INFO)
+    try:
+        return _main(args)
+    finally:
+        _LOG.removeHandler(handler)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         status = _run(args)
     except KeyboardInterrupt:
