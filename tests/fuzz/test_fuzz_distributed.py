@@ -117,6 +117,14 @@ ENTRIES = [
         kinds=_SOLVER_KINDS,
     ),
     Entry(
+        "distributed.cp",  # nonnegative=True
+        lambda t, r: fd.cp(
+            _shard(t), r, nonnegative=True, max_iter=8, generator=torch.Generator().manual_seed(0)
+        ),
+        _check_cp,
+        kinds=_SOLVER_KINDS,
+    ),
+    Entry(
         "distributed.cp_als",
         lambda t, r: fd.cp_als(
             _observed(t), r, max_iter=4, l2=1e-3, generator=torch.Generator().manual_seed(0)
