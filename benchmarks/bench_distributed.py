@@ -369,7 +369,6 @@ def main() -> None:
             "injected_ms": args.latency_ms,
             "nnz": small,
             "calls_per_sweep": calls,
-            "cpu_sweep_s": cpu,
             "measured_s": injected,
             "predicted_s": predicted,
         },
