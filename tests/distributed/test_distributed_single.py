@@ -297,3 +297,18 @@ def test_read_dense_shard_of_a_shared_npy(tmp_path: Path) -> None:
         FileNotFoundError, match=r"distributed.read_dense_shard: no such file: .*y\.npy"
     ):
         fd.read_dense_shard(tmp_path / "y.npy")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_cp_on_cuda_matches_decomp_cp_and_stays_on_the_device(kind: str) -> None:
+    # A gloo group with CUDA data: collectives go through host copies, results stay on the GPU.
+    x = dense(SHAPE) if kind == "dense" else sparse(SHAPE)
+    x = x.to("cuda")
+    shard = _dense_shard(x) if kind == "dense" else _sparse_shard(x)
+    init = start(SHAPE).to(device="cuda")
+    res = fd.cp(shard, 3, init=init, max_iter=10, tol=0.0)
+    full = x if kind == "dense" else x.to_dense()
+    ref = decomp_cp(full, 3, init=init, max_iter=10, tol=0.0)
+    assert res.model.weights.device.type == "cuda"
+    _close(res.model, ref.model, 1e-8)
