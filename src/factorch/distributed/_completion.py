@@ -7,9 +7,9 @@ entries of slice ``i``:
     (sum_p h_p h_p^T + l2 I) u_i = sum_p x_p h_p,    h_p = *_{m != n} A_m[i_m(p)].
 
 Both sums are over entries, so they split over ranks like the MTTKRP of CP-ALS: each rank sums
-over its block's entries for the rows it touches (upper triangle of the ``R x R`` system and the
-right-hand side: ``R (R + 3) / 2`` numbers per row), partial systems are added at the row's owner
-inside the layer (:class:`~factorch.distributed._exchange.RowExchange`), owners solve (batched
+over its block's entries for the rows it touches (upper triangle of the ``R x R`` system, the
+right-hand side and the entry count: ``R (R + 3) / 2 + 1`` numbers per row), partial systems are
+added at the row's owner inside the layer (:class:`~factorch.distributed._exchange.RowExchange`), owners solve (batched
 Cholesky, minimum-norm pseudo-inverse for singular rows: an unobserved slice gets a zero row),
 and send the new rows to the members that touch them. Training RMSE, the ridge objective and the
 validation RMSE are sums over entries and rows, all-reduced as scalars.
@@ -71,6 +71,7 @@ def cp_als(
     *,
     validation: SparseShard | None = None,
     l2: float = 0.0,
+    damping: float = 1e-4,
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
@@ -92,6 +93,9 @@ def cp_als(
             improvement).
         l2: absolute ridge ``l2 sum_n ||A_n||_F^2`` (default 0: a slice with fewer than ``R``
             observations gets the minimum-norm row).
+        damping: data-relative safeguard of the row solves, as in
+            :func:`factorch.completion.cp_als`: ``damping`` times the mean diagonal of each
+            determined row's Gram is added to its diagonal (0: exact least-squares rows).
         max_iter: maximum number of epochs (sweeps over every factor).
         tol: converged when the ridge objective changes by less than ``tol`` relatively.
         patience: epochs without validation improvement before stopping.
@@ -134,6 +138,7 @@ def cp_als(
         rank = check_positive_int(rank, fn, "rank")
         iters, tol_, l2_ = check_run_options(fn, max_iter, tol, l2, checkpoint, generator, callback)
         patience_ = check_positive_int(patience, fn, "patience")
+        damping_ = _check_damping(damping, fn)
         check_init(init, checked.shape, rank, checked.dtype, fn)
         _check_validation(validation, checked, fn)
         check_memory(
@@ -148,7 +153,7 @@ def cp_als(
             "layout": checked.layout.fingerprint,
             "dtype": str(checked.dtype),
             "rank (components)": rank,
-            "options": (iters, tol_, l2_, patience_),
+            "options": (iters, tol_, l2_, damping_, patience_),
             "validation": validation is not None,
             "checkpoint": None if checkpoint is None else (str(checkpoint.path), checkpoint.every),
             **init_summary(init, generator),
@@ -159,9 +164,19 @@ def cp_als(
     agree_problem(comm, summary)
     if not isinstance(checked, SparseShard):  # unreachable after agree; narrows the type
         raise TypeError(f"{fn}: shard must be a SparseShard.")
-    opts = _Options(rank, init, iters, tol_, l2_, patience_, checkpoint, generator, callback)
+    opts = _Options(
+        rank, init, iters, tol_, l2_, damping_, patience_, checkpoint, generator, callback
+    )
     with torch.no_grad():
         return _Run(comm, checked, validation, opts).fit()
+
+
+def _check_damping(damping: object, fn: str) -> float:
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)):
+        raise TypeError(f"{fn}: damping must be a number; got {type(damping).__name__}.")
+    if not math.isfinite(damping) or damping < 0:
+        raise ValueError(f"{fn}: damping must be a finite number >= 0; got {damping!r}.")
+    return float(damping)
 
 
 def _check_validation(validation: object, shard: SparseShard, fn: str) -> None:
@@ -186,6 +201,7 @@ class _Options:
     max_iter: int
     tol: float
     l2: float
+    damping: float
     patience: int
     checkpoint: Checkpoint | None
     generator: torch.Generator | None
@@ -210,12 +226,13 @@ class _Monitor:
 def row_systems(
     lay: ModeLayout, others: list[torch.Tensor], rows: int, values: torch.Tensor
 ) -> torch.Tensor:
-    """Per row, ``[upper triangle of sum_p h_p h_p^T, sum_p x_p h_p]`` (``(rows, T + R)``)."""
+    """Per row, ``[upper triangle of sum_p h_p h_p^T, sum_p x_p h_p, count]``
+    (``(rows, T + R + 1)``; the count of observed entries is exact below ``2**53``)."""
     rank = others[0].shape[1]
     dtype, device = values.dtype, values.device
     iu = torch.triu_indices(rank, rank, device=device)
     n_tri = iu.shape[1]
-    out = torch.zeros(rows, n_tri + rank, dtype=dtype, device=device)
+    out = torch.zeros(rows, n_tri + rank + 1, dtype=dtype, device=device)
     nnz = values.shape[0]
     if nnz == 0:
         return out
@@ -234,38 +251,46 @@ def row_systems(
         out[r0 : r1 + 1, :n_tri] += F.embedding_bag(
             bag[:n], tri, offs, mode="sum", per_sample_weights=ones[:n], include_last_offset=True
         )
-        out[r0 : r1 + 1, n_tri:] += F.embedding_bag(
+        out[r0 : r1 + 1, n_tri:-1] += F.embedding_bag(
             bag[:n], h, offs, mode="sum", per_sample_weights=values[s:e], include_last_offset=True
         )
+        out[r0 : r1 + 1, -1] += offs.diff().to(dtype)
     return out
 
 
-def solve_rows(systems: torch.Tensor, rank: int, l2: float) -> torch.Tensor:
-    """Solve every row's ``(G + l2 I) u = b`` from its packed system (Cholesky; pseudo-inverse
-    for rows whose system is numerically singular)."""
+def solve_rows(systems: torch.Tensor, rank: int, l2: float, damping: float) -> torch.Tensor:
+    """Solve every row's ``(G + (l2 + damping mean(diag G)) I) u = b`` from its packed system
+    (the rule of :func:`factorch.completion.cp_als`'s row solves): Cholesky; the minimum-norm
+    least-squares row (pseudo-inverse, relative cutoff ``10 R eps``) where the system is
+    numerically singular and, without a ridge, where the row has fewer than ``R`` entries."""
     rows = systems.shape[0]
     dtype, device = systems.dtype, systems.device
     iu = torch.triu_indices(rank, rank, device=device)
     n_tri = iu.shape[1]
-    gram = torch.zeros(rows, rank, rank, dtype=dtype, device=device)
-    gram[:, iu[0], iu[1]] = systems[:, :n_tri]
-    gram[:, iu[1], iu[0]] = systems[:, :n_tri]
-    rhs = systems[:, n_tri:]
-    if l2:
-        gram = gram + l2 * torch.eye(rank, dtype=dtype, device=device)
+    raw = torch.zeros(rows, rank, rank, dtype=dtype, device=device)
+    raw[:, iu[0], iu[1]] = systems[:, :n_tri]
+    raw[:, iu[1], iu[0]] = systems[:, :n_tri]
+    rhs = systems[:, n_tri:-1]
+    counts = systems[:, -1]
+    eye = torch.eye(rank, dtype=dtype, device=device)
+    gram = raw + l2 * eye if l2 else raw
+    if damping:
+        gram = gram + (damping * raw.diagonal(dim1=-2, dim2=-1).mean(-1))[:, None, None] * eye
     chol, info = torch.linalg.cholesky_ex(gram)
     diag = chol.diagonal(dim1=-2, dim2=-1).abs()
     eps = torch.finfo(dtype).eps
     bad = (info != 0) | ~(diag.amin(-1) > diag.amax(-1) * eps**0.5)
     bad |= ~torch.isfinite(diag).all(-1)
+    if not l2:
+        bad |= counts < rank
+        gram = torch.where(bad[:, None, None], raw, gram)  # underdetermined: undamped
     out = torch.empty_like(rhs)
     good = ~bad
     if bool(good.any()):
         out[good] = torch.cholesky_solve(rhs[good].unsqueeze(-1), chol[good]).squeeze(-1)
     if bool(bad.any()):
-        out[bad] = (torch.linalg.pinv(gram[bad], hermitian=True) @ rhs[bad].unsqueeze(-1)).squeeze(
-            -1
-        )
+        pinv = torch.linalg.pinv(gram[bad], hermitian=True, rtol=10.0 * rank * eps)
+        out[bad] = (pinv @ rhs[bad].unsqueeze(-1)).squeeze(-1)
     return out
 
 
@@ -285,19 +310,14 @@ def predictions(factors: list[torch.Tensor], indices: torch.Tensor) -> torch.Ten
 
 
 def _scaled_ridge(l2: float, scale: float, n_modes: int, dtype: torch.dtype) -> float:
-    """The ridge for the scaled values ``x = s x'``, ``A_n = s^(1/N) A_n'``:
-    ``l2 s^(2/N - 2)``, computed in log space (no overflow) and capped at ``1e30`` times the
-    scaled data's magnitude (``finfo.max ** 0.75`` in float32). A ridge that large makes the
-    optimal factors zero to below ``1e-30`` of the data (the data are tiny next to ``l2``);
-    the cap keeps the Gram matrices finite in the working dtype without changing that answer.
-    """
-    if l2 == 0.0:
-        return 0.0
-    cap = min(1e30, torch.finfo(dtype).max ** 0.75)
-    exponent = math.log2(scale) * (2.0 / n_modes - 2.0)  # scale is a power of two
-    if math.log2(l2) + exponent >= math.log2(cap):
-        return cap
-    return l2 * 2.0**exponent
+    """The ridge for the scaled values ``x = s x'``, ``A_n = s^(1/N) A_n'``: ``l2 s^(2/N - 2)``
+    (as :func:`factorch.completion.cp_als` scales it), computed in log space (no overflow) and
+    capped at the square root of the dtype's largest value, so that ``G + l2 I`` stays finite:
+    a ridge that large dwarfs the data and the optimal factors are (numerically) zero anyway."""
+    if l2 == 0.0 or scale == 1.0:
+        return l2
+    log2 = math.log2(l2) + (2.0 / n_modes - 2.0) * math.log2(scale)
+    return 2.0 ** min(log2, math.log2(torch.finfo(dtype).max) / 2)
 
 
 class _Run:
@@ -355,7 +375,7 @@ class _Run:
         if self.layout is None:
             part = torch.zeros(
                 rows,
-                self.opts.rank * (self.opts.rank + 3) // 2,
+                self.opts.rank * (self.opts.rank + 3) // 2 + 1,
                 dtype=self.work,
                 device=self.device,
             )
@@ -364,7 +384,7 @@ class _Run:
             others = [f for m, f in enumerate(factors) if m != mode]
             part = row_systems(lay, others, rows, lay.values)
         systems = self.ex[mode].reduce(self.comm, part)
-        new = solve_rows(systems, self.opts.rank, self.l2)
+        new = solve_rows(systems, self.opts.rank, self.l2, self.opts.damping)
         self.ex[mode].distribute(self.comm, new, factors[mode])
 
     def scores(self, factors: list[torch.Tensor]) -> tuple[float, float, float]:
