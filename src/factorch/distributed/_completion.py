@@ -9,8 +9,10 @@ entries of slice ``i``:
 Both sums are over entries, so they split over ranks like the MTTKRP of CP-ALS: each rank sums
 over its block's entries for the rows it touches (upper triangle of the ``R x R`` system, the
 right-hand side and the entry count: ``R (R + 3) / 2 + 1`` numbers per row), partial systems are
-added at the row's owner inside the layer (:class:`~factorch.distributed._exchange.RowExchange`), owners solve (batched
-Cholesky, minimum-norm pseudo-inverse for singular rows: an unobserved slice gets a zero row),
+added at the row's owner inside the layer (:class:`~factorch.distributed._exchange.RowExchange`),
+owners solve (batched Cholesky with ``l2`` and ``damping``, as :func:`factorch.completion.cp_als`;
+minimum-norm pseudo-inverse for singular or, without a ridge, underdetermined rows: an unobserved
+slice gets a zero row),
 and send the new rows to the members that touch them. Training RMSE, the ridge objective and the
 validation RMSE are sums over entries and rows, all-reduced as scalars.
 
