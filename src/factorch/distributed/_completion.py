@@ -37,12 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_positive_int
-from .._numerics import check_memory, no_autocast, upcast, working_dtype
+from .._numerics import check_memory, no_autocast, power_of_two_scale, upcast, working_dtype
 from .._timing import Stopwatch
 from ..algebra.internal import ModeLayout, SparseLayout
 from ..completion import CompletionCallback, CompletionResult, CompletionState
 from ..decomp import cp_degeneracy
-from ..decomp.internal import fit_scale
 from ..tensors import CPTensor
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ._comm import Comm
@@ -334,7 +333,8 @@ class _Run:
         coords = shard.local()
         peak = max((float(coords.values.abs().max()) if shard.nnz else 0.0), 0.0)
         top = comm.all_reduce(torch.tensor([peak], dtype=torch.float64), op="max")
-        self.scale = fit_scale(torch.ones(1, dtype=self.work), float(top[0]))
+        # completion.cp_als's exact scaling: the power of two that brings max|x| into [0.5, 1).
+        self.scale = power_of_two_scale(top)
         n_modes = len(shard.shape)
         self.l2 = _scaled_ridge(opts.l2, self.scale, n_modes, self.work)
         vals = upcast(coords.values) / self.scale
