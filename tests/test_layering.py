@@ -42,12 +42,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "random": _BASE,
     "testing": _BASE | {"random"},
     "completion": _BASE | {"decomp"},
-    "nn": _BASE | {"decomp"},
+    "nn": _BASE | {"decomp", "io"},  # io: the model-directory format (save/from_pretrained)
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
     "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
     "distributed": _BASE | {"decomp", "completion", "io"},
+    "adapters": _BASE | {"decomp", "nn", "io"},
 }
 
 
