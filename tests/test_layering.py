@@ -46,9 +46,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
-    "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
-    "distributed": _BASE | {"decomp", "completion", "io"},
     "adapters": _BASE | {"decomp", "nn", "io"},
+    "distributed": _BASE | {"decomp", "completion", "io"},
+    "models": _BASE | {"decomp", "nn"},
+    "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
+    "cli": _BASE
+    | {"decomp", "completion", "random", "nn", "io", "datasets", "plot", "models", "train"},
 }
 
 
