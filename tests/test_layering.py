@@ -49,6 +49,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "regression": _BASE,
     "interop": frozenset({"tensors"}),
     "adapters": _BASE | {"decomp", "nn", "io"},
+    "distributed": _BASE | {"decomp", "completion", "io"},
     "models": _BASE | {"decomp", "nn"},
     "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
     "cli": _BASE
