@@ -46,6 +46,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
+    "regression": _BASE,
+    "interop": frozenset({"tensors"}),
     "adapters": _BASE | {"decomp", "nn", "io"},
     "distributed": _BASE | {"decomp", "completion", "io"},
     "models": _BASE | {"decomp", "nn"},

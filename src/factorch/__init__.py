@@ -4,10 +4,12 @@ from . import adapters as adapters
 from . import algebra as algebra
 from . import completion as completion
 from . import datasets as datasets
+from . import interop as interop
 from . import io as io
 from . import nn as nn
 from . import plot as plot
 from . import random as random
+from . import regression as regression
 from . import symmetry as symmetry
 from . import tensors as tensors
 from .nn import compress as compress
@@ -31,10 +33,12 @@ __all__ = [
     "completion",
     "compress",
     "datasets",
+    "interop",
     "io",
     "nn",
     "plot",
     "random",
+    "regression",
     "symmetry",
     "tensors",
 ]

@@ -144,6 +144,23 @@ def test_missing_values_from_nan_flag_and_mask_file_agree(tmp_path):
         assert_same_cp(load_factorized(out / "factors.safetensors"), ref.model)
 
 
+def test_tucker_fits_missing_values_by_em_imputation(tmp_path):
+    x = planted()
+    x[1, 2, 3] = x[4, 0, 1] = float("nan")
+    np.save(tmp_path / "x.npy", x.numpy())
+    observed = ~torch.isnan(x)
+    ref = tucker(x, (2, 2, 2), mask=observed, max_iter=15, tol=1e-8, generator=gen(0))
+    code, stdout, err = invoke(
+        "decompose", str(tmp_path / "x.npy"), "--method", "tucker", "--rank", "2,2,2",
+        "--max-iter", "15", "--nan-as-missing", "--out", str(tmp_path / "o"), "--no-plots",
+        "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["missing"] == 2
+    got = load_factorized(tmp_path / "o" / "factors.safetensors")
+    torch.testing.assert_close(got.to_dense(), ref.model.to_dense())
+
+
 # --- coordinate files: unlisted entries (issue 9.3) -------------------------------------------
 def rank_one(shape=(6, 5, 4)) -> torch.Tensor:
     g = gen(7)

@@ -197,6 +197,7 @@ def _fit_tucker(req: FitRequest) -> DecompositionResult[Any]:
         init="random" if req.init == "random" else "hosvd",
         max_iter=req.max_iter,
         tol=req.tol,
+        mask=req.mask,
         generator=req.generator(),
         callback=req.callback,
     )
@@ -225,7 +226,7 @@ METHODS: dict[str, Method] = {
                _fit_cp, _check_cp_rank, _cp_working_set),
         Method("ntf", "Non-negative CP", "factorch.decomp.non_negative_cp", True, False, True,
                _fit_ntf, _check_cp_rank, _cp_working_set),
-        Method("tucker", "Tucker", "factorch.decomp.tucker", True, False, True,
+        Method("tucker", "Tucker", "factorch.decomp.tucker", True, True, True,
                _fit_tucker, _check_tucker_rank, _tucker_working_set),
         Method("tt", "Tensor-train", "factorch.decomp.tt_svd", False, False, False,
                _fit_tt, _no_rank_check, _tucker_working_set),

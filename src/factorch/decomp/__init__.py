@@ -12,6 +12,8 @@ from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
 from ._cp import cp as cp
+from ._cp_apr import CPAPRResult as CPAPRResult
+from ._cp_apr import cp_apr as cp_apr
 from ._cp_nn import non_negative_cp as non_negative_cp
 from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
@@ -25,6 +27,9 @@ from ._rank import tucker_rank_for_error as tucker_rank_for_error
 from ._result import Callback as Callback
 from ._result import DecompositionResult as DecompositionResult
 from ._result import IterationState as IterationState
+from ._robust import RobustResult as RobustResult
+from ._robust import robust_pca as robust_pca
+from ._robust import robust_tensor_pca as robust_tensor_pca
 from ._semi_nmf import SemiNMFFactors as SemiNMFFactors
 from ._semi_nmf import semi_nmf as semi_nmf
 from ._tr import tr_als as tr_als
@@ -32,6 +37,8 @@ from ._tr import tr_svd as tr_svd
 from ._tt import tt_matrix as tt_matrix
 from ._tt import tt_round as tt_round
 from ._tt import tt_svd as tt_svd
+from ._tt_cross import CrossResult as CrossResult
+from ._tt_cross import tt_cross as tt_cross
 from ._tucker import hosvd as hosvd
 from ._tucker import non_negative_tucker as non_negative_tucker
 from ._tucker import partial_tucker as partial_tucker
@@ -41,15 +48,19 @@ __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
     "BudgetFormat",
+    "CPAPRResult",
     "CPDegeneracy",
     "Callback",
+    "CrossResult",
     "DecompositionResult",
     "IterationState",
     "NMFFactors",
     "RankScan",
+    "RobustResult",
     "SemiNMFFactors",
     "corcondia",
     "cp",
+    "cp_apr",
     "cp_batch",
     "cp_degeneracy",
     "hosvd",
@@ -61,9 +72,12 @@ __all__ = [
     "partial_tucker",
     "rank_for_ratio",
     "rank_scan",
+    "robust_pca",
+    "robust_tensor_pca",
     "semi_nmf",
     "tr_als",
     "tr_svd",
+    "tt_cross",
     "tt_matrix",
     "tt_rank_for_error",
     "tt_round",

@@ -46,12 +46,14 @@ from ._tucker_common import (
     check_generator,
     check_iter_options,
     check_literal,
+    check_masked_data,
     check_rel_tol,
     check_tucker_rank,
     contract_modes,
     converged,
     finish,
     is_int,
+    masked_rel_error,
     prepare,
     randn,
     refine_error,
@@ -220,10 +222,11 @@ def tucker(
     init: TuckerInit | TuckerTensor = "hosvd",
     max_iter: int = 100,
     tol: float = 1e-8,
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> DecompositionResult[TuckerTensor]:
-    """Tucker decomposition by higher-order orthogonal iteration (HOOI).
+    """Tucker decomposition by higher-order orthogonal iteration (HOOI), with missing values.
 
     Alternates over modes: with the other factors fixed, ``U_n`` is the leading ``R_n`` left
     singular subspace of ``Y_(n)``, ``Y = X x_{m != n} U_m^H``, which maximises ``||G||`` (De
@@ -236,9 +239,18 @@ def tucker(
     ``||X - X_hat||^2 = ||X||^2 - ||G||^2``; the final one is measured from the residual where
     that formula has run out of digits (below ``100 sqrt(eps)`` of the working dtype).
 
+    **Missing values** (``mask=``): expectation--maximisation imputation (as TensorLy's
+    ``tucker(mask=)`` and Kroonenberg's missing-data Tucker): the unobserved entries start at
+    the mean of the observed ones, and before every sweep they are replaced by the current
+    model's values, so each sweep is a HOOI sweep of the completed tensor. The completed-data
+    objective majorises the observed-data one (they are equal at the current model), so the
+    error on the observed entries never increases; it is computed exactly from the residual
+    (one reconstruction per iteration, which the imputation needs anyway).
+
     Args:
-        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite. float16
-            and bfloat16 are computed in float32 (model returned in the input dtype).
+        tensor: real or complex floating tensor (or numpy array), at least 1-D, finite (on the
+            observed entries when ``mask`` is given). float16 and bfloat16 are computed in
+            float32 (model returned in the input dtype).
         rank: multilinear rank, an int or one int per mode (numpy integers accepted);
             ``R_n <= I_n`` and ``R_n <= prod_{m != n} R_m``.
         init: ``"hosvd"`` (ST-HOSVD, default), ``"random"`` (orthonormalised Gaussian factors) or
@@ -246,17 +258,21 @@ def tucker(
         max_iter: maximum number of sweeps.
         tol: stop when the relative error changes by less than ``tol`` between sweeps (raised to
             the resolution of the norm formula in float32; 0 runs all ``max_iter`` sweeps).
+        mask: bool tensor of the data's shape (numpy bool accepted), True where observed; the
+            unobserved entries may hold NaN. ``None``: every entry is observed.
         generator: random source for ``init="random"`` and randomized range finders.
         callback: called after each sweep with an :class:`IterationState`; ``True`` stops.
 
     Returns:
         ``DecompositionResult`` with a ``TuckerTensor`` with orthonormal factors and the relative
-        error after each sweep (the last one the true error of the returned model).
+        error after each sweep (the last one the true error of the returned model; with a mask,
+        ``||P(X - X_hat)|| / ||P(X)||`` over the observed entries).
 
     Raises:
         TypeError: for a non-tensor, integer dtype or bad option types.
-        ValueError: for NaN/Inf, empty dimensions, ranks outside ``[1, I_n]`` or above the
-            product of the other ranks, an ``init`` of another shape, rank or dtype, or a model
+        ValueError: for NaN/Inf (among the observed entries), empty dimensions, ranks outside
+            ``[1, I_n]`` or above the product of the other ranks, an ``init`` of another shape,
+            rank or dtype, a mask of another shape or device or observing nothing, or a model
             that overflows the input dtype.
 
     Not differentiable: runs under ``torch.no_grad`` on the detached data.
@@ -267,8 +283,11 @@ def tucker(
         >>> x = torch.randn(6, 7, 8, dtype=torch.float64)
         >>> tucker(x, (2, 3, 4)).model.rank
         (2, 3, 4)
+        >>> observed = torch.rand(6, 7, 8, generator=torch.Generator().manual_seed(0)) > 0.2
+        >>> tucker(torch.where(observed, x, torch.nan), (2, 3, 4), mask=observed).model.rank
+        (2, 3, 4)
     """
-    return _hooi(tensor, rank, None, init, max_iter, tol, generator, callback, "tucker")
+    return _hooi(tensor, rank, None, init, max_iter, tol, mask, generator, callback, "tucker")
 
 
 @no_autocast
@@ -280,6 +299,7 @@ def partial_tucker(
     init: TuckerInit | TuckerTensor = "hosvd",
     max_iter: int = 100,
     tol: float = 1e-8,
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> DecompositionResult[TuckerTensor]:
@@ -295,7 +315,8 @@ def partial_tucker(
         rank: one int for every mode in ``modes``, or one int per entry of ``modes``.
         modes: the modes to decompose (distinct, negative counts from the end; numpy integers
             accepted).
-        init, max_iter, tol, generator, callback: as in :func:`tucker`.
+        init, max_iter, tol, mask, generator, callback: as in :func:`tucker` (missing values
+            by EM imputation).
 
     Returns:
         ``DecompositionResult`` with a ``TuckerTensor`` (identity factors outside ``modes``) and
@@ -319,7 +340,9 @@ def partial_tucker(
         raise TypeError(
             f"partial_tucker: modes must be a non-empty sequence of ints; got {modes!r}."
         )
-    return _hooi(tensor, rank, modes, init, max_iter, tol, generator, callback, "partial_tucker")
+    return _hooi(
+        tensor, rank, modes, init, max_iter, tol, mask, generator, callback, "partial_tucker"
+    )
 
 
 def _orthonormal(u: torch.Tensor) -> torch.Tensor:
@@ -370,6 +393,7 @@ class _HOOIArgs:
     """Validated HOOI arguments."""
 
     tensor: torch.Tensor
+    mask: torch.Tensor | None
     active: list[int]
     ranks: dict[int, int]
     init: str | TuckerTensor
@@ -386,11 +410,12 @@ def _check_hooi_args(
     init: object,
     max_iter: object,
     tol: object,
+    mask: object,
     generator: object,
     callback: object,
     fn: str,
 ) -> _HOOIArgs:
-    x = check_data(tensor, fn)
+    x, m = check_masked_data(tensor, mask, fn)
     n_modes, shape = x.ndim, tuple(x.shape)
     if modes is None:
         active = list(range(n_modes))
@@ -412,7 +437,7 @@ def _check_hooi_args(
         )
     else:
         check_literal(init, get_args(TuckerInit), fn, "init")
-    return _HOOIArgs(x, active, ranks, init, iters, tolerance, gen, callback)  # type: ignore[arg-type]
+    return _HOOIArgs(x, m, active, ranks, init, iters, tolerance, gen, callback)  # type: ignore[arg-type]
 
 
 def _initial_factors(args: _HOOIArgs, data: torch.Tensor) -> list[torch.Tensor | None]:
@@ -431,6 +456,12 @@ def _initial_factors(args: _HOOIArgs, data: torch.Tensor) -> list[torch.Tensor |
     return factors
 
 
+def _mean_filled(data: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The data with every unobserved entry set to the mean of the observed ones."""
+    mean = data[mask].mean()
+    return torch.where(mask, data, mean)
+
+
 @torch.no_grad()
 def _hooi(
     tensor: object,
@@ -439,15 +470,17 @@ def _hooi(
     init: object,
     max_iter: object,
     tol: object,
+    mask: object,
     generator: object,
     callback: object,
     fn: str,
 ) -> DecompositionResult[TuckerTensor]:
     sw = Stopwatch()
-    args = _check_hooi_args(tensor, rank, modes, init, max_iter, tol, generator, callback, fn)
+    args = _check_hooi_args(tensor, rank, modes, init, max_iter, tol, mask, generator, callback, fn)
     work = prepare(args.tensor, detach=True)
-    data = work.data
-    factors = _initial_factors(args, data)
+    data, observed = work.data, args.mask
+    target = data if observed is None else _mean_filled(data, observed)
+    factors = _initial_factors(args, target)
     init_time = sw.elapsed
     shape, n_modes = tuple(data.shape), data.ndim
 
@@ -464,23 +497,36 @@ def _hooi(
         return TuckerTensor(core, tuple(full))
 
     def state(it: int, err: float, core: torch.Tensor) -> IterationState:
-        return IterationState(it, err, finish(work, as_tucker(core), scale_tucker, (), fn)[0])
+        shown = finish(work, as_tucker(core), scale_tucker, (), fn, observed)[0]
+        return IterationState(it, err, shown)
 
     norm_x2 = sq_norm(data)
     errors: list[float] = []
     done = False
     core = data
+    if observed is not None:  # EM: the model that imputes the first sweep's missing entries
+        approx = as_tucker(contract_modes(target, factors, args.active)).to_dense()
     for it in range(1, args.max_iter + 1):
-        leaf = sweep(data, args.active, factors, update)
+        if observed is not None:
+            target = torch.where(observed, data, approx)
+        leaf = sweep(target, args.active, factors, update)
         last = args.active[-1]
         core = ttm(leaf, factors[last].mH, last)  # type: ignore[union-attr]
-        errors.append(rel_error(norm_x2, sq_norm(core)))
-        done = len(errors) > 1 and converged(errors[-2], errors[-1], args.tol, data.dtype)
+        if observed is None:
+            errors.append(rel_error(norm_x2, sq_norm(core)))
+            done = len(errors) > 1 and converged(errors[-2], errors[-1], args.tol, data.dtype)
+        else:
+            approx = as_tucker(core).to_dense()
+            errors.append(masked_rel_error(data, approx, observed))
+            done = len(errors) > 1 and converged(
+                errors[-2], errors[-1], args.tol, data.dtype, exact=True
+            )
         if args.callback is not None and args.callback(state(it, errors[-1], core)):
             break
         if done:
             break
     model = as_tucker(core)
-    errors[-1] = refine_error(data, model, errors[-1])
-    model, errs = finish(work, model, scale_tucker, errors, fn)
+    if observed is None:
+        errors[-1] = refine_error(data, model, errors[-1])
+    model, errs = finish(work, model, scale_tucker, errors, fn, observed)
     return DecompositionResult(model, errs, len(errs), done, sw.elapsed, init_time)

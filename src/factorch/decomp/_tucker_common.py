@@ -294,13 +294,15 @@ def finish(
     rescale: Callable[[_M, float], _M],
     errors: Sequence[float],
     fn: str,
+    mask: torch.Tensor | None = None,
 ) -> tuple[_M, tuple[float, ...]]:
     """Scale the model back, cast it to the input dtype, check it, and make the last error true.
 
     ``rescale(model, s)`` multiplies the represented tensor by ``s`` (one core or block). A model
     that overflows (or, for non-zero data, underflows to zero) in the input dtype is refused with
     a ``ValueError``. For half-precision inputs the last error is recomputed for the returned
-    (rounded) model; float32/float64 errors are already true (the scaling is exact).
+    (rounded) model, on the observed entries when a ``mask`` is given; float32/float64 errors
+    are already true (the scaling is exact).
     """
     out = rescale(model, work.scale) if work.scale != 1.0 else model
     if out._tensors()[0].dtype != work.dtype:
@@ -314,14 +316,17 @@ def finish(
             )
     errs = tuple(errors)
     if work.dtype in HALF_DTYPES and errs:
-        errs = (*errs[:-1], true_error(work.source, out))
+        errs = (*errs[:-1], true_error(work.source, out, mask))
     return out, errs
 
 
-def true_error(tensor: torch.Tensor, model: Model) -> float:
-    """``||X - X_hat|| / ||X||`` of a model, recomputed densely in float32 or wider with scaling."""
+def true_error(tensor: torch.Tensor, model: Model, mask: torch.Tensor | None = None) -> float:
+    """``||X - X_hat|| / ||X||`` of a model, recomputed densely in float32 or wider with scaling
+    (over the entries where ``mask`` is True when one is given)."""
     x = upcast(tensor.detach())
     approx = model.to(dtype=x.dtype).to_dense().detach()
+    if mask is not None:
+        x, approx = x[mask], approx[mask]
     s = power_of_two_scale(x)
     num = float(torch.linalg.vector_norm(((x - approx) / s).double()))
     den = float(torch.linalg.vector_norm((x / s).double()))
@@ -387,6 +392,34 @@ def check_data(
     check_linalg_dtype(x, fn, name)
     check_finite(x, fn, name)
     return x
+
+
+def check_masked_data(
+    tensor: object, mask: object, fn: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The data and its mask of observed entries (``None`` when ``mask`` is None).
+
+    With a mask the unobserved entries may hold anything (NaN included): they are returned as
+    zeros; the observed ones must be finite.
+    """
+    if mask is None:
+        return check_data(tensor, fn), None
+    from ._masking import check_mask, zero_missing
+
+    x = as_tensor(tensor, fn, "tensor")
+    check_tensor(x, fn, "tensor", min_ndim=1, finite=False)
+    check_linalg_dtype(x, fn, "tensor")
+    m = check_mask(mask, x, fn)
+    return zero_missing(x, m), m
+
+
+def masked_rel_error(data: torch.Tensor, approx: torch.Tensor, mask: torch.Tensor) -> float:
+    """``||P(X - X_hat)|| / ||P(X)||`` over the observed entries (``data`` zero elsewhere)."""
+    den = float(torch.linalg.vector_norm(data))
+    if den == 0:
+        return 0.0
+    resid = torch.where(mask, data - approx, torch.zeros((), dtype=data.dtype, device=data.device))
+    return float(torch.linalg.vector_norm(resid)) / den
 
 
 # --- HOOI-style sweeps -----------------------------------------------------------------------

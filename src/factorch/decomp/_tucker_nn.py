@@ -29,13 +29,14 @@ from ._tucker_common import (
     Work,
     check_callback,
     check_core_bound,
-    check_data,
     check_generator,
     check_iter_options,
     check_literal,
+    check_masked_data,
     check_tucker_rank,
     converged,
     finish,
+    masked_rel_error,
     prepare,
     rand,
     refine_error,
@@ -127,6 +128,7 @@ def non_negative_tucker(
     method: NonNegativeTuckerMethod = "hals",
     max_iter: int = 100,
     tol: float = 1e-8,
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> DecompositionResult[TuckerTensor]:
@@ -147,9 +149,15 @@ def non_negative_tucker(
     normal range fits alike), half precision is computed in float32, and the model comes back in
     the input dtype.
 
+    **Missing values** (``mask=``): EM imputation, as in :func:`tucker` -- the unobserved entries
+    start at the mean of the observed ones and are replaced by the current (non-negative) model
+    before every iteration; each iteration is then one HALS or MU iteration on the completed
+    tensor, which never increases the error on the observed entries (the completed objective
+    majorises the observed one). The error is measured on the observed entries, exactly.
+
     Args:
         tensor: real floating tensor (or numpy array), at least 1-D, finite (non-negative for
-            ``"mu"``).
+            ``"mu"``; both on the observed entries when ``mask`` is given).
         rank: multilinear rank, an int or one int per mode (at most the mode sizes; numpy
             integers accepted).
         init: ``"hosvd"`` (absolute values of an ST-HOSVD), ``"random"`` (uniform in [0, 1)) or a
@@ -157,17 +165,21 @@ def non_negative_tucker(
         method: ``"hals"`` or ``"mu"``.
         max_iter: maximum number of outer iterations.
         tol: stop when the relative error changes by less than ``tol`` (0: run ``max_iter``).
+        mask: bool tensor of the data's shape, True where observed (unobserved entries may hold
+            NaN); ``None``: every entry is observed.
         generator: random source for ``init="random"``.
         callback: called after each iteration with an :class:`IterationState`; ``True`` stops.
 
     Returns:
         ``DecompositionResult`` with a non-negative ``TuckerTensor`` and the relative error after
-        each iteration (the last one the true error of the returned model).
+        each iteration (the last one the true error of the returned model; on the observed
+        entries with a mask).
 
     Raises:
         TypeError: for a non-tensor, integer or complex dtype, or bad option types.
-        ValueError: for NaN/Inf, empty dimensions, bad ranks, negative data with ``"mu"``, a bad
-            ``init``, or a model that overflows the input dtype.
+        ValueError: for NaN/Inf (among observed entries), empty dimensions, bad ranks, negative
+            data with ``"mu"``, a bad ``init`` or mask, or a model that overflows the input
+            dtype.
 
     Not differentiable: runs under ``torch.no_grad`` on the detached data.
 
@@ -181,7 +193,7 @@ def non_negative_tucker(
     """
     fn = "non_negative_tucker"
     sw = Stopwatch()
-    x, ranks, iters, tol = _check_nn_args(tensor, rank, method, max_iter, tol, fn)
+    x, observed, ranks, iters, tol = _check_nn_args(tensor, mask, rank, method, max_iter, tol, fn)
     gen = check_generator(generator, fn)
     check_callback(callback, fn)
     if not isinstance(init, (str, TuckerTensor)):
@@ -194,31 +206,48 @@ def non_negative_tucker(
     else:
         check_literal(init, get_args(NonNegativeTuckerInit), fn, "init")
     work = prepare(x, detach=True)
-    core, factors = _nn_start(work, init, ranks, gen)
+    data = work.data
+    if observed is not None:
+        data = torch.where(observed, data, data[observed].mean())
+    core, factors = _nn_start(work, data, init, ranks, gen)
     init_time = sw.elapsed
-    fit = _NNTucker(work.data, core, factors, method)
+    fit = _NNTucker(data, core, factors, method)
 
     errors: list[float] = []
     done = False
     for it in range(1, iters + 1):
-        errors.append(fit.step())
-        done = len(errors) > 1 and converged(errors[-2], errors[-1], tol, work.data.dtype)
+        if observed is None:
+            errors.append(fit.step())
+            done = len(errors) > 1 and converged(errors[-2], errors[-1], tol, data.dtype)
+        else:  # EM: impute from the current model, one iteration on the completed tensor
+            fit.set_data(torch.where(observed, work.data, fit.model().to_dense()))
+            fit.step()
+            errors.append(masked_rel_error(work.data, fit.model().to_dense(), observed))
+            done = len(errors) > 1 and converged(errors[-2], errors[-1], tol, data.dtype,
+                                                 exact=True)  # fmt: skip
         if callback is not None:
-            shown = finish(work, fit.model(), scale_tucker, (), fn)[0]
+            shown = finish(work, fit.model(), scale_tucker, (), fn, observed)[0]
             if callback(IterationState(it, errors[-1], shown)):
                 break
         if done:
             break
     model = fit.model()
-    errors[-1] = refine_error(work.data, model, errors[-1])
-    model, errs = finish(work, model, scale_tucker, errors, fn)
+    if observed is None:
+        errors[-1] = refine_error(work.data, model, errors[-1])
+    model, errs = finish(work, model, scale_tucker, errors, fn, observed)
     return DecompositionResult(model, errs, len(errs), done, sw.elapsed, init_time)
 
 
 def _check_nn_args(
-    tensor: object, rank: object, method: object, max_iter: object, tol: object, fn: str
-) -> tuple[torch.Tensor, tuple[int, ...], int, float]:
-    x = check_data(tensor, fn)
+    tensor: object,
+    mask: object,
+    rank: object,
+    method: object,
+    max_iter: object,
+    tol: object,
+    fn: str,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...], int, float]:
+    x, observed = check_masked_data(tensor, mask, fn)
     if x.is_complex():
         raise TypeError(f"{fn}: tensor must be real; got {x.dtype}.")
     check_literal(method, get_args(NonNegativeTuckerMethod), fn, "method")
@@ -230,17 +259,17 @@ def _check_nn_args(
             f"{fn}: method='mu' needs a non-negative tensor; got {int((x < 0).sum())} "
             "negative entries. Use method='hals' or shift the data."
         )
-    return x, ranks, iters, tolerance
+    return x, observed, ranks, iters, tolerance
 
 
 def _nn_start(
     work: Work,
+    data: torch.Tensor,
     init: str | TuckerTensor,
     ranks: Sequence[int],
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Starting core and factors for the scaled working data."""
-    data = work.data
+    """Starting core and factors for the scaled working data ``data`` (missing entries filled)."""
     if isinstance(init, TuckerTensor):
         core = upcast(init.core.detach()) / work.scale
         return core, [upcast(f.detach()).clone() for f in init.factors]
@@ -265,6 +294,11 @@ class _NNTucker:
         self.grams = [f.T @ f for f in factors]
         self.norm_x2 = sq_norm(data)
         self.tiny = torch.finfo(data.dtype).tiny
+
+    def set_data(self, data: torch.Tensor) -> None:
+        """Replace the tensor being fitted (EM imputation of missing entries)."""
+        self.data = data
+        self.norm_x2 = sq_norm(data)
 
     def _factor(self, n: int) -> torch.Tensor:
         return cast(torch.Tensor, self.factors[n])  # every mode is decomposed: never None
