@@ -35,7 +35,9 @@ def test_cp_batch_recovers_each_member():
 def test_cp_batch_equals_loop_from_same_init():
     xs = _stack(4, (4, 5, 6), 2, 2)
     gen_seed = 3
-    res = cp_batch(xs, 3, generator=torch.Generator().manual_seed(gen_seed), max_iter=15, tol=0)
+    res = cp_batch(
+        xs, 3, init="random", generator=torch.Generator().manual_seed(gen_seed), max_iter=15, tol=0
+    )
     # Reproduce the batch's random init per member and run the single-tensor ALS.
     g = torch.Generator().manual_seed(gen_seed)
     inits = [torch.rand(4, s, 3, generator=g, dtype=torch.float64) for s in (4, 5, 6)]
