@@ -113,9 +113,7 @@ def _cases(shape: tuple[int, ...], rank: int, workload: str) -> dict[str, Callab
             )
         elif workload == "masked_cp":
             m_np, m_t = mask.double().numpy(), mask.double()
-            calls["factorch"] = lambda: cp(
-                x, rank, init=fc_init, max_iter=sweeps, tol=0, mask=mask
-            )
+            calls["factorch"] = lambda: cp(x, rank, init=fc_init, max_iter=sweeps, tol=0, mask=mask)
             calls["tensorly-numpy"] = _bind(
                 parafac, xn, rank, init=tl_np_init, n_iter_max=sweeps, tol=0, mask=m_np
             )
@@ -187,7 +185,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for shape in shapes:
             for rank in _ranks(shape, args.quick):
                 calls = _cases(shape, rank, workload)
-                repeats = args.repeats if math.prod(shape) <= 10_000_000 else max(2, args.repeats // 2)
+                repeats = (
+                    args.repeats if math.prod(shape) <= 10_000_000 else max(2, args.repeats // 2)
+                )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     times = _common.time_calls(calls, repeats=repeats, setup=_setups())
@@ -214,7 +214,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _row_line(row: dict[str, Any]) -> str:
     shape = "x".join(map(str, row["shape"]))
     per = row["per_sweep_ms"]
-    parts = [f"{row['workload']:9s} {shape:>11s} r{row['rank']:<2d} factorch {per['factorch']:8.3f} ms"]
+    parts = [
+        f"{row['workload']:9s} {shape:>11s} r{row['rank']:<2d} factorch {per['factorch']:8.3f} ms"
+    ]
     for a in ANCHORS:
         if a in per:
             parts.append(f"{a} {per[a]:8.3f} ({row['ratio'][a]:.2f}x)")

@@ -225,7 +225,7 @@ def _batch_als(
     """Batched CP-ALS from ``factors`` (updated in place); returns weights, factors, per-sweep
     errors and the still-active mask.
 
-    The sweeps run on a working set of members: once a quarter of it has stopped, the stopped
+    The sweeps run on a working set of members: once an eighth of it has stopped, the stopped
     members are dropped from it, so a batch costs about what its members' own sweeps cost rather
     than the slowest member's count times the batch. Members that stopped but are still in the
     working set keep their factors.
@@ -245,7 +245,7 @@ def _batch_als(
     x0 = x.reshape(batch, x.shape[1], -1)
     for _ in range(max_iter):
         live = active[members]
-        if int(live.sum()) <= 0.75 * members.numel():
+        if int(live.sum()) <= 0.875 * members.numel():
             kept = live.nonzero().squeeze(1)
             members, x0, live = members[kept], x0[kept], live[kept]
         sub, w, inner, gram_prod = _batch_sweep(
@@ -310,7 +310,7 @@ def _batch_sweep(
     partial = m  # replaced after the mode-0 update
     for mode in range(n):
         if mode == 1:
-            partial = (x0.mT @ factors[0]).reshape(batch, *rest, rank)
+            partial = (factors[0].mT @ x0).mT.reshape(batch, *rest, rank)
         if mode >= 1:
             others = [k for k in range(1, n) if k != mode]
             subs = ",".join(["Z" + idx + "r", *(f"Z{idx[k - 1]}r" for k in others)])
