@@ -38,6 +38,7 @@ from ._maestro import LowRankLinear as LowRankLinear
 from ._maestro import OrderedDropout as OrderedDropout
 from ._maestro import hierarchical_group_lasso as hierarchical_group_lasso
 from ._maestro import ordered_layers as ordered_layers
+from ._progress import Progress as Progress
 from ._regularizers import component_magnitudes as component_magnitudes
 from ._regularizers import prune_components_ as prune_components_
 from ._regularizers import tensor_dropout as tensor_dropout
@@ -75,6 +76,7 @@ __all__ = [
     "LowRankLinear",
     "LowRankWeight",
     "OrderedDropout",
+    "Progress",
     "TRWeight",
     "TTWeight",
     "TensorContraction",
