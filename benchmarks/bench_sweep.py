@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 rows.append(row)
                 print(_row_line(row), flush=True)
+                partial = {"command": sys.argv, "partial": True, "rows": rows}
+                _common.write_results("bench_sweep" + ("_quick" if args.quick else ""), partial)
     return {"threads": threads, "rows": rows}
 
 
