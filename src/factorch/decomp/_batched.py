@@ -166,6 +166,7 @@ def cp_batch(
             x = x / scales.to(x.dtype).reshape(-1, *(1,) * len(shape))
         start = _svd_init(x, rank, generator) if init == "svd" else _random_init(x, rank, generator)
         weights, factors, errors, active = _batch_als(x, start, max_iter, float(tol), float(l2))
+        errors[-1] = _member_errors(x, weights, factors)  # the final errors exactly
         weights, factors = _batch_output(weights, factors, scales, x_in.dtype)
         if x_in.dtype != x.dtype:  # errors of the returned (rounded) models
             w = upcast(weights) / scales.to(x.dtype)[:, None]
