@@ -35,7 +35,9 @@ def test_cp_batch_recovers_each_member():
 def test_cp_batch_equals_loop_from_same_init():
     xs = _stack(4, (4, 5, 6), 2, 2)
     gen_seed = 3
-    res = cp_batch(xs, 3, generator=torch.Generator().manual_seed(gen_seed), max_iter=15, tol=0)
+    res = cp_batch(
+        xs, 3, init="random", generator=torch.Generator().manual_seed(gen_seed), max_iter=15, tol=0
+    )
     # Reproduce the batch's random init per member and run the single-tensor ALS.
     g = torch.Generator().manual_seed(gen_seed)
     inits = [torch.rand(4, s, 3, generator=g, dtype=torch.float64) for s in (4, 5, 6)]
@@ -43,6 +45,45 @@ def test_cp_batch_equals_loop_from_same_init():
         init = CPTensor(torch.ones(3, dtype=torch.float64), tuple(f[b] for f in inits))
         single = cp(xs[b], 3, init=init, max_iter=15, tol=0)
         assert float(res.error[b]) == pytest.approx(single.error, abs=1e-8)
+
+
+def _svd_start(x, rank):
+    """Reference SVD start of one member: leading left singular vectors of each unfolding."""
+    factors = []
+    for mode in range(x.ndim):
+        unfolded = torch.movedim(x, mode, 0).reshape(x.shape[mode], -1)
+        factors.append(torch.linalg.svd(unfolded, full_matrices=False).U[:, :rank])
+    return CPTensor(torch.ones(rank, dtype=x.dtype), tuple(factors))
+
+
+@pytest.mark.parametrize("shape", [(9, 3, 4), (3, 4, 5, 6)])
+def test_cp_batch_svd_start_equals_loop_from_svd_start(shape):
+    # The batched start (Gram eigenvectors) and the batched sweep (dimension tree, Gram-identity
+    # errors) against cp run member by member from per-member SVD factors, to 1e-10.
+    g = torch.Generator().manual_seed(7)
+    xs = _stack(5, shape, 2, 6) + 0.05 * torch.randn(5, *shape, generator=g, dtype=torch.float64)
+    res = cp_batch(xs, 2, max_iter=8, tol=0)
+    for b in range(5):
+        single = cp(xs[b], 2, init=_svd_start(xs[b], 2), max_iter=8, tol=0)
+        assert float(res.error[b]) == pytest.approx(single.error, abs=1e-10)
+        assert torch.allclose(res.tensors[b].to_dense(), single.model.to_dense(), atol=1e-10)
+
+
+def test_cp_batch_svd_start_matches_the_loop_distribution():
+    # Issue 14 item 6: 100 members of the COVID serology shape; the batched SVD start reaches
+    # the error distribution of one cp (default SVD start) per member; the random start does not
+    # (a fraction of its members end in a swamp).
+    g = torch.Generator().manual_seed(0)
+    truths = [random_cp((438, 6, 11), 3, generator=g, dtype=torch.float64) for _ in range(100)]
+    xs = torch.stack([t.to_dense() for t in truths])
+    xs = xs + 0.01 * torch.randn(xs.shape, generator=g, dtype=torch.float64) * xs.std()
+    loop = torch.tensor([cp(x, 3).error for x in xs])
+    batched = cp_batch(xs, 3).error
+    random = cp_batch(xs, 3, init="random", generator=torch.Generator().manual_seed(1)).error
+    stuck = float(2 * loop.median())
+    assert float(batched.median()) == pytest.approx(float(loop.median()), rel=1e-3)
+    assert int((batched > stuck).sum()) <= int((loop > stuck).sum())
+    assert int((random > stuck).sum()) > int((batched > stuck).sum())
 
 
 def test_hosvd_batch_matches_per_member_projection():
@@ -102,6 +143,11 @@ def test_hosvd_batch_complex_exact_at_full_rank():
             r"cp_batch: a rank-1000000000 CP fit of a \(2, 3, 4\) stack needs about",
         ),
         (lambda: cp_batch("x", 1), TypeError, "cp_batch: tensors must be a torch.Tensor or a"),
+        (
+            lambda: cp_batch(torch.ones(2, 3, 4), 1, init="nvecs"),
+            ValueError,
+            r"cp_batch: init must be one of \('svd', 'random'\); got 'nvecs'",
+        ),
         (
             lambda: hosvd_batch(torch.ones(2, 3, 4), (1, 1, 1)),
             ValueError,

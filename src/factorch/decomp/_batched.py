@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
@@ -23,9 +24,11 @@ from ..tensors import CPTensor, TuckerTensor
 from ._result import Stopwatch
 from ._scale import batch_fit_scale
 
-__all__ = ["BatchCPResult", "BatchTuckerResult", "cp_batch", "hosvd_batch"]
+__all__ = ["BatchCPInit", "BatchCPResult", "BatchTuckerResult", "cp_batch", "hosvd_batch"]
 
 _L = "abcdefghijklmnopqstuvwxyz"
+
+BatchCPInit = Literal["svd", "random"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,6 @@ class BatchCPResult:
         return self.errors[-1]
 
 
-def _batch_mttkrp(x: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
-    n = x.ndim - 1
-    idx = _L[:n]
-    subs = ["Z" + idx] + [f"Z{idx[m]}r" for m in range(n) if m != mode]
-    ops = [x] + [factors[m] for m in range(n) if m != mode]
-    return torch.einsum(",".join(subs) + f"->Z{idx[mode]}r", *ops)
-
-
 def _batch_solve(m: torch.Tensor, v: torch.Tensor, l2: float) -> torch.Tensor:
     if l2:
         v = v + l2 * torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
@@ -92,6 +87,7 @@ def cp_batch(
     tensors: torch.Tensor,
     rank: int,
     *,
+    init: BatchCPInit = "svd",
     max_iter: int = 100,
     tol: float = 1e-8,
     l2: float = 0.0,
@@ -99,10 +95,14 @@ def cp_batch(
 ) -> BatchCPResult:
     """CP-ALS on every member of a stack ``tensors`` of shape ``(B, I_0, ..., I_{N-1})``.
 
-    Random uniform initialisation from ``generator`` (drawn on the CPU, so results do not depend
-    on the device). Each member stops when its relative error (the exact residual, cheap for
-    small members) changes by less than ``tol``, or by less than the rounding floor of two such
-    errors (about ``1e-6`` in float32) when that is larger; ``tol=0`` runs all sweeps.
+    ``init="svd"`` (the default, as in :func:`~factorch.decomp.cp`) starts every member from the
+    leading left singular vectors of its mode-n unfoldings, computed for all members at once by
+    one batched symmetric eigensolver per mode (columns beyond the unfolding's rank are drawn from
+    ``generator``); ``init="random"`` draws uniform factors from ``generator`` (on the CPU, so
+    results do not depend on the device). Each member stops when its relative error (the exact
+    residual, cheap for small members) changes by less than ``tol``, or by less than the rounding
+    floor of two such errors (about ``1e-6`` in float32) when that is larger; ``tol=0`` runs all
+    sweeps.
 
     numpy arrays are accepted; float16/bfloat16 stacks are fitted in float32 and returned in the
     input dtype (errors are those of the returned, rounded models); each member is scaled by its
@@ -113,6 +113,8 @@ def cp_batch(
     Args:
         tensors: ``(B, I_0, ..., I_{N-1})`` real stack (at least 3 dimensions), or a numpy array.
         rank: components per member (any integral type).
+        init: ``"svd"`` (leading singular vectors of the unfoldings) or ``"random"`` (uniform
+            factors).
         max_iter: maximum number of sweeps.
         tol: per-member stopping tolerance on the change in relative error (0: run all sweeps).
         l2: ridge penalty added to each normal-equation solve (of unit-norm factors).
@@ -143,11 +145,14 @@ def cp_batch(
         raise ValueError(f"{fn}: tol must be a non-negative number; got {tol!r}.")
     if isinstance(l2, bool) or not (isinstance(l2, (int, float)) and l2 >= 0):
         raise ValueError(f"{fn}: l2 must be a non-negative number; got {l2!r}.")
+    if not isinstance(init, str) or init not in get_args(BatchCPInit):
+        raise ValueError(f"{fn}: init must be one of {get_args(BatchCPInit)}; got {init!r}.")
     generator = check_generator(generator, fn)
     batch, shape = x_in.shape[0], tuple(x_in.shape[1:])
     member = math.prod(shape)
     check_memory(
-        batch * (sum(shape) * rank + (len(shape) + 2) * rank * rank + 3 * member * rank + member),
+        batch * (sum(shape) * rank + (len(shape) + 2) * rank * rank + 3 * member * rank)
+        + batch * (len(shape) + 2) * member,
         working_dtype(x_in.dtype),
         x_in.device,
         fn,
@@ -159,9 +164,9 @@ def cp_batch(
         scales = batch_fit_scale(x)
         if bool((scales != 1).any()):
             x = x / scales.to(x.dtype).reshape(-1, *(1,) * len(shape))
-        weights, factors, errors, active = _batch_als(
-            x, rank, max_iter, float(tol), float(l2), generator
-        )
+        start = _svd_init(x, rank, generator) if init == "svd" else _random_init(x, rank, generator)
+        weights, factors, errors, active = _batch_als(x, start, max_iter, float(tol), float(l2))
+        errors[-1] = _member_errors(x, weights, factors)  # the final errors exactly
         weights, factors = _batch_output(weights, factors, scales, x_in.dtype)
         if x_in.dtype != x.dtype:  # errors of the returned (rounded) models
             w = upcast(weights) / scales.to(x.dtype)[:, None]
@@ -177,47 +182,92 @@ def cp_batch(
     )
 
 
+def _random_init(
+    x: torch.Tensor, rank: int, generator: torch.Generator | None
+) -> list[torch.Tensor]:
+    """Uniform ``(B, I_n, R)`` factors drawn on the CPU (device-independent results)."""
+    batch = x.shape[0]
+    return [
+        torch.rand(batch, s, rank, generator=generator, dtype=x.dtype).to(x.device)
+        for s in x.shape[1:]
+    ]
+
+
+def _svd_init(x: torch.Tensor, rank: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Per mode, the leading ``R`` left singular vectors of every member's mode-n unfolding, from
+    one batched ``eigh`` of the smaller of its two Gram matrices (as cp's SVD start does member
+    by member); columns beyond the unfolding's rank are Gaussian from ``generator``."""
+    batch = x.shape[0]
+    factors = []
+    for mode, size in enumerate(x.shape[1:]):
+        unfolded = torch.movedim(x, mode + 1, 1).reshape(batch, size, -1)
+        if size <= unfolded.shape[2]:  # wide: eigenvectors of the small Gram (as cp does)
+            vecs = torch.linalg.eigh(unfolded @ unfolded.mT).eigenvectors
+            u = vecs.flip(-1)[..., : min(rank, size)]
+        else:  # tall: right vectors from the small Gram, mapped back and normalised
+            vecs = torch.linalg.eigh(unfolded.mT @ unfolded).eigenvectors
+            u = unfolded @ vecs.flip(-1)[..., : min(rank, unfolded.shape[2])]
+            norms = torch.linalg.vector_norm(u, dim=1, keepdim=True)
+            u = u / norms.clamp_min(torch.finfo(x.dtype).tiny)
+        if u.shape[-1] < rank:
+            extra = torch.randn(batch, size, rank - u.shape[-1], generator=generator, dtype=x.dtype)
+            u = torch.cat([u, extra.to(x.device)], dim=-1)
+        factors.append(u.contiguous())
+    return factors
+
+
 def _batch_als(
     x: torch.Tensor,
-    rank: int,
+    factors: list[torch.Tensor],
     max_iter: int,
     tol: float,
     l2: float,
-    generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """Batched CP-ALS; returns weights, factors, per-sweep errors and the still-active mask."""
-    batch, shape = x.shape[0], x.shape[1:]
-    n = len(shape)
-    factors = [
-        torch.rand(batch, s, rank, generator=generator, dtype=x.dtype).to(x.device) for s in shape
-    ]
+    """Batched CP-ALS from ``factors`` (updated in place); returns weights, factors, per-sweep
+    errors and the still-active mask.
+
+    The sweeps run on a working set of members: once an eighth of it has stopped, the stopped
+    members are dropped from it, so a batch costs about what its members' own sweeps cost rather
+    than the slowest member's count times the batch. Members that stopped but are still in the
+    working set keep their factors.
+
+    Errors come from the Gram identity ``||X - M||^2 = ||X||^2 - 2 <X, M> + ||M||^2`` (``<X, M>``
+    from the last mode's MTTKRP, no reconstruction); members whose error is below
+    ``1000 sqrt(eps)``, where that identity loses digits, get the exact residual instead.
+    """
+    batch = x.shape[0]
+    rank = factors[0].shape[-1]
     weights = torch.ones(batch, rank, dtype=x.dtype, device=x.device)
-    grams = [f.mT @ f for f in factors]
     norm_x = torch.linalg.vector_norm(x.reshape(batch, -1), dim=1)
-    eps = torch.finfo(x.dtype).eps
+    tiny, eps = torch.finfo(x.dtype).tiny, torch.finfo(x.dtype).eps
     active = torch.ones(batch, dtype=torch.bool, device=x.device)
     errors: list[torch.Tensor] = []
+    members = torch.arange(batch, device=x.device)
+    x0 = x.reshape(batch, x.shape[1], -1)
     for _ in range(max_iter):
-        for mode in range(n):
-            m = _batch_mttkrp(x, factors, mode)
-            v = torch.ones_like(grams[0])
-            for k in range(n):
-                if k != mode:
-                    v = v * grams[k]
-            new = _batch_solve(m, v, l2)
-            norms = torch.linalg.vector_norm(new, dim=1)
-            norms = torch.where(norms > 0, norms, torch.ones_like(norms))
-            new = new / norms[:, None, :]
-            keep = active[:, None, None]
-            factors[mode] = torch.where(keep, new, factors[mode])
-            weights = torch.where(active[:, None], norms, weights)
-            grams[mode] = factors[mode].mT @ factors[mode]
-        # Small members: the exact residual costs about one MTTKRP and, unlike the Gram
-        # formula, stays accurate below sqrt(eps). Its rounding floor: a few eps (as in cp).
-        err = _member_errors(x, weights, factors)
-        floor = (
-            8.0 * eps * (1.0 + weights.abs().sum(1) / norm_x.clamp_min(torch.finfo(x.dtype).tiny))
+        live = active[members]
+        if int(live.sum()) <= 0.875 * members.numel():
+            kept = live.nonzero().squeeze(1)
+            members, x0, live = members[kept], x0[kept], live[kept]
+        sub, w, inner, gram_prod = _batch_sweep(
+            x0, tuple(x.shape[2:]), [f[members] for f in factors], weights[members], live, l2
         )
+        for mode, f in enumerate(sub):
+            factors[mode][members] = f
+        weights[members] = w
+        nx = norm_x[members]
+        model_sq = torch.einsum("Zr,Zrs,Zs->Z", w, gram_prod, w)
+        resid = (nx.square() - 2 * inner + model_sq).clamp_min(0).sqrt()
+        exact = live & (resid < 1e3 * math.sqrt(eps) * nx)
+        if bool(exact.any()):
+            rows = exact.nonzero().squeeze(1)
+            recon = (sub[0][rows] * w[rows, None, :]) @ _batch_khatri_rao(
+                [f[rows] for f in sub[1:]]
+            ).mT
+            resid[rows] = torch.linalg.vector_norm(x0[rows] - recon, dim=(1, 2))
+        err = errors[-1].clone() if errors else torch.zeros_like(norm_x)
+        err[members] = torch.where(nx > 0, resid / nx.clamp_min(tiny), resid)
+        floor = 8.0 * eps * (1.0 + weights.abs().sum(1) / norm_x.clamp_min(tiny))
         if errors:
             err = torch.where(active, err, errors[-1])
             if tol > 0:
@@ -226,6 +276,62 @@ def _batch_als(
         if not bool(active.any()):
             break
     return weights, factors, errors, active
+
+
+def _batch_khatri_rao(factors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per member, the Khatri--Rao product ``(B, prod I_m, R)`` of ``factors`` (the first
+    factor's index varying slowest, as in a row-major unfolding)."""
+    out = factors[0]
+    for f in factors[1:]:
+        out = (out[:, :, None, :] * f[:, None, :, :]).reshape(out.shape[0], -1, out.shape[-1])
+    return out
+
+
+def _batch_sweep(
+    x0: torch.Tensor,
+    rest: tuple[int, ...],
+    factors: list[torch.Tensor],
+    weights: torch.Tensor,
+    live: torch.Tensor,
+    l2: float,
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One ALS sweep over every mode of the working set (``x0``: mode-0 unfoldings ``(B, I_0,
+    prod rest)``); members not ``live`` keep their factors and weights.
+
+    MTTKRPs read the data twice per sweep (a dimension tree of depth one): mode 0 is
+    ``X_(0) (A_{N-1} (.) ... (.) A_1)``; then ``P = X_(0)^T A_0`` (with the updated ``A_0``) is
+    contracted rank-wise with the small factors for every other mode. Returns the factors, the
+    weights, ``<X, M>`` per member and the Hadamard product of the final Gram matrices.
+    """
+    n = len(factors)
+    batch, rank = x0.shape[0], factors[0].shape[-1]
+    grams = [f.mT @ f for f in factors]
+    idx = _L[1:n]
+    m = x0 @ _batch_khatri_rao(factors[1:])
+    partial = m  # replaced after the mode-0 update
+    for mode in range(n):
+        if mode == 1:
+            partial = (factors[0].mT @ x0).mT.reshape(batch, *rest, rank)
+        if mode >= 1:
+            others = [k for k in range(1, n) if k != mode]
+            subs = ",".join(["Z" + idx + "r", *(f"Z{idx[k - 1]}r" for k in others)])
+            m = torch.einsum(f"{subs}->Z{idx[mode - 1]}r", partial, *(factors[k] for k in others))
+        v = torch.ones_like(grams[0])
+        for k in range(n):
+            if k != mode:
+                v = v * grams[k]
+        new = _batch_solve(m, v, l2)
+        norms = torch.linalg.vector_norm(new, dim=1)
+        norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+        new = new / norms[:, None, :]
+        factors[mode] = torch.where(live[:, None, None], new, factors[mode])
+        weights = torch.where(live[:, None], norms, weights)
+        grams[mode] = factors[mode].mT @ factors[mode]
+    inner = ((m * factors[-1]).sum(1) * weights).sum(1)
+    gram_prod = grams[0]
+    for g in grams[1:]:
+        gram_prod = gram_prod * g
+    return factors, weights, inner, gram_prod
 
 
 def _member_errors(

@@ -46,6 +46,7 @@ from ._pretrained import from_pretrained as from_pretrained
 from ._pretrained import merge_and_unload as merge_and_unload
 from ._pretrained import model_config as model_config
 from ._pretrained import save_pretrained as save_pretrained
+from ._progress import Progress as Progress
 from ._regularizers import component_magnitudes as component_magnitudes
 from ._regularizers import prune_components_ as prune_components_
 from ._regularizers import tensor_dropout as tensor_dropout
@@ -83,6 +84,7 @@ __all__ = [
     "LowRankLinear",
     "LowRankWeight",
     "OrderedDropout",
+    "Progress",
     "TRWeight",
     "TTWeight",
     "TensorContraction",

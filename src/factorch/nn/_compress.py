@@ -21,6 +21,7 @@ from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _Factor
 from ._layer import Implementation, check_implementation, errors_named
 from ._linear import FactorizedLinear
 from ._pretrained import model_config
+from ._progress import ProgressOption, Reporter
 from ._spec import TensorLayout
 from .formats import WeightFormat, check_weight_finite, get_format
 
@@ -297,6 +298,7 @@ def _allocate(
     allocation: str,
     decomposition: Mapping[str, Any] | None,
     fn: str,
+    reporter: Reporter | None = None,
 ) -> tuple[dict[str, _Choice], float]:
     """The rank of every selected layer within ``ratio`` of their weights, and that budget."""
     budget = ratio * sum(p.weight.numel() for p in plans)
@@ -310,9 +312,11 @@ def _allocate(
             choices[p.name] = _Choice(rank)
         return choices, budget
     ladders = []
-    for p in plans:
+    for i, p in enumerate(plans):
         with errors_named(f"{fn}: layer {p.name!r}"):
             ladders.append(_energy_ladder(p, decomposition))
+        if reporter is not None:
+            reporter.step("allocate", p.name, i + 1, len(plans))
     for p, lad, i in zip(plans, ladders, allocate(ladders, budget)):
         choices[p.name] = _Choice(lad[i].rank, math.sqrt(lad[i].error2))
     return choices, budget
@@ -350,13 +354,14 @@ def _replace(
     fn: str,
 ) -> FactorizedLinear | _FactorizedConvNd:
     """Factorize one layer at ``rank`` and put the new layer in its place in ``model``."""
+    options = {**plan.format.compress_options, **(decomposition or {})}
     with errors_named(f"{fn}: layer {plan.name!r}"):
         new = plan.layer_cls.from_dense(
             plan.module,
             format=plan.format.format,
             rank=rank,
             implementation=implementation,
-            decomposition=decomposition,
+            decomposition=options,
         )
     parent_name, _, child = plan.name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
@@ -487,6 +492,7 @@ def compress(
     finetune: FineTune | Callable[[nn.Module], Any] | None = None,
     inplace: bool = False,
     decomposition: Mapping[str, Any] | None = None,
+    progress: ProgressOption = False,
     ranks: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, CompressionReport]:
     """Replace the Linear / Conv layers of a trained model by factorized layers.
@@ -516,7 +522,12 @@ def compress(
         finetune: a :class:`FineTune` loop or a callable ``f(model)`` that trains the compressed
             model in place.
         inplace: modify ``model`` itself.
-        decomposition: options passed to the decompositions (see the format classes).
+        decomposition: options passed to the decompositions (see the format classes); they
+            override each format's ``compress_options`` (CP: ``tol=1e-3``, an error to three
+            digits rather than to convergence).
+        progress: ``False`` (default): silent; ``True``: a tqdm bar on stderr per stage
+            (allocation, decomposition); a callable: called with a
+            :class:`~factorch.nn.Progress` after each layer of each stage.
         ranks: deprecated spelling of ``layer_ranks`` (warns).
 
     Choosing a format: at moderate ratios ``"lowrank"`` is the most accurate per parameter and
@@ -556,6 +567,7 @@ def compress(
             raise ValueError(f"{fn}: give layer_ranks= only (ranks= is its deprecated spelling).")
         layer_ranks = ranks
     ratio = _check_options(model, ratio, layer_ranks, allocation, format, finetune, fn)
+    reporter = Reporter(progress, fn)
     implementation = check_implementation(implementation, fn)
     inc = _check_selectors(include, fn, "include")
     exc = _check_selectors(exclude, fn, "exclude")
@@ -570,9 +582,11 @@ def compress(
         if layer_ranks is not None:
             choices = _given_ranks(plans, layer_ranks, fn)
         else:
-            choices, budget = _allocate(plans, cast(float, ratio), allocation, decomposition, fn)
+            choices, budget = _allocate(
+                plans, cast(float, ratio), allocation, decomposition, fn, reporter
+            )
         reports = []
-        for p in plans:
+        for i, p in enumerate(plans):
             rank = choices[p.name].rank
             new = None
             if rank is not None and (layer_ranks is not None or _saves(p, rank)):
@@ -580,6 +594,8 @@ def compress(
                     work, p, rank, implementation=implementation, decomposition=decomposition, fn=fn
                 )
             reports.append(_report(p, choices[p.name], new, shapes.get(p.name)))
+            reporter.step("decompose", p.name, i + 1, len(plans))
+        reporter.close()
     losses = _finetune(work, finetune)
     params_after = sum(p.numel() for p in work.parameters())
     report = CompressionReport(

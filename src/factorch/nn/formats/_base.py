@@ -110,6 +110,11 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
     budget_monotone: ClassVar[bool] = True
     """Whether :meth:`count_params` increases along :meth:`rank_family` (binary search)."""
 
+    compress_options: ClassVar[Mapping[str, Any]] = {}
+    """Decomposition options :func:`~factorch.nn.compress` uses unless its ``decomposition=``
+    sets them (e.g. a looser stopping tolerance for an iterative fit: a compressed layer needs
+    its error to a few digits, not to convergence)."""
+
     def __init__(
         self,
         layout: TensorLayout,
