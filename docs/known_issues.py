@@ -1,0 +1,45 @@
+"""Docstring problems the documentation build tolerates for now, each listed for its owner.
+
+The build runs with warnings as errors. A problem in a docstring that the docs helper does not
+own is listed here instead of being hidden by a blanket setting: an unresolved reference in
+``UNRESOLVED_TARGETS`` is rendered as plain text, a docstring in ``LITERAL_DOCSTRINGS`` is shown
+as preformatted text. Fix the docstring, then delete its entry; any new problem fails the build.
+"""
+
+from __future__ import annotations
+
+# Reference targets that name private or undocumented objects (owner in the comment).
+UNRESOLVED_TARGETS: frozenset[str] = frozenset(
+    {
+        # algebra: private module / undocumented helper named in public docstrings
+        "factorch.algebra._plans",
+        "allowed_modes",
+        # decomp: private module; a Raises entry napoleon cannot split ("ValueError / TypeError")
+        "factorch.decomp._truncate",
+        "ValueError / TypeError",
+        "One line for a report",
+        # nn: private helpers and constants named with roles; Raises entries of compress
+        "kernel_fixed_modes",
+        "cp_sequential",
+        "conv_flops",
+        "linear_flops",
+        "MAX_MEASURED_RUNGS",
+        "UNBOUNDED",
+        "LowRankLinear.group_lasso",
+        "Trainable numbers",
+        "factorch.nn.formats._base",
+        "budget below what rank-1 factorizations need",
+        "a weight with NaN",
+        "Inf entries.",
+        # symmetry
+        "Irreps.D_from_matrix",
+    }
+)
+
+# Docstrings that are not valid reStructuredText (owner in the comment).
+LITERAL_DOCSTRINGS: frozenset[str] = frozenset(
+    {
+        # completion: an "Args:" entry whose name list wraps onto a second line
+        "factorch.completion.gcp",
+    }
+)
