@@ -405,7 +405,7 @@ def _lbfgs_epoch(
     idx: Sequence[torch.Tensor],
     tau: float,
     core_var: float,
-) -> None:
+) -> bool:
     """One L-BFGS step; ``False`` (parameters restored) when it produced non-finite values."""
 
     def closure() -> torch.Tensor:
