@@ -22,13 +22,13 @@ from pathlib import Path
 import factorch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import known_issues  # noqa: E402 (docs/known_issues.py)
+import known_issues
 
 HERE = Path(__file__).resolve().parent
 
 project = "factorch"
 author = "The factorch authors"
-copyright = "2026, the factorch authors"  # noqa: A001 (Sphinx's setting name)
+copyright = "2026, the factorch authors"
 release = factorch.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -66,12 +66,18 @@ python_use_unqualified_type_names = True
 # standard library cannot be resolved without network inventories and are not checked.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|numpy|np|nn|typing|typing_extensions|collections|os|pathlib|io|types)"
-     r"(\..*)?"),
-    (r"py:.*", r"(Tensor|Module|Generator|Path|PathLike|dtype|device|Callable|Sequence|Mapping"
-     r"|Iterator|Iterable|Any|Literal|Self|TypeAlias|Figure|Axes|DataFrame|ndarray|T|R|M|F|_.*"
-     r"|Parameter|Size|ArrayLike|Number|datetime|click\..*|matplotlib\..*|e3nn\..*"
-     r"|hypothesis\..*|SearchStrategy|ShapeArg)"),
+    (
+        r"py:.*",
+        r"(torch|numpy|np|nn|typing|typing_extensions|collections|os|pathlib|io|types)"
+        r"(\..*)?",
+    ),
+    (
+        r"py:.*",
+        r"(Tensor|Module|Generator|Path|PathLike|dtype|device|Callable|Sequence|Mapping"
+        r"|Iterator|Iterable|Any|Literal|Self|TypeAlias|Figure|Axes|DataFrame|ndarray|T|R|M|F|_.*"
+        r"|Parameter|Size|ArrayLike|Number|datetime|click\..*|matplotlib\..*|e3nn\..*"
+        r"|hypothesis\..*|SearchStrategy|ShapeArg)",
+    ),
     (r"py:.*", r"factorch(\.[a-z]+)*\._[a-z_]+\.[A-Z]"),  # TypeVars of private modules
     (r"py:.*", r"t\.Any"),
     # Private types in public signatures (an internal base class, a helper record): not

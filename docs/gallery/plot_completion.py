@@ -47,4 +47,5 @@ best = ranks[min(range(len(ranks)), key=errors.__getitem__)]
 fit = cp_als(torch.where(observed, x, 0.0), best, mask=observed, generator=g)
 filled = torch.where(observed, x, fit.model.to_dense())
 missing = filled[~observed]
-print(f"rank {best}: {missing.numel()} entries predicted, in [{missing.min():.3f}, {missing.max():.3f}]")
+low, high = float(missing.min()), float(missing.max())
+print(f"rank {best}: {missing.numel()} entries predicted, in [{low:.3f}, {high:.3f}]")

@@ -28,13 +28,19 @@ def accuracy(model: nn.Module) -> float:
 
 
 model = nn.Sequential(
-    nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-    nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+    nn.Conv2d(1, 16, 3, padding=1),
+    nn.ReLU(),
+    nn.Conv2d(16, 32, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(32 * 4 * 4, 64),
+    nn.ReLU(),
+    nn.Linear(64, 10),
 )
 opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 batches = [(x[train][i : i + 64], y[train][i : i + 64]) for i in range(0, len(train), 64)]
-for epoch in range(5):
+for _epoch in range(5):
     for xb, yb in batches:
         opt.zero_grad()
         nn.functional.cross_entropy(model(xb), yb).backward()

@@ -28,15 +28,19 @@ print(data.name, tuple(x.shape), x.dtype)
 g = torch.Generator().manual_seed(0)
 result = cp(x, 2, max_iter=300, generator=g)
 model = result.model.canonicalize()
-print(f"CP rank 2: relative error {result.error:.4f}, {result.iterations} sweeps, "
-      f"converged={result.converged}")
+print(
+    f"CP rank 2: relative error {result.error:.4f}, {result.iterations} sweeps, "
+    f"converged={result.converged}"
+)
 print("weights:", model.weights)
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3))
 for mode, ax in enumerate(axes):
     factor = model.factors[mode]
     for r in range(factor.shape[1]):
-        ax.plot(factor[:, r].numpy(), marker="o" if mode else None, lw=1, label=f"component {r + 1}")
+        ax.plot(
+            factor[:, r].numpy(), marker="o" if mode else None, lw=1, label=f"component {r + 1}"
+        )
     ax.set_title(data.mode_names[mode])
 axes[0].legend()
 fig.tight_layout()

@@ -42,7 +42,9 @@ print(f"max |sparse - dense| MTTKRP difference: {float(diff):.2e}")
 
 results = []
 for start in range(4):
-    res = sparse_cp(sparse, 4, max_iter=100, tol=1e-8, generator=torch.Generator().manual_seed(start))
+    res = sparse_cp(
+        sparse, 4, max_iter=100, tol=1e-8, generator=torch.Generator().manual_seed(start)
+    )
     results.append(res)
     print(f"start {start}: relative error {res.error:.2e} after {res.iterations} sweeps")
 best = min(results, key=lambda r: r.error)

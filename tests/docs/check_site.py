@@ -1,4 +1,4 @@
-"""Open the built documentation in headless Chromium and check that it renders (``make docs-check``).
+"""Open the built documentation in headless Chromium and check it (``make docs-check``).
 
 Not part of ``make test``: it needs the built site and a browser. It fails (exit status 1) rather
 than skipping when something is missing, and installs Debian's ``chromium`` with apt when it is
