@@ -33,6 +33,14 @@ UNRESOLVED_TARGETS: frozenset[str] = frozenset(
         "Inf entries.",
         # symmetry
         "Irreps.D_from_matrix",
+        # completion: several exceptions in one "Raises:" entry ("TypeError: ... ValueError:
+        # ..."), which napoleon reads as exception names
+        "entries.",
+        "an unknown link. IndexError",
+        "values",
+        "a rank whose working set cannot fit the device's memory.",
+        "fit in memory.",
+        "normal equations cannot fit in memory.",
     }
 )
 
@@ -41,5 +49,8 @@ LITERAL_DOCSTRINGS: frozenset[str] = frozenset(
     {
         # completion: an "Args:" entry whose name list wraps onto a second line
         "factorch.completion.gcp",
+        # nn.attention: a "Returns:" block whose continuation lines are not indented
+        "factorch.nn.attention.MetricTensorAttention.forward",
+        "factorch.nn.MetricTensorAttention.forward",
     }
 )
