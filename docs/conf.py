@@ -302,7 +302,7 @@ def _split_attribute_lists(app, what, name, obj, options, lines):  # type: ignor
 
 def _process_docstring(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
     module = getattr(obj, "__module__", None) or ""
-    if name.startswith("factorch.") and not module.startswith("factorch"):
+    if what != "module" and module and not module.startswith("factorch"):
         # A dataclass field whose default is a torch function would show torch's docstring.
         lines.clear()
     elif name in known_issues.LITERAL_DOCSTRINGS or _is_click_command(obj):
