@@ -24,7 +24,7 @@ truth = x[test]
 # %%
 # Test error by rank: the model is fitted on ``train`` only.
 
-ranks = [1, 2, 3, 4, 5, 6]
+ranks = [1, 2, 3, 4]
 errors = []
 for r in ranks:
     fit = cp_als(torch.where(train, x, 0.0), r, mask=train, generator=g)

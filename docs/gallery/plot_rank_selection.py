@@ -22,7 +22,7 @@ g = torch.Generator().manual_seed(0)
 truth = random_cp((30, 25, 20), 3, generator=g, dtype=torch.float64).to_dense()
 noisy = add_noise(truth, relative=0.1, generator=g)
 
-scan = rank_scan(noisy, [1, 2, 3, 4, 5], starts=3, generator=g)
+scan = rank_scan(noisy, [1, 2, 3, 4, 5], starts=2, generator=g)
 for r, err, cc in zip(scan.ranks, scan.best_errors, scan.corcondia):
     print(f"rank {r}: error {err:.3f}, CORCONDIA {cc:6.1f}")
 print("recommended:", scan.recommended, "-", scan.reason)
@@ -48,7 +48,7 @@ fig.tight_layout()
 # --------------------------
 
 data = load("covid19_serology")
-scan = rank_scan(data.tensor, [1, 2, 3, 4], starts=3, generator=torch.Generator().manual_seed(0))
+scan = rank_scan(data.tensor, [1, 2, 3, 4], starts=2, generator=torch.Generator().manual_seed(0))
 for r, err, cc in zip(scan.ranks, scan.best_errors, scan.corcondia):
     print(f"rank {r}: error {err:.3f}, CORCONDIA {cc:6.1f}")
 print("recommended:", scan.recommended)
