@@ -34,6 +34,7 @@ test: install-test
 lint: install-test
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
 
 bench-quick: install-test
 	$(PY) benchmarks/bench_algebra.py --quick

@@ -42,11 +42,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "random": _BASE,
     "testing": _BASE | {"random"},
     "completion": _BASE | {"decomp"},
-    "nn": _BASE | {"decomp"},
+    "nn": _BASE | {"decomp", "io"},  # io: the model-directory format (save/from_pretrained)
     "io": _BASE | {"decomp"},
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
-    "cli": _BASE | {"decomp", "completion", "random", "nn", "io", "datasets", "plot"},
+    "adapters": _BASE | {"decomp", "nn", "io"},
+    "models": _BASE | {"decomp", "nn"},
+    "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
+    "cli": _BASE
+    | {"decomp", "completion", "random", "nn", "io", "datasets", "plot", "models", "train"},
 }
 
 

@@ -1,5 +1,6 @@
 """factorch: PyTorch-native tensor methods for deep learning."""
 
+from . import adapters as adapters
 from . import algebra as algebra
 from . import completion as completion
 from . import datasets as datasets
@@ -25,6 +26,7 @@ __all__ = [
     "TTTensor",
     "TuckerTensor",
     "__version__",
+    "adapters",
     "algebra",
     "completion",
     "compress",

@@ -426,11 +426,6 @@ def _with_nan() -> torch.Tensor:
         (torch.ones(3, 0, 5), ValueError, "cp: tensor has an empty dimension"),
         (_with_nan(), ValueError, "cp: tensor contains 1 NaN or Inf entries"),
         (
-            torch.ones(3, 4, 5, dtype=torch.complex64),
-            TypeError,
-            "complex tensors are not supported",
-        ),
-        (
             torch.sparse_coo_tensor(
                 torch.tensor([[0], [0], [0]]),
                 torch.tensor([1.0]),

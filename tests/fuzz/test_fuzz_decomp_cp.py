@@ -150,7 +150,12 @@ def _model_for(tensor: Any, case_shape: tuple[int, ...]) -> CPTensor:
 _FAST = {"max_iter": 30}
 
 ENTRIES = [
-    Entry("cp", lambda t, r: cp(t, r, **_FAST), _check_cp),
+    Entry(  # complex CP is supported (tested in tests/decomp/test_cp_complex.py)
+        "cp",
+        lambda t, r: cp(t, r, **_FAST),
+        _check_cp,
+        kinds=tuple(k for k in BAD_KINDS + EXTREME_KINDS if k != "complex_dtype"),
+    ),
     Entry("non_negative_cp", lambda t, r: non_negative_cp(t, r, **_FAST), _check_fit),
     Entry("nmf", lambda t, r: nmf(t, r, **_FAST), _check_nmf_like, max_ndim=3),
     Entry(

@@ -22,6 +22,7 @@ from ._common import DEBUG_ENV, CLIError, Interrupted, as_cli_error, one_line
 from ._complete import complete
 from ._decompose import decompose
 from ._info import datasets, info
+from ._operator import train_operator_command
 from ._scan import rank_scan
 
 __all__ = ["cli", "main", "run"]
@@ -68,6 +69,7 @@ def cli() -> None:
     factorch datasets                     the bundled datasets
     factorch complete t.csv --coords x,t --value y --functional
                                           FunBaT completion of a table
+    factorch train-operator               train a neural operator on generated PDE data
     """
 
 
@@ -76,6 +78,7 @@ cli.add_command(rank_scan)
 cli.add_command(info)
 cli.add_command(datasets)
 cli.add_command(complete)
+cli.add_command(train_operator_command)
 
 
 def _fail(message: str, code: int = 2) -> int:

@@ -37,7 +37,7 @@ from .._numerics import HALF_DTYPES, check_memory, no_autocast, upcast, working_
 from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
-from ._cp_sweep import CPState, als_sweep, exact_error, gram_error, working_set
+from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
 from ._degeneracy import cp_degeneracy
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._scale import fit_scale
@@ -84,8 +84,12 @@ def cp(
     """CP decomposition of a dense tensor by alternating least squares (CP-ALS).
 
     Args:
-        tensor: real floating tensor (or numpy array) with at least 2 modes, finite (except
-            unobserved entries when ``mask`` is given). float16 and bfloat16 are fitted in float32
+        tensor: real or complex floating tensor (or numpy array) with at least 2 modes, finite
+            (except
+            unobserved entries when ``mask`` is given). Complex data gets a complex model
+            ``sum_r w_r a_0r o ... o a_{N-1,r}`` without conjugation (TensorLy's convention),
+            fitted by the normal equations with Hermitian Grams. float16 and bfloat16 are fitted
+            in float32
             and the model returned in the input dtype. A torch sparse tensor is densified when
             its dense form has at most ``2**26`` entries (unlisted entries are zeros); larger
             ones are refused (use :func:`factorch.completion.sparse_cp`). A tensor that requires
@@ -128,7 +132,7 @@ def cp(
         mean the model should not be interpreted; the fit does not warn).
 
     Raises:
-        TypeError: non-tensor, integer, complex or non-bool mask input; a non-integral rank; a
+        TypeError: non-tensor, integer or non-bool mask input; a non-integral rank; a
             ``generator`` that is not a ``torch.Generator``.
         ValueError: NaN/Inf, an empty dimension or fewer than 2 modes; bad option values; a
             rank whose working set cannot fit in the device's memory (the message states it); an
@@ -146,7 +150,7 @@ def cp(
         True
     """
     fn = "cp"
-    data = dense_input(tensor, fn, allow_nan=mask is not None)
+    data = dense_input(tensor, fn, allow_nan=mask is not None, allow_complex=True)
     options = _check_options(
         data,
         rank,
@@ -165,8 +169,11 @@ def cp(
         return _fit(data, options)
 
 
-def dense_input(tensor: object, fn: str, *, allow_nan: bool = False) -> torch.Tensor:
-    """The data argument of a CP fit as a detached, real, dense floating tensor (checked)."""
+def dense_input(
+    tensor: object, fn: str, *, allow_nan: bool = False, allow_complex: bool = False
+) -> torch.Tensor:
+    """The data argument of a CP fit as a detached, dense floating tensor (checked); complex
+    only where ``allow_complex``."""
     x = as_tensor(tensor, fn)
     if x.layout != torch.strided:
         if x.numel() > _DENSIFY_LIMIT:
@@ -178,8 +185,13 @@ def dense_input(tensor: object, fn: str, *, allow_nan: bool = False) -> torch.Te
             )
         x = x.to_dense()
     x = x.detach()
+    if x.dtype == torch.complex32:
+        raise TypeError(
+            f"{fn}: complex32 tensors are not supported (too few operations exist for them); "
+            "convert with tensor.to(torch.complex64)."
+        )
     check_tensor(x, fn, "tensor", min_ndim=2, finite=not allow_nan)
-    if x.is_complex():
+    if x.is_complex() and not allow_complex:
         raise TypeError(f"{fn}: complex tensors are not supported; got {x.dtype}.")
     return x
 
@@ -339,20 +351,21 @@ def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
     Weights that ``dtype`` cannot hold (overflow, or underflow of a non-zero weight) are spread
     evenly over the factor columns (``|w_r|^(1/N)`` into each), leaving the weights' signs.
     """
-    weights = state.weights.to(torch.float64) * scale
+    wide = torch.complex128 if state.weights.is_complex() else torch.float64
+    weights = state.weights.to(wide) * scale
     info = torch.finfo(dtype)
     size = weights.abs()
     if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
         return CPTensor(weights.to(dtype), tuple(f.to(dtype) for f in state.factors))
     n = len(state.factors)
-    per_mode = state.weights.to(torch.float64).abs() ** (1.0 / n) * scale ** (1.0 / n)
-    factors = tuple((f.to(torch.float64) * per_mode).to(dtype) for f in state.factors)
+    per_mode = state.weights.to(wide).abs() ** (1.0 / n) * scale ** (1.0 / n)
+    factors = tuple((f.to(wide) * per_mode).to(dtype) for f in state.factors)
     if not all(bool(torch.isfinite(f).all()) for f in factors):
         raise ValueError(
             f"cp: the fitted model cannot be represented in {dtype} (its components exceed the "
             "dtype's range); convert the tensor to a wider dtype first."
         )
-    return CPTensor(torch.sign(state.weights).to(dtype), factors)
+    return CPTensor(torch.sgn(state.weights).to(dtype), factors)
 
 
 @dataclass(frozen=True)
@@ -376,7 +389,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
     observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
     state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
     init_time = clock.elapsed
-    norm_x2 = float(torch.sum(observed * observed))
+    norm_x2 = _sum_squares(observed)
     # The error estimate in force: the Gram formula until it cannot resolve what is asked of it,
     # then the exact residual (always the exact residual on the observed entries with a mask).
     exact = mask is not None
@@ -415,6 +428,12 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if converged:
             break
     return _Run(state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time)
+
+
+def _sum_squares(x: torch.Tensor) -> float:
+    """``sum |x|^2`` (one pass, no temporary for real ``x``)."""
+    flat = x.reshape(-1)
+    return float(torch.vdot(flat, flat).real)
 
 
 def _gram_unresolved(
@@ -463,7 +482,7 @@ def _orthogonalize(state: CPState, fixed: frozenset[int], rank: int) -> None:
     for m, factor in enumerate(state.factors):
         if m not in fixed and factor.shape[0] >= rank:
             state.factors[m] = torch.linalg.qr(factor).Q
-            state.grams[m] = state.factors[m].mT @ state.factors[m]
+            state.grams[m] = gram(state.factors[m])
 
 
 @dataclass
@@ -497,7 +516,7 @@ class _LineSearch:
         now = [*state.factors[:-1], state.factors[-1] * state.weights]
         cand = [p + jump * (f - p) for p, f in zip(self.older, now)]
         norms = torch.linalg.vector_norm(cand[-1], dim=0)
-        norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+        norms = torch.where(norms > 0, norms, torch.ones_like(norms)).to(cand[-1].dtype)
         trial = CPState.start(norms, [*cand[:-1], cand[-1] / norms])
         found = _error(x, trial, None, norm_x2, mask, exact=exact)
         if found[0] < current[0]:

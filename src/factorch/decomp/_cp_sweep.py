@@ -43,6 +43,7 @@ __all__ = [
     "CPState",
     "als_sweep",
     "exact_error",
+    "gram",
     "gram_error",
     "hadamard_grams",
     "mttkrp_from_partial",
@@ -59,9 +60,26 @@ _GAMMA_EXACT = 4.0
 _BLOCK = 1 << 22
 
 
+def gram(factor: torch.Tensor) -> torch.Tensor:
+    """The Gram ``A^T conj(A)`` of a factor the normal equations use: ``A^T A`` for real factors,
+    the (Hermitian) conjugate of ``A^H A`` for complex ones.
+
+    For a complex model ``X ~ A K^T`` (no conjugation in the model, as in TensorLy), the least
+    squares update of ``A`` solves ``A (K^T conj(K)) = X conj(K)``, and for a Khatri--Rao ``K``,
+    ``K^T conj(K)`` is the entry-wise product of these Grams; ``X conj(K)`` is the MTTKRP with
+    conjugated factors.
+    """
+    return factor.mT @ factor.conj()
+
+
+def conjugated(factors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``conj(A_n)`` of every factor (lazy views; the factors themselves when real)."""
+    return [f.conj() for f in factors]
+
+
 @dataclass
 class CPState:
-    """The CP-ALS iterate ``[[weights; factors]]`` and the Grams ``A_n^T A_n`` of its factors.
+    """The CP-ALS iterate ``[[weights; factors]]`` and the Grams (:func:`gram`) of its factors.
 
     Updated in place by :func:`als_sweep`; factors have unit-norm columns once updated (the scale
     is in ``weights``).
@@ -74,13 +92,13 @@ class CPState:
     @classmethod
     def start(cls, weights: torch.Tensor, factors: Sequence[torch.Tensor]) -> CPState:
         """A state from initial weights and factors (Grams computed)."""
-        return cls(weights, list(factors), [f.mT @ f for f in factors])
+        return cls(weights, list(factors), [gram(f) for f in factors])
 
     def set_factors(self, weights: torch.Tensor, factors: Sequence[torch.Tensor]) -> None:
         """Replace every factor (and Gram) and the weights."""
         self.weights = weights
         self.factors = list(factors)
-        self.grams = [f.mT @ f for f in factors]
+        self.grams = [gram(f) for f in factors]
 
 
 def als_sweep(
@@ -98,18 +116,20 @@ def als_sweep(
     for updated, other in ((left, right), (right, left)):
         # One read of X: contract the other half's factors (in the second pass, the left factors
         # this sweep has just updated).
-        partial = tree_partial(tensor, state.factors, other)
+        # (Complex data: the MTTKRPs take conjugated factors, see :func:`gram`.)
+        partial = tree_partial(tensor, conjugated(state.factors), other)
         for mode in updated:
-            mttkrp = mttkrp_from_partial(partial, state.factors, updated, mode)
+            mttkrp = mttkrp_from_partial(partial, conjugated(state.factors), updated, mode)
             if mode in fixed:
                 continue
             # Least squares A_n (*_{m != n} A_m^T A_m + l2 I) = MTTKRP_n.
             factor = solve_normal(mttkrp, hadamard_grams(state.grams, skip=mode), l2)
             # Unit columns; the column norms become the weights.
             norms = torch.linalg.vector_norm(factor, dim=0)
-            state.weights = torch.where(norms > 0, norms, torch.ones_like(norms))
+            norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+            state.weights = norms.to(factor.dtype)
             state.factors[mode] = factor / state.weights
-            state.grams[mode] = state.factors[mode].mT @ state.factors[mode]
+            state.grams[mode] = gram(state.factors[mode])
     return mttkrp
 
 
@@ -166,7 +186,8 @@ def mttkrp_from_partial(
 
 
 def solve_normal(mttkrp: torch.Tensor, gram: torch.Tensor, l2: float) -> torch.Tensor:
-    """Solve ``A V = M`` for ``A`` with ``V`` symmetric positive semi-definite (``R x R``).
+    """Solve ``A V = M`` for ``A`` with ``V`` symmetric (complex: Hermitian) positive
+    semi-definite (``R x R``).
 
     Cholesky when ``V + l2 I`` is numerically positive definite; a pseudo-inverse (least-squares)
     fallback otherwise, so rank-deficient Grams (collinear components, fixed zero columns) never
@@ -180,7 +201,7 @@ def solve_normal(mttkrp: torch.Tensor, gram: torch.Tensor, l2: float) -> torch.T
         diag = chol.diagonal().abs()
         # Guard against Cholesky "succeeding" on a numerically singular matrix.
         if float(diag.min()) > float(diag.max()) * torch.finfo(diag.dtype).eps ** 0.5:
-            return torch.cholesky_solve(mttkrp.mT, chol).mT
+            return torch.cholesky_solve(mttkrp.mH, chol).mH
     return mttkrp @ torch.linalg.pinv(v, hermitian=True)
 
 
@@ -201,10 +222,14 @@ def hadamard_grams(grams: Sequence[torch.Tensor], skip: int | None = None) -> to
 def gram_error(norm_x2: float, mttkrp: torch.Tensor, state: CPState) -> tuple[float, float]:
     """Relative error from the Gram formula and its rounding floor (module docstring).
 
-    ``mttkrp`` is the last mode's MTTKRP computed with the other factors of ``state``.
+    ``mttkrp`` is the last mode's MTTKRP computed with the other factors of ``state`` (conjugated
+    for complex data); the inner product is then ``Re sum(MTTKRP * conj(A_{N-1} diag(w)))`` and
+    the model's squared norm ``w^H conj(*_m G_m) w`` with the Grams of :func:`gram`.
     """
-    inner = float(torch.sum(mttkrp * state.factors[-1] * state.weights))
-    model2 = float(state.weights @ hadamard_grams(state.grams) @ state.weights)
+    model_last = (state.factors[-1] * state.weights).conj()
+    inner = float(torch.sum(mttkrp * model_last).real)
+    grams = hadamard_grams(state.grams).conj()
+    model2 = float((state.weights.conj() @ grams @ state.weights).real)
     eps = torch.finfo(mttkrp.dtype).eps
     scale = max(norm_x2, torch.finfo(torch.float64).tiny)
     res2 = max(norm_x2 - 2.0 * inner + model2, 0.0) / scale
@@ -233,7 +258,7 @@ def exact_error(tensor: torch.Tensor, state: CPState, norm_x2: float) -> tuple[f
     for start in range(0, rows, step):
         block = torch.addmm(x2[start : start + step], left[start : start + step], right, alpha=-1)
         flat = block.reshape(-1)
-        total += float(torch.dot(flat, flat))
+        total += float(torch.vdot(flat, flat).real)
     eps = torch.finfo(tensor.dtype).eps
     weight_sum = float(state.weights.abs().sum())
     if norm_x2 <= 0:  # all-zero X: the zero model fits it exactly

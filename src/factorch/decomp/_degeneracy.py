@@ -88,24 +88,27 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
     rank = model.rank
     if rank < 2:
         return CPDegeneracy(False, 1.0, None, 1.0, float(threshold))
+    # Complex models: cosines a^H b and weight phases, the congruence the real part of their
+    # product (then |w_r c_r + w_s c_s|^2 = |w_r|^2 + |w_s|^2 + 2 |w_r w_s| congruence).
+    wide = torch.complex128 if model.weights.is_complex() else torch.float64
     with torch.no_grad():
-        weights = model.weights.detach().to(torch.float64)
-        scale = torch.ones_like(weights)
-        congruence = torch.ones(rank, rank, dtype=torch.float64, device=weights.device)
+        weights = model.weights.detach().to(wide)
+        scale = torch.ones(rank, dtype=torch.float64, device=weights.device)
+        cosines = torch.ones(rank, rank, dtype=wide, device=weights.device)
         for factor in model.factors:
-            f = factor.detach().to(torch.float64)
+            f = factor.detach().to(wide)
             norms = torch.linalg.vector_norm(f, dim=0)
             scale = scale * norms
             unit = f / torch.where(norms > 0, norms, torch.ones_like(norms))
-            congruence = congruence * (unit.mT @ unit)
+            cosines = cosines * (unit.mH @ unit)
         signed_w = weights * scale
-        sign = torch.sign(signed_w)
-        congruence = congruence * sign[:, None] * sign[None, :]
+        sign = torch.sgn(signed_w)
+        congruence = (cosines * sign.conj()[:, None] * sign[None, :]).real.contiguous()
         congruence.fill_diagonal_(math.inf)
         flat = int(torch.argmin(congruence))
         r, s = divmod(flat, rank)
         c = float(congruence[r, s])
-        wr, ws = abs(float(signed_w[r])), abs(float(signed_w[s]))
+        wr, ws = float(signed_w[r].abs()), float(signed_w[s].abs())
     # Relative to the larger weight, so weights near 1e200 or 1e-200 neither over- nor underflow.
     big = max(wr, ws)
     a, b = (wr / big, ws / big) if big > 0 else (0.0, 0.0)

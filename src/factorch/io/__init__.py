@@ -22,10 +22,19 @@ from ._formats import describe_content as describe_content
 from ._formats import file_format as file_format
 from ._formats import read_observed as read_observed
 from ._formats import read_tensor as read_tensor
+from ._models import CONFIG_NAME as CONFIG_NAME
+from ._models import WEIGHTS_NAME as WEIGHTS_NAME
+from ._models import ModelFiles as ModelFiles
+from ._models import read_model_config as read_model_config
+from ._models import read_model_tensors as read_model_tensors
+from ._models import save_model_files as save_model_files
 
 __all__ = [
+    "CONFIG_NAME",
     "DEFAULT_MAX_ENTRIES",
+    "WEIGHTS_NAME",
     "FileFormatError",
+    "ModelFiles",
     "ObservedTensor",
     "check_targets",
     "describe_content",
@@ -33,9 +42,12 @@ __all__ = [
     "factorized_to_bytes",
     "file_format",
     "load_factorized",
+    "read_model_config",
+    "read_model_tensors",
     "read_observed",
     "read_tensor",
     "save_factorized",
+    "save_model_files",
     "write_atomic",
     "write_files",
 ]

@@ -16,6 +16,10 @@
 * Maestro (trainable, ordered low rank): :class:`LowRankLinear`, :class:`LowRankConv2d`,
   :class:`OrderedDropout`, :func:`hierarchical_group_lasso`.
 * Regularisers: :func:`tensor_dropout`, :func:`tensor_lasso`, :func:`prune_components_`.
+* Files: :func:`save_pretrained` / :func:`from_pretrained` write and rebuild a model with
+  factorized layers (config + safetensors, no decomposition on load; :func:`model_config` is the
+  config, also on :attr:`CompressionReport.config`); :func:`merge_and_unload` turns factorized
+  layers back into dense ones.
 """
 
 from typing import Any
@@ -38,6 +42,10 @@ from ._maestro import LowRankLinear as LowRankLinear
 from ._maestro import OrderedDropout as OrderedDropout
 from ._maestro import hierarchical_group_lasso as hierarchical_group_lasso
 from ._maestro import ordered_layers as ordered_layers
+from ._pretrained import from_pretrained as from_pretrained
+from ._pretrained import merge_and_unload as merge_and_unload
+from ._pretrained import model_config as model_config
+from ._pretrained import save_pretrained as save_pretrained
 from ._regularizers import component_magnitudes as component_magnitudes
 from ._regularizers import prune_components_ as prune_components_
 from ._regularizers import tensor_dropout as tensor_dropout
@@ -88,11 +96,15 @@ __all__ = [
     "component_magnitudes",
     "compress",
     "format_from_config",
+    "from_pretrained",
     "get_format",
     "hierarchical_group_lasso",
+    "merge_and_unload",
+    "model_config",
     "ordered_layers",
     "prune_components_",
     "register_format",
+    "save_pretrained",
     "tensor_dropout",
     "tensor_lasso",
 ]

@@ -20,6 +20,7 @@ from ._allocation import Candidate, allocate
 from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
 from ._layer import Implementation, check_implementation, errors_named
 from ._linear import FactorizedLinear
+from ._pretrained import model_config
 from ._spec import TensorLayout
 from .formats import WeightFormat, check_weight_finite, get_format
 
@@ -66,6 +67,9 @@ class CompressionReport:
     ``params_*`` count the whole model; ``layer_params_*`` only the selected layers (weights and
     biases); FLOPs are summed over the selected layers for the ``example_input`` given (None
     without one). ``finetune_losses`` holds the mean training loss per fine-tuning epoch.
+    ``config`` is :func:`~factorch.nn.model_config` of the compressed model: per factorized
+    module its layer, format, rank and layout, what :func:`~factorch.nn.save_pretrained`
+    records and :func:`~factorch.nn.from_pretrained` rebuilds from without decomposing.
     """
 
     layers: tuple[LayerReport, ...]
@@ -73,6 +77,7 @@ class CompressionReport:
     params_after: int
     budget: float | None
     finetune_losses: tuple[float, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -577,4 +582,7 @@ def compress(
             reports.append(_report(p, choices[p.name], new, shapes.get(p.name)))
     losses = _finetune(work, finetune)
     params_after = sum(p.numel() for p in work.parameters())
-    return work, CompressionReport(tuple(reports), params_before, params_after, budget, losses)
+    report = CompressionReport(
+        tuple(reports), params_before, params_after, budget, losses, model_config(work)
+    )
+    return work, report

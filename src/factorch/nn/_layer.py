@@ -144,7 +144,9 @@ class FactorizedLayer(nn.Module):
         self.parametrization = parametrization
         std = 1.0 / math.sqrt(3.0 * fan_in) if init_std is None else float(init_std)
         factors = self._init_factors(std, generator, device, dtype)
-        self.factors = nn.ParameterList([nn.Parameter(f) for f in factors])
+        # contiguous: a loaded state_dict is copied into these tensors, and their strides decide
+        # the GEMM's summation order (a reloaded layer must compute bit for bit the same)
+        self.factors = nn.ParameterList([nn.Parameter(f.contiguous()) for f in factors])
         if bias_shape is None:
             self.register_parameter("bias", None)
         else:

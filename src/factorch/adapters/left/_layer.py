@@ -1,0 +1,101 @@
+"""``LeftLayer``: the LeFT modulator of one convolution or linear layer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._config import AdapterConfig
+from .._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, allocate, base_weight
+from ._config import LeftConfig
+
+__all__ = ["LeftLayer"]
+
+
+class LeftLayer(Adapter):
+    """LeFT on one ConvNd or Linear (see :class:`LeftConfig`). Forward: the base operation with
+    the modulated weight (rebuilt once per call)."""
+
+    method: ClassVar[str] = "left"
+    config_class: ClassVar[type[AdapterConfig]] = LeftConfig
+    supported: ClassVar[tuple[type[nn.Module], ...]] = CONV_LAYERS + LINEAR_LAYERS
+
+    def __init__(
+        self,
+        base: nn.Module,
+        config: AdapterConfig,
+        *,
+        context: object = None,
+        generator: torch.Generator | None = None,
+        shared: nn.ParameterDict | None = None,
+        structure: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(base, config)
+        cfg = cast(LeftConfig, config)
+        w = base_weight(base)
+        r, out, inp = cfg.rank, self.weight_shape[0], self.weight_shape[1]
+        self.conv = len(self.weight_shape) > 2
+        s = math.prod(self.weight_shape[2:])
+        if self.conv:
+            mul = {"a": (out, r), "core": (r, r, s), "b": (inp, r)}
+            add = {"p1": (out, r), "q1": (s, r), "p2": (inp, r), "q2": (s, r)}
+        else:
+            mul = {"a": (out, r), "b": (inp, r)}
+            add = {"p": (out, r), "q": (inp, r)}
+        names = list(mul) + (list(add) if cfg.additive else [])
+        bias_names = ["m", "c"] if cfg.modulate_bias and self.has_bias else []
+        shapes = [{**mul, **add}[n] for n in names] + [(out,)] * len(bias_names)
+        tensors = allocate(shapes, w, type(self).__name__, f"a rank-{r} modulator")
+        self.factors = nn.ParameterDict(
+            {n: nn.Parameter(t) for n, t in zip(names + bias_names, tensors)}
+        )
+        # identity at init: M2 = 1 (conv: r^(-2/3) each; linear: r^(-1/2) each), m = 1.
+        value = r ** (-2.0 / 3.0) if self.conv else r**-0.5
+        with torch.no_grad():
+            for n in mul:
+                self.factors[n].fill_(value)
+            if bias_names:
+                self.factors["m"].fill_(1.0)
+
+    def modulator(self) -> torch.Tensor:
+        """The multiplicative modulator ``M2`` in the weight's shape. Differentiable."""
+        cfg = cast(LeftConfig, self.config)
+        f = self.factors
+        if not self.conv:
+            return f["a"] @ f["b"].T
+        m1 = torch.einsum("ol,jls->jos", f["a"], f["core"])
+        if cfg.additive:
+            m1 = m1 + (f["p1"] @ f["q1"].T).unsqueeze(0)
+        if cfg.activation:
+            m1 = F.relu(m1)
+        return torch.einsum("ij,jos->ois", f["b"], m1).reshape(self.weight_shape)
+
+    def additive_term(self) -> torch.Tensor | None:
+        """The additive term in the weight's shape (None without it)."""
+        cfg = cast(LeftConfig, self.config)
+        if not cfg.additive:
+            return None
+        f = self.factors
+        if not self.conv:
+            return f["p"] @ f["q"].T
+        inp = self.weight_shape[1]
+        term = (f["p2"] @ f["q2"].T).reshape(1, inp, *self.weight_shape[2:])
+        return term.expand(self.weight_shape)
+
+    def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        out = weight * self.modulator().to(weight.dtype)
+        add = self.additive_term()
+        return out if add is None else out + add.to(weight.dtype)
+
+    def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.merged_weight(weight) - weight
+
+    def delta_bias(self, bias: torch.Tensor | None) -> torch.Tensor | None:
+        if bias is None or "m" not in self.factors:
+            return None
+        return bias * (self.factors["m"] - 1) + self.factors["c"]

@@ -1,0 +1,166 @@
+"""``TLoraLayer``: ``W' = W_0 T + s Delta`` with tensor-ring transform and residual."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+import torch
+from torch import nn
+
+from ...nn import TensorizedShape, TensorLayout, TRWeight, balanced_factorization
+from ...nn.formats import chain_contract
+from .._config import AdapterConfig
+from .._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, allocate, base_weight, draw, matrix_view
+from ._config import TLoraConfig
+
+__all__ = ["TLoraLayer", "identity_trm_cores", "ring_tensor"]
+
+
+def identity_trm_cores(
+    factors: tuple[int, ...], rank: int, like: torch.Tensor
+) -> list[torch.Tensor]:
+    """Cores ``(R, I_d I_d, R)`` of the tensor-ring matrix equal to the identity: every slice
+    ``A_d[:, (i, j), :] = delta_ij / R``. Then ``A_1[i_1 j_1] ... A_D[i_D j_D]`` is
+    ``prod_d delta / R^D`` times ``J^D = R^(D-1) J`` (``J`` all ones), whose trace is
+    ``prod_d delta_(i_d j_d)`` (Tao et al., Prop. 1), exactly in floating point for
+    ``R`` a power of two."""
+    out = []
+    for n in factors:
+        eye = torch.eye(n, dtype=like.dtype, device=like.device).reshape(1, n * n, 1)
+        out.append(eye.expand(rank, n * n, rank) / rank)
+    return out
+
+
+def ring_tensor(fmt: TRWeight, cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The dense weight of the tensor ring ``fmt`` with ``cores`` (equal to ``fmt(*cores)``),
+    contracted as two half chains ``L (R, P, S)`` and ``M (S, Q, R)`` joined by one
+    ``(P, RS) x (RS, Q)`` product: ``P Q R S`` multiply-adds and a ``P Q`` result, where the
+    full chain costs ``P Q R^2 S`` and holds an ``R^2 P Q`` intermediate. Differentiable.
+
+    Args:
+        fmt: the :class:`~factorch.nn.TRWeight` (its layout maps the ring's tensor to the
+            weight).
+        cores: its cores, of ``fmt.factor_shapes`` (not checked: an internal fast path).
+
+    Returns:
+        The weight, of ``fmt.weight_shape``, in the cores' dtype and device.
+
+    Example:
+        >>> from factorch.nn import TensorizedShape, TensorLayout, TRWeight
+        >>> fmt = TRWeight(TensorLayout.matrix_chain(TensorizedShape((2, 3), (2, 3))), 2)
+        >>> cores = [torch.randn(s, dtype=torch.float64) for s in fmt.factor_shapes]
+        >>> torch.allclose(ring_tensor(fmt, cores), fmt(*cores))
+        True
+    """
+    sizes = [c.shape[1] for c in cores]
+    total = math.prod(sizes)
+    split, best = 1, math.inf
+    for k in range(1, len(cores)):
+        p = math.prod(sizes[:k])
+        if abs(math.log(p) - 0.5 * math.log(total)) < best:
+            split, best = k, abs(math.log(p) - 0.5 * math.log(total))
+    left, right = chain_contract(cores[:split]), chain_contract(cores[split:])
+    r, p, s = left.shape
+    q = right.shape[1]
+    full = left.permute(1, 0, 2).reshape(p, r * s) @ right.permute(2, 0, 1).reshape(r * s, q)
+    return fmt.layout.to_weight(full.reshape(fmt.tensor_shape))
+
+
+class TLoraLayer(Adapter):
+    """TLoRA on one Linear or ConvNd (a kernel as its ``(out, in k..)`` matrix, ``T`` acting
+    on ``in k..``); see :class:`TLoraConfig`. Parameters: ``transform`` (the TRM cores) and
+    ``residual`` (TR cores, or ``B, A``). Forward: the base operation with
+    ``W_0 T + s Delta`` (rebuilt once per call: ``out fan_in^2`` multiply-adds, independent of
+    the batch)."""
+
+    method: ClassVar[str] = "tlora"
+    config_class: ClassVar[type[AdapterConfig]] = TLoraConfig
+    supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
+
+    def __init__(
+        self,
+        base: nn.Module,
+        config: AdapterConfig,
+        *,
+        context: object = None,
+        generator: torch.Generator | None = None,
+        shared: nn.ParameterDict | None = None,
+        structure: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(base, config)
+        cfg = cast(TLoraConfig, config)
+        fn = type(self).__name__
+        w = base_weight(base)
+        out, fan_in = self.weight_shape[0], math.prod(self.weight_shape[1:])
+        self.in_factors = balanced_factorization(fan_in, cfg.n_factors)
+        self.out_factors = balanced_factorization(out, cfg.n_factors)
+        layout = TensorLayout.matrix_chain(TensorizedShape(self.in_factors, self.in_factors))
+        self.transform_format = TRWeight(layout, cfg.transform_rank)
+        self.residual_format: TRWeight | None = None
+        if cfg.residual == "tr":
+            spec = TensorizedShape(self.out_factors, self.in_factors)
+            self.residual_format = TRWeight(TensorLayout.tensorized(spec), cfg.rank)
+            res_shapes = list(self.residual_format.factor_shapes)
+        elif cfg.residual == "lora":
+            res_shapes = [(out, cfg.rank), (cfg.rank, fan_in)]
+        else:
+            res_shapes = []
+        t_shapes = list(self.transform_format.factor_shapes)
+        tensors = allocate(t_shapes + res_shapes, w, fn, "the transform and residual")
+        self.transform = nn.ParameterList([nn.Parameter(t) for t in tensors[: len(t_shapes)]])
+        self.residual = nn.ParameterList([nn.Parameter(t) for t in tensors[len(t_shapes) :]])
+        self.scaling = cfg.scaling
+        if structure is None:
+            with torch.no_grad():
+                self.initialise(generator)
+
+    def initialise(self, generator: torch.Generator | None) -> None:
+        cfg = cast(TLoraConfig, self.config)
+        for core, ident in zip(
+            self.transform,
+            identity_trm_cores(self.in_factors, cfg.transform_rank, self.transform[0]),
+        ):
+            core.copy_(ident)
+        if cfg.residual == "tr":
+            r, d = cfg.rank, len(self.out_factors)
+            for k, core in enumerate(self.residual):
+                if k == 0:
+                    continue  # the first out-core stays zero: Delta = 0
+                size = core.shape[1]
+                std = math.sqrt(size) / r**2 if k < d else 1.0 / math.sqrt(size)
+                core.copy_(draw(tuple(core.shape), core, generator, std=std))
+        elif cfg.residual == "lora":
+            a = self.residual[1]
+            a.copy_(draw(tuple(a.shape), a, generator, bound=1.0 / math.sqrt(a.shape[1])))
+
+    # --- update ----------------------------------------------------------------------------------
+    def transform_matrix(self) -> torch.Tensor:
+        """``T`` (``fan_in x fan_in``). Differentiable."""
+        return ring_tensor(self.transform_format, list(self.transform))
+
+    def residual_matrix(self) -> torch.Tensor | None:
+        """``Delta`` (``out x fan_in``, unscaled), or None without a residual."""
+        if self.residual_format is not None:
+            return ring_tensor(self.residual_format, list(self.residual))
+        if len(self.residual):
+            return self.residual[0] @ self.residual[1]
+        return None
+
+    def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        merged = matrix_view(weight) @ self.transform_matrix().to(weight.dtype)
+        delta = self.residual_matrix()
+        if delta is not None:
+            merged = merged + self.scaling * delta.to(weight.dtype)
+        return merged.reshape(self.weight_shape)
+
+    def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.merged_weight(weight) - weight
+
+    def extra_repr(self) -> str:
+        cfg = cast(TLoraConfig, self.config)
+        return (
+            f"in_factors={self.in_factors}, transform_rank={cfg.transform_rank}, "
+            f"residual={cfg.residual!r}, rank={cfg.rank}, {super().extra_repr()}"
+        )

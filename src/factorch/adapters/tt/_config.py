@@ -1,0 +1,31 @@
+"""``TTConfig``: the tensor-train adapter (``dW`` a TT-matrix, factorch's format)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from .._format_adapter import FormatAdapterConfig
+
+__all__ = ["TTConfig"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TTConfig(FormatAdapterConfig):
+    """Tensor-train adapter: ``dW`` is a TT-matrix (:class:`~factorch.nn.TTWeight`, Oseledets
+    2011; Novikov et al. 2015) with cores ``(r_k, o_k i_k, r_(k+1))`` for a Linear layer
+    (``n_factors`` cores, default 3), or the chain ``(in, k_1..k_d, out)`` of a convolution;
+    the first core starts at zero (``dW = 0``). Its forward contracts the input core by core,
+    never forming ``dW``. The LoRETTA-style adapter PEFT does not have (its request was closed
+    as stale). Fields as :class:`FormatAdapterConfig` (``rank``: the bond rank, an int, or
+    ``n + 1`` ints starting and ending with 1).
+
+    Example:
+        >>> TTConfig(target_modules=["query"], rank=8).n_factors
+        3
+    """
+
+    method: ClassVar[str] = "tt"
+    format: ClassVar[str] = "tt"
+
+    n_factors: int = 3

@@ -1,0 +1,305 @@
+"""Building blocks the neural operators share: channel MLPs, gating, grid embedding, domain
+padding, and the stack of Fourier blocks.
+
+A Fourier block (Li et al., ICLR 2021, with the refinements of Kossaifi et al., TMLR 2024, as in
+neuraloperator's ``FNOBlocks``) maps ``v`` to
+
+.. math::
+    v' = \\sigma\\big(K v + W v\\big),\\qquad
+    v'' = \\sigma\\big(\\mathrm{MLP}(v') + g \\odot v\\big)
+
+with ``K`` a :class:`~factorch.nn.spectral.SpectralConv`, ``W`` a 1x1 convolution (the linear
+skip), ``MLP`` a two-layer channel MLP and ``g`` a per-channel soft gate; ``sigma`` is omitted
+after the last block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.spectral import SpectralConv, SpectralWeight
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "ChannelMLP",
+    "DomainPadding",
+    "FourierBlocks",
+    "GridEmbedding",
+    "PaddingMode",
+    "SoftGating",
+    "errors_named",
+    "pointwise",
+]
+
+Activation = Literal["gelu", "relu", "silu", "tanh"]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+_NAMED = re.compile(r"(SpectralConv|SpectralWeight|FNOConfig|FNO|TFNO|MGTFNO|MultigridPatching): ")
+
+
+@contextlib.contextmanager
+def errors_named(fn: str) -> Iterator[None]:
+    """Re-raise the ``TypeError``/``ValueError``/``IndexError`` of the layers and configs a model
+    builds as the same type with the model's name ``fn`` in front (the entry point the user
+    called); other errors pass unchanged."""
+    try:
+        yield
+    except (TypeError, ValueError, IndexError) as err:
+        msg = str(err)
+        match = _NAMED.match(msg)
+        if msg.startswith(f"{fn}: ") or match is None:
+            raise
+        raise type(err)(f"{fn}: {msg[match.end() :]}") from err
+
+
+def check_input(
+    x: object, fn: str, in_channels: int, dims: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``x`` as a ``(batch, in_channels, *grid)`` tensor in the model's real ``dtype`` (half
+    precision inputs are computed in it); clear errors for anything else."""
+    if not isinstance(x, torch.Tensor) or x.ndim != dims + 2 or x.shape[1] != in_channels:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"{fn}: input must have shape (batch, {in_channels}, {dims} grid sizes); got {got}."
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{fn}: input must be a real floating-point tensor; got {x.dtype} (convert it with "
+            "x.float())."
+        )
+    if x.shape[0] == 0 or 0 in x.shape[2:]:
+        raise ValueError(f"{fn}: input must have a non-empty batch and grid; got {tuple(x.shape)}.")
+    return x.to(dtype)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution over any number of spatial dims: ``(B, C, *grid) -> (B, O, *grid)``."""
+    batch, out_ch = x.shape[0], weight.shape[0]
+    flat = x.reshape(batch, x.shape[1], -1)
+    # A batched GEMM: on CPUs 1.2-2.5x faster than a 1x1 convolution, forward and backward.
+    w = weight.expand(batch, *weight.shape)
+    out = torch.bmm(w, flat) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w, flat)
+    return out.reshape(batch, out_ch, *x.shape[2:])
+
+
+def _linear_init(
+    out: int, inp: int, generator: torch.Generator | None, dtype: torch.dtype, bias: bool
+) -> tuple[nn.Parameter, nn.Parameter | None]:
+    """PyTorch's default ``nn.Linear`` init, drawn from ``generator``."""
+    bound = 1.0 / math.sqrt(inp)
+    w = (torch.rand(out, inp, generator=generator, dtype=dtype) * 2 - 1) * bound
+    b = (torch.rand(out, generator=generator, dtype=dtype) * 2 - 1) * bound if bias else None
+    return nn.Parameter(w), None if b is None else nn.Parameter(b)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution ``(B, C, *grid) -> (B, O, *grid)`` (any number of spatial dims)."""
+
+    def __init__(
+        self,
+        inp: int,
+        out: int,
+        *,
+        bias: bool,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        self.weight, bias_param = _linear_init(out, inp, generator, dtype, bias)
+        if bias_param is None:
+            self.register_parameter("bias", None)
+        else:
+            self.bias = bias_param
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pointwise(x, self.weight, self.bias)
+
+
+class ChannelMLP(nn.Module):
+    """Two 1x1 convolutions with an activation between: ``in -> hidden -> out`` per point."""
+
+    def __init__(
+        self,
+        inp: int,
+        out: int,
+        hidden: int,
+        *,
+        activation: Activation,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        self.first = Pointwise(inp, hidden, bias=True, generator=generator, dtype=dtype)
+        self.second = Pointwise(hidden, out, bias=True, generator=generator, dtype=dtype)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(ACTIVATIONS[self.activation](self.first(x)))
+
+
+class SoftGating(nn.Module):
+    """``x * g`` with a learnable per-channel gate ``g`` (initialised to one)."""
+
+    def __init__(self, channels: int, dims: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.gate = nn.Parameter(torch.ones(1, channels, *([1] * dims), dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate
+
+
+class GridEmbedding(nn.Module):
+    """Append the point coordinates as ``d`` channels: ``x_j = j / n`` on a periodic grid,
+    ``j / (n - 1)`` on a node grid that includes both boundaries."""
+
+    def __init__(self, dims: int, periodic: bool) -> None:
+        super().__init__()
+        self.dims = dims
+        self.periodic = periodic
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = x.shape[2:]
+        axes = []
+        for n in grid:
+            denom = n if self.periodic else max(n - 1, 1)
+            axes.append(torch.arange(n, dtype=x.dtype, device=x.device) / denom)
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        coords = torch.stack(mesh).unsqueeze(0).expand(x.shape[0], -1, *grid)
+        return torch.cat([x, coords], dim=1)
+
+
+class DomainPadding(nn.Module):
+    """Pad every spatial dimension by ``round(fraction * n)`` points on both sides before the
+    Fourier blocks and crop after, so a non-periodic problem is not wrapped around by the FFT."""
+
+    def __init__(self, fraction: float, mode: PaddingMode) -> None:
+        super().__init__()
+        self.fraction = fraction
+        self.mode = mode
+
+    def amounts(self, grid: Sequence[int]) -> list[int]:
+        return [round(self.fraction * n) for n in grid]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        pads = self.amounts(x.shape[2:])
+        if not any(pads):
+            return x
+        flat = [p for a in reversed(pads) for p in (a, a)]
+        mode = "constant" if self.mode == "zeros" else self.mode
+        if mode != "constant":  # F.pad's reflect/replicate/circular take a batch of channels
+            return F.pad(x, flat, mode=mode)
+        return F.pad(x, flat)
+
+    def crop(self, x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+        pads = self.amounts(grid)
+        index = (slice(None), slice(None), *(slice(a, a + n) for a, n in zip(pads, grid)))
+        return x[index]
+
+
+class FourierBlocks(nn.Module):
+    """``n_layers`` Fourier blocks (module docstring) on ``channels`` channels."""
+
+    def __init__(
+        self,
+        channels: int,
+        modes: tuple[int, ...],
+        n_layers: int,
+        *,
+        channel_mlp_expansion: float,
+        activation: Activation,
+        format: str,
+        rank: object,
+        ratio: float | None,
+        joint: bool,
+        separable: bool,
+        implementation: Literal["auto", "factorized", "reconstructed"],
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        dims = len(modes)
+        self.activation = activation
+        self.shared: SpectralWeight | None = None
+        if joint:
+            self.shared = SpectralWeight(
+                channels,
+                channels,
+                modes,
+                n_layers=n_layers,
+                separable=separable,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                generator=generator,
+                dtype=dtype,
+            )
+        convs = []
+        for layer in range(n_layers):
+            if self.shared is not None:
+                conv = SpectralConv(
+                    channels,
+                    channels,
+                    modes,
+                    shared=self.shared,
+                    layer=layer,
+                    implementation=implementation,
+                )
+            else:
+                conv = SpectralConv(
+                    channels,
+                    channels,
+                    modes,
+                    format=format,
+                    rank=rank,
+                    ratio=ratio,
+                    separable=separable,
+                    implementation=implementation,
+                    generator=generator,
+                    dtype=dtype,
+                )
+            convs.append(conv)
+        self.convs = nn.ModuleList(convs)
+        self.skips = nn.ModuleList(
+            Pointwise(channels, channels, bias=False, generator=generator, dtype=dtype)
+            for _ in range(n_layers)
+        )
+        hidden = round(channels * channel_mlp_expansion)
+        self.mlps = nn.ModuleList(
+            ChannelMLP(
+                channels, channels, hidden, activation=activation, generator=generator, dtype=dtype
+            )
+            for _ in range(n_layers if hidden > 0 else 0)
+        )
+        self.gates = nn.ModuleList(
+            SoftGating(channels, dims, dtype) for _ in range(n_layers if hidden > 0 else 0)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = ACTIVATIONS[self.activation]
+        last = len(self.convs) - 1
+        for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
+            v = conv(x) + skip(x)
+            if i < last:
+                v = act(v)
+            if self.mlps:
+                v = self.mlps[i](v) + self.gates[i](x)
+                if i < last:
+                    v = act(v)
+            x = v
+        return x

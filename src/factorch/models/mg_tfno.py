@@ -1,0 +1,186 @@
+"""Multi-grid tensorized Fourier neural operator (MG-TFNO).
+
+A :class:`~factorch.models.TFNO` applied to multi-grid patches
+(:class:`~factorch.models.MultigridPatching`): each patch at full resolution plus, per level, a
+``2^l`` times coarser view of a ``2^l`` times wider region around it, stacked as channels; the
+patch outputs are cropped and stitched back. The operator's parameters are one (by default
+jointly factorized, Tucker) tensor; the domain decomposition bounds the size of each forward
+call, so a field larger than the activations that fit in memory is processed ``patch_batch``
+patches at a time (``torch.no_grad`` inference) with only the input, its padded copies and one
+chunk's activations in memory.
+
+Reference: Kossaifi, Kovachki, Azizzadenesheli and Anandkumar, "Multi-grid tensorized Fourier
+neural operator for high-resolution PDEs" (TMLR 2024): less than half the error of an FNO at
+over 150x fewer parameters on turbulent Navier--Stokes at 1024^2 (their abstract).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._checks import check_positive_int
+from ..nn.spectral import count_real
+from ._blocks import check_input, errors_named
+from ._patching import Boundary, MultigridPatching
+from .fno import FNOConfig
+from .tfno import TFNO
+
+__all__ = ["MGTFNO", "MGTFNOConfig"]
+
+
+@dataclass(frozen=True)
+class MGTFNOConfig:
+    """The structure of an :class:`MGTFNO`.
+
+    Attributes:
+        operator: the inner operator's config (its ``in_channels`` is ``in_channels * (levels
+            + 1)``).
+        in_channels: channels of the input field.
+        levels: context levels (1, the MG-TFNO paper's Navier--Stokes setting).
+        patch_padding: patch extension as a fraction of the field side (0.0625, as in
+            neuraloperator's Navier--Stokes configuration).
+        boundary: ``"periodic"`` or a non-periodic extension (``"replicate"``, ``"reflect"``,
+            ``"zeros"``); default from ``operator.periodic``.
+        patch_batch: largest number of patches per forward call of the operator (None: all).
+    """
+
+    operator: FNOConfig
+    in_channels: int
+    levels: int = 1
+    patch_padding: float = 0.0625
+    boundary: Boundary = "periodic"
+    patch_batch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["operator"] = self.operator.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MGTFNOConfig:
+        values = dict(data)
+        values["operator"] = FNOConfig.from_json(values["operator"])
+        return cls(**values)
+
+
+class MGTFNO(nn.Module):
+    """Multi-grid TFNO (module docstring) for 1-, 2- or 3-D fields with equal sides.
+
+    Args:
+        in_channels, out_channels, modes: as for :class:`~factorch.models.FNO`; the modes apply
+            to the patches (side ``N / 2^levels + 2 p``).
+        levels: context levels ``L >= 0``.
+        patch_padding: patch extension as a fraction of the field side.
+        boundary: field extension beyond the domain; default ``"periodic"`` when
+            ``periodic=True`` (the default), else ``"replicate"``.
+        patch_batch: patches per operator call (bounds memory; None: all at once).
+        generator, device, dtype: as for :class:`~factorch.models.FNO`.
+        **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
+            ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
+
+    Example:
+        >>> model = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=8,
+        ...                generator=torch.Generator().manual_seed(0))
+        >>> model(torch.randn(2, 1, 32, 32)).shape
+        torch.Size([2, 1, 32, 32])
+    """
+
+    name: ClassVar[str] = "mg-tfno"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: int | Sequence[int],
+        *,
+        levels: int = 1,
+        patch_padding: float = 0.0625,
+        boundary: Boundary | None = None,
+        patch_batch: int | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        fn = "MGTFNO"
+        c_in = check_positive_int(in_channels, fn, "in_channels")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
+            raise ValueError(f"{fn}: levels must be an int >= 0; got {levels!r}.")
+        with errors_named(fn):
+            operator = TFNO(
+                c_in * (levels + 1),
+                out_channels,
+                modes,
+                generator=generator,
+                device=device,
+                dtype=dtype,
+                **options,
+            )
+        if boundary is None:
+            boundary = "periodic" if operator.config.periodic else "replicate"
+        config = MGTFNOConfig(
+            operator.config,
+            c_in,
+            levels,
+            float(patch_padding),
+            boundary,
+            None if patch_batch is None else check_positive_int(patch_batch, fn, "patch_batch"),
+        )
+        self._setup(config, operator)
+
+    def _setup(self, config: MGTFNOConfig, operator: TFNO) -> None:
+        with errors_named("MGTFNO"):
+            self.patching = MultigridPatching(config.levels, config.patch_padding, config.boundary)
+        self.config = config
+        self.operator = operator
+
+    @classmethod
+    def from_config(
+        cls,
+        config: MGTFNOConfig,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> MGTFNO:
+        """A freshly initialised model of this structure."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        operator = TFNO.from_config(
+            config.operator, generator=generator, device=device, dtype=dtype
+        )
+        model._setup(config, operator)  # type: ignore[arg-type]  # from_config returns FNO
+        return model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fn = "MGTFNO"
+        c = self.config
+        dims = c.operator.dims
+        x = check_input(x, fn, c.in_channels, dims, self.operator.lifting.first.weight.dtype)
+        grid = tuple(x.shape[2:])
+        batch = x.shape[0]
+        with errors_named(fn):
+            total = batch * self.patching.n_patches(grid)
+            step = total if c.patch_batch is None else c.patch_batch
+            if step >= total:
+                return self.patching.stitch(self.operator(self.patching.patch(x)), batch, grid)
+            outs = [
+                self.operator(self.patching.patch(x, slice(i, min(i + step, total))))
+                for i in range(0, total, step)
+            ]
+            return self.patching.stitch(torch.cat(outs), batch, grid)
+
+    @property
+    def n_params(self) -> int:
+        return count_real(self)
+
+    @property
+    def spectral_params(self) -> int:
+        return self.operator.spectral_params

@@ -1,0 +1,44 @@
+"""Tensorized Fourier neural operator (TFNO): an FNO whose spectral weights are factorized.
+
+Each layer's complex spectral weight ``(hidden, hidden, k_1..k_d)`` is a low-rank tensor
+(Tucker by default, CP, TT, TR, ...), or one tensor for all layers (``joint=True``). The default
+is neuraloperator's: Tucker at 10 % of the dense spectral parameters. Lifting, projection, skips
+and channel MLPs stay dense.
+
+Reference: Kossaifi, Kovachki, Azizzadenesheli and Anandkumar, "Multi-grid tensorized Fourier
+neural operator for high-resolution PDEs" (TMLR 2024).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .fno import FNO, FNOConfig
+
+__all__ = ["TFNO"]
+
+
+class TFNO(FNO):
+    """:class:`~factorch.models.FNO` with ``format="tucker"`` and ``ratio=0.1`` by default.
+
+    Any other format and rank (or ratio) can be given, as for :class:`FNO`.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = TFNO(1, 1, (8, 8), hidden_channels=16, generator=gen)
+        >>> model.config.format, model.config.ratio
+        ('tucker', 0.1)
+        >>> model.spectral_params <= 0.1 * model.dense_spectral_params()
+        True
+    """
+
+    name: ClassVar[str] = "tfno"
+
+    def make_config(
+        self, in_channels: int, out_channels: int, modes: tuple[int, ...], options: dict[str, Any]
+    ) -> FNOConfig:
+        opts = dict(options)
+        opts.setdefault("format", "tucker")
+        if opts["format"] != "dense" and opts.get("rank") is None and opts.get("ratio") is None:
+            opts["ratio"] = 0.1
+        return FNOConfig(in_channels, out_channels, modes, **opts)

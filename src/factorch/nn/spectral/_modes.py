@@ -1,0 +1,122 @@
+"""Which Fourier modes a spectral convolution keeps, and where they sit in an FFT array.
+
+Along a dimension with ``m`` modes on an ``n``-point grid:
+
+* every dimension but the last (complex FFT): the integer frequencies
+  ``-(m // 2) .. (m - 1) // 2`` (``m`` of them; symmetric when ``m`` is odd), stored in that
+  (centred) order; frequency ``k`` is entry ``k mod n`` of the FFT. Needs ``m <= n``.
+* the last dimension (real FFT): frequencies ``0 .. m // 2`` (``m // 2 + 1`` of them; the
+  negative ones follow by Hermitian symmetry). Needs ``m // 2 <= n // 2``.
+
+Indexing by frequency, never by position in a shifted array, is what makes the layer correct on
+odd grids: neuraloperator 2.0.0 applies ``fftshift`` where ``ifftshift`` belongs before the
+inverse transform, which is the same permutation only for even sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "check_grid",
+    "forward_modes",
+    "inverse_modes",
+    "kept_frequencies",
+    "mode_sizes",
+    "scatter_modes",
+    "select_modes",
+]
+
+
+def mode_sizes(modes: Sequence[int]) -> tuple[int, ...]:
+    """Stored sizes of the kept modes: ``m`` per dimension, ``m // 2 + 1`` for the last."""
+    return (*modes[:-1], modes[-1] // 2 + 1)
+
+
+def kept_frequencies(m: int, *, last: bool) -> list[int]:
+    """The integer frequencies kept along a dimension with ``m`` modes, in stored order.
+
+    Example:
+        >>> kept_frequencies(5, last=False), kept_frequencies(4, last=False)
+        ([-2, -1, 0, 1, 2], [-2, -1, 0, 1])
+        >>> kept_frequencies(5, last=True)
+        [0, 1, 2]
+    """
+    if last:
+        return list(range(m // 2 + 1))
+    return list(range(-(m // 2), (m - 1) // 2 + 1))
+
+
+def check_grid(modes: Sequence[int], grid: Sequence[int], fn: str) -> None:
+    """``ValueError`` when a grid is too coarse for the modes (see the module docstring)."""
+    d = len(modes)
+    for j, (m, n) in enumerate(zip(modes, grid)):
+        last = j == d - 1
+        need = 2 * (m // 2) if last else m
+        if n < max(need, 1):
+            raise ValueError(
+                f"{fn}: {m} modes along spatial dimension {j} need a grid of at least {need} "
+                f"points there; got {n} (input grid {tuple(grid)}). Use fewer modes or a finer "
+                "grid."
+            )
+
+
+def _index(m: int, n: int, device: torch.device) -> torch.Tensor:
+    freqs = torch.tensor(kept_frequencies(m, last=False), device=device)
+    return torch.remainder(freqs, n)
+
+
+def select_modes(spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    """The kept modes of a real-FFT spectrum ``(..., n_1, .., n_{d-1}, n_d // 2 + 1)``."""
+    d = len(modes)
+    out = spectrum[..., : modes[-1] // 2 + 1]
+    for j in range(d - 1):
+        dim = out.ndim - d + j
+        out = out.index_select(dim, _index(modes[j], out.shape[dim], out.device))
+    return out
+
+
+def scatter_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """A zero real-FFT spectrum for ``grid`` with the kept modes written back (differentiable)."""
+    d = len(modes)
+    lead = kept.shape[:-d]
+    full = torch.zeros((*lead, *grid[:-1], grid[-1] // 2 + 1), dtype=kept.dtype, device=kept.device)
+    index: list[slice | torch.Tensor] = [slice(None)] * len(lead)
+    for j in range(d - 1):
+        shape = [1] * (d - 1)
+        shape[j] = -1
+        index.append(_index(modes[j], grid[j], kept.device).reshape(shape))
+    index.append(slice(0, modes[-1] // 2 + 1))
+    full[tuple(index)] = kept  # a fresh tensor: autograd routes the gradient to ``kept``
+    return full
+
+
+def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    """The kept modes of ``rfftn(x)`` over the last ``len(modes)`` dimensions, computing only
+    what is kept: a real FFT along the last dimension, truncated, then complex FFTs along the
+    others on the kept columns only (fewer transforms than a full ``rfftn``; same values)."""
+    d = len(modes)
+    out = torch.fft.rfft(x, dim=-1)[..., : modes[-1] // 2 + 1]
+    for j in reversed(range(d - 1)):
+        dim = x.ndim - d + j
+        out = torch.fft.fft(out, dim=dim)
+        out = out.index_select(dim, _index(modes[j], out.shape[dim], out.device))
+    return out
+
+
+def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """``irfftn`` of the spectrum that is ``kept`` on the kept modes and zero elsewhere, without
+    building the zeros beyond the kept columns: complex inverse FFTs along the leading
+    dimensions on the kept columns, then an inverse real FFT (zero-padded) along the last."""
+    d = len(modes)
+    out = kept
+    for j in range(d - 1):
+        dim = kept.ndim - d + j
+        shape = list(out.shape)
+        shape[dim] = grid[j]
+        full = torch.zeros(shape, dtype=out.dtype, device=out.device)
+        full = full.index_copy(dim, _index(modes[j], grid[j], out.device), out)
+        out = torch.fft.ifft(full, dim=dim)
+    return torch.fft.irfft(out, n=grid[-1], dim=-1)

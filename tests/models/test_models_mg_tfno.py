@@ -1,0 +1,176 @@
+"""Multi-grid patching (identity round trip, boundary handling, hand-assembled patches) and the
+MG-TFNO forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from factorch.models import MGTFNO, MultigridPatching, model_config, model_from_config
+
+BOUNDARIES = ["periodic", "replicate", "reflect", "zeros"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize(
+    ("dims", "levels", "n"), [(1, 0, 16), (1, 2, 32), (2, 1, 16), (2, 2, 32), (3, 1, 8)]
+)
+def test_patch_then_stitch_is_the_identity_exactly(boundary, dims, levels, n) -> None:
+    mg = MultigridPatching(levels, 0.125, boundary)
+    x = torch.randn(2, 3, *([n] * dims), generator=torch.Generator().manual_seed(0))
+    patches = mg.patch(x)
+    side, p, per = mg.geometry(x.shape[2:])
+    assert patches.shape == (2 * per**dims, 3 * (levels + 1), *([side + 2 * p] * dims))
+    assert torch.equal(mg.stitch(patches[:, :3], 2, x.shape[2:]), x)
+    # Any contiguous range of patches equals the same rows of the full set.
+    assert torch.equal(mg.patch(x, slice(1, 3)), patches[1:3])
+
+
+def _hand_patches(x: torch.Tensor, levels: int, p: int, mode: str) -> torch.Tensor:
+    """The definition, written out for 2-D: patch (i, j) of side P plus p from each side; level l
+    = the 2^l average-pooled field, a window of the same side centred on the patch."""
+    n = x.shape[-1]
+    side = n // 2**levels
+    width = side + 2 * p
+    out = []
+    for b in range(x.shape[0]):
+        for i in range(2**levels):
+            for j in range(2**levels):
+                chans = []
+                for level in range(levels + 1):
+                    s = 2**level
+                    field = F.avg_pool2d(x[b : b + 1], s) if level else x[b : b + 1]
+                    big = 64
+                    pad_mode = {"periodic": "circular", "replicate": "replicate"}[mode]
+                    padded = (
+                        F.pad(field, (big, big, big, big), mode=pad_mode)
+                        if mode != "periodic"
+                        else field.repeat(1, 1, 5, 5)
+                    )
+                    origin = big if mode != "periodic" else 2 * field.shape[-1]
+                    ci = (i * side + side / 2) / s
+                    cj = (j * side + side / 2) / s
+                    r0, c0 = int(origin + ci - width / 2), int(origin + cj - width / 2)
+                    chans.append(padded[0, :, r0 : r0 + width, c0 : c0 + width])
+                out.append(torch.cat(chans))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("mode", ["periodic", "replicate"])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_patches_equal_the_hand_assembled_definition(mode, levels) -> None:
+    x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mg = MultigridPatching(levels, 0.125, mode)
+    torch.testing.assert_close(mg.patch(x), _hand_patches(x, levels, 4, mode), rtol=0, atol=1e-14)
+
+
+def test_non_periodic_padding_never_wraps_around() -> None:
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., -1] = 1.0  # only the right edge is non-zero
+    patches = MultigridPatching(1, 0.125, "replicate").patch(x)
+    assert float(patches[0, 0, :, :2].abs().max()) == 0.0  # left padding of the top-left patch
+    wrapped = MultigridPatching(1, 0.125, "periodic").patch(x)
+    assert float(wrapped[0, 0, :, :2].abs().max()) == 1.0  # the torus brings the right edge in
+
+
+def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None:
+    model = MGTFNO(
+        1,
+        1,
+        (6, 6),
+        levels=1,
+        patch_padding=0.125,
+        hidden_channels=6,
+        generator=torch.Generator().manual_seed(2),
+        dtype=torch.float64,
+    )
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    patches = _hand_patches(x, 1, 4, "periodic")
+    out = model.operator(patches)[..., 4:-4, 4:-4]  # (8, 1, 16, 16): crop the padding
+    stitched = torch.zeros_like(x)
+    for b in range(2):
+        for i in range(2):
+            for j in range(2):
+                stitched[b, :, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16] = out[4 * b + 2 * i + j]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), stitched, rtol=1e-12, atol=1e-12)
+
+
+def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() -> None:
+    kw = dict(
+        levels=1, hidden_channels=4, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    whole = MGTFNO(1, 1, (6, 6), **kw)
+    chunked = MGTFNO(1, 1, (6, 6), patch_batch=3, **kw)
+    chunked.load_state_dict(whole.state_dict())
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(chunked(x), whole(x), rtol=1e-12, atol=1e-12)
+    rebuilt = model_from_config(model_config(chunked), dtype=torch.float64)
+    assert rebuilt.config == chunked.config
+    non_periodic = MGTFNO(1, 1, (4, 4), periodic=False, hidden_channels=4, format="dense")
+    assert non_periodic.config.boundary == "replicate"
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (
+            lambda: MultigridPatching(-1),
+            ValueError,
+            r"MultigridPatching: levels must be an int >= 0",
+        ),
+        (
+            lambda: MultigridPatching(1, 0.7),
+            ValueError,
+            r"MultigridPatching: padding must be a fraction",
+        ),
+        (
+            lambda: MultigridPatching(1, boundary="mirror"),
+            ValueError,
+            r"MultigridPatching: boundary must be one of",
+        ),
+        (
+            lambda: MultigridPatching(1).patch(torch.zeros(1, 1, 12, 12)),
+            ValueError,
+            r"MultigridPatching: 1 level\(s\) need a grid side divisible by 8",
+        ),
+        (
+            lambda: MultigridPatching(1).patch(torch.zeros(1, 1, 16, 8)),
+            ValueError,
+            r"MultigridPatching: the grid must have equal sides",
+        ),
+        (
+            lambda: MultigridPatching(1).patch(None),
+            ValueError,
+            r"MultigridPatching: fields must be a \(batch, channels, \*grid\) tensor",
+        ),
+        (
+            lambda: MultigridPatching(1).patch(torch.zeros(1, 1, 16, 16, dtype=torch.int32)),
+            TypeError,
+            r"MultigridPatching: fields must be a real floating-point tensor",
+        ),
+        (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
+        (
+            lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(
+                torch.zeros(1, 2, 16, 16)
+            ),
+            ValueError,
+            r"MGTFNO: input must have shape \(batch, 1, 2 grid sizes\)",
+        ),
+        (
+            lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4)(torch.zeros(1, 1, 12, 12)),
+            ValueError,
+            r"MGTFNO: 1 level\(s\) need a grid side divisible by 8",
+        ),
+        (
+            lambda: MGTFNO(1, 1, (12, 12), hidden_channels=4)(torch.zeros(1, 1, 16, 16)),
+            ValueError,
+            r"MGTFNO: 12 modes along spatial dimension 0 need a grid of at least 12 points",
+        ),
+    ],
+)
+def test_bad_configurations(make, exc, match) -> None:
+    with pytest.raises(exc, match=match):
+        make()
