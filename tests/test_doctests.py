@@ -29,6 +29,15 @@ import factorch
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
+# Docstrings whose examples fail on main, each with its owner; the module is not ours to edit.
+# The test fails when a listed docstring passes again, so the list only shrinks.
+KNOWN_FAILURES: dict[str, str] = {
+    "factorch.datasets.pde._darcy.solve_darcy": (
+        "operators: prints 0.0736 where the docstring expects 0.0737 (torsion maximum 0.07367)"
+    ),
+}
+
+
 def _module_names() -> list[str]:
     names = ["factorch"]
     for info in pkgutil.walk_packages(factorch.__path__, prefix="factorch."):
@@ -71,7 +80,10 @@ def test_every_docstring_example_runs() -> None:
                 # every other test (pyproject: filterwarnings = error).
                 warnings.simplefilter("error")
                 result = runner.run(test, out=out.write, clear_globs=True)
-            if result.failed:
+            if test.name in KNOWN_FAILURES:
+                if not result.failed:
+                    failures.append(f"{test.name} passes now: remove it from KNOWN_FAILURES")
+            elif result.failed:
                 failures.append(f"{test.name} ({result.failed} failed):\n{out.getvalue()}")
     assert len(names) > 20, f"the module walk found too few modules: {names}"
     assert examples > 100, f"only {examples} docstring examples found; the finder is broken"
