@@ -47,6 +47,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "datasets": _BASE | {"decomp", "io"},
     "plot": _BASE | {"decomp", "completion", "io"},
     "adapters": _BASE | {"decomp", "nn", "io"},
+    "distributed": _BASE | {"decomp", "completion", "io"},
     "models": _BASE | {"decomp", "nn"},
     "train": _BASE | {"decomp", "nn", "models", "io", "datasets"},
     "cli": _BASE

@@ -1,0 +1,383 @@
+"""Distributed sparse CP-ALS (``factorch.distributed.cp``) over gloo, one thread per process.
+
+1. Strong scaling: one tensor of ``--nnz`` nonzeros (default 20 M; shape 12,092 x 9,184 x
+   28,818, NELL-2's), rank 16, float64, fitted by 1 and 2 processes; weak scaling: ``--nnz / 2``
+   nonzeros per process (1 process with nnz/2, 2 with nnz). Time per sweep: the median of the
+   timed sweeps after one warm-up sweep (and before the last, which also computes the exact
+   error), read on rank 0 from the solver's progress log (every rank moves in lockstep: each
+   sweep ends with all-reduces).
+2. Bytes of factor rows each process sends per sweep (``extras["row_bytes_per_sweep"]``)
+   against the SPLATT medium-grained model: a row of a mode-n chunk that ``u`` ranks of its
+   layer touch travels ``2 (u - 1)`` times (partial rows to the owner, updated rows back), and
+   the all-rows-touched bound ``2 (q - 1) I_n R 8 / (p_n q)`` per rank for a layer of ``q`` ranks.
+3. A cost model ``t_sweep(P) = c * nnz / P + calls * alpha + bytes / beta`` with ``c`` (seconds
+   per nonzero per sweep) from the one-process run, ``calls`` (collectives per sweep) counted,
+   and the model's latency term checked against 2-process runs on ``--latency-nnz`` nonzeros
+   (default nnz / 20) with and without ``--latency-ms`` (default 100) of delay injected before
+   every collective (the benchmark wraps ``torch.distributed``'s functions; the library is
+   unchanged): the measured slowdown per sweep against ``calls * delay``. Medians and the
+   fastest sweeps are both reported (the fastest is the least disturbed by other jobs on a
+   shared machine), and rank 0's CPU seconds per sweep (``time.process_time``: what the
+   process computed, whatever else ran; ``c`` comes from it).
+   Projections for NELL-2 (76.9 M nonzeros) and a 1.7 G-nonzero tensor (Amazon reviews'
+   4.8 M x 1.8 M x 1.8 M) on 8-64 nodes use the stated assumptions (``ASSUMPTIONS``).
+
+Processes are launched here with the environment ``torchrun`` sets (loopback, a free port;
+retried on a port clash). Data: a planted rank-4 model evaluated at uniformly random
+coordinates, generated in chunks by every process and moved to its owner with
+``factorch.distributed.redistribute`` (duplicate coordinates carry equal values and merge).
+
+Run:
+
+    python benchmarks/bench_distributed.py [--quick] [--nnz N] [--sweeps K] [--latency-ms D]
+        [--latency-nnz M]
+
+Writes ``benchmarks/results/bench_distributed.json`` (``_quick`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import itertools
+
+from _common import format_table, machine_info, pin_threads, write_results
+
+SHAPE = (12092, 9184, 28818)  # NELL-2's dimensions
+RANK = 16
+CHUNK = 1 << 20
+ASSUMPTIONS = {
+    "ranks_per_node": 16,  # one single-threaded rank per core, 16 cores per node
+    "compute_rate": "the one-process CPU seconds per nonzero per sweep (median), per rank",
+    "alpha_s": 50e-6,  # per collective per log2(layer size): gloo over TCP on a cluster network
+    "beta_bytes_per_s": 1.25e9,  # 10 Gbit/s per node, shared by its ranks
+    "grid": "factorch.distributed.choose_grid(shape, P)",
+    "rows": "every row of a chunk touched by every rank of its layer (upper bound)",
+}
+TARGETS = {
+    "NELL-2": ((12092, 9184, 28818), 76_879_419),
+    "1.7G (Amazon-like)": ((4_821_207, 1_774_269, 1_805_187), 1_741_809_018),
+}
+
+
+# --- worker ---------------------------------------------------------------------------------
+def _planted(torch: Any, shape: tuple[int, ...]) -> list[Any]:
+    g = torch.Generator().manual_seed(1234)
+    return [torch.rand(s, 4, generator=g, dtype=torch.float64) for s in shape]
+
+
+def _entries(torch: Any, nnz: int, rank: int, world: int) -> tuple[Any, Any]:
+    """This process's share of the generated nonzeros (chunks ``c = rank, rank + world, ...``)."""
+    factors = _planted(torch, SHAPE)
+    idx_parts, val_parts = [], []
+    for c in range(rank, math.ceil(nnz / CHUNK), world):
+        n = min(CHUNK, nnz - c * CHUNK)
+        g = torch.Generator().manual_seed(10_000 + c)
+        idx = torch.stack([torch.randint(0, s, (n,), generator=g) for s in SHAPE])
+        val = factors[0][idx[0]] * factors[1][idx[1]] * factors[2][idx[2]]
+        idx_parts.append(idx)
+        val_parts.append(val.sum(1))
+    if not idx_parts:
+        return torch.zeros(3, 0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64)
+    return torch.cat(idx_parts, 1), torch.cat(val_parts)
+
+
+class _Sweeps(logging.Handler):
+    """Rank 0's progress log: elapsed time, collective count and this process's CPU time at the
+    end of each sweep."""
+
+    def __init__(self, counter: list[int]) -> None:
+        super().__init__()
+        self.counter = counter
+        self.marks: list[tuple[float, int, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.search(r"^sweep \d+: .*\(([0-9.]+) s\)$", record.getMessage())
+        if m:
+            self.marks.append((float(m.group(1)), self.counter[0], time.process_time()))
+
+
+def _wrap_collectives(dist: Any, counter: list[int], delay_s: float) -> None:
+    """Count every collective (and sleep ``delay_s`` before it: injected latency)."""
+    for name in ("all_reduce", "all_to_all_single", "all_gather", "broadcast"):
+        real = getattr(dist, name)
+
+        def wrapped(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            counter[0] += 1
+            if delay_s > 0:
+                time.sleep(delay_s)
+            return _real(*args, **kwargs)
+
+        setattr(dist, name, wrapped)
+
+
+def worker(spec: dict[str, Any]) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    import factorch.distributed as fd
+
+    rank, world = fd.init(backend="gloo", timeout=1800)
+    t0 = time.perf_counter()
+    idx, val = _entries(torch, spec["nnz"], rank, world)
+    shard = fd.redistribute(idx, val, SHAPE, timeout=1800)
+    del idx, val
+    setup_s = time.perf_counter() - t0
+    counter = [0]
+    _wrap_collectives(dist, counter, spec["latency_ms"] / 1000)
+    handler = _Sweeps(counter)
+    log = logging.getLogger("factorch.distributed")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    res = fd.cp(
+        shard,
+        RANK,
+        init="random",
+        generator=torch.Generator().manual_seed(0),
+        max_iter=spec["sweeps"] + 2,
+        tol=0.0,
+        timeout=1800,
+    )
+    marks = handler.marks[:-1]  # the last sweep also computes the exact error: not timed
+    per_sweep = [b[0] - a[0] for a, b in itertools.pairwise(marks)]
+    calls = [b[1] - a[1] for a, b in itertools.pairwise(marks)]
+    cpu = [b[2] - a[2] for a, b in itertools.pairwise(marks)]
+    box: list[Any] = [None] * world
+    dist.all_gather_object(box, {"nnz": shard.nnz, "rows": res.extras["row_bytes_per_sweep"]})
+    counts = [b["nnz"] for b in box]
+    if rank == 0:
+        out = {
+            "world": world,
+            "grid": list(res.extras["grid"]),
+            "nnz_per_rank": counts,
+            "setup_s": setup_s,
+            "sweep_s": per_sweep,
+            "calls_per_sweep": calls,
+            "cpu_sweep_s": cpu,
+            "row_bytes_per_sweep": [b["rows"] for b in box],
+            "comm_bytes_rank0": res.extras["comm_bytes"],
+            "final_error": res.errors[-1],
+            "model_rows": _model_rows(shard.layout),
+        }
+        Path(spec["out"]).write_text(json.dumps(out))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _model_rows(layout: Any) -> float:
+    """The all-rows-touched medium-grained bound, bytes per rank per sweep (mean)."""
+    total = 0.0
+    for n, s in enumerate(SHAPE):
+        p_n = layout.grid[n]
+        q = layout.world_size // p_n
+        total += 2 * (q - 1) * (s / p_n) * RANK * 8 / q
+    return total
+
+
+# --- launcher -------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(world: int, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    out = tmp / f"run{world}_{spec['nnz']}_{spec['latency_ms']}.json"
+    spec = {**spec, "out": str(out)}
+    for _attempt in range(3):
+        port = _free_port()
+        procs = []
+        for r in range(world):
+            env = dict(os.environ)
+            env.update(
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                GLOO_SOCKET_IFNAME="lo",
+            )
+            cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+            procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
+        errs = [p.communicate()[1] for p in procs]
+        if all(p.returncode == 0 for p in procs):
+            return json.loads(out.read_text())
+        if not any("address already in use" in e.lower() for e in errs):
+            raise RuntimeError("a benchmark job failed:\n" + "\n".join(errs))
+    raise RuntimeError("no free port after 3 attempts")
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _project(c: float, calls: float, shape: tuple[int, ...], nnz: int, nodes: int) -> dict:
+    from factorch.distributed import choose_grid
+
+    p = nodes * ASSUMPTIONS["ranks_per_node"]
+    grid = choose_grid(shape, p)
+    comm_bytes = 0.0
+    latency = 0.0
+    for n, s in enumerate(shape):
+        q = p // grid[n]
+        comm_bytes += 2 * (q - 1) * (s / grid[n]) * RANK * 8 / q
+        latency += math.log2(max(q, 2))
+    compute = c * nnz / p
+    alpha = ASSUMPTIONS["alpha_s"] * calls * latency / len(shape)
+    bandwidth = comm_bytes * ASSUMPTIONS["ranks_per_node"] / ASSUMPTIONS["beta_bytes_per_s"]
+    return {
+        "nodes": nodes,
+        "ranks": p,
+        "grid": list(grid),
+        "compute_s": compute,
+        "latency_s": alpha,
+        "bandwidth_s": bandwidth,
+        "total_s": compute + alpha + bandwidth,
+        "bytes_per_rank": comm_bytes,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200 k nonzeros, 2 timed sweeps")
+    ap.add_argument("--nnz", type=int, default=20_000_000)
+    ap.add_argument("--sweeps", type=int, default=5, help="timed sweeps (after one warm-up)")
+    ap.add_argument("--latency-ms", type=float, default=100.0)
+    ap.add_argument(
+        "--latency-nnz", type=int, default=None, help="nonzeros of the latency check (nnz / 20)"
+    )
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        pin_threads(1)
+        worker(json.loads(args.worker))
+        return
+    pin_threads(1)
+    nnz = 200_000 if args.quick else args.nnz
+    sweeps = 2 if args.quick else args.sweeps
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_distributed_{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    base = {"sweeps": sweeps, "latency_ms": 0.0}
+    small = args.latency_nnz or nnz // 20
+    runs = {
+        "p1_half": launch(1, {**base, "nnz": nnz // 2}, tmp),
+        "p1_full": launch(1, {**base, "nnz": nnz}, tmp),
+        "p2_full": launch(2, {**base, "nnz": nnz}, tmp),
+        "p2_small": launch(2, {**base, "nnz": small}, tmp),
+        "p2_small_latency": launch(2, {**base, "nnz": small, "latency_ms": args.latency_ms}, tmp),
+    }
+    t = {k: _median(v["sweep_s"]) for k, v in runs.items()}
+    best = {k: min(v["sweep_s"]) for k, v in runs.items()}
+    cpu = {k: _median(v["cpu_sweep_s"]) for k, v in runs.items()}
+    rows = []
+    for k, v in runs.items():
+        rows.append(
+            [
+                k,
+                v["world"],
+                "x".join(map(str, v["grid"])),
+                sum(v["nnz_per_rank"]),
+                f"{t[k]:.3f}",
+                f"{best[k]:.3f}",
+                f"{cpu[k]:.3f}",
+                f"{_median(v['calls_per_sweep']):.0f}",
+                f"{max(v['row_bytes_per_sweep']) / 1e6:.2f}",
+                f"{v['model_rows'] / 1e6:.2f}",
+            ]
+        )
+    header = ["run", "P", "grid", "nnz", "s/sweep", "min", "cpu s", "calls", "row MB", "bound MB"]
+    print(format_table(header, rows))
+    strong = t["p1_full"] / t["p2_full"]
+    weak = t["p1_half"] / t["p2_full"]
+    strong_min = best["p1_full"] / best["p2_full"]
+    weak_min = best["p1_half"] / best["p2_full"]
+    print(
+        f"strong scaling speedup (1 -> 2 processes, {nnz} nnz): {strong:.2f}x median, "
+        f"{strong_min:.2f}x fastest sweeps"
+    )
+    print(
+        f"weak scaling efficiency ({nnz // 2} nnz per process): {weak:.2f} median, "
+        f"{weak_min:.2f} fastest sweeps"
+    )
+    strong_cpu = cpu["p1_full"] / cpu["p2_full"]
+    weak_cpu = cpu["p1_half"] / cpu["p2_full"]
+    print(
+        f"CPU seconds per sweep on rank 0 (insensitive to other jobs): strong {strong_cpu:.2f}x, "
+        f"weak efficiency {weak_cpu:.2f}"
+    )
+    c = cpu["p1_full"] / sum(runs["p1_full"]["nnz_per_rank"])
+    calls = _median(runs["p2_small"]["calls_per_sweep"])
+    injected = t["p2_small_latency"] - t["p2_small"]
+    predicted = calls * args.latency_ms / 1000
+    print(
+        f"injected {args.latency_ms:g} ms per collective: +{injected:.3f} s per sweep measured, "
+        f"{predicted:.3f} s predicted ({calls:.0f} calls); ratio {injected / predicted:.2f}"
+    )
+    projections = {
+        name: [_project(c, calls, shape, n, nodes) for nodes in (8, 16, 32, 64)]
+        for name, (shape, n) in TARGETS.items()
+    }
+    prow = []
+    for name, ps in projections.items():
+        for pr in ps:
+            prow.append(
+                [
+                    name,
+                    pr["nodes"],
+                    "x".join(map(str, pr["grid"])),
+                    f"{pr['compute_s']:.3f}",
+                    f"{pr['latency_s']:.3f}",
+                    f"{pr['bandwidth_s']:.3f}",
+                    f"{pr['total_s']:.3f}",
+                ]
+            )
+    print(
+        format_table(
+            ["tensor", "nodes", "grid", "compute s", "latency s", "bandwidth s", "s/iter"], prow
+        )
+    )
+    payload = {
+        "config": {"nnz": nnz, "shape": SHAPE, "rank": RANK, "sweeps": sweeps},
+        "machine": machine_info(),
+        "runs": runs,
+        "median_sweep_s": t,
+        "fastest_sweep_s": best,
+        "median_cpu_sweep_s": cpu,
+        "strong_speedup_cpu": strong_cpu,
+        "weak_efficiency_cpu": weak_cpu,
+        "strong_speedup": strong,
+        "weak_efficiency": weak,
+        "strong_speedup_fastest": strong_min,
+        "weak_efficiency_fastest": weak_min,
+        "seconds_per_nnz_sweep": c,
+        "latency_check": {
+            "injected_ms": args.latency_ms,
+            "nnz": small,
+            "calls_per_sweep": calls,
+            "measured_s": injected,
+            "predicted_s": predicted,
+        },
+        "assumptions": ASSUMPTIONS,
+        "projections": projections,
+    }
+    path = write_results("bench_distributed_quick" if args.quick else "bench_distributed", payload)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
