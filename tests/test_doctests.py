@@ -41,7 +41,8 @@ KNOWN_FAILURES: dict[str, str] = {
 def _module_names() -> list[str]:
     names = ["factorch"]
     for info in pkgutil.walk_packages(factorch.__path__, prefix="factorch."):
-        names.append(info.name)
+        if info.name.rsplit(".", 1)[-1] != "__main__":  # importing it runs a command line
+            names.append(info.name)
     return sorted(names)
 
 
