@@ -47,6 +47,9 @@ UNRESOLVED_TARGETS: frozenset[str] = frozenset(
         "cached",
         "factorch.nn.spectral._modes",
         "shape",
+        # distributed: a "Returns:" line with a colon, read by napoleon as "type: text"
+        "A short digest",
+        "grid and bounds",
     }
 )
 
