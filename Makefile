@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= factorch-out
 
-.PHONY: install install-test run test lint bench bench-quick clean
+.PHONY: install install-test run test lint bench bench-quick clean docs docs-check
 
 # Two stamps: `make run` installs only what the main job needs (torch, factorch and matplotlib
 # for its figures); `make test` adds the test extra (pytest and the anchor libraries).
@@ -46,3 +46,18 @@ bench: install-test
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
+
+# Documentation (issue 19): `make docs` builds the site into docs/_build/html (open index.html;
+# no server, no network); `make docs-check` also opens it in headless Chromium and checks it.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf docs/_build/html docs/auto_examples docs/api/generated
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+docs-check: docs
+	$(PY) tests/docs/check_site.py docs/_build/html --screenshots docs/_screenshots
