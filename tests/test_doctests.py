@@ -31,11 +31,7 @@ _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Docstrings whose examples fail on main, each with its owner; the module is not ours to edit.
 # The test fails when a listed docstring passes again, so the list only shrinks.
-KNOWN_FAILURES: dict[str, str] = {
-    "factorch.datasets.pde._darcy.solve_darcy": (
-        "operators: prints 0.0736 where the docstring expects 0.0737 (torsion maximum 0.07367)"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _module_names() -> list[str]:

@@ -123,8 +123,9 @@ def solve_darcy(
 
     Example:
         >>> u = solve_darcy(torch.ones(33, 33, dtype=torch.float64))
-        >>> round(float(u.max()), 4)  # the torsion function's maximum, 0.07367
-        0.0737
+        >>> # the torsion function's maximum is 0.07367; second order: 33**2 points are 6e-5 off
+        >>> abs(float(u.max()) - 0.07367) < 1e-4
+        True
     """
     fn = "solve_darcy"
     a = check_tensor(as_tensor(coefficient, fn, "coefficient"), fn, "coefficient")
