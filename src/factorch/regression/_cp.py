@@ -60,7 +60,8 @@ class CPRegressor:
         coef_: after :meth:`fit`, the coefficient tensor ``W`` as a ``CPTensor`` (the data's
             scale, when it had to be divided out, sits in its weights).
         losses_: objective after each sweep.
-        n_iter_: sweeps run. converged_: True when ``tol`` was met.
+        n_iter_: sweeps run.
+        converged_: True when ``tol`` was met.
 
     Example:
         >>> import torch

@@ -80,7 +80,7 @@ def _outer(t: torch.Tensor, vecs: list[torch.Tensor]) -> torch.Tensor:
 
 @dataclass
 class CPPLSR:
-    """Multilinear PLS regression (N-PLS): ``Y ~ T B Q^T`` with ``X ~ sum_c t_c o w_c^1 o ... ``.
+    """Multilinear PLS regression (N-PLS): ``Y ~ T B Q^T`` with ``X ~ sum_c t_c o w_c^1 o ...``.
 
     For features ``X`` ``(n, I_1, ..., I_p)`` and responses ``Y`` ``(n,)`` or ``(n, m)``, both
     centred, each of the ``n_components`` components takes the rank-one CP ``w^1 o ... o w^p``
@@ -98,7 +98,8 @@ class CPPLSR:
         x_factors_: after :meth:`fit`, ``[T, W^1, ..., W^p]`` (columns per component).
         y_loadings_: ``(m, n_components)`` response loadings ``Q``.
         coef_: ``(n_components, n_components)`` inner relation ``B``.
-        x_mean_, y_mean_: the centring.
+        x_mean_: the centring of ``X``.
+        y_mean_: the centring of ``Y``.
 
     Example:
         >>> import torch

@@ -121,7 +121,9 @@ class TuckerRegressor:
             shape and rank.
         generator: random source for ``init="random"``.
         coef_: after :meth:`fit`, ``W`` as a ``TuckerTensor``.
-        losses_: objective after each sweep. n_iter_: sweeps run. converged_: ``tol`` met.
+        losses_: objective after each sweep.
+        n_iter_: sweeps run.
+        converged_: ``tol`` met.
 
     Example:
         >>> import torch
