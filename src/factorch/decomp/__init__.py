@@ -11,12 +11,14 @@ from ._batched import hosvd_batch as hosvd_batch
 from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
+from ._constrained_cp import constrained_cp as constrained_cp
 from ._cp import cp as cp
 from ._cp_nn import non_negative_cp as non_negative_cp
 from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
 from ._nmf import NMFFactors as NMFFactors
 from ._nmf import nmf as nmf
+from ._prox import ProximalOperator as ProximalOperator
 from ._rank import RankScan as RankScan
 from ._rank import corcondia as corcondia
 from ._rank import rank_scan as rank_scan
@@ -46,8 +48,10 @@ __all__ = [
     "DecompositionResult",
     "IterationState",
     "NMFFactors",
+    "ProximalOperator",
     "RankScan",
     "SemiNMFFactors",
+    "constrained_cp",
     "corcondia",
     "cp",
     "cp_batch",

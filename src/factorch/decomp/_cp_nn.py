@@ -50,8 +50,7 @@ from ._cp_sweep import (
     exact_error,
     gram_error,
     hadamard_grams,
-    mttkrp_from_partial,
-    tree_partial,
+    tree_mttkrps,
     working_set,
 )
 from ._nn_common import (
@@ -483,17 +482,12 @@ def _sweep(
 ) -> torch.Tensor:
     """One iteration: every factor updated once, MTTKRPs from the two-pass dimension tree (as in
     :func:`~factorch.decomp._cp_sweep.als_sweep`). Returns the last mode's MTTKRP."""
-    half = (x.ndim + 1) // 2
-    left, right = range(half), range(half, x.ndim)
     mttkrp = state.factors[-1]
-    for updated, other in ((left, right), (right, left)):
-        partial = tree_partial(x, state.factors, other)
-        for n in updated:
-            mttkrp = mttkrp_from_partial(partial, state.factors, updated, n)
-            ghat = hadamard_grams(state.grams, skip=n).unsqueeze(0)
-            rows[n] = _update(rows[n], mttkrp.mT.unsqueeze(0), ghat, rules[n], l1[n], sweeps[n])
-            state.factors[n] = rows[n][0].mT
-            state.grams[n] = rows[n][0] @ rows[n][0].mT
+    for n, mttkrp in tree_mttkrps(x, state.factors):
+        ghat = hadamard_grams(state.grams, skip=n).unsqueeze(0)
+        rows[n] = _update(rows[n], mttkrp.mT.unsqueeze(0), ghat, rules[n], l1[n], sweeps[n])
+        state.factors[n] = rows[n][0].mT
+        state.grams[n] = rows[n][0] @ rows[n][0].mT
     return mttkrp
 
 
