@@ -37,7 +37,8 @@ def _init(shape, rank, seed):
 
 
 def _tl_cp(tl, factors):
-    return tl.cp_tensor.CPTensor((np.ones(factors[0].shape[1]), [f.numpy().copy() for f in factors]))
+    weights = np.ones(factors[0].shape[1])
+    return tl.cp_tensor.CPTensor((weights, [f.numpy().copy() for f in factors]))
 
 
 # --- the anchor: TensorLy's constrained_parafac ---------------------------------------------------
@@ -205,7 +206,8 @@ def test_masked_fit_recovers_hidden_entries():
                          tol=1e-14)  # fmt: skip
     gap = (res.model.to_dense() - x)[~mask].norm() / x[~mask].norm()
     assert float(gap) < 1e-5 and truth.congruence(res.model) > 0.99
-    observed = torch.where(mask, x - res.model.to_dense(), 0).norm() / torch.where(mask, x, 0).norm()
+    resid = torch.where(mask, x - res.model.to_dense(), 0)
+    observed = resid.norm() / torch.where(mask, x, 0).norm()
     assert res.error == pytest.approx(float(observed), rel=1e-9, abs=1e-15)
 
 
@@ -216,8 +218,12 @@ def test_user_operator_is_used_and_callback_stops():
 
     x, _ = _planted(seed=13)
     seen = []
-    res = constrained_cp(x, 3, constraints={0: Positive()}, max_iter=50,
-                         callback=lambda s: seen.append(s.iteration) or s.iteration == 4)  # fmt: skip
+
+    def stop_at_4(state):
+        seen.append(state.iteration)
+        return state.iteration == 4
+
+    res = constrained_cp(x, 3, constraints={0: Positive()}, max_iter=50, callback=stop_at_4)
     assert seen == [1, 2, 3, 4] and res.iterations == 4 and not res.converged
     assert float(res.model.factors[0].min()) >= 0.01
 
@@ -233,7 +239,7 @@ def test_deterministic_and_init_not_modified():
     assert all(torch.equal(p, q) for p, q in zip(init.factors, copy))
 
 
-# --- policies: autocast, scale, half precision, numpy, memory --------------------------------------
+# --- policies: autocast, scale, half precision, numpy, memory -----------------------------------
 
 
 def test_autocast_is_ignored():
@@ -371,8 +377,12 @@ def test_bad_options(kwargs, exc, match):
     ("tensor", "rank", "exc", "match"),
     [
         ("x", 2, TypeError, r"constrained_cp: tensor must be a torch.Tensor or a numpy array"),
-        (torch.ones(3, 4, dtype=torch.int64), 2, TypeError,
-         r"constrained_cp: tensor must have a floating-point"),
+        (
+            torch.ones(3, 4, dtype=torch.int64),
+            2,
+            TypeError,
+            r"constrained_cp: tensor must have a floating-point",
+        ),
         (torch.ones(3, 4, dtype=torch.complex64), 2, TypeError, r"constrained_cp: complex"),
         (torch.ones(5), 2, ValueError, r"constrained_cp: tensor must have at least 2"),
         (torch.tensor([[1.0, math.nan]]), 1, ValueError, r"constrained_cp: tensor contains 1 NaN"),

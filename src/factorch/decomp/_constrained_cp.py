@@ -121,8 +121,9 @@ def constrained_cp(
         init: ``"svd"`` (as :func:`~factorch.decomp.cp`; for non-negative data the
             constrained modes take the absolute values of the singular vectors, as NNDSVD does)
             or ``"random"`` (uniform [0, 1)), rescaled to the data and passed once through each
-            mode's operator (at the step the first ADMM update will use); or a :class:`CPTensor` whose weights are spread evenly
-            over its factors, used as given (never modified).
+            mode's operator (at the step the first ADMM update will use); or a
+            :class:`CPTensor` whose weights are spread evenly over its factors, used as given
+            (never modified).
         max_iter: maximum number of outer iterations (one update of every factor each).
         tol: stop when the penalised relative error changes by less than ``tol`` (or by less
             than its rounding floor); 0 runs ``max_iter`` iterations.
@@ -321,9 +322,7 @@ def mode_scales(ops: Sequence[ProximalOperator | None], scale: float) -> list[fl
     return [share if f else 1.0 for f in free]
 
 
-def rescaled(
-    ops: Sequence[ProximalOperator | None], scale: float
-) -> list[ProximalOperator | None]:
+def rescaled(ops: Sequence[ProximalOperator | None], scale: float) -> list[ProximalOperator | None]:
     """The operators of a fit on data divided by ``scale`` whose factors are divided by
     :func:`mode_scales`; ``ops`` themselves when ``scale == 1``."""
     if scale == 1.0:
