@@ -18,6 +18,7 @@ from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
 from ._nmf import NMFFactors as NMFFactors
 from ._nmf import nmf as nmf
+from ._parafac2 import parafac2 as parafac2
 from ._prox import ProximalOperator as ProximalOperator
 from ._rank import RankScan as RankScan
 from ._rank import corcondia as corcondia
@@ -61,6 +62,7 @@ __all__ = [
     "nmf",
     "non_negative_cp",
     "non_negative_tucker",
+    "parafac2",
     "param_count",
     "partial_tucker",
     "rank_for_ratio",
