@@ -195,7 +195,15 @@ def _stack(tensor: object, fn: str) -> tuple[torch.Tensor, tuple[int, ...]]:
                     f"({m.shape[1]}, {m.dtype}, {m.device})."
                 )
         lengths = tuple(m.shape[0] for m in slices)
-        padded = first.new_zeros(len(slices), max(lengths), first.shape[1])
+        shape = (len(slices), max(lengths), first.shape[1])
+        check_memory(
+            math.prod(shape),
+            working_dtype(first.dtype),
+            first.device,
+            fn,
+            f"the {len(slices)} slices padded to a common {shape[1]} rows",
+        )
+        padded = first.new_zeros(shape)
         for i, m in enumerate(slices):
             padded[i, : m.shape[0]] = m
         return padded, lengths
