@@ -11,6 +11,8 @@ from ._batched import hosvd_batch as hosvd_batch
 from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
+from ._cmtf import CMTFModel as CMTFModel
+from ._cmtf import cmtf as cmtf
 from ._constrained_cp import constrained_cp as constrained_cp
 from ._cp import cp as cp
 from ._cp_nn import non_negative_cp as non_negative_cp
@@ -44,6 +46,7 @@ __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
     "BudgetFormat",
+    "CMTFModel",
     "CPDegeneracy",
     "Callback",
     "DecompositionResult",
@@ -52,6 +55,7 @@ __all__ = [
     "ProximalOperator",
     "RankScan",
     "SemiNMFFactors",
+    "cmtf",
     "constrained_cp",
     "corcondia",
     "cp",
