@@ -109,7 +109,7 @@ def test_block_weights_trade_accuracy_between_blocks():
 
 
 def test_missing_entries_in_every_block():
-    x, ys, factors = _planted(seed=9)
+    x, ys, _ = _planted(seed=9)
     mask = torch.rand(x.shape, generator=_gen(10)) > 0.3
     ymask = torch.rand(ys[0].shape, generator=_gen(11)) > 0.3
     hidden = torch.where(mask, x, torch.nan)
