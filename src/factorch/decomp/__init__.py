@@ -15,7 +15,10 @@ from ._cmtf import CMTFModel as CMTFModel
 from ._cmtf import cmtf as cmtf
 from ._constrained_cp import constrained_cp as constrained_cp
 from ._cp import cp as cp
+from ._cp_arls import cp_arls as cp_arls
 from ._cp_nn import non_negative_cp as non_negative_cp
+from ._cp_power import cp_power as cp_power
+from ._cp_power import symmetric_cp_power as symmetric_cp_power
 from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
 from ._nmf import NMFFactors as NMFFactors
@@ -59,8 +62,10 @@ __all__ = [
     "constrained_cp",
     "corcondia",
     "cp",
+    "cp_arls",
     "cp_batch",
     "cp_degeneracy",
+    "cp_power",
     "hosvd",
     "hosvd_batch",
     "nmf",
@@ -72,6 +77,7 @@ __all__ = [
     "rank_for_ratio",
     "rank_scan",
     "semi_nmf",
+    "symmetric_cp_power",
     "tr_als",
     "tr_svd",
     "tt_matrix",
