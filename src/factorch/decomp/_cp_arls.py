@@ -16,7 +16,8 @@ The iterates are random, so the fit is checked exactly once per *epoch* (``epoch
 sweeps): the run keeps the best model seen and stops when ``patience`` epochs in a row have not
 lowered the best error by more than ``tol`` (Larsen and Kolda's rule). The error of a dense
 tensor is its exact residual; of a sparse one ``||X||^2 - 2 <X, M> + ||M||^2`` with the inner
-product over the nonzeros, exact up to rounding.
+product over the nonzeros, exact up to the formula's rounding (about ``sqrt(eps)`` near an
+exact fit).
 
 Reference: B. W. Larsen and T. G. Kolda, "Practical leverage-based sampling for low-rank tensor
 decomposition", SIAM J. Matrix Anal. Appl. 43(3), 2022.
@@ -63,7 +64,7 @@ def cp_arls(
     n_samples: int = 4096,
     init: str | CPTensor = "random",
     max_epochs: int = 50,
-    epoch_iters: int = 5,
+    epoch_iters: int = 10,
     tol: float = 1e-4,
     patience: int = 3,
     generator: torch.Generator | None = None,
@@ -88,7 +89,8 @@ def cp_arls(
             tensors: :func:`~factorch.decomp.cp`'s randomized SVD start, about two exact sweeps)
             or a :class:`~factorch.tensors.CPTensor` (copied, never modified).
         max_epochs: maximum number of epochs.
-        epoch_iters: sweeps per epoch (one exact error per epoch).
+        epoch_iters: sweeps per epoch (one exact error per epoch). Long enough that a swamp
+            (the slow stretches of ALS from a random start) does not read as convergence.
         tol: an epoch counts as progress when it lowers the best relative error by more than
             ``tol``.
         patience: stop after this many epochs in a row without progress.

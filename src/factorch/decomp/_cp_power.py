@@ -73,8 +73,8 @@ def cp_power(
         n_repeat: random starts per component, iterated together.
         max_iter: maximum power sweeps per component (TensorLy runs a fixed 10, then 10 more
             on the best start).
-        tol: a component stops once every start's weight changes by less than ``tol`` times
-            its size in a sweep.
+        tol: the starts are iterated until their values change by less than ``sqrt(tol)``
+            relative, then the best one until its vectors move by less than ``tol`` in a sweep.
         generator: the source of the random starts (standard normal entries).
         callback: called with an :class:`IterationState` after each component (``iteration``
             its index from 1, ``model`` the components so far); True stops.
@@ -228,47 +228,60 @@ def _component(
     opts: _Options,
     symmetric: bool,
 ) -> tuple[float, list[torch.Tensor], int, bool]:
-    """The best start's weight, unit vectors, sweeps run and whether it met ``tol``."""
+    """The best start's weight, unit vectors, sweeps run and whether it met ``tol``.
+
+    All starts are iterated together until their values settle (to ``sqrt(tol)``), then the
+    best one alone until its vectors move by at most ``tol`` in a sweep."""
     g = opts.generator
-    repeats = opts.n_repeat
 
     def start(size: int) -> torch.Tensor:
-        v = torch.randn(size, repeats, generator=g, dtype=x.dtype,
+        v = torch.randn(size, opts.n_repeat, generator=g, dtype=x.dtype,
                         device=g.device if g is not None else x.device)  # fmt: skip
         v = v.to(x.device)
         return v / torch.linalg.vector_norm(v, dim=0)
 
-    if symmetric:
-        u = start(x.shape[0])
-        factors = [u] * x.ndim
-    else:
-        factors = [start(s) for s in x.shape]
-    values = torch.zeros(repeats, dtype=x.dtype, device=x.device)
-    met, sweeps = False, 0
+    factors = [start(x.shape[0])] * x.ndim if symmetric else [start(s) for s in x.shape]
+    values = torch.zeros(opts.n_repeat, dtype=x.dtype, device=x.device)
+    sweeps, met, refining = 0, False, False
     while sweeps < opts.max_iter:
         sweeps += 1
-        previous = values
-        if symmetric:
-            m = _deflated(_mttkrp(x, factors, 0), 0, factors, found, weights)
-            values = (m * factors[0]).sum(0)  # X_k(u, u, ..., u) before the step
-            norms = torch.linalg.vector_norm(m, dim=0)
-            u = m / torch.where(norms > 0, norms, 1.0)
-            factors = [u] * x.ndim
-        else:
-            for n, m in tree_mttkrps(x, factors):
-                m = _deflated(m, n, factors, found, weights)
-                norms = torch.linalg.vector_norm(m, dim=0)
-                factors[n] = m / torch.where(norms > 0, norms, 1.0)
-            values = norms  # = X_k(u^(0), ..., u^(N-1)) after the last mode's step
-        change = (values - previous).abs()
-        if bool((change <= opts.tol * values.abs().clamp_min(1e-300)).all()):
-            met = True
-            break
-    if symmetric:  # the value of the final vectors
-        m = _deflated(_mttkrp(x, factors, 0), 0, factors, found, weights)
-        values = (m * factors[0]).sum(0)
+        previous, before = values, factors[0]
+        factors, values = _power_sweep(x, factors, found, weights, symmetric)
+        if refining:
+            if float(torch.linalg.vector_norm(factors[0] - before)) <= opts.tol:
+                met = True
+                break
+        elif bool(((values - previous).abs() <= opts.tol**0.5 * values.abs()).all()):
+            best = int(values.abs().argmax())  # refine the best start alone
+            factors = [f[:, best : best + 1] for f in factors]
+            values, refining = values[best : best + 1], True
     best = int(values.abs().argmax())
     return float(values[best]), [f[:, best] for f in factors], sweeps, met
+
+
+def _power_sweep(
+    x: torch.Tensor,
+    factors: list[torch.Tensor],
+    found: list[torch.Tensor],
+    weights: list[float],
+    symmetric: bool,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One power sweep of every start; returns the new unit vectors and their values
+    ``X_k(u^(0), ..., u^(N-1))``."""
+    if symmetric:
+        m = _deflated(_mttkrp(x, factors, 0), 0, factors, found, weights)
+        norms = torch.linalg.vector_norm(m, dim=0)
+        u = m / torch.where(norms > 0, norms, 1.0)
+        factors = [u] * x.ndim
+        value_m = _deflated(_mttkrp(x, factors, 0), 0, factors, found, weights)
+        return factors, (value_m * u).sum(0)
+    factors = list(factors)
+    norms = factors[0][0]
+    for n, m in tree_mttkrps(x, factors):
+        m = _deflated(m, n, factors, found, weights)
+        norms = torch.linalg.vector_norm(m, dim=0)
+        factors[n] = m / torch.where(norms > 0, norms, 1.0)
+    return factors, norms  # the last mode's norm is the value after its step
 
 
 def _fit(x_in: torch.Tensor, opts: _Options, *, symmetric: bool) -> DecompositionResult[CPTensor]:
