@@ -99,26 +99,29 @@ TL_CASES = [
 def test_at_least_tensorlys_accuracy_on_every_constraint_it_offers(
     name, tl_kwargs, ops, tensorly_backend
 ):
-    """Same data, same initial factors, both run to their default tolerances (at most 300
+    """Same data, same initial factors, both run to their default tolerances (at most 200
     iterations): the objective TensorLy documents (``1/2 ||X - X_hat||^2`` plus the penalty) is
     at most TensorLy's, to 1e-5 (TensorLy's penalties skip the ``1 / rho`` of the ADMM prox, its
     free modes get ADMM instead of the exact solve, its monotone and unimodal projections are
     approximate; where both reach the same optimum, the last digits depend on where each
-    stops)."""
+    stops). This is one data set and one start; CP is not convex, and on other starts either
+    library can land in the better local optimum: benchmarks/bench_ports_a.py reports the
+    comparison over seeds."""
     tl = tensorly_backend("numpy")
     from tensorly.decomposition import constrained_parafac
 
     x, _ = _planted(seed=3)
     init = _init(x.shape, 3, 4)
-    try:
-        ref = constrained_parafac(x.numpy(), 3, init=_tl_cp(tl, init), n_iter_max=300,
-                                  **tl_kwargs)  # fmt: skip
-    except np.linalg.LinAlgError:  # TensorLy's group lasso can zero a factor and stop
-        ref = constrained_parafac(x.numpy(), 3, init=_tl_cp(tl, init), n_iter_max=20,
-                                  **tl_kwargs)  # fmt: skip
+    with np.errstate(all="ignore"):
+        try:
+            ref = constrained_parafac(x.numpy(), 3, init=_tl_cp(tl, init), n_iter_max=200,
+                                      **tl_kwargs)  # fmt: skip
+        except np.linalg.LinAlgError:  # TensorLy's group lasso can zero a factor and stop
+            ref = constrained_parafac(x.numpy(), 3, init=_tl_cp(tl, init), n_iter_max=20,
+                                      **tl_kwargs)  # fmt: skip
     theirs = CPTensor(torch.from_numpy(np.asarray(ref.weights, dtype=np.float64)),
                       tuple(torch.from_numpy(f) for f in ref.factors))  # fmt: skip
-    res = constrained_cp(x, 3, constraints=ops, init=CPTensor.from_factors(init), max_iter=300)
+    res = constrained_cp(x, 3, constraints=ops, init=CPTensor.from_factors(init), max_iter=200)
     ours, anchor = _objective(res.model, x, ops), _objective(theirs, x, ops)
     assert ours <= anchor * (1 + 1e-5), (name, ours, anchor)
 
@@ -178,7 +181,7 @@ def test_simplex_and_monotone_recover_a_planted_model():
 
 
 def test_without_constraints_it_is_cp_als():
-    x, _ = _planted(seed=8)
+    x, _ = _planted((6, 7, 8), seed=8)
     init = CPTensor.from_factors(_init(x.shape, 3, 9))
     ours = constrained_cp(x, 3, constraints=None, init=init, max_iter=25, tol=0)
     ref = cp(x, 3, init=init, max_iter=25, tol=0)
