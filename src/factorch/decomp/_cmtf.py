@@ -177,7 +177,7 @@ def cmtf(
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
-        >>> a, b, c, v = (torch.rand(n, 2, generator=g) for n in (6, 7, 8, 5))
+        >>> a, b, c, v = (torch.randn(n, 2, generator=g, dtype=torch.float64) for n in (6, 7, 8, 5))
         >>> x = factorch.tensors.CPTensor.from_factors([a, b, c]).to_dense()
         >>> res = cmtf(x, a @ v.T, 2)
         >>> res.error < 1e-3
