@@ -56,7 +56,7 @@ def test_at_least_tensorlys_accuracy(seed, tensorly_backend):
     from tensorly.decomposition import parafac_power_iteration
 
     x = random_cp((10, 11, 12), 3, generator=_gen(seed), dtype=F64).to_dense()
-    np.random.seed(seed)  # TensorLy draws its starts from numpy's global generator
+    np.random.seed(seed)  # noqa: NPY002 (TensorLy draws its starts from numpy's global state)
     w, f = parafac_power_iteration(x.numpy(), 3)
     theirs = float(np.linalg.norm(tl.cp_to_tensor((w, f)) - x.numpy()) / np.linalg.norm(x))
     res = cp_power(x, 3, generator=_gen(seed))
@@ -71,7 +71,7 @@ def test_symmetric_at_least_tensorlys_accuracy(tensorly_backend):
 
     a = torch.randn(9, 3, generator=_gen(7), dtype=F64)
     x = CPTensor(torch.tensor([3.0, 2.0, 1.0], dtype=F64), (a, a, a)).to_dense()
-    np.random.seed(7)
+    np.random.seed(7)  # noqa: NPY002 (TensorLy draws from numpy's global state)
     w, f = symmetric_parafac_power_iteration(x.numpy(), 3)
     theirs = float(np.linalg.norm(tl.cp_to_tensor((w, [f] * 3)) - x.numpy()) / np.linalg.norm(x))
     res = symmetric_cp_power(x, 3, generator=_gen(7))

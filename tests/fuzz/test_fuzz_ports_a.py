@@ -119,7 +119,7 @@ def _check_cmtf(case: Case, res: Any) -> None:
     _assert_true(case, res.error, math.sqrt(num / den))
 
 
-# --- symmetric power iteration: a symmetrised tensor -----------------------------------------------
+# --- symmetric power iteration: a symmetrised tensor ---------------------------------------------
 
 
 def _symmetrize(t: Any) -> Any:
@@ -143,7 +143,7 @@ def _check_symmetric(case: Case, res: Any) -> None:
     _assert_true(case, res.error, relative_error64(_symmetrize(case.tensor), dense))
 
 
-# --- masked non-negative CP --------------------------------------------------------------------------
+# --- masked non-negative CP ----------------------------------------------------------------------
 
 
 def _masked(t: Any) -> tuple[Any, Any]:
