@@ -385,9 +385,10 @@ def admm_update(
         a = torch.addmm(base, z + u, step_matrix)  # (M + rho (Z + U)) (G + rho I)^{-1}
         z_prev = z
         z = _checked_prox(op, a - u, rho, fn, mode)
-        u.add_(z).sub_(a)
+        primal = z - a
+        u.add_(primal)
         # ||Z - A~|| <= tol ||Z|| and ||Z - Z_prev|| <= tol ||U||, from one read-back.
-        norms = torch.linalg.vector_norm(torch.stack((z - a, z - z_prev, z, u)), dim=(1, 2))
+        norms = torch.linalg.vector_norm(torch.stack((primal, z - z_prev, z, u)), dim=(1, 2))
         primal, change, size, dual_size = norms.tolist()
         if primal <= inner_tol * size and change <= inner_tol * dual_size:
             break
