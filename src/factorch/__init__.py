@@ -7,6 +7,7 @@ from . import io as io
 from . import nn as nn
 from . import plot as plot
 from . import random as random
+from . import symmetry as symmetry
 from . import tensors as tensors
 from .nn import compress as compress
 from .tensors import CPTensor as CPTensor
@@ -32,5 +33,6 @@ __all__ = [
     "nn",
     "plot",
     "random",
+    "symmetry",
     "tensors",
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from factorch.decomp._budget import param_count, rank_for_ratio
+from factorch.decomp import param_count, rank_for_ratio
 
 SHAPES = [(12, 20), (4, 3, 5, 4), (6, 4, 3, 3), (8, 2, 7)]
 
@@ -107,35 +108,99 @@ def test_counts_equal_the_layers_parameters():
         assert via_ratio.n_params <= 0.3 * 240
 
 
-def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="format must be one of"):
-        rank_for_ratio((4, 4), 0.5, format="svd")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="ratio must be a positive finite number"):
-        rank_for_ratio((4, 4), 0.0, format="lowrank")
-    with pytest.raises(TypeError, match="ratio must be a number"):
-        rank_for_ratio((4, 4), "0.5", format="lowrank")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="is below the smallest lowrank"):
-        rank_for_ratio((100, 100), 0.001, format="lowrank")
-    with pytest.raises(ValueError, match="shape must contain positive ints"):
-        rank_for_ratio((4, 0), 0.5, format="cp")
-    with pytest.raises(TypeError, match="shape must be a non-empty sequence"):
-        rank_for_ratio(5, 0.5, format="cp")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="shape must be a pair"):
-        rank_for_ratio((4, 4), 0.5, format="tt_matrix")
-    with pytest.raises(ValueError, match="the same number of factors"):
-        rank_for_ratio(((4, 4), (2,)), 0.5, format="tt_matrix")
-    with pytest.raises(ValueError, match="fixed_modes only applies"):
-        rank_for_ratio((4, 4), 0.5, format="cp", fixed_modes=(0,))
-    with pytest.raises(IndexError, match="fixed_modes entries must be modes"):
-        rank_for_ratio((4, 4), 0.5, format="tucker", fixed_modes=(2,))
-    with pytest.raises(ValueError, match="rank for format='cp' must be a positive int"):
-        param_count((4, 4), 0, format="cp")
-    with pytest.raises(ValueError, match="needs 3 entries"):
-        param_count((4, 4), (1, 2), format="tt")
-    with pytest.raises(ValueError, match="must start and end with 1"):
-        param_count((4, 4), (2, 2, 2), format="tt")
-    with pytest.raises(ValueError, match="close the ring"):
-        param_count((4, 4), (2, 2, 3), format="tr")
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: rank_for_ratio((4, 4), 0.5, format="svd"), ValueError, "format must be one of"),
+        (
+            lambda: rank_for_ratio((4, 4), 0.0, format="lowrank"),
+            ValueError,
+            "ratio must be a positive finite number",
+        ),
+        (
+            lambda: rank_for_ratio((4, 4), math.nan, format="lowrank"),
+            ValueError,
+            "ratio must be a positive finite number",
+        ),
+        (
+            lambda: rank_for_ratio((4, 4), "0.5", format="lowrank"),
+            TypeError,
+            "ratio must be a number",
+        ),
+        (
+            lambda: rank_for_ratio((100, 100), 0.001, format="lowrank"),
+            ValueError,
+            "is below the smallest lowrank",
+        ),
+        (
+            lambda: rank_for_ratio((4, 0), 0.5, format="cp"),
+            ValueError,
+            "shape must contain positive ints",
+        ),
+        (
+            lambda: rank_for_ratio(5, 0.5, format="cp"),
+            TypeError,
+            "shape must be a non-empty sequence",
+        ),
+        (
+            lambda: rank_for_ratio((4, 4), 0.5, format="tt_matrix"),
+            TypeError,
+            "shape must be a pair",
+        ),
+        (
+            lambda: rank_for_ratio(((4, 4), (2,)), 0.5, format="tt_matrix"),
+            ValueError,
+            "the same number of factors",
+        ),
+        (
+            lambda: rank_for_ratio((4, 4), 0.5, format="cp", fixed_modes=(0,)),
+            ValueError,
+            "fixed_modes only applies",
+        ),
+        (
+            lambda: rank_for_ratio((4, 4), 0.5, format="tucker", fixed_modes=(2,)),
+            IndexError,
+            "fixed_modes entries must be modes",
+        ),
+        (
+            lambda: param_count((4, 4), 0, format="cp"),
+            ValueError,
+            "rank for format='cp' must be a positive int",
+        ),
+        (lambda: param_count((4, 4), (1, 2), format="tt"), ValueError, "needs 3 entries"),
+        (lambda: param_count((4, 4), (2, 2, 2), format="tt"), ValueError, "start and end with 1"),
+        (lambda: param_count((4, 4), (2, 2, 3), format="tr"), ValueError, "close the ring"),
+        (lambda: param_count((4, 4), True, format="tt"), TypeError, "rank must be an int or"),
+    ],
+    ids=[
+        "format",
+        "ratio-zero",
+        "ratio-nan",
+        "ratio-str",
+        "ratio-small",
+        "shape-zero",
+        "shape-int",
+        "tt-matrix-pair",
+        "tt-matrix-factors",
+        "fixed-cp",
+        "fixed-range",
+        "cp-rank-0",
+        "tt-length",
+        "tt-ends",
+        "tr-ring",
+        "bool-rank",
+    ],
+)
+def test_bad_arguments_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_numpy_integers_and_floats_are_accepted():
+    assert param_count((12, 20), np.int64(3), format="lowrank") == 96
+    assert param_count((4, 4), (1, np.int32(2), 1), format="tt") == 16
+    assert rank_for_ratio((12, 20), np.float32(0.5), format="lowrank") == 3
+    assert rank_for_ratio((6, 6, 3), 0.5, format="tucker", fixed_modes=(np.int64(2),))[2] == 3
 
 
 def test_param_count_uses_no_tensors():

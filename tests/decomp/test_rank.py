@@ -273,3 +273,13 @@ def test_rank_for_error_targets_meet_their_guarantee():
     tt_ranks = tt_rank_for_error(y, 1e-8)
     assert tt_ranks == (1, 3, 3, 3, 1)
     assert tt_svd(y, tt_ranks).error < 1e-8
+
+
+def test_tucker_rank_for_error_old_keyword_warns():
+    from factorch.decomp import tucker_rank_for_error
+
+    x = torch.ones(4, 5, 6, dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match=r"tucker_rank_for_error: error= is deprecated"):
+        assert tucker_rank_for_error(x, error=1e-8) == (1, 1, 1)
+    with pytest.raises(TypeError, match="tucker_rank_for_error: error is the deprecated name"):
+        tucker_rank_for_error(x, 1e-8, error=1e-8)

@@ -12,7 +12,6 @@ from _nn_digits import accuracy, batches, load_digits_split, make_cnn, train
 from torch import nn
 
 import factorch.nn as fnn
-from factorch.nn._allocation import Candidate, allocate, energy_ladder
 
 pytest.importorskip("sklearn")
 
@@ -116,57 +115,10 @@ def test_energy_allocation_beats_uniform_at_the_same_budget(dense_cnn):
     assert costs["energy"] < costs["uniform"]
 
 
-def test_lowrank_energy_ladder_is_exact():
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(12, 30, generator=g, dtype=torch.float64)
-    ladder = energy_ladder(w, "lowrank", fnn.TensorLayout.identity((12, 30)))
-    s = torch.linalg.svdvals(w)
-    for cand in ladder:
-        assert cand.error2 == pytest.approx(float(s[cand.rank :].pow(2).sum() / s.pow(2).sum()))
-        assert cand.params == cand.rank * 42 < 360
-
-
-def test_allocate_is_optimal_on_convex_ladders_and_locally_optimal_otherwise():
-    import itertools
-
-    g = torch.Generator().manual_seed(1)
-
-    def ladder(convex: bool) -> list[Candidate]:
-        if convex:  # decreasing cost decrements per 10 parameters, the dense rung included
-            steps = sorted(torch.rand(5, generator=g).tolist(), reverse=True)
-            costs = [sum(steps[k:]) for k in range(5)]
-        else:
-            costs = sorted((3 * torch.rand(5, generator=g)).tolist(), reverse=True)
-        rungs = [Candidate(r, 10 * (r + 1), 1 - math.exp(-c)) for r, c in enumerate(costs)]
-        return [*rungs, Candidate(None, 60, 0.0)]
-
-    for convex in (True, False):
-        ladders = [ladder(convex) for _ in range(3)]
-        for budget in (40, 60, 90, 130, 170):
-            choices = [
-                c
-                for c in itertools.product(range(6), repeat=3)
-                if sum(lad[i].params for lad, i in zip(ladders, c)) <= budget
-            ]
-            best = min(sum(lad[i].cost for lad, i in zip(ladders, c)) for c in choices)
-            got = allocate(ladders, budget)
-            spent = sum(lad[i].params for lad, i in zip(ladders, got))
-            cost = sum(lad[i].cost for lad, i in zip(ladders, got))
-            assert spent <= budget
-            if convex:
-                assert cost == pytest.approx(best, abs=1e-12), budget
-            # no single layer can move to a better rung within the budget
-            for layer, lad in enumerate(ladders):
-                room = budget - spent + lad[got[layer]].params
-                assert all(c.cost >= lad[got[layer]].cost for c in lad if c.params <= room)
-    with pytest.raises(ValueError, match="budget of 20 parameters is below the 30"):
-        allocate(ladders, 20)
-
-
 def test_ranks_mapping_and_inplace(dense_cnn):
     dense, _ = dense_cnn
     model = copy.deepcopy(dense)
-    out, report = fnn.compress(model, ranks={"6": 4}, inplace=True)
+    out, report = fnn.compress(model, layer_ranks={"6": 4}, inplace=True)
     assert out is model and isinstance(model[6], fnn.FactorizedLinear) and model[6].rank == 4
     assert isinstance(model[0], nn.Conv2d)  # unnamed layers untouched
     assert [r.name for r in report.layers] == ["6"] and report.budget is None
@@ -181,26 +133,144 @@ def test_format_mapping_include_exclude(dense_cnn):
     assert formats["8"] in ("cp", "dense")
 
 
-def test_compress_errors(dense_cnn):
-    dense, _ = dense_cnn
-    with pytest.raises(ValueError, match="give exactly one of ratio= and ranks="):
-        fnn.compress(dense)
-    with pytest.raises(ValueError, match=r"ranks names \['nope'\] are not compressible layers"):
-        fnn.compress(dense, ranks={"nope": 2})
-    with pytest.raises(ValueError, match="ratio must be a positive number"):
-        fnn.compress(dense, ratio=-0.1)
-    with pytest.raises(ValueError, match="allocation must be one of"):
-        fnn.compress(dense, ratio=0.5, allocation="greedy")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="no layer matches include"):
-        fnn.compress(dense, ratio=0.5, include="missing.*")
-    with pytest.raises(ValueError, match="below the .* rank-1 factorizations"):
-        fnn.compress(dense, ratio=0.001)
-    with pytest.raises(TypeError, match="finetune must be a FineTune, a callable or None"):
-        fnn.compress(dense, ratio=0.5, finetune=3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="model must be an nn.Module"):
+SMALL = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ValueError, "give exactly one of ratio= and layer_ranks="),
+        ({"layer_ranks": {"nope": 2}}, ValueError, r"layer_ranks names \['nope'\] are not"),
+        ({"layer_ranks": [2]}, TypeError, "layer_ranks must be a mapping"),
+        ({"layer_ranks": {"0": 0}}, ValueError, r"compress: layer_ranks\['0'\]: rank must be in"),
+        (
+            {"layer_ranks": {"0": 10**9}, "format": "cp"},
+            ValueError,
+            "compress: layer '0': FactorizedLinear.from_dense: the cp factors at rank .* needs",
+        ),
+        ({"ratio": -0.1}, ValueError, "ratio must be a positive finite number"),
+        ({"ratio": float("inf")}, ValueError, "ratio must be a positive finite number"),
+        ({"ratio": 0.5, "allocation": "greedy"}, ValueError, "allocation must be one of"),
+        ({"ratio": 0.5, "include": "missing.*"}, ValueError, "no layer matches include"),
+        ({"ratio": 0.001}, ValueError, "below the .* rank-1 factorizations"),
+        ({"ratio": 0.5, "finetune": 3}, TypeError, "finetune must be a FineTune"),
+        ({"ratio": 0.5, "format": "svd"}, ValueError, "compress: format must be one of"),
+        ({"ratio": 0.5, "format": 3}, TypeError, "format must be a str or a mapping"),
+        ({"ratio": 0.5, "implementation": "x"}, ValueError, "implementation must be one of"),
+        ({"ratio": 0.5, "include": 3}, TypeError, "include must be module types or name"),
+    ],
+    ids=[
+        "neither",
+        "unknown-layer",
+        "layer-ranks-type",
+        "bad-rank",
+        "absurd-rank",
+        "negative-ratio",
+        "inf-ratio",
+        "allocation",
+        "include-nothing",
+        "tiny-budget",
+        "finetune",
+        "format-name",
+        "format-type",
+        "implementation",
+        "include-type",
+    ],
+)
+def test_compress_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fnn.compress(SMALL, **kwargs)
+
+
+def test_compress_refuses_a_non_module():
+    with pytest.raises(TypeError, match="compress: model must be an nn.Module; got str"):
         fnn.compress("model", ratio=0.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="format must be one of"):
-        fnn.compress(dense, ratio=0.5, format="svd")
+
+
+def test_compress_refuses_nan_weights_naming_the_layer():
+    """Issue 9.13: the energy ladder's eigvalsh used to fail with a LinAlgError."""
+    model = copy.deepcopy(SMALL)
+    with torch.no_grad():
+        model[2].weight[0, 0] = math.nan
+    with pytest.raises(ValueError, match="compress: layer '2': the weight contains 1 NaN"):
+        fnn.compress(model, ratio=0.5)
+
+
+def test_ranks_is_a_deprecated_spelling_of_layer_ranks():
+    with pytest.warns(DeprecationWarning, match=r"use compress\(layer_ranks=\.\.\.\)"):
+        out, report = fnn.compress(SMALL, ranks={"0": 3})
+    assert out[0].rank == 3 and [r.name for r in report.layers] == ["0"]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_compress_keeps_the_models_mode(training):
+    """Issue 9.16: an eval() model used to come back with factorized layers in training mode."""
+    model = copy.deepcopy(SMALL).train(training)
+    small, _ = fnn.compress(model, ratio=0.6)
+    assert all(m.training is training for m in small.modules())
+    assert any(isinstance(m, fnn.FactorizedLayer) for m in small.modules())
+
+
+@pytest.mark.parametrize("allocation", ["energy", "uniform"])
+def test_compress_reports_zero_error_for_an_all_zero_weight(allocation):
+    """Issue 9.2: the relative error of an all-zero weight was 0/0 = NaN. Reproduced exactly,
+    it is 0; the layer's factors are finite."""
+    model = copy.deepcopy(SMALL)
+    with torch.no_grad():
+        model[0].weight.zero_()
+    small, report = fnn.compress(model, ratio=0.6, allocation=allocation)
+    for r in report.layers:
+        assert math.isfinite(r.relative_error)
+        if r.name == "0" and r.format != "dense":
+            assert r.relative_error == 0.0
+    assert all(bool(torch.isfinite(p).all()) for p in small.parameters())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["lowrank", "tucker", "tt"])
+def test_compress_is_scale_invariant(fmt, dtype, scale):
+    """Tiny and huge weights: same ranks, same relative errors as the O(1) weights (NaN before)."""
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 8)).to(dtype)
+    with torch.no_grad():
+        for m in (model[0], model[2]):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=dtype))
+    _, ref = fnn.compress(model, ratio=0.5, format=fmt)
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in (scaled[0], scaled[2]):
+            m.weight.mul_(scale)
+    small, report = fnn.compress(scaled, ratio=0.5, format=fmt)
+    for a, b in zip(report.layers, ref.layers):
+        assert a.rank == b.rank and a.format == b.format
+        assert a.relative_error == pytest.approx(b.relative_error, rel=1e-3, abs=1e-6)
+        assert a.predicted_error == pytest.approx(b.predicted_error, rel=1e-6, abs=1e-9)
+    assert all(bool(torch.isfinite(p).all()) and p.dtype == dtype for p in small.parameters())
+
+
+def test_compress_under_autocast_and_in_half_precision():
+    """Issues 9.1/9.7: decompositions run with autocast off, half weights in float32."""
+    g = torch.Generator().manual_seed(4)
+    model = nn.Sequential(nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 8))
+    with torch.no_grad():
+        for m in (model[0], model[2]):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+    _, ref = fnn.compress(model, ratio=0.5, format="tucker")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, report = fnn.compress(model, ratio=0.5, format="tucker")
+    assert [r.relative_error for r in report.layers] == [r.relative_error for r in ref.layers]
+    half, report = fnn.compress(model.to(torch.bfloat16), ratio=0.5, format="tucker")
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    for a, b in zip(report.layers, ref.layers):  # the true errors of the bfloat16 factors
+        assert a.rank == b.rank and a.relative_error == pytest.approx(b.relative_error, abs=0.02)
 
 
 def test_a_priori_cp_factorized_cnn_trains_from_scratch(digits, dense_cnn):
@@ -217,16 +287,3 @@ def test_a_priori_cp_factorized_cnn_trains_from_scratch(digits, dense_cnn):
     )
     assert conv_params < 0.5 * (80 + 1168)
     assert accuracy(model, xt, yt) >= dense_acc - 0.03
-
-
-def test_tucker_energy_ladder_is_the_exact_truncated_hosvd_error():
-    from factorch.decomp._tucker import hosvd
-
-    g = torch.Generator().manual_seed(2)
-    w = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64)
-    ladder = energy_ladder(w, "tucker", fnn.TensorLayout.identity((6, 5, 3, 3)))
-    assert len(ladder) > 3
-    for cand in ladder:
-        approx = hosvd(w, list(cand.rank), sequential=False).model.to_dense()
-        exact = float((approx - w).norm() ** 2 / w.norm() ** 2)
-        assert cand.error2 == pytest.approx(exact, rel=1e-9, abs=1e-12)

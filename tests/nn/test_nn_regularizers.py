@@ -45,11 +45,40 @@ def test_tensor_dropout_keeps_the_expected_output():
     assert float((mean - ref).norm() / ref.norm()) < 0.05
 
 
-def test_tensor_dropout_errors():
-    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\)"):
-        fnn.tensor_dropout(fnn.FactorizedLinear(4, 4, rank=2), 1.5)
-    with pytest.raises(ValueError, match="contains no factorized layer"):
-        fnn.tensor_dropout(nn.Linear(4, 4), 0.1)
+CP = fnn.FactorizedLinear(12, 6, format="cp", rank=4)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: fnn.tensor_dropout(fnn.FactorizedLinear(4, 4, rank=2), 1.5),
+            ValueError,
+            r"p must be a probability in \[0, 1\)",
+        ),
+        (lambda: fnn.tensor_dropout(nn.Linear(4, 4), 0.1), ValueError, "no factorized layer"),
+        (
+            lambda: fnn.component_magnitudes(fnn.FactorizedLinear(12, 6, format="tt", rank=2)),
+            ValueError,
+            "component_magnitudes: format 'tt' has no rank-one components",
+        ),
+        (lambda: fnn.tensor_lasso(nn.Linear(3, 3)), ValueError, "no CP or low-rank factorized"),
+        (
+            lambda: fnn.tensor_lasso(CP, factor_decay=0),
+            ValueError,
+            "factor_decay must be a positive number",
+        ),
+        (
+            lambda: fnn.prune_components_(CP, -1),
+            ValueError,
+            "threshold must be a non-negative number",
+        ),
+    ],
+    ids=["dropout-p", "dropout-none", "magnitudes-tt", "lasso-none", "factor-decay", "threshold"],
+)
+def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_tensor_lasso_value_and_magnitudes():
@@ -69,14 +98,6 @@ def test_tensor_lasso_value_and_magnitudes():
     assert float(fnn.tensor_lasso(balanced).detach()) == pytest.approx(nuclear)
     mags = fnn.component_magnitudes(layer).detach()
     assert torch.allclose(mags, weights.abs() * torch.stack([m.norm(dim=0) for m in mats]).prod(0))
-    with pytest.raises(ValueError, match="only 'cp' and 'lowrank' layers"):
-        fnn.component_magnitudes(fnn.FactorizedLinear(12, 6, format="tt", rank=2))
-    with pytest.raises(ValueError, match="no CP or low-rank factorized layer"):
-        fnn.tensor_lasso(nn.Linear(3, 3))
-    with pytest.raises(ValueError, match="factor_decay must be a positive number"):
-        fnn.tensor_lasso(layer, factor_decay=0)
-    with pytest.raises(ValueError, match="threshold must be a non-negative number"):
-        fnn.prune_components_(layer, -1)
 
 
 def test_tensor_lasso_prunes_a_cp_regression_to_its_planted_rank():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,137 +145,259 @@ def test_planted(kind: str, rank, cls: type) -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_rank_errors() -> None:
-    with pytest.raises(ValueError, match=r"random_cp: rank must be a positive int; got -1\."):
-        random_cp((3, 4), -1)
-    with pytest.raises(ValueError, match=r"random_cp: rank must be a positive int; got 0\."):
-        random_cp((3, 4), 0)
-    with pytest.raises(TypeError, match=r"random_cp: rank must be a positive int; got tuple\."):
-        random_cp((3, 4), (2, 2))  # type: ignore[arg-type]
-    with pytest.raises(
-        ValueError, match=(r"random_tucker: rank\[1\] must be a positive int; got -2\.")
-    ):
-        random_tucker((3, 4), (2, -2))
-    with pytest.raises(
+RANK_ERRORS_CASES = [
+    pytest.param(
+        lambda: random_cp((3, 4), -1),
         ValueError,
-        match=(
-            r"random_tucker: rank needs 2 entries \(one per mode of a 2-way tensor\); got \(2, 2, "
-            r"2\)\."
-        ),
-    ):
-        random_tucker((3, 4), (2, 2, 2))
-    with pytest.raises(
-        ValueError,
-        match=(
-            r"random_tucker: orthogonal factors need rank\[0\] <= shape\[0\]; got rank 4 > size 3"
-        ),
-    ):
-        random_tucker((3, 4), (4, 2), orthogonal=True)
-    with pytest.raises(ValueError, match=r"random_tt: rank must be a positive int; got -3\."):
-        random_tt((3, 4), -3)
-    with pytest.raises(
-        ValueError,
-        match=(
-            r"random_tt: rank needs 4 entries \(r_0..r_3 for a 3-way tensor, r_0 = r_3 = 1\); got "
-            r"\(1, 2, 1\)\."
-        ),
-    ):
-        random_tt((3, 4, 5), (1, 2, 1))
-    with pytest.raises(
-        ValueError, match=(r"random_tt: boundary ranks must be r_0 = r_2 = 1; got \(2, 2, 1\)\.")
-    ):
-        random_tt((3, 4), (2, 2, 1))
-    with pytest.raises(
-        ValueError,
-        match=(
-            r"random_tt: rank\[1\] = 4 exceeds the largest possible TT rank min\(prod sizes\[:1\], "
-            r"prod sizes\[1:\]\) = 3"
-        ),
-    ):
-        random_tt((3, 4), (1, 4, 1))
-    with pytest.raises(
-        ValueError, match=(r"random_tr: the ring must close, r_2 = r_0; got \(2, 3, 1\)\.")
-    ):
-        random_tr((3, 4), (2, 3, 1))
-    with pytest.raises(ValueError, match=r"random_tr: rank\[1\] must be a positive int; got 0\."):
-        random_tr((3, 4), (2, 0, 2))
-    with pytest.raises(
-        TypeError, match=(r"random_tr: rank must be an int or a sequence of ints; got float\.")
-    ):
-        random_tr((3, 4), 2.0)  # type: ignore[arg-type]
-    with pytest.raises(
-        ValueError,
-        match=(r"random_tt_matrix: row_shape and col_shape need the same number of factors"),
-    ):
-        random_tt_matrix((2, 3), (4,), 2)
-    with pytest.raises(
-        ValueError, match=(r"random_tt_matrix: rank must be a positive int; got -1\.")
-    ):
-        random_tt_matrix((2, 3), (4, 2), -1)
-
-
-def test_shape_dtype_generator_errors() -> None:
-    with pytest.raises(
+        r"random_cp: rank must be a positive int; got -1\.",
+    ),
+    pytest.param(
+        lambda: random_cp((3, 4), 0), ValueError, r"random_cp: rank must be a positive int; got 0\."
+    ),
+    pytest.param(
+        lambda: random_cp((3, 4), (2, 2)),
         TypeError,
-        match=(
-            r"random_cp: shape must be a sequence of positive ints such as \(4, 5, 6\); got int\."
-        ),
-    ):
-        random_cp(5, 2)  # type: ignore[arg-type]
-    with pytest.raises(
-        ValueError, match=(r"random_tt: shape must have at least one mode; got \(\)\.")
-    ):
-        random_tt((), 2)
-    with pytest.raises(ValueError, match=r"random_tr: shape\[1\] must be a positive int; got 0\."):
-        random_tr((3, 0), 2)
-    with pytest.raises(TypeError, match=r"random_tucker: shape\[0\] must be an int; got float\."):
-        random_tucker((3.0, 4), 2)  # type: ignore[arg-type]
-    with pytest.raises(
-        ValueError, match=(r"random_tt_matrix: col_shape\[0\] must be a positive int; got -1\.")
-    ):
-        random_tt_matrix((2,), (-1,), 2)
-    with pytest.raises(
+        r"random_cp: rank must be a positive int; got tuple\.",
+    ),
+    pytest.param(
+        lambda: random_tucker((3, 4), (2, -2)),
+        ValueError,
+        r"random_tucker: rank\[1\] must be a positive int; got -2\.",
+    ),
+    pytest.param(
+        lambda: random_tucker((3, 4), (2, 2, 2)),
+        ValueError,
+        r"random_tucker: rank needs 2 entries \(one per mode of a 2-way tensor\); got \(2, 2, "
+        r"2\)\.",
+    ),
+    pytest.param(
+        lambda: random_tucker((3, 4), (4, 2), orthogonal=True),
+        ValueError,
+        r"random_tucker: orthogonal factors need rank\[0\] <= shape\[0\]; got rank 4 > size 3",
+    ),
+    pytest.param(
+        lambda: random_tt((3, 4), -3),
+        ValueError,
+        r"random_tt: rank must be a positive int; got -3\.",
+    ),
+    pytest.param(
+        lambda: random_tt((3, 4, 5), (1, 2, 1)),
+        ValueError,
+        r"random_tt: rank needs 4 entries \(r_0..r_3 for a 3-way tensor, r_0 = r_3 = 1\); got "
+        r"\(1, 2, 1\)\.",
+    ),
+    pytest.param(
+        lambda: random_tt((3, 4), (2, 2, 1)),
+        ValueError,
+        r"random_tt: boundary ranks must be r_0 = r_2 = 1; got \(2, 2, 1\)\.",
+    ),
+    pytest.param(
+        lambda: random_tt((3, 4), (1, 4, 1)),
+        ValueError,
+        r"random_tt: rank\[1\] = 4 exceeds the largest possible TT rank min\(prod sizes\[:1\], "
+        r"prod sizes\[1:\]\) = 3",
+    ),
+    pytest.param(
+        lambda: random_tr((3, 4), (2, 3, 1)),
+        ValueError,
+        r"random_tr: the ring must close, r_2 = r_0; got \(2, 3, 1\)\.",
+    ),
+    pytest.param(
+        lambda: random_tr((3, 4), (2, 0, 2)),
+        ValueError,
+        r"random_tr: rank\[1\] must be a positive int; got 0\.",
+    ),
+    pytest.param(
+        lambda: random_tr((3, 4), 2.0),
         TypeError,
-        match=(r"random_cp: dtype must be a floating-point or complex dtype; got torch.int64\."),
-    ):
-        random_cp((3, 4), 2, dtype=torch.int64)
-    with pytest.raises(TypeError, match=r"random_cp: dtype must be a torch.dtype; got str\."):
-        random_cp((3, 4), 2, dtype="float32")  # type: ignore[arg-type]
-    with pytest.raises(
-        TypeError, match=(r"random_tt: generator must be a torch.Generator or None; got int\.")
-    ):
-        random_tt((3, 4), 2, generator=0)  # type: ignore[arg-type]
+        r"random_tr: rank must be an int or a sequence of ints; got float\.",
+    ),
+    pytest.param(
+        lambda: random_tt_matrix((2, 3), (4,), 2),
+        ValueError,
+        r"random_tt_matrix: row_shape and col_shape need the same number of factors",
+    ),
+    pytest.param(
+        lambda: random_tt_matrix((2, 3), (4, 2), -1),
+        ValueError,
+        r"random_tt_matrix: rank must be a positive int; got -1\.",
+    ),
+]
 
 
-def test_add_noise_and_planted_errors() -> None:
+@pytest.mark.parametrize(("call", "error", "match"), RANK_ERRORS_CASES)
+def test_rank_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+SHAPE_DTYPE_GENERATOR_ERRORS_CASES = [
+    pytest.param(
+        lambda: random_cp(5, 2),
+        TypeError,
+        r"random_cp: shape must be a sequence of positive ints such as \(4, 5, 6\); got int\.",
+    ),
+    pytest.param(
+        lambda: random_tt((), 2),
+        ValueError,
+        r"random_tt: shape must have at least one mode; got \(\)\.",
+    ),
+    pytest.param(
+        lambda: random_tr((3, 0), 2),
+        ValueError,
+        r"random_tr: shape\[1\] must be a positive int; got 0\.",
+    ),
+    pytest.param(
+        lambda: random_tucker((3.0, 4), 2),
+        TypeError,
+        r"random_tucker: shape\[0\] must be an int; got float\.",
+    ),
+    pytest.param(
+        lambda: random_tt_matrix((2,), (-1,), 2),
+        ValueError,
+        r"random_tt_matrix: col_shape\[0\] must be a positive int; got -1\.",
+    ),
+    pytest.param(
+        lambda: random_cp((3, 4), 2, dtype=torch.int64),
+        TypeError,
+        r"random_cp: dtype must be a floating-point or complex dtype; got torch.int64\.",
+    ),
+    pytest.param(
+        lambda: random_cp((3, 4), 2, dtype="float32"),
+        TypeError,
+        r"random_cp: dtype must be a torch.dtype; got str\.",
+    ),
+    pytest.param(
+        lambda: random_tt((3, 4), 2, generator=0),
+        TypeError,
+        r"random_tt: generator must be a torch.Generator or None; got int\.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), SHAPE_DTYPE_GENERATOR_ERRORS_CASES)
+def test_shape_dtype_generator_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def _add_noise_and_planted_errors_inputs():
     x = torch.ones(3, 4, dtype=F64)
-    with pytest.raises(
-        ValueError, match=(r"add_noise: relative must be a finite float >= 0; got -0.1\.")
-    ):
-        add_noise(x, relative=-0.1)
-    with pytest.raises(
-        ValueError, match=(r"add_noise: relative must be a finite float >= 0; got nan\.")
-    ):
-        add_noise(x, relative=float("nan"))
-    with pytest.raises(TypeError, match=r"add_noise: relative must be a float; got str\."):
-        add_noise(x, relative="0.1")  # type: ignore[arg-type]
     bad = x.clone()
     bad[0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"add_noise: x contains 1 NaN or Inf entries"):
-        add_noise(bad, relative=0.1)
-    with pytest.raises(
-        TypeError,
-        match=(r"add_noise: x must have a floating-point or complex dtype; got torch.int64"),
-    ):
-        add_noise(torch.ones(3, dtype=torch.int64), relative=0.1)
-    with pytest.raises(
+    return x, bad
+
+
+ADD_NOISE_AND_PLANTED_ERRORS_CASES = [
+    pytest.param(
+        lambda x, bad: add_noise(x, relative=-0.1),
         ValueError,
-        match=(r"planted: kind must be one of \('cp', 'tucker', 'tt', 'tr'\); got 'parafac'\."),
-    ):
-        planted("parafac", (3, 4), 2)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"planted: a CP rank must be an int; got tuple\."):
-        planted("cp", (3, 4), (2, 2))
-    with pytest.raises(
-        ValueError, match=(r"add_noise: relative must be a finite float >= 0; got -1")
-    ):
-        planted("tt", (3, 4), 2, noise=-1.0)
+        r"add_noise: relative must be a finite float >= 0; got -0.1\.",
+    ),
+    pytest.param(
+        lambda x, bad: add_noise(x, relative=float("nan")),
+        ValueError,
+        r"add_noise: relative must be a finite float >= 0; got nan\.",
+    ),
+    pytest.param(
+        lambda x, bad: add_noise(x, relative="0.1"),
+        TypeError,
+        r"add_noise: relative must be a float; got str\.",
+    ),
+    pytest.param(
+        lambda x, bad: add_noise(bad, relative=0.1),
+        ValueError,
+        r"add_noise: x contains 1 NaN or Inf entries",
+    ),
+    pytest.param(
+        lambda x, bad: add_noise(torch.ones(3, dtype=torch.int64), relative=0.1),
+        TypeError,
+        r"add_noise: x must have a floating-point or complex dtype; got torch.int64",
+    ),
+    pytest.param(
+        lambda x, bad: planted("parafac", (3, 4), 2),
+        ValueError,
+        r"planted: kind must be one of \('cp', 'tucker', 'tt', 'tr'\); got 'parafac'\.",
+    ),
+    pytest.param(
+        lambda x, bad: planted("cp", (3, 4), (2, 2)),
+        TypeError,
+        r"planted: a CP rank must be an int; got tuple\.",
+    ),
+    pytest.param(
+        lambda x, bad: planted("tt", (3, 4), 2, noise=-1.0),
+        ValueError,
+        r"add_noise: relative must be a finite float >= 0; got -1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), ADD_NOISE_AND_PLANTED_ERRORS_CASES)
+def test_add_noise_and_planted_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_add_noise_and_planted_errors_inputs())
+
+
+def test_numpy_integers_are_accepted_for_shapes_and_ranks() -> None:
+    import numpy as np
+
+    cp = random_cp((np.int64(3), 4), np.int32(2), generator=_gen())
+    assert cp.shape == (3, 4) and cp.rank == 2
+    assert random_tucker((3, 4), (np.int64(2), 2), generator=_gen()).rank == (2, 2)
+    assert random_tt((3, 4, 5), np.int64(2), generator=_gen()).rank == (1, 2, 2, 1)
+    p = planted("cp", (3, 4), np.int64(2), generator=_gen())
+    assert p.truth.rank == 2
+    x = add_noise(np.ones((3, 4)), relative=0.1, generator=_gen())
+    assert isinstance(x, torch.Tensor) and x.dtype == F64
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        pytest.param(
+            lambda: random_cp((1000, 1000, 1000), 10**9),
+            ValueError,
+            r"random_cp: 3 factors of rank 1000000000 needs about .* of memory",
+            id="absurd cp rank",
+        ),
+        pytest.param(
+            lambda: random_tucker((10, 10, 10), 10**4),
+            ValueError,
+            r"random_tucker: a rank-\(10000, 10000, 10000\) core needs about",
+            id="absurd tucker core",
+        ),
+        pytest.param(
+            lambda: random_tr((10**6, 10**6), 10**5),
+            ValueError,
+            r"random_tr: cores of ranks .* needs about",
+            id="absurd tr ranks",
+        ),
+        pytest.param(
+            lambda: planted("cp", (10**5, 10**5, 10**5), 2),
+            ValueError,
+            r"planted: the dense \(100000, 100000, 100000\) tensor and its noise needs about",
+            id="absurd planted shape",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), 2, generator=0),
+            TypeError,
+            r"random_cp: generator must be a torch.Generator or None; got int",
+            id="int seed",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), 2, device="nowhere"),
+            ValueError,
+            r"random_cp: device must name a torch device; got 'nowhere'",
+            id="bad device",
+        ),
+        pytest.param(
+            lambda: random_cp((3, 4), np.bool_(True)),
+            TypeError,
+            r"random_cp: rank must be a positive int; got bool",
+            id="numpy bool rank",
+        ),
+    ],
+)
+def test_sizes_generators_and_devices_are_checked(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()

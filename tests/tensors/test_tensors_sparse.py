@@ -161,106 +161,195 @@ def test_file_round_trip_csv_and_tns(tmp_path):
     assert SparseTensor.from_file(header).shape == (2, 2)
 
 
-def test_file_errors(tmp_path):
+FILE_ERRORS_CASES = [
+    ("0,1,2.0\n1,0\n", {}, ValueError, r"line 2 has 2 fields; expected 3"),
+    ("0,1,2.0\n1,x,3.0\n", {}, ValueError, r"line 2 of .* is not 'index,...,value'"),
+    ("# nothing\n", {}, ValueError, r"lists no entries"),
+    ("0,0,1.0\n", {"index_base": 1}, IndexError, r"a negative index was read \(index_base=1\)"),
+    ("0,0,1.0\n", {"index_base": 2}, ValueError, r"index_base must be 0 or 1; got 2"),
+    ("0,0,1.0\n0,0,2.0\n", {}, ValueError, r"coordinate \(0, 0\) is listed more than once"),
+]
+
+
+@pytest.mark.parametrize(("text", "kwargs", "error", "match"), FILE_ERRORS_CASES)
+def test_file_errors(tmp_path, text, kwargs, error, match):
     bad = tmp_path / "bad.csv"
-    bad.write_text("0,1,2.0\n1,0\n")
-    with pytest.raises(ValueError, match=r"line 2 has 2 fields; expected 3"):
-        SparseTensor.from_file(bad)
-    bad.write_text("0,1,2.0\n1,x,3.0\n")
-    with pytest.raises(ValueError, match=r"line 2 of .* is not 'index,...,value'"):
-        SparseTensor.from_file(bad)
-    bad.write_text("# nothing\n")
-    with pytest.raises(ValueError, match=r"lists no entries"):
-        SparseTensor.from_file(bad)
-    bad.write_text("0,0,1.0\n")
-    with pytest.raises(IndexError, match=r"a negative index was read \(index_base=1\)"):
-        SparseTensor.from_file(bad, index_base=1)
-    with pytest.raises(ValueError, match=r"index_base must be 0 or 1; got 2"):
-        SparseTensor.from_file(bad, index_base=2)  # type: ignore[arg-type]
-    bad.write_text("0,0,1.0\n0,0,2.0\n")
-    with pytest.raises(ValueError, match=r"coordinate \(0, 0\) is listed more than once"):
-        SparseTensor.from_file(bad)
-    assert SparseTensor.from_file(bad, duplicates="sum").values.tolist() == [3.0]
+    bad.write_text(text)
+    with pytest.raises(error, match=match):
+        SparseTensor.from_file(bad, **kwargs)
 
 
-def test_constructor_errors():
+def test_file_duplicates_can_be_summed(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("0,0,1.0\n0,0,2.0\n")
+    assert SparseTensor.from_file(path, duplicates="sum").values.tolist() == [3.0]
+
+
+def _constructor_errors_inputs():
     idx = torch.tensor([[0, 1], [1, 0]])
     vals = torch.tensor([1.0, 2.0])
-    with pytest.raises(
+    return idx, vals
+
+
+CONSTRUCTOR_ERRORS_CASES = [
+    pytest.param(
+        lambda idx, vals: SparseTensor(torch.tensor([[0, 1], [3, 0]]), vals, (2, 3)),
         IndexError,
-        match=r"SparseTensor: index 3 is out of range for mode 1 of "
+        r"SparseTensor: index 3 is out of range for mode 1 of "
         r"size 3; indices must be in \[0, 2\]",
-    ):
-        SparseTensor(torch.tensor([[0, 1], [3, 0]]), vals, (2, 3))
-    with pytest.raises(IndexError, match=r"index -1 is out of range for mode 0"):
-        SparseTensor(torch.tensor([[-1, 1], [0, 0]]), vals, (2, 3))
-    with pytest.raises(ValueError, match=r"values must be finite; values\[1\] = nan"):
-        SparseTensor(idx, torch.tensor([1.0, float("nan")]), (2, 3))
-    with pytest.raises(TypeError, match=r"values must have a real floating dtype; got torch.int64"):
-        SparseTensor(idx, torch.tensor([1, 2]), (2, 3))
-    with pytest.raises(ValueError, match=r"values must be 1-D \(nnz,\); got shape \(2, 1\)"):
-        SparseTensor(idx, vals[:, None], (2, 3))
-    with pytest.raises(ValueError, match=r"indices must have shape \(N, nnz\) = \(3, nnz\)"):
-        SparseTensor(idx, vals, (2, 3, 4))
-    with pytest.raises(ValueError, match=r"indices list 2 entries but values has 3"):
-        SparseTensor(idx, torch.ones(3), (2, 3))
-    with pytest.raises(TypeError, match=r"indices must have an integer dtype; got torch.float32"):
-        SparseTensor(idx.float(), vals, (2, 3))
-    with pytest.raises(TypeError, match=r"indices must be a torch.Tensor; got list"):
-        SparseTensor([[0, 1], [1, 0]], vals, (2, 3))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"shape must contain positive ints only; got \(2, 0\)"):
-        SparseTensor(idx, vals, (2, 0))
-    with pytest.raises(TypeError, match=r"shape must be a non-empty tuple of positive ints"):
-        SparseTensor(idx, vals, ())
-    with pytest.raises(ValueError, match=r"duplicates must be one of \('error', 'sum', 'mean'\)"):
-        SparseTensor.from_coo(idx, vals, (2, 3), duplicates="max")  # type: ignore[arg-type]
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(torch.tensor([[-1, 1], [0, 0]]), vals, (2, 3)),
+        IndexError,
+        r"index -1 is out of range for mode 0",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, torch.tensor([1.0, float("nan")]), (2, 3)),
+        ValueError,
+        r"values must be finite; values\[1\] = nan",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, torch.tensor([1, 2]), (2, 3)),
+        TypeError,
+        r"values must have a real floating dtype; got torch.int64",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, vals[:, None], (2, 3)),
+        ValueError,
+        r"values must be 1-D \(nnz,\); got shape \(2, 1\)",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, vals, (2, 3, 4)),
+        ValueError,
+        r"indices must have shape \(N, nnz\) = \(3, nnz\)",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, torch.ones(3), (2, 3)),
+        ValueError,
+        r"indices list 2 entries but values has 3",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx.float(), vals, (2, 3)),
+        TypeError,
+        r"indices must have an integer dtype; got torch.float32",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor("0 1", vals, (2, 3)),
+        TypeError,
+        r"SparseTensor: indices must be a torch.Tensor or a numpy array; got str",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, vals, (2, 0)),
+        ValueError,
+        r"shape must contain positive ints only; got \(2, 0\)",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor(idx, vals, ()),
+        TypeError,
+        r"shape must be a non-empty tuple of positive ints",
+    ),
+    pytest.param(
+        lambda idx, vals: SparseTensor.from_coo(idx, vals, (2, 3), duplicates="max"),
+        ValueError,
+        r"duplicates must be one of \('error', 'sum', 'mean'\)",
+    ),
+]
 
 
-def test_from_dense_and_method_errors():
+@pytest.mark.parametrize(("call", "error", "match"), CONSTRUCTOR_ERRORS_CASES)
+def test_constructor_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_constructor_errors_inputs())
+
+
+def _from_dense_and_method_errors_inputs():
     x = torch.tensor([[1.0, float("nan")]])
-    with pytest.raises(ValueError, match=r"tensor contains NaN; pass mask=~torch.isnan\(tensor\)"):
-        SparseTensor.from_dense(x)
-    with pytest.raises(ValueError, match=r"values must be finite"):
-        SparseTensor.from_dense(x, torch.tensor([[True, True]]))
-    with pytest.raises(TypeError, match=r"mask must be a bool tensor \(True = observed\)"):
-        SparseTensor.from_dense(x, torch.ones(1, 2))
-    with pytest.raises(ValueError, match=r"mask shape \(2,\) must equal the tensor shape \(1, 2\)"):
-        SparseTensor.from_dense(x, torch.tensor([True, False]))
-    with pytest.raises(TypeError, match=r"tensor must have a real floating dtype"):
-        SparseTensor.from_dense(torch.ones(2, dtype=torch.int64))
-    with pytest.raises(TypeError, match=r"expected a torch.sparse_coo tensor; got a torch.strided"):
-        SparseTensor.from_torch(torch.ones(2))
     sp = SparseTensor.from_dense(torch.tensor([[1.0, 2.0]]))
-    with pytest.raises(ValueError, match=r"fractions must sum to 1; got sum 0.9"):
-        sp.split((0.5, 0.4))
-    with pytest.raises(ValueError, match=r"fractions must be positive"):
-        sp.split((1.5, -0.5))
-    with pytest.raises(TypeError, match=r"fractions must be a sequence of floats"):
-        sp.split(1.0)  # type: ignore[arg-type]
-    with pytest.raises(IndexError, match=r"positions must be in \[0, 1\]"):
-        sp.select(torch.tensor([2]))
-    with pytest.raises(ValueError, match=r"a bool mask must have shape \(2,\)"):
-        sp.select(torch.tensor([True]))
-    with pytest.raises(ValueError, match=r"contains: indices must have shape \(B, 2\)"):
-        sp.contains(torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"with_values: values must have shape \(2,\)"):
-        sp.with_values(torch.ones(3))
-    with pytest.raises(TypeError, match=r"to: dtype must be a floating torch.dtype"):
-        sp.to(dtype=torch.int32)
-    with pytest.raises(IndexError, match=r"SparseTensor.counts: mode must be in \[-2, 1\]"):
-        sp.counts(2)
+    return x, sp
 
 
-def test_mode_layout_cache_is_sorted_and_clearable():
+FROM_DENSE_AND_METHOD_ERRORS_CASES = [
+    pytest.param(
+        lambda x, sp: SparseTensor.from_dense(x),
+        ValueError,
+        r"tensor contains NaN; pass mask=~torch.isnan\(tensor\)",
+    ),
+    pytest.param(
+        lambda x, sp: SparseTensor.from_dense(x, torch.tensor([[True, True]])),
+        ValueError,
+        r"values must be finite",
+    ),
+    pytest.param(
+        lambda x, sp: SparseTensor.from_dense(x, torch.ones(1, 2)),
+        TypeError,
+        r"mask must be a bool tensor \(True = observed\)",
+    ),
+    pytest.param(
+        lambda x, sp: SparseTensor.from_dense(x, torch.tensor([True, False])),
+        ValueError,
+        r"mask shape \(2,\) must equal the tensor shape \(1, 2\)",
+    ),
+    pytest.param(
+        lambda x, sp: SparseTensor.from_dense(torch.ones(2, dtype=torch.int64)),
+        TypeError,
+        r"tensor must have a real floating dtype",
+    ),
+    pytest.param(
+        lambda x, sp: SparseTensor.from_torch(torch.ones(2)),
+        TypeError,
+        r"expected a torch.sparse_coo tensor; got a torch.strided",
+    ),
+    pytest.param(
+        lambda x, sp: sp.split((0.5, 0.4)), ValueError, r"fractions must sum to 1; got sum 0.9"
+    ),
+    pytest.param(lambda x, sp: sp.split((1.5, -0.5)), ValueError, r"fractions must be positive"),
+    pytest.param(
+        lambda x, sp: sp.split(1.0),
+        TypeError,
+        r"fractions must be a sequence of floats",
+    ),
+    pytest.param(
+        lambda x, sp: sp.select(torch.tensor([2])), IndexError, r"positions must be in \[0, 1\]"
+    ),
+    pytest.param(
+        lambda x, sp: sp.select(torch.tensor([True])),
+        ValueError,
+        r"a bool mask must have shape \(2,\)",
+    ),
+    pytest.param(
+        lambda x, sp: sp.contains(torch.tensor([0, 1])),
+        ValueError,
+        r"contains: indices must have shape \(B, 2\)",
+    ),
+    pytest.param(
+        lambda x, sp: sp.with_values(torch.ones(3)),
+        ValueError,
+        r"with_values: values must have shape \(2,\)",
+    ),
+    pytest.param(
+        lambda x, sp: sp.to(dtype=torch.int32),
+        TypeError,
+        r"to: dtype must be a floating torch.dtype",
+    ),
+    pytest.param(
+        lambda x, sp: sp.counts(2), IndexError, r"SparseTensor.counts: mode must be in \[-2, 1\]"
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), FROM_DENSE_AND_METHOD_ERRORS_CASES)
+def test_from_dense_and_method_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_from_dense_and_method_errors_inputs())
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_norm_is_true_at_extreme_float32_scales(scale):
     dense, _ = _random_sparse_dense((6, 5, 4), 0.5, 7)
-    sp = SparseTensor.from_dense(dense)
-    lay = sp._layout(2)
-    assert bool((lay.rows[1:] >= lay.rows[:-1]).all())
-    assert lay.offsets[-1] == sp.nnz
-    torch.testing.assert_close(lay.values, sp.values[lay.perm])
-    assert sp._layout(2) is lay
-    sp.clear_cache()
-    assert sp._layout(2) is not lay
+    sp = SparseTensor.from_dense((dense * scale).float())
+    expected = torch.linalg.vector_norm(dense.double()) * scale
+    assert sp.norm().dtype == torch.float32
+    torch.testing.assert_close(sp.norm().double(), expected, rtol=1e-6, atol=0.0)
 
 
 @pytest.mark.cuda
@@ -269,3 +358,17 @@ def test_sparse_tensor_cuda_round_trip():
     sp = SparseTensor.from_dense(dense).to("cuda")
     assert sp.device.type == "cuda"
     torch.testing.assert_close(sp.to_dense().cpu(), dense)
+
+
+def test_numpy_and_list_inputs_are_accepted():
+    import numpy as np
+
+    sp = SparseTensor([[0, 1], [1, 0]], np.array([1.0, 2.0]), (2, 3))
+    assert sp.values.dtype == torch.float64 and sp.indices.dtype == torch.int32
+    dense = np.zeros((2, 3))
+    dense[1, 2] = 5.0
+    assert SparseTensor.from_dense(dense).values.tolist() == [5.0]
+    masked = SparseTensor.from_dense(dense, np.ones((2, 3), dtype=bool))
+    assert masked.nnz == 6
+    coo = SparseTensor.from_coo(np.array([[1], [2]]), np.array([3.0]), (2, 3))
+    assert coo.to_dense()[1, 2] == 3.0

@@ -61,55 +61,95 @@ def test_close_uses_the_looser_dtype_and_accepts_factorized() -> None:
         assert_close_tensors(cp, dense + 1e-6 * dense.norm() / 8)
 
 
-def test_close_failures() -> None:
+def _close_failures_inputs():
     x = torch.zeros(2, 3, dtype=F64)
-    with pytest.raises(
-        AssertionError,
-        match=(r"assert_close_tensors: shapes differ: actual \(2, 3\) vs expected \(3, 2\)\. ctx"),
-    ):
-        assert_close_tensors(x, x.T, msg="ctx")
     y = x.clone()
     y[1, 1] = float("nan")
-    with pytest.raises(AssertionError, match=r"assert_close_tensors: actual has 1 NaN/Inf entries"):
-        assert_close_tensors(y, x)
-    with pytest.raises(
-        TypeError,
-        match=(
-            r"assert_close_tensors: actual must be a torch.Tensor or a factorized tensor; got list"
-        ),
-    ):
-        assert_close_tensors([0.0], x)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"assert_close_tensors: give rtol and atol explicitly"):
-        assert_close_tensors(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    # a zero reference is compared against atol alone
+    return x, y
+
+
+def test_close_zero_reference_is_compared_against_atol_alone() -> None:
+    x = torch.zeros(2, 3, dtype=F64)
     assert_close_tensors(x + 1e-13, x)
-    with pytest.raises(AssertionError, match=r"relative error inf"):
-        assert_close_tensors(x + 1e-6, x)
 
 
-def test_recovers() -> None:
+CLOSE_FAILURES_CASES = [
+    pytest.param(
+        lambda x, y: assert_close_tensors(x, x.T, msg="ctx"),
+        AssertionError,
+        r"assert_close_tensors: shapes differ: actual \(2, 3\) vs expected \(3, 2\)\. ctx",
+    ),
+    pytest.param(
+        lambda x, y: assert_close_tensors(y, x),
+        AssertionError,
+        r"assert_close_tensors: actual has 1 NaN/Inf entries",
+    ),
+    pytest.param(
+        lambda x, y: assert_close_tensors([0.0], x),
+        TypeError,
+        r"assert_close_tensors: actual must be a torch.Tensor or a factorized tensor; got list",
+    ),
+    pytest.param(
+        lambda x, y: assert_close_tensors(
+            torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+        ),
+        TypeError,
+        r"assert_close_tensors: give rtol and atol explicitly",
+    ),
+    pytest.param(
+        lambda x, y: assert_close_tensors(x + 1e-6, x), AssertionError, r"relative error inf"
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), CLOSE_FAILURES_CASES)
+def test_close_failures(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_close_failures_inputs())
+
+
+def _recovers_inputs():
     truth = random_tt((4, 5, 6), 2, generator=_gen(3), dtype=F64)
     dense = truth.to_dense()
     noisy = dense + 0.01 * dense.norm() * torch.randn(4, 5, 6, generator=_gen(4), dtype=F64) / (
         120**0.5
     )
+    return truth, dense, noisy
+
+
+def test_recovers_accepts_a_close_estimate() -> None:
+    truth, _, noisy = _recovers_inputs()
     assert_recovers(truth, noisy, tol=0.05)
-    with pytest.raises(
+
+
+RECOVERS_CASES = [
+    pytest.param(
+        lambda truth, dense, noisy: assert_recovers(truth, noisy, tol=0.005),
         AssertionError,
-        match=(r"assert_recovers: relative reconstruction error 1\.0\d\de-02 exceeds tol 5\.0e-03"),
-    ):
-        assert_recovers(truth, noisy, tol=0.005)
-    with pytest.raises(
-        AssertionError, match=(r"assert_recovers: shapes differ: truth \(4, 5, 6\) vs")
-    ):
-        assert_recovers(truth, dense[:2], tol=0.1)
-    with pytest.raises(ValueError, match=r"assert_recovers: tol must be a float >= 0; got -1"):
-        assert_recovers(truth, dense, tol=-1)
-    with pytest.raises(
+        r"assert_recovers: relative reconstruction error 1\.0\d\de-02 exceeds tol 5\.0e-03",
+    ),
+    pytest.param(
+        lambda truth, dense, noisy: assert_recovers(truth, dense[:2], tol=0.1),
+        AssertionError,
+        r"assert_recovers: shapes differ: truth \(4, 5, 6\) vs",
+    ),
+    pytest.param(
+        lambda truth, dense, noisy: assert_recovers(truth, dense, tol=-1),
+        ValueError,
+        r"assert_recovers: tol must be a float >= 0; got -1",
+    ),
+    pytest.param(
+        lambda truth, dense, noisy: assert_recovers(truth, "x", tol=0.1),
         TypeError,
-        match=(r"assert_recovers: estimate must be a torch.Tensor or a factorized tensor"),
-    ):
-        assert_recovers(truth, "x", tol=0.1)  # type: ignore[arg-type]
+        r"assert_recovers: estimate must be a torch.Tensor or a factorized tensor",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), RECOVERS_CASES)
+def test_recovers(call, error, match):
+    with pytest.raises(error, match=match):
+        call(*_recovers_inputs())
 
 
 def test_testing_does_not_import_hypothesis() -> None:

@@ -18,12 +18,11 @@ are contracted out of it one at a time, largest first, by broadcast products and
 index acts as a batch index). ``m`` is chosen among the modes whose size is at least half the
 largest (so the intermediate is at most twice the smallest possible). Which of them, and which of
 the equivalent GEMM formulations (which operand BLAS sees transposed, where the rank index lands,
-padding the rank, the factor's layout), is picked by timing on first use for large CPU tensors
-(:mod:`factorch.algebra._gemm`, an internal autotuner that changes nothing but speed and
-round-off); otherwise by a fixed rule: the last mode, then a middle mode whose batches have at
-least 32 columns, then the first. The GEMM dominates: ``2 |X| R`` flops; the other contractions
-cost ``2 |X| R / I_m`` and less. Peak extra memory: about ``2 |X| R / I_m`` entries. See
-``BENCHMARKS.md`` for timings.
+padding the rank, the factor's layout), is picked by a fixed rule of the shape, rank, dtype and
+device (:mod:`factorch.algebra._plans`; deterministic: bit-identical results in every process),
+or, when the user turns it on, by timing (:func:`factorch.algebra.set_autotune`). The GEMM
+dominates: ``2 |X| R`` flops; the other contractions cost ``2 |X| R / I_m`` and less. Peak extra
+memory: about ``2 |X| R / I_m`` entries. See ``BENCHMARKS.md`` for timings.
 """
 
 from __future__ import annotations
@@ -32,25 +31,15 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_mode, check_same_device_dtype, check_tensor
-from ._gemm import RANK, contract, fixed_mode, fixed_plan, run
+from .._checks import as_index, check_mode, check_same_device_dtype, check_tensor
+from .._numerics import check_memory
+from ._args import as_array
+from ._gemm import RANK, contract
+from ._scaling import check_overflow
 
 __all__ = ["mttkrp"]
 
 _RANK = RANK  # label of the rank axis in the intermediate
-
-
-def _first_mode(shape: Sequence[int], mode: int) -> int:
-    """The mode the fixed rule contracts first (the tuner may pick another; see the docstring)."""
-    return fixed_mode(shape, [m for m in range(len(shape)) if m != mode])
-
-
-def _contract_first(
-    tensor: torch.Tensor, factor: torch.Tensor, m: int
-) -> tuple[torch.Tensor, list[int]]:
-    """Contract mode ``m`` with ``factor`` (I_m, R) by the fixed formulation; return the result
-    and its axis labels."""
-    return run(fixed_plan(tensor.shape, [m], factor.shape[1]), tensor, factor)
 
 
 def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
@@ -77,14 +66,14 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
 
 def check_factors_and_mode(factors: object, ndim: int, mode: object, fn: str) -> int:
     """MTTKRP's ``factors`` are a sequence of one entry per mode (their contents are checked by
-    the caller); returns ``mode`` normalised."""
+    the caller); returns ``mode`` normalised (numpy ints accepted)."""
     if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
         raise TypeError(
             f"{fn}: factors must be a sequence of matrices; got {type(factors).__name__}."
         )
     if len(factors) != ndim:
         raise ValueError(f"{fn}: need one factor per mode ({ndim}); got {len(factors)} factors.")
-    return check_mode(mode, ndim, fn)
+    return check_mode(as_index(mode, fn, "mode"), ndim, fn)
 
 
 def mttkrp(
@@ -100,12 +89,37 @@ def mttkrp(
     ``I_mode x R`` matrix, without forming the Khatri--Rao product or copying the tensor (see the
     module docstring for the contraction order). No complex conjugation is applied (TensorLy's
     ``unfolding_dot_khatri_rao`` conjugates the Khatri--Rao product; the two agree on real
-    input). ``factors[mode]`` is only checked for its rank. Differentiable with respect to the
-    tensor, every factor and the weights.
+    input). With autotuning off (the default) the result is bit-identical across runs,
+    threads and processes.
+
+    Args:
+        tensor: a dense floating or complex tensor (numpy arrays accepted).
+        factors: one ``(I_m, R)`` matrix per mode, same dtype and device; ``factors[mode]`` is
+            only checked for its rank.
+        mode: the output mode (negative values count from the end).
+        weights: optional ``(R,)`` column weights.
+
+    Returns:
+        ``(I_mode, R)`` tensor.
+
+    Raises:
+        TypeError: non-tensor input, integer dtypes, mismatched dtypes.
+        ValueError: factor shapes or ranks disagree; the working set would not fit in memory.
+        IndexError: ``mode`` out of range.
+
+    Differentiable with respect to the tensor, every factor and the weights. Under autocast it
+    computes like the ``torch.matmul``/``bmm`` it is made of (the autocast dtype).
+
+    Example:
+        >>> x = torch.ones(2, 3, 4)
+        >>> mttkrp(x, [torch.ones(2, 5), torch.ones(3, 5), torch.ones(4, 5)], 0)[0, 0]
+        tensor(12.)
     """
     fn = "mttkrp"
+    tensor = as_array(tensor, fn)
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
+    factors = [as_array(f, fn, f"factors[{i}]") for i, f in enumerate(factors)]
     for i, f in enumerate(factors):
         check_tensor(f, fn, f"factors[{i}]", ndim=2, finite=False)
     check_same_device_dtype([tensor, *factors], fn, "(tensor, *factors)")
@@ -122,9 +136,22 @@ def mttkrp(
                 f"{tensor.shape[i]} along mode {i}."
             )
     if weights is not None:
+        weights = as_array(weights, fn, "weights")
         check_tensor(weights, fn, "weights", ndim=1, finite=False)
         check_same_device_dtype([tensor, weights], fn, "(tensor, weights)")
         if weights.shape[0] != rank:
             raise ValueError(f"{fn}: weights must have {rank} entries; got {weights.shape[0]}.")
+    largest = max((s for m, s in enumerate(tensor.shape) if m != mode), default=1)
+    check_memory(
+        tensor.numel() // largest * rank + tensor.shape[mode] * rank,
+        tensor.dtype,
+        tensor.device,
+        fn,
+        "the intermediate",
+        hint="use a smaller rank",
+    )
     out = _mttkrp(tensor, factors, mode)
-    return out if weights is None else out * weights
+    out = out if weights is None else out * weights
+    inputs = [tensor, *(f for m, f in enumerate(factors) if m != mode)]
+    check_overflow(out, inputs if weights is None else [*inputs, weights], fn)
+    return out

@@ -4,8 +4,9 @@
 
 Algorithm (measured on a 2-core AMD EPYC, one thread, random 10000^3 tensor with 5 M nonzeros,
 rank 16, float32; ``benchmarks/bench_completion.py``, BENCHMARKS.md): the entries are sorted by
-mode ``n`` once and the order is cached on the tensor (:class:`~factorch.tensors.SparseTensor`;
-0.5 s for 5 M entries, free for mode 0, which the canonical order already sorts). Then, in
+mode ``n`` once, into a :class:`~factorch.algebra.SparseLayout` that the caller builds and passes
+to every call (0.5 s for 5 M entries, free for mode 0, which the canonical order already sorts;
+without a layout each call sorts again). Then, in
 chunks of about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows
 are gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
 reduced per output row by ``embedding_bag(mode="sum", per_sample_weights=x)`` over CSR-style row
@@ -18,7 +19,7 @@ offsets: a fused, vectorised segment sum that also applies the values. 39 ms per
 threads, so it is not used.
 
 Cost: ``(N - 1) R`` multiplications per entry and one pass over the entries; extra memory two
-chunk buffers plus, per mode ``n > 0``, the cached sorted copies (permutation, index columns
+chunk buffers plus, per mode ``n > 0``, the layout's sorted copies (permutation, index columns
 and values: 24 bytes per entry for a 3-way float32 tensor).
 
 Differentiable with respect to the factors, the weights and the values when autograd records
@@ -37,8 +38,11 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_tensor
-from ..tensors._sparse import SparseTensor, _ModeLayout
+from .._numerics import check_memory
+from ._args import as_array
 from ._mttkrp import check_factors_and_mode
+from ._scaling import check_overflow
+from ._sparse_layout import ModeLayout, SparseLayout, as_coordinates
 
 __all__ = ["sparse_mttkrp"]
 
@@ -51,14 +55,14 @@ def _chunk_size(rank: int, device: torch.device) -> int:
     return max(256, budget // max(rank, 1))
 
 
-def _layout_mttkrp(
-    lay: _ModeLayout,
+def layout_mttkrp(
+    lay: ModeLayout,
     others: Sequence[torch.Tensor],
     n_rows: int,
     rank: int,
     values: torch.Tensor,
 ) -> torch.Tensor:
-    """MTTKRP on a mode layout: ``others`` are the factors of the other modes (in mode order),
+    """MTTKRP on one mode layout: ``others`` are the factors of the other modes (in mode order),
     ``values`` the entry values in layout order."""
     nnz = values.shape[0]
     dtype, device = values.dtype, values.device
@@ -81,7 +85,7 @@ def _layout_mttkrp(
     chunk = min(_chunk_size(rank, device), nnz)
     out = torch.zeros(n_rows, rank, dtype=dtype, device=device)
     buf = torch.empty(chunk, rank, dtype=dtype, device=device)
-    tmp = torch.empty(chunk, rank, dtype=dtype, device=device) if len(others) > 1 else None
+    tmp = torch.empty(chunk, rank, dtype=dtype, device=device)
     bag = torch.arange(chunk, device=device)
     starts = list(range(0, nnz, chunk))
     ends = [min(nnz, s + chunk) for s in starts]
@@ -126,65 +130,38 @@ def _gather_product(
     return prod
 
 
-def _sparse_mttkrp(
-    tensor: SparseTensor,
+def sparse_mttkrp_kernel(
+    layout: SparseLayout,
     factors: Sequence[torch.Tensor | None],
     mode: int,
     values: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Unchecked sparse MTTKRP. ``factors[mode]`` may be None; ``values`` (canonical order)
-    replaces ``tensor.values`` (same pattern, e.g. residuals or loss derivatives)."""
-    lay = tensor._layout(mode)
-    if values is None:
-        vals = lay.values
-    else:
-        vals = values if lay.perm is None else values[lay.perm]
-    others = [f for m, f in enumerate(factors) if m != mode]
-    rank = next(f.shape[1] for f in factors if f is not None)
-    return _layout_mttkrp(lay, others, tensor.shape[mode], rank, vals)
+    """Unchecked sparse MTTKRP on a prebuilt layout (which must include ``mode``).
 
-
-def sparse_mttkrp(
-    tensor: SparseTensor,
-    factors: Sequence[torch.Tensor],
-    mode: int,
-    *,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Matricized sparse tensor times Khatri--Rao product for mode ``mode``.
-
-    Equals ``factorch.algebra.mttkrp(tensor.to_dense(), factors, mode, weights=weights)``
-    (unlisted entries are zeros) at a cost proportional to ``nnz``, without forming the dense
-    tensor or the Khatri--Rao product: ``M[i, r] = w_r sum_{p: i_n(p) = i} x_p prod_{m != n}
-    A_m[i_m(p), r]``. The first call along a mode ``n > 0`` sorts the entries by that mode and
-    caches the order on ``tensor`` (see :class:`~factorch.tensors.SparseTensor`).
-
-    Args:
-        tensor: a :class:`~factorch.tensors.SparseTensor`.
-        factors: one ``(I_m, R)`` matrix per mode, same dtype and device as ``tensor.values``;
-            ``factors[mode]`` is only checked for its rank.
-        mode: the output mode (negative values count from the end).
-        weights: optional ``(R,)`` column weights.
-
-    Returns:
-        ``(I_mode, R)`` tensor.
-
-    Differentiable with respect to the factors, the weights and ``tensor.values``.
+    ``factors[mode]`` may be None (every other factor is a tensor); ``values`` (``(nnz,)`` in the
+    coordinates' original order) replace the layout's values (same pattern, e.g. residuals or
+    loss derivatives).
     """
-    fn = "sparse_mttkrp"
-    if not isinstance(tensor, SparseTensor):
-        raise TypeError(
-            f"{fn}: tensor must be a factorch.tensors.SparseTensor; got {type(tensor).__name__} "
-            "(use factorch.algebra.mttkrp for dense tensors)."
-        )
-    mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
+    lay = layout.mode(mode)
+    vals = lay.values if values is None else lay.permute(values)
+    others = [f for m, f in enumerate(factors) if m != mode and f is not None]
+    rank = next(f.shape[1] for f in factors if f is not None)
+    return layout_mttkrp(lay, others, layout.shape[mode], rank, vals)
+
+
+def _check_factors(
+    factors: Sequence[object], shape: tuple[int, ...], mode: int, like: torch.Tensor, fn: str
+) -> list[torch.Tensor]:
+    out = []
     rank = None
     for m, f in enumerate(factors):
-        check_tensor(f, fn, f"factors[{m}]", ndim=2, finite=False)
-        if f.dtype != tensor.dtype or f.device != tensor.device:
+        f = check_tensor(
+            as_array(f, fn, f"factors[{m}]"), fn, f"factors[{m}]", ndim=2, finite=False
+        )
+        if f.dtype != like.dtype or f.device != like.device:
             raise TypeError(
                 f"{fn}: factors[{m}] is {f.dtype} on {f.device} but the tensor's values are "
-                f"{tensor.dtype} on {tensor.device}; convert with .to(...)."
+                f"{like.dtype} on {like.device}; convert with .to(...)."
             )
         if rank is None:
             rank = f.shape[1]
@@ -193,18 +170,96 @@ def sparse_mttkrp(
                 f"{fn}: factors must share one rank; factors[0] has {rank} columns and "
                 f"factors[{m}] has {f.shape[1]}."
             )
-        if m != mode and f.shape[0] != tensor.shape[m]:
+        if m != mode and f.shape[0] != shape[m]:
             raise ValueError(
                 f"{fn}: factors[{m}] has {f.shape[0]} rows but the tensor has size "
-                f"{tensor.shape[m]} along mode {m}."
+                f"{shape[m]} along mode {m}."
             )
-    out = _sparse_mttkrp(tensor, factors, mode)
+        out.append(f)
+    return out
+
+
+def sparse_mttkrp(
+    tensor: object,
+    factors: Sequence[torch.Tensor],
+    mode: int,
+    *,
+    weights: torch.Tensor | None = None,
+    layout: SparseLayout | None = None,
+) -> torch.Tensor:
+    """Matricized sparse tensor times Khatri--Rao product for mode ``mode``.
+
+    Equals ``factorch.algebra.mttkrp(tensor.to_dense(), factors, mode, weights=weights)``
+    (unlisted entries are zeros) at a cost proportional to ``nnz``, without forming the dense
+    tensor or the Khatri--Rao product: ``M[i, r] = w_r sum_{p: i_n(p) = i} x_p prod_{m != n}
+    A_m[i_m(p), r]``. The entries are grouped by mode ``mode`` through a
+    :class:`~factorch.algebra.SparseLayout`: pass one built once with
+    ``SparseLayout.build(tensor)`` to every call on the same coordinates; without one, each call
+    builds (sorts) the layout of ``mode`` again.
+
+    Args:
+        tensor: a :class:`~factorch.tensors.SparseTensor` (any object with ``indices``
+            ``(N, nnz)``, ``values`` ``(nnz,)`` and ``shape``).
+        factors: one ``(I_m, R)`` matrix per mode (numpy arrays accepted), same dtype and device
+            as ``tensor.values``; ``factors[mode]`` is only checked for its rank.
+        mode: the output mode (negative values count from the end).
+        weights: optional ``(R,)`` column weights.
+        layout: the layout of ``tensor``'s coordinates (must include ``mode``).
+
+    Returns:
+        ``(I_mode, R)`` tensor in the values' dtype and device.
+
+    Raises:
+        TypeError: ``tensor`` is not coordinate-form sparse data; factors of another dtype or
+            device.
+        ValueError: factor shapes or ranks disagree; ``layout`` describes other coordinates or
+            lacks ``mode``; the output would not fit in memory.
+        IndexError: ``mode`` out of range.
+
+    Differentiable with respect to the factors, the weights and ``tensor.values``. Under
+    autocast it computes in the values' dtype (like ``torch.index_select`` and
+    ``embedding_bag``, which autocast leaves alone).
+
+    Example:
+        >>> from factorch.tensors import SparseTensor
+        >>> sp = SparseTensor.from_dense(torch.eye(3, dtype=torch.float64))
+        >>> a = torch.ones(3, 2, dtype=torch.float64)
+        >>> sparse_mttkrp(sp, [a, 2 * a], 0).tolist()
+        [[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]]
+    """
+    fn = "sparse_mttkrp"
+    coords = as_coordinates(tensor, fn)
+    shape = tuple(int(s) for s in coords.shape)
+    mode = check_factors_and_mode(factors, len(shape), mode, fn)
+    values = coords.values
+    checked = _check_factors(factors, shape, mode, values, fn)
+    rank = checked[0].shape[1]
+    check_memory(shape[mode] * rank, values.dtype, values.device, fn, "the output")
+    if layout is None:
+        layout = SparseLayout.build(coords, modes=(mode,))
+    else:
+        if not isinstance(layout, SparseLayout):
+            raise TypeError(
+                f"{fn}: layout must be a factorch.algebra.SparseLayout or None; got "
+                f"{type(layout).__name__}."
+            )
+        layout.check_describes(coords, fn)
+        if mode not in layout.layouts:
+            raise ValueError(
+                f"{fn}: layout was built for modes {tuple(layout.layouts)}, not mode {mode}; "
+                "build it with SparseLayout.build(tensor) (every mode)."
+            )
+    out = sparse_mttkrp_kernel(layout, checked, mode, None if values is layout.values else values)
     if weights is not None:
-        check_tensor(weights, fn, "weights", ndim=1, finite=False)
+        weights = check_tensor(
+            as_array(weights, fn, "weights"), fn, "weights", ndim=1, finite=False
+        )
         if weights.shape[0] != rank or weights.dtype != out.dtype:
             raise ValueError(
                 f"{fn}: weights must be a ({rank},) tensor of dtype {out.dtype}; got "
                 f"{tuple(weights.shape)} {weights.dtype}."
             )
         out = out * weights
+    inputs = [values, *(f for m, f in enumerate(checked) if m != mode)]
+    check_overflow(out, inputs if weights is None else [*inputs, weights], fn)
     return out

@@ -8,6 +8,7 @@ names; they are still not part of the user-facing API and may change without not
 Dependency direction: ``algebra`` imports nothing above it (no ``tensors``, ``decomp``, ...).
 """
 
+from ._args import as_array as as_array
 from ._gemm import RANK as RANK
 from ._gemm import contract as contract
 from ._gemm import mode_product as mode_product
@@ -15,6 +16,9 @@ from ._mttkrp import _mttkrp as mttkrp
 from ._mttkrp import check_factors_and_mode as check_factors_and_mode
 from ._products import _khatri_rao as khatri_rao
 from ._products import _mode_dot as mode_dot
+from ._sparse_layout import ModeLayout as ModeLayout
+from ._sparse_layout import SparseLayout as SparseLayout
+from ._sparse_mttkrp import sparse_mttkrp_kernel as sparse_mttkrp
 from ._svd import _leading_left as leading_left
 from ._svd import _randomized_svd as randomized_svd
 from ._svd import _truncated_svd as truncated_svd
@@ -23,6 +27,9 @@ from ._unfold import _unfold as unfold
 
 __all__ = [
     "RANK",
+    "ModeLayout",
+    "SparseLayout",
+    "as_array",
     "check_factors_and_mode",
     "contract",
     "fold",
@@ -32,6 +39,7 @@ __all__ = [
     "mode_product",
     "mttkrp",
     "randomized_svd",
+    "sparse_mttkrp",
     "truncated_svd",
     "unfold",
 ]

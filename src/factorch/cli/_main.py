@@ -19,6 +19,7 @@ import click
 
 from .. import __version__
 from ._common import DEBUG_ENV, CLIError, Interrupted, as_cli_error, one_line
+from ._complete import complete
 from ._decompose import decompose
 from ._info import datasets, info
 from ._scan import rank_scan
@@ -65,6 +66,8 @@ def cli() -> None:
     factorch rank-scan --ranks 1-6        fit and core consistency per rank
     factorch info data.npy                shape, density, missing values, norms
     factorch datasets                     the bundled datasets
+    factorch complete t.csv --coords x,t --value y --functional
+                                          FunBaT completion of a table
     """
 
 
@@ -72,6 +75,7 @@ cli.add_command(decompose)
 cli.add_command(rank_scan)
 cli.add_command(info)
 cli.add_command(datasets)
+cli.add_command(complete)
 
 
 def _fail(message: str, code: int = 2) -> int:

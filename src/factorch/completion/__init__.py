@@ -16,6 +16,7 @@ stopping and a callback.
   :func:`holdout_mask`, :func:`split_mask` (see also :meth:`SparseTensor.split`).
 """
 
+from . import functional as functional
 from ._cp_als import CPCompletionMethod as CPCompletionMethod
 from ._cp_als import cp_als as cp_als
 from ._dain import DAINResult as DAINResult

@@ -11,7 +11,8 @@ from typing import Generic, TypeVar
 import torch
 
 from .._checks import check_positive_int
-from ..algebra._sparse_mttkrp import _sparse_mttkrp
+from ..algebra.internal import SparseLayout
+from ..algebra.internal import sparse_mttkrp as sparse_mttkrp_kernel
 from ..tensors import SparseTensor
 from ._result import CompletionCallback, CompletionResult, CompletionState, Link
 
@@ -200,32 +201,40 @@ class _CPValues(torch.autograd.Function):
     factor (the gradient of ``sum_p g_p m_p`` with respect to ``A_n`` is the MTTKRP of ``g``)."""
 
     @staticmethod
-    def forward(ctx, pattern: SparseTensor, *factors: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, pattern: SparseTensor, layout: SparseLayout | None, *factors: torch.Tensor
+    ) -> torch.Tensor:
         ctx.pattern = pattern
+        ctx.layout = layout
         ctx.save_for_backward(*factors)
         return _cp_values_nograd(factors, pattern.indices)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         factors = ctx.saved_tensors
-        grads: list[torch.Tensor | None] = [None]
+        grads: list[torch.Tensor | None] = [None, None]
         g = grad.contiguous()
+        wanted = [n for n in range(len(factors)) if ctx.needs_input_grad[n + 2]]
+        layout = ctx.layout or SparseLayout.build(ctx.pattern, modes=wanted)
         for n in range(len(factors)):
-            if ctx.needs_input_grad[n + 1]:
-                grads.append(_sparse_mttkrp(ctx.pattern, factors, n, g))
+            if n in wanted:
+                grads.append(sparse_mttkrp_kernel(layout, factors, n, g))
             else:
                 grads.append(None)
         return tuple(grads)
 
 
-def cp_values(factors: Sequence[torch.Tensor], pattern: SparseTensor) -> torch.Tensor:
+def cp_values(
+    factors: Sequence[torch.Tensor], pattern: SparseTensor, layout: SparseLayout | None = None
+) -> torch.Tensor:
     """``m_p = sum_r prod_n A_n[i_n(p), r]`` at every listed entry of ``pattern``.
 
     Chunked without autograd; with autograd, the backward pass uses sparse MTTKRPs (fast,
-    deterministic) instead of the per-row ``index_add_`` of indexing's backward.
+    deterministic) instead of the per-row ``index_add_`` of indexing's backward; ``layout``
+    (built once by the solver, ``SparseLayout.build(pattern)``) saves a sort per backward pass.
     """
     if torch.is_grad_enabled() and any(f.requires_grad for f in factors):
-        return _CPValues.apply(pattern, *factors)
+        return _CPValues.apply(pattern, layout, *factors)
     return _cp_values_nograd(factors, pattern.indices)
 
 

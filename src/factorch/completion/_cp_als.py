@@ -27,6 +27,7 @@ import torch
 
 from .._checks import check_positive_int
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..decomp import IterationState
 from ..decomp import cp as dense_cp
 from ..tensors import CPTensor, SparseTensor
@@ -232,9 +233,10 @@ def _als(
             snapshot=lambda m: m,
         )
         ones = torch.ones(rank, dtype=train.dtype, device=train.device)
+        layout = SparseLayout.build(train)
         for it in range(1, max_iter + 1):
             for n in range(train.ndim):
-                factors[n] = _update_mode(train, factors, n, l2)
+                factors[n] = _update_mode(train, factors, n, l2, layout)
             train_rmse, objective = ridge_objective(cp_values(factors, train), train, l2, factors)
             val_rmse = (
                 rmse_of(cp_values(factors, val), val.values) if val is not None else float("nan")
@@ -251,9 +253,13 @@ def _als(
 
 
 def _update_mode(
-    train: SparseTensor, factors: list[torch.Tensor], n: int, l2: float
+    train: SparseTensor,
+    factors: list[torch.Tensor],
+    n: int,
+    l2: float,
+    layout: SparseLayout | None = None,
 ) -> torch.Tensor:
-    lay = train._layout(n)
+    lay = (layout or SparseLayout.build(train, modes=(n,))).mode(n)
     others = [f for m, f in enumerate(factors) if m != n]
     rank = factors[0].shape[1]
 

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..tensors import CPTensor, SparseTensor
 from ._common import Monitor, cp_values, empty_slices, normalized, rmse_of
 from ._metrics import _apply_link
@@ -69,8 +70,10 @@ def fit_cp_gradient(
     def penalty() -> torch.Tensor:
         return sum(torch.sum(p * p) for p in params)  # type: ignore[return-value]
 
+    layout = SparseLayout.build(train)
+
     def full_objective() -> torch.Tensor:
-        m = cp_values(params, train)
+        m = cp_values(params, train, layout)
         return (torch.sum(loss(x, m)) + l2 * penalty()) / nnz
 
     if optimizer == "lbfgs":

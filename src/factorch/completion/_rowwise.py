@@ -8,8 +8,8 @@ one linear equation ``x_p ~= h_p^T u_i`` in the row ``u_i`` (CP: a factor row an
     (sum_{p in slice i} h_p h_p^T + l2 I) u_i = sum_{p in slice i} x_p h_p,
 
 (Tomasi and Bro 2005; Acar et al. 2011; the row-wise updates of P-Tucker, Oh et al. ICDE 2018).
-The per-row Grams are accumulated in chunks of the entries sorted by mode ``n`` (the cached
-layout of :class:`~factorch.tensors.SparseTensor`): upper triangles of the outer products are
+The per-row Grams are accumulated in chunks of the entries sorted by mode ``n`` (the solver's
+:class:`~factorch.algebra.SparseLayout`): upper triangles of the outer products are
 formed for a chunk and summed per row by ``embedding_bag`` (a fused segment sum), then all rows
 are solved at once by batched Cholesky. A row whose system is singular (no observed entry and
 ``l2 = 0``, or fewer entries than unknowns) gets the minimum-norm least-squares solution from a
@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..tensors.internal import ModeLayout as _ModeLayout
+from ..algebra.internal import ModeLayout
 
 __all__ = ["solve_rows"]
 
@@ -34,7 +34,7 @@ _CHUNK_ELEMENTS = 2**20
 
 
 def solve_rows(
-    lay: _ModeLayout,
+    lay: ModeLayout,
     n_rows: int,
     n_unknowns: int,
     features: Callable[[int, int], torch.Tensor],

@@ -19,7 +19,8 @@ import torch
 
 from .._checks import check_positive_int
 from .._timing import Stopwatch
-from ..algebra._sparse_mttkrp import _sparse_mttkrp
+from ..algebra.internal import SparseLayout
+from ..algebra.internal import sparse_mttkrp as sparse_mttkrp_kernel
 from ..decomp import Callback, DecompositionResult, IterationState
 from ..decomp.internal import hadamard_grams, solve_normal
 from ..tensors import CPTensor, SparseTensor
@@ -102,10 +103,11 @@ def sparse_cp(
         errors: list[float] = []
         converged = False
         it = 0
+        layout = SparseLayout.build(tensor)
         for it in range(1, max_iter + 1):
             m = None
             for n in range(tensor.ndim):
-                m = _sparse_mttkrp(tensor, factors, n)
+                m = sparse_mttkrp_kernel(layout, factors, n)
                 new = solve_normal(m, hadamard_grams(grams, skip=n), l2)
                 norms = torch.linalg.vector_norm(new, dim=0)
                 weights = torch.where(norms > 0, norms, torch.ones_like(norms))

@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..decomp.internal import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
@@ -151,6 +152,7 @@ def tt_als(
             snapshot=lambda m: m,
         )
         idx = train.indices
+        layout = SparseLayout.build(train)
         for it in range(1, max_iter + 1):
             rights = [torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)]
             for k in range(n_modes - 1, 0, -1):
@@ -158,7 +160,7 @@ def tt_als(
             rights.reverse()  # rights[k]: interface to the right of core k
             left = torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)
             for k in range(n_modes):
-                cores[k] = _solve_core(train, k, left, rights[k], cores[k].shape, l2)
+                cores[k] = _solve_core(layout, k, left, rights[k], cores[k].shape, l2)
                 if k < n_modes - 1:
                     cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
                     left = _apply_left(left, cores[k], idx[k])
@@ -235,8 +237,8 @@ def _spectral_cores(train: SparseTensor, ranks, generator) -> list[torch.Tensor]
     return cores
 
 
-def _solve_core(train, k, left, right, core_shape, l2) -> torch.Tensor:
-    lay = train._layout(k)
+def _solve_core(layout, k, left, right, core_shape, l2) -> torch.Tensor:
+    lay = layout.mode(k)
     r_k, size, r_next = core_shape
     if lay.perm is None:
         left_l, right_l = left, right

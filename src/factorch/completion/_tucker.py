@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 
 from .._timing import Stopwatch
+from ..algebra.internal import SparseLayout
 from ..tensors import SparseTensor, TuckerTensor
 from ._common import (
     Monitor,
@@ -165,9 +166,10 @@ def tucker_als(
             callback=callback,
             snapshot=lambda m: m,
         )
+        layout = SparseLayout.build(train)
         for it in range(1, max_iter + 1):
             for n in range(train.ndim):
-                new = _update_factor(train, core, factors, n, l2)
+                new = _update_factor(train, layout, core, factors, n, l2)
                 q, r = torch.linalg.qr(new)
                 factors[n] = q * scales[n]
                 core = torch.tensordot(r / scales[n], core.movedim(n, 0), dims=1).movedim(0, n)
@@ -198,8 +200,8 @@ def _orthonormal(core, factors, scales) -> TuckerTensor:
     return TuckerTensor(core * total, tuple(f / c for f, c in zip(factors, scales)))
 
 
-def _update_factor(train, core, factors, n, l2) -> torch.Tensor:
-    lay = train._layout(n)
+def _update_factor(train, layout, core, factors, n, l2) -> torch.Tensor:
+    lay = layout.mode(n)
     others = [f for m, f in enumerate(factors) if m != n]
     g_n = core.movedim(n, 0).reshape(core.shape[n], -1)  # (R_n, prod_{m != n} R_m)
 

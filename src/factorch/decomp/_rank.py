@@ -11,6 +11,7 @@ indicate over-factoring. A scan recommends the largest rank whose best model kee
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -266,17 +267,46 @@ def rank_scan(
 
 
 def tucker_rank_for_error(
-    tensor: torch.Tensor, error: float, *, sequential: bool = True
+    tensor: torch.Tensor,
+    eps: float | None = None,
+    *,
+    sequential: bool = True,
+    error: float | None = None,
 ) -> tuple[int, ...]:
-    """Smallest multilinear ranks the (ST-)HOSVD needs for ``||X - X_hat|| <= error ||X||``.
+    """Smallest multilinear ranks the (ST-)HOSVD needs for ``||X - X_hat|| <= eps ||X||``.
 
     The ranks come from the discarded singular-value energy of each unfolding (see
     :func:`~factorch.decomp.hosvd`), so the guarantee holds for the HOSVD and, a fortiori, for
     HOOI started from it. Not differentiable.
+
+    Args:
+        tensor: the data (a torch tensor or numpy array).
+        eps: relative accuracy target.
+        sequential: ST-HOSVD (True) or the classic truncated HOSVD.
+        error: deprecated spelling of ``eps``.
+
+    Example:
+        >>> x = torch.ones(4, 5, 6, dtype=torch.float64)
+        >>> tucker_rank_for_error(x, 1e-8)
+        (1, 1, 1)
     """
     from ._tucker import hosvd
 
-    return tuple(hosvd(tensor, eps=error, sequential=sequential).model.rank)
+    if error is not None:
+        if eps is not None:
+            raise TypeError(
+                "tucker_rank_for_error: error is the deprecated name of eps; pass eps only."
+            )
+        warnings.warn(
+            "tucker_rank_for_error: error= is deprecated; use eps= (the name every factorch "
+            "decomposition uses). The old name will be removed in factorch 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        eps = error
+    if eps is None:
+        raise TypeError("tucker_rank_for_error: eps (the relative accuracy target) is required.")
+    return tuple(hosvd(tensor, eps=eps, sequential=sequential).model.rank)
 
 
 def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:

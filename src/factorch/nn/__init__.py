@@ -1,9 +1,12 @@
 """Factorized layers: factorized weights as parametrizations, layers built on them, compression.
 
-* Weight formats (``torch.nn.utils.parametrize``-style modules: ``forward`` rebuilds the dense
-  weight, ``right_inverse`` decomposes one): :class:`LowRankWeight`, :class:`CPWeight`,
-  :class:`TuckerWeight`, :class:`TTWeight`, :class:`TRWeight`, over a :class:`TensorLayout`
-  (how the weight folds into a tensor; :class:`TensorizedShape` for matrix weights).
+* Weight formats (:mod:`factorch.nn.formats`; ``torch.nn.utils.parametrize``-style modules:
+  ``forward`` rebuilds the dense weight, ``right_inverse`` decomposes one):
+  :class:`LowRankWeight`, :class:`CPWeight`, :class:`TuckerWeight`, :class:`TTWeight`,
+  :class:`TRWeight`, subclasses of :class:`WeightFormat`, which owns each format's contractions,
+  cost model, parameter budget and energy estimate; :func:`register_format` adds a format by
+  name. Over a :class:`TensorLayout` (how the weight folds into a tensor;
+  :class:`TensorizedShape` for matrix weights).
 * Layers: :class:`FactorizedLinear`, :class:`FactorizedConv1d` / ``2d`` / ``3d``,
   :class:`FactorizedEmbedding`, :class:`TensorContraction`, :class:`TensorRegression`; each
   contracts its input with the factors or rebuilds the weight, whichever costs less for the actual
@@ -15,8 +18,8 @@
 * Regularisers: :func:`tensor_dropout`, :func:`tensor_lasso`, :func:`prune_components_`.
 """
 
-from ._chain import TRWeight as TRWeight
-from ._chain import TTWeight as TTWeight
+from typing import Any
+
 from ._compress import CompressionReport as CompressionReport
 from ._compress import FineTune as FineTune
 from ._compress import LayerReport as LayerReport
@@ -25,9 +28,6 @@ from ._conv import FactorizedConv1d as FactorizedConv1d
 from ._conv import FactorizedConv2d as FactorizedConv2d
 from ._conv import FactorizedConv3d as FactorizedConv3d
 from ._embedding import FactorizedEmbedding as FactorizedEmbedding
-from ._formats import CPWeight as CPWeight
-from ._formats import LowRankWeight as LowRankWeight
-from ._formats import TuckerWeight as TuckerWeight
 from ._layer import FactorizedLayer as FactorizedLayer
 from ._linear import FactorizedLinear as FactorizedLinear
 from ._maestro import LowRankConv1d as LowRankConv1d
@@ -46,7 +46,16 @@ from ._spec import TensorLayout as TensorLayout
 from ._spec import balanced_factorization as balanced_factorization
 from ._tensor_layers import TensorContraction as TensorContraction
 from ._tensor_layers import TensorRegression as TensorRegression
-from ._weight import FactorizedWeight as FactorizedWeight
+from .formats import CPWeight as CPWeight
+from .formats import LowRankWeight as LowRankWeight
+from .formats import TRWeight as TRWeight
+from .formats import TTWeight as TTWeight
+from .formats import TuckerWeight as TuckerWeight
+from .formats import WeightFormat as WeightFormat
+from .formats import available_formats as available_formats
+from .formats import format_from_config as format_from_config
+from .formats import get_format as get_format
+from .formats import register_format as register_format
 
 __all__ = [
     "CPWeight",
@@ -57,7 +66,6 @@ __all__ = [
     "FactorizedEmbedding",
     "FactorizedLayer",
     "FactorizedLinear",
-    "FactorizedWeight",
     "FineTune",
     "LayerReport",
     "LowRankConv1d",
@@ -73,12 +81,31 @@ __all__ = [
     "TensorRegression",
     "TensorizedShape",
     "TuckerWeight",
+    "WeightFormat",
+    "available_formats",
     "balanced_factorization",
     "component_magnitudes",
     "compress",
+    "format_from_config",
+    "get_format",
     "hierarchical_group_lasso",
     "ordered_layers",
     "prune_components_",
+    "register_format",
     "tensor_dropout",
     "tensor_lasso",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``FactorizedWeight``: the deprecated name of :class:`WeightFormat` (warns)."""
+    if name == "FactorizedWeight":
+        import warnings
+
+        warnings.warn(
+            "factorch.nn.FactorizedWeight is deprecated; use factorch.nn.WeightFormat.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return WeightFormat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,11 @@
 """Rank allocation across layers under a global parameter budget (energy criterion).
 
-For every layer and format we predict, from singular values alone (no decomposition is run), the
-relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of ranks:
-
-* low rank: exact, the tail energy of the singular values of the matrix (Eckart--Young);
-* Tucker: the exact error of the truncated HOSVD at every rank tuple along the ranks
-  :func:`rank_for_ratio` searches: with the full orthonormal mode bases ``U_n`` (eigenvectors of
-  each unfolding's Gram), the rank-``R`` HOSVD core is the leading ``R_0 x .. x R_{N-1}`` block
-  of ``G = X x_n U_n^T``, so its kept energy is one entry of the prefix sums of ``G^2`` along
-  every mode. HOOI (what ``from_dense`` runs) can only do better, so this is a tight upper
-  bound, unlike the sum-of-tails bound (which exceeds 1 at small ranks);
-* TT: the TT-SVD bound ``sum_k tail_k(r_k)`` from each sequential unfolding (Oseledets 2011);
-* TR: the same with bond ``k`` allowed ``r^2`` (a ring of rank ``r`` has unfoldings of rank
-  ``<= r^2``): a lower bound, so optimistic;
-* CP: ``max_k tail_k(R)`` over the mode and sequential unfoldings, a lower bound (a rank-``R``
-  CP tensor has every unfolding of rank ``<= R``), so optimistic.
+Each layer's format predicts (``WeightFormat.energy_ladder``), from singular values alone where
+it can, the relative squared error ``e^2(rank) = ||W - W_rank||^2 / ||W||^2`` along a ladder of
+ranks: exact for low rank (Eckart--Young) and Tucker (the truncated HOSVD), the TT-SVD upper
+bound for TT, unfolding-rank lower bounds for CP and TR, and the measured error of the
+decomposition for a format that defines no prediction. This module is format-neutral: it holds
+the ladder rung (:class:`Candidate`), the spectral helpers the formats share, and the allocator.
 
 The allocator maximises the product of the energy fractions the layers retain,
 ``prod_l (1 - e_l^2)``, i.e. minimises ``sum_l -log(1 - e_l^2)``, subject to
@@ -33,17 +24,12 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from ..algebra.internal import mode_dot as _mode_dot
-from ..decomp.internal import count_params as _count
-from ..decomp.internal import tt_bounds as _tt_bounds
-from ..decomp.internal import tucker_family as _tucker_family
-from ._spec import TensorLayout
+from ..decomp.internal import Rank
 
-__all__ = ["Candidate", "allocate", "energy_ladder"]
+__all__ = ["Candidate", "allocate", "mode_tails", "sequential_tails", "sq_singular_values", "tails"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +37,7 @@ class Candidate:
     """One rung of a layer's ladder: ``rank`` (None = keep dense), its params and predicted
     relative squared error."""
 
-    rank: Any
+    rank: Rank | None
     params: int
     error2: float
 
@@ -61,81 +47,35 @@ class Candidate:
         return -math.log(max(1.0 - self.error2, 1e-12))
 
 
-def _sq_singular_values(mat: torch.Tensor) -> torch.Tensor:
-    """Squared singular values, descending, via the eigenvalues of the smaller Gram (float64)."""
-    m = mat.to(torch.float64)
-    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+def sq_singular_values(mat: torch.Tensor) -> torch.Tensor:
+    """Squared singular values, descending, via the eigenvalues of the smaller Gram (float64 or
+    complex128; real result)."""
+    m = mat.to(torch.complex128 if mat.is_complex() else torch.float64)
+    gram = m @ m.mH if m.shape[0] <= m.shape[1] else m.mH @ m
     return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0)
 
 
-def _tails(sq: torch.Tensor, total: float) -> list[float]:
+def tails(sq: torch.Tensor, total: float) -> list[float]:
     """``tails[r]`` = energy beyond the first ``r`` values, relative to ``total``."""
     c = torch.cumsum(sq, 0)
     kept = [0.0, *c.tolist()]
     return [max(total - k, 0.0) / total for k in kept]
 
 
-def energy_ladder(
-    weight: torch.Tensor, format: str, layout: TensorLayout, *, fixed_modes: tuple[int, ...] = ()
-) -> list[Candidate]:
-    """Predicted ``(rank, params, e^2)`` ladder of a weight in ``format``, ascending in params and
-    stopping before the dense parameter count (see the module docstring)."""
-    t = layout.to_tensor(weight.detach()).to(torch.float64)
-    shape = tuple(t.shape)
-    dense = math.prod(shape)
-    total = float((t * t).sum())
-    if total == 0:
-        total = 1.0
-    out: list[Candidate] = []
+def sequential_tails(t: torch.Tensor, total: float) -> list[list[float]]:
+    """:func:`tails` of every sequential unfolding ``(I_0..I_{k-1}) x (I_k..)`` of ``t``."""
+    shape = t.shape
+    return [
+        tails(sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
+        for k in range(1, t.ndim)
+    ]
 
-    def add(rank: Any, err2: float) -> None:
-        params = _count(shape, rank, format)
-        if params < dense:
-            out.append(Candidate(rank, params, float(err2)))
 
-    def seq_tails() -> list[list[float]]:
-        return [
-            _tails(_sq_singular_values(t.reshape(math.prod(shape[:k]), -1)), total)
-            for k in range(1, len(shape))
-        ]
-
-    if format == "lowrank":
-        tails = _tails(_sq_singular_values(t.reshape(shape[0], -1)), total)
-        for r in range(1, len(tails)):
-            add(r, tails[r])
-    elif format == "tucker":
-        energy = t
-        for n in range(len(shape)):
-            unfolding = energy.movedim(n, 0).reshape(shape[n], -1)
-            basis = torch.linalg.eigh(unfolding @ unfolding.T).eigenvectors.flip(1)
-            energy = _mode_dot(energy, basis.T, n)
-        energy = energy * energy
-        for n in range(len(shape)):
-            energy = energy.cumsum(n)
-        for rank in _tucker_family(shape, frozenset(fixed_modes)):
-            kept = float(energy[tuple(r - 1 for r in rank)])
-            add(rank, max(total - kept, 0.0) / total)
-    elif format in ("tt", "tr"):
-        tails, bounds = seq_tails(), _tt_bounds(shape)
-        for r in range(1, max(bounds, default=1) + 1):
-            if format == "tt":
-                rank = (1, *(min(r, b) for b in bounds), 1)
-                allowed = rank[1:-1]
-            else:
-                rank = (r,) * (len(shape) + 1)
-                allowed = tuple(min(r * r, b) for b in bounds)
-            add(rank, min(1.0, sum(tk[min(a, len(tk) - 1)] for tk, a in zip(tails, allowed))))
-    elif format == "cp":
-        tails = seq_tails() + [
-            _tails(_sq_singular_values(t.movedim(n, 0).reshape(shape[n], -1)), total)
-            for n in range(1, len(shape) - 1)
-        ]
-        top = dense // (sum(shape) + 1)
-        for r in range(1, top + 1):
-            add(r, max(tk[min(r, len(tk) - 1)] for tk in tails))
-    else:  # pragma: no cover - formats are checked at the public boundary
-        raise ValueError(f"energy_ladder: unknown format {format!r}.")
-    return out
+def mode_tails(t: torch.Tensor, total: float, modes: range) -> list[list[float]]:
+    """:func:`tails` of the mode-``n`` unfoldings of ``t`` for ``n`` in ``modes``."""
+    return [
+        tails(sq_singular_values(t.movedim(n, 0).reshape(t.shape[n], -1)), total) for n in modes
+    ]
 
 
 def _hull(points: list[Candidate]) -> list[int]:

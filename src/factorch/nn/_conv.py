@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, cast, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
-from ._linear import MEMORY_WEIGHT
+from ._layer import FactorizedLayer, Implementation, build_format, errors_named
 from ._spec import TensorLayout, _positive_ints
-from ._weight import FactorizedWeight, FormatName
+from .formats import MEMORY_WEIGHT, ConvGeometry, WeightFormat
+from .formats._geometry import PaddingMode
 
-__all__ = ["FactorizedConv1d", "FactorizedConv2d", "FactorizedConv3d", "conv_flops"]
+__all__ = ["FactorizedConv1d", "FactorizedConv2d", "FactorizedConv3d", "conv_costs", "conv_flops"]
 
-PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_DENSE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_DENSE: dict[int, type[nn.Conv1d | nn.Conv2d | nn.Conv3d]] = {
+    1: nn.Conv1d,
+    2: nn.Conv2d,
+    3: nn.Conv3d,
+}
 
 
 def _tuple(value: object, d: int, fn: str, name: str, minimum: int) -> tuple[int, ...]:
@@ -37,7 +37,13 @@ def _tuple(value: object, d: int, fn: str, name: str, minimum: int) -> tuple[int
     return tuple(int(v) for v in vals)
 
 
-def _pads(padding: object, kernel, stride, dilation, fn: str) -> tuple[tuple[int, int], ...]:
+def _pads(
+    padding: object,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    fn: str,
+) -> tuple[tuple[int, int], ...]:
     d = len(kernel)
     if padding == "valid":
         return ((0, 0),) * d
@@ -51,6 +57,24 @@ def _pads(padding: object, kernel, stride, dilation, fn: str) -> tuple[tuple[int
             f"{fn}: padding must be 'valid', 'same', an int or {d} ints; got {padding!r}."
         )
     return tuple((p, p) for p in _tuple(padding, d, fn, "padding", 0))
+
+
+def conv_flops(layer: _FactorizedConvNd, input_shape: Sequence[int]) -> tuple[int, int]:
+    """``(factorized, reconstructed)`` forward FLOPs of ``layer`` on ``input_shape``."""
+    p, geom = layer.parametrization, layer.geometry
+    return p.conv_flops(geom, input_shape), p.reconstruction_flops() + geom.dense_flops(input_shape)
+
+
+def conv_traffic(layer: _FactorizedConvNd, input_shape: Sequence[int]) -> tuple[int, int]:
+    """Numbers written to intermediate tensors by ``(factorized, reconstructed)`` forwards."""
+    p = layer.parametrization
+    return p.conv_traffic(layer.geometry, input_shape), 2 * p.dense_params
+
+
+def conv_costs(layer: _FactorizedConvNd, input_shape: Sequence[int]) -> tuple[int, int]:
+    """``(factorized, reconstructed)`` cost = FLOPs + ``MEMORY_WEIGHT`` x intermediate numbers."""
+    (f1, r1), (f2, r2) = conv_flops(layer, input_shape), conv_traffic(layer, input_shape)
+    return f1 + MEMORY_WEIGHT * f2, r1 + MEMORY_WEIGHT * r2
 
 
 class _FactorizedConvNd(FactorizedLayer):
@@ -69,10 +93,10 @@ class _FactorizedConvNd(FactorizedLayer):
         bias: bool = True,
         padding_mode: PaddingMode = "zeros",
         *,
-        format: FormatName = "lowrank",
+        format: str = "lowrank",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
@@ -83,33 +107,33 @@ class _FactorizedConvNd(FactorizedLayer):
         super().__init__()
         fn, d = type(self).__name__, self.dims
         _positive_ints(fn, ("in_channels", in_channels), ("out_channels", out_channels))
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _tuple(kernel_size, d, fn, "kernel_size", 1)
-        self.stride = _tuple(stride, d, fn, "stride", 1)
-        self.dilation = _tuple(dilation, d, fn, "dilation", 1)
-        self.padding = padding
-        self.pads = _pads(padding, self.kernel_size, self.stride, self.dilation, fn)
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+        kernel = _tuple(kernel_size, d, fn, "kernel_size", 1)
+        stride_t = _tuple(stride, d, fn, "stride", 1)
+        dilation_t = _tuple(dilation, d, fn, "dilation", 1)
+        pads = _pads(padding, kernel, stride_t, dilation_t, fn)
+        if padding_mode not in get_args(PaddingMode):
             raise ValueError(
                 f"{fn}: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular'; "
                 f"got {padding_mode!r}."
             )
-        self.padding_mode = padding_mode
-        fmt = check_format(format, fn)
-        shape = (out_channels, in_channels, *self.kernel_size)
-        layout = (
-            TensorLayout.conv_chain(shape) if fmt in ("tt", "tr") else TensorLayout.identity(shape)
+        self.geometry = ConvGeometry(
+            in_channels, out_channels, kernel, stride_t, dilation_t, pads, padding_mode
         )
-        if fmt == "tucker" and isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1:
-            rank = (min(rank, out_channels), min(rank, in_channels), *self.kernel_size)
-        spatial = tuple(range(2, 2 + d))
-        rank = resolve_rank(fn, fmt, layout, rank, ratio, fixed_modes=spatial)
-        param = make_weight(fmt, layout, rank, decomposition)
-        fan_in = in_channels * math.prod(self.kernel_size)
+        self.padding = padding
+        shape = self.geometry.weight_shape
+        param = build_format(
+            fn,
+            format,
+            lambda cls: cls.kernel_layout(shape),
+            rank=rank,
+            ratio=ratio,
+            decomposition=decomposition,
+            fixed_modes_of=lambda cls, layout: cls.kernel_fixed_modes(layout, d),
+        )
         self._setup(
             param,
             bias_shape=(out_channels,) if bias else None,
-            fan_in=fan_in,
+            fan_in=in_channels * math.prod(kernel),
             implementation=implementation,
             rank_dropout=rank_dropout,
             init_std=init_std,
@@ -118,19 +142,69 @@ class _FactorizedConvNd(FactorizedLayer):
             dtype=dtype,
         )
 
+    # --- the geometry, as nn.ConvNd names it -----------------------------------------------------
+    @property
+    def in_channels(self) -> int:
+        return self.geometry.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.geometry.out_channels
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self.geometry.kernel_size
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return self.geometry.stride
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return self.geometry.dilation
+
+    @property
+    def pads(self) -> tuple[tuple[int, int], ...]:
+        return self.geometry.pads
+
+    @property
+    def padding_mode(self) -> PaddingMode:
+        return self.geometry.padding_mode
+
+    @classmethod
+    def dense_layout(
+        cls, conv: nn.Module, format: type[WeightFormat]
+    ) -> tuple[TensorLayout, tuple[int, ...]]:
+        """The layout (and full-rank modes) ``from_dense`` uses for ``conv`` in ``format``."""
+        layout = format.kernel_layout(tuple(cast(torch.Tensor, conv.weight).shape))
+        return layout, tuple(format.kernel_fixed_modes(layout, cls.dims))
+
     @classmethod
     def from_dense(
         cls,
         conv: nn.Module,
         *,
-        format: FormatName = "lowrank",
+        format: str = "lowrank",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
     ) -> _FactorizedConvNd:
         """Factorize a trained ``nn.Conv{d}d`` (``groups=1``) with the decomposition engine,
-        keeping its stride, padding, dilation and padding mode. Device and dtype follow it."""
+        keeping its stride, padding, dilation, padding mode and training/eval mode.
+
+        Device and dtype follow it (half precision is decomposed in float32, with autocast off).
+        Not differentiable.
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv{d}d``.
+            ValueError: grouped convolution; NaN or Inf weights; bad format, rank or ratio.
+
+        Example:
+            >>> conv = torch.nn.Conv2d(16, 32, 3, padding=1)
+            >>> FactorizedConv2d.from_dense(conv, format="tucker", ratio=0.3).rank
+            (13, 7, 3, 3)
+        """
         fn = f"{cls.__name__}.from_dense"
         dense = _DENSE[cls.dims]
         if not isinstance(conv, dense):
@@ -140,47 +214,26 @@ class _FactorizedConvNd(FactorizedLayer):
                 f"{fn}: grouped convolutions are not supported; got groups={conv.groups}."
             )
         w = conv.weight
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.bias is not None,
-            conv.padding_mode,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            implementation=implementation,
-            decomposition=decomposition,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, conv.bias)
-        return layer
-
-    # --- geometry ------------------------------------------------------------------------------
-    def _out_size(self, size: Sequence[int]) -> tuple[int, ...]:
-        return tuple(
-            (s + pl + pr - dl * (k - 1) - 1) // st + 1
-            for s, (pl, pr), k, st, dl in zip(
-                size, self.pads, self.kernel_size, self.stride, self.dilation
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.bias is not None,
+                conv.padding_mode,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                implementation=implementation,
+                decomposition=decomposition,
+                device=w.device,
+                dtype=w.dtype,
             )
-        )
-
-    def _native_padding(self) -> tuple[int, ...] | None:
-        """Symmetric zero padding the conv call can do itself, else None (pad explicitly)."""
-        if self.padding_mode == "zeros" and all(a == b for a, b in self.pads):
-            return tuple(a for a, _ in self.pads)
-        return None
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        flat = [v for pair in reversed(self.pads) for v in pair]
-        if not any(flat):
-            return x
-        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-        return F.pad(x, flat, mode=mode)
+            layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
+        return layer
 
     def flops(self, input_shape: Sequence[int]) -> tuple[int, int]:
         """``(factorized, reconstructed)`` forward FLOPs for an input of ``input_shape``."""
@@ -190,9 +243,16 @@ class _FactorizedConvNd(FactorizedLayer):
         """``(factorized, reconstructed)`` costs the ``"auto"`` choice compares."""
         return conv_costs(self, tuple(input_shape))
 
-    # --- forward -------------------------------------------------------------------------------
+    def forward_flops(self, input_shape: Sequence[int]) -> int:
+        """FLOPs of the path this layer takes on an input of ``input_shape``."""
+        fact, recon = self.flops(input_shape)
+        return fact if self.takes_factorized(lambda: self.costs(input_shape)) else recon
+
+    # --- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn, d = type(self).__name__, self.dims
+        expected = f"shape (batch, {self.in_channels}, *{d} spatial dims) or unbatched"
+        self._check_float_input(x, fn, expected)
         if x.ndim not in (d + 1, d + 2) or x.shape[-d - 1] != self.in_channels:
             raise ValueError(
                 f"{fn}: input must be (batch, {self.in_channels}, *{d} spatial dims) or unbatched; "
@@ -202,29 +262,50 @@ class _FactorizedConvNd(FactorizedLayer):
         if unbatched:
             x = x.unsqueeze(0)
         factors = self.current_factors()
-        if self.use_factorized(*conv_costs(self, tuple(x.shape))):
-            y = _APPLY[self.format](self, factors, x)
+        p, geom = self.parametrization, self.geometry
+        if self.takes_factorized(lambda: conv_costs(self, tuple(x.shape))):
+            y = p.conv(factors, x, self.bias, geom)
         else:
-            y = self._dense_conv(x, self.parametrization(*factors))
+            y = geom.conv(x, p(*factors), self.bias)
         return y.squeeze(0) if unbatched else y
 
-    def _dense_conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        native = self._native_padding()
-        conv = _CONV[self.dims]
-        if native is not None:
-            return conv(x, weight, self.bias, self.stride, native, self.dilation)
-        return conv(self._pad(x), weight, self.bias, self.stride, 0, self.dilation)
+    def _config_args(self) -> dict[str, Any]:
+        padding = self.padding if isinstance(self.padding, (int, str)) else list(self.padding)
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": padding,
+            "dilation": list(self.dilation),
+            "bias": self.bias is not None,
+            "padding_mode": self.padding_mode,
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> _FactorizedConvNd:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**cls._check_config(config), device=device, dtype=dtype)
 
     def to_dense(self) -> nn.Module:
         """An ``nn.Conv{d}d`` holding the rebuilt kernel (and a copy of the bias)."""
         w = self.weight.detach()
+        options: dict[str, Any] = {  # nn.ConvNd types its tuples per dimension
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+        }
         out = _DENSE[self.dims](
             self.in_channels,
             self.out_channels,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
+            **options,
             bias=self.bias is not None,
             padding_mode=self.padding_mode,
             device=w.device,
@@ -232,154 +313,10 @@ class _FactorizedConvNd(FactorizedLayer):
         )
         with torch.no_grad():
             out.weight.copy_(w)
-            if self.bias is not None:
+            if self.bias is not None and out.bias is not None:
                 out.bias.copy_(self.bias)
+        out.train(self.training)
         return out
-
-
-# --- factorized forwards -----------------------------------------------------------------
-def _pointwise(x: torch.Tensor, w: torch.Tensor, d: int, bias=None) -> torch.Tensor:
-    """1x1 convolution with an ``(out, in)`` matrix."""
-    return _CONV[d](x, w.reshape(*w.shape, *([1] * d)), bias)
-
-
-def _along(
-    layer: _FactorizedConvNd, x: torch.Tensor, w: torch.Tensor, j: int, groups: int, padded: bool
-) -> torch.Tensor:
-    """Convolution along spatial dim ``j`` only, with a ``(out, in/groups, k_j)`` kernel."""
-    d = layer.dims
-    shape = [1] * d
-    shape[j] = w.shape[-1]
-    stride = [1] * d
-    stride[j] = layer.stride[j]
-    dil = [1] * d
-    dil[j] = layer.dilation[j]
-    pad = [0] * d
-    if not padded:
-        pad[j] = layer.pads[j][0]
-    return _CONV[d](x, w.reshape(w.shape[0], w.shape[1], *shape), None, stride, pad, dil, groups)
-
-
-def _apply_lowrank(layer, factors, x):
-    u, v = factors
-    kernel = v.transpose(0, 1).reshape(v.shape[1], layer.in_channels, *layer.kernel_size)
-    t = _conv_nobias(layer, x, kernel)
-    return _pointwise(t, u, layer.dims, layer.bias)
-
-
-def _conv_nobias(layer, x, kernel):
-    native = layer._native_padding()
-    conv = _CONV[layer.dims]
-    if native is not None:
-        return conv(x, kernel, None, layer.stride, native, layer.dilation)
-    return conv(layer._pad(x), kernel, None, layer.stride, 0, layer.dilation)
-
-
-def _apply_cp(layer, factors, x):
-    weights, a_out, a_in, *spatial = factors
-    d, rank = layer.dims, weights.shape[0]
-    t = _pointwise(x, a_in.transpose(0, 1), d)
-    padded = layer._native_padding() is None
-    if padded:
-        t = layer._pad(t)
-    for j, a in enumerate(spatial):
-        t = _along(layer, t, a.transpose(0, 1).unsqueeze(1), j, rank, padded)
-    return _pointwise(t, a_out * weights, d, layer.bias)
-
-
-def _apply_tucker(layer, factors, x):
-    core, u_out, u_in, *spatial = factors
-    d = layer.dims
-    kernel = core
-    for j, u in enumerate(spatial):
-        kernel = _mode_dot(kernel, u, 2 + j)
-    t = _pointwise(x, u_in.transpose(0, 1), d)
-    t = _conv_nobias(layer, t, kernel)
-    return _pointwise(t, u_out, d, layer.bias)
-
-
-def _apply_chain(layer, factors, x):
-    g_in, *spatial, g_out = factors
-    d = layer.dims
-    r0 = g_in.shape[0]
-    t = _pointwise(x, g_in.permute(0, 2, 1).reshape(-1, layer.in_channels), d)
-    padded = layer._native_padding() is None
-    if padded:
-        t = layer._pad(t)
-    for j, g in enumerate(spatial):
-        w = g.permute(2, 0, 1)  # (r_b, r_a, k_j)
-        if r0 > 1:
-            w = w.repeat(r0, 1, 1)
-        t = _along(layer, t, w, j, r0, padded)
-    return _pointwise(t, g_out.permute(1, 2, 0).reshape(layer.out_channels, -1), d, layer.bias)
-
-
-_APPLY = {
-    "lowrank": _apply_lowrank,
-    "cp": _apply_cp,
-    "tucker": _apply_tucker,
-    "tt": _apply_chain,
-    "tr": _apply_chain,
-}
-
-
-def conv_flops(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(factorized, reconstructed)`` forward FLOPs of ``layer`` on ``input_shape``."""
-    d = layer.dims
-    batch = math.prod(input_shape[: -d - 1]) if len(input_shape) > d + 1 else 1
-    size = input_shape[-d:]
-    out_size = layer._out_size(size)
-    n_in, n_out = math.prod(size), math.prod(out_size)
-    cin, cout, kernel = layer.in_channels, layer.out_channels, layer.kernel_size
-    p: FactorizedWeight = layer.parametrization
-    recon = p.reconstruction_flops() + 2 * batch * n_out * cout * cin * math.prod(kernel)
-    padded = [s + a + b for s, (a, b) in zip(size, layer.pads)]
-    if p.format == "lowrank":
-        r = p.rank
-        fact = 2 * batch * n_out * r * (cin * math.prod(kernel) + cout)
-    elif p.format == "tucker":
-        r_out, r_in = p.rank[0], p.rank[1]
-        fact = 2 * batch * (n_in * cin * r_in + n_out * r_out * (r_in * math.prod(kernel) + cout))
-    else:
-        if p.format == "cp":
-            r0, chans = 1, [p.rank] * (d + 1)
-        else:
-            r0, chans = p.rank[0], list(p.rank[1:-1])
-        fact = 2 * batch * n_in * cin * r0 * chans[0]
-        cur = list(padded)
-        for j in range(d):
-            cur[j] = out_size[j]
-            inner = 1 if p.format == "cp" else chans[j]
-            fact += 2 * batch * math.prod(cur) * r0 * inner * chans[j + 1] * kernel[j]
-        fact += 2 * batch * n_out * r0 * chans[-1] * cout
-    return int(fact), int(recon)
-
-
-def conv_traffic(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """Numbers written to intermediate tensors by ``(factorized, reconstructed)`` forwards."""
-    d = layer.dims
-    batch = math.prod(input_shape[: -d - 1]) if len(input_shape) > d + 1 else 1
-    size = input_shape[-d:]
-    out_size = layer._out_size(size)
-    p: FactorizedWeight = layer.parametrization
-    recon = 2 * p.dense_params
-    if p.format == "lowrank":
-        return batch * p.rank * math.prod(out_size), recon
-    if p.format == "tucker":
-        return batch * (p.rank[1] * math.prod(size) + p.rank[0] * math.prod(out_size)), recon
-    r0, chans = (1, [p.rank] * (d + 1)) if p.format == "cp" else (p.rank[0], list(p.rank[1:-1]))
-    cur = [s + a + b for s, (a, b) in zip(size, layer.pads)]
-    fact = batch * r0 * chans[0] * math.prod(cur)
-    for j in range(d):
-        cur[j] = out_size[j]
-        fact += batch * r0 * chans[j + 1] * math.prod(cur)
-    return fact, recon
-
-
-def conv_costs(layer: _FactorizedConvNd, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(factorized, reconstructed)`` cost = FLOPs + ``MEMORY_WEIGHT`` x intermediate numbers."""
-    (f1, r1), (f2, r2) = conv_flops(layer, input_shape), conv_traffic(layer, input_shape)
-    return f1 + MEMORY_WEIGHT * f2, r1 + MEMORY_WEIGHT * r2
 
 
 class FactorizedConv1d(_FactorizedConvNd):
@@ -408,9 +345,10 @@ class FactorizedConv2d(_FactorizedConvNd):
       a 1x1 to ``out`` (which closes the ring).
 
     ``implementation="auto"`` picks the cheaper of this and the rebuilt-kernel convolution by
-    counting FLOPs for the actual input shape (:func:`conv_flops`) plus the memory traffic of the
-    intermediate activations (as :class:`FactorizedLinear`). Stride and dilation act in
-    the spatial steps; padding of any mode commutes with the 1x1 steps and is applied once.
+    counting FLOPs for the actual input shape (:func:`conv_flops`, from the format's cost model)
+    plus the memory traffic of the intermediate activations (as :class:`FactorizedLinear`).
+    Stride and dilation act in the spatial steps; padding of any mode commutes with the 1x1 steps
+    and is applied once.
     Other keyword arguments as in :class:`FactorizedLinear` (``fan_in = in k_h k_w``).
     """
 

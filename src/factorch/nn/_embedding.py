@@ -2,123 +2,34 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..algebra.internal import khatri_rao as _khatri_rao
-from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import FactorizedLayer, check_format, make_weight, resolve_rank
-from ._linear import MEMORY_WEIGHT, linear_layout
+from ._layer import FactorizedLayer, Implementation, build_format, errors_named
+from ._linear import linear_layout
 from ._spec import TensorizedShape, _positive_ints, resolve_shape
-from ._weight import FactorizedWeight, FormatName
+from .formats import MEMORY_WEIGHT, known_size
 
-__all__ = ["FactorizedEmbedding", "embedding_flops"]
-
-
-def _digits(idx: torch.Tensor, factors: tuple[int, ...]) -> list[torch.Tensor]:
-    """Row-major multi-index of flat row indices (first factor slowest)."""
-    out, stride = [], math.prod(factors)
-    for f in factors:
-        stride //= f
-        out.append(torch.div(idx, stride, rounding_mode="floor") % f)
-    return out
-
-
-def _rows_lowrank(emb, factors, idx):
-    u, v = factors
-    return u[idx] @ v.transpose(0, 1)
-
-
-def _rows_cp(emb, factors, idx):
-    weights, *mats = factors
-    n_rows = len(emb.shape.out_factors)
-    rows = weights
-    for a, digit in zip(mats[:n_rows], _digits(idx, emb.shape.out_factors)):
-        rows = rows * a[digit]
-    cols = mats[n_rows] if len(mats) == n_rows + 1 else _khatri_rao(list(mats[n_rows:]))
-    return rows @ cols.transpose(0, 1)
-
-
-def _rows_tucker(emb, factors, idx):
-    core, *mats = factors
-    n_rows = len(emb.shape.out_factors)
-    rank = emb.parametrization.rank
-    rows = None
-    for a, digit in zip(mats[:n_rows], _digits(idx, emb.shape.out_factors)):
-        sel = a[digit]
-        rows = sel if rows is None else (rows.unsqueeze(-1) * sel.unsqueeze(1)).flatten(1)
-    r_rows, r_cols = math.prod(rank[:n_rows]), math.prod(rank[n_rows:])
-    t = (rows @ core.reshape(r_rows, r_cols)).reshape(-1, *rank[n_rows:])
-    for n, a in enumerate(mats[n_rows:]):
-        t = _mode_dot(t, a, n + 1)
-    return t.reshape(idx.shape[0], -1)
-
-
-def _rows_chain(emb, factors, idx):
-    pairs = emb.shape.pairs()
-    digits = _digits(idx, tuple(v for v, _ in pairs))
-
-    def gather(k: int) -> torch.Tensor:  # (n, r_k, d_k, r_{k+1})
-        core, (v, d) = factors[k], pairs[k]
-        return core.reshape(core.shape[0], v, d, core.shape[2])[:, digits[k]].permute(1, 0, 2, 3)
-
-    t = gather(0)
-    for k in range(1, len(pairs)):
-        t = torch.einsum("nxar,nrbs->nxabs", t, gather(k)).flatten(2, 3)
-    if emb.parametrization.ring:  # (n, r_0, D, r_0): close the ring
-        return torch.diagonal(t, dim1=1, dim2=3).sum(-1)
-    return t.reshape(t.shape[0], -1)
-
-
-_ROWS = {
-    "lowrank": _rows_lowrank,
-    "cp": _rows_cp,
-    "tucker": _rows_tucker,
-    "tt": _rows_chain,
-    "tr": _rows_chain,
-}
+__all__ = ["FactorizedEmbedding", "embedding_costs", "embedding_flops"]
 
 
 def embedding_flops(emb: FactorizedEmbedding, n: int) -> tuple[int, int]:
     """``(factorized, reconstructed)`` FLOPs for looking up ``n`` rows."""
-    p: FactorizedWeight = emb.parametrization
-    dim = emb.embedding_dim
-    recon = p.reconstruction_flops() + n * dim
-    if p.format == "lowrank":
-        fact = 2 * n * p.rank * dim
-    elif p.format == "cp":
-        fact = n * p.rank * len(emb.shape.out_factors) + 2 * n * p.rank * dim + p.rank * dim
-    elif p.format == "tucker":
-        n_rows = len(emb.shape.out_factors)
-        r_rows, r_cols = math.prod(p.rank[:n_rows]), math.prod(p.rank[n_rows:])
-        fact = n * r_rows + 2 * n * r_rows * r_cols
-        cur = list(p.rank[n_rows:])
-        for j, d in enumerate(emb.shape.in_factors):
-            fact += 2 * n * math.prod(cur) * d
-            cur[j] = d
-    else:
-        r, pairs = p.rank, emb.shape.pairs()
-        fact, prefix = 0, 1
-        for k, (_, d) in enumerate(pairs):
-            if k:
-                fact += 2 * n * r[0] * prefix * r[k] * d * r[k + 1]
-            prefix *= d
-    return int(fact), int(recon)
+    p = emb.parametrization
+    return p.embedding_flops(emb.shape, n), p.reconstruction_flops() + n * emb.embedding_dim
 
 
 def embedding_costs(emb: FactorizedEmbedding, n: int) -> tuple[int, int]:
-    """FLOPs plus ``MEMORY_WEIGHT`` x intermediate numbers: the gathered rows and partial
-    products for lookups (about ``n`` rows of the rank-widened dimension), the whole table for
-    the rebuilt path."""
+    """``(factorized, reconstructed)`` FLOPs plus ``MEMORY_WEIGHT`` x intermediate numbers: the
+    format's gathered rows and partial products for lookups, the whole table (written, then read)
+    for the rebuilt path."""
     fact, recon = embedding_flops(emb, n)
     p = emb.parametrization
-    width = p.rank if isinstance(p.rank, int) else max(p.rank)
     return (
-        fact + MEMORY_WEIGHT * n * emb.embedding_dim * width,
+        fact + MEMORY_WEIGHT * p.embedding_traffic(emb.shape, n),
         recon + MEMORY_WEIGHT * 2 * p.dense_params,
     )
 
@@ -147,11 +58,11 @@ class FactorizedEmbedding(FactorizedLayer):
         embedding_dim: int,
         padding_idx: int | None = None,
         *,
-        format: FormatName = "tt",
+        format: str = "tt",
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float = 1.0,
         decomposition: Mapping[str, Any] | None = None,
@@ -162,8 +73,7 @@ class FactorizedEmbedding(FactorizedLayer):
         super().__init__()
         fn = type(self).__name__
         _positive_ints(fn, ("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim))
-        fmt = check_format(format, fn)
-        shape = resolve_shape(shape, num_embeddings, embedding_dim, fn, n_factors=3)
+        spec = resolve_shape(shape, num_embeddings, embedding_dim, fn, n_factors=3)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(
@@ -172,10 +82,15 @@ class FactorizedEmbedding(FactorizedLayer):
                 )
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.shape, self.padding_idx = shape, padding_idx
-        layout = linear_layout(fmt, shape)
-        rank = resolve_rank(fn, fmt, layout, rank, ratio)
-        param = make_weight(fmt, layout, rank, decomposition)
+        self.shape, self.padding_idx = spec, padding_idx
+        param = build_format(
+            fn,
+            format,
+            lambda cls: linear_layout(cls, spec),
+            rank=rank,
+            ratio=ratio,
+            decomposition=decomposition,
+        )
         # init_std=1: nn.Embedding's N(0, 1) entries; fan_in only sets the (absent) bias bound
         self._setup(
             param,
@@ -194,38 +109,55 @@ class FactorizedEmbedding(FactorizedLayer):
         cls,
         embedding: nn.Embedding,
         *,
-        format: FormatName = "tt",
+        format: str = "tt",
         rank: Any = None,
         ratio: float | None = None,
         shape: TensorizedShape | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
     ) -> FactorizedEmbedding:
-        """Factorize a trained ``nn.Embedding`` (``max_norm`` and ``sparse`` unsupported)."""
+        """Factorize a trained ``nn.Embedding`` (``max_norm`` and ``sparse`` unsupported),
+        keeping its ``padding_idx``, device, dtype and training/eval mode. Not differentiable.
+
+        Raises:
+            TypeError: ``embedding`` is not an ``nn.Embedding``.
+            ValueError: ``max_norm``/``sparse``; NaN or Inf entries; bad format, rank or ratio.
+
+        Example:
+            >>> table = torch.nn.Embedding(1000, 64)
+            >>> FactorizedEmbedding.from_dense(table, rank=8).rank
+            (1, 8, 8, 1)
+        """
         fn = "FactorizedEmbedding.from_dense"
         if not isinstance(embedding, nn.Embedding):
             raise TypeError(f"{fn}: expected an nn.Embedding; got {type(embedding).__name__}.")
         if embedding.max_norm is not None or embedding.sparse:
             raise ValueError(f"{fn}: max_norm and sparse=True embeddings are not supported.")
         w = embedding.weight
-        layer = cls(
-            embedding.num_embeddings,
-            embedding.embedding_dim,
-            embedding.padding_idx,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            shape=shape,
-            implementation=implementation,
-            decomposition=decomposition,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, None)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                embedding.num_embeddings,
+                embedding.embedding_dim,
+                embedding.padding_idx,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                shape=shape,
+                implementation=implementation,
+                decomposition=decomposition,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, None, training=embedding.training, fn=fn)
         return layer
 
     def flops(self, n: int) -> tuple[int, int]:
+        """``(factorized, reconstructed)`` FLOPs for looking up ``n`` rows."""
         return embedding_flops(self, n)
+
+    def costs(self, n: int) -> tuple[int, int]:
+        """``(factorized, reconstructed)`` costs the ``"auto"`` choice compares."""
+        return embedding_costs(self, known_size(n))
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         fn = type(self).__name__
@@ -233,11 +165,13 @@ class FactorizedEmbedding(FactorizedLayer):
             not isinstance(indices, torch.Tensor)
             or indices.is_floating_point()
             or indices.is_complex()
+            or indices.dtype == torch.bool
         ):
             got = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
             raise TypeError(f"{fn}: indices must be an integer tensor; got {got}.")
         flat = indices.reshape(-1)
-        if not torch.compiler.is_compiling() and flat.numel():
+        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        if not tracing and flat.numel():
             lo, hi = int(flat.min()), int(flat.max())
             if lo < 0 or hi >= self.num_embeddings:
                 raise IndexError(
@@ -245,13 +179,37 @@ class FactorizedEmbedding(FactorizedLayer):
                     f"[{lo}, {hi}]."
                 )
         factors = self.current_factors()
-        if self.use_factorized(*embedding_costs(self, flat.numel())):
-            rows = _ROWS[self.format](self, factors, flat)
+        p = self.parametrization
+        n = known_size(flat.shape[0])  # no lookups: index the rebuilt (empty) selection
+        if n != 0 and self.takes_factorized(lambda: self.costs(n)):
+            rows = p.embedding_rows(factors, flat, self.shape)
         else:
             rows = self.parametrization(*factors)[flat]
         if self.padding_idx is not None:
             rows = rows * (flat != self.padding_idx).unsqueeze(-1).to(rows.dtype)
         return rows.reshape(*indices.shape, self.embedding_dim)
+
+    def _config_args(self) -> dict[str, Any]:
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+            "shape": [list(self.shape.out_factors), list(self.shape.in_factors)],
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> FactorizedEmbedding:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        args = cls._check_config(config)
+        out_factors, in_factors = args.pop("shape")
+        shape = TensorizedShape(tuple(out_factors), tuple(in_factors))
+        return cls(**args, shape=shape, device=device, dtype=dtype)
 
     def to_dense(self) -> nn.Embedding:
         w = self.weight.detach()
@@ -266,4 +224,5 @@ class FactorizedEmbedding(FactorizedLayer):
             out.weight.copy_(w)
             if self.padding_idx is not None:
                 out.weight[self.padding_idx] = 0
+        out.train(self.training)
         return out

@@ -26,15 +26,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d
+from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
+from ._layer import FactorizedLayer, Implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import _positive_ints
+from .formats._geometry import PaddingMode
 
 __all__ = [
     "LowRankConv1d",
@@ -57,14 +59,18 @@ def _tail_norms(m: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, safe.sqrt(), torch.zeros_like(sq))
 
 
-class _Ordered:
+class _Ordered(FactorizedLayer):
     """Methods shared by the ordered low-rank layers (mixed into factorized lowrank layers)."""
 
     truncation: int | None
-    factors: nn.ParameterList
+
+    @property
+    def full_rank(self) -> int:
+        """The number of components (the low-rank format's int rank)."""
+        return int(self.factors[0].shape[1])
 
     def current_factors(self) -> tuple[torch.Tensor, ...]:
-        factors = super().current_factors()  # type: ignore[misc]
+        factors = super().current_factors()
         r = self.truncation
         if r is None or r >= factors[0].shape[1]:
             return factors
@@ -93,7 +99,7 @@ class _Ordered:
         keep = max(1, int((imp >= cut).sum()))
         if keep < imp.shape[0]:
             u, v = self.factors
-            self.reparametrize_(keep, (u[:, :keep], v[:, :keep]))  # type: ignore[attr-defined]
+            self.reparametrize_(keep, (u[:, :keep], v[:, :keep]))
             if self.truncation is not None:
                 self.truncation = min(self.truncation, keep)
         return keep
@@ -101,7 +107,7 @@ class _Ordered:
     def truncate(self, rank: int) -> Any:
         """A copy keeping the first ``rank`` components (the nested family member)."""
         fn = f"{type(self).__name__}.truncate"
-        full = self.rank  # type: ignore[attr-defined]
+        full = self.full_rank
         if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= full:
             raise ValueError(f"{fn}: rank must be an int in [1, {full}]; got {rank!r}.")
         out = copy.deepcopy(self)
@@ -133,7 +139,7 @@ class LowRankLinear(_Ordered, FactorizedLinear):
         bias: bool = True,
         *,
         rank: int | None = None,
-        implementation: str = "factorized",
+        implementation: Implementation = "factorized",
         init_std: float | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -155,39 +161,58 @@ class LowRankLinear(_Ordered, FactorizedLinear):
         )
         self.truncation: int | None = None
 
+    # Maestro layers are low rank by construction: no format, ratio or shape to choose, hence
+    # the narrower signature than FactorizedLinear.from_dense.
     @classmethod
-    def from_dense(
+    def from_dense(  # type: ignore[override]
         cls,
-        linear: nn.Linear,
+        linear: nn.Module,
         *,
-        rank: int | None = None,  # type: ignore[override]
-        implementation: str = "factorized",
+        rank: int | None = None,
+        implementation: Implementation = "factorized",
     ) -> LowRankLinear:
-        """Start from a trained ``nn.Linear`` by truncated SVD (ordered components)."""
+        """Start from a trained ``nn.Linear`` by truncated SVD (ordered components), keeping its
+        device, dtype and training/eval mode."""
+        fn = f"{cls.__name__}.from_dense"
         if not isinstance(linear, nn.Linear):
-            raise TypeError(
-                f"LowRankLinear.from_dense: expected an nn.Linear; got {type(linear).__name__}."
-            )
+            raise TypeError(f"{fn}: expected an nn.Linear; got {type(linear).__name__}.")
         w = linear.weight
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            linear.bias is not None,
-            rank=rank,
-            implementation=implementation,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, linear.bias)
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                linear.in_features,
+                linear.out_features,
+                linear.bias is not None,
+                rank=rank,
+                implementation=implementation,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, linear.bias, training=linear.training, fn=fn)
         return layer
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LowRankLinear:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**_ordered_args(cls._check_config(config)), device=device, dtype=dtype)
 
-class _LowRankConv(_Ordered):
+
+def _ordered_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of a Maestro layer: low rank only, no format/shape/ratio."""
+    for key in ("format", "shape"):
+        args.pop(key, None)
+    return args
+
+
+class _LowRankConv(_Ordered, _FactorizedConvNd):
     """Maestro convolution: a ``k``-sized convolution to ``rank`` channels (``V``), then a 1x1
     convolution (``U``), with ordered components; default rank ``min(out, in prod(k))``.
     Arguments as the ``nn.Conv*d`` it replaces (``groups=1``); see :class:`LowRankLinear`."""
-
-    dims: int
 
     def __init__(
         self,
@@ -198,10 +223,10 @@ class _LowRankConv(_Ordered):
         padding: int | tuple[int, ...] | str = 0,
         dilation: int | tuple[int, ...] = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         *,
         rank: int | None = None,
-        implementation: str = "factorized",
+        implementation: Implementation = "factorized",
         init_std: float | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -210,7 +235,7 @@ class _LowRankConv(_Ordered):
         if rank is None:
             ks = (kernel_size,) * self.dims if isinstance(kernel_size, int) else tuple(kernel_size)
             rank = min(out_channels, in_channels * math.prod(ks))
-        super().__init__(  # type: ignore[call-arg]
+        super().__init__(
             in_channels,
             out_channels,
             kernel_size,
@@ -229,33 +254,50 @@ class _LowRankConv(_Ordered):
         )
         self.truncation = None
 
+    # low rank by construction: a narrower signature than _FactorizedConvNd.from_dense
     @classmethod
-    def from_dense(
-        cls, conv: nn.Module, *, rank: int | None = None, implementation: str = "factorized"
+    def from_dense(  # type: ignore[override]
+        cls,
+        conv: nn.Module,
+        *,
+        rank: int | None = None,
+        implementation: Implementation = "factorized",
     ) -> Any:
-        """Start from a trained convolution by truncated SVD of its ``(out, in k..)`` matrix."""
+        """Start from a trained convolution by truncated SVD of its ``(out, in k..)`` matrix,
+        keeping its device, dtype and training/eval mode."""
+        fn = f"{cls.__name__}.from_dense"
         dense = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[cls.dims - 1]
         if not isinstance(conv, dense) or conv.groups != 1:
-            raise TypeError(
-                f"{cls.__name__}.from_dense: expected an ungrouped {dense.__name__}; got {conv!r}."
-            )
+            raise TypeError(f"{fn}: expected an ungrouped {dense.__name__}; got {conv!r}.")
         w = conv.weight
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.bias is not None,
-            conv.padding_mode,
-            rank=rank,
-            implementation=implementation,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer._load_dense(w, conv.bias)  # type: ignore[attr-defined]
+        with errors_named(fn, inner=cls.__name__):
+            layer = cls(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.bias is not None,
+                conv.padding_mode,
+                rank=rank,
+                implementation=implementation,
+                device=w.device,
+                dtype=w.dtype,
+            )
+            layer._load_dense(w, conv.bias, training=conv.training, fn=fn)
         return layer
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """The layer :meth:`config` describes, with random factors (no decomposition is run)."""
+        return cls(**_ordered_args(cls._check_config(config)), device=device, dtype=dtype)
 
 
 class LowRankConv1d(_LowRankConv, FactorizedConv1d):
@@ -270,14 +312,14 @@ class LowRankConv3d(_LowRankConv, FactorizedConv3d):
     __doc__ = _LowRankConv.__doc__
 
 
-def ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def ordered_layers(model: nn.Module) -> list[tuple[str, _Ordered]]:
     """``(name, layer)`` of every ordered low-rank (Maestro) layer in ``model``."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _Ordered)]
 
 
 def hierarchical_group_lasso(model: nn.Module) -> torch.Tensor:
     """Sum of :meth:`LowRankLinear.group_lasso` over the Maestro layers of ``model``."""
-    terms = [m.group_lasso() for _, m in ordered_layers(model)]  # type: ignore[attr-defined]
+    terms = [m.group_lasso() for _, m in ordered_layers(model)]
     if not terms:
         raise ValueError(
             "hierarchical_group_lasso: the model has no LowRankLinear/LowRankConv layer."
@@ -325,17 +367,15 @@ class OrderedDropout:
         layers = ordered_layers(self.model)
         if self.mode == "per_layer":
             name, layer = layers[self._uniform(0, len(layers) - 1)]
-            r = layer.rank  # type: ignore[attr-defined]
+            r = layer.full_rank
             return {name: self._uniform(min(self.min_rank, r), r)}
         if self.mode == "all":
             return {
-                n: self._uniform(min(self.min_rank, m.rank), m.rank)  # type: ignore[attr-defined]
-                for n, m in layers
+                n: self._uniform(min(self.min_rank, m.full_rank), m.full_rank) for n, m in layers
             }
         p = float(torch.rand((1,), generator=self.generator)) or 1.0
         return {
-            n: max(min(self.min_rank, m.rank), math.ceil(p * m.rank))  # type: ignore[attr-defined]
-            for n, m in layers
+            n: max(min(self.min_rank, m.full_rank), math.ceil(p * m.full_rank)) for n, m in layers
         }
 
     @contextlib.contextmanager

@@ -38,27 +38,20 @@ def tensor_dropout(module: nn.Module, p: float) -> nn.Module:
 
 
 def component_magnitudes(layer: FactorizedLayer) -> torch.Tensor:
-    """Magnitude of each rank component of a CP or low-rank layer (differentiable)."""
-    if layer.format == "cp":
-        weights, *mats = layer.factors
-        mag = weights.abs()
-        for a in mats:
-            mag = mag * torch.linalg.vector_norm(a, dim=0)
-        return mag
-    if layer.format == "lowrank":
-        u, v = layer.factors
-        return torch.linalg.vector_norm(u, dim=0) * torch.linalg.vector_norm(v, dim=0)
-    raise ValueError(
-        f"component_magnitudes: only 'cp' and 'lowrank' layers have rank-one components; got "
-        f"format={layer.format!r}."
-    )
+    """Magnitude of each rank component of a layer whose format has rank-one components (CP:
+    ``|w_r| prod_n ||A_n[:, r]||``; low rank: ``||U[:, r]|| ||V[:, r]||``). Differentiable.
+
+    Raises:
+        ValueError: the layer's format has no rank-one components (Tucker, TT, TR).
+    """
+    return layer.parametrization.component_magnitudes(tuple(layer.factors))
 
 
 def _lasso_layers(module: nn.Module) -> list[tuple[str, FactorizedLayer]]:
     return [
         (n, m)
         for n, m in module.named_modules()
-        if isinstance(m, FactorizedLayer) and m.format in ("cp", "lowrank")
+        if isinstance(m, FactorizedLayer) and m.parametrization.has_components
     ]
 
 
@@ -80,15 +73,7 @@ def tensor_lasso(module: nn.Module, *, factor_decay: float = 1.0) -> torch.Tenso
     layers = _lasso_layers(module)
     if not layers:
         raise ValueError("tensor_lasso: the module contains no CP or low-rank factorized layer.")
-    terms = []
-    for _, m in layers:
-        if m.format == "cp":
-            weights, *mats = m.factors
-            ridge = sum((a * a).sum() for a in mats)
-            terms.append(weights.abs().sum() + 0.5 * factor_decay * ridge)
-        else:
-            u, v = m.factors
-            terms.append(0.5 * ((u * u).sum() + (v * v).sum()))
+    terms = [m.parametrization.component_penalty(tuple(m.factors), factor_decay) for _, m in layers]
     return torch.stack(terms).sum()
 
 
@@ -104,7 +89,7 @@ def prune_components_(
     layers = _lasso_layers(module)
     if not layers:
         raise ValueError(f"{fn}: the module contains no CP or low-rank factorized layer.")
-    out = {}
+    out: dict[str, int] = {}
     for name, layer in layers:
         with torch.no_grad():
             mag = component_magnitudes(layer)
@@ -113,11 +98,7 @@ def prune_components_(
             if keep.numel() == 0:
                 keep = mag.argmax().reshape(1)
             if keep.numel() < mag.numel():
-                if layer.format == "cp":
-                    weights, *mats = layer.factors
-                    new = (weights[keep], *(a[:, keep] for a in mats))
-                else:
-                    new = tuple(f[:, keep] for f in layer.factors)
-                layer.reparametrize_(int(keep.numel()), new)
-        out[name] = int(layer.rank)
+                rank, new = layer.parametrization.select_components(tuple(layer.factors), keep)
+                layer.reparametrize_(rank, new)
+        out[name] = int(min(keep.numel(), mag.numel()))  # components left
     return out

@@ -187,7 +187,7 @@ class TensorLayout:
                 f"prod(weight_shape) = {n} elements."
             )
 
-    # --- constructors ------------------------------------------------------------------------
+    # --- constructors ----------------------------------------------------------------------------
     @classmethod
     def identity(cls, weight_shape: Sequence[int]) -> TensorLayout:
         shape = tuple(weight_shape)
@@ -217,7 +217,7 @@ class TensorLayout:
         order = (*range(1, len(shape)), 0)
         return cls(shape, shape, order, tuple(shape[o] for o in order))
 
-    # --- maps --------------------------------------------------------------------------------
+    # --- maps ------------------------------------------------------------------------------------
     @property
     def is_identity(self) -> bool:
         return self.tensor_shape == self.weight_shape and self.order == tuple(

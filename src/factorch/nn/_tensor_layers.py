@@ -19,21 +19,37 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_generator
+from .._numerics import check_memory
 from ..algebra.internal import mode_dot as _mode_dot
-from ._layer import check_implementation
+from ._layer import Implementation, check_implementation, check_layer_dtype, errors_named
 from ._linear import FactorizedLinear
 from ._spec import TensorizedShape, _positive_ints, _positive_tuple
-from ._weight import FormatName
+from .formats import known_size
 
 __all__ = ["TensorContraction", "TensorRegression"]
 
 
-def _check_input(x: torch.Tensor, shape: tuple[int, ...], fn: str) -> None:
+def _check_input(x: object, shape: tuple[int, ...], dtype: torch.dtype, fn: str) -> torch.Tensor:
+    """A floating tensor of the layer's ``dtype`` (autocast may mix) ending with ``shape``."""
     n = len(shape)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{fn}: input must be a torch.Tensor ending with the modes {shape}; got "
+            f"{type(x).__name__}."
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{fn}: input must be a floating-point tensor; got {x.dtype}.")
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{fn}: input dtype {x.dtype} does not match the layer's {dtype}; convert one of "
+            f"them (e.g. x.to({dtype}) or layer.to({x.dtype}))."
+        )
     if x.ndim < n or tuple(x.shape[-n:]) != shape:
         raise ValueError(
             f"{fn}: input must end with the modes {shape}; got shape {tuple(x.shape)}."
         )
+    return x
 
 
 class TensorContraction(nn.Module):
@@ -59,7 +75,7 @@ class TensorContraction(nn.Module):
         output_shape: Sequence[int],
         *,
         bias: bool = False,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -74,7 +90,10 @@ class TensorContraction(nn.Module):
                 f"got input_shape={self.input_shape}, output_shape={self.output_shape}."
             )
         self.implementation = check_implementation(implementation, fn)
-        dtype = dtype or torch.get_default_dtype()
+        generator = check_generator(generator, fn)
+        dtype = check_layer_dtype(dtype, fn) or torch.get_default_dtype()
+        n_params = sum(r * i for r, i in zip(self.output_shape, self.input_shape))
+        check_memory(n_params, dtype, device if device is not None else "cpu", fn, "the factors")
         factors = [
             (torch.randn(r, i, generator=generator, dtype=dtype) / math.sqrt(i)).to(device)
             for r, i in zip(self.output_shape, self.input_shape)
@@ -94,7 +113,9 @@ class TensorContraction(nn.Module):
         return out
 
     def flops(self, batch: int) -> tuple[int, int]:
-        """``(factorized, reconstructed)`` FLOPs for ``batch`` inputs."""
+        """``(factorized, reconstructed)`` FLOPs for ``batch`` inputs (a symbolic batch, while
+        tracing with dynamic shapes, counts as unbounded)."""
+        batch = known_size(batch)
         cur = list(self.input_shape)
         fact = 0
         for n, r in enumerate(self.output_shape):
@@ -105,23 +126,25 @@ class TensorContraction(nn.Module):
             math.prod(self.output_shape[: k + 1]) * math.prod(self.input_shape[: k + 1])
             for k in range(1, len(self.input_shape))
         )
-        return int(fact), int(kron + 2 * batch * pi * pr)
+        return fact, kron + 2 * batch * pi * pr
+
+    def _factorized(self, batch: object) -> bool:
+        if self.implementation != "auto":
+            return self.implementation == "factorized"
+        fact, recon = self.flops(known_size(batch))
+        return fact <= recon
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.input_shape, type(self).__name__)
+        _check_input(x, self.input_shape, self.factors[0].dtype, type(self).__name__)
         n = len(self.input_shape)
         lead = x.shape[:-n]
         batch = math.prod(lead)
-        fact, recon = self.flops(batch)
-        use = self.implementation == "factorized" or (
-            self.implementation == "auto" and fact <= recon
-        )
-        if use:
+        if known_size(batch) != 0 and self._factorized(batch):
             t = x.reshape(batch, *self.input_shape)
             for k, u in enumerate(self.factors):
                 t = _mode_dot(t, u, k + 1)
         else:
-            t = x.reshape(batch, -1) @ self.weight.transpose(0, 1)
+            t = x.reshape(batch, math.prod(self.input_shape)) @ self.weight.transpose(0, 1)
         y = t.reshape(*lead, *self.output_shape)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -142,10 +165,10 @@ class TensorRegression(nn.Module):
         out_features: int,
         bias: bool = True,
         *,
-        format: FormatName = "tucker",
+        format: str = "tucker",
         rank: Any = None,
         ratio: float | None = None,
-        implementation: str = "auto",
+        implementation: Implementation = "auto",
         rank_dropout: float = 0.0,
         init_std: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
@@ -159,22 +182,23 @@ class TensorRegression(nn.Module):
         _positive_ints(fn, ("out_features", out_features))
         self.out_features = out_features
         spec = TensorizedShape((out_features,), self.input_shape)
-        self.linear = FactorizedLinear(
-            math.prod(self.input_shape),
-            out_features,
-            bias,
-            format=format,
-            rank=rank,
-            ratio=ratio,
-            shape=spec,
-            implementation=implementation,
-            rank_dropout=rank_dropout,
-            init_std=init_std,
-            decomposition=decomposition,
-            generator=generator,
-            device=device,
-            dtype=dtype,
-        )
+        with errors_named(fn, inner="FactorizedLinear"):
+            self.linear = FactorizedLinear(
+                math.prod(self.input_shape),
+                out_features,
+                bias,
+                format=format,
+                rank=rank,
+                ratio=ratio,
+                shape=spec,
+                implementation=implementation,
+                rank_dropout=rank_dropout,
+                init_std=init_std,
+                decomposition=decomposition,
+                generator=generator,
+                device=device,
+                dtype=dtype,
+            )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -182,6 +206,6 @@ class TensorRegression(nn.Module):
         return self.linear.weight.reshape(self.out_features, *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.input_shape, type(self).__name__)
+        _check_input(x, self.input_shape, self.linear.factors[0].dtype, type(self).__name__)
         n = len(self.input_shape)
-        return self.linear(x.reshape(*x.shape[:-n], -1))
+        return self.linear(x.reshape(*x.shape[:-n], math.prod(self.input_shape)))

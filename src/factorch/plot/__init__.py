@@ -13,12 +13,16 @@ from ._cp import plot_cp_factors as plot_cp_factors
 from ._diagnostics import plot_convergence as plot_convergence
 from ._diagnostics import plot_rank_scan as plot_rank_scan
 from ._diagnostics import plot_tucker_core as plot_tucker_core
+from ._functional import plot_functional_map as plot_functional_map
+from ._functional import plot_latent_functions as plot_latent_functions
 
 __all__ = [
     "figure_to_png",
     "normalized_cp_factors",
     "plot_convergence",
     "plot_cp_factors",
+    "plot_functional_map",
+    "plot_latent_functions",
     "plot_rank_scan",
     "plot_tucker_core",
     "save_figure",

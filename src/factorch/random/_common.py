@@ -6,37 +6,75 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_rank_value", "check_shape", "draw", "rank_tuple", "resolve"]
+from .._checks import as_index, check_generator
+from .._numerics import check_memory
+
+__all__ = [
+    "check_entries",
+    "check_rank_value",
+    "check_shape",
+    "draw",
+    "is_int",
+    "rank_tuple",
+    "resolve",
+]
+
+
+def is_int(value: object) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    try:
+        as_index(value, "", "")
+    except TypeError:
+        return False
+    return not isinstance(value, torch.Tensor)
 
 
 def check_shape(shape: object, fn: str, name: str = "shape") -> tuple[int, ...]:
-    """A non-empty sequence of positive ints."""
-    if isinstance(shape, int) or not isinstance(shape, Sequence) or isinstance(shape, str):
+    """A non-empty sequence of positive ints (numpy ints accepted)."""
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if is_int(shape) or not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(
             f"{fn}: {name} must be a sequence of positive ints such as (4, 5, 6); got "
             f"{type(shape).__name__}."
         )
     if len(shape) == 0:
         raise ValueError(f"{fn}: {name} must have at least one mode; got ().")
+    sizes = []
     for n, s in enumerate(shape):
-        if isinstance(s, bool) or not isinstance(s, int):
+        if not is_int(s):
             raise TypeError(f"{fn}: {name}[{n}] must be an int; got {type(s).__name__}.")
-        if s < 1:
-            raise ValueError(f"{fn}: {name}[{n}] must be a positive int; got {s}.")
-    return tuple(shape)
+        size = as_index(s, fn, f"{name}[{n}]")
+        if size < 1:
+            raise ValueError(f"{fn}: {name}[{n}] must be a positive int; got {size}.")
+        sizes.append(size)
+    return tuple(sizes)
 
 
 def check_rank_value(value: object, fn: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A positive int (numpy ints accepted, bools refused)."""
+    if not is_int(value):
         raise TypeError(f"{fn}: {name} must be a positive int; got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int; got {value}.")
-    return value
+    out = as_index(value, fn, name)
+    if out < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {out}.")
+    return out
+
+
+def check_entries(
+    n_entries: int, dtype: torch.dtype, device: torch.device, fn: str, what: str
+) -> None:
+    """Refuse (``ValueError``) a draw of ``n_entries`` that cannot fit in the device's memory
+    (the draw is made in float64 on the CPU first, hence at least 8 bytes per entry)."""
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    check_memory(n_entries, wide, "cpu", fn, what, hint="use a smaller shape or rank")
+    if device.type != "cpu":
+        check_memory(n_entries, dtype, device, fn, what, hint="use a smaller shape or rank")
 
 
 def rank_tuple(rank: object, length: int, fn: str, what: str) -> tuple[int, ...]:
     """An int broadcast to ``length`` entries, or a sequence of exactly ``length`` positive ints."""
-    if isinstance(rank, int) and not isinstance(rank, bool):
+    if is_int(rank):
         return (check_rank_value(rank, fn, "rank"),) * length
     if isinstance(rank, Sequence) and not isinstance(rank, str):
         if len(rank) != length:
@@ -58,18 +96,21 @@ def resolve(
         raise TypeError(f"{fn}: dtype must be a torch.dtype; got {type(dtype).__name__}.")
     if not (dtype.is_floating_point or dtype.is_complex):
         raise TypeError(f"{fn}: dtype must be a floating-point or complex dtype; got {dtype}.")
+    generator = check_generator(generator, fn)
     if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"{fn}: generator must be a torch.Generator or None; got "
-                f"{type(generator).__name__}."
-            )
         if generator.device.type != "cpu":
             raise ValueError(
                 f"{fn}: generator must be a CPU torch.Generator (entries are drawn on the CPU and "
                 f"then moved, so results match across devices); got one on {generator.device}."
             )
-    return dtype, torch.device("cpu") if device is None else torch.device(device)
+    if device is None:
+        return dtype, torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{fn}: device must be a torch.device or str; got {type(device).__name__}.")
+    try:
+        return dtype, torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"{fn}: device must name a torch device; got {device!r}.") from err
 
 
 def draw(

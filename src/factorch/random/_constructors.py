@@ -15,7 +15,7 @@ from math import prod
 import torch
 
 from ..tensors import CPTensor, TRTensor, TTMatrix, TTTensor, TuckerTensor
-from ._common import check_rank_value, check_shape, draw, rank_tuple, resolve
+from ._common import check_entries, check_rank_value, check_shape, draw, is_int, rank_tuple, resolve
 
 __all__ = ["random_cp", "random_tr", "random_tt", "random_tt_matrix", "random_tucker"]
 
@@ -33,11 +33,17 @@ def random_cp(
 
     With ``normalize=True`` the factor columns are rescaled to unit norm and the norms moved into
     the weights (same tensor). ``dtype`` defaults to ``torch.get_default_dtype()``.
+
+    Example:
+        >>> cp = random_cp((3, 4, 5), 2, generator=torch.Generator().manual_seed(0))
+        >>> cp.shape, cp.rank
+        ((3, 4, 5), 2)
     """
     fn = "random_cp"
     shape = check_shape(shape, fn)
     r = check_rank_value(rank, fn, "rank")
     dt, dev = resolve(dtype, device, generator, fn)
+    check_entries(sum(shape) * r, dt, dev, fn, f"{len(shape)} factors of rank {r}")
     factors = tuple(draw((s, r), generator, dt, dev) for s in shape)
     weights = torch.full((r,), 1.0 / math.sqrt(r), dtype=dt, device=dev)
     cp = CPTensor(weights, factors)
@@ -58,6 +64,10 @@ def random_tucker(
     Core entries are standard normal. Factors are normal with variance ``1/R_n``, or, with
     ``orthogonal=True``, have orthonormal columns (QR of a Gaussian matrix; needs
     ``R_n <= I_n``), the core then scaled by ``sqrt(prod I_n / R_n)`` to keep entries O(1).
+
+    Example:
+        >>> random_tucker((3, 4, 5), (2, 2, 3), generator=torch.Generator().manual_seed(0)).rank
+        (2, 2, 3)
     """
     fn = "random_tucker"
     shape = check_shape(shape, fn)
@@ -70,6 +80,9 @@ def random_tucker(
                     f"{fn}: orthogonal factors need rank[{n}] <= shape[{n}]; got rank {r} > size "
                     f"{s}. Lower the rank or use orthogonal=False."
                 )
+    check_entries(
+        prod(ranks) + sum(s * r for s, r in zip(shape, ranks)), dt, dev, fn, f"a rank-{ranks} core"
+    )
     core = draw(ranks, generator, dt, torch.device("cpu"))
     factors = []
     for s, r in zip(shape, ranks):
@@ -92,7 +105,7 @@ def _tt_ranks(sizes: Sequence[int], rank: int | Sequence[int], fn: str) -> tuple
     ``min(prod_{j<k} I_j, prod_{j>=k} I_j)``; an explicit tuple above them is an error."""
     n = len(sizes)
     caps = [min(prod(sizes[:k]), prod(sizes[k:])) for k in range(n + 1)]
-    if isinstance(rank, int) and not isinstance(rank, bool):
+    if is_int(rank):
         r = check_rank_value(rank, fn, "rank")
         return (1, *(min(r, caps[k]) for k in range(1, n)), 1)
     ranks = rank_tuple(rank, n + 1, fn, f"r_0..r_{n} for a {n}-way tensor, r_0 = r_{n} = 1")
@@ -108,6 +121,13 @@ def _tt_ranks(sizes: Sequence[int], rank: int | Sequence[int], fn: str) -> tuple
     return ranks
 
 
+def _check_cores(
+    ranks: Sequence[int], sizes: Sequence[int], dtype: torch.dtype, device: torch.device, fn: str
+) -> None:
+    entries = sum(ranks[k] * s * ranks[k + 1] for k, s in enumerate(sizes))
+    check_entries(entries, dtype, device, fn, f"cores of ranks {tuple(ranks)}")
+
+
 def random_tt(
     shape: Sequence[int],
     rank: int | Sequence[int],
@@ -121,11 +141,16 @@ def random_tt(
     ``rank`` is an int (every internal rank, capped at the largest possible TT ranks
     ``min(prod_{j<k} I_j, prod_{j>=k} I_j)``) or the full tuple ``(1, r_1, ..., r_{N-1}, 1)``,
     which must not exceed those caps. Core ``k`` has entries of variance ``1/r_k``.
+
+    Example:
+        >>> random_tt((2, 3, 4), 50, generator=torch.Generator().manual_seed(0)).rank
+        (1, 2, 4, 1)
     """
     fn = "random_tt"
     shape = check_shape(shape, fn)
     ranks = _tt_ranks(shape, rank, fn)
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, shape, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], s, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, s in enumerate(shape)
@@ -146,6 +171,10 @@ def random_tr(
     ``rank`` is an int (every rank, ``r_0 = r_N`` included) or the full tuple
     ``(r_0, ..., r_N)`` with ``r_N = r_0``. Ranks are not capped. Core ``k`` has entries of
     variance ``1/r_k``.
+
+    Example:
+        >>> random_tr((3, 4), 2, generator=torch.Generator().manual_seed(0)).rank
+        (2, 2, 2)
     """
     fn = "random_tr"
     shape = check_shape(shape, fn)
@@ -154,6 +183,7 @@ def random_tr(
     if ranks[0] != ranks[-1]:
         raise ValueError(f"{fn}: the ring must close, r_{n} = r_0; got {ranks}.")
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, shape, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], s, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, s in enumerate(shape)
@@ -176,6 +206,10 @@ def random_tt_matrix(
     ``rank`` as in :func:`random_tt` for the merged sizes ``m_k n_k`` (an int is capped). Core
     ``k`` has entries of variance ``1/r_k``, so matrix entries are O(1); rescale for layer
     initialisation.
+
+    Example:
+        >>> random_tt_matrix((2, 3), (4, 5), 3, generator=torch.Generator().manual_seed(0)).shape
+        (6, 20)
     """
     fn = "random_tt_matrix"
     row_shape = check_shape(row_shape, fn, "row_shape")
@@ -185,8 +219,10 @@ def random_tt_matrix(
             f"{fn}: row_shape and col_shape need the same number of factors (one pair per core); "
             f"got {row_shape} and {col_shape}."
         )
-    ranks = _tt_ranks([m * n for m, n in zip(row_shape, col_shape)], rank, fn)
+    sizes = [m * n for m, n in zip(row_shape, col_shape)]
+    ranks = _tt_ranks(sizes, rank, fn)
     dt, dev = resolve(dtype, device, generator, fn)
+    _check_cores(ranks, sizes, dt, dev, fn)
     cores = tuple(
         draw((ranks[k], m, n, ranks[k + 1]), generator, dt, dev, std=1.0 / math.sqrt(ranks[k]))
         for k, (m, n) in enumerate(zip(row_shape, col_shape))

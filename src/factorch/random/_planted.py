@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import prod
 from typing import Literal, get_args
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import as_index, check_tensor
+from ..algebra.internal import as_array
 from ..tensors import CPTensor, TRTensor, TTTensor, TuckerTensor
-from ._common import draw, resolve
+from ._common import check_entries, check_shape, draw, is_int, resolve
 from ._constructors import random_cp, random_tr, random_tt, random_tucker
 
 __all__ = ["Planted", "PlantedKind", "add_noise", "planted"]
@@ -28,9 +30,15 @@ def add_noise(
     and moved to ``x``'s dtype and device (so the equality holds up to that dtype's rounding).
     ``x`` must be finite. Not differentiable with respect to the noise scale (the noise is a
     constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
+
+    Example:
+        >>> x = torch.ones(3, 4, dtype=torch.float64)
+        >>> y = add_noise(x, relative=0.1, generator=torch.Generator().manual_seed(0))
+        >>> round(float((y - x).norm() / x.norm()), 12)
+        0.1
     """
     fn = "add_noise"
-    check_tensor(x, fn, "x")
+    x = check_tensor(as_array(x, fn, "x"), fn, "x")
     if isinstance(relative, bool) or not isinstance(relative, (int, float)):
         raise TypeError(f"{fn}: relative must be a float; got {type(relative).__name__}.")
     if not math.isfinite(relative) or relative < 0:
@@ -79,23 +87,33 @@ def planted(
     device: torch.device | str | None = None,
 ) -> Planted:
     """A random ``kind`` tensor of ``rank`` (see :func:`random_cp` and siblings) plus Gaussian
-    noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``."""
+    noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``.
+
+    Example:
+        >>> p = planted("cp", (4, 5, 6), 2, noise=0.05, generator=torch.Generator().manual_seed(0))
+        >>> p.tensor.shape, p.noise
+        (torch.Size([4, 5, 6]), 0.05)
+    """
     fn = "planted"
     kinds = get_args(PlantedKind)
     if kind not in kinds:
         raise ValueError(f"{fn}: kind must be one of {kinds}; got {kind!r}.")
-    opts = {"generator": generator, "dtype": dtype, "device": device}
+    sizes = check_shape(shape, fn)
+    dt, dev = resolve(dtype, device, generator, fn)
+    check_entries(2 * prod(sizes), dt, dev, fn, f"the dense {sizes} tensor and its noise")
     truth: CPTensor | TuckerTensor | TTTensor | TRTensor
     if kind == "cp":
-        if not isinstance(rank, int):
+        if not is_int(rank):
             raise TypeError(f"{fn}: a CP rank must be an int; got {type(rank).__name__}.")
-        truth = random_cp(shape, rank, **opts)
+        truth = random_cp(
+            sizes, as_index(rank, fn, "rank"), generator=generator, dtype=dt, device=dev
+        )
     elif kind == "tucker":
-        truth = random_tucker(shape, rank, **opts)
+        truth = random_tucker(sizes, rank, generator=generator, dtype=dt, device=dev)
     elif kind == "tt":
-        truth = random_tt(shape, rank, **opts)
+        truth = random_tt(sizes, rank, generator=generator, dtype=dt, device=dev)
     else:
-        truth = random_tr(shape, rank, **opts)
+        truth = random_tr(sizes, rank, generator=generator, dtype=dt, device=dev)
     dense = truth.to_dense()
     observed = add_noise(dense, relative=noise, generator=generator)
     return Planted(tensor=observed, truth=truth, noise=float(noise))

@@ -11,10 +11,9 @@ Layout: ``indices`` is ``(N, nnz)`` (one contiguous column per mode, as in
 COO format needs 28). Entries are kept sorted lexicographically by index (row-major order of the
 dense tensor) with no duplicates, so mode-0 fibres are contiguous and subsets stay sorted.
 
-The first MTTKRP along mode ``n > 0`` sorts the entries by that mode and caches the permutation,
-the permuted index columns and values on the tensor (an int64 permutation, ``N`` int32 columns
-and the values: 24 bytes per nonzero per mode for a 3-way float32 tensor);
-:meth:`SparseTensor.clear_cache` frees them.
+A :class:`SparseTensor` is an immutable value and caches nothing. Kernels that group the entries
+by one mode (sparse MTTKRP, the row-wise solves of completion) read a
+:class:`factorch.algebra.SparseLayout`, which the solver builds once from the tensor and owns.
 """
 
 from __future__ import annotations
@@ -22,11 +21,15 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
+
+from .._numerics import power_of_two_scale
+from ..algebra.internal import as_array
 
 __all__ = ["Duplicates", "SparseTensor"]
 
@@ -35,23 +38,6 @@ Duplicates = Literal["error", "sum", "mean"]
 _INT32_MAX = 2**31 - 1
 _KEY_LIMIT = 2**62  # linear keys are used when prod(shape) stays below this
 _DENSE_LIMIT = 2**31  # to_dense refuses more entries than this
-
-
-@dataclass(frozen=True)
-class _ModeLayout:
-    """Entries sorted by one mode (stable: the lexicographic order is kept within a row).
-
-    ``perm`` maps layout positions to canonical positions (None for mode 0, already sorted);
-    ``rows`` is the sorted mode index, ``offsets`` the CSR-style row pointers (``I_n + 1``),
-    ``others`` the other modes' index columns and ``values`` the values, both in layout order.
-    """
-
-    mode: int
-    perm: torch.Tensor | None
-    rows: torch.Tensor
-    offsets: torch.Tensor
-    others: tuple[torch.Tensor, ...]
-    values: torch.Tensor
 
 
 def _index_dtype(shape: Sequence[int]) -> torch.dtype:
@@ -133,8 +119,7 @@ def _canonicalize(
 
 
 def _check_values(values: object, fn: str) -> torch.Tensor:
-    if not isinstance(values, torch.Tensor):
-        raise TypeError(f"{fn}: values must be a torch.Tensor; got {type(values).__name__}.")
+    values = as_array(values, fn, "values")
     if values.ndim != 1:
         raise ValueError(f"{fn}: values must be 1-D (nnz,); got shape {tuple(values.shape)}.")
     if not values.is_floating_point():
@@ -151,9 +136,10 @@ def _check_values(values: object, fn: str) -> torch.Tensor:
     return values
 
 
-def _check_indices(indices: object, values: torch.Tensor, shape: tuple[int, ...], fn: str):
-    if not isinstance(indices, torch.Tensor):
-        raise TypeError(f"{fn}: indices must be a torch.Tensor; got {type(indices).__name__}.")
+def _check_indices(
+    indices: object, values: torch.Tensor, shape: tuple[int, ...], fn: str
+) -> torch.Tensor:
+    indices = as_array(indices, fn, "indices")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise TypeError(f"{fn}: indices must have an integer dtype; got {indices.dtype}.")
     n = len(shape)
@@ -202,7 +188,6 @@ class SparseTensor:
     indices: torch.Tensor
     values: torch.Tensor
     shape: tuple[int, ...]
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fn = "SparseTensor"
@@ -223,7 +208,6 @@ class SparseTensor:
         object.__setattr__(out, "indices", indices)
         object.__setattr__(out, "values", values)
         object.__setattr__(out, "shape", shape)
-        object.__setattr__(out, "_cache", {})
         return out
 
     # --- constructors -----------------------------------------------------------------------
@@ -262,8 +246,9 @@ class SparseTensor:
         kept and NaN is refused (pass ``mask=~torch.isnan(tensor)`` to treat NaN as missing).
         """
         fn = "SparseTensor.from_dense"
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{fn}: tensor must be a torch.Tensor; got {type(tensor).__name__}.")
+        tensor = as_array(tensor, fn)
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            mask = as_array(mask, fn, "mask")
         if not tensor.is_floating_point():
             raise TypeError(f"{fn}: tensor must have a real floating dtype; got {tensor.dtype}.")
         if tensor.ndim == 0 or tensor.numel() == 0:
@@ -524,7 +509,7 @@ class SparseTensor:
         if self.nnz == 0 or query.shape[1] == 0:
             return torch.zeros(query.shape[1], dtype=torch.bool, device=self.device)
         if math.prod(self.shape) < _KEY_LIMIT:
-            keys = self._keys()
+            keys = _linear_keys(self.indices, self.shape)
             q = _linear_keys(query.clamp(min=0), self.shape)
             pos = torch.searchsorted(keys, q).clamp(max=self.nnz - 1)
             return inside & (keys[pos] == q)
@@ -535,8 +520,15 @@ class SparseTensor:
         return inside & listed[inverse[self.nnz :]]
 
     def norm(self) -> torch.Tensor:
-        """Frobenius norm of the listed values (unlisted entries count as zeros)."""
-        return torch.linalg.vector_norm(self.values)
+        """Frobenius norm of the listed values (unlisted entries count as zeros), a 0-d tensor
+        in the values' dtype.
+
+        Computed on the values divided by a power of two near their largest magnitude, so it
+        neither underflows nor overflows while the norm itself is representable (float32 values
+        of ``1e-30`` or ``1e30``). Differentiable with respect to the values.
+        """
+        scale = power_of_two_scale(self.values)
+        return torch.linalg.vector_norm(self.values / scale) * scale
 
     def counts(self, mode: int) -> torch.Tensor:
         """Number of listed entries in each slice of ``mode`` (``(I_mode,)`` int64)."""
@@ -545,43 +537,16 @@ class SparseTensor:
         mode = check_mode(mode, self.ndim, "SparseTensor.counts")
         return torch.bincount(self.indices[mode].long(), minlength=self.shape[mode])
 
-    # --- cached per-mode layouts (used by sparse MTTKRP and row-wise solvers) ---------------
-    def _keys(self) -> torch.Tensor:
-        keys = self._cache.get("keys")
-        if keys is None:
-            keys = _linear_keys(self.indices, self.shape)
-            self._cache["keys"] = keys
-        return keys
-
-    def _layout(self, mode: int) -> _ModeLayout:
-        key = ("layout", mode)
-        lay = self._cache.get(key)
-        if lay is None:
-            lay = self._build_layout(mode)
-            self._cache[key] = lay
-        return lay
-
-    def _build_layout(self, mode: int) -> _ModeLayout:
-        col = self.indices[mode]
-        others_idx = [m for m in range(self.ndim) if m != mode]
-        if mode == 0:
-            perm = None
-            rows = col
-            others = tuple(self.indices[m] for m in others_idx)
-            values = self.values
-        else:
-            perm = torch.sort(col, stable=True).indices
-            rows = col[perm]
-            others = tuple(self.indices[m][perm] for m in others_idx)
-            values = self.values[perm]
-        counts = torch.bincount(rows.long(), minlength=self.shape[mode])
-        offsets = torch.zeros(self.shape[mode] + 1, dtype=torch.int64, device=self.device)
-        torch.cumsum(counts, 0, out=offsets[1:])
-        return _ModeLayout(mode, perm, rows, offsets, others, values)
-
     def clear_cache(self) -> None:
-        """Free the per-mode sorted copies built by sparse MTTKRPs and solvers."""
-        self._cache.clear()
+        """Deprecated: does nothing. A :class:`SparseTensor` no longer caches per-mode layouts;
+        build a :class:`factorch.algebra.SparseLayout` and pass it to the kernels instead."""
+        warnings.warn(
+            "SparseTensor.clear_cache is deprecated and does nothing: the tensor caches no "
+            "layouts; build factorch.algebra.SparseLayout.build(tensor) and pass layout= to "
+            "sparse_mttkrp instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
 
 def _describe(x: object) -> str:

@@ -4,6 +4,5 @@ Names carry no leading underscore so that no module imports another subpackage's
 """
 
 from ._sparse import _KEY_LIMIT as KEY_LIMIT
-from ._sparse import _ModeLayout as ModeLayout
 
-__all__ = ["KEY_LIMIT", "ModeLayout"]
+__all__ = ["KEY_LIMIT"]
