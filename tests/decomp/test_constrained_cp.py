@@ -65,9 +65,11 @@ def test_same_iterates_as_tensorly_for_projections(tl_kwargs, ops, tensorly_back
     init = _init(x.shape, 2, 2)
     ref = constrained_parafac(x.numpy(), 2, init=_tl_cp(tl, init), n_iter_max=15, tol_outer=0,
                               **tl_kwargs)  # fmt: skip
-    res = constrained_cp(x, 2, constraints=ops, init=CPTensor.from_factors(init), max_iter=15,
-                         tol=0)  # fmt: skip
-    for a, b in zip(ref.factors, res.model.factors):
+    seen: list[CPTensor] = []  # the AO-ADMM iterates (hard sparsity is polished after them)
+    constrained_cp(x, 2, constraints=ops, init=CPTensor.from_factors(init), max_iter=15, tol=0,
+                   callback=lambda s: seen.append(s.model))  # fmt: skip
+    assert len(seen) == 15
+    for a, b in zip(ref.factors, seen[-1].factors):
         np.testing.assert_allclose(b.numpy(), a, atol=1e-10)
 
 
@@ -124,6 +126,47 @@ def test_at_least_tensorlys_accuracy_on_every_constraint_it_offers(
     res = constrained_cp(x, 3, constraints=ops, init=CPTensor.from_factors(init), max_iter=200)
     ours, anchor = _objective(res.model, x, ops), _objective(theirs, x, ops)
     assert ours <= anchor * (1 + 1e-5), (name, ours, anchor)
+
+
+@pytest.mark.parametrize("unit_norm", [False, True], ids=["hard", "normalized"])
+def test_hard_sparsity_beats_tensorly_over_seeds(unit_norm, tensorly_backend):
+    """Hard sparsity is non-convex: from one start either library can land in the better local
+    optimum. With its count annealed over the first iterations and the support re-solved
+    exactly at the end, constrained_cp's objective is below TensorLy's on most seeds and in the
+    median (the benchmark: 10 of 10 and 8 of 10 seeds)."""
+    tl = tensorly_backend("numpy")
+    from tensorly.decomposition import constrained_parafac
+
+    key = "normalized_sparsity" if unit_norm else "hard_sparsity"
+    ratios = []
+    for seed in range(4):
+        x, _ = _planted((20, 21, 22), seed=seed)
+        init = _init(x.shape, 3, 10 + seed)
+        ops = {1: C.HardSparsity(30, unit_norm=unit_norm)}
+        ref = constrained_parafac(x.numpy(), 3, init=_tl_cp(tl, init), **{key: {1: 30}})
+        theirs = CPTensor(torch.from_numpy(np.asarray(ref.weights, dtype=np.float64)),
+                          tuple(torch.from_numpy(f) for f in ref.factors))  # fmt: skip
+        res = constrained_cp(x, 3, constraints=ops, init=CPTensor.from_factors(init))
+        assert int((res.model.factors[1] != 0).sum()) <= 30
+        if unit_norm:
+            assert float(res.model.factors[1].norm()) == pytest.approx(1.0, rel=1e-12)
+        true = float((res.model.to_dense() - x).norm() / x.norm())
+        assert res.error == pytest.approx(true, rel=1e-9)
+        ratios.append(_objective(res.model, x, ops) / _objective(theirs, x, ops))
+    assert sorted(ratios)[1] < 1.0 and sorted(ratios)[2] <= 1.0 + 1e-9, ratios
+
+
+@pytest.mark.parametrize("stop_at", [3, 30])
+def test_hard_sparsity_holds_when_the_callback_stops_during_the_ramp(stop_at):
+    x, _ = _planted(seed=1)
+    res = constrained_cp(x, 3, constraints={1: C.HardSparsity(12)}, max_iter=50,
+                         callback=lambda s: s.iteration >= stop_at)  # fmt: skip
+    assert int((res.model.factors[1] != 0).sum()) <= 12
+    true = float((res.model.to_dense() - x).norm() / x.norm())
+    assert res.error == pytest.approx(true, rel=1e-9)
+    assert res.extras["objective"][-1] == pytest.approx(
+        0.5 * float((res.model.to_dense() - x).square().sum()), rel=1e-9
+    )
 
 
 # --- constraints exact, planted recovery, the algorithm ------------------------------------------
