@@ -162,6 +162,7 @@ def test_hard_sparsity_holds_when_the_callback_stops_during_the_ramp(stop_at):
     res = constrained_cp(x, 3, constraints={1: C.HardSparsity(12)}, max_iter=50,
                          callback=lambda s: s.iteration >= stop_at)  # fmt: skip
     assert int((res.model.factors[1] != 0).sum()) <= 12
+    assert res.extras["polish_sweeps"] >= 0
     true = float((res.model.to_dense() - x).norm() / x.norm())
     assert res.error == pytest.approx(true, rel=1e-9)
     assert res.extras["objective"][-1] == pytest.approx(

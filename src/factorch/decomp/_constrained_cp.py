@@ -417,8 +417,6 @@ def support_refit(
     if bool(keep.all()) or not bool(keep.any()):
         return factor
     s = keep.to(factor.dtype)
-    rank = gram.shape[0]
-    eye = torch.eye(rank, dtype=gram.dtype, device=gram.device)
     # Rows' systems: G restricted to the support, identity on the rest (those entries stay 0).
     systems = gram * (s.unsqueeze(2) * s.unsqueeze(1)) + torch.diag_embed(1.0 - s)
     solved, info = torch.linalg.solve_ex(systems, (mttkrp * s).unsqueeze(2))
@@ -543,6 +541,7 @@ def _fit(tensor: torch.Tensor, opts: _Options) -> DecompositionResult[CPTensor]:
                 break
         if converged:
             break
+    sweeps = 0
     if any(isinstance(op, HardSparsity) for op in opts.ops):
         if len(errors) <= ramp:  # stopped by the callback while the count was relaxed
             for n, op in enumerate(ops):
@@ -575,6 +574,7 @@ def _fit(tensor: torch.Tensor, opts: _Options) -> DecompositionResult[CPTensor]:
             "objective": tuple(objective),
             "error_floors": tuple(track.floors),
             "admm_iterations": tuple(admm_steps),
+            "polish_sweeps": sweeps,
         },
     )
 
