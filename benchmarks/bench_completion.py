@@ -16,12 +16,14 @@ completion RMSE on real data against TensorLy's masked CP.
 3. Completion RMSE on real tensors bundled with factorch (the same files TensorLy ships):
    IL-2 (13 x 4 x 12 x 8, 192 real missing values; 10 % of the observed cells held out as a test
    set, 5 seeds) and the COVID-19 serology tensor (438 x 6 x 11, no missing values; 10 % and
-   50 % held out). factorch methods choose ``l2`` in {1e-3, ..., 100} and the number of epochs
+   50 % held out). factorch methods choose ``l2`` in {0, 1e-3, ..., 100} and the number of epochs
    on a validation set (10 % of the non-test cells), then refit on all non-test cells;
    TensorLy ``parafac(mask=)`` (EM imputation) and ``non_negative_parafac(mask=)`` (IL-2 only:
    the serology data are z-scored) fit all non-test cells from an SVD and from a random start
    (both reported), ``n_iter_max=1000``, ``tol=1e-9``. factorch also chooses its start
-   (``"svd"`` or ``"random"``) on the validation set. Equal ranks (Tucker: multilinear rank
+   (``"svd"`` or ``"random"``) on the validation set. The rows marked "defaults" fit all
+   non-test cells with every option at its default (no tuning: the default ``l2``, start and
+   number of sweeps). Equal ranks (Tucker: multilinear rank
    ``(r, ..., r)`` capped by the mode sizes, TT: inner ranks ``r``). Test RMSE, mean and
    standard deviation over seeds.
 
@@ -251,7 +253,22 @@ def tensorly_sparse_status() -> dict:
 # --------------------------------------------------------------------------- 3. real data
 
 
-L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+L2_GRID = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def _default_fits():
+    """name -> fit(rest, rank, generator) with every option at the library default (what a user
+    who passes only the data and the rank gets: the default ``l2``, start and ``max_iter``)."""
+    from factorch import completion as C
+
+    return {
+        "cp_als": lambda x, r, g: C.cp_als(x, r, generator=g),
+        "cp_wopt": lambda x, r, g: C.cp_wopt(x, r, generator=g),
+        "tucker_als": lambda x, r, g: C.tucker_als(
+            x, tuple(min(r, s) for s in x.shape), generator=g
+        ),
+        "tt_als": lambda x, r, g: C.tt_als(x, r, generator=g),
+    }
 
 
 def _factorch_methods(quick: bool):
@@ -348,7 +365,7 @@ def bench_real(quick: bool, on_setting=None) -> dict:
     import numpy as np
     import torch
 
-    from factorch.completion import split_mask
+    from factorch.completion import evaluate, split_mask
     from factorch.datasets import load
     from factorch.tensors import SparseTensor
 
@@ -391,6 +408,11 @@ def bench_real(quick: bool, on_setting=None) -> dict:
                     )
                     scores.setdefault(f"factorch {mname}", []).append(rmse)
                     chosen.setdefault(f"factorch {mname}", []).append(l2)
+                for mname, fit in _default_fits().items():
+                    res = fit(rest_sp, rank, torch.Generator().manual_seed(seed))
+                    scores.setdefault(f"factorch {mname}, defaults", []).append(
+                        evaluate(res.model, test)["rmse"]
+                    )
                 xn, rn, tn = x.numpy(), rest.numpy(), test_mask.numpy()
                 xn = np.nan_to_num(xn)
                 for init in ("svd", "random"):
@@ -421,6 +443,84 @@ def bench_real(quick: bool, on_setting=None) -> dict:
     return {"settings": out}
 
 
+# ------------------------------------------------------- 4. the l2 default, before and after
+
+# (label, l2, damping): the old default (absolute ridge 1e-3, no damping), the new one (l2 = 0
+# with the data-relative damping 1e-4 of the ALS row solves) and exact least squares.
+RIDGE_CONFIGS = (
+    ("before: l2=1e-3", 1e-3, 0.0),
+    ("after: l2=0, damping=1e-4", 0.0, 1e-4),
+    ("l2=0, damping=0", 0.0, 0.0),
+)
+
+
+def bench_defaults(quick: bool) -> dict:
+    """Test RMSE of each method with every option at its default except ``l2`` / ``damping``
+    (the three :data:`RIDGE_CONFIGS`), on the splits of section 3 (same seeds, fit on all
+    non-test cells). ``cp_wopt`` has no damping: its two l2 = 0 rows are the same fit."""
+
+    import torch
+
+    from factorch import completion as C
+    from factorch.completion import evaluate, split_mask
+    from factorch.datasets import load
+    from factorch.tensors import SparseTensor
+
+    def fits(l2: float, damping: float):
+        return {
+            "cp_als": lambda x, r, g: C.cp_als(x, r, l2=l2, damping=damping, generator=g),
+            "cp_wopt": lambda x, r, g: C.cp_wopt(x, r, l2=l2, generator=g),
+            "tucker_als": lambda x, r, g: C.tucker_als(
+                x, tuple(min(r, s) for s in x.shape), l2=l2, damping=damping, generator=g
+            ),
+            "tt_als": lambda x, r, g: C.tt_als(x, r, l2=l2, damping=damping, generator=g),
+        }
+
+    settings = [
+        ("il2_response", 0.1, (2, 3, 5), 5),
+        ("covid19_serology", 0.1, (3,), 3),
+        ("covid19_serology", 0.5, (3,), 3),
+    ]
+    if quick:
+        settings = [("il2_response", 0.1, (3,), 2), ("covid19_serology", 0.5, (3,), 2)]
+    out = []
+    for name, held, ranks, n_seeds in settings:
+        ds = load(name)
+        x = ds.tensor
+        observed = ds.mask if ds.mask is not None else torch.ones_like(x, dtype=torch.bool)
+        for rank in ranks:
+            scores: dict[str, list[float]] = {}
+            for seed in range(n_seeds):
+                gen = torch.Generator().manual_seed(seed)
+                rest, test_mask = split_mask(observed, (1 - held, held), generator=gen)
+                rest_sp = SparseTensor.from_dense(x, rest)
+                test = SparseTensor.from_dense(x, test_mask)
+                for label, l2, damping in RIDGE_CONFIGS:
+                    for mname, fit in fits(l2, damping).items():
+                        res = fit(rest_sp, rank, torch.Generator().manual_seed(seed))
+                        rmse = evaluate(res.model, test)["rmse"]
+                        scores.setdefault(f"{mname}, {label}", []).append(rmse)
+            out.append(
+                {
+                    "dataset": name,
+                    "held_out": held,
+                    "rank": rank,
+                    "seeds": n_seeds,
+                    "test_rmse": {
+                        k: {
+                            "mean": statistics.mean(v),
+                            "median": statistics.median(v),
+                            "std": statistics.pstdev(v),
+                            "all": v,
+                        }
+                        for k, v in scores.items()
+                    },
+                }
+            )
+            print(f"  {name} held={held} rank={rank} done", flush=True)
+    return {"configs": [list(c) for c in RIDGE_CONFIGS], "settings": out}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -430,7 +530,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--skip-pyttb", action="store_true")
     parser.add_argument(
-        "--sections", default="mttkrp,cp,real", help="comma-separated subset of mttkrp,cp,real"
+        "--sections",
+        default="mttkrp,cp,real",
+        help="comma-separated subset of mttkrp,cp,real,defaults (defaults: the l2 default, "
+        "before and after; not run unless named)",
     )
     parser.add_argument("--worker", choices=["pyttb", "threads"], help=argparse.SUPPRESS)
     parser.add_argument("--nnz", type=int, default=0, help=argparse.SUPPRESS)
@@ -460,6 +563,8 @@ def main() -> None:
         _run_cp(torch, args, nnz, results)
     if "real" in sections:
         _run_real(args, results, name)
+    if "defaults" in sections:
+        _run_defaults(args, results)
     path = write_results(name, results)
     print(f"wrote {path}")
 
@@ -522,6 +627,21 @@ def _run_real(args, results, name) -> None:
         )
         rows = [[k, f"{v['mean']:.4f}", f"{v['std']:.4f}"] for k, v in s["test_rmse"].items()]
         print(format_table(["method", "test RMSE", "std"], rows))
+
+
+def _run_defaults(args, results) -> None:
+    print("4. the l2 default, before (1e-3) and after (0 with damping 1e-4)", flush=True)
+    results["defaults"] = bench_defaults(args.quick)
+    for s in results["defaults"]["settings"]:
+        print(
+            f"   {s['dataset']}, {int(s['held_out'] * 100)} % held out, rank {s['rank']}, "
+            f"{s['seeds']} seeds"
+        )
+        rows = [
+            [k, f"{v['median']:.4f}", f"{v['mean']:.4f}", f"{v['std']:.4f}"]
+            for k, v in s["test_rmse"].items()
+        ]
+        print(format_table(["method, ridge", "median", "mean", "std"], rows))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,26 @@ def test_matches_pyttb_cp_als_on_sptensor():
     assert ours.fit == pytest.approx(float(info["fit"]), rel=1e-9)
 
 
+def test_an_exact_fit_reports_an_error_at_rounding_level():
+    # The Gram formula floors near sqrt(eps) = 1.5e-8; the returned error is computed exactly.
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 2, generator=gen, dtype=F64) * 1e-200
+    res = sparse_cp(SparseTensor.from_dense(x), 2, max_iter=5, generator=gen)
+    resid = (x - res.model.to_dense()) * 1e200
+    exact = float(torch.linalg.vector_norm(resid) / torch.linalg.vector_norm(x * 1e200))
+    assert exact < 1e-12 and res.errors[-1] < 1e-12
+
+
+def test_the_large_tensor_error_formula_agrees_with_the_dense_one(monkeypatch):
+    import factorch.completion._sparse_cp as module
+
+    _, sp, init = _problem(seed=4)
+    dense = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
+    monkeypatch.setattr(module, "_DENSE_ERROR_LIMIT", 0)
+    split = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
+    assert split == pytest.approx(dense, rel=1e-10) and dense > 0.1
+
+
 def test_float32_random_start_recovers_a_planted_sparse_low_rank_tensor():
     gen = torch.Generator().manual_seed(2)
     factors = []
@@ -59,16 +79,101 @@ def test_float32_random_start_recovers_a_planted_sparse_low_rank_tensor():
     assert exact < 1e-3
 
 
-def test_sparse_cp_errors():
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [(torch.float32, 1e-30), (torch.float32, 1e30), (F64, 1e-200), (F64, 1e200)]
+)
+def test_extreme_scales_give_the_scaled_fit(dtype, scale):
     x, sp, init = _problem()
-    with pytest.raises(TypeError, match=r"sparse_cp: tensor must be a SparseTensor; got Tensor"):
-        sparse_cp(x, 2)  # type: ignore[arg-type]
-    empty = SparseTensor(torch.zeros(3, 0, dtype=torch.int64), torch.zeros(0, dtype=F64), x.shape)
-    with pytest.raises(ValueError, match=r"sparse_cp: tensor needs at least 2 modes and one"):
-        sparse_cp(empty, 2)
-    with pytest.raises(ValueError, match=r"sparse_cp: init has shape \(12, 10, 8\) and rank 3"):
-        sparse_cp(sp, 2, init=init)
-    with pytest.raises(ValueError, match=r"sparse_cp: init must be 'random' or a CPTensor"):
-        sparse_cp(sp, 2, init="svd")
-    with pytest.raises(ValueError, match=r"sparse_cp: tol must be a finite number >= 0"):
-        sparse_cp(sp, 2, tol=-1.0)
+    ref = sparse_cp(sp.to(dtype=dtype), 3, init=init.to(dtype=dtype), max_iter=10, tol=0.0)
+    big = SparseTensor.from_coo(sp.indices, (sp.values * scale).to(dtype), sp.shape)
+    scaled_init = CPTensor(init.weights * scale, init.factors)
+    res = sparse_cp(big, 3, init=scaled_init.to(dtype=dtype), max_iter=10, tol=0.0)
+    assert res.model.dtype == dtype and torch.isfinite(res.model.weights).all()
+    rtol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(
+        res.model.weights.double() / scale, ref.model.weights.double(), rtol=rtol, atol=0
+    )
+    assert res.errors == pytest.approx(ref.errors, rel=rtol)
+    true = float(torch.linalg.vector_norm(x.to(dtype).double() - ref.model.to_dense().double()))
+    assert res.errors[-1] == pytest.approx(true / float(torch.linalg.vector_norm(x)), rel=rtol)
+
+
+def test_half_precision_and_torch_sparse_inputs():
+    _, sp, init = _problem()
+    half = sp.to(dtype=torch.float16)
+    res = sparse_cp(half, 3, init=init.to(dtype=torch.float16), max_iter=5, tol=0.0)
+    assert res.model.dtype == torch.float16
+    dense = half.to_dense().double()
+    true = torch.linalg.vector_norm(
+        dense - res.model.to(dtype=F64).to_dense()
+    ) / torch.linalg.vector_norm(dense)
+    assert res.errors[-1] == pytest.approx(float(true), rel=1e-6)
+    a = sparse_cp(sp.to_torch(), 3, init=init, max_iter=3, tol=0.0)
+    b = sparse_cp(sp, 3, init=init, max_iter=3, tol=0.0)
+    torch.testing.assert_close(a.model.to_dense(), b.model.to_dense())
+
+
+def test_autocast_does_not_lower_the_precision():
+    _, sp, init = _problem()
+    sp32, init32 = sp.to(dtype=torch.float32), init.to(dtype=torch.float32)
+    plain = sparse_cp(sp32, 3, init=init32, max_iter=5, tol=0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = sparse_cp(sp32, 3, init=init32, max_iter=5, tol=0.0)
+    assert under.model.dtype == torch.float32 and under.errors == plain.errors
+
+
+def _empty(x):
+    return SparseTensor(torch.zeros(3, 0, dtype=torch.int64), torch.zeros(0, dtype=F64), x.shape)
+
+
+SPARSE_CP_ERRORS = {
+    "dense tensor": (
+        TypeError,
+        r"sparse_cp: tensor must be a SparseTensor or a torch sparse tensor; got Tensor \(use "
+        r"factorch.decomp.cp for dense tensors\)",
+        lambda x, sp, init: sparse_cp(x, 2),
+    ),
+    "no entries": (
+        ValueError,
+        r"sparse_cp: tensor needs at least 2 modes and one listed entry",
+        lambda x, sp, init: sparse_cp(_empty(x), 2),
+    ),
+    "init shape": (
+        ValueError,
+        r"sparse_cp: init has shape \(12, 10, 8\) and rank 3",
+        lambda x, sp, init: sparse_cp(sp, 2, init=init),
+    ),
+    "init name": (
+        ValueError,
+        r"sparse_cp: init must be 'random' or a CPTensor",
+        lambda x, sp, init: sparse_cp(sp, 2, init="svd"),
+    ),
+    "tol": (
+        ValueError,
+        r"sparse_cp: tol must be a finite number >= 0",
+        lambda x, sp, init: sparse_cp(sp, 2, tol=-1.0),
+    ),
+    "absurd rank": (
+        ValueError,
+        r"sparse_cp: a rank-1000000000 CP model of a \(12, 10, 8\) tensor needs about",
+        lambda x, sp, init: sparse_cp(sp, 10**9),
+    ),
+    "generator": (
+        TypeError,
+        r"sparse_cp: generator must be a torch.Generator or None; got int",
+        lambda x, sp, init: sparse_cp(sp, 2, generator=0),
+    ),
+    "empty torch sparse": (
+        ValueError,
+        r"sparse_cp: tensor must have at least 2 modes and one listed \(observed\) entry",
+        lambda x, sp, init: sparse_cp(torch.zeros(3, 4).to_sparse(), 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SPARSE_CP_ERRORS), ids=list(SPARSE_CP_ERRORS))
+def test_sparse_cp_errors(case):
+    exc, message, call = SPARSE_CP_ERRORS[case]
+    x, sp, init = _problem()
+    with pytest.raises(exc, match=message):
+        call(x, sp, init)

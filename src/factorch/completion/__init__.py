@@ -14,6 +14,20 @@ stopping and a callback.
 * :func:`sparse_cp` -- CP-ALS of a sparse tensor whose unlisted entries are zeros;
 * :func:`predict`, :func:`evaluate`, :func:`rmse`, :func:`mae`, :func:`relative_error`;
   :func:`holdout_mask`, :func:`split_mask` (see also :meth:`SparseTensor.split`).
+
+Conventions shared by every fit (the low-rank ones; the neural ones where noted):
+
+* the data come first (``tensor``; ``data=`` is a deprecated alias): a SparseTensor or torch
+  sparse tensor (its listed entries are the observed ones), or a dense tensor / numpy array with
+  an optional ``mask``; data that require grad are detached (the fits are not differentiable);
+* ``l2`` is an absolute ridge (in the data's units squared), 0 by default; without it, a factor
+  row with fewer observations than unknowns gets the minimum-norm least-squares solution;
+* the fits compute in the input's precision whatever ``torch.autocast`` region is active
+  (float16 / bfloat16 data in float32, the model returned in the input dtype with the RMSEs of
+  that model), on the values divided by an exact power of two so that data of any magnitude in
+  the dtype's range (float32 1e-30 ... 1e30) give the same fit; a rank whose working set cannot
+  fit the device is refused before anything is allocated. :func:`fit_neural` honours autocast
+  for its training passes and reports RMSEs computed without it.
 """
 
 from . import functional as functional

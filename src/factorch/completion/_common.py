@@ -1,136 +1,81 @@
-"""Shared plumbing of the completion methods: observed-entry handling, option checks, early
-stopping on a validation set, random starts and CP values at the observed entries."""
+"""Shared plumbing of the completion methods: option checks, early stopping on a validation set,
+random starts, memory estimates and CP values at the observed entries (the observed entries
+themselves are prepared by :mod:`._observed`, results handed back by :mod:`._output`)."""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
+import numbers
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_generator, check_positive_int
+from .._numerics import check_memory
 from ..algebra.internal import SparseLayout
 from ..algebra.internal import sparse_mttkrp as sparse_mttkrp_kernel
 from ..tensors import SparseTensor
+from ._metrics import root_mean_square
 from ._result import CompletionCallback, CompletionResult, CompletionState, Link
 
 __all__ = [
+    "LoopOptions",
     "Monitor",
+    "check_cp_memory",
     "check_fraction",
     "check_nonneg",
     "cp_values",
-    "observations",
+    "data_alias",
     "randn",
-    "validation_set",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 M = TypeVar("M")
 
 _CHUNK_ELEMENTS = 2**20
 
 
-def observations(
-    data: object, mask: torch.Tensor | None, fn: str, name: str = "data"
-) -> SparseTensor:
-    """The observed entries as a :class:`SparseTensor` (float32/float64, at least one entry).
-
-    ``data`` is a SparseTensor (its listed entries are the observed ones) or a dense tensor with
-    an optional bool ``mask`` (True = observed; without a mask every entry is observed and NaN is
-    refused)."""
-    if isinstance(data, SparseTensor):
-        if mask is not None:
-            raise ValueError(
-                f"{fn}: mask is only for dense tensors; a SparseTensor lists its observed "
-                "entries already."
-            )
-        sp = data
-    elif isinstance(data, torch.Tensor):
-        if not data.is_floating_point():
-            raise TypeError(f"{fn}: {name} must have a real floating dtype; got {data.dtype}.")
-        if data.ndim < 2 or data.numel() == 0:
-            raise ValueError(
-                f"{fn}: {name} must have at least 2 modes and no empty mode; got shape "
-                f"{tuple(data.shape)}."
-            )
-        if mask is None:
-            if bool(torch.isnan(data).any()):
-                raise ValueError(
-                    f"{fn}: {name} contains NaN; pass mask=~torch.isnan({name}) to treat NaN "
-                    "entries as missing."
-                )
-            mask = torch.ones_like(data, dtype=torch.bool)
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise TypeError(f"{fn}: mask must be a bool tensor (True = observed); got {got}.")
-        if mask.shape != data.shape:
-            raise ValueError(
-                f"{fn}: mask shape {tuple(mask.shape)} must equal the {name} shape "
-                f"{tuple(data.shape)}."
-            )
-        if mask.device != data.device:
-            raise ValueError(f"{fn}: mask is on {mask.device} but {name} on {data.device}.")
-        observed = data[mask]
-        if observed.numel() and not bool(torch.isfinite(observed).all()):
-            raise ValueError(
-                f"{fn}: {name} has {int((~torch.isfinite(observed)).sum())} NaN or Inf entries "
-                "where mask is True; observed entries must be finite (set mask False there)."
-            )
-        sp = SparseTensor.from_dense(data, mask)
-    else:
-        raise TypeError(
-            f"{fn}: {name} must be a SparseTensor or a dense torch.Tensor; got "
-            f"{type(data).__name__}."
-        )
-    if sp.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{fn}: {name} must be float32 or float64; got {sp.dtype}.")
-    if sp.ndim < 2:
-        raise ValueError(f"{fn}: {name} must have at least 2 modes; got shape {sp.shape}.")
-    if sp.nnz == 0:
-        raise ValueError(
-            f"{fn}: {name} has no observed entries; completion needs at least one "
-            "(check the mask or the split)."
-        )
-    return sp
-
-
-def validation_set(validation: object, train: SparseTensor, fn: str) -> SparseTensor | None:
-    """``None`` or a SparseTensor of the training shape, cast to its dtype and device."""
-    if validation is None:
-        return None
-    if not isinstance(validation, SparseTensor):
-        raise TypeError(
-            f"{fn}: validation must be a SparseTensor of held-out entries or None; got "
-            f"{type(validation).__name__} (use SparseTensor.from_dense(x, mask))."
-        )
-    if validation.shape != train.shape:
-        raise ValueError(
-            f"{fn}: validation has shape {validation.shape} but the data has {train.shape}."
-        )
-    if validation.nnz == 0:
-        raise ValueError(f"{fn}: validation has no entries; pass None or a non-empty split.")
-    return validation.to(device=train.device, dtype=train.dtype)
+def _real(value: object, fn: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number; got {type(value).__name__}.")
+    return float(value)
 
 
 def check_nonneg(value: object, fn: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{fn}: {name} must be a number; got {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0:
+    """A finite real number ``>= 0`` (Python or numpy) as a Python float."""
+    out = _real(value, fn, name)
+    if not math.isfinite(out) or out < 0:
         raise ValueError(f"{fn}: {name} must be a finite number >= 0; got {value}.")
-    return float(value)
+    return out
 
 
 def check_fraction(value: object, fn: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{fn}: {name} must be a number; got {type(value).__name__}.")
-    if not 0 < value < 1:
+    """A real number in ``(0, 1)`` as a Python float."""
+    out = _real(value, fn, name)
+    if not 0 < out < 1:
         raise ValueError(f"{fn}: {name} must be in (0, 1); got {value}.")
-    return float(value)
+    return out
 
 
-def check_loop(max_iter: object, tol: object, patience: object, fn: str) -> tuple[int, float, int]:
-    return (
+@dataclass(frozen=True)
+class LoopOptions:
+    """How an iterative fit stops: at most ``max_iter`` epochs; converged when the objective
+    changes by less than ``tol`` relatively; stopped early after ``patience`` epochs without
+    validation improvement."""
+
+    max_iter: int
+    tol: float
+    patience: int
+
+
+def check_loop(max_iter: object, tol: object, patience: object, fn: str) -> LoopOptions:
+    return LoopOptions(
         check_positive_int(max_iter, fn, "max_iter"),
         check_nonneg(tol, fn, "tol"),
         check_positive_int(patience, fn, "patience"),
@@ -139,13 +84,67 @@ def check_loop(max_iter: object, tol: object, patience: object, fn: str) -> tupl
 
 def check_fit_options(
     l2: object, max_iter: object, tol: object, patience: object, generator: object, fn: str
-) -> tuple[float, int, float, int]:
-    """The options every fitting loop takes: ``(l2, max_iter, tol, patience)`` checked (in that
+) -> tuple[float, LoopOptions]:
+    """The options every fitting loop takes: ``l2`` and the loop options checked (in that
     order, then ``generator``)."""
-    l2 = check_nonneg(l2, fn, "l2")
-    max_iter, tol, patience = check_loop(max_iter, tol, patience, fn)
+    ridge = check_nonneg(l2, fn, "l2")
+    loop = check_loop(max_iter, tol, patience, fn)
     check_generator(generator, fn)
-    return l2, max_iter, tol, patience
+    return ridge, loop
+
+
+def check_cp_memory(
+    shape: Sequence[int], nnz: int, rank: int, dtype: torch.dtype, device: torch.device, fn: str
+) -> None:
+    """Refuse a rank whose CP working set cannot fit the device, before allocating.
+
+    Counted (elements): the factors and as many gradient / optimiser copies as L-BFGS keeps
+    (``2 * 20 + 4``), the per-row normal equations of the largest mode (``I R^2`` for the
+    systems plus ``I R (R + 1) / 2`` accumulated), the factor rows of a chunk of entries, and
+    ``R^2`` Grams per mode.
+    """
+    params = sum(shape) * rank
+    rows = max(shape) * (rank * rank + rank * (rank + 1) // 2 + rank)
+    chunk = min(nnz, 2**16) * rank
+    need = 44 * params + rows + chunk + len(shape) * rank * rank
+    check_memory(
+        need,
+        dtype,
+        device,
+        fn,
+        f"a rank-{rank} CP model of a {tuple(shape)} tensor",
+        hint="use a smaller rank",
+    )
+
+
+def data_alias(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: accept the deprecated keyword ``data=`` for the first argument ``tensor``.
+
+    ``data`` was the first argument's name in completion until 0.2; it keeps working for one
+    release with a ``DeprecationWarning`` pointing at the caller.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if "data" in kwargs:
+                if args or "tensor" in kwargs:
+                    raise TypeError(
+                        f"{name}: got both tensor and data (the deprecated name of tensor); "
+                        "pass tensor only."
+                    )
+                warnings.warn(
+                    f"{name}: the keyword data= is deprecated; use tensor= (or pass the "
+                    "tensor first, positionally).",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs["tensor"] = kwargs.pop("data")
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def ridge_objective(
@@ -156,11 +155,6 @@ def ridge_objective(
     resid2 = float(torch.sum((pred - train.values) ** 2))
     objective = resid2 + l2 * sum(float(torch.sum(p * p)) for p in params)
     return (resid2 / train.nnz) ** 0.5, objective
-
-
-def normalized(result: CompletionResult[M]) -> CompletionResult[M]:
-    """``result`` with its CP model normalized (unit-norm factor columns, norms in the weights)."""
-    return dataclasses.replace(result, model=result.model.normalize())  # type: ignore[attr-defined]
 
 
 def randn(
@@ -201,16 +195,17 @@ class _CPValues(torch.autograd.Function):
     factor (the gradient of ``sum_p g_p m_p`` with respect to ``A_n`` is the MTTKRP of ``g``)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, pattern: SparseTensor, layout: SparseLayout | None, *factors: torch.Tensor
+    def forward(
+        ctx: Any, pattern: SparseTensor, layout: SparseLayout | None, *factors: torch.Tensor
     ) -> torch.Tensor:
+        # ``ctx`` is torch's function context, which carries attributes set at run time.
         ctx.pattern = pattern
         ctx.layout = layout
         ctx.save_for_backward(*factors)
         return _cp_values_nograd(factors, pattern.indices)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         factors = ctx.saved_tensors
         grads: list[torch.Tensor | None] = [None, None]
         g = grad.contiguous()
@@ -234,7 +229,8 @@ def cp_values(
     (built once by the solver, ``SparseLayout.build(pattern)``) saves a sort per backward pass.
     """
     if torch.is_grad_enabled() and any(f.requires_grad for f in factors):
-        return _CPValues.apply(pattern, layout, *factors)
+        out: torch.Tensor = _CPValues.apply(pattern, layout, *factors)
+        return out
     return _cp_values_nograd(factors, pattern.indices)
 
 
@@ -243,17 +239,18 @@ class Monitor(Generic[M]):
 
     def __init__(
         self,
+        fn: str,
+        loop: LoopOptions,
         *,
         has_validation: bool,
-        patience: int,
-        tol: float,
         callback: CompletionCallback | None,
         snapshot: Callable[[M], M],
         stage: str = "fit",
     ) -> None:
+        self.fn = fn
         self.has_validation = has_validation
-        self.patience = patience
-        self.tol = tol
+        self.patience = loop.patience
+        self.tol = loop.tol
         self.callback = callback
         self.snapshot = snapshot
         self.stage = stage
@@ -274,8 +271,8 @@ class Monitor(Generic[M]):
         """Record an epoch; True when the run must stop. ``objective`` drives ``tol``."""
         if not math.isfinite(objective):
             raise FloatingPointError(
-                "the training objective became NaN or Inf at epoch "
-                f"{epoch}; lower the learning rate or raise l2."
+                f"{self.fn}: the training objective became NaN or Inf at epoch {epoch}; lower "
+                "the learning rate or raise l2."
             )
         self.train.append(train_rmse)
         self.last_model = model
@@ -327,16 +324,10 @@ class Monitor(Generic[M]):
 
 
 def rmse_of(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return math.sqrt(float(torch.mean((pred.double() - target.double()) ** 2)))
+    """RMSE of ``pred`` against ``target`` in float64, free of under- and overflow."""
+    return root_mean_square(pred.double() - target.double())
 
 
 def empty_slices(train: SparseTensor) -> tuple[torch.Tensor, ...]:
     """Per mode, the indices of slices with no observed entry."""
     return tuple((train.counts(n) == 0).nonzero().squeeze(1) for n in range(train.ndim))
-
-
-def check_generator(generator: object, fn: str) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"{fn}: generator must be a torch.Generator or None; got {type(generator).__name__}."
-        )

@@ -22,20 +22,24 @@ CIKM 2021 (arXiv 2108.10248; reference code ``srijankr/DAIN``). Steps:
 Memory: the reference stores every cell's gradient at every epoch (``epochs x cells x H``
 floats, about 25 GB for a million cells). Here each epoch adds ``r_e(x) <h_e(x), G_e>`` to a
 running sum (one float per cell), and that sum is copied whenever the validation RMSE improves,
-so memory is two floats per training cell whatever the number of epochs.
+so memory is two floats per training cell whatever the number of epochs. Influences are
+computed in float64 with autocast off (the training passes honour an active autocast, as in
+:func:`~factorch.completion.fit_neural`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_generator, check_positive_int
+from .._numerics import autocast_disabled
 from ..tensors import SparseTensor
-from ._common import check_generator, check_nonneg, validation_set
-from ._neural import NeuralCompletionModel, fit_neural
+from ._common import check_nonneg
+from ._neural import NeuralCompletionModel, fit_neural, neural_data
+from ._observed import observe
 from ._result import CompletionCallback, CompletionResult, CompletionState
 
 __all__ = ["DAINResult", "dain"]
@@ -71,25 +75,26 @@ class DAINResult:
 def _gradient_parts(
     model: NeuralCompletionModel, data: SparseTensor, s: int, e: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate activations and residuals of the entries ``s:e``, in float64."""
     idx = data.indices[:, s:e].long().mT
     h = model.penultimate(idx)
     resid = model.output(h).squeeze(-1) - data.values[s:e]
-    return h, resid
+    return h.double(), resid.double()
 
 
 def epoch_influence(
     model: NeuralCompletionModel, train: SparseTensor, val: SparseTensor
 ) -> torch.Tensor:
-    """``<g(x), sum_v g(v)>`` for every training cell ``x`` at the model's current state."""
+    """``<g(x), sum_v g(v)>`` for every training cell ``x`` at the model's current state
+    (float64, autocast off)."""
     was = model.training
     model.eval()
-    with torch.no_grad():
-        g_val = None
+    with torch.no_grad(), autocast_disabled():
+        g_val = torch.zeros(model.output.in_features, dtype=torch.float64, device=val.device)
         for s in range(0, val.nnz, _BATCH):
             h, r = _gradient_parts(model, val, s, min(val.nnz, s + _BATCH))
-            part = r @ h
-            g_val = part if g_val is None else g_val + part
-        out = torch.empty(train.nnz, dtype=train.dtype, device=train.device)
+            g_val += r @ h
+        out = torch.empty(train.nnz, dtype=torch.float64, device=train.device)
         for s in range(0, train.nnz, _BATCH):
             e = min(train.nnz, s + _BATCH)
             h, r = _gradient_parts(model, train, s, e)
@@ -98,9 +103,66 @@ def epoch_influence(
     return out
 
 
+@dataclass
+class _Influence:
+    """Running TracIn sum over the epochs of the base run; copied at each validation best."""
+
+    train: SparseTensor
+    val: SparseTensor
+    callback: CompletionCallback | None
+    running: torch.Tensor = field(init=False)
+    best: torch.Tensor = field(init=False)
+    best_val: float = float("inf")
+
+    def __post_init__(self) -> None:
+        self.running = torch.zeros(self.train.nnz, dtype=torch.float64, device=self.train.device)
+        self.best = torch.zeros_like(self.running)
+
+    def on_epoch(self, state: CompletionState) -> bool | None:
+        self.running.add_(epoch_influence(state.model, self.train, self.val))
+        if state.val_rmse < self.best_val:
+            self.best_val = state.val_rmse
+            self.best = self.running.clone()
+        return self.callback(state) if self.callback is not None else None
+
+
+@dataclass(frozen=True)
+class _Training:
+    """The :func:`fit_neural` settings shared by the base and the augmented run."""
+
+    validation: SparseTensor
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    generator: torch.Generator | None
+
+    def fit(
+        self,
+        model: NeuralCompletionModel,
+        train: SparseTensor,
+        stage: str,
+        callback: CompletionCallback | None,
+    ) -> CompletionResult[NeuralCompletionModel]:
+        return fit_neural(
+            model,
+            train,
+            validation=self.validation,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            generator=self.generator,
+            callback=callback,
+            stage=stage,
+        )
+
+
 def dain(
     make_model: Callable[[], NeuralCompletionModel],
-    train: SparseTensor,
+    train: SparseTensor | torch.Tensor,
     validation: SparseTensor,
     *,
     aug_ratio: float = 0.5,
@@ -116,10 +178,11 @@ def dain(
     """Influence-guided data augmentation for a neural completion model (DAIN).
 
     Args:
-        make_model: returns a fresh, untrained :class:`NeuralCompletionModel` of
-            ``train.shape`` (called twice: base and augmented run; seed its generator inside
-            for reproducibility).
-        train: observed training cells.
+        make_model: returns a fresh, untrained :class:`NeuralCompletionModel` of the data's
+            shape (called twice: base and augmented run; seed its generator inside for
+            reproducibility).
+        train: observed training cells: a :class:`~factorch.tensors.SparseTensor` (or torch
+            sparse tensor), or a dense tensor / numpy array whose every entry is a cell.
         validation: held-out cells (influence target, early stopping, model selection).
         aug_ratio: number of augmented cells drawn, as a fraction of ``train.nnz``
             (before dropping already-known cells and repeats).
@@ -133,75 +196,75 @@ def dain(
     Returns:
         :class:`DAINResult`.
 
-    Not differentiable.
+    Raises:
+        TypeError: wrong types (``make_model`` not callable or not returning a completion
+            model, half-precision parameters, ...). ValueError: no validation set, shapes
+            that disagree, bad options, values whose squares overflow the model's dtype.
+
+    Not differentiable (data that require grad are detached). Training honours an active
+    autocast region as :func:`fit_neural` does; influences are computed in float64.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import EmbeddingMLP, dain
+        >>> from factorch.tensors import SparseTensor
+        >>> x = SparseTensor.from_dense(torch.rand(6, 5, 4), torch.rand(6, 5, 4) < 0.8)
+        >>> train, val = x.split((0.8, 0.2), generator=torch.Generator().manual_seed(0))
+        >>> def make():
+        ...     return EmbeddingMLP((6, 5, 4), 4, (8,), generator=torch.Generator().manual_seed(0))
+        >>> res = dain(make, train, val, epochs=2, generator=torch.Generator().manual_seed(1))
+        >>> res.augmentation.shape
+        (6, 5, 4)
     """
     fn = "dain"
     if not callable(make_model):
         raise TypeError(f"{fn}: make_model must be a callable returning a fresh model.")
-    if not isinstance(train, SparseTensor):
-        raise TypeError(f"{fn}: train must be a SparseTensor; got {type(train).__name__}.")
-    if train.nnz == 0:
-        raise ValueError(f"{fn}: train has no observed entries.")
     if validation is None:
         raise ValueError(f"{fn}: validation is required (it defines the influence).")
-    val = validation_set(validation, train, fn)
+    data = observe(train, None, fn, scale=False, name="train").train
     aug_ratio = check_nonneg(aug_ratio, fn, "aug_ratio")
     if aug_ratio == 0:
         raise ValueError(f"{fn}: aug_ratio must be positive; got 0.")
-    check_positive_int(epochs, fn, "epochs")
+    epochs = check_positive_int(epochs, fn, "epochs")
     check_generator(generator, fn)
-    base_model = _fresh(make_model, train, fn)
-    param = next(base_model.parameters())
-    train = train.to(device=param.device, dtype=param.dtype)
-    val = val.to(device=param.device, dtype=param.dtype)
-    settings = {
-        "validation": val,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "patience": patience,
-        "generator": generator,
-    }
-    running = torch.zeros(train.nnz, dtype=train.dtype, device=train.device)
-    best = {"val": float("inf"), "sum": torch.zeros_like(running)}
-
-    def on_epoch(state: CompletionState) -> bool | None:
-        running.add_(epoch_influence(state.model, train, val))
-        if state.val_rmse < best["val"]:
-            best["val"] = state.val_rmse
-            best["sum"] = running.clone()
-        return callback(state) if callback is not None else None
-
-    base = fit_neural(base_model, train, callback=on_epoch, stage="base", **settings)
-    influence = best["sum"]
+    base_model = _fresh(make_model, data, fn)
+    obs, val = neural_data(base_model, data, None, validation, fn)
+    data = obs.train
+    if val is None:  # pragma: no cover - validation was checked above
+        raise ValueError(f"{fn}: validation is required (it defines the influence).")
+    settings = _Training(val, epochs, batch_size, lr, weight_decay, patience, generator)
+    tracker = _Influence(data, val, callback)
+    base = settings.fit(base_model, data, "base", tracker.on_epoch)
+    influence = tracker.best
     scale = float(influence.abs().max())
     if scale > 0:
         influence = influence / scale
     influence = influence.abs() if use_abs else influence.clamp(min=0)
     importance = []
-    for k, size in enumerate(train.shape):
-        e_k = torch.bincount(train.indices[k].long(), weights=influence.double(), minlength=size)
+    for k, size in enumerate(data.shape):
+        e_k = torch.bincount(data.indices[k].long(), weights=influence, minlength=size)
         total = float(e_k.sum())
-        importance.append(e_k / total if total > 0 else torch.full((size,), 1.0 / size))
-    augmentation = _augment(base.model, train, val, importance, aug_ratio, generator)
+        uniform = torch.full((size,), 1.0 / size, dtype=e_k.dtype, device=e_k.device)
+        importance.append(e_k / total if total > 0 else uniform)
+    augmentation = _augment(base.model, data, val, importance, aug_ratio, generator)
     merged = SparseTensor.from_coo(
-        torch.cat([train.indices, augmentation.indices.to(train.indices.dtype)], 1),
-        torch.cat([train.values, augmentation.values]),
-        train.shape,
+        torch.cat([data.indices, augmentation.indices.to(data.indices.dtype)], 1),
+        torch.cat([data.values, augmentation.values]),
+        data.shape,
     )
-    fresh = _fresh(make_model, train, fn)
-    augmented = fit_neural(fresh, merged, callback=callback, stage="augmented", **settings)
+    augmented = settings.fit(_fresh(make_model, data, fn), merged, "augmented", callback)
     return DAINResult(
         base=base,
         augmented=augmented,
-        influence=influence,
-        importance=tuple(i.to(train.dtype) for i in importance),
+        influence=influence.to(data.dtype),
+        importance=tuple(i.to(data.dtype) for i in importance),
         augmentation=augmentation,
     )
 
 
-def _fresh(make_model, train: SparseTensor, fn: str) -> NeuralCompletionModel:
+def _fresh(
+    make_model: Callable[[], NeuralCompletionModel], train: SparseTensor, fn: str
+) -> NeuralCompletionModel:
     model = make_model()
     if not isinstance(model, NeuralCompletionModel):
         raise TypeError(
@@ -215,7 +278,14 @@ def _fresh(make_model, train: SparseTensor, fn: str) -> NeuralCompletionModel:
     return model
 
 
-def _augment(model, train, val, importance, aug_ratio, generator) -> SparseTensor:
+def _augment(
+    model: NeuralCompletionModel,
+    train: SparseTensor,
+    val: SparseTensor,
+    importance: list[torch.Tensor],
+    aug_ratio: float,
+    generator: torch.Generator | None,
+) -> SparseTensor:
     n_draw = max(1, round(aug_ratio * train.nnz))
     cols = [
         torch.multinomial(p.double().cpu(), n_draw, replacement=True, generator=generator)
@@ -226,7 +296,7 @@ def _augment(model, train, val, importance, aug_ratio, generator) -> SparseTenso
     known = train.contains(cells) | val.contains(cells)
     cells = cells[~known]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast_disabled():
         values = (
             torch.cat([model(cells[s : s + _BATCH]) for s in range(0, cells.shape[0], _BATCH)])
             if cells.shape[0]

@@ -17,21 +17,61 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, cast, get_args
 
 import torch
 
+from .._checks import check_positive_int
 from .._timing import Stopwatch
 from ..algebra.internal import SparseLayout
 from ..tensors import CPTensor, SparseTensor
-from ._common import Monitor, cp_values, empty_slices, normalized, rmse_of
-from ._metrics import _apply_link
+from ._common import LoopOptions, Monitor, check_nonneg, cp_values, empty_slices, rmse_of
+from ._metrics import apply_link
 from ._result import CompletionCallback, CompletionResult, Link
 
-__all__ = ["Optimizer", "fit_cp_gradient"]
+__all__ = [
+    "ElementLoss",
+    "GradientOptions",
+    "Optimizer",
+    "check_gradient_options",
+    "fit_cp_gradient",
+]
 
 Optimizer = Literal["lbfgs", "adam"]
 ElementLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class GradientOptions:
+    """How a gradient-based fit optimises: ``optimizer``, Adam's learning rate ``lr``, Adam's
+    mini-batch size (None: full batch) and the L-BFGS iterations per epoch."""
+
+    optimizer: Optimizer
+    lr: float
+    batch_size: int | None
+    lbfgs_iters: int
+
+
+def check_gradient_options(
+    optimizer: object, lr: object, batch_size: object, lbfgs_iters: object, fn: str
+) -> GradientOptions:
+    if optimizer not in get_args(Optimizer):
+        raise ValueError(
+            f"{fn}: optimizer must be one of {get_args(Optimizer)}; got {optimizer!r}."
+        )
+    rate = check_nonneg(lr, fn, "lr")
+    if rate == 0:
+        raise ValueError(f"{fn}: lr must be positive; got 0.")
+    batch = None
+    if batch_size is not None:
+        batch = check_positive_int(batch_size, fn, "batch_size")
+        if optimizer == "lbfgs":
+            raise ValueError(
+                f"{fn}: batch_size is for optimizer='adam'; L-BFGS uses every observed entry."
+            )
+    iters = check_positive_int(lbfgs_iters, fn, "lbfgs_iters")
+    return GradientOptions(cast(Optimizer, optimizer), rate, batch, iters)
 
 
 def _batch_values(factors: list[torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
@@ -41,97 +81,120 @@ def _batch_values(factors: list[torch.Tensor], idx: torch.Tensor) -> torch.Tenso
     return prod.sum(1)
 
 
+@dataclass
+class _Problem:
+    """The objective ``F(A) = (sum_p f(x_p, m_p) + l2 sum_n ||A_n||^2) / |Omega|``."""
+
+    train: SparseTensor
+    loss: ElementLoss
+    l2: float
+    params: list[torch.Tensor]
+    layout: SparseLayout  # of ``train``, built once for the backward passes
+
+    def penalty(self) -> torch.Tensor:
+        out = torch.zeros((), dtype=self.train.dtype, device=self.train.device)
+        for p in self.params:
+            out = out + torch.sum(p * p)
+        return out
+
+    def objective(self) -> torch.Tensor:
+        m = cp_values(self.params, self.train, self.layout)
+        return (torch.sum(self.loss(self.train.values, m)) + self.l2 * self.penalty()) / (
+            self.train.nnz
+        )
+
+    def batch_objective(self, pos: torch.Tensor) -> torch.Tensor:
+        m = _batch_values(self.params, self.train.indices[:, pos])
+        data = torch.mean(self.loss(self.train.values[pos], m))
+        return data + (self.l2 / self.train.nnz) * self.penalty()
+
+
+def _optimizer(params: list[torch.Tensor], opts: GradientOptions) -> torch.optim.Optimizer:
+    if opts.optimizer == "lbfgs":
+        return torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=opts.lbfgs_iters,
+            history_size=20,
+            tolerance_grad=1e-12,
+            tolerance_change=1e-16,
+            line_search_fn="strong_wolfe",
+        )
+    return torch.optim.Adam(params, lr=opts.lr)
+
+
+def _epoch(
+    problem: _Problem,
+    opt: torch.optim.Optimizer,
+    opts: GradientOptions,
+    generator: torch.Generator | None,
+) -> None:
+    """One epoch of updates: an L-BFGS step, one full-batch Adam step, or one pass of Adam
+    over shuffled mini-batches."""
+
+    def closure() -> float:
+        opt.zero_grad(set_to_none=True)
+        value = problem.objective()
+        value.backward()
+        return float(value.detach())
+
+    nnz = problem.train.nnz
+    if opts.optimizer == "lbfgs":
+        opt.step(closure)
+    elif opts.batch_size is None or opts.batch_size >= nnz:
+        closure()
+        opt.step()
+    else:
+        order = torch.randperm(nnz, generator=generator).to(problem.train.device)
+        for s in range(0, nnz, opts.batch_size):
+            opt.zero_grad(set_to_none=True)
+            problem.batch_objective(order[s : s + opts.batch_size]).backward()
+            opt.step()
+
+
 def fit_cp_gradient(
     train: SparseTensor,
     val: SparseTensor | None,
     factors: list[torch.Tensor],
     loss: ElementLoss,
     *,
+    fn: str,
     link: Link,
     l2: float,
-    optimizer: Optimizer,
-    max_iter: int,
-    tol: float,
-    patience: int,
-    lr: float,
-    batch_size: int | None,
-    lbfgs_iters: int,
+    loop: LoopOptions,
+    opts: GradientOptions,
     generator: torch.Generator | None,
     callback: CompletionCallback | None,
     extras: dict[str, object],
 ) -> CompletionResult[CPTensor]:
+    """Minimise the objective of the module docstring from ``factors``; the result holds the
+    (unnormalized) CP model of the last or best epoch and ``extras["loss"]``, the objective
+    after each epoch."""
     clock = Stopwatch()
     params = [f.detach().clone().requires_grad_(True) for f in factors]
-    nnz = train.nnz
-    x = train.values
-    rank = params[0].shape[1]
-    ones = torch.ones(rank, dtype=train.dtype, device=train.device)
-
-    def penalty() -> torch.Tensor:
-        return sum(torch.sum(p * p) for p in params)  # type: ignore[return-value]
-
-    layout = SparseLayout.build(train)
-
-    def full_objective() -> torch.Tensor:
-        m = cp_values(params, train, layout)
-        return (torch.sum(loss(x, m)) + l2 * penalty()) / nnz
-
-    if optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            params,
-            lr=1.0,
-            max_iter=lbfgs_iters,
-            history_size=20,
-            tolerance_grad=1e-12,
-            tolerance_change=1e-16,
-            line_search_fn="strong_wolfe",
-        )
-    else:
-        opt = torch.optim.Adam(params, lr=lr)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        value = full_objective()
-        value.backward()
-        return value
-
-    snapshot = lambda m: CPTensor(m.weights, tuple(f.clone() for f in m.factors))  # noqa: E731
+    problem = _Problem(train, loss, l2, params, SparseLayout.build(train))
+    opt = _optimizer(problem.params, opts)
+    ones = torch.ones(factors[0].shape[1], dtype=train.dtype, device=train.device)
     monitor: Monitor[CPTensor] = Monitor(
+        fn,
+        loop,
         has_validation=val is not None,
-        patience=patience,
-        tol=tol,
         callback=callback,
-        snapshot=snapshot,
+        snapshot=lambda m: CPTensor(m.weights, tuple(f.clone() for f in m.factors)),
     )
     losses: list[float] = []
-    for epoch in range(1, max_iter + 1):
-        if optimizer == "lbfgs":
-            opt.step(closure)
-        elif batch_size is None or batch_size >= nnz:
-            closure()
-            opt.step()
-        else:
-            order = torch.randperm(nnz, generator=generator).to(train.device)
-            idx_all = train.indices
-            for s in range(0, nnz, batch_size):
-                pos = order[s : s + batch_size]
-                opt.zero_grad(set_to_none=True)
-                m = _batch_values(params, idx_all[:, pos])
-                value = torch.mean(loss(x[pos], m)) + (l2 / nnz) * penalty()
-                value.backward()
-                opt.step()
+    for epoch in range(1, loop.max_iter + 1):
+        _epoch(problem, opt, opts, generator)
         with torch.no_grad():
-            m = cp_values(params, train)
-            objective = float((torch.sum(loss(x, m)) + l2 * penalty()) / nnz)
-            train_rmse = rmse_of(_apply_link(m, link), x)
+            objective = float(problem.objective())
+            fitted = tuple(p.detach() for p in problem.params)
+            train_rmse = rmse_of(apply_link(cp_values(fitted, train), link), train.values)
+            val_rmse = math.nan
             if val is not None:
-                val_rmse = rmse_of(_apply_link(cp_values(params, val), link), val.values)
-            else:
-                val_rmse = math.nan
-            losses.append(objective)
-            model = CPTensor(ones, tuple(p.detach() for p in params))
-        if monitor.step(epoch, train_rmse, val_rmse, model, objective):
+                val_rmse = rmse_of(apply_link(cp_values(fitted, val), link), val.values)
+        losses.append(objective)
+        if monitor.step(epoch, train_rmse, val_rmse, CPTensor(ones, fitted), objective):
             break
-    final = CPTensor(ones, tuple(p.detach().clone() for p in params))
+    final = CPTensor(ones, tuple(p.detach().clone() for p in problem.params))
     extras = {**extras, "loss": tuple(losses), "empty_slices": empty_slices(train)}
-    return normalized(monitor.result(final, clock.elapsed, link=link, extras=extras))
+    return monitor.result(final, clock.elapsed, link=link, extras=extras)

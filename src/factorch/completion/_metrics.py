@@ -12,14 +12,15 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
+from .._checks import as_tensor, check_positive_int
+from .._numerics import autocast_disabled, stable_norm
 from ..tensors import FactorizedTensor, SparseTensor
 from ._result import Link
 
-__all__ = ["evaluate", "mae", "predict", "relative_error", "rmse"]
+__all__ = ["evaluate", "mae", "predict", "relative_error", "rmse", "root_mean_square"]
 
 
-def _apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
+def apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
     if link == "exp":
         return torch.exp(values)
     if link == "sigmoid":
@@ -29,10 +30,12 @@ def _apply_link(values: torch.Tensor, link: Link) -> torch.Tensor:
 
 def _check_indices(indices: object, ndim: int, fn: str) -> torch.Tensor:
     if not isinstance(indices, torch.Tensor):
-        raise TypeError(
-            f"{fn}: indices must be an integer torch.Tensor of shape (B, {ndim}); got "
-            f"{type(indices).__name__}."
-        )
+        if indices is None or isinstance(indices, (str, bytes, int, float)):
+            raise TypeError(
+                f"{fn}: indices must be an integer torch.Tensor of shape (B, {ndim}); got "
+                f"{type(indices).__name__}."
+            )
+        indices = as_tensor(indices, fn, "indices")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise TypeError(f"{fn}: indices must have an integer dtype; got {indices.dtype}.")
     if indices.ndim != 2 or indices.shape[1] != ndim:
@@ -62,9 +65,29 @@ def predict(
 ) -> torch.Tensor:
     """Model values at integer ``(B, N)`` indices, in batches, with ``link`` applied.
 
-    ``model`` is a factorized tensor (``.entries``) or a completion ``nn.Module`` (called in eval
-    mode under ``torch.no_grad``; its training mode is restored). Out-of-range indices raise
-    ``IndexError``. Not differentiable (use ``model.entries`` or ``model(indices)`` for that).
+    Args:
+        model: a factorized tensor (``.entries``) or a completion ``nn.Module`` (called in eval
+            mode under ``torch.no_grad`` with autocast off; its training mode is restored).
+        indices: integer ``(B, N)`` tensor or numpy array.
+        batch_size: entries per batch.
+        link: ``"identity"``, ``"exp"`` or ``"sigmoid"`` applied to the values.
+
+    Returns:
+        ``(B,)`` values in the model's dtype.
+
+    Raises:
+        TypeError: not a model, non-integer indices. ValueError: indices of the wrong shape,
+        an unknown link. IndexError: an index out of range.
+
+    Not differentiable (use ``model.entries`` or ``model(indices)`` for that).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import predict
+        >>> from factorch.tensors import CPTensor
+        >>> cp = CPTensor.from_factors([torch.ones(3, 1), torch.ones(2, 1)])
+        >>> predict(cp, torch.tensor([[0, 1], [2, 0]]))
+        tensor([1., 1.])
     """
     fn = "predict"
     shape = _model_shape(model, fn)
@@ -80,7 +103,7 @@ def predict(
             f"{fn}: indices[{b}, {n}] = {int(indices[b, n])} is out of range for mode {n} of "
             f"size {shape[n]}."
         )
-    with torch.no_grad():
+    with torch.no_grad(), autocast_disabled():
         if isinstance(model, nn.Module):
             was_training = model.training
             model.eval()
@@ -93,58 +116,176 @@ def predict(
             finally:
                 model.train(was_training)
         else:
+            entries = getattr(model, "entries", None)
+            if not callable(entries):
+                raise TypeError(f"{fn}: model must have an entries() method.")
             idx = indices.to(model.device)
-            parts = [
-                model.entries(idx[s : s + batch_size]) for s in range(0, idx.shape[0], batch_size)
-            ]
+            parts = [entries(idx[s : s + batch_size]) for s in range(0, idx.shape[0], batch_size)]
         if not parts:
             dtype = next(model.parameters()).dtype if isinstance(model, nn.Module) else model.dtype
             return torch.zeros(0, dtype=dtype)
-        return _apply_link(torch.cat(parts), link)
+        return apply_link(torch.cat(parts), link)
+
+
+def _floating(t: object, fn: str, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor) and not isinstance(t, (str, bytes)) and t is not None:
+        t = as_tensor(t, fn, name)
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+        raise TypeError(f"{fn}: {name} must be a floating torch.Tensor; got {got}.")
+    return t
 
 
 def _pair(prediction: object, target: object, fn: str) -> tuple[torch.Tensor, torch.Tensor]:
-    for name, t in (("prediction", prediction), ("target", target)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(
-                f"{fn}: {name} must be a floating torch.Tensor; got {type(t).__name__}."
-            )
-    if prediction.shape != target.shape:  # type: ignore[union-attr]
+    pred = _floating(prediction, fn, "prediction")
+    true = _floating(target, fn, "target")
+    if pred.shape != true.shape:
         raise ValueError(
             f"{fn}: prediction and target must have one shape; got "
-            f"{tuple(prediction.shape)} and {tuple(target.shape)}."  # type: ignore[union-attr]
+            f"{tuple(pred.shape)} and {tuple(true.shape)}."
         )
-    if prediction.numel() == 0:  # type: ignore[union-attr]
+    if pred.numel() == 0:
         raise ValueError(f"{fn}: needs at least one entry; got empty tensors.")
-    return prediction.detach(), target.detach().to(prediction.device)  # type: ignore[union-attr]
+    return pred.detach(), true.detach().to(pred.device)
+
+
+def root_mean_square(values: torch.Tensor) -> float:
+    """``sqrt(mean(v^2))`` in float64, divided by the largest magnitude first so that squares
+    neither under- nor overflow (residuals of ``1e200`` or ``1e-200``)."""
+    v = values.detach().double()
+    peak = float(v.abs().max()) if v.numel() else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * math.sqrt(float(torch.mean((v / peak) ** 2)))
 
 
 def rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Root-mean-square error ``sqrt(mean((prediction - target)^2))`` (computed in float64)."""
+    """Root-mean-square error ``sqrt(mean((prediction - target)^2))``.
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included), divided by the
+        largest residual first so that neither ``1e-200`` nor ``1e200`` residuals under- or
+        overflow. NaN or infinite entries give a NaN or infinite result: the metric of
+        non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import rmse
+        >>> rmse(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.4142135623730951
+    """
     p, t = _pair(prediction, target, "rmse")
-    return math.sqrt(float(torch.mean((p.double() - t.double()) ** 2)))
+    return root_mean_square(p.double() - t.double())
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean absolute error ``mean(|prediction - target|)`` (computed in float64)."""
+    """Mean absolute error ``mean(|prediction - target|)``.
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included). NaN or
+        infinite entries give a NaN or infinite result: the metric of non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import mae
+        >>> mae(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.0
+    """
     p, t = _pair(prediction, target, "mae")
     return float(torch.mean(torch.abs(p.double() - t.double())))
 
 
 def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """``||prediction - target|| / ||target||`` (``inf`` when the target is all zeros)."""
+    """``||prediction - target|| / ||target||`` (``inf`` when the target is all zeros and the
+    prediction is not; 0 when both are).
+
+    Args:
+        prediction: floating tensor or numpy array (detached; any float dtype and device).
+        target: floating tensor or numpy array of the same shape (moved to ``prediction``'s
+            device).
+
+    Returns:
+        A Python float, computed in float64 (half-precision inputs included), with norms free
+        of under- and overflow. NaN or infinite entries give a NaN or infinite result: the
+        metric of non-finite values.
+
+    Raises:
+        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
+        entries.
+
+    Not differentiable (use ``torch`` operations on the tensors for a training loss).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import relative_error
+        >>> relative_error(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
+        1.414213562373095
+    """
     p, t = _pair(prediction, target, "relative_error")
-    num = float(torch.linalg.vector_norm(p.double() - t.double()))
-    den = float(torch.linalg.vector_norm(t.double()))
+    num = stable_norm(p.double() - t.double())
+    den = stable_norm(t.double())
     return num / den if den > 0 else (0.0 if num == 0 else math.inf)
 
 
 def evaluate(
     model: FactorizedTensor | nn.Module, data: SparseTensor, *, link: Link = "identity"
 ) -> dict[str, float]:
-    """``{"rmse", "mae", "relative_error"}`` of ``model`` on the entries listed in ``data``."""
+    """``{"rmse", "mae", "relative_error"}`` of ``model`` on the entries listed in ``data``.
+
+    Args:
+        model: a factorized tensor or a completion ``nn.Module`` (see :func:`predict`).
+        data: the entries to score, a :class:`~factorch.tensors.SparseTensor` or a torch sparse
+            COO tensor (its listed entries).
+        link: applied to the model values before comparing (see :func:`predict`).
+
+    Returns:
+        The three metrics as Python floats (see :func:`rmse`, :func:`mae`,
+        :func:`relative_error`).
+
+    Raises:
+        TypeError: ``data`` not sparse, or a model :func:`predict` refuses. ValueError /
+        IndexError: a model whose shape does not cover ``data``'s indices, no entries.
+
+    Not differentiable.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import evaluate
+        >>> from factorch.tensors import CPTensor, SparseTensor
+        >>> model = CPTensor.from_factors([torch.ones(2, 1), torch.ones(2, 1)])
+        >>> evaluate(model, SparseTensor.from_dense(torch.eye(2)))["rmse"]
+        0.0
+    """
+    if isinstance(data, torch.Tensor) and data.layout == torch.sparse_coo:
+        data = SparseTensor.from_torch(data)
     if not isinstance(data, SparseTensor):
-        raise TypeError(f"evaluate: data must be a SparseTensor; got {type(data).__name__}.")
+        raise TypeError(
+            f"evaluate: data must be a SparseTensor or a torch sparse COO tensor; got "
+            f"{type(data).__name__} (SparseTensor.from_dense(x, mask) lists a dense tensor's "
+            f"observed entries)."
+        )
     pred = predict(model, data.indices.mT.long(), link=link)
     return {
         "rmse": rmse(pred, data.values),

@@ -17,10 +17,19 @@ with ``forward(indices) = output(penultimate(indices)).squeeze(-1)``. Any
 
 Parameters are initialised from ``generator`` (embeddings ``N(0, 0.1^2)``, linear layers
 ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` as PyTorch's defaults), never from the global RNG.
+
+Precision. :func:`fit_neural` trains the model in its parameters' dtype, float32 or float64
+(half-precision parameters are refused: Adam's moments and an ``eps`` of ``1e-8`` do not fit
+float16). An active ``torch.autocast`` region *is honoured* for the training passes: mixed
+precision is what autocast exists for, and the parameters and optimiser state stay in their
+dtype. Everything that is reported or selects a model -- the training and validation RMSE of each
+epoch, the best epoch, :func:`~factorch.completion.predict` -- runs with autocast off in the
+parameters' dtype, so the reported RMSEs are those of the returned model.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -29,22 +38,39 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
+from .._checks import as_index, check_generator, check_positive_int
+from .._numerics import HALF_DTYPES, autocast_disabled, check_memory
 from .._timing import Stopwatch
 from ..tensors import SparseTensor
-from ._common import Monitor, check_generator, check_loop, check_nonneg, rmse_of, validation_set
+from ._common import Monitor, check_loop, check_nonneg, rmse_of
+from ._observed import Observed, observe, observe_validation
 from ._result import CompletionCallback, CompletionResult
 
 __all__ = ["CoSTCo", "EmbeddingMLP", "NeuralCompletionModel", "fit_neural"]
 
 
 def _check_shape(shape: object, fn: str) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)) or len(shape) < 2:
+    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 2:
         raise TypeError(f"{fn}: shape must be a tuple of at least 2 positive ints; got {shape!r}.")
-    for s in shape:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"{fn}: shape must hold positive ints; got {tuple(shape)}.")
-    return tuple(shape)
+    try:
+        out = tuple(as_index(s, fn, "shape") for s in shape)
+    except TypeError as err:
+        raise ValueError(f"{fn}: shape must hold positive ints; got {tuple(shape)}.") from err
+    if any(s < 1 for s in out):
+        raise ValueError(f"{fn}: shape must hold positive ints; got {out}.")
+    return out
+
+
+def _check_size(n_params: int, dtype: torch.dtype | None, device: object, fn: str) -> None:
+    """Refuse a model whose parameters (and Adam's two moments) cannot fit the device."""
+    check_memory(
+        4 * n_params,
+        dtype or torch.get_default_dtype(),
+        torch.device(device) if isinstance(device, (str, torch.device)) else torch.device("cpu"),
+        fn,
+        f"a model of {n_params} parameters",
+        hint="use a smaller rank or width",
+    )
 
 
 def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator | None) -> None:
@@ -77,9 +103,12 @@ class NeuralCompletionModel(nn.Module):
 
     def _init(self, generator: torch.Generator | None) -> None:
         for emb in self.embeddings:
+            weight = emb.weight
+            if not isinstance(weight, torch.Tensor):  # pragma: no cover - nn.Embedding invariant
+                raise TypeError("embedding without a weight tensor")
             with torch.no_grad():
-                w = torch.randn(emb.weight.shape, generator=generator, dtype=torch.float64)
-                emb.weight.copy_(0.1 * w)
+                w = torch.randn(tuple(weight.shape), generator=generator, dtype=torch.float64)
+                weight.copy_(0.1 * w)
         for mod in self.modules():
             if isinstance(mod, (nn.Linear, nn.Conv2d)):
                 fan_in = mod.weight[0].numel()
@@ -112,16 +141,23 @@ class CoSTCo(NeuralCompletionModel):
         super().__init__()
         fn = "CoSTCo"
         self.shape = _check_shape(shape, fn)
-        check_positive_int(rank, fn, "rank")
-        check_positive_int(channels, fn, "channels")
         check_generator(generator, fn)
-        kw = {"dtype": dtype, "device": device}
+        rank = check_positive_int(rank, fn, "rank")
+        channels = check_positive_int(channels, fn, "channels")
         n = len(self.shape)
-        self.embeddings = nn.ModuleList(nn.Embedding(s, rank, **kw) for s in self.shape)
-        self.conv_modes = nn.Conv2d(1, channels, kernel_size=(1, n), **kw)
-        self.conv_rank = nn.Conv2d(channels, channels, kernel_size=(rank, 1), **kw)
-        self.hidden = nn.Linear(channels, channels, **kw)
-        self.output = nn.Linear(channels, 1, **kw)
+        _check_size(
+            sum(self.shape) * rank + channels * (n + rank * channels + channels + 4),
+            dtype,
+            device,
+            fn,
+        )
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(s, rank, dtype=dtype, device=device) for s in self.shape
+        )
+        self.conv_modes = nn.Conv2d(1, channels, (1, n), dtype=dtype, device=device)
+        self.conv_rank = nn.Conv2d(channels, channels, (rank, 1), dtype=dtype, device=device)
+        self.hidden = nn.Linear(channels, channels, dtype=dtype, device=device)
+        self.output = nn.Linear(channels, 1, dtype=dtype, device=device)
         self._init(generator)
 
     def penultimate(self, indices: torch.Tensor) -> torch.Tensor:
@@ -154,17 +190,21 @@ class EmbeddingMLP(NeuralCompletionModel):
         super().__init__()
         fn = "EmbeddingMLP"
         self.shape = _check_shape(shape, fn)
-        check_positive_int(embedding_dim, fn, "embedding_dim")
-        if isinstance(hidden, int) or not hidden:
+        embedding_dim = check_positive_int(embedding_dim, fn, "embedding_dim")
+        if not isinstance(hidden, Sequence) or isinstance(hidden, str) or not hidden:
             raise TypeError(f"{fn}: hidden must be a non-empty sequence of ints; got {hidden!r}.")
-        for h in hidden:
-            check_positive_int(h, fn, "hidden widths")
+        widths = [embedding_dim * len(self.shape)]
+        widths += [check_positive_int(h, fn, "hidden widths") for h in hidden]
         check_generator(generator, fn)
-        kw = {"dtype": dtype, "device": device}
-        self.embeddings = nn.ModuleList(nn.Embedding(s, embedding_dim, **kw) for s in self.shape)
-        widths = [embedding_dim * len(self.shape), *hidden]
-        self.layers = nn.ModuleList(nn.Linear(a, b, **kw) for a, b in itertools.pairwise(widths))
-        self.output = nn.Linear(widths[-1], 1, **kw)
+        layers = sum((a + 1) * b for a, b in itertools.pairwise([*widths, 1]))
+        _check_size(sum(self.shape) * embedding_dim + layers, dtype, device, fn)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(s, embedding_dim, dtype=dtype, device=device) for s in self.shape
+        )
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, dtype=dtype, device=device) for a, b in itertools.pairwise(widths)
+        )
+        self.output = nn.Linear(widths[-1], 1, dtype=dtype, device=device)
         self._init(generator)
 
     def penultimate(self, indices: torch.Tensor) -> torch.Tensor:
@@ -174,14 +214,50 @@ class EmbeddingMLP(NeuralCompletionModel):
         return h
 
 
-def _module_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _module_snapshot(model: NeuralCompletionModel) -> NeuralCompletionModel:
+    return copy.deepcopy(model)
+
+
+def _check_model(model: object, fn: str) -> torch.Tensor:
+    """The model's first parameter (its dtype and device); refuses half precision."""
+    if not isinstance(model, NeuralCompletionModel):
+        raise TypeError(
+            f"{fn}: model must be a NeuralCompletionModel (CoSTCo, EmbeddingMLP or a subclass); "
+            f"got {type(model).__name__}."
+        )
+    param = next(model.parameters())
+    if param.dtype in HALF_DTYPES or not param.is_floating_point():
+        raise TypeError(
+            f"{fn}: model parameters must be float32 or float64; got {param.dtype}. Build the "
+            "model in float32 and train under torch.autocast for mixed precision."
+        )
+    return param
+
+
+def neural_data(
+    model: NeuralCompletionModel, train: object, mask: object, validation: object, fn: str
+) -> tuple[Observed, SparseTensor | None]:
+    """Training (and validation) entries in the model's dtype and device, checked."""
+    param = _check_model(model, fn)
+    obs = observe(train, mask, fn, scale=False, name="train")
+    if obs.train.shape != model.shape:
+        raise ValueError(f"{fn}: train has shape {obs.train.shape} but the model {model.shape}.")
+    peak = float(obs.train.values.abs().max())
+    if peak * peak > torch.finfo(param.dtype).max / 2**20:
+        raise ValueError(
+            f"{fn}: train values reach {peak:.3g}; their squared errors overflow the model's "
+            f"{param.dtype}. Standardise them first (subtract the mean, divide by the standard "
+            "deviation) and undo that on the predictions."
+        )
+    obs = Observed(obs.train.to(device=param.device, dtype=param.dtype), 1.0, param.dtype)
+    return obs, observe_validation(validation, obs, fn)
 
 
 def fit_neural(
     model: NeuralCompletionModel,
-    train: SparseTensor,
+    train: SparseTensor | torch.Tensor,
     *,
+    mask: torch.Tensor | None = None,
     validation: SparseTensor | None = None,
     epochs: int = 50,
     batch_size: int = 1024,
@@ -196,13 +272,17 @@ def fit_neural(
     """Train a neural completion model on observed entries by Adam on the squared error.
 
     Shuffled mini-batches (order from ``generator``), mean squared error, Adam with ``lr`` and
-    ``weight_decay``. After each epoch the validation RMSE is computed; the parameters of the
-    best epoch are restored at the end (the model is trained in place and returned in the result).
+    ``weight_decay``. After each epoch the training and validation RMSEs of the model are
+    computed; the parameters of the best epoch are restored at the end (the model is trained in
+    place and returned in the result).
 
     Args:
         model: a :class:`NeuralCompletionModel` (e.g. :class:`CoSTCo`, :class:`EmbeddingMLP`)
-            whose ``shape`` equals ``train.shape``.
-        train: observed training entries.
+            whose ``shape`` equals the data's, with float32 or float64 parameters.
+        train: observed training entries: a :class:`~factorch.tensors.SparseTensor` or torch
+            sparse tensor, or a dense tensor / numpy array (with ``mask``; every entry without
+            one). Cast to the model's dtype and device.
+        mask: bool tensor or array, True where a dense ``train`` is observed.
         validation: held-out entries for early stopping (``patience`` epochs) and selection.
         epochs: maximum number of passes over ``train``.
         batch_size, lr, weight_decay: optimisation settings.
@@ -213,70 +293,91 @@ def fit_neural(
         stage: label passed to the callback (DAIN uses ``"base"`` and ``"augmented"``).
 
     Returns:
-        :class:`CompletionResult` whose ``train_rmse`` is the root of the mean loss over each
-        epoch's mini-batches.
+        :class:`CompletionResult`: ``train_rmse`` and ``val_rmse`` are the RMSEs of the model
+        at the end of each epoch (autocast off, parameters' dtype); ``extras["loss"]`` holds
+        the mean mini-batch loss of each epoch (under autocast when active).
+
+    Raises:
+        TypeError: not a completion model, half-precision parameters, wrong types.
+        ValueError: shapes that disagree, no observed entry, values whose squares overflow the
+            model's dtype (standardise them), bad options.
+        FloatingPointError: the training loss became NaN or Inf (lower ``lr``).
+
+    Differentiable only in the sense that it trains the model's parameters (in place); data
+    that require grad are detached. An active autocast region is honoured for the training
+    passes (module docstring).
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import EmbeddingMLP, fit_neural
+        >>> x = torch.rand(6, 5, 4)
+        >>> model = EmbeddingMLP((6, 5, 4), 4, (8,), generator=torch.Generator().manual_seed(0))
+        >>> res = fit_neural(model, x, epochs=2, generator=torch.Generator().manual_seed(0))
+        >>> res.epochs
+        2
     """
     fn = "fit_neural"
-    if not isinstance(model, NeuralCompletionModel):
-        raise TypeError(
-            f"{fn}: model must be a NeuralCompletionModel (CoSTCo, EmbeddingMLP or a subclass); "
-            f"got {type(model).__name__}."
-        )
-    if not isinstance(train, SparseTensor):
-        raise TypeError(f"{fn}: train must be a SparseTensor; got {type(train).__name__}.")
-    if train.shape != model.shape:
-        raise ValueError(f"{fn}: train has shape {train.shape} but the model {model.shape}.")
-    if train.nnz == 0:
-        raise ValueError(f"{fn}: train has no observed entries.")
-    epochs, tol, patience = check_loop(epochs, tol, patience, fn)
-    check_positive_int(batch_size, fn, "batch_size")
+    obs, val = neural_data(model, train, mask, validation, fn)
+    loop = check_loop(epochs, tol, patience, fn)
+    batch = check_positive_int(batch_size, fn, "batch_size")
     lr = check_nonneg(lr, fn, "lr")
     weight_decay = check_nonneg(weight_decay, fn, "weight_decay")
     check_generator(generator, fn)
-    param = next(model.parameters())
-    train = train.to(device=param.device, dtype=param.dtype)
-    val = validation_set(validation, train, fn)
+    data = obs.train
     clock = Stopwatch()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     monitor: Monitor[NeuralCompletionModel] = Monitor(
+        fn,
+        loop,
         has_validation=val is not None,
-        patience=patience,
-        tol=tol,
         callback=callback,
-        snapshot=lambda m: _module_snapshot(m),  # type: ignore[arg-type,return-value]
+        snapshot=_module_snapshot,
         stage=stage,
     )
-    idx_all = train.indices.long()
-    x = train.values
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(train.nnz, generator=generator).to(param.device)
-        total = 0.0
-        for s in range(0, train.nnz, batch_size):
-            pos = order[s : s + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = torch.mean((model(idx_all[:, pos].mT) - x[pos]) ** 2)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * pos.shape[0]
-        mse = total / train.nnz
-        val_rmse = math.nan
-        if val is not None:
-            val_rmse = rmse_of(_predict_all(model, val), val.values)
-        if monitor.step(epoch, math.sqrt(mse), val_rmse, model, mse):
+    losses: list[float] = []
+    for epoch in range(1, loop.max_iter + 1):
+        mse = _train_epoch(model, opt, data, batch, generator)
+        losses.append(mse)
+        train_rmse = rmse_of(_predict_all(model, data), data.values)
+        val_rmse = rmse_of(_predict_all(model, val), val.values) if val is not None else math.nan
+        if monitor.step(epoch, train_rmse, val_rmse, model, mse):
             break
     if val is not None and monitor.best_model is not None:
-        model.load_state_dict(monitor.best_model)  # type: ignore[arg-type]
+        model.load_state_dict(monitor.best_model.state_dict())
     model.eval()
-    # the monitor keeps a state dict as the best model; the result holds the module itself
-    return dataclasses.replace(monitor.result(model, clock.elapsed), model=model)
+    result = monitor.result(model, clock.elapsed, extras={"loss": tuple(losses)})
+    return dataclasses.replace(result, model=model)
+
+
+def _train_epoch(
+    model: NeuralCompletionModel,
+    opt: torch.optim.Optimizer,
+    data: SparseTensor,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> float:
+    """One pass of Adam over shuffled mini-batches; returns the mean mini-batch loss."""
+    model.train()
+    idx_all = data.indices.long()
+    x = data.values
+    order = torch.randperm(data.nnz, generator=generator).to(x.device)
+    total = 0.0
+    for s in range(0, data.nnz, batch_size):
+        pos = order[s : s + batch_size]
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((model(idx_all[:, pos].mT).to(x.dtype) - x[pos]) ** 2)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * pos.shape[0]
+    return total / data.nnz
 
 
 def _predict_all(model: nn.Module, data: SparseTensor, batch: int = 65536) -> torch.Tensor:
+    """Model values at every listed entry of ``data`` (eval mode, no grad, autocast off)."""
     was = model.training
     model.eval()
     idx = data.indices.long()
-    with torch.no_grad():
+    with torch.no_grad(), autocast_disabled():
         out = torch.cat([model(idx[:, s : s + batch].mT) for s in range(0, data.nnz, batch)])
     model.train(was)
     return out

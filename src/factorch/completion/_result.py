@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..tensors import FactorizedTensor
 
 __all__ = ["CompletionCallback", "CompletionResult", "CompletionState", "Link"]
 
@@ -86,4 +91,5 @@ class CompletionResult(Generic[M]):
         """Predictions at integer ``(B, N)`` indices (link applied). Not differentiable."""
         from ._metrics import predict
 
-        return predict(self.model, indices, batch_size=batch_size, link=self.link)
+        model = cast("FactorizedTensor | nn.Module", self.model)  # every fit's model is one
+        return predict(model, indices, batch_size=batch_size, link=self.link)

@@ -9,28 +9,109 @@ relative error comes free from the last MTTKRP:
 One sweep costs ``N (N - 1) R nnz`` multiply-adds and ``O(R^2 sum_n I_n)`` for the Grams: the
 dense tensor is never formed.
 
+The values are divided by an exact power of two before the sweeps (the ridge ``l2`` acts on
+unit-norm components, so it needs no rescaling) and the weights multiplied back, so data of any
+magnitude in the dtype's range give the same fit; the last reported error is recomputed in
+float64 from the returned model (densely, hence exactly, for tensors of up to ``2**22`` entries).
+
 Reference: Bader and Kolda, "Efficient MATLAB computations with sparse and factored tensors",
 SIAM J. Sci. Comput. 30(1), 2007; Kolda and Bader, SIAM Review 51(3), 2009.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_generator, check_positive_int
+from .._numerics import no_autocast
 from .._timing import Stopwatch
 from ..algebra.internal import SparseLayout
 from ..algebra.internal import sparse_mttkrp as sparse_mttkrp_kernel
 from ..decomp import Callback, DecompositionResult, IterationState
 from ..decomp.internal import hadamard_grams, solve_normal
 from ..tensors import CPTensor, SparseTensor
-from ._common import check_generator, check_nonneg
+from ._common import check_cp_memory, check_nonneg
+from ._observed import Observed, observe
+from ._output import present_cp
 
 __all__ = ["sparse_cp"]
 
 
+def _check_tensor(tensor: object, fn: str) -> None:
+    if isinstance(tensor, SparseTensor):
+        return
+    if isinstance(tensor, torch.Tensor) and tensor.layout != torch.strided:
+        return
+    raise TypeError(
+        f"{fn}: tensor must be a SparseTensor or a torch sparse tensor; got "
+        f"{type(tensor).__name__} (use factorch.decomp.cp for dense tensors)."
+    )
+
+
+def _start(
+    train: SparseTensor,
+    rank: int,
+    init: object,
+    scale: float,
+    generator: torch.Generator | None,
+    fn: str,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    dtype, device = train.dtype, train.device
+    if isinstance(init, CPTensor):
+        if init.shape != train.shape or init.rank != rank:
+            raise ValueError(
+                f"{fn}: init has shape {init.shape} and rank {init.rank}; expected "
+                f"{train.shape} and rank {rank}."
+            )
+        factors = [f.detach().to(device=device, dtype=dtype).clone() for f in init.factors]
+        weights = init.weights.detach().to(device=device, dtype=torch.float64) / scale
+        return weights.to(dtype), factors
+    if init != "random":
+        raise ValueError(f"{fn}: init must be 'random' or a CPTensor; got {init!r}.")
+    factors = [
+        torch.rand(s, rank, generator=generator, dtype=torch.float64).to(device, dtype)
+        for s in train.shape
+    ]
+    return torch.ones(rank, dtype=dtype, device=device), factors
+
+
+_DENSE_ERROR_LIMIT = 2**22  # entries: up to 32 MB in float64, the exact error is computed densely
+
+
+def _relative_error64(train: SparseTensor, model: CPTensor, scale: float) -> float:
+    """``||X - M|| / ||X||`` in float64 for ``X`` the scaled entries and ``M`` the returned
+    model divided by ``scale``.
+
+    Small tensors (up to ``2**22`` entries) form ``M - X`` densely, so the error is exact down to
+    rounding (an exact fit reports about 1e-16, not the ``sqrt(eps)`` floor of a Gram formula).
+    Larger ones sum the residuals over the listed entries directly and add the model's energy on
+    the unlisted ones, ``||M||^2 - sum_listed m_p^2`` (Gram formula, clamped at zero).
+    """
+    wide = model.to(dtype=torch.float64)
+    weights = wide.weights / scale
+    x = train.values.double()
+    idx = train.indices.long()
+    norm_x = float(torch.linalg.vector_norm(x))
+    if math.prod(train.shape) <= _DENSE_ERROR_LIMIT:
+        resid = CPTensor(weights, wide.factors).to_dense()
+        resid.index_put_(tuple(idx), -x, accumulate=True)
+        return float(torch.linalg.vector_norm(resid)) / norm_x
+    rows = weights.expand(train.nnz, -1).clone()
+    for n, f in enumerate(wide.factors):
+        rows *= f[idx[n]]
+    m = rows.sum(1)
+    gram = torch.ones(model.rank, model.rank, dtype=torch.float64, device=x.device)
+    for f in wide.factors:
+        gram *= f.mT @ f
+    unlisted = max(float(weights @ gram @ weights) - float(torch.dot(m, m)), 0.0)
+    return math.sqrt(float(torch.sum((m - x) ** 2)) + unlisted) / norm_x
+
+
+@no_autocast
 def sparse_cp(
-    tensor: SparseTensor,
+    tensor: SparseTensor | torch.Tensor,
     rank: int,
     *,
     init: str | CPTensor = "random",
@@ -43,93 +124,113 @@ def sparse_cp(
     """CP decomposition of a sparse tensor (unlisted entries are zeros) by ALS.
 
     Args:
-        tensor: a :class:`~factorch.tensors.SparseTensor` with at least 2 modes and one entry.
-        rank: number of components ``R``.
+        tensor: a :class:`~factorch.tensors.SparseTensor` or a torch sparse tensor (COO, CSR,
+            ...) with at least 2 modes and one listed entry.
+        rank: number of components ``R`` (numpy ints too).
         init: ``"random"`` (uniform [0, 1) factors from ``generator``, as pyttb) or a
             :class:`CPTensor` (copied).
         max_iter: maximum number of sweeps.
         tol: stop when the fit ``1 - error`` changes by less than ``tol`` (pyttb's
             ``stoptol``, default 1e-4).
-        l2: ridge added to each normal-equation matrix.
+        l2: ridge added to each normal-equation matrix (whose other factors have unit-norm
+            columns: the ridge is relative to the components, not to the data's units).
         generator: random source for ``init="random"``.
-        callback: called with an :class:`~factorch.decomp.IterationState` after each sweep;
-            True stops.
+        callback: called with an :class:`~factorch.decomp.IterationState` after each sweep
+            (the model in the tensor's units and dtype); True stops.
 
     Returns:
         :class:`~factorch.decomp.DecompositionResult` with a :class:`CPTensor` (unit-norm
-        columns, scale in ``weights``) and the relative error after each sweep.
+        columns, scale in ``weights``) in the tensor's dtype and device, and the relative
+        error after each sweep (the last one recomputed in float64 for the returned model).
 
-    Not differentiable (runs under ``torch.no_grad``). Device and dtype follow the tensor.
+    Raises:
+        TypeError: a dense tensor, wrong option types. ValueError: no listed entry, bad
+        values, a rank whose working set cannot fit the device's memory.
+
+    Not differentiable (runs under ``torch.no_grad``; values that require grad are
+    detached). Runs with autocast off; half-precision values are fitted in float32 and the
+    model returned in their dtype.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import sparse_cp
+        >>> from factorch.tensors import SparseTensor
+        >>> x = torch.zeros(6, 5, 4, dtype=torch.float64)
+        >>> x[0, 1, 2], x[3, 4, 0], x[5, 0, 1] = 1.0, 2.0, 3.0
+        >>> res = sparse_cp(SparseTensor.from_dense(x), 3, max_iter=20)
+        >>> res.model.rank
+        3
     """
     fn = "sparse_cp"
-    if not isinstance(tensor, SparseTensor):
-        raise TypeError(
-            f"{fn}: tensor must be a SparseTensor; got {type(tensor).__name__} (use "
-            "factorch.decomp.cp for dense tensors)."
-        )
-    if tensor.ndim < 2 or tensor.nnz == 0:
+    _check_tensor(tensor, fn)
+    if isinstance(tensor, SparseTensor) and (tensor.ndim < 2 or tensor.nnz == 0):
         raise ValueError(
             f"{fn}: tensor needs at least 2 modes and one listed entry; got shape {tensor.shape} "
             f"with {tensor.nnz} entries."
         )
-    check_positive_int(rank, fn, "rank")
+    rank = check_positive_int(rank, fn, "rank")
     check_positive_int(max_iter, fn, "max_iter")
     tol = check_nonneg(tol, fn, "tol")
     l2 = check_nonneg(l2, fn, "l2")
     check_generator(generator, fn)
+    obs = observe(tensor, None, fn)
+    train = obs.train
+    check_cp_memory(train.shape, train.nnz, rank, train.dtype, train.device, fn)
     clock = Stopwatch()
-    dtype, device = tensor.dtype, tensor.device
     with torch.no_grad():
-        if isinstance(init, CPTensor):
-            if init.shape != tensor.shape or init.rank != rank:
-                raise ValueError(
-                    f"{fn}: init has shape {init.shape} and rank {init.rank}; expected "
-                    f"{tensor.shape} and rank {rank}."
-                )
-            factors = [f.to(device=device, dtype=dtype).clone() for f in init.factors]
-            weights = init.weights.to(device=device, dtype=dtype).clone()
-        elif init == "random":
-            factors = [
-                torch.rand(s, rank, generator=generator, dtype=torch.float64).to(device, dtype)
-                for s in tensor.shape
-            ]
-            weights = torch.ones(rank, dtype=dtype, device=device)
-        else:
-            raise ValueError(f"{fn}: init must be 'random' or a CPTensor; got {init!r}.")
-        factors[0] = factors[0] * weights
+        weights, factors = _start(train, rank, init, obs.scale, generator, fn)
         init_time = clock.elapsed
-        norm_x2 = float(torch.sum(tensor.values.double() ** 2))
-        grams = [f.mT @ f for f in factors]
-        errors: list[float] = []
-        converged = False
-        it = 0
-        layout = SparseLayout.build(tensor)
-        for it in range(1, max_iter + 1):
-            m = None
-            for n in range(tensor.ndim):
-                m = sparse_mttkrp_kernel(layout, factors, n)
-                new = solve_normal(m, hadamard_grams(grams, skip=n), l2)
-                norms = torch.linalg.vector_norm(new, dim=0)
-                weights = torch.where(norms > 0, norms, torch.ones_like(norms))
-                factors[n] = new / weights
-                grams[n] = factors[n].mT @ factors[n]
-            inner = float(torch.sum(m * factors[-1] * weights))
-            model2 = float(weights @ hadamard_grams(grams) @ weights)
-            err = max(norm_x2 - 2.0 * inner + model2, 0.0) ** 0.5 / max(norm_x2**0.5, 1e-300)
-            errors.append(err)
-            if len(errors) > 1 and abs(errors[-2] - errors[-1]) < tol:
-                converged = True
-            stop = False
-            if callback is not None:
-                state = CPTensor(weights.clone(), tuple(f.clone() for f in factors))
-                stop = bool(callback(IterationState(it, err, state)))
-            if converged or stop:
-                break
+        errors, model, converged = _sweeps(obs, weights, factors, max_iter, tol, l2, callback)
+        out = present_cp(model, obs, fn)
+        if errors:
+            errors[-1] = _relative_error64(train, out, obs.scale)
     return DecompositionResult(
-        model=CPTensor(weights, tuple(factors)),
+        model=out,
         errors=tuple(errors),
-        iterations=it,
+        iterations=len(errors),
         converged=converged,
         time_s=clock.elapsed,
         init_time_s=init_time,
     )
+
+
+def _sweeps(
+    obs: Observed,
+    weights: torch.Tensor,
+    factors: list[torch.Tensor],
+    max_iter: int,
+    tol: float,
+    l2: float,
+    callback: Callback | None,
+) -> tuple[list[float], CPTensor, bool]:
+    """The ALS sweeps; returns the errors, the model (scaled values) and ``converged``."""
+    tensor = obs.train
+    factors[0] = factors[0] * weights
+    norm_x2 = float(torch.sum(tensor.values.double() ** 2))
+    grams = [f.mT @ f for f in factors]
+    errors: list[float] = []
+    converged = False
+    layout = SparseLayout.build(tensor)
+    for it in range(1, max_iter + 1):
+        m = factors[-1]
+        for n in range(tensor.ndim):
+            m = sparse_mttkrp_kernel(layout, factors, n)
+            new = solve_normal(m, hadamard_grams(grams, skip=n), l2)
+            norms = torch.linalg.vector_norm(new, dim=0)
+            weights = torch.where(norms > 0, norms, torch.ones_like(norms))
+            factors[n] = new / weights
+            grams[n] = factors[n].mT @ factors[n]
+        inner = float(torch.sum(m * factors[-1] * weights))
+        model2 = float(weights @ hadamard_grams(grams) @ weights)
+        err = max(norm_x2 - 2.0 * inner + model2, 0.0) ** 0.5 / max(norm_x2**0.5, 1e-300)
+        errors.append(err)
+        if len(errors) > 1 and abs(errors[-2] - errors[-1]) < tol:
+            converged = True
+        stop = False
+        if callback is not None:
+            state = CPTensor(weights.clone(), tuple(f.clone() for f in factors))
+            view = present_cp(state, obs, "sparse_cp", check=False)
+            stop = bool(callback(IterationState(it, err, view)))
+        if converged or stop:
+            break
+    return errors, CPTensor(weights, tuple(factors)), converged

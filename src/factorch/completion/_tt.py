@@ -14,6 +14,11 @@ core ``k + 1``, leaving the model unchanged), and extend the left interfaces. Ob
 
 Cost per sweep: ``O(nnz sum_k (r_k r_{k+1})^2)`` for the normal equations.
 
+``l2`` is absolute (default 0; without it, an underdetermined slice gets the minimum-norm
+least-squares solution). The fit runs on the values divided by an exact power of two ``s``; the
+cores ``0..N-2`` keep a fixed scale and the last one carries the data's, so the ridge on the
+first ``N - 1`` cores is divided by ``s^2``, which gives the iterates of the unscaled problem.
+
 References: Grasedyck, Kluge and Krämer, "Variants of alternating least squares tensor
 completion in the tensor train format", SIAM J. Sci. Comput. 37(5), 2015; Wang, Aggarwal and
 Aeron, "Tensor completion by alternating minimization under the tensor train (TT) model", 2016.
@@ -27,20 +32,24 @@ from typing import Literal
 
 import torch
 
+from .._checks import as_index
+from .._numerics import check_memory, no_autocast
 from .._timing import Stopwatch
 from ..algebra.internal import SparseLayout
 from ..decomp.internal import check_tt_rank
 from ..tensors import SparseTensor, TTTensor
 from ._common import (
+    LoopOptions,
     Monitor,
     check_fit_options,
+    check_nonneg,
+    data_alias,
     empty_slices,
-    observations,
     randn,
-    ridge_objective,
     rmse_of,
-    validation_set,
 )
+from ._observed import observe, observe_validation, scaled_ridge
+from ._output import finish, present_tt, presenting
 from ._result import CompletionCallback, CompletionResult
 from ._rowwise import solve_rows
 from ._spectral import leading_subspace
@@ -48,6 +57,25 @@ from ._spectral import leading_subspace
 __all__ = ["tt_als"]
 
 _CHUNK = 2**15
+
+
+def _tt_ranks(rank: object, shape: tuple[int, ...], fn: str) -> list[int]:
+    """Checked maximal TT ranks (numpy ints accepted), lowered to what the shape allows."""
+    if isinstance(rank, (tuple, list)):
+        rank = tuple(r if isinstance(r, (bool, int)) else _index(r, fn) for r in rank)
+    elif not isinstance(rank, (bool, int)) and rank is not None:
+        rank = _index(rank, fn)
+    ranks = check_tt_rank(rank, len(shape), fn)
+    if ranks is None:
+        raise TypeError(f"{fn}: rank must be an int or a tuple of N + 1 ints; got None.")
+    return _feasible(ranks, shape)
+
+
+def _index(value: object, fn: str) -> object:
+    try:
+        return as_index(value, fn, "rank")
+    except TypeError:
+        return value  # check_tt_rank names the problem
 
 
 def _feasible(ranks: list[int], shape: Sequence[int]) -> list[int]:
@@ -58,6 +86,19 @@ def _feasible(ranks: list[int], shape: Sequence[int]) -> list[int]:
     for k in range(len(shape) - 1, -1, -1):
         r[k] = min(r[k], shape[k] * r[k + 1])
     return r
+
+
+def _check_tt_memory(train: SparseTensor, ranks: list[int], fn: str) -> None:
+    rows = max(s * (ranks[k] * ranks[k + 1]) ** 2 for k, s in enumerate(train.shape))
+    interfaces = train.nnz * (sum(ranks) + max(ranks))
+    check_memory(
+        2 * rows + interfaces,
+        train.dtype,
+        train.device,
+        fn,
+        f"a tensor train of ranks {tuple(ranks)}",
+        hint="use smaller ranks",
+    )
 
 
 def _apply_left(vec: torch.Tensor, core: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -88,13 +129,16 @@ def tt_values(cores: Sequence[torch.Tensor], pattern: SparseTensor) -> torch.Ten
     return vec.squeeze(1)
 
 
+@data_alias("tt_als")
+@no_autocast
 def tt_als(
-    data: SparseTensor | torch.Tensor,
+    tensor: SparseTensor | torch.Tensor,
     rank: int | Sequence[int],
     *,
     mask: torch.Tensor | None = None,
     validation: SparseTensor | None = None,
-    l2: float = 1e-3,
+    l2: float = 0.0,
+    damping: float = 1e-4,
     max_iter: int = 100,
     tol: float = 1e-6,
     patience: int = 10,
@@ -105,76 +149,112 @@ def tt_als(
     """Tensor-train completion of a partially observed tensor by ALS over the cores.
 
     Args:
-        data: observed entries (:class:`~factorch.tensors.SparseTensor`) or a dense tensor with
-            ``mask`` (True = observed).
+        tensor: observed entries (:class:`~factorch.tensors.SparseTensor` or torch sparse
+            tensor) or a dense tensor / numpy array with ``mask`` (True = observed).
+            ``data=`` is a deprecated alias.
         rank: maximal TT ranks: an int (every inner rank) or ``N + 1`` ints with
-            ``r_0 = r_N = 1``; ranks above what the shape allows are lowered (read
-            ``result.model.rank``).
+            ``r_0 = r_N = 1`` (numpy ints too); ranks above what the shape allows are lowered
+            (read ``result.model.rank``).
+        mask: bool tensor or array, True where a dense ``tensor`` is observed.
         validation: held-out entries for early stopping and model selection.
-        l2: ridge weight on each solved core slice.
+        l2: absolute ridge weight on each solved core slice (default 0).
+        damping: data-relative safeguard of the slice solves, as in :func:`cp_als` (default
+            1e-4; 0 for exact least squares).
         init: ``"svd"`` (a TT-SVD of the zero-filled observations rescaled by the inverse
             density, computed from the observed entries only) or ``"random"``.
         max_iter, tol, patience, generator, callback: as in :func:`tucker_als`.
 
     Returns:
-        :class:`CompletionResult` with a :class:`TTTensor` (cores ``0..N-2`` left-orthonormal).
-        A slice of mode ``k`` without observations gets a zero core slice (predictions 0 there):
-        ``extras["empty_slices"]``.
+        :class:`CompletionResult` with a :class:`TTTensor` (cores ``0..N-2`` left-orthonormal)
+        in the input's dtype and device. A slice of mode ``k`` without observations gets a
+        zero core slice (predictions 0 there): ``extras["empty_slices"]``.
 
-    Not differentiable. Device and dtype follow the data.
+    Raises:
+        TypeError: wrong types. ValueError: bad values or ranks whose normal equations cannot
+        fit in memory.
+
+    Not differentiable (data that require grad are detached). Runs with autocast off;
+    half-precision data are fitted in float32 and the model returned in their dtype.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import tt_als
+        >>> x = torch.rand(6, 5, 4, dtype=torch.float64)
+        >>> res = tt_als(x, 2, mask=torch.rand(6, 5, 4) < 0.7, max_iter=5)
+        >>> res.model.rank
+        (1, 2, 2, 1)
     """
     fn = "tt_als"
-    train = observations(data, mask, fn)
-    ranks = check_tt_rank(rank, train.ndim, fn)
-    if ranks is None:
-        raise TypeError(f"{fn}: rank must be an int or a tuple of N + 1 ints; got None.")
-    ranks = _feasible(ranks, train.shape)
-    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
+    obs = observe(tensor, mask, fn)
+    train = obs.train
+    ranks = _tt_ranks(rank, train.shape, fn)
+    l2, loop = check_fit_options(l2, max_iter, tol, patience, generator, fn)
+    damping = check_nonneg(damping, fn, "damping")
     if init not in ("svd", "random"):
         raise ValueError(f"{fn}: init must be 'svd' or 'random'; got {init!r}.")
-    val = validation_set(validation, train, fn)
-    clock = Stopwatch()
-    n_modes = train.ndim
+    _check_tt_memory(train, ranks, fn)
+    val = observe_validation(validation, obs, fn)
     with torch.no_grad():
         if init == "svd":
             cores = _spectral_cores(train, ranks, generator)
         else:
             cores = _random_cores(train, ranks, generator)
-        # Working gauge: cores 0..N-2 orthogonal times sqrt(I_k), so that the interfaces (and
-        # the ridge) stay on the scale of the data whatever the mode sizes.
-        scales = [math.sqrt(s) for s in train.shape[:-1]]
-        cores = _left_orthogonalize(cores, scales)
-        monitor: Monitor[TTTensor] = Monitor(
-            has_validation=val is not None,
-            patience=patience,
-            tol=tol,
-            callback=callback,
-            snapshot=lambda m: m,
-        )
-        idx = train.indices
-        layout = SparseLayout.build(train)
-        for it in range(1, max_iter + 1):
-            rights = [torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)]
-            for k in range(n_modes - 1, 0, -1):
-                rights.append(_apply_right(rights[-1], cores[k], idx[k]))
-            rights.reverse()  # rights[k]: interface to the right of core k
-            left = torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)
-            for k in range(n_modes):
-                cores[k] = _solve_core(layout, k, left, rights[k], cores[k].shape, l2)
-                if k < n_modes - 1:
-                    cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
-                    left = _apply_left(left, cores[k], idx[k])
-            train_rmse, objective = ridge_objective(tt_values(cores, train), train, l2, cores)
-            val_rmse = rmse_of(tt_values(cores, val), val.values) if val is not None else math.nan
-            model = _standard(cores, scales)
-            if monitor.step(it, train_rmse, val_rmse, model, objective):
-                break
-        return monitor.result(
-            _standard(cores, scales), clock.elapsed, extras={"empty_slices": empty_slices(train)}
-        )
+        inner_l2 = scaled_ridge(l2, obs.scale, -2.0, train.dtype)
+        ridges = [inner_l2] * (train.ndim - 1) + [l2]
+        callback = presenting(callback, obs, lambda m: present_tt(m, obs, fn, check=False))
+        result = _fit(train, val, cores, ridges, damping, loop, callback)
+    return finish(result, obs, val, lambda m: present_tt(m, obs, fn))
 
 
-def _move_right(core: torch.Tensor, nxt: torch.Tensor, scale: float):
+def _fit(
+    train: SparseTensor,
+    val: SparseTensor | None,
+    cores: list[torch.Tensor],
+    ridges: list[float],
+    damping: float,
+    loop: LoopOptions,
+    callback: CompletionCallback | None,
+) -> CompletionResult[TTTensor]:
+    """The ALS sweeps from ``cores``; ``ridges[k]`` is the ridge on the slices of core ``k``,
+    ``damping`` the relative damping of every slice solve."""
+    clock = Stopwatch()
+    n_modes = train.ndim
+    # Working gauge: cores 0..N-2 orthogonal times sqrt(I_k), so that the interfaces (and
+    # the ridge) stay on the scale of the data whatever the mode sizes.
+    scales = [math.sqrt(s) for s in train.shape[:-1]]
+    cores = _left_orthogonalize(cores, scales)
+    monitor: Monitor[TTTensor] = Monitor(
+        "tt_als", loop, has_validation=val is not None, callback=callback, snapshot=lambda m: m
+    )
+    idx = train.indices
+    ones = torch.ones(train.nnz, 1, dtype=train.dtype, device=train.device)
+    layout = SparseLayout.build(train)
+    for it in range(1, loop.max_iter + 1):
+        rights = [ones]
+        for k in range(n_modes - 1, 0, -1):
+            rights.append(_apply_right(rights[-1], cores[k], idx[k]))
+        rights.reverse()  # rights[k]: interface to the right of core k
+        left = ones
+        for k in range(n_modes):
+            shape = cores[k].shape
+            cores[k] = _solve_core(layout, k, left, rights[k], shape, ridges[k], damping)
+            if k < n_modes - 1:
+                cores[k], cores[k + 1] = _move_right(cores[k], cores[k + 1], scales[k])
+                left = _apply_left(left, cores[k], idx[k])
+        resid2 = float(torch.sum((tt_values(cores, train) - train.values) ** 2))
+        objective = resid2 + sum(r * float(torch.sum(c * c)) for r, c in zip(ridges, cores))
+        val_rmse = rmse_of(tt_values(cores, val), val.values) if val is not None else math.nan
+        model = _standard(cores, scales)
+        if monitor.step(it, (resid2 / train.nnz) ** 0.5, val_rmse, model, objective):
+            break
+    return monitor.result(
+        _standard(cores, scales), clock.elapsed, extras={"empty_slices": empty_slices(train)}
+    )
+
+
+def _move_right(
+    core: torch.Tensor, nxt: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """QR of ``core``'s left unfolding; ``Q * scale`` stays, ``R / scale`` moves into ``nxt``."""
     r_k, size, r_next = core.shape
     q, r = torch.linalg.qr(core.reshape(r_k * size, r_next))
@@ -194,7 +274,9 @@ def _standard(cores: list[torch.Tensor], scales: list[float]) -> TTTensor:
     return TTTensor((*out, cores[-1] * math.prod(scales)))
 
 
-def _random_cores(train, ranks, generator) -> list[torch.Tensor]:
+def _random_cores(
+    train: SparseTensor, ranks: list[int], generator: torch.Generator | None
+) -> list[torch.Tensor]:
     cores = [
         randn((ranks[k], size, ranks[k + 1]), generator, train.dtype, train.device)
         for k, size in enumerate(train.shape)
@@ -204,7 +286,9 @@ def _random_cores(train, ranks, generator) -> list[torch.Tensor]:
     return cores
 
 
-def _spectral_cores(train: SparseTensor, ranks, generator) -> list[torch.Tensor]:
+def _spectral_cores(
+    train: SparseTensor, ranks: list[int], generator: torch.Generator | None
+) -> list[torch.Tensor]:
     """TT-SVD of the zero-filled observations rescaled by ``1 / density``, on sparse data:
     each step takes the leading subspace of the current ``(r_k I_k) x rest`` unfolding
     (:func:`leading_subspace`) and projects the entries onto it (their number grows by at most
@@ -237,7 +321,15 @@ def _spectral_cores(train: SparseTensor, ranks, generator) -> list[torch.Tensor]
     return cores
 
 
-def _solve_core(layout, k, left, right, core_shape, l2) -> torch.Tensor:
+def _solve_core(
+    layout: SparseLayout,
+    k: int,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    core_shape: Sequence[int],
+    l2: float,
+    damping: float,
+) -> torch.Tensor:
     lay = layout.mode(k)
     r_k, size, r_next = core_shape
     if lay.perm is None:
@@ -249,5 +341,5 @@ def _solve_core(layout, k, left, right, core_shape, l2) -> torch.Tensor:
         a, b = left_l[s:e], right_l[s:e]
         return (a.unsqueeze(2) * b.unsqueeze(1)).reshape(e - s, r_k * r_next)
 
-    rows = solve_rows(lay, size, r_k * r_next, features, l2)  # (I_k, r_k r_{k+1})
+    rows = solve_rows(lay, size, r_k * r_next, features, l2, damping=damping)  # (I_k, P)
     return rows.reshape(size, r_k, r_next).permute(1, 0, 2).contiguous()

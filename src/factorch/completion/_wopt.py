@@ -9,51 +9,43 @@ the mean-normalised form of :func:`cp_als`'s objective (same minimisers for the 
 L-BFGS with a strong-Wolfe line search (default; full batch) or Adam (full batch, or mini-batches
 of ``batch_size`` entries). The gradient ``-(1/|Omega|) MTTKRP(residual) + (l2/|Omega|) A_n`` is
 obtained by autograd through :func:`~factorch.completion._common.cp_values`, whose backward is a
-sparse MTTKRP, so nothing of the dense size is formed.
+sparse MTTKRP, so nothing of the dense size is formed. As in :func:`cp_als`, ``l2`` is absolute
+(default 0) and the fit runs on the values divided by an exact power of two.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 
 from .._checks import check_positive_int
+from .._numerics import no_autocast
 from ..tensors import CPTensor, SparseTensor
-from ._common import check_fit_options, check_nonneg, observations, validation_set
-from ._cp_als import cp_init
-from ._gradient import Optimizer, fit_cp_gradient
+from ._common import check_cp_memory, check_fit_options, data_alias
+from ._cp_als import check_cp_init, cp_init, cp_ridge
+from ._gradient import Optimizer, check_gradient_options, fit_cp_gradient
+from ._observed import observe, observe_validation
+from ._output import finish_cp, present_cp, presenting
 from ._result import CompletionCallback, CompletionResult
 
 __all__ = ["cp_wopt"]
 
 
-def check_optimizer(optimizer, lr, batch_size, lbfgs_iters, fn):
-    if optimizer not in get_args(Optimizer):
-        raise ValueError(
-            f"{fn}: optimizer must be one of {get_args(Optimizer)}; got {optimizer!r}."
-        )
-    lr = check_nonneg(lr, fn, "lr")
-    if lr == 0:
-        raise ValueError(f"{fn}: lr must be positive; got 0.")
-    if batch_size is not None:
-        check_positive_int(batch_size, fn, "batch_size")
-        if optimizer == "lbfgs":
-            raise ValueError(
-                f"{fn}: batch_size is for optimizer='adam'; L-BFGS uses every observed entry."
-            )
-    check_positive_int(lbfgs_iters, fn, "lbfgs_iters")
-    return lr
+def _half_squares(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (x - m) ** 2
 
 
+@data_alias("cp_wopt")
+@no_autocast
 def cp_wopt(
-    data: SparseTensor | torch.Tensor,
+    tensor: SparseTensor | torch.Tensor,
     rank: int,
     *,
     mask: torch.Tensor | None = None,
     optimizer: Optimizer = "lbfgs",
     validation: SparseTensor | None = None,
-    l2: float = 1e-3,
+    l2: float = 0.0,
     max_iter: int = 100,
     tol: float = 1e-9,
     patience: int = 10,
@@ -67,55 +59,70 @@ def cp_wopt(
     """CP completion by gradient-based weighted least squares (CP-WOPT).
 
     Args:
-        data: a :class:`~factorch.tensors.SparseTensor` of observed entries, or a dense tensor
-            with ``mask`` (True = observed).
+        tensor: the observed entries: a :class:`~factorch.tensors.SparseTensor` or torch
+            sparse tensor, or a dense tensor / numpy array with ``mask`` (True = observed).
+            ``data=`` is a deprecated alias.
         rank: number of components ``R``.
+        mask: bool tensor or array, True where a dense ``tensor`` is observed.
         optimizer: ``"lbfgs"`` (``lbfgs_iters`` L-BFGS iterations per epoch) or ``"adam"``
             (learning rate ``lr``; one full-batch step per epoch, or one pass of mini-batches
             of ``batch_size`` entries).
         validation: held-out entries for early stopping and model selection.
-        l2: ridge weight (same meaning as in :func:`cp_als`).
+        l2: absolute ridge weight, default 0 (same meaning as in :func:`cp_als`).
         max_iter: maximum number of epochs.
         tol: stop when the objective changes by less than ``tol`` relatively between epochs.
         patience: epochs without validation improvement before stopping.
+        lr, batch_size, lbfgs_iters: optimiser settings (see ``optimizer``).
         init: ``"svd"`` (spectral start, as in :func:`cp_als`), ``"random"`` or a
             :class:`CPTensor`.
         generator: random source for the start and the mini-batch order.
         callback: called after each epoch with a :class:`CompletionState`; True stops.
 
     Returns:
-        :class:`CompletionResult` with a normalized :class:`CPTensor`; ``extras["loss"]`` holds
-        the objective after each epoch. Slices with no observation keep ``l2``-shrunk starting
-        rows (zero-gradient from data): listed in ``extras["empty_slices"]``.
+        :class:`CompletionResult` with a normalized :class:`CPTensor` in the input's dtype
+        and device; ``extras["loss"]`` holds the objective after each epoch (in the data's
+        units squared). Slices with no observation keep ``l2``-shrunk starting rows
+        (zero gradient from data): listed in ``extras["empty_slices"]``.
+        ``extras["degeneracy"]``: the :func:`~factorch.decomp.cp_degeneracy` check.
 
-    The fit is not differentiable with respect to the data. Device and dtype follow the data.
+    Raises:
+        TypeError: wrong types. ValueError: bad values or a rank that cannot fit in memory.
+        FloatingPointError: the objective became NaN or Inf (lower ``lr``).
+
+    The fit is not differentiable with respect to the data: data that require grad are
+    detached. Runs with autocast off; half-precision data are fitted in float32 and the model
+    returned in their dtype.
+
+    Example:
+        >>> import torch
+        >>> from factorch.completion import cp_wopt
+        >>> x = torch.rand(6, 5, 4, dtype=torch.float64)
+        >>> res = cp_wopt(x, 2, mask=torch.rand(6, 5, 4) < 0.7, max_iter=5)
+        >>> res.model.shape
+        (6, 5, 4)
     """
     fn = "cp_wopt"
-    check_positive_int(rank, fn, "rank")
-    lr = check_optimizer(optimizer, lr, batch_size, lbfgs_iters, fn)
-    l2, max_iter, tol, patience = check_fit_options(l2, max_iter, tol, patience, generator, fn)
-    train = observations(data, mask, fn)
-    val = validation_set(validation, train, fn)
-    factors = cp_init(train, rank, init, generator, fn)
-
-    def half_squares(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - m) ** 2
-
-    return fit_cp_gradient(
+    rank = check_positive_int(rank, fn, "rank")
+    opts = check_gradient_options(optimizer, lr, batch_size, lbfgs_iters, fn)
+    l2, loop = check_fit_options(l2, max_iter, tol, patience, generator, fn)
+    obs = observe(tensor, mask, fn)
+    train = obs.train
+    check_cp_memory(train.shape, train.nnz, rank, train.dtype, train.device, fn)
+    check_cp_init(init, train.shape, rank, fn)
+    val = observe_validation(validation, obs, fn)
+    factors = cp_init(train, rank, init, generator, fn, obs.scale)
+    result = fit_cp_gradient(
         train,
         val,
         factors,
-        half_squares,
+        _half_squares,
+        fn=fn,
         link="identity",
-        l2=0.5 * l2,
-        optimizer=optimizer,
-        max_iter=max_iter,
-        tol=tol,
-        patience=patience,
-        lr=lr,
-        batch_size=batch_size,
-        lbfgs_iters=lbfgs_iters,
+        l2=0.5 * cp_ridge(l2, obs),
+        loop=loop,
+        opts=opts,
         generator=generator,
-        callback=callback,
-        extras={"optimizer": optimizer},
+        callback=presenting(callback, obs, lambda m: present_cp(m, obs, fn, check=False)),
+        extras={"optimizer": opts.optimizer},
     )
+    return finish_cp(result, obs, val, fn)

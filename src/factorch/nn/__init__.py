@@ -20,6 +20,7 @@
 
 from typing import Any
 
+from . import attention as attention  # structured attention (tensor, metric, MoHD)
 from ._compress import CompressionReport as CompressionReport
 from ._compress import FineTune as FineTune
 from ._compress import LayerReport as LayerReport

@@ -39,7 +39,7 @@ def functional_to_bytes(
         >>> import torch
         >>> from factorch.completion.functional import ContinuousData, funbat
         >>> data = ContinuousData(torch.rand(50, 2, dtype=torch.float64), torch.randn(50))
-        >>> model = funbat(data, 1, structure="cp", max_iter=3).model
+        >>> model = funbat(data, 1, structure="cp", max_iter=3, generator=torch.Generator()).model
         >>> functional_from_bytes(functional_to_bytes(model)).rank
         (1, 1)
     """

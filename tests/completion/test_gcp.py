@@ -1,5 +1,5 @@
-"""CP-WOPT and GCP: planted recovery, GCP-Gaussian equals CP-WOPT, Poisson GCP beats Gaussian CP on
-Poisson counts, the other losses, the MTTKRP-backed gradient, pinned errors."""
+"""GCP: GCP-Gaussian equals CP-WOPT, Poisson GCP beats Gaussian CP on Poisson counts, the other
+losses and their aliases, pinned errors."""
 
 from __future__ import annotations
 
@@ -8,58 +8,35 @@ import torch
 from _completion_helpers import hidden_error, planted_problem
 
 from factorch.completion import cp_als, cp_wopt, gcp, gcp_loss, relative_error
-from factorch.completion._common import cp_values
-from factorch.tensors import CPTensor, SparseTensor
+from factorch.tensors import CPTensor
 
 F64 = torch.float64
-SHAPE = (40, 40, 40)
-NOISE = 0.01
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("hidden", [0.5, 0.9])
-def test_wopt_lbfgs_recovers_hidden_entries(dtype, hidden):
-    p, mask = planted_problem("cp", SHAPE, 3, hidden, dtype, noise=NOISE)
-    res = cp_wopt(p.tensor, 3, mask=mask, max_iter=30, generator=torch.Generator().manual_seed(1))
-    assert hidden_error(res.model, p, mask) < 0.5 * NOISE
-    assert res.extras["optimizer"] == "lbfgs" and len(res.extras["loss"]) == res.epochs
-
-
-def test_wopt_adam_mini_batches_recover_hidden_entries():
-    p, mask = planted_problem("cp", (20, 18, 16), 2, 0.5, noise=NOISE)
-    res = cp_wopt(
-        p.tensor,
-        2,
-        mask=mask,
-        optimizer="adam",
-        lr=0.03,
-        batch_size=512,
-        max_iter=60,
-        l2=1e-4,
-        generator=torch.Generator().manual_seed(1),
-    )
-    assert hidden_error(res.model, p, mask) < 2 * NOISE
 
 
 def test_gcp_gaussian_matches_cp_wopt():
-    p, mask = planted_problem("cp", (15, 14, 13), 3, 0.6, noise=0.05)
+    p, mask = planted_problem("cp", (10, 9, 8), 3, 0.6, noise=0.05)
     gen = torch.Generator().manual_seed(5)
     init = CPTensor.from_factors(
         [torch.randn(s, 3, generator=gen, dtype=F64) for s in p.tensor.shape]
     )
-    wopt = cp_wopt(p.tensor, 3, mask=mask, init=init, l2=0.1, max_iter=60, tol=1e-12)
-    g = gcp(p.tensor, 3, mask=mask, init=init, l2=0.1, max_iter=60, tol=1e-12)
-    # Same minimiser: GCP's Gaussian objective is exactly twice CP-WOPT's for the same l2.
+    wopt = cp_wopt(p.tensor, 3, mask=mask, init=init, l2=0.1, max_iter=200, tol=1e-12)
+    g = gcp(p.tensor, 3, mask=mask, init=init, l2=0.1, max_iter=200, tol=1e-12)
+    # Same minimiser: GCP's Gaussian objective is exactly twice CP-WOPT's for the same l2 (the
+    # two L-BFGS paths differ, as the objectives differ by a factor; both run to convergence).
+    assert wopt.converged and g.converged
     assert g.extras["loss"][-1] == pytest.approx(2 * wopt.extras["loss"][-1], rel=1e-8)
-    torch.testing.assert_close(g.model.to_dense(), wopt.model.to_dense(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.model.to_dense(), wopt.model.to_dense(), rtol=1e-5, atol=1e-5)
 
 
 def test_gcp_custom_loss_equals_the_named_loss():
     p, mask = planted_problem("cp", (10, 9, 8), 2, 0.5)
+    # Largest magnitude in [0.5, 1): the named Gaussian loss then runs on the data as given
+    # (power-of-two scale 1), as the custom loss always does, so the iterates agree exactly.
+    x = p.tensor / (2 * p.tensor.abs().max())
     kw = {"mask": mask, "max_iter": 5, "init": "svd"}
-    named = gcp(p.tensor, 2, loss="gaussian", generator=torch.Generator().manual_seed(0), **kw)
+    named = gcp(x, 2, loss="gaussian", generator=torch.Generator().manual_seed(0), **kw)
     custom = gcp(
-        p.tensor,
+        x,
         2,
         loss=lambda x, m: (x - m) ** 2,
         generator=torch.Generator().manual_seed(0),
@@ -153,21 +130,6 @@ def test_huber_resists_outliers_better_than_least_squares():
     assert hidden_error(huber.model, p, mask) < 0.05
 
 
-def test_cp_values_backward_is_the_sparse_mttkrp_gradient():
-    gen = torch.Generator().manual_seed(7)
-    x = torch.randn(4, 3, 5, generator=gen, dtype=F64)
-    sp = SparseTensor.from_dense(x, torch.rand(x.shape, generator=gen) < 0.6)
-    fs = [torch.randn(s, 2, generator=gen, dtype=F64, requires_grad=True) for s in x.shape]
-    assert torch.autograd.gradcheck(lambda a, b, c: cp_values([a, b, c], sp), tuple(fs))
-    up = torch.randn(sp.nnz, generator=gen, dtype=F64)
-    (cp_values(fs, sp) * up).sum().backward()
-    ref = [f.detach().clone().requires_grad_(True) for f in fs]
-    idx = sp.indices.long()
-    (((ref[0][idx[0]] * ref[1][idx[1]] * ref[2][idx[2]]).sum(1)) * up).sum().backward()
-    for a, b in zip(fs, ref):
-        torch.testing.assert_close(a.grad, b.grad)
-
-
 def test_gcp_loss_table():
     x = torch.tensor([0.0, 1.0, 3.0], dtype=F64)
     m = torch.tensor([0.5, -1.0, 1.0], dtype=F64)
@@ -180,35 +142,114 @@ def test_gcp_loss_table():
     torch.testing.assert_close(gcp_loss("huber", huber_delta=1.0)(x, m), huber)
 
 
-def test_gradient_methods_errors():
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("normal", "gaussian"),
+        ("poisson", "poisson_log"),
+        ("bernoulli", "bernoulli_logit"),
+        ("gamma", "gamma_log"),
+    ],
+)
+def test_loss_aliases_are_the_canonical_losses(alias, canonical):
+    x = torch.tensor([0.0, 1.0, 1.0], dtype=F64)
+    m = torch.tensor([0.5, -1.0, 1.0], dtype=F64)
+    torch.testing.assert_close(gcp_loss(alias)(x, m), gcp_loss(canonical)(x, m))
+    counts = torch.poisson(
+        torch.full((5, 4, 3), 0.5, dtype=F64), generator=torch.Generator().manual_seed(0)
+    ).clamp(max=1.0) + (1.0 if alias == "gamma" else 0.0)
+    kw = {"max_iter": 3, "generator": torch.Generator().manual_seed(0)}
+    a = gcp(counts, 2, loss=alias, **kw)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    b = gcp(counts, 2, loss=canonical, **kw)
+    assert a.extras["loss_name"] == canonical and a.link == b.link
+    torch.testing.assert_close(a.model.to_dense(), b.model.to_dense())
+
+
+def _x():
     p, mask = planted_problem("cp", (5, 4, 3), 2, 0.5)
-    x = p.tensor
-    with pytest.raises(ValueError, match=r"cp_wopt: optimizer must be one of \('lbfgs', 'adam'\)"):
-        cp_wopt(x, 2, mask=mask, optimizer="sgd")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"cp_wopt: batch_size is for optimizer='adam'"):
-        cp_wopt(x, 2, mask=mask, batch_size=10)
-    with pytest.raises(ValueError, match=r"cp_wopt: lr must be positive; got 0"):
-        cp_wopt(x, 2, mask=mask, optimizer="adam", lr=0.0)
-    with pytest.raises(ValueError, match=r"gcp: loss must be one of \('gaussian', 'poisson_log'"):
-        gcp(x, 2, mask=mask, loss="poisson")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"gcp: link is fixed by loss='gaussian'"):
-        gcp(x, 2, mask=mask, link="exp")
-    with pytest.raises(ValueError, match=r"gcp: link must be 'identity', 'exp' or 'sigmoid'"):
-        gcp(x, 2, mask=mask, loss=lambda a, b: (a - b) ** 2, link="log")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"gcp: loss='poisson_log' needs counts >= 0; got a value"):
-        gcp(x - 10, 2, mask=mask, loss="poisson_log")
-    with pytest.raises(ValueError, match=r"gcp: loss='gamma_log' needs positive data"):
-        gcp(x.abs() * 0, 2, mask=mask, loss="gamma_log")
-    with pytest.raises(ValueError, match=r"gcp: loss='bernoulli_logit' needs binary data"):
-        gcp(x, 2, mask=mask, loss="bernoulli_logit")
-    with pytest.raises(ValueError, match=r"gcp: huber_delta must be a positive number; got 0"):
-        gcp(x, 2, mask=mask, loss="huber", huber_delta=0)
-    with pytest.raises(ValueError, match=r"gcp: init must be 'svd', 'random' or a CPTensor"):
-        gcp(x.abs(), 2, mask=mask, loss="poisson_log", init="nvecs")  # type: ignore[arg-type]
+    return p.tensor, mask
+
+
+GCP_ERRORS = {
+    "loss name": (
+        ValueError,
+        r"gcp: loss must be one of \('gaussian', 'poisson_log', 'bernoulli_logit', 'gamma_log', "
+        r"'huber'\) \(aliases \('normal', 'poisson', 'bernoulli', 'gamma'\)\) or a callable; "
+        r"got 'lognormal'",
+        lambda x, m: gcp(x, 2, mask=m, loss="lognormal"),
+    ),
+    "link with named loss": (
+        ValueError,
+        r"gcp: link is fixed by loss='gaussian'; pass link only with a callable loss",
+        lambda x, m: gcp(x, 2, mask=m, link="exp"),
+    ),
+    "link name": (
+        ValueError,
+        r"gcp: link must be 'identity', 'exp' or 'sigmoid'; got 'log'",
+        lambda x, m: gcp(x, 2, mask=m, loss=lambda a, b: (a - b) ** 2, link="log"),
+    ),
+    "poisson data": (
+        ValueError,
+        r"gcp: loss='poisson_log' needs counts >= 0; got a value",
+        lambda x, m: gcp(x - 10, 2, mask=m, loss="poisson_log"),
+    ),
+    "gamma data": (
+        ValueError,
+        r"gcp: loss='gamma_log' needs positive data; got a value 0",
+        lambda x, m: gcp(x.abs() * 0, 2, mask=m, loss="gamma"),
+    ),
+    "bernoulli data": (
+        ValueError,
+        r"gcp: loss='bernoulli_logit' needs binary data \(0 or 1\)",
+        lambda x, m: gcp(x, 2, mask=m, loss="bernoulli_logit"),
+    ),
+    "huber delta": (
+        ValueError,
+        r"gcp: huber_delta must be a positive number; got 0",
+        lambda x, m: gcp(x, 2, mask=m, loss="huber", huber_delta=0),
+    ),
+    "init": (
+        ValueError,
+        r"gcp: init must be 'svd', 'random' or a CPTensor; got 'nvecs'",
+        lambda x, m: gcp(x.abs(), 2, mask=m, loss="poisson_log", init="nvecs"),
+    ),
+    "absurd rank": (
+        ValueError,
+        r"gcp: a rank-1000000000000 CP model of a \(5, 4, 3\) tensor needs about",
+        lambda x, m: gcp(x, 10**12, mask=m),
+    ),
+    "gcp_loss name": (
+        ValueError,
+        r"gcp_loss: loss must be one of \('gaussian', .*; got 'l1'",
+        lambda x, m: gcp_loss("l1"),
+    ),
+    "gcp_loss huber_delta": (
+        ValueError,
+        r"gcp_loss: huber_delta must be a positive number; got -1.0",
+        lambda x, m: gcp_loss("huber", huber_delta=-1.0),
+    ),
+    "gcp_loss huber_delta type": (
+        ValueError,
+        r"gcp_loss: huber_delta must be a positive number; got 'a'",
+        lambda x, m: gcp_loss("huber", huber_delta="a"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GCP_ERRORS), ids=list(GCP_ERRORS))
+def test_gcp_errors(case):
+    exc, message, call = GCP_ERRORS[case]
+    x, mask = _x()
+    with pytest.raises(exc, match=message):
+        call(x, mask)
+
+
+def test_a_diverging_run_raises_floating_point_error():
     counts = torch.poisson(
         torch.full((6, 5, 4), 3.0, dtype=F64), generator=torch.Generator().manual_seed(0)
     )
-    with pytest.raises(FloatingPointError, match=r"the training objective became NaN or Inf at"):
+    with pytest.raises(FloatingPointError, match=r"gcp: the training objective became NaN or Inf"):
         gcp(
             counts,
             2,
