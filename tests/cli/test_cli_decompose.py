@@ -211,7 +211,8 @@ def test_il2_fits_its_suggested_non_negative_cp_with_missing_values(tmp_path):
         "decompose", "--dataset", "il2_response", "--out", str(tmp_path / "o"), "--no-plots"
     )
     assert code == 0, err
-    assert err == ""  # no degeneracy warning
+    # No degeneracy warning (stderr may hold a progress bar, depending on earlier tests).
+    assert "degenera" not in err.lower() and "warning" not in err.lower(), err
     assert "Non-negative CP rank 3 of il2_response" in stdout and "192 missing" in stdout
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["method"] == "ntf" and summary["missing"] == 192
