@@ -21,7 +21,7 @@ def test_the_table_lists_each_method_once_with_its_function():
         "tt": "factorch.decomp.tt_svd",
         "tr": "factorch.decomp.tr_als",
     }
-    assert [m.name for m in METHODS.values() if m.handles_mask] == ["cp", "tucker"]
+    assert [m.name for m in METHODS.values() if m.handles_mask] == ["cp", "ntf", "tucker"]
     assert [m.name for m in METHODS.values() if not m.iterative] == ["tt"]
 
 
@@ -80,8 +80,6 @@ BAD_RANKS = [
      r"--init random does not apply to --method tt \(one pass\)"),
     (["{d}/nan.npy", "--rank", "2", "--nan-as-missing", "--method", "tr"],
      r"has 1 missing entries, but --method tr does not handle missing values"),
-    (["{d}/nan.npy", "--rank", "2", "--nan-as-missing", "--method", "ntf"],
-     r"has 1 missing entries, but non-negative CP \(--method ntf\), cannot use missing values"),
     (["{d}/neg.npy", "--rank", "2", "--method", "ntf"],
      r"non_negative_cp: tensor has \d+ negative entries"),
 ]  # fmt: skip

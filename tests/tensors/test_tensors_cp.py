@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -200,3 +201,58 @@ def test_norm_gradient_with_scaling() -> None:
     w = (torch.rand(3, generator=_gen(32), dtype=F64) * 1e150).requires_grad_(True)
     fs = tuple(torch.rand(s, 3, generator=_gen(33 + s), dtype=F64) for s in (4, 5))
     torch.autograd.gradcheck(lambda w: CPTensor(w / 1e150, fs).norm(), (w,))
+
+
+# --- TensorLy-style unpacking (issue 11, item 10) --------------------------------------------
+
+
+def test_unpacks_as_weights_and_factors_like_tensorly() -> None:
+    tl = pytest.importorskip("tensorly")
+    cp = random_cp((3, 4, 5), 2, generator=_gen(0), dtype=F64)
+    weights, factors = cp
+    assert weights is cp.weights and factors is cp.factors
+    assert len(cp) == 2 and cp[0] is cp.weights and cp[1] is cp.factors and cp[-1] is cp.factors
+    assert list(cp) == [cp.weights, cp.factors] and cp[np.int64(1)] is cp.factors
+    # TensorLy reads a factorch CP tensor through the same protocol.
+    w, f = tl.cp_tensor.CPTensor((cp.weights.numpy(), [a.numpy() for a in cp.factors]))
+    dense = tl.cp_to_tensor((w, f))
+    assert_close_tensors(torch.from_numpy(dense), cp.to_dense())
+    rebuilt = CPTensor(*cp)
+    assert_close_tensors(rebuilt.to_dense(), cp.to_dense())
+
+
+def test_unpacking_keeps_frozen_identity_equality_and_dataclass_behaviour() -> None:
+    import collections.abc
+    import copy
+    import dataclasses
+    import pickle
+
+    cp = random_cp((3, 4), 2, generator=_gen(1), dtype=F64)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cp.weights = cp.weights  # type: ignore[misc]
+    twin = CPTensor(cp.weights, cp.factors)
+    assert cp == cp and cp != twin  # identity equality, never an entry-wise comparison
+    assert hash(cp) == hash(cp) and bool(cp)
+    assert not isinstance(cp, collections.abc.Sequence)
+    assert [f.name for f in dataclasses.fields(cp)] == ["weights", "factors"]
+    replaced = dataclasses.replace(cp, weights=2 * cp.weights)
+    assert_close_tensors(replaced.to_dense(), 2 * cp.to_dense())
+    for clone in (copy.deepcopy(cp), pickle.loads(pickle.dumps(cp))):
+        assert isinstance(clone, CPTensor)
+        assert_close_tensors(clone.to_dense(), cp.to_dense())
+
+
+@pytest.mark.parametrize(
+    ("index", "exc", "match"),
+    [
+        (2, IndexError, r"CPTensor: index must be 0 \(weights\) or 1 \(factors\); got 2\."),
+        (-3, IndexError, r"CPTensor: index must be 0 \(weights\) or 1 \(factors\); got -3\."),
+        ("weights", TypeError, r"CPTensor: index must be 0 .* got str\. Use \.entries"),
+        (True, TypeError, r"CPTensor: index must be 0 .* got bool\."),
+        (slice(0, 1), TypeError, r"CPTensor: index must be 0 .* got slice\."),
+    ],
+)
+def test_bad_unpacking_index(index: object, exc: type[Exception], match: str) -> None:
+    cp = random_cp((3, 4), 2, generator=_gen(2), dtype=F64)
+    with pytest.raises(exc, match=match):
+        cp[index]  # type: ignore[index]

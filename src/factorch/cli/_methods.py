@@ -185,6 +185,7 @@ def _fit_ntf(req: FitRequest) -> DecompositionResult[Any]:
         init="random" if req.init == "random" else "svd",
         max_iter=req.max_iter,
         tol=req.tol,
+        mask=req.mask,
         generator=req.generator(),
         callback=req.callback,
     )
@@ -224,7 +225,7 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("cp", "CP", "factorch.decomp.cp", True, True, True,
                _fit_cp, _check_cp_rank, _cp_working_set),
-        Method("ntf", "Non-negative CP", "factorch.decomp.non_negative_cp", True, False, True,
+        Method("ntf", "Non-negative CP", "factorch.decomp.non_negative_cp", True, True, True,
                _fit_ntf, _check_cp_rank, _cp_working_set),
         Method("tucker", "Tucker", "factorch.decomp.tucker", True, True, True,
                _fit_tucker, _check_tucker_rank, _tucker_working_set),

@@ -11,14 +11,22 @@ from ._batched import hosvd_batch as hosvd_batch
 from ._budget import BudgetFormat as BudgetFormat
 from ._budget import param_count as param_count
 from ._budget import rank_for_ratio as rank_for_ratio
+from ._cmtf import CMTFModel as CMTFModel
+from ._cmtf import cmtf as cmtf
+from ._constrained_cp import constrained_cp as constrained_cp
 from ._cp import cp as cp
 from ._cp_apr import CPAPRResult as CPAPRResult
 from ._cp_apr import cp_apr as cp_apr
+from ._cp_arls import cp_arls as cp_arls
 from ._cp_nn import non_negative_cp as non_negative_cp
+from ._cp_power import cp_power as cp_power
+from ._cp_power import symmetric_cp_power as symmetric_cp_power
 from ._degeneracy import CPDegeneracy as CPDegeneracy
 from ._degeneracy import cp_degeneracy as cp_degeneracy
 from ._nmf import NMFFactors as NMFFactors
 from ._nmf import nmf as nmf
+from ._parafac2 import parafac2 as parafac2
+from ._prox import ProximalOperator as ProximalOperator
 from ._rank import RankScan as RankScan
 from ._rank import corcondia as corcondia
 from ._rank import rank_scan as rank_scan
@@ -48,6 +56,7 @@ __all__ = [
     "BatchCPResult",
     "BatchTuckerResult",
     "BudgetFormat",
+    "CMTFModel",
     "CPAPRResult",
     "CPDegeneracy",
     "Callback",
@@ -55,19 +64,25 @@ __all__ = [
     "DecompositionResult",
     "IterationState",
     "NMFFactors",
+    "ProximalOperator",
     "RankScan",
     "RobustResult",
     "SemiNMFFactors",
+    "cmtf",
+    "constrained_cp",
     "corcondia",
     "cp",
     "cp_apr",
+    "cp_arls",
     "cp_batch",
     "cp_degeneracy",
+    "cp_power",
     "hosvd",
     "hosvd_batch",
     "nmf",
     "non_negative_cp",
     "non_negative_tucker",
+    "parafac2",
     "param_count",
     "partial_tucker",
     "rank_for_ratio",
@@ -75,6 +90,7 @@ __all__ = [
     "robust_pca",
     "robust_tensor_pca",
     "semi_nmf",
+    "symmetric_cp_power",
     "tr_als",
     "tr_svd",
     "tt_cross",

@@ -31,8 +31,8 @@ means nothing:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,6 +41,7 @@ from ..algebra.internal import khatri_rao as _khatri_rao
 
 __all__ = [
     "CPState",
+    "ErrorTrack",
     "als_sweep",
     "exact_error",
     "gram",
@@ -48,6 +49,7 @@ __all__ = [
     "hadamard_grams",
     "mttkrp_from_partial",
     "solve_normal",
+    "tree_mttkrps",
     "tree_partial",
     "working_set",
 ]
@@ -109,28 +111,40 @@ def als_sweep(
     The MTTKRPs come from the two-pass dimension tree (module docstring). Modes in ``fixed`` keep
     their factor. Returns the MTTKRP of the last mode (for :func:`gram_error`).
     """
+    mttkrp = state.factors[-1]  # (set by the last mode)
+    for mode, mttkrp in tree_mttkrps(tensor, state.factors):
+        if mode in fixed:
+            continue
+        # Least squares A_n (*_{m != n} A_m^T A_m + l2 I) = MTTKRP_n.
+        factor = solve_normal(mttkrp, hadamard_grams(state.grams, skip=mode), l2)
+        # Unit columns; the column norms become the weights.
+        norms = torch.linalg.vector_norm(factor, dim=0)
+        norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+        state.weights = norms.to(factor.dtype)
+        state.factors[mode] = factor / state.weights
+        state.grams[mode] = gram(state.factors[mode])
+    return mttkrp
+
+
+def tree_mttkrps(
+    tensor: torch.Tensor, factors: list[torch.Tensor]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(mode, MTTKRP_mode)`` for every mode in order, from the two-pass dimension tree.
+
+    The caller updates ``factors[mode]`` (in the list, in place) before asking for the next
+    pair; later MTTKRPs use the updated factors, as a mode-by-mode sweep does. The tensor is
+    read twice per sweep (module docstring).
+    """
     n = tensor.ndim
     half = (n + 1) // 2
     left, right = range(half), range(half, n)
-    mttkrp = state.factors[-1]  # (set by the last mode of the second pass)
     for updated, other in ((left, right), (right, left)):
         # One read of X: contract the other half's factors (in the second pass, the left factors
         # this sweep has just updated).
         # (Complex data: the MTTKRPs take conjugated factors, see :func:`gram`.)
-        partial = tree_partial(tensor, conjugated(state.factors), other)
+        partial = tree_partial(tensor, conjugated(factors), other)
         for mode in updated:
-            mttkrp = mttkrp_from_partial(partial, conjugated(state.factors), updated, mode)
-            if mode in fixed:
-                continue
-            # Least squares A_n (*_{m != n} A_m^T A_m + l2 I) = MTTKRP_n.
-            factor = solve_normal(mttkrp, hadamard_grams(state.grams, skip=mode), l2)
-            # Unit columns; the column norms become the weights.
-            norms = torch.linalg.vector_norm(factor, dim=0)
-            norms = torch.where(norms > 0, norms, torch.ones_like(norms))
-            state.weights = norms.to(factor.dtype)
-            state.factors[mode] = factor / state.weights
-            state.grams[mode] = gram(state.factors[mode])
-    return mttkrp
+            yield mode, mttkrp_from_partial(partial, conjugated(factors), updated, mode)
 
 
 def tree_partial(
@@ -290,3 +304,48 @@ def _balanced_split(shape: Sequence[int]) -> int:
     total = math.prod(shape)
     sides = [max(math.prod(shape[:k]), total // math.prod(shape[:k])) for k in range(1, len(shape))]
     return 1 + sides.index(min(sides))
+
+
+@dataclass
+class ErrorTrack:
+    """Errors per iteration, their rounding floors, and the one convergence rule of the CP
+    family.
+
+    The estimate in force is the Gram formula (:func:`gram_error`) until it cannot resolve what
+    is asked of it -- it no longer knows the error to 1/8, or (``tol > 0``) a change since the
+    last iteration is within the two estimates' rounding floors and those are coarser than
+    ``tol`` -- and the exact residual from then on (:meth:`switch_to_exact`). A run has converged
+    when the error changes by at most ``max(tol, floor_prev + floor)`` between two iterations
+    whose errors come from the same estimate. ``tol = 0`` never converges.
+    """
+
+    tol: float
+    exact: bool = False
+    errors: list[float] = field(default_factory=list)
+    floors: list[float] = field(default_factory=list)
+    comparable_from: int = 0
+
+    def gram_unresolved(self, err: float, floor: float) -> bool:
+        """True when the Gram estimate ``(err, floor)`` cannot do its job any more."""
+        if self.exact:
+            return False
+        if floor > err / 8:
+            return True
+        if self.tol > 0 and self.errors:
+            noise = floor + self.floors[-1]
+            return noise > self.tol and abs(self.errors[-1] - err) <= noise
+        return False
+
+    def switch_to_exact(self) -> None:
+        """From now on every error is the exact residual (comparisons restart)."""
+        self.exact, self.comparable_from = True, len(self.errors)
+
+    def converged(self, err: float, floor: float) -> bool:
+        """The one rule: the change is within ``tol`` or within the two rounding floors."""
+        if self.tol <= 0 or len(self.errors) <= self.comparable_from:
+            return False
+        return abs(self.errors[-1] - err) <= max(self.tol, self.floors[-1] + floor)
+
+    def record(self, err: float, floor: float) -> None:
+        self.errors.append(err)
+        self.floors.append(floor)

@@ -8,6 +8,7 @@ that never forms the dense tensor: ``norm()``, ``inner()``, ``mode_dot()``, ``en
 from ._base import FactorizedTensor as FactorizedTensor
 from ._cp import CPTensor as CPTensor
 from ._cp import FactorMatch as FactorMatch
+from ._parafac2 import Parafac2Tensor as Parafac2Tensor
 from ._sparse import Duplicates as Duplicates
 from ._sparse import SparseTensor as SparseTensor
 from ._tr import TRTensor as TRTensor
@@ -20,6 +21,7 @@ __all__ = [
     "Duplicates",
     "FactorMatch",
     "FactorizedTensor",
+    "Parafac2Tensor",
     "SparseTensor",
     "TRTensor",
     "TTMatrix",

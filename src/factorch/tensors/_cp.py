@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 
@@ -68,6 +69,17 @@ class CPTensor(FactorizedTensor):
 
     Every method is differentiable with respect to weights and factors, except
     :meth:`factor_match` / :meth:`congruence` (diagnostics returning Python numbers).
+
+    Like TensorLy's ``CPTensor``, it unpacks as ``(weights, factors)``: ``w, f = cp_tensor``,
+    ``cp_tensor[0]`` is ``weights`` and ``cp_tensor[1]`` is ``factors`` (``len(cp_tensor) == 2``).
+    This is a read-only view: the tensor stays frozen, equality stays identity (two CP tensors
+    are never compared entry-wise by ``==``) and it is not a :class:`collections.abc.Sequence`.
+
+    Example:
+        >>> cp_tensor = factorch.random.random_cp((3, 4, 5), 2)
+        >>> weights, factors = cp_tensor
+        >>> weights.shape, [tuple(f.shape) for f in factors]
+        (torch.Size([2]), [(3, 2), (4, 2), (5, 2)])
     """
 
     weights: torch.Tensor
@@ -100,6 +112,39 @@ class CPTensor(FactorizedTensor):
             if isinstance(f0, torch.Tensor) and f0.ndim == 2:
                 weights = torch.ones(f0.shape[1], dtype=f0.dtype, device=f0.device)
         return cls(weights, tuple(factors))  # type: ignore[arg-type]
+
+    # --- TensorLy-style unpacking: (weights, factors) ----------------------------------------
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """Yield ``weights`` then ``factors`` (so ``w, f = cp_tensor`` works)."""
+        yield self.weights
+        yield self.factors
+
+    def __len__(self) -> int:
+        """2: a CP tensor unpacks as ``(weights, factors)``."""
+        return 2
+
+    @overload
+    def __getitem__(self, index: Literal[0]) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, index: Literal[1]) -> tuple[torch.Tensor, ...]: ...
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]: ...
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``cp_tensor[0]`` is ``weights``, ``cp_tensor[1]`` (or ``[-1]``) is ``factors``."""
+        if isinstance(index, bool) or not hasattr(index, "__index__"):
+            raise TypeError(
+                f"CPTensor: index must be 0 (weights) or 1 (factors); got {type(index).__name__}. "
+                "Use .entries(indices) for entries of the represented tensor."
+            )
+        index = operator.index(index)  # numpy integers too
+        if index in (0, -2):
+            return self.weights
+        if index in (1, -1):
+            return self.factors
+        raise IndexError(
+            f"CPTensor: index must be 0 (weights) or 1 (factors); got {index}. A CPTensor "
+            "unpacks as (weights, factors)."
+        )
 
     # --- structure ----------------------------------------------------------------------------
     def _tensors(self) -> tuple[torch.Tensor, ...]:
