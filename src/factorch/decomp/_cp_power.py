@@ -88,8 +88,8 @@ def cp_power(
     Raises:
         TypeError: non-tensor, integer, complex data; non-integral ``rank``/``n_repeat``; a
             ``generator`` that is not a ``torch.Generator``.
-        ValueError: NaN/Inf, fewer than 2 modes, an all-zero tensor, bad option values, a
-            working set too large for the device.
+        ValueError: NaN/Inf, fewer than 2 modes, an all-zero tensor, bad option values, a rank
+            above the number of entries, a working set too large for the device.
 
     Not differentiable (runs under ``torch.no_grad``); autocast is ignored. Device and dtype
     follow the input; tiny or huge data is scaled by an exact power of four for the fit.
@@ -193,6 +193,13 @@ def _check_options(
     repeats = check_positive_int(n_repeat, fn, "n_repeat")
     max_iter, tol_ = _check_loop_options(max_iter, tol, generator, callback, fn)
     total = math.prod(x.shape)
+    if rank > total:
+        # Deflation past the number of entries only appends zero components (and a rank of
+        # 10**9 would loop for hours): no tensor needs more CP components than it has entries.
+        raise ValueError(
+            f"{fn}: rank must be at most the number of entries ({total}) of the "
+            f"{tuple(x.shape)} tensor; got {rank}. Ask for fewer components."
+        )
     work = max(total // s for s in x.shape) * repeats + sum(x.shape) * (rank + 2 * repeats)
     work += min(total, 1 << 22) + (total if x.dtype in HALF_DTYPES else 0)
     check_memory(
