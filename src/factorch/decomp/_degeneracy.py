@@ -47,7 +47,7 @@ class CPDegeneracy:
 
     @property
     def message(self) -> str:
-        """One line for a report: empty when the model is not degenerate."""
+        """One line for a report, empty when the model is not degenerate."""
         if not self.degenerate or self.pair is None:
             return ""
         r, s = self.pair

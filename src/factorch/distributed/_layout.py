@@ -227,7 +227,7 @@ class ShardLayout:
 
     @property
     def fingerprint(self) -> str:
-        """A short digest of shape, grid and bounds: equal layouts have equal fingerprints."""
+        """A short digest of shape, grid and bounds; equal layouts have equal fingerprints."""
         text = json.dumps([self.shape, self.grid, self.bounds], separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

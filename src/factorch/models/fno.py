@@ -180,7 +180,8 @@ class FNO(nn.Module):
     grid, for any grid with enough points for the modes. Differentiable.
 
     Raises:
-        ValueError / TypeError: bad configuration; at forward, an input with the wrong number of
+        TypeError: a configuration value of the wrong type (the message names it).
+        ValueError: a bad configuration value; at forward, an input with the wrong number of
             channels or too coarse a grid (the message names what was expected).
 
     Example:

@@ -546,8 +546,9 @@ def compress(
         energy estimate the allocator used.
 
     Raises:
-        ValueError / TypeError: bad arguments, an unknown layer name in ``layer_ranks``, a
-        budget below what rank-1 factorizations need, a weight with NaN or Inf entries.
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: a bad value, an unknown layer name in ``layer_ranks``, a budget below what
+            rank-1 factorizations need, or a weight with NaN or Inf entries.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),

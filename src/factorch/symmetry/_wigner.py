@@ -234,8 +234,7 @@ def wigner_D(l: int, rotation: torch.Tensor) -> torch.Tensor:
 
     :math:`Y^l(R x) = D^l(R)\, Y^l(x)` for the harmonics of :func:`spherical_harmonics`;
     ``wigner_D(1, R) == R``. A matrix with determinant -1 is accepted and treated as the rotation
-    ``-R`` (parity is the caller's: multiply by ``p`` for an odd irrep, as
-    :meth:`Irreps.D_from_matrix`-style helpers do).
+    ``-R`` (parity is the caller's: multiply by ``p`` for an odd irrep).
 
     Args:
         l: the degree (``0 <= l <= 64``).

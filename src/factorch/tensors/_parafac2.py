@@ -145,7 +145,7 @@ class Parafac2Tensor:
 
     @property
     def n_params(self) -> int:
-        """Stored scalars: weights, ``A``, ``B``, ``C`` and the projections."""
+        """The number of stored scalars (weights, ``A``, ``B``, ``C`` and the projections)."""
         return sum(t.numel() for t in (self.weights, *self.factors, *self.projections))
 
     def __repr__(self) -> str:

@@ -290,8 +290,9 @@ def train_operator(
         :class:`TrainResult` (model in eval mode, history, final metrics, median s/epoch).
 
     Raises:
-        TypeError / ValueError: bad arguments or data (non-float, empty, NaN/Inf, mismatched
-            shapes), or a non-finite training loss (the message gives the epoch; lower ``lr``).
+        TypeError: an argument of the wrong type, or non-float data.
+        ValueError: bad values or data (empty, NaN/Inf, mismatched shapes), or a non-finite
+            training loss (the message gives the epoch; lower ``lr``).
 
     Example:
         >>> from factorch.datasets.pde import darcy_flow

@@ -84,7 +84,8 @@ def solve_burgers(
         device; the computation runs in float64.
 
     Raises:
-        TypeError / ValueError: bad arguments (named in the message).
+        TypeError: an argument of the wrong type (named in the message).
+        ValueError: an argument with a bad value (named in the message).
 
     Not differentiable (detached).
 

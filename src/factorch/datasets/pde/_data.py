@@ -197,8 +197,11 @@ def check_device(device: object, fn: str) -> torch.device:
 
 # --- cache ---------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """Where :func:`cached` data goes when asked for the default: ``$FACTORCH_CACHE/pde`` or
-    ``~/.cache/factorch/pde``.
+    """Where the generators keep their data when asked for the default cache folder.
+
+    Returns:
+        ``$FACTORCH_CACHE/pde`` when that variable is set, else ``~/.cache/factorch/pde`` (the
+        folder is not created here).
 
     Example:
         >>> default_cache_dir().name

@@ -164,8 +164,9 @@ def solve_navier_stokes(
         and device; computed in float64.
 
     Raises:
-        TypeError / ValueError: bad arguments; ``ValueError`` too when the flow outgrows the
-            time step (CFL number above 1 or non-finite values: take a smaller ``dt``).
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: an argument with a bad value, or a flow that outgrows the time step (CFL
+            number above 1 or non-finite values: take a smaller ``dt``).
 
     Not differentiable (detached).
 

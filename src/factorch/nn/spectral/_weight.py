@@ -82,7 +82,7 @@ class SpectralWeight(nn.Module):
 
     Args:
         in_channels, out_channels: channel counts (equal when ``separable``).
-        modes: Fourier modes per spatial dimension (see :mod:`factorch.nn.spectral._modes`); the
+        modes: Fourier modes per spatial dimension (the lowest ``m`` frequencies of each); the
             stored mode sizes are ``(m_1, .., m_{d-1}, m_d // 2 + 1)``.
         n_layers: share one tensor among this many layers (a leading layer mode); ``None``: one
             layer.
@@ -244,7 +244,7 @@ class SpectralWeight(nn.Module):
         return Contraction(eq, [tuple(o.shape) for o in ops])(*ops)
 
     def load_dense_(self, weight: torch.Tensor) -> None:
-        """Set the weight from a dense complex tensor of :attr:`shape` (factorized formats
+        """Set the weight from a dense complex tensor of shape ``self.shape`` (factorized formats
         decompose it with their ``right_inverse``; not differentiable)."""
         fn = f"{type(self).__name__}.load_dense_"
         if tuple(weight.shape) != self.shape:
