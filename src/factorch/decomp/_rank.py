@@ -289,6 +289,13 @@ def tucker_rank_for_error(
         >>> x = torch.ones(4, 5, 6, dtype=torch.float64)
         >>> tucker_rank_for_error(x, 1e-8)
         (1, 1, 1)
+
+    Returns:
+        The multilinear ranks, one int per mode.
+
+    Raises:
+        TypeError: no ``eps``, both ``eps`` and ``error``, or a tensor :func:`hosvd` refuses.
+        ValueError: an ``eps`` or a tensor :func:`hosvd` refuses (the message says why).
     """
     from ._tucker import hosvd
 
@@ -314,6 +321,22 @@ def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
 
     Uses the per-unfolding truncation ``eps ||X|| / sqrt(d - 1)`` of Oseledets (2011) (see
     :func:`~factorch.decomp.tt_svd`). Not differentiable.
+
+    Args:
+        tensor: the data (a torch tensor or numpy array) with at least two modes.
+        eps: relative accuracy target, non-negative.
+
+    Returns:
+        The TT ranks ``(1, r_1, ..., r_{d-1}, 1)``.
+
+    Raises:
+        TypeError: a tensor or ``eps`` of the wrong type (as :func:`tt_svd`).
+        ValueError: a bad ``eps`` or tensor (as :func:`tt_svd`; the message says why).
+
+    Example:
+        >>> x = torch.ones(4, 5, 6, dtype=torch.float64)
+        >>> tt_rank_for_error(x, 1e-8)
+        (1, 1, 1, 1)
     """
     from ._tt import tt_svd
 

@@ -135,13 +135,21 @@ def _sym_function(p: torch.Tensor, f: str) -> torch.Tensor:
 def spd_log(matrices: torch.Tensor) -> torch.Tensor:
     """Matrix logarithm of symmetric positive definite matrices (symmetric result; via ``eigh``).
 
+    Args:
+        matrices: ``(..., n, n)`` symmetric positive definite, real floating.
+
+    Returns:
+        The symmetric logarithms, ``(..., n, n)`` in the input's dtype and device (computed in
+        float64 at least); differentiable.
+
     Raises:
-        TypeError, ValueError: not a real square finite tensor, or not positive definite.
+        TypeError: not a real floating tensor.
+        ValueError: not square, non-finite, not symmetric, or not positive definite.
 
     Example:
-        >>> spd_log(torch.diag(torch.tensor([1.0, math.e])))
-        tensor([[0., 0.],
-                [0., 1.]])
+        >>> log = spd_log(torch.diag(torch.tensor([1.0, math.e])))
+        >>> torch.allclose(log, torch.diag(torch.tensor([0.0, 1.0])), atol=1e-6)
+        True
     """
     fn = "spd_log"
     p = _check_square(matrices, fn)
@@ -162,8 +170,16 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
 def spd_exp(matrices: torch.Tensor) -> torch.Tensor:
     """Matrix exponential of symmetric matrices (SPD result; via ``eigh``).
 
+    Args:
+        matrices: ``(..., n, n)`` symmetric, real floating.
+
+    Returns:
+        The symmetric positive definite exponentials, ``(..., n, n)`` in the input's dtype and
+        device; differentiable.
+
     Raises:
-        TypeError, ValueError: not a real square finite tensor.
+        TypeError: not a real floating tensor.
+        ValueError: not square, non-finite, or an exponential that overflows the dtype.
 
     Example:
         >>> spd_exp(torch.zeros(2, 2))

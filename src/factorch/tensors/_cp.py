@@ -75,6 +75,11 @@ class CPTensor(FactorizedTensor):
     This is a read-only view: the tensor stays frozen, equality stays identity (two CP tensors
     are never compared entry-wise by ``==``) and it is not a :class:`collections.abc.Sequence`.
 
+    Raises:
+        TypeError: weights or factors that are not tensors, or of more than one dtype.
+        ValueError: factors whose column counts differ from ``len(weights)``, or tensors on
+            more than one device.
+
     Example:
         >>> cp_tensor = factorch.random.random_cp((3, 4, 5), 2)
         >>> weights, factors = cp_tensor
