@@ -49,6 +49,13 @@ class FactorMatch:
         congruences: per-component congruence ``prod_n |cos(a_r^(n), b_{p(r)}^(n))|``.
         exhaustive: True when the matching is optimal (exhaustive search, ``other.rank <= 8``);
             False when it is greedy.
+
+    Example:
+        >>> a = factorch.random.random_cp((4, 5, 6), 2, generator=torch.Generator().manual_seed(0))
+        >>> swapped = CPTensor(a.weights.flip(0), [f.flip(1) for f in a.factors])
+        >>> match = a.factor_match(swapped)
+        >>> match.permutation, round(match.score, 6), match.exhaustive
+        ((1, 0), 1.0, True)
     """
 
     score: float
