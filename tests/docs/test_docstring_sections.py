@@ -71,7 +71,10 @@ def _parameters(obj: object) -> list[str]:
         signature = inspect.signature(obj)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return []
-    return [p for p in signature.parameters if p not in ("self", "cls")]
+    params = [p for n, p in signature.parameters.items() if n not in ("self", "cls")]
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return []  # only ``*args, **kwargs`` (an abstract base's inherited constructor)
+    return [p.name for p in params]
 
 
 def required_sections(obj: object) -> set[str]:
