@@ -57,6 +57,9 @@ class PDEData:
             padding in multi-grid patching) or not (finite differences, boundary-aware padding).
         params: the generator's arguments (JSON values), e.g. ``{"viscosity": 0.001, ...}``.
 
+    Raises:
+        ValueError: ``x`` and ``y`` with different sample counts or grids.
+
     Example:
         >>> data = darcy_flow(4, resolution=16, generator=torch.Generator().manual_seed(0))
         >>> data.x.shape, data.y.shape, data.periodic
