@@ -236,6 +236,11 @@ class MetricTensorAttention(nn.Module):
         batch_first: inputs ``(N, L, E)`` instead of ``(L, N, E)``.
         device, dtype: of the parameters.
 
+    Raises:
+        TypeError: a size or flag of the wrong type.
+        ValueError: non-positive sizes, ``num_heads`` not dividing ``embed_dim``, an unknown
+            ``metric``, a dropout outside ``[0, 1)``, parameters too large for memory.
+
     Example:
         >>> import torch
         >>> from factorch.nn.attention import MetricTensorAttention

@@ -58,6 +58,12 @@ def count_real(module: nn.Module) -> int:
     """Real numbers stored by ``module``'s parameters: a complex entry counts as two (the
     convention of neuraloperator's ``count_model_params``), shared parameters once.
 
+    Args:
+        module: any module.
+
+    Returns:
+        The number of real numbers its parameters store.
+
     Example:
         >>> count_real(torch.nn.Linear(3, 2))
         8
@@ -97,6 +103,19 @@ class SpectralWeight(nn.Module):
             ``sqrt(2 / (in + out))`` (neuraloperator's ``"auto"``).
         generator, device, dtype: random init source; placement; the real dtype
             (float32 or float64) whose complex counterpart the weights use.
+
+    Raises:
+        TypeError: a size of the wrong type, a bad generator or dtype.
+        ValueError: non-positive sizes, 0 or more than 3 spatial dimensions, unequal channels
+            for ``separable``, an unknown format, or a rank/ratio that does not fit the format.
+
+    Example:
+        >>> w = SpectralWeight(2, 3, (4, 4), format="cp", rank=2,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> w.shape, w.tensor().dtype
+        ((2, 3, 4, 3), torch.complex64)
+        >>> count_real(w) < count_real(SpectralWeight(2, 3, (4, 4)))  # 52 real numbers vs 144
+        True
     """
 
     def __init__(
