@@ -239,6 +239,12 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
     other ``n`` through the complex eigendecomposition. Ill-defined at angle :math:`π` (any axis
     works), as for every logarithm.
 
+    Args:
+        rotations: ``(..., n, n)`` rotation matrices.
+
+    Returns:
+        The skew-symmetric logarithms, ``(..., n, n)`` in the input's dtype.
+
     Raises:
         TypeError, ValueError: not real square finite matrices, or not in SO(n) (to 1e-6).
 
@@ -334,6 +340,12 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
     the Euclidean norm of the coordinates equal the Frobenius norm of :math:`S` (and of
     :math:`X / \sqrt2`). Inverse: :func:`lie_chart_inverse`.
 
+    Args:
+        matrices: ``(..., n, n)`` real matrices with positive determinant.
+
+    Returns:
+        The coordinates, ``(..., n^2)`` in the input's dtype; differentiable.
+
     Raises:
         TypeError, ValueError: as :func:`cartan_decomposition`.
 
@@ -353,6 +365,13 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
 
 def lie_chart_inverse(coordinates: torch.Tensor, n: int) -> torch.Tensor:
     """``g = exp(S) exp(X)`` from :func:`lie_chart` coordinates.
+
+    Args:
+        coordinates: ``(..., n^2)`` coordinates from :func:`lie_chart`.
+        n: the matrix size.
+
+    Returns:
+        The matrices ``g``, ``(..., n, n)``; differentiable.
 
     Raises:
         TypeError, ValueError: non-floating coordinates, or a last dimension other than ``n^2``.
