@@ -139,7 +139,7 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = [".. list-table::", "   :header-rows: 1", ""]
+    lines = [".. list-table::", "   :header-rows: 1", "   :class: bench-table", ""]
     for i, row in enumerate([header, *rows]):
         for j, value in enumerate(row):
             text = _text(value) if i == 0 else cell(value)
@@ -215,7 +215,12 @@ def _images(stem: str, stems: set[str]) -> list[str]:
             found.append(image)
     lines: list[str] = []
     for image in found:
-        lines += [f".. image:: /images/{image.name}", f"   :alt: {image.stem}", ""]
+        lines += [
+            f".. image:: /images/{image.name}",
+            f"   :alt: {image.stem}",
+            "   :width: 100%",
+            "",
+        ]
     return lines
 
 
