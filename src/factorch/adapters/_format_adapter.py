@@ -81,8 +81,11 @@ class FormatAdapterConfig(AdapterConfig):
 
 class FormatAdapterLayer(Adapter):
     """``base(x) + alpha * delta(x)``, ``delta`` a bias-free :class:`~factorch.nn.FactorizedLinear`
-    or ``FactorizedConv{1,2,3}d`` with the base layer's geometry (its forward contracts the
-    factors or rebuilds the weight, whichever costs less); factor ``zero_factor`` starts at 0."""
+    or ``FactorizedConv{1,2,3}d`` with the base layer's geometry; factor ``zero_factor`` starts
+    at 0. On a Linear layer the forward contracts the factors with the input (:meth:`contract`)
+    or runs the base GEMM with ``W + alpha dW`` (:meth:`rebuild`), as ``implementation`` and
+    :meth:`step_costs` decide; a convolution adds ``delta(x)`` (which contracts the factors or
+    rebuilds the kernel, whichever costs less)."""
 
     supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
     zero_factor: ClassVar[int] = 0
