@@ -147,8 +147,8 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
         ValueError: not square, non-finite, not symmetric, or not positive definite.
 
     Example:
-        >>> log = spd_log(torch.diag(torch.tensor([1.0, math.e])))
-        >>> torch.allclose(log, torch.diag(torch.tensor([0.0, 1.0])), atol=1e-6)
+        >>> log = spd_log(torch.diag(torch.tensor([1.0, math.e], dtype=torch.float64)))
+        >>> torch.allclose(log, torch.diag(torch.tensor([0.0, 1.0], dtype=torch.float64)))
         True
     """
     fn = "spd_log"
@@ -250,7 +250,7 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> r = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-        >>> rotation_log(r)[1, 0].item() == math.pi / 2
+        >>> math.isclose(rotation_log(r)[1, 0].item(), math.pi / 2, rel_tol=1e-12)
         True
     """
     fn = "rotation_log"
@@ -350,8 +350,8 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
         TypeError, ValueError: as :func:`cartan_decomposition`.
 
     Example:
-        >>> lie_chart(torch.eye(2)).abs().tolist()
-        [0.0, 0.0, 0.0, 0.0]
+        >>> float(lie_chart(torch.eye(2)).abs().max()) < 1e-6
+        True
     """
     c = cartan_decomposition(matrices)
     n = c.symmetric.shape[-1]
