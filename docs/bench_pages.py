@@ -26,6 +26,7 @@ OUT = DOCS / "benchmarks" / "generated"
 # Result files whose command is not ``python benchmarks/<script>.py [--quick]`` and not recorded
 # in the JSON itself (the commands are the ones BENCHMARKS.md gives for them).
 COMMANDS: dict[str, str] = {
+    "bench_adapters_layer": "python benchmarks/bench_adapters.py --layer",
     "bench_algebra_explore": "python benchmarks/bench_algebra.py --explore",
     "bench_completion_cp_mttkrp": "python benchmarks/bench_completion.py --sections mttkrp,cp",
     "bench_completion_mttkrp": "python benchmarks/bench_completion.py --sections mttkrp --compile",
@@ -34,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "bench_operator_darcy16": (
         'python benchmarks/bench_operator.py --problems darcy16 --variants "FNO dense,TFNO tucker'
         ' 5%" --seeds 3 --no-extras'
+    ),
+    "bench_operator_darcy16_10pct": (
+        'python benchmarks/bench_operator.py --problems darcy16 --variants "FNO dense,TFNO tucker'
+        ' 10%,TFNO cp 10%" --seeds 3 --no-extras  # then rename bench_operator_darcy16.json'
     ),
 }
 # Keys shown in the page header or in the machine table instead of as data.

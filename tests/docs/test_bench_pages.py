@@ -43,6 +43,17 @@ def test_commands_follow_the_file_name() -> None:
     assert bench_pages.command_for("x", {"command": ["a.py", "--quick"]}) == "python a.py --quick"
 
 
+def test_every_result_file_with_a_suffix_has_its_command() -> None:
+    # A suffix other than _quick means other options: the command must be recorded (in the
+    # JSON or in COMMANDS), not guessed from the script name.
+    for path in RESULTS:
+        script = bench_pages.script_for(path.stem)
+        assert script is not None, path.stem
+        suffix = path.stem[len(script.stem) :]
+        if suffix not in ("", "_quick") and "command" not in json.loads(path.read_text()):
+            assert path.stem in bench_pages.COMMANDS, f"add {path.stem} to COMMANDS"
+
+
 def test_listed_commands_name_existing_scripts_and_results() -> None:
     for stem, command in bench_pages.COMMANDS.items():
         assert (ROOT / "benchmarks" / "results" / f"{stem}.json").exists(), stem
