@@ -457,7 +457,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.plot.normalized_cp_factors": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.symmetry.CartanDecomposition": ("Args", "Example"),
     "factorch.symmetry.ClebschGordanTensorProduct": ("Raises",),
     "factorch.symmetry.EquivariantProjector": ("Args",),
     "factorch.symmetry.Expressivity": ("Example",),
@@ -466,7 +465,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.symmetry.Irrep": ("Raises",),
     "factorch.symmetry.MulIrrep": ("Args", "Raises", "Example"),
     "factorch.symmetry.PCAFrames": ("Example",),
-    "factorch.symmetry.PolarDecomposition": ("Args", "Example"),
     "factorch.symmetry.RepBlock": ("Args", "Example"),
     "factorch.symmetry.TensorProductPath": ("Args", "Example"),
     "factorch.symmetry.default_irreps_out": (

@@ -50,7 +50,19 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class PolarDecomposition:
-    """``g = positive @ orthogonal`` (side "left") or ``g = orthogonal @ positive`` ("right")."""
+    """``g = positive @ orthogonal`` (side "left") or ``g = orthogonal @ positive`` ("right").
+
+    Attributes:
+        positive: the symmetric positive semi-definite factor.
+        orthogonal: the orthogonal factor.
+        side: ``"left"`` or ``"right"``.
+
+    Example:
+        >>> g = torch.tensor([[2.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> pd = polar_decomposition(g, side="right")
+        >>> pd.side, torch.allclose(pd.orthogonal @ pd.positive, g)
+        ('right', True)
+    """
 
     positive: torch.Tensor
     orthogonal: torch.Tensor
@@ -59,7 +71,18 @@ class PolarDecomposition:
 
 @dataclasses.dataclass(frozen=True)
 class CartanDecomposition:
-    """``g = matrix_exp(symmetric) @ rotation``, ``symmetric`` symmetric, ``rotation`` in SO(n)."""
+    """``g = matrix_exp(symmetric) @ rotation``, ``symmetric`` symmetric, ``rotation`` in SO(n).
+
+    Attributes:
+        symmetric: the symmetric factor ``S``.
+        rotation: the rotation ``R``.
+
+    Example:
+        >>> g = torch.tensor([[2.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> c = cartan_decomposition(g)
+        >>> torch.allclose(torch.linalg.matrix_exp(c.symmetric) @ c.rotation, g)
+        True
+    """
 
     symmetric: torch.Tensor
     rotation: torch.Tensor
