@@ -462,8 +462,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.symmetry.Expressivity": ("Example",),
     "factorch.symmetry.GauntTensorProduct": ("Raises",),
     "factorch.symmetry.GroupSample": ("Example",),
-    "factorch.symmetry.Irrep": ("Raises",),
-    "factorch.symmetry.MulIrrep": ("Args", "Raises", "Example"),
     "factorch.symmetry.PCAFrames": ("Example",),
     "factorch.symmetry.RepBlock": ("Args", "Example"),
     "factorch.symmetry.TensorProductPath": ("Args", "Example"),

@@ -88,6 +88,8 @@ def required_sections(obj: object) -> set[str]:
     if params:
         needed.add("Args")
     if inspect.isclass(obj):
+        if issubclass(obj, tuple) and hasattr(obj, "_fields"):
+            return needed  # a named tuple: a record whose constructor checks nothing
         if dataclasses.is_dataclass(obj):
             # A record: its fields may be documented as ``Attributes:``; a generated
             # constructor refuses nothing unless ``__post_init__`` checks the fields.
