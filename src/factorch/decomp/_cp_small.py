@@ -40,16 +40,19 @@ class SmallSweep:
         shape = tuple(tensor.shape)
         n = len(shape)
         total = math.prod(shape)
-        opts = {"dtype": tensor.dtype, "device": tensor.device}
+        dtype, device = tensor.dtype, tensor.device
         self.shape = shape
         self.rank = rank
         self.is_complex = tensor.is_complex()
         real = tensor.real.dtype if self.is_complex else tensor.dtype
         self.sqrt_eps = torch.finfo(real).eps ** 0.5
-        self._middle = [torch.empty(s, total // s, **opts) for s in shape[1:-1]]
-        self._kr = [torch.empty(total // s, rank, **opts) if n > 2 else None for s in shape]
-        self._mttkrp = [torch.empty(s, rank, **opts) for s in shape]
-        self._gram = torch.empty(rank, rank, **opts)
+        self._middle = [torch.empty(s, total // s, dtype=dtype, device=device) for s in shape[1:-1]]
+        self._kr = [
+            torch.empty(total // s, rank, dtype=dtype, device=device) if n > 2 else None
+            for s in shape
+        ]
+        self._mttkrp = [torch.empty(s, rank, dtype=dtype, device=device) for s in shape]
+        self._gram = torch.empty(rank, rank, dtype=dtype, device=device)
         self._one = torch.ones((), dtype=real, device=tensor.device)
         self.unfoldings: list[torch.Tensor] = []
         self.load(tensor)
