@@ -488,10 +488,12 @@ def _error(
         resid = torch.where(mask, x - _dense(state, small), 0.0)
         err = float(torch.linalg.vector_norm(resid)) / max(math.sqrt(norm_x2), 1e-300)
         eps = torch.finfo(x.dtype).eps
-        weight_sum = float(state.weights.abs().sum())
+        weight_sum = sum(abs(w) for w in state.weights.tolist())
         return err, 4.0 * eps * (1.0 + weight_sum / max(math.sqrt(norm_x2), 1e-300))
     if exact:
         return exact_error(x, state, norm_x2)
+    if mttkrp is not None and small is not None:
+        return small.gram_error(norm_x2, mttkrp, state)
     if mttkrp is None and small is not None:
         mttkrp = small.mttkrp(x.ndim - 1, state.factors, fresh=True)
     elif mttkrp is None:

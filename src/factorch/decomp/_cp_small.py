@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._cp_sweep import CPState, gram
+from ._cp_sweep import CPState, gram_error, gram_error_of
 
 __all__ = ["SMALL_ENTRIES", "SmallSweep"]
 
@@ -45,14 +45,19 @@ class SmallSweep:
         self.rank = rank
         self.is_complex = tensor.is_complex()
         real = tensor.real.dtype if self.is_complex else tensor.dtype
-        self.sqrt_eps = torch.finfo(real).eps ** 0.5
+        self.eps = torch.finfo(real).eps
+        self.sqrt_eps = self.eps**0.5
         self._middle = [torch.empty(s, total // s, dtype=dtype, device=device) for s in shape[1:-1]]
         self._kr = [
             torch.empty(total // s, rank, dtype=dtype, device=device) if n > 2 else None
             for s in shape
         ]
-        self._mttkrp = [torch.empty(s, rank, dtype=dtype, device=device) for s in shape]
-        self._gram = torch.empty(rank, rank, dtype=dtype, device=device)
+        self._mttkrp = [torch.empty(s, rank, dtype=dtype, device=device) for s in shape[:-1]]
+        self._mttkrp.append(torch.empty(rank, shape[-1], dtype=dtype, device=device))
+        self._last_mttkrp: torch.Tensor | None = None
+        self._dense_of: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
+        self.hadamard = torch.empty(rank, rank, dtype=dtype, device=device)
+        self._last_solved = False
         self._one = torch.ones((), dtype=real, device=tensor.device)
         self.unfoldings: list[torch.Tensor] = []
         self.load(tensor)
@@ -68,7 +73,9 @@ class SmallSweep:
             buf.view(src.shape).copy_(src)
             unfoldings.append(buf)
             lead *= size
-        unfoldings.append(tensor.reshape(-1, shape[-1]).mT)
+        # The last mode's unfolding transposed (a free view): its MTTKRP is computed as
+        # ``K^T X_(N-1)^T``, the faster orientation for BLAS when R is small.
+        unfoldings.append(tensor.reshape(-1, shape[-1]))
         self.unfoldings = unfoldings
 
     def khatri_rao(self, factors: Sequence[torch.Tensor], skip: int | None) -> torch.Tensor:
@@ -93,17 +100,23 @@ class SmallSweep:
         """``X_(mode) K`` with the loaded data and ``factors``: a buffer valid until the next
         call for the same mode, or a new tensor when ``fresh``."""
         kr = self.khatri_rao(factors, mode)
+        unfolding = self.unfoldings[mode]
+        if mode == len(self.shape) - 1:
+            out = None if fresh else self._mttkrp[mode]
+            return torch.mm(kr.mT, unfolding, out=out).mT
         if fresh:
-            return self.unfoldings[mode] @ kr
-        return torch.mm(self.unfoldings[mode], kr, out=self._mttkrp[mode])
+            return unfolding @ kr
+        return torch.mm(unfolding, kr, out=self._mttkrp[mode])
 
     def solve(
         self, mttkrp: torch.Tensor, grams: Sequence[torch.Tensor], mode: int, l2: float
     ) -> torch.Tensor:
         """``A (*_{m != mode} G_m + l2 I) = MTTKRP`` by Cholesky, or the pseudo-inverse when the
-        matrix is numerically singular (the rule of :func:`_cp_sweep.solve_normal`)."""
+        matrix is numerically singular (the rule of :func:`_cp_sweep.solve_normal`).
+
+        Leaves ``*_{m != mode} G_m`` in :attr:`hadamard` (for :meth:`gram_error`)."""
         others = [g for m, g in enumerate(grams) if m != mode]
-        v = self._gram
+        v = self.hadamard
         if len(others) == 1:
             v.copy_(others[0])
         else:
@@ -111,12 +124,13 @@ class SmallSweep:
             for g in others[2:]:
                 v.mul_(g)
         if l2:
-            v.diagonal().add_(l2)
+            v = v + l2 * torch.eye(self.rank, dtype=v.dtype, device=v.device)
         chol, info = torch.linalg.cholesky_ex(v)
         if int(info) == 0:
             diag = [abs(d) for d in chol.diagonal().tolist()]
             if min(diag) > max(diag) * self.sqrt_eps:
-                return torch.cholesky_solve(mttkrp.mH, chol).mH
+                # V^{-1} is R x R: forming it costs less than a solve with I_n right-hand sides.
+                return mttkrp @ torch.cholesky_inverse(chol)
         return mttkrp @ torch.linalg.pinv(v, hermitian=True)
 
     def sweep(self, state: CPState, *, l2: float, fixed: frozenset[int]) -> torch.Tensor:
@@ -124,6 +138,7 @@ class SmallSweep:
         :func:`_cp_sweep.als_sweep`); returns the last mode's MTTKRP."""
         last = len(self.shape) - 1
         mttkrp = state.factors[-1]
+        self._last_solved = False
         for mode in range(last + 1):
             if mode in fixed and mode != last:
                 continue
@@ -132,19 +147,42 @@ class SmallSweep:
                 break
             factor = self.solve(mttkrp, state.grams, mode, l2)
             norms = torch.linalg.vector_norm(factor, dim=0)
-            norms = torch.where(norms > 0, norms, self._one)
-            state.weights = norms.to(factor.dtype)
-            state.factors[mode] = factor / state.weights
-            state.grams[mode] = gram(state.factors[mode])
+            # Zero (or NaN) columns keep weight 1; checked on the host, cheaper than a select.
+            if not all(n > 0 for n in norms.tolist()):
+                norms = torch.where(norms > 0, norms, self._one)
+            state.weights = norms.to(factor.dtype) if self.is_complex else norms
+            factor = factor / state.weights
+            state.factors[mode] = factor
+            state.grams[mode] = factor.mT @ factor.conj() if self.is_complex else factor.mT @ factor
+        self._last_solved = last not in fixed
+        self._last_mttkrp = mttkrp
         return mttkrp
 
+    def gram_error(
+        self, norm_x2: float, mttkrp: torch.Tensor, state: CPState
+    ) -> tuple[float, float]:
+        """:func:`_cp_sweep.gram_error` of the state a :meth:`sweep` just left (``mttkrp`` its
+        return value), reusing the Hadamard product of the last mode's solve."""
+        if self.is_complex or not self._last_solved or mttkrp is not self._last_mttkrp:
+            return gram_error(norm_x2, mttkrp, state)
+        w = state.weights
+        inner = float((mttkrp * state.factors[-1]).sum(0) @ w)
+        model2 = float(w @ ((self.hadamard * state.grams[-1]) @ w))
+        return gram_error_of(norm_x2, inner, model2, self.eps)
+
     def dense(self, state: CPState) -> torch.Tensor:
-        """The model ``[[w; A]]`` as a dense tensor (one Khatri--Rao product and one GEMM)."""
+        """The model ``[[w; A]]`` as a dense tensor (one Khatri--Rao product and one GEMM).
+
+        The last result is kept while ``state`` holds the same weight and factor tensors (EM
+        imputes from the model whose error the previous sweep measured)."""
+        key = (state.weights, *state.factors)
+        cached = self._dense_of
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
         factors = state.factors
-        if len(factors) == 2:
-            left = factors[0]
-        else:
-            left = factors[0]
-            for f in factors[1:-1]:
-                left = (left[:, None, :] * f[None, :, :]).reshape(-1, self.rank)
-        return ((left * state.weights) @ factors[-1].mT).reshape(self.shape)
+        left = factors[0]
+        for f in factors[1:-1]:
+            left = (left[:, None, :] * f[None, :, :]).reshape(-1, self.rank)
+        out = ((left * state.weights) @ factors[-1].mT).reshape(self.shape)
+        self._dense_of = (key, out)
+        return out

@@ -46,6 +46,7 @@ __all__ = [
     "exact_error",
     "gram",
     "gram_error",
+    "gram_error_of",
     "hadamard_grams",
     "mttkrp_from_partial",
     "solve_normal",
@@ -244,7 +245,12 @@ def gram_error(norm_x2: float, mttkrp: torch.Tensor, state: CPState) -> tuple[fl
     inner = float(torch.sum(mttkrp * model_last).real)
     grams = hadamard_grams(state.grams).conj()
     model2 = float((state.weights.conj() @ grams @ state.weights).real)
-    eps = torch.finfo(mttkrp.dtype).eps
+    return gram_error_of(norm_x2, inner, model2, torch.finfo(mttkrp.dtype).eps)
+
+
+def gram_error_of(norm_x2: float, inner: float, model2: float, eps: float) -> tuple[float, float]:
+    """:func:`gram_error` from its terms ``||X||^2``, ``Re <X, M>`` and ``||M||^2`` (``eps``: the
+    working precision)."""
     scale = max(norm_x2, torch.finfo(torch.float64).tiny)
     res2 = max(norm_x2 - 2.0 * inner + model2, 0.0) / scale
     noise2 = _GAMMA_GRAM * eps * (norm_x2 + 2.0 * abs(inner) + abs(model2)) / scale
