@@ -50,6 +50,9 @@ _DENSIFY_LIMIT = 1 << 26
 # Which sweep runs: "auto" takes the small-tensor path (:mod:`._cp_small`) up to SMALL_ENTRIES
 # entries and the dimension tree (:func:`._cp_sweep.als_sweep`) above. The tests force each path.
 _PATH: Literal["auto", "small", "reference"] = "auto"
+# Working sets of at most this many elements (128 MiB in float64) are not checked against the
+# device's memory.
+_SURELY_FITS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,11 @@ def _check_options(
 def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
     """Refuse a rank whose CP-ALS working set cannot fit in the device's memory."""
     extra = tensor.numel() if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
+    need = working_set(tuple(tensor.shape), rank) + extra
+    if need <= _SURELY_FITS:  # skip reading the device's memory size
+        return
     check_memory(
-        working_set(tuple(tensor.shape), rank) + extra,
+        need,
         working_dtype(tensor.dtype),
         tensor.device,
         fn,
@@ -329,7 +335,7 @@ def _fit(tensor: torch.Tensor, options: CPOptions) -> DecompositionResult[CPTens
     if scale != 1.0:
         x = x / scale
     init = options.init
-    if isinstance(init, CPTensor):
+    if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
     run = _cp_als(x, dataclasses.replace(options, init=init), scale=scale, dtype=dtype)
@@ -356,8 +362,12 @@ def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
     evenly over the factor columns (``|w_r|^(1/N)`` into each), leaving the weights' signs.
     """
     wide = torch.complex128 if state.weights.is_complex() else torch.float64
-    weights = state.weights.to(wide) * scale
     info = torch.finfo(dtype)
+    if scale == 1.0 and state.weights.dtype == dtype:  # the common case, checked on the host
+        sizes = [abs(w) for w in state.weights.tolist()]
+        if all(w <= info.max and (w >= info.tiny or w == 0) for w in sizes):
+            return CPTensor(state.weights, tuple(state.factors))
+    weights = state.weights.to(wide) * scale
     size = weights.abs()
     if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
         return CPTensor(weights.to(dtype), tuple(f.to(dtype) for f in state.factors))

@@ -8,9 +8,15 @@ microseconds each), not arithmetic. :class:`SmallSweep` keeps the operation coun
   copy each per fit (per sweep with EM imputation, whose data change);
 * the MTTKRP of mode ``n`` is one GEMM ``X_(n) K_n`` with ``K_n`` the Khatri--Rao product of the
   other factors (conjugated for complex data, see :func:`factorch.decomp._cp_sweep.gram`),
-  written into preallocated buffers;
-* the normal equations are solved by one Cholesky factorisation with the same singular fallback
-  as :func:`factorch.decomp._cp_sweep.solve_normal` (two host reads per mode).
+  written into preallocated buffers (the last mode as ``(K^T X_(N-1)^T)^T``, faster in BLAS);
+* the normal equations are solved with the inverse of the ``R x R`` matrix from one Cholesky
+  factorisation, with the same singular fallback as
+  :func:`factorch.decomp._cp_sweep.solve_normal` (two host reads per mode); the Gram error reuses
+  the last solve's Hadamard product; EM imputation reuses the model the error was measured on;
+* the checks of the fit's options are made once, before the loop.
+
+Measured on 10x10x10 rank 3 (one thread): about 45 operations per sweep instead of ~356, and
+the sweep 1.7--1.9x faster than the reference path (``benchmarks/bench_small.py``).
 
 The iterates are those of :func:`factorch.decomp._cp_sweep.als_sweep` up to rounding (the
 dimension tree of the reference path contracts in another order).
@@ -52,6 +58,12 @@ class SmallSweep:
             torch.empty(total // s, rank, dtype=dtype, device=device) if n > 2 else None
             for s in shape
         ]
+        self._all = tuple(range(n))
+        self._others = [tuple(m for m in range(n) if m != k) for k in range(n)]
+        self._kr_views = [
+            None if buf is None else buf.view(-1, shape[self._others[k][-1]], rank)
+            for k, buf in enumerate(self._kr)
+        ]
         self._mttkrp = [torch.empty(s, rank, dtype=dtype, device=device) for s in shape[:-1]]
         self._mttkrp.append(torch.empty(rank, shape[-1], dtype=dtype, device=device))
         self._last_mttkrp: torch.Tensor | None = None
@@ -67,31 +79,31 @@ class SmallSweep:
         shape = self.shape
         unfoldings = [tensor.reshape(shape[0], -1)]
         lead = shape[0]
-        for k, buf in enumerate(self._middle):
-            size = shape[k + 1]
-            src = tensor.reshape(lead, size, -1).transpose(0, 1)
+        for k, buf in enumerate(self._middle, start=1):
+            src = tensor.reshape(lead, shape[k], -1).transpose(0, 1)
             buf.view(src.shape).copy_(src)
             unfoldings.append(buf)
-            lead *= size
+            lead *= shape[k]
         # The last mode's unfolding transposed (a free view): its MTTKRP is computed as
-        # ``K^T X_(N-1)^T``, the faster orientation for BLAS when R is small.
+        # ``(K^T X_(N-1)^T)^T``, the faster orientation for BLAS when R is small.
         unfoldings.append(tensor.reshape(-1, shape[-1]))
         self.unfoldings = unfoldings
 
     def khatri_rao(self, factors: Sequence[torch.Tensor], skip: int | None) -> torch.Tensor:
         """Khatri--Rao product of the factors other than ``skip``, in order (rows C-ordered;
         conjugated for complex data); written into the mode's buffer when it has one."""
-        parts = [f.conj() if self.is_complex else f for m, f in enumerate(factors) if m != skip]
+        parts = [factors[m] for m in (self._others[skip] if skip is not None else self._all)]
+        if self.is_complex:
+            parts = [f.conj() for f in parts]
         if len(parts) == 1:
             return parts[0]
         out = parts[0]
         for nxt in parts[1:-1]:
-            out = (out[:, None, :] * nxt[None, :, :]).reshape(-1, self.rank)
-        nxt = parts[-1]
-        buf = self._kr[skip] if skip is not None else None
-        if buf is None:
-            return (out[:, None, :] * nxt[None, :, :]).reshape(-1, self.rank)
-        torch.mul(out[:, None, :], nxt[None, :, :], out=buf.view(out.shape[0], -1, self.rank))
+            out = torch.mul(out.unsqueeze(1), nxt).view(-1, self.rank)
+        buf, view = (None, None) if skip is None else (self._kr[skip], self._kr_views[skip])
+        if buf is None or view is None:
+            return torch.mul(out.unsqueeze(1), parts[-1]).view(-1, self.rank)
+        torch.mul(out.unsqueeze(1), parts[-1], out=view)
         return buf
 
     def mttkrp(
@@ -101,12 +113,10 @@ class SmallSweep:
         call for the same mode, or a new tensor when ``fresh``."""
         kr = self.khatri_rao(factors, mode)
         unfolding = self.unfoldings[mode]
-        if mode == len(self.shape) - 1:
-            out = None if fresh else self._mttkrp[mode]
-            return torch.mm(kr.mT, unfolding, out=out).mT
-        if fresh:
-            return unfolding @ kr
-        return torch.mm(unfolding, kr, out=self._mttkrp[mode])
+        if mode < len(self.shape) - 1:
+            return unfolding @ kr if fresh else torch.mm(unfolding, kr, out=self._mttkrp[mode])
+        out = None if fresh else self._mttkrp[mode]
+        return torch.mm(kr.mT, unfolding, out=out).mT
 
     def solve(
         self, mttkrp: torch.Tensor, grams: Sequence[torch.Tensor], mode: int, l2: float
@@ -115,7 +125,7 @@ class SmallSweep:
         matrix is numerically singular (the rule of :func:`_cp_sweep.solve_normal`).
 
         Leaves ``*_{m != mode} G_m`` in :attr:`hadamard` (for :meth:`gram_error`)."""
-        others = [g for m, g in enumerate(grams) if m != mode]
+        others = [grams[m] for m in self._others[mode]]
         v = self.hadamard
         if len(others) == 1:
             v.copy_(others[0])
@@ -151,9 +161,9 @@ class SmallSweep:
             if not all(n > 0 for n in norms.tolist()):
                 norms = torch.where(norms > 0, norms, self._one)
             state.weights = norms.to(factor.dtype) if self.is_complex else norms
-            factor = factor / state.weights
+            factor = torch.div(factor, state.weights)
             state.factors[mode] = factor
-            state.grams[mode] = factor.mT @ factor.conj() if self.is_complex else factor.mT @ factor
+            state.grams[mode] = torch.mm(factor.mT, factor.conj() if self.is_complex else factor)
         self._last_solved = last not in fixed
         self._last_mttkrp = mttkrp
         return mttkrp
