@@ -58,6 +58,7 @@ CASES = [
     ((9, 8, 7), 2, {"complex": True, "mask": 0.2, "l2": 0.01}),
     ((10, 10, 10), 3, {"tol": 1e-9, "max_iter": 200}),
     ((10, 10, 10), 3, {"init": "svd", "tol": 1e-7}),
+    ((6, 5, 4, 3), 2, {"init": "svd", "tol": 1e-8}),  # strided start factors, 4 modes
 ]
 
 

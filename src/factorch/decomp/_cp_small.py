@@ -99,10 +99,10 @@ class SmallSweep:
             return parts[0]
         out = parts[0]
         for nxt in parts[1:-1]:
-            out = torch.mul(out.unsqueeze(1), nxt).view(-1, self.rank)
+            out = torch.mul(out.unsqueeze(1), nxt).reshape(-1, self.rank)
         buf, view = (None, None) if skip is None else (self._kr[skip], self._kr_views[skip])
         if buf is None or view is None:
-            return torch.mul(out.unsqueeze(1), parts[-1]).view(-1, self.rank)
+            return torch.mul(out.unsqueeze(1), parts[-1]).reshape(-1, self.rank)
         torch.mul(out.unsqueeze(1), parts[-1], out=view)
         return buf
 
