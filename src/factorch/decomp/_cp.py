@@ -501,7 +501,11 @@ def _error(
         weight_sum = sum(abs(w) for w in state.weights.tolist())
         return err, 4.0 * eps * (1.0 + weight_sum / max(math.sqrt(norm_x2), 1e-300))
     if exact:
-        return exact_error(x, state, norm_x2)
+        return (
+            exact_error(x, state, norm_x2)
+            if small is None
+            else small.exact_error(x, state, norm_x2)
+        )
     if mttkrp is not None and small is not None:
         return small.gram_error(norm_x2, mttkrp, state)
     if mttkrp is None and small is not None:

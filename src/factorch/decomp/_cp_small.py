@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._cp_sweep import CPState, gram_error, gram_error_of
+from ._cp_sweep import CPState, exact_error_of, gram_error, gram_error_of
 
 __all__ = ["SMALL_ENTRIES", "SmallSweep"]
 
@@ -179,6 +179,15 @@ class SmallSweep:
         inner = float((mttkrp * state.factors[-1]).sum(0) @ w)
         model2 = float(w @ ((self.hadamard * state.grams[-1]) @ w))
         return gram_error_of(norm_x2, inner, model2, self.eps)
+
+    def exact_error(
+        self, tensor: torch.Tensor, state: CPState, norm_x2: float
+    ) -> tuple[float, float]:
+        """:func:`_cp_sweep.exact_error` from the dense model (the tensor is small)."""
+        resid = (tensor - self.dense(state)).reshape(-1)
+        resid2 = float(torch.vdot(resid, resid).real)
+        weight_sum = sum(abs(w) for w in state.weights.tolist())
+        return exact_error_of(resid2, weight_sum, norm_x2, self.eps)
 
     def dense(self, state: CPState) -> torch.Tensor:
         """The model ``[[w; A]]`` as a dense tensor (one Khatri--Rao product and one GEMM).
