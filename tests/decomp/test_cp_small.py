@@ -131,6 +131,7 @@ def test_auto_path_is_a_rule_on_the_size() -> None:
     assert _cp._small_path(torch.empty(10, 10, 10))
     assert _cp._small_path(torch.empty(SMALL_ENTRIES))
     assert not _cp._small_path(torch.empty(SMALL_ENTRIES + 1))
+    assert not _cp._small_path(torch.empty(10, 10, 10, device="meta"))  # CPU only
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (4, 5, 6), (3, 4, 5, 2)])

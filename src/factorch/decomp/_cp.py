@@ -47,8 +47,9 @@ __all__ = ["CPOptions", "check_cp_memory", "check_mask", "cp", "dense_input", "o
 
 # A torch sparse tensor is densified when its dense form has at most this many entries.
 _DENSIFY_LIMIT = 1 << 26
-# Which sweep runs: "auto" takes the small-tensor path (:mod:`._cp_small`) up to SMALL_ENTRIES
-# entries and the dimension tree (:func:`._cp_sweep.als_sweep`) above. The tests force each path.
+# Which sweep runs: "auto" takes the small-tensor path (:mod:`._cp_small`) for CPU tensors of up to
+# SMALL_ENTRIES entries and the dimension tree (:func:`._cp_sweep.als_sweep`) otherwise. The tests
+# force each path.
 _PATH: Literal["auto", "small", "reference"] = "auto"
 # Working sets of at most this many elements (128 MiB in float64) are not checked against the
 # device's memory.
@@ -458,7 +459,8 @@ def _small_path(x: torch.Tensor) -> bool:
     """Whether the fit of ``x`` runs the small-tensor sweep (:data:`_PATH`)."""
     if _PATH != "auto":
         return _PATH == "small"
-    return x.numel() <= SMALL_ENTRIES
+    # CPU only: on an accelerator the path is untested (and its host reads cost more there).
+    return x.device.type == "cpu" and x.numel() <= SMALL_ENTRIES
 
 
 def _sum_squares(x: torch.Tensor) -> float:
