@@ -367,7 +367,7 @@ def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
     if scale == 1.0 and state.weights.dtype == dtype:  # the common case, checked on the host
         sizes = [abs(w) for w in state.weights.tolist()]
         if all(w <= info.max and (w >= info.tiny or w == 0) for w in sizes):
-            return CPTensor(state.weights, tuple(state.factors))
+            return CPTensor(state.weights.clone(), tuple(state.factors))
     weights = state.weights.to(wide) * scale
     size = weights.abs()
     if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
