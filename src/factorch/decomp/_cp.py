@@ -418,7 +418,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if it <= opts.orthogonalize_iters:
             _orthogonalize(state, opts.fixed, opts.rank)
         # EM: missing entries imputed from the current model.
-        work = x if mask is None else torch.where(mask, x, _dense(state, small))
+        work = x if mask is None else _impute(x, mask, state, small)
         if search is not None:
             search.remember(state)
         if small is None:
@@ -497,7 +497,10 @@ def _error(
     entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x`` (with
     ``small``, ``x`` must be the data it holds)."""
     if mask is not None:
-        resid = torch.where(mask, x - _dense(state, small), 0.0)
+        if small is None:
+            resid = torch.where(mask, x - _dense(state), 0.0)
+        else:  # where(mask, x, M) - M: the next sweep's imputed data serve the residual too
+            resid = small.impute(x, mask, state) - small.dense(state)
         err = float(torch.linalg.vector_norm(resid)) / max(math.sqrt(norm_x2), 1e-300)
         eps = torch.finfo(x.dtype).eps
         weight_sum = sum(abs(w) for w in state.weights.tolist())
@@ -515,6 +518,15 @@ def _error(
     elif mttkrp is None:
         mttkrp = _mttkrp(x, state.factors, x.ndim - 1)
     return gram_error(norm_x2, mttkrp, state)
+
+
+def _impute(
+    x: torch.Tensor, mask: torch.Tensor, state: CPState, small: SmallSweep | None
+) -> torch.Tensor:
+    """EM: ``x`` where observed, the current model elsewhere."""
+    if small is not None:
+        return small.impute(x, mask, state)
+    return torch.where(mask, x, _dense(state))
 
 
 def _dense(state: CPState, small: SmallSweep | None = None) -> torch.Tensor:

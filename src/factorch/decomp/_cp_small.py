@@ -69,6 +69,7 @@ class SmallSweep:
         self._mttkrp.append(torch.empty(rank, shape[-1], dtype=dtype, device=device))
         self._last_mttkrp: torch.Tensor | None = None
         self._dense_of: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
+        self._imputed_of: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
         self.hadamard = torch.empty(rank, rank, dtype=dtype, device=device)
         self._last_solved = False
         self._one = torch.ones((), dtype=real, device=tensor.device)
@@ -190,6 +191,17 @@ class SmallSweep:
         weight_sum = sum(abs(w) for w in state.weights.tolist())
         return exact_error_of(resid2, weight_sum, norm_x2, self.eps)
 
+    def impute(self, tensor: torch.Tensor, mask: torch.Tensor, state: CPState) -> torch.Tensor:
+        """``where(mask, tensor, [[w; A]])`` (EM), kept like :meth:`dense` while ``state`` holds
+        the same tensors (``tensor`` must be the fit's data wherever ``mask`` is True)."""
+        key = (state.weights, *state.factors)
+        cached = self._imputed_of
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
+        out = torch.where(mask, tensor, self.dense(state))
+        self._imputed_of = (key, out)
+        return out
+
     def dense(self, state: CPState) -> torch.Tensor:
         """The model ``[[w; A]]`` as a dense tensor (one Khatri--Rao product and one GEMM).
 
@@ -202,7 +214,7 @@ class SmallSweep:
         factors = state.factors
         left = factors[0]
         for f in factors[1:-1]:
-            left = (left[:, None, :] * f[None, :, :]).reshape(-1, self.rank)
+            left = torch.mul(left.unsqueeze(1), f).reshape(-1, self.rank)
         out = ((left * state.weights) @ factors[-1].mT).reshape(self.shape)
         self._dense_of = (key, out)
         return out
