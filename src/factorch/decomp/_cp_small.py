@@ -17,7 +17,7 @@ microseconds each), not arithmetic. :class:`SmallSweep` keeps the operation coun
 
 Measured (one thread, ``benchmarks/bench_small.py``): 49 ATen operations per sweep on 10x10x10
 rank 3 instead of ~356; sweeps 2.1x (10x10x10), 1.8x (438x6x11) and 1.2x (40x50x60, rank 5)
-faster than the reference path, masked CP (EM) on IL-2 2.0x.
+faster than the reference path, masked CP (EM) on IL-2 2.2x.
 
 The iterates are those of :func:`factorch.decomp._cp_sweep.als_sweep` up to rounding (the
 dimension tree of the reference path contracts in another order).
