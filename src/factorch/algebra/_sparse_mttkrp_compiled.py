@@ -114,9 +114,11 @@ def compiled_mttkrp(
     try:
         # past dynamo's recompile limit (8 (N, R, dtype) kinds per process) raise instead of
         # silently running _fused uncompiled (nnz x R temporaries)
+        # (no_grad: grad mode is part of dynamo's guards; one kernel serves every caller)
         with (
             warnings.catch_warnings(),
             torch._dynamo.config.patch(fail_on_recompile_limit_hit=True),
+            torch.no_grad(),
         ):
             warnings.simplefilter("ignore")  # inductor's own deprecation notices
             return _compiled_fn()(out, rows, list(cols), values, factors)
