@@ -84,7 +84,7 @@ def test_duplicate_coordinates_are_summed(spy):
     gen = torch.Generator().manual_seed(3)
     shape = (4, 3, 5)
     idx = torch.stack([torch.randint(0, s, (60,), generator=gen) for s in shape])
-    idx = torch.cat([idx, idx[:, :20]], 1)  # 20 repeated coordinates
+    idx = torch.cat([idx, idx[:, :20]], 1).int()  # 20 repeated coordinates, int32 as above
     vals = torch.randn(80, generator=gen, dtype=F64)
     dense = torch.zeros(shape, dtype=F64).index_put_(tuple(idx), vals, accumulate=True)
     factors = [torch.randn(s, 4, generator=gen, dtype=F64) for s in shape]  # the kind above
