@@ -118,7 +118,7 @@ class ModeLayout:
             rows = sorted_key.to(col.dtype)
             others = tuple(indices[m].index_select(0, perm) for m in other_modes)
             values = values.index_select(0, perm)
-        counts = torch.bincount(rows.long(), minlength=size)
+        counts = torch.bincount(rows, minlength=size)  # any integer dtype, no int64 copy
         offsets = torch.zeros(size + 1, dtype=torch.int64, device=indices.device)
         torch.cumsum(counts, 0, out=offsets[1:])
         return cls(mode, perm, rows, offsets, others, values)
