@@ -123,7 +123,7 @@ def compiled_mttkrp(
             warnings.simplefilter("ignore")  # inductor's own deprecation notices
             return _compiled_fn()(out, rows, list(cols), values, factors)
     except Exception as exc:  # no compiler, inductor failure: fall back to the eager kernel
-        reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         if "RecompileLimit" not in type(exc).__name__:
             _state["failed"] = reason  # do not try again in this process
         if not _state["warned"]:
