@@ -18,7 +18,7 @@ offsets: a fused, vectorised segment sum that also applies the values. 39 ms per
 
 Opt-in ``implementation="compiled"`` (:mod:`._sparse_mttkrp_compiled`): ``torch.compile`` of the
 one-liner, compiled for one thread so that inductor emits a sequential fused loop (no atomics,
-no temporaries), at 230-290 M nonzeros/s; it costs a compilation (cached on disk by inductor),
+no temporaries), at 220-260 M nonzeros/s; it costs a compilation (cached on disk by inductor),
 so it is not the default.
 
 Cost: ``(N - 1) R`` multiplications per entry and one pass over the entries; extra memory two
@@ -237,7 +237,8 @@ def sparse_mttkrp(
 
     ``implementation="compiled"`` (opt-in, CPU, float32/float64, no autograd) runs one fused
     gather-multiply-accumulate loop compiled by ``torch.compile`` (inductor, C++; one thread, no
-    atomics): about 1.8-2x the eager kernel's rate, and for outputs that fit in cache
+    atomics): 220-260 M nonzeros/s at rank 16 in float32, 5-6x the eager kernel on the
+    test machine (BENCHMARKS.md), and for outputs that fit in cache
     (``I_mode R`` up to ``2**18`` elements) no sort at all, so a layout is optional. The first
     call per ``(N, R, dtype)`` compiles (tens of seconds; later processes load inductor's
     on-disk cache in seconds, see ``TORCHINDUCTOR_CACHE_DIR``). Where compilation is

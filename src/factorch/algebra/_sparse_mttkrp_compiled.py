@@ -11,9 +11,10 @@ When the output is small enough to stay in cache (``I_n R`` up to :data:`SORT_AB
 the entries need not be grouped by the output mode at all, so the caller can skip the layout's
 sort; larger outputs read a mode-sorted :class:`~factorch.algebra.SparseLayout` for locality.
 
-Measured (BENCHMARKS.md, "Sparse tensors and completion"; Intel Xeon, one thread, random
-10000^3 tensor with 5 M nonzeros, rank 16, float32): about 17-22 ms per MTTKRP
-(230-290 M nonzeros/s) against 39 ms for the eager kernel of :mod:`._sparse_mttkrp`.
+Measured (BENCHMARKS.md, "Sparse tensors and completion"; 2-core Intel Xeon, one thread, random
+10000^3 tensor with 5 M nonzeros, rank 16, float32): 19-23 ms per MTTKRP (220-260 M nonzeros/s,
+process CPU time) against 119-121 ms for the eager kernel of :mod:`._sparse_mttkrp` timed in the
+same process.
 
 Compilation and its cache: the first call for an ``(N, R, dtype)`` combination compiles (tens of
 seconds cold); inductor stores the result in its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, by

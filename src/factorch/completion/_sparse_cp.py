@@ -139,9 +139,9 @@ def sparse_cp(
         callback: called with an :class:`~factorch.decomp.IterationState` after each sweep
             (the model in the tensor's units and dtype); True stops.
         implementation: the sparse MTTKRP kernel, ``"eager"`` or ``"compiled"`` (opt-in:
-            ``torch.compile``, about 2x faster per sweep on CPU and no sort of the modes whose
-            output fits in cache; compiles once per ``(N, R, dtype)``, cached on disk; see
-            :func:`factorch.algebra.sparse_mttkrp`). Same fit up to float rounding.
+            ``torch.compile``, about 5x faster per sweep on CPU (BENCHMARKS.md), no sort of the
+            modes whose output fits in cache; compiles once per ``(N, R, dtype)``, cached on
+            disk; see :func:`factorch.algebra.sparse_mttkrp`). Same fit up to float rounding.
 
     Returns:
         :class:`~factorch.decomp.DecompositionResult` with a :class:`CPTensor` (unit-norm
