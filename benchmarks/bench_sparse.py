@@ -17,9 +17,12 @@ Random 10000^3 tensor with 5 M nonzeros (``--nnz``), rank 16, float32, one intra
 
 Run:
 
-    python benchmarks/bench_sparse.py [--nnz 5000000] [--repeats 7]
+    python benchmarks/bench_sparse.py [--nnz 5000000] [--repeats 7] [--big-output]
 
-Writes ``benchmarks/results/bench_sparse.json`` and prints the tables.
+Writes ``benchmarks/results/bench_sparse.json`` and prints the tables. ``--big-output`` runs
+only a 10000 x 10^6 x 10000 tensor's mode 1 (a 64 MB output: the compiled kernel on the stored
+order against the mode-sorted layout, which ``SORT_ABOVE`` picks) into
+``bench_sparse_big_output.json``.
 """
 
 from __future__ import annotations
@@ -164,10 +167,39 @@ def bench_cp(torch, sp, implementation: str, iters: int) -> dict:
     return out
 
 
+def bench_big_output(torch, nnz: int, repeats: int) -> dict:
+    """Output of 10^6 x 16 (64 MB, far above L2): the compiled kernel on the stored order against
+    the mode-sorted layout (what ``SORT_ABOVE`` chooses), and the eager kernel."""
+    from factorch.algebra import SparseLayout, sparse_mttkrp
+    from factorch.tensors import SparseTensor
+
+    shape = (10000, 1_000_000, 10000)
+    g = torch.Generator().manual_seed(3)
+    idx = torch.stack([torch.randint(0, s, (nnz,), generator=g) for s in shape])
+    sp = SparseTensor.from_coo(idx, torch.randn(nnz, generator=g), shape, duplicates="sum")
+    factors = [torch.randn(s, RANK, generator=g) for s in shape]
+    unsorted, layout = SparseLayout.build(sp, modes=[]), SparseLayout.build(sp)
+    calls = {
+        "compiled, stored order": lambda: sparse_mttkrp(
+            sp, factors, 1, layout=unsorted, implementation="compiled"
+        ),
+        "compiled, mode-sorted layout": lambda: sparse_mttkrp(
+            sp, factors, 1, layout=layout, implementation="compiled"
+        ),
+        "eager, mode-sorted layout": lambda: sparse_mttkrp(sp, factors, 1, layout=layout),
+    }
+    return time_calls(calls, repeats=repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nnz", type=int, default=5_000_000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--big-output",
+        action="store_true",
+        help="only the 10^6-row output case (bench_sparse_big_output.json)",
+    )
     parser.add_argument("--worker", choices=["first-call"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     pin_threads(1)
@@ -178,6 +210,17 @@ def main() -> None:
 
     threads = apply_threads(1)
     results: dict = {"machine": machine_info(), "threads": threads, "nnz_requested": args.nnz}
+    if args.big_output:
+        big = bench_big_output(torch, args.nnz, args.repeats)
+        results["big_output"] = big
+        print(
+            format_table(
+                ["10^6-row output", "CPU ms"],
+                [[k, f"{v['cpu_median_s'] * 1e3:.1f}"] for k, v in big.items()],
+            )
+        )
+        print(f"wrote {write_results('bench_sparse_big_output', results)}")
+        return
     sp = _tensor(torch, args.nnz)
     results["nnz"] = sp.nnz
     factors = _factors(torch)
