@@ -26,6 +26,21 @@ def _kr(mats: Sequence[torch.Tensor]) -> torch.Tensor:
     return mats[0] if len(mats) == 1 else khatri_rao(list(mats))
 
 
+def _balanced_split(shape: Sequence[int]) -> int:
+    """The mode ``k`` (``1 <= k < N``) minimising ``max(prod(shape[:k]), prod(shape[k:]))``."""
+    if len(shape) < 2:
+        return len(shape)
+    return min(
+        range(1, len(shape)),
+        key=lambda k: max(math.prod(shape[:k]), math.prod(shape[k:])),
+    )
+
+
+def _kr_products(shape: Sequence[int]) -> int:
+    """Rows written while forming the Khatri--Rao product of factors with ``shape`` rows."""
+    return sum(math.prod(shape[: k + 1]) for k in range(1, len(shape)))
+
+
 def cp_sequential(spec: TensorizedShape, batch: int) -> bool:
     """Contract mode by mode (no Khatri--Rao products) when its intermediates, of
     ``batch (I / i_q + O / o_p) R`` numbers, are under half the Khatri--Rao products' ``(I + O) R``:
@@ -95,11 +110,15 @@ class CPWeight(WeightFormat):
         return (torch.ones(self.r, dtype=dtype), *factors)
 
     def to_tensor(self, *factors: torch.Tensor) -> torch.Tensor:
-        weights, first, *rest = factors
-        if not rest:
-            return first @ weights
-        right = _kr(rest)
-        return ((first * weights) @ right.transpose(0, 1)).reshape(self.layout.tensor_shape)
+        """``(KR(A_0..A_{k-1}) * w) KR(A_k..)^T``, split at the balanced mode ``k`` (one GEMM of
+        ``2 numel R`` FLOPs on two Khatri--Rao products of about ``sqrt(numel) R`` numbers; a
+        split after the first mode would write ``numel R / I_0``)."""
+        weights, *mats = factors
+        if len(mats) == 1:
+            return mats[0] @ weights
+        k = _balanced_split(self.layout.tensor_shape)
+        left, right = _kr(mats[:k]) * weights, _kr(mats[k:])
+        return (left @ right.transpose(0, 1)).reshape(self.layout.tensor_shape)
 
     def decompose(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if tensor.ndim < 2:
@@ -255,5 +274,6 @@ class CPWeight(WeightFormat):
 
     def reconstruction_flops(self) -> int:
         shape = self.layout.tensor_shape
-        kr = sum(math.prod(shape[1 : k + 1]) for k in range(2, len(shape))) * self.r
+        k = _balanced_split(shape)
+        kr = sum(_kr_products(part) for part in (shape[:k], shape[k:])) * self.r
         return kr + 2 * math.prod(shape) * self.r
