@@ -24,7 +24,7 @@ from .._spec import TensorizedShape, TensorLayout
 from ._base import WeightFormat, gaussian, keep_mask, orthonormal, row_digits
 from ._geometry import ConvGeometry, separable_conv_costs
 
-__all__ = ["TRWeight", "TTWeight", "chain_contract", "ring_contract"]
+__all__ = ["TRWeight", "TTWeight", "chain_contract"]
 
 
 def chain_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
