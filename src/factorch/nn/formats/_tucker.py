@@ -28,10 +28,10 @@ _FAMILY = TuckerFamily()
 
 
 def _mode_matmul(t: torch.Tensor, mat: torch.Tensor, mode: int) -> torch.Tensor:
-    """``t`` with its mode ``mode`` (of size ``s``) mapped by ``mat (s, s')`` without moving
-    axes: ``t @ mat`` on the last mode, else ``mat^T @ t`` on the ``(before, s, after)`` view
-    (a batched GEMM reading ``t`` in place, where ``mode_dot`` copies ``t`` to bring the mode
-    first and its result back)."""
+    """``t`` with its mode ``mode`` (of size ``s``) mapped by ``mat (s, s')``: ``t @ mat`` on the
+    last mode (no copy), else ``mat^T @ t`` on the ``(before, s, after)`` view. The layer's hot
+    path: the same GEMMs and copies as :func:`~factorch.algebra.mode_dot`, without its per-call
+    input checks (the layer checked its input once)."""
     if mode == t.ndim - 1:
         return t @ mat
     shape = t.shape
