@@ -18,6 +18,8 @@ from ._products import _khatri_rao as khatri_rao
 from ._products import _mode_dot as mode_dot
 from ._sparse_layout import ModeLayout as ModeLayout
 from ._sparse_layout import SparseLayout as SparseLayout
+from ._sparse_mttkrp import Implementation as SparseImplementation
+from ._sparse_mttkrp import layout_modes as layout_modes
 from ._sparse_mttkrp import sparse_mttkrp_kernel as sparse_mttkrp
 from ._svd import _leading_left as leading_left
 from ._svd import _randomized_svd as randomized_svd
@@ -28,12 +30,14 @@ from ._unfold import _unfold as unfold
 __all__ = [
     "RANK",
     "ModeLayout",
+    "SparseImplementation",
     "SparseLayout",
     "as_array",
     "check_factors_and_mode",
     "contract",
     "fold",
     "khatri_rao",
+    "layout_modes",
     "leading_left",
     "mode_dot",
     "mode_product",
