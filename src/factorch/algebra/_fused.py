@@ -10,9 +10,9 @@ Compilation. The source is compiled by PyTorch's inductor C++ code cache (the ma
 process asks for it -- a few seconds -- and the shared library is kept on disk under inductor's
 cache directory (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) and loaded
 in every later process in milliseconds. Sizes are runtime arguments, so one compilation serves
-every shape, rank, order and mode (there is a single "shape class"); float32 and float64 share it.
-:func:`fused_mttkrp_status` compiles (or loads) it and says whether it is usable; call it at start-up
-to pay the compilation up front.
+every shape, rank, order and mode (there is a single "shape class"); float32 and float64 share
+it. :func:`fused_mttkrp_status` compiles (or loads) it and says whether it is usable; call it at
+start-up to pay the compilation up front.
 
 Why not ``torch.compile`` of a broadcast-and-sum expression: at the pinned torch version inductor
 turns ``(X.unsqueeze(-1) * C).sum(-2)`` into a loop with one accumulator chain per row and masked
@@ -101,7 +101,7 @@ class _Kernel:
             fn = CppPythonBindingsCodeCache.load_pybinding(
                 ARGTYPES, SOURCE, extra_flags=_EXTRA_FLAGS, needs_vec_isa=bool(isa)
             )
-        except Exception as exc:  # noqa: BLE001 - any failure means "no compiler": fall back
+        except Exception as exc:  # any failure means "no usable compiler": fall back
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             return FusedStatus(False, f"{type(exc).__name__}: {first}", 0)
         self._fn = fn

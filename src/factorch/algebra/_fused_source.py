@@ -160,26 +160,49 @@ static inline void cols_tile(const T* x, int64_t kdim, const V (*w)[4], T* out, 
     }
 }
 
+// out[k0:k1, :] over all (p, q), in blocks of KB values of k so the block of out stays in L1.
 template <typename V, typename T, int NV>
 static void cols_range(const T* x, const T* wp, const T* wq, T* out, int64_t np, int64_t nq,
                        int64_t kdim, int64_t rp, int64_t k0, int64_t k1) {
     constexpr int L = sizeof(V) / sizeof(T);
+    constexpr int64_t KB = 256;
     V w[4][4];
-    for (int64_t p = 0; p < np; ++p) {
-        const T* xs = x + p * nq * kdim;
-        int64_t q = 0;
-        for (; q + 4 <= nq; q += 4) {
-            for (int j = 0; j < 4; ++j)
+    for (int64_t kb = k0; kb < k1; kb += KB) {
+        const int64_t ke = std::min<int64_t>(k1, kb + KB);
+        for (int64_t p = 0; p < np; ++p) {
+            const T* xs = x + p * nq * kdim;
+            int64_t q = 0;
+            for (; q + 4 <= nq; q += 4) {
+                for (int j = 0; j < 4; ++j)
+                    for (int v = 0; v < NV; ++v)
+                        w[j][v] = load<V>(wp + p * rp + v * L) * load<V>(wq + (q + j) * rp + v * L);
+                cols_tile<V, T, 4, NV>(xs + q * kdim, kdim, w, out, rp, kb, ke);
+            }
+            for (; q < nq; ++q) {
                 for (int v = 0; v < NV; ++v)
-                    w[j][v] = load<V>(wp + p * rp + v * L) * load<V>(wq + (q + j) * rp + v * L);
-            cols_tile<V, T, 4, NV>(xs + q * kdim, kdim, w, out, rp, k0, k1);
-        }
-        for (; q < nq; ++q) {
-            for (int v = 0; v < NV; ++v)
-                w[0][v] = load<V>(wp + p * rp + v * L) * load<V>(wq + q * rp + v * L);
-            cols_tile<V, T, 1, NV>(xs + q * kdim, kdim, w, out, rp, k0, k1);
+                    w[0][v] = load<V>(wp + p * rp + v * L) * load<V>(wq + q * rp + v * L);
+                cols_tile<V, T, 1, NV>(xs + q * kdim, kdim, w, out, rp, kb, ke);
+            }
         }
     }
+}
+
+template <typename V, typename T>
+static void cols_nv(int nv, const T* x, const T* wp, const T* wq, T* out, int64_t np, int64_t nq,
+                    int64_t kdim, int64_t rp, int64_t k0, int64_t k1) {
+    if (nv == 1) cols_range<V, T, 1>(x, wp, wq, out, np, nq, kdim, rp, k0, k1);
+    else if (nv == 2) cols_range<V, T, 2>(x, wp, wq, out, np, nq, kdim, rp, k0, k1);
+    else if (nv == 3) cols_range<V, T, 3>(x, wp, wq, out, np, nq, kdim, rp, k0, k1);
+    else cols_range<V, T, 4>(x, wp, wq, out, np, nq, kdim, rp, k0, k1);
+}
+
+template <typename V, typename T>
+static void rows_nv(int nv, const T* x, const T* wp, const T* wq, const T* c, T* out, int64_t np,
+                    int64_t ni, int64_t nq, int64_t kdim, int64_t rp, int64_t i) {
+    if (nv == 1) rows_one<V, T, 1>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else if (nv == 2) rows_one<V, T, 2>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else if (nv == 3) rows_one<V, T, 3>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else rows_one<V, T, 4>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
 }
 
 #ifdef __AVX512F__
@@ -204,21 +227,10 @@ static void run(const T* x, const T* wp, const T* wq, const T* c, T* out, int64_
             const int64_t o = v0 * L;
             const int nv = (int)std::min<int64_t>(MAXV, nvec - v0);
             if (cols) {
-                switch (nv) {
-                    case 1: cols_range<V, T, 1>(x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1); break;
-                    case 2: cols_range<V, T, 2>(x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1); break;
-                    case 3: cols_range<V, T, 3>(x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1); break;
-                    default: cols_range<V, T, 4>(x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1); break;
-                }
+                cols_nv<V, T>(nv, x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1);
             } else {
-                for (int64_t i = b0; i < b1; ++i) {
-                    switch (nv) {
-                        case 1: rows_one<V, T, 1>(x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i); break;
-                        case 2: rows_one<V, T, 2>(x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i); break;
-                        case 3: rows_one<V, T, 3>(x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i); break;
-                        default: rows_one<V, T, 4>(x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i); break;
-                    }
-                }
+                for (int64_t i = b0; i < b1; ++i)
+                    rows_nv<V, T>(nv, x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i);
             }
         }
     }
@@ -232,16 +244,14 @@ extern "C" void kernel(const double* x64, const double* wp64, const double* wq64
                        int64_t vbytes, int64_t np, int64_t ni, int64_t nq, int64_t kdim,
                        int64_t rp, int64_t threads) {
     const int64_t cols = kind & 1;
-    if (kind < 2) {
-        if (vbytes == 64)
-            fcf::run<fcf::d8, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
-        else
-            fcf::run<fcf::d4, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
-    } else {
-        if (vbytes == 64)
-            fcf::run<fcf::f16, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
-        else
-            fcf::run<fcf::f8, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
-    }
+    using namespace fcf;
+    if (kind < 2 && vbytes == 64)
+        run<d8, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
+    else if (kind < 2)
+        run<d4, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
+    else if (vbytes == 64)
+        run<f16, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
+    else
+        run<f8, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
 }
 """
