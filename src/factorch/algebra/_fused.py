@@ -178,10 +178,15 @@ def _pad(factor: torch.Tensor, rp: int) -> torch.Tensor:
 
 
 def fused_mttkrp(
-    tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], mode: int
+    tensor: torch.Tensor,
+    factors: Sequence[torch.Tensor | None],
+    mode: int,
+    *,
+    vector_bytes: int | None = None,
 ) -> torch.Tensor:
     """MTTKRP of ``tensor`` (contiguous, CPU, float32/float64, at least 2-way) for ``mode`` by
-    the fused kernel, without validation; the caller has checked :func:`fused_reason` is ""."""
+    the fused kernel, without validation; the caller has checked :func:`fused_reason` is "".
+    ``vector_bytes`` (32 or 64) overrides the fixed rule's vector width (tests)."""
     fn = KERNEL.fn()
     if fn is None:  # pragma: no cover - callers check fused_reason first
         raise RuntimeError(f"fused_mttkrp: {KERNEL.status().reason}")
@@ -190,8 +195,12 @@ def fused_mttkrp(
     if any(f is None for f in used):  # pragma: no cover - callers give every other factor
         raise ValueError("fused_mttkrp: a factor is missing.")
     rank = next(f for f in used if f is not None).shape[1]
-    vbytes, rp = _rank_layout(rank, tensor.dtype, KERNEL.status().vector_bytes)
-    fs = [f for f in factors]
+    if vector_bytes is None:
+        vbytes, rp = _rank_layout(rank, tensor.dtype, KERNEL.status().vector_bytes)
+    else:
+        lanes = vector_bytes * 8 // torch.finfo(tensor.dtype).bits
+        vbytes, rp = vector_bytes, math.ceil(rank / lanes) * lanes
+    fs = list(factors)
     last = n - 1
     if mode < last:
         np_, ni = math.prod(shape[:mode]), shape[mode]
