@@ -133,6 +133,7 @@ def test_no_compiler_gives_a_status_with_the_reason_and_falls_back(monkeypatch):
         raise OSError("g++: not found\nmore lines")
 
     monkeypatch.setattr(CppPythonBindingsCodeCache, "load_pybinding", broken)
+    monkeypatch.setattr(fused_mod, "_load_recorded", lambda record: None)  # no earlier process
     fresh = _Kernel()
     status = fresh.status()
     assert status == FusedStatus(False, "OSError: g++: not found", 0)
@@ -148,3 +149,46 @@ def test_mttkrp_rejects_an_unknown_kernel():
     x, fs = _problem((2, 3, 4), 2, F64)
     with pytest.raises(ValueError, match=r"mttkrp: kernel must be one of \['default', 'fused'\]"):
         mttkrp(x, fs, 0, kernel="blas")  # type: ignore[arg-type]
+
+
+def test_a_second_load_uses_the_recorded_library_and_agrees(kernel):
+    fresh = _Kernel()  # what a new process does: the record written by the first load
+    status = fresh.status()
+    assert status.available
+    assert status.origin == "disk"
+    assert status.vector_bytes == kernel.vector_bytes
+    x, fs = _problem((6, 7, 8), 10, F64)
+    ref = fused_mttkrp(x, fs, 0)
+    fn = fresh.fn()
+    assert fn is not None
+    rp = 16 if kernel.vector_bytes == 64 else 12
+    c = torch.nn.functional.pad(fs[2], (0, rp - 10)).contiguous()
+    wq = torch.nn.functional.pad(fs[1], (0, rp - 10)).contiguous()
+    ones, out, blank = torch.ones(1, rp, dtype=F64), torch.empty(6, rp, dtype=F64), torch.empty(0)
+    fn(x, ones, wq, c, out, blank, blank, blank, blank, blank, 0, kernel.vector_bytes, 1, 6, 7, 8,
+       rp, 1)  # fmt: skip
+    assert torch.equal(out[:, :10], ref)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"key": "other", "path": "/nonexistent.so", "vector_bytes": 64}',
+        '{"key": "KEY", "path": "/nonexistent.so", "vector_bytes": 64}',
+        '{"key": "KEY", "path": "RECORD", "vector_bytes": 64}',  # exists, not a library
+        '{"key": "KEY"}',
+    ],
+)
+def test_a_missing_stale_or_broken_record_is_ignored(tmp_path, text):
+    record = tmp_path / "record.json"
+    record.write_text(text.replace("KEY", fused_mod._KEY).replace("RECORD", str(record)))
+    assert fused_mod._load_recorded(record) is None
+    assert fused_mod._load_recorded(tmp_path / "missing.json") is None
+
+
+def test_cache_dir_follows_inductor(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    assert fused_mod._cache_dir() == tmp_path
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert fused_mod._cache_dir().name.startswith("torchinductor_")

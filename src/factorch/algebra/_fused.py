@@ -35,10 +35,20 @@ GEMM path's at round-off level (the order of summation differs).
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import importlib.util
+import json
 import math
+import os
+import platform
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -67,11 +77,15 @@ class FusedStatus:
         available: the kernel compiled (or loaded from inductor's disk cache) and runs.
         reason: why it is not available ("" when it is).
         vector_bytes: the widest vector the compiled code uses (32 or 64; 0 when unavailable).
+        origin: ``"inductor"`` (compiled, or found in its code cache, by inductor),
+            ``"disk"`` (the library a previous process compiled, loaded directly: no inductor
+            import, no compiler run) or ``""`` (unavailable).
     """
 
     available: bool
     reason: str
     vector_bytes: int
+    origin: str = ""
 
 
 class _Kernel:
@@ -92,12 +106,17 @@ class _Kernel:
         return self._fn if self.status().available else None
 
     def _load(self) -> FusedStatus:
+        record = _cache_dir() / f"factorch_fused_{_KEY}.json"
+        loaded = _load_recorded(record)
+        if loaded is not None:
+            self._fn, width = loaded
+            return FusedStatus(True, "", width, "disk")
         try:
             from torch._inductor.codecache import CppPythonBindingsCodeCache
             from torch._inductor.cpu_vec_isa import pick_vec_isa
 
             isa = pick_vec_isa()
-            width = isa.bit_width() // 8 if isa else 0
+            width = 64 if isa and isa.bit_width() >= 512 else 32
             fn = CppPythonBindingsCodeCache.load_pybinding(
                 ARGTYPES, SOURCE, extra_flags=_EXTRA_FLAGS, needs_vec_isa=bool(isa)
             )
@@ -105,7 +124,8 @@ class _Kernel:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             return FusedStatus(False, f"{type(exc).__name__}: {first}", 0)
         self._fn = fn
-        return FusedStatus(True, "", 64 if width >= 64 else 32)
+        _record(record, fn, width)
+        return FusedStatus(True, "", width, "inductor")
 
     def reset(self) -> None:
         """Forget the loaded kernel (tests; the disk cache stays)."""
@@ -114,6 +134,73 @@ class _Kernel:
 
 
 KERNEL = _Kernel()
+
+# What the compiled library depends on: a different source, flag, torch, CPU or Python compiles
+# (and records) a new one.
+_KEY = hashlib.sha256(
+    "\0".join(
+        [
+            SOURCE,
+            *ARGTYPES,
+            *_EXTRA_FLAGS,
+            torch.__version__,
+            torch.backends.cpu.get_cpu_capability(),
+            platform.machine(),
+            sys.version,
+        ]
+    ).encode()
+).hexdigest()[:32]
+
+
+def _cache_dir() -> Path:
+    """Inductor's cache directory (``TORCHINDUCTOR_CACHE_DIR`` or its default), computed
+    without importing inductor (a second or more)."""
+    env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if env:
+        return Path(env)
+    try:
+        user = re.sub(r'[\\/:*?"<>|]', "_", getpass.getuser())
+    except Exception:  # no user name (some containers)
+        user = "unknown"
+    return Path(tempfile.gettempdir()) / f"torchinductor_{user}"
+
+
+def _load_recorded(record: Path) -> tuple[Callable[..., None], int] | None:
+    """The kernel a previous process compiled, loaded from the path it recorded; None when
+    there is no usable record (then inductor compiles or finds it)."""
+    try:
+        data = json.loads(record.read_text())
+        path, width = str(data["path"]), int(data["vector_bytes"])
+        if data.get("key") != _KEY or not Path(path).is_file() or width not in (32, 64):
+            return None
+        # The module's init reads the address of torch's tensor-to-pointer helper from this
+        # variable, exactly as inductor's own loader sets it.
+        os.environ["_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR"] = str(
+            torch._C._dynamo.guards._torchinductor_pyobject_tensor_data_ptr  # type: ignore[attr-defined]
+        )
+        name = f"factorch_fused_{_KEY}.kernel"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.kernel, width
+    except Exception:  # a missing, stale or foreign record: compile through inductor instead
+        return None
+
+
+def _record(record: Path, fn: Callable[..., None], width: int) -> None:
+    """Record where inductor put the library (atomically; best effort)."""
+    try:
+        path = getattr(getattr(fn, "__self__", None), "__file__", None)
+        if not path:
+            return
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": _KEY, "path": path, "vector_bytes": width}))
+        os.replace(tmp, record)
+    except OSError:
+        return
 
 
 def fused_mttkrp_status() -> FusedStatus:
