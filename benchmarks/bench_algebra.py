@@ -1,6 +1,8 @@
 """Dense MTTKRP: factorch against TensorLy's ``unfolding_dot_khatri_rao`` (numpy, pytorch).
 
-Problem: a dense 200 x 200 x 200 float64 tensor (61 MiB), rank 10, every mode. Measured:
+Problem: a dense 200 x 200 x 200 float64 tensor (61 MiB), rank 10, every mode. factorch runs
+twice: the default path (``mttkrp(x, factors, m)``) and the opt-in fused kernel
+(``kernel="fused"``, "factorch-fused"). Measured:
 
 * time per call: median of repeated calls, all implementations of one mode timed round-robin in
   one process after warm-up calls (TensorLy's global backend is switched untimed before each of
@@ -10,6 +12,8 @@ Problem: a dense 200 x 200 x 200 float64 tensor (61 MiB), rank 10, every mode. M
 * peak extra resident memory per call, one subprocess per implementation;
 * the floor: ``2 I J K R`` flops at the measured DGEMM rate or one read of the tensor at the
   measured read bandwidth, whichever is larger.
+* the fused kernel's one-off costs, each in a fresh process: compiling it into an empty inductor
+  cache directory, then loading it in a second process from that directory;
 * ``--explore``: only time the GEMM formulations of the contraction that reads the tensor.
 
 Usage::
@@ -36,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # _common is stdlib-only at import time: numpy and torch are imported after pinning threads.
 import _common
 
-IMPLS = ("factorch", "tensorly-numpy", "tensorly-pytorch")
+IMPLS = ("factorch", "factorch-fused", "tensorly-numpy", "tensorly-pytorch")
+ANCHORS = IMPLS[2:]
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -51,7 +56,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="instead: time the GEMM formulations of the contraction that reads the tensor",
     )
-    p.add_argument("--worker", choices=("timing", "memory"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("timing", "memory", "compile"), help=argparse.SUPPRESS)
     p.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -71,6 +76,8 @@ def _callables(impl: str, x, factors):
 
     if impl == "factorch":
         return lambda m: lambda: mttkrp(x, factors, m)
+    if impl == "factorch-fused":
+        return lambda m: lambda: mttkrp(x, factors, m, kernel="fused")
     from tensorly.tenalg import unfolding_dot_khatri_rao
 
     if impl == "tensorly-numpy":
@@ -83,27 +90,37 @@ def _backend(impl: str) -> str | None:
     return {"tensorly-numpy": "numpy", "tensorly-pytorch": "pytorch"}.get(impl)
 
 
-def timing_run(args: argparse.Namespace, anchors: tuple[str, ...] = IMPLS[1:]) -> dict[str, Any]:
-    """Time factorch and the ``anchors`` in every mode, round-robin in this process; also
-    measure the floor."""
+def timing_run(
+    args: argparse.Namespace,
+    anchors: tuple[str, ...] = ANCHORS,
+    ours: tuple[str, ...] = IMPLS[:2],
+) -> dict[str, Any]:
+    """Time factorch (``ours``) and the ``anchors`` in every mode, round-robin in this process;
+    also measure the floor."""
     import numpy as np
     import tensorly as tl
     import torch
 
+    from factorch.algebra import fused_mttkrp_status
+
     threads = _common.apply_threads(args.threads)
     repeats, warmup = (7, 1) if args.quick else (21, 3)
     x, factors = _problem(args.size, args.rank)
-    impls = ("factorch", *anchors)
+    fused = fused_mttkrp_status()  # compile or load before timing
+    if "factorch-fused" in ours and not fused.available:
+        raise SystemExit(f"the fused kernel is not available: {fused.reason}")
+    impls = (*ours, *anchors)
     calls = {impl: _callables(impl, x, factors) for impl in impls}
     setup = {impl: functools.partial(tl.set_backend, _backend(impl)) for impl in anchors}
     samples: dict[str, dict[str, dict[str, float]]] = {impl: {} for impl in impls}
-    accuracy: dict[str, dict[str, float]] = {impl: {} for impl in anchors}
+    accuracy: dict[str, dict[str, float]] = {impl: {} for impl in impls[1:]}
     for m in range(x.ndim):
-        ours = calls["factorch"](m)()
-        for impl in anchors:
-            setup[impl]()
+        ref64 = calls["factorch"](m)()
+        for impl in impls[1:]:
+            if impl in setup:
+                setup[impl]()
             ref = torch.as_tensor(np.asarray(calls[impl](m)()))
-            accuracy[impl][str(m)] = float((ours - ref).abs().max() / ref.abs().max())
+            accuracy[impl][str(m)] = float((ref64 - ref).abs().max() / ref.abs().max())
         res = _common.time_calls(
             {impl: calls[impl](m) for impl in impls}, repeats=repeats, warmup=warmup, setup=setup
         )
@@ -140,6 +157,7 @@ def timing_run(args: argparse.Namespace, anchors: tuple[str, ...] = IMPLS[1:]) -
         "env": {k: os.environ.get(k) for k in OPENBLAS_VARS},
         "time_s": samples,
         "max_rel_diff_vs_factorch": accuracy,
+        "fused_kernel": {"vector_bytes": fused.vector_bytes, "origin": fused.origin},
         "floor": floor,
     }
 
@@ -158,6 +176,42 @@ def memory_run(args: argparse.Namespace) -> dict[str, Any]:
         calls(m)()  # warm-up: lazy initialisation is not the call's memory
         out[str(m)] = _common.peak_extra_bytes(calls(m))
     return out
+
+
+def compile_run() -> dict[str, Any]:
+    """The fused kernel's start-up cost in this (fresh) process: compile, or load what an
+    earlier process compiled into the same ``TORCHINDUCTOR_CACHE_DIR``."""
+    import time
+
+    start = time.perf_counter()
+    from factorch.algebra import fused_mttkrp_status
+
+    imported = time.perf_counter()
+    status = fused_mttkrp_status()
+    done = time.perf_counter()
+    return {
+        "import_factorch_s": imported - start,
+        "status_s": done - imported,
+        "origin": status.origin,
+        "available": status.available,
+    }
+
+
+def fused_startup(args: argparse.Namespace) -> dict[str, Any]:
+    """Compile the fused kernel into an empty cache directory, then load it in a second
+    process; each in a fresh process."""
+    import shutil
+    import tempfile
+
+    cache = tempfile.mkdtemp(prefix="factorch-bench-inductor-")
+    try:
+        env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+        argv = _child_argv(args, "--worker", "compile")
+        first = _common.run_json_subprocess(argv, env_overrides=env, timeout=600)
+        second = _common.run_json_subprocess(argv, env_overrides=env, timeout=600)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"first_process": first, "second_process": second}
 
 
 def explore_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,7 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
     if args.worker == "timing":  # the OpenBLAS-variables-unset run: only numpy is affected
-        print(json.dumps(timing_run(args, anchors=("tensorly-numpy",))))
+        print(json.dumps(timing_run(args, anchors=("tensorly-numpy",), ours=("factorch",))))
+        return
+    if args.worker == "compile":
+        print(json.dumps(compile_run()))
         return
     if args.worker == "memory":
         print(json.dumps(memory_run(args)))
@@ -231,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
             _common.write_results("bench_algebra_explore", {"threads": args.threads, **res})
         return
 
+    startup = fused_startup(args)
     given = timing_run(args)
     unset = _common.run_json_subprocess(
         _child_argv(args, "--worker", "timing"),
@@ -259,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "timing": {"env_as_given": given, "openblas_vars_unset": unset},
         "peak_extra_bytes": memory,
+        "fused_startup": startup,
     }
     payload["summary"] = _summary(payload)
     path = _common.write_results("bench_algebra" + ("_quick" if args.quick else ""), payload)
@@ -280,13 +339,19 @@ def _summary(payload: dict[str, Any]) -> dict[str, Any]:
         runs = [given["time_s"][i][m] for i in IMPLS[1:]]
         runs.append(unset["time_s"]["tensorly-numpy"][m])
         tl_best_cpu = min(r["cpu_median_s"] for r in runs)
+        fused = given["time_s"]["factorch-fused"][m]
         rows[m] = {
             "factorch_ms": fac,
+            "fused_ms": fused["median_s"] * 1e3,
             "fastest_tensorly_ms": tl_best * 1e3,
             "speedup_vs_fastest_tensorly": tl_best * 1e3 / fac,
             "speedup_vs_fastest_tensorly_cpu_time": tl_best_cpu
             / given["time_s"]["factorch"][m]["cpu_median_s"],
+            "fused_speedup_vs_fastest_tensorly": tl_best / fused["median_s"],
+            "fused_speedup_vs_fastest_tensorly_cpu_time": tl_best_cpu / fused["cpu_median_s"],
+            "fused_speedup_vs_default": fac / (fused["median_s"] * 1e3),
             "factorch_over_floor": fac / floor_ms,
+            "fused_over_floor": fused["median_s"] * 1e3 / floor_ms,
         }
     return rows
 
@@ -304,13 +369,18 @@ def _print(payload: dict[str, Any]) -> None:
     header = [
         "mode",
         "factorch ms",
+        "fused ms",
         "TL-numpy ms",
         "TL-numpy* ms",
         "TL-torch ms",
         "speedup",
         "(cpu)",
+        "fused speedup",
+        "(cpu)",
         "x floor",
+        "fused x floor",
         "MB factorch",
+        "MB fused",
         "MB TL-numpy",
         "MB TL-torch",
     ]
@@ -320,13 +390,18 @@ def _print(payload: dict[str, Any]) -> None:
             [
                 m,
                 ms(given, "factorch", m),
+                ms(given, "factorch-fused", m),
                 ms(given, "tensorly-numpy", m),
                 ms(unset, "tensorly-numpy", m),
                 ms(given, "tensorly-pytorch", m),
                 s["speedup_vs_fastest_tensorly"],
                 s["speedup_vs_fastest_tensorly_cpu_time"],
+                s["fused_speedup_vs_fastest_tensorly"],
+                s["fused_speedup_vs_fastest_tensorly_cpu_time"],
                 s["factorch_over_floor"],
+                s["fused_over_floor"],
                 mb("factorch", m),
+                mb("factorch-fused", m),
                 mb("tensorly-numpy", m),
                 mb("tensorly-pytorch", m),
             ]
@@ -340,7 +415,8 @@ def _print(payload: dict[str, Any]) -> None:
     print(_common.format_table(header, rows))
     print(
         "TL-numpy*: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (separate process). speedup = "
-        "fastest TensorLy time / factorch time (wall; (cpu): process CPU time). "
+        "fastest TensorLy time / factorch time (wall; (cpu): process CPU time); fused: "
+        "mttkrp(..., kernel='fused'). "
         "MB = peak extra resident memory per call "
         f"(tensor: {p['tensor_bytes'] / 2**20:.0f} MB)."
     )
@@ -349,6 +425,13 @@ def _print(payload: dict[str, Any]) -> None:
         f"GFLOP/s (torch; numpy {fl['gemm_gflops_numpy']:.1f}) = "
         f"{fl['compute_floor_ms_torch_rate']:.2f} ms, one read at "
         f"{fl['read_gbytes_per_s']:.1f} GB/s = {fl['memory_floor_ms']:.2f} ms)"
+    )
+    startup = payload["fused_startup"]
+    first, second = startup["first_process"], startup["second_process"]
+    print(
+        f"fused kernel start-up: {first['status_s']:.2f} s in a fresh process with an empty cache "
+        f"({first['origin']}), {second['status_s'] * 1e3:.1f} ms in the next process "
+        f"({second['origin']})"
     )
 
 
