@@ -192,3 +192,30 @@ def test_cache_dir_follows_inductor(monkeypatch, tmp_path):
     assert fused_mod._cache_dir() == tmp_path
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert fused_mod._cache_dir().name.startswith("torchinductor_")
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize(
+    ("shape", "modes"),
+    [((40, 30, 35), [2]), ((40, 30, 35), [0, 1]), ((16, 12, 14, 13), [2, 3]),
+     ((16, 12, 14, 13), [0, 1]), ((16, 12, 14, 13), [3]), ((16, 12, 14, 13), [0, 1, 2])],
+)  # fmt: skip
+def test_fused_tree_partial_matches_einsum(kernel, shape, modes, dtype):
+    x, fs = _problem(shape, 7, dtype)
+    out = fused_mod.fused_tree_partial(x, fs, modes)
+    assert out is not None
+    letters = "abcd"[: len(shape)]
+    kept = "".join(c for m, c in enumerate(letters) if m not in modes)
+    expr = letters + "," + ",".join(f"{letters[m]}r" for m in modes) + f"->{kept}r"
+    expected = torch.einsum(expr, to_hi(x), *(to_hi(fs[m]) for m in modes))
+    assert out.shape == expected.shape
+    assert_close(out, expected)
+
+
+def test_fused_tree_partial_declines_what_it_cannot_do():
+    x, fs = _problem((40, 30, 35), 3, F64)
+    assert fused_mod.fused_tree_partial(x, fs, [1]) is None  # neither prefix nor suffix
+    assert fused_mod.fused_tree_partial(x, fs, []) is None
+    assert fused_mod.fused_tree_partial(x, fs, [0, 1, 2]) is None
+    assert fused_mod.fused_tree_partial(x.mT, fs, [2]) is None  # fused_reason: non-contiguous
+    assert fused_mod.fused_tree_partial(x, [fs[0], fs[1], None], [2]) is None

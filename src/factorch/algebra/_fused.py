@@ -60,6 +60,7 @@ __all__ = [
     "fused_mttkrp",
     "fused_mttkrp_status",
     "fused_reason",
+    "fused_tree_partial",
 ]
 
 FUSED_MIN_ENTRIES = 1 << 15
@@ -312,3 +313,30 @@ def fused_mttkrp(
     kind += 0 if tensor.dtype == torch.float64 else 2
     fn(*args, kind, vbytes, np_, ni, nq, kdim, rp, torch.get_num_threads())
     return out[:, :rank].contiguous() if rp != rank else out
+
+
+def fused_tree_partial(
+    tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], modes: Sequence[int]
+) -> torch.Tensor | None:
+    """``X x_{m in modes} A_m`` (the kept modes in order, then the rank) by the fused kernel,
+    for the two passes of a CP-ALS dimension tree: ``modes`` a proper suffix of the modes (the
+    kept prefix is merged into one output mode) or a proper prefix (the kept suffix is merged).
+    None when the kernel does not apply (:func:`fused_reason` of the merged view) or ``modes``
+    is neither; the caller then runs its default path. No validation."""
+    n, shape, modes = tensor.ndim, tensor.shape, sorted(modes)
+    if not 0 < len(modes) < n or not tensor.is_contiguous():  # (reshape would copy)
+        return None
+    h = n - len(modes)
+    if modes == list(range(h, n)):  # keep modes 0..h-1
+        view = tensor.reshape(math.prod(shape[:h]), *shape[h:])
+        facs, mode, kept = [None, *factors[h:]], 0, shape[:h]
+    elif modes == list(range(len(modes))):  # keep modes len(modes)..n-1
+        h = len(modes)
+        view = tensor.reshape(*shape[:h], math.prod(shape[h:]))
+        facs, mode, kept = [*factors[:h], None], h, shape[h:]
+    else:
+        return None
+    if any(f is None for m, f in enumerate(facs) if m != mode) or fused_reason(view, facs, mode):
+        return None
+    out = fused_mttkrp(view, facs, mode)
+    return out.reshape(*kept, out.shape[1])

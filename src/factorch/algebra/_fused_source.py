@@ -3,7 +3,8 @@
 Two loop nests, both with the rank as the vector lane (the rank padded with zeros to a multiple
 of the lane count, so no lane is masked) and a register tile of four tensor rows:
 
-* ``rows`` -- output mode ``n`` before the last. The tensor is viewed as ``(P, I, Q, K)`` (the
+* ``rows`` -- output mode ``n`` before the last (register tile: four consecutive ``q``, else
+  four ``p``, else four output rows ``i``). The tensor is viewed as ``(P, I, Q, K)`` (the
   modes before ``n``, mode ``n``, the modes between ``n`` and the last, the last mode) and
 
       out[i, :] = sum_p wp[p, :] * sum_q wq[q, :] * sum_k X[p, i, q, k] * c[k, :]
@@ -144,6 +145,41 @@ static void rows_one(const T* x, const T* wp, const T* wq, const T* c, T* out, i
     for (int v = 0; v < NV; ++v) store(out + i * rp + v * L, res[v]);
 }
 
+// out[i0 + j, :] for NR consecutive output rows, when there are fewer than four p and four q
+// to tile over (e.g. a matrix, or a 3-way tensor viewed with its first two modes merged): the
+// tile runs over the output rows, each with its own accumulators.
+template <typename V, typename T, int NR, int NV>
+static void rows_itile(const T* x, const T* wp, const T* wq, const T* c, T* out, int64_t np,
+                       int64_t ni, int64_t nq, int64_t kdim, int64_t rp, int64_t i0) {
+    constexpr int L = sizeof(V) / sizeof(T);
+    const int64_t stride = nq * kdim;
+    V res[NR][NV];
+    for (int j = 0; j < NR; ++j)
+        for (int v = 0; v < NV; ++v) res[j][v] = V{};
+    for (int64_t p = 0; p < np; ++p) {
+        for (int64_t q = 0; q < nq; ++q) {
+            const T* xs = x + ((p * ni + i0) * nq + q) * kdim;
+            V t[NR][NV], w[NV];
+            for (int v = 0; v < NV; ++v)
+                w[v] = load<V>(wp + p * rp + v * L) * load<V>(wq + q * rp + v * L);
+            for (int j = 0; j < NR; ++j)
+                for (int v = 0; v < NV; ++v) t[j][v] = V{};
+            for (int64_t k = 0; k < kdim; ++k) {
+                V cv[NV];
+                for (int v = 0; v < NV; ++v) cv[v] = load<V>(c + k * rp + v * L);
+                for (int j = 0; j < NR; ++j) {
+                    V xb = bcast<V>(xs[j * stride + k]);
+                    for (int v = 0; v < NV; ++v) t[j][v] += xb * cv[v];
+                }
+            }
+            for (int j = 0; j < NR; ++j)
+                for (int v = 0; v < NV; ++v) res[j][v] += t[j][v] * w[v];
+        }
+    }
+    for (int j = 0; j < NR; ++j)
+        for (int v = 0; v < NV; ++v) store(out + (i0 + j) * rp + v * L, res[j][v]);
+}
+
 // out[k, :] += sum_q w_q[:] * x[q, k] over NR rows, for k in [k0, k1).
 template <typename V, typename T, int NR, int NV>
 static inline void cols_tile(const T* x, int64_t kdim, const V (*w)[4], T* out, int64_t rp,
@@ -205,6 +241,15 @@ static void rows_nv(int nv, const T* x, const T* wp, const T* wq, const T* c, T*
     else rows_one<V, T, 4>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
 }
 
+template <typename V, typename T, int NR>
+static void itile_nv(int nv, const T* x, const T* wp, const T* wq, const T* c, T* out, int64_t np,
+                     int64_t ni, int64_t nq, int64_t kdim, int64_t rp, int64_t i) {
+    if (nv == 1) rows_itile<V, T, NR, 1>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else if (nv == 2) rows_itile<V, T, NR, 2>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else if (nv == 3) rows_itile<V, T, NR, 3>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+    else rows_itile<V, T, NR, 4>(x, wp, wq, c, out, np, ni, nq, kdim, rp, i);
+}
+
 #ifdef __AVX512F__
 constexpr int64_t MAXV = 4;  // 32 vector registers: a 4 x 4 tile fits
 #else
@@ -226,11 +271,19 @@ static void run(const T* x, const T* wp, const T* wq, const T* c, T* out, int64_
         for (int64_t v0 = 0; v0 < nvec; v0 += MAXV) {
             const int64_t o = v0 * L;
             const int nv = (int)std::min<int64_t>(MAXV, nvec - v0);
+            const T *po = wp + o, *qo = wq + o, *co = c + o;
+            T* oo = out + o;
             if (cols) {
-                cols_nv<V, T>(nv, x, wp + o, wq + o, out + o, np, nq, kdim, rp, b0, b1);
-            } else {
+                cols_nv<V, T>(nv, x, po, qo, oo, np, nq, kdim, rp, b0, b1);
+            } else if (nq >= 4 || np >= 4) {
                 for (int64_t i = b0; i < b1; ++i)
-                    rows_nv<V, T>(nv, x, wp + o, wq + o, c + o, out + o, np, ni, nq, kdim, rp, i);
+                    rows_nv<V, T>(nv, x, po, qo, co, oo, np, ni, nq, kdim, rp, i);
+            } else {
+                int64_t i = b0;
+                for (; i + 4 <= b1; i += 4)
+                    itile_nv<V, T, 4>(nv, x, po, qo, co, oo, np, ni, nq, kdim, rp, i);
+                for (; i < b1; ++i)
+                    itile_nv<V, T, 1>(nv, x, po, qo, co, oo, np, ni, nq, kdim, rp, i);
             }
         }
     }

@@ -10,6 +10,7 @@ Dependency direction: ``algebra`` imports nothing above it (no ``tensors``, ``de
 
 from ._args import as_array as as_array
 from ._fused import fused_reason as fused_reason
+from ._fused import fused_tree_partial as fused_tree_partial
 from ._gemm import RANK as RANK
 from ._gemm import contract as contract
 from ._gemm import mode_product as mode_product
@@ -36,6 +37,7 @@ __all__ = [
     "contract",
     "fold",
     "fused_reason",
+    "fused_tree_partial",
     "khatri_rao",
     "leading_left",
     "mode_dot",
