@@ -15,6 +15,10 @@ twice: the default path (``mttkrp(x, factors, m)``) and the opt-in fused kernel
 * the fused kernel's one-off costs, each in a fresh process: compiling it into an empty inductor
   cache directory, then loading it in a second process from that directory;
 * ``--explore``: only time the GEMM formulations of the contraction that reads the tensor.
+* ``--sweep``: only time one CP-ALS sweep (``factorch.decomp``'s two-pass dimension tree) as it
+  is and with its two tensor-reading passes routed to the fused kernel
+  (:func:`factorch.algebra.internal.fused_tree_partial`, patched in for the run: the way to wire
+  it into the sweep), and check the two give the same iterates.
 
 Usage::
 
@@ -55,6 +59,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--explore",
         action="store_true",
         help="instead: time the GEMM formulations of the contraction that reads the tensor",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: one CP-ALS sweep, default against fused tensor-reading passes",
     )
     p.add_argument("--worker", choices=("timing", "memory", "compile"), help=argparse.SUPPRESS)
     p.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
@@ -214,6 +223,64 @@ def fused_startup(args: argparse.Namespace) -> dict[str, Any]:
     return {"first_process": first, "second_process": second}
 
 
+def sweep_run(args: argparse.Namespace) -> dict[str, Any]:
+    """One CP-ALS sweep with the default tensor-reading passes and with the fused ones."""
+    import torch
+
+    from factorch.algebra import fused_mttkrp_status
+    from factorch.algebra.internal import fused_tree_partial
+    from factorch.decomp import _cp_sweep
+
+    threads = _common.apply_threads(args.threads)
+    status = fused_mttkrp_status()
+    if not status.available:
+        raise SystemExit(f"the fused kernel is not available: {status.reason}")
+    x, factors = _problem(args.size, args.rank)
+    default_partial = _cp_sweep.tree_partial
+
+    def fused_partial(tensor, fs, modes):
+        out = fused_tree_partial(tensor, fs, modes)
+        return default_partial(tensor, fs, modes) if out is None else out
+
+    def state():
+        return _cp_sweep.CPState.start(torch.ones(args.rank, dtype=x.dtype), list(factors))
+
+    def sweep(partial, st):
+        _cp_sweep.tree_partial = partial
+        try:
+            return _cp_sweep.als_sweep(x, st)
+        finally:
+            _cp_sweep.tree_partial = default_partial
+
+    # Same iterates: five sweeps from one start, both ways.
+    runs = []
+    for partial in (default_partial, fused_partial):
+        st = state()
+        for _ in range(5):
+            sweep(partial, st)
+        runs.append(st)
+    diff = max(
+        float((a - b).abs().max() / b.abs().max())
+        for a, b in zip(runs[0].factors, runs[1].factors, strict=True)
+    )
+    st_default, st_fused = state(), state()
+    passes = {
+        "default sweep": lambda: sweep(default_partial, st_default),
+        "fused sweep": lambda: sweep(fused_partial, st_fused),
+        "default pass 1 (keep modes 0,1)": lambda: default_partial(x, factors, [2]),
+        "fused pass 1 (keep modes 0,1)": lambda: fused_partial(x, factors, [2]),
+        "default pass 2 (keep mode 2)": lambda: default_partial(x, factors, [0, 1]),
+        "fused pass 2 (keep mode 2)": lambda: fused_partial(x, factors, [0, 1]),
+    }
+    res = _common.time_calls(passes, repeats=7 if args.quick else 21, warmup=2)
+    return {
+        "threads": threads,
+        "max_rel_diff_factors_after_5_sweeps": diff,
+        "ms": {k: v["median_s"] * 1e3 for k, v in res.items()},
+        "cpu_ms": {k: v["cpu_median_s"] * 1e3 for k, v in res.items()},
+    }
+
+
 def explore_run(args: argparse.Namespace) -> dict[str, Any]:
     """Time the ways of doing the one tensor-reading contraction of a 3-way MTTKRP (n^3, R)."""
     import torch
@@ -274,6 +341,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.worker == "memory":
         print(json.dumps(memory_run(args)))
+        return
+
+    if args.sweep:
+        res = sweep_run(args)
+        print(
+            f"CP-ALS sweep, {args.size}^3 float64, R = {args.rank}, threads "
+            f"{res['threads']}; max relative difference of the factors after 5 sweeps "
+            f"{res['max_rel_diff_factors_after_5_sweeps']:.1e}"
+        )
+        rows = [[k, v, res["cpu_ms"][k]] for k, v in res["ms"].items()]
+        print(_common.format_table(["what", "ms", "cpu ms"], rows))
+        gain = res["ms"]["default sweep"] / res["ms"]["fused sweep"]
+        print(f"sweep speedup (wall): {gain:.2f}")
+        if not args.quick:
+            _common.write_results("bench_algebra_sweep", {"command": " ".join(sys.argv), **res})
         return
 
     if args.explore:
