@@ -23,7 +23,8 @@ a register tile of four rows instead.
 Fallback (the default GEMM path runs instead, same result to round-off): a CUDA or other non-CPU
 tensor, complex or half-precision dtypes, autograd recording the call (the kernel has no
 backward), a non-contiguous tensor, tensors of fewer than :data:`FUSED_MIN_ENTRIES` entries
-(the GEMM path is as fast there and needs no compiler), a 1-way tensor, inside ``torch.compile``,
+(the GEMM path is as fast there and needs no compiler), matrices and vectors (their MTTKRP is one
+plain GEMM, which MKL runs faster than this loop: nothing to fuse), inside ``torch.compile``,
 and no working C++ compiler (the reason is in :func:`fused_mttkrp_status`). :func:`fused_reason`
 names the reason for one call.
 
@@ -224,8 +225,8 @@ def fused_reason(tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], m
         return f"the tensor is on {tensor.device.type}, the fused kernel is CPU-only"
     if tensor.dtype not in _DTYPES:
         return f"dtype {tensor.dtype} (the fused kernel takes float32 and float64)"
-    if tensor.ndim < 2:
-        return "a 1-way tensor"
+    if tensor.ndim < 3:
+        return "a matrix or vector (one plain GEMM, where BLAS is faster than the fused loop)"
     if tensor.numel() < FUSED_MIN_ENTRIES:
         return f"fewer than {FUSED_MIN_ENTRIES} entries"
     if not tensor.is_contiguous():
@@ -321,8 +322,9 @@ def fused_tree_partial(
     """``X x_{m in modes} A_m`` (the kept modes in order, then the rank) by the fused kernel,
     for the two passes of a CP-ALS dimension tree: ``modes`` a proper suffix of the modes (the
     kept prefix is merged into one output mode) or a proper prefix (the kept suffix is merged).
-    None when the kernel does not apply (:func:`fused_reason` of the merged view) or ``modes``
-    is neither; the caller then runs its default path. No validation."""
+    None when the kernel does not apply (:func:`fused_reason` of the merged view: e.g. a suffix
+    of one mode is a plain GEMM, left to BLAS) or ``modes`` is neither; the caller then runs its
+    default path. No validation."""
     n, shape, modes = tensor.ndim, tensor.shape, sorted(modes)
     if not 0 < len(modes) < n or not tensor.is_contiguous():  # (reshape would copy)
         return None

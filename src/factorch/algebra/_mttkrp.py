@@ -118,14 +118,15 @@ def mttkrp(
         weights: optional ``(R,)`` column weights.
         kernel: ``"default"`` (the tensor-reading GEMM above) or ``"fused"``: one compiled C++
             loop nest that reads each entry once and keeps the intermediate in registers
-            (:mod:`factorch.algebra._fused`; 1.5-2x faster on large float32/float64 CPU
-            tensors, see BENCHMARKS.md). The first use in a process compiles it (seconds; then
-            cached on disk, later processes load it in milliseconds). Where it does not apply
-            -- CUDA, complex or half dtypes, autograd recording, a non-contiguous or small
-            tensor, ``torch.compile``, no C++ compiler
-            (:func:`~factorch.algebra.fused_mttkrp_status`) -- the default path runs. Results
-            agree with the default path to round-off and are bit-identical across runs and
-            thread counts.
+            (:mod:`factorch.algebra._fused`). Faster than the default where the GEMM and its
+            follow-up contraction are compute-bound (1.5-2.1x at 20 x 200 x 200, R = 10,
+            float64), about equal where memory bandwidth bounds both (BENCHMARKS.md). The
+            first use on a machine compiles it (seconds); later processes load it from disk
+            in milliseconds. Where it does not apply -- CUDA, complex or half dtypes, autograd
+            recording, a non-contiguous or small tensor, a matrix, ``torch.compile``, no C++
+            compiler (:func:`~factorch.algebra.fused_mttkrp_status`) -- the default path runs.
+            Results agree with the default path to round-off and are bit-identical across runs
+            and thread counts.
 
     Returns:
         ``(I_mode, R)`` tensor.
