@@ -179,6 +179,7 @@ def test_a_second_load_uses_the_recorded_library_and_agrees(kernel):
         '{"key": "KEY", "path": "/nonexistent.so", "vector_bytes": 64}',
         '{"key": "KEY", "path": "RECORD", "vector_bytes": 64}',  # exists, not a library
         '{"key": "KEY"}',
+        '{"key": "KEY", "path": "/bin/sh", "vector_bytes": 64}',  # outside the cache directory
     ],
 )
 def test_a_missing_stale_or_broken_record_is_ignored(tmp_path, text):

@@ -175,6 +175,8 @@ def _load_recorded(record: Path) -> tuple[Callable[..., None], int] | None:
         path, width = str(data["path"]), int(data["vector_bytes"])
         if data.get("key") != _KEY or not Path(path).is_file() or width not in (32, 64):
             return None
+        if not Path(path).resolve().is_relative_to(record.parent.resolve()):
+            return None  # only a library inside the cache directory (where inductor puts it)
         # The module's init reads the address of torch's tensor-to-pointer helper from this
         # variable, exactly as inductor's own loader sets it.
         os.environ["_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR"] = str(
