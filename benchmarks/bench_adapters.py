@@ -24,6 +24,7 @@ digits CNN: ``factorch.nn.from_pretrained`` against re-running ``compress``.
 Usage::
 
     python benchmarks/bench_adapters.py [--quick] [--threads N] [--seeds 3] [--steps 30]
+    python benchmarks/bench_adapters.py --layer   # one adapted Linear per method, ~1 minute
 
 Writes ``benchmarks/results/bench_adapters.json``.
 """
@@ -62,6 +63,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--layer",
+        action="store_true",
+        help="only time one adapted 384 x 384 Linear per method (about a minute)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps = 1, 6
@@ -246,6 +252,46 @@ def run_seed(args: argparse.Namespace, seed: int, shared: dict[str, Any]) -> dic
     return out
 
 
+def layer_step(args: argparse.Namespace, repeats: int = 60) -> dict[str, Any]:
+    """One adapted 384 x 384 Linear (MiniLM's ``query``/``value`` shape) on ``batch x
+    max_length`` rows: forward and backward (input gradient included, as inside the encoder) of
+    every method, timed round-robin, against the frozen layer alone. Isolates the adapter's cost
+    from the rest of the step."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    base = nn.Sequential()
+    base.add_module("query", nn.Linear(384, 384))  # a name the methods' target_modules match
+    rows = args.batch * args.max_length
+    x = torch.randn(rows, 384, requires_grad=True)
+    g = torch.randn(rows, 384)
+    frozen = copy.deepcopy(base).requires_grad_(False)
+    layers = {"frozen base": frozen}
+    for name, build in methods([]).items():
+        if name == "corda-ipm":  # the same structure and cost as lora
+            continue
+        layers[name] = build(copy.deepcopy(base), 0).train()
+        with torch.no_grad():  # away from init, as in training
+            for p in layers[name].parameters():
+                if p.requires_grad:
+                    p.add_(0.01 * torch.randn_like(p))
+
+    def step(layer: Any) -> Callable[[], None]:
+        def run() -> None:
+            layer(x).backward(g)
+
+        return run
+
+    times = _common.time_calls({n: step(m) for n, m in layers.items()}, repeats=repeats, warmup=3)
+    ref = times["peft-lora"]["cpu_median_s"]
+    return {
+        "rows": rows,
+        "cpu_ms": {n: 1e3 * t["cpu_median_s"] for n, t in times.items()},
+        "cpu_ratio_vs_peft_lora": {n: t["cpu_median_s"] / ref for n, t in times.items()},
+    }
+
+
 def reload_compressed(repeats: int = 5) -> dict[str, float]:
     """Seconds to ``compress`` the digits CNN (CP, four layers) vs to reload it from disk."""
     import torch
@@ -285,6 +331,20 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
     threads = _common.apply_threads(args.threads)
+    if args.layer:
+        layer = layer_step(args)
+        rows = [
+            [n, f"{ms:.2f}", f"{layer['cpu_ratio_vs_peft_lora'][n]:.2f}"]
+            for n, ms in layer["cpu_ms"].items()
+        ]
+        print(
+            f"one 384 x 384 Linear, {layer['rows']} rows, forward + backward, "
+            f"{args.threads} threads"
+        )
+        print(_common.format_table(["method", "CPU ms", "CPU / peft-lora"], rows))
+        payload = {"args": vars(args), "layer": layer, "machine": _common.machine_info()}
+        print("wrote", _common.write_results("bench_adapters_layer", payload))
+        return
     train, test = sentences()
     t0 = time.perf_counter()
     tokenizer, encoder = load_minilm()

@@ -71,7 +71,14 @@ def test_adapters_save_then_load_reproduces_outputs(case: Case, tmp_path) -> Non
     fresh = copy.deepcopy(base)
     loaded = fa.from_pretrained(fresh, tmp_path / "a")
     assert loaded is fresh
-    assert torch.equal(loaded(x), y)
+    out = loaded(x)
+    # A frozen model may take another contraction order than a trainable one (the cost model
+    # counts the backward pass): equal to rounding to the trainable original, bit-identical to
+    # the same model frozen.
+    torch.testing.assert_close(out, y, rtol=1e-12, atol=1e-15)
+    for p in adapted.parameters():
+        p.requires_grad_(False)
+    assert torch.equal(out, adapted(x))
     assert not any(p.requires_grad for p in loaded.parameters())
     trainable = fa.from_pretrained(copy.deepcopy(base), tmp_path / "a", is_trainable=True)
     assert {id(p) for p in adapter_params(trainable)} == {

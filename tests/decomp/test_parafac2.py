@@ -220,3 +220,24 @@ def test_cuda_matches_cpu():
     b = parafac2([s.cuda() for s in x], 3, max_iter=10, tol=0)
     assert b.model.device.type == "cuda"
     np.testing.assert_allclose(a.errors, b.errors, rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_line_search_error_from_the_projected_tensor_is_the_exact_error(dtype):
+    """The line search scores a candidate by ``||X||^2 - ||T||^2 + ||T - M||^2`` (one read of
+    the data fewer); it must agree with the residual summed entry by entry, within its floor."""
+    from factorch.decomp._parafac2 import _exact_error, _project, _projected_error
+
+    xs, _ = _planted(noise=0.05, seed=3)
+    x = torch.zeros(len(xs), max(LENGTHS), 15, dtype=F64)
+    for i, s in enumerate(xs):
+        x[i, : s.shape[0]] = s
+    x = x.to(dtype)
+    g = torch.Generator().manual_seed(1)
+    factors = [torch.rand(n, 3, generator=g, dtype=F64).to(dtype) for n in (len(xs), 3, 15)]
+    norm_x2 = float(x.double().square().sum())
+    proj = _project(x, factors)
+    fast, floor = _projected_error(proj, factors, norm_x2, dtype)
+    exact, _ = _exact_error(x, proj[0], factors, norm_x2)
+    assert 0 < floor < 1e-3 * fast
+    assert abs(fast - exact) <= floor + 8 * torch.finfo(dtype).eps * exact

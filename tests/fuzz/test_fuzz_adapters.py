@@ -138,12 +138,30 @@ INJECTS = [
     _inject_entry(fa.TuckerConfig(target_modules=["0"], rank=2), WEIGHT_KINDS),
     _inject_entry(fa.TTConfig(target_modules=["0"], rank=2, n_factors=2), WEIGHT_KINDS),
 ]
+# the two forwards of the Tucker and TT adapters on a Linear layer, forced (``"auto"`` above)
+FORCED_PATHS = [
+    _inject_entry(
+        fa.TuckerConfig(target_modules=["0"], rank=2, implementation="merged"), WEIGHT_KINDS
+    ),
+    _inject_entry(
+        fa.TTConfig(target_modules=["0"], rank=2, n_factors=2, implementation="factorized"),
+        WEIGHT_KINDS,
+    ),
+]
 
 
 @settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_fuzz_inject(data: st.DataObject) -> None:
     entry = data.draw(st.sampled_from(INJECTS))
+    case = data.draw(fuzz_cases(entry))
+    assert_clear_or_true(entry, case)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_fuzz_inject_forced_paths(data: st.DataObject) -> None:
+    entry = data.draw(st.sampled_from(FORCED_PATHS))
     case = data.draw(fuzz_cases(entry))
     assert_clear_or_true(entry, case)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn import (
@@ -17,10 +19,14 @@ from ..nn import (
     FactorizedLinear,
     TensorizedShape,
 )
-from ._config import AdapterConfig, check_number, check_rank
+from ..nn.formats import MEMORY_WEIGHT, known_size
+from ._config import AdapterConfig, check_choice, check_number, check_rank
 from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
 
-__all__ = ["FormatAdapterConfig", "FormatAdapterLayer"]
+__all__ = ["AdapterImplementation", "FormatAdapterConfig", "FormatAdapterLayer"]
+
+AdapterImplementation = Literal["auto", "factorized", "merged"]
+_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "factorized", "merged")
 
 _CONVS = {1: FactorizedConv1d, 2: FactorizedConv2d, 3: FactorizedConv3d}
 
@@ -37,6 +43,15 @@ class FormatAdapterConfig(AdapterConfig):
         n_factors: how many factors each side of a Linear weight is folded into
             (:meth:`~factorch.nn.TensorizedShape.auto`); convolutions use the format's kernel
             layout.
+        implementation: how the forward of a Linear layer applies the update.
+            ``"factorized"``: ``base(x) + alpha dW x`` with the factors contracted with the
+            input, never forming ``dW``; ``"merged"``: one GEMM with ``W + alpha dW``, ``dW``
+            rebuilt from the factors (its cost does not grow with the batch, but the backward
+            pass then computes the ``out x in`` weight gradient); ``"auto"`` (default): the one
+            :meth:`FormatAdapterLayer.step_costs` finds cheaper for a training step at the
+            input's number of rows. Both give the same values and gradients up to rounding.
+            Convolutions always contract the factors with the input (or rebuild the kernel,
+            as the factorized convolution itself decides).
     """
 
     format: ClassVar[str] = ""
@@ -44,6 +59,7 @@ class FormatAdapterConfig(AdapterConfig):
     rank: int | tuple[int, ...] = 4
     alpha: float = 1.0
     n_factors: int = 2
+    implementation: AdapterImplementation = "auto"
 
     def validate(self) -> None:
         fn = type(self).__name__
@@ -57,12 +73,19 @@ class FormatAdapterConfig(AdapterConfig):
             self._set("rank", check_rank(self.rank, fn))
         self._set("alpha", check_number(self.alpha, fn, "alpha"))
         self._set("n_factors", check_rank(self.n_factors, fn, "n_factors"))
+        self._set(
+            "implementation",
+            check_choice(self.implementation, _IMPLEMENTATIONS, fn, "implementation"),
+        )
 
 
 class FormatAdapterLayer(Adapter):
     """``base(x) + alpha * delta(x)``, ``delta`` a bias-free :class:`~factorch.nn.FactorizedLinear`
-    or ``FactorizedConv{1,2,3}d`` with the base layer's geometry (its forward contracts the
-    factors or rebuilds the weight, whichever costs less); factor ``zero_factor`` starts at 0."""
+    or ``FactorizedConv{1,2,3}d`` with the base layer's geometry; factor ``zero_factor`` starts
+    at 0. On a Linear layer the forward contracts the factors with the input (:meth:`contract`)
+    or runs the base GEMM with ``W + alpha dW`` (:meth:`rebuild`), as ``implementation`` and
+    :meth:`step_costs` decide; a convolution adds ``delta(x)`` (which contracts the factors or
+    rebuilds the kernel, whichever costs less)."""
 
     supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
     zero_factor: ClassVar[int] = 0
@@ -112,8 +135,70 @@ class FormatAdapterLayer(Adapter):
             self.delta.factors[type(self).zero_factor].zero_()
         self.scaling = cfg.alpha
 
+    # --- forward ---------------------------------------------------------------------------------
+    def step_costs(self, rows: int) -> tuple[int, int]:
+        """``(factorized, merged)`` cost of a training step (forward and backward) of a Linear
+        layer's update on ``rows`` input rows, in FLOPs plus ``MEMORY_WEIGHT`` per number
+        written to an intermediate tensor (the cost model of
+        :class:`~factorch.nn.FactorizedLinear`).
+
+        Factorized: three contractions of the input with the factors (the forward, the input
+        gradient, the factor gradients). Merged: the rebuild of ``dW`` and its backward (three
+        rebuild-sized contractions, each writing an ``out x in`` matrix) plus the weight
+        gradient ``g^T x`` (``2 rows out in`` FLOPs); the GEMM with ``W + alpha dW`` and its
+        input gradient replace the base layer's own, so they cost nothing extra.
+
+        Example:
+            >>> from torch import nn
+            >>> from factorch.adapters import TTConfig, inject
+            >>> model = nn.Sequential(nn.Linear(384, 384))
+            >>> _ = inject(model, TTConfig(target_modules=["0"], rank=9))
+            >>> factorized, merged = model[0].adapters["default"].step_costs(256)
+            >>> merged < factorized  # a TT-matrix of rank 9 costs more per row than W itself
+            True
+        """
+        fmt, shape = self.delta.parametrization, cast(FactorizedLinear, self.delta).shape
+        dense = math.prod(self.weight_shape)
+        factorized = 3 * (
+            fmt.linear_flops(shape, rows) + MEMORY_WEIGHT * fmt.linear_traffic(shape, rows)
+        )
+        merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * dense) + 2 * rows * dense
+        return factorized, merged
+
+    def takes_merged(self, rows: int) -> bool:
+        """Whether a Linear layer's forward on ``rows`` rows runs one GEMM with ``W + alpha dW``
+        (the ``implementation`` rule; a rule of the shapes only, so the same input always takes
+        the same path)."""
+        choice = cast(FormatAdapterConfig, self.config).implementation
+        if choice != "auto":
+            return choice == "merged"
+        factorized, merged = self.step_costs(rows)
+        return merged < factorized
+
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
-        return cast(torch.Tensor, base(x)) + self.scaling * self.delta(x)
+        if not isinstance(base, nn.Linear):
+            return cast(torch.Tensor, base(x)) + self.scaling * self.delta(x)
+        delta = cast(FactorizedLinear, self.delta)
+        factors = delta.current_factors()
+        rows = known_size(math.prod(x.shape[:-1]))
+        if self.takes_merged(rows):
+            update = self.rebuild(factors).reshape(self.weight_shape)
+            return F.linear(x, torch.add(base.weight, update, alpha=self.scaling), base.bias)
+        y = base(x)  # first: it checks the input
+        if rows == 0:
+            return y
+        d = self.contract(factors, x.reshape(-1, base.in_features))
+        return torch.add(y, d.reshape(y.shape), alpha=self.scaling)
+
+    def rebuild(self, factors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``dW`` (unscaled) from the factors (default: the format's reconstruction)."""
+        return cast(torch.Tensor, self.delta.parametrization(*factors))
+
+    def contract(self, factors: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``x dW^T`` for ``x`` of shape ``(rows, in)``, contracting the factors with the input
+        (default: the format's own :meth:`~factorch.nn.formats.WeightFormat.linear`)."""
+        delta = cast(FactorizedLinear, self.delta)
+        return delta.parametrization.linear(factors, x, None, delta.shape)
 
     def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
         return (self.scaling * self.delta.weight).reshape(self.weight_shape).to(weight.dtype)

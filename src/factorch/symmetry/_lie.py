@@ -139,9 +139,9 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
         TypeError, ValueError: not a real square finite tensor, or not positive definite.
 
     Example:
-        >>> spd_log(torch.diag(torch.tensor([1.0, math.e])))
-        tensor([[0., 0.],
-                [0., 1.]])
+        >>> log = spd_log(torch.diag(torch.tensor([1.0, math.e], dtype=torch.float64)))
+        >>> torch.allclose(log, torch.diag(torch.tensor([0.0, 1.0], dtype=torch.float64)))
+        True
     """
     fn = "spd_log"
     p = _check_square(matrices, fn)
@@ -228,7 +228,7 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> r = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-        >>> rotation_log(r)[1, 0].item() == math.pi / 2
+        >>> math.isclose(rotation_log(r)[1, 0].item(), math.pi / 2, rel_tol=1e-12)
         True
     """
     fn = "rotation_log"
@@ -322,8 +322,8 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
         TypeError, ValueError: as :func:`cartan_decomposition`.
 
     Example:
-        >>> lie_chart(torch.eye(2)).abs().tolist()
-        [0.0, 0.0, 0.0, 0.0]
+        >>> float(lie_chart(torch.eye(2)).abs().max()) < 1e-6
+        True
     """
     c = cartan_decomposition(matrices)
     n = c.symmetric.shape[-1]
