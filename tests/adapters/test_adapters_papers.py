@@ -214,3 +214,19 @@ def test_adapters_atlas_blockwise_beats_one_coefficient_per_task() -> None:
         assert fa.trainable_parameters(model).trainable == 3 * 6  # tasks x (weight, bias) x 3
     assert all(b > t for b, t in zip(means["block"], means["task"])), means
     assert statistics.mean(means["block"]) > statistics.mean(means["task"]) + 0.04, means
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rank", [2, 3])
+def test_left_is_the_identity_at_init_in_half_precision(dtype, rank):
+    """LeFT's init values (r^(-2/3), r^(-1/2)) are not exact in 8 or 11 bits: the modulator is
+    kept in float32 so the adapted layer equals the base layer exactly at init."""
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 5)).to(dtype)
+    x = torch.randn(2, 3, 8, 8).to(dtype)
+    y = conv(x)
+    config = fa.LeftConfig(target_modules=["0", "2"], rank=rank, modulate_bias=True)
+    adapted = fa.inject(conv, config)
+    out = adapted(x)
+    assert out.dtype == dtype
+    assert torch.equal(out, y)

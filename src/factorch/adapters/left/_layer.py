@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._numerics import HALF_DTYPES
 from .._config import AdapterConfig
 from .._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, allocate, base_weight
 from ._config import LeftConfig
@@ -50,7 +51,11 @@ class LeftLayer(Adapter):
         names = list(mul) + (list(add) if cfg.additive else [])
         bias_names = ["m", "c"] if cfg.modulate_bias and self.has_bias else []
         shapes = [{**mul, **add}[n] for n in names] + [(out,)] * len(bias_names)
-        tensors = allocate(shapes, w, type(self).__name__, f"a rank-{r} modulator")
+        # Half-precision bases get a float32 modulator: its init values (r^(-2/3), r^(-1/2)) are
+        # not exact in 8 or 11 bits, and the product would move W by up to ~1 %; in float32 it
+        # is 1 to ~1e-7, which rounds back to W exactly in the base's dtype.
+        like = torch.empty(0, dtype=torch.float32, device=w.device) if w.dtype in HALF_DTYPES else w
+        tensors = allocate(shapes, like, type(self).__name__, f"a rank-{r} modulator")
         self.factors = nn.ParameterDict(
             {n: nn.Parameter(t) for n, t in zip(names + bias_names, tensors)}
         )
@@ -98,4 +103,5 @@ class LeftLayer(Adapter):
     def delta_bias(self, bias: torch.Tensor | None) -> torch.Tensor | None:
         if bias is None or "m" not in self.factors:
             return None
-        return bias * (self.factors["m"] - 1) + self.factors["c"]
+        delta = bias * (self.factors["m"] - 1) + self.factors["c"]
+        return delta.to(bias.dtype)
