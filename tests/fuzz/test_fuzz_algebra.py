@@ -217,6 +217,8 @@ ENTRIES = [
           (*FACTOR_KINDS, "plain", "half", "numpy")),
     Entry("mttkrp", lambda x, r: fa.mttkrp(x, _factors(x, r), 0), _check_mttkrp, 2, 4,
           _kinds("complex_dtype", "nan", "inf", "absurd_rank")),
+    Entry("mttkrp", lambda x, r: fa.mttkrp(x, _factors(x, r), 0, kernel="fused"), _check_mttkrp,
+          2, 4, _kinds("complex_dtype", "nan", "inf", "absurd_rank")),
     Entry("sparse_mttkrp", _sparse_mttkrp, _check_sparse, 2, 4,
           (*FACTOR_KINDS, "plain", "half", "bfloat16", "tiny_scale", "huge_scale", "numpy",
            "all_zero", "non_contiguous")),
