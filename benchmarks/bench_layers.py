@@ -17,7 +17,14 @@ the process depends on TensorLy's backend.
 
 Usage::
 
-    python benchmarks/bench_layers.py [--quick] [--threads N]
+    python benchmarks/bench_layers.py [--quick] [--threads N] [--sections speed,floor,quality]
+
+4. (``floor``) Every format (low rank, CP, Tucker, TT(-matrix), TR) on the linear shapes at
+   batches 256 / 16 / 1 and on the convolution: fwd+bwd process CPU time of both paths on the
+   same factors, their fwd+bwd FLOPs counted by ``torch.utils.flop_counter``, the ratio of the
+   ``"auto"`` path's time to the floor (the cheaper path's FLOPs at the measured rate of the
+   dense ``(256, 1024) @ (1024, 1024)`` GEMM; issue 14.7 asks for <= 1.2) and whether ``"auto"``
+   picked the faster path (within 5 %).
 """
 
 from __future__ import annotations
@@ -359,11 +366,257 @@ def _speed_table(title: str, result: dict, key: str) -> str:
     return f"{title}, {clock} (dense {dense * 1e3:.3f} ms)\n" + format_table(head, rows)
 
 
+# --- the FLOP floor and the "auto" choice ---------------------------------------------------------
+FLOOR_FORMATS = ("lowrank", "cp", "tucker", "tt", "tr")
+FLOOR_TARGET = 1.2
+"""Issue 14.7: fwd+bwd within 1.2x of the time its FLOPs cost as a dense GEMM."""
+AUTO_TOLERANCE = 1.05
+"""``auto`` counts as picking the faster path when its path is within 5 % of the faster one (two
+paths closer than that are a tie on this machine)."""
+
+
+def _counted_flops(torch, layer, x) -> int:
+    """Matrix-multiply and convolution FLOPs of one fwd+bwd, counted by torch's FlopCounterMode
+    (einsums are counted through the bmm/mm they lower to; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        _step(layer, x)()
+    return int(counter.get_total_flops())
+
+
+def _with_impl(layer, x, impl: str):
+    step = _step(layer, x)
+
+    def run():
+        layer.implementation = impl
+        step()
+
+    return run
+
+
+def gemm_rate(torch, repeats: int) -> dict:
+    """FLOP/s of the dense GEMM ``(256, 1024) @ (1024, 1024)`` (the dense layer's forward GEMM):
+    the rate a factorized layer's FLOPs are priced at."""
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(256, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+    t = time_calls({"gemm": lambda: a @ b}, repeats=5 * repeats, warmup=3)["gemm"]
+    flops = 2 * 256 * 1024 * 1024
+    return {"flops": flops, **t, "rate_cpu": flops / t["cpu_median_s"]}
+
+
+def floor_cases(torch, fnn) -> list[tuple[str, object, object]]:
+    """``(name, layer, input)`` for every format on the linear and convolution shapes above."""
+    spec = fnn.TensorizedShape((32, 32), (32, 32))
+    out = []
+    for batch in (256, 16, 1):
+        g = torch.Generator().manual_seed(10 + batch)
+        x = torch.randn(batch, 1024, generator=g)
+        for fmt in FLOOR_FORMATS:
+            kw = {} if fmt == "lowrank" else {"shape": spec}
+            layer = fnn.FactorizedLinear(1024, 1024, format=fmt, ratio=0.1, generator=g, **kw)
+            out.append((f"linear b{batch} {fmt}", layer, x))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 64, 32, 32, generator=g)
+    for fmt in FLOOR_FORMATS:
+        layer = fnn.FactorizedConv2d(64, 64, 3, padding=1, format=fmt, ratio=0.1, generator=g)
+        out.append((f"conv b64 {fmt}", layer, x))
+    return out
+
+
+KERNEL_OPS = (
+    "aten::mm",
+    "aten::bmm",
+    "aten::addmm",
+    "aten::baddbmm",
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::_slow_conv2d_forward",
+    "aten::_slow_conv2d_backward",
+)
+"""Operators whose self time is GEMM / convolution kernel time (the rest is element-wise work,
+copies, autograd and Python overhead)."""
+
+
+def kernel_share(torch, step, calls: int = 3) -> dict:
+    """Profile ``calls`` steps: the share of operator self time spent in GEMM/convolution kernels
+    (:data:`KERNEL_OPS`) and that kernel time per step (profiler wall clock)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    kernels = sum(e.self_cpu_time_total for e in events if e.key in KERNEL_OPS)
+    return {"share": kernels / total if total else 0.0, "kernel_s": kernels * 1e-6 / calls}
+
+
+def _kernel_rate(flops: int, share: float, seconds: float) -> float | None:
+    """FLOP/s inside the kernels: the counted FLOPs over the kernels' share of the CPU time (the
+    profiler's own clock is wall time, which a loaded machine stretches)."""
+    return flops / (share * seconds) if share > 0 else None
+
+
+def _dense_cases(torch):
+    g = torch.Generator().manual_seed(4)
+    out = []
+    for batch in (256, 16, 1):
+        out.append(
+            (f"dense linear b{batch}", torch.nn.Linear(1024, 1024), torch.randn(batch, 1024))
+        )
+    out.append(("dense linear 8->8 b1", torch.nn.Linear(8, 8), torch.randn(1, 8, generator=g)))
+    x = torch.randn(64, 64, 32, 32, generator=g)
+    out.append(("dense conv b64", torch.nn.Conv2d(64, 64, 3, padding=1), x))
+    return out
+
+
+def bench_floor(torch, fnn, repeats: int) -> dict:
+    """Per case: fwd+bwd time of ``auto``, ``factorized`` and ``reconstructed`` on the same
+    factors, the counted FLOPs of both paths, their ratio to the GEMM-priced floor and the share
+    of the ``auto`` path's time spent in GEMM/convolution kernels. Dense layers for reference."""
+    rate = gemm_rate(torch, repeats)
+    rows, dense = [], []
+    for name, layer, x in _dense_cases(torch):
+        reps = repeats if x.numel() > 100_000 else 5 * repeats
+        t = time_calls({"dense": _step(layer, x)}, repeats=reps, warmup=2)["dense"]
+        flops = _counted_flops(torch, layer, x)
+        kernels = kernel_share(torch, _step(layer, x))
+        dense.append(
+            {
+                "case": name,
+                "gflop": flops / 1e9,
+                "timings": t,
+                "floor_s": flops / rate["rate_cpu"],
+                "ratio_to_floor": t["cpu_median_s"] * rate["rate_cpu"] / flops,
+                "kernels": kernels,
+                "kernel_rate": _kernel_rate(flops, kernels["share"], t["cpu_median_s"]),
+            }
+        )
+    for name, layer, x in floor_cases(torch, fnn):
+        flops = {}
+        for impl in ("factorized", "reconstructed"):
+            layer.implementation = impl
+            flops[impl] = _counted_flops(torch, layer, x)
+        layer.implementation = "auto"
+        shape = x.shape[0] if name.startswith("linear") else tuple(x.shape)
+        costs = layer.costs(shape)
+        auto = "factorized" if layer.use_factorized(*costs) else "reconstructed"
+        calls = {impl: _with_impl(layer, x, impl) for impl in ("factorized", "reconstructed")}
+        reps = repeats if x.numel() > 100_000 else 5 * repeats
+        t = time_calls(calls, repeats=reps, warmup=2)
+        secs = {k: v["cpu_median_s"] for k, v in t.items()}
+        fastest = min(secs, key=secs.__getitem__)
+        floor_s = min(flops.values()) / rate["rate_cpu"]
+        kernels = kernel_share(torch, _with_impl(layer, x, auto))
+        layer.implementation = "auto"
+        rows.append(
+            {
+                "case": name,
+                "rank": layer.rank if isinstance(layer.rank, int) else list(layer.rank),
+                "params": _n_weight_params(layer),
+                "gflop": {k: v / 1e9 for k, v in flops.items()},
+                "costs": {"factorized": costs[0], "reconstructed": costs[1]},
+                "timings": t,
+                "auto": auto,
+                "fastest": fastest,
+                "auto_over_fastest": secs[auto] / secs[fastest],
+                "auto_correct": secs[auto] <= AUTO_TOLERANCE * secs[fastest],
+                "floor_s": floor_s,
+                "ratio_to_floor": secs[auto] / floor_s,
+                "best_ratio_to_floor": secs[fastest] / floor_s,
+                "kernels": kernels,
+                "kernel_rate": _kernel_rate(flops[auto], kernels["share"], secs[auto]),
+            }
+        )
+    return {
+        "gemm": rate,
+        "dense": dense,
+        "rows": rows,
+        "target": FLOOR_TARGET,
+        "auto_tolerance": AUTO_TOLERANCE,
+    }
+
+
+def floor_table(result: dict) -> str:
+    head = [
+        "case",
+        "rank",
+        "GF fact.",
+        "GF recon.",
+        "fact. ms",
+        "recon. ms",
+        "auto",
+        "auto ok",
+        "floor ms",
+        "auto/floor",
+        "met",
+        "kernel %",
+        "kernel GF/s",
+    ]
+    rows = []
+    for r in result["dense"]:
+        rows.append(
+            [
+                r["case"],
+                "-",
+                f"{r['gflop']:.3f}",
+                None,
+                f"{r['timings']['cpu_median_s'] * 1e3:.3f}",
+                None,
+                "dense",
+                None,
+                f"{r['floor_s'] * 1e3:.3f}",
+                r["ratio_to_floor"],
+                "yes" if r["ratio_to_floor"] <= FLOOR_TARGET else "no",
+                f"{100 * r['kernels']['share']:.0f}",
+                f"{r['kernel_rate'] / 1e9:.0f}" if r["kernel_rate"] else None,
+            ]
+        )
+    for r in result["rows"]:
+        t = r["timings"]
+        rows.append(
+            [
+                r["case"],
+                str(r["rank"]).replace(" ", ""),
+                f"{r['gflop']['factorized']:.3f}",
+                f"{r['gflop']['reconstructed']:.3f}",
+                f"{t['factorized']['cpu_median_s'] * 1e3:.3f}",
+                f"{t['reconstructed']['cpu_median_s'] * 1e3:.3f}",
+                r["auto"][:5] + ".",
+                "yes" if r["auto_correct"] else f"no ({r['auto_over_fastest']:.2f}x)",
+                f"{r['floor_s'] * 1e3:.3f}",
+                r["ratio_to_floor"],
+                "yes" if r["ratio_to_floor"] <= FLOOR_TARGET else "no",
+                f"{100 * r['kernels']['share']:.0f}",
+                f"{r['kernel_rate'] / 1e9:.0f}" if r["kernel_rate"] else None,
+            ]
+        )
+    g = result["gemm"]
+    title = (
+        "fwd+bwd against the FLOP floor (process CPU time; floor = counted fwd+bwd FLOPs of the "
+        f"cheaper path at the dense GEMM rate, {g['rate_cpu'] / 1e9:.1f} GFLOP/s; kernel % / "
+        "GF/s: share of the auto path's profiled time in GEMM/conv kernels, and the counted "
+        "FLOPs over that share of the CPU time)"
+    )
+    return title + "\n" + format_table(head, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no quality part")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sections",
+        default="speed,floor,quality",
+        help="comma-separated subset of speed (against tltorch), floor (FLOP floor and the "
+        "auto choice), quality (compression; skipped by --quick)",
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    if args.quick:
+        sections.discard("quality")
     pin_threads(args.threads)
     import torch
 
@@ -373,25 +626,34 @@ def main() -> None:
     import tltorch  # last: switches TensorLy's global backend to pytorch (see module docstring)
 
     repeats = 5 if args.quick else 15
-    linear = {
-        b: bench_linear(torch, fnn, tltorch, repeats if b == 256 else 5 * repeats, b)
-        for b in (256, 16, 1)
-    }
-    conv = bench_conv(torch, fnn, tltorch, repeats)
-    for key in ("cpu_median_s", "median_s"):
-        for b, res in linear.items():
-            print(_speed_table(f"Linear 1024->1024, batch {b}, fwd+bwd, 10 % params", res, key))
-            print()
-        print(_speed_table("Conv 3x3 64->64, 32x32, batch 64, fwd+bwd, 10 % params", conv, key))
-        print()
     payload = {
         "machine": machine_info(),
         "threads": threads,
         "quick": args.quick,
-        "linear": {str(b): v for b, v in linear.items()},
-        "conv": conv,
+        "sections": sorted(sections),
     }
-    if not args.quick:
+    if "speed" in sections:
+        linear = {
+            b: bench_linear(torch, fnn, tltorch, repeats if b == 256 else 5 * repeats, b)
+            for b in (256, 16, 1)
+        }
+        conv = bench_conv(torch, fnn, tltorch, repeats)
+        for key in ("cpu_median_s", "median_s"):
+            for b, res in linear.items():
+                title = f"Linear 1024->1024, batch {b}, fwd+bwd, 10 % params"
+                print(_speed_table(title, res, key))
+                print()
+            title = "Conv 3x3 64->64, 32x32, batch 64, fwd+bwd, 10 % params"
+            print(_speed_table(title, conv, key))
+            print()
+        payload["linear"] = {str(b): v for b, v in linear.items()}
+        payload["conv"] = conv
+    if "floor" in sections:
+        floor = bench_floor(torch, fnn, repeats)
+        payload["floor"] = floor
+        print(floor_table(floor))
+        print()
+    if "quality" in sections:
         quality = bench_quality(torch, fnn, tltorch)
         payload["quality"] = quality
         head = ["ratio", "layer", "format", "factorch err", "params", "tltorch err", "params"]
@@ -415,7 +677,10 @@ def main() -> None:
             "Digits CNN test accuracy right after compression (no fine-tuning)\n"
             + format_table(["ratio", "method", "params", "accuracy"], rows)
         )
-    path = write_results("bench_layers_quick" if args.quick else "bench_layers", payload)
+    name = "bench_layers_quick" if args.quick else "bench_layers"
+    if args.sections != parser.get_default("sections"):  # a subset: keep the full run's file
+        name += "_" + "_".join(sorted(sections))
+    path = write_results(name, payload)
     print(f"\nwrote {path}")
 
 

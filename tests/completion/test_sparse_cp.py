@@ -33,6 +33,23 @@ def test_iterates_equal_dense_cp_als_of_the_densified_tensor():
     assert a.errors[-1] == pytest.approx(exact, rel=1e-10)
 
 
+def test_the_compiled_kernel_gives_the_same_iterates(monkeypatch):
+    import shutil
+
+    import factorch.algebra._sparse_mttkrp_compiled as cmod
+
+    if not (shutil.which("g++") or shutil.which("clang++")):
+        pytest.skip("no C++ compiler for inductor")
+
+    monkeypatch.setattr(cmod, "MIN_ENTRIES", 2)  # run it on this small tensor
+    _, sp, init = _problem(seed=2, rank=4)
+    a = sparse_cp(sp, 4, init=init, max_iter=6, tol=0.0)
+    b = sparse_cp(sp, 4, init=init, max_iter=6, tol=0.0, implementation="compiled")
+    assert cmod.compiled_available()
+    np.testing.assert_allclose(b.errors, a.errors, rtol=1e-10)
+    torch.testing.assert_close(b.model.to_dense(), a.model.to_dense())
+
+
 def test_matches_pyttb_cp_als_on_sptensor():
     pyttb = pytest.importorskip("pyttb")
     _, sp, init = _problem(seed=1)
@@ -162,6 +179,11 @@ SPARSE_CP_ERRORS = {
         TypeError,
         r"sparse_cp: generator must be a torch.Generator or None; got int",
         lambda x, sp, init: sparse_cp(sp, 2, generator=0),
+    ),
+    "implementation": (
+        ValueError,
+        r"sparse_cp: implementation must be 'eager' or 'compiled'; got 'fast'",
+        lambda x, sp, init: sparse_cp(sp, 2, implementation="fast"),
     ),
     "empty torch sparse": (
         ValueError,

@@ -185,6 +185,11 @@ def _sparse_mttkrp(x: Any, rank: Any) -> Any:
     return fa.sparse_mttkrp(sp, _factors(x, rank), 0, layout=fa.SparseLayout.build(sp))
 
 
+def _sparse_mttkrp_compiled(x: Any, rank: Any) -> Any:
+    sp = SparseTensor.from_dense(torch.as_tensor(x))
+    return fa.sparse_mttkrp(sp, _factors(x, rank), 0, implementation="compiled")
+
+
 def _random(make: Any) -> Any:
     def call(x: Any, rank: Any) -> Any:
         shape = tuple(x.shape) if hasattr(x, "shape") else x
@@ -212,9 +217,13 @@ ENTRIES = [
           (*FACTOR_KINDS, "plain", "half", "numpy")),
     Entry("mttkrp", lambda x, r: fa.mttkrp(x, _factors(x, r), 0), _check_mttkrp, 2, 4,
           _kinds("complex_dtype", "nan", "inf", "absurd_rank")),
+    Entry("mttkrp", lambda x, r: fa.mttkrp(x, _factors(x, r), 0, kernel="fused"), _check_mttkrp,
+          2, 4, _kinds("complex_dtype", "nan", "inf", "absurd_rank")),
     Entry("sparse_mttkrp", _sparse_mttkrp, _check_sparse, 2, 4,
           (*FACTOR_KINDS, "plain", "half", "bfloat16", "tiny_scale", "huge_scale", "numpy",
            "all_zero", "non_contiguous")),
+    Entry("sparse_mttkrp", _sparse_mttkrp_compiled, _check_sparse, 2, 4,
+          (*FACTOR_KINDS, "plain", "half", "tiny_scale", "huge_scale", "all_zero")),
     Entry("norm", lambda x, r: fa.norm(x), _check_norm, 1, 4,
           _kinds("complex_dtype", "empty_dim", "zero_dim", "nan", "inf", base=NO_RANK)),
     Entry("inner", lambda x, r: fa.inner(x, x), _check_inner, 1, 4,

@@ -2,7 +2,8 @@
 
 Also the sparse MTTKRP with its caller-owned :class:`SparseLayout`, and the switch of the opt-in
 autotuner of the tensor-reading GEMM (:func:`set_autotune`, :func:`autotune`; off by default, so
-results are bit-identical across runs and processes).
+results are bit-identical across runs and processes), and the opt-in fused MTTKRP kernel for large
+dense CPU tensors (``mttkrp(..., kernel="fused")``, :func:`fused_mttkrp_status`).
 """
 
 from ._autotune import autotune as autotune
@@ -10,6 +11,9 @@ from ._autotune import autotune_cache as autotune_cache
 from ._autotune import clear_autotune_cache as clear_autotune_cache
 from ._autotune import is_autotune_enabled as is_autotune_enabled
 from ._autotune import set_autotune as set_autotune
+from ._fused import FusedStatus as FusedStatus
+from ._fused import fused_mttkrp_status as fused_mttkrp_status
+from ._mttkrp import MTTKRPKernel as MTTKRPKernel
 from ._mttkrp import mttkrp as mttkrp
 from ._norms import inner as inner
 from ._norms import norm as norm
@@ -33,6 +37,8 @@ from ._unfold import unfold as unfold
 __all__ = [
     "ContractionPlan",
     "ContractionProblem",
+    "FusedStatus",
+    "MTTKRPKernel",
     "ModeLayout",
     "SVDMethod",
     "SparseCoordinates",
@@ -41,6 +47,7 @@ __all__ = [
     "autotune_cache",
     "clear_autotune_cache",
     "fold",
+    "fused_mttkrp_status",
     "inner",
     "is_autotune_enabled",
     "khatri_rao",

@@ -28,18 +28,24 @@ memory: about ``2 |X| R / I_m`` entries. See ``BENCHMARKS.md`` for timings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 
 from .._checks import as_index, check_mode, check_same_device_dtype, check_tensor
 from .._numerics import check_memory
 from ._args import as_array
+from ._fused import fused_mttkrp, fused_reason
 from ._gemm import RANK, contract
 from ._scaling import check_overflow
 
-__all__ = ["mttkrp"]
+__all__ = ["MTTKRPKernel", "mttkrp", "mttkrp_kernel"]
 
 _RANK = RANK  # label of the rank axis in the intermediate
+
+MTTKRPKernel = Literal["default", "fused"]
+"""``"default"``: the tensor-reading GEMM (fixed rule or opt-in autotuner); ``"fused"``: the
+compiled fused loop of :mod:`factorch.algebra._fused` where it applies, else the default."""
 
 
 def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
@@ -64,6 +70,17 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
     return (y if labels[0] == mode else y.mT).contiguous()
 
 
+def mttkrp_kernel(
+    tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int, kernel: MTTKRPKernel
+) -> torch.Tensor:
+    """MTTKRP without validation by the kernel asked for: the fused kernel when ``kernel`` is
+    ``"fused"`` and it applies (:func:`~factorch.algebra._fused.fused_reason`), else the
+    default path. For callers that validated once (e.g. a CP-ALS sweep)."""
+    if kernel == "fused" and not fused_reason(tensor, factors, mode):
+        return fused_mttkrp(tensor, factors, mode)
+    return _mttkrp(tensor, factors, mode)
+
+
 def check_factors_and_mode(factors: object, ndim: int, mode: object, fn: str) -> int:
     """MTTKRP's ``factors`` are a sequence of one entry per mode (their contents are checked by
     the caller); returns ``mode`` normalised (numpy ints accepted)."""
@@ -82,6 +99,7 @@ def mttkrp(
     mode: int,
     *,
     weights: torch.Tensor | None = None,
+    kernel: MTTKRPKernel = "default",
 ) -> torch.Tensor:
     """Matricized tensor times Khatri--Rao product for mode ``mode``.
 
@@ -98,13 +116,25 @@ def mttkrp(
             only checked for its rank.
         mode: the output mode (negative values count from the end).
         weights: optional ``(R,)`` column weights.
+        kernel: ``"default"`` (the tensor-reading GEMM above) or ``"fused"``: one compiled C++
+            loop nest that reads each entry once and keeps the intermediate in registers
+            (:mod:`factorch.algebra._fused`). Faster than the default where the GEMM and its
+            follow-up contraction are compute-bound (1.5-2.1x at 20 x 200 x 200, R = 10,
+            float64), about equal where memory bandwidth bounds both (BENCHMARKS.md). The
+            first use on a machine compiles it (seconds); later processes load it from disk
+            in milliseconds. Where it does not apply -- CUDA, complex or half dtypes, autograd
+            recording, a non-contiguous or small tensor, a matrix, ``torch.compile``, no C++
+            compiler (:func:`~factorch.algebra.fused_mttkrp_status`) -- the default path runs.
+            Results agree with the default path to round-off and are bit-identical across runs
+            and thread counts.
 
     Returns:
         ``(I_mode, R)`` tensor.
 
     Raises:
         TypeError: non-tensor input, integer dtypes, mismatched dtypes.
-        ValueError: factor shapes or ranks disagree; the working set would not fit in memory.
+        ValueError: factor shapes or ranks disagree; the working set would not fit in memory;
+            an unknown ``kernel``.
         IndexError: ``mode`` out of range.
 
     Differentiable with respect to the tensor, every factor and the weights. Under autocast it
@@ -116,6 +146,10 @@ def mttkrp(
         tensor(12.)
     """
     fn = "mttkrp"
+    if kernel not in get_args(MTTKRPKernel):
+        raise ValueError(
+            f"{fn}: kernel must be one of {list(get_args(MTTKRPKernel))}; got {kernel!r}."
+        )
     tensor = as_array(tensor, fn)
     check_tensor(tensor, fn, "tensor", min_ndim=1, finite=False)
     mode = check_factors_and_mode(factors, tensor.ndim, mode, fn)
@@ -150,7 +184,7 @@ def mttkrp(
         "the intermediate",
         hint="use a smaller rank",
     )
-    out = _mttkrp(tensor, factors, mode)
+    out = mttkrp_kernel(tensor, factors, mode, kernel)
     out = out if weights is None else out * weights
     inputs = [tensor, *(f for m, f in enumerate(factors) if m != mode)]
     check_overflow(out, inputs if weights is None else [*inputs, weights], fn)

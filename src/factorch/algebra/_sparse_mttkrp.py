@@ -14,9 +14,12 @@ offsets: a fused, vectorised segment sum that also applies the values. 39 ms per
 (127 M nonzeros/s, any mode) against 6.3 M/s for the textbook
 ``M.index_add_(0, i, x[:, None] * B[j] * C[k])`` (2-D ``index_add_`` dispatches per row),
 22 M/s for a chunked 1-D ``index_add_`` on the flattened output and about 9 M/s for
-``segment_reduce``. ``torch.compile`` of the one-liner reaches about 220 M/s on one thread
-(notes) but costs about a minute of cold compilation and uses atomics (13x slower) with two
-threads, so it is not used.
+``segment_reduce``.
+
+Opt-in ``implementation="compiled"`` (:mod:`._sparse_mttkrp_compiled`): ``torch.compile`` of the
+one-liner, compiled for one thread so that inductor emits a sequential fused loop (no atomics,
+no temporaries), at 220-260 M nonzeros/s; it costs a compilation (cached on disk by inductor),
+so it is not the default.
 
 Cost: ``(N - 1) R`` multiplications per entry and one pass over the entries; extra memory two
 chunk buffers plus, per mode ``n > 0``, the layout's sorted copies (permutation, index columns
@@ -33,6 +36,7 @@ the output mode so each output row is owned by one reduction).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +47,12 @@ from ._args import as_array
 from ._mttkrp import check_factors_and_mode
 from ._scaling import check_overflow
 from ._sparse_layout import ModeLayout, SparseLayout, as_coordinates
+from ._sparse_mttkrp_compiled import compiled_mttkrp, wants_sorted
 
-__all__ = ["sparse_mttkrp"]
+__all__ = ["Implementation", "sparse_mttkrp"]
+
+Implementation = Literal["eager", "compiled"]
+_IMPLEMENTATIONS = ("eager", "compiled")
 
 _CPU_CHUNK_ELEMENTS = 2**19
 _GPU_CHUNK_ELEMENTS = 2**25
@@ -135,18 +143,47 @@ def sparse_mttkrp_kernel(
     factors: Sequence[torch.Tensor | None],
     mode: int,
     values: torch.Tensor | None = None,
+    *,
+    implementation: Implementation = "eager",
 ) -> torch.Tensor:
-    """Unchecked sparse MTTKRP on a prebuilt layout (which must include ``mode``).
+    """Unchecked sparse MTTKRP on a prebuilt layout.
 
     ``factors[mode]`` may be None (every other factor is a tensor); ``values`` (``(nnz,)`` in the
     coordinates' original order) replace the layout's values (same pattern, e.g. residuals or
-    loss derivatives).
+    loss derivatives). The eager kernel needs ``mode`` in the layout; the compiled one
+    (:mod:`._sparse_mttkrp_compiled`) reads the mode's sorted entries when the layout has them
+    and the coordinates in their stored order otherwise, and falls back to the eager kernel
+    where it does not apply.
     """
-    lay = layout.mode(mode)
-    vals = lay.values if values is None else lay.permute(values)
     others = [f for m, f in enumerate(factors) if m != mode and f is not None]
     rank = next(f.shape[1] for f in factors if f is not None)
-    return layout_mttkrp(lay, others, layout.shape[mode], rank, vals)
+    n_rows = layout.shape[mode]
+    if implementation == "compiled":
+        lay = layout.layouts.get(mode)
+        if lay is None:
+            idx = layout.indices
+            vals = layout.values if values is None else values
+            rows, cols = idx[mode], [idx[m] for m in range(layout.ndim) if m != mode]
+        else:
+            vals = lay.values if values is None else lay.permute(values)
+            rows, cols = lay.rows, list(lay.others)
+        out = compiled_mttkrp(rows, cols, vals, others, n_rows)
+        if out is not None:
+            return out
+    lay = layout.layouts.get(mode)
+    if lay is None:  # the compiled kernel did not apply on a layout built for it: sort now
+        lay = ModeLayout.build(layout.indices, layout.values, n_rows, mode)
+    vals = lay.values if values is None else lay.permute(values)
+    return layout_mttkrp(lay, others, n_rows, rank, vals)
+
+
+def layout_modes(shape: Sequence[int], rank: int, implementation: Implementation) -> list[int]:
+    """The modes whose sorted layout the kernel of ``implementation`` reads: every mode for the
+    eager kernel; for the compiled one only the modes whose output is too large for the cache
+    (the others skip the sort)."""
+    if implementation == "eager":
+        return list(range(len(shape)))
+    return [m for m, s in enumerate(shape) if wants_sorted(s, rank)]
 
 
 def _check_factors(
@@ -186,6 +223,7 @@ def sparse_mttkrp(
     *,
     weights: torch.Tensor | None = None,
     layout: SparseLayout | None = None,
+    implementation: Implementation = "eager",
 ) -> torch.Tensor:
     """Matricized sparse tensor times Khatri--Rao product for mode ``mode``.
 
@@ -197,6 +235,17 @@ def sparse_mttkrp(
     ``SparseLayout.build(tensor)`` to every call on the same coordinates; without one, each call
     builds (sorts) the layout of ``mode`` again.
 
+    ``implementation="compiled"`` (opt-in, CPU, float32/float64, no autograd) runs one fused
+    gather-multiply-accumulate loop compiled by ``torch.compile`` (inductor, C++; one thread, no
+    atomics): 220-260 M nonzeros/s at rank 16 in float32, 5-6x the eager kernel on the
+    test machine (BENCHMARKS.md), and for outputs that fit in cache
+    (``I_mode R`` up to ``2**18`` elements) no sort at all, so a layout is optional. The first
+    call per ``(N, R, dtype)`` compiles (tens of seconds; later processes load inductor's
+    on-disk cache in seconds, see ``TORCHINDUCTOR_CACHE_DIR``). Where compilation is
+    unavailable it warns once (``RuntimeWarning``) and uses the eager kernel; where it does not
+    apply (autograd, other devices or dtypes) it uses the eager kernel silently. Results equal
+    the eager kernel's up to float rounding (the entries are summed in another order).
+
     Args:
         tensor: a :class:`~factorch.tensors.SparseTensor` (any object with ``indices``
             ``(N, nnz)``, ``values`` ``(nnz,)`` and ``shape``).
@@ -204,7 +253,10 @@ def sparse_mttkrp(
             as ``tensor.values``; ``factors[mode]`` is only checked for its rank.
         mode: the output mode (negative values count from the end).
         weights: optional ``(R,)`` column weights.
-        layout: the layout of ``tensor``'s coordinates (must include ``mode``).
+        layout: the layout of ``tensor``'s coordinates (must include ``mode`` for the eager
+            kernel).
+        implementation: ``"eager"`` (default: torch operations, differentiable, any device)
+            or ``"compiled"`` (see above).
 
     Returns:
         ``(I_mode, R)`` tensor in the values' dtype and device.
@@ -213,7 +265,7 @@ def sparse_mttkrp(
         TypeError: ``tensor`` is not coordinate-form sparse data; factors of another dtype or
             device.
         ValueError: factor shapes or ranks disagree; ``layout`` describes other coordinates or
-            lacks ``mode``; the output would not fit in memory.
+            lacks ``mode``; the output would not fit in memory; an unknown ``implementation``.
         IndexError: ``mode`` out of range.
 
     Differentiable with respect to the factors, the weights and ``tensor.values``. Under
@@ -235,8 +287,13 @@ def sparse_mttkrp(
     checked = _check_factors(factors, shape, mode, values, fn)
     rank = checked[0].shape[1]
     check_memory(shape[mode] * rank, values.dtype, values.device, fn, "the output")
+    if implementation not in _IMPLEMENTATIONS:
+        raise ValueError(
+            f"{fn}: implementation must be one of {_IMPLEMENTATIONS}; got {implementation!r}."
+        )
     if layout is None:
-        layout = SparseLayout.build(coords, modes=(mode,))
+        wanted = [m for m in layout_modes(shape, rank, implementation) if m == mode]
+        layout = SparseLayout.build(coords, modes=wanted)
     else:
         if not isinstance(layout, SparseLayout):
             raise TypeError(
@@ -244,12 +301,18 @@ def sparse_mttkrp(
                 f"{type(layout).__name__}."
             )
         layout.check_describes(coords, fn)
-        if mode not in layout.layouts:
+        if implementation == "eager" and mode not in layout.layouts:
             raise ValueError(
                 f"{fn}: layout was built for modes {tuple(layout.layouts)}, not mode {mode}; "
                 "build it with SparseLayout.build(tensor) (every mode)."
             )
-    out = sparse_mttkrp_kernel(layout, checked, mode, None if values is layout.values else values)
+    out = sparse_mttkrp_kernel(
+        layout,
+        checked,
+        mode,
+        None if values is layout.values else values,
+        implementation=implementation,
+    )
     if weights is not None:
         weights = check_tensor(
             as_array(weights, fn, "weights"), fn, "weights", ndim=1, finite=False

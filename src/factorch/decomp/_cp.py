@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import Literal, get_args
 
 import torch
 
@@ -37,6 +37,7 @@ from .._numerics import HALF_DTYPES, check_memory, no_autocast, upcast, working_
 from ..algebra.internal import mttkrp as _mttkrp
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
+from ._cp_small import SMALL_ENTRIES, SmallSweep
 from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
 from ._degeneracy import cp_degeneracy
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
@@ -46,6 +47,13 @@ __all__ = ["CPOptions", "check_cp_memory", "check_mask", "cp", "dense_input", "o
 
 # A torch sparse tensor is densified when its dense form has at most this many entries.
 _DENSIFY_LIMIT = 1 << 26
+# Which sweep runs: "auto" takes the small-tensor path (:mod:`._cp_small`) for CPU tensors of up to
+# SMALL_ENTRIES entries and the dimension tree (:func:`._cp_sweep.als_sweep`) otherwise. The tests
+# force each path.
+_PATH: Literal["auto", "small", "reference"] = "auto"
+# Working sets of at most this many elements (128 MiB in float64) are not checked against the
+# device's memory.
+_SURELY_FITS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -307,8 +315,11 @@ def _check_options(
 def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
     """Refuse a rank whose CP-ALS working set cannot fit in the device's memory."""
     extra = tensor.numel() if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
+    need = working_set(tuple(tensor.shape), rank) + extra
+    if need <= _SURELY_FITS:  # skip reading the device's memory size
+        return
     check_memory(
-        working_set(tuple(tensor.shape), rank) + extra,
+        need,
         working_dtype(tensor.dtype),
         tensor.device,
         fn,
@@ -325,7 +336,7 @@ def _fit(tensor: torch.Tensor, options: CPOptions) -> DecompositionResult[CPTens
     if scale != 1.0:
         x = x / scale
     init = options.init
-    if isinstance(init, CPTensor):
+    if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
     run = _cp_als(x, dataclasses.replace(options, init=init), scale=scale, dtype=dtype)
@@ -352,8 +363,12 @@ def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
     evenly over the factor columns (``|w_r|^(1/N)`` into each), leaving the weights' signs.
     """
     wide = torch.complex128 if state.weights.is_complex() else torch.float64
-    weights = state.weights.to(wide) * scale
     info = torch.finfo(dtype)
+    if scale == 1.0 and state.weights.dtype == dtype:  # the common case, checked on the host
+        sizes = [abs(w) for w in state.weights.tolist()]
+        if all(w <= info.max and (w >= info.tiny or w == 0) for w in sizes):
+            return CPTensor(state.weights.clone(), tuple(state.factors))
+    weights = state.weights.to(wide) * scale
     size = weights.abs()
     if bool(((size <= info.max) & ((size >= info.tiny) | (size == 0))).all()):
         return CPTensor(weights.to(dtype), tuple(f.to(dtype) for f in state.factors))
@@ -388,6 +403,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
     mask = opts.mask
     observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
     state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
+    small = SmallSweep(x, opts.rank) if _small_path(x) else None
     init_time = clock.elapsed
     norm_x2 = _sum_squares(observed)
     # The error estimate in force: the Gram formula until it cannot resolve what is asked of it,
@@ -402,32 +418,49 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if it <= opts.orthogonalize_iters:
             _orthogonalize(state, opts.fixed, opts.rank)
         # EM: missing entries imputed from the current model.
-        work = x if mask is None else torch.where(mask, x, _dense(state))
+        work = x if mask is None else _impute(x, mask, state, small)
         if search is not None:
             search.remember(state)
-        mttkrp = als_sweep(work, state, l2=opts.l2, fixed=opts.fixed)
-        err, floor = _error(work, state, mttkrp, norm_x2, mask, exact=exact)
+        if small is None:
+            mttkrp = als_sweep(work, state, l2=opts.l2, fixed=opts.fixed)
+        else:
+            if mask is not None:
+                small.load(work)
+            mttkrp = small.sweep(state, l2=opts.l2, fixed=opts.fixed)
+        err, floor = _error(work, state, mttkrp, norm_x2, mask, exact=exact, small=small)
         if not exact and _gram_unresolved(err, floor, errors, floors, opts.tol):
             exact, comparable_from = True, len(errors)
-            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True)
+            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True, small=small)
         if search is not None:
-            err, floor = search.try_step(work, state, it, (err, floor), norm_x2, mask, exact)
+            err, floor = search.try_step(
+                work, state, it, (err, floor), norm_x2, mask, exact, small=small
+            )
         # One rule: the change is within tol, or within the two estimates' rounding floors.
         if opts.tol > 0 and len(errors) > comparable_from:
             converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
         if not exact and (converged or it == opts.max_iter):  # report the true final error
-            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True)
+            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True, small=small)
         errors.append(err)
         floors.append(floor)
         if opts.callback is not None:
             stop = bool(opts.callback(IterationState(it, err, output_model(state, scale, dtype))))
             if stop and not exact and not (converged or it == opts.max_iter):
-                errors[-1], floors[-1] = _error(x, state, None, norm_x2, mask, exact=True)
+                errors[-1], floors[-1] = _error(
+                    x, state, None, norm_x2, mask, exact=True, small=small
+                )
             if stop:
                 break
         if converged:
             break
     return _Run(state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time)
+
+
+def _small_path(x: torch.Tensor) -> bool:
+    """Whether the fit of ``x`` runs the small-tensor sweep (:data:`_PATH`)."""
+    if _PATH != "auto":
+        return _PATH == "small"
+    # CPU only: on an accelerator the path is untested (and its host reads cost more there).
+    return x.device.type == "cpu" and x.numel() <= SMALL_ENTRIES
 
 
 def _sum_squares(x: torch.Tensor) -> float:
@@ -458,23 +491,47 @@ def _error(
     mask: torch.Tensor | None,
     *,
     exact: bool,
+    small: SmallSweep | None = None,
 ) -> tuple[float, float]:
     """The relative error of ``state`` and its rounding floor: exact residual (on the observed
-    entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x``."""
+    entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x`` (with
+    ``small``, ``x`` must be the data it holds)."""
     if mask is not None:
-        resid = torch.where(mask, x - _dense(state), 0.0)
+        if small is None:
+            resid = torch.where(mask, x - _dense(state), 0.0)
+        else:  # where(mask, x, M) - M: the next sweep's imputed data serve the residual too
+            resid = small.impute(x, mask, state) - small.dense(state)
         err = float(torch.linalg.vector_norm(resid)) / max(math.sqrt(norm_x2), 1e-300)
         eps = torch.finfo(x.dtype).eps
-        weight_sum = float(state.weights.abs().sum())
+        weight_sum = sum(abs(w) for w in state.weights.tolist())
         return err, 4.0 * eps * (1.0 + weight_sum / max(math.sqrt(norm_x2), 1e-300))
     if exact:
-        return exact_error(x, state, norm_x2)
-    if mttkrp is None:
+        return (
+            exact_error(x, state, norm_x2)
+            if small is None
+            else small.exact_error(x, state, norm_x2)
+        )
+    if mttkrp is not None and small is not None:
+        return small.gram_error(norm_x2, mttkrp, state)
+    if mttkrp is None and small is not None:
+        mttkrp = small.mttkrp(x.ndim - 1, state.factors, fresh=True)
+    elif mttkrp is None:
         mttkrp = _mttkrp(x, state.factors, x.ndim - 1)
     return gram_error(norm_x2, mttkrp, state)
 
 
-def _dense(state: CPState) -> torch.Tensor:
+def _impute(
+    x: torch.Tensor, mask: torch.Tensor, state: CPState, small: SmallSweep | None
+) -> torch.Tensor:
+    """EM: ``x`` where observed, the current model elsewhere."""
+    if small is not None:
+        return small.impute(x, mask, state)
+    return torch.where(mask, x, _dense(state))
+
+
+def _dense(state: CPState, small: SmallSweep | None = None) -> torch.Tensor:
+    if small is not None:
+        return small.dense(state)
     return CPTensor(state.weights, tuple(state.factors)).to_dense()
 
 
@@ -507,6 +564,8 @@ class _LineSearch:
         norm_x2: float,
         mask: torch.Tensor | None,
         exact: bool,
+        *,
+        small: SmallSweep | None = None,
     ) -> tuple[float, float]:
         """Replace ``state`` by the extrapolated iterate when its error is lower; return the
         error (and floor) of the state kept."""
@@ -518,7 +577,7 @@ class _LineSearch:
         norms = torch.linalg.vector_norm(cand[-1], dim=0)
         norms = torch.where(norms > 0, norms, torch.ones_like(norms)).to(cand[-1].dtype)
         trial = CPState.start(norms, [*cand[:-1], cand[-1] / norms])
-        found = _error(x, trial, None, norm_x2, mask, exact=exact)
+        found = _error(x, trial, None, norm_x2, mask, exact=exact, small=small)
         if found[0] < current[0]:
             state.set_factors(trial.weights, trial.factors)
             return found

@@ -44,8 +44,10 @@ __all__ = [
     "ErrorTrack",
     "als_sweep",
     "exact_error",
+    "exact_error_of",
     "gram",
     "gram_error",
+    "gram_error_of",
     "hadamard_grams",
     "mttkrp_from_partial",
     "solve_normal",
@@ -244,7 +246,12 @@ def gram_error(norm_x2: float, mttkrp: torch.Tensor, state: CPState) -> tuple[fl
     inner = float(torch.sum(mttkrp * model_last).real)
     grams = hadamard_grams(state.grams).conj()
     model2 = float((state.weights.conj() @ grams @ state.weights).real)
-    eps = torch.finfo(mttkrp.dtype).eps
+    return gram_error_of(norm_x2, inner, model2, torch.finfo(mttkrp.dtype).eps)
+
+
+def gram_error_of(norm_x2: float, inner: float, model2: float, eps: float) -> tuple[float, float]:
+    """:func:`gram_error` from its terms ``||X||^2``, ``Re <X, M>`` and ``||M||^2`` (``eps``: the
+    working precision)."""
     scale = max(norm_x2, torch.finfo(torch.float64).tiny)
     res2 = max(norm_x2 - 2.0 * inner + model2, 0.0) / scale
     noise2 = _GAMMA_GRAM * eps * (norm_x2 + 2.0 * abs(inner) + abs(model2)) / scale
@@ -275,10 +282,17 @@ def exact_error(tensor: torch.Tensor, state: CPState, norm_x2: float) -> tuple[f
         total += float(torch.vdot(flat, flat).real)
     eps = torch.finfo(tensor.dtype).eps
     weight_sum = float(state.weights.abs().sum())
+    return exact_error_of(total, weight_sum, norm_x2, eps)
+
+
+def exact_error_of(
+    resid2: float, weight_sum: float, norm_x2: float, eps: float
+) -> tuple[float, float]:
+    """:func:`exact_error` from the squared residual norm, ``sum |w_r|`` and ``||X||^2``."""
     if norm_x2 <= 0:  # all-zero X: the zero model fits it exactly
-        return (0.0 if total == 0 else math.inf), 0.0
+        return (0.0 if resid2 == 0 else math.inf), 0.0
     norm_x = math.sqrt(norm_x2)
-    return math.sqrt(total) / norm_x, _GAMMA_EXACT * eps * (1.0 + weight_sum / norm_x)
+    return math.sqrt(resid2) / norm_x, _GAMMA_EXACT * eps * (1.0 + weight_sum / norm_x)
 
 
 def working_set(shape: Sequence[int], rank: int) -> int:

@@ -36,6 +36,21 @@ def chain_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     return acc.reshape(first.shape[0], -1, cores[-1].shape[2])
 
 
+def ring_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(I_0, prod I_1..)`` trace of the product of a ring of cores (first index slowest).
+
+    Contracts cores ``1..N-1`` into ``M (r_1, prod I_1.., r_0)``, then closes the ring with one
+    GEMM over the bond pair ``(r_0, r_1)``: ``G_0 (I_0, r_0 r_1) @ M (r_0 r_1, prod I_1..)``. The
+    trace of the full ``(r_0, prod I, r_0)`` chain would write ``r_0^2`` times the tensor.
+    Differentiable.
+    """
+    first, rest = cores[0], chain_contract(cores[1:])  # (r_0, I_0, r_1), (r_1, J, r_0)
+    r0, i0, r1 = first.shape
+    left = first.permute(1, 0, 2).reshape(i0, r0 * r1)
+    right = rest.permute(2, 0, 1).reshape(r0 * r1, -1)
+    return left @ right
+
+
 def _pad_cores(cores: Sequence[torch.Tensor], ranks: Sequence[int]) -> tuple[torch.Tensor, ...]:
     """Zero-pad cores to the requested bond ranks (the represented tensor is unchanged)."""
     out = []
@@ -102,10 +117,9 @@ class _ChainWeight(WeightFormat):
         return tuple(c * per_core for c in cores)
 
     def to_tensor(self, *factors: torch.Tensor) -> torch.Tensor:
-        full = chain_contract(factors)
         if self.ring:
-            full = torch.diagonal(full, dim1=0, dim2=2).sum(-1)
-        return full.reshape(self.layout.tensor_shape)
+            return ring_contract(factors).reshape(self.layout.tensor_shape)
+        return chain_contract(factors).reshape(self.layout.tensor_shape)
 
     def dropout(self, factors: Sequence[torch.Tensor], p: float) -> tuple[torch.Tensor, ...]:
         out = list(factors)
@@ -117,11 +131,14 @@ class _ChainWeight(WeightFormat):
 
     def reconstruction_flops(self) -> int:
         shape, r = self.layout.tensor_shape, self.ranks
-        total, rows = 0, r[0] * shape[0]
-        for k in range(1, len(shape)):
+        first = 1 if self.ring else 0  # the ring contracts cores 1.. first (ring_contract)
+        total, rows = 0, r[first] * shape[first]
+        for k in range(first + 1, len(shape)):
             total += 2 * rows * r[k] * shape[k] * r[k + 1]
             rows *= shape[k]
-        return total + (rows * r[0] if self.ring else 0)
+        if self.ring:  # rows = r_1 prod(I_1..): the closing GEMM over the pair (r_0, r_1)
+            total += 2 * shape[0] * r[0] * rows
+        return total
 
     # --- allocator -------------------------------------------------------------------------------
     @classmethod

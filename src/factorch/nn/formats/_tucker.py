@@ -27,6 +27,19 @@ __all__ = ["TuckerWeight"]
 _FAMILY = TuckerFamily()
 
 
+def _mode_matmul(t: torch.Tensor, mat: torch.Tensor, mode: int) -> torch.Tensor:
+    """``t`` with its mode ``mode`` (of size ``s``) mapped by ``mat (s, s')``: ``t @ mat`` on the
+    last mode (no copy), else ``mat^T @ t`` on the ``(before, s, after)`` view. The layer's hot
+    path: the same GEMMs and copies as :func:`~factorch.algebra.mode_dot`, without its per-call
+    input checks (the layer checked its input once)."""
+    if mode == t.ndim - 1:
+        return t @ mat
+    shape = t.shape
+    before, after = math.prod(shape[:mode]), math.prod(shape[mode + 1 :])
+    out = torch.matmul(mat.transpose(0, 1), t.reshape(before, shape[mode], after))
+    return out.reshape(*shape[:mode], mat.shape[1], *shape[mode + 1 :])
+
+
 class TuckerWeight(WeightFormat):
     """Tucker: ``T = G x_0 U_0 x_1 ... x_{N-1} U_{N-1}``.
 
@@ -201,12 +214,12 @@ class TuckerWeight(WeightFormat):
         ins, outs = self._matrix_orders(spec)
         t = x.reshape(batch, *shape[n_out:])
         for n in ins:  # contract i_n -> r_n (mode n - n_out + 1 of t)
-            t = mode_dot(t, mats[n].transpose(0, 1), n - n_out + 1)
+            t = _mode_matmul(t, mats[n], n - n_out + 1)
         r_out, r_in = math.prod(rank[:n_out]), math.prod(rank[n_out:])
         z = t.reshape(batch, r_in) @ core.reshape(r_out, r_in).transpose(0, 1)
         t = z.reshape(batch, *rank[:n_out])
         for n in outs:
-            t = mode_dot(t, mats[n], n + 1)
+            t = _mode_matmul(t, mats[n].transpose(0, 1), n + 1)
         y = t.reshape(batch, -1)
         return y if bias is None else y + bias.to(y.dtype)
 

@@ -1,0 +1,252 @@
+"""Small tensors: CP-ALS per sweep and masked CP on IL-2, factorch against TensorLy and pyttb.
+
+Issue 14, items 1 and 4. One process, one thread (BLAS pools pinned before import), float64, every
+library from the same random start, callables timed round-robin after a warm-up call (median of
+``--repeats``; wall and process-CPU time, the latter inflated less by a busy shared machine):
+
+1. ``sweep``: CP-ALS with ``tol=0`` on 10x10x10 rank 3, 438x6x11 (COVID-19 serology shape)
+   rank 3 and 40x50x60 rank 5 (a random CP model plus 5 % noise), whole call divided by the sweeps
+   (50, 50 and 20, as ``bench_sweep.py``): factorch ``cp`` (automatic path, and the reference
+   dimension-tree path forced for comparison), TensorLy 0.10 ``parafac`` (numpy and pytorch
+   backends), pyttb ``cp_als``. Also the fixed cost: a one-sweep call of each.
+2. ``masked``: IL-2 (13x4x12x8, 192 missing values) at ranks 3 and 4, 10 % of the observed
+   entries held out (``--seeds`` splits); every library fits the rest from the same random start
+   until its error changes by less than ``tol=1e-8`` (at most 2000 sweeps): factorch
+   ``cp(mask=...)`` and TensorLy ``parafac(mask=...)`` (both EM imputation). Reported: time,
+   sweeps, held-out RMSE, relative error on the fitted entries.
+
+The ratio printed is ``anchor time / factorch time`` (above 1: factorch faster).
+
+Usage::
+
+    python benchmarks/bench_small.py [--repeats N] [--seeds N] [--parts sweep,masked]
+
+Writes ``benchmarks/results/bench_small.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402  (stdlib-only; numpy/torch are imported after pinning threads)
+
+CASES = (((10, 10, 10), 3, 50), ((438, 6, 11), 3, 50), ((40, 50, 60), 5, 20))
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--parts", default="sweep,masked")
+    return p.parse_args(argv)
+
+
+def _forced(path: str, fn: Callable[[], object]) -> Callable[[], object]:
+    from factorch.decomp import _cp
+
+    def call() -> object:
+        _cp._PATH = path  # type: ignore[assignment]
+        try:
+            return fn()
+        finally:
+            _cp._PATH = "auto"
+
+    return call
+
+
+def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Callable[[], object]]:
+    import numpy as np
+    import pyttb as ttb
+    import torch
+    from tensorly.cp_tensor import CPTensor as TLCP
+    from tensorly.decomposition import parafac
+
+    from factorch.decomp import cp
+    from factorch.random import add_noise, random_cp
+    from factorch.tensors import CPTensor
+
+    gen = torch.Generator().manual_seed(0)
+    truth = random_cp(shape, rank, generator=gen, dtype=torch.float64)
+    x = add_noise(truth.to_dense(), relative=0.05, generator=gen)
+    init = [torch.rand(s, rank, generator=gen, dtype=torch.float64) for s in shape]
+    ones = torch.ones(rank, dtype=torch.float64)
+    fc_init = CPTensor(ones, tuple(init))
+    xn, xt = x.numpy(), x.clone()
+    tl_np = TLCP((ones.numpy(), [f.numpy() for f in init]))
+    tl_pt = TLCP((ones.clone(), [f.clone() for f in init]))
+    ttb_x = ttb.tensor(xn.copy(order="F"))
+    ttb_init = ttb.ktensor([f.numpy().copy(order="F") for f in init], np.ones(rank))
+
+    def fc() -> object:
+        return cp(x, rank, init=fc_init, max_iter=sweeps, tol=0)
+
+    return {
+        "factorch": fc,
+        "factorch-reference": _forced("reference", fc),
+        "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, n_iter_max=sweeps, tol=0),
+        "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, n_iter_max=sweeps, tol=0),
+        "pyttb": lambda: ttb.cp_als(
+            ttb_x, rank, init=ttb_init, maxiters=sweeps, stoptol=0, printitn=0
+        ),
+    }
+
+
+def _setups(names: list[str]) -> dict[str, Callable[[], object]]:
+    import tensorly as tl
+
+    return {
+        n: (lambda: tl.set_backend("pytorch"))
+        if n == "tensorly-pytorch"
+        else (lambda: tl.set_backend("numpy"))
+        for n in names
+    }
+
+
+def bench_sweep(repeats: int) -> list[dict[str, Any]]:
+    import tensorly as tl
+
+    rows = []
+    for shape, rank, sweeps in CASES:
+        row: dict[str, Any] = {"shape": list(shape), "rank": rank, "sweeps": sweeps}
+        for label, n_sweeps in (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1)):
+            calls = _sweep_calls(shape, rank, n_sweeps)
+            times = _common.time_calls(calls, repeats=repeats, setup=_setups(list(calls)))
+            tl.set_backend("numpy")
+            row[label] = {k: v["median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+            row["cpu_" + label] = {k: v["cpu_median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+        per, cpu = row["per_sweep_ms"], row["cpu_per_sweep_ms"]
+        row["ratio"] = {k: per[k] / per["factorch"] for k in per if k != "factorch"}
+        row["cpu_ratio"] = {k: cpu[k] / cpu["factorch"] for k in cpu if k != "factorch"}
+        rows.append(row)
+        print(
+            f"sweep {shape} r{rank}: "
+            + ", ".join(f"{k} {v:.3f} ms" for k, v in per.items())
+            + " | ratio "
+            + ", ".join(f"{k} {v:.2f}" for k, v in row["ratio"].items())
+            + " | cpu ratio "
+            + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ratio"].items()),
+            flush=True,
+        )
+    return rows
+
+
+def bench_masked(repeats: int, seeds: int) -> list[dict[str, Any]]:
+    import numpy as np
+    import tensorly as tl
+    import torch
+    from tensorly.cp_tensor import CPTensor as TLCP
+    from tensorly.decomposition import parafac
+
+    from factorch.completion import split_mask
+    from factorch.datasets import load
+    from factorch.decomp import cp
+    from factorch.tensors import CPTensor
+
+    tl.set_backend("numpy")
+    ds = load("il2_response")
+    x = ds.tensor.to(torch.float64)
+    observed = ds.mask if ds.mask is not None else torch.ones_like(x, dtype=torch.bool)
+    filled = torch.where(observed, x, torch.zeros((), dtype=x.dtype))
+    rows = []
+    for rank in (3, 4):
+        for seed in range(seeds):
+            gen = torch.Generator().manual_seed(seed)
+            fit_mask, test_mask = split_mask(observed, (0.9, 0.1), generator=gen)
+            init = [torch.rand(s, rank, generator=gen, dtype=torch.float64) for s in x.shape]
+            ones = torch.ones(rank, dtype=torch.float64)
+            fc_init = CPTensor(ones, tuple(init))
+            xn = torch.where(fit_mask, x, torch.zeros((), dtype=x.dtype)).numpy()
+            mn = fit_mask.double().numpy()
+            tl_init = TLCP((ones.numpy(), [f.numpy().copy() for f in init]))
+
+            def fc(fit_mask=fit_mask, fc_init=fc_init, rank=rank) -> object:
+                return cp(x, rank, init=fc_init, mask=fit_mask, max_iter=2000, tol=1e-8)
+
+            def tly(xn=xn, mn=mn, tl_init=tl_init, rank=rank) -> object:
+                return parafac(
+                    xn, rank, init=tl_init, mask=mn, n_iter_max=2000, tol=1e-8,
+                    return_errors=True,
+                )  # fmt: skip
+
+            calls = {
+                "factorch": fc,
+                "factorch-reference": _forced("reference", fc),
+                "tensorly": tly,
+            }
+            times = _common.time_calls(calls, repeats=repeats)
+            row: dict[str, Any] = {"rank": rank, "seed": seed}
+            row["time_ms"] = {k: v["median_s"] * 1e3 for k, v in times.items()}
+            row["cpu_time_ms"] = {k: v["cpu_median_s"] * 1e3 for k, v in times.items()}
+            for name in calls:
+                out = calls[name]()
+                if name == "tensorly":
+                    model, errs = out  # type: ignore[misc]
+                    dense = torch.from_numpy(tl.cp_to_tensor(model))
+                    sweeps = len(errs)
+                else:
+                    dense = out.model.to_dense()  # type: ignore[attr-defined]
+                    sweeps = out.iterations  # type: ignore[attr-defined]
+                resid = (dense - filled)[test_mask]
+                row.setdefault("test_rmse", {})[name] = float(resid.pow(2).mean().sqrt())
+                fit_res = torch.where(fit_mask, dense - filled, 0.0)
+                fit_err = float(fit_res.norm() / filled[fit_mask].norm())
+                row.setdefault("fit_error", {})[name] = fit_err
+                row.setdefault("sweeps", {})[name] = sweeps
+            rows.append(row)
+            print(
+                f"masked IL-2 r{rank} seed {seed}: "
+                + ", ".join(
+                    f"{k} {row['time_ms'][k]:.1f} ms ({row['sweeps'][k]} sweeps, test RMSE "
+                    f"{row['test_rmse'][k]:.5f}, fit error {row['fit_error'][k]:.6f})"
+                    for k in calls
+                ),
+                flush=True,
+            )
+    del np
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over seeds of the masked rows, per rank."""
+    out: dict[str, Any] = {}
+    for rank in sorted({r["rank"] for r in rows}):
+        sel = [r for r in rows if r["rank"] == rank]
+        out[str(rank)] = {
+            key: {k: statistics.median(r[key][k] for r in sel) for k in sel[0][key]}
+            for key in ("time_ms", "cpu_time_ms", "test_rmse", "fit_error", "sweeps")
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    _common.pin_threads(1)
+    threads = _common.apply_threads(1)
+    parts = [p for p in args.parts.split(",") if p]
+    payload: dict[str, Any] = {"command": sys.argv, "threads": threads}
+    payload["machine"] = _common.machine_info()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "sweep" in parts:
+            payload["sweep"] = bench_sweep(args.repeats)
+        if "masked" in parts:
+            rows = bench_masked(max(3, args.repeats // 3), args.seeds)
+            payload["masked"] = rows
+            payload["masked_median"] = summary(rows)
+            print(payload["masked_median"])
+    path = _common.write_results("bench_small", payload)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
