@@ -28,6 +28,9 @@ OUT = DOCS / "benchmarks" / "generated"
 COMMANDS: dict[str, str] = {
     "bench_adapters_layer": "python benchmarks/bench_adapters.py --layer",
     "bench_algebra_explore": "python benchmarks/bench_algebra.py --explore",
+    "bench_layers_floor": "python benchmarks/bench_layers.py --sections floor",
+    "bench_layers_quick_floor": "python benchmarks/bench_layers.py --quick --sections floor",
+    "bench_sparse_big_output": "python benchmarks/bench_sparse.py --big-output",
     "bench_completion_cp_mttkrp": "python benchmarks/bench_completion.py --sections mttkrp,cp",
     "bench_completion_mttkrp": "python benchmarks/bench_completion.py --sections mttkrp --compile",
     "bench_completion_real": "python benchmarks/bench_completion.py --sections real",
@@ -61,8 +64,8 @@ def script_for(stem: str) -> Path | None:
 def command_for(stem: str, data: Any) -> str:
     """The command that reproduces ``<stem>.json``."""
     recorded = data.get("command") if isinstance(data, dict) else None
-    if isinstance(recorded, str):
-        return recorded
+    if isinstance(recorded, str):  # some scripts record only sys.argv
+        return recorded if recorded.startswith("python ") else "python " + recorded
     if isinstance(recorded, list) and all(isinstance(a, str) for a in recorded):
         return "python " + " ".join(recorded)  # argv as recorded (may carry a remark)
     if stem in COMMANDS:

@@ -200,6 +200,7 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.algebra.ContractionProblem": (
         "Example",
     ),  # file edited by another helper during issue 19
+    "factorch.algebra.FusedStatus": ("Example",),
     "factorch.algebra.ModeLayout": ("Example",),  # file edited by another helper during issue 19
     "factorch.algebra.SparseCoordinates": (
         "Example",
