@@ -19,6 +19,8 @@ UNRESOLVED_TARGETS: frozenset[str] = frozenset(
         # docstrings (ContractionPlan, ContractionProblem)
         "factorch.algebra._plans",
         "allowed_modes",
+        # algebra/_mttkrp.py (merged from main): the private module of the fused kernel
+        "factorch.algebra._fused",
         # nn: private helpers and constants named in public docstrings
         "cp_sequential",  # nn/formats/_cp.py (CPWeight.linear)
         "conv_flops",  # nn/_conv.py (FactorizedConv2d: an unqualified name, two candidates)
