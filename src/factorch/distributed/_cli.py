@@ -195,15 +195,22 @@ def _main(args: argparse.Namespace) -> int:
     try:
         status = _run(args)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _say(f"{PROG}: interrupted")
         status = 130
     except DistributedError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        _say(f"{PROG}: error: {err}")
         return _leave(1, clean=False)
     except (TypeError, ValueError, IndexError, OSError, RuntimeError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        _say(f"{PROG}: error: {err}")
         status = 2
     return _leave(status, clean=True)
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write: ranks share the launcher's stderr, and ``print`` writes
+    the text and its newline separately, so two ranks' lines could run together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _leave(status: int, *, clean: bool) -> int:
