@@ -55,7 +55,7 @@ $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 docs: $(VENV)/.docs-installed
-	rm -rf docs/_build/html docs/auto_examples docs/api/generated
+	rm -rf docs/_build/html docs/auto_examples docs/api/generated docs/benchmarks/generated
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "docs: open docs/_build/html/index.html"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import factorch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_pages
 import known_issues
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +61,10 @@ autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "undoc-members": True}
 autosummary_generate = False  # the pages below are written by _write_api_pages()
+
+# ---- benchmark pages, rendered from benchmarks/results/*.json (see bench_pages.py) -------------
+
+bench_pages.write_pages()
 python_use_unqualified_type_names = True
 
 # Broken references to factorch's own names fail the build; names from torch, numpy and the
@@ -197,6 +202,10 @@ def _write_api_pages() -> None:
 
 
 _write_api_pages()
+
+# ---- benchmark pages, rendered from benchmarks/results/*.json (see bench_pages.py) -------------
+
+bench_pages.write_pages()
 
 # ---- the executed example gallery ---------------------------------------------------------------
 

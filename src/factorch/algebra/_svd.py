@@ -203,6 +203,21 @@ def randomized_svd(
     Not differentiable through the random range finder in a useful sense (the basis depends on
     the draw); runs with autocast off.
 
+    Args:
+        matrix: a finite 2-D floating or complex tensor (numpy arrays accepted).
+        rank: the number of triplets wanted (a positive int, numpy ints accepted).
+        oversample: extra columns of the range finder.
+        n_iter: power iterations of the range finder.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+
+    Returns:
+        ``(U, S, Vh)`` with ``k = min(rank, m, n)`` triplets, in the input's dtype (``S`` real)
+        and device.
+
+    Raises:
+        TypeError: non-tensor or integer input, complex32, a non-generator ``generator``.
+        ValueError: not 2-D, empty or non-finite; bad ``rank``, ``oversample`` or ``n_iter``.
+
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> u, s, vh = randomized_svd(torch.eye(6, dtype=torch.float64), 2, generator=g)

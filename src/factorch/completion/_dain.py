@@ -58,6 +58,18 @@ class DAINResult:
             (normalised by their largest magnitude; absolute values when ``use_abs``).
         importance: per mode, the ``(I_k,)`` sampling distribution of the entities.
         augmentation: the added cells with their predicted values.
+
+    Example:
+        >>> from factorch.completion import EmbeddingMLP, dain
+        >>> from factorch.tensors import SparseTensor
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = SparseTensor.from_dense(torch.rand(6, 5, 4, generator=g))
+        >>> train, val = x.split((0.8, 0.2), generator=g)
+        >>> def make():
+        ...     return EmbeddingMLP((6, 5, 4), 2, (4,), generator=torch.Generator().manual_seed(0))
+        >>> res = dain(make, train, val, epochs=1, generator=g)
+        >>> res.model is res.augmented.model, res.influence.shape == (train.nnz,)
+        (True, True)
     """
 
     base: CompletionResult[NeuralCompletionModel]

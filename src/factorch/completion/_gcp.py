@@ -303,8 +303,9 @@ def gcp(
             Huber) and fitted by the spectral start and 10 least-squares ALS sweeps (without
             this, L-BFGS often stalls in poor stationary points of the log-link losses, and
             outliers steer the Huber start). ``"random"`` or a :class:`CPTensor` otherwise.
-        optimizer, validation, l2, max_iter, tol, patience, lr, batch_size, lbfgs_iters,
-            generator, callback: as in :func:`cp_wopt` (``l2`` absolute, default 0).
+        optimizer, validation, l2, max_iter, tol, patience: as in :func:`cp_wopt` (``l2``
+            absolute, default 0).
+        lr, batch_size, lbfgs_iters, generator, callback: as in :func:`cp_wopt`.
 
     Returns:
         :class:`CompletionResult` holding the CP model of ``m`` (normalized, in the input's
@@ -314,8 +315,10 @@ def gcp(
         the :func:`~factorch.decomp.cp_degeneracy` check of the model.
 
     Raises:
-        TypeError: wrong types. ValueError: bad values, data outside the loss's support, or a
-        rank that cannot fit in memory. FloatingPointError: the objective became NaN or Inf.
+        TypeError: an argument of the wrong type.
+        ValueError: bad values, data outside the loss's support, or a rank that cannot fit in
+            memory.
+        FloatingPointError: the objective became NaN or Inf.
 
     The fit is not differentiable with respect to the data: data that require grad are
     detached. Runs with autocast off; half-precision data are fitted in float32 and the model

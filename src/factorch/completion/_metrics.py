@@ -76,8 +76,9 @@ def predict(
         ``(B,)`` values in the model's dtype.
 
     Raises:
-        TypeError: not a model, non-integer indices. ValueError: indices of the wrong shape,
-        an unknown link. IndexError: an index out of range.
+        TypeError: not a model, or non-integer indices.
+        ValueError: indices of the wrong shape, or an unknown link.
+        IndexError: an index out of range.
 
     Not differentiable (use ``model.entries`` or ``model(indices)`` for that).
 
@@ -174,8 +175,8 @@ def rmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
         non-finite values.
 
     Raises:
-        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
-        entries.
+        TypeError: a non-floating or non-array argument.
+        ValueError: shapes that differ, or no entries.
 
     Not differentiable (use ``torch`` operations on the tensors for a training loss).
 
@@ -202,8 +203,8 @@ def mae(prediction: torch.Tensor, target: torch.Tensor) -> float:
         infinite entries give a NaN or infinite result: the metric of non-finite values.
 
     Raises:
-        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
-        entries.
+        TypeError: a non-floating or non-array argument.
+        ValueError: shapes that differ, or no entries.
 
     Not differentiable (use ``torch`` operations on the tensors for a training loss).
 
@@ -232,8 +233,8 @@ def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
         metric of non-finite values.
 
     Raises:
-        TypeError: a non-floating or non-array argument. ValueError: shapes that differ, no
-        entries.
+        TypeError: a non-floating or non-array argument.
+        ValueError: shapes that differ, or no entries.
 
     Not differentiable (use ``torch`` operations on the tensors for a training loss).
 
@@ -265,8 +266,9 @@ def evaluate(
         :func:`relative_error`).
 
     Raises:
-        TypeError: ``data`` not sparse, or a model :func:`predict` refuses. ValueError /
-        IndexError: a model whose shape does not cover ``data``'s indices, no entries.
+        TypeError: ``data`` not sparse, or a model :func:`predict` refuses.
+        ValueError: ``data`` with no entries, or an unknown ``link``.
+        IndexError: a model whose shape does not cover ``data``'s indices.
 
     Not differentiable.
 

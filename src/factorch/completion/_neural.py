@@ -85,6 +85,14 @@ class NeuralCompletionModel(nn.Module):
     Subclasses set ``self.shape``, ``self.embeddings`` (an ``nn.ModuleList`` of
     ``nn.Embedding``), ``self.output`` (``nn.Linear(H, 1)``) and implement :meth:`penultimate`.
     Differentiable in every parameter.
+
+    Example:
+        >>> model = EmbeddingMLP((4, 5, 6), embedding_dim=3, hidden=(8,),
+        ...                      generator=torch.Generator().manual_seed(0))
+        >>> isinstance(model, NeuralCompletionModel)
+        True
+        >>> model(torch.tensor([[0, 1, 2], [3, 4, 5]])).shape
+        torch.Size([2])
     """
 
     shape: tuple[int, ...]
@@ -126,6 +134,17 @@ class CoSTCo(NeuralCompletionModel):
         rank: embedding size ``R`` per mode.
         channels: number of convolution channels ``C`` (also the hidden width).
         generator, dtype, device: initialisation source and parameter placement.
+
+    Raises:
+        TypeError: a shape, rank or channel count that is not made of ints, a bad generator.
+        ValueError: non-positive sizes, rank or channels, or parameters too large for the
+            device's memory.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> model = CoSTCo((4, 5, 6), rank=3, channels=4, generator=g)
+        >>> model(torch.tensor([[0, 1, 2], [3, 4, 5]])).shape
+        torch.Size([2])
     """
 
     def __init__(
@@ -175,6 +194,18 @@ class EmbeddingMLP(NeuralCompletionModel):
         embedding_dim: embedding size per mode.
         hidden: widths of the hidden layers (the last one is the penultimate layer).
         generator, dtype, device: initialisation source and parameter placement.
+
+    Raises:
+        TypeError: a shape or width that is not made of ints, ``hidden`` that is not a non-empty
+            sequence, a bad generator.
+        ValueError: non-positive sizes or widths, or parameters too large for the device's
+            memory.
+
+    Example:
+        >>> model = EmbeddingMLP((4, 5), embedding_dim=2, hidden=(8, 4),
+        ...                      generator=torch.Generator().manual_seed(0))
+        >>> model.penultimate(torch.tensor([[0, 1]])).shape
+        torch.Size([1, 4])
     """
 
     def __init__(

@@ -39,6 +39,16 @@ class CompletionState(Generic[M]):
             without copying: it changes in place or is rebuilt next epoch).
         stage: which run of a multi-stage method this is (``"fit"``; DAIN: ``"base"`` or
             ``"augmented"``).
+
+    Example:
+        >>> from factorch.completion import cp_als
+        >>> x = factorch.random.random_cp((5, 6, 7), 2, generator=torch.Generator().manual_seed(0))
+        >>> mask = torch.rand(5, 6, 7, generator=torch.Generator().manual_seed(1)) < 0.5
+        >>> seen = []
+        >>> _ = cp_als(x.to_dense(), 2, mask=mask, max_iter=3, tol=0.0,
+        ...            callback=lambda state: seen.append((state.epoch, state.stage)))
+        >>> seen
+        [(1, 'fit'), (2, 'fit'), (3, 'fit')]
     """
 
     epoch: int
@@ -69,6 +79,14 @@ class CompletionResult(Generic[M]):
         link: map from model values to predictions (``"exp"`` for log-link GCP losses,
             ``"sigmoid"`` for the logit loss); :meth:`predict` applies it.
         extras: method-specific details (``"empty_slices"``, ``"loss"``, ...).
+
+    Example:
+        >>> from factorch.completion import cp_als
+        >>> x = factorch.random.random_cp((5, 6, 7), 2, generator=torch.Generator().manual_seed(0))
+        >>> mask = torch.rand(5, 6, 7, generator=torch.Generator().manual_seed(1)) < 0.5
+        >>> result = cp_als(x.to_dense(), 2, mask=mask, max_iter=3, tol=0.0)
+        >>> result.epochs, len(result.train_rmse), result.val_rmse, type(result.model).__name__
+        (3, 3, (), 'CPTensor')
     """
 
     model: M

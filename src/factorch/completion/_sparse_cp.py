@@ -149,9 +149,9 @@ def sparse_cp(
         error after each sweep (the last one recomputed in float64 for the returned model).
 
     Raises:
-        TypeError: a dense tensor, wrong option types. ValueError: no listed entry, bad
-        values, a rank whose working set cannot fit the device's memory, an unknown
-        ``implementation``.
+        TypeError: a dense tensor, or options of the wrong type.
+        ValueError: no listed entry, bad values, a rank whose working set cannot fit the
+            device's memory, or an unknown ``implementation``.
 
     Not differentiable (runs under ``torch.no_grad``; values that require grad are
     detached). Runs with autocast off; half-precision values are fitted in float32 and the

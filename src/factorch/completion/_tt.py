@@ -170,8 +170,8 @@ def tt_als(
         zero core slice (predictions 0 there): ``extras["empty_slices"]``.
 
     Raises:
-        TypeError: wrong types. ValueError: bad values or ranks whose normal equations cannot
-        fit in memory.
+        TypeError: an argument of the wrong type.
+        ValueError: bad values, or ranks whose normal equations cannot fit in memory.
 
     Not differentiable (data that require grad are detached). Runs with autocast off;
     half-precision data are fitted in float32 and the model returned in their dtype.

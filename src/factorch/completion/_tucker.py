@@ -175,8 +175,9 @@ def tucker_als(
         orthonormalisation (predictions 0 there): ``extras["empty_slices"]``.
 
     Raises:
-        TypeError: wrong types. ValueError: bad values, ranks out of range, or a core whose
-        normal equations cannot fit in memory.
+        TypeError: an argument of the wrong type.
+        ValueError: bad values, ranks out of range, or a core whose normal equations cannot fit
+            in memory.
 
     Not differentiable (data that require grad are detached). Runs with autocast off;
     half-precision data are fitted in float32 and the model returned in their dtype.

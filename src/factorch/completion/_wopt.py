@@ -86,7 +86,8 @@ def cp_wopt(
         ``extras["degeneracy"]``: the :func:`~factorch.decomp.cp_degeneracy` check.
 
     Raises:
-        TypeError: wrong types. ValueError: bad values or a rank that cannot fit in memory.
+        TypeError: an argument of the wrong type.
+        ValueError: bad values, or a rank that cannot fit in memory.
         FloatingPointError: the objective became NaN or Inf (lower ``lr``).
 
     The fit is not differentiable with respect to the data: data that require grad are

@@ -37,6 +37,11 @@ class Dataset:
         licence_text: the licence text or attribution notice that must travel with the data.
         suggested_method: a decomposition that suits the data (``"cp"``, ``"ntf"``).
         suggested_rank: a rank that gives an interpretable model with that method.
+
+    Example:
+        >>> ds = load("il2_response")
+        >>> ds.shape, ds.n_missing, ds.mask is not None, ds.licence
+        ((13, 4, 12, 8), 192, True, 'MIT')
     """
 
     name: str
@@ -63,7 +68,15 @@ class Dataset:
 
 
 def list_datasets() -> tuple[str, ...]:
-    """Names of the bundled datasets, for :func:`load`."""
+    """Names of the bundled datasets, for :func:`load`.
+
+    Returns:
+        The names, in a fixed order.
+
+    Example:
+        >>> list_datasets()
+        ('covid19_serology', 'il2_response', 'digits_counts')
+    """
     return _NAMES
 
 
@@ -87,6 +100,10 @@ def load(
 
     Returns:
         A frozen :class:`Dataset`; the tensor is a fresh copy on each call.
+
+    Raises:
+        TypeError: ``name`` that is not a str, or a ``dtype`` that is not floating.
+        ValueError: an unknown ``name`` (the message lists the bundled ones).
 
     Example:
         >>> ds = load("covid19_serology")

@@ -42,6 +42,14 @@ class BatchCPResult:
         converged: ``(B,)`` bool, True where the member met ``tol``.
         iterations: sweeps run (the slowest member's count).
         time_s: wall-clock seconds.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> stack = torch.stack([factorch.random.random_cp((4, 5, 6), 2, generator=g).to_dense()
+        ...                      for _ in range(3)])
+        >>> result = cp_batch(stack, 2, generator=g)
+        >>> result.weights.shape, result.errors.shape[1], len(result.tensors)
+        (torch.Size([3, 2]), 3, 3)
     """
 
     weights: torch.Tensor
@@ -370,8 +378,19 @@ def _batch_output(
 
 @dataclass(frozen=True)
 class BatchTuckerResult:
-    """Result of :func:`hosvd_batch`: ``core`` ``(B, R_0, ...)``, ``factors`` ``(B, I_n, R_n)``
-    with orthonormal columns, ``errors`` ``(B,)`` relative errors, ``time_s``."""
+    """Result of :func:`hosvd_batch`.
+
+    Attributes:
+        core: ``(B, R_0, ..., R_{N-1})`` cores.
+        factors: per mode, ``(B, I_n, R_n)`` factors with orthonormal columns.
+        errors: ``(B,)`` relative error of each member.
+        time_s: wall-clock seconds.
+
+    Example:
+        >>> result = hosvd_batch(torch.ones(3, 4, 5, 6, dtype=torch.float64), 1)
+        >>> result.core.shape, result.errors.shape, result.tensors[0].rank
+        (torch.Size([3, 1, 1, 1]), torch.Size([3]), (1, 1, 1))
+    """
 
     core: torch.Tensor
     factors: tuple[torch.Tensor, ...]

@@ -433,7 +433,8 @@ def param_count(
         The number of stored numbers (an int).
 
     Raises:
-        ValueError / TypeError: unknown format, bad shape or a rank that does not fit it.
+        TypeError: a shape or rank that is not made of integers.
+        ValueError: an unknown format, a bad shape or a rank that does not fit it.
 
     Example:
         >>> param_count((12, 20), 3, format="lowrank")

@@ -66,6 +66,17 @@ class CMTFModel:
             ``factors[0]`` *is* the shared unit-norm factor ``tensor.factors[modes[m]]``,
             ``factors[1]`` the matrix's own unit-norm factor, ``weights`` its scale.
         modes: the tensor mode each matrix shares.
+
+    Raises:
+        ValueError: a number of modes different from the number of matrices.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = factorch.random.random_cp((4, 5, 6), 2, generator=g).to_dense()
+        >>> model = cmtf(x, torch.rand(4, 3, generator=g), 2, modes=0, max_iter=5,
+        ...              generator=g).model
+        >>> model.rank, model.modes, model.matrices[0].shape
+        (2, (0,), (4, 3))
     """
 
     tensor: CPTensor

@@ -64,6 +64,13 @@ class CPAPRResult:
         converged: True when every mode met ``tol`` at its first inner iteration.
         time_s: wall-clock seconds, initialisation included.
         init_time_s: wall-clock seconds spent in initialisation.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> counts = torch.poisson(torch.full((4, 5, 6), 2.0), generator=g)
+        >>> result = cp_apr(counts, 2, max_iter=5, generator=g)
+        >>> result.iterations, len(result.log_likelihoods), result.model.rank
+        (5, 5, 2)
     """
 
     model: CPTensor

@@ -37,6 +37,13 @@ class CPDegeneracy:
         cancellation: ``(|w_r| + |w_s|) / ||w_r c_r + w_s c_s||`` for that pair (``c`` the unit
             rank-one tensors): 1 for orthogonal or aligned components, large when they cancel.
         threshold: the congruence at or below which a pair counts as degenerate.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 1.0], [0.0, 0.1]])
+        >>> model = factorch.tensors.CPTensor(torch.tensor([1.0, -1.0]), [a, a, a])
+        >>> check = factorch.decomp.cp_degeneracy(model)
+        >>> check.degenerate, check.pair
+        (True, (0, 1))
     """
 
     degenerate: bool
@@ -47,7 +54,7 @@ class CPDegeneracy:
 
     @property
     def message(self) -> str:
-        """One line for a report: empty when the model is not degenerate."""
+        """One line for a report, empty when the model is not degenerate."""
         if not self.degenerate or self.pair is None:
             return ""
         r, s = self.pair
@@ -70,6 +77,10 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
 
     Returns:
         :class:`CPDegeneracy`.
+
+    Raises:
+        TypeError: ``model`` that is not a :class:`~factorch.tensors.CPTensor`.
+        ValueError: ``threshold`` outside ``[-1, 1]``.
 
     Not differentiable. Costs ``O(sum_n I_n R^2)``.
 

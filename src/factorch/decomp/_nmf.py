@@ -48,6 +48,20 @@ class NMFFactors:
     """``X ~= W @ H`` with ``W`` ``(..., M, R)`` and ``H`` ``(..., R, N)`` (leading batch dims).
 
     Validated on creation (matching shapes, one device and dtype); non-negativity is not checked.
+
+    Args:
+        W: ``(..., M, R)`` left factor.
+        H: ``(..., R, N)`` right factor (same leading dims, device and dtype).
+
+    Raises:
+        TypeError: factors that are not tensors.
+        ValueError: factors with fewer than 2 dims, shapes that do not match, or different
+            devices or dtypes.
+
+    Example:
+        >>> f = NMFFactors(torch.ones(4, 2), torch.ones(2, 3))
+        >>> f.rank, f.shape, f.to_dense()[0].tolist()
+        (2, (4, 3), [2.0, 2.0, 2.0])
     """
 
     W: torch.Tensor

@@ -67,6 +67,14 @@ class ProximalOperator(ABC):
 
     Subclasses implement :meth:`prox`; penalties also :meth:`penalty` (constraints keep the
     default 0). Instances should be immutable: a fit may call them many times.
+
+    Example:
+        >>> from factorch.decomp.constraints import ProximalOperator
+        >>> class Clip(ProximalOperator):
+        ...     def prox(self, factor, rho):
+        ...         return factor.clamp(-1.0, 1.0)
+        >>> Clip().prox(torch.tensor([[2.0, -0.5]]), 1.0)
+        tensor([[ 1.0000, -0.5000]])
     """
 
     @abstractmethod
@@ -112,7 +120,13 @@ def _check_count(value: object, cls: str, name: str) -> int:
 
 @dataclass(frozen=True)
 class NonNegative(ProximalOperator):
-    """``A >= 0`` entry-wise (projection: ``max(A, 0)``)."""
+    """``A >= 0`` entry-wise (projection: ``max(A, 0)``).
+
+    Example:
+        >>> from factorch.decomp.constraints import NonNegative
+        >>> NonNegative().prox(torch.tensor([[-1.0, 2.0]]), 1.0)
+        tensor([[0., 2.]])
+    """
 
     def prox(self, factor: torch.Tensor, rho: float) -> torch.Tensor:
         return factor.clamp_min(0.0)
@@ -121,7 +135,21 @@ class NonNegative(ProximalOperator):
 @dataclass(frozen=True)
 class Box(ProximalOperator):
     """``low <= A <= high`` entry-wise (projection: clamping). ``low`` may be ``-inf`` and
-    ``high`` ``inf``."""
+    ``high`` ``inf``.
+
+    Args:
+        low: the lower bound (``-inf`` for none).
+        high: the upper bound (``inf`` for none), at least ``low``.
+
+    Raises:
+        TypeError: a bound that is not a number, or NaN.
+        ValueError: ``low > high``.
+
+    Example:
+        >>> from factorch.decomp.constraints import Box
+        >>> Box(0.0, 1.0).prox(torch.tensor([[-1.0, 0.5, 2.0]]), 1.0)
+        tensor([[0.0000, 0.5000, 1.0000]])
+    """
 
     low: float
     high: float
@@ -145,7 +173,21 @@ class Box(ProximalOperator):
 @dataclass(frozen=True)
 class Simplex(ProximalOperator):
     """Each column non-negative with entries summing to ``total`` (projection by sorting,
-    Duchi et al. 2008)."""
+    Duchi et al. 2008).
+
+    Args:
+        total: the sum of each column, positive (default 1).
+
+    Raises:
+        TypeError: ``total`` that is not a number.
+        ValueError: ``total`` that is not finite and positive.
+
+    Example:
+        >>> from factorch.decomp.constraints import Simplex
+        >>> Simplex().prox(torch.tensor([[2.0], [0.0]]), 1.0)
+        tensor([[1.],
+                [0.]])
+    """
 
     total: float = 1.0
 
@@ -165,7 +207,21 @@ class Simplex(ProximalOperator):
 @dataclass(frozen=True)
 class L1Ball(ProximalOperator):
     """Each column with L1 norm at most ``radius`` (TensorLy's ``soft_sparsity``): columns
-    inside the ball are kept, the others projected onto its surface."""
+    inside the ball are kept, the others projected onto its surface.
+
+    Args:
+        radius: the largest L1 norm of a column, finite and non-negative.
+
+    Raises:
+        TypeError: ``radius`` that is not a number.
+        ValueError: ``radius`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import L1Ball
+        >>> L1Ball(1.0).prox(torch.tensor([[3.0], [0.0]]), 1.0)
+        tensor([[1.],
+                [0.]])
+    """
 
     radius: float
 
@@ -187,7 +243,21 @@ class L1Ball(ProximalOperator):
 @dataclass(frozen=True)
 class L2Ball(ProximalOperator):
     """Each column with Euclidean norm at most ``radius`` (longer columns are shrunk onto the
-    sphere)."""
+    sphere).
+
+    Args:
+        radius: the largest Euclidean norm of a column, finite and non-negative.
+
+    Raises:
+        TypeError: ``radius`` that is not a number.
+        ValueError: ``radius`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import L2Ball
+        >>> L2Ball(1.0).prox(torch.tensor([[3.0], [4.0]]), 1.0)
+        tensor([[0.6000],
+                [0.8000]])
+    """
 
     radius: float
 
@@ -207,7 +277,14 @@ class L2Ball(ProximalOperator):
 class UnitNorm(ProximalOperator):
     """Each column of unit Euclidean norm (a non-convex set; the projection divides by the norm
     and maps a zero column to the constant unit vector). It fixes the scale of a mode, the role
-    TensorLy's ``normalize`` plays."""
+    TensorLy's ``normalize`` plays.
+
+    Example:
+        >>> from factorch.decomp.constraints import UnitNorm
+        >>> UnitNorm().prox(torch.tensor([[3.0, 0.0], [4.0, 0.0]]), 1.0)
+        tensor([[0.6000, 0.7071],
+                [0.8000, 0.7071]])
+    """
 
     @property
     def pins_scale(self) -> bool:
@@ -222,7 +299,21 @@ class UnitNorm(ProximalOperator):
 @dataclass(frozen=True)
 class Monotone(ProximalOperator):
     """Each column non-decreasing (``decreasing=True``: non-increasing) down the rows, by exact
-    isotonic regression (least-squares projection onto the monotone cone)."""
+    isotonic regression (least-squares projection onto the monotone cone).
+
+    Args:
+        decreasing: non-increasing columns instead of non-decreasing ones.
+
+    Raises:
+        TypeError: ``decreasing`` that is not a bool.
+
+    Example:
+        >>> from factorch.decomp.constraints import Monotone
+        >>> Monotone().prox(torch.tensor([[1.0], [3.0], [2.0]]), 1.0)
+        tensor([[1.0000],
+                [2.5000],
+                [2.5000]])
+    """
 
     decreasing: bool = False
 
@@ -243,7 +334,22 @@ class Unimodal(ProximalOperator):
     """Each column unimodal down the rows (non-decreasing up to a peak, non-increasing after
     it), by the exact least-squares fit: the best split into an increasing prefix and a
     decreasing suffix (Bro and Sidiropoulos 1998; Stout 2008), ``O(I)`` per column on the host.
-    ``nonneg=True`` also keeps the columns non-negative (the exact fit over both sets)."""
+    ``nonneg=True`` also keeps the columns non-negative (the exact fit over both sets).
+
+    Args:
+        nonneg: also keep the columns non-negative.
+
+    Raises:
+        TypeError: ``nonneg`` that is not a bool.
+
+    Example:
+        >>> from factorch.decomp.constraints import Unimodal
+        >>> Unimodal().prox(torch.tensor([[1.0], [3.0], [1.0], [2.0]]), 1.0)
+        tensor([[1.0000],
+                [3.0000],
+                [1.5000],
+                [1.5000]])
+    """
 
     nonneg: bool = False
 
@@ -262,7 +368,24 @@ class HardSparsity(ProximalOperator):
     """At most ``count`` non-zero entries (in the whole factor, or in each column with
     ``per_column=True``): keeps the largest magnitudes (a non-convex projection, TensorLy's
     ``hard_sparsity``). ``unit_norm=True`` then scales the result to unit Frobenius norm
-    (TensorLy's ``normalized_sparsity``)."""
+    (TensorLy's ``normalized_sparsity``).
+
+    Args:
+        count: the number of non-zero entries kept, a positive int.
+        per_column: keep ``count`` entries in each column instead of in the whole factor.
+        unit_norm: scale the result to unit Frobenius norm.
+
+    Raises:
+        TypeError: ``count`` that is not an int, or flags that are not bools.
+        ValueError: ``count`` below 1.
+
+    Example:
+        >>> from factorch.decomp.constraints import HardSparsity
+        >>> HardSparsity(1).prox(torch.tensor([[1.0], [-3.0], [2.0]]), 1.0)
+        tensor([[ 0.],
+                [-3.],
+                [ 0.]])
+    """
 
     count: int
     per_column: bool = False
@@ -298,7 +421,22 @@ class HardSparsity(ProximalOperator):
 @dataclass(frozen=True)
 class L1(ProximalOperator):
     """Penalty ``weight * sum |A|`` (soft thresholding by ``weight / rho``); ``nonneg=True``
-    also keeps ``A >= 0`` (a sparse non-negative factor)."""
+    also keeps ``A >= 0`` (a sparse non-negative factor).
+
+    Args:
+        weight: the penalty weight, finite and non-negative.
+        nonneg: also keep the factor non-negative.
+
+    Raises:
+        TypeError: ``weight`` that is not a number, or ``nonneg`` that is not a bool.
+        ValueError: ``weight`` that is negative or not finite.
+
+    Example:
+        >>> from factorch.decomp.constraints import L1
+        >>> L1(1.0).prox(torch.tensor([[3.0], [0.5]]), 1.0)
+        tensor([[2.],
+                [0.]])
+    """
 
     weight: float
     nonneg: bool = False
@@ -321,7 +459,21 @@ class L1(ProximalOperator):
 @dataclass(frozen=True)
 class L2(ProximalOperator):
     """Penalty ``weight * ||A||_F`` (block soft thresholding, TensorLy's ``l2_reg``): shrinks
-    the whole factor towards 0 and sets it to 0 once its norm is below ``weight / rho``."""
+    the whole factor towards 0 and sets it to 0 once its norm is below ``weight / rho``.
+
+    Args:
+        weight: the penalty weight, finite and non-negative.
+
+    Raises:
+        TypeError: ``weight`` that is not a number.
+        ValueError: ``weight`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import L2
+        >>> L2(1.0).prox(torch.tensor([[3.0], [4.0]]), 1.0)
+        tensor([[2.4000],
+                [3.2000]])
+    """
 
     weight: float
 
@@ -340,7 +492,21 @@ class L2(ProximalOperator):
 @dataclass(frozen=True)
 class Ridge(ProximalOperator):
     """Penalty ``weight * ||A||_F^2`` (TensorLy's ``l2_square_reg``): prox
-    ``rho V / (rho + 2 weight)``."""
+    ``rho V / (rho + 2 weight)``.
+
+    Args:
+        weight: the penalty weight, finite and non-negative.
+
+    Raises:
+        TypeError: ``weight`` that is not a number.
+        ValueError: ``weight`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import Ridge
+        >>> Ridge(0.5).prox(torch.ones(2, 1), 1.0)
+        tensor([[0.5000],
+                [0.5000]])
+    """
 
     weight: float
 
@@ -357,7 +523,21 @@ class Ridge(ProximalOperator):
 @dataclass(frozen=True)
 class GroupLasso(ProximalOperator):
     """Penalty ``weight * sum_i ||A[i, :]||_2`` (rows are groups: a row is zeroed as a whole,
-    dropping that index from every component; Yuan and Lin 2006)."""
+    dropping that index from every component; Yuan and Lin 2006).
+
+    Args:
+        weight: the penalty weight, finite and non-negative.
+
+    Raises:
+        TypeError: ``weight`` that is not a number.
+        ValueError: ``weight`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import GroupLasso
+        >>> GroupLasso(1.0).prox(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), 1.0)
+        tensor([[2.4000, 3.2000],
+                [0.0000, 0.0000]])
+    """
 
     weight: float
 
@@ -380,6 +560,19 @@ class Smooth(ProximalOperator):
 
     The prox solves ``(2 weight D^T D + rho I) Z = rho V``; ``D^T D`` is diagonalised once per
     column length (``eigh``, cached), so each call costs one ``I x I`` by ``I x R`` product pair.
+
+    Args:
+        weight: the penalty weight, finite and non-negative.
+
+    Raises:
+        TypeError: ``weight`` that is not a number.
+        ValueError: ``weight`` that is not a finite non-negative number.
+
+    Example:
+        >>> from factorch.decomp.constraints import Smooth
+        >>> line = torch.tensor([[0.0], [1.0], [2.0]], dtype=torch.float64)
+        >>> torch.allclose(Smooth(10.0).prox(line, 1.0), line)  # a straight line costs nothing
+        True
     """
 
     weight: float

@@ -37,6 +37,14 @@ def corcondia(tensor: torch.Tensor, model: CPTensor) -> float:
     on the data and model divided by the data's power-of-four scale, so tiny and huge data give the
     same value. Not differentiable; autocast is ignored.
 
+    Args:
+        tensor: the data the model was fitted to (a torch tensor or numpy array), real.
+        model: a CP model of the data's shape.
+
+    Returns:
+        The core consistency in percent: 100 for a model whose core is exactly superdiagonal,
+        lower (possibly negative) when the rank is too high.
+
     Raises:
         TypeError: ``model`` is not a :class:`CPTensor`, or the tensor is not a real floating
             tensor.
@@ -103,6 +111,13 @@ class RankScan:
         reason: one sentence saying why.
         degeneracy: the :func:`~factorch.decomp.cp_degeneracy` check of the best model per rank
             (a degenerate model's components cancel and should not be interpreted).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = factorch.random.random_cp((5, 6, 7), 2, generator=g).to_dense()
+        >>> scan = rank_scan(x, [1, 2], starts=2, max_iter=20, generator=g)
+        >>> scan.ranks, len(scan.models), scan.recommended in scan.ranks
+        ((1, 2), 2, True)
     """
 
     ranks: tuple[int, ...]
@@ -289,6 +304,13 @@ def tucker_rank_for_error(
         >>> x = torch.ones(4, 5, 6, dtype=torch.float64)
         >>> tucker_rank_for_error(x, 1e-8)
         (1, 1, 1)
+
+    Returns:
+        The multilinear ranks, one int per mode.
+
+    Raises:
+        TypeError: no ``eps``, both ``eps`` and ``error``, or a tensor :func:`hosvd` refuses.
+        ValueError: an ``eps`` or a tensor :func:`hosvd` refuses (the message says why).
     """
     from ._tucker import hosvd
 
@@ -314,6 +336,22 @@ def tt_rank_for_error(tensor: torch.Tensor, eps: float) -> tuple[int, ...]:
 
     Uses the per-unfolding truncation ``eps ||X|| / sqrt(d - 1)`` of Oseledets (2011) (see
     :func:`~factorch.decomp.tt_svd`). Not differentiable.
+
+    Args:
+        tensor: the data (a torch tensor or numpy array) with at least two modes.
+        eps: relative accuracy target, non-negative.
+
+    Returns:
+        The TT ranks ``(1, r_1, ..., r_{d-1}, 1)``.
+
+    Raises:
+        TypeError: a tensor or ``eps`` of the wrong type (as :func:`tt_svd`).
+        ValueError: a bad ``eps`` or tensor (as :func:`tt_svd`; the message says why).
+
+    Example:
+        >>> x = torch.ones(4, 5, 6, dtype=torch.float64)
+        >>> tt_rank_for_error(x, 1e-8)
+        (1, 1, 1, 1)
     """
     from ._tt import tt_svd
 

@@ -27,6 +27,14 @@ class IterationState(Generic[T]):
         iteration: 1-based index of the iteration just finished.
         error: relative reconstruction error ``||X - X_hat|| / ||X||`` after it.
         model: the current factorized tensor (do not keep references if memory matters).
+
+    Example:
+        >>> seen = []
+        >>> x = factorch.random.random_cp((4, 5, 6), 2, generator=torch.Generator().manual_seed(0))
+        >>> _ = factorch.decomp.cp(x.to_dense(), 2, max_iter=3, tol=0.0,
+        ...                        callback=lambda state: seen.append(state.iteration))
+        >>> seen
+        [1, 2, 3]
     """
 
     iteration: int
@@ -57,6 +65,14 @@ class DecompositionResult(Generic[T]):
             False when ``max_iter`` ran out or a callback stopped the run.
         time_s: wall-clock seconds, initialisation included.
         init_time_s: wall-clock seconds spent in initialisation.
+
+    Example:
+        >>> x = factorch.random.random_cp((4, 5, 6), 2, generator=torch.Generator().manual_seed(0))
+        >>> result = factorch.decomp.cp(x.to_dense(), 2, max_iter=3, tol=0.0)
+        >>> result.iterations, len(result.errors), result.converged
+        (3, 3, False)
+        >>> type(result.model).__name__
+        'CPTensor'
     """
 
     model: T

@@ -68,6 +68,14 @@ class RobustResult:
         ranks: the rank kept by the last singular value thresholding (matrices: one entry; tensors:
             one per unfolding).
         time_s: wall-clock seconds.
+
+    Example:
+        >>> low = torch.ones(6, 5, dtype=torch.float64)
+        >>> spikes = torch.zeros(6, 5, dtype=torch.float64)
+        >>> spikes[2, 3] = 10.0
+        >>> result = robust_pca(low + spikes)
+        >>> result.converged, result.ranks, round(float(result.sparse[2, 3]))
+        (True, (1,), 10)
     """
 
     low_rank: torch.Tensor

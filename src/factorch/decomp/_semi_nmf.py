@@ -40,6 +40,20 @@ class SemiNMFFactors:
     """``X ~= F @ G^T`` with ``F`` ``(..., M, R)`` (any sign) and ``G`` ``(..., N, R)`` (``>= 0``).
 
     Validated on creation (matching shapes, one device and dtype).
+
+    Args:
+        F: ``(..., M, R)`` factor of any sign.
+        G: ``(..., N, R)`` non-negative factor (same leading dims, device and dtype).
+
+    Raises:
+        TypeError: factors that are not tensors.
+        ValueError: factors with fewer than 2 dims, shapes that do not match, or different
+            devices or dtypes.
+
+    Example:
+        >>> f = SemiNMFFactors(-torch.ones(4, 2), torch.ones(3, 2))
+        >>> f.rank, f.shape, f.to_dense()[0].tolist()
+        (2, (4, 3), [-2.0, -2.0, -2.0])
     """
 
     F: torch.Tensor

@@ -55,6 +55,12 @@ class CrossResult:
         sweeps: half-sweeps run.
         converged: True when the change fell below ``tol``.
         time_s: wall-clock seconds.
+
+    Example:
+        >>> x = torch.arange(60, dtype=torch.float64).reshape(3, 4, 5)
+        >>> result = tt_cross(x, 2, generator=torch.Generator().manual_seed(0))
+        >>> result.model.shape, result.error < 1e-10, result.converged
+        ((3, 4, 5), True, True)
     """
 
     model: TTTensor

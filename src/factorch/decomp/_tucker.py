@@ -128,8 +128,8 @@ def hosvd(
             overflows the input dtype.
 
     Differentiable (autocast off): with a ``tensor`` that requires grad, every truncation is a
-    thin SVD whose backward stays finite on degenerate spectra (see
-    :mod:`factorch.decomp._truncate`); rank selection from ``eps`` is not differentiable.
+    thin SVD whose backward stays finite on degenerate spectra (a custom backward that drops
+    the ill-conditioned terms); rank selection from ``eps`` is not differentiable.
 
     Example:
         >>> import torch

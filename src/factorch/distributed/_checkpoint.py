@@ -39,6 +39,10 @@ class Checkpoint:
         resume: when the file exists at the start, continue from it (its problem must match);
             False ignores it and overwrites it.
 
+    Raises:
+        TypeError: a ``path`` that is not a path, a non-int ``every``, or a non-bool ``resume``.
+        ValueError: ``every`` below 1.
+
     Example:
         >>> Checkpoint("run.safetensors", every=5).every
         5

@@ -65,6 +65,9 @@ def read_dense_shard(
         max_entries: refuse a block of more entries than this (a memory guard).
         timeout: seconds any collective waits before every rank stops.
 
+    Returns:
+        This rank's :class:`DenseShard`.
+
     Raises:
         FileNotFoundError, ValueError, TypeError: a missing or unreadable file, a block of the
             wrong shape, ranks that disagree -- the same error on every rank.
@@ -156,6 +159,16 @@ def read_sparse_shard(
         dtype: the values' dtype.
         max_entries: refuse more than this many entries on one rank (a memory guard).
         timeout: seconds any collective waits before every rank stops.
+
+    Returns:
+        This rank's :class:`SparseShard`.
+
+    Raises:
+        FileNotFoundError: a missing file (the same error on every rank).
+        FileFormatError: an unreadable coordinate file (a ``ValueError``).
+        ValueError: bad options, indices outside ``shape``, ranks that disagree, or more than
+            ``max_entries`` entries on a rank.
+        TypeError: options of the wrong type.
     """
     fn = "distributed.read_sparse_shard"
     comm = Comm.open(fn, timeout, torch.device("cpu"))

@@ -60,6 +60,17 @@ def choose_grid(shape: Sequence[int], world_size: int) -> tuple[int, ...]:
     """The default grid for ``world_size`` ranks: each prime factor of ``world_size`` (largest
     first) goes to the mode with the longest chunks ``I_n / p_n`` (ties: the lower mode).
 
+    Args:
+        shape: the global tensor shape.
+        world_size: the number of ranks.
+
+    Returns:
+        Chunks per mode, whose product is ``world_size``.
+
+    Raises:
+        TypeError: a ``world_size`` that is not an int.
+        ValueError: a ``world_size`` below 1, or a bad shape.
+
     Example:
         >>> choose_grid((1000, 10, 800), 4)
         (2, 1, 2)
@@ -116,6 +127,10 @@ class ShardLayout:
     :meth:`even` (dense data), :meth:`balanced` (sparse data, from per-slice nonzero counts) or
     :meth:`for_sparse` / :meth:`for_dense`; every rank of a job must hold an equal layout (its
     :attr:`fingerprint` is compared before a distributed solve starts).
+
+    Raises:
+        ValueError: a shape that is not positive ints, a grid without one positive int per mode,
+            or bounds that do not split each mode from 0 to its size.
 
     Example:
         >>> lay = ShardLayout.even((5, 4), (2, 1))
@@ -227,7 +242,7 @@ class ShardLayout:
 
     @property
     def fingerprint(self) -> str:
-        """A short digest of shape, grid and bounds: equal layouts have equal fingerprints."""
+        """A short digest of shape, grid and bounds; equal layouts have equal fingerprints."""
         text = json.dumps([self.shape, self.grid, self.bounds], separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

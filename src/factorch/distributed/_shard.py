@@ -55,6 +55,11 @@ class DenseShard:
     Raises (on creation): ``TypeError`` for a non-floating or complex block, ``ValueError`` for
     a block of the wrong shape or with NaN/Inf.
 
+    Raises:
+        TypeError: a ``layout`` that is not a :class:`ShardLayout`, a non-int ``rank``, or a local
+            block that is not a real floating tensor.
+        ValueError: a ``rank`` outside the layout, a block of the wrong shape, or NaN/Inf entries.
+
     Example:
         >>> x = torch.arange(12.0, dtype=torch.float64).reshape(4, 3)
         >>> lay = ShardLayout.even(x.shape, (2, 1))
@@ -137,6 +142,12 @@ class SparseShard:
     Raises (on creation): ``TypeError`` for wrong types, ``IndexError`` for a coordinate outside
     the block, ``ValueError`` for NaN/Inf values or repeated coordinates with different values.
     ``nnz = 0`` (an empty block) is allowed.
+
+    Raises:
+        TypeError: a ``layout`` that is not a :class:`ShardLayout`, a non-int ``rank``, or indices
+            or values of the wrong type.
+        ValueError: a ``rank`` outside the layout, or indices and values that do not fit together.
+        IndexError: an entry outside this rank's block.
 
     Example:
         >>> sp = SparseTensor.from_dense(torch.eye(4, dtype=torch.float64))

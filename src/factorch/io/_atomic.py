@@ -22,9 +22,21 @@ PathLike = str | os.PathLike[str]
 def check_targets(paths: Iterable[PathLike], *, force: bool = False) -> None:
     """Refuse to write over existing files unless ``force``; refuse directories always.
 
+    Args:
+        paths: the files about to be written.
+        force: allow existing files (directories are refused even then).
+
     Raises:
         FileExistsError: some targets exist and ``force`` is False (all of them are named).
         IsADirectoryError: a target is an existing directory.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     check_targets([folder])
+        Traceback (most recent call last):
+            ...
+        IsADirectoryError: output '...' is a directory; choose another name.
     """
     existing = []
     for p in map(Path, paths):
@@ -70,6 +82,23 @@ def write_files(files: Mapping[PathLike, bytes], *, force: bool = False) -> None
     temporary sibling, then each temporary file is renamed over its target. If anything fails
     before the renames, the temporary files are removed and no target is touched. Parent
     directories are created as needed.
+
+    Args:
+        files: the content of each file, by path.
+        force: overwrite existing files.
+
+    Raises:
+        TypeError: content that is not bytes.
+        FileExistsError: some targets exist and ``force`` is False (nothing is written).
+        IsADirectoryError: a target is an existing directory (nothing is written).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     root = pathlib.Path(folder)
+        ...     write_files({root / "a.txt": b"1", root / "sub" / "b.txt": b"2"})
+        ...     sorted(p.name for p in root.rglob("*.txt"))
+        ['a.txt', 'b.txt']
     """
     for p, d in files.items():
         if not isinstance(d, bytes | bytearray | memoryview):
@@ -102,5 +131,24 @@ def write_files(files: Mapping[PathLike, bytes], *, force: bool = False) -> None
 
 def write_atomic(path: PathLike, data: bytes, *, force: bool = False) -> None:
     """Write one file atomically (temporary sibling + rename); refuse to overwrite unless
-    ``force``."""
+    ``force``.
+
+    Args:
+        path: the file to write (parent directories are created).
+        data: its content.
+        force: overwrite an existing file.
+
+    Raises:
+        TypeError: ``data`` that is not bytes.
+        FileExistsError: ``path`` exists and ``force`` is False.
+        IsADirectoryError: ``path`` is an existing directory.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "a.txt"
+        ...     write_atomic(path, b"hello")
+        ...     path.read_bytes()
+        b'hello'
+    """
     write_files({path: data}, force=force)

@@ -112,6 +112,15 @@ def zip_kind(path: Path) -> str:
 def describe_content(path: str | os.PathLike[str]) -> str:
     """What the first bytes of ``path`` look like, in words (for error messages).
 
+    Args:
+        path: an existing file.
+
+    Returns:
+        A short phrase such as ``"a PDF document"`` or ``"an empty file"``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npy"

@@ -47,7 +47,25 @@ def _named_tensors(t: Any) -> tuple[str, dict[str, torch.Tensor]]:
 
 
 def factorized_to_bytes(t: Any, *, metadata: Mapping[str, str] | None = None) -> bytes:
-    """Serialise a factorized tensor to safetensors bytes (see the module docstring)."""
+    """Serialise a factorized tensor to safetensors bytes (see the module docstring).
+
+    Args:
+        t: a :class:`~factorch.tensors.CPTensor`, ``TuckerTensor``, ``TTTensor``, ``TRTensor``
+            or ``TTMatrix`` (detached and copied to the CPU for writing).
+        metadata: extra string entries for the file's metadata.
+
+    Returns:
+        The bytes of a safetensors file.
+
+    Raises:
+        TypeError: ``t`` of another type, or metadata that does not map str to str.
+
+    Example:
+        >>> cp = factorch.random.random_cp((3, 4), 2, generator=torch.Generator().manual_seed(0))
+        >>> data = factorized_to_bytes(cp, metadata={"source": "example"})
+        >>> torch.equal(factorized_from_bytes(data).to_dense(), cp.to_dense())
+        True
+    """
     from safetensors.torch import save
 
     from .. import __version__
@@ -89,7 +107,25 @@ def _rebuild(kind: str, named: dict[str, torch.Tensor], where: str) -> Any:
 
 
 def factorized_from_bytes(data: bytes, *, where: str = "data") -> Any:
-    """Inverse of :func:`factorized_to_bytes`."""
+    """Inverse of :func:`factorized_to_bytes`.
+
+    Args:
+        data: the bytes of a safetensors file written by :func:`factorized_to_bytes`.
+        where: how error messages name the data (a file name).
+
+    Returns:
+        The factorized tensor, its tensors on the CPU.
+
+    Raises:
+        FileFormatError: not a safetensors file, no ``factorch.type`` in its metadata, an
+            unknown type, or tensors missing or inconsistent for that type (a ``ValueError``).
+
+    Example:
+        >>> factorized_from_bytes(b"not a file")
+        Traceback (most recent call last):
+            ...
+        factorch.io._content.FileFormatError: data is not a safetensors file.
+    """
     from safetensors.torch import load
 
     if not safetensors_header(bytes(data[:16]), len(data)):
@@ -122,13 +158,48 @@ def save_factorized(
 ) -> None:
     """Write a factorized tensor to a ``.safetensors`` file atomically.
 
-    Refuses to overwrite an existing file unless ``force`` (``FileExistsError``).
+    Args:
+        t: the factorized tensor (as :func:`factorized_to_bytes` takes it).
+        path: the file to write.
+        metadata: extra string entries for the file's metadata.
+        force: overwrite an existing file.
+
+    Raises:
+        TypeError: ``t`` of a type that cannot be saved, or metadata that does not map str to
+            str.
+        FileExistsError: ``path`` exists and ``force`` is False.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> cp = factorch.random.random_cp((3, 4), 2, generator=torch.Generator().manual_seed(0))
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "cp.safetensors"
+        ...     save_factorized(cp, path)
+        ...     torch.equal(load_factorized(path).weights, cp.weights)
+        True
     """
     write_atomic(path, factorized_to_bytes(t, metadata=metadata), force=force)
 
 
 def load_factorized(path: str | os.PathLike[str]) -> Any:
-    """Read a factorized tensor written by :func:`save_factorized` (tensors land on CPU)."""
+    """Read a factorized tensor written by :func:`save_factorized` (tensors land on CPU).
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        The factorized tensor (its class is read from the file's metadata).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        FileFormatError: content that is not a saved factorized tensor (a ``ValueError``).
+
+    Example:
+        >>> load_factorized("no/such/file.safetensors")
+        Traceback (most recent call last):
+            ...
+        FileNotFoundError: no such file: 'no/such/file.safetensors'.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {str(p)!r}.")

@@ -74,6 +74,15 @@ class ObservedTensor:
         n_unlisted: entries of the tensor a coordinate file does not list (0 otherwise).
         counts: for coordinate files, whether every listed value is a count (a finite
             non-negative integer), the rule ``unlisted="auto"`` follows; ``None`` otherwise.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     p = pathlib.Path(folder) / "ratings.csv"
+        ...     _ = p.write_text("0,0,4.5\\n1,1,3.5\\n")
+        ...     obs = read_observed(p)
+        >>> obs.format, obs.unlisted, obs.n_missing, obs.mask.tolist()
+        ('coo', 'missing', 2, [[True, False], [False, True]])
     """
 
     tensor: torch.Tensor
@@ -193,6 +202,18 @@ def read_tensor(
     Returns:
         A CPU tensor with the stored dtype (coordinate files give float64). Not differentiable
         (file I/O).
+
+    Args:
+        path: the file (formats as in :func:`read_observed`).
+        key: which array of a container holding several.
+        unlisted: ``"missing"``, ``"zero"`` or ``"auto"`` (see :func:`read_observed`).
+        max_entries: refuse a file declaring more entries than this.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: (a ``ValueError``) content :func:`read_observed` refuses.
+        ValueError: an unknown ``unlisted``; ``max_entries`` out of range.
+        TypeError: ``max_entries`` not an int.
 
     Example:
         >>> import tempfile, pathlib

@@ -77,6 +77,15 @@ class ModelFiles:
         config: the writer's config (a JSON object).
         tensors: the manifest: tensor name -> ``(shape, dtype)``.
         factorch_version: the version that wrote the files.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model_files(folder, kind="demo", config={"a": 1}, tensors={"w": torch.ones(2)})
+        ...     files = read_model_config(folder, kind="demo")
+        ...     tensors = read_model_tensors(files)
+        >>> files.kind, files.config, files.tensors
+        ('demo', {'a': 1}, {'w': ((2,), torch.float32)})
     """
 
     directory: Path
@@ -224,10 +233,22 @@ def read_model_config(
         directory: a directory written by :func:`save_model_files`.
         kind: the kind (or kinds) the caller can load; None accepts any.
 
+    Returns:
+        The parsed :class:`ModelFiles`.
+
     Raises:
         FileNotFoundError: no such directory, or a file of the pair is missing.
         FileFormatError: malformed JSON, a newer format version, an unexpected kind, a bad
             manifest.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model_files(folder, kind="demo", config={"a": 1}, tensors={"w": torch.ones(2)})
+        ...     files = read_model_config(folder, kind="demo")
+        ...     tensors = read_model_tensors(files)
+        >>> files.kind, files.tensors
+        ('demo', {'w': ((2,), torch.float32)})
     """
     path = Path(directory)
     if not path.is_dir():
@@ -285,6 +306,15 @@ def read_model_tensors(
     Raises:
         FileFormatError: not a safetensors file, damaged or truncated, tensors that differ from
             the manifest, more than ``max_entries`` entries.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_model_files(folder, kind="demo", config={"a": 1}, tensors={"w": torch.ones(2)})
+        ...     files = read_model_config(folder, kind="demo")
+        ...     tensors = read_model_tensors(files)
+        >>> tensors
+        {'w': tensor([1., 1.])}
     """
     from safetensors import safe_open
 

@@ -42,6 +42,10 @@ class MultigridPatching:
         boundary: how fields are extended beyond the domain (``"periodic"``, ``"replicate"``,
             ``"reflect"``, ``"zeros"``).
 
+    Raises:
+        ValueError: ``levels`` that is not an int >= 0, ``padding`` outside ``[0, 0.5)``, or an
+            unknown ``boundary``.
+
     Example:
         >>> mg = MultigridPatching(levels=1, padding=0.125, boundary="periodic")
         >>> x = torch.randn(2, 3, 16, 16)

@@ -20,6 +20,15 @@ _MODELS: dict[str, type[nn.Module]] = {FNO.name: FNO, TFNO.name: TFNO, MGTFNO.na
 def model_config(model: nn.Module) -> dict[str, Any]:
     """``{"model": name, "config": JSON}`` of a factorch operator (FNO, TFNO, MGTFNO).
 
+    Args:
+        model: an FNO, TFNO or MGTFNO.
+
+    Returns:
+        The model's name and its config as JSON values.
+
+    Raises:
+        TypeError: ``model`` of another type.
+
     Example:
         >>> model_config(FNO(1, 1, 4, hidden_channels=4))["model"]
         'fno'
@@ -40,6 +49,14 @@ def model_from_config(
 ) -> nn.Module:
     """A freshly initialised model from :func:`model_config`'s output (load its state dict for
     the trained weights; :func:`factorch.train.load_checkpoint` does both).
+
+    Args:
+        data: the output of :func:`model_config`.
+        device: where the parameters live.
+        dtype: the parameters' real dtype.
+
+    Returns:
+        The model, freshly initialised.
 
     Raises:
         ValueError: not a model config, or an unknown model name.

@@ -47,7 +47,22 @@ __all__ = ["FNO", "FNOConfig", "as_modes"]
 
 def as_modes(modes: object, fn: str) -> tuple[int, ...]:
     """``modes`` as a tuple (an int, numpy ints included, is one entry); its entries are checked
-    by the config."""
+    by the config.
+
+    Args:
+        modes: an int or a sequence of ints.
+        fn: the caller's name, for the error message.
+
+    Returns:
+        The modes as a tuple.
+
+    Raises:
+        ValueError: neither an int nor a sequence.
+
+    Example:
+        >>> as_modes(8, "FNO"), as_modes([8, 4], "FNO")
+        ((8,), (8, 4))
+    """
     if isinstance(modes, numbers.Integral) and not isinstance(modes, bool):
         return (int(modes),)
     if isinstance(modes, Sequence) and not isinstance(modes, str):
@@ -89,6 +104,15 @@ class FNOConfig:
             factorization); ``ratio`` then applies to the joint tensor.
         separable: per-channel (depthwise) spectral weights.
         implementation: spectral contraction: ``"auto"``, ``"factorized"``, ``"reconstructed"``.
+
+    Raises:
+        TypeError: a size of the wrong type (a float channel count, ...).
+        ValueError: a value out of range or not among the choices (the message lists them).
+
+    Example:
+        >>> config = FNOConfig(1, 1, (8, 8), hidden_channels=16)
+        >>> config.n_layers, config.format, FNOConfig.from_json(config.to_json()) == config
+        (4, 'dense', True)
     """
 
     in_channels: int
@@ -180,7 +204,8 @@ class FNO(nn.Module):
     grid, for any grid with enough points for the modes. Differentiable.
 
     Raises:
-        ValueError / TypeError: bad configuration; at forward, an input with the wrong number of
+        TypeError: a configuration value of the wrong type (the message names it).
+        ValueError: a bad configuration value; at forward, an input with the wrong number of
             channels or too coarse a grid (the message names what was expected).
 
     Example:

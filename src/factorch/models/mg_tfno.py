@@ -48,6 +48,11 @@ class MGTFNOConfig:
         boundary: ``"periodic"`` or a non-periodic extension (``"replicate"``, ``"reflect"``,
             ``"zeros"``); default from ``operator.periodic``.
         patch_batch: largest number of patches per forward call of the operator (None: all).
+
+    Example:
+        >>> config = MGTFNOConfig(FNOConfig(1, 1, (8, 8), hidden_channels=16), in_channels=1)
+        >>> config.levels, config.boundary, MGTFNOConfig.from_json(config.to_json()) == config
+        (1, 'periodic', True)
     """
 
     operator: FNOConfig
@@ -83,6 +88,11 @@ class MGTFNO(nn.Module):
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
+
+    Raises:
+        TypeError: an option of the wrong type (as for :class:`~factorch.models.FNO`).
+        ValueError: a bad option, or bad ``levels``, ``patch_padding`` or ``boundary``; at
+            forward, a field whose sides differ or do not split into ``2^levels`` patches.
 
     Example:
         >>> model = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=8,

@@ -23,6 +23,17 @@ class TFNO(FNO):
 
     Any other format and rank (or ratio) can be given, as for :class:`FNO`.
 
+    Args:
+        in_channels: channels of the input function.
+        out_channels: channels of the output function.
+        modes: Fourier modes per spatial dimension.
+        **options: the options of :class:`~factorch.models.FNO` (``hidden_channels``,
+            ``format``, ``rank``, ``ratio``, ``generator``, ...).
+
+    Raises:
+        TypeError: an option of the wrong type (as for :class:`~factorch.models.FNO`).
+        ValueError: a bad option value (as for :class:`~factorch.models.FNO`).
+
     Example:
         >>> gen = torch.Generator().manual_seed(0)
         >>> model = TFNO(1, 1, (8, 8), hidden_channels=16, generator=gen)

@@ -47,6 +47,25 @@ class LayerReport:
     with scaling (true for tiny and huge weights); an all-zero weight reproduced exactly has
     relative error 0 (``inf`` if it were not reproduced). ``predicted_error`` is the allocator's
     estimate (None when the rank was given).
+
+    Attributes:
+        name: the layer's qualified name in the model.
+        kind: the layer's class name (``"Linear"``, ``"Conv2d"``, ...).
+        format: the weight format chosen, or ``"dense"`` (kept as it was).
+        rank: the rank chosen (None for a dense layer).
+        params_before: the layer's parameters before (weight and bias).
+        params_after: the layer's parameters after.
+        flops_before: FLOPs of the layer on ``example_input`` before (None without one).
+        flops_after: FLOPs after (None without ``example_input``).
+        relative_error: the measured ``||W - W_hat|| / ||W||``.
+        predicted_error: the allocator's estimate (None when the rank was given).
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(16, 4))
+        >>> small, report = compress(model, ratio=0.5, format="lowrank")
+        >>> [(layer.name, layer.kind) for layer in report.layers]
+        [('0', 'Linear'), ('2', 'Linear')]
     """
 
     name: str
@@ -71,6 +90,21 @@ class CompressionReport:
     ``config`` is :func:`~factorch.nn.model_config` of the compressed model: per factorized
     module its layer, format, rank and layout, what :func:`~factorch.nn.save_pretrained`
     records and :func:`~factorch.nn.from_pretrained` rebuilds from without decomposing.
+
+    Attributes:
+        layers: one :class:`LayerReport` per selected layer.
+        params_before: the whole model's parameters before.
+        params_after: the whole model's parameters after.
+        budget: the parameter budget the allocator worked to (None when ranks were given).
+        finetune_losses: the mean training loss per fine-tuning epoch.
+        config: the compressed model's :func:`~factorch.nn.model_config`.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(16, 4))
+        >>> small, report = compress(model, ratio=0.5, format="lowrank")
+        >>> report.ratio < 1, report.layer_params_after <= report.layer_params_before
+        (True, True)
     """
 
     layers: tuple[LayerReport, ...]
@@ -137,6 +171,15 @@ class FineTune:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         max_steps: stop after this many steps in total (None: no cap).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> batches = [(torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g))]
+        >>> model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(16, 4))
+        >>> _, report = compress(model, ratio=0.5, finetune=FineTune(batches, epochs=2))
+        >>> len(report.finetune_losses)
+        2
     """
 
     data: Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -546,8 +589,9 @@ def compress(
         energy estimate the allocator used.
 
     Raises:
-        ValueError / TypeError: bad arguments, an unknown layer name in ``layer_ranks``, a
-        budget below what rank-1 factorizations need, a weight with NaN or Inf entries.
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: a bad value, an unknown layer name in ``layer_ranks``, a budget below what
+            rank-1 factorizations need, or a weight with NaN or Inf entries.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),

@@ -96,6 +96,15 @@ def save_figure(
     Raises:
         FileExistsError: ``path`` exists and ``force`` is False.
         IsADirectoryError: ``path`` is a directory.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from factorch.plot import plot_convergence
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "convergence.png"
+        ...     save_figure(plot_convergence([0.5, 0.1]), path)
+        ...     path.read_bytes()[:4]
+        b'\\x89PNG'
     """
     from ..io import write_atomic
 

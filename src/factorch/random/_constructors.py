@@ -34,6 +34,23 @@ def random_cp(
     With ``normalize=True`` the factor columns are rescaled to unit norm and the norms moved into
     the weights (same tensor). ``dtype`` defaults to ``torch.get_default_dtype()``.
 
+    Args:
+        shape: the size of each mode.
+        rank: the number of components ``R``.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+        normalize: unit-norm factor columns, the norms moved into the weights.
+
+    Returns:
+        A :class:`~factorch.tensors.CPTensor` of ``dtype`` on ``device``.
+
+    Raises:
+        TypeError: a shape or rank that is not made of ints, a bad ``dtype``, ``device`` or
+            ``generator``.
+        ValueError: non-positive sizes or ranks, a generator not on the CPU, or a tensor too large
+            for the device's memory.
+
     Example:
         >>> cp = random_cp((3, 4, 5), 2, generator=torch.Generator().manual_seed(0))
         >>> cp.shape, cp.rank
@@ -64,6 +81,24 @@ def random_tucker(
     Core entries are standard normal. Factors are normal with variance ``1/R_n``, or, with
     ``orthogonal=True``, have orthonormal columns (QR of a Gaussian matrix; needs
     ``R_n <= I_n``), the core then scaled by ``sqrt(prod I_n / R_n)`` to keep entries O(1).
+
+    Args:
+        shape: the size of each mode.
+        rank: the multilinear rank: an int for every mode, or one per mode.
+        orthogonal: factors with orthonormal columns (needs ``rank[n] <= shape[n]``).
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        A :class:`~factorch.tensors.TuckerTensor` of ``dtype`` on ``device``.
+
+    Raises:
+        TypeError: a shape or rank that is not made of ints, a bad ``dtype``, ``device`` or
+            ``generator``.
+        ValueError: non-positive sizes or ranks, a rank tuple of the wrong length, an orthogonal
+            rank above its mode's size, a generator not on the CPU, or a tensor too large for the
+            device's memory.
 
     Example:
         >>> random_tucker((3, 4, 5), (2, 2, 3), generator=torch.Generator().manual_seed(0)).rank
@@ -142,6 +177,23 @@ def random_tt(
     ``min(prod_{j<k} I_j, prod_{j>=k} I_j)``) or the full tuple ``(1, r_1, ..., r_{N-1}, 1)``,
     which must not exceed those caps. Core ``k`` has entries of variance ``1/r_k``.
 
+    Args:
+        shape: the size of each mode.
+        rank: an int (capped) or the full tuple ``(1, r_1, ..., r_{N-1}, 1)``.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        A :class:`~factorch.tensors.TTTensor` of ``dtype`` on ``device``.
+
+    Raises:
+        TypeError: a shape or rank that is not made of ints, a bad ``dtype``, ``device`` or
+            ``generator``.
+        ValueError: non-positive sizes or ranks, a rank tuple of the wrong length, boundary ranks
+            other than 1 or above the caps, a generator not on the CPU, or a tensor too large for
+            the device's memory.
+
     Example:
         >>> random_tt((2, 3, 4), 50, generator=torch.Generator().manual_seed(0)).rank
         (1, 2, 4, 1)
@@ -171,6 +223,23 @@ def random_tr(
     ``rank`` is an int (every rank, ``r_0 = r_N`` included) or the full tuple
     ``(r_0, ..., r_N)`` with ``r_N = r_0``. Ranks are not capped. Core ``k`` has entries of
     variance ``1/r_k``.
+
+    Args:
+        shape: the size of each mode.
+        rank: an int (every rank) or the full tuple ``(r_0, ..., r_N)`` with ``r_N = r_0``.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        A :class:`~factorch.tensors.TRTensor` of ``dtype`` on ``device``.
+
+    Raises:
+        TypeError: a shape or rank that is not made of ints, a bad ``dtype``, ``device`` or
+            ``generator``.
+        ValueError: non-positive sizes or ranks, a rank tuple of the wrong length or a ring that
+            does not close, a generator not on the CPU, or a tensor too large for the device's
+            memory.
 
     Example:
         >>> random_tr((3, 4), 2, generator=torch.Generator().manual_seed(0)).rank
@@ -206,6 +275,24 @@ def random_tt_matrix(
     ``rank`` as in :func:`random_tt` for the merged sizes ``m_k n_k`` (an int is capped). Core
     ``k`` has entries of variance ``1/r_k``, so matrix entries are O(1); rescale for layer
     initialisation.
+
+    Args:
+        row_shape: the factorisation ``(m_1, ..., m_N)`` of the row count.
+        col_shape: the factorisation ``(n_1, ..., n_N)`` of the column count (as many factors).
+        rank: an int (capped) or the full tuple ``(1, r_1, ..., r_{N-1}, 1)``.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        A :class:`~factorch.tensors.TTMatrix` of ``dtype`` on ``device``.
+
+    Raises:
+        TypeError: a shape or rank that is not made of ints, a bad ``dtype``, ``device`` or
+            ``generator``.
+        ValueError: non-positive sizes or ranks, row and column shapes of different lengths, ranks
+            as in :func:`random_tt`, a generator not on the CPU, or a tensor too large for the
+            device's memory.
 
     Example:
         >>> random_tt_matrix((2, 3), (4, 5), 3, generator=torch.Generator().manual_seed(0)).shape

@@ -31,6 +31,19 @@ def add_noise(
     ``x`` must be finite. Not differentiable with respect to the noise scale (the noise is a
     constant); differentiable in ``x`` through the sum only (``||x||`` is taken detached).
 
+    Args:
+        x: the tensor to perturb (a torch tensor or numpy array), finite.
+        relative: the noise norm relative to ``||x||``, finite and non-negative.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+
+    Returns:
+        ``x + E`` in ``x``'s dtype and device (a copy of ``x`` for ``relative=0``).
+
+    Raises:
+        TypeError: ``x`` that is not an array, ``relative`` that is not a number, a bad generator.
+        ValueError: non-finite ``x``, a negative or non-finite ``relative``, a generator not on
+            the CPU.
+
     Example:
         >>> x = torch.ones(3, 4, dtype=torch.float64)
         >>> y = add_noise(x, relative=0.1, generator=torch.Generator().manual_seed(0))
@@ -64,6 +77,11 @@ class Planted:
         tensor: the dense observed tensor.
         truth: the factorized ground truth.
         noise: the relative noise level that was added.
+
+    Example:
+        >>> p = planted("tucker", (4, 5, 6), 2, generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(p.tensor, p.clean), p.truth.rank
+        (True, (2, 2, 2))
     """
 
     tensor: torch.Tensor
@@ -88,6 +106,23 @@ def planted(
 ) -> Planted:
     """A random ``kind`` tensor of ``rank`` (see :func:`random_cp` and siblings) plus Gaussian
     noise of relative norm ``noise`` (:func:`add_noise`). Deterministic given ``generator``.
+
+    Args:
+        kind: ``"cp"``, ``"tucker"``, ``"tt"`` or ``"tr"``.
+        shape: the size of each mode.
+        rank: the rank, as the matching ``random_*`` constructor takes it (an int for CP).
+        noise: relative noise norm, non-negative.
+        generator: a CPU ``torch.Generator`` (``None``: torch's global one).
+        dtype: a floating or complex dtype (default ``torch.get_default_dtype()``).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        A :class:`Planted` holding the noisy dense tensor, the truth and the noise level.
+
+    Raises:
+        TypeError: a non-int CP rank, or a bad shape, rank, dtype, device or generator.
+        ValueError: an unknown ``kind``, or bad values as in the ``random_*`` constructors and
+            :func:`add_noise`.
 
     Example:
         >>> p = planted("cp", (4, 5, 6), 2, noise=0.05, generator=torch.Generator().manual_seed(0))

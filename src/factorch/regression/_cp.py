@@ -63,6 +63,11 @@ class CPRegressor:
         n_iter_: sweeps run.
         converged_: True when ``tol`` was met.
 
+    Raises:
+        TypeError: a rank, ``max_iter``, ``l2`` or ``tol`` of the wrong type, or a bad generator.
+        ValueError: a rank or ``max_iter`` below 1, a negative ``l2`` or ``tol``, or an ``init``
+            that is neither ``"random"`` nor a ``CPTensor``.
+
     Example:
         >>> import torch
         >>> from factorch.regression import CPRegressor

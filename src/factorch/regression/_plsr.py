@@ -101,6 +101,10 @@ class CPPLSR:
         x_mean_: the centring of ``X``.
         y_mean_: the centring of ``Y``.
 
+    Raises:
+        TypeError: ``n_components``, ``max_iter`` or ``tol`` of the wrong type.
+        ValueError: ``n_components`` or ``max_iter`` below 1, or a negative ``tol``.
+
     Example:
         >>> import torch
         >>> from factorch.regression import CPPLSR

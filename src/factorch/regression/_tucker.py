@@ -125,6 +125,11 @@ class TuckerRegressor:
         n_iter_: sweeps run.
         converged_: ``tol`` met.
 
+    Raises:
+        TypeError: ranks, ``max_iter``, ``l2`` or ``tol`` of the wrong type, or a bad generator.
+        ValueError: ranks or ``max_iter`` below 1, a negative ``l2`` or ``tol``, or an ``init``
+            that is neither ``"random"`` nor a ``TuckerTensor``.
+
     Example:
         >>> import torch
         >>> from factorch.regression import TuckerRegressor

@@ -31,6 +31,17 @@ __all__ = [
 def irreps_to_e3nn(irreps: Irreps | str) -> Any:
     """An ``e3nn.o3.Irreps`` equal to ``irreps`` (imports e3nn; ``ImportError`` names the fix).
 
+    Args:
+        irreps: factorch :class:`Irreps` or a string.
+
+    Returns:
+        An ``e3nn.o3.Irreps``.
+
+    Raises:
+        ImportError: e3nn is not installed (the message names the fix).
+        TypeError: a value ``Irreps`` cannot read.
+        ValueError: a malformed irreps specification.
+
     Example:
         >>> irreps_to_e3nn("2x0e + 1x1o")  # doctest: +SKIP
         2x0e+1x1o
@@ -49,6 +60,16 @@ def irreps_to_e3nn(irreps: Irreps | str) -> Any:
 def irreps_from_e3nn(irreps: object) -> Irreps:
     """factorch :class:`Irreps` from an ``e3nn.o3.Irreps`` (or anything ``Irreps`` accepts).
 
+    Args:
+        irreps: an ``e3nn.o3.Irreps``, a string, or ``(mul, (l, p))`` pairs.
+
+    Returns:
+        The equal factorch :class:`Irreps`.
+
+    Raises:
+        TypeError: a value ``Irreps`` cannot read.
+        ValueError: a malformed irreps specification.
+
     Example:
         >>> irreps_from_e3nn([(2, (0, 1)), (1, (1, -1))])
         Irreps('2x0e+1x1o')
@@ -57,7 +78,23 @@ def irreps_from_e3nn(irreps: object) -> Irreps:
 
 
 def e3nn_layout_irreps(irreps: Irreps | str, channels: int) -> Irreps:
-    """The e3nn irreps of ``channels`` channels of ``irreps``: ``mul x ir`` -> ``(C mul) x ir``."""
+    """The e3nn irreps of ``channels`` channels of ``irreps``: ``mul x ir`` -> ``(C mul) x ir``.
+
+    Args:
+        irreps: the irreps of one channel.
+        channels: the number of channels ``C``.
+
+    Returns:
+        The irreps of the flattened layout of :func:`to_e3nn_layout`.
+
+    Raises:
+        TypeError: ``irreps`` that cannot be read.
+        ValueError: malformed ``irreps``, or ``channels`` that is not a positive int.
+
+    Example:
+        >>> e3nn_layout_irreps("0e + 1o", 2)
+        Irreps('2x0e+2x1o')
+    """
     ir = check_irreps(irreps, "e3nn_layout_irreps", "irreps")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"e3nn_layout_irreps: channels must be a positive int; got {channels!r}.")
@@ -69,6 +106,13 @@ def to_e3nn_layout(x: torch.Tensor, irreps: Irreps | str) -> torch.Tensor:
 
     Block ``mul x ir`` of channel ``c`` lands in block ``(C mul) x ir`` at copies
     ``c * mul ... c * mul + mul - 1``. A permutation of entries: exact, differentiable.
+
+    Args:
+        x: ``(..., C, irreps.dim)`` features.
+        irreps: the irreps of one channel.
+
+    Returns:
+        ``(..., C * irreps.dim)`` in e3nn's order.
 
     Raises:
         TypeError, ValueError: a non-floating tensor, fewer than 2 dimensions, or a last
@@ -89,6 +133,14 @@ def to_e3nn_layout(x: torch.Tensor, irreps: Irreps | str) -> torch.Tensor:
 
 def from_e3nn_layout(x: torch.Tensor, irreps: Irreps | str, channels: int) -> torch.Tensor:
     """Inverse of :func:`to_e3nn_layout`: ``(..., C * irreps.dim)`` -> ``(..., C, irreps.dim)``.
+
+    Args:
+        x: ``(..., C * irreps.dim)`` features in e3nn's order.
+        irreps: the irreps of one channel.
+        channels: the number of channels ``C``.
+
+    Returns:
+        ``(..., C, irreps.dim)``.
 
     Raises:
         TypeError, ValueError: a non-floating tensor, a bad ``channels``, or a last dimension

@@ -70,6 +70,18 @@ def gaunt_path_weight(l1: int, l2: int, l3: int) -> float:
     :math:`i^{l_1+l_2-l_3}` of the real basis of :func:`clebsch_gordan`), ``0`` for odd sums and
     outside the triangle. Exact up to one rounding (Racah's formula).
 
+    Args:
+        l1: degree of the first harmonic.
+        l2: degree of the second harmonic.
+        l3: degree of the third harmonic.
+
+    Returns:
+        The factor ``g`` as a Python float.
+
+    Raises:
+        TypeError: a degree that is not an int.
+        ValueError: a negative degree, or one above the supported maximum.
+
     Example:
         >>> round(gaunt_path_weight(0, 0, 0) * (4 * math.pi) ** 0.5, 12)
         1.0

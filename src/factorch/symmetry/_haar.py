@@ -154,6 +154,12 @@ def log_haar_density(symmetric: torch.Tensor) -> torch.Tensor:
     The log density of the Haar measure of GL⁺(n) / SL(n) in the Cartan chart
     :math:`g = \exp(S)R` with respect to ``dS dR`` (module docstring).
 
+    Args:
+        symmetric: ``(..., n, n)`` symmetric matrices ``S``.
+
+    Returns:
+        The log densities, shape ``(...)``; differentiable.
+
     Raises:
         TypeError, ValueError: not a real square finite tensor.
 

@@ -34,6 +34,9 @@ class Irrep:
         l: the degree, a non-negative int.
         p: the parity, ``1`` or ``-1``.
 
+    Raises:
+        ValueError: a negative or non-int ``l``, or ``p`` other than 1 and -1.
+
     Example:
         >>> Irrep(1, -1), Irrep.parse("2e"), Irrep.parse("1y")
         (Irrep(l=1, p=-1), Irrep(l=2, p=1), Irrep(l=1, p=-1))
@@ -83,7 +86,17 @@ class Irrep:
 
 
 class MulIrrep(NamedTuple):
-    """``mul`` copies of ``irrep``."""
+    """``mul`` copies of ``irrep`` (a named pair; an :class:`Irreps` holds a tuple of them).
+
+    Args:
+        mul: the multiplicity.
+        irrep: the :class:`Irrep`.
+
+    Example:
+        >>> term = Irreps("2x1o")[0]
+        >>> term, term.dim, str(term)
+        (MulIrrep(mul=2, irrep=Irrep(l=1, p=-1)), 6, '2x1o')
+    """
 
     mul: int
     irrep: Irrep

@@ -50,7 +50,19 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class PolarDecomposition:
-    """``g = positive @ orthogonal`` (side "left") or ``g = orthogonal @ positive`` ("right")."""
+    """``g = positive @ orthogonal`` (side "left") or ``g = orthogonal @ positive`` ("right").
+
+    Attributes:
+        positive: the symmetric positive semi-definite factor.
+        orthogonal: the orthogonal factor.
+        side: ``"left"`` or ``"right"``.
+
+    Example:
+        >>> g = torch.tensor([[2.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> pd = polar_decomposition(g, side="right")
+        >>> pd.side, torch.allclose(pd.orthogonal @ pd.positive, g)
+        ('right', True)
+    """
 
     positive: torch.Tensor
     orthogonal: torch.Tensor
@@ -59,7 +71,18 @@ class PolarDecomposition:
 
 @dataclasses.dataclass(frozen=True)
 class CartanDecomposition:
-    """``g = matrix_exp(symmetric) @ rotation``, ``symmetric`` symmetric, ``rotation`` in SO(n)."""
+    """``g = matrix_exp(symmetric) @ rotation``, ``symmetric`` symmetric, ``rotation`` in SO(n).
+
+    Attributes:
+        symmetric: the symmetric factor ``S``.
+        rotation: the rotation ``R``.
+
+    Example:
+        >>> g = torch.tensor([[2.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> c = cartan_decomposition(g)
+        >>> torch.allclose(torch.linalg.matrix_exp(c.symmetric) @ c.rotation, g)
+        True
+    """
 
     symmetric: torch.Tensor
     rotation: torch.Tensor
@@ -135,8 +158,16 @@ def _sym_function(p: torch.Tensor, f: str) -> torch.Tensor:
 def spd_log(matrices: torch.Tensor) -> torch.Tensor:
     """Matrix logarithm of symmetric positive definite matrices (symmetric result; via ``eigh``).
 
+    Args:
+        matrices: ``(..., n, n)`` symmetric positive definite, real floating.
+
+    Returns:
+        The symmetric logarithms, ``(..., n, n)`` in the input's dtype and device (computed in
+        float64 at least); differentiable.
+
     Raises:
-        TypeError, ValueError: not a real square finite tensor, or not positive definite.
+        TypeError: not a real floating tensor.
+        ValueError: not square, non-finite, not symmetric, or not positive definite.
 
     Example:
         >>> log = spd_log(torch.diag(torch.tensor([1.0, math.e], dtype=torch.float64)))
@@ -162,8 +193,16 @@ def spd_log(matrices: torch.Tensor) -> torch.Tensor:
 def spd_exp(matrices: torch.Tensor) -> torch.Tensor:
     """Matrix exponential of symmetric matrices (SPD result; via ``eigh``).
 
+    Args:
+        matrices: ``(..., n, n)`` symmetric, real floating.
+
+    Returns:
+        The symmetric positive definite exponentials, ``(..., n, n)`` in the input's dtype and
+        device; differentiable.
+
     Raises:
-        TypeError, ValueError: not a real square finite tensor.
+        TypeError: not a real floating tensor.
+        ValueError: not square, non-finite, or an exponential that overflows the dtype.
 
     Example:
         >>> spd_exp(torch.zeros(2, 2))
@@ -222,6 +261,12 @@ def rotation_log(rotations: torch.Tensor) -> torch.Tensor:
     Closed forms for ``n = 2`` (the angle) and ``n = 3`` (axis--angle, stable near the identity);
     other ``n`` through the complex eigendecomposition. Ill-defined at angle :math:`π` (any axis
     works), as for every logarithm.
+
+    Args:
+        rotations: ``(..., n, n)`` rotation matrices.
+
+    Returns:
+        The skew-symmetric logarithms, ``(..., n, n)`` in the input's dtype.
 
     Raises:
         TypeError, ValueError: not real square finite matrices, or not in SO(n) (to 1e-6).
@@ -318,6 +363,12 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
     the Euclidean norm of the coordinates equal the Frobenius norm of :math:`S` (and of
     :math:`X / \sqrt2`). Inverse: :func:`lie_chart_inverse`.
 
+    Args:
+        matrices: ``(..., n, n)`` real matrices with positive determinant.
+
+    Returns:
+        The coordinates, ``(..., n^2)`` in the input's dtype; differentiable.
+
     Raises:
         TypeError, ValueError: as :func:`cartan_decomposition`.
 
@@ -337,6 +388,13 @@ def lie_chart(matrices: torch.Tensor) -> torch.Tensor:
 
 def lie_chart_inverse(coordinates: torch.Tensor, n: int) -> torch.Tensor:
     """``g = exp(S) exp(X)`` from :func:`lie_chart` coordinates.
+
+    Args:
+        coordinates: ``(..., n^2)`` coordinates from :func:`lie_chart`.
+        n: the matrix size.
+
+    Returns:
+        The matrices ``g``, ``(..., n, n)``; differentiable.
 
     Raises:
         TypeError, ValueError: non-floating coordinates, or a last dimension other than ``n^2``.

@@ -316,6 +316,13 @@ def rotation_group(n: int, *, reflections: bool = False) -> MatrixGroup:
     For ``n = 3`` the Lie generators are ``L_x, L_y, L_z`` (``L_k v = e_k × v``); O(n) adds one
     reflection (the inversion ``-I`` for odd ``n``, ``diag(-1, 1, ..., 1)`` for even ``n``).
 
+    Args:
+        n: the dimension, at least 2.
+        reflections: O(n) instead of SO(n).
+
+    Returns:
+        The :class:`MatrixGroup` with its Lie algebra generators (and the reflection for O(n)).
+
     Raises:
         TypeError, ValueError: ``n`` not an int ``>= 2``.
 
@@ -342,6 +349,12 @@ def rotation_group(n: int, *, reflections: bool = False) -> MatrixGroup:
 
 def axial_rotation_group(axis: int = 2) -> MatrixGroup:
     """SO(2): rotations of ``R^3`` about coordinate ``axis`` (0, 1 or 2 for x, y, z).
+
+    Args:
+        axis: the rotation axis, 0, 1 or 2.
+
+    Returns:
+        The :class:`MatrixGroup` with one generator.
 
     Raises:
         TypeError, IndexError: ``axis`` not an int in ``[0, 2]``.

@@ -194,6 +194,21 @@ def wigner_3j(
     :math:`\sum C_{ijk} D^{l_1}_{ia} D^{l_2}_{jb} D^{l_3}_{kc} = C_{abc}`. Same arguments and errors
     as :func:`clebsch_gordan`.
 
+    Args:
+        l1: degree of the first input.
+        l2: degree of the second input.
+        l3: degree of the output.
+        dtype: the result's dtype.
+        device: the result's device.
+
+    Returns:
+        ``(2 l1 + 1, 2 l2 + 1, 2 l3 + 1)`` symbols.
+
+    Raises:
+        TypeError: a degree that is not an int.
+        ValueError: a negative degree, one above 64, or a triplet that violates the triangle
+            rule.
+
     Example:
         >>> round(float(wigner_3j(2, 1, 2).pow(2).sum()), 12)
         1.0
@@ -234,8 +249,7 @@ def wigner_D(l: int, rotation: torch.Tensor) -> torch.Tensor:
 
     :math:`Y^l(R x) = D^l(R)\, Y^l(x)` for the harmonics of :func:`spherical_harmonics`;
     ``wigner_D(1, R) == R``. A matrix with determinant -1 is accepted and treated as the rotation
-    ``-R`` (parity is the caller's: multiply by ``p`` for an odd irrep, as
-    :meth:`Irreps.D_from_matrix`-style helpers do).
+    ``-R`` (parity is the caller's: multiply by ``p`` for an odd irrep).
 
     Args:
         l: the degree (``0 <= l <= 64``).
@@ -309,6 +323,14 @@ def so3_generators(
     ``G[k]`` is skew-symmetric and :math:`D^l(\exp(t L_k)) = \exp(t G_k)` where
     :math:`L_k x = e_k \times x` generates rotations about axis ``k`` of ``(x, y, z)``;
     ``so3_generators(1) == L``. Exact (derivative of the quadrature formula of :func:`wigner_D`).
+
+    Args:
+        l: the degree, an int in ``[0, 64]``.
+        dtype: the result's dtype.
+        device: the result's device.
+
+    Returns:
+        ``(3, 2l+1, 2l+1)`` skew-symmetric generators.
 
     Raises:
         TypeError, ValueError: ``l`` not an int in ``[0, 64]``.

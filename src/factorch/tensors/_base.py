@@ -39,6 +39,13 @@ class FactorizedTensor:
     Subclasses implement ``_tensors()`` (every stored tensor, in a fixed order), ``shape``,
     ``rank``, ``to_dense``, ``norm``, ``inner``, ``mode_dot``, ``entries``, ``unfold`` and
     ``_replace_tensors`` (rebuild from a list in ``_tensors()`` order, used by :meth:`to`).
+
+    Example:
+        >>> x = factorch.random.random_tt((3, 4, 5), 2, generator=torch.Generator().manual_seed(0))
+        >>> isinstance(x, FactorizedTensor), x.shape
+        (True, (3, 4, 5))
+        >>> torch.allclose(x.norm(), x.to_dense().norm())
+        True
     """
 
     __slots__ = ()

@@ -49,6 +49,13 @@ class FactorMatch:
         congruences: per-component congruence ``prod_n |cos(a_r^(n), b_{p(r)}^(n))|``.
         exhaustive: True when the matching is optimal (exhaustive search, ``other.rank <= 8``);
             False when it is greedy.
+
+    Example:
+        >>> a = factorch.random.random_cp((4, 5, 6), 2, generator=torch.Generator().manual_seed(0))
+        >>> swapped = CPTensor(a.weights.flip(0), [f.flip(1) for f in a.factors])
+        >>> match = a.factor_match(swapped)
+        >>> match.permutation, round(match.score, 6), match.exhaustive
+        ((1, 0), 1.0, True)
     """
 
     score: float
@@ -74,6 +81,11 @@ class CPTensor(FactorizedTensor):
     ``cp_tensor[0]`` is ``weights`` and ``cp_tensor[1]`` is ``factors`` (``len(cp_tensor) == 2``).
     This is a read-only view: the tensor stays frozen, equality stays identity (two CP tensors
     are never compared entry-wise by ``==``) and it is not a :class:`collections.abc.Sequence`.
+
+    Raises:
+        TypeError: weights or factors that are not tensors, or of more than one dtype.
+        ValueError: factors whose column counts differ from ``len(weights)``, or tensors on
+            more than one device.
 
     Example:
         >>> cp_tensor = factorch.random.random_cp((3, 4, 5), 2)

@@ -41,6 +41,12 @@ class Parafac2Tensor:
     Unpacks as ``(weights, factors, projections)``, like TensorLy's ``Parafac2Tensor``. Every
     method is differentiable with respect to the stored tensors.
 
+    Raises:
+        TypeError: weights, factors or projections that are not tensors, or of more than one
+            dtype.
+        ValueError: shapes that do not fit together (three factors; ``B`` of shape ``(R, R)``;
+            one ``(J_i, R)`` projection per row of ``A``), or tensors on more than one device.
+
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> p = [torch.linalg.qr(torch.randn(n, 2, generator=g)).Q for n in (5, 7)]
@@ -145,7 +151,7 @@ class Parafac2Tensor:
 
     @property
     def n_params(self) -> int:
-        """Stored scalars: weights, ``A``, ``B``, ``C`` and the projections."""
+        """The number of stored scalars (weights, ``A``, ``B``, ``C`` and the projections)."""
         return sum(t.numel() for t in (self.weights, *self.factors, *self.projections))
 
     def __repr__(self) -> str:

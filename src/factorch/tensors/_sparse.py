@@ -183,6 +183,20 @@ class SparseTensor:
     merges duplicates with equal values; use :meth:`from_coo` to choose another duplicate policy.
     ``nnz = 0`` is allowed (an empty split); algorithms that need data refuse it.
     Not differentiable (a container); ``values`` may be used in differentiable code.
+
+    Raises:
+        TypeError: indices that are not integer, or values that are not real floating.
+        ValueError: indices and values whose sizes disagree, non-finite values, or duplicate
+            coordinates with different values.
+        IndexError: a coordinate outside ``shape``.
+
+    Example:
+        >>> x = SparseTensor(torch.tensor([[0, 1], [2, 0]]), torch.tensor([1.0, 5.0]), (2, 3))
+        >>> x.nnz, x.shape
+        (2, (2, 3))
+        >>> x.to_dense()
+        tensor([[0., 0., 1.],
+                [5., 0., 0.]])
     """
 
     indices: torch.Tensor

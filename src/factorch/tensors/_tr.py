@@ -27,6 +27,18 @@ class TRTensor(CoreChainTensor):
         cores: tuple of 3-D cores (lists and numpy arrays are converted).
 
     Every method is differentiable with respect to the cores.
+
+    Raises:
+        TypeError: cores that are not tensors, or of more than one dtype.
+        ValueError: cores that are not 3-D, ranks that do not chain around the ring (the last
+            core's ``r_N`` must equal the first core's ``r_0``), or cores on more than one device.
+
+    Example:
+        >>> tr = TRTensor([torch.ones(2, 3, 2), torch.ones(2, 4, 2)])
+        >>> tr.shape, tr.rank
+        ((3, 4), (2, 2, 2))
+        >>> float(tr.to_dense()[0, 0])  # trace of a 2 x 2 all-ones matrix squared
+        4.0
     """
 
     _kind = "TRTensor"

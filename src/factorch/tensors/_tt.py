@@ -140,6 +140,19 @@ class TTTensor(CoreChainTensor):
     ``c * a`` for a scalar ``c`` (first core scaled), ``-a``, and :meth:`hadamard` (Kronecker
     cores, ranks multiply). Ranks grow; recompress with TT rounding. Every method is
     differentiable with respect to the cores.
+
+    Raises:
+        TypeError: cores that are not tensors, or of more than one dtype.
+        ValueError: cores that are not 3-D, ranks that do not chain (``G_k.shape[2]`` must
+            equal ``G_{k+1}.shape[0]``), boundary ranks other than 1, or cores on more than
+            one device.
+
+    Example:
+        >>> tt = TTTensor([torch.ones(1, 3, 2), torch.ones(2, 4, 1)])
+        >>> tt.shape, tt.rank
+        ((3, 4), (1, 2, 1))
+        >>> bool((tt + tt).to_dense().eq(4).all())
+        True
     """
 
     _kind = "TTTensor"

@@ -50,6 +50,18 @@ class TTMatrix(FactorizedTensor):
     ``shape`` is the matrix shape ``(M, N)`` and ``ndim`` is 2; ``row_shape``/``col_shape`` give
     the factorisations of ``M`` and ``N``. Every method is differentiable with respect to the
     cores.
+
+    Raises:
+        TypeError: cores that are not tensors, or of more than one dtype.
+        ValueError: cores that are not 4-D, ranks that do not chain, boundary ranks other than
+            1, or cores on more than one device.
+
+    Example:
+        >>> m = TTMatrix([torch.eye(2).reshape(1, 2, 2, 1), torch.eye(3).reshape(1, 3, 3, 1)])
+        >>> m.shape, m.row_shape, m.col_shape
+        ((6, 6), (2, 3), (2, 3))
+        >>> torch.equal(m.to_dense(), torch.eye(6))
+        True
     """
 
     cores: tuple[torch.Tensor, ...]

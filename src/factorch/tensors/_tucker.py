@@ -49,6 +49,20 @@ class TuckerTensor(FactorizedTensor):
             factors.
 
     Every method is differentiable with respect to core and factors.
+
+    Raises:
+        TypeError: a core or factors that are not tensors, or of more than one dtype.
+        ValueError: a factor whose column count differs from the core's size in its mode, a
+            factor count other than ``core.ndim``, or tensors on more than one device.
+
+    Example:
+        >>> core = torch.ones(2, 3, 1)
+        >>> factors = [torch.ones(4, 2), torch.ones(5, 3), torch.ones(6, 1)]
+        >>> t = TuckerTensor(core, factors)
+        >>> t.shape, t.rank
+        ((4, 5, 6), (2, 3, 1))
+        >>> float(t.to_dense()[0, 0, 0])
+        6.0
     """
 
     core: torch.Tensor

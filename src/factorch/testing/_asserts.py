@@ -28,6 +28,20 @@ def tolerance(dtype: torch.dtype) -> tuple[float, float]:
 
     float16 (5e-3, 1e-4), bfloat16 (3e-2, 1e-3), float32 / complex64 (1e-5, 1e-6),
     float64 / complex128 (1e-10, 1e-12).
+
+    Args:
+        dtype: a floating or complex dtype.
+
+    Returns:
+        ``(rtol, atol)``.
+
+    Raises:
+        TypeError: ``dtype`` that is not a ``torch.dtype``.
+        ValueError: a dtype without a tolerance (an integer dtype, ...).
+
+    Example:
+        >>> tolerance(torch.float32)
+        (1e-05, 1e-06)
     """
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"tolerance: dtype must be a torch.dtype; got {type(dtype).__name__}.")
@@ -63,6 +77,26 @@ def assert_close_tensors(
     are densified. Shapes must be equal. ``rtol``/``atol`` default to :func:`tolerance` of the
     less precise of the two dtypes. Non-finite entries in ``actual`` always fail. The message
     reports the relative error, the bound, both shapes and dtypes, then ``msg``.
+
+    Args:
+        actual: the tensor (or factorized tensor) under test.
+        expected: the reference.
+        rtol: relative tolerance (default from :func:`tolerance`).
+        atol: absolute tolerance (default from :func:`tolerance`).
+        msg: appended to the failure message.
+
+    Raises:
+        AssertionError: shapes that differ, non-finite ``actual``, or an error over the bound.
+        TypeError: an argument that is not a tensor, or dtypes without a default tolerance and
+            no ``rtol``/``atol``.
+
+    Example:
+        >>> x = torch.ones(3, dtype=torch.float64)
+        >>> assert_close_tensors(x + 1e-13, x)
+        >>> assert_close_tensors(x + 1e-3, x, msg="(example)")
+        Traceback (most recent call last):
+            ...
+        AssertionError: assert_close_tensors: relative error 1.000e-03 ... (example)
     """
     fn = "assert_close_tensors"
     a = _dense(actual, fn, "actual")
@@ -110,6 +144,21 @@ def assert_recovers(
     """Raise ``AssertionError`` unless ``||estimate - truth|| / ||truth|| <= tol``.
 
     Compares dense reconstructions (factors are not unique), in float64 on the CPU.
+
+    Args:
+        truth: the planted tensor (dense or factorized).
+        estimate: the recovered tensor (dense or factorized).
+        tol: the largest relative error accepted.
+
+    Raises:
+        AssertionError: shapes that differ, or a relative error above ``tol``.
+        TypeError: an argument that is not a tensor.
+        ValueError: ``tol`` that is not a non-negative number.
+
+    Example:
+        >>> p = factorch.random.planted("cp", (4, 5, 6), 2,
+        ...                             generator=torch.Generator().manual_seed(0))
+        >>> assert_recovers(p.truth, p.tensor, tol=1e-12)
     """
     fn = "assert_recovers"
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:

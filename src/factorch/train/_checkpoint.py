@@ -55,6 +55,13 @@ def checkpoint_files(
     """The checkpoint of ``model`` as ``{"model.safetensors": .., "config.json": ..}`` bytes (for
     writers that add files of their own; :func:`save_checkpoint` writes them).
 
+    Args:
+        model: an FNO, TFNO or MGTFNO, possibly in a :class:`NormalizedOperator`.
+        metadata: extra JSON values recorded in ``config.json``.
+
+    Returns:
+        The two files' names and bytes.
+
     Raises:
         TypeError: not a factorch operator (FNO, TFNO, MGTFNO, possibly normalized).
 

@@ -111,6 +111,11 @@ def relative_lp(
         divided by an exact power of two first). A target that is exactly zero gives the
         absolute error. Differentiable.
 
+    Raises:
+        TypeError: inputs that are not floating tensors.
+        ValueError: inputs of different shapes or empty, ``dims`` out of range, an unknown
+            ``reduction``, or ``p < 1``.
+
     Example:
         >>> v = torch.ones(2, 1, 8, 8)
         >>> round(float(relative_lp(1.1 * v, v)), 6)
@@ -134,6 +139,14 @@ def gradients(u: torch.Tensor, dims: int, *, periodic: bool) -> list[torch.Tenso
     """``du / dx_j`` for each of the last ``dims`` dimensions on the unit domain: spectral on a
     periodic grid ``j / n`` (the Nyquist mode of even grids is dropped), second-order finite
     differences on a node grid ``j / (n - 1)``.
+
+    Args:
+        u: the field, its last ``dims`` dimensions a uniform grid on the unit domain.
+        dims: how many trailing dimensions are the grid.
+        periodic: spectral derivatives (periodic grid) or finite differences (node grid).
+
+    Returns:
+        One tensor of ``u``'s shape per grid dimension. Differentiable.
 
     Example:
         >>> x = torch.arange(16, dtype=torch.float64) / 16
@@ -196,6 +209,11 @@ def relative_h1(
         (scale-safe, half precision computed in float32, absolute error for a zero target).
         Differentiable.
 
+    Raises:
+        TypeError: inputs that are not floating tensors.
+        ValueError: inputs of different shapes or empty, ``dims`` out of range, an unknown
+            ``reduction``, or a grid dimension with fewer than 2 points.
+
     Example:
         >>> t = torch.arange(32, dtype=torch.float64) / 32
         >>> v = torch.sin(2 * torch.pi * t).expand(1, 1, 32)
@@ -227,6 +245,15 @@ def relative_h1(
 class LpLoss(nn.Module):
     """:func:`relative_lp` as a module (``loss(pred, target)``).
 
+    Args:
+        p: the norm's order (``p >= 1``).
+        dims: how many trailing dimensions are the grid.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Raises:
+        TypeError: at the call, inputs :func:`relative_lp` refuses.
+        ValueError: at the call, options or inputs :func:`relative_lp` refuses.
+
     Example:
         >>> LpLoss(dims=1)(torch.zeros(1, 1, 4), torch.ones(1, 1, 4))
         tensor(1.)
@@ -242,6 +269,15 @@ class LpLoss(nn.Module):
 
 class H1Loss(nn.Module):
     """:func:`relative_h1` as a module.
+
+    Args:
+        periodic: spectral derivatives on a periodic grid, finite differences otherwise.
+        dims: how many trailing dimensions are the grid.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Raises:
+        TypeError: at the call, inputs :func:`relative_h1` refuses.
+        ValueError: at the call, options or inputs :func:`relative_h1` refuses.
 
     Example:
         >>> H1Loss(periodic=False, dims=1)(torch.ones(1, 1, 4), torch.ones(1, 1, 4))

@@ -46,6 +46,13 @@ class NormalizedOperator(nn.Module):
     """``y = mu_y + s_y * operator((x - mu_x) / s_x)`` with per-channel means and standard
     deviations (buffers, saved with the model). Differentiable.
 
+    Args:
+        operator: the operator on normalized data.
+        in_mean: per-channel mean of the inputs, ``(c_in, 1, ...)``.
+        in_std: per-channel standard deviation of the inputs (positive).
+        out_mean: per-channel mean of the outputs.
+        out_std: per-channel standard deviation of the outputs (positive).
+
     Example:
         >>> x, y = torch.randn(4, 1, 8), torch.randn(4, 1, 8)
         >>> op = NormalizedOperator.fit(torch.nn.Identity(), x, y)
@@ -103,7 +110,24 @@ class NormalizedOperator(nn.Module):
 class EpochRecord:
     """One epoch: mean training loss, its wall and process CPU time (training only; CPU time is
     what a busy shared machine inflates least), and the test metrics when evaluated
-    (``{set name: {"l2": .., "h1": ..}}``, empty otherwise)."""
+    (``{set name: {"l2": .., "h1": ..}}``, empty otherwise).
+
+    Attributes:
+        epoch: the 1-based epoch.
+        train_loss: the mean training loss over the epoch.
+        seconds: wall-clock seconds of the epoch's training.
+        cpu_seconds: process CPU seconds of the epoch's training.
+        metrics: the test metrics when evaluated this epoch, else empty.
+
+    Example:
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(8, 1, 16, generator=g)
+    >>> result = train_operator(torch.nn.Conv1d(1, 1, 3, padding=1), (x, 2 * x),
+    ...                         test={"test": (x, 2 * x)}, epochs=2, batch_size=4,
+    ...                         periodic=True, generator=g)
+    >>> [(r.epoch, sorted(r.metrics)) for r in result.history]
+    [(1, []), (2, ['test'])]
+    """
 
     epoch: int
     train_loss: float
@@ -123,6 +147,15 @@ class TrainResult:
         metrics: the final test metrics, ``{set name: {"l2": .., "h1": ..}}`` (physical units).
         seconds_per_epoch: median training seconds per epoch (wall clock).
         cpu_seconds_per_epoch: median process CPU seconds per training epoch.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(8, 1, 16, generator=g)
+        >>> result = train_operator(torch.nn.Conv1d(1, 1, 3, padding=1), (x, 2 * x),
+        ...                         test={"test": (x, 2 * x)}, epochs=2, batch_size=4,
+        ...                         periodic=True, generator=g)
+        >>> len(result.history), sorted(result.metrics["test"]), result.model.training
+        (2, ['h1', 'l2'], False)
     """
 
     model: nn.Module
@@ -183,6 +216,12 @@ def evaluate(
 
     Returns:
         ``{"l2": .., "h1": ..}``. Not differentiable (no graph is built).
+
+    Raises:
+        TypeError: ``data`` that is neither a ``PDEData`` nor a pair of floating tensors, or a
+            ``batch_size`` that is not an int.
+        ValueError: shapes that do not fit, no ``periodic`` for tensor data, a ``batch_size``
+            below 1, or predictions of another shape than ``y``.
 
     Example:
         >>> x = torch.randn(3, 1, 16)
@@ -290,8 +329,9 @@ def train_operator(
         :class:`TrainResult` (model in eval mode, history, final metrics, median s/epoch).
 
     Raises:
-        TypeError / ValueError: bad arguments or data (non-float, empty, NaN/Inf, mismatched
-            shapes), or a non-finite training loss (the message gives the epoch; lower ``lr``).
+        TypeError: an argument of the wrong type, or non-float data.
+        ValueError: bad values or data (empty, NaN/Inf, mismatched shapes), or a non-finite
+            training loss (the message gives the epoch; lower ``lr``).
 
     Example:
         >>> from factorch.datasets.pde import darcy_flow

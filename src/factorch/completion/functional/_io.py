@@ -32,6 +32,9 @@ def functional_to_bytes(
         model: the model.
         metadata: extra string entries for the file's metadata.
 
+    Returns:
+        The bytes of a safetensors file (read back by :func:`functional_from_bytes`).
+
     Raises:
         TypeError: ``model`` is not a :class:`FunctionalTensor`, metadata not ``str -> str``.
 
@@ -87,8 +90,21 @@ def functional_to_bytes(
 def functional_from_bytes(data: bytes) -> FunctionalTensor:
     """Rebuild a :class:`FunctionalTensor` from :func:`functional_to_bytes` output.
 
+    Args:
+        data: the bytes of the file.
+
+    Returns:
+        The model, in the dtypes it was saved in.
+
     Raises:
+        TypeError: ``data`` that is not bytes.
         ValueError: not a safetensors file of a functional model, or an inconsistent one.
+
+    Example:
+        >>> functional_from_bytes(b"not a model")
+        Traceback (most recent call last):
+            ...
+        ValueError: functional_from_bytes: ...
     """
     fn = "functional_from_bytes"
     from safetensors.torch import load

@@ -73,6 +73,11 @@ class Matern:
             the range of the mode's training coordinates (see :meth:`resolved`).
         variance: prior variance ``sigma^2`` of the function values.
 
+    Raises:
+        ValueError: ``nu`` not one of 0.5, 1.5, 2.5, or a lengthscale or variance that is not
+            positive and finite.
+        TypeError: a lengthscale or variance that is not a number.
+
     Example:
         >>> import torch
         >>> k = Matern(1.5, lengthscale=0.5)

@@ -52,6 +52,16 @@ class LatentFunctions:
         information: ``(n, R)`` pseudo-observation information vectors ``eta_j``.
         mean: ``(n, R)`` posterior means of the function values at ``coords``.
         cov: ``(n, R, R)`` posterior covariances there.
+
+    Example:
+        >>> from factorch.completion.functional import ContinuousData, funbat
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = ContinuousData(torch.rand(30, 2, dtype=torch.float64, generator=g),
+        ...                       torch.randn(30, dtype=torch.float64, generator=g))
+        >>> result = funbat(data, 1, structure="cp", max_iter=2, generator=g)
+        >>> u = result.model.factors[0]
+        >>> u.rank, u.coords.shape == (30,), u.mean.shape
+        (1, True, torch.Size([30, 1]))
     """
 
     kernel: Matern
@@ -122,6 +132,19 @@ class FunctionalTensor:
         value_scale, value_offset: ``y = value_offset + value_scale f``.
         names, units: per mode.
         value_dtype: dtype of the predictions (the data's dtype).
+
+    Raises:
+        ValueError: only one of ``core_mean`` and ``core_cov`` given.
+
+    Example:
+        >>> from factorch.completion.functional import ContinuousData, funbat
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = ContinuousData(torch.rand(30, 2, dtype=torch.float64, generator=g),
+        ...                       torch.randn(30, dtype=torch.float64, generator=g))
+        >>> result = funbat(data, 1, structure="cp", max_iter=2, generator=g)
+        >>> model = result.model
+        >>> model.structure, model.rank, model.names
+        ('cp', (1, 1), ('x0', 'x1'))
     """
 
     factors: tuple[LatentFunctions, ...]

@@ -36,6 +36,16 @@ class Prediction:
         mean: ``(M,)`` posterior mean of ``f``.
         std: ``(M,)`` posterior standard deviation of ``f``.
         noise_std: the observation-noise standard deviation ``E[tau]^{-1/2}``.
+
+    Example:
+        >>> from factorch.completion.functional import ContinuousData, funbat
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = ContinuousData(torch.rand(30, 2, dtype=torch.float64, generator=g),
+        ...                       torch.randn(30, dtype=torch.float64, generator=g))
+        >>> result = funbat(data, 1, structure="cp", max_iter=2, generator=g)
+        >>> p = result.model.predict(torch.tensor([[0.5, 0.5]], dtype=torch.float64))
+        >>> p.mean.shape, bool((p.predictive_std() >= p.std).all())
+        (torch.Size([1]), True)
     """
 
     mean: torch.Tensor
@@ -115,6 +125,15 @@ class FunctionalResult:
         time_s: wall-clock seconds of the whole fit.
         method: ``"ep"`` (conditional expectation propagation) or ``"map"`` (gradient MAP).
         extras: method-specific details (``"noise_std"`` per epoch, ...).
+
+    Example:
+        >>> from factorch.completion.functional import ContinuousData, funbat
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = ContinuousData(torch.rand(30, 2, dtype=torch.float64, generator=g),
+        ...                       torch.randn(30, dtype=torch.float64, generator=g))
+        >>> result = funbat(data, 1, structure="cp", max_iter=2, generator=g)
+        >>> result.method, result.epochs, len(result.train_rmse), result.val_rmse
+        ('ep', 2, 2, ())
     """
 
     model: FunctionalTensor

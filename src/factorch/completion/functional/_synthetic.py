@@ -32,6 +32,10 @@ def funbat_synthetic(
     Returns:
         ``(data, (u1, u2))``: the data (float64) and the true functions' values at every entry.
 
+    Raises:
+        TypeError: ``grids`` or ``size`` that is not an int, or a bad generator.
+        ValueError: ``grids`` or ``size`` below 1.
+
     Example:
         >>> import torch
         >>> data, (u1, u2) = funbat_synthetic(generator=torch.Generator().manual_seed(0))

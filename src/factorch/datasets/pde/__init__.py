@@ -7,13 +7,13 @@ manufactured solution, and returns a frozen :class:`PDEData` (``x``, ``y`` chann
 ``cache_dir=`` keeps the result on disk (atomic write, keyed by the arguments and the generator's
 state; :func:`default_cache_dir` is the conventional place).
 
-====================  =====================================================================
-generator             problem and solver
-====================  =====================================================================
-:func:`darcy_flow`    ``-div(a grad u) = 1``, zero Dirichlet; five-point FD, batched PCG
-:func:`burgers`       ``u_t + (u^2/2)_x = nu u_xx``, periodic; pseudo-spectral, ETDRK4
-:func:`navier_stokes` vorticity on the torus, FNO forcing; pseudo-spectral, CN/AB2
-====================  =====================================================================
+=======================  ==================================================================
+generator                problem and solver
+=======================  ==================================================================
+:func:`darcy_flow`       ``-div(a grad u) = 1``, zero Dirichlet; five-point FD, batched PCG
+:func:`burgers`          ``u_t + (u^2/2)_x = nu u_xx``, periodic; pseudo-spectral, ETDRK4
+:func:`navier_stokes`    vorticity on the torus, FNO forcing; pseudo-spectral, CN/AB2
+=======================  ==================================================================
 """
 
 from ._burgers import burgers as burgers

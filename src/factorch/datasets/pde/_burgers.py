@@ -84,7 +84,8 @@ def solve_burgers(
         device; the computation runs in float64.
 
     Raises:
-        TypeError / ValueError: bad arguments (named in the message).
+        TypeError: an argument of the wrong type (named in the message).
+        ValueError: an argument with a bad value (named in the message).
 
     Not differentiable (detached).
 
@@ -192,6 +193,12 @@ def burgers(
     Returns:
         :class:`PDEData`: ``x = u(0)`` of shape ``(n_samples, 1, resolution)`` and ``y`` the
         ``n_snapshots`` later states, ``(n_samples, n_snapshots, resolution)``; ``periodic=True``.
+
+    Raises:
+        TypeError: an argument of the wrong type (a non-int size, a non-float dtype, a bad device
+            or generator; the message names it).
+        ValueError: a size, resolution or physical parameter out of range (the message names
+            it), or a generator not on the CPU.
 
     Example:
         >>> data = burgers(4, resolution=64, generator=torch.Generator().manual_seed(0))

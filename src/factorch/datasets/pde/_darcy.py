@@ -215,7 +215,8 @@ def darcy_flow(
         resolution)``, ``periodic=False``.
 
     Raises:
-        TypeError / ValueError: bad arguments (each message names the argument).
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: an argument with a bad value (the message names it).
 
     Example:
         >>> data = darcy_flow(8, resolution=16, generator=torch.Generator().manual_seed(0))

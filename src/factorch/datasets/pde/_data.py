@@ -57,6 +57,9 @@ class PDEData:
             padding in multi-grid patching) or not (finite differences, boundary-aware padding).
         params: the generator's arguments (JSON values), e.g. ``{"viscosity": 0.001, ...}``.
 
+    Raises:
+        ValueError: ``x`` and ``y`` with different sample counts or grids.
+
     Example:
         >>> data = darcy_flow(4, resolution=16, generator=torch.Generator().manual_seed(0))
         >>> data.x.shape, data.y.shape, data.periodic
@@ -197,8 +200,11 @@ def check_device(device: object, fn: str) -> torch.device:
 
 # --- cache ---------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """Where :func:`cached` data goes when asked for the default: ``$FACTORCH_CACHE/pde`` or
-    ``~/.cache/factorch/pde``.
+    """Where the generators keep their data when asked for the default cache folder.
+
+    Returns:
+        ``$FACTORCH_CACHE/pde`` when that variable is set, else ``~/.cache/factorch/pde`` (the
+        folder is not created here).
 
     Example:
         >>> default_cache_dir().name

@@ -48,8 +48,27 @@ def periodic_grf(
     resolves without its Nyquist frequency. The coefficients are drawn on the CPU from
     ``generator`` for all ``|k| <= max_modes`` whatever the resolution.
 
+    A building block of the generators, which check its arguments (it checks none itself).
+
+    Args:
+        n_samples: number of fields.
+        resolution: grid points per dimension (``x_j = j / resolution``).
+        dims: number of spatial dimensions.
+        alpha: smoothness exponent of the covariance.
+        tau: inverse length scale.
+        sigma: amplitude.
+        max_modes: the highest frequency drawn in each dimension.
+        generator: CPU generator the coefficients are drawn from.
+        device: where the fields are assembled.
+
     Returns:
         ``(n_samples, resolution, ..., resolution)`` float64 on ``device``.
+
+    Example:
+        >>> u = periodic_grf(2, 16, dims=2, alpha=2.5, tau=7.0, sigma=1.0, max_modes=6,
+        ...                  generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+        >>> u.shape, bool(u.mean(dim=(1, 2)).abs().max() < 1e-12)  # mean zero: no constant mode
+        (torch.Size([2, 16, 16]), True)
     """
     m = max_modes
     shape = (n_samples,) + (2 * m + 1,) * dims
@@ -103,8 +122,29 @@ def neumann_grf(
     (boundary included). ``K = max_modes`` whatever the resolution, so a generator state gives
     one function at every resolution.
 
+    A building block of the generators, which check its arguments (it checks none itself).
+
+    Args:
+        n_samples: number of fields.
+        resolution: grid nodes per dimension, boundary included.
+        alpha: smoothness exponent of the covariance.
+        tau: inverse length scale.
+        max_modes: the number ``K`` of cosine modes per dimension.
+        generator: CPU generator the coefficients are drawn from.
+        device: where the fields are assembled.
+
     Returns:
         ``(n_samples, resolution, resolution)`` float64 on ``device``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> coarse = neumann_grf(1, 9, alpha=2.0, tau=3.0, max_modes=8, generator=gen,
+        ...                      device=torch.device("cpu"))
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> fine = neumann_grf(1, 17, alpha=2.0, tau=3.0, max_modes=8, generator=gen,
+        ...                    device=torch.device("cpu"))
+        >>> torch.allclose(fine[:, ::2, ::2], coarse)  # one function at every resolution
+        True
     """
     k = torch.arange(max_modes, dtype=torch.float64)
     xi = torch.randn((n_samples, max_modes, max_modes), generator=generator, dtype=torch.float64)

@@ -61,6 +61,17 @@ def fno_forcing(
     """The FNO paper's forcing ``0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))`` on the
     ``resolution x resolution`` grid ``x_j = j / resolution``.
 
+    Args:
+        resolution: grid points per dimension.
+        dtype: dtype of the result (computed in float64).
+        device: where the result lives (default the CPU).
+
+    Returns:
+        ``(resolution, resolution)`` forcing values.
+
+    Raises:
+        TypeError: a device that is not a ``torch.device`` or a device name.
+
     Example:
         >>> fno_forcing(4)[0, :2]
         tensor([0.1000, 0.1000], dtype=torch.float64)
@@ -164,8 +175,9 @@ def solve_navier_stokes(
         and device; computed in float64.
 
     Raises:
-        TypeError / ValueError: bad arguments; ``ValueError`` too when the flow outgrows the
-            time step (CFL number above 1 or non-finite values: take a smaller ``dt``).
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: an argument with a bad value, or a flow that outgrows the time step (CFL
+            number above 1 or non-finite values: take a smaller ``dt``).
 
     Not differentiable (detached).
 
@@ -276,6 +288,12 @@ def navier_stokes(
     Returns:
         :class:`PDEData`: ``x = omega(0)``, ``(n_samples, 1, r, r)``; ``y`` the ``n_snapshots``
         later vorticities, ``(n_samples, n_snapshots, r, r)``; ``periodic=True``.
+
+    Raises:
+        TypeError: an argument of the wrong type (a non-int size, a non-float dtype, a bad device
+            or generator; the message names it).
+        ValueError: a size, resolution or physical parameter out of range (the message names
+            it), or a generator not on the CPU.
 
     Example:
         >>> gen = torch.Generator().manual_seed(0)

@@ -105,6 +105,13 @@ class ApproximationPlan:
         paper_threshold: ``(log n)^{1/3}`` with ``n = max(L, S)``: the paper's entry bound.
         in_regime: whether the fast path is used (accuracy met and cheaper than exact).
         reason: why not, when not in the regime ("" otherwise).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> q, k1, k2, v1, v2 = (0.3 * torch.rand(64, 4, generator=g) for _ in range(5))
+        >>> plan = tensor_attention_plan(q, k1, k2, v1, v2, eps=1e-4)
+        >>> plan.in_regime, plan.degree, plan.feature_dim, plan.reason
+        (True, 2, 15, '')
     """
 
     degree: int

@@ -236,6 +236,11 @@ class MetricTensorAttention(nn.Module):
         batch_first: inputs ``(N, L, E)`` instead of ``(L, N, E)``.
         device, dtype: of the parameters.
 
+    Raises:
+        TypeError: a size or flag of the wrong type.
+        ValueError: non-positive sizes, ``num_heads`` not dividing ``embed_dim``, an unknown
+            ``metric``, a dropout outside ``[0, 1)``, parameters too large for memory.
+
     Example:
         >>> import torch
         >>> from factorch.nn.attention import MetricTensorAttention
@@ -341,9 +346,12 @@ class MetricTensorAttention(nn.Module):
         """Attend; ``key`` defaults to ``query`` and ``value`` to ``key``.
 
         Args:
-            query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
-                is_causal: as in ``torch.nn.MultiheadAttention`` (bool ``attn_mask`` ``True`` =
-                not allowed; ``is_causal=True`` alone applies the causal mask).
+            query, key, value: as in ``torch.nn.MultiheadAttention``.
+            key_padding_mask, attn_mask: as in ``torch.nn.MultiheadAttention`` (bool
+                ``attn_mask``: ``True`` = not allowed).
+            need_weights, average_attn_weights: as in ``torch.nn.MultiheadAttention``.
+            is_causal: as in ``torch.nn.MultiheadAttention`` (``is_causal=True`` alone applies
+                the causal mask).
             metric_cache: a :class:`MetricCache` to use instead of running the metric network
                 (the G-cache path); its padding is the one it was computed with.
 

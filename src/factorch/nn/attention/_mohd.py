@@ -76,6 +76,11 @@ class MoHDCost:
         flops_per_token: MoHD's matrix-multiply FLOPs per token.
         dense_flops_per_token: ``4 E H``.
         active_fraction: ``|A| / G``, the configured fraction of active groups.
+
+    Example:
+        >>> cost = MixtureOfHiddenDims(32, 128, num_groups=8, num_shared=2, top_k=2).cost()
+        >>> cost.dense_flops_per_token, cost.active_fraction, cost.active_params < cost.total_params
+        (16384, 0.5, True)
     """
 
     total_params: int
@@ -94,6 +99,13 @@ class RoutingStats:
         load_balancing_loss: ``G_r Σ_g f_g P_g`` (differentiable; 1 when balanced).
         group_load: ``f_g``, fraction of routing slots per routed group ``(G_r,)``.
         mean_probability: ``P_g``, mean router probability per routed group ``(G_r,)``.
+
+    Example:
+        >>> ffn = MixtureOfHiddenDims(32, 128, num_groups=8, num_shared=2, top_k=2)
+        >>> _ = ffn(torch.randn(4, 10, 32))
+        >>> stats = ffn.last_routing
+        >>> stats.group_load.shape, round(float(stats.group_load.sum()), 6)
+        (torch.Size([6]), 1.0)
     """
 
     load_balancing_loss: torch.Tensor
@@ -121,6 +133,13 @@ class MixtureOfHiddenDims(nn.Module):
             the active slices (the FLOPs :meth:`cost` reports); ``"masked"`` zeroes inactive
             groups and runs the dense matrices (same function, dense FLOPs; a reference).
         device, dtype: of the parameters.
+
+    Raises:
+        TypeError: a size or flag of the wrong type; at forward, an input that is not a real
+            floating tensor.
+        ValueError: non-positive sizes, ``num_groups`` not dividing ``embed_dim``, group counts
+            that do not fit (``num_shared + top_k`` between 1 and ``num_groups``), an unknown
+            activation or implementation, parameters too large for memory.
 
     Example:
         >>> import torch

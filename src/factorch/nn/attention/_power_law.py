@@ -62,7 +62,18 @@ class _ResidualUnit(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class MetricCache:
     """A G-cache: the inferred ``A_LM`` and metric ``G_LM``, ``(N, H, d, d)`` (or
-    ``(N, H, L, d, d)`` with ``context="prefix"``), reusable in place of the metric network."""
+    ``(N, H, L, d, d)`` with ``context="prefix"``), reusable in place of the metric network.
+
+    Attributes:
+        a_lm: the inferred ``A_LM`` (positive entries).
+        metric: the metric ``G_LM``.
+
+    Example:
+        >>> net = PowerLawMetric(4, 2, context="prefix")
+        >>> cache = net(torch.randn(3, 2, 7, 4))
+        >>> cache.metric.shape
+        torch.Size([3, 2, 7, 4, 4])
+    """
 
     a_lm: torch.Tensor
     metric: torch.Tensor
@@ -84,6 +95,12 @@ class PowerLawMetric(nn.Module):
         context: ``"sequence"`` (the paper's) or ``"prefix"`` (no look-ahead; see the module
             docstring).
         device, dtype: of the parameters.
+
+    Raises:
+        TypeError: a size of the wrong type; at forward, queries that are not a real floating
+            tensor.
+        ValueError: non-positive sizes, an unknown ``context``, parameters too large for memory;
+            at forward, queries of the wrong shape or with NaN/Inf entries.
 
     Example:
         >>> import torch

@@ -4,7 +4,7 @@ r"""Spectral convolution: the Fourier layer of Fourier neural operators, in 1, 2
     (\mathcal K v)(x) = \mathcal F^{-1}\big(R \cdot \mathcal F v\big)(x),\qquad
     \widehat{(\mathcal K v)}_{o}(k) = \sum_i R_{i o}(k)\,\hat v_i(k)\quad(k\ \text{kept}),
 
-with the spectrum truncated to the kept modes (:mod:`factorch.nn.spectral._modes`) and ``R`` a
+with the spectrum truncated to the kept modes (the lowest frequencies of each dimension) and ``R`` a
 complex weight over ``(in, out, k_1..k_d)``: dense, or factorized in a weight format (the
 tensorized FNO of Kossaifi et al.), or a slice of one tensor shared by all layers (the MG-TFNO
 paper's joint factorization), or per channel (``separable``). The output on an ``n``-point grid
@@ -85,8 +85,9 @@ class SpectralConv(nn.Module):
     and complex contractions have no half-precision kernels on most devices). Differentiable.
 
     Raises:
-        ValueError / TypeError: bad sizes, formats, ranks; at forward, an input whose channels
-            or grid do not fit (the message says what was expected).
+        TypeError: an argument of the wrong type (a non-integer size, a non-real dtype).
+        ValueError: bad sizes, formats or ranks; at forward, an input whose channels or grid do
+            not fit (the message says what was expected).
 
     Example:
         >>> conv = SpectralConv(3, 4, (8, 8), format="tucker", ratio=0.1)

@@ -38,6 +38,14 @@ def mode_sizes(modes: Sequence[int]) -> tuple[int, ...]:
 def kept_frequencies(m: int, *, last: bool) -> list[int]:
     """The integer frequencies kept along a dimension with ``m`` modes, in stored order.
 
+    Args:
+        m: the number of modes along the dimension.
+        last: the last spatial dimension (a one-sided real FFT keeps ``m // 2 + 1``
+            non-negative frequencies) instead of another one (``m`` centred frequencies).
+
+    Returns:
+        The frequencies, in the order the weights store them.
+
     Example:
         >>> kept_frequencies(5, last=False), kept_frequencies(4, last=False)
         ([-2, -1, 0, 1, 2], [-2, -1, 0, 1])

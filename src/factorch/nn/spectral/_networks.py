@@ -47,6 +47,12 @@ class Network:
     Attributes:
         subscripts: one subscript string per operand.
         operands: maps the format's factors (in its order) to the operands (e.g. reshapes).
+
+    Example:
+        >>> net = Network(("ia", "ja"), lambda factors: list(factors))  # a low-rank ``A B^T``
+        >>> a, b = torch.ones(3, 2), torch.ones(4, 2)
+        >>> torch.einsum(",".join(net.subscripts) + "->ij", *net.operands([a, b])).shape
+        torch.Size([3, 4])
     """
 
     subscripts: tuple[str, ...]
@@ -72,6 +78,10 @@ def register_spectral_network(format: str, builder: NetworkBuilder) -> None:
         builder: ``builder(fmt, labels, fresh)`` returns the :class:`Network` whose einsum over
             the factors is the format's tensor with modes labelled ``labels`` (one character per
             mode); ``fresh(i)`` gives the ``i``-th unused label for internal (rank) indices.
+
+    Raises:
+        ValueError: ``format`` that is not a non-empty name.
+        TypeError: ``builder`` that is not callable.
 
     Example:
         >>> def diag(fmt, labels, fresh):  # a hypothetical format storing only a diagonal

@@ -58,6 +58,12 @@ def count_real(module: nn.Module) -> int:
     """Real numbers stored by ``module``'s parameters: a complex entry counts as two (the
     convention of neuraloperator's ``count_model_params``), shared parameters once.
 
+    Args:
+        module: any module.
+
+    Returns:
+        The number of real numbers its parameters store.
+
     Example:
         >>> count_real(torch.nn.Linear(3, 2))
         8
@@ -82,7 +88,7 @@ class SpectralWeight(nn.Module):
 
     Args:
         in_channels, out_channels: channel counts (equal when ``separable``).
-        modes: Fourier modes per spatial dimension (see :mod:`factorch.nn.spectral._modes`); the
+        modes: Fourier modes per spatial dimension (the lowest ``m`` frequencies of each); the
             stored mode sizes are ``(m_1, .., m_{d-1}, m_d // 2 + 1)``.
         n_layers: share one tensor among this many layers (a leading layer mode); ``None``: one
             layer.
@@ -97,6 +103,19 @@ class SpectralWeight(nn.Module):
             ``sqrt(2 / (in + out))`` (neuraloperator's ``"auto"``).
         generator, device, dtype: random init source; placement; the real dtype
             (float32 or float64) whose complex counterpart the weights use.
+
+    Raises:
+        TypeError: a size of the wrong type, a bad generator or dtype.
+        ValueError: non-positive sizes, 0 or more than 3 spatial dimensions, unequal channels
+            for ``separable``, an unknown format, or a rank/ratio that does not fit the format.
+
+    Example:
+        >>> w = SpectralWeight(2, 3, (4, 4), format="cp", rank=2,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> w.shape, w.tensor().dtype
+        ((2, 3, 4, 3), torch.complex64)
+        >>> count_real(w) < count_real(SpectralWeight(2, 3, (4, 4)))  # 52 real numbers vs 144
+        True
     """
 
     def __init__(
@@ -244,7 +263,7 @@ class SpectralWeight(nn.Module):
         return Contraction(eq, [tuple(o.shape) for o in ops])(*ops)
 
     def load_dense_(self, weight: torch.Tensor) -> None:
-        """Set the weight from a dense complex tensor of :attr:`shape` (factorized formats
+        """Set the weight from a dense complex tensor of shape ``self.shape`` (factorized formats
         decompose it with their ``right_inverse``; not differentiable)."""
         fn = f"{type(self).__name__}.load_dense_"
         if tuple(weight.shape) != self.shape:
