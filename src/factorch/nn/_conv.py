@@ -345,8 +345,8 @@ class FactorizedConv2d(_FactorizedConvNd):
       a 1x1 to ``out`` (which closes the ring).
 
     ``implementation="auto"`` picks the cheaper of this and the rebuilt-kernel convolution by
-    counting FLOPs for the actual input shape (:func:`conv_flops`, from the format's cost model)
-    plus the memory traffic of the intermediate activations (as :class:`FactorizedLinear`).
+    counting FLOPs for the actual input shape (the layer's ``flops``, from the format's cost
+    model) plus the memory traffic of the intermediate activations (as :class:`FactorizedLinear`).
     Stride and dilation act in the spatial steps; padding of any mode commutes with the 1x1 steps
     and is applied once.
     Other keyword arguments as in :class:`FactorizedLinear` (``fan_in = in k_h k_w``).

@@ -190,7 +190,7 @@ class FactorizedLayer(nn.Module):
 
     @property
     def n_params(self) -> int:
-        """Trainable numbers: factors plus bias."""
+        """The number of trainable numbers (factors plus bias)."""
         return sum(p.numel() for p in self.parameters())
 
     def current_factors(self) -> tuple[torch.Tensor, ...]:

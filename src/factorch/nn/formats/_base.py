@@ -264,7 +264,7 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
 
         ``tensor`` is the weight folded by ``layout``, finite, in float64 (or complex128) and
         scaled to ``max|x|`` near 1; ``e^2`` is the relative squared error. The default measures
-        it: the decomposition at up to :data:`MAX_MEASURED_RUNGS` ranks spread over
+        it: the decomposition at up to ``MAX_MEASURED_RUNGS = 12`` ranks spread over
         :meth:`rank_family`. Built-in formats override it with a prediction from singular values.
         """
         dense = math.prod(layout.tensor_shape)

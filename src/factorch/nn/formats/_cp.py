@@ -42,7 +42,7 @@ def _kr_products(shape: Sequence[int]) -> int:
 
 
 SEQUENTIAL_SHARE = (2, 5)
-""":func:`cp_sequential` contracts mode by mode while its intermediates are at most this fraction
+"""``cp_sequential`` contracts mode by mode while its intermediates are at most this fraction
 (2/5) of the Khatri--Rao products. Measured with ``benchmarks/bench_layers.py``'s CP layer
 (1024 -> 1024 as 32 x 32, rank 812, fwd+bwd, one thread): mode by mode 4.6 ms against 6.2 ms at
 12 rows, 10.0 against 5.4 at 14 (crossover at a share of 0.38-0.44; the previous share 1/2 took
@@ -213,7 +213,7 @@ class CPWeight(WeightFormat):
         spec: TensorizedShape,
     ) -> torch.Tensor:
         """``((x KR_in) * w) KR_out^T`` with the Khatri--Rao products of the in/out factors, or
-        mode by mode for small batches (:func:`cp_sequential`)."""
+        mode by mode for small batches (when ``SEQUENTIAL_SHARE`` allows)."""
         weights, *mats = factors
         n_out = len(spec.out_factors)
         outs, ins = mats[:n_out], mats[n_out:]

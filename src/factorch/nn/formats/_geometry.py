@@ -29,7 +29,7 @@ _CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.
 
 
 def known_size(size: object) -> int:
-    """A dimension as a Python int: itself when static, :data:`UNBOUNDED` when symbolic.
+    """A dimension as a Python int: itself when static, ``UNBOUNDED = 2**30`` when symbolic.
 
     Under ``torch.export`` / ``torch.compile`` with dynamic shapes a size is a ``torch.SymInt``;
     turning it into an int (``int(s)``) would specialise the traced program to the example's
@@ -83,7 +83,7 @@ class ConvGeometry:
 
     def split(self, input_shape: Sequence[object]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
         """``(batch, spatial input size, spatial output size)`` of an input shape, symbolic
-        sizes taken as :data:`UNBOUNDED` (see :func:`known_size`)."""
+        sizes taken as ``UNBOUNDED = 2**30`` (see :func:`known_size`)."""
         shape = known_shape(input_shape)
         d = self.dims
         batch = math.prod(shape[: -d - 1]) if len(shape) > d + 1 else 1
