@@ -194,31 +194,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.algebra.ContractionPlan": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.ContractionProblem": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.FusedStatus": ("Example",),
-    "factorch.algebra.ModeLayout": ("Example",),  # file edited by another helper during issue 19
-    "factorch.algebra.SparseCoordinates": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.autotune": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.autotune_cache": (
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.clear_autotune_cache": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.is_autotune_enabled": (
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.cli.main": ("Args", "Raises", "Example"),
     "factorch.cli.run": ("Raises",),
     "factorch.datasets.pde.neumann_grf": (

@@ -113,6 +113,11 @@ class ContractionPlan:
         pad: the number of columns the factor is padded to (``>= R``).
         col_major: copy the factor column-major (True), row-major (False), or use it as given
             (None, which also means no padding).
+
+    Example:
+        >>> plan = ContractionPlan(mode=2, rank_at=2, pad=8)  # the plain form, last mode
+        >>> plan.col_major is None  # the factor used as given
+        True
     """
 
     mode: int
@@ -135,6 +140,14 @@ class ContractionProblem:
         dtype: the tensor's dtype.
         device: the tensor's device (``"cpu"``, ``"cuda:0"``, ...).
         threads: ``torch.get_num_threads()`` when the problem was posed.
+
+    Example:
+        >>> problem = ContractionProblem(
+        ...     kind="labels", shape=(200, 200, 200), modes=(0, 1, 2), rank=8,
+        ...     dtype=torch.float64, device="cpu", threads=1,
+        ... )
+        >>> problem.rank, problem.modes
+        (8, (0, 1, 2))
     """
 
     kind: Kind
