@@ -49,7 +49,8 @@ class FormatAdapterConfig(AdapterConfig):
             rebuilt from the factors (its cost does not grow with the batch, but the backward
             pass then computes the ``out x in`` weight gradient); ``"auto"`` (default): the one
             the layer's cost model (``step_costs``: FLOPs plus memory traffic of a training
-            step) finds cheaper at the input's number of rows. Both give the same values and gradients up to rounding.
+            step) finds cheaper at the input's number of rows. Both give the same values and
+            gradients up to rounding.
             Convolutions always contract the factors with the input (or rebuild the kernel,
             as the factorized convolution itself decides).
     """
