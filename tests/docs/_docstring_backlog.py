@@ -194,8 +194,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.cli.main": ("Args", "Raises", "Example"),
-    "factorch.cli.run": ("Raises",),
     "factorch.datasets.pde.neumann_grf": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
