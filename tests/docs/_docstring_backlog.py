@@ -431,14 +431,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.plot.normalized_cp_factors": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.symmetry.ClebschGordanTensorProduct": ("Raises",),
-    "factorch.symmetry.EquivariantProjector": ("Args",),
-    "factorch.symmetry.Expressivity": ("Example",),
-    "factorch.symmetry.GauntTensorProduct": ("Raises",),
-    "factorch.symmetry.GroupSample": ("Example",),
-    "factorch.symmetry.PCAFrames": ("Example",),
-    "factorch.symmetry.RepBlock": ("Args", "Example"),
-    "factorch.symmetry.TensorProductPath": ("Args", "Example"),
     "factorch.symmetry.default_irreps_out": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
