@@ -36,9 +36,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Args",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.ParameterCount": (
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.TTConfig": (
         "Args",
@@ -47,18 +44,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.TuckerConfig": (
         "Args",
         "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.adapted_layers": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.adapter_names": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.assign_clusters": (
         "Args",
@@ -85,28 +70,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.delete_adapter": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.disable_adapters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.disabled": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.enable_adapters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.get_method": (
         "Args",
         "Returns",
@@ -128,26 +91,11 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.merge": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.merge_and_unload": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.mode_seeking_loss": (
         "Returns",
         "Raises",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.register_method": ("Args",),  # file edited by another helper during issue 19
-    "factorch.adapters.set_adapter": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.task_vector": (
         "Args",
         "Returns",
@@ -166,12 +114,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.tlora.ring_tensor": (
         "Raises",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.trainable_parameters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.tt.TTLayer": (
         "Args",
         "Raises",
@@ -179,18 +121,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     ),  # file edited by another helper during issue 19
     "factorch.adapters.tucker.TuckerLayer": (
         "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.unload": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.unmerge": (
-        "Args",
-        "Returns",
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
