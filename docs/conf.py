@@ -57,11 +57,6 @@ napoleon_use_rtype = False
 napoleon_use_ivar = True  # "Attributes:" as fields; autodoc documents the members themselves
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
-# A Literal alias of a private module in a public signature: shown by its name, resolved to its
-# private path (private types in signatures are not documented, see nitpick_ignore_regex).
-autodoc_type_aliases = {
-    "AdapterImplementation": "factorch.adapters._format_adapter.AdapterImplementation",
-}
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "undoc-members": True}

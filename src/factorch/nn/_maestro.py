@@ -318,8 +318,7 @@ def ordered_layers(model: nn.Module) -> list[tuple[str, _Ordered]]:
 
 
 def hierarchical_group_lasso(model: nn.Module) -> torch.Tensor:
-    """Sum of :meth:`~factorch.nn.LowRankLinear.group_lasso` over the Maestro layers of
-    ``model``."""
+    """Sum of the layers' ``group_lasso()`` penalties over the Maestro layers of ``model``."""
     terms = [m.group_lasso() for _, m in ordered_layers(model)]
     if not terms:
         raise ValueError(
