@@ -192,10 +192,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankLinear": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.LowRankWeight": (
         "Args",
         "Raises",
@@ -311,12 +307,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.nn.get_format": ("Args", "Returns"),  # file edited by another helper during issue 19
-    "factorch.nn.hierarchical_group_lasso": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.merge_and_unload": (
         "Args",
         "Returns",
@@ -326,11 +316,8 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Returns",
     ),  # file edited by another helper during issue 19
     "factorch.nn.ordered_layers": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.prune_components_": (
         "Args",
         "Returns",

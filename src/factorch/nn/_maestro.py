@@ -130,6 +130,15 @@ class LowRankLinear(_Ordered, FactorizedLinear):
     ``truncation`` (int or None) limits the forward to the first components; set by
     :class:`OrderedDropout`. ``from_dense`` starts from the SVD (``U = U_k S^(1/2)``,
     ``V = V_k S^(1/2)``), already ordered.
+
+    Raises:
+        TypeError: a non-floating ``dtype``, a float ``rank`` or a bad generator.
+        ValueError: bad sizes, or a rank outside ``[1, min(in, out)]``.
+
+    Example:
+        >>> layer = LowRankLinear(6, 4, rank=3, generator=torch.Generator().manual_seed(0))
+        >>> [tuple(f.shape) for f in layer.factors], layer(torch.ones(2, 6)).shape
+        ([(4, 3), (6, 3)], torch.Size([2, 4]))
     """
 
     def __init__(
@@ -313,12 +322,42 @@ class LowRankConv3d(_LowRankConv, FactorizedConv3d):
 
 
 def ordered_layers(model: nn.Module) -> list[tuple[str, _Ordered]]:
-    """``(name, layer)`` of every ordered low-rank (Maestro) layer in ``model``."""
+    """``(name, layer)`` of every ordered low-rank (Maestro) layer in ``model``.
+
+    Args:
+        model: the model to look in.
+
+    Returns:
+        The pairs in module order (empty when there is none).
+
+    Example:
+        >>> model = torch.nn.Sequential(LowRankLinear(6, 4), torch.nn.ReLU(), LowRankLinear(4, 2))
+        >>> [name for name, _ in ordered_layers(model)]
+        ['0', '2']
+    """
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _Ordered)]
 
 
 def hierarchical_group_lasso(model: nn.Module) -> torch.Tensor:
-    """Sum of the layers' ``group_lasso()`` penalties over the Maestro layers of ``model``."""
+    """Sum of the layers' ``group_lasso()`` penalties over the Maestro layers of ``model``.
+
+    Args:
+        model: a model with at least one Maestro layer (:class:`LowRankLinear`,
+            :class:`LowRankConv2d`, ...).
+
+    Returns:
+        A scalar tensor, differentiable: add it (times a weight) to the training loss.
+
+    Raises:
+        ValueError: ``model`` has no Maestro layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(LowRankLinear(6, 4, generator=gen), torch.nn.ReLU())
+        >>> penalty = hierarchical_group_lasso(model)
+        >>> penalty.shape, penalty.requires_grad, bool(penalty > 0)
+        (torch.Size([]), True, True)
+    """
     terms = [m.group_lasso() for _, m in ordered_layers(model)]
     if not terms:
         raise ValueError(
