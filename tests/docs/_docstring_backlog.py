@@ -235,21 +235,11 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.available_formats": ("Returns",),  # file edited by another helper during issue 19
     "factorch.nn.balanced_factorization": (
         "Args",
         "Returns",
         "Raises",
         "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.component_magnitudes": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.format_from_config": (
-        "Args",
-        "Returns",
     ),  # file edited by another helper during issue 19
     "factorch.nn.formats.ConvGeometry": (
         "Example",
@@ -306,24 +296,9 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.get_format": ("Args", "Returns"),  # file edited by another helper during issue 19
-    "factorch.nn.merge_and_unload": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.model_config": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.ordered_layers": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.nn.prune_components_": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.spectral.count_real": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
@@ -331,12 +306,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.tensor_dropout": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.tensor_lasso": (
         "Args",
         "Returns",
         "Raises",
