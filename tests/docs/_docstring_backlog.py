@@ -156,21 +156,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv1d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv2d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv3d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.FactorizedEmbedding": (
         "Args",
         "Raises",
