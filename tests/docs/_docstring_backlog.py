@@ -162,21 +162,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv1d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv2d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv3d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.LowRankWeight": (
         "Args",
         "Raises",

@@ -221,7 +221,25 @@ def _ordered_args(args: dict[str, Any]) -> dict[str, Any]:
 class _LowRankConv(_Ordered, _FactorizedConvNd):
     """Maestro convolution: a ``k``-sized convolution to ``rank`` channels (``V``), then a 1x1
     convolution (``U``), with ordered components; default rank ``min(out, in prod(k))``.
-    Arguments as the ``nn.Conv*d`` it replaces (``groups=1``); see :class:`LowRankLinear`."""
+    See :class:`LowRankLinear`.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as the ``nn.Conv*d`` it replaces (``groups=1`` only).
+        rank: number of components; default ``min(out, in prod(k))`` (full rank).
+        implementation, init_std, generator, device, dtype: as :class:`FactorizedConv2d`.
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
+            ``dilation`` or ``padding_mode``, or an out-of-range rank.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> conv = LowRankConv2d(3, 8, 3, padding=1, rank=4, generator=gen)
+        >>> conv(torch.ones(1, 3, 6, 6)).shape
+        torch.Size([1, 8, 6, 6])
+    """
 
     def __init__(
         self,
