@@ -156,18 +156,9 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedEmbedding": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
     "factorch.nn.LowRankWeight": (
         "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.OrderedDropout": (
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19

@@ -398,6 +398,22 @@ class OrderedDropout:
 
     ``with sampler.sample() as ranks:`` sets the truncations for the forward passes inside the
     block (``ranks`` maps layer names to the drawn rank) and restores full rank on exit.
+
+    Raises:
+        ValueError: an unknown ``mode``, a non-positive ``min_rank``, or a model without
+            Maestro layers.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(LowRankLinear(8, 8, generator=gen), torch.nn.ReLU(),
+        ...                             LowRankLinear(8, 4, generator=gen))
+        >>> sampler = OrderedDropout(model, mode="shared", generator=gen)
+        >>> with sampler.sample() as ranks:
+        ...     y = model(torch.ones(2, 8))  # the truncated network
+        ...     print(sorted(ranks), model[0].truncation == ranks["0"])
+        ['0', '2'] True
+        >>> model[0].truncation is None  # full rank again
+        True
     """
 
     def __init__(
