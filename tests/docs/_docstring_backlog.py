@@ -173,16 +173,7 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorContraction": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.TensorLayout": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorRegression": (
-        "Args",
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
