@@ -173,23 +173,12 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorLayout": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorizedShape": ("Raises",),  # file edited by another helper during issue 19
     "factorch.nn.TuckerWeight": (
         "Args",
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.nn.WeightFormat": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.balanced_factorization": (
-        "Args",
-        "Returns",
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
