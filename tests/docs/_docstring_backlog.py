@@ -151,33 +151,8 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.distributed.redistribute": (
         "Example",
     ),  # an example needs a torch.distributed process group (torchrun)
-    "factorch.nn.CPWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.Progress": ("Args", "Example"),  # file edited by another helper during issue 19
-    "factorch.nn.TRWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TTWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TuckerWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.WeightFormat": (
         "Raises",
         "Example",

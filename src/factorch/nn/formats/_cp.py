@@ -75,6 +75,26 @@ class CPWeight(WeightFormat):
     convolution to ``R`` channels, one depthwise convolution per spatial axis, a 1x1 to ``out``.
     References: Carroll & Chang (1970), Harshman (1970); as a convolution, Lebedev et al.
     (ICLR 2015).
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``CPWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: the number of components ``R`` (a positive int).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping, or a
+            non-int ``rank``.
+        ValueError: a non-positive ``rank``.
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = CPWeight(CPWeight.matrix_layout(spec), 3)
+        >>> fmt.factor_shapes
+        ((3,), (4, 3), (2, 3), (3, 3), (2, 3))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "cp"
