@@ -152,7 +152,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Example",
     ),  # an example needs a torch.distributed process group (torchrun)
     "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
-    "factorch.nn.Progress": ("Args", "Example"),  # file edited by another helper during issue 19
     "factorch.nn.WeightFormat": (
         "Raises",
         "Example",
