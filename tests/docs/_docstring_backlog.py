@@ -151,11 +151,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.distributed.redistribute": (
         "Example",
     ),  # an example needs a torch.distributed process group (torchrun)
-    "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
-    "factorch.nn.WeightFormat": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.formats.ConvGeometry": (
         "Example",
     ),  # file edited by another helper during issue 19

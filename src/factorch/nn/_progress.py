@@ -22,7 +22,8 @@ class Progress:
     """One step of a long call (e.g. :func:`~factorch.nn.compress` with ``progress=``).
 
     Attributes:
-        stage: what is being done (``"allocate"``: choosing ranks; ``"decompose"``).
+        stage: what is being done (``"allocate"``: measuring each layer for the rank
+            allocation; ``"decompose"``: fitting the factors).
         item: what the step was about (e.g. the layer name).
         done: items of this stage finished, this one included.
         total: items of this stage.

@@ -102,6 +102,15 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
     ``a`` and ``b`` differ in that mode's index, so ``E[W_a W_b] = 0``); the built-in formats use
     orthonormal factors where possible so that ``||W||`` itself, not only its mean, hits the
     target (see each format's ``random_factors``).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout` or ``decomposition`` not a mapping
+            (each format's ``rank`` checks add their own errors).
+
+    Example:
+        >>> fmt = get_format("cp")(TensorLayout.identity((4, 6)), 3)
+        >>> isinstance(fmt, WeightFormat), fmt.format, fmt.n_params
+        (True, 'cp', 33)
     """
 
     format: ClassVar[str] = ""
