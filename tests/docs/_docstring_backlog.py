@@ -151,61 +151,30 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.distributed.redistribute": (
         "Example",
     ),  # an example needs a torch.distributed process group (torchrun)
-    "factorch.nn.formats.ConvGeometry": (
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.formats.chain_contract": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.formats.check_weight_finite": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.dense_init_std": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.gaussian": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.keep_mask": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.known_size": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.orthonormal": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.row_digits": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.unregister_format": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.ordered_layers": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
@@ -215,12 +184,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.nn.spectral.kept_frequencies": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.nn.tensor_dropout": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.plot.figure_to_png": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises

@@ -26,8 +26,25 @@ __all__ = ["component_magnitudes", "prune_components_", "tensor_dropout", "tenso
 
 
 def tensor_dropout(module: nn.Module, p: float) -> nn.Module:
-    """Set rank dropout probability ``p`` on every factorized layer in ``module`` (in place;
-    returns ``module``). ``p = 0`` turns it off. Uses the global RNG, like ``nn.Dropout``."""
+    """Set rank dropout probability ``p`` on every factorized layer in ``module``, in place.
+    ``p = 0`` turns it off. Uses the global RNG, like ``nn.Dropout``.
+
+    Args:
+        module: a module with at least one factorized layer.
+        p: the probability of dropping a rank component in training mode, in ``[0, 1)``.
+
+    Returns:
+        ``module``.
+
+    Raises:
+        ValueError: ``p`` not a probability in ``[0, 1)``, or no factorized layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(FactorizedLinear(6, 4, rank=2, generator=gen))
+        >>> tensor_dropout(model, 0.1)[0].rank_dropout
+        0.1
+    """
     p = check_probability(p, "tensor_dropout", "p")
     layers = [m for m in module.modules() if isinstance(m, FactorizedLayer)]
     if not layers:

@@ -28,7 +28,18 @@ __all__ = ["TRWeight", "TTWeight", "chain_contract"]
 
 
 def chain_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``(r_0, prod I, r_N)`` product of a chain of cores (first index slowest). Differentiable."""
+    """``(r_0, prod I, r_N)`` product of a chain of cores (first index slowest). Differentiable.
+
+    Args:
+        cores: ``(r_k, I_k, r_{k+1})`` tensors, consecutive ranks matching.
+
+    Returns:
+        The ``(r_0, prod I, r_N)`` product.
+
+    Example:
+        >>> chain_contract([torch.ones(1, 2, 3), torch.ones(3, 4, 1)]).shape
+        torch.Size([1, 8, 1])
+    """
     first = cores[0]
     acc = first.reshape(first.shape[0] * first.shape[1], first.shape[2])
     for c in cores[1:]:

@@ -35,6 +35,16 @@ def known_size(size: object) -> int:
     turning it into an int (``int(s)``) would specialise the traced program to the example's
     size, and comparing it would add a guard. Cost models call this instead, so a symbolic size
     never becomes a data-dependent Python value.
+
+    Args:
+        size: a dimension (an int, or a ``torch.SymInt`` while tracing).
+
+    Returns:
+        ``size`` when it is an int, else ``UNBOUNDED``.
+
+    Example:
+        >>> known_size(7)
+        7
     """
     return size if isinstance(size, int) else UNBOUNDED
 
@@ -53,6 +63,12 @@ class ConvGeometry:
         kernel_size, stride, dilation: one int per spatial dimension.
         pads: ``(left, right)`` zero/mode padding per spatial dimension.
         padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+
+    Example:
+        >>> from factorch.nn import FactorizedConv2d
+        >>> geometry = FactorizedConv2d(4, 6, 3, padding=1, rank=2).geometry
+        >>> geometry.weight_shape, geometry.pads
+        ((6, 4, 3, 3), ((1, 1), (1, 1)))
     """
 
     in_channels: int

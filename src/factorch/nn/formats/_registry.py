@@ -69,7 +69,16 @@ def register_format(cls: type[WeightFormat], *, replace: bool = False) -> type[W
 
 
 def unregister_format(name: str) -> None:
-    """Remove a registered format (``KeyError``-free: unknown names are ignored)."""
+    """Remove a registered format (``KeyError``-free: unknown names are ignored).
+
+    Args:
+        name: the registry name of the format.
+
+    Example:
+        >>> unregister_format("no-such-format")  # unknown: ignored
+        >>> "cp" in available_formats()
+        True
+    """
     _REGISTRY.pop(name, None)
 
 
