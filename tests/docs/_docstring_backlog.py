@@ -18,10 +18,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.AdapterConfig": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.AtlasConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.CordaConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.FormatAdapterConfig": (
@@ -29,7 +25,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraExport": ("Example",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraFactors": ("Example",),  # file edited by another helper during issue 19
     "factorch.adapters.Method": (

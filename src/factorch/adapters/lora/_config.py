@@ -64,6 +64,13 @@ class LoraConfig(LowRankConfig):
     Conv layers: ``A`` is a kernel of the base convolution's size to ``r`` channels, ``B`` a
     1x1 convolution (as PEFT).
 
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), a non-int ``rank`` or a non-bool
+            ``use_rslora``.
+        ValueError: a non-positive ``rank``, a non-finite ``alpha``, ``dropout`` outside
+            ``[0, 1)``, an unknown ``init``, or bad module patterns.
+
     Example:
         >>> LoraConfig(target_modules=["query", "value"], rank=4, use_rslora=True).scaling
         4.0
