@@ -20,10 +20,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     ),  # file edited by another helper during issue 19
     "factorch.adapters.AtlasConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.CordaConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.FormatAdapterConfig": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraExport": ("Example",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraFactors": ("Example",),  # file edited by another helper during issue 19
@@ -32,14 +28,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.TTConfig": (
-        "Args",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.TuckerConfig": (
-        "Args",
-        "Raises",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.assign_clusters": (
         "Args",
         "Returns",

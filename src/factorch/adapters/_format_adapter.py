@@ -53,6 +53,18 @@ class FormatAdapterConfig(AdapterConfig):
             gradients up to rounding.
             Convolutions always contract the factors with the input (or rebuild the kernel,
             as the factorized convolution itself decides).
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), or a ``rank`` (or rank entry) that is
+            not an int.
+        ValueError: a non-positive or empty ``rank``, a non-finite ``alpha``, a non-positive
+            ``n_factors``, an unknown ``implementation``, or bad module patterns.
+
+    Example:
+        >>> config = TuckerConfig(target_modules=["query"], rank=[2, 3])
+        >>> isinstance(config, FormatAdapterConfig), config.rank, config.implementation
+        (True, (2, 3), 'auto')
     """
 
     format: ClassVar[str] = ""
