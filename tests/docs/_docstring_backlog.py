@@ -23,10 +23,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraExport": ("Example",),  # file edited by another helper during issue 19
     "factorch.adapters.LoraFactors": ("Example",),  # file edited by another helper during issue 19
-    "factorch.adapters.Method": (
-        "Args",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.assign_clusters": (
         "Args",
@@ -38,22 +34,12 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.available_methods": (
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.corda.CordaLayer": (
         "Args",
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.corda.oriented_svd": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.get_method": (
         "Args",
         "Returns",
         "Raises",
@@ -78,7 +64,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Returns",
         "Raises",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.register_method": ("Args",),  # file edited by another helper during issue 19
     "factorch.adapters.task_vector": (
         "Args",
         "Returns",
