@@ -17,8 +17,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.AtlasConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.CordaConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraExport": ("Example",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraFactors": ("Example",),  # file edited by another helper during issue 19
     "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.assign_clusters": (
         "Args",
