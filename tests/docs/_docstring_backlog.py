@@ -14,10 +14,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.Adapter": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.adapters.AtlasConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.CordaConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
     "factorch.adapters.assign_clusters": (
         "Args",
         "Returns",
