@@ -14,11 +14,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.Adapter": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.adapters.assign_clusters": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.atlas.AtlasLayer": (
         "Args",
         "Raises",
@@ -44,14 +39,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Args",
         "Raises",
         "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.mode_seeking_loss": (
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.task_vector": (
-        "Args",
-        "Returns",
     ),  # file edited by another helper during issue 19
     "factorch.adapters.tlora.TLoraLayer": (
         "Args",

@@ -18,6 +18,13 @@ __all__ = ["AtlasLayer", "task_vector"]
 def task_vector(base: nn.Module, finetuned: nn.Module) -> dict[str, torch.Tensor]:
     """``{parameter name: finetuned - base}`` for every parameter of ``base`` (detached).
 
+    Args:
+        base: the pre-trained model.
+        finetuned: a fine-tuned copy of it (same parameter names and shapes).
+
+    Returns:
+        The differences, detached copies (the aTLAS ``context`` is a sequence of these).
+
     Raises:
         ValueError: the two models' parameters differ in names or shapes.
 
