@@ -48,7 +48,30 @@ def oriented_svd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U, S, V_hat^T)`` with ``W = U diag(S) V_hat^T``, from ``W C' = U S V^T`` and
     ``V_hat^T = V^T C'^-1``; singular values descending. Autocast off, float32 or float64,
-    ``W`` scaled by a power of two (exact)."""
+    ``W`` scaled by a power of two (exact).
+
+    Args:
+        weight: ``W``, ``(out, in)``.
+        covariance: ``C``, the ``(in, in)`` covariance of the layer's inputs.
+        damping: the initial ``lambda`` of ``C' = C + lambda mean(diag C) I`` (doubled until
+            ``C'`` inverts stably).
+        fn: the caller's name, which starts the error messages.
+
+    Returns:
+        ``(U, S, V_hat^T)`` in the working dtype.
+
+    Raises:
+        ValueError: a weight with NaN or Inf entries, a zero covariance, or one that no
+            damping makes stably invertible.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> w = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+        >>> x = torch.randn(10, 3, generator=gen, dtype=torch.float64)
+        >>> u, s, v_hat_t = oriented_svd(w, x.T @ x / 10, 0.01, "demo")
+        >>> torch.allclose(u @ torch.diag(s) @ v_hat_t, w)
+        True
+    """
     work = torch.float32 if weight.dtype in HALF_DTYPES else weight.dtype
     w = weight.detach().to(work)
     if not bool(torch.isfinite(w).all()):

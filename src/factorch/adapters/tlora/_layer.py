@@ -25,7 +25,21 @@ def identity_trm_cores(
     ``A_d[:, (i, j), :] = delta_ij / R``. Then ``A_1[i_1 j_1] ... A_D[i_D j_D]`` is
     ``prod_d delta / R^D`` times ``J^D = R^(D-1) J`` (``J`` all ones), whose trace is
     ``prod_d delta_(i_d j_d)`` (Tao et al., Prop. 1), exactly in floating point for
-    ``R`` a power of two."""
+    ``R`` a power of two.
+
+    Args:
+        factors: the sizes ``I_d`` (the identity is ``prod I_d`` square).
+        rank: the ring rank ``R``.
+        like: a tensor whose dtype and device the cores take.
+
+    Returns:
+        One ``(R, I_d I_d, R)`` core per factor (expanded views: copy before writing).
+
+    Example:
+        >>> cores = identity_trm_cores((2, 3), 2, torch.zeros(1))
+        >>> [tuple(core.shape) for core in cores]
+        [(2, 4, 2), (2, 9, 2)]
+    """
     out = []
     for n in factors:
         eye = torch.eye(n, dtype=like.dtype, device=like.device).reshape(1, n * n, 1)
