@@ -33,7 +33,7 @@ def identity_trm_cores(
         like: a tensor whose dtype and device the cores take.
 
     Returns:
-        One ``(R, I_d I_d, R)`` core per factor (expanded views: copy before writing).
+        One ``(R, I_d I_d, R)`` core per factor.
 
     Example:
         >>> cores = identity_trm_cores((2, 3), 2, torch.zeros(1))
