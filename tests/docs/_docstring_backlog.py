@@ -29,11 +29,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
         "Raises",
         "Example",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.lora.LowRankConfig": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.tlora.TLoraLayer": (
         "Args",
         "Raises",
