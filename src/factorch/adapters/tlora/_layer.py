@@ -96,7 +96,20 @@ class TLoraLayer(Adapter):
     with the input instead (``(x T^T) W_0^T + s x Delta^T``) costs ``8 n d_o d`` and wins only
     for ``n < 2 d / 5`` rows; a full-rank transform cannot cost what a rank-``r`` update does:
     on MiniLM's 384 x 384 projections at 256 rows a step costs 3.1x PEFT LoRA's per adapted
-    layer (``BENCHMARKS.md``)."""
+    layer (``BENCHMARKS.md``).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                TLoraConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> x = torch.ones(2, 16)
+        >>> torch.allclose(model(x), model[0].base_layer(x))  # identity transform at init
+        True
+    """
 
     method: ClassVar[str] = "tlora"
     config_class: ClassVar[type[AdapterConfig]] = TLoraConfig
