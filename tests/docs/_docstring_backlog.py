@@ -14,16 +14,6 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.Adapter": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.adapters.atlas.AtlasLayer": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.corda.CordaLayer": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.left.LeftLayer": (
         "Raises",
     ),  # validates nothing yet: inject checks the base layer and the config

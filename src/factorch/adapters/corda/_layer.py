@@ -87,7 +87,29 @@ def oriented_svd(
 
 class CordaLayer(LoraLayer):
     """CorDA on one ``nn.Linear`` (see :class:`CordaConfig`); a :class:`LoraLayer` whose
-    ``A, B`` (and frozen ``A_0, B_0``) come from :func:`oriented_svd`."""
+    ``A, B`` (and frozen ``A_0, B_0``) come from :func:`oriented_svd`.
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it;
+            ``context`` is this layer's ``(in, in)`` input covariance).
+
+    Raises:
+        ValueError: a covariance of the wrong shape, with NaN or Inf entries, zero, or not
+            stably invertible; a base weight with NaN or Inf entries; a rank above
+            ``min(out, in)``.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+        >>> config = CordaConfig(target_modules=["0"], rank=2)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> covariances = collect_covariances(model, config, [torch.randn(16, 8, generator=gen)])
+        >>> x = torch.ones(2, 8)
+        >>> y = model(x)
+        >>> _ = inject(model, config, context=covariances)
+        >>> type(model[0].adapters["default"]).__name__, torch.allclose(model(x), y, atol=1e-5)
+        ('CordaLayer', True)
+    """
 
     method: ClassVar[str] = "corda"
     config_class: ClassVar[type[AdapterConfig]] = CordaConfig
