@@ -325,8 +325,8 @@ class FactorizedConv1d(_FactorizedConvNd):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
             as ``nn.Conv1d`` (``groups=1`` only).
-        format, rank, ratio, implementation, rank_dropout, init_std, decomposition, generator,
-            device, dtype: as :class:`FactorizedConv2d`.
+        format, rank, ratio, implementation, rank_dropout: as :class:`FactorizedConv2d`.
+        init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
 
     Raises:
         TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
@@ -401,8 +401,8 @@ class FactorizedConv3d(_FactorizedConvNd):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
             as ``nn.Conv3d`` (``groups=1`` only).
-        format, rank, ratio, implementation, rank_dropout, init_std, decomposition, generator,
-            device, dtype: as :class:`FactorizedConv2d`.
+        format, rank, ratio, implementation, rank_dropout: as :class:`FactorizedConv2d`.
+        init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
 
     Raises:
         TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.

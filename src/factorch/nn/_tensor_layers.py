@@ -177,8 +177,8 @@ class TensorRegression(nn.Module):
         format: the format of the regression tensor (``"tucker"`` by default).
         rank: int or tuple over ``(O, I_1, ..., I_N)``, as the format takes it; exclusive with
             ``ratio``.
-        ratio, implementation, rank_dropout, init_std, decomposition, generator, device,
-            dtype: as :class:`FactorizedLinear`.
+        ratio, implementation, rank_dropout, init_std: as :class:`FactorizedLinear`.
+        decomposition, generator, device, dtype: as :class:`FactorizedLinear`.
 
     Raises:
         TypeError: a shape that is not a tuple of ints, a float ``rank``, a non-floating
