@@ -136,7 +136,8 @@ def _norms_and_cosines(
     zero cosines), in ``wide``."""
     f = factor.to(wide)
     norms = torch.linalg.vector_norm(f, dim=0)
-    unit = f / torch.where(norms > 0, norms, 1.0)
+    # Zero columns divided by 1 (a NaN or Inf norm gives NaN cosines either way).
+    unit = f / norms.masked_fill(norms == 0, 1.0)
     return norms, unit.mH @ unit
 
 
