@@ -317,8 +317,13 @@ def _check_options(
 
 def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
     """Refuse a rank whose CP-ALS working set cannot fit in the device's memory."""
-    extra = tensor.numel() if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
-    need = working_set(tuple(tensor.shape), rank) + extra
+    total, shape = tensor.numel(), tuple(tensor.shape)
+    # An upper bound of working_set + the float32 copy, free to compute: small fits stop here.
+    bound = total * (6 * rank + 12) + sum(shape) * rank + (len(shape) + 3) * rank * rank
+    if bound <= _SURELY_FITS:
+        return
+    extra = total if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
+    need = working_set(shape, rank) + extra
     if need <= _SURELY_FITS:  # skip reading the device's memory size
         return
     check_memory(
@@ -345,7 +350,9 @@ def _fit(
     if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
-    run = _cp_als(x, dataclasses.replace(options, init=init), scale=scale, dtype=dtype)
+    if init is not options.init:
+        options = dataclasses.replace(options, init=init)
+    run = _cp_als(x, options, scale=scale, dtype=dtype)
     model = output_model(run.state, scale, dtype)
     errors, floors = list(run.errors), list(run.floors)
     if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error
