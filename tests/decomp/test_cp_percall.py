@@ -72,3 +72,17 @@ def test_cp_of_huge_data_uses_the_peak() -> None:
     ref = cp(x, 2, init="random", generator=torch.Generator().manual_seed(2))
     assert big.errors == ref.errors
     assert torch.equal(big.model.weights, ref.model.weights * 2.0**300)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.complex64])
+def test_check_finite_one_read_keeps_its_verdicts(dtype: torch.dtype) -> None:
+    big = torch.full((8,), 6e4 if dtype == torch.float16 else 3e38).to(dtype)
+    check_finite(big, "f")  # the sum overflows, the entries are finite: accepted
+    for bad in (math.nan, math.inf, -math.inf):
+        x = torch.ones(5, dtype=dtype)
+        x[3] = bad
+        with pytest.raises(ValueError, match=r"f: tensor contains 1 NaN or Inf entries"):
+            check_finite(x, "f")
+    z = torch.tensor([1.0 + 0j, complex(0.0, math.inf)])
+    with pytest.raises(ValueError, match=r"f: t contains 1 NaN or Inf entries"):
+        check_finite(z, "f", "t")
