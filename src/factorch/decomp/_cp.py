@@ -41,7 +41,7 @@ from ._cp_small import SMALL_ENTRIES, SmallSweep
 from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
 from ._degeneracy import cp_degeneracy
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
-from ._scale import fit_scale
+from ._scale import finite_peak, fit_scale
 
 __all__ = ["CPOptions", "check_cp_memory", "check_mask", "cp", "dense_input", "output_model"]
 
@@ -158,7 +158,9 @@ def cp(
         True
     """
     fn = "cp"
-    data = dense_input(tensor, fn, allow_nan=mask is not None, allow_complex=True)
+    data = dense_input(tensor, fn, allow_nan=True, allow_complex=True)
+    # Without a mask the finiteness check also gives the data's peak for the scaling (one pass).
+    largest = None if mask is not None else finite_peak(data, fn, "tensor")
     options = _check_options(
         data,
         rank,
@@ -174,7 +176,7 @@ def cp(
         callback=callback,
     )
     with torch.no_grad():
-        return _fit(data, options)
+        return _fit(data, options, largest=largest)
 
 
 def dense_input(
@@ -192,7 +194,8 @@ def dense_input(
                 "reads only the stored entries (unlisted entries are zeros)."
             )
         x = x.to_dense()
-    x = x.detach()
+    if x.requires_grad:  # (a tensor without grad is used as is: detach would only alias it)
+        x = x.detach()
     if x.dtype == torch.complex32:
         raise TypeError(
             f"{fn}: complex32 tensors are not supported (too few operations exist for them); "
@@ -314,8 +317,13 @@ def _check_options(
 
 def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
     """Refuse a rank whose CP-ALS working set cannot fit in the device's memory."""
-    extra = tensor.numel() if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
-    need = working_set(tuple(tensor.shape), rank) + extra
+    total, shape = tensor.numel(), tuple(tensor.shape)
+    # An upper bound of working_set + the float32 copy, free to compute: small fits stop here.
+    bound = total * (6 * rank + 12) + sum(shape) * rank + (len(shape) + 3) * rank * rank
+    if bound <= _SURELY_FITS:
+        return
+    extra = total if tensor.dtype in HALF_DTYPES else 0  # the float32 copy
+    need = working_set(shape, rank) + extra
     if need <= _SURELY_FITS:  # skip reading the device's memory size
         return
     check_memory(
@@ -327,19 +335,24 @@ def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
     )
 
 
-def _fit(tensor: torch.Tensor, options: CPOptions) -> DecompositionResult[CPTensor]:
-    """Scale and upcast the data, run CP-ALS, return the model in the input's scale and dtype."""
+def _fit(
+    tensor: torch.Tensor, options: CPOptions, *, largest: float | None = None
+) -> DecompositionResult[CPTensor]:
+    """Scale and upcast the data, run CP-ALS, return the model in the input's scale and dtype
+    (``largest``: ``max |tensor|`` when already known; only without a mask)."""
     dtype = tensor.dtype
     x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
     observed = x if options.mask is None else torch.where(options.mask, x, torch.zeros_like(x))
-    scale = fit_scale(observed)
+    scale = fit_scale(observed, largest if options.mask is None else None)
     if scale != 1.0:
         x = x / scale
     init = options.init
     if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
-    run = _cp_als(x, dataclasses.replace(options, init=init), scale=scale, dtype=dtype)
+    if init is not options.init:
+        options = dataclasses.replace(options, init=init)
+    run = _cp_als(x, options, scale=scale, dtype=dtype)
     model = output_model(run.state, scale, dtype)
     errors, floors = list(run.errors), list(run.floors)
     if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error

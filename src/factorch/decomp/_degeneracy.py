@@ -101,25 +101,23 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
         return CPDegeneracy(False, 1.0, None, 1.0, float(threshold))
     # Complex models: cosines a^H b and weight phases, the congruence the real part of their
     # product (then |w_r c_r + w_s c_s|^2 = |w_r|^2 + |w_s|^2 + 2 |w_r w_s| congruence).
+    # About 10 small operations per mode and one read to the host: the check runs after every
+    # fit, and on small models its fixed cost is a visible part of the call.
     wide = torch.complex128 if model.weights.is_complex() else torch.float64
-    with torch.no_grad():
-        weights = model.weights.detach().to(wide)
-        scale = torch.ones(rank, dtype=torch.float64, device=weights.device)
-        cosines = torch.ones(rank, rank, dtype=wide, device=weights.device)
-        for factor in model.factors:
-            f = factor.detach().to(wide)
-            norms = torch.linalg.vector_norm(f, dim=0)
+    with torch.no_grad():  # inside no_grad the casts below carry no graph: no detach needed
+        first, *rest = model.factors
+        scale, cosines = _norms_and_cosines(first, wide)
+        for factor in rest:
+            norms, gram = _norms_and_cosines(factor, wide)
             scale = scale * norms
-            unit = f / torch.where(norms > 0, norms, torch.ones_like(norms))
-            cosines = cosines * (unit.mH @ unit)
-        signed_w = weights * scale
+            cosines = cosines * gram
+        signed_w = model.weights.to(wide) * scale
         sign = torch.sgn(signed_w)
-        congruence = (cosines * sign.conj()[:, None] * sign[None, :]).real.contiguous()
-        congruence.fill_diagonal_(math.inf)
-        flat = int(torch.argmin(congruence))
-        r, s = divmod(flat, rank)
-        c = float(congruence[r, s])
-        wr, ws = float(signed_w[r].abs()), float(signed_w[s].abs())
+        congruence = (cosines * sign.conj()[:, None] * sign[None, :]).real
+        # One read: the R x R congruences, then the R weight magnitudes.
+        values = torch.cat((congruence.reshape(-1), signed_w.abs())).tolist()
+    r, s, c = _most_negative(values, rank)
+    wr, ws = values[rank * rank + r], values[rank * rank + s]
     # Relative to the larger weight, so weights near 1e200 or 1e-200 neither over- nor underflow.
     big = max(wr, ws)
     a, b = (wr / big, ws / big) if big > 0 else (0.0, 0.0)
@@ -129,3 +127,34 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
         cancellation = 1.0
     pair = (min(r, s), max(r, s))
     return CPDegeneracy(c <= threshold, c, pair, cancellation, float(threshold))
+
+
+def _norms_and_cosines(
+    factor: torch.Tensor, wide: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The column norms of ``factor`` and the cosines between its columns (zero columns give
+    zero cosines), in ``wide``."""
+    f = factor.to(wide)
+    norms = torch.linalg.vector_norm(f, dim=0)
+    # Zero columns divided by 1 (a NaN or Inf norm gives NaN cosines either way).
+    unit = f / norms.masked_fill(norms == 0, 1.0)
+    return norms, unit.mH @ unit
+
+
+def _most_negative(values: list[float], rank: int) -> tuple[int, int, float]:
+    """``(r, s, c)``: the off-diagonal entry ``c`` of the row-major ``rank x rank`` matrix at the
+    head of ``values`` that ``torch.argmin`` would pick (the first NaN if any, else the first
+    smallest)."""
+    best, best_r, best_s = math.inf, 0, 0
+    found = False
+    for r in range(rank):
+        row = r * rank
+        for s in range(rank):
+            if s == r:
+                continue
+            c = values[row + s]
+            if c != c:  # NaN: argmin returns the first one
+                return r, s, c
+            if not found or c < best:
+                best, best_r, best_s, found = c, r, s, True
+    return best_r, best_s, best

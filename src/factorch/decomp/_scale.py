@@ -17,7 +17,16 @@ import math
 
 import torch
 
-__all__ = ["batch_fit_scale", "batch_peaks", "fit_scale", "peak", "split_scale"]
+from .._checks import check_finite
+
+__all__ = [
+    "batch_fit_scale",
+    "batch_peaks",
+    "finite_peak",
+    "fit_scale",
+    "peak",
+    "split_scale",
+]
 
 
 def _window(dtype: torch.dtype) -> tuple[float, float]:
@@ -33,14 +42,28 @@ def _lowest_exponent(dtype: torch.dtype) -> int:
 
 
 def peak(tensor: torch.Tensor) -> float:
-    """``max |x|`` (NaN if any entry is NaN), in one pass without a temporary for real tensors."""
+    """``max |x|`` (NaN if any entry is NaN), in one pass without a temporary for real tensors
+    and one read to the host."""
     if tensor.numel() == 0:
         return 0.0
-    x = tensor.detach()
+    x = tensor.detach() if tensor.requires_grad else tensor
     if x.is_complex():
         return float(x.abs().max())
-    low, high = torch.aminmax(x)
-    return max(-float(low), float(high)) if not bool(torch.isnan(low)) else math.nan
+    low, high = torch.stack(torch.aminmax(x)).tolist()
+    return math.nan if math.isnan(low) or math.isnan(high) else max(-low, high)
+
+
+def finite_peak(tensor: torch.Tensor, fn: str, name: str = "tensor") -> float:
+    """:func:`peak` of a tensor that must be finite: refuses NaN and Inf entries with
+    :func:`~factorch._checks.check_finite`'s error, in one pass and one read for real tensors
+    (the smallest and largest entries are finite exactly when every entry is)."""
+    if tensor.is_complex() or tensor.numel() == 0:
+        check_finite(tensor, fn, name)
+        return peak(tensor)
+    largest = peak(tensor)
+    if not math.isfinite(largest):
+        check_finite(tensor, fn, name)  # raises, with the count of bad entries
+    return largest
 
 
 def fit_scale(tensor: torch.Tensor, largest: float | None = None) -> float:
