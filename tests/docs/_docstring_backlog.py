@@ -9,218 +9,29 @@ from __future__ import annotations
 
 BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.adapters.AdaptedLayer": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.adapters.Adapter": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.AdapterConfig": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.AtlasConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.CordaConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.FormatAdapterConfig": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.LeftConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraExport": ("Example",),  # file edited by another helper during issue 19
-    "factorch.adapters.LoraFactors": ("Example",),  # file edited by another helper during issue 19
-    "factorch.adapters.Method": (
-        "Args",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.ParameterCount": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.TLoraConfig": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.adapters.TTConfig": (
-        "Args",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.TuckerConfig": (
-        "Args",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.adapted_layers": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.adapter_names": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.assign_clusters": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.atlas.AtlasLayer": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.available_methods": (
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.corda.CordaLayer": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.corda.oriented_svd": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.delete_adapter": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.disable_adapters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.disabled": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.enable_adapters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.get_method": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.adapters.left.LeftLayer": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.lora.LoraLayer": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.lora.LowRankConfig": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.merge": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.merge_and_unload": (
-        "Args",
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.mode_seeking_loss": (
-        "Returns",
-        "Raises",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.register_method": ("Args",),  # file edited by another helper during issue 19
-    "factorch.adapters.set_adapter": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.task_vector": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: inject checks the base layer and the config
     "factorch.adapters.tlora.TLoraLayer": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: inject checks the base layer and the config
     "factorch.adapters.tlora.identity_trm_cores": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.adapters.tlora.ring_tensor": (
         "Raises",
     ),  # file edited by another helper during issue 19
-    "factorch.adapters.trainable_parameters": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.adapters.tt.TTLayer": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: inject checks the base layer and the config
     "factorch.adapters.tucker.TuckerLayer": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.unload": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.adapters.unmerge": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.ContractionPlan": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.ContractionProblem": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.FusedStatus": ("Example",),
-    "factorch.algebra.ModeLayout": ("Example",),  # file edited by another helper during issue 19
-    "factorch.algebra.SparseCoordinates": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.autotune": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.autotune_cache": (
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.clear_autotune_cache": (
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.algebra.is_autotune_enabled": (
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.cli.main": ("Args", "Raises", "Example"),
-    "factorch.cli.run": ("Raises",),
+    ),  # validates nothing yet: inject checks the base layer and the config
     "factorch.datasets.pde.neumann_grf": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
@@ -248,224 +59,45 @@ BACKLOG: dict[str, tuple[str, ...]] = {
     "factorch.distributed.redistribute": (
         "Example",
     ),  # an example needs a torch.distributed process group (torchrun)
-    "factorch.nn.CPWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv1d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv2d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedConv3d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedEmbedding": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.FactorizedLayer": ("Example",),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv1d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv2d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankConv3d": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankLinear": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.LowRankWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.OrderedDropout": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.Progress": ("Args", "Example"),  # file edited by another helper during issue 19
-    "factorch.nn.TRWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TTWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorContraction": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorLayout": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorRegression": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.TensorizedShape": ("Raises",),  # file edited by another helper during issue 19
-    "factorch.nn.TuckerWeight": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.WeightFormat": (
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.available_formats": ("Returns",),  # file edited by another helper during issue 19
-    "factorch.nn.balanced_factorization": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.component_magnitudes": (
-        "Args",
-        "Returns",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.format_from_config": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.formats.ConvGeometry": (
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.nn.formats.chain_contract": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.formats.check_weight_finite": (
-        "Args",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.dense_init_std": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.gaussian": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.keep_mask": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.known_size": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.orthonormal": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.row_digits": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.formats.unregister_format": (
-        "Args",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.get_format": ("Args", "Returns"),  # file edited by another helper during issue 19
-    "factorch.nn.hierarchical_group_lasso": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.merge_and_unload": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.model_config": (
-        "Args",
-        "Returns",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.ordered_layers": (
-        "Args",
-        "Returns",
         "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.prune_components_": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
+    ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.spectral.count_real": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.nn.spectral.kept_frequencies": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.nn.tensor_dropout": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
-    "factorch.nn.tensor_lasso": (
-        "Args",
-        "Returns",
-        "Raises",
-        "Example",
-    ),  # file edited by another helper during issue 19
     "factorch.plot.figure_to_png": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
     "factorch.plot.normalized_cp_factors": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises
-    "factorch.symmetry.ClebschGordanTensorProduct": ("Raises",),
-    "factorch.symmetry.EquivariantProjector": ("Args",),
-    "factorch.symmetry.Expressivity": ("Example",),
-    "factorch.symmetry.GauntTensorProduct": ("Raises",),
-    "factorch.symmetry.GroupSample": ("Example",),
-    "factorch.symmetry.PCAFrames": ("Example",),
-    "factorch.symmetry.RepBlock": ("Args", "Example"),
-    "factorch.symmetry.TensorProductPath": ("Args", "Example"),
     "factorch.symmetry.default_irreps_out": (
         "Raises",
     ),  # validates nothing yet: add checks (and pinned messages), then Raises

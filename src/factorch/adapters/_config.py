@@ -88,6 +88,17 @@ class AdapterConfig:
 
     Subclasses add their own fields and check them in :meth:`validate`; ``method`` is the
     name the method is registered under (:func:`~factorch.adapters.register_method`).
+
+    Raises:
+        TypeError: ``target_modules`` or ``exclude_modules`` neither a str nor a sequence of
+            non-empty strings.
+        ValueError: an invalid regular expression, no target module, or ``"all-linear"`` in
+            ``exclude_modules`` (subclasses add the checks of their own fields).
+
+    Example:
+        >>> config = LoraConfig(target_modules=["query", "value"], exclude_modules=["lm_head"])
+        >>> isinstance(config, AdapterConfig), config.target_modules
+        (True, ('query', 'value'))
     """
 
     method: ClassVar[str] = ""

@@ -33,6 +33,17 @@ class LoraFactors:
         relative_error: ``||dW - B A|| / ||dW||`` (0 for a zero update), from the discarded
             singular values: the true error of the export.
         bias_delta: the adapter's bias change, which a LoRA cannot carry (None: none).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(8, 6)),
+        ...                LoraConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> with torch.no_grad():
+        ...     _ = model[0].adapters["default"].lora_B.fill_(0.1)  # a nonzero update
+        >>> export = to_lora(model, rank=2)
+        >>> factors = export.modules["0"]
+        >>> tuple(factors.A.shape), tuple(factors.B.shape), factors.relative_error < 1e-5
+        ((2, 8), (6, 2), True)
     """
 
     A: torch.Tensor
@@ -50,6 +61,16 @@ class LoraExport:
             zero-padded).
         adapter_name: the exported adapter.
         modules: per module name, its :class:`LoraFactors`.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(8, 6)),
+        ...                LoraConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> with torch.no_grad():
+        ...     _ = model[0].adapters["default"].lora_B.fill_(0.1)  # a nonzero update
+        >>> export = to_lora(model, rank=2)
+        >>> export.rank, export.adapter_name, list(export.modules)
+        (2, 'default', ['0'])
     """
 
     rank: int

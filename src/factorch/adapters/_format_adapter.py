@@ -48,10 +48,23 @@ class FormatAdapterConfig(AdapterConfig):
             input, never forming ``dW``; ``"merged"``: one GEMM with ``W + alpha dW``, ``dW``
             rebuilt from the factors (its cost does not grow with the batch, but the backward
             pass then computes the ``out x in`` weight gradient); ``"auto"`` (default): the one
-            :meth:`FormatAdapterLayer.step_costs` finds cheaper for a training step at the
-            input's number of rows. Both give the same values and gradients up to rounding.
+            the layer's cost model (``step_costs``: FLOPs plus memory traffic of a training
+            step) finds cheaper at the input's number of rows. Both give the same values and
+            gradients up to rounding.
             Convolutions always contract the factors with the input (or rebuild the kernel,
             as the factorized convolution itself decides).
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), or a ``rank`` (or rank entry) that is
+            not an int.
+        ValueError: a non-positive or empty ``rank``, a non-finite ``alpha``, a non-positive
+            ``n_factors``, an unknown ``implementation``, or bad module patterns.
+
+    Example:
+        >>> config = TuckerConfig(target_modules=["query"], rank=[2, 3])
+        >>> isinstance(config, FormatAdapterConfig), config.rank, config.implementation
+        (True, (2, 3), 'auto')
     """
 
     format: ClassVar[str] = ""
@@ -196,7 +209,7 @@ class FormatAdapterLayer(Adapter):
 
     def contract(self, factors: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``x dW^T`` for ``x`` of shape ``(rows, in)``, contracting the factors with the input
-        (default: the format's own :meth:`~factorch.nn.formats.WeightFormat.linear`)."""
+        (default: the format's own :meth:`~factorch.nn.WeightFormat.linear`)."""
         delta = cast(FactorizedLinear, self.delta)
         return delta.parametrization.linear(factors, x, None, delta.shape)
 

@@ -70,6 +70,21 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
 
     Subclasses implement :meth:`delta_weight` (differentiable) and may override
     :meth:`delta_bias`, :meth:`merged_weight` and :meth:`forward`.
+
+    Args:
+        base: the layer to adapt (its weight sets the device, dtype and shapes).
+        config: the method's config.
+        context: data the method needs to initialise (None for most methods).
+        generator: random source of the initial weights.
+        shared: parameters shared by every layer of one adapter (e.g. aTLAS's coefficients).
+        structure: the recorded shapes to allocate instead of initialising.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> adapter = model[0].adapters["default"]
+        >>> isinstance(adapter, Adapter), adapter.method, adapter.weight_shape
+        (True, 'lora', (4, 4))
     """
 
     method: ClassVar[str] = ""
@@ -203,7 +218,18 @@ class AdaptedLayer(nn.Module):
     ``forward`` runs the active adapter (or the base layer when adapters are disabled, none is
     active, or the active one is merged into the base weight). While merged, the exact base
     weight and bias are kept aside so that :meth:`unmerge` restores them bit for bit.
-    ``weight`` and ``bias`` are the base layer's.
+    ``weight`` and ``bias`` are the base layer's. :func:`~factorch.adapters.inject` creates
+    them.
+
+    Args:
+        base: the layer to wrap (it keeps its training/eval mode).
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> layer = model[0]
+        >>> type(layer).__name__, layer.active_adapter, list(layer.adapters)
+        ('AdaptedLayer', 'default', ['default'])
     """
 
     def __init__(self, base: nn.Module) -> None:

@@ -46,13 +46,45 @@ def _check_model(model: object, fn: str) -> nn.Module:
 
 
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLayer]:
-    """The :class:`AdaptedLayer` wrappers of ``model`` by module name."""
+    """The :class:`AdaptedLayer` wrappers of ``model`` by module name.
+
+    Args:
+        model: the model to look in.
+
+    Returns:
+        ``{module name: wrapper}`` in module order (empty when ``model`` has no adapter).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> list(adapted_layers(inject(model, LoraConfig(target_modules=["1"], rank=1))))
+        ['1']
+    """
     _check_model(model, "adapted_layers")
     return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLayer)}
 
 
 def adapter_names(model: nn.Module) -> tuple[str, ...]:
-    """Names of the adapters present in ``model`` (in order of first appearance)."""
+    """Names of the adapters present in ``model`` (in order of first appearance).
+
+    Args:
+        model: the model to look in.
+
+    Returns:
+        The names, each once (empty when ``model`` has no adapter).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> _ = inject(model, LoraConfig(target_modules=["0"], rank=2), adapter_name="wide")
+        >>> adapter_names(model)
+        ('default', 'wide')
+    """
     seen: dict[str, None] = {}
     for layer in adapted_layers(model).values():
         seen.update(dict.fromkeys(layer.adapters))
@@ -251,10 +283,26 @@ def inject(
 def set_adapter(model: nn.Module, adapter_name: str, *, trainable: bool = True) -> nn.Module:
     """Make ``adapter_name`` the active adapter of every layer that has it (layers without it
     run their base layer). Its parameters get ``requires_grad=trainable``, every other adapter's
-    ``False``. Returns ``model``.
+    ``False``.
+
+    Args:
+        model: an adapted model.
+        adapter_name: the adapter to activate.
+        trainable: whether its parameters train.
+
+    Returns:
+        ``model`` (modified in place).
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
         ValueError: no such adapter; a layer has another adapter merged (unmerge first).
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> _ = inject(model, LoraConfig(target_modules=["0"], rank=2), adapter_name="wide")
+        >>> set_adapter(model, "default")[0].active_adapter  # inject activated "wide"
+        'default'
     """
     fn = "set_adapter"
     _check_model(model, fn)
@@ -284,18 +332,59 @@ def _set_disabled(model: nn.Module, value: bool, fn: str) -> nn.Module:
 
 
 def disable_adapters(model: nn.Module) -> nn.Module:
-    """Run every layer as its base layer (adapters kept; merged ones are bypassed exactly)."""
+    """Run every layer as its base layer (adapters kept; merged ones are bypassed exactly).
+
+    Args:
+        model: an adapted model.
+
+    Returns:
+        ``model`` (modified in place; :func:`enable_adapters` undoes it).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> disable_adapters(model)[0].disabled
+        True
+    """
     return _set_disabled(model, True, "disable_adapters")
 
 
 def enable_adapters(model: nn.Module) -> nn.Module:
-    """Undo :func:`disable_adapters`."""
+    """Undo :func:`disable_adapters`.
+
+    Args:
+        model: an adapted model.
+
+    Returns:
+        ``model`` (modified in place), its layers running their active adapters again.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> enable_adapters(disable_adapters(model))[0].disabled
+        False
+    """
     return _set_disabled(model, False, "enable_adapters")
 
 
 @contextlib.contextmanager
 def disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Context in which ``model`` runs without its adapters (the previous state is restored).
+
+    Args:
+        model: an adapted model.
+
+    Yields:
+        ``model``, its adapters disabled until the block exits (even by an exception).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
 
     Example:
         >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
@@ -315,10 +404,24 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
 
 def delete_adapter(model: nn.Module, adapter_name: str) -> nn.Module:
     """Remove ``adapter_name`` from every layer; a layer left without adapters is unwrapped back
-    to its base layer. Returns ``model``.
+    to its base layer.
+
+    Args:
+        model: an adapted model.
+        adapter_name: the adapter to remove.
+
+    Returns:
+        ``model`` (modified in place).
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
         ValueError: no such adapter, or it is merged (unmerge first).
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> type(delete_adapter(model, "default")[0]).__name__  # unwrapped: no adapter left
+        'Linear'
     """
     fn = "delete_adapter"
     _check_model(model, fn)
@@ -348,10 +451,26 @@ def merge(model: nn.Module) -> nn.Module:
 
     The merged model computes the same function as the unmerged one (up to rounding) with no
     adapter overhead; the exact base weights are kept so :func:`unmerge` restores them bit for
-    bit. Not differentiable. Returns ``model``.
+    bit. Not differentiable.
+
+    Args:
+        model: an adapted model.
+
+    Returns:
+        ``model`` (modified in place).
 
     Raises:
-        ValueError: a merge would produce NaN/Inf (nothing is merged in that layer).
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: a merge would produce NaN/Inf (nothing is merged in that layer), or an
+            adapter changes the bias of a layer that has none.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> x = torch.ones(2, 4)
+        >>> y = model(x)
+        >>> torch.allclose(merge(model)(x), y), model[0].merged_adapter
+        (True, 'default')
     """
     fn = "merge"
     for name, layer in adapted_layers(_check_model(model, fn)).items():
@@ -360,7 +479,23 @@ def merge(model: nn.Module) -> nn.Module:
 
 
 def unmerge(model: nn.Module) -> nn.Module:
-    """Undo :func:`merge`: restore the exact base weights and biases. Returns ``model``."""
+    """Undo :func:`merge`: restore the exact base weights and biases.
+
+    Args:
+        model: an adapted model (a layer without a merged adapter is left as it is).
+
+    Returns:
+        ``model`` (modified in place).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> unmerge(merge(model))[0].merged_adapter is None
+        True
+    """
     for layer in adapted_layers(_check_model(model, "unmerge")).values():
         layer.unmerge()
     return model
@@ -373,6 +508,17 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     the adapted function; all adapters are dropped. For a model compressed by
     :func:`factorch.nn.compress` (factorized layers), use :func:`factorch.nn.merge_and_unload`.
     A model that is itself an adapted layer is returned as its (merged) base layer.
+
+    Args:
+        model: an adapted model.
+
+    Returns:
+        ``model`` (modified in place), or the base layer when ``model`` is an adapted layer.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: a merge would produce NaN/Inf, or an adapter changes the bias of a layer
+            that has none.
 
     Example:
         >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
@@ -393,7 +539,23 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 
 
 def unload(model: nn.Module) -> nn.Module:
-    """Remove every adapter without merging (merged ones are unmerged first): the base model."""
+    """Remove every adapter without merging (merged ones are unmerged first): the base model.
+
+    Args:
+        model: an adapted model.
+
+    Returns:
+        ``model`` (modified in place), or the base layer when ``model`` is an adapted layer.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> type(unload(model)[0]).__name__
+        'Linear'
+    """
     layers = adapted_layers(_check_model(model, "unload"))
     for layer in layers.values():
         layer.unmerge()
@@ -413,6 +575,12 @@ class ParameterCount:
         trainable: parameters with ``requires_grad``.
         total: all parameters.
         adapters: parameters of each named adapter (trainable or not).
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> print(trainable_parameters(model))
+        trainable params: 8 || all params: 28 || trainable%: 28.5714
     """
 
     trainable: int
@@ -433,7 +601,24 @@ class ParameterCount:
 
 def trainable_parameters(model: nn.Module) -> ParameterCount:
     """Trainable and total parameter counts, and the size of each adapter (PEFT's
-    ``print_trainable_parameters`` as a value: ``print(trainable_parameters(model))``)."""
+    ``print_trainable_parameters`` as a value: ``print(trainable_parameters(model))``).
+
+    Args:
+        model: any model (adapted or not).
+
+    Returns:
+        A :class:`ParameterCount`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+        ...                LoraConfig(target_modules=["0"], rank=1))
+        >>> count = trainable_parameters(model)
+        >>> count.trainable, count.total, dict(count.adapters)
+        (8, 28, {'default': 8})
+    """
     _check_model(model, "trainable_parameters")
     params = list(model.parameters())  # deduplicated by torch
     per: dict[str, dict[int, int]] = {}

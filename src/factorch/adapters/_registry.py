@@ -12,7 +12,18 @@ __all__ = ["Method", "available_methods", "get_method", "register_method"]
 
 @dataclass(frozen=True)
 class Method:
-    """A registered adapter method: its name, config class and layer class."""
+    """A registered adapter method: its name, config class and layer class.
+
+    Attributes:
+        name: the registry name (the config's ``method``).
+        config_class: the method's :class:`AdapterConfig` subclass.
+        layer_class: the method's :class:`Adapter` subclass.
+
+    Example:
+        >>> method = get_method("lora", "demo")
+        >>> method.name, method.config_class.__name__
+        ('lora', 'LoraConfig')
+    """
 
     name: str
     config_class: type[AdapterConfig]
@@ -27,6 +38,10 @@ def register_method(layer_class: type[Adapter]) -> None:
 
     Unlike PEFT, whose method names must exist in its ``PeftType`` enum, any library can add a
     method here; :func:`~factorch.adapters.inject`, saving and loading then work with it.
+
+    Args:
+        layer_class: the method's :class:`Adapter` subclass; its ``config_class`` and ``method``
+            name the config class and the method. Registering the same class again is a no-op.
 
     Raises:
         TypeError: not an :class:`Adapter` subclass with an :class:`AdapterConfig` subclass.
@@ -55,12 +70,35 @@ def register_method(layer_class: type[Adapter]) -> None:
 
 
 def get_method(name: object, fn: str) -> Method:
-    """The method registered as ``name``; ``ValueError`` listing the known ones otherwise."""
+    """The method registered as ``name``; ``ValueError`` listing the known ones otherwise.
+
+    Args:
+        name: a name of :func:`available_methods`.
+        fn: the caller's name, which starts the error message.
+
+    Returns:
+        The :class:`Method` record.
+
+    Raises:
+        ValueError: ``name`` is not a registered method (the message lists them).
+
+    Example:
+        >>> get_method("tucker", "demo").layer_class.__name__
+        'TuckerLayer'
+    """
     if not isinstance(name, str) or name not in _METHODS:
         raise ValueError(f"{fn}: unknown adapter method {name!r}; registered: {sorted(_METHODS)}.")
     return _METHODS[name]
 
 
 def available_methods() -> tuple[str, ...]:
-    """Names of the registered adapter methods."""
+    """Names of the registered adapter methods.
+
+    Returns:
+        The names, in registration order (built-in methods first).
+
+    Example:
+        >>> "lora" in available_methods()
+        True
+    """
     return tuple(_METHODS)

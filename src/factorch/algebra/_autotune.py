@@ -242,7 +242,15 @@ def set_autotune(enabled: bool) -> None:
 
 
 def is_autotune_enabled() -> bool:
-    """Whether autotuning is switched on (see :func:`set_autotune`)."""
+    """Whether autotuning is switched on (see :func:`set_autotune`).
+
+    Returns:
+        True while timing picks the GEMM's formulation, False under the fixed rule (default).
+
+    Example:
+        >>> is_autotune_enabled()
+        False
+    """
     return TUNER.enabled
 
 
@@ -250,6 +258,12 @@ def is_autotune_enabled() -> bool:
 def autotune(enabled: bool = True) -> Iterator[None]:
     """Context manager: autotuning on (or off) inside the block, the previous setting restored
     on exit. Process-wide, like :func:`set_autotune`.
+
+    Args:
+        enabled: whether to tune inside the block.
+
+    Yields:
+        Nothing (``None``); the setting holds until the block exits, even by an exception.
 
     Raises:
         TypeError: ``enabled`` is not a bool.
@@ -272,6 +286,10 @@ def autotune_cache() -> Mapping[ContractionProblem, ContractionPlan]:
     """A read-only snapshot of the tuned plans: problem (shape, allowed modes, rank, dtype,
     device, threads) -> plan, least recently used first.
 
+    Returns:
+        A mapping from :class:`ContractionProblem` to the :class:`ContractionPlan` timed
+        fastest for it; later tuning does not change it.
+
     Example:
         >>> clear_autotune_cache()
         >>> len(autotune_cache())
@@ -281,7 +299,13 @@ def autotune_cache() -> Mapping[ContractionProblem, ContractionPlan]:
 
 
 def clear_autotune_cache() -> None:
-    """Forget every tuned plan (the next qualifying call per problem tunes again)."""
+    """Forget every tuned plan (the next qualifying call per problem tunes again).
+
+    Example:
+        >>> clear_autotune_cache()
+        >>> dict(autotune_cache())
+        {}
+    """
     TUNER.clear()
 
 

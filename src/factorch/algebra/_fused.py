@@ -82,6 +82,11 @@ class FusedStatus:
         origin: ``"inductor"`` (compiled, or found in its code cache, by inductor),
             ``"disk"`` (the library a previous process compiled, loaded directly: no inductor
             import, no compiler run) or ``""`` (unavailable).
+
+    Example:
+        >>> status = FusedStatus(available=False, reason="no C++ compiler", vector_bytes=0)
+        >>> status.available or status.reason  # fused_mttkrp_status() returns the real one
+        'no C++ compiler'
     """
 
     available: bool

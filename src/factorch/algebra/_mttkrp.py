@@ -19,10 +19,10 @@ index acts as a batch index). ``m`` is chosen among the modes whose size is at l
 largest (so the intermediate is at most twice the smallest possible). Which of them, and which of
 the equivalent GEMM formulations (which operand BLAS sees transposed, where the rank index lands,
 padding the rank, the factor's layout), is picked by a fixed rule of the shape, rank, dtype and
-device (:mod:`factorch.algebra._plans`; deterministic: bit-identical results in every process),
-or, when the user turns it on, by timing (:func:`factorch.algebra.set_autotune`). The GEMM
-dominates: ``2 |X| R`` flops; the other contractions cost ``2 |X| R / I_m`` and less. Peak extra
-memory: about ``2 |X| R / I_m`` entries. See ``BENCHMARKS.md`` for timings.
+device (:class:`~factorch.algebra.ContractionPlan`; deterministic: bit-identical results in
+every process), or, when the user turns it on, by timing (:func:`factorch.algebra.set_autotune`).
+The GEMM dominates: ``2 |X| R`` flops; the other contractions cost ``2 |X| R / I_m`` and less.
+Peak extra memory: about ``2 |X| R / I_m`` entries. See ``BENCHMARKS.md`` for timings.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ _RANK = RANK  # label of the rank axis in the intermediate
 
 MTTKRPKernel = Literal["default", "fused"]
 """``"default"``: the tensor-reading GEMM (fixed rule or opt-in autotuner); ``"fused"``: the
-compiled fused loop of :mod:`factorch.algebra._fused` where it applies, else the default."""
+compiled fused loop where it applies (:func:`~factorch.algebra.fused_mttkrp_status`), else the
+default."""
 
 
 def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
@@ -118,9 +119,9 @@ def mttkrp(
         weights: optional ``(R,)`` column weights.
         kernel: ``"default"`` (the tensor-reading GEMM above) or ``"fused"``: one compiled C++
             loop nest that reads each entry once and keeps the intermediate in registers
-            (:mod:`factorch.algebra._fused`). Faster than the default where the GEMM and its
-            follow-up contraction are compute-bound (1.5-2.1x at 20 x 200 x 200, R = 10,
-            float64), about equal where memory bandwidth bounds both (BENCHMARKS.md). The
+            (:func:`~factorch.algebra.fused_mttkrp_status`). Faster than the default where the
+            GEMM and its follow-up contraction are compute-bound (1.5-2.1x at 20 x 200 x 200,
+            R = 10, float64), about equal where memory bandwidth bounds both (BENCHMARKS.md). The
             first use on a machine compiles it (seconds); later processes load it from disk
             in milliseconds. Where it does not apply -- CUDA, complex or half dtypes, autograd
             recording, a non-contiguous or small tensor, a matrix, ``torch.compile``, no C++

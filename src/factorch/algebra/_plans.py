@@ -9,7 +9,7 @@ contracted with a tall, skinny factor ``F`` (``I_m x R``),
 on a free reshape of ``X`` viewed as ``(L, I_m, T)`` (``L``, ``T``: the products of the sizes
 before and after ``m``). A :class:`ContractionPlan` fixes
 
-* ``mode``: which mode the GEMM contracts (among those allowed, see :func:`allowed_modes`);
+* ``mode``: which mode the GEMM contracts (among those allowed, ``allowed_modes``);
 * ``rank_at``: where the rank axis lands among the output axes, i.e. which operand BLAS sees
   transposed and how the output is laid out: for the last mode anywhere (position 0 is
   ``F^T @ X(L, I)^T``, position N-1 is ``X(L, I) @ F``, a position ``p`` in between is a batched
@@ -101,7 +101,11 @@ Kind = Literal["labels", "natural"]
 
 @dataclass(frozen=True)
 class ContractionPlan:
-    """One formulation of the tensor-reading GEMM (see :mod:`factorch.algebra._plans`).
+    """One formulation of the tensor-reading GEMM, picked for a :class:`ContractionProblem`.
+
+    Every plan reads the tensor in place (no copy) and gives the same values up to round-off; a
+    fixed rule of the problem picks one (bit-identical results in every process), or timing when
+    :func:`set_autotune` is on.
 
     Attributes:
         mode: the mode the GEMM contracts.
@@ -109,6 +113,11 @@ class ContractionPlan:
         pad: the number of columns the factor is padded to (``>= R``).
         col_major: copy the factor column-major (True), row-major (False), or use it as given
             (None, which also means no padding).
+
+    Example:
+        >>> plan = ContractionPlan(mode=2, rank_at=2, pad=8)  # the plain form, last mode
+        >>> plan.col_major is None  # the factor used as given
+        True
     """
 
     mode: int
@@ -126,11 +135,19 @@ class ContractionProblem:
             (mode products: the rank axis where the mode was, contiguous).
         shape: the tensor's shape.
         modes: the modes the GEMM may contract (those of the requested set at least half as
-            large as the largest, :func:`allowed_modes`).
+            large as the largest).
         rank: the factor's number of columns ``R``.
         dtype: the tensor's dtype.
         device: the tensor's device (``"cpu"``, ``"cuda:0"``, ...).
         threads: ``torch.get_num_threads()`` when the problem was posed.
+
+    Example:
+        >>> problem = ContractionProblem(
+        ...     kind="labels", shape=(200, 200, 200), modes=(0, 1, 2), rank=8,
+        ...     dtype=torch.float64, device="cpu", threads=1,
+        ... )
+        >>> problem.rank, problem.modes
+        (8, (0, 1, 2))
     """
 
     kind: Kind

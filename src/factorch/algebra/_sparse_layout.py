@@ -43,6 +43,14 @@ class SparseCoordinates(Protocol):
     ``indices`` is ``(N, nnz)`` integer, ``values`` ``(nnz,)`` floating, ``shape`` the dense
     shape. :class:`factorch.tensors.SparseTensor` satisfies it (duplicate coordinates are summed
     by the kernels, as in COO).
+
+    Example:
+        >>> from factorch.tensors import SparseTensor
+        >>> sp = SparseTensor.from_dense(torch.eye(2))
+        >>> isinstance(sp, SparseCoordinates)  # a runtime-checkable protocol
+        True
+        >>> tuple(sp.indices.shape), tuple(sp.values.shape), sp.shape
+        ((2, 2), (2,), (2, 2))
     """
 
     @property
@@ -88,6 +96,13 @@ class ModeLayout:
             ``offsets[i]:offsets[i + 1]`` in layout order.
         others: the other modes' index columns (in mode order) in layout order.
         values: the values in layout order.
+
+    Example:
+        >>> indices = torch.tensor([[2, 0, 2], [0, 1, 1]])
+        >>> values = torch.tensor([1.0, 2.0, 3.0])
+        >>> layout = ModeLayout.build(indices, values, 3, 0)  # group the entries by row
+        >>> layout.offsets.tolist(), layout.values.tolist()
+        ([0, 1, 1, 3], [2.0, 1.0, 3.0])
     """
 
     mode: int

@@ -95,9 +95,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 on success, 2 after an error (one line on stderr), 130 after Ctrl-C.
 
+    Raises:
+        Exception: only with the environment variable ``FACTORCH_DEBUG`` set: an unexpected
+            error (not a usage error or a refused input) is re-raised, with its traceback,
+            instead of being turned into exit status 2.
+
     Example:
-        >>> run(["datasets", "--json"]) == 0  # doctest: +SKIP
-        True
+        >>> run(["--version"])  # doctest: +ELLIPSIS
+        factorch ...
+        0
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -122,5 +128,20 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: ``factorch ...`` and ``python -m factorch ...``."""
+    """Console-script entry point: ``factorch ...`` and ``python -m factorch ...``.
+
+    Args:
+        argv: the arguments after ``factorch`` (default ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: always, with :func:`run`'s exit status (0 on success).
+
+    Example:
+        >>> try:
+        ...     main(["--version"])  # doctest: +ELLIPSIS
+        ... except SystemExit as stop:
+        ...     print("exit status", stop.code)
+        factorch ...
+        exit status 0
+    """
     sys.exit(run(argv))

@@ -320,7 +320,26 @@ class _FactorizedConvNd(FactorizedLayer):
 
 
 class FactorizedConv1d(_FactorizedConvNd):
-    """1-D version of :class:`FactorizedConv2d`."""
+    """1-D version of :class:`FactorizedConv2d`.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as ``nn.Conv1d`` (``groups=1`` only).
+        format, rank, ratio, implementation, rank_dropout: as :class:`FactorizedConv2d`.
+        init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
+            ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
+            exactly one of ``rank`` and ``ratio``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> conv = FactorizedConv1d(4, 6, 3, format="tucker", rank=3, generator=gen)
+        >>> conv(torch.ones(1, 4, 8)).shape
+        torch.Size([1, 6, 6])
+    """
 
     dims = 1
 
@@ -345,17 +364,57 @@ class FactorizedConv2d(_FactorizedConvNd):
       a 1x1 to ``out`` (which closes the ring).
 
     ``implementation="auto"`` picks the cheaper of this and the rebuilt-kernel convolution by
-    counting FLOPs for the actual input shape (:func:`conv_flops`, from the format's cost model)
-    plus the memory traffic of the intermediate activations (as :class:`FactorizedLinear`).
+    counting FLOPs for the actual input shape (the layer's ``flops``, from the format's cost
+    model) plus the memory traffic of the intermediate activations (as :class:`FactorizedLinear`).
     Stride and dilation act in the spatial steps; padding of any mode commutes with the 1x1 steps
     and is applied once.
-    Other keyword arguments as in :class:`FactorizedLinear` (``fan_in = in k_h k_w``).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as ``nn.Conv2d`` (``groups=1`` only).
+        format: the name of a registered format (``"lowrank"`` by default).
+        rank: int or tuple, as the format takes it for the kernel; exclusive with ``ratio``.
+        ratio: fraction of the dense kernel's parameter count.
+        implementation: ``"auto"``, ``"factorized"`` or ``"reconstructed"``.
+        rank_dropout, init_std, decomposition, generator, device, dtype: as
+            :class:`FactorizedLinear` (``fan_in = in k_h k_w``).
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
+            ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
+            exactly one of ``rank`` and ``ratio``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> conv = FactorizedConv2d(4, 6, 3, padding=1, format="cp", rank=5, generator=gen)
+        >>> conv(torch.ones(1, 4, 8, 8)).shape
+        torch.Size([1, 6, 8, 8])
     """
 
     dims = 2
 
 
 class FactorizedConv3d(_FactorizedConvNd):
-    """3-D version of :class:`FactorizedConv2d`."""
+    """3-D version of :class:`FactorizedConv2d`.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as ``nn.Conv3d`` (``groups=1`` only).
+        format, rank, ratio, implementation, rank_dropout: as :class:`FactorizedConv2d`.
+        init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
+            ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
+            exactly one of ``rank`` and ``ratio``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> conv = FactorizedConv3d(2, 3, 3, padding=1, rank=2, generator=gen)
+        >>> conv(torch.ones(1, 2, 5, 5, 5)).shape
+        torch.Size([1, 3, 5, 5, 5])
+    """
 
     dims = 3

@@ -50,6 +50,27 @@ class FactorizedEmbedding(FactorizedLayer):
     ``padding_idx`` gives all-zero output rows (and no gradient) for that index, as
     ``nn.Embedding``; the factorized table itself has no zero row. Out-of-range indices raise
     ``IndexError`` (checked eagerly; under ``torch.compile`` the check is skipped).
+
+    Args:
+        num_embeddings, embedding_dim, padding_idx: as ``nn.Embedding``.
+        format: the name of a registered format (``"tt"`` by default).
+        rank: int or tuple, as the format takes it; exclusive with ``ratio``.
+        ratio: fraction of the dense table's parameter count.
+        shape: how rows and columns fold into factors (default: three factors each).
+        implementation: ``"auto"``, ``"factorized"`` or ``"reconstructed"``.
+        init_std: entry standard deviation of the random table (1, as ``nn.Embedding``).
+        rank_dropout, decomposition, generator, device, dtype: as :class:`FactorizedLinear`.
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype``, a bad ``shape`` or generator.
+        ValueError: non-positive sizes, ``padding_idx`` out of range, an unknown format, an
+            out-of-range rank, or not exactly one of ``rank`` and ``ratio``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> emb = FactorizedEmbedding(1000, 64, rank=8, generator=gen)  # a TT-matrix table
+        >>> emb.shape.out_factors, emb(torch.tensor([[1, 2, 999]])).shape
+        ((10, 10, 10), torch.Size([1, 3, 64]))
     """
 
     def __init__(

@@ -109,6 +109,14 @@ class FactorizedLayer(nn.Module):
     symbolic while tracing (``torch.export`` with a dynamic batch dimension) is taken as
     unbounded, so the traced program keeps the path with the lower cost per row; forcing
     ``"factorized"`` or ``"reconstructed"`` skips the cost model altogether.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> layer = FactorizedLinear(6, 4, format="cp", rank=3, generator=gen)
+        >>> isinstance(layer, FactorizedLayer), type(layer.parametrization).__name__
+        (True, 'CPWeight')
+        >>> len(layer.factors), layer.weight.shape, layer.n_params  # 30 factor entries + bias
+        (5, torch.Size([4, 6]), 34)
     """
 
     parametrization: WeightFormat
@@ -190,7 +198,7 @@ class FactorizedLayer(nn.Module):
 
     @property
     def n_params(self) -> int:
-        """Trainable numbers: factors plus bias."""
+        """The number of trainable numbers (factors plus bias)."""
         return sum(p.numel() for p in self.parameters())
 
     def current_factors(self) -> tuple[torch.Tensor, ...]:

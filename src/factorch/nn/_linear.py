@@ -59,7 +59,7 @@ class FactorizedLinear(FactorizedLayer):
     * ``"tr"``: tensor-ring matrix (ring closure by a trace), same forward carrying ``r_0``.
 
     ``implementation="auto"`` counts the FLOPs of both forwards for the actual number of rows
-    (:func:`linear_flops`, from the format's cost model), adds the memory traffic of their
+    (:meth:`FactorizedLinear.flops`, from the format's cost model), adds the memory traffic of their
     intermediates (each number written weighs ``MEMORY_WEIGHT = 32`` FLOPs: a TT-matrix
     contraction with a small inner dimension is memory-bound, a GEMM is not) and takes the
     cheaper; ``"factorized"`` / ``"reconstructed"`` force one (reconstructed: rebuild ``W``, then

@@ -130,6 +130,15 @@ class LowRankLinear(_Ordered, FactorizedLinear):
     ``truncation`` (int or None) limits the forward to the first components; set by
     :class:`OrderedDropout`. ``from_dense`` starts from the SVD (``U = U_k S^(1/2)``,
     ``V = V_k S^(1/2)``), already ordered.
+
+    Raises:
+        TypeError: a non-floating ``dtype``, a float ``rank`` or a bad generator.
+        ValueError: bad sizes, or a rank outside ``[1, min(in, out)]``.
+
+    Example:
+        >>> layer = LowRankLinear(6, 4, rank=3, generator=torch.Generator().manual_seed(0))
+        >>> [tuple(f.shape) for f in layer.factors], layer(torch.ones(2, 6)).shape
+        ([(4, 3), (6, 3)], torch.Size([2, 4]))
     """
 
     def __init__(
@@ -212,7 +221,25 @@ def _ordered_args(args: dict[str, Any]) -> dict[str, Any]:
 class _LowRankConv(_Ordered, _FactorizedConvNd):
     """Maestro convolution: a ``k``-sized convolution to ``rank`` channels (``V``), then a 1x1
     convolution (``U``), with ordered components; default rank ``min(out, in prod(k))``.
-    Arguments as the ``nn.Conv*d`` it replaces (``groups=1``); see :class:`LowRankLinear`."""
+    See :class:`LowRankLinear`.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as the ``nn.Conv*d`` it replaces (``groups=1`` only).
+        rank: number of components; default ``min(out, in prod(k))`` (full rank).
+        implementation, init_std, generator, device, dtype: as :class:`FactorizedConv2d`.
+
+    Raises:
+        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
+            ``dilation`` or ``padding_mode``, or an out-of-range rank.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> conv = LowRankConv2d(3, 8, 3, padding=1, rank=4, generator=gen)
+        >>> conv(torch.ones(1, 3, 6, 6)).shape
+        torch.Size([1, 8, 6, 6])
+    """
 
     def __init__(
         self,
@@ -313,12 +340,42 @@ class LowRankConv3d(_LowRankConv, FactorizedConv3d):
 
 
 def ordered_layers(model: nn.Module) -> list[tuple[str, _Ordered]]:
-    """``(name, layer)`` of every ordered low-rank (Maestro) layer in ``model``."""
+    """``(name, layer)`` of every ordered low-rank (Maestro) layer in ``model``.
+
+    Args:
+        model: the model to look in.
+
+    Returns:
+        The pairs in module order (empty when there is none).
+
+    Example:
+        >>> model = torch.nn.Sequential(LowRankLinear(6, 4), torch.nn.ReLU(), LowRankLinear(4, 2))
+        >>> [name for name, _ in ordered_layers(model)]
+        ['0', '2']
+    """
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _Ordered)]
 
 
 def hierarchical_group_lasso(model: nn.Module) -> torch.Tensor:
-    """Sum of :meth:`LowRankLinear.group_lasso` over the Maestro layers of ``model``."""
+    """Sum of the layers' ``group_lasso()`` penalties over the Maestro layers of ``model``.
+
+    Args:
+        model: a model with at least one Maestro layer (:class:`LowRankLinear`,
+            :class:`LowRankConv2d`, ...).
+
+    Returns:
+        A scalar tensor, differentiable: add it (times a weight) to the training loss.
+
+    Raises:
+        ValueError: ``model`` has no Maestro layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(LowRankLinear(6, 4, generator=gen), torch.nn.ReLU())
+        >>> penalty = hierarchical_group_lasso(model)
+        >>> penalty.shape, penalty.requires_grad, bool(penalty > 0)
+        (torch.Size([]), True, True)
+    """
     terms = [m.group_lasso() for _, m in ordered_layers(model)]
     if not terms:
         raise ValueError(
@@ -341,6 +398,22 @@ class OrderedDropout:
 
     ``with sampler.sample() as ranks:`` sets the truncations for the forward passes inside the
     block (``ranks`` maps layer names to the drawn rank) and restores full rank on exit.
+
+    Raises:
+        ValueError: an unknown ``mode``, a non-positive ``min_rank``, or a model without
+            Maestro layers.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(LowRankLinear(8, 8, generator=gen), torch.nn.ReLU(),
+        ...                             LowRankLinear(8, 4, generator=gen))
+        >>> sampler = OrderedDropout(model, mode="shared", generator=gen)
+        >>> with sampler.sample() as ranks:
+        ...     y = model(torch.ones(2, 8))  # the truncated network
+        ...     print(sorted(ranks), model[0].truncation == ranks["0"])
+        ['0', '2'] True
+        >>> model[0].truncation is None  # full rank again
+        True
     """
 
     def __init__(

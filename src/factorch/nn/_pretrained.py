@@ -78,6 +78,12 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     The per-module entry is :meth:`FactorizedLayer.config` (layer class, constructor arguments,
     weight format with rank and layout): enough to rebuild the layer without decomposing.
 
+    Args:
+        model: a model with factorized layers (the others are not listed).
+
+    Returns:
+        A JSON-serialisable dict ``{"modules": {module name: layer config}}``.
+
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
 
@@ -274,6 +280,12 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     device and dtype and in the same training/eval mode), so the model computes the same
     function with plain torch layers. A model that is itself a factorized layer is returned as
     its dense counterpart. Not differentiable (weights are detached copies).
+
+    Args:
+        model: a model with factorized layers (any other layer is left as it is).
+
+    Returns:
+        ``model`` (modified in place), or the dense layer when ``model`` is a factorized layer.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.

@@ -19,8 +19,24 @@ Stage = Literal["allocate", "decompose"]
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a long call: ``stage`` (what is being done), ``item`` (e.g. the layer name),
-    ``done`` of ``total`` items of this stage finished, ``elapsed_s`` since the call began."""
+    """One step of a long call (e.g. :func:`~factorch.nn.compress` with ``progress=``).
+
+    Attributes:
+        stage: what is being done (``"allocate"``: measuring each layer for the rank
+            allocation; ``"decompose"``: fitting the factors).
+        item: what the step was about (e.g. the layer name).
+        done: items of this stage finished, this one included.
+        total: items of this stage.
+        elapsed_s: seconds since the call began.
+
+    Example:
+        >>> steps = []
+        >>> model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(8, 4))
+        >>> _ = factorch.nn.compress(model, layer_ranks={"0": 2, "2": 2}, progress=steps.append)
+        >>> [(s.stage, s.item, s.done, s.total) for s in steps]
+        [('decompose', '0', 1, 2), ('decompose', '2', 2, 2)]
+    """
 
     stage: Stage
     item: str

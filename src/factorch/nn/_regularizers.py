@@ -26,8 +26,25 @@ __all__ = ["component_magnitudes", "prune_components_", "tensor_dropout", "tenso
 
 
 def tensor_dropout(module: nn.Module, p: float) -> nn.Module:
-    """Set rank dropout probability ``p`` on every factorized layer in ``module`` (in place;
-    returns ``module``). ``p = 0`` turns it off. Uses the global RNG, like ``nn.Dropout``."""
+    """Set rank dropout probability ``p`` on every factorized layer in ``module``, in place.
+    ``p = 0`` turns it off. Uses the global RNG, like ``nn.Dropout``.
+
+    Args:
+        module: a module with at least one factorized layer.
+        p: the probability of dropping a rank component in training mode, in ``[0, 1)``.
+
+    Returns:
+        ``module``.
+
+    Raises:
+        ValueError: ``p`` not a probability in ``[0, 1)``, or no factorized layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = torch.nn.Sequential(FactorizedLinear(6, 4, rank=2, generator=gen))
+        >>> tensor_dropout(model, 0.1)[0].rank_dropout
+        0.1
+    """
     p = check_probability(p, "tensor_dropout", "p")
     layers = [m for m in module.modules() if isinstance(m, FactorizedLayer)]
     if not layers:
@@ -41,8 +58,20 @@ def component_magnitudes(layer: FactorizedLayer) -> torch.Tensor:
     """Magnitude of each rank component of a layer whose format has rank-one components (CP:
     ``|w_r| prod_n ||A_n[:, r]||``; low rank: ``||U[:, r]|| ||V[:, r]||``). Differentiable.
 
+    Args:
+        layer: a factorized layer of a format with rank-one components (CP, low rank).
+
+    Returns:
+        ``(rank,)`` non-negative magnitudes, in the factors' dtype.
+
     Raises:
         ValueError: the layer's format has no rank-one components (Tucker, TT, TR).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> layer = FactorizedLinear(6, 4, format="cp", rank=3, generator=gen)
+        >>> component_magnitudes(layer).shape
+        torch.Size([3])
     """
     return layer.parametrization.component_magnitudes(tuple(layer.factors))
 
@@ -61,6 +90,23 @@ def tensor_lasso(module: nn.Module, *, factor_decay: float = 1.0) -> torch.Tenso
     CP: ``sum_r |w_r| + (factor_decay / 2) sum_n ||A_n||^2``; low rank:
     ``(||U||^2 + ||V||^2) / 2`` (see the module docstring). Add ``lam * tensor_lasso(model)``
     to the loss, then call :func:`prune_components_`. Differentiable.
+
+    Args:
+        module: a module with at least one CP or low-rank factorized layer.
+        factor_decay: weight of the factors' squared norms in the CP term (positive).
+
+    Returns:
+        A scalar tensor, differentiable.
+
+    Raises:
+        ValueError: ``factor_decay`` not a positive number, or no CP or low-rank layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> layer = FactorizedLinear(6, 4, format="cp", rank=3, generator=gen)
+        >>> penalty = tensor_lasso(torch.nn.Sequential(layer))
+        >>> penalty.requires_grad, bool(penalty > 0)
+        (True, True)
     """
     if (
         isinstance(factor_decay, bool)
@@ -81,8 +127,28 @@ def prune_components_(
     module: nn.Module, threshold: float, *, relative: bool = True
 ) -> dict[str, int]:
     """Remove CP / low-rank components whose magnitude is below ``threshold`` (times the layer's
-    largest when ``relative``), in place; at least one component stays. Returns the new rank of
-    every CP / low-rank layer by name. Factor parameters are replaced: rebuild the optimizer."""
+    largest when ``relative``), in place; at least one component stays. Factor parameters are
+    replaced: rebuild the optimizer.
+
+    Args:
+        module: a module with at least one CP or low-rank factorized layer.
+        threshold: the cut (non-negative).
+        relative: whether ``threshold`` is a fraction of each layer's largest magnitude.
+
+    Returns:
+        The new rank of every CP / low-rank layer, by module name.
+
+    Raises:
+        ValueError: a negative or non-numeric ``threshold``, or no CP or low-rank layer.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> layer = FactorizedLinear(6, 4, format="cp", rank=3, generator=gen)
+        >>> prune_components_(torch.nn.Sequential(layer), 2.0)  # only the largest stays
+        {'0': 1}
+        >>> layer(torch.ones(2, 6)).shape
+        torch.Size([2, 4])
+    """
     fn = "prune_components_"
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
         raise ValueError(f"{fn}: threshold must be a non-negative number; got {threshold!r}.")

@@ -66,7 +66,21 @@ def balanced_factorization(n: int, k: int) -> tuple[int, ...]:
     """Split ``n`` into ``k`` integer factors as equal as possible (largest factor minimal).
 
     Factors are returned in non-increasing order and multiply to ``n``; a prime ``n`` gives
-    ``(n, 1, ..., 1)``. Example: ``balanced_factorization(1024, 3) == (16, 8, 8)``.
+    ``(n, 1, ..., 1)``.
+
+    Args:
+        n: the number to split (a positive int).
+        k: the number of factors (a positive int).
+
+    Returns:
+        ``k`` positive ints, non-increasing, whose product is ``n``.
+
+    Raises:
+        ValueError: ``n`` or ``k`` not a positive int.
+
+    Example:
+        >>> balanced_factorization(1024, 3), balanced_factorization(7, 2)
+        ((16, 8, 8), (7, 1))
     """
     fn = "balanced_factorization"
     _positive_ints(fn, ("n", n), ("k", k))
@@ -88,6 +102,10 @@ class TensorizedShape:
     Attributes:
         out_factors: factors of ``out_features`` (for an embedding: of ``num_embeddings``).
         in_factors: factors of ``in_features`` (for an embedding: of ``embedding_dim``).
+
+    Raises:
+        TypeError: a side that is not a non-empty sequence.
+        ValueError: a factor that is not a positive int.
 
     Example:
         >>> TensorizedShape.auto(1024, 512, n_factors=2)
@@ -165,6 +183,15 @@ class TensorLayout:
         split: ``weight_shape`` split into finer axes (same number of elements).
         order: permutation of the ``split`` axes.
         tensor_shape: the factorized tensor's shape (consecutive permuted axes merged).
+
+    Raises:
+        TypeError: a shape that is not a non-empty sequence.
+        ValueError: a size that is not a positive int, an ``order`` that is not a permutation of the
+            ``split`` axes, or shapes holding different numbers of elements.
+
+    Example:
+        >>> TensorLayout.tensorized(TensorizedShape((4, 2), (3,)))
+        TensorLayout(weight_shape=(8, 3), split=(4, 2, 3), order=(0, 1, 2), tensor_shape=(4, 2, 3))
     """
 
     weight_shape: tuple[int, ...]

@@ -67,6 +67,18 @@ class TensorContraction(nn.Module):
     Init: ``U_n`` entries i.i.d. ``N(0, 1 / I_n)``, so each output has the variance of one input
     entry when input entries are uncorrelated: ``Var(y) = prod_n (I_n / I_n) Var(x)``.
     Differentiable; works with ``torch.compile``, autocast and any device.
+
+    Raises:
+        TypeError: a shape that is not a tuple of ints, a non-floating ``dtype`` or a bad
+            generator.
+        ValueError: non-positive sizes, shapes with different numbers of modes, an unknown
+            ``implementation``, or factors too large for memory (the message states the size).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> layer = TensorContraction((4, 5, 6), (2, 3, 3), generator=gen)
+        >>> layer(torch.ones(7, 4, 5, 6)).shape
+        torch.Size([7, 2, 3, 3])
     """
 
     def __init__(
@@ -155,8 +167,30 @@ class TensorRegression(nn.Module):
     A :class:`FactorizedLinear` (attribute ``linear``) from ``prod(input_shape)`` to
     ``out_features`` whose ``in`` side is folded as ``input_shape`` and ``out`` side as
     ``(out_features,)``, so the formats act on the regression tensor ``(O, I_1, ..., I_N)``:
-    Tucker (default, the TRL of Kossaifi et al.), CP, TT, TR or low rank. Arguments as in
-    :class:`FactorizedLinear`; the input is ``(*batch, *input_shape)``.
+    Tucker (default, the TRL of Kossaifi et al.), CP, TT, TR or low rank. The input is
+    ``(*batch, *input_shape)``.
+
+    Args:
+        input_shape: the trailing modes ``(I_1, ..., I_N)`` of the input.
+        out_features: the number of outputs ``O``.
+        bias: learn an additive bias.
+        format: the format of the regression tensor (``"tucker"`` by default).
+        rank: int or tuple over ``(O, I_1, ..., I_N)``, as the format takes it; exclusive with
+            ``ratio``.
+        ratio, implementation, rank_dropout, init_std: as :class:`FactorizedLinear`.
+        decomposition, generator, device, dtype: as :class:`FactorizedLinear`.
+
+    Raises:
+        TypeError: a shape that is not a tuple of ints, a float ``rank``, a non-floating
+            ``dtype`` or a bad generator.
+        ValueError: non-positive sizes, an unknown format, an out-of-range rank, or not
+            exactly one of ``rank`` and ``ratio``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> trl = TensorRegression((4, 5, 6), 3, rank=(2, 2, 2, 2), generator=gen)
+        >>> trl(torch.ones(7, 4, 5, 6)).shape, trl.weight.shape
+        (torch.Size([7, 3]), torch.Size([3, 4, 5, 6]))
     """
 
     def __init__(

@@ -55,6 +55,19 @@ class TensorProductPath:
     """One path ``(a, b, c)``: copy ``a`` of ``irreps1``, ``b`` of ``irreps2``, ``c`` of the output.
 
     Copies are counted in layout order (``Irreps.expanded()``); ``l1, l2, l3`` are their degrees.
+
+    Attributes:
+        a: the copy of ``irreps1``'s irreps.
+        b: the copy of ``irreps2``'s irreps.
+        c: the copy of the output's irreps.
+        irrep1: copy ``a``'s irrep.
+        irrep2: copy ``b``'s irrep.
+        irrep_out: copy ``c``'s irrep.
+
+    Example:
+        >>> path = cg_paths("0e + 1o", "1o")[-1]
+        >>> path.a, path.b, path.c, path.ls
+        (1, 0, 3, (1, 1, 2))
     """
 
     a: int
@@ -475,6 +488,12 @@ class ClebschGordanTensorProduct(torch.nn.Module):
     Attributes:
         weight: ``(num_paths,)`` or ``(num_paths, channels)`` parameter.
         paths: the paths (:func:`cg_paths`), in weight order.
+
+    Raises:
+        TypeError: an irreps argument that is not a string, an :class:`Irreps` or an iterable
+            of ``(mul, irrep)`` pairs.
+        ValueError: an irreps string that does not parse, ``channels`` not a positive int or
+            None, or no path coupling ``irreps1`` and ``irreps2`` to ``irreps_out``.
 
     Example:
         >>> tp = ClebschGordanTensorProduct("0e + 1o", "0e + 1o", channels=4)

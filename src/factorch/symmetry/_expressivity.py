@@ -68,6 +68,12 @@ class Expressivity:
         missing: the allowed path types it does not reach.
         schur_residual: largest relative residual of a block after projection on the CG
             coefficients (rounding level for an equivariant operation).
+
+    Example:
+        >>> e = expressivity("cg", "1o", "1o", "0e + 1e + 2e",
+        ...                  generator=torch.Generator().manual_seed(0))
+        >>> e.dimension, e.maximum, e.missing, e.schur_residual < 1e-10
+        (3, 3, (), True)
     """
 
     operation: str

@@ -69,6 +69,12 @@ class PCAFrames:
         eigenvalues: ``(..., d)`` covariance eigenvalues divided by the largest one, ascending
             (relative: the absolute ones are squares of the data and may not be representable).
         min_relative_gap: ``(...)`` smallest gap between eigenvalues over the largest one.
+
+    Example:
+        >>> x = torch.tensor([[0.0, 0, 0], [3, 0, 0], [0, 2, 0], [0, 0, 1]], dtype=torch.float64)
+        >>> f = pca_frames(x, group="O(3)")  # no translations: the points are not centred
+        >>> f.rotations.shape, [round(v, 4) for v in f.eigenvalues.tolist()]
+        (torch.Size([8, 3, 3]), [0.1111, 0.4444, 1.0])
     """
 
     rotations: torch.Tensor

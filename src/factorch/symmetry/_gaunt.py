@@ -281,6 +281,11 @@ class GauntTensorProduct(torch.nn.Module):
         method: "fourier" or "grid".
         dtype, device: of the weights (initialised to one).
 
+    Raises:
+        TypeError: a degree that is not an int.
+        ValueError: a negative degree or one above 64, ``method`` not ``"fourier"`` or
+            ``"grid"``, or ``channels`` not a positive int or None.
+
     Example:
         >>> tp = GauntTensorProduct(2, 2, lmax_out=2, channels=8, method="grid")
         >>> tp(torch.randn(5, 8, 9), torch.randn(5, 8, 9)).shape

@@ -56,6 +56,12 @@ class GroupSample:
             Haar integral of ``f`` (zeros for the compact groups, whose samples are exact).
         symmetric: ``(num_samples, n, n)`` the Cartan factor ``S`` (zeros for SO/O).
         rotation: ``(num_samples, n, n)`` the rotation factor ``R``.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> s = haar_sample("SO", 3, 2, generator=gen, dtype=torch.float64)
+        >>> s.elements.shape, s.log_weights.tolist()  # exact samples: equal weights
+        (torch.Size([2, 3, 3]), [0.0, 0.0])
     """
 
     elements: torch.Tensor

@@ -68,6 +68,14 @@ class EquivariantProjector:
     Call it on a weight matrix (differentiable; dtype and device follow the weight). ``rank`` is
     the dimension of the equivariant subspace. :meth:`dense` returns the full
     ``(dim_out dim_in)``-square matrix (row-major ``vec``), for checks on small problems.
+    Built by :func:`equivariant_projector`.
+
+    Attributes:
+        dim_in: the input representation's dimension.
+        dim_out: the output representation's dimension.
+        rank: the dimension of the equivariant subspace.
+        pieces: the orthonormal equivariant bases, one per pair of input and output blocks
+            (internal records, float64 on the CPU).
 
     Example:
         >>> g = rotation_group(3, reflections=True)

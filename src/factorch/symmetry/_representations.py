@@ -163,6 +163,16 @@ class RepBlock:
     """One block of a representation: the matrices of the generators (float64, CPU).
 
     ``key`` identifies equal blocks (same matrices), whose equivariant bases are computed once.
+
+    Attributes:
+        lie: ``(n_lie, d, d)`` the block's matrices of the Lie-algebra generators.
+        discrete: ``(n_discrete, d, d)`` its matrices of the discrete generators.
+        key: the name shared by equal blocks.
+
+    Example:
+        >>> (block, multiplicity), = rotation_group(3).vector().blocks
+        >>> block.key, block.dim, multiplicity, tuple(block.lie.shape)
+        ('vector', 3, 1, (3, 3, 3))
     """
 
     lie: torch.Tensor

@@ -29,6 +29,11 @@ class AtlasConfig(AdapterConfig):
             ``"task"`` (one per task shared by every block: learned isotropic task
             arithmetic, the baseline aTLAS improves on).
 
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`).
+        ValueError: ``granularity`` not ``"block"`` or ``"task"``, or bad module patterns.
+
     Example:
         >>> AtlasConfig(target_modules="all-linear").granularity
         'block'

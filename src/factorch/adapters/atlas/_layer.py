@@ -18,6 +18,13 @@ __all__ = ["AtlasLayer", "task_vector"]
 def task_vector(base: nn.Module, finetuned: nn.Module) -> dict[str, torch.Tensor]:
     """``{parameter name: finetuned - base}`` for every parameter of ``base`` (detached).
 
+    Args:
+        base: the pre-trained model.
+        finetuned: a fine-tuned copy of it (same parameter names and shapes).
+
+    Returns:
+        The differences, detached copies (the aTLAS ``context`` is a sequence of these).
+
     Raises:
         ValueError: the two models' parameters differ in names or shapes.
 
@@ -45,7 +52,26 @@ def task_vector(base: nn.Module, finetuned: nn.Module) -> dict[str, torch.Tensor
 class AtlasLayer(Adapter):
     """aTLAS on one Linear or ConvNd (see :class:`AtlasConfig`): buffers ``task_weights``
     ``(T, *W.shape)`` (and ``task_biases (T, out)``), parameter ``coefficients`` ``(T, blocks)``
-    (or the one shared ``(T,)`` vector for ``granularity="task"``)."""
+    (or the one shared ``(T,)`` vector for ``granularity="task"``).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it;
+            ``context`` is this layer's ``[(task weight, task bias or None), ...]``).
+
+    Raises:
+        ValueError: a task vector whose weight or bias has the wrong shape, or
+            ``granularity="task"`` without the shared coefficients.
+
+    Example:
+        >>> base = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        >>> tuned = torch.nn.Sequential(torch.nn.Linear(4, 3))  # stands for a fine-tuned copy
+        >>> model = inject(base, AtlasConfig(target_modules=["0"]),
+        ...                context=[task_vector(base, tuned)])
+        >>> adapter = model[0].adapters["default"]
+        >>> tuple(adapter.task_weights.shape), tuple(adapter.coefficients.shape)
+        ((1, 3, 4), (1, 2))
+    """
 
     method: ClassVar[str] = "atlas"
     config_class: ClassVar[type[AdapterConfig]] = AtlasConfig

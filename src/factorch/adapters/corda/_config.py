@@ -41,6 +41,14 @@ class CordaConfig(LowRankConfig):
         mode: ``"kpm"`` or ``"ipm"``.
         damping: initial ``lambda`` (PEFT: 0.01).
 
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), a non-int ``rank`` or a non-bool
+            ``use_rslora``.
+        ValueError: a non-positive ``rank``, a non-finite ``alpha``, ``dropout`` outside
+            ``[0, 1)``, ``mode`` not ``"kpm"`` or ``"ipm"``, a non-positive ``damping``, or
+            bad module patterns.
+
     Example:
         >>> CordaConfig(target_modules=["0"], rank=4, mode="kpm").mode
         'kpm'

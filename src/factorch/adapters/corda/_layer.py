@@ -48,7 +48,30 @@ def oriented_svd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U, S, V_hat^T)`` with ``W = U diag(S) V_hat^T``, from ``W C' = U S V^T`` and
     ``V_hat^T = V^T C'^-1``; singular values descending. Autocast off, float32 or float64,
-    ``W`` scaled by a power of two (exact)."""
+    ``W`` scaled by a power of two (exact).
+
+    Args:
+        weight: ``W``, ``(out, in)``.
+        covariance: ``C``, the ``(in, in)`` covariance of the layer's inputs.
+        damping: the initial ``lambda`` of ``C' = C + lambda mean(diag C) I`` (doubled until
+            ``C'`` inverts stably).
+        fn: the caller's name, which starts the error messages.
+
+    Returns:
+        ``(U, S, V_hat^T)`` in the working dtype.
+
+    Raises:
+        ValueError: a weight with NaN or Inf entries, a zero covariance, or one that no
+            damping makes stably invertible.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> w = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+        >>> x = torch.randn(10, 3, generator=gen, dtype=torch.float64)
+        >>> u, s, v_hat_t = oriented_svd(w, x.T @ x / 10, 0.01, "demo")
+        >>> torch.allclose(u @ torch.diag(s) @ v_hat_t, w)
+        True
+    """
     work = torch.float32 if weight.dtype in HALF_DTYPES else weight.dtype
     w = weight.detach().to(work)
     if not bool(torch.isfinite(w).all()):
@@ -64,7 +87,29 @@ def oriented_svd(
 
 class CordaLayer(LoraLayer):
     """CorDA on one ``nn.Linear`` (see :class:`CordaConfig`); a :class:`LoraLayer` whose
-    ``A, B`` (and frozen ``A_0, B_0``) come from :func:`oriented_svd`."""
+    ``A, B`` (and frozen ``A_0, B_0``) come from :func:`oriented_svd`.
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it;
+            ``context`` is this layer's ``(in, in)`` input covariance).
+
+    Raises:
+        ValueError: a covariance of the wrong shape, with NaN or Inf entries, zero, or not
+            stably invertible; a base weight with NaN or Inf entries; a rank above
+            ``min(out, in)``.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+        >>> config = CordaConfig(target_modules=["0"], rank=2)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> covariances = collect_covariances(model, config, [torch.randn(16, 8, generator=gen)])
+        >>> x = torch.ones(2, 8)
+        >>> y = model(x)
+        >>> _ = inject(model, config, context=covariances)
+        >>> type(model[0].adapters["default"]).__name__, torch.allclose(model(x), y, atol=1e-5)
+        ('CordaLayer', True)
+    """
 
     method: ClassVar[str] = "corda"
     config_class: ClassVar[type[AdapterConfig]] = CordaConfig

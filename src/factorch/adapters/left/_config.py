@@ -41,6 +41,12 @@ class LeftConfig(AdapterConfig):
         modulate_bias: also ``b' = b * m + c`` (``m = 1``, ``c = 0`` at init), as the
             official FC modulator.
 
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), a non-int ``rank``, or a non-bool
+            ``activation``, ``additive`` or ``modulate_bias``.
+        ValueError: a non-positive ``rank``, or bad module patterns.
+
     Example:
         >>> LeftConfig(target_modules=["0"], rank=2).rank
         2

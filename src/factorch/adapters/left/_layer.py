@@ -20,7 +20,19 @@ __all__ = ["LeftLayer"]
 
 class LeftLayer(Adapter):
     """LeFT on one ConvNd or Linear (see :class:`LeftConfig`). Forward: the base operation with
-    the modulated weight (rebuilt once per call)."""
+    the modulated weight (rebuilt once per call).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)),
+        ...                LeftConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> type(model[0].adapters["default"]).__name__, model(torch.ones(1, 3, 6, 6)).shape
+        ('LeftLayer', torch.Size([1, 8, 4, 4]))
+    """
 
     method: ClassVar[str] = "left"
     config_class: ClassVar[type[AdapterConfig]] = LeftConfig

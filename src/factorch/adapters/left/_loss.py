@@ -20,6 +20,16 @@ def assign_clusters(fakes: torch.Tensor, reals: torch.Tensor) -> torch.Tensor:
     fake: LFS-GAN groups generated images by their nearest training image (with LPIPS; pass
     LPIPS or other features to use that distance). Not differentiable.
 
+    Args:
+        fakes: generated samples (or their features), ``(n, ...)``.
+        reals: training samples (or their features), ``(m, ...)``, the same sample shape.
+
+    Returns:
+        ``(n,)`` int64 indices into ``reals``.
+
+    Raises:
+        ValueError: an empty or non-tensor batch, or sample shapes that differ.
+
     Example:
         >>> assign_clusters(torch.tensor([[0.0], [0.9], [0.2]]), torch.tensor([[0.0], [1.0]]))
         tensor([0, 1, 0])
@@ -70,6 +80,13 @@ def mode_seeking_loss(
         weight: ``lambda`` (LFS-GAN: 1).
         eps: added to the final denominator; also the smallest distance a ratio divides by
             (so identical latents or styles give large but finite ratios).
+
+    Returns:
+        A scalar tensor in the outputs' dtype (0 when no cluster has two members).
+
+    Raises:
+        TypeError: a non-tensor or non-floating ``latents``, ``styles``, ``outputs`` or feature.
+        ValueError: batches of different sizes, or ``clusters`` not ``n`` labels.
 
     Example:
         >>> z = torch.randn(4, 8)

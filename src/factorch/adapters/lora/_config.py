@@ -17,7 +17,24 @@ _INITS = ("default", "gaussian", "pissa")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LowRankConfig(AdapterConfig):
     """The fields every ``W + s B A`` adapter has (LoRA, CorDA): ``rank``, ``alpha``,
-    ``dropout``, ``use_rslora``; see :class:`LoraConfig`."""
+    ``dropout``, ``use_rslora``; see :class:`LoraConfig`.
+
+    Attributes:
+        target_modules, exclude_modules: see :class:`~factorch.adapters.AdapterConfig`.
+        rank, alpha, dropout, use_rslora: see :class:`LoraConfig`.
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), a non-int ``rank`` or a non-bool
+            ``use_rslora``.
+        ValueError: a non-positive ``rank``, a non-finite ``alpha``, ``dropout`` outside
+            ``[0, 1)``, or bad module patterns.
+
+    Example:
+        >>> config = LoraConfig(target_modules=["query"], rank=4, alpha=8)
+        >>> isinstance(config, LowRankConfig), config.scaling  # alpha / rank
+        (True, 2.0)
+    """
 
     rank: int = 8
     alpha: float = 8.0
@@ -63,6 +80,13 @@ class LoraConfig(LowRankConfig):
 
     Conv layers: ``A`` is a kernel of the base convolution's size to ``r`` channels, ``B`` a
     1x1 convolution (as PEFT).
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), a non-int ``rank`` or a non-bool
+            ``use_rslora``.
+        ValueError: a non-positive ``rank``, a non-finite ``alpha``, ``dropout`` outside
+            ``[0, 1)``, an unknown ``init``, or bad module patterns.
 
     Example:
         >>> LoraConfig(target_modules=["query", "value"], rank=4, use_rslora=True).scaling

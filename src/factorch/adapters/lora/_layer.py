@@ -57,7 +57,24 @@ class LoraLayer(Adapter):
     """LoRA on one layer (see :class:`LoraConfig`): parameters ``lora_A (r, in, *k)`` and
     ``lora_B (out, r)``; with an SVD-based init also the frozen buffers ``lora_A0``,
     ``lora_B0``. Forward ``base(x) + s B A dropout(x) [- s B_0 A_0 x]`` (the same order of
-    operations as PEFT's LoRA)."""
+    operations as PEFT's LoRA).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Raises:
+        ValueError: with ``init="pissa"``, a rank above ``min(out, fan_in)`` or a base weight
+            with NaN or Inf entries.
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                LoraConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> adapter = model[0].adapters["default"]
+        >>> type(adapter).__name__, tuple(adapter.lora_A.shape), tuple(adapter.lora_B.shape)
+        ('LoraLayer', (2, 16), (8, 2))
+    """
 
     method: ClassVar[str] = "lora"
     config_class: ClassVar[type[AdapterConfig]] = LoraConfig

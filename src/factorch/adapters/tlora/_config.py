@@ -46,6 +46,13 @@ class TLoraConfig(AdapterConfig):
     low-rank update cannot express; for a genuinely low-rank update LoRA of equal size wins
     (see the tests).
 
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), or a non-int ``rank``,
+            ``transform_rank`` or ``n_factors``.
+        ValueError: a non-positive ``rank``, ``transform_rank`` or ``n_factors``, a non-finite
+            ``alpha``, an unknown ``residual``, or bad module patterns.
+
     Example:
         >>> TLoraConfig(target_modules=["query"], rank=2, transform_rank=2).scaling
         0.7071067811865475

@@ -25,7 +25,21 @@ def identity_trm_cores(
     ``A_d[:, (i, j), :] = delta_ij / R``. Then ``A_1[i_1 j_1] ... A_D[i_D j_D]`` is
     ``prod_d delta / R^D`` times ``J^D = R^(D-1) J`` (``J`` all ones), whose trace is
     ``prod_d delta_(i_d j_d)`` (Tao et al., Prop. 1), exactly in floating point for
-    ``R`` a power of two."""
+    ``R`` a power of two.
+
+    Args:
+        factors: the sizes ``I_d`` (the identity is ``prod I_d`` square).
+        rank: the ring rank ``R``.
+        like: a tensor whose dtype and device the cores take.
+
+    Returns:
+        One ``(R, I_d I_d, R)`` core per factor.
+
+    Example:
+        >>> cores = identity_trm_cores((2, 3), 2, torch.zeros(1))
+        >>> [tuple(core.shape) for core in cores]
+        [(2, 4, 2), (2, 9, 2)]
+    """
     out = []
     for n in factors:
         eye = torch.eye(n, dtype=like.dtype, device=like.device).reshape(1, n * n, 1)
@@ -82,7 +96,20 @@ class TLoraLayer(Adapter):
     with the input instead (``(x T^T) W_0^T + s x Delta^T``) costs ``8 n d_o d`` and wins only
     for ``n < 2 d / 5`` rows; a full-rank transform cannot cost what a rank-``r`` update does:
     on MiniLM's 384 x 384 projections at 256 rows a step costs 3.1x PEFT LoRA's per adapted
-    layer (``BENCHMARKS.md``)."""
+    layer (``BENCHMARKS.md``).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                TLoraConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> x = torch.ones(2, 16)
+        >>> torch.allclose(model(x), model[0].base_layer(x))  # identity transform at init
+        True
+    """
 
     method: ClassVar[str] = "tlora"
     config_class: ClassVar[type[AdapterConfig]] = TLoraConfig

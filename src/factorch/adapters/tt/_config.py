@@ -23,6 +23,18 @@ class TTConfig(FormatAdapterConfig):
     as stale). Fields as :class:`FormatAdapterConfig` (``rank``: the bond rank, an int, or
     ``n + 1`` ints starting and ending with 1).
 
+    Attributes:
+        target_modules, exclude_modules: see :class:`~factorch.adapters.AdapterConfig`.
+        rank, alpha, n_factors, implementation: see :class:`FormatAdapterConfig` (``n_factors``
+            defaults to 3 here).
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), or a ``rank`` (or rank entry) that is
+            not an int.
+        ValueError: a non-positive or empty ``rank``, a non-finite ``alpha``, a non-positive
+            ``n_factors``, an unknown ``implementation``, or bad module patterns.
+
     Example:
         >>> TTConfig(target_modules=["query"], rank=8).n_factors
         3

@@ -12,7 +12,20 @@ __all__ = ["TTLayer"]
 
 
 class TTLayer(FormatAdapterLayer):
-    """The TT adapter of one layer (the first core starts at zero)."""
+    """The TT adapter of one layer (the first core starts at zero).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                TTConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> adapter = model[0].adapters["default"]
+        >>> type(adapter).__name__, [tuple(core.shape) for core in adapter.delta.factors]
+        ('TTLayer', [(1, 8, 2), (2, 4, 2), (2, 4, 1)])
+    """
 
     method: ClassVar[str] = "tt"
     config_class: ClassVar[type[AdapterConfig]] = TTConfig

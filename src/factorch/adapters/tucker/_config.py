@@ -19,6 +19,17 @@ class TuckerConfig(FormatAdapterConfig):
     ``prod(R) + sum_n I_n R_n``. Fields as :class:`FormatAdapterConfig` (``rank``: an int,
     capped at each mode size, or one per mode).
 
+    Attributes:
+        target_modules, exclude_modules: see :class:`~factorch.adapters.AdapterConfig`.
+        rank, alpha, n_factors, implementation: see :class:`FormatAdapterConfig`.
+
+    Raises:
+        TypeError: bad ``target_modules`` / ``exclude_modules`` (see
+            :class:`~factorch.adapters.AdapterConfig`), or a ``rank`` (or rank entry) that is
+            not an int.
+        ValueError: a non-positive or empty ``rank``, a non-finite ``alpha``, a non-positive
+            ``n_factors``, an unknown ``implementation``, or bad module patterns.
+
     Example:
         >>> TuckerConfig(target_modules=["query"], rank=4).rank
         4

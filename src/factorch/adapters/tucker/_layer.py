@@ -68,7 +68,21 @@ def tucker_weight(core: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Ten
 
 
 class TuckerLayer(FormatAdapterLayer):
-    """The Tucker adapter of one layer (the core, factor 0, starts at zero)."""
+    """The Tucker adapter of one layer (the core, factor 0, starts at zero).
+
+    Args:
+        base, config, context, generator, shared, structure: as
+            :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+        ...                TuckerConfig(target_modules=["0"], rank=2), generator=gen)
+        >>> adapter = model[0].adapters["default"]
+        >>> core = adapter.delta.factors[0]
+        >>> type(adapter).__name__, tuple(core.shape), bool((core == 0).all())
+        ('TuckerLayer', (2, 2, 2, 2), True)
+    """
 
     method: ClassVar[str] = "tucker"
     config_class: ClassVar[type[AdapterConfig]] = TuckerConfig

@@ -1,6 +1,6 @@
 """Weight formats: each factorized format is one :class:`WeightFormat` subclass that owns its logic.
 
-The abstract base (:mod:`factorch.nn.formats._base`) documents the extension points: rebuild and
+The abstract base (:class:`WeightFormat`) documents the extension points: rebuild and
 decompose (the ``torch.nn.utils.parametrize`` contract), the contractions a Linear, Conv and
 Embedding layer run directly with the factors, their FLOP and memory-traffic counts (the cost
 model behind ``implementation="auto"``), the parameter count and the rank for a budget, the

@@ -80,6 +80,16 @@ def dense_init_std(fan_in: int) -> float:
 
     ``kaiming_uniform_(a=sqrt(5))`` draws ``U(-b, b)`` with ``b = 1 / sqrt(fan_in)``, whose
     variance is ``b^2 / 3 = 1 / (3 fan_in)``.
+
+    Args:
+        fan_in: the number of inputs of one output (``in`` or ``in * prod(kernel_size)``).
+
+    Returns:
+        ``1 / sqrt(3 fan_in)``.
+
+    Example:
+        >>> round(dense_init_std(3), 6)
+        0.333333
     """
     return 1.0 / math.sqrt(3.0 * fan_in)
 
@@ -102,6 +112,15 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
     ``a`` and ``b`` differ in that mode's index, so ``E[W_a W_b] = 0``); the built-in formats use
     orthonormal factors where possible so that ``||W||`` itself, not only its mean, hits the
     target (see each format's ``random_factors``).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout` or ``decomposition`` not a mapping
+            (each format's ``rank`` checks add their own errors).
+
+    Example:
+        >>> fmt = get_format("cp")(TensorLayout.identity((4, 6)), 3)
+        >>> isinstance(fmt, WeightFormat), fmt.format, fmt.n_params
+        (True, 'cp', 33)
     """
 
     format: ClassVar[str] = ""
@@ -264,7 +283,7 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
 
         ``tensor`` is the weight folded by ``layout``, finite, in float64 (or complex128) and
         scaled to ``max|x|`` near 1; ``e^2`` is the relative squared error. The default measures
-        it: the decomposition at up to :data:`MAX_MEASURED_RUNGS` ranks spread over
+        it: the decomposition at up to ``MAX_MEASURED_RUNGS = 12`` ranks spread over
         :meth:`rank_family`. Built-in formats override it with a prediction from singular values.
         """
         dense = math.prod(layout.tensor_shape)
@@ -494,7 +513,22 @@ class WeightFormat(nn.Module, metaclass=abc.ABCMeta):
 
 
 def check_weight_finite(weight: torch.Tensor, fn: str) -> None:
-    """``ValueError`` naming NaN (or Inf) entries of a weight, before any decomposition."""
+    """``ValueError`` naming NaN (or Inf) entries of a weight, before any decomposition.
+
+    Args:
+        weight: the dense weight.
+        fn: the caller's name, which starts the message.
+
+    Raises:
+        ValueError: ``weight`` has a NaN or Inf entry (the message counts them).
+
+    Example:
+        >>> check_weight_finite(torch.ones(2, 3), "demo")  # finite: nothing happens
+        >>> check_weight_finite(torch.tensor([1.0, float("nan")]), "demo")
+        Traceback (most recent call last):
+        ...
+        ValueError: demo: the weight contains 1 NaN and 0 Inf entries; ...
+    """
     if weight.numel() and not bool(torch.isfinite(weight).all()):
         n_nan = int(torch.isnan(weight).sum())
         n_inf = int(torch.isinf(weight).sum())
@@ -513,7 +547,19 @@ def int_rank(rank: object, fn: str) -> int:
 
 
 def row_digits(idx: torch.Tensor, factors: Sequence[int]) -> list[torch.Tensor]:
-    """Row-major multi-index of flat row indices (first factor slowest)."""
+    """Row-major multi-index of flat row indices (first factor slowest).
+
+    Args:
+        idx: integer flat indices, each below ``prod(factors)``.
+        factors: the sizes the index is split into.
+
+    Returns:
+        One tensor of digits per factor, each of ``idx``'s shape.
+
+    Example:
+        >>> [d.tolist() for d in row_digits(torch.tensor([0, 5, 11]), (3, 4))]
+        [[0, 1, 2], [0, 1, 3]]
+    """
     out, stride = [], math.prod(factors)
     for f in factors:
         stride //= f
@@ -530,6 +576,19 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
     under ``torch.compile``); this avoids the empty-rank failure of TensorLy-Torch's CP dropout.
     The rescue raises each entry's keep probability to ``q = 1 - p + p^n / n``, so the mask is
     divided by ``q`` (not ``1 - p``) and stays unbiased: ``E[mask] = 1``.
+
+    Args:
+        n: the mask's length.
+        p: the drop probability.
+        like: a tensor whose (real) dtype and device the mask takes; the global RNG draws it.
+
+    Returns:
+        ``(n,)`` entries, each 0 or ``1 / q``, at least one of them nonzero.
+
+    Example:
+        >>> mask = keep_mask(4, 0.5, torch.zeros(1))
+        >>> mask.shape, bool((mask > 0).any())
+        (torch.Size([4]), True)
     """
     probs = torch.full((n,), 1.0 - p, dtype=like.real.dtype, device=like.device)
     mask = torch.bernoulli(probs)
@@ -542,7 +601,20 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
 def gaussian(
     shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
 ) -> torch.Tensor:
-    """Standard normal entries (complex: ``E|z|^2 = 1``)."""
+    """Standard normal entries (complex: ``E|z|^2 = 1``).
+
+    Args:
+        shape: the tensor's shape.
+        generator: the random source (default: torch's global one).
+        dtype: a real or complex floating dtype.
+
+    Returns:
+        A CPU tensor of ``shape`` and ``dtype``.
+
+    Example:
+        >>> gaussian((2, 3), torch.Generator().manual_seed(0), torch.complex64).shape
+        torch.Size([2, 3])
+    """
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
@@ -551,7 +623,22 @@ def orthonormal(
 ) -> torch.Tensor:
     """Haar-distributed ``rows x cols`` matrix with orthonormal columns; for ``cols > rows`` the
     transpose of one with orthonormal rows, scaled by ``sqrt(rows / cols)`` so that the
-    expected squared norm of its action on a fixed vector is preserved."""
+    expected squared norm of its action on a fixed vector is preserved.
+
+    Args:
+        rows: the number of rows.
+        cols: the number of columns.
+        generator: the random source (default: torch's global one).
+        dtype: a floating dtype.
+
+    Returns:
+        A CPU ``(rows, cols)`` tensor of ``dtype``.
+
+    Example:
+        >>> q = orthonormal(5, 3, torch.Generator().manual_seed(0), torch.float64)
+        >>> torch.allclose(q.T @ q, torch.eye(3, dtype=torch.float64))
+        True
+    """
     if cols > rows:
         return orthonormal(cols, rows, generator, dtype).transpose(0, 1) * math.sqrt(rows / cols)
     q, r = torch.linalg.qr(gaussian((rows, cols), generator, dtype))

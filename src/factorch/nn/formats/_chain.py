@@ -28,7 +28,18 @@ __all__ = ["TRWeight", "TTWeight", "chain_contract"]
 
 
 def chain_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``(r_0, prod I, r_N)`` product of a chain of cores (first index slowest). Differentiable."""
+    """``(r_0, prod I, r_N)`` product of a chain of cores (first index slowest). Differentiable.
+
+    Args:
+        cores: ``(r_k, I_k, r_{k+1})`` tensors, consecutive ranks matching.
+
+    Returns:
+        The ``(r_0, prod I, r_N)`` product.
+
+    Example:
+        >>> chain_contract([torch.ones(1, 2, 3), torch.ones(3, 4, 1)]).shape
+        torch.Size([1, 8, 1])
+    """
     first = cores[0]
     acc = first.reshape(first.shape[0] * first.shape[1], first.shape[2])
     for c in cores[1:]:
@@ -291,6 +302,26 @@ class TTWeight(_ChainWeight):
     requested the cores are zero-padded so the parameter shapes always match ``rank``. A linear
     layer is a TT-matrix (Novikov et al. 2015) contracted core by core; a convolution kernel is
     the chain ``(in, k_1..k_d, out)``.
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``TTWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: an int or ``N + 1`` ints (see above).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping.
+        ValueError: a ``rank`` that is not a positive int or a tuple of them, a tuple of the wrong
+            length, or end ranks other than 1.
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = TTWeight(TTWeight.matrix_layout(spec), 2)
+        >>> fmt.factor_shapes
+        ((1, 12, 2), (2, 4, 1))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "tt"
@@ -329,6 +360,26 @@ class TRWeight(_ChainWeight):
     exact even on an exact tensor ring, while ALS from it converges. Without a valid TR-SVD start,
     ALS starts at random. Where an unfolding is smaller than asked, the exact lower-rank TR-SVD
     is zero-padded to ``rank``.
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``TRWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: an int or ``N + 1`` ints (see above).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping.
+        ValueError: a ``rank`` that is not a positive int or a tuple of them, or a tuple of the
+            wrong length (or different end ranks).
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = TRWeight(TRWeight.matrix_layout(spec), 2)
+        >>> fmt.factor_shapes
+        ((2, 12, 2), (2, 4, 2))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "tr"

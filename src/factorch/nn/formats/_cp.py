@@ -42,7 +42,7 @@ def _kr_products(shape: Sequence[int]) -> int:
 
 
 SEQUENTIAL_SHARE = (2, 5)
-""":func:`cp_sequential` contracts mode by mode while its intermediates are at most this fraction
+"""``cp_sequential`` contracts mode by mode while its intermediates are at most this fraction
 (2/5) of the Khatri--Rao products. Measured with ``benchmarks/bench_layers.py``'s CP layer
 (1024 -> 1024 as 32 x 32, rank 812, fwd+bwd, one thread): mode by mode 4.6 ms against 6.2 ms at
 12 rows, 10.0 against 5.4 at 14 (crossover at a share of 0.38-0.44; the previous share 1/2 took
@@ -75,6 +75,26 @@ class CPWeight(WeightFormat):
     convolution to ``R`` channels, one depthwise convolution per spatial axis, a 1x1 to ``out``.
     References: Carroll & Chang (1970), Harshman (1970); as a convolution, Lebedev et al.
     (ICLR 2015).
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``CPWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: the number of components ``R`` (a positive int).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping, or a
+            non-int ``rank``.
+        ValueError: a non-positive ``rank``.
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = CPWeight(CPWeight.matrix_layout(spec), 3)
+        >>> fmt.factor_shapes
+        ((3,), (4, 3), (2, 3), (3, 3), (2, 3))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "cp"
@@ -213,7 +233,7 @@ class CPWeight(WeightFormat):
         spec: TensorizedShape,
     ) -> torch.Tensor:
         """``((x KR_in) * w) KR_out^T`` with the Khatri--Rao products of the in/out factors, or
-        mode by mode for small batches (:func:`cp_sequential`)."""
+        mode by mode for small batches (when ``SEQUENTIAL_SHARE`` allows)."""
         weights, *mats = factors
         n_out = len(spec.out_factors)
         outs, ins = mats[:n_out], mats[n_out:]

@@ -29,12 +29,22 @@ _CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.
 
 
 def known_size(size: object) -> int:
-    """A dimension as a Python int: itself when static, :data:`UNBOUNDED` when symbolic.
+    """A dimension as a Python int: itself when static, ``UNBOUNDED = 2**30`` when symbolic.
 
     Under ``torch.export`` / ``torch.compile`` with dynamic shapes a size is a ``torch.SymInt``;
     turning it into an int (``int(s)``) would specialise the traced program to the example's
     size, and comparing it would add a guard. Cost models call this instead, so a symbolic size
     never becomes a data-dependent Python value.
+
+    Args:
+        size: a dimension (an int, or a ``torch.SymInt`` while tracing).
+
+    Returns:
+        ``size`` when it is an int, else ``UNBOUNDED``.
+
+    Example:
+        >>> known_size(7)
+        7
     """
     return size if isinstance(size, int) else UNBOUNDED
 
@@ -53,6 +63,12 @@ class ConvGeometry:
         kernel_size, stride, dilation: one int per spatial dimension.
         pads: ``(left, right)`` zero/mode padding per spatial dimension.
         padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+
+    Example:
+        >>> from factorch.nn import FactorizedConv2d
+        >>> geometry = FactorizedConv2d(4, 6, 3, padding=1, rank=2).geometry
+        >>> geometry.weight_shape, geometry.pads
+        ((6, 4, 3, 3), ((1, 1), (1, 1)))
     """
 
     in_channels: int
@@ -83,7 +99,7 @@ class ConvGeometry:
 
     def split(self, input_shape: Sequence[object]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
         """``(batch, spatial input size, spatial output size)`` of an input shape, symbolic
-        sizes taken as :data:`UNBOUNDED` (see :func:`known_size`)."""
+        sizes taken as ``UNBOUNDED = 2**30`` (see :func:`known_size`)."""
         shape = known_shape(input_shape)
         d = self.dims
         batch = math.prod(shape[: -d - 1]) if len(shape) > d + 1 else 1

@@ -32,6 +32,26 @@ class LowRankWeight(WeightFormat):
     convolution kernel ``(out, in, k..)`` becomes a ``k``-sized convolution to ``R`` channels
     followed by a 1x1 convolution. Random init: ``U = c Q_U``, ``V = c Q_V`` with orthonormal
     ``Q`` (Haar), so ``||W||^2 = c^4 R`` and ``c^4 = sigma^2 m n / R``.
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``LowRankWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: the number of components ``R`` (``1 <= R <= min`` of the unfolding's sides).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping, or a
+            non-int ``rank``.
+        ValueError: a ``rank`` outside ``[1, min(I_0, prod(I_1..))]``.
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = LowRankWeight(LowRankWeight.matrix_layout(spec), 2)
+        >>> fmt.factor_shapes
+        ((8, 2), (6, 2))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "lowrank"

@@ -69,12 +69,24 @@ def register_format(cls: type[WeightFormat], *, replace: bool = False) -> type[W
 
 
 def unregister_format(name: str) -> None:
-    """Remove a registered format (``KeyError``-free: unknown names are ignored)."""
+    """Remove a registered format (``KeyError``-free: unknown names are ignored).
+
+    Args:
+        name: the registry name of the format.
+
+    Example:
+        >>> unregister_format("no-such-format")  # unknown: ignored
+        >>> "cp" in available_formats()
+        True
+    """
     _REGISTRY.pop(name, None)
 
 
 def available_formats() -> tuple[str, ...]:
     """Names of the registered formats, in registration order.
+
+    Returns:
+        The names, built-in formats first, then those added by :func:`register_format`.
 
     Example:
         >>> available_formats()[:5]
@@ -85,6 +97,13 @@ def available_formats() -> tuple[str, ...]:
 
 def get_format(name: object, fn: str = "get_format") -> type[WeightFormat]:
     """The format class registered as ``name``.
+
+    Args:
+        name: a name of :func:`available_formats`.
+        fn: the caller's name, which starts the error message.
+
+    Returns:
+        The :class:`WeightFormat` subclass (not an instance).
 
     Raises:
         ValueError: an unregistered name; the message starts with ``fn`` and lists the choices.
@@ -100,6 +119,12 @@ def get_format(name: object, fn: str = "get_format") -> type[WeightFormat]:
 
 def format_from_config(config: Mapping[str, Any]) -> WeightFormat:
     """Rebuild a format from :meth:`WeightFormat.config` (no decomposition is run).
+
+    Args:
+        config: the dict :meth:`WeightFormat.config` returned (after a JSON round trip too).
+
+    Returns:
+        A new :class:`WeightFormat` of the recorded class, layout and rank.
 
     Raises:
         ValueError: not a format config, or an unregistered format name.

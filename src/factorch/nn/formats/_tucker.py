@@ -50,6 +50,26 @@ class TuckerWeight(WeightFormat):
     convolution to ``R_in`` channels, the core convolution, a 1x1 to ``out``; such a mode's factor
     is stored and trained like the others. Random init: orthonormal factors (``||W|| = ||G||``)
     and a Gaussian core of variance ``sigma^2 prod(I) / prod(R)``. Reference: Tucker (1966).
+
+    Args:
+        layout: how the dense weight folds into the factorized tensor (e.g.
+            ``TuckerWeight.matrix_layout(spec)`` for a Linear weight).
+        rank: an int or one int per mode (see above).
+        decomposition: options for the fit from a dense weight (:mod:`factorch.decomp`).
+
+    Raises:
+        TypeError: ``layout`` not a :class:`TensorLayout`, ``decomposition`` not a mapping.
+        ValueError: a ``rank`` that is not a positive int or a tuple of them, or a tuple of the
+            wrong length.
+
+    Example:
+        >>> spec = TensorizedShape((4, 2), (3, 2))  # an 8 x 6 weight
+        >>> fmt = TuckerWeight(TuckerWeight.matrix_layout(spec), 2)
+        >>> fmt.factor_shapes
+        ((2, 2, 2, 2), (4, 2), (2, 2), (3, 2), (2, 2))
+        >>> factors = fmt.init_factors(std=0.1, generator=torch.Generator().manual_seed(0))
+        >>> fmt(*factors).shape  # the rebuilt dense weight
+        torch.Size([8, 6])
     """
 
     format = "tucker"
