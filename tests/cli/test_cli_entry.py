@@ -33,7 +33,16 @@ def start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_interactive_sigint,
     )
+
+
+def _interactive_sigint() -> None:
+    """Start the child with SIGINT at its default disposition, as a terminal's foreground job
+    gets it. A suite run in the background (``nohup ... &``) inherits SIGINT *ignored*, and the
+    command line rightly keeps an inherited ignore (as Python does), so Ctrl-C could not reach
+    it: the "later" case then waited out its timeout."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_torch_import(proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
@@ -51,21 +60,6 @@ def wait_for_torch_import(proc: subprocess.Popen[str], timeout: float = 120.0) -
     raise AssertionError("the process never started importing torch")
 
 
-def _where(pid: int) -> str:
-    """The state, signal masks and kernel wait channel of a process and its threads."""
-    parts = []
-    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
-        try:
-            status = (task / "status").read_text().splitlines()
-            wchan = (task / "wchan").read_text()
-        except OSError:
-            continue
-        keep = [ln for ln in status if ln.startswith(("State", "SigPnd", "ShdPnd", "SigBlk",
-                                                       "SigIgn", "SigCgt"))]  # fmt: skip
-        parts.append(f"{task.name}: {wchan} {' '.join(keep)}")
-    return "; ".join(parts)
-
-
 @pytest.mark.parametrize("delay", [0.0, 4.0], ids=["during-import", "later"])
 def test_ctrl_c_exits_130_with_one_line(tmp_path, delay):
     out = tmp_path / "o"
@@ -73,28 +67,15 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, delay):
         "decompose", "--dataset", "il2_response", "--method", "cp", "--max-iter", "1000000",
         "--tol", "0", "--quiet", "--out", str(out),
     )  # fmt: skip
-    lost = []
     try:
         wait_for_torch_import(proc)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        # Two fresh-clone CI runs (full suite, Intel) saw the first SIGINT of the "later" case
-        # have no effect for 120 s; it never reproduced on its own. Until that is understood, a
-        # lost first signal is retried once (a user presses Ctrl-C again) and what the process
-        # was doing is kept for the failure message if the retry does not end it either.
-        for _ in range(2):
-            try:
-                stdout, stderr = proc.communicate(timeout=30)
-                break
-            except subprocess.TimeoutExpired:
-                lost.append(_where(proc.pid))
-                proc.send_signal(signal.SIGINT)
-        else:
-            stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, (stdout, stderr, lost)
+    assert proc.returncode == 130, (stdout, stderr)
     assert stderr == LINE and stdout == ""
     assert not out.exists()
