@@ -277,6 +277,7 @@ def bench_first_iteration(torch, nnz: int, repeats: int) -> dict:
             for clock in ("cpu", "wall")
         }
         cp[name]["runs"] = len(rs)
+        cp[name]["cpu_first_over_steady_per_run"] = [r["cpu"]["first_over_steady"] for r in rs]
     out: dict = {"sparse_cp": cp}
 
     sp = _tensor(torch, nnz)
@@ -337,13 +338,22 @@ def bench_first_iteration(torch, nnz: int, repeats: int) -> dict:
 def print_first_iteration(res: dict) -> None:
     print(
         format_table(
-            ["eager sparse_cp", "first CPU s", "steady CPU s", "first / steady", "wall ratio"],
+            [
+                "eager sparse_cp",
+                "first CPU s",
+                "steady CPU s",
+                "first / steady",
+                "range over runs",
+                "wall ratio",
+            ],
             [
                 [
                     name,
                     f"{v['cpu']['first_iteration_s']:.3f}",
                     f"{v['cpu']['steady_iteration_s']:.3f}",
                     f"{v['cpu']['first_over_steady']:.2f}",
+                    f"{min(v['cpu_first_over_steady_per_run']):.2f}-"
+                    f"{max(v['cpu_first_over_steady_per_run']):.2f}",
                     f"{v['wall']['first_over_steady']:.2f}",
                 ]
                 for name, v in res["sparse_cp"].items()
