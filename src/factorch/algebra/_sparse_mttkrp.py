@@ -6,8 +6,9 @@ Algorithm (measured on a 2-core AMD EPYC, one thread, random 10000^3 tensor with
 rank 16, float32; ``benchmarks/bench_completion.py``, BENCHMARKS.md): the entries are sorted by
 mode ``n`` once, into a :class:`~factorch.algebra.SparseLayout` that the caller builds and passes
 to every call (about 0.2 s per mode for 5 M entries on one core, free for mode 0, which the
-canonical order already sorts; without a layout each call sorts again). Then, in chunks of about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows
-are gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
+canonical order already sorts; without a layout each call sorts again). Then, in chunks of
+about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows are
+gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
 reduced per output row by ``embedding_bag(mode="sum", per_sample_weights=x)`` over CSR-style row
 offsets: a fused, vectorised segment sum that also applies the values. 39 ms per MTTKRP
 (127 M nonzeros/s, any mode) against 6.3 M/s for the textbook
