@@ -97,8 +97,8 @@ def _entries(torch: Any, nnz: int, rank: int, world: int) -> tuple[Any, Any]:
 
 
 class _Sweeps(logging.Handler):
-    """Rank 0's progress log: elapsed time, collective count and this process's CPU time at the
-    end of each sweep."""
+    """Rank 0's progress log: the wall clock, collective count and this process's CPU time at
+    the end of each sweep."""
 
     def __init__(self, counter: list[int]) -> None:
         super().__init__()
@@ -106,20 +106,20 @@ class _Sweeps(logging.Handler):
         self.marks: list[tuple[float, int, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = re.search(r"^sweep \d+: .*\(([0-9.]+) s\)$", record.getMessage())
-        if m:
-            self.marks.append((float(m.group(1)), self.counter[0], time.process_time()))
+        # The log line's own seconds are rounded to 1 ms: read the clock here instead (the
+        # line is logged right after the sweep's last collective).
+        if re.search(r"^sweep \d+: ", record.getMessage()):
+            self.marks.append((time.perf_counter(), self.counter[0], time.process_time()))
 
 
-def _wrap_collectives(dist: Any, counter: list[int], delay_s: float) -> None:
-    """Count every collective (and sleep ``delay_s`` before it: injected latency)."""
+def _wrap_collectives(dist: Any, counter: list[int]) -> None:
+    """Count every collective call into ``torch.distributed`` (independently of the library's
+    own count: the model's ``calls`` term)."""
     for name in ("all_reduce", "all_to_all_single", "all_gather", "broadcast"):
         real = getattr(dist, name)
 
         def wrapped(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
             counter[0] += 1
-            if delay_s > 0:
-                time.sleep(delay_s)
             return _real(*args, **kwargs)
 
         setattr(dist, name, wrapped)
@@ -139,20 +139,21 @@ def worker(spec: dict[str, Any]) -> None:
     del idx, val
     setup_s = time.perf_counter() - t0
     counter = [0]
-    _wrap_collectives(dist, counter, spec["latency_ms"] / 1000)
+    _wrap_collectives(dist, counter)
     handler = _Sweeps(counter)
     log = logging.getLogger("factorch.distributed")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    res = fd.cp(
-        shard,
-        RANK,
-        init="random",
-        generator=torch.Generator().manual_seed(0),
-        max_iter=spec["sweeps"] + 2,
-        tol=0.0,
-        timeout=1800,
-    )
+    with fd.inject_latency(spec["latency_ms"] / 1000):
+        res = fd.cp(
+            shard,
+            RANK,
+            init="random",
+            generator=torch.Generator().manual_seed(0),
+            max_iter=spec["sweeps"] + 2,
+            tol=0.0,
+            timeout=1800,
+        )
     marks = handler.marks[:-1]  # the last sweep also computes the exact error: not timed
     per_sweep = [b[0] - a[0] for a, b in itertools.pairwise(marks)]
     calls = [b[1] - a[1] for a, b in itertools.pairwise(marks)]
@@ -197,7 +198,8 @@ def _free_port() -> int:
 
 
 def launch(world: int, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    out = tmp / f"run{world}_{spec['nnz']}_{spec['latency_ms']}.json"
+    tag = spec.get("mode", f"{spec.get('nnz')}_{spec.get('latency_ms')}")
+    out = tmp / f"run{world}_{tag}.json"
     spec = {**spec, "out": str(out)}
     for _attempt in range(3):
         port = _free_port()
@@ -252,6 +254,259 @@ def _project(c: float, calls: float, shape: tuple[int, ...], nnz: int, nodes: in
     }
 
 
+# --- injected-latency sweep (--latency) -----------------------------------------------------
+def _loopback(torch: Any, dist: Any, world: int, nbytes: int = 1 << 20) -> dict[str, float]:
+    """This machine's own collective costs (no injection): ``alpha0``, the median seconds of a
+    one-number all-reduce, and ``beta0``, the bytes per second of an all-to-all sending
+    ``nbytes`` per rank (its median time less ``alpha0``). Ranks meet at a barrier before each
+    timed call, so rank skew is not counted."""
+
+    def median_time(call: Any, n: int) -> float:
+        times = []
+        for _ in range(n):
+            dist.barrier()
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times[3:])
+
+    one = torch.zeros(1, dtype=torch.float64)
+    alpha0 = median_time(lambda: dist.all_reduce(one), 43)
+    per_peer = max(1, nbytes // 8 // (world - 1))
+    send = torch.zeros(per_peer * world, dtype=torch.float64)
+    recv = torch.empty_like(send)
+    t = median_time(lambda: dist.all_to_all_single(recv, send), 13)
+    sent = per_peer * 8 * (world - 1)
+    beta0 = sent / max(t - alpha0, 1e-9)
+    return {"alpha0_s": alpha0, "a2a_s": t, "a2a_bytes": sent, "beta0": beta0}
+
+
+def latency_worker(spec: dict[str, Any]) -> None:
+    """Every setting (``[alpha_s, bandwidth or None]``) on every data set, ``repeats`` rounds,
+    round-robin (a drifting machine load hits every setting alike); per call the sweep times
+    of rank 0 (after one warm-up sweep, the last sweep excluded)."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    import factorch.distributed as fd
+
+    rank, world = fd.init(backend="gloo", timeout=1800)
+    shards = {}
+    for n in spec["nnz"]:
+        idx, val = _entries(torch, n, rank, world)
+        shards[n] = fd.redistribute(idx, val, SHAPE, timeout=1800)
+        del idx, val
+    loop = _loopback(torch, dist, world) if world > 1 else None
+    counter = [0]
+    _wrap_collectives(dist, counter)
+    handler = _Sweeps(counter)
+    log = logging.getLogger("factorch.distributed")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    calls_out = []
+    for repeat in range(spec["repeats"]):
+        for n in spec["nnz"]:
+            for alpha, bandwidth in spec["settings"]:
+                handler.marks.clear()
+                with fd.inject_latency(alpha, bandwidth=bandwidth or math.inf):
+                    res = fd.cp(
+                        shards[n],
+                        RANK,
+                        init="random",
+                        generator=torch.Generator().manual_seed(0),
+                        max_iter=spec["sweeps"] + 2,
+                        tol=0.0,
+                        timeout=1800,
+                    )
+                marks = handler.marks[:-1]
+                calls_out.append(
+                    {
+                        "nnz": n,
+                        "alpha_s": alpha,
+                        "bandwidth": bandwidth,
+                        "repeat": repeat,
+                        "sweep_s": [b[0] - a[0] for a, b in itertools.pairwise(marks)],
+                        "calls_per_sweep": [b[1] - a[1] for a, b in itertools.pairwise(marks)],
+                        "row_bytes_per_sweep": res.extras["row_bytes_per_sweep"],
+                        "injected_s": res.extras["comm_injected_seconds"],
+                        "final_error": res.errors[-1],
+                    }
+                )
+    box: list[Any] = [None] * world
+    mine = {
+        "nnz": {n: sh.nnz for n, sh in shards.items()},
+        "rows": [c["row_bytes_per_sweep"] for c in calls_out],
+        "injected": [c["injected_s"] for c in calls_out],
+    }
+    dist.all_gather_object(box, mine)
+    if rank == 0:
+        for i, c in enumerate(calls_out):
+            c["row_bytes_per_sweep"] = [b["rows"][i] for b in box]
+            c["injected_s"] = [b["injected"][i] for b in box]
+        out = {
+            "world": world,
+            "grid": list(shards[spec["nnz"][0]].layout.grid),
+            "nnz_per_rank": {str(n): [b["nnz"][n] for b in box] for n in spec["nnz"]},
+            "loopback": loop,
+            "calls": calls_out,
+        }
+        Path(spec["out"]).write_text(json.dumps(out))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _setting_medians(job: dict[str, Any], nnz: int, alpha: float, bandwidth: Any) -> list[float]:
+    """Per repeat, the median sweep time of one setting."""
+    return [
+        _median(c["sweep_s"])
+        for c in job["calls"]
+        if c["nnz"] == nnz and c["alpha_s"] == alpha and c["bandwidth"] == bandwidth
+    ]
+
+
+def latency_main(args: argparse.Namespace) -> None:
+    """Fit the model on one process and the loopback's own costs, then predict the time per
+    sweep of 2 and 3 processes under every injected latency; print and save the errors."""
+    nnz = 100_000 if args.quick else (args.latency_nnz or 1_000_000)
+    sweeps = 3 if args.quick else args.sweeps
+    repeats = args.repeats
+    worlds = [int(w) for w in args.worlds.split(",")]
+    settings: list[list[Any]] = [[float(ms) / 1000, None] for ms in args.latencies_ms.split(",")]
+    if args.bandwidth_mbs > 0:
+        bw = args.bandwidth_mbs * 1e6
+        settings += [[0.0, bw], [settings[min(2, len(settings) - 1)][0], bw]]
+    cores = len(os.sched_getaffinity(0))
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_distributed_lat_{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    base = {"mode": "latency", "sweeps": sweeps, "repeats": repeats}
+    half = nnz // 2
+    one = launch(1, {**base, "nnz": [nnz, half], "settings": [[0.0, None]]}, tmp)
+    jobs = {w: launch(w, {**base, "nnz": [nnz], "settings": settings}, tmp) for w in worlds}
+
+    # The model's compute term from one process: t1(n) = c n + d0 (d0: the per-sweep work on
+    # all the factor rows, which does not shrink with the nonzeros).
+    n_full = sum(one["nnz_per_rank"][str(nnz)])
+    n_half = sum(one["nnz_per_rank"][str(half)])
+    t_full = _median(_setting_medians(one, nnz, 0.0, None))
+    t_half = _median(_setting_medians(one, half, 0.0, None))
+    c = (t_full - t_half) / (n_full - n_half)
+    d0 = t_full - c * n_full
+    print(
+        f"one process, {n_full} and {n_half} nonzeros: {t_full:.4f} / {t_half:.4f} s per sweep"
+        f" -> c = {c:.3e} s per nonzero, d0 = {d0:.4f} s per sweep (all rows)"
+    )
+    rows: list[list[Any]] = []
+    points: list[dict[str, Any]] = []
+    for w, job in jobs.items():
+        loop = job["loopback"]
+        grid = job["grid"]
+        local_rows = sum(s / p for s, p in zip(SHAPE, grid)) / sum(SHAPE)
+        share = max(1.0, w / cores)  # more processes than cores: each gets cores / w of one
+        compute = (c * max(job["nnz_per_rank"][str(nnz)]) + d0 * local_rows) * share
+        print(
+            f"{w} processes, grid {'x'.join(map(str, grid))}: loopback alpha0 "
+            f"{loop['alpha0_s'] * 1e6:.0f} us, beta0 {loop['beta0'] / 1e6:.0f} MB/s; compute "
+            f"term {compute:.4f} s per sweep (x{share:.2f} for {w} processes on {cores} cores)"
+        )
+        base_t = _median(_setting_medians(job, nnz, 0.0, None))
+        for alpha, bandwidth in settings:
+            picked = [
+                x
+                for x in job["calls"]
+                if x["nnz"] == nnz and x["alpha_s"] == alpha and x["bandwidth"] == bandwidth
+            ]
+            per_repeat = [_median(x["sweep_s"]) for x in picked]
+            calls = _median([_median(x["calls_per_sweep"]) for x in picked])
+            row_bytes = max(max(x["row_bytes_per_sweep"]) for x in picked)
+            measured = _median(per_repeat)
+            inv_bw = 1 / bandwidth if bandwidth else 0.0
+            injected = calls * alpha + row_bytes * inv_bw
+            comm = calls * loop["alpha0_s"] + row_bytes / loop["beta0"]
+            predicted = compute + comm + injected
+            err = (predicted - measured) / measured
+            point = {
+                "world": w,
+                "grid": grid,
+                "alpha_s": alpha,
+                "bandwidth": bandwidth,
+                "calls_per_sweep": calls,
+                "row_bytes_per_sweep": row_bytes,
+                "measured_s": measured,
+                "measured_per_repeat_s": per_repeat,
+                "predicted_s": predicted,
+                "predicted_terms_s": {"compute": compute, "loopback": comm, "injected": injected},
+                "error": err,
+                "measured_increment_s": measured - base_t,
+                "predicted_increment_s": injected,
+            }
+            points.append(point)
+            rows.append(
+                [
+                    w,
+                    f"{alpha * 1e3:g}",
+                    "-" if not bandwidth else f"{bandwidth / 1e6:g}",
+                    f"{calls:.0f}",
+                    f"{measured:.4f}",
+                    f"{min(per_repeat):.4f}-{max(per_repeat):.4f}",
+                    f"{predicted:.4f}",
+                    f"{100 * err:+.1f}%",
+                    f"{measured - base_t:+.4f}",
+                    f"{injected:.4f}",
+                ]
+            )
+    header = [
+        "P",
+        "alpha ms",
+        "beta MB/s",
+        "calls",
+        "measured s",
+        "repeats",
+        "predicted s",
+        "error",
+        "measured +",
+        "injected",
+    ]
+    print(format_table(header, rows))
+    summary = {}
+    for w in worlds:
+        mine = [p for p in points if p["world"] == w]
+        x = [p["predicted_increment_s"] for p in mine]
+        y = [p["measured_increment_s"] for p in mine]
+        slope = sum(a * b for a, b in zip(x, y)) / max(sum(a * a for a in x), 1e-30)
+        worst = max(abs(p["error"]) for p in mine)
+        median_err = _median([abs(p["error"]) for p in mine])
+        summary[w] = {"slope": slope, "max_abs_error": worst, "median_abs_error": median_err}
+        print(
+            f"{w} processes: |prediction error| median {100 * median_err:.1f}%, worst "
+            f"{100 * worst:.1f}%; measured increment / injected (least squares) {slope:.3f}"
+        )
+    payload = {
+        "command": ["benchmarks/bench_distributed.py", *sys.argv[1:]],
+        "config": {
+            "nnz": nnz,
+            "shape": SHAPE,
+            "rank": RANK,
+            "sweeps": sweeps,
+            "repeats": repeats,
+            "settings": settings,
+            "cores": cores,
+        },
+        "machine": machine_info(),
+        "model": {
+            "c_s_per_nnz": c,
+            "d0_s": d0,
+            "one_process_s": {"full": t_full, "half": t_half, "nnz": [n_full, n_half]},
+        },
+        "loopback": {w: jobs[w]["loopback"] for w in worlds},
+        "points": points,
+        "summary": summary,
+        "runs": {"p1": one, **{f"p{w}": jobs[w] for w in worlds}},
+    }
+    name = "bench_distributed_latency_quick" if args.quick else "bench_distributed_latency"
+    print(f"wrote {write_results(name, payload)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 k nonzeros, 2 timed sweeps")
@@ -259,13 +514,39 @@ def main() -> None:
     ap.add_argument("--sweeps", type=int, default=5, help="timed sweeps (after one warm-up)")
     ap.add_argument("--latency-ms", type=float, default=100.0)
     ap.add_argument(
-        "--latency-nnz", type=int, default=None, help="nonzeros of the latency check (nnz / 20)"
+        "--latency-nnz",
+        type=int,
+        default=None,
+        help="nonzeros of the latency check (nnz / 20; --latency: 1 M)",
     )
+    ap.add_argument(
+        "--latency",
+        action="store_true",
+        help="only the injected-latency sweep (writes bench_distributed_latency.json)",
+    )
+    ap.add_argument(
+        "--latencies-ms",
+        default="0,1,5,20",
+        help="--latency: injected seconds per collective, in ms, comma-separated",
+    )
+    ap.add_argument(
+        "--bandwidth-mbs",
+        type=float,
+        default=50.0,
+        help="--latency: the per-byte delay's bandwidth (MB/s) of the extra points (0: none)",
+    )
+    ap.add_argument("--worlds", default="2,3", help="--latency: process counts")
+    ap.add_argument("--repeats", type=int, default=3, help="--latency: repeats of every setting")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         pin_threads(1)
-        worker(json.loads(args.worker))
+        spec = json.loads(args.worker)
+        (latency_worker if spec.get("mode") == "latency" else worker)(spec)
+        return
+    if args.latency:
+        pin_threads(1)
+        latency_main(args)
         return
     pin_threads(1)
     nnz = 200_000 if args.quick else args.nnz
