@@ -28,8 +28,9 @@ coordinates, generated in chunks by every process and moved to its owner with
 ``factorch.distributed.redistribute`` (duplicate coordinates carry equal values and merge).
 
 4. ``--latency``: the model checked against injected latency between local processes, alone.
-   One process fits the compute term on ``--latency-nnz`` (default 200 k) and half as many
-   nonzeros (``c`` per nonzero and ``d0`` per sweep for the work on all factor rows); each job
+   One process fits the compute term on the CPU seconds per sweep of ``--latency-nnz``
+   (default 200 k) and a quarter as many nonzeros (``c`` per nonzero and ``d0`` per sweep for
+   the work on all factor rows; CPU time, which other jobs do not inflate); each job
    of ``--worlds`` (2, 3) processes measures its loopback's own collective costs (``alpha0``: a
    one-number all-reduce; ``beta0``: a 1 MB all-to-all) and runs every setting -- injected
    ``alpha`` of ``--latencies-ms`` (0, 1, 5, 20, 50 ms) per collective, and two points with a
@@ -364,6 +365,7 @@ def latency_worker(spec: dict[str, Any]) -> None:
                         "bandwidth": bandwidth,
                         "repeat": repeat,
                         "sweep_s": [b[0] - a[0] for a, b in itertools.pairwise(marks)],
+                        "cpu_sweep_s": [b[2] - a[2] for a, b in itertools.pairwise(marks)],
                         "calls_per_sweep": [b[1] - a[1] for a, b in itertools.pairwise(marks)],
                         "row_bytes_per_sweep": res.extras["row_bytes_per_sweep"],
                         "injected_s": res.extras["comm_injected_seconds"],
@@ -411,27 +413,34 @@ STATS = {
 }
 
 
+def _cpu(calls: list[dict]) -> float:
+    """Median CPU seconds per sweep (rank 0's process time: what it computed, whatever else
+    ran on the machine)."""
+    return _median([_median(c["cpu_sweep_s"]) for c in calls])
+
+
 def _predict(
     stat: str, one: dict[str, Any], jobs: dict[int, dict[str, Any]], spec: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fit the model on one process (statistic ``stat``), predict every multi-process point.
+    """Predict every multi-process point; compare with the measured statistic ``stat``.
 
     ``t(P, alpha, beta) = share (c nnz_max + d0 rows_local) + calls (alpha0 + alpha)
-    + row_bytes (1 / beta0 + 1 / beta)``: ``c`` and ``d0`` from the one-process runs on ``nnz``
-    and ``nnz / 2`` nonzeros (``d0``: the per-sweep work on all factor rows, which does not
-    shrink with the nonzeros), ``rows_local`` the fraction of factor rows a rank holds,
+    + row_bytes (1 / beta0 + 1 / beta)``: ``c`` and ``d0`` from the CPU seconds per sweep of the
+    one-process runs on ``nnz`` and ``nnz / 4`` nonzeros (``d0``: the per-sweep work on all
+    factor rows, which does not shrink with the nonzeros; CPU time, so that other jobs on the
+    machine do not enter the fit), ``rows_local`` the fraction of factor rows a rank holds,
     ``share = max(1, P / cores)``, ``alpha0`` and ``beta0`` this machine's loopback costs
     (measured in the job), ``calls`` and ``row_bytes`` (the largest over ranks) counted per
     sweep.
     """
-    nnz, half, cores = spec["nnz"], spec["nnz"] // 2, spec["cores"]
+    nnz, small, cores = spec["nnz"], spec["nnz"] // 4, spec["cores"]
     n_full = sum(one["nnz_per_rank"][str(nnz)])
-    n_half = sum(one["nnz_per_rank"][str(half)])
-    t_full = STATS[stat](_picked(one, nnz, 0.0, None))
-    t_half = STATS[stat](_picked(one, half, 0.0, None))
-    c = (t_full - t_half) / (n_full - n_half)
+    n_small = sum(one["nnz_per_rank"][str(small)])
+    t_full = _cpu(_picked(one, nnz, 0.0, None))
+    t_small = _cpu(_picked(one, small, 0.0, None))
+    c = (t_full - t_small) / (n_full - n_small)
     d0 = t_full - c * n_full
-    fit = {"c_s_per_nnz": c, "d0_s": d0, "t1_s": [t_full, t_half], "nnz": [n_full, n_half]}
+    fit = {"c_s_per_nnz": c, "d0_s": d0, "t1_cpu_s": [t_full, t_small], "nnz": [n_full, n_small]}
     points = []
     for w, job in jobs.items():
         loop, grid = job["loopback"], job["grid"]
@@ -456,6 +465,7 @@ def _predict(
                     "calls_per_sweep": calls,
                     "row_bytes_per_sweep": row_bytes,
                     "measured_s": measured,
+                    "cpu_s": _cpu(calls_of),
                     "per_repeat_median_s": [_median(x["sweep_s"]) for x in calls_of],
                     "predicted_s": predicted,
                     "terms_s": {"compute": compute, "loopback": comm, "injected": injected},
@@ -520,18 +530,17 @@ def latency_main(args: argparse.Namespace) -> None:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_distributed_lat_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     base = {"mode": "latency", "sweeps": sweeps, "repeats": args.repeats}
-    one = launch(1, {**base, "nnz": [nnz, nnz // 2], "settings": [[0.0, None]]}, tmp)
+    one = launch(1, {**base, "nnz": [nnz, nnz // 4], "settings": [[0.0, None]]}, tmp)
     jobs = {w: launch(w, {**base, "nnz": [nnz], "settings": settings}, tmp) for w in worlds}
     spec = {"nnz": nnz, "cores": cores, "settings": settings}
-    fits, points, summary = {}, {}, {}
+    points, summary = {}, {}
     for stat in STATS:
-        fits[stat], points[stat] = _predict(stat, one, jobs, spec)
-        f = fits[stat]
-        print(
-            f"[{stat}] one process, {f['nnz'][0]} and {f['nnz'][1]} nonzeros: "
-            f"{f['t1_s'][0]:.4f} / {f['t1_s'][1]:.4f} s per sweep -> c = {f['c_s_per_nnz']:.3e}"
-            f" s per nonzero, d0 = {f['d0_s']:.4f} s per sweep (all rows)"
-        )
+        fit, points[stat] = _predict(stat, one, jobs, spec)
+    print(
+        f"one process, {fit['nnz'][0]} and {fit['nnz'][1]} nonzeros: "
+        f"{fit['t1_cpu_s'][0]:.4f} / {fit['t1_cpu_s'][1]:.4f} CPU s per sweep -> c = "
+        f"{fit['c_s_per_nnz']:.3e} s per nonzero, d0 = {fit['d0_s']:.4f} s per sweep (all rows)"
+    )
     for w, job in jobs.items():
         loop = job["loopback"]
         print(
@@ -589,7 +598,7 @@ def latency_main(args: argparse.Namespace) -> None:
             "cores": cores,
         },
         "machine": machine_info(),
-        "fits": fits,
+        "fit": fit,
         "loopback": {w: jobs[w]["loopback"] for w in worlds},
         "points": points,
         "summary": summary,
