@@ -439,6 +439,10 @@ def main() -> None:
     if args.first_iteration:
         print(f"eager first iteration, {SHAPE}, nnz {args.nnz}, rank {RANK}, 1 thread", flush=True)
         first = bench_first_iteration(torch, args.nnz, args.repeats)
+        results["command"] = (
+            "python benchmarks/bench_sparse.py --first-iteration"
+            f" --nnz {args.nnz} --repeats {args.repeats}"
+        )
         results["first_iteration"] = first
         print_first_iteration(first)
         print(f"wrote {write_results('bench_sparse_first_iteration', results)}")
