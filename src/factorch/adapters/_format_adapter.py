@@ -19,6 +19,7 @@ from ..nn import (
     FactorizedLinear,
     TensorizedShape,
 )
+from ..nn._conv import conv_costs
 from ..nn.formats import MEMORY_WEIGHT, known_size
 from ._config import AdapterConfig, check_choice, check_number, check_rank
 from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
@@ -188,9 +189,50 @@ class FormatAdapterLayer(Adapter):
         factorized, merged = self.step_costs(rows)
         return merged < factorized
 
+    def conv_step_costs(self, input_shape: Sequence[int]) -> tuple[int, int]:
+        """``(factorized, merged)`` cost of a training step of a convolution's update on a
+        batched input of ``input_shape``, in FLOPs plus ``MEMORY_WEIGHT`` per intermediate
+        number, as :meth:`step_costs` counts a Linear layer's.
+
+        Factorized: three times the cheaper forward of the factorized convolution ``delta``
+        (its factors contracted with the input, or its kernel rebuilt: the forward, the input
+        gradient, the factor gradients). Merged: three rebuilds of ``dW`` (each writing the
+        kernel) plus the kernel gradient of the convolution with ``W + alpha dW`` (as many
+        FLOPs as the dense convolution); that convolution and its input gradient replace the
+        base layer's own, so they cost nothing extra.
+
+        Example:
+            >>> from torch import nn
+            >>> from factorch.adapters import TuckerConfig, inject
+            >>> model = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1))
+            >>> _ = inject(model, TuckerConfig(target_modules=["0"], rank=32))
+            >>> adapter = model[0].adapters["default"]
+            >>> factorized, merged = adapter.conv_step_costs((32, 64, 16, 16))
+            >>> merged < factorized  # rank 32 of 64 channels: one convolution with W + alpha dW
+            True
+            >>> adapter.conv_takes_merged((1, 64, 2, 2))  # a tiny input: the factors, not dW
+            False
+        """
+        delta = cast(FactorizedConv2d, self.delta)
+        shape = tuple(input_shape)
+        fmt = delta.parametrization
+        factorized = 3 * min(conv_costs(delta, shape))
+        merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * fmt.dense_params)
+        return factorized, merged + delta.geometry.dense_flops(shape)
+
+    def conv_takes_merged(self, input_shape: Sequence[int]) -> bool:
+        """Whether a convolution's forward on a batched input of ``input_shape`` runs one
+        convolution with the kernel ``W + alpha dW`` (the ``implementation`` rule, of the
+        shapes only)."""
+        choice = cast(FormatAdapterConfig, self.config).implementation
+        if choice != "auto":
+            return choice == "merged"
+        factorized, merged = self.conv_step_costs(input_shape)
+        return merged < factorized
+
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         if not isinstance(base, nn.Linear):
-            return cast(torch.Tensor, base(x)) + self.scaling * self.delta(x)
+            return self.conv_forward(x, cast(nn.Conv2d, base))
         delta = cast(FactorizedLinear, self.delta)
         factors = delta.current_factors()
         rows = known_size(math.prod(x.shape[:-1]))
@@ -200,8 +242,20 @@ class FormatAdapterLayer(Adapter):
         y = base(x)  # first: it checks the input
         if rows == 0:
             return y
-        d = self.contract(factors, x.reshape(-1, base.in_features))
-        return torch.add(y, d.reshape(y.shape), alpha=self.scaling)
+        x2, y2 = x.reshape(-1, base.in_features), y.reshape(-1, base.out_features)
+        return self.contract_into(factors, x2, y2, self.scaling).reshape(y.shape)
+
+    def conv_forward(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """A convolution's forward: one convolution with the merged kernel ``W + alpha dW``
+        (``dW`` rebuilt from the factors), or ``conv(x) + alpha delta(x)``, as
+        :meth:`conv_takes_merged` decides."""
+        dims = len(self.weight_shape) - 2
+        shape = tuple(x.shape) if x.ndim == dims + 2 else (1, *x.shape)
+        if self.conv_takes_merged(shape):
+            update = self.rebuild(self.delta.current_factors()).reshape(self.weight_shape)
+            kernel = torch.add(conv.weight, update, alpha=self.scaling)
+            return cast(torch.Tensor, conv._conv_forward(x, kernel, conv.bias))
+        return cast(torch.Tensor, conv(x)) + self.scaling * self.delta(x)
 
     def rebuild(self, factors: Sequence[torch.Tensor]) -> torch.Tensor:
         """``dW`` (unscaled) from the factors (default: the format's reconstruction)."""
@@ -212,6 +266,14 @@ class FormatAdapterLayer(Adapter):
         (default: the format's own :meth:`~factorch.nn.WeightFormat.linear`)."""
         delta = cast(FactorizedLinear, self.delta)
         return delta.parametrization.linear(factors, x, None, delta.shape)
+
+    def contract_into(
+        self, factors: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, alpha: float
+    ) -> torch.Tensor:
+        """``y + alpha x dW^T`` for ``x`` of shape ``(rows, in)`` and ``y`` ``(rows, out)`` (the
+        base layer's output; default: :meth:`contract`, then one scaled sum; a method may fold
+        the scaling and the sum into its last GEMM)."""
+        return torch.add(y, self.contract(factors, x), alpha=alpha)
 
     def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
         return (self.scaling * self.delta.weight).reshape(self.weight_shape).to(weight.dtype)
