@@ -51,9 +51,11 @@ class FormatAdapterConfig(AdapterConfig):
             pass then computes the ``out x in`` weight gradient); ``"auto"`` (default): the one
             the layer's cost model (``step_costs``: FLOPs plus memory traffic of a training
             step) finds cheaper at the input's number of rows. Both give the same values and
-            gradients up to rounding.
-            Convolutions always contract the factors with the input (or rebuild the kernel,
-            as the factorized convolution itself decides).
+            gradients up to rounding. A convolution has the same three choices:
+            ``conv(x) + alpha delta(x)`` (``delta`` the factorized convolution, which itself
+            contracts its factors with the input or rebuilds its kernel, whichever is
+            cheaper), one convolution with the kernel ``W + alpha dW``, or the one
+            ``conv_step_costs`` finds cheaper for a training step at the input's shape.
 
     Raises:
         TypeError: bad ``target_modules`` / ``exclude_modules`` (see
@@ -98,8 +100,8 @@ class FormatAdapterLayer(Adapter):
     or ``FactorizedConv{1,2,3}d`` with the base layer's geometry; factor ``zero_factor`` starts
     at 0. On a Linear layer the forward contracts the factors with the input (:meth:`contract`)
     or runs the base GEMM with ``W + alpha dW`` (:meth:`rebuild`), as ``implementation`` and
-    :meth:`step_costs` decide; a convolution adds ``delta(x)`` (which contracts the factors or
-    rebuilds the kernel, whichever costs less)."""
+    :meth:`step_costs` decide; a convolution adds ``delta(x)`` or runs one convolution with the
+    kernel ``W + alpha dW``, as ``implementation`` and :meth:`conv_step_costs` decide."""
 
     supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
     zero_factor: ClassVar[int] = 0
@@ -242,8 +244,8 @@ class FormatAdapterLayer(Adapter):
         y = base(x)  # first: it checks the input
         if rows == 0:
             return y
-        x2, y2 = x.reshape(-1, base.in_features), y.reshape(-1, base.out_features)
-        return self.contract_into(factors, x2, y2, self.scaling).reshape(y.shape)
+        d = self.contract(factors, x.reshape(-1, base.in_features))
+        return torch.add(y, d.reshape(y.shape), alpha=self.scaling)
 
     def conv_forward(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
         """A convolution's forward: one convolution with the merged kernel ``W + alpha dW``
@@ -251,7 +253,7 @@ class FormatAdapterLayer(Adapter):
         :meth:`conv_takes_merged` decides."""
         dims = len(self.weight_shape) - 2
         shape = tuple(x.shape) if x.ndim == dims + 2 else (1, *x.shape)
-        if self.conv_takes_merged(shape):
+        if x.ndim in (dims + 1, dims + 2) and self.conv_takes_merged(shape):
             update = self.rebuild(self.delta.current_factors()).reshape(self.weight_shape)
             kernel = torch.add(conv.weight, update, alpha=self.scaling)
             return cast(torch.Tensor, conv._conv_forward(x, kernel, conv.bias))
@@ -266,14 +268,6 @@ class FormatAdapterLayer(Adapter):
         (default: the format's own :meth:`~factorch.nn.WeightFormat.linear`)."""
         delta = cast(FactorizedLinear, self.delta)
         return delta.parametrization.linear(factors, x, None, delta.shape)
-
-    def contract_into(
-        self, factors: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, alpha: float
-    ) -> torch.Tensor:
-        """``y + alpha x dW^T`` for ``x`` of shape ``(rows, in)`` and ``y`` ``(rows, out)`` (the
-        base layer's output; default: :meth:`contract`, then one scaled sum; a method may fold
-        the scaling and the sum into its last GEMM)."""
-        return torch.add(y, self.contract(factors, x), alpha=alpha)
 
     def delta_weight(self, weight: torch.Tensor) -> torch.Tensor:
         return (self.scaling * self.delta.weight).reshape(self.weight_shape).to(weight.dtype)

@@ -16,53 +16,32 @@ from ._config import TuckerConfig
 __all__ = ["TuckerLayer", "tucker_linear", "tucker_weight"]
 
 
-def _mode_products(
-    t: torch.Tensor, mats: Sequence[torch.Tensor], *, last_first: bool = True
-) -> torch.Tensor:
+def _mode_products(t: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
     """``t`` of shape ``(rows, n_1, .., n_k)`` with each mode ``j`` contracted with ``mats[j]``
-    (``n_j x m_j``): the last mode is one GEMM on the ``(rows n_1.., n_k)`` view, every other
-    mode a GEMM batched over the modes before it, on views of the contiguous result (no
-    transposed copy of ``t``). ``last_first``: the last mode first (to shrink a wide input at
-    once), else the modes in order, the last one (a plain GEMM) last. Explicit ``bmm``:
-    ``torch.matmul`` picks its kernel by ``requires_grad``, which would make a frozen copy round
-    differently."""
+    (``n_j x m_j``), last mode first: the last mode is one GEMM on the ``(rows n_1.., n_k)``
+    view, every other mode a GEMM batched over the modes before it, on views of the
+    contiguous result (no transposed copy of ``t``). Explicit ``bmm``: ``torch.matmul`` picks
+    its kernel by ``requires_grad``, which would make a frozen copy round differently."""
     rows, dims = t.shape[0], list(t.shape[1:])
-    order = reversed(range(len(dims))) if last_first else range(len(dims))
-    for j in order:
-        t = _mode_product(t, mats[j], rows, dims, j)
+    for j in reversed(range(len(dims))):
+        before, after = math.prod(dims[:j]), math.prod(dims[j + 1 :])
+        if after == 1:
+            t = t.reshape(rows * before, dims[j]) @ mats[j]
+        else:
+            m = mats[j].transpose(0, 1)
+            t = torch.bmm(m.expand(rows * before, *m.shape), t.reshape(-1, dims[j], after))
+        dims[j] = mats[j].shape[1]
     return t.reshape(rows, *dims)
 
 
-def _mode_product(
-    t: torch.Tensor, mat: torch.Tensor, rows: int, dims: list[int], j: int
-) -> torch.Tensor:
-    """One step of :func:`_mode_products` (updates ``dims[j]``)."""
-    before, after = math.prod(dims[:j]), math.prod(dims[j + 1 :])
-    if after == 1:
-        t = t.reshape(rows * before, dims[j]) @ mat
-    else:
-        m = mat.transpose(0, 1)
-        t = torch.bmm(m.expand(rows * before, *m.shape), t.reshape(-1, dims[j], after))
-    dims[j] = mat.shape[1]
-    return t
-
-
 def tucker_linear(
-    core: torch.Tensor,
-    mats: Sequence[torch.Tensor],
-    x: torch.Tensor,
-    n_out: int,
-    *,
-    add_to: torch.Tensor | None = None,
-    alpha: float = 1.0,
+    core: torch.Tensor, mats: Sequence[torch.Tensor], x: torch.Tensor, n_out: int
 ) -> torch.Tensor:
     """``x W^T`` for the Tucker weight ``W = core x_1 U_1 .. x_N U_N`` of the tensorized matrix
     ``(o_1..o_p, i_1..i_q)`` (``n_out = p``; ``mats[n]`` of shape ``(I_n, R_n)``) and ``x`` of
-    shape ``(rows, in)``: the in-factors contract the input mode by mode (the last first), the
-    core acts as one ``(rows, prod R_in) x (prod R_in, prod R_out)`` GEMM, then the out-factors
-    in order, never forming ``W``. With ``add_to`` (``(rows, out)``) it returns
-    ``add_to + alpha x W^T``, the last out-factor's GEMM accumulating into it (one ``addmm``:
-    no separate scaling or sum over the ``rows x out`` result). Differentiable.
+    shape ``(rows, in)``: the in-factors contract the input mode by mode, the core acts as one
+    ``(rows, prod R_in) x (prod R_in, prod R_out)`` GEMM, then the out-factors, never forming
+    ``W``. Differentiable.
 
     Example:
         >>> core = torch.randn(2, 3, 2, 2, dtype=torch.float64)
@@ -72,25 +51,14 @@ def tucker_linear(
         >>> x = torch.randn(7, 10, dtype=torch.float64)
         >>> torch.allclose(tucker_linear(core, mats, x, 2), x @ w.T)
         True
-        >>> y = torch.randn(7, 12, dtype=torch.float64)
-        >>> torch.allclose(tucker_linear(core, mats, x, 2, add_to=y, alpha=0.5), y + 0.5 * x @ w.T)
-        True
     """
     rows = x.shape[0]
-    ins, outs = mats[n_out:], [u.transpose(0, 1) for u in mats[:n_out]]
+    ins, outs = mats[n_out:], mats[:n_out]
     t = _mode_products(x.reshape(rows, *(m.shape[0] for m in ins)), ins)
     r_out, r_in = math.prod(core.shape[:n_out]), math.prod(core.shape[n_out:])
     z = t.reshape(rows, r_in) @ core.reshape(r_out, r_in).transpose(0, 1)
-    dims = list(core.shape[:n_out])
-    for j in range(n_out - 1):
-        z = _mode_product(z, outs[j], rows, dims, j)
-    before = math.prod(dims[:-1])
-    z = z.reshape(rows * before, dims[-1])
-    if add_to is None:
-        y = z @ outs[-1]
-        return (y if alpha == 1.0 else alpha * y).reshape(rows, -1)
-    target = add_to.reshape(rows * before, outs[-1].shape[1])
-    return torch.addmm(target, z, outs[-1], alpha=alpha).reshape(rows, -1)
+    y = _mode_products(z.reshape(rows, *core.shape[:n_out]), [u.transpose(0, 1) for u in outs])
+    return y.reshape(rows, -1)
 
 
 def tucker_weight(core: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -125,14 +93,5 @@ class TuckerLayer(FormatAdapterLayer):
 
     def contract(self, factors: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         core, *mats = factors
-        return tucker_linear(core, mats, x, self._n_out)
-
-    def contract_into(
-        self, factors: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, alpha: float
-    ) -> torch.Tensor:
-        core, *mats = factors
-        return tucker_linear(core, mats, x, self._n_out, add_to=y, alpha=alpha)
-
-    @property
-    def _n_out(self) -> int:
-        return len(cast(FactorizedLinear, self.delta).shape.out_factors)
+        n_out = len(cast(FactorizedLinear, self.delta).shape.out_factors)
+        return tucker_linear(core, mats, x, n_out)
