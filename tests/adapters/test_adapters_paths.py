@@ -209,3 +209,68 @@ def test_adapters_conv_auto_takes_the_cheaper_path() -> None:
         copy.deepcopy(model), fa.TTConfig(target_modules=["0"], rank=2, implementation="merged")
     )
     assert forced[0].adapters["default"].conv_takes_merged((1, 64, 2, 2))
+
+
+# --- TLoRA: W_0 T + s Delta rebuilt, or T applied to the input ---------------------------------
+TLORA_CONFIGS = {
+    "tr": fa.TLoraConfig(target_modules=["0", "2"], rank=2, transform_rank=2),
+    "tr-rank3": fa.TLoraConfig(target_modules=["0", "2"], rank=3, transform_rank=3, n_factors=2),
+    "lora": fa.TLoraConfig(target_modules=["0", "2"], rank=2, transform_rank=1, residual="lora"),
+    "none": fa.TLoraConfig(target_modules=["0", "2"], transform_rank=2, residual="none"),
+}
+
+
+def _tlora(name: str, path: str, dtype: torch.dtype) -> nn.Module:
+    model = fa.inject(
+        _model(torch.float64), TLORA_CONFIGS[name], generator=torch.Generator().manual_seed(1)
+    )
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+    for layer in fa.adapted_layers(model).values():
+        adapter = layer.adapters["default"]
+        adapter.takes_activations = lambda rows, p=path: p == "activations"  # type: ignore[method-assign]
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(TLORA_CONFIGS))
+def test_adapters_tlora_paths_agree_on_outputs_and_gradients(name: str, dtype: torch.dtype) -> None:
+    x = torch.randn(2, 5, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    ref, ref_grads = _grads(_tlora(name, "merged", torch.float64), x)
+    y, grads = _grads(_tlora(name, "activations", dtype), x.to(dtype))
+    assert y.dtype == dtype
+    torch.testing.assert_close(y.double(), ref, rtol=tol, atol=tol)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double(), r, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(TLORA_CONFIGS))
+def test_adapters_tlora_activations_identity_at_init(name: str) -> None:
+    """``T = I`` at init, exactly for a transform rank that is a power of two."""
+    x = torch.randn(4, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    base = _model(torch.float64)
+    adapted = fa.inject(copy.deepcopy(base), TLORA_CONFIGS[name])
+    layers = fa.adapted_layers(adapted).values()
+    assert all(layer.adapters["default"].takes_activations(4) for layer in layers)
+    if TLORA_CONFIGS[name].transform_rank in (1, 2):
+        assert torch.equal(adapted(x), base(x))
+    torch.testing.assert_close(adapted(x), base(x), rtol=1e-12, atol=1e-12)
+
+
+def test_adapters_tlora_takes_the_cheaper_path() -> None:
+    """On a 384 x 384 weight (MiniLM's projections) applying ``T`` to the input costs
+    ``3 n d^2`` against ``2 d^3 + n d^2`` for rebuilding ``W_0 T``: the input below about
+    ``d`` rows, the rebuild above."""
+    model = fa.inject(
+        nn.Sequential(nn.Linear(384, 384)),
+        fa.TLoraConfig(target_modules=["0"], rank=6, transform_rank=5),
+    )
+    layer = model[0].adapters["default"]
+    activations, merged = layer.step_costs(256)
+    assert activations < merged
+    assert layer.takes_activations(1) and layer.takes_activations(256)
+    assert not layer.takes_activations(512)
