@@ -274,3 +274,18 @@ def test_adapters_tlora_takes_the_cheaper_path() -> None:
     assert activations < merged
     assert layer.takes_activations(1) and layer.takes_activations(256)
     assert not layer.takes_activations(512)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_adapters_tlora_ring_halves_multiply_to_the_ring(rank: int) -> None:
+    from factorch.adapters.tlora._layer import ring_halves
+    from factorch.nn import TensorizedShape, TensorLayout, TRWeight
+
+    spec = TensorizedShape((4, 3, 5), (2, 3, 4))
+    fmt = TRWeight(TensorLayout.tensorized(spec), rank)
+    g = torch.Generator().manual_seed(7)
+    cores = [torch.randn(s, generator=g, dtype=torch.float64) for s in fmt.factor_shapes]
+    for split in range(1, len(cores)):
+        a, b = ring_halves(cores, split)
+        assert a.shape[1] == b.shape[0] == rank**2
+        assert torch.allclose((a @ b).reshape(fmt.weight_shape), fmt(*cores), atol=1e-12)
