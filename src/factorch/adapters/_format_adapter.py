@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 
 import torch
@@ -150,6 +150,7 @@ class FormatAdapterLayer(Adapter):
         with torch.no_grad():
             self.delta.factors[type(self).zero_factor].zero_()
         self.scaling = cfg.alpha
+        self._paths: dict[tuple[int, ...], bool] = {}  # "auto"'s choice per input shape
 
     # --- forward ---------------------------------------------------------------------------------
     def step_costs(self, rows: int) -> tuple[int, int]:
@@ -188,8 +189,7 @@ class FormatAdapterLayer(Adapter):
         choice = cast(FormatAdapterConfig, self.config).implementation
         if choice != "auto":
             return choice == "merged"
-        factorized, merged = self.step_costs(rows)
-        return merged < factorized
+        return self._cached((rows,), lambda: self.step_costs(rows))
 
     def conv_step_costs(self, input_shape: Sequence[int]) -> tuple[int, int]:
         """``(factorized, merged)`` cost of a training step of a convolution's update on a
@@ -229,8 +229,19 @@ class FormatAdapterLayer(Adapter):
         choice = cast(FormatAdapterConfig, self.config).implementation
         if choice != "auto":
             return choice == "merged"
-        factorized, merged = self.conv_step_costs(input_shape)
-        return merged < factorized
+        shape = tuple(input_shape)
+        return self._cached(shape, lambda: self.conv_step_costs(shape))
+
+    def _cached(self, key: tuple[int, ...], costs: Callable[[], tuple[int, int]]) -> bool:
+        """``merged < factorized`` of ``costs()``, computed once per input shape (the costs
+        depend on the shapes only; at most 64 shapes are kept)."""
+        found = self._paths.get(key)
+        if found is None:
+            if len(self._paths) >= 64:
+                self._paths.clear()
+            factorized, merged = costs()
+            found = self._paths[key] = merged < factorized
+        return found
 
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         if not isinstance(base, nn.Linear):
