@@ -95,6 +95,15 @@ class FormatAdapterConfig(AdapterConfig):
         )
 
 
+def _side_sum_traffic(n_out: int, n_in: int) -> int:
+    """``MEMORY_WEIGHT`` times the numbers a training step of ``base(x) + alpha delta(x)``
+    writes beyond the base layer's and the update's own (``n_out`` output, ``n_in`` input
+    numbers): ``delta(x)``, its scaled copy and the sum (forward), the scaled output gradient,
+    ``delta``'s input gradient and its sum with the base layer's (backward). The merged path
+    writes none of them."""
+    return MEMORY_WEIGHT * (4 * n_out + 2 * n_in)
+
+
 class FormatAdapterLayer(Adapter):
     """``base(x) + alpha * delta(x)``, ``delta`` a bias-free :class:`~factorch.nn.FactorizedLinear`
     or ``FactorizedConv{1,2,3}d`` with the base layer's geometry; factor ``zero_factor`` starts
@@ -160,8 +169,10 @@ class FormatAdapterLayer(Adapter):
         :class:`~factorch.nn.FactorizedLinear`).
 
         Factorized: three contractions of the input with the factors (the forward, the input
-        gradient, the factor gradients). Merged: the rebuild of ``dW`` and its backward (three
-        rebuild-sized contractions, each writing an ``out x in`` matrix) plus the weight
+        gradient, the factor gradients) plus the arrays only this path writes at the size of
+        the layer's output and input (``delta(x)``, its scaled copy, the sum; their
+        gradients). Merged: the rebuild of ``dW`` and its backward (three rebuild-sized
+        contractions, each writing an ``out x in`` matrix) plus the weight
         gradient ``g^T x`` (``2 rows out in`` FLOPs); the GEMM with ``W + alpha dW`` and its
         input gradient replace the base layer's own, so they cost nothing extra.
 
@@ -178,7 +189,7 @@ class FormatAdapterLayer(Adapter):
         dense = math.prod(self.weight_shape)
         factorized = 3 * (
             fmt.linear_flops(shape, rows) + MEMORY_WEIGHT * fmt.linear_traffic(shape, rows)
-        )
+        ) + _side_sum_traffic(rows * self.weight_shape[0], rows * self.weight_shape[1])
         merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * dense) + 2 * rows * dense
         return factorized, merged
 
@@ -198,7 +209,8 @@ class FormatAdapterLayer(Adapter):
 
         Factorized: three times the cheaper forward of the factorized convolution ``delta``
         (its factors contracted with the input, or its kernel rebuilt: the forward, the input
-        gradient, the factor gradients). Merged: three rebuilds of ``dW`` (each writing the
+        gradient, the factor gradients), plus the output- and input-sized arrays only this path
+        writes. Merged: three rebuilds of ``dW`` (each writing the
         kernel) plus the kernel gradient of the convolution with ``W + alpha dW`` (as many
         FLOPs as the dense convolution); that convolution and its input gradient replace the
         base layer's own, so they cost nothing extra.
@@ -218,7 +230,9 @@ class FormatAdapterLayer(Adapter):
         delta = cast(FactorizedConv2d, self.delta)
         shape = tuple(input_shape)
         fmt = delta.parametrization
-        factorized = 3 * min(conv_costs(delta, shape))
+        batch, _, out_size = delta.geometry.split(shape)
+        n_out = batch * self.weight_shape[0] * math.prod(out_size)
+        factorized = 3 * min(conv_costs(delta, shape)) + _side_sum_traffic(n_out, math.prod(shape))
         merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * fmt.dense_params)
         return factorized, merged + delta.geometry.dense_flops(shape)
 
