@@ -21,6 +21,7 @@ from ..nn import (
 )
 from ..nn._conv import conv_costs
 from ..nn.formats import MEMORY_WEIGHT, known_size
+from ..nn.formats._geometry import known_shape
 from ._config import AdapterConfig, check_choice, check_number, check_rank
 from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
 
@@ -243,7 +244,7 @@ class FormatAdapterLayer(Adapter):
         choice = cast(FormatAdapterConfig, self.config).implementation
         if choice != "auto":
             return choice == "merged"
-        shape = tuple(input_shape)
+        shape = known_shape(input_shape)
         return self._cached(shape, lambda: self.conv_step_costs(shape))
 
     def _cached(self, key: tuple[int, ...], costs: Callable[[], tuple[int, int]]) -> bool:
@@ -277,7 +278,7 @@ class FormatAdapterLayer(Adapter):
         (``dW`` rebuilt from the factors), or ``conv(x) + alpha delta(x)``, as
         :meth:`conv_takes_merged` decides."""
         dims = len(self.weight_shape) - 2
-        shape = tuple(x.shape) if x.ndim == dims + 2 else (1, *x.shape)
+        shape = known_shape(x.shape) if x.ndim == dims + 2 else (1, *known_shape(x.shape))
         if x.ndim in (dims + 1, dims + 2) and self.conv_takes_merged(shape):
             update = self.rebuild(self.delta.current_factors()).reshape(self.weight_shape)
             kernel = torch.add(conv.weight, update, alpha=self.scaling)
