@@ -401,7 +401,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = [[n, f"{ms:.2f}", conv["path"].get(n, "")] for n, ms in conv["cpu_ms"].items()]
         print(f"one Conv2d(64, 64, 3) on {tuple(conv['input'])}, forward + backward")
         print(_common.format_table(["layer / implementation", "CPU ms", "path taken"], rows))
-        payload = {"args": vars(args), "conv": conv, "machine": _common.machine_info()}
+        payload = {
+            "command": "python benchmarks/bench_adapters.py --threads 1 --conv",
+            "args": vars(args),
+            "conv": conv,
+            "machine": _common.machine_info(),
+        }
         print("wrote", _common.write_results("bench_adapters_conv", payload))
         return
     if args.layer:
