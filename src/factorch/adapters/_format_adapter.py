@@ -19,9 +19,7 @@ from ..nn import (
     FactorizedLinear,
     TensorizedShape,
 )
-from ..nn._conv import conv_costs
 from ..nn.formats import MEMORY_WEIGHT, known_size
-from ..nn.formats._geometry import known_shape
 from ._config import AdapterConfig, check_choice, check_number, check_rank
 from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
 
@@ -94,6 +92,11 @@ class FormatAdapterConfig(AdapterConfig):
             "implementation",
             check_choice(self.implementation, _IMPLEMENTATIONS, fn, "implementation"),
         )
+
+
+def _known_shape(shape: Sequence[object]) -> tuple[int, ...]:
+    """Every size of ``shape`` as an int (``known_size``: symbolic sizes become a bound)."""
+    return tuple(known_size(s) for s in shape)
 
 
 def _side_sum_traffic(n_out: int, n_in: int) -> int:
@@ -233,7 +236,7 @@ class FormatAdapterLayer(Adapter):
         fmt = delta.parametrization
         batch, _, out_size = delta.geometry.split(shape)
         n_out = batch * self.weight_shape[0] * math.prod(out_size)
-        factorized = 3 * min(conv_costs(delta, shape)) + _side_sum_traffic(n_out, math.prod(shape))
+        factorized = 3 * min(delta.costs(shape)) + _side_sum_traffic(n_out, math.prod(shape))
         merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * fmt.dense_params)
         return factorized, merged + delta.geometry.dense_flops(shape)
 
@@ -244,7 +247,7 @@ class FormatAdapterLayer(Adapter):
         choice = cast(FormatAdapterConfig, self.config).implementation
         if choice != "auto":
             return choice == "merged"
-        shape = known_shape(input_shape)
+        shape = _known_shape(input_shape)
         return self._cached(shape, lambda: self.conv_step_costs(shape))
 
     def _cached(self, key: tuple[int, ...], costs: Callable[[], tuple[int, int]]) -> bool:
@@ -278,7 +281,7 @@ class FormatAdapterLayer(Adapter):
         (``dW`` rebuilt from the factors), or ``conv(x) + alpha delta(x)``, as
         :meth:`conv_takes_merged` decides."""
         dims = len(self.weight_shape) - 2
-        shape = known_shape(x.shape) if x.ndim == dims + 2 else (1, *known_shape(x.shape))
+        shape = _known_shape(x.shape) if x.ndim == dims + 2 else (1, *_known_shape(x.shape))
         if x.ndim in (dims + 1, dims + 2) and self.conv_takes_merged(shape):
             update = self.rebuild(self.delta.current_factors()).reshape(self.weight_shape)
             kernel = torch.add(conv.weight, update, alpha=self.scaling)
