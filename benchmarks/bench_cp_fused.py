@@ -4,11 +4,15 @@ path, TensorLy (numpy and pytorch backends) and pyttb, and against the floor. Is
 For each dense float64 cube ``n^3`` (rank ``R``), in ONE process, one thread (BLAS pools pinned
 before import), every case ``--repeats`` times round-robin after a warm-up call, medians:
 
-* whole fits, per sweep (``tol=0``, every library from the same random factors, the call divided
-  by the sweeps): ``factorch`` (default), ``factorch-fused``, ``tensorly-numpy``,
-  ``tensorly-pytorch``, ``pyttb``;
-* one bare sweep (``factorch.decomp._cp_sweep.als_sweep``, no checks, no error terms) with the
-  default and the fused passes, and its two tensor-reading passes alone: ``pass 1`` (the GEMM
+* whole fits (``tol=0``, every library from the same random factors) of ``S`` and ``3 S``
+  sweeps: ``factorch`` (default), ``factorch-fused``, ``tensorly-numpy``, ``tensorly-pytorch``,
+  ``pyttb``. Two numbers per library: the ``S``-sweep call divided by ``S`` (what
+  ``bench_sweep.py`` reports: it includes each library's once-per-call work, e.g. factorch's
+  input checks and its exact final error), and the *marginal sweep*
+  ``(t(3 S) - t(S)) / (2 S)``, the steady-state cost of one more sweep (the once-per-call work
+  cancels);
+* a bare sweep (``factorch.decomp._cp_sweep.als_sweep``, no checks, no error terms; three in a
+  row per call, the time divided by three) with the default and the fused passes, and its two tensor-reading passes alone: ``pass 1`` (the GEMM
   ``X(IJ, K) @ A_2``, the same code on both paths at 3 modes) and ``pass 2`` (the last mode's
   MTTKRP: default GEMM path vs the fused kernel);
 * the floor's ingredients in the same process: a STREAM-like read of X (``x.sum()``) and the
@@ -81,28 +85,29 @@ def _cases(n: int, rank: int) -> tuple[dict[str, Callable[[], object]], dict[str
     init = [torch.rand(s, rank, generator=gen, dtype=torch.float64) for s in shape]
     ones = torch.ones(rank, dtype=torch.float64)
     fc_init = CPTensor(ones, tuple(init))
-    calls: dict[str, Callable[[], object]] = {
-        "factorch": lambda: cp(x, rank, init=fc_init, max_iter=sweeps, tol=0),
-        "factorch-fused": lambda: cp(x, rank, init=fc_init, max_iter=sweeps, tol=0, kernel="fused"),
-    }
-    for name, data, ini in (
-        ("tensorly-numpy", xn, TLCP((ones.numpy(), [f.numpy() for f in init]))),
-        ("tensorly-pytorch", xt, TLCP((ones.clone(), [f.clone() for f in init]))),
-    ):
-        calls[name] = _bind(parafac, data, rank, init=ini, n_iter_max=sweeps, tol=0)
     ttb_x = ttb.tensor(xn.copy(order="F"))
     ttb_init = ttb.ktensor([f.numpy().copy(order="F") for f in init], np.ones(rank))
-    calls["pyttb"] = lambda: ttb.cp_als(
-        ttb_x, rank, init=ttb_init, maxiters=sweeps, stoptol=0, printitn=0
-    )
+    tl_np = TLCP((ones.numpy(), [f.numpy() for f in init]))
+    tl_pt = TLCP((ones.clone(), [f.clone() for f in init]))
+    calls: dict[str, Callable[[], object]] = {}
+    for tag, k in (("", sweeps), (" x3", 3 * sweeps)):
+        calls["factorch" + tag] = _bind(cp, x, rank, init=fc_init, max_iter=k, tol=0)
+        calls["factorch-fused" + tag] = _bind(
+            cp, x, rank, init=fc_init, max_iter=k, tol=0, kernel="fused"
+        )
+        calls["tensorly-numpy" + tag] = _bind(parafac, xn, rank, init=tl_np, n_iter_max=k, tol=0)
+        calls["tensorly-pytorch" + tag] = _bind(parafac, xt, rank, init=tl_pt, n_iter_max=k, tol=0)
+        calls["pyttb" + tag] = _bind(
+            ttb.cp_als, ttb_x, rank, init=ttb_init, maxiters=k, stoptol=0, printitn=0
+        )
     st_default = CPState.start(ones.clone(), [f.clone() for f in init])
     st_fused = CPState.start(ones.clone(), [f.clone() for f in init])
     factors = [f.clone() for f in init]
     square = torch.randn(1024, 1024, dtype=torch.float64, generator=gen)
     calls.update(
         {
-            "sweep default": lambda: als_sweep(x, st_default),
-            "sweep fused": lambda: als_sweep(x, st_fused, kernel="fused"),
+            "sweep default": lambda: [als_sweep(x, st_default) for _ in range(3)],
+            "sweep fused": lambda: [als_sweep(x, st_fused, kernel="fused") for _ in range(3)],
             "pass 1 (GEMM X(IJ,K) @ A_2)": lambda: x.reshape(n * n, n) @ factors[2],
             "pass 2 default (mttkrp mode 2)": lambda: mttkrp(x, factors, 2),
             "pass 2 fused (mttkrp mode 2)": lambda: fused_mttkrp(x, factors, 2),
@@ -133,7 +138,7 @@ def _setups(names: list[str]) -> dict[str, Callable[[], object]]:
 
     return {
         k: (lambda: tl.set_backend("pytorch"))
-        if k == "tensorly-pytorch"
+        if k.startswith("tensorly-pytorch")
         else (lambda: tl.set_backend("numpy"))
         for k in names
     }
@@ -159,8 +164,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ms = {k: v["median_s"] * 1e3 for k, v in times.items()}
         cpu = {k: v["cpu_median_s"] * 1e3 for k, v in times.items()}
         for k in FITS:
-            ms[k] /= sweeps
-            cpu[k] /= sweeps
+            for d in (ms, cpu):
+                if k == "factorch":  # (three bare sweeps per call: X warm after the first)
+                    d["sweep default"] /= 3
+                    d["sweep fused"] /= 3
+                d[k + " marginal"] = (d.pop(k + " x3") - d[k]) / (2 * sweeps)
+                d[k] /= sweeps
         read_ms = cpu["read X (x.sum())"]
         gemm_rate = 2 * 1024**3 / (cpu["DGEMM 1024^3"] * 1e-3)  # flop/s
         pass_floor = max(read_ms, info["flops_per_sweep"] / 2 / gemm_rate * 1e3)
@@ -176,16 +185,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "dgemm_GFLOPs": gemm_rate / 1e9,
             "fused_floor_sweep_ms_cpu": floor,
             "ratios_cpu": {
-                f"{a} / {k}": cpu[a] / cpu[k]
+                f"{a}{m} / {k}{m}": cpu[a + m] / cpu[k + m]
+                for m in ("", " marginal")
                 for k in ("factorch", "factorch-fused")
                 for a in ANCHORS
             },
             "ratios_wall": {
-                f"{a} / {k}": ms[a] / ms[k] for k in ("factorch", "factorch-fused") for a in ANCHORS
+                f"{a}{m} / {k}{m}": ms[a + m] / ms[k + m]
+                for m in ("", " marginal")
+                for k in ("factorch", "factorch-fused")
+                for a in ANCHORS
             },
             "x_floor_cpu": {
                 k: cpu[k] / floor
-                for k in ("factorch", "factorch-fused", "sweep default", "sweep fused")
+                for k in (
+                    "factorch",
+                    "factorch-fused",
+                    "factorch marginal",
+                    "factorch-fused marginal",
+                    "sweep default",
+                    "sweep fused",
+                )
             },
         }
         rows.append(row)
@@ -197,7 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _print_row(row: dict[str, Any]) -> None:
     n = row["shape"][0]
     print(f"\n{n}^3 R={row['rank']}, {row['sweeps']} sweeps per fit; ms per sweep (cpu / wall):")
-    for k in row["ms_cpu"]:
+    for k in sorted(row["ms_cpu"], key=lambda k: (not k.startswith(FITS), k)):
         print(f"  {k:34s} {row['ms_cpu'][k]:9.2f} / {row['ms_wall'][k]:9.2f}")
     print(
         f"  read {row['read_GBps']:.1f} GB/s, DGEMM {row['dgemm_GFLOPs']:.1f} GFLOP/s, "
