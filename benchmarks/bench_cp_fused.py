@@ -12,9 +12,10 @@ before import), every case ``--repeats`` times round-robin after a warm-up call,
   ``(t(3 S) - t(S)) / (2 S)``, the steady-state cost of one more sweep (the once-per-call work
   cancels);
 * a bare sweep (``factorch.decomp._cp_sweep.als_sweep``, no checks, no error terms; three in a
-  row per call, the time divided by three) with the default and the fused passes, and its two tensor-reading passes alone: ``pass 1`` (the GEMM
-  ``X(IJ, K) @ A_2``, the same code on both paths at 3 modes) and ``pass 2`` (the last mode's
-  MTTKRP: default GEMM path vs the fused kernel);
+  row per call, the time divided by three) with the default and the fused passes, and its two
+  tensor-reading passes alone: ``pass 1`` (the GEMM ``X(IJ, K) @ A_2``, the same code on both
+  paths at 3 modes) and ``pass 2`` (the last mode's MTTKRP: default GEMM path vs the fused
+  kernel);
 * the floor's ingredients in the same process: a STREAM-like read of X (``x.sum()``) and the
   square-DGEMM rate (``1024^2 @ 1024^2`` in torch). A sweep must read X twice (the second pass
   needs the factors the first pass produced) and do ``4 |X| R`` flops of tensor contractions, so
