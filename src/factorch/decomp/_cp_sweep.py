@@ -61,8 +61,10 @@ _LETTERS = "abcdefghijklmnopqstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
 # Rounding-error constants of the two error estimates (module docstring).
 _GAMMA_GRAM = 8.0
 _GAMMA_EXACT = 4.0
-# Entries of the tensor read per block by the exact residual.
-_BLOCK = 1 << 22
+# Entries of the tensor read per block by the exact residual: a block (4 MiB in float64) is written
+# and read back while still in cache. Measured (1 thread, float64, rank 10): 1.6x faster than
+# 2**22 at 200^3 and 2x at 300^3; 2**18 gives too few rows per GEMM at 300^3.
+_BLOCK = 1 << 19
 
 
 def gram(factor: torch.Tensor) -> torch.Tensor:
@@ -280,8 +282,8 @@ def exact_error(tensor: torch.Tensor, state: CPState, norm_x2: float) -> tuple[f
 
     The modes are split into a row group and a column group of balanced sizes; the residual is
     summed over blocks of rows, so the extra memory is the two Khatri--Rao products
-    (``(rows + cols) R`` entries) and one block of at most ``2**22`` entries, never a full-size
-    model or residual. For an all-zero ``X`` the zero model has relative error 0.
+    (``(rows + cols) R`` entries) and one block of about ``2**19`` entries (one row at least),
+    never a full-size model or residual. For an all-zero ``X`` the zero model has relative error 0.
     """
     split = _balanced_split(tensor.shape)
     rows = math.prod(tensor.shape[:split])
