@@ -94,7 +94,11 @@ class FactorizedTensor:
         """``prod(shape) / n_params``: how many dense entries each stored scalar stands for."""
         return prod(self.shape) / self.n_params
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Any:
+    def to(
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
         """Copy to another device and/or dtype (a no-op per tensor when nothing changes).
 
         Accepts a dtype as the first positional argument, as ``torch.Tensor.to`` does
@@ -122,7 +126,7 @@ class FactorizedTensor:
 
 def split_to_args(
     device: object, dtype: object, owner: str
-) -> tuple[torch.device | str | None, torch.dtype | None]:
+) -> tuple[torch.device | str | int | None, torch.dtype | None]:
     """``(device, dtype)`` for a ``.to(...)`` call, with a dtype given positionally in the device
     slot moved to its place (``x.to(torch.float64)``, as ``torch.Tensor.to`` allows)."""
     if isinstance(device, torch.dtype):

@@ -165,7 +165,9 @@ class Parafac2Tensor:
         )
 
     def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
     ) -> Parafac2Tensor:
         """Copy to another device and/or dtype (a dtype may come first, as in
         ``torch.Tensor.to``). Differentiable."""

@@ -403,7 +403,9 @@ class SparseTensor:
 
     # --- conversions ------------------------------------------------------------------------
     def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
     ) -> SparseTensor:
         """Move to ``device`` and/or cast the values to floating ``dtype`` (indices keep theirs;
         a dtype may come first, as in ``torch.Tensor.to``)."""
