@@ -57,7 +57,8 @@ _PATH: Literal["auto", "small", "reference"] = "auto"
 _SURELY_FITS = 1 << 24
 # The final error comes from the Gram formula when its bound on the distance to the exact
 # residual is at most this (:func:`_final_error`), else from one more pass over the tensor.
-_IDENTITY_TOLERANCE = 1e-11
+_IDENTITY_TOLERANCE = 1e-10
+_LAMBDA = 9.0  # the probabilistic rounding bound's multiple of sqrt(n) u
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,8 @@ def cp(
         ``||X||^2 - 2 <MTTKRP_{N-1}, A_{N-1} diag(w)> + w^T (*_m A_m^T A_m) w`` while it resolves
         the error to 1/8 and (``tol > 0``) the change between sweeps, the exact residual from
         then on; the last entry is always the exact error of the returned model (the exact
-        residual, or the Gram formula where it provably equals it to ``1e-11``: a poor fit of a
-        float64 tensor; ``extras["error_floors"]`` holds the bound used).
+        residual, or the Gram formula where it provably equals it to ``1e-10``: a poor fit of a
+        real float64 tensor; ``extras["error_floors"]`` then holds the bound).
         ``extras["error_floors"]`` holds each entry's rounding floor and ``extras["degeneracy"]``
         a :class:`~factorch.decomp.CPDegeneracy` (check ``.degenerate``: cancelling components
         mean the model should not be interpreted; the fit does not warn).
@@ -525,21 +526,31 @@ def _final_error(
     small: SmallSweep | None,
 ) -> tuple[float, float]:
     """The reported error of the returned model (no mask): the Gram formula's value ``gram``
-    when it equals the exact residual's to :data:`_IDENTITY_TOLERANCE`, else the exact residual.
+    when it provably equals the exact residual's to :data:`_IDENTITY_TOLERANCE` (with its bound
+    as the floor), else the exact residual (one more read of the tensor).
 
-    The identity ``||X||^2 - 2 <X, M> + ||M||^2`` loses about ``eps (||X||^2 + 2|<X, M>| +
-    ||M||^2)`` of ``||X - M||^2`` to cancellation per rounding, ``e^2 ||X||^2`` being what is left,
-    so ``e`` is known to about that over ``e ||X||^2``. The Gram floor models each term to
-    ``8 eps`` of its size; a sum of ``n`` products rounds to at most ``lambda sqrt(n) u`` of the
-    sum of their magnitudes with overwhelming probability (Higham and Mary, SIAM J. Sci. Comput.
-    41(5), 2019; ``u = eps / 2``, ``lambda = 4``), and no sum here is longer than the tensor, so
-    the floor times ``sqrt(|X|) / 4`` bounds the identity's error; it is used only when that bound
-    is at most ``1e-11`` (the issue's 1e-10 with a margin of 10; never in float32, whose ``eps``
-    is too large).
+    Each of ``||X||^2``, ``<X, M>`` (the last MTTKRP) and ``||M||^2`` is a sum of at most
+    ``n = |X| + R sum(I_m)`` products along any accumulation path, so (Higham and Mary, "A new
+    approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 41(5), 2019) each
+    is off by at most ``lambda sqrt(n) u`` times the sum of its terms' magnitudes, with
+    probability ``1 - 2 n exp(-lambda^2 / 2)`` or more (``u = eps / 2``; ``lambda = 9``: above
+    ``1 - 1e-10`` up to ``|X| = 2^23``); the magnitudes sum to at most ``(||X|| + m)^2`` with
+    ``m = sum_r |w_r| prod_m ||a_mr||``. The relative ``e^2`` is then off by at most
+    ``d = (lambda sqrt(n) + 3) u (1 + m / ||X||)^2`` (3: the final additions), and ``e`` by at
+    most ``d / e``. That is at most ``1e-10`` for a float64 fit whose error is large enough
+    (about ``e >= 0.1`` at ``|X| = 200^3``, ``e >= 0.01`` at ``10^3``); never in float32 (``eps``
+    too large) or for complex data (not analysed).
     """
-    bound = gram[1] * max(1.0, math.sqrt(x.numel()) / 4.0)
-    if mttkrp is not None and bound <= _IDENTITY_TOLERANCE:
-        return gram[0], bound
+    err = gram[0]
+    if mttkrp is None or x.is_complex() or norm_x2 <= 0 or err <= 0:
+        return _error(x, state, mttkrp, norm_x2, None, exact=True, small=small)
+    n = x.numel() + state.weights.numel() * sum(x.shape)
+    columns = torch.stack([g.diagonal() for g in state.grams]).prod(0).clamp_min(0).sqrt()
+    size = float((state.weights.abs() * columns).sum()) / math.sqrt(norm_x2)
+    drift = (_LAMBDA * math.sqrt(n) + 3.0) * torch.finfo(x.dtype).eps / 2 * (1.0 + size) ** 2
+    bound = max(gram[1], drift / err)
+    if bound <= _IDENTITY_TOLERANCE:
+        return err, bound
     return _error(x, state, mttkrp, norm_x2, None, exact=True, small=small)
 
 
