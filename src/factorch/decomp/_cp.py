@@ -545,8 +545,11 @@ def _final_error(
     if mttkrp is None or x.is_complex() or norm_x2 <= 0 or err <= 0:
         return _error(x, state, mttkrp, norm_x2, None, exact=True, small=small)
     n = x.numel() + state.weights.numel() * sum(x.shape)
-    columns = torch.stack([g.diagonal() for g in state.grams]).prod(0).clamp_min(0).sqrt()
-    size = float((state.weights.abs() * columns).sum()) / math.sqrt(norm_x2)
+    # (on the host: a few reads cost less than the operations on tiny tensors)
+    columns = [math.prod(c) for c in zip(*(g.diagonal().tolist() for g in state.grams))]
+    weights = state.weights.tolist()
+    size = sum(abs(w) * math.sqrt(max(c, 0.0)) for w, c in zip(weights, columns))
+    size /= math.sqrt(norm_x2)
     drift = (_LAMBDA * math.sqrt(n) + 3.0) * torch.finfo(x.dtype).eps / 2 * (1.0 + size) ** 2
     bound = max(gram[1], drift / err)
     if bound <= _IDENTITY_TOLERANCE:
