@@ -16,6 +16,9 @@ before import), every case ``--repeats`` times round-robin after a warm-up call,
   tensor-reading passes alone: ``pass 1`` (the GEMM ``X(IJ, K) @ A_2``, the same code on both
   paths at 3 modes) and ``pass 2`` (the last mode's MTTKRP: default GEMM path vs the fused
   kernel);
+* cp's once-per-call work (issue 14, helper ``percall2``): the entry scan before (``finite_peak``
+  then ``||X||^2``: two reads) and after (``finite_fit_scale``: one read), and the final error
+  (the exact pass, the Gram formula, and cp's rule choosing between them on the 8-sweep model);
 * the floor's ingredients in the same process: a STREAM-like read of X (``x.sum()``) and the
   square-DGEMM rate (``1024^2 @ 1024^2`` in torch). A sweep must read X twice (the second pass
   needs the factors the first pass produced) and do ``4 |X| R`` flops of tensor contractions, so
