@@ -155,3 +155,12 @@ def test_valid_calls_still_work() -> None:
     assert formats.keep_mask(3, 1.0, torch.zeros(1)).sum() > 0  # p = 1 keeps one entry
     assert formats.chain_contract([torch.ones(1, 2, 1)]).shape == (1, 2, 1)
     assert fnn.LowRankConv2d(3, 4, 3).rank == 4
+
+
+def test_type_errors_of_the_building_blocks() -> None:
+    with pytest.raises(TypeError, match=r"dense_init_std: fan_in must be an int; got float"):
+        formats.dense_init_std(2.5)
+    with pytest.raises(TypeError, match=r"keep_mask: p must be a float in \[0, 1\]; got NoneType"):
+        formats.keep_mask(3, None, torch.zeros(1))
+    with pytest.raises(TypeError, match=r"keep_mask: n must be an int; got str"):
+        formats.keep_mask("3", 0.5, torch.zeros(1))

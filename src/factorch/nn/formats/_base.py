@@ -88,13 +88,16 @@ def dense_init_std(fan_in: int) -> float:
         ``1 / sqrt(3 fan_in)``.
 
     Raises:
+        TypeError: ``fan_in`` is not an int.
         ValueError: ``fan_in`` below 1.
 
     Example:
         >>> round(dense_init_std(3), 6)
         0.333333
     """
-    if not fan_in >= 1:
+    if isinstance(fan_in, bool) or not isinstance(fan_in, int):
+        raise TypeError(f"dense_init_std: fan_in must be an int; got {type(fan_in).__name__}.")
+    if fan_in < 1:
         raise ValueError(f"dense_init_std: fan_in must be at least 1; got {fan_in!r}.")
     return 1.0 / math.sqrt(3.0 * fan_in)
 
@@ -599,6 +602,7 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
         ``(n,)`` entries, each 0 or ``1 / q``, at least one of them nonzero.
 
     Raises:
+        TypeError: ``n`` is not an int or ``p`` not a real number.
         ValueError: ``n`` below 1 or ``p`` outside ``[0, 1]``.
 
     Example:
@@ -606,7 +610,11 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
         >>> mask.shape, bool((mask > 0).any())
         (torch.Size([4]), True)
     """
-    if not n >= 1:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"keep_mask: n must be an int; got {type(n).__name__}.")
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"keep_mask: p must be a float in [0, 1]; got {type(p).__name__}.")
+    if n < 1:
         raise ValueError(f"keep_mask: n must be at least 1; got {n!r}.")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"keep_mask: the drop probability p must be in [0, 1]; got {p!r}.")
