@@ -3,9 +3,9 @@ Distributed CP-ALS on two processes
 ===================================
 
 :mod:`factorch.distributed` fits decompositions to a tensor split over the ranks of a
-``torch.distributed`` job: every rank reads only its block (:func:`~factorch.distributed.
-read_dense_shard`), holds the factor rows of its chunks, and exchanges rows and small Gram
-matrices with the others. :func:`~factorch.distributed.cp` computes what
+``torch.distributed`` job: every rank reads only its block
+(:func:`~factorch.distributed.read_dense_shard`), holds the factor rows of its chunks, and
+exchanges rows and small Gram matrices with the others. :func:`~factorch.distributed.cp` computes what
 :func:`factorch.decomp.cp` computes on the whole tensor: from the same random start, the same
 iterates.
 
