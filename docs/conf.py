@@ -17,6 +17,7 @@ import pkgutil
 import re
 import shutil
 import sys
+import typing
 from pathlib import Path
 
 import factorch
@@ -73,7 +74,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(torch|numpy|np|nn|typing|typing_extensions|collections|os|pathlib|io|types)"
+        r"(torch|numpy|np|nn|typing|typing_extensions|collections|contextlib|os|pathlib|io|types)"
         r"(\..*)?",
     ),
     (
@@ -127,6 +128,8 @@ def public_modules() -> list[str]:
 
 
 def _kind(obj: object) -> str:
+    if typing.get_origin(obj) is not None:
+        return "data"  # a type alias such as ``Literal["a", "b"]`` (callable, but not a function)
     if inspect.isclass(obj):
         return "exception" if issubclass(obj, BaseException) else "class"
     if callable(obj) and not isinstance(obj, type):
