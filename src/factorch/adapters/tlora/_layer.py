@@ -134,7 +134,7 @@ class TLoraLayer(Adapter):
     Two forwards, the same function. *Merged*: the base operation with ``W_0 T + s Delta``
     (rebuilt once per call, independent of the batch). *Activations* (Linear layers): ``T``
     applied to the input, ``y = (x T^T) W_0^T + b + s (x B^T) A^T``, with ``Delta = A B``
-    the residual ring's two half chains (:func:`ring_halves`, width ``k = R^2``; ``k = r``
+    the residual ring's two half chains (``ring_halves``, width ``k = R^2``; ``k = r``
     for a LoRA residual) never multiplied out. Multiply-adds of a training step on ``n``
     rows beyond the frozen base layer's (``d_o = out``, ``d = fan_in``;
     :meth:`step_costs`): merged ``2 d_o d^2`` (``W_0 T`` and the transform's gradient
