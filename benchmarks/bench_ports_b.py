@@ -250,6 +250,52 @@ def case_cp_apr_pdnr(seed: int) -> dict[str, Impl]:
     return _cp_apr(seed, "pdnr")
 
 
+def case_cp_apr_pqnr(seed: int) -> dict[str, Impl]:
+    """factorch's PQN-R against pyttb's PQN-R (which fails in pyttb 1.8.6: its L-BFGS
+    direction collapses to a scalar and it stops on an ``AssertionError``; recorded as NaN) and
+    pyttb's PDN-R, the fastest pyttb solver that runs, all to pyttb's default stopping rule."""
+    import pyttb as ttb
+    import torch
+
+    from factorch.decomp import cp_apr
+    from factorch.interop import to_pyttb
+    from factorch.tensors import CPTensor, SparseTensor
+
+    shape, rank = (60, 50, 40), 4
+    g = _gen(seed)
+    truth = CPTensor.from_factors(
+        [torch.rand(n, rank, generator=g, dtype=torch.float64) ** 3 for n in shape]
+    ).to_dense()
+    x = torch.poisson(truth * (0.5 / float(truth.mean())), generator=g)
+    sp = SparseTensor.from_dense(x)
+    init = CPTensor.from_factors(
+        [torch.rand(n, rank, generator=g, dtype=torch.float64) for n in shape]
+    )
+    sp_ttb, init_ttb = to_pyttb(sp), to_pyttb(init)
+    iters = 200
+
+    def theirs(algorithm: str) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return ttb.cp_apr(sp_ttb, rank, algorithm=algorithm, init=init_ttb.copy(),
+                                  maxiters=iters, printitn=0)  # fmt: skip
+            except AssertionError:  # pyttb 1.8.6's PQN-R: "L-BFGS first iterate is bad"
+                return None
+
+    def score(out: Any) -> float:
+        return float("nan") if out is None else float(out[2]["obj"])
+
+    return {
+        "factorch": (
+            lambda: cp_apr(sp, rank, method="pqnr", init=init, max_iter=iters),
+            lambda res: res.log_likelihood,
+        ),
+        "pyttb_pqnr": (lambda: theirs("pqnr"), score),
+        "pyttb_pdnr": (lambda: theirs("pdnr"), score),
+    }
+
+
 # --- regression --------------------------------------------------------------------------------
 def _regression_data(seed: int, n: int, xshape: tuple[int, ...], outputs: int) -> tuple[Any, ...]:
     import torch
@@ -372,6 +418,7 @@ CASES: dict[str, tuple[Case, str, tuple[int, ...]]] = {
     "tucker_mask_planted": (case_tucker_mask_planted, "observed rel. error", SEEDS),
     "cp_apr_mu": (case_cp_apr_mu, "log-likelihood", SEEDS),
     "cp_apr_pdnr": (case_cp_apr_pdnr, "log-likelihood", SEEDS),
+    "cp_apr_pqnr": (case_cp_apr_pqnr, "log-likelihood", SEEDS),
     "cp_regressor": (case_cp_regressor, "held-out rel. error", SEEDS),
     "tucker_regressor": (case_tucker_regressor, "held-out rel. error", SEEDS),
     "cp_plsr": (case_cp_plsr, "held-out rel. error", SEEDS),

@@ -313,7 +313,7 @@ def newton_rows(
         pred = (step * grad * free).sum(1) + 0.5 * quad
         bad = (info != 0) | (pred > 0) | ~torch.isfinite(step).all(1)
         step = torch.where(bad[:, None], -grad, step)
-        bs, f_old, f_unit = _line_search(sub, bs, step, grad, phi, act)
+        bs, f_old, f_unit, _ = line_search(sub, bs, step, grad, phi, act)
         rho = (f_old - f_unit) / (-pred.double())
         scale = torch.where(
             pred == 0,
@@ -330,21 +330,27 @@ def _row_objective(rows: Rows, b: torch.Tensor) -> torch.Tensor:
     return b.double().sum(1) - rows.row_log(b)
 
 
-def _line_search(
+def line_search(
     rows: Rows,
     b: torch.Tensor,
     step: torch.Tensor,
     grad: torch.Tensor,
     phi: torch.Tensor,
     active: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    *,
+    f_old: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected backtracking along ``step`` for the ``active`` rows (others unchanged).
 
-    Returns the new rows, the objective before, and the objective at the unit step (the old
-    value where the unit step was infeasible), all float64 per row.
+    ``f_old``, when given, is the objective at ``b`` (from the previous call's last output),
+    saving one evaluation. Returns the new rows, the objective before, the objective at the unit
+    step (the old value where the unit step was infeasible) and the objective at the new rows,
+    all float64 per row.
     """
-    f_old = _row_objective(rows, b)
+    if f_old is None:
+        f_old = _row_objective(rows, b)
     f_unit = f_old.clone()
+    f_out = f_old.clone()
     new = b.clone()
     pending = active.clone()
     size = 1.0
@@ -358,10 +364,12 @@ def _line_search(
             f_unit = torch.where(feasible & active, f_new, f_old)
         ok = pending & feasible & (f_new <= f_old + 1e-4 * gdotd)
         new = torch.where(ok[:, None], trial, new)
+        f_out = torch.where(ok, f_new, f_out)
         pending = pending & ~ok
         if not bool(pending.any()):
             break
         size *= 0.5
     if bool(pending.any()):  # line search failed: the multiplicative update never increases f
         new = torch.where(pending[:, None], b * phi, new)
-    return new, f_old, f_unit
+        f_out = torch.where(pending, _row_objective(rows, new), f_out)
+    return new, f_old, f_unit, f_out
