@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ._cp_apr_rows import Rows, line_search
+from ._cp_apr_rows import Rows, SparseRows, line_search
 
 __all__: list[str] = []
 
@@ -96,11 +96,13 @@ def quasi_newton_rows(
     sub = rows if idx.shape[0] == rows.n_rows else rows.restrict(idx)
     bs = b[idx]
     mem = _Memory(memory, idx.shape[0], bs.shape[1], bs)
-    phi = sub.phi(bs)
+    # Sparse rows: the model values at the current rows, kept through the line searches so a
+    # gradient costs one segment sum (dense rows recompute them).
+    phi, v = _phi(sub, bs, None)
     grad = 1.0 - phi
     everyone = torch.ones(idx.shape[0], dtype=torch.bool, device=b.device)
-    new, _, _, f_cur = line_search(sub, bs, -grad, grad, phi, everyone)
-    phi = sub.phi(new)
+    new, _, _, f_cur, v = line_search(sub, bs, -grad, grad, phi, everyone, v_old=v)
+    phi, v = _phi(sub, new, v)
     mem.push(new - bs, (1.0 - phi) - grad, everyone)
     bs, grad = new, 1.0 - phi
     first_kkt, all_done, count = 0.0, True, 0
@@ -119,6 +121,7 @@ def quasi_newton_rows(
             idx, sub, bs = idx[keep], sub.restrict(keep), bs[keep]
             phi, grad, act, f_cur = phi[keep], grad[keep], act[keep], f_cur[keep]
             mem.select(keep)
+            v = sub.model(bs) if isinstance(sub, SparseRows) else None
         count += n_act
         proj = (bs - grad).clamp_min(0.0)
         wk = torch.linalg.vector_norm(bs - proj, dim=1, keepdim=True)
@@ -126,10 +129,21 @@ def quasi_newton_rows(
         step = mem.direction(grad, fixed)
         bad = ((step * grad).sum(1) >= 0) | ~torch.isfinite(step).all(1)
         step = torch.where(bad[:, None], torch.where(fixed, 0.0, -grad), step)
-        new, _, _, f_cur = line_search(sub, bs, step, grad, phi, act, f_old=f_cur)
-        phi = sub.phi(new)
+        new, _, _, f_cur, v = line_search(sub, bs, step, grad, phi, act, f_old=f_cur, v_old=v)
+        phi, v = _phi(sub, new, v)
         new_grad = 1.0 - phi
         mem.push(new - bs, new_grad - grad, act)
         bs, grad = new, new_grad
     b[idx] = bs
     return b, first_kkt, all_done, count
+
+
+def _phi(
+    rows: Rows, b: torch.Tensor, v: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``phi`` at ``b`` and, for sparse rows, the model values it used (``v`` when given)."""
+    if isinstance(rows, SparseRows):
+        if v is None:
+            v = rows.model(b)
+        return rows.phi_at(v), v
+    return rows.phi(b), None
