@@ -19,9 +19,10 @@ subproblem for ``B = A_n diag(lambda)`` is convex and separates by rows; two sol
   together (batched ``R x R`` solves and a per-row line search).
 * ``method="pqnr"``: a projected quasi-Newton method on every row at once (Hansen, Plantenga &
   Kolda 2015, PQN-R): each row keeps an L-BFGS memory of its last ``lbfgs_memory`` steps and
-  takes the two-loop direction over its free variables, with PDN-R's line search; no Hessian is
-  formed, so an inner iteration costs one gradient. pyttb's ``algorithm="pqnr"`` loops over rows
-  in Python (and, in pyttb 1.8, keeps a single pair whatever ``lbfgsMem`` says).
+  takes the two-loop direction over its free variables, with PDN-R's line search and inexact
+  schedule; no Hessian is formed, so an inner iteration costs one gradient. pyttb's
+  ``algorithm="pqnr"`` loops over rows in Python (pyttb 1.8.6's never advances its L-BFGS
+  position and stops on an ``AssertionError`` on the data we tried).
 
 Stopping rule (pyttb's): the KKT violation of each mode's subproblem, ``max |min(B, 1 - Phi)|``,
 below ``tol`` at the first inner iteration of every mode.
@@ -66,7 +67,8 @@ class CPAPRResult:
             outer iteration (float64; the ``log x!`` constant left out, as pyttb).
         kkt_violations: the largest KKT violation over the modes at each outer iteration.
         iterations: outer iterations run.
-        inner_iterations: inner iterations run (over every mode, and every row for ``"pdnr"``).
+        inner_iterations: inner iterations run (over every mode, and every row for ``"pdnr"`` and
+            ``"pqnr"``).
         converged: True when every mode met ``tol`` at its first inner iteration.
         time_s: wall-clock seconds, initialisation included.
         init_time_s: wall-clock seconds spent in initialisation.
