@@ -116,7 +116,8 @@ def cp_als(
         :class:`CPTensor`, train/validation RMSE per epoch, best epoch, ``converged``,
         ``stopped_early``; ``extras``: ``"empty_slices"`` (per mode, slices with no observed
         entry), ``"method"`` (``"als"``), ``"degeneracy"``, ``"comm_bytes"``,
-        ``"comm_seconds"``, ``"grid"``, ``"resumed_from"``.
+        ``"comm_seconds"``, ``"comm_calls"``, ``"comm_injected_seconds"``, ``"grid"``,
+        ``"resumed_from"``.
 
     Raises:
         TypeError, ValueError: bad arguments or ranks that disagree (the same error on every
@@ -568,6 +569,8 @@ class _Run:
                 "degeneracy": cp_degeneracy(model),
                 "comm_bytes": comm.stats.snapshot(),
                 "comm_seconds": comm.stats.seconds,
+                "comm_calls": comm.stats.calls,
+                "comm_injected_seconds": comm.stats.injected_seconds,
                 "grid": self.shard.layout.grid,
                 "resumed_from": resumed,
             },

@@ -126,8 +126,8 @@ def cp(
         sweep (the last one exact), ``converged``. ``extras``: ``"error_floors"``,
         ``"degeneracy"`` (:func:`~factorch.decomp.cp_degeneracy`), ``"comm_bytes"`` (bytes this
         rank sent, per kind), ``"row_bytes_per_sweep"``, ``"comm_seconds"``, ``"comm_calls"``,
-        ``"grid"``, ``"layout"`` (fingerprint) and ``"resumed_from"`` (the checkpoint's sweep,
-        or None).
+        ``"comm_injected_seconds"`` (:func:`~factorch.distributed.inject_latency`), ``"grid"``,
+        ``"layout"`` (fingerprint) and ``"resumed_from"`` (the checkpoint's sweep, or None).
 
     Raises:
         TypeError, ValueError, IndexError: bad arguments, or ranks that disagree (every rank
@@ -478,6 +478,7 @@ def _run(comm: Comm, shard: Shard, opts: _Options) -> DecompositionResult[CPTens
             "comm_bytes": comm.stats.snapshot(),
             "row_bytes_per_sweep": rows / max(sweeps, 1),
             "comm_seconds": comm.stats.seconds,
+            "comm_injected_seconds": comm.stats.injected_seconds,
             "comm_calls": comm.stats.calls,
             "grid": shard.layout.grid,
             "layout": shard.layout.fingerprint,

@@ -80,7 +80,7 @@ def hosvd(
     Returns:
         :class:`DecompositionResult` with a :class:`TuckerTensor` (orthonormal factors, in the
         data's dtype and device) and its relative error; ``extras``: ``"comm_bytes"``,
-        ``"comm_seconds"``, ``"sharded_mode"``.
+        ``"comm_seconds"``, ``"comm_calls"``, ``"comm_injected_seconds"``, ``"sharded_mode"``.
 
     Raises:
         TypeError, ValueError: bad arguments (as :func:`factorch.decomp.hosvd`), a layout split
@@ -318,6 +318,8 @@ class _Run:
             extras={
                 "comm_bytes": comm.stats.snapshot(),
                 "comm_seconds": comm.stats.seconds,
+                "comm_calls": comm.stats.calls,
+                "comm_injected_seconds": comm.stats.injected_seconds,
                 "sharded_mode": self.s,
             },
         )

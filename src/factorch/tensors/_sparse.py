@@ -30,6 +30,7 @@ import torch
 
 from .._numerics import power_of_two_scale
 from ..algebra.internal import as_array
+from ._base import split_to_args
 
 __all__ = ["Duplicates", "SparseTensor"]
 
@@ -402,9 +403,13 @@ class SparseTensor:
 
     # --- conversions ------------------------------------------------------------------------
     def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
     ) -> SparseTensor:
-        """Move to ``device`` and/or cast the values to floating ``dtype`` (indices keep theirs)."""
+        """Move to ``device`` and/or cast the values to floating ``dtype`` (indices keep theirs;
+        a dtype may come first, as in ``torch.Tensor.to``)."""
+        device, dtype = split_to_args(device, dtype, "SparseTensor")
         if dtype is not None and (
             not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
         ):
