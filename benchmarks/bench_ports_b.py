@@ -24,6 +24,9 @@ Cases (float64, one process, TensorLy on its numpy backend, 1 thread unless ``--
   60 x 50 x 40 (mean count 0.5; ``SparseTensor`` / ``pyttb.sptensor``), rank 4, the same
   random start, pyttb's default stopping rule (``tol=1e-4`` on the KKT violation) on both sides,
   ``max_iter=50`` (mu) / 30 (pdnr). Accuracy: the final log-likelihood (higher is better).
+* ``cp_apr_pqnr``: the same data and start, ``max_iter=200`` (to convergence): factorch's PQN-R
+  against pyttb's PQN-R (which stops on an ``AssertionError`` in pyttb 1.8.6: accuracy NaN) and
+  pyttb's PDN-R (its fastest solver that runs).
 * ``cp_regressor`` / ``tucker_regressor``: n = 1000 samples of 20 x 20 features, scalar response
   from a rank-3 CP coefficient + noise; rank 3 / (3, 3), ``l2 = reg_W = 0.5``, 50 sweeps,
   ``tol=0``, the same random start (TensorLy's ``random_state``). Accuracy: relative prediction
