@@ -26,6 +26,10 @@ from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
 __all__ = ["AdapterImplementation", "FormatAdapterConfig", "FormatAdapterLayer"]
 
 AdapterImplementation = Literal["auto", "factorized", "merged"]
+"""How a format adapter applies its update in a Linear layer's forward (``implementation`` of
+:class:`FormatAdapterConfig`): ``"factorized"`` contracts the factors with the input,
+``"merged"`` runs one GEMM with the rebuilt weight ``W + alpha dW``, ``"auto"`` (the default)
+picks the cheaper of the two by the layer's cost model. Both give the same values."""
 _IMPLEMENTATIONS: tuple[str, ...] = ("auto", "factorized", "merged")
 
 _CONVS = {1: FactorizedConv1d, 2: FactorizedConv2d, 3: FactorizedConv3d}

@@ -69,6 +69,16 @@ def init(*, backend: str | None = None, timeout: float = 600.0) -> tuple[int, in
     Raises:
         ValueError: the launch environment is missing (not started by ``torchrun``) or
             ``timeout`` is not positive.
+
+    Example:
+        Under ``torchrun`` the first call joins the job; in this process a one-rank job is
+        started by hand, so :func:`init` only reports it:
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> init()  # already initialized: only reports this rank and the job's size
+        (0, 1)
+        >>> dist.destroy_process_group()
     """
     fn = "factorch.distributed.init"
     if not dist.is_initialized():

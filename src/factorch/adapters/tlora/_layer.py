@@ -36,11 +36,19 @@ def identity_trm_cores(
     Returns:
         One ``(R, I_d I_d, R)`` core per factor.
 
+    Raises:
+        ValueError: ``rank`` or a factor below 1.
+
     Example:
         >>> cores = identity_trm_cores((2, 3), 2, torch.zeros(1))
         >>> [tuple(core.shape) for core in cores]
         [(2, 4, 2), (2, 9, 2)]
     """
+    if not rank >= 1 or any(not n >= 1 for n in factors):
+        raise ValueError(
+            f"identity_trm_cores: rank and every factor must be at least 1; got rank {rank!r}, "
+            f"factors {tuple(factors)}."
+        )
     out = []
     for n in factors:
         eye = torch.eye(n, dtype=like.dtype, device=like.device).reshape(1, n * n, 1)
@@ -57,10 +65,14 @@ def ring_tensor(fmt: TRWeight, cores: Sequence[torch.Tensor]) -> torch.Tensor:
     Args:
         fmt: the :class:`~factorch.nn.TRWeight` (its layout maps the ring's tensor to the
             weight).
-        cores: its cores, of ``fmt.factor_shapes`` (not checked: an internal fast path).
+        cores: its cores, of ``fmt.factor_shapes`` (only their number is checked: an internal
+            fast path).
 
     Returns:
         The weight, of ``fmt.weight_shape``, in the cores' dtype and device.
+
+    Raises:
+        ValueError: not one core per factor of ``fmt``.
 
     Example:
         >>> from factorch.nn import TensorizedShape, TensorLayout, TRWeight
@@ -69,6 +81,10 @@ def ring_tensor(fmt: TRWeight, cores: Sequence[torch.Tensor]) -> torch.Tensor:
         >>> torch.allclose(ring_tensor(fmt, cores), fmt(*cores))
         True
     """
+    if len(cores) != len(fmt.factor_shapes):
+        raise ValueError(
+            f"ring_tensor: the format has {len(fmt.factor_shapes)} cores; got {len(cores)}."
+        )
     sizes = [c.shape[1] for c in cores]
     total = math.prod(sizes)
     split, best = 1, math.inf
@@ -118,7 +134,7 @@ class TLoraLayer(Adapter):
     Two forwards, the same function. *Merged*: the base operation with ``W_0 T + s Delta``
     (rebuilt once per call, independent of the batch). *Activations* (Linear layers): ``T``
     applied to the input, ``y = (x T^T) W_0^T + b + s (x B^T) A^T``, with ``Delta = A B``
-    the residual ring's two half chains (:func:`ring_halves`, width ``k = R^2``; ``k = r``
+    the residual ring's two half chains (``ring_halves``, width ``k = R^2``; ``k = r``
     for a LoRA residual) never multiplied out. Multiply-adds of a training step on ``n``
     rows beyond the frozen base layer's (``d_o = out``, ``d = fan_in``;
     :meth:`step_costs`): merged ``2 d_o d^2`` (``W_0 T`` and the transform's gradient
@@ -133,6 +149,10 @@ class TLoraLayer(Adapter):
     Args:
         base, config, context, generator, shared, structure: as
             :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
+
+    Raises:
+        TypeError, ValueError: as :class:`~factorch.adapters.Adapter` (a base layer the method
+            cannot adapt, or a config of another method).
 
     Example:
         >>> gen = torch.Generator().manual_seed(0)
