@@ -16,6 +16,9 @@ before import), every case ``--repeats`` times round-robin after a warm-up call,
   tensor-reading passes alone: ``pass 1`` (the GEMM ``X(IJ, K) @ A_2``, the same code on both
   paths at 3 modes) and ``pass 2`` (the last mode's MTTKRP: default GEMM path vs the fused
   kernel);
+* cp's once-per-call work (issue 14, helper ``percall2``): the entry scan before (``finite_peak``
+  then ``||X||^2``: two reads) and after (``finite_fit_scale``: one read), and the final error
+  (the exact pass, the Gram formula, and cp's rule choosing between them on the 8-sweep model);
 * the floor's ingredients in the same process: a STREAM-like read of X (``x.sum()``) and the
   square-DGEMM rate (``1024^2 @ 1024^2`` in torch). A sweep must read X twice (the second pass
   needs the factors the first pass produced) and do ``4 |X| R`` flops of tensor contractions, so
@@ -31,6 +34,7 @@ Writes ``benchmarks/results/bench_cp_fused.json``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -69,7 +73,9 @@ def _cases(n: int, rank: int) -> tuple[dict[str, Callable[[], object]], dict[str
     from factorch.algebra._fused import fused_mttkrp
     from factorch.algebra.internal import mttkrp
     from factorch.decomp import cp
-    from factorch.decomp._cp_sweep import CPState, als_sweep
+    from factorch.decomp._cp import _IDENTITY_TOLERANCE, _final_error
+    from factorch.decomp._cp_sweep import CPState, als_sweep, exact_error, gram_error
+    from factorch.decomp._scale import finite_fit_scale, finite_peak
     from factorch.random import add_noise, random_cp
     from factorch.tensors import CPTensor
 
@@ -116,6 +122,30 @@ def _cases(n: int, rank: int) -> tuple[dict[str, Callable[[], object]], dict[str
             "DGEMM 1024^3": lambda: square @ square,
         }
     )
+    # The once-per-call work of cp (issue 14, helper percall2): the entry scan before (peak, then
+    # ||X||^2: two reads) and after (one read), and the final error: exact pass vs Gram formula.
+    fit = cp(x, rank, init=fc_init, max_iter=sweeps, tol=0)
+    state = CPState.start(fit.model.weights.clone(), [f.clone() for f in fit.model.factors])
+    flat = x.reshape(-1)
+    norm_x2 = float(torch.vdot(flat, flat))
+    last = mttkrp(x, state.factors, 2)
+    calls.update(
+        {
+            "entry before (finite_peak, ||X||^2)": lambda: (
+                finite_peak(x, "cp"),
+                float(torch.vdot(flat, flat)),
+            ),
+            "entry after (finite_fit_scale)": lambda: finite_fit_scale(x, "cp"),
+            "final error: exact pass": lambda: exact_error(x, state, norm_x2),
+            "final error: Gram formula": lambda: gram_error(norm_x2, last, state),
+        }
+    )
+    gram_e, gram_floor = gram_error(norm_x2, last, state)
+    chosen = _final_error(x, state, last, norm_x2, (gram_e, gram_floor), small=None)
+    bound = chosen[1] if chosen[0] == gram_e else math.nan  # nan: the exact pass ran
+    calls["final error: the rule (cp)"] = lambda: _final_error(
+        x, state, last, norm_x2, (gram_e, gram_floor), small=None
+    )
     # Same iterates: the fused fit against the default one (float64).
     a = cp(x, rank, init=fc_init, max_iter=sweeps, tol=0)
     b = cp(x, rank, init=fc_init, max_iter=sweeps, tol=0, kernel="fused")
@@ -124,10 +154,28 @@ def _cases(n: int, rank: int) -> tuple[dict[str, Callable[[], object]], dict[str
         "sweeps": sweeps,
         "max_abs_diff_factors_fused_vs_default": diff,
         "max_abs_diff_errors": max(abs(p - q) for p, q in zip(a.errors, b.errors)),
+        "final_error": fit.error,
+        "gram_minus_exact": gram_e - exact_error(x, state, norm_x2)[0],
+        "identity_bound": bound,
+        "identity_used": bound <= _IDENTITY_TOLERANCE,
+        "identity_drift_bound_1e-10_needs_error_above": _needed(x, state, norm_x2),
         "bytes": x.numel() * x.element_size(),
         "flops_per_sweep": 4 * x.numel() * rank,
     }
     return calls, info
+
+
+def _needed(x: Any, state: Any, norm_x2: float) -> float:
+    """The smallest error at which cp's final-error rule takes the Gram formula (this model)."""
+    import torch
+
+    from factorch.decomp._cp import _IDENTITY_TOLERANCE, _LAMBDA
+
+    n = x.numel() + state.weights.numel() * sum(x.shape)
+    columns = torch.stack([g.diagonal() for g in state.grams]).prod(0).sqrt()
+    size = float((state.weights.abs() * columns).sum()) / math.sqrt(norm_x2)
+    drift = (_LAMBDA * math.sqrt(n) + 3.0) * torch.finfo(x.dtype).eps / 2 * (1.0 + size) ** 2
+    return drift / _IDENTITY_TOLERANCE
 
 
 def _bind(fn: Callable[..., object], *args: object, **kwargs: object) -> Callable[[], object]:
@@ -233,6 +281,13 @@ def _print_row(row: dict[str, Any]) -> None:
         f"errors {row['max_abs_diff_errors']:.1e}",
         flush=True,
     )
+    if "identity_bound" in row:
+        print(
+            f"  final error {row['final_error']:.3g}: Gram - exact {row['gram_minus_exact']:.1e}, "
+            f"bound {row['identity_bound']:.1e}, identity used: {row['identity_used']} "
+            f"(needs error >= {row['identity_drift_bound_1e-10_needs_error_above']:.3f})",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,9 @@ library from the same random start, callables timed round-robin after a warm-up 
    (50, 50 and 20, as ``bench_sweep.py``): factorch ``cp`` (automatic path, and the reference
    dimension-tree path forced for comparison), TensorLy 0.10 ``parafac`` (numpy and pytorch
    backends), pyttb ``cp_als``. Also the fixed cost: a one-sweep call of each.
+   ``factorch-before-percall2``: ``cp`` with its once-per-call work as before helper percall2
+   (two reads for the entry scan and ``||X||^2``, the exact final error always), same process;
+   ``fixed`` (not run by default): the one-sweep calls of both alone, many times alternated.
 2. ``masked``: IL-2 (13x4x12x8, 192 missing values) at ranks 3 and 4, 10 % of the observed
    entries held out (``--seeds`` splits); every library fits the rest from the same random start
    until its error changes by less than ``tol=1e-8`` (at most 2000 sweeps): factorch
@@ -19,7 +22,7 @@ The ratio printed is ``anchor time / factorch time`` (above 1: factorch faster).
 
 Usage::
 
-    python benchmarks/bench_small.py [--repeats N] [--seeds N] [--parts sweep,masked]
+    python benchmarks/bench_small.py [--repeats N] [--seeds N] [--parts sweep,fixed,masked]
 
 Writes ``benchmarks/results/bench_small.json``.
 """
@@ -62,6 +65,26 @@ def _forced(path: str, fn: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
+def _before_percall2(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with cp's once-per-call work as before helper percall2 (issue 14): the peak scan
+    then ``||X||^2`` (two reads) and the exact final error always."""
+    from factorch.decomp import _cp, _scale
+
+    def old_entry(tensor: object, fn_name: str, name: str = "tensor") -> tuple[float, None]:
+        largest = _scale.finite_peak(tensor, fn_name, name)  # type: ignore[arg-type]
+        return _scale.fit_scale(tensor, largest), None  # type: ignore[arg-type]
+
+    def call() -> object:
+        entry, tolerance = _cp.finite_fit_scale, _cp._IDENTITY_TOLERANCE
+        _cp.finite_fit_scale, _cp._IDENTITY_TOLERANCE = old_entry, -1.0  # type: ignore[assignment]
+        try:
+            return fn()
+        finally:
+            _cp.finite_fit_scale, _cp._IDENTITY_TOLERANCE = entry, tolerance
+
+    return call
+
+
 def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Callable[[], object]]:
     import numpy as np
     import pyttb as ttb
@@ -91,6 +114,7 @@ def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Ca
     return {
         "factorch": fc,
         "factorch-reference": _forced("reference", fc),
+        "factorch-before-percall2": _before_percall2(fc),
         "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, n_iter_max=sweeps, tol=0),
         "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, n_iter_max=sweeps, tol=0),
         "pyttb": lambda: ttb.cp_als(
@@ -108,6 +132,24 @@ def _setups(names: list[str]) -> dict[str, Callable[[], object]]:
         else (lambda: tl.set_backend("numpy"))
         for n in names
     }
+
+
+def bench_fixed(repeats: int) -> list[dict[str, Any]]:
+    """A one-sweep ``cp`` call, now and as before helper percall2, alternated ``30 * repeats``
+    times (process CPU time, median): the once-per-call work the two differ in."""
+    rows = []
+    for shape, rank, _ in CASES:
+        one = _sweep_calls(shape, rank, 1)
+        calls = {"after": one["factorch"], "before": one["factorch-before-percall2"]}
+        times = _common.time_calls(calls, repeats=30 * repeats, warmup=5)
+        us = {k: v["cpu_median_s"] * 1e6 for k, v in times.items()}
+        rows.append({"shape": list(shape), "rank": rank, "cpu_one_sweep_call_us": us})
+        print(
+            f"fixed {shape} r{rank}: one-sweep call {us['after']:.1f} us, before percall2 "
+            f"{us['before']:.1f} us",
+            flush=True,
+        )
+    return rows
 
 
 def bench_sweep(repeats: int) -> list[dict[str, Any]]:
@@ -239,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         warnings.simplefilter("ignore")
         if "sweep" in parts:
             payload["sweep"] = bench_sweep(args.repeats)
+        if "fixed" in parts:
+            payload["fixed"] = bench_fixed(args.repeats)
         if "masked" in parts:
             rows = bench_masked(max(3, args.repeats // 3), args.seeds)
             payload["masked"] = rows

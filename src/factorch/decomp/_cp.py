@@ -42,7 +42,7 @@ from ._cp_small import SMALL_ENTRIES, SmallSweep
 from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
 from ._degeneracy import cp_degeneracy
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
-from ._scale import finite_peak, fit_scale
+from ._scale import finite_fit_scale, fit_scale
 
 __all__ = ["CPOptions", "check_cp_memory", "check_mask", "cp", "dense_input", "output_model"]
 
@@ -55,6 +55,10 @@ _PATH: Literal["auto", "small", "reference"] = "auto"
 # Working sets of at most this many elements (128 MiB in float64) are not checked against the
 # device's memory.
 _SURELY_FITS = 1 << 24
+# The final error comes from the Gram formula when its bound on the distance to the exact
+# residual is at most this (:func:`_final_error`), else from one more pass over the tensor.
+_IDENTITY_TOLERANCE = 1e-10
+_LAMBDA = 9.0  # the probabilistic rounding bound's multiple of sqrt(n) u
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ def cp(
         relative error per sweep: the Gram formula
         ``||X||^2 - 2 <MTTKRP_{N-1}, A_{N-1} diag(w)> + w^T (*_m A_m^T A_m) w`` while it resolves
         the error to 1/8 and (``tol > 0``) the change between sweeps, the exact residual from
-        then on; the last entry is always the exact error of the returned model.
+        then on; the last entry is always the exact error of the returned model (the exact
+        residual, or the Gram formula where it provably equals it to ``1e-10``: a poor fit of a
+        real float64 tensor; ``extras["error_floors"]`` then holds the bound).
         ``extras["error_floors"]`` holds each entry's rounding floor and ``extras["degeneracy"]``
         a :class:`~factorch.decomp.CPDegeneracy` (check ``.degenerate``: cancelling components
         mean the model should not be interpreted; the fit does not warn).
@@ -174,8 +180,8 @@ def cp(
     """
     fn = "cp"
     data = dense_input(tensor, fn, allow_nan=True, allow_complex=True)
-    # Without a mask the finiteness check also gives the data's peak for the scaling (one pass).
-    largest = None if mask is not None else finite_peak(data, fn, "tensor")
+    # Without a mask the finiteness check also gives the scaling and, mostly, ||X||^2 (one pass).
+    known = None if mask is not None else finite_fit_scale(data, fn, "tensor")
     options = _check_options(
         data,
         rank,
@@ -192,7 +198,7 @@ def cp(
         kernel=kernel,
     )
     with torch.no_grad():
-        return _fit(data, options, largest=largest)
+        return _fit(data, options, known=known)
 
 
 def dense_input(
@@ -358,14 +364,23 @@ def check_cp_memory(tensor: torch.Tensor, rank: int, fn: str) -> None:
 
 
 def _fit(
-    tensor: torch.Tensor, options: CPOptions, *, largest: float | None = None
+    tensor: torch.Tensor,
+    options: CPOptions,
+    *,
+    known: tuple[float, float | None] | None = None,
 ) -> DecompositionResult[CPTensor]:
     """Scale and upcast the data, run CP-ALS, return the model in the input's scale and dtype
-    (``largest``: ``max |tensor|`` when already known; only without a mask)."""
+    (``known``: :func:`finite_fit_scale` of the tensor when already computed; only without a
+    mask)."""
     dtype = tensor.dtype
     x = upcast(tensor).contiguous()  # one copy at most (the sweeps read free reshapes of it)
     observed = x if options.mask is None else torch.where(options.mask, x, torch.zeros_like(x))
-    scale = fit_scale(observed, largest if options.mask is None else None)
+    if known is None or options.mask is not None:
+        scale, norm_x2 = fit_scale(observed), None
+    else:
+        scale, norm_x2 = known
+    # (a sum of squares is known only for a contiguous float32/64 tensor: then x is the tensor)
+    norm_x2 = norm_x2 if x is tensor else None
     if scale != 1.0:
         x = x / scale
     init = options.init
@@ -374,7 +389,7 @@ def _fit(
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
     if init is not options.init:
         options = dataclasses.replace(options, init=init)
-    run = _cp_als(x, options, scale=scale, dtype=dtype)
+    run = _cp_als(x, options, scale=scale, dtype=dtype, norm_x2=norm_x2)
     model = output_model(run.state, scale, dtype)
     errors, floors = list(run.errors), list(run.floors)
     if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error
@@ -431,9 +446,16 @@ class _Run:
     init_time_s: float
 
 
-def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtype) -> _Run:
-    """CP-ALS on ``x`` (already scaled and upcast); callbacks see models in ``dtype`` and the
-    original scale."""
+def _cp_als(
+    x: torch.Tensor,
+    opts: CPOptions,
+    *,
+    scale: float,
+    dtype: torch.dtype,
+    norm_x2: float | None = None,
+) -> _Run:
+    """CP-ALS on ``x`` (already scaled and upcast; ``norm_x2``: its sum of squares when already
+    known); callbacks see models in ``dtype`` and the original scale."""
     clock = Stopwatch()
     mask = opts.mask
     observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
@@ -443,7 +465,8 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
     if kernel == "fused":  # compile (first fit on a machine) or load it now, not in sweep 1
         fused_mttkrp_status()
     init_time = clock.elapsed
-    norm_x2 = _sum_squares(observed)
+    if norm_x2 is None:
+        norm_x2 = _sum_squares(observed)
     # The error estimate in force: the Gram formula until it cannot resolve what is asked of it,
     # then the exact residual (always the exact residual on the observed entries with a mask).
     exact = mask is not None
@@ -477,7 +500,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if opts.tol > 0 and len(errors) > comparable_from:
             converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
         if not exact and (converged or it == opts.max_iter):  # report the true final error
-            err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True, small=small)
+            err, floor = _final_error(x, state, mttkrp, norm_x2, (err, floor), small=small)
         errors.append(err)
         floors.append(floor)
         if opts.callback is not None:
@@ -491,6 +514,47 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if converged:
             break
     return _Run(state, tuple(errors), tuple(floors), converged, norm_x2, clock.elapsed, init_time)
+
+
+def _final_error(
+    x: torch.Tensor,
+    state: CPState,
+    mttkrp: torch.Tensor | None,
+    norm_x2: float,
+    gram: tuple[float, float],
+    *,
+    small: SmallSweep | None,
+) -> tuple[float, float]:
+    """The reported error of the returned model (no mask): the Gram formula's value ``gram``
+    when it provably equals the exact residual's to :data:`_IDENTITY_TOLERANCE` (with its bound
+    as the floor), else the exact residual (one more read of the tensor).
+
+    Each of ``||X||^2``, ``<X, M>`` (the last MTTKRP) and ``||M||^2`` is a sum of at most
+    ``n = |X| + R sum(I_m)`` products along any accumulation path, so (Higham and Mary, "A new
+    approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 41(5), 2019) each
+    is off by at most ``lambda sqrt(n) u`` times the sum of its terms' magnitudes, with
+    probability ``1 - 2 n exp(-lambda^2 / 2)`` or more (``u = eps / 2``; ``lambda = 9``: above
+    ``1 - 1e-10`` up to ``|X| = 2^23``); the magnitudes sum to at most ``(||X|| + m)^2`` with
+    ``m = sum_r |w_r| prod_m ||a_mr||``. The relative ``e^2`` is then off by at most
+    ``d = (lambda sqrt(n) + 3) u (1 + m / ||X||)^2`` (3: the final additions), and ``e`` by at
+    most ``d / e``. That is at most ``1e-10`` for a float64 fit whose error is large enough
+    (about ``e >= 0.1`` at ``|X| = 200^3``, ``e >= 0.01`` at ``10^3``); never in float32 (``eps``
+    too large) or for complex data (not analysed).
+    """
+    err = gram[0]
+    if mttkrp is None or x.is_complex() or norm_x2 <= 0 or err <= 0:
+        return _error(x, state, mttkrp, norm_x2, None, exact=True, small=small)
+    n = x.numel() + state.weights.numel() * sum(x.shape)
+    # (on the host: a few reads cost less than the operations on tiny tensors)
+    columns = [math.prod(c) for c in zip(*(g.diagonal().tolist() for g in state.grams))]
+    weights = state.weights.tolist()
+    size = sum(abs(w) * math.sqrt(max(c, 0.0)) for w, c in zip(weights, columns))
+    size /= math.sqrt(norm_x2)
+    drift = (_LAMBDA * math.sqrt(n) + 3.0) * torch.finfo(x.dtype).eps / 2 * (1.0 + size) ** 2
+    bound = max(gram[1], drift / err)
+    if bound <= _IDENTITY_TOLERANCE:
+        return err, bound
+    return _error(x, state, mttkrp, norm_x2, None, exact=True, small=small)
 
 
 def _small_path(x: torch.Tensor) -> bool:

@@ -292,11 +292,17 @@ def exact_error(tensor: torch.Tensor, state: CPState, norm_x2: float) -> tuple[f
     left = _khatri_rao(state.factors[:split]) * state.weights
     right = _khatri_rao(state.factors[split:]).mT
     step = max(1, _BLOCK // max(1, cols))
+    # One block buffer for every block (no allocation and first touch of its pages per block:
+    # 6-7 % of the pass at 200^3).
+    buffer = torch.empty(min(step, rows), cols, dtype=left.dtype, device=left.device)
     total = 0.0
-    for start in range(0, rows, step):
-        block = torch.addmm(x2[start : start + step], left[start : start + step], right, alpha=-1)
-        flat = block.reshape(-1)
-        total += float(torch.vdot(flat, flat).real)
+    with torch.no_grad():  # (a float: out= refuses inputs that require grad)
+        for start in range(0, rows, step):
+            part = x2[start : start + step]
+            block = buffer[: part.shape[0]]
+            torch.addmm(part, left[start : start + step], right, alpha=-1, out=block)
+            flat = block.reshape(-1)
+            total += float(torch.vdot(flat, flat).real)
     eps = torch.finfo(tensor.dtype).eps
     weight_sum = float(state.weights.abs().sum())
     return exact_error_of(total, weight_sum, norm_x2, eps)

@@ -22,6 +22,7 @@ from .._checks import check_finite
 __all__ = [
     "batch_fit_scale",
     "batch_peaks",
+    "finite_fit_scale",
     "finite_peak",
     "fit_scale",
     "peak",
@@ -64,6 +65,36 @@ def finite_peak(tensor: torch.Tensor, fn: str, name: str = "tensor") -> float:
     if not math.isfinite(largest):
         check_finite(tensor, fn, name)  # raises, with the count of bad entries
     return largest
+
+
+def finite_fit_scale(
+    tensor: torch.Tensor, fn: str, name: str = "tensor"
+) -> tuple[float, float | None]:
+    """:func:`fit_scale` of a tensor that must be finite (NaN and Inf refused as by
+    :func:`finite_peak`) and, when one pass gave both, its sum of squares ``sum x^2`` (else None).
+
+    For contiguous float32 and float64 tensors that pass is ``s = sum x^2`` alone: ``s`` is NaN or
+    Inf when an entry is; otherwise ``max|x|`` lies in ``[sqrt(s / n), sqrt(s)]`` (``n`` entries),
+    and when that interval, widened by a factor of 2 for rounding, is inside the safe window
+    the scale is 1 without reading the peak. Other tensors, and ``s`` outside that range (overflow
+    of huge finite data, underflow of tiny data, an all-zero tensor), take
+    :func:`finite_peak` and :func:`fit_scale` as before.
+    """
+    if (
+        tensor.dtype in (torch.float32, torch.float64)
+        and tensor.numel() > 0
+        and tensor.is_contiguous()
+    ):
+        flat = tensor.detach().reshape(-1)
+        squares = float(torch.vdot(flat, flat))
+        low, high = _window(tensor.dtype)
+        if (
+            math.isfinite(squares)
+            and tensor.numel() * (2.0 * low) ** 2 <= squares <= (high / 2.0) ** 2
+        ):
+            return 1.0, squares
+    largest = finite_peak(tensor, fn, name)
+    return fit_scale(tensor, largest), None
 
 
 def fit_scale(tensor: torch.Tensor, largest: float | None = None) -> float:
