@@ -37,7 +37,8 @@ np.save(work / "x.npy", x.numpy())
 
 # %%
 # The worker every rank runs: join the job, read this rank's block, fit, and save the result
-# (the same :class:`~factorch.decomp.DecompositionResult` on every rank) from rank 0.
+# (the same :class:`~factorch.decomp.DecompositionResult` on every rank) from rank 0, then
+# leave the job.
 
 worker = textwrap.dedent(
     """
@@ -55,6 +56,7 @@ worker = textwrap.dedent(
     if rank == 0:
         torch.save({"model": res.model, "errors": res.errors, "grid": res.extras["grid"]},
                    sys.argv[2])
+    torch.distributed.destroy_process_group()  # leave the job cleanly (gloo aborts otherwise)
     """
 )
 (work / "worker.py").write_text(worker)
