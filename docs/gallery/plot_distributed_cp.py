@@ -5,9 +5,9 @@ Distributed CP-ALS on two processes
 :mod:`factorch.distributed` fits decompositions to a tensor split over the ranks of a
 ``torch.distributed`` job: every rank reads only its block
 (:func:`~factorch.distributed.read_dense_shard`), holds the factor rows of its chunks, and
-exchanges rows and small Gram matrices with the others. :func:`~factorch.distributed.cp` computes what
-:func:`factorch.decomp.cp` computes on the whole tensor: from the same random start, the same
-iterates.
+exchanges rows and small Gram matrices with the others. :func:`~factorch.distributed.cp`
+computes what :func:`factorch.decomp.cp` computes on the whole tensor: from the same random
+start, the same iterates.
 
 Here ``torchrun`` starts two CPU processes (gloo, loopback only) on a tensor saved as ``.npy``;
 rank 0 writes the result, which we compare with the single-process fit. On a cluster the same
