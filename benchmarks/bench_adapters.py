@@ -25,6 +25,7 @@ Usage::
 
     python benchmarks/bench_adapters.py [--quick] [--threads N] [--seeds 3] [--steps 30]
     python benchmarks/bench_adapters.py --layer   # one adapted Linear per method, ~1 minute
+    python benchmarks/bench_adapters.py --conv    # one adapted Conv2d, each forward path
 
 Writes ``benchmarks/results/bench_adapters.json``.
 """
@@ -67,6 +68,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--layer",
         action="store_true",
         help="only time one adapted 384 x 384 Linear per method (about a minute)",
+    )
+    p.add_argument(
+        "--conv",
+        action="store_true",
+        help="only time one adapted 64 -> 64 3x3 Conv2d: Tucker and TT, each forward path",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -276,6 +282,12 @@ def layer_step(args: argparse.Namespace, repeats: int = 60) -> dict[str, Any]:
             for p in layers[name].parameters():
                 if p.requires_grad:
                     p.add_(0.01 * torch.randn_like(p))
+    # TLoRA's two forwards side by side: the rule's choice above, each path forced here
+    for path in ("activations", "merged"):
+        forced = copy.deepcopy(layers["tlora"])
+        adapter = forced.query.adapters["default"]
+        adapter.takes_activations = lambda rows, p=path: p == "activations"
+        layers[f"tlora ({path} path)"] = forced
 
     def step(layer: Any) -> Callable[[], None]:
         def run() -> None:
@@ -289,6 +301,59 @@ def layer_step(args: argparse.Namespace, repeats: int = 60) -> dict[str, Any]:
         "rows": rows,
         "cpu_ms": {n: 1e3 * t["cpu_median_s"] for n, t in times.items()},
         "cpu_ratio_vs_peft_lora": {n: t["cpu_median_s"] / ref for n, t in times.items()},
+    }
+
+
+def conv_step(repeats: int = 30) -> dict[str, Any]:
+    """One adapted ``Conv2d(64, 64, 3, padding=1)`` on a ``(8, 64, 16, 16)`` input, forward and
+    backward (input gradient included): the Tucker and TT adapters at a small and a large rank,
+    each with ``implementation`` forced to ``"factorized"`` (``conv(x) + alpha delta(x)``) and
+    ``"merged"`` (one convolution with ``W + alpha dW``) and left at ``"auto"``, timed
+    round-robin against the frozen convolution."""
+    import torch
+    from torch import nn
+
+    import factorch.adapters as fa
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1))
+    x = torch.randn(8, 64, 16, 16, requires_grad=True)
+    g = torch.randn(8, 64, 16, 16)
+    layers: dict[str, Any] = {"frozen conv": copy.deepcopy(base).requires_grad_(False)}
+    chosen: dict[str, str] = {}
+    for label, make in {
+        "tucker r8": lambda impl: fa.TuckerConfig(
+            target_modules=["0"], rank=8, implementation=impl
+        ),
+        "tucker r32": lambda impl: fa.TuckerConfig(
+            target_modules=["0"], rank=32, implementation=impl
+        ),
+        "tt r4": lambda impl: fa.TTConfig(target_modules=["0"], rank=4, implementation=impl),
+        "tt r32": lambda impl: fa.TTConfig(target_modules=["0"], rank=32, implementation=impl),
+    }.items():
+        for impl in ("factorized", "merged", "auto"):
+            gen = torch.Generator().manual_seed(0)
+            model = fa.inject(copy.deepcopy(base), make(impl), generator=gen).train()
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.requires_grad:
+                        p.add_(0.01 * torch.randn_like(p))
+            layers[f"{label} {impl}"] = model
+            adapter = model[0].adapters["default"]
+            merged = adapter.conv_takes_merged(tuple(x.shape))
+            chosen[f"{label} {impl}"] = "merged" if merged else "factorized"
+
+    def step(layer: Any) -> Callable[[], None]:
+        def run() -> None:
+            layer(x).backward(g)
+
+        return run
+
+    times = _common.time_calls({n: step(m) for n, m in layers.items()}, repeats=repeats, warmup=2)
+    return {
+        "input": list(x.shape),
+        "cpu_ms": {n: 1e3 * t["cpu_median_s"] for n, t in times.items()},
+        "path": chosen,
     }
 
 
@@ -331,6 +396,19 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     _common.pin_threads(args.threads)
     threads = _common.apply_threads(args.threads)
+    if args.conv:
+        conv = conv_step()
+        rows = [[n, f"{ms:.2f}", conv["path"].get(n, "")] for n, ms in conv["cpu_ms"].items()]
+        print(f"one Conv2d(64, 64, 3) on {tuple(conv['input'])}, forward + backward")
+        print(_common.format_table(["layer / implementation", "CPU ms", "path taken"], rows))
+        payload = {
+            "command": "python benchmarks/bench_adapters.py --threads 1 --conv",
+            "args": vars(args),
+            "conv": conv,
+            "machine": _common.machine_info(),
+        }
+        print("wrote", _common.write_results("bench_adapters_conv", payload))
+        return
     if args.layer:
         layer = layer_step(args)
         rows = [

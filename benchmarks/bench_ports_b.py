@@ -24,6 +24,9 @@ Cases (float64, one process, TensorLy on its numpy backend, 1 thread unless ``--
   60 x 50 x 40 (mean count 0.5; ``SparseTensor`` / ``pyttb.sptensor``), rank 4, the same
   random start, pyttb's default stopping rule (``tol=1e-4`` on the KKT violation) on both sides,
   ``max_iter=50`` (mu) / 30 (pdnr). Accuracy: the final log-likelihood (higher is better).
+* ``cp_apr_pqnr``: the same data and start, ``max_iter=200`` (to convergence): factorch's PQN-R
+  against pyttb's PQN-R (which stops on an ``AssertionError`` in pyttb 1.8.6: accuracy NaN) and
+  pyttb's PDN-R (its fastest solver that runs).
 * ``cp_regressor`` / ``tucker_regressor``: n = 1000 samples of 20 x 20 features, scalar response
   from a rank-3 CP coefficient + noise; rank 3 / (3, 3), ``l2 = reg_W = 0.5``, 50 sweeps,
   ``tol=0``, the same random start (TensorLy's ``random_state``). Accuracy: relative prediction
@@ -250,6 +253,52 @@ def case_cp_apr_pdnr(seed: int) -> dict[str, Impl]:
     return _cp_apr(seed, "pdnr")
 
 
+def case_cp_apr_pqnr(seed: int) -> dict[str, Impl]:
+    """factorch's PQN-R against pyttb's PQN-R (which fails in pyttb 1.8.6: its L-BFGS
+    direction collapses to a scalar and it stops on an ``AssertionError``; recorded as NaN) and
+    pyttb's PDN-R, the fastest pyttb solver that runs, all to pyttb's default stopping rule."""
+    import pyttb as ttb
+    import torch
+
+    from factorch.decomp import cp_apr
+    from factorch.interop import to_pyttb
+    from factorch.tensors import CPTensor, SparseTensor
+
+    shape, rank = (60, 50, 40), 4
+    g = _gen(seed)
+    truth = CPTensor.from_factors(
+        [torch.rand(n, rank, generator=g, dtype=torch.float64) ** 3 for n in shape]
+    ).to_dense()
+    x = torch.poisson(truth * (0.5 / float(truth.mean())), generator=g)
+    sp = SparseTensor.from_dense(x)
+    init = CPTensor.from_factors(
+        [torch.rand(n, rank, generator=g, dtype=torch.float64) for n in shape]
+    )
+    sp_ttb, init_ttb = to_pyttb(sp), to_pyttb(init)
+    iters = 200
+
+    def theirs(algorithm: str) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return ttb.cp_apr(sp_ttb, rank, algorithm=algorithm, init=init_ttb.copy(),
+                                  maxiters=iters, printitn=0)  # fmt: skip
+            except AssertionError:  # pyttb 1.8.6's PQN-R: "L-BFGS first iterate is bad"
+                return None
+
+    def score(out: Any) -> float:
+        return float("nan") if out is None else float(out[2]["obj"])
+
+    return {
+        "factorch": (
+            lambda: cp_apr(sp, rank, method="pqnr", init=init, max_iter=iters),
+            lambda res: res.log_likelihood,
+        ),
+        "pyttb_pqnr": (lambda: theirs("pqnr"), score),
+        "pyttb_pdnr": (lambda: theirs("pdnr"), score),
+    }
+
+
 # --- regression --------------------------------------------------------------------------------
 def _regression_data(seed: int, n: int, xshape: tuple[int, ...], outputs: int) -> tuple[Any, ...]:
     import torch
@@ -372,6 +421,7 @@ CASES: dict[str, tuple[Case, str, tuple[int, ...]]] = {
     "tucker_mask_planted": (case_tucker_mask_planted, "observed rel. error", SEEDS),
     "cp_apr_mu": (case_cp_apr_mu, "log-likelihood", SEEDS),
     "cp_apr_pdnr": (case_cp_apr_pdnr, "log-likelihood", SEEDS),
+    "cp_apr_pqnr": (case_cp_apr_pqnr, "log-likelihood", SEEDS),
     "cp_regressor": (case_cp_regressor, "held-out rel. error", SEEDS),
     "tucker_regressor": (case_tucker_regressor, "held-out rel. error", SEEDS),
     "cp_plsr": (case_cp_plsr, "held-out rel. error", SEEDS),

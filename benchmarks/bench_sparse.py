@@ -15,9 +15,19 @@ Random 10000^3 tensor with 5 M nonzeros (``--nnz``), rank 16, float32, one intra
    following ones (process CPU time; wall in the JSON), eager and compiled (compiled after its
    kernel is loaded in this process).
 
+5. ``--first-iteration`` (alone, ~3 min): the eager path's first-iteration cost. In one process,
+   alternating, each run on a freshly generated tensor: ``completion.sparse_cp`` (6 sweeps,
+   eager) with the previous layout build and value check (reproduced here: int16 key, int64
+   permutation, bincount row pointers, an elementwise finiteness test) against the current ones
+   (int32 permutation, binary-search row pointers, a one-sum finiteness test): first iteration
+   over the median steady one, median of ``--repeats`` runs (at least 5). Also the layout build
+   per mode and the float64 error recomputation (the previous whole-array gather, reproduced,
+   against the chunked one; same value), and the eager MTTKRP per mode in nonzeros per second.
+
 Run:
 
     python benchmarks/bench_sparse.py [--nnz 5000000] [--repeats 7] [--big-output]
+    python benchmarks/bench_sparse.py --first-iteration [--repeats 7]
 
 Writes ``benchmarks/results/bench_sparse.json`` and prints the tables. ``--big-output`` runs
 only a 10000 x 10^6 x 10000 tensor's mode 1 (a 64 MB output: the compiled kernel on the stored
@@ -167,6 +177,217 @@ def bench_cp(torch, sp, implementation: str, iters: int) -> dict:
     return out
 
 
+def _previous_mode_build(torch):
+    """The ModeLayout.build before the int32 permutation (int16 key, int64 permutation, full
+    sortedness test, bincount row pointers), as a drop-in classmethod."""
+    from factorch.algebra._sparse_layout import _INT16_LIMIT
+
+    def build(cls, indices, values, size, mode):
+        col = indices[mode]
+        other_modes = [m for m in range(indices.shape[0]) if m != mode]
+        nnz = col.shape[0]
+        if nnz < 2 or bool((col[1:] >= col[:-1]).all()):
+            perm, rows, others = None, col, tuple(indices[m] for m in other_modes)
+        else:
+            key = col.to(torch.int16) if size <= _INT16_LIMIT else col
+            sorted_key, perm = torch.sort(key, stable=True)
+            rows = sorted_key.to(col.dtype)
+            others = tuple(indices[m].index_select(0, perm) for m in other_modes)
+            values = values.index_select(0, perm)
+        counts = torch.bincount(rows, minlength=size)
+        offsets = torch.zeros(size + 1, dtype=torch.int64, device=indices.device)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return cls(mode, perm, rows, offsets, others, values)
+
+    return classmethod(build)
+
+
+def _previous_check_values(torch, current):
+    """The SparseTensor value check with the previous elementwise finiteness test (added to the
+    current check, whose one-sum test, ~2 ms on 5 M values, it then also pays)."""
+
+    def check(values, fn):
+        checked = current(values, fn)
+        if checked.numel():
+            bool(torch.isfinite(checked).all())
+        return checked
+
+    return check
+
+
+def _previous_error64(torch, train, model, scale: float) -> float:
+    """The float64 error recomputation before chunking: every factor gathered for every entry."""
+    import math
+
+    wide = model.to(dtype=torch.float64)
+    weights = wide.weights / scale
+    x = train.values.double()
+    idx = train.indices.long()
+    norm_x = float(torch.linalg.vector_norm(x))
+    rows = weights.expand(train.nnz, -1).clone()
+    for n, f in enumerate(wide.factors):
+        rows *= f[idx[n]]
+    m = rows.sum(1)
+    gram = torch.ones(model.rank, model.rank, dtype=torch.float64)
+    for f in wide.factors:
+        gram *= f.mT @ f
+    unlisted = max(float(weights @ gram @ weights) - float(torch.dot(m, m)), 0.0)
+    return math.sqrt(float(torch.sum((m - x) ** 2)) + unlisted) / norm_x
+
+
+def bench_first_iteration(torch, nnz: int, repeats: int) -> dict:
+    """Eager sparse_cp first vs steady iteration, previous vs current layout build (module
+    docstring, item 5), plus the build per mode, the error recomputation and the eager kernel."""
+    import factorch.tensors._sparse as sparse_module
+    from factorch.algebra import SparseLayout, sparse_mttkrp
+    from factorch.algebra._sparse_layout import ModeLayout
+    from factorch.completion import _sparse_cp
+
+    current_build = ModeLayout.__dict__["build"]
+    current_check = sparse_module._check_values
+    variants = {
+        "previous": (_previous_mode_build(torch), _previous_check_values(torch, current_check)),
+        "current": (current_build, current_check),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    seeds = itertools.count()
+    try:
+        for _ in range(max(5, repeats)):
+            for name, (build, check) in variants.items():
+                ModeLayout.build = build
+                sparse_module._check_values = check
+                g = torch.Generator().manual_seed(next(seeds))
+                idx = torch.randint(0, SHAPE[0], (3, nnz), generator=g)
+                sp = sparse_module.SparseTensor.from_coo(
+                    idx, torch.randn(nnz, generator=g), SHAPE, duplicates="sum"
+                )
+                del idx
+                runs[name].append(bench_cp(torch, sp, "eager", 6))
+                del sp
+    finally:
+        ModeLayout.build = current_build
+        sparse_module._check_values = current_check
+    cp = {}
+    for name, rs in runs.items():
+        cp[name] = {
+            clock: {
+                key: statistics.median(r[clock][key] for r in rs)
+                for key in ("first_iteration_s", "steady_iteration_s", "first_over_steady")
+            }
+            for clock in ("cpu", "wall")
+        }
+        cp[name]["runs"] = len(rs)
+        cp[name]["cpu_first_over_steady_per_run"] = [r["cpu"]["first_over_steady"] for r in rs]
+    out: dict = {"sparse_cp": cp}
+
+    sp = _tensor(torch, nnz)
+    previous_build = variants["previous"][0]
+
+    def build_previous(mode: int) -> None:
+        ModeLayout.build = previous_build
+        try:
+            SparseLayout.build(sp, modes=(mode,))
+        finally:
+            ModeLayout.build = current_build
+
+    calls = {}
+    for mode in (1, 2):
+        calls[f"previous build mode {mode}"] = lambda mode=mode: build_previous(mode)
+        calls[f"current build mode {mode}"] = lambda mode=mode: SparseLayout.build(
+            sp, modes=(mode,)
+        )
+    out["build"] = time_calls(calls, repeats=max(5, repeats))
+
+    from factorch.tensors import CPTensor
+
+    g = torch.Generator().manual_seed(4)
+    model = CPTensor(
+        torch.rand(RANK, generator=g), tuple(torch.randn(s, RANK, generator=g) for s in SHAPE)
+    )
+    values = {
+        "previous": _previous_error64(torch, sp, model, 1.0),
+        "current": _sparse_cp._relative_error64(sp, model, 1.0),
+    }
+    out["error64"] = {
+        "timings": time_calls(
+            {
+                "previous": lambda: _previous_error64(torch, sp, model, 1.0),
+                "current": lambda: _sparse_cp._relative_error64(sp, model, 1.0),
+            },
+            repeats=5,
+        ),
+        "values": values,
+    }
+
+    factors = _factors(torch)
+    layout = SparseLayout.build(sp)
+    kernel = time_calls(
+        {
+            f"eager mode {mode}": lambda mode=mode: sparse_mttkrp(sp, factors, mode, layout=layout)
+            for mode in range(3)
+        },
+        repeats=max(5, repeats),
+    )
+    out["eager_mttkrp"] = {
+        "timings": kernel,
+        "m_nnz_per_s": {k: sp.nnz / v["cpu_median_s"] / 1e6 for k, v in kernel.items()},
+    }
+    return out
+
+
+def print_first_iteration(res: dict) -> None:
+    print(
+        format_table(
+            [
+                "eager sparse_cp",
+                "first CPU s",
+                "steady CPU s",
+                "first / steady",
+                "range over runs",
+                "wall ratio",
+            ],
+            [
+                [
+                    name,
+                    f"{v['cpu']['first_iteration_s']:.3f}",
+                    f"{v['cpu']['steady_iteration_s']:.3f}",
+                    f"{v['cpu']['first_over_steady']:.2f}",
+                    f"{min(v['cpu_first_over_steady_per_run']):.2f}-"
+                    f"{max(v['cpu_first_over_steady_per_run']):.2f}",
+                    f"{v['wall']['first_over_steady']:.2f}",
+                ]
+                for name, v in res["sparse_cp"].items()
+            ],
+        )
+    )
+    print(
+        format_table(
+            ["layout build", "CPU ms"],
+            [[n, f"{v['cpu_median_s'] * 1e3:.0f}"] for n, v in res["build"].items()],
+        )
+    )
+    e = res["error64"]
+    print(
+        format_table(
+            ["float64 error", "CPU s", "value"],
+            [
+                [n, f"{v['cpu_median_s']:.3f}", f"{e['values'][n]:.15g}"]
+                for n, v in e["timings"].items()
+            ],
+        )
+    )
+    k = res["eager_mttkrp"]
+    print(
+        format_table(
+            ["eager MTTKRP", "CPU ms", "M nnz/s"],
+            [
+                [n, f"{v['cpu_median_s'] * 1e3:.1f}", f"{k['m_nnz_per_s'][n]:.0f}"]
+                for n, v in k["timings"].items()
+            ],
+        )
+    )
+
+
 def bench_big_output(torch, nnz: int, repeats: int) -> dict:
     """Output of 10^6 x 16 (64 MB, far above L2): the compiled kernel on the stored order against
     the mode-sorted layout (what ``SORT_ABOVE`` chooses), and the eager kernel."""
@@ -200,6 +421,11 @@ def main() -> None:
         action="store_true",
         help="only the 10^6-row output case (bench_sparse_big_output.json)",
     )
+    parser.add_argument(
+        "--first-iteration",
+        action="store_true",
+        help="only the eager first-iteration study (bench_sparse_first_iteration.json)",
+    )
     parser.add_argument("--worker", choices=["first-call"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     pin_threads(1)
@@ -210,6 +436,17 @@ def main() -> None:
 
     threads = apply_threads(1)
     results: dict = {"machine": machine_info(), "threads": threads, "nnz_requested": args.nnz}
+    if args.first_iteration:
+        print(f"eager first iteration, {SHAPE}, nnz {args.nnz}, rank {RANK}, 1 thread", flush=True)
+        first = bench_first_iteration(torch, args.nnz, args.repeats)
+        results["command"] = (
+            "python benchmarks/bench_sparse.py --first-iteration"
+            f" --nnz {args.nnz} --repeats {args.repeats}"
+        )
+        results["first_iteration"] = first
+        print_first_iteration(first)
+        print(f"wrote {write_results('bench_sparse_first_iteration', results)}")
+        return
     if args.big_output:
         big = bench_big_output(torch, args.nnz, args.repeats)
         results["big_output"] = big

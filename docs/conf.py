@@ -17,6 +17,7 @@ import pkgutil
 import re
 import shutil
 import sys
+import typing
 from pathlib import Path
 
 import factorch
@@ -73,7 +74,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(torch|numpy|np|nn|typing|typing_extensions|collections|os|pathlib|io|types)"
+        r"(torch|numpy|np|nn|typing|typing_extensions|collections|contextlib|os|pathlib|io|types)"
         r"(\..*)?",
     ),
     (
@@ -127,6 +128,8 @@ def public_modules() -> list[str]:
 
 
 def _kind(obj: object) -> str:
+    if typing.get_origin(obj) is not None:
+        return "data"  # a type alias such as ``Literal["a", "b"]`` (callable, but not a function)
     if inspect.isclass(obj):
         return "exception" if issubclass(obj, BaseException) else "class"
     if callable(obj) and not isinstance(obj, type):
@@ -154,6 +157,29 @@ def _summary_table(module: object, public: list[str]) -> list[str]:
         summary = "" if _kind(obj) == "data" or inspect.ismodule(obj) else _first_sentence(obj)
         rows += [f"   * - :py:obj:`{attr}`", f"     - {summary}"]
     return [*rows, ""]
+
+
+def _data_doc(package: str, attr: str, obj: object) -> list[str]:
+    """The documentation of a re-exported constant or ``Literal`` alias: the string after its
+    assignment (or a ``#:`` comment) in the module of ``package`` that defines it. Such values
+    carry no ``__doc__``, and autodoc reads only the module the directive names."""
+    from sphinx.errors import PycodeError
+    from sphinx.pycode import ModuleAnalyzer
+
+    module = importlib.import_module(package)
+    if not hasattr(module, "__path__"):
+        return []  # a plain module: autodoc reads its own comments
+    for info in pkgutil.iter_modules(module.__path__):
+        if info.name == "__main__":  # importing it would run a command line
+            continue
+        name = f"{package}.{info.name}"
+        try:
+            docs = ModuleAnalyzer.for_module(name).find_attr_docs()
+        except PycodeError:
+            continue
+        if ("", attr) in docs and getattr(importlib.import_module(name), attr, None) is obj:
+            return [line for line in docs[("", attr)] if line is not None]
+    return []
 
 
 def _write_api_pages() -> None:
@@ -186,7 +212,8 @@ def _write_api_pages() -> None:
             )
             lines += [f".. {directive}:: {attr}"]
             if kind == "data":
-                lines += ["   :no-value:", "   :annotation:"]
+                lines += ["   :no-value:", "   :annotation:", ""]
+                lines += [f"   {line}".rstrip() for line in _data_doc(name, attr, obj)]
             lines.append("")
         (out / f"{name}.rst").write_text("\n".join(lines), encoding="utf-8")
     toc = ["API reference", "=============", ""]

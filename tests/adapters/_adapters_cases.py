@@ -126,6 +126,20 @@ CASES = [
     Case("tucker-conv", cnn, cnn_input, fa.TuckerConfig(target_modules=CONVS, rank=2)),
     Case("tt", mlp, mlp_input, fa.TTConfig(target_modules=LINEAR, rank=2, n_factors=2)),
     Case("tt-conv", cnn, cnn_input, fa.TTConfig(target_modules=CONVS, rank=2)),
+    # "auto" takes the factors for the Tucker convolutions and the merged kernel for the TT
+    # ones at these sizes: the other path of each, forced.
+    Case(
+        "tucker-conv-merged",
+        cnn,
+        cnn_input,
+        fa.TuckerConfig(target_modules=CONVS, rank=2, implementation="merged"),
+    ),
+    Case(
+        "tt-conv-factorized",
+        cnn,
+        cnn_input,
+        fa.TTConfig(target_modules=CONVS, rank=2, implementation="factorized"),
+    ),
 ]
 
 

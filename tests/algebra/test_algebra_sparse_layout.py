@@ -125,3 +125,78 @@ def test_any_coordinate_object_is_accepted():
     coords = Coords(sp.indices, sp.values, sp.shape)
     layout = SparseLayout.build(coords)
     assert torch.equal(layout.mode(2).values, SparseLayout.build(sp).mode(2).values)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Coords:
+    indices: torch.Tensor
+    values: torch.Tensor
+    shape: tuple[int, ...]
+
+
+def _dense_reference(indices, values, shape, factors, mode):
+    """Float64 MTTKRP of the densified coordinates (duplicates summed), slowly and obviously."""
+    dense = torch.zeros(shape, dtype=F64)
+    dense.index_put_(tuple(indices.long()), values.double(), accumulate=True)
+    others = [m for m in range(len(shape)) if m != mode]
+    letters = "abcd"[: len(shape)]
+    spec = ",".join(f"{letters[m]}r" for m in others)
+    wide = [factors[m].double() for m in others]
+    return torch.einsum(f"{letters},{spec}->{letters[mode]}r", dense, *wide)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_layout_mttkrp_equals_the_float64_reference_with_empty_slices_duplicates_and_a_unit_mode(
+    dtype,
+):
+    from factorch.algebra import sparse_mttkrp
+
+    # mode 1 has one index; mode 0 uses only even rows (empty slices); mode 2 is larger than the
+    # int16 key limit (an int32 key) with most slices empty; coordinates repeat and are unsorted
+    gen = torch.Generator().manual_seed(11)
+    shape, nnz, rank = (9, 1, 2**15 + 7), 600, 3
+    idx = torch.stack(
+        [
+            2 * torch.randint(0, 5, (nnz,), generator=gen),
+            torch.zeros(nnz, dtype=torch.int64),
+            torch.randint(0, 40, (nnz,), generator=gen) * 800,
+        ]
+    )
+    idx[:, 300:] = idx[:, :300]  # every coordinate twice
+    values = torch.randn(nnz, generator=gen, dtype=F64).to(dtype)
+    coords = _Coords(idx.to(torch.int32), values, shape)
+    factors = [torch.randn(s, rank, generator=gen, dtype=F64).to(dtype) for s in shape]
+    layout = SparseLayout.build(coords)
+    tol = {torch.float32: 1e-5, F64: 1e-12}[dtype]
+    for mode in range(3):
+        lay = layout.mode(mode)
+        assert lay.perm is None or lay.perm.dtype == torch.int32
+        assert int(lay.offsets[-1]) == nnz and bool((lay.offsets.diff() >= 0).all())
+        got = sparse_mttkrp(coords, factors, mode, layout=layout)
+        ref = _dense_reference(idx, values, shape, factors, mode)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), ref, rtol=tol, atol=tol)
+    assert layout.mode(1).perm is None  # one index: already sorted, no copy
+
+
+def test_a_column_sorted_only_at_its_start_is_sorted():
+    # the cheap probe of the first entries passes; the full check must still catch the tail
+    col = torch.arange(5000, dtype=torch.int32) // 2
+    col[-1] = 0
+    values = torch.arange(5000, dtype=F64)
+    lay = ModeLayout.build(col[None], values, 2500, 0)
+    assert lay.perm is not None and bool((lay.rows[1:] >= lay.rows[:-1]).all())
+    assert lay.values[:3].tolist() == [0.0, 1.0, 4999.0]  # stable: the moved entry after row 0's
+
+
+@pytest.mark.parametrize(("bad", "match"), [(-1, r"got values in \[-1, 3\]"), (4, r"\[0, 4\]")])
+@pytest.mark.parametrize("sorted_col", [True, False])
+def test_indices_outside_the_mode_are_refused(bad, match, sorted_col):
+    col = torch.tensor([0, 1, 2, 3]) if sorted_col else torch.tensor([3, 1, 2, 0])
+    col[0 if (bad < 0) == sorted_col else -1] = bad
+    coords = _Coords(torch.stack([col, torch.zeros(4, dtype=torch.int64)]), torch.ones(4), (4, 1))
+    pinned = r"SparseLayout.build: mode-0 indices must lie in \[0, 4\)"
+    with pytest.raises(ValueError, match=pinned):
+        SparseLayout.build(coords, modes=[0])
+    with pytest.raises(ValueError, match=match):
+        SparseLayout.build(coords, modes=[0])

@@ -71,14 +71,25 @@ def test_an_exact_fit_reports_an_error_at_rounding_level():
     assert exact < 1e-12 and res.errors[-1] < 1e-12
 
 
-def test_the_large_tensor_error_formula_agrees_with_the_dense_one(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_the_large_tensor_error_formula_agrees_with_the_dense_one(monkeypatch, dtype):
     import factorch.completion._sparse_cp as module
 
-    _, sp, init = _problem(seed=4)
-    dense = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
+    _, sp, init = _problem(seed=4, shape=(24, 20, 16), density=0.05)
+    sp, init = sp.to(dtype=dtype), init.to(dtype=dtype)
+    dense = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0)
     monkeypatch.setattr(module, "_DENSE_ERROR_LIMIT", 0)
-    split = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0).errors[-1]
-    assert split == pytest.approx(dense, rel=1e-10) and dense > 0.1
+    # several chunks of 256 entries, the last one ragged
+    monkeypatch.setattr(module, "_ERROR_CHUNK_ELEMENTS", 1)
+    assert sp.nnz > 256 and sp.nnz % 256
+    split = sparse_cp(sp, 3, init=init, max_iter=4, tol=0.0)
+    assert torch.equal(split.model.to_dense(), dense.model.to_dense())
+    # the true float64 error of the returned model (in its dtype), formed densely
+    xs = sp.to(dtype=F64).to_dense()
+    truth = float(torch.linalg.vector_norm(xs - split.model.to(dtype=F64).to_dense()))
+    truth /= float(torch.linalg.vector_norm(xs))
+    assert split.errors[-1] == pytest.approx(truth, rel=1e-10)
+    assert dense.errors[-1] == pytest.approx(truth, rel=1e-10) and truth > 0.1
 
 
 def test_float32_random_start_recovers_a_planted_sparse_low_rank_tensor():

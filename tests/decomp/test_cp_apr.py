@@ -80,8 +80,46 @@ def test_pdnr_reaches_pyttbs_log_likelihood():
     assert res.log_likelihood >= out["obj"] - 1e-6 * abs(out["obj"])
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pqnr_reaches_pyttbs_pdnr_log_likelihood(sparse):
+    # pyttb 1.8.6's own PQN-R stops on an AssertionError on this data (its L-BFGS direction
+    # collapses to a scalar), so its PDN-R, run to the same stopping rule, is the anchor.
+    ttb = pytest.importorskip("pyttb")
+    from factorch.interop import to_pyttb
+
+    x, _ = counts(seed=2)
+    data = SparseTensor.from_dense(x) if sparse else x
+    init = start(seed=3)
+    res = cp_apr(data, RANK, method="pqnr", init=init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, _, out = ttb.cp_apr(to_pyttb(data), RANK, init=to_pyttb(init), algorithm="pdnr",
+                               printitn=0)  # fmt: skip
+    assert res.converged and res.kkt_violations[-1] < 1e-4
+    assert res.log_likelihood == pytest.approx(out["obj"], rel=1e-6)
+
+
+def test_pqnr_dense_and_sparse_run_the_same_iterates():
+    x, _ = counts(seed=20)
+    init = start(seed=21)
+    a = cp_apr(x, RANK, method="pqnr", init=init, max_iter=8)
+    b = cp_apr(SparseTensor.from_dense(x), RANK, method="pqnr", init=init, max_iter=8)
+    assert a.inner_iterations == b.inner_iterations
+    torch.testing.assert_close(a.model.to_dense(), b.model.to_dense(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("memory", [1, 5])
+def test_pqnr_memory_sizes_reach_the_same_optimum(memory):
+    x, _ = counts(seed=22)
+    init = start(seed=23)
+    ref = cp_apr(x, RANK, method="pdnr", init=init)
+    res = cp_apr(x, RANK, method="pqnr", init=init, lbfgs_memory=memory)
+    assert res.converged
+    assert res.log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-6)
+
+
 # --- properties -------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["mu", "pdnr"])
+@pytest.mark.parametrize("method", ["mu", "pdnr", "pqnr"])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_iterates_non_negative_and_log_likelihood_monotone(method, sparse):
     x, _ = counts(seed=4)
@@ -97,9 +135,10 @@ def test_iterates_non_negative_and_log_likelihood_monotone(method, sparse):
     assert model.weights.tolist() == sorted(model.weights.tolist(), reverse=True)
 
 
-def test_planted_recovery_float64():
+@pytest.mark.parametrize("method", ["pdnr", "pqnr"])
+def test_planted_recovery_float64(method):
     x, truth = counts(shape=(30, 25, 20), mean=200.0, seed=6, power=1)
-    res = cp_apr(SparseTensor.from_dense(x), RANK, method="pdnr", generator=_gen(7))
+    res = cp_apr(SparseTensor.from_dense(x), RANK, method=method, generator=_gen(7))
     assert res.converged and res.kkt_violations[-1] < 1e-4
     assert res.model.factor_match(truth).score > 0.99
 
@@ -109,13 +148,15 @@ def test_mu_and_pdnr_agree_at_convergence():
     init = start(seed=9)
     mu = cp_apr(x, RANK, init=init, max_iter=3000, tol=1e-7)
     pdnr = cp_apr(x, RANK, method="pdnr", init=init, tol=1e-7)
+    pqnr = cp_apr(x, RANK, method="pqnr", init=init, tol=1e-7)
     assert pdnr.log_likelihood == pytest.approx(mu.log_likelihood, rel=1e-6)
+    assert pqnr.log_likelihood == pytest.approx(mu.log_likelihood, rel=1e-6)
 
 
 def test_empty_slices_get_zero_rows():
     x, _ = counts(seed=10)
     x[3] = 0.0
-    for method in ("mu", "pdnr"):
+    for method in ("mu", "pdnr", "pqnr"):
         res = cp_apr(SparseTensor.from_dense(x), RANK, method=method, generator=_gen(1))
         assert float(res.model.factors[0][3].abs().max()) < 1e-6
 
@@ -184,7 +225,11 @@ BAD = [
     ((X.to(torch.complex128), 2), {}, TypeError, r"cp_apr: tensor must be real"),
     (("counts", 2), {}, TypeError, r"cp_apr: tensor must be a torch.Tensor or a numpy array"),
     ((X, 0), {}, ValueError, r"cp_apr: rank must be a positive int; got 0"),
-    ((X, 2), {"method": "pqnr"}, ValueError, r"cp_apr: method must be one of \('mu', 'pdnr'\)"),
+    ((X, 2), {"method": "newton"}, ValueError,
+     r"cp_apr: method must be one of \('mu', 'pdnr', 'pqnr'\); got 'newton'"),
+    ((X, 2), {"method": "pqnr", "lbfgs_memory": 0}, ValueError,
+     r"cp_apr: lbfgs_memory must be a positive int; got 0"),
+    ((X, 2), {"method": "pqnr", "lbfgs_memory": 2.5}, TypeError, r"cp_apr: lbfgs_memory must be"),
     ((X, 2), {"init": "svd"}, ValueError, r"cp_apr: init must be 'random' or a CPTensor"),
     ((X, 2), {"init": [1, 2]}, TypeError, r"cp_apr: init must be 'random' or a CPTensor; got list"),
     ((X, 3), {"init": start((3, 4, 5), 2)}, ValueError, r"cp_apr: init has shape \(3, 4, 5\) and "

@@ -131,3 +131,27 @@ def test_bad_input(tensor, rank, kwargs, exc, match):
         tensor = torch.rand(4, 5, 6)
     with pytest.raises(exc, match=match):
         cp_arls(tensor, rank, **kwargs)
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["direct-table", "binary-search"])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_sparse_sampled_fibres_times_rows_match_the_dense_product(monkeypatch, table, mode):
+    # Both fibre lookups (direct-address table, binary search among the non-empty fibres) give
+    # the sampled MTTKRP of the dense tensor, misses (empty fibres) and repeated draws included.
+    from factorch.decomp import _cp_arls as arls
+
+    if not table:
+        monkeypatch.setattr(arls, "_TABLE_LIMIT", 0)
+    g = _gen(40)
+    dense = torch.rand(7, 8, 9, generator=g, dtype=F64)
+    dense[dense < 0.8] = 0.0
+    shape = dense.shape
+    count = 50
+    idx = [torch.randint(0, n, (count,), generator=g) for n in shape]
+    idx[mode] = torch.zeros(count, dtype=torch.int64)
+    wz = torch.randn(count, 3, generator=g, dtype=F64)
+    sampler = arls._Sampler(SparseTensor.from_dense(dense), None, scale=2.0)
+    got = sampler._sampled_mttkrp(idx, mode, wz)
+    assert (sampler.fibres[mode].table is not None) == table
+    want = arls._dense_fibres_times(dense / 2.0, idx, mode, wz)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -22,6 +22,7 @@ from factorch.tensors import CPTensor, SparseTensor
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_distributed_worker.py"
 RANK = 3
+LATENCY = (2e-3, 5e7)  # injected by the latency checks: 2 ms + bytes / (50 MB/s) per collective
 
 
 def gen(seed: int) -> torch.Generator:

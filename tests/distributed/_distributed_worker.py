@@ -8,6 +8,7 @@ ended in ``OUT/fault{r}.txt``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -18,10 +19,19 @@ import torch
 torch.set_num_threads(1)
 T = 180  # collective timeout (s): generous, a loaded CI machine starts processes slowly
 
-from _distributed_cases import checks  # noqa: E402
+from _distributed_cases import LATENCY, checks  # noqa: E402
 
 import factorch.distributed as fd  # noqa: E402
 from factorch.tensors import SparseTensor  # noqa: E402
+
+
+def _comm(res) -> dict[str, object]:
+    return {
+        "injected": res.extras["comm_injected_seconds"],
+        "seconds": res.extras["comm_seconds"],
+        "bytes": sum(res.extras["comm_bytes"].values()),
+        "calls": res.extras.get("comm_calls"),
+    }
 
 
 def _result(check, rank: int) -> dict[str, object]:
@@ -40,6 +50,7 @@ def _result(check, rank: int) -> dict[str, object]:
             "iterations": res.iterations,
             "converged": res.converged,
             "row_bytes": res.extras["row_bytes_per_sweep"],
+            "comm": _comm(res),
         }
     if check.method == "cp_als":
         val = None
@@ -55,6 +66,7 @@ def _result(check, rank: int) -> dict[str, object]:
             "epochs": res.epochs,
             "converged": res.converged,
             "empty_slices": list(res.extras["empty_slices"]),
+            "comm": _comm(res),
         }
     res = fd.hosvd(shard, timeout=T, **opts)
     return {"core": res.model.core, "factors": list(res.model.factors), "errors": list(res.errors)}
@@ -93,6 +105,19 @@ def _bad_launches(rank: int, out: Path) -> dict[str, object]:
     return got
 
 
+def _latency_checks(rank: int) -> dict[str, object]:
+    """CP-ALS and CP completion without and with injected latency (``fd.inject_latency``)."""
+    got: dict[str, object] = {}
+    for check in checks(2):
+        if check.name not in ("sparse_m0", "als_m0"):
+            continue
+        for state in ("off", "on"):
+            hook = fd.inject_latency(LATENCY[0], bandwidth=LATENCY[1])
+            with hook if state == "on" else contextlib.nullcontext():
+                got[f"{check.name}_{state}"] = _result(check, rank)
+    return got
+
+
 def battery(out: Path) -> None:
     rank, world = fd.init(timeout=T)
     results: dict[str, object] = {}
@@ -100,6 +125,7 @@ def battery(out: Path) -> None:
         results[check.name] = _result(check, rank)
     if world == 2:
         results["bad_launches"] = _bad_launches(rank, out)
+        results["latency"] = _latency_checks(rank)
     torch.save(results, out / f"rank{rank}.pt")
 
 

@@ -137,13 +137,16 @@ def _equal(a: object, b: object) -> bool:
     return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
 
 
+_PER_RANK = ("row_bytes", "comm")  # what each rank sent and waited: its own
+
+
 @pytest.mark.parametrize("world", WORLDS)
 def test_every_rank_gets_the_same_result(world: int, battery_root: str) -> None:
     results = _results(world, battery_root)
     for name in _names(world):
-        first = {k: v for k, v in results[0][name].items() if k != "row_bytes"}
+        first = {k: v for k, v in results[0][name].items() if k not in _PER_RANK}
         for r in range(1, world):
-            other = {k: v for k, v in results[r][name].items() if k != "row_bytes"}
+            other = {k: v for k, v in results[r][name].items() if k not in _PER_RANK}
             assert _equal(first, other), f"{name}: rank {r} differs from rank 0"
 
 
@@ -215,3 +218,22 @@ def test_bad_launch_fails_every_rank_with_one_message(name: str, battery_root: s
     got_kind, message = ranks[0][name]
     assert got_kind == kind and re.search(pattern, message), message
     assert ranks[0]["healthy_after"] is None  # the group survives agreed errors
+
+
+@pytest.mark.parametrize("name", ["sparse_m0", "als_m0"])
+def test_injected_latency_delays_every_collective_and_changes_nothing(
+    name: str, battery_root: str
+) -> None:
+    """``fd.inject_latency``: off by default; on, every collective of each rank sleeps alpha
+    plus its bytes / bandwidth inside the timed collective, and the results are bit-identical."""
+    alpha, bandwidth = cases.LATENCY
+    for ranked in _results(2, battery_root):
+        off, on = ranked["latency"][f"{name}_off"], ranked["latency"][f"{name}_on"]
+        same = {k: v for k, v in on.items() if k != "comm"}
+        assert _equal({k: v for k, v in off.items() if k != "comm"}, same)
+        assert off["comm"]["injected"] == 0.0
+        c = on["comm"]
+        assert (c["calls"], c["bytes"]) == (off["comm"]["calls"], off["comm"]["bytes"])
+        assert c["calls"] > 20
+        assert c["injected"] == pytest.approx(c["calls"] * alpha + c["bytes"] / bandwidth)
+        assert c["seconds"] >= c["injected"]  # slept inside the collectives

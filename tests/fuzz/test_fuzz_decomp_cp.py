@@ -156,6 +156,12 @@ ENTRIES = [
         _check_cp,
         kinds=tuple(k for k in BAD_KINDS + EXTREME_KINDS if k != "complex_dtype"),
     ),
+    Entry(  # the opt-in fused sweep (its fallbacks for complex/half/small data included)
+        "cp",
+        lambda t, r: cp(t, r, kernel="fused", **_FAST),
+        _check_cp,
+        kinds=tuple(k for k in BAD_KINDS + EXTREME_KINDS if k != "complex_dtype"),
+    ),
     Entry("non_negative_cp", lambda t, r: non_negative_cp(t, r, **_FAST), _check_fit),
     Entry("nmf", lambda t, r: nmf(t, r, **_FAST), _check_nmf_like, max_ndim=3),
     Entry(

@@ -186,3 +186,35 @@ def test_fuzz_layouts(shape: list[Any], grid: list[Any], seed: int, balanced: bo
             for k in range(p):
                 # a chunk exceeds its share by at most one slice
                 assert int(c[b[k] : b[k + 1]].sum()) <= math.ceil(total / p) + heaviest
+
+
+_SECONDS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10**12),
+    st.sampled_from([True, None, "1", 1j, torch.tensor(0.1), 5e-324, 0.999, 3600.0, 10**400]),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(alpha=_SECONDS, bandwidth=_SECONDS, nbytes=st.integers(0, 2**40), size=st.integers(1, 64))
+def test_fuzz_inject_latency(alpha: Any, bandwidth: Any, nbytes: int, size: int) -> None:
+    """Any alpha and bandwidth: a clear ``distributed.inject_latency`` error at the call, or a
+    hook whose delay per collective is ``alpha + nbytes / bandwidth`` (finite, >= 0: none for a
+    single-rank group), switched off again on exit."""
+    from factorch.distributed import _latency
+
+    try:
+        hook = fd.inject_latency(alpha, bandwidth=bandwidth)
+    except CLEAR_ERRORS as err:
+        assert str(err).startswith("distributed.inject_latency:"), str(err)
+        return
+    slept: list[float] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_latency, "_sleep", slept.append)
+        with hook:
+            got = _latency.pause(nbytes, size)
+        assert _latency.pause(nbytes, size) == 0.0
+    want = 0.0 if size == 1 else float(alpha) + nbytes / float(bandwidth)
+    assert math.isfinite(got) and got >= 0
+    assert got == pytest.approx(want)
+    assert slept == ([got] if got > 0 else [])

@@ -154,6 +154,8 @@ ENTRIES = [
     Entry("cp_apr", lambda t, r: cp_apr(t, r, max_iter=4, generator=_gen()), _check_apr),
     Entry("cp_apr", lambda t, r: cp_apr(t, r, method="pdnr", max_iter=2, generator=_gen()),
           _check_apr),
+    Entry("cp_apr", lambda t, r: cp_apr(t, r, method="pqnr", max_iter=2, generator=_gen()),
+          _check_apr),
     Entry("tt_cross", lambda t, r: tt_cross(t, r, max_sweeps=3, generator=_gen()), _check_cross,
           kinds=CROSS),
     Entry("CPRegressor.fit",

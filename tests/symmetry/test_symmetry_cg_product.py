@@ -306,3 +306,13 @@ def test_module() -> None:
 def test_errors(call: object, kind: type[Exception], match: str) -> None:
     with pytest.raises(kind, match=match):
         call()  # type: ignore[operator]
+
+
+def test_default_irreps_out_parses_strings_and_refuses_junk() -> None:
+    from factorch.symmetry import Irreps, default_irreps_out
+
+    assert default_irreps_out("1o", Irreps("1o")) == Irreps("1x0e+1x1e+1x2e")
+    with pytest.raises(ValueError, match=r"default_irreps_out: irreps2 must be irreps such as"):
+        default_irreps_out(Irreps("1o"), "not irreps")
+    with pytest.raises(TypeError, match=r"default_irreps_out: irreps1 must be irreps such as"):
+        default_irreps_out(3.5, Irreps("1o"))  # type: ignore[arg-type]

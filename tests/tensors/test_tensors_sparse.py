@@ -372,3 +372,12 @@ def test_numpy_and_list_inputs_are_accepted():
     assert masked.nnz == 6
     coo = SparseTensor.from_coo(np.array([[1], [2]]), np.array([3.0]), (2, 3))
     assert coo.to_dense()[1, 2] == 3.0
+
+
+def test_finite_values_whose_sum_overflows_are_accepted_and_inf_is_refused():
+    big = torch.tensor([3e38, 3e38, -1.0])  # float32: the sum overflows, every value is finite
+    sp = SparseTensor(torch.tensor([[0, 1, 2]]), big, (3,))
+    assert torch.equal(sp.values, big)
+    for bad in ([1.0, float("inf"), float("-inf")], [3e38, float("inf"), 3e38]):
+        with pytest.raises(ValueError, match=r"values must be finite; values\[1\] = inf"):
+            SparseTensor(torch.tensor([[0, 1, 2]]), torch.tensor(bad), (3,))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import factorch
 from factorch.random import random_cp, random_tr, random_tt, random_tt_matrix, random_tucker
 from factorch.tensors import CPTensor, TRTensor, TTMatrix, TTTensor, TuckerTensor
 
@@ -477,3 +478,35 @@ def test_tt_matrix_accepts_numpy() -> None:
     x = np.ones((3, 8))
     torch.testing.assert_close(M.apply(x), torch.ones(3, 8, dtype=F64) @ dense.T)
     torch.testing.assert_close(M.inner(dense.numpy()), (dense * dense).sum())
+
+
+# --- .to(): a dtype may come first, as in torch.Tensor.to ------------------------------------
+
+
+def _to_targets() -> list[object]:
+    g = torch.Generator().manual_seed(0)
+    cp = factorch.random.random_cp((3, 4, 5), 2, generator=g)
+    sparse = factorch.tensors.SparseTensor(
+        torch.tensor([[0, 1], [1, 2]]), torch.tensor([1.0, 2.0], dtype=torch.float64), (2, 3)
+    )
+    return [cp, sparse]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_to_takes_a_positional_dtype(which: int) -> None:
+    obj = _to_targets()[which]
+    out = obj.to(torch.float32)  # type: ignore[attr-defined]
+    assert out.dtype == torch.float32
+    assert obj.to("cpu", torch.float32).dtype == torch.float32  # type: ignore[attr-defined]
+    assert obj.to(dtype=torch.float32).dtype == torch.float32  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_to_refuses_bad_arguments(which: int) -> None:
+    obj = _to_targets()[which]
+    with pytest.raises(TypeError, match=r"\.to: dtype given twice"):
+        obj.to(torch.float32, torch.float64)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"\.to: device must be a torch.device"):
+        obj.to(1.5)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"\.to: dtype must be a torch.dtype"):
+        obj.to(dtype="float32")  # type: ignore[attr-defined]

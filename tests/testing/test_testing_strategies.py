@@ -63,3 +63,23 @@ def test_shapes_argument_errors() -> None:
         fst.shapes(min_ndim=3, max_ndim=2)
     with pytest.raises(ValueError, match=r"shapes: need 1 <= min_side <= max_side; got 0, 2\."):
         fst.shapes(min_side=0, max_side=2)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: fst.cp_tensors(min_rank=3, max_rank=2), ValueError, r"cp_tensors: need min_rank"),
+        (lambda: fst.cp_tensors(max_rank=0), ValueError, r"cp_tensors: max_rank must be a posi"),
+        (lambda: fst.tt_tensors(shape=(2, 0)), ValueError, r"tt_tensors: shape must be None, a "),
+        (lambda: fst.tr_tensors(dtype=torch.int64), TypeError, r"tr_tensors: dtype must be a re"),
+        (lambda: fst.tucker_tensors(max_rank=1.5), ValueError, r"tucker_tensors: max_rank must"),
+        (
+            lambda: fst.tt_matrices(min_cores=3, max_cores=2),
+            ValueError,
+            r"tt_matrices: need min_cores <= max_cores; got 3, 2",
+        ),
+    ],
+)
+def test_strategy_options_are_checked_when_built(call, error, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=match):
+        call()

@@ -38,6 +38,7 @@ from ._config import AdapterConfig as AdapterConfig
 from ._export import LoraExport as LoraExport
 from ._export import LoraFactors as LoraFactors
 from ._export import to_lora as to_lora
+from ._format_adapter import AdapterImplementation as AdapterImplementation
 from ._format_adapter import FormatAdapterConfig as FormatAdapterConfig
 from ._layer import AdaptedLayer as AdaptedLayer
 from ._layer import Adapter as Adapter
@@ -78,6 +79,7 @@ __all__ = [
     "AdaptedLayer",
     "Adapter",
     "AdapterConfig",
+    "AdapterImplementation",
     "AtlasConfig",
     "CordaConfig",
     "FormatAdapterConfig",

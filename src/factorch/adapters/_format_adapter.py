@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 
 import torch
@@ -26,6 +26,10 @@ from ._layer import CONV_LAYERS, LINEAR_LAYERS, Adapter, base_weight
 __all__ = ["AdapterImplementation", "FormatAdapterConfig", "FormatAdapterLayer"]
 
 AdapterImplementation = Literal["auto", "factorized", "merged"]
+"""How a format adapter applies its update in a Linear layer's forward (``implementation`` of
+:class:`FormatAdapterConfig`): ``"factorized"`` contracts the factors with the input,
+``"merged"`` runs one GEMM with the rebuilt weight ``W + alpha dW``, ``"auto"`` (the default)
+picks the cheaper of the two by the layer's cost model. Both give the same values."""
 _IMPLEMENTATIONS: tuple[str, ...] = ("auto", "factorized", "merged")
 
 _CONVS = {1: FactorizedConv1d, 2: FactorizedConv2d, 3: FactorizedConv3d}
@@ -50,9 +54,11 @@ class FormatAdapterConfig(AdapterConfig):
             pass then computes the ``out x in`` weight gradient); ``"auto"`` (default): the one
             the layer's cost model (``step_costs``: FLOPs plus memory traffic of a training
             step) finds cheaper at the input's number of rows. Both give the same values and
-            gradients up to rounding.
-            Convolutions always contract the factors with the input (or rebuild the kernel,
-            as the factorized convolution itself decides).
+            gradients up to rounding. A convolution has the same three choices:
+            ``conv(x) + alpha delta(x)`` (``delta`` the factorized convolution, which itself
+            contracts its factors with the input or rebuilds its kernel, whichever is
+            cheaper), one convolution with the kernel ``W + alpha dW``, or the one
+            ``conv_step_costs`` finds cheaper for a training step at the input's shape.
 
     Raises:
         TypeError: bad ``target_modules`` / ``exclude_modules`` (see
@@ -92,13 +98,27 @@ class FormatAdapterConfig(AdapterConfig):
         )
 
 
+def _known_shape(shape: Sequence[object]) -> tuple[int, ...]:
+    """Every size of ``shape`` as an int (``known_size``: symbolic sizes become a bound)."""
+    return tuple(known_size(s) for s in shape)
+
+
+def _side_sum_traffic(n_out: int, n_in: int) -> int:
+    """``MEMORY_WEIGHT`` times the numbers a training step of ``base(x) + alpha delta(x)``
+    writes beyond the base layer's and the update's own (``n_out`` output, ``n_in`` input
+    numbers): ``delta(x)``, its scaled copy and the sum (forward), the scaled output gradient,
+    ``delta``'s input gradient and its sum with the base layer's (backward). The merged path
+    writes none of them."""
+    return MEMORY_WEIGHT * (4 * n_out + 2 * n_in)
+
+
 class FormatAdapterLayer(Adapter):
     """``base(x) + alpha * delta(x)``, ``delta`` a bias-free :class:`~factorch.nn.FactorizedLinear`
     or ``FactorizedConv{1,2,3}d`` with the base layer's geometry; factor ``zero_factor`` starts
     at 0. On a Linear layer the forward contracts the factors with the input (:meth:`contract`)
     or runs the base GEMM with ``W + alpha dW`` (:meth:`rebuild`), as ``implementation`` and
-    :meth:`step_costs` decide; a convolution adds ``delta(x)`` (which contracts the factors or
-    rebuilds the kernel, whichever costs less)."""
+    :meth:`step_costs` decide; a convolution adds ``delta(x)`` or runs one convolution with the
+    kernel ``W + alpha dW``, as ``implementation`` and :meth:`conv_step_costs` decide."""
 
     supported: ClassVar[tuple[type[nn.Module], ...]] = LINEAR_LAYERS + CONV_LAYERS
     zero_factor: ClassVar[int] = 0
@@ -147,6 +167,7 @@ class FormatAdapterLayer(Adapter):
         with torch.no_grad():
             self.delta.factors[type(self).zero_factor].zero_()
         self.scaling = cfg.alpha
+        self._paths: dict[tuple[int, ...], bool] = {}  # "auto"'s choice per input shape
 
     # --- forward ---------------------------------------------------------------------------------
     def step_costs(self, rows: int) -> tuple[int, int]:
@@ -156,8 +177,10 @@ class FormatAdapterLayer(Adapter):
         :class:`~factorch.nn.FactorizedLinear`).
 
         Factorized: three contractions of the input with the factors (the forward, the input
-        gradient, the factor gradients). Merged: the rebuild of ``dW`` and its backward (three
-        rebuild-sized contractions, each writing an ``out x in`` matrix) plus the weight
+        gradient, the factor gradients) plus the arrays only this path writes at the size of
+        the layer's output and input (``delta(x)``, its scaled copy, the sum; their
+        gradients). Merged: the rebuild of ``dW`` and its backward (three rebuild-sized
+        contractions, each writing an ``out x in`` matrix) plus the weight
         gradient ``g^T x`` (``2 rows out in`` FLOPs); the GEMM with ``W + alpha dW`` and its
         input gradient replace the base layer's own, so they cost nothing extra.
 
@@ -174,7 +197,7 @@ class FormatAdapterLayer(Adapter):
         dense = math.prod(self.weight_shape)
         factorized = 3 * (
             fmt.linear_flops(shape, rows) + MEMORY_WEIGHT * fmt.linear_traffic(shape, rows)
-        )
+        ) + _side_sum_traffic(rows * self.weight_shape[0], rows * self.weight_shape[1])
         merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * dense) + 2 * rows * dense
         return factorized, merged
 
@@ -185,12 +208,66 @@ class FormatAdapterLayer(Adapter):
         choice = cast(FormatAdapterConfig, self.config).implementation
         if choice != "auto":
             return choice == "merged"
-        factorized, merged = self.step_costs(rows)
-        return merged < factorized
+        return self._cached((rows,), lambda: self.step_costs(rows))
+
+    def conv_step_costs(self, input_shape: Sequence[int]) -> tuple[int, int]:
+        """``(factorized, merged)`` cost of a training step of a convolution's update on a
+        batched input of ``input_shape``, in FLOPs plus ``MEMORY_WEIGHT`` per intermediate
+        number, as :meth:`step_costs` counts a Linear layer's.
+
+        Factorized: three times the cheaper forward of the factorized convolution ``delta``
+        (its factors contracted with the input, or its kernel rebuilt: the forward, the input
+        gradient, the factor gradients), plus the output- and input-sized arrays only this path
+        writes. Merged: three rebuilds of ``dW`` (each writing the
+        kernel) plus the kernel gradient of the convolution with ``W + alpha dW`` (as many
+        FLOPs as the dense convolution); that convolution and its input gradient replace the
+        base layer's own, so they cost nothing extra.
+
+        Example:
+            >>> from torch import nn
+            >>> from factorch.adapters import TuckerConfig, inject
+            >>> model = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1))
+            >>> _ = inject(model, TuckerConfig(target_modules=["0"], rank=32))
+            >>> adapter = model[0].adapters["default"]
+            >>> factorized, merged = adapter.conv_step_costs((32, 64, 16, 16))
+            >>> merged < factorized  # rank 32 of 64 channels: one convolution with W + alpha dW
+            True
+            >>> adapter.conv_takes_merged((1, 64, 2, 2))  # a tiny input: the factors, not dW
+            False
+        """
+        delta = cast(FactorizedConv2d, self.delta)
+        shape = tuple(input_shape)
+        fmt = delta.parametrization
+        batch, _, out_size = delta.geometry.split(shape)
+        n_out = batch * self.weight_shape[0] * math.prod(out_size)
+        factorized = 3 * min(delta.costs(shape)) + _side_sum_traffic(n_out, math.prod(shape))
+        merged = 3 * (fmt.reconstruction_flops() + MEMORY_WEIGHT * fmt.dense_params)
+        return factorized, merged + delta.geometry.dense_flops(shape)
+
+    def conv_takes_merged(self, input_shape: Sequence[int]) -> bool:
+        """Whether a convolution's forward on a batched input of ``input_shape`` runs one
+        convolution with the kernel ``W + alpha dW`` (the ``implementation`` rule, of the
+        shapes only)."""
+        choice = cast(FormatAdapterConfig, self.config).implementation
+        if choice != "auto":
+            return choice == "merged"
+        shape = _known_shape(input_shape)
+        return self._cached(shape, lambda: self.conv_step_costs(shape))
+
+    def _cached(self, key: tuple[int, ...], costs: Callable[[], tuple[int, int]]) -> bool:
+        """``merged < factorized`` of ``costs()``, computed once per input shape (the costs
+        depend on the shapes only; at most 64 shapes are kept)."""
+        found = self._paths.get(key)
+        if found is None:
+            if len(self._paths) >= 64:
+                self._paths.clear()
+            factorized, merged = costs()
+            found = self._paths[key] = merged < factorized
+        return found
 
     def forward(self, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
         if not isinstance(base, nn.Linear):
-            return cast(torch.Tensor, base(x)) + self.scaling * self.delta(x)
+            return self.conv_forward(x, cast(nn.Conv2d, base))
         delta = cast(FactorizedLinear, self.delta)
         factors = delta.current_factors()
         rows = known_size(math.prod(x.shape[:-1]))
@@ -202,6 +279,18 @@ class FormatAdapterLayer(Adapter):
             return y
         d = self.contract(factors, x.reshape(-1, base.in_features))
         return torch.add(y, d.reshape(y.shape), alpha=self.scaling)
+
+    def conv_forward(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """A convolution's forward: one convolution with the merged kernel ``W + alpha dW``
+        (``dW`` rebuilt from the factors), or ``conv(x) + alpha delta(x)``, as
+        :meth:`conv_takes_merged` decides."""
+        dims = len(self.weight_shape) - 2
+        shape = _known_shape(x.shape) if x.ndim == dims + 2 else (1, *_known_shape(x.shape))
+        if x.ndim in (dims + 1, dims + 2) and self.conv_takes_merged(shape):
+            update = self.rebuild(self.delta.current_factors()).reshape(self.weight_shape)
+            kernel = torch.add(conv.weight, update, alpha=self.scaling)
+            return cast(torch.Tensor, conv._conv_forward(x, kernel, conv.bias))
+        return cast(torch.Tensor, conv(x)) + self.scaling * self.delta(x)
 
     def rebuild(self, factors: Sequence[torch.Tensor]) -> torch.Tensor:
         """``dW`` (unscaled) from the factors (default: the format's reconstruction)."""

@@ -79,6 +79,11 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
         shared: parameters shared by every layer of one adapter (e.g. aTLAS's coefficients).
         structure: the recorded shapes to allocate instead of initialising.
 
+    Raises:
+        TypeError: ``base`` is not a layer the method adapts (or has no floating-point
+            weight), or ``config`` is not the method's config class.
+        ValueError: ``base`` is a grouped convolution.
+
     Example:
         >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
         ...                LoraConfig(target_modules=["0"], rank=1))
@@ -102,6 +107,12 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
         structure: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        fn = type(self).__name__
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{fn}: config must be a {self.config_class.__name__}; got {type(config).__name__}."
+            )
+        self.check_base(base, fn, "base")
         weight = base_weight(base)
         self.config = config
         self.weight_shape: tuple[int, ...] = tuple(weight.shape)
@@ -111,7 +122,7 @@ class Adapter(nn.Module, metaclass=abc.ABCMeta):
     @classmethod
     def check_base(cls, base: nn.Module, fn: str, name: str) -> None:
         """Refuse a base layer this method cannot adapt (``TypeError`` / ``ValueError``)."""
-        if type(base) not in cls.supported:
+        if not isinstance(base, nn.Module) or type(base) not in cls.supported:
             kinds = ", ".join(f"nn.{t.__name__}" for t in cls.supported)
             raise TypeError(
                 f"{fn}: module {name!r} is a {type(base).__name__}, which {cls.method} cannot "
@@ -224,6 +235,9 @@ class AdaptedLayer(nn.Module):
     Args:
         base: the layer to wrap (it keeps its training/eval mode).
 
+    Raises:
+        TypeError: ``base`` is not an ``nn.Module``, or is an :class:`AdaptedLayer` already.
+
     Example:
         >>> model = inject(torch.nn.Sequential(torch.nn.Linear(4, 4)),
         ...                LoraConfig(target_modules=["0"], rank=1))
@@ -234,6 +248,12 @@ class AdaptedLayer(nn.Module):
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
+        if not isinstance(base, nn.Module) or isinstance(base, AdaptedLayer):
+            what = "an AdaptedLayer" if isinstance(base, AdaptedLayer) else type(base).__name__
+            raise TypeError(
+                f"AdaptedLayer: base must be a torch.nn.Module that is not adapted yet; got "
+                f"{what} (add adapters to an adapted layer with inject instead)."
+            )
         self.base_layer = base
         self.adapters = nn.ModuleDict()
         self.active_adapter: str | None = None

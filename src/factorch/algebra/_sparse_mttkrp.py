@@ -5,10 +5,10 @@
 Algorithm (measured on a 2-core AMD EPYC, one thread, random 10000^3 tensor with 5 M nonzeros,
 rank 16, float32; ``benchmarks/bench_completion.py``, BENCHMARKS.md): the entries are sorted by
 mode ``n`` once, into a :class:`~factorch.algebra.SparseLayout` that the caller builds and passes
-to every call (0.5 s for 5 M entries, free for mode 0, which the canonical order already sorts;
-without a layout each call sorts again). Then, in
-chunks of about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows
-are gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
+to every call (about 0.2 s per mode for 5 M entries on one core, free for mode 0, which the
+canonical order already sorts; without a layout each call sorts again). Then, in chunks of
+about ``2**19 / R`` entries (so the temporaries stay in cache), the other factors' rows are
+gathered (``index_select`` into a reused buffer) and multiplied in place, and each chunk is
 reduced per output row by ``embedding_bag(mode="sum", per_sample_weights=x)`` over CSR-style row
 offsets: a fused, vectorised segment sum that also applies the values. 39 ms per MTTKRP
 (127 M nonzeros/s, any mode) against 6.3 M/s for the textbook
@@ -22,8 +22,8 @@ no temporaries), at 220-260 M nonzeros/s; it costs a compilation (cached on disk
 so it is not the default.
 
 Cost: ``(N - 1) R`` multiplications per entry and one pass over the entries; extra memory two
-chunk buffers plus, per mode ``n > 0``, the layout's sorted copies (permutation, index columns
-and values: 24 bytes per entry for a 3-way float32 tensor).
+chunk buffers plus, per mode ``n > 0``, the layout's sorted copies (permutation, rows, index columns
+and values: 20 bytes per entry for a 3-way float32 tensor with int32 indices).
 
 Differentiable with respect to the factors, the weights and the values when autograd records
 (an unchunked path then keeps the ``nnz x R`` product for the backward pass).

@@ -346,6 +346,13 @@ def _checked_prox(
     op: ProximalOperator, v: torch.Tensor, rho: float, fn: str, mode: int
 ) -> torch.Tensor:
     out = op.prox(v, rho)
+    if (
+        type(out) is torch.Tensor
+        and out.shape == v.shape
+        and out.dtype == v.dtype
+        and out.device == v.device
+    ):  # the common case in one test (this runs at every ADMM step)
+        return out
     if not isinstance(out, torch.Tensor) or out.shape != v.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise TypeError(
@@ -383,22 +390,29 @@ def admm_update(
     rho = float(gram.diagonal().sum()) / rank
     if not rho > 0 or not math.isfinite(rho):
         rho = 1.0
-    eye = torch.eye(rank, dtype=gram.dtype, device=gram.device)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram + rho * eye))
+    shifted = gram.clone()
+    shifted.diagonal().add_(rho)  # G + rho I
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(shifted))
     base = mttkrp @ inverse  # the least-squares part, fixed during the loop
     step_matrix = inverse * rho
-    z, u = factor, dual.clone()
+    # One buffer for the four tensors whose norms each step reads back (Z - A~, Z - Z_prev,
+    # Z, U): no per-step stack or allocation; U lives in it.
+    norms_of = torch.empty((4, *factor.shape), dtype=factor.dtype, device=factor.device)
+    primal_t, change_t, z_t, u = norms_of.unbind(0)
+    u.copy_(dual)
+    z = factor
     steps = 0
     while steps < inner_iter:
         steps += 1
         a = torch.addmm(base, z + u, step_matrix)  # (M + rho (Z + U)) (G + rho I)^{-1}
         z_prev = z
         z = _checked_prox(op, a - u, rho, fn, mode)
-        primal = z - a
-        u.add_(primal)
+        torch.sub(z, a, out=primal_t)
+        u.add_(primal_t)
+        torch.sub(z, z_prev, out=change_t)
+        z_t.copy_(z)
         # ||Z - A~|| <= tol ||Z|| and ||Z - Z_prev|| <= tol ||U||, from one read-back.
-        norms = torch.linalg.vector_norm(torch.stack((primal, z - z_prev, z, u)), dim=(1, 2))
-        primal, change, size, dual_size = norms.tolist()
+        primal, change, size, dual_size = torch.linalg.vector_norm(norms_of, dim=(1, 2)).tolist()
         if primal <= inner_tol * size and change <= inner_tol * dual_size:
             break
     return z, u, steps

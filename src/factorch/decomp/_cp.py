@@ -34,7 +34,8 @@ from .._checks import (
     check_tensor,
 )
 from .._numerics import HALF_DTYPES, check_memory, no_autocast, upcast, working_dtype
-from ..algebra.internal import mttkrp as _mttkrp
+from ..algebra import MTTKRPKernel, fused_mttkrp_status
+from ..algebra.internal import mttkrp_kernel
 from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
 from ._cp_small import SMALL_ENTRIES, SmallSweep
@@ -71,6 +72,7 @@ class CPOptions:
     mask: torch.Tensor | None
     generator: torch.Generator | None
     callback: Callback | None
+    kernel: MTTKRPKernel = "default"
 
 
 @no_autocast
@@ -88,6 +90,7 @@ def cp(
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    kernel: MTTKRPKernel = "default",
 ) -> DecompositionResult[CPTensor]:
     """CP decomposition of a dense tensor by alternating least squares (CP-ALS).
 
@@ -126,6 +129,17 @@ def cp(
             each sweep (EM, Tomasi and Bro 2005); errors are measured on observed entries only.
         generator: source of randomness for ``"random"`` and ``"svd"`` initialisation.
         callback: called with an :class:`IterationState` after each sweep; returning True stops.
+        kernel: how the sweeps' tensor-reading passes run (the names of
+            :func:`factorch.algebra.mttkrp`'s ``kernel``). ``"default"``: BLAS GEMMs.
+            ``"fused"`` (opt-in, CPU): the compiled fused MTTKRP loop
+            (:func:`factorch.algebra.fused_mttkrp_status`; compiled once per machine and cached
+            on disk, the first fit on a machine pays seconds of compilation in
+            ``init_time_s``) computes the passes it applies to -- the MTTKRP of the last mode
+            of a 3-way tensor, both passes of the dimension tree from 4 modes on -- reading the
+            tensor once with no intermediate in memory. Fallback to the default pass
+            (documented, same iterates to round-off): a one-mode pass (a plain GEMM, where BLAS
+            is faster), complex, half-precision or non-CPU data, tensors of at most ``2**17``
+            entries (the small-tensor sweep), or no working compiler.
 
     Returns:
         :class:`DecompositionResult` holding a :class:`CPTensor` with unit-norm factor columns and
@@ -142,7 +156,8 @@ def cp(
     Raises:
         TypeError: non-tensor, integer or non-bool mask input; a non-integral rank; a
             ``generator`` that is not a ``torch.Generator``.
-        ValueError: NaN/Inf, an empty dimension or fewer than 2 modes; bad option values; a
+        ValueError: NaN/Inf, an empty dimension or fewer than 2 modes; bad option values (an
+            unknown ``kernel`` among them); a
             rank whose working set cannot fit in the device's memory (the message states it); an
             init of the wrong shape, dtype or device; a torch sparse tensor too large to densify.
         IndexError: a fixed mode out of range.
@@ -174,6 +189,7 @@ def cp(
         mask=mask,
         generator=generator,
         callback=callback,
+        kernel=kernel,
     )
     with torch.no_grad():
         return _fit(data, options, largest=largest)
@@ -272,6 +288,7 @@ def _check_options(
     mask: object,
     generator: object,
     callback: Callback | None,
+    kernel: object = "default",
 ) -> CPOptions:
     fn = "cp"
     rank = check_positive_int(rank, fn, "rank")
@@ -298,6 +315,10 @@ def _check_options(
     generator = check_generator(generator, fn)
     if callback is not None and not callable(callback):
         raise TypeError(f"{fn}: callback must be callable or None; got {type(callback).__name__}.")
+    if not isinstance(kernel, str) or kernel not in get_args(MTTKRPKernel):
+        raise ValueError(
+            f"{fn}: kernel must be one of {list(get_args(MTTKRPKernel))}; got {kernel!r}."
+        )
     checked_mask = None if mask is None else check_mask(mask, tensor, fn)
     check_cp_memory(tensor, rank, fn)
     return CPOptions(
@@ -312,6 +333,7 @@ def _check_options(
         mask=checked_mask,
         generator=generator,
         callback=callback,
+        kernel=kernel,  # type: ignore[arg-type]  # (checked above)
     )
 
 
@@ -417,6 +439,9 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
     observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
     state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
     small = SmallSweep(x, opts.rank) if _small_path(x) else None
+    kernel = opts.kernel if small is None else "default"
+    if kernel == "fused":  # compile (first fit on a machine) or load it now, not in sweep 1
+        fused_mttkrp_status()
     init_time = clock.elapsed
     norm_x2 = _sum_squares(observed)
     # The error estimate in force: the Gram formula until it cannot resolve what is asked of it,
@@ -435,7 +460,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
         if search is not None:
             search.remember(state)
         if small is None:
-            mttkrp = als_sweep(work, state, l2=opts.l2, fixed=opts.fixed)
+            mttkrp = als_sweep(work, state, l2=opts.l2, fixed=opts.fixed, kernel=kernel)
         else:
             if mask is not None:
                 small.load(work)
@@ -446,7 +471,7 @@ def _cp_als(x: torch.Tensor, opts: CPOptions, *, scale: float, dtype: torch.dtyp
             err, floor = _error(x, state, mttkrp, norm_x2, mask, exact=True, small=small)
         if search is not None:
             err, floor = search.try_step(
-                work, state, it, (err, floor), norm_x2, mask, exact, small=small
+                work, state, it, (err, floor), norm_x2, mask, exact, small=small, kernel=kernel
             )
         # One rule: the change is within tol, or within the two estimates' rounding floors.
         if opts.tol > 0 and len(errors) > comparable_from:
@@ -505,10 +530,11 @@ def _error(
     *,
     exact: bool,
     small: SmallSweep | None = None,
+    kernel: MTTKRPKernel = "default",
 ) -> tuple[float, float]:
     """The relative error of ``state`` and its rounding floor: exact residual (on the observed
     entries with a mask), or the Gram formula from the last mode's ``mttkrp`` of ``x`` (with
-    ``small``, ``x`` must be the data it holds)."""
+    ``small``, ``x`` must be the data it holds; computed by ``kernel`` when not given)."""
     if mask is not None:
         if small is None:
             resid = torch.where(mask, x - _dense(state), 0.0)
@@ -529,7 +555,7 @@ def _error(
     if mttkrp is None and small is not None:
         mttkrp = small.mttkrp(x.ndim - 1, state.factors, fresh=True)
     elif mttkrp is None:
-        mttkrp = _mttkrp(x, state.factors, x.ndim - 1)
+        mttkrp = mttkrp_kernel(x, state.factors, x.ndim - 1, kernel)
     return gram_error(norm_x2, mttkrp, state)
 
 
@@ -579,6 +605,7 @@ class _LineSearch:
         exact: bool,
         *,
         small: SmallSweep | None = None,
+        kernel: MTTKRPKernel = "default",
     ) -> tuple[float, float]:
         """Replace ``state`` by the extrapolated iterate when its error is lower; return the
         error (and floor) of the state kept."""
@@ -590,7 +617,7 @@ class _LineSearch:
         norms = torch.linalg.vector_norm(cand[-1], dim=0)
         norms = torch.where(norms > 0, norms, torch.ones_like(norms)).to(cand[-1].dtype)
         trial = CPState.start(norms, [*cand[:-1], cand[-1] / norms])
-        found = _error(x, trial, None, norm_x2, mask, exact=exact, small=small)
+        found = _error(x, trial, None, norm_x2, mask, exact=exact, small=small, kernel=kernel)
         if found[0] < current[0]:
             state.set_factors(trial.weights, trial.factors)
             return found

@@ -17,6 +17,12 @@ subproblem for ``B = A_n diag(lambda)`` is convex and separates by rows; two sol
   Kolda 2015, PDN-R), with inexact row solves (the row tolerance starts at a hundredth of the
   last KKT violation). pyttb loops over rows in Python; here all rows of a mode take their step
   together (batched ``R x R`` solves and a per-row line search).
+* ``method="pqnr"``: a projected quasi-Newton method on every row at once (Hansen, Plantenga &
+  Kolda 2015, PQN-R): each row keeps an L-BFGS memory of its last ``lbfgs_memory`` steps and
+  takes the two-loop direction over its free variables, with PDN-R's line search and inexact
+  schedule; no Hessian is formed, so an inner iteration costs one gradient. pyttb's
+  ``algorithm="pqnr"`` loops over rows in Python (pyttb 1.8.6's never advances its L-BFGS
+  position and stops on an ``AssertionError`` on the data we tried).
 
 Stopping rule (pyttb's): the KKT violation of each mode's subproblem, ``max |min(B, 1 - Phi)|``,
 below ``tol`` at the first inner iteration of every mode.
@@ -40,12 +46,13 @@ from .._checks import as_tensor, check_generator, check_positive_int, check_tens
 from .._numerics import check_memory, no_autocast, upcast, working_dtype
 from .._timing import Stopwatch
 from ..tensors import CPTensor, SparseTensor
+from ._cp_apr_pqnr import quasi_newton_rows
 from ._cp_apr_rows import DenseRows, Rows, SparseRows, Workspace, newton_rows
 from ._tucker_common import data_scale
 
 __all__ = ["CPAPRMethod", "CPAPRResult", "cp_apr"]
 
-CPAPRMethod = Literal["mu", "pdnr"]
+CPAPRMethod = Literal["mu", "pdnr", "pqnr"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ class CPAPRResult:
             outer iteration (float64; the ``log x!`` constant left out, as pyttb).
         kkt_violations: the largest KKT violation over the modes at each outer iteration.
         iterations: outer iterations run.
-        inner_iterations: inner iterations run (over every mode, and every row for ``"pdnr"``).
+        inner_iterations: inner iterations run (over every mode, and every row for ``"pdnr"`` and
+            ``"pqnr"``).
         converged: True when every mode met ``tol`` at its first inner iteration.
         time_s: wall-clock seconds, initialisation included.
         init_time_s: wall-clock seconds spent in initialisation.
@@ -99,6 +107,7 @@ class _Options:
     eps_div_zero: float
     eps_active: float
     mu0: float
+    lbfgs_memory: int
 
 
 def _nonneg_float(value: object, fn: str, name: str) -> float:
@@ -247,6 +256,7 @@ def cp_apr(
     eps_div_zero: float = 1e-10,
     eps_active: float = 1e-8,
     mu0: float = 1e-5,
+    lbfgs_memory: int = 3,
     generator: torch.Generator | None = None,
 ) -> CPAPRResult:
     """Poisson CP decomposition of count data by alternating Poisson regression (CP-APR).
@@ -265,17 +275,19 @@ def cp_apr(
             are zeros), a dense floating tensor or numpy array, or a ``torch.sparse_coo`` tensor;
             at least 2 modes.
         rank: number of components (numpy integers accepted).
-        method: ``"mu"`` (multiplicative updates) or ``"pdnr"`` (row-wise damped Newton).
+        method: ``"mu"`` (multiplicative updates), ``"pdnr"`` (row-wise damped Newton) or
+            ``"pqnr"`` (row-wise projected quasi-Newton, L-BFGS).
         init: ``"random"`` (uniform factors, unit weights) or a non-negative ``CPTensor`` of the
             data's shape, rank and dtype (normalised to column-stochastic factors first).
         max_iter: maximum outer iterations.
-        max_inner: maximum inner iterations per mode (per row for ``"pdnr"``).
+        max_inner: maximum inner iterations per mode (per row for ``"pdnr"`` and ``"pqnr"``).
         tol: KKT-violation tolerance.
         kappa: ``"mu"``: amount added to inadmissible zeros (0 disables the fix).
         kappa_tol: ``"mu"``: entries below this count as zeros for that fix.
         eps_div_zero: floor of model values in divisions.
-        eps_active: ``"pdnr"``: Bertsekas' tolerance for the active set.
+        eps_active: ``"pdnr"``, ``"pqnr"``: Bertsekas' tolerance for the active set.
         mu0: ``"pdnr"``: initial damping of the row Hessians.
+        lbfgs_memory: ``"pqnr"``: number of L-BFGS pairs each row keeps (pyttb's ``lbfgsMem``).
         generator: random source for ``init="random"``.
 
     Returns:
@@ -304,14 +316,15 @@ def cp_apr(
     data_in, shape = _check_data(tensor, fn)
     rank = check_positive_int(rank, fn, "rank")
     opts = _check_options(
-        method, max_iter, max_inner, tol, kappa, kappa_tol, eps_div_zero, eps_active, mu0, fn
-    )
+        method, max_iter, max_inner, tol, kappa, kappa_tol, eps_div_zero, eps_active, mu0,
+        lbfgs_memory, fn,
+    )  # fmt: skip
     gen = check_generator(generator, fn)
     dtype = data_in.dtype
     wdtype = working_dtype(dtype)
     device = data_in.device
     _check_init(init, shape, rank, dtype, fn)
-    _check_size(data_in, shape, rank, wdtype, device, opts.method, fn)
+    _check_size(data_in, shape, rank, wdtype, device, opts.method, opts.lbfgs_memory, fn)
     values = data_in.values if isinstance(data_in, SparseTensor) else data_in
     scale = data_scale(values)
     data: _Data = (
@@ -321,7 +334,7 @@ def cp_apr(
     )
     weights, factors = _start(init, shape, rank, wdtype, device, scale, gen)
     init_time = sw.elapsed
-    run = _run_mu if opts.method == "mu" else _run_pdnr
+    run = {"mu": _run_mu, "pdnr": _run_rows, "pqnr": _run_rows}[opts.method]
     weights, factors, lls, kkts, inner, converged = run(data, weights, factors, opts)
     model = _final_model(weights, factors, scale, dtype, fn)
     lls = [scale * (ll + math.log(scale) * data.sum) for ll in lls]
@@ -340,6 +353,7 @@ def _check_options(
     eps_div_zero: object,
     eps_active: object,
     mu0: object,
+    lbfgs_memory: object,
     fn: str,
 ) -> _Options:
     if not isinstance(method, str) or method not in get_args(CPAPRMethod):
@@ -354,6 +368,7 @@ def _check_options(
         _nonneg_float(eps_div_zero, fn, "eps_div_zero"),
         _nonneg_float(eps_active, fn, "eps_active"),
         _nonneg_float(mu0, fn, "mu0"),
+        check_positive_int(lbfgs_memory, fn, "lbfgs_memory"),
     )
 
 
@@ -364,11 +379,13 @@ def _check_size(
     dtype: torch.dtype,
     device: torch.device,
     method: str,
+    memory: int,
     fn: str,
 ) -> None:
     """Refuse before allocating: factors, multipliers and their copies (``3 sum_n I_n R``),
     the Khatri--Rao rows ``Pi`` (``nnz x R``, or the largest ``prod / I_n x R``), the work
-    buffers, and for ``"pdnr"`` the row Hessians and pair products."""
+    buffers, for ``"pdnr"`` the row Hessians and pair products, for ``"pqnr"`` the L-BFGS
+    memories."""
     factors = 3 * sum(shape) * rank
     pairs = rank * (rank + 1) // 2 if method == "pdnr" else 0
     if isinstance(data, SparseTensor):
@@ -377,6 +394,8 @@ def _check_size(
         numel = math.prod(shape)
         work = 5 * numel + numel // min(shape) * (rank + pairs)
     hess = 2 * max(shape) * rank * rank if method == "pdnr" else 0
+    if method == "pqnr":
+        hess = (2 * memory + 1) * max(shape) * rank
     check_memory(factors + work + hess, dtype, device, fn, f"CP-APR at rank {rank}")
 
 
@@ -428,7 +447,7 @@ def _run_mu(
     return weights, factors, lls, kkts, inner, converged
 
 
-def _run_pdnr(
+def _run_rows(
     data: _Data, weights: torch.Tensor, factors: list[torch.Tensor], opts: _Options
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[float], list[float], int, bool]:
     n_modes = len(factors)
@@ -445,10 +464,16 @@ def _run_pdnr(
             b = factors[n] * weights
             rows = data.rows(n, factors, opts.eps_div_zero)
             limit = 2 if it == 0 else opts.max_inner  # inexact first sweep, as pyttb
-            b, mode_kkt[n], done, count = newton_rows(
-                rows, b, max_inner=limit, row_tol=row_tol, mu0=opts.mu0,
-                eps_active=opts.eps_active,
-            )  # fmt: skip
+            if opts.method == "pdnr":
+                b, mode_kkt[n], done, count = newton_rows(
+                    rows, b, max_inner=limit, row_tol=row_tol, mu0=opts.mu0,
+                    eps_active=opts.eps_active,
+                )  # fmt: skip
+            else:
+                b, mode_kkt[n], done, count = quasi_newton_rows(
+                    rows, b, max_inner=limit, row_tol=row_tol, memory=opts.lbfgs_memory,
+                    eps_active=opts.eps_active,
+                )  # fmt: skip
             inner += count
             converged = converged and done
             weights, factors[n] = _normalize(b)

@@ -155,7 +155,11 @@ class SparseRows:
         return torch.einsum("pr,pr->p", rows_b, self.pi)
 
     def phi(self, b: torch.Tensor) -> torch.Tensor:
-        return self._segment_sum(self.pi, self.x / self.model(b).clamp_min(self.eps))
+        return self.phi_at(self.model(b))
+
+    def phi_at(self, v: torch.Tensor) -> torch.Tensor:
+        """``phi`` from the model values ``v = model(b)`` (already computed by a line search)."""
+        return self._segment_sum(self.pi, self.x / v.clamp_min(self.eps))
 
     def partials(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``phi`` (``I x R``) and the Hessians (``I x R x R``).
@@ -182,8 +186,12 @@ class SparseRows:
 
     def row_log(self, b: torch.Tensor) -> torch.Tensor:
         """``sum_p x_p log(b[i_p] . pi_p)`` per row, in float64 (-inf where a model value is 0)."""
-        terms = self.x.double() * torch.log(self.model(b).double())
-        out = torch.zeros(self.n_rows, dtype=torch.float64, device=b.device)
+        return self.row_log_at(self.model(b))
+
+    def row_log_at(self, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`row_log` from the model values ``v = model(b)``."""
+        terms = self.x.double() * torch.log(v.double())
+        out = torch.zeros(self.n_rows, dtype=torch.float64, device=v.device)
         return out.index_add_(0, self.rows, terms)
 
 
@@ -313,7 +321,7 @@ def newton_rows(
         pred = (step * grad * free).sum(1) + 0.5 * quad
         bad = (info != 0) | (pred > 0) | ~torch.isfinite(step).all(1)
         step = torch.where(bad[:, None], -grad, step)
-        bs, f_old, f_unit = _line_search(sub, bs, step, grad, phi, act)
+        bs, f_old, f_unit, _, _ = line_search(sub, bs, step, grad, phi, act)
         rho = (f_old - f_unit) / (-pred.double())
         scale = torch.where(
             pred == 0,
@@ -330,21 +338,32 @@ def _row_objective(rows: Rows, b: torch.Tensor) -> torch.Tensor:
     return b.double().sum(1) - rows.row_log(b)
 
 
-def _line_search(
+def line_search(
     rows: Rows,
     b: torch.Tensor,
     step: torch.Tensor,
     grad: torch.Tensor,
     phi: torch.Tensor,
     active: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    *,
+    f_old: torch.Tensor | None = None,
+    v_old: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Projected backtracking along ``step`` for the ``active`` rows (others unchanged).
 
-    Returns the new rows, the objective before, and the objective at the unit step (the old
-    value where the unit step was infeasible), all float64 per row.
+    ``f_old``, when given, is the objective at ``b`` (from the previous call's output), saving
+    one evaluation. Returns the new rows, the objective before, the objective at the unit step
+    (the old value where the unit step was infeasible) and the objective at the new rows, all
+    float64 per row; and, on sparse rows given ``v_old = model(b)``, the model values at the new
+    rows (kept from the accepted trials, so the caller's next gradient needs no new model
+    evaluation), else None.
     """
-    f_old = _row_objective(rows, b)
+    keep = isinstance(rows, SparseRows) and v_old is not None
+    if f_old is None:
+        f_old = _row_objective(rows, b)
     f_unit = f_old.clone()
+    f_out = f_old.clone()
+    v_out = v_old
     new = b.clone()
     pending = active.clone()
     size = 1.0
@@ -353,15 +372,25 @@ def _line_search(
         trial = (b + size * step).clamp_min(0.0)
         gdotd = ((trial - b).double() * g64).sum(1)
         feasible = (gdotd <= 0) & (trial.double().sum(1) >= 1e-7)
-        f_new = torch.where(feasible, _row_objective(rows, trial), torch.inf)
+        if keep and isinstance(rows, SparseRows):
+            v = rows.model(trial)
+            f_trial = trial.double().sum(1) - rows.row_log_at(v)
+        else:
+            f_trial = _row_objective(rows, trial)
+        f_new = torch.where(feasible, f_trial, torch.inf)
         if count == 0:
             f_unit = torch.where(feasible & active, f_new, f_old)
         ok = pending & feasible & (f_new <= f_old + 1e-4 * gdotd)
         new = torch.where(ok[:, None], trial, new)
+        f_out = torch.where(ok, f_new, f_out)
+        if keep and isinstance(rows, SparseRows) and v_out is not None:
+            v_out = torch.where(ok[rows.rows], v, v_out)
         pending = pending & ~ok
         if not bool(pending.any()):
             break
         size *= 0.5
     if bool(pending.any()):  # line search failed: the multiplicative update never increases f
         new = torch.where(pending[:, None], b * phi, new)
-    return new, f_old, f_unit
+        f_out = torch.where(pending, _row_objective(rows, new), f_out)
+        v_out = None
+    return new, f_old, f_unit, f_out, (v_out if keep else None)

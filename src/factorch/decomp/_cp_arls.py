@@ -237,8 +237,8 @@ class _Sampler:
         self.shape = tuple(data.shape)
         self.ndim = len(self.shape)
         self.sparse = isinstance(data, SparseTensor)
-        # Sparse: per mode, the nonzeros sorted by their linear index over the other modes.
-        self.sorted: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Sparse: per mode, the nonzeros grouped by fibre (see :meth:`_fibres`).
+        self.fibres: dict[int, _Fibres] = {}
 
     def _other_keys(self, idx: list[torch.Tensor], mode: int) -> torch.Tensor:
         key = torch.zeros_like(idx[0], dtype=torch.int64)
@@ -287,26 +287,73 @@ class _Sampler:
         st = self.data
         if not isinstance(st, SparseTensor):
             raise TypeError("cp_arls: sparse sampler without a SparseTensor.")
-        if mode not in self.sorted:
-            keys = self._other_keys([st.indices[m] for m in range(self.ndim)], mode)
-            order = torch.argsort(keys)
-            self.sorted[mode] = (keys[order], order)
-        skeys, order = self.sorted[mode]
-        qkeys = self._other_keys(idx, mode)
-        lo = torch.searchsorted(skeys, qkeys)
-        hi = torch.searchsorted(skeys, qkeys, right=True)
-        counts = hi - lo
+        fib = self.fibres.get(mode)
+        if fib is None:
+            fib = self.fibres[mode] = self._fibres(st, mode, wz.dtype)
+        lo, counts = fib.lookup(self._other_keys(idx, mode))
         out = torch.zeros(self.shape[mode], wz.shape[1], dtype=wz.dtype, device=wz.device)
         total = int(counts.sum())
         if total == 0:
             return out
-        sample = torch.repeat_interleave(torch.arange(len(qkeys), device=wz.device), counts)
+        sample = torch.repeat_interleave(torch.arange(len(counts), device=wz.device), counts)
         starts = torch.repeat_interleave(lo - torch.cumsum(counts, 0) + counts, counts)
-        pos = order[starts + torch.arange(total, device=wz.device)]
-        rows = st.indices[mode][pos].to(torch.int64)
-        vals = st.values[pos].to(wz.dtype) / self.scale
-        out.index_add_(0, rows, vals.unsqueeze(1) * wz[sample])
+        pos = starts + torch.arange(total, device=wz.device)
+        out.index_add_(0, fib.rows[pos], fib.values[pos].unsqueeze(1) * wz[sample])
         return out
+
+    def _fibres(self, st: SparseTensor, mode: int, dtype: torch.dtype) -> _Fibres:
+        keys = self._other_keys([st.indices[m] for m in range(self.ndim)], mode)
+        order = torch.argsort(keys)
+        values = st.values[order].to(dtype) / self.scale
+        return _Fibres.build(keys[order], st.indices[mode][order].to(torch.int64), values)
+
+
+_TABLE_LIMIT = 2**24  # largest fibre space with a direct-address table (128 MiB of int64)
+
+
+class _Fibres:
+    """The nonzeros of one mode grouped by fibre: sorted by the linear index of their other
+    modes (``keys``), with their row indices and values in that order, and the start and length
+    of each non-empty fibre. A sampled fibre is found in O(1) through a direct-address table
+    (fibre index -> non-empty fibre number) when the fibre space has at most ``_TABLE_LIMIT``
+    entries and no more than 16 per nonzero, else by one binary search among the non-empty
+    fibres (instead of two among all nonzeros)."""
+
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        values: torch.Tensor,
+        keys: torch.Tensor,
+        starts: torch.Tensor,
+        counts: torch.Tensor,
+        table: torch.Tensor | None,
+    ) -> None:
+        self.rows, self.values, self.keys = rows, values, keys
+        self.starts, self.counts, self.table = starts, counts, table
+
+    @classmethod
+    def build(cls, skeys: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> _Fibres:
+        keys, counts = torch.unique_consecutive(skeys, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        space = int(skeys[-1]) + 1
+        table = None
+        if space <= min(_TABLE_LIMIT, 16 * skeys.shape[0]):
+            table = torch.full((space,), -1, dtype=torch.int64, device=skeys.device)
+            table[keys] = torch.arange(keys.shape[0], device=skeys.device)
+        return cls(rows, values, keys, starts, counts, table)
+
+    def lookup(self, qkeys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start (in the sorted order) and number of nonzeros of each queried fibre."""
+        if self.table is not None:
+            inside = qkeys < self.table.shape[0]
+            fib = self.table[torch.where(inside, qkeys, 0)]
+            fib = torch.where(inside, fib, -1)
+        else:
+            fib = torch.searchsorted(self.keys, qkeys).clamp_max(self.keys.shape[0] - 1)
+            fib = torch.where(self.keys[fib] == qkeys, fib, -1)
+        hit = fib >= 0
+        safe = fib.clamp_min(0)
+        return self.starts[safe], torch.where(hit, self.counts[safe], 0)
 
 
 def _dense_fibres_times(

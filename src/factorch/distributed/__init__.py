@@ -11,6 +11,8 @@ block of the tensor and the factor rows of its chunks (SPLATT's medium-grained l
   gives the single-process result and the same result object on every rank;
 * :class:`Checkpoint` -- save every k sweeps, resume after a restart; :class:`DistributedError`
   -- what every surviving rank raises when a rank dies or hangs past the timeout;
+* :func:`inject_latency` -- a test and benchmark hook that delays every collective (off by
+  default);
 * ``python -m factorch.distributed`` -- the launcher's command line (reads shards, writes the
   factors from rank 0, logs once).
 """
@@ -23,6 +25,7 @@ from ._cp import cp as cp
 from ._hosvd import hosvd as hosvd
 from ._io import read_dense_shard as read_dense_shard
 from ._io import read_sparse_shard as read_sparse_shard
+from ._latency import inject_latency as inject_latency
 from ._layout import ShardLayout as ShardLayout
 from ._layout import choose_grid as choose_grid
 from ._redistribute import redistribute as redistribute
@@ -40,6 +43,7 @@ __all__ = [
     "cp_als",
     "hosvd",
     "init",
+    "inject_latency",
     "read_dense_shard",
     "read_sparse_shard",
     "redistribute",

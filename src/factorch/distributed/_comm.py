@@ -34,6 +34,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from . import _latency
+
 __all__ = ["Comm", "CommStats", "DistributedError", "init"]
 
 _ERRORS: dict[str, type[Exception]] = {
@@ -67,6 +69,16 @@ def init(*, backend: str | None = None, timeout: float = 600.0) -> tuple[int, in
     Raises:
         ValueError: the launch environment is missing (not started by ``torchrun``) or
             ``timeout`` is not positive.
+
+    Example:
+        Under ``torchrun`` the first call joins the job; in this process a one-rank job is
+        started by hand, so :func:`init` only reports it:
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> init()  # already initialized: only reports this rank and the job's size
+        (0, 1)
+        >>> dist.destroy_process_group()
     """
     fn = "factorch.distributed.init"
     if not dist.is_initialized():
@@ -96,11 +108,13 @@ class CommStats:
     """Bytes this rank sent, per kind (``"rows"``: factor-row exchanges; ``"grams"``: R x R and
     other small all-reduces; ``"setup"``: ownership and agreement; ``"gather"``: results and
     checkpoints), the number of collective calls and the seconds spent inside them (waiting for
-    slower ranks included)."""
+    slower ranks included), of which ``injected_seconds`` were slept by
+    :func:`~factorch.distributed.inject_latency`."""
 
     bytes: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     seconds: float = 0.0
+    injected_seconds: float = 0.0
 
     def add(self, kind: str, nbytes: float) -> None:
         self.bytes[kind] = self.bytes.get(kind, 0) + round(nbytes)
@@ -217,6 +231,10 @@ class Comm:
         finally:
             self.stats.seconds += time.perf_counter() - start
 
+    def _pause(self, nbytes: float, size: int) -> None:
+        """The injected delay before a collective (:func:`inject_latency`; none by default)."""
+        self.stats.injected_seconds += _latency.pause(nbytes, size)
+
     def _dev(self, t: torch.Tensor) -> tuple[torch.Tensor, bool]:
         target = self.backend_device
         return (t, False) if t.device == target else (t.to(target), True)
@@ -229,9 +247,11 @@ class Comm:
         size = dist.get_world_size(group)
         work, _ = self._dev(t.clone() if t.device == self.backend_device else t)
         red = dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM
+        nbytes = 2.0 * (size - 1) / max(size, 1) * _nbytes(t)
         with self.guard(self.phase):
+            self._pause(nbytes, size)
             dist.all_reduce(work, op=red, group=group)
-        self.stats.add(kind, 2.0 * (size - 1) / max(size, 1) * _nbytes(t))
+        self.stats.add(kind, nbytes)
         return work.to(t.device)
 
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
@@ -242,27 +262,31 @@ class Comm:
     def all_gather_object(self, obj: object, *, kind: str = "setup") -> list[Any]:
         """Every rank's ``obj`` (picklable, small), in rank order."""
         out: list[Any] = [None] * self.world_size
+        nbytes = len(pickle.dumps(obj)) * (self.world_size - 1)
         with self.guard(self.phase):
+            self._pause(nbytes, self.world_size)
             dist.all_gather_object(out, obj, group=self.world)
-        self.stats.add(kind, len(pickle.dumps(obj)) * (self.world_size - 1))
+        self.stats.add(kind, nbytes)
         return out
 
     def broadcast_object(self, obj: object, *, src: int = 0, kind: str = "setup") -> Any:
         """Rank ``src``'s ``obj`` on every rank."""
         box = [obj if self.rank == src else None]
+        nbytes = len(pickle.dumps(obj)) if self.rank == src else 0
         with self.guard(self.phase):
+            self._pause(nbytes, self.world_size)
             dist.broadcast_object_list(box, src=src, group=self.world)
-        if self.rank == src:
-            self.stats.add(kind, len(pickle.dumps(obj)))
+        self.stats.add(kind, nbytes)  # receivers: a call, no bytes sent
         return box[0]
 
     def broadcast(self, t: torch.Tensor, *, src: int = 0, kind: str = "gather") -> torch.Tensor:
         """Rank ``src``'s ``t`` (same shape and dtype on every rank) on every rank."""
         work, moved = self._dev(t.contiguous())
+        nbytes = _nbytes(t) * (self.world_size - 1) if self.rank == src else 0
         with self.guard(self.phase):
+            self._pause(nbytes, self.world_size)
             dist.broadcast(work, src=src, group=self.world)
-        if self.rank == src:
-            self.stats.add(kind, _nbytes(t) * (self.world_size - 1))
+        self.stats.add(kind, nbytes)
         return work.to(t.device) if moved else work
 
     def all_gather_rows(
@@ -278,6 +302,7 @@ class Comm:
         pad[: rows.shape[0]] = rows.to(self.backend_device)
         out = [torch.empty_like(pad) for _ in range(size)]
         with self.guard(self.phase):
+            self._pause(_nbytes(pad) * (size - 1), size)
             dist.all_gather(out, pad, group=group)
         self.stats.add(kind, _nbytes(pad) * (size - 1))
         return [o[:c].to(rows.device) for o, c in zip(out, counts)]
@@ -289,6 +314,7 @@ class Comm:
         mine = torch.zeros(size, dtype=torch.int64, device=self.backend_device)
         mine[dist.get_rank(group)] = int(count)
         with self.guard(self.phase):
+            self._pause(8 * size, size)
             dist.all_reduce(mine, group=group)
         self.stats.add("setup", 8 * size)
         return [int(c) for c in mine.cpu()]
@@ -308,7 +334,9 @@ class Comm:
         width = send.shape[1] if send.ndim == 2 else 1
         recv = torch.empty(sum(recv_counts), width, dtype=send.dtype, device=self.backend_device)
         work, _ = self._dev(send.reshape(-1, width).contiguous())
+        sent = sum(c for j, c in enumerate(send_counts) if j != self_index)
         with self.guard(self.phase):
+            self._pause(sent * width * send.element_size(), len(send_counts))
             dist.all_to_all_single(
                 recv,
                 work,
@@ -316,7 +344,6 @@ class Comm:
                 input_split_sizes=list(send_counts),
                 group=group,
             )
-        sent = sum(c for j, c in enumerate(send_counts) if j != self_index)
         self.stats.add(kind, sent * width * send.element_size())
         return recv.to(send.device)
 

@@ -116,13 +116,29 @@ def cp_als(
         :class:`CPTensor`, train/validation RMSE per epoch, best epoch, ``converged``,
         ``stopped_early``; ``extras``: ``"empty_slices"`` (per mode, slices with no observed
         entry), ``"method"`` (``"als"``), ``"degeneracy"``, ``"comm_bytes"``,
-        ``"comm_seconds"``, ``"grid"``, ``"resumed_from"``.
+        ``"comm_seconds"``, ``"comm_calls"``, ``"comm_injected_seconds"``, ``"grid"``,
+        ``"resumed_from"``.
 
     Raises:
         TypeError, ValueError: bad arguments or ranks that disagree (the same error on every
             rank). DistributedError: a rank died or hung past ``timeout``.
 
     Not differentiable (closed-form solves under ``torch.no_grad``); autocast is ignored.
+
+    Example:
+        A one-rank job in this process (under ``torchrun --nproc-per-node=N`` every rank runs
+        the same lines after :func:`init`, each with its own shard):
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x = torch.rand(8, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> mask = torch.rand(8, 6, 5, generator=torch.Generator().manual_seed(1)) < 0.6
+        >>> observed = factorch.tensors.SparseTensor.from_dense(x, mask)
+        >>> shard = SparseShard.from_full(observed, ShardLayout.even(x.shape, (1, 1, 1)), 0)
+        >>> res = cp_als(shard, 2, generator=torch.Generator().manual_seed(0))
+        >>> res.model.shape, res.train_rmse[-1] < res.train_rmse[0]
+        ((8, 6, 5), True)
+        >>> dist.destroy_process_group()
     """
     fn = "distributed.cp_als"
     device = getattr(shard, "device", torch.device("cpu"))
@@ -568,6 +584,8 @@ class _Run:
                 "degeneracy": cp_degeneracy(model),
                 "comm_bytes": comm.stats.snapshot(),
                 "comm_seconds": comm.stats.seconds,
+                "comm_calls": comm.stats.calls,
+                "comm_injected_seconds": comm.stats.injected_seconds,
                 "grid": self.shard.layout.grid,
                 "resumed_from": resumed,
             },

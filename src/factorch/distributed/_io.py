@@ -71,6 +71,23 @@ def read_dense_shard(
     Raises:
         FileNotFoundError, ValueError, TypeError: a missing or unreadable file, a block of the
             wrong shape, ranks that disagree -- the same error on every rank.
+
+    Example:
+        A one-rank job in this process (under ``torchrun --nproc-per-node=N`` every rank runs
+        the same lines after :func:`init`, each with its own shard):
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> import os, tempfile
+        >>> x = torch.arange(24.0, dtype=torch.float64).reshape(4, 3, 2)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "x.npy")
+        >>> np.save(path, x.numpy())
+        >>> shard = read_dense_shard(path)
+        >>> shard.shape, torch.equal(shard.local, x)  # one rank holds the whole tensor
+        ((4, 3, 2), True)
+        >>> tmp.cleanup()
+        >>> dist.destroy_process_group()
     """
     fn = "distributed.read_dense_shard"
     comm = Comm.open(fn, timeout, torch.device("cpu"))
@@ -169,6 +186,23 @@ def read_sparse_shard(
         ValueError: bad options, indices outside ``shape``, ranks that disagree, or more than
             ``max_entries`` entries on a rank.
         TypeError: options of the wrong type.
+
+    Example:
+        A one-rank job in this process (under ``torchrun --nproc-per-node=N`` every rank runs
+        the same lines after :func:`init`, each with its own shard):
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> import os, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "x.tns")  # 1-based coordinates, then value
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("1 1 1 2.5\\n3 2 1 -1.0\\n2 4 3 4.0\\n")
+        >>> shard = read_sparse_shard(path)
+        >>> shard.shape, shard.nnz
+        ((3, 4, 3), 3)
+        >>> tmp.cleanup()
+        >>> dist.destroy_process_group()
     """
     fn = "distributed.read_sparse_shard"
     comm = Comm.open(fn, timeout, torch.device("cpu"))

@@ -86,6 +86,19 @@ def redistribute(
         TypeError, ValueError, IndexError: bad entries (out of range, NaN, a coordinate listed
             twice with different values) or ranks that disagree -- the same error on every rank.
         DistributedError: a rank died or hung past ``timeout``.
+
+    Example:
+        A one-rank job in this process (under ``torchrun --nproc-per-node=N`` every rank runs
+        the same lines after :func:`init`, each with its own shard):
+
+        >>> import torch.distributed as dist
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> indices = torch.tensor([[0, 2], [1, 3], [0, 2]])  # (ndim, nnz): (0, 1, 0), (2, 3, 2)
+        >>> values = torch.tensor([2.5, -1.0], dtype=torch.float64)
+        >>> shard = redistribute(indices, values, (3, 4, 3))
+        >>> shard.shape, shard.nnz
+        ((3, 4, 3), 2)
+        >>> dist.destroy_process_group()
     """
     fn = "distributed.redistribute"
     device = values.device if isinstance(values, torch.Tensor) else torch.device("cpu")

@@ -27,10 +27,15 @@ _DENSE: dict[int, type[nn.Conv1d | nn.Conv2d | nn.Conv3d]] = {
 def _tuple(value: object, d: int, fn: str, name: str, minimum: int) -> tuple[int, ...]:
     vals = (value,) * d if isinstance(value, int) and not isinstance(value, bool) else value
     if (
-        not isinstance(vals, Sequence)
-        or len(vals) != d
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in vals)
+        isinstance(vals, (str, bytes))
+        or not isinstance(vals, Sequence)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals)
     ):
+        raise TypeError(
+            f"{fn}: {name} must be an int >= {minimum} or {d} such ints; got "
+            f"{type(value).__name__} {value!r} (pass ints, e.g. 3 or {(3,) * d})."
+        )
+    if len(vals) != d or not all(v >= minimum for v in vals):
         raise ValueError(
             f"{fn}: {name} must be an int >= {minimum} or {d} such ints; got {value!r}."
         )
@@ -329,7 +334,8 @@ class FactorizedConv1d(_FactorizedConvNd):
         init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
 
     Raises:
-        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        TypeError: a non-int channel count, ``kernel_size``, ``stride`` or ``dilation``, a
+            float ``rank``, a non-floating ``dtype`` or a bad generator.
         ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
             ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
             exactly one of ``rank`` and ``ratio``.
@@ -380,7 +386,8 @@ class FactorizedConv2d(_FactorizedConvNd):
             :class:`FactorizedLinear` (``fan_in = in k_h k_w``).
 
     Raises:
-        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        TypeError: a non-int channel count, ``kernel_size``, ``stride`` or ``dilation``, a
+            float ``rank``, a non-floating ``dtype`` or a bad generator.
         ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
             ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
             exactly one of ``rank`` and ``ratio``.
@@ -405,7 +412,8 @@ class FactorizedConv3d(_FactorizedConvNd):
         init_std, decomposition, generator, device, dtype: as :class:`FactorizedConv2d`.
 
     Raises:
-        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        TypeError: a non-int channel count, ``kernel_size``, ``stride`` or ``dilation``, a
+            float ``rank``, a non-floating ``dtype`` or a bad generator.
         ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
             ``dilation`` or ``padding_mode``, an unknown format, an out-of-range rank, or not
             exactly one of ``rank`` and ``ratio``.

@@ -52,7 +52,13 @@ def check_implementation(implementation: object, fn: str) -> Implementation:
 
 
 def check_probability(p: object, fn: str, name: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+    """A probability in ``[0, 1)``: ``TypeError`` for a non-number, ``ValueError`` outside."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(
+            f"{fn}: {name} must be a float probability in [0, 1); got {type(p).__name__} {p!r} "
+            "(pass a number such as 0.1)."
+        )
+    if not 0 <= p < 1:
         raise ValueError(f"{fn}: {name} must be a probability in [0, 1); got {p!r}.")
     return float(p)
 

@@ -32,7 +32,13 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from ._conv import FactorizedConv1d, FactorizedConv2d, FactorizedConv3d, _FactorizedConvNd
+from ._conv import (
+    FactorizedConv1d,
+    FactorizedConv2d,
+    FactorizedConv3d,
+    _FactorizedConvNd,
+    _tuple,
+)
 from ._layer import FactorizedLayer, Implementation, errors_named
 from ._linear import FactorizedLinear
 from ._spec import _positive_ints
@@ -132,7 +138,7 @@ class LowRankLinear(_Ordered, FactorizedLinear):
     ``V = V_k S^(1/2)``), already ordered.
 
     Raises:
-        TypeError: a non-floating ``dtype``, a float ``rank`` or a bad generator.
+        TypeError: a non-int size, a non-floating ``dtype``, a float ``rank`` or a bad generator.
         ValueError: bad sizes, or a rank outside ``[1, min(in, out)]``.
 
     Example:
@@ -230,7 +236,8 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
         implementation, init_std, generator, device, dtype: as :class:`FactorizedConv2d`.
 
     Raises:
-        TypeError: a float ``rank``, a non-floating ``dtype`` or a bad generator.
+        TypeError: a non-int channel count, ``kernel_size``, ``stride`` or ``dilation``, a
+            float ``rank``, a non-floating ``dtype`` or a bad generator.
         ValueError: non-positive channels, a bad ``kernel_size``, ``stride``, ``padding``,
             ``dilation`` or ``padding_mode``, or an out-of-range rank.
 
@@ -259,8 +266,10 @@ class _LowRankConv(_Ordered, _FactorizedConvNd):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if rank is None:
-            ks = (kernel_size,) * self.dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        if rank is None:  # the default needs the sizes: check them first
+            fn = type(self).__name__
+            _positive_ints(fn, ("in_channels", in_channels), ("out_channels", out_channels))
+            ks = _tuple(kernel_size, self.dims, fn, "kernel_size", 1)
             rank = min(out_channels, in_channels * math.prod(ks))
         super().__init__(
             in_channels,
@@ -348,11 +357,19 @@ def ordered_layers(model: nn.Module) -> list[tuple[str, _Ordered]]:
     Returns:
         The pairs in module order (empty when there is none).
 
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
     Example:
         >>> model = torch.nn.Sequential(LowRankLinear(6, 4), torch.nn.ReLU(), LowRankLinear(4, 2))
         >>> [name for name, _ in ordered_layers(model)]
         ['0', '2']
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"ordered_layers: model must be a torch.nn.Module; got {type(model).__name__} "
+            "(pass the model itself, not its state_dict or parameters)."
+        )
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _Ordered)]
 
 

@@ -37,7 +37,8 @@ def tensor_dropout(module: nn.Module, p: float) -> nn.Module:
         ``module``.
 
     Raises:
-        ValueError: ``p`` not a probability in ``[0, 1)``, or no factorized layer.
+        TypeError: ``module`` is not an ``nn.Module``, or ``p`` is not a number.
+        ValueError: ``p`` outside ``[0, 1)``, or no factorized layer.
 
     Example:
         >>> gen = torch.Generator().manual_seed(0)
@@ -45,6 +46,10 @@ def tensor_dropout(module: nn.Module, p: float) -> nn.Module:
         >>> tensor_dropout(model, 0.1)[0].rank_dropout
         0.1
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"tensor_dropout: module must be a torch.nn.Module; got {type(module).__name__}."
+        )
     p = check_probability(p, "tensor_dropout", "p")
     layers = [m for m in module.modules() if isinstance(m, FactorizedLayer)]
     if not layers:

@@ -23,9 +23,15 @@ __all__ = ["TensorLayout", "TensorizedShape", "balanced_factorization"]
 
 
 def _positive_ints(fn: str, *named: tuple[str, object]) -> None:
-    """Each ``(name, value)`` is a positive Python int (bools refused); ValueError otherwise."""
+    """Each ``(name, value)`` is a positive Python int: ``TypeError`` for another type (bools
+    included), ``ValueError`` for an int below 1."""
     for name, v in named:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(
+                f"{fn}: {name} must be a positive int; got {type(v).__name__} {v!r} (pass an "
+                "int, e.g. int(x))."
+            )
+        if v < 1:
             raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}.")
 
 
@@ -34,7 +40,12 @@ def _positive_tuple(value: object, fn: str, name: str) -> tuple[int, ...]:
         raise TypeError(f"{fn}: {name} must be a non-empty tuple of positive ints; got {value!r}.")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(
+                f"{fn}: {name} must contain positive ints; got {type(v).__name__} {v!r} in "
+                f"{tuple(value)!r} (pass ints, e.g. (4, 8))."
+            )
+        if v < 1:
             raise ValueError(f"{fn}: {name} must contain positive ints; got {tuple(value)!r}.")
         out.append(int(v))
     return tuple(out)
@@ -76,7 +87,8 @@ def balanced_factorization(n: int, k: int) -> tuple[int, ...]:
         ``k`` positive ints, non-increasing, whose product is ``n``.
 
     Raises:
-        ValueError: ``n`` or ``k`` not a positive int.
+        TypeError: ``n`` or ``k`` not an int.
+        ValueError: ``n`` or ``k`` below 1.
 
     Example:
         >>> balanced_factorization(1024, 3), balanced_factorization(7, 2)
@@ -104,8 +116,8 @@ class TensorizedShape:
         in_factors: factors of ``in_features`` (for an embedding: of ``embedding_dim``).
 
     Raises:
-        TypeError: a side that is not a non-empty sequence.
-        ValueError: a factor that is not a positive int.
+        TypeError: a side that is not a non-empty sequence, or a factor that is not an int.
+        ValueError: a factor below 1.
 
     Example:
         >>> TensorizedShape.auto(1024, 512, n_factors=2)

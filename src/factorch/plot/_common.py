@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._checks import check_positive_int
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -72,11 +74,21 @@ def figure_to_png(fig: Figure, *, dpi: int = DPI) -> bytes:
     Returns:
         The PNG file's bytes.
 
+    Raises:
+        TypeError: ``fig`` is not a matplotlib figure, or ``dpi`` is not an int.
+        ValueError: ``dpi`` below 1.
+
     Example:
         >>> from factorch.plot import plot_convergence
         >>> figure_to_png(plot_convergence([0.5, 0.1]))[:4]
         b'\\x89PNG'
     """
+    if not callable(getattr(fig, "savefig", None)):
+        raise TypeError(
+            f"figure_to_png: fig must be a matplotlib figure (e.g. from factorch.plot); "
+            f"got {type(fig).__name__}."
+        )
+    check_positive_int(dpi, "figure_to_png", "dpi")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return buf.getvalue()

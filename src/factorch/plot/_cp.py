@@ -35,6 +35,9 @@ def normalized_cp_factors(cp: CPTensor) -> tuple[Any, list[Any]]:
         ``(I_n, R)`` factor per mode; ``CPTensor(weights, factors)`` is the same tensor as ``cp``.
         Needs NumPy only (no matplotlib). Not differentiable.
 
+    Raises:
+        TypeError: ``cp`` is not a :class:`~factorch.tensors.CPTensor`.
+
     Example:
         >>> from factorch.random import random_cp
         >>> w, fs = normalized_cp_factors(random_cp((5, 4, 3), 2))
@@ -43,6 +46,13 @@ def normalized_cp_factors(cp: CPTensor) -> tuple[Any, list[Any]]:
     """
     import numpy as np
 
+    from ..tensors import CPTensor
+
+    if not isinstance(cp, CPTensor):
+        raise TypeError(
+            f"normalized_cp_factors: cp must be a CPTensor (e.g. result.model of "
+            f"factorch.decomp.cp); got {type(cp).__name__}."
+        )
     weights = to_numpy(cp.weights).copy()
     factors = [to_numpy(f).copy() for f in cp.factors]
     for f in factors:

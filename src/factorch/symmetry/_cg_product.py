@@ -86,16 +86,22 @@ def default_irreps_out(irreps1: Irreps, irreps2: Irreps) -> Irreps:
     """Every irrep in some ``ir1 ⊗ ir2``, once each, sorted by ``(l, p)``.
 
     Args:
-        irreps1: the first input's irreps.
+        irreps1: the first input's irreps (an :class:`Irreps`, or a string such as ``"1o"``).
         irreps2: the second input's irreps.
 
     Returns:
         The output irreps of the full tensor product, multiplicity 1 each.
 
+    Raises:
+        TypeError: an argument that is not irreps or a string.
+        ValueError: a string that does not parse as irreps.
+
     Example:
         >>> default_irreps_out(Irreps("1o"), Irreps("1o"))
         Irreps('1x0e+1x1e+1x2e')
     """
+    irreps1 = check_irreps(irreps1, "default_irreps_out", "irreps1")
+    irreps2 = check_irreps(irreps2, "default_irreps_out", "irreps2")
     found = {ir for a in irreps1.expanded() for b in irreps2.expanded() for ir in a.couple(b)}
     return Irreps([(1, ir) for ir in sorted(found, key=lambda ir: (ir.l, ir.p))])
 

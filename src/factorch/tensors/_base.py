@@ -94,11 +94,21 @@ class FactorizedTensor:
         """``prod(shape) / n_params``: how many dense entries each stored scalar stands for."""
         return prod(self.shape) / self.n_params
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Any:
+    def to(
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
         """Copy to another device and/or dtype (a no-op per tensor when nothing changes).
 
-        Differentiable (``Tensor.to`` is).
+        Accepts a dtype as the first positional argument, as ``torch.Tensor.to`` does
+        (``model.to(torch.float32)``). Differentiable (``Tensor.to`` is).
+
+        Raises:
+            TypeError: a ``device`` that is not a device, string or index, a ``dtype`` that is not a
+                ``torch.dtype``, or a dtype given twice.
         """
+        device, dtype = split_to_args(device, dtype, type(self).__name__)
         return self._replace_tensors([t.to(device=device, dtype=dtype) for t in self._tensors()])
 
     def __repr__(self) -> str:
@@ -112,6 +122,33 @@ class FactorizedTensor:
 
 
 # --- validation helpers ---------------------------------------------------------------------
+
+
+def split_to_args(
+    device: object, dtype: object, owner: str
+) -> tuple[torch.device | str | int | None, torch.dtype | None]:
+    """``(device, dtype)`` for a ``.to(...)`` call, with a dtype given positionally in the device
+    slot moved to its place (``x.to(torch.float64)``, as ``torch.Tensor.to`` allows)."""
+    if isinstance(device, torch.dtype):
+        if dtype is not None:
+            raise TypeError(
+                f"{owner}.to: dtype given twice ({device} and {dtype}); pass it once, e.g. "
+                f".to(dtype={device})."
+            )
+        device, dtype = None, device
+    if device is not None and (
+        isinstance(device, bool) or not isinstance(device, (torch.device, str, int))
+    ):
+        raise TypeError(
+            f"{owner}.to: device must be a torch.device, a string like 'cpu' or a CUDA index; got "
+            f"{type(device).__name__}."
+        )
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(
+            f"{owner}.to: dtype must be a torch.dtype such as torch.float32; got "
+            f"{type(dtype).__name__}."
+        )
+    return device, dtype
 
 
 def as_array_tensor(x: object, fn: str, name: str) -> object:

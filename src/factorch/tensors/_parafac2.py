@@ -22,7 +22,7 @@ from typing import Literal, overload
 import torch
 
 from .._checks import check_tensor
-from ._base import as_tensor_tuple, check_one_device_dtype, real_sqrt
+from ._base import as_tensor_tuple, check_one_device_dtype, real_sqrt, split_to_args
 
 __all__ = ["Parafac2Tensor"]
 
@@ -165,9 +165,13 @@ class Parafac2Tensor:
         )
 
     def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        device: torch.device | str | int | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
     ) -> Parafac2Tensor:
-        """Copy to another device and/or dtype. Differentiable."""
+        """Copy to another device and/or dtype (a dtype may come first, as in
+        ``torch.Tensor.to``). Differentiable."""
+        device, dtype = split_to_args(device, dtype, "Parafac2Tensor")
 
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype)

@@ -148,12 +148,25 @@ def gradients(u: torch.Tensor, dims: int, *, periodic: bool) -> list[torch.Tenso
     Returns:
         One tensor of ``u``'s shape per grid dimension. Differentiable.
 
+    Raises:
+        TypeError: ``u`` is not a real floating-point tensor, or ``dims`` is not an int.
+        ValueError: ``dims`` outside ``1..u.ndim``.
+
     Example:
         >>> x = torch.arange(16, dtype=torch.float64) / 16
         >>> d, = gradients(torch.sin(2 * torch.pi * x), 1, periodic=True)
         >>> bool(torch.allclose(d, 2 * torch.pi * torch.cos(2 * torch.pi * x)))
         True
     """
+    if not isinstance(u, torch.Tensor) or not u.is_floating_point():
+        got = f"a {u.dtype} tensor" if isinstance(u, torch.Tensor) else type(u).__name__
+        raise TypeError(f"gradients: u must be a real floating-point tensor; got {got}.")
+    if isinstance(dims, bool) or not isinstance(dims, int):
+        raise TypeError(f"gradients: dims must be an int; got {type(dims).__name__}.")
+    if not 1 <= dims <= u.ndim:
+        raise ValueError(
+            f"gradients: dims must be in 1..{u.ndim} (u has {u.ndim} dimensions); got {dims}."
+        )
     out = []
     for j in range(dims):
         axis = u.ndim - dims + j

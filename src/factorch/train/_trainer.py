@@ -42,6 +42,29 @@ LossName = Literal["h1", "l2"]
 Pairs = PDEData | tuple[torch.Tensor, torch.Tensor]
 
 
+def _check_statistics(operator: object, *stats: torch.Tensor) -> None:
+    fn = "NormalizedOperator"
+    if not isinstance(operator, nn.Module):
+        raise TypeError(f"{fn}: operator must be a torch.nn.Module; got {type(operator).__name__}.")
+    names = ("in_mean", "in_std", "out_mean", "out_std")
+    for name, t in zip(names, stats):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"{fn}: {name} must be a floating-point tensor; got {got}.")
+    for side in ("in", "out"):
+        mean, std = stats[names.index(f"{side}_mean")], stats[names.index(f"{side}_std")]
+        if mean.shape != std.shape:
+            raise ValueError(
+                f"{fn}: {side}_mean has shape {tuple(mean.shape)} but {side}_std has shape "
+                f"{tuple(std.shape)}; pass per-channel statistics of one shape (see fit)."
+            )
+        if not bool(torch.isfinite(std).all()) or not bool((std > 0).all()):
+            raise ValueError(
+                f"{fn}: {side}_std must be positive and finite in every channel; replace zero "
+                "deviations by 1 (as fit does)."
+            )
+
+
 class NormalizedOperator(nn.Module):
     """``y = mu_y + s_y * operator((x - mu_x) / s_x)`` with per-channel means and standard
     deviations (buffers, saved with the model). Differentiable.
@@ -52,6 +75,12 @@ class NormalizedOperator(nn.Module):
         in_std: per-channel standard deviation of the inputs (positive).
         out_mean: per-channel mean of the outputs.
         out_std: per-channel standard deviation of the outputs (positive).
+
+    Raises:
+        TypeError: ``operator`` is not an ``nn.Module`` or a statistic is not a floating-point
+            tensor.
+        ValueError: a mean and its standard deviation of different shapes, or a standard
+            deviation with an entry that is not positive and finite.
 
     Example:
         >>> x, y = torch.randn(4, 1, 8), torch.randn(4, 1, 8)
@@ -74,6 +103,7 @@ class NormalizedOperator(nn.Module):
         out_std: torch.Tensor,
     ) -> None:
         super().__init__()
+        _check_statistics(operator, in_mean, in_std, out_mean, out_std)
         self.operator = operator
         self.register_buffer("in_mean", in_mean)
         self.register_buffer("in_std", in_std)

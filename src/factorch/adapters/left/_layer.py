@@ -26,6 +26,10 @@ class LeftLayer(Adapter):
         base, config, context, generator, shared, structure: as
             :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
 
+    Raises:
+        TypeError, ValueError: as :class:`~factorch.adapters.Adapter` (a base layer the method
+            cannot adapt, or a config of another method).
+
     Example:
         >>> gen = torch.Generator().manual_seed(0)
         >>> model = inject(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)),

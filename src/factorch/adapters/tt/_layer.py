@@ -18,6 +18,10 @@ class TTLayer(FormatAdapterLayer):
         base, config, context, generator, shared, structure: as
             :class:`~factorch.adapters.Adapter` (:func:`~factorch.adapters.inject` builds it).
 
+    Raises:
+        TypeError, ValueError: as :class:`~factorch.adapters.Adapter` (a base layer the method
+            cannot adapt, or a config of another method).
+
     Example:
         >>> gen = torch.Generator().manual_seed(0)
         >>> model = inject(torch.nn.Sequential(torch.nn.Linear(16, 8)),

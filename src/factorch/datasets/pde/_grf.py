@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from ..._checks import check_positive_int
+
 __all__ = ["neumann_grf", "periodic_grf"]
 
 
@@ -48,7 +50,8 @@ def periodic_grf(
     resolves without its Nyquist frequency. The coefficients are drawn on the CPU from
     ``generator`` for all ``|k| <= max_modes`` whatever the resolution.
 
-    A building block of the generators, which check its arguments (it checks none itself).
+    A building block of the generators, which check the physical parameters; this checks the
+    counts and the generator.
 
     Args:
         n_samples: number of fields.
@@ -64,12 +67,24 @@ def periodic_grf(
     Returns:
         ``(n_samples, resolution, ..., resolution)`` float64 on ``device``.
 
+    Raises:
+        TypeError: a count that is not an int, or ``generator`` not a ``torch.Generator``.
+        ValueError: a count below 1.
+
     Example:
         >>> u = periodic_grf(2, 16, dims=2, alpha=2.5, tau=7.0, sigma=1.0, max_modes=6,
         ...                  generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
         >>> u.shape, bool(u.mean(dim=(1, 2)).abs().max() < 1e-12)  # mean zero: no constant mode
         (torch.Size([2, 16, 16]), True)
     """
+    _check_counts(
+        "periodic_grf",
+        generator,
+        n_samples=n_samples,
+        resolution=resolution,
+        dims=dims,
+        max_modes=max_modes,
+    )
     m = max_modes
     shape = (n_samples,) + (2 * m + 1,) * dims
     # Real white noise -> Hermitian unit-variance coefficients on the (2m+1)^d block.
@@ -122,7 +137,8 @@ def neumann_grf(
     (boundary included). ``K = max_modes`` whatever the resolution, so a generator state gives
     one function at every resolution.
 
-    A building block of the generators, which check its arguments (it checks none itself).
+    A building block of the generators, which check the physical parameters; this checks the
+    counts and the generator.
 
     Args:
         n_samples: number of fields.
@@ -136,6 +152,10 @@ def neumann_grf(
     Returns:
         ``(n_samples, resolution, resolution)`` float64 on ``device``.
 
+    Raises:
+        TypeError: a count that is not an int, or ``generator`` not a ``torch.Generator``.
+        ValueError: a count below 1, or ``resolution`` below 2 (the grid includes both ends).
+
     Example:
         >>> gen = torch.Generator().manual_seed(0)
         >>> coarse = neumann_grf(1, 9, alpha=2.0, tau=3.0, max_modes=8, generator=gen,
@@ -146,6 +166,14 @@ def neumann_grf(
         >>> torch.allclose(fine[:, ::2, ::2], coarse)  # one function at every resolution
         True
     """
+    _check_counts(
+        "neumann_grf", generator, n_samples=n_samples, resolution=resolution, max_modes=max_modes
+    )
+    if resolution < 2:
+        raise ValueError(
+            f"neumann_grf: resolution must be at least 2 (the nodes include both ends); "
+            f"got {resolution}."
+        )
     k = torch.arange(max_modes, dtype=torch.float64)
     xi = torch.randn((n_samples, max_modes, max_modes), generator=generator, dtype=torch.float64)
     k2 = k[:, None] ** 2 + k[None, :] ** 2
@@ -155,3 +183,13 @@ def neumann_grf(
     nodes = torch.linspace(0.0, 1.0, resolution, dtype=torch.float64, device=device)
     basis = torch.cos(math.pi * nodes[:, None] * k.to(device)[None, :])  # (resolution, K)
     return basis @ lam @ basis.mT
+
+
+def _check_counts(fn: str, generator: object, **counts: int) -> None:
+    for name, value in counts.items():
+        check_positive_int(value, fn, name)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{fn}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)); "
+            f"got {type(generator).__name__}."
+        )

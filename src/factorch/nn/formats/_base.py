@@ -87,10 +87,18 @@ def dense_init_std(fan_in: int) -> float:
     Returns:
         ``1 / sqrt(3 fan_in)``.
 
+    Raises:
+        TypeError: ``fan_in`` is not an int.
+        ValueError: ``fan_in`` below 1.
+
     Example:
         >>> round(dense_init_std(3), 6)
         0.333333
     """
+    if isinstance(fan_in, bool) or not isinstance(fan_in, int):
+        raise TypeError(f"dense_init_std: fan_in must be an int; got {type(fan_in).__name__}.")
+    if fan_in < 1:
+        raise ValueError(f"dense_init_std: fan_in must be at least 1; got {fan_in!r}.")
     return 1.0 / math.sqrt(3.0 * fan_in)
 
 
@@ -556,10 +564,18 @@ def row_digits(idx: torch.Tensor, factors: Sequence[int]) -> list[torch.Tensor]:
     Returns:
         One tensor of digits per factor, each of ``idx``'s shape.
 
+    Raises:
+        TypeError: ``idx`` is not an integer tensor.
+        ValueError: a factor below 1.
+
     Example:
         >>> [d.tolist() for d in row_digits(torch.tensor([0, 5, 11]), (3, 4))]
         [[0, 1, 2], [0, 1, 3]]
     """
+    if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.is_complex():
+        raise TypeError(f"row_digits: idx must be an integer tensor; got {_describe(idx)}.")
+    if any(not f >= 1 for f in factors):
+        raise ValueError(f"row_digits: every factor must be at least 1; got {tuple(factors)}.")
     out, stride = [], math.prod(factors)
     for f in factors:
         stride //= f
@@ -585,11 +601,23 @@ def keep_mask(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(n,)`` entries, each 0 or ``1 / q``, at least one of them nonzero.
 
+    Raises:
+        TypeError: ``n`` is not an int or ``p`` not a real number.
+        ValueError: ``n`` below 1 or ``p`` outside ``[0, 1]``.
+
     Example:
         >>> mask = keep_mask(4, 0.5, torch.zeros(1))
         >>> mask.shape, bool((mask > 0).any())
         (torch.Size([4]), True)
     """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"keep_mask: n must be an int; got {type(n).__name__}.")
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"keep_mask: p must be a float in [0, 1]; got {type(p).__name__}.")
+    if n < 1:
+        raise ValueError(f"keep_mask: n must be at least 1; got {n!r}.")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"keep_mask: the drop probability p must be in [0, 1]; got {p!r}.")
     probs = torch.full((n,), 1.0 - p, dtype=like.real.dtype, device=like.device)
     mask = torch.bernoulli(probs)
     rescue = torch.zeros_like(mask)
@@ -611,11 +639,23 @@ def gaussian(
     Returns:
         A CPU tensor of ``shape`` and ``dtype``.
 
+    Raises:
+        TypeError: ``dtype`` is not a floating or complex dtype.
+
     Example:
         >>> gaussian((2, 3), torch.Generator().manual_seed(0), torch.complex64).shape
         torch.Size([2, 3])
     """
+    _check_float_dtype(dtype, "gaussian")
     return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def _check_float_dtype(dtype: torch.dtype, fn: str) -> None:
+    if not isinstance(dtype, torch.dtype) or not (dtype.is_floating_point or dtype.is_complex):
+        raise TypeError(
+            f"{fn}: dtype must be a floating or complex torch.dtype (e.g. torch.float32); "
+            f"got {dtype!r}."
+        )
 
 
 def orthonormal(
@@ -634,13 +674,26 @@ def orthonormal(
     Returns:
         A CPU ``(rows, cols)`` tensor of ``dtype``.
 
+    Raises:
+        ValueError: ``rows`` or ``cols`` below 1.
+        TypeError: ``dtype`` is not a floating or complex dtype.
+
     Example:
         >>> q = orthonormal(5, 3, torch.Generator().manual_seed(0), torch.float64)
         >>> torch.allclose(q.T @ q, torch.eye(3, dtype=torch.float64))
         True
     """
+    if not (rows >= 1 and cols >= 1):
+        raise ValueError(f"orthonormal: rows and cols must be at least 1; got {rows!r}, {cols!r}.")
+    _check_float_dtype(dtype, "orthonormal")
     if cols > rows:
         return orthonormal(cols, rows, generator, dtype).transpose(0, 1) * math.sqrt(rows / cols)
     q, r = torch.linalg.qr(gaussian((rows, cols), generator, dtype))
     d = torch.diagonal(r)
     return q * torch.sgn(d + (d == 0).to(dtype))
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, torch.Tensor):
+        return f"a {obj.dtype} tensor"
+    return type(obj).__name__

@@ -36,10 +36,26 @@ def chain_contract(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     Returns:
         The ``(r_0, prod I, r_N)`` product.
 
+    Raises:
+        ValueError: no cores, a core that is not 3-way, or consecutive ranks that differ.
+
     Example:
         >>> chain_contract([torch.ones(1, 2, 3), torch.ones(3, 4, 1)]).shape
         torch.Size([1, 8, 1])
     """
+    if len(cores) == 0:
+        raise ValueError("chain_contract: needs at least one core; got none.")
+    for k, c in enumerate(cores):
+        if c.ndim != 3:
+            raise ValueError(
+                f"chain_contract: core {k} must be 3-way (r_k, I_k, r_k+1); got shape "
+                f"{tuple(c.shape)}."
+            )
+        if k and c.shape[0] != cores[k - 1].shape[2]:
+            raise ValueError(
+                f"chain_contract: core {k} starts with rank {c.shape[0]} but core {k - 1} ends "
+                f"with rank {cores[k - 1].shape[2]}."
+            )
     first = cores[0]
     acc = first.reshape(first.shape[0] * first.shape[1], first.shape[2])
     for c in cores[1:]:

@@ -42,11 +42,20 @@ def known_size(size: object) -> int:
     Returns:
         ``size`` when it is an int, else ``UNBOUNDED``.
 
+    Raises:
+        TypeError: ``size`` is neither an int nor a ``torch.SymInt``.
+
     Example:
         >>> known_size(7)
         7
     """
-    return size if isinstance(size, int) else UNBOUNDED
+    if isinstance(size, int):
+        return size
+    if isinstance(size, torch.SymInt):
+        return UNBOUNDED
+    raise TypeError(
+        f"known_size: size must be an int or a torch.SymInt; got {type(size).__name__}."
+    )
 
 
 def known_shape(shape: Sequence[object]) -> tuple[int, ...]:

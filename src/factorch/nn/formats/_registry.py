@@ -74,11 +74,16 @@ def unregister_format(name: str) -> None:
     Args:
         name: the registry name of the format.
 
+    Raises:
+        TypeError: ``name`` is not a string.
+
     Example:
         >>> unregister_format("no-such-format")  # unknown: ignored
         >>> "cp" in available_formats()
         True
     """
+    if not isinstance(name, str):
+        raise TypeError(f"unregister_format: name must be a str; got {type(name).__name__}.")
     _REGISTRY.pop(name, None)
 
 

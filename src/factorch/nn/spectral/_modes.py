@@ -48,12 +48,20 @@ def kept_frequencies(m: int, *, last: bool) -> list[int]:
     Returns:
         The frequencies, in the order the weights store them.
 
+    Raises:
+        TypeError: ``m`` is not an int.
+        ValueError: ``m`` below 1.
+
     Example:
         >>> kept_frequencies(5, last=False), kept_frequencies(4, last=False)
         ([-2, -1, 0, 1, 2], [-2, -1, 0, 1])
         >>> kept_frequencies(5, last=True)
         [0, 1, 2]
     """
+    if isinstance(m, bool) or not isinstance(m, int):
+        raise TypeError(f"kept_frequencies: m must be an int; got {type(m).__name__}.")
+    if m < 1:
+        raise ValueError(f"kept_frequencies: m must be at least 1; got {m}.")
     if last:
         return list(range(m // 2 + 1))
     return list(range(-(m // 2), (m - 1) // 2 + 1))

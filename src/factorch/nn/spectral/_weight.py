@@ -64,10 +64,17 @@ def count_real(module: nn.Module) -> int:
     Returns:
         The number of real numbers its parameters store.
 
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+
     Example:
         >>> count_real(torch.nn.Linear(3, 2))
         8
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"count_real: module must be a torch.nn.Module; got {type(module).__name__}."
+        )
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters())
 
 
