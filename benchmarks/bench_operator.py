@@ -57,6 +57,18 @@ class Problem:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Command-line overrides of the problems' sizes (--n-train, --n-test, --epochs, --ns-solve).
+OVERRIDE: dict[str, int] = {}
+
+
+def sized(n_train: int, n_test: int) -> tuple[int, int]:
+    return OVERRIDE.get("n_train", n_train), OVERRIDE.get("n_test", n_test)
+
+
+def epochs(default: int) -> int:
+    return OVERRIDE.get("epochs", default)
+
+
 def make_problems(quick: bool, wanted: set[str]) -> tuple[list[Problem], dict[str, Any]]:
     import torch
 
@@ -75,7 +87,7 @@ def make_problems(quick: bool, wanted: set[str]) -> tuple[list[Problem], dict[st
     if "darcy16" in wanted:
         # The issue's baseline: neuraloperator's small Darcy example (16^2, modes 8x8, 24
         # channels, 20 epochs), tested at 16^2 and zero-shot at 31^2 (the same solves).
-        n_train, n_test = int(500 * scale), int(100 * scale)
+        n_train, n_test = sized(int(500 * scale), int(100 * scale))
         g = torch.Generator().manual_seed(1616)
         fine = timed(
             f"darcy {n_train + n_test} at 31^2",
@@ -90,7 +102,7 @@ def make_problems(quick: bool, wanted: set[str]) -> tuple[list[Problem], dict[st
                 {"16": test, "31": test_fine},
                 (8, 8),
                 24,
-                5 if quick else 20,
+                epochs(5 if quick else 20),
                 32,
                 5e-3,
                 False,
@@ -99,7 +111,7 @@ def make_problems(quick: bool, wanted: set[str]) -> tuple[list[Problem], dict[st
     # Darcy: train at 32^2 (solved on 63^2 and subsampled), test at 32^2 and 63^2 (same solve).
     if "darcy32" not in wanted:
         return _rest(problems, gen_times, timed, scale, wanted)
-    n_train, n_test = int(1000 * scale), int(100 * scale)
+    n_train, n_test = sized(int(1000 * scale), int(100 * scale))
     g = torch.Generator().manual_seed(1234)
     fine = timed(
         f"darcy {n_train + n_test} at 63^2",
@@ -115,7 +127,7 @@ def make_problems(quick: bool, wanted: set[str]) -> tuple[list[Problem], dict[st
             {"32": test, "63": test_fine},
             (12, 12),
             32,
-            8 if quick else 30,
+            epochs(8 if quick else 30),
             32,
             5e-3,
             False,
@@ -140,7 +152,7 @@ def _rest(
     if "burgers128" not in wanted:
         return _navier_stokes(problems, gen_times, timed, scale, wanted)
     # Burgers: nu = 0.01, t = 1, solved at 512, trained at 128, tested at 128 and 256.
-    n_train, n_test = int(1000 * scale), int(100 * scale)
+    n_train, n_test = sized(int(1000 * scale), int(100 * scale))
     g = torch.Generator().manual_seed(4321)
     fine = timed(
         f"burgers {n_train + n_test} at 256",
@@ -156,7 +168,7 @@ def _rest(
             {"128": test, "256": test_fine},
             (16,),
             32,
-            8 if quick else 30,
+            epochs(8 if quick else 30),
             32,
             5e-3,
             True,
@@ -179,24 +191,30 @@ def _navier_stokes(
     quick = scale < 1
     if "navier_stokes64" not in wanted:
         return problems, gen_times
-    # Navier--Stokes: nu = 1e-3, omega(0) -> omega(5), at 64^2 (solved at 128^2).
-    n_train, n_test = int(400 * scale), int(50 * scale)
+    # Navier--Stokes: nu = 1e-3, omega(0) -> omega(5), at 64^2 (solved at 128^2, or with
+    # --ns-solve 64 solved at 64^2 and tested also on the 32^2 subsample).
+    n_train, n_test = sized(int(400 * scale), int(50 * scale))
+    solve = OVERRIDE.get("ns_solve", 128)
     g = torch.Generator().manual_seed(999)
     fine = timed(
-        f"navier_stokes {n_train + n_test} at 128^2 (T=5)",
-        lambda: navier_stokes(n_train + n_test, resolution=128, t_final=5.0, generator=g),
+        f"navier_stokes {n_train + n_test} at {solve}^2 (T=5)",
+        lambda: navier_stokes(n_train + n_test, resolution=solve, t_final=5.0, generator=g),
     )
-    coarse = fine.subsample(2)
-    train, test = coarse.split(n_train)
-    _, test_fine = fine.split(n_train)
+    if solve == 128:
+        train, test = fine.subsample(2).split(n_train)
+        _, test_fine = fine.split(n_train)
+        tests = {"64": test, "128": test_fine}
+    else:
+        train, test = fine.split(n_train)
+        tests = {"64": test, "32": test.subsample(2)}
     problems.append(
         Problem(
             "navier_stokes64",
             train,
-            {"64": test, "128": test_fine},
+            tests,
             (16, 16),
             32,
-            6 if quick else 20,
+            epochs(6 if quick else 20),
             16,
             5e-3,
             True,
@@ -214,6 +232,9 @@ VARIANTS = [
     ("TFNO cp 10%", {"format": "cp", "ratio": 0.10}),
     ("TFNO cp 5%", {"format": "cp", "ratio": 0.05}),
 ]
+
+
+MG_NAME = "MG-TFNO tucker 5% joint"
 
 
 def ours_model(p: Problem, variant: dict[str, Any], seed: int, mg: bool = False) -> Any:
@@ -437,22 +458,83 @@ def generation_scaling(quick: bool) -> dict[str, float]:
     return out
 
 
+GAP_VARIANTS = [
+    ("FNO dense", {"format": "dense"}),
+    ("TFNO tucker 10%", {"format": "tucker", "ratio": 0.10}),
+    ("TFNO cp 10%", {"format": "cp", "ratio": 0.10}),
+    ("TFNO tucker 10% joint", {"format": "tucker", "ratio": 0.10, "joint": True}),
+    ("TFNO tucker 5%", {"format": "tucker", "ratio": 0.05}),
+]
+
+
+def tfno_gap(epoch_list: list[int], seeds: list[int], names: set[str]) -> dict[str, Any]:
+    """factorch only, Darcy 16^2 (the darcy16 problem): test L2 of TFNO against dense FNO by
+    training length and factorization (per layer or one joint tensor)."""
+    from factorch.nn.spectral import count_real
+
+    (p,), _ = make_problems(False, {"darcy16"})
+    out: dict[str, Any] = {}
+    for n_epochs in epoch_list:
+        p.epochs = n_epochs
+        for name, variant in GAP_VARIANTS:
+            if name not in names:
+                continue
+            runs = []
+            for seed in seeds:
+                model = ours_model(p, variant, seed)
+                r = train_ours(p, model, seed)
+                runs.append(
+                    {k: {"l2": v["l2"], "h1": v["h1"]} for k, v in r["errors"].items()}
+                    | {"cpu_s_per_epoch": r["cpu_s_per_epoch"]}
+                )
+                print(f"{n_epochs} epochs {name} seed {seed}: {runs[-1]}", flush=True)
+            out[f"{name} @ {n_epochs} epochs"] = {
+                "params": count_real(model),
+                "l2_16": statistics.median(r["16"]["l2"] for r in runs),
+                "h1_16": statistics.median(r["16"]["h1"] for r in runs),
+                "l2_31": statistics.median(r["31"]["l2"] for r in runs),
+                "per_seed": runs,
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sets, few epochs (< 3 min)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--problems", default="darcy32,burgers128,navier_stokes64")
-    parser.add_argument("--variants", default=",".join(v for v, _ in VARIANTS))
+    parser.add_argument("--variants", default=",".join([*(v for v, _ in VARIANTS), MG_NAME]))
     parser.add_argument(
         "--no-extras", action="store_true", help="skip solver accuracy and generation scaling"
     )
+    parser.add_argument("--n-train", type=int, help="training samples (reduced CPU runs)")
+    parser.add_argument("--n-test", type=int, help="test samples")
+    parser.add_argument("--epochs", type=int, help="epochs (all problems)")
+    parser.add_argument("--ns-solve", type=int, choices=(64, 128), help="Navier-Stokes solve grid")
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
+    parser.add_argument(
+        "--gap", default="", help="epoch counts (e.g. 20,60): TFNO-vs-dense gap on darcy16 only"
+    )
     args = parser.parse_args()
+    for key in ("n_train", "n_test", "epochs", "ns_solve"):
+        if getattr(args, key) is not None:
+            OVERRIDE[key] = getattr(args, key)
     pin_threads(args.threads)
     threads = apply_threads(args.threads)
     import torch
 
     seeds = list(range(1 if args.quick else args.seeds))
+    if args.gap:
+        names = set(args.variants.split(",")) & {n for n, _ in GAP_VARIANTS} or {
+            n for n, _ in GAP_VARIANTS
+        }
+        gap = tfno_gap([int(e) for e in args.gap.split(",")], seeds, names)
+        for k, v in gap.items():
+            print(f"{k}: params {v['params']}, L2 {v['l2_16']:.4f}, H1 {v['h1_16']:.4f}")
+        path = write_results("bench_operator_gap" + args.tag, {"machine": machine_info(), **gap})
+        print(f"wrote {path}")
+        return
     wanted = set(args.problems.split(","))
     problems, gen_times = make_problems(args.quick, wanted)
     variants = [v for v in VARIANTS if v[0] in set(args.variants.split(","))]
@@ -469,10 +551,10 @@ def main() -> None:
         if p.name not in wanted:
             continue
         entries = [(name, v, False) for name, v in variants]
-        if p.name.startswith("navier_stokes"):
+        if p.name.startswith("navier_stokes") and MG_NAME in args.variants.split(","):
             entries.append(
                 (
-                    "MG-TFNO tucker 5% joint",
+                    MG_NAME,
                     {"format": "tucker", "ratio": 0.05, "joint": True},
                     True,
                 )
@@ -532,6 +614,7 @@ def main() -> None:
     for k, v in {**gen_times, **results["generation_scaling_s"]}.items():
         print(f"generate {k}: {v:.2f} s")
     tag = "_quick" if args.quick else ("_" + "_".join(sorted(wanted)) if args.no_extras else "")
+    tag += args.tag
     path = write_results("bench_operator" + tag, results)
     print(f"wrote {path}")
     del torch

@@ -15,6 +15,8 @@ inverse transform, which is the same permutation only for even sizes.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -109,12 +111,60 @@ def scatter_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int])
     return full
 
 
+# Along the last dimension only ``k = m // 2 + 1`` of the ``n // 2 + 1`` real-FFT frequencies are
+# kept: when ``n * k`` is this small or smaller, the truncated transform and its inverse are one
+# real GEMM against a cached ``(n, 2 k)`` DFT matrix instead of an FFT plus slicing, zero-padding
+# and copies (on CPUs 3-10x faster at the grids neural operators train on; the FFT's n log n
+# wins on long lines with many modes).
+DFT_MATRIX_MAX = 4096
+
+
+@functools.lru_cache(maxsize=64)
+def _dft_matrices(
+    n: int, k: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(forward, inverse)``: ``x @ forward`` is ``rfft(x)[..., :k]`` as ``(re, im)`` pairs,
+    ``pairs @ inverse`` is ``irfft(spectrum, n)`` of the ``k`` kept frequencies (the imaginary
+    parts of ``k = 0`` and of the Nyquist frequency ignored, as ``irfft`` does)."""
+    freq = torch.arange(k, dtype=torch.float64)
+    theta = 2 * math.pi * torch.outer(freq, torch.arange(n, dtype=torch.float64)) / n
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    edge = (freq == 0) | (2 * freq == n)
+    sin[edge] = 0.0  # exact zeros where sin(pi j) rounds to 1e-16
+    forward = torch.stack([cos, -sin], dim=1).reshape(2 * k, n).T
+    scale = (2.0 - edge.to(torch.float64)).div(n)[:, None]
+    inverse = torch.stack([scale * cos, -scale * sin], dim=1).reshape(2 * k, n)
+    return (
+        forward.to(dtype=dtype, device=device).contiguous(),
+        inverse.to(dtype=dtype, device=device).contiguous(),
+    )
+
+
+def _rfft_last(x: torch.Tensor, k: int) -> torch.Tensor:
+    n = x.shape[-1]
+    if n * k > DFT_MATRIX_MAX:
+        return torch.fft.rfft(x, dim=-1)[..., :k]
+    forward, _ = _dft_matrices(n, k, x.dtype, x.device)
+    pairs = x.reshape(-1, n) @ forward
+    return torch.view_as_complex(pairs.view(*x.shape[:-1], k, 2))
+
+
+def _irfft_last(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+    k = spectrum.shape[-1]
+    if n * k > DFT_MATRIX_MAX:
+        return torch.fft.irfft(spectrum, n=n, dim=-1)
+    _, inverse = _dft_matrices(n, k, spectrum.real.dtype, spectrum.device)
+    pairs = torch.view_as_real(spectrum).reshape(-1, 2 * k)
+    return (pairs @ inverse).view(*spectrum.shape[:-1], n)
+
+
 def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
     """The kept modes of ``rfftn(x)`` over the last ``len(modes)`` dimensions, computing only
-    what is kept: a real FFT along the last dimension, truncated, then complex FFTs along the
-    others on the kept columns only (fewer transforms than a full ``rfftn``; same values)."""
+    what is kept: the truncated real transform along the last dimension (a GEMM with a DFT
+    matrix on short lines, else a real FFT), then complex FFTs along the others on the kept
+    columns only (fewer transforms than a full ``rfftn``; same values)."""
     d = len(modes)
-    out = torch.fft.rfft(x, dim=-1)[..., : modes[-1] // 2 + 1]
+    out = _rfft_last(x, modes[-1] // 2 + 1)
     for j in reversed(range(d - 1)):
         dim = x.ndim - d + j
         out = torch.fft.fft(out, dim=dim)
@@ -125,7 +175,8 @@ def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
 def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
     """``irfftn`` of the spectrum that is ``kept`` on the kept modes and zero elsewhere, without
     building the zeros beyond the kept columns: complex inverse FFTs along the leading
-    dimensions on the kept columns, then an inverse real FFT (zero-padded) along the last."""
+    dimensions on the kept columns, then the inverse real transform of the kept frequencies
+    along the last (a GEMM with a DFT matrix on short lines, else a zero-padded inverse FFT)."""
     d = len(modes)
     out = kept
     for j in range(d - 1):
@@ -135,4 +186,4 @@ def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int])
         full = torch.zeros(shape, dtype=out.dtype, device=out.device)
         full = full.index_copy(dim, _index(modes[j], grid[j], out.device), out)
         out = torch.fft.ifft(full, dim=dim)
-    return torch.fft.irfft(out, n=grid[-1], dim=-1)
+    return _irfft_last(out, grid[-1])

@@ -1,0 +1,54 @@
+"""The truncated transforms of the kept modes: the DFT-matrix path (short lines) equals the FFT
+path, values and gradients, on odd and even grids with and without the Nyquist frequency."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from factorch.nn.spectral import _modes
+
+CASES = [
+    ((9,), (5,)),  # odd grid
+    ((8,), (8,)),  # even grid, Nyquist kept
+    ((7, 8), (5, 4)),
+    ((6, 7), (6, 7)),
+    ((5, 6, 8), (3, 4, 8)),  # 3-D, Nyquist kept along the last dimension
+]
+
+
+def _both(monkeypatch, fn):
+    """``fn()`` through the DFT matrices and through the FFTs."""
+    monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 10**9)
+    matrix = fn()
+    monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 0)
+    return matrix, fn()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("grid", "modes"), CASES)
+def test_dft_matrix_path_equals_fft_path(monkeypatch, grid, modes, dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, *grid, generator=g, dtype=dtype)
+    kept_m, kept_f = _both(monkeypatch, lambda: _modes.forward_modes(x, modes))
+    assert kept_m.dtype == kept_f.dtype and kept_m.shape == kept_f.shape
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(kept_m, kept_f, rtol=tol, atol=tol * float(x.abs().max()) * 10)
+    # an arbitrary spectrum: irfft ignores the imaginary parts at k = 0 and Nyquist; so must we
+    spec = torch.randn(kept_f.shape, generator=g, dtype=kept_f.dtype)
+    y_m, y_f = _both(monkeypatch, lambda: _modes.inverse_modes(spec, modes, grid))
+    assert y_m.dtype == dtype and y_m.shape == (2, 3, *grid)
+    torch.testing.assert_close(y_m, y_f, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(("grid", "modes"), [((8,), (8,)), ((5, 6), (4, 6))])
+def test_dft_matrix_path_gradients(monkeypatch, grid, modes) -> None:
+    monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 10**9)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 2, *grid, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(_modes.forward_modes(x, modes).shape, generator=g, dtype=torch.complex128)
+
+    def f(t):
+        return _modes.inverse_modes(_modes.forward_modes(t, modes) * w, modes, grid)
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-8)
