@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from factorch.models import MGTFNO, MultigridPatching, model_config, model_from_config
+from factorch.models import MGTFNO, TFNO, MultigridPatching, model_config, model_from_config
 
 BOUNDARIES = ["periodic", "replicate", "reflect", "zeros"]
 
@@ -95,6 +95,41 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
                 stitched[b, :, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16] = out[4 * b + 2 * i + j]
     with torch.no_grad():
         torch.testing.assert_close(model(x), stitched, rtol=1e-12, atol=1e-12)
+
+
+def test_mg_tfno_without_levels_or_padding_is_the_tfno_it_wraps() -> None:
+    # issue 12 (MG-TFNO not training on Navier--Stokes): with no context level and no patch
+    # padding the multi-grid path must reduce exactly to the joint-Tucker TFNO it wraps.
+    kw = dict(hidden_channels=6, format="tucker", ratio=0.05, joint=True, dtype=torch.float64)
+    mg = MGTFNO(
+        1, 1, (6, 6), levels=0, patch_padding=0.0, generator=torch.Generator().manual_seed(5), **kw
+    )
+    tfno = TFNO(1, 1, (6, 6), generator=torch.Generator().manual_seed(5), **kw)
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(mg(x), tfno(x), rtol=0, atol=0)
+
+
+def test_every_mg_tfno_parameter_gets_a_finite_nonzero_gradient() -> None:
+    model = MGTFNO(
+        1,
+        1,
+        (6, 6),
+        levels=1,
+        patch_padding=0.125,
+        hidden_channels=6,
+        format="tucker",
+        ratio=0.05,
+        joint=True,
+        generator=torch.Generator().manual_seed(7),
+        dtype=torch.float64,
+    )
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    model(x).square().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert bool(torch.isfinite(param.grad).all()), name
+        assert float(param.grad.norm()) > 0, name
 
 
 def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() -> None:
