@@ -255,6 +255,11 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
         ),
         (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
         (
+            lambda: MGTFNO(1, 1, 4, global_coordinates=1),
+            TypeError,
+            r"MGTFNO: global_coordinates must be a bool; got int",
+        ),
+        (
             lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(
                 torch.zeros(1, 2, 16, 16)
             ),
