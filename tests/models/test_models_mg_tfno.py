@@ -7,7 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from factorch.models import MGTFNO, MultigridPatching, model_config, model_from_config
+from factorch.models import (
+    MGTFNO,
+    TFNO,
+    MGTFNOConfig,
+    MultigridPatching,
+    model_config,
+    model_from_config,
+)
 
 BOUNDARIES = ["periodic", "replicate", "reflect", "zeros"]
 
@@ -82,6 +89,7 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
         levels=1,
         patch_padding=0.125,
         hidden_channels=6,
+        global_coordinates=False,
         generator=torch.Generator().manual_seed(2),
         dtype=torch.float64,
     )
@@ -95,6 +103,100 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
                 stitched[b, :, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16] = out[4 * b + 2 * i + j]
     with torch.no_grad():
         torch.testing.assert_close(model(x), stitched, rtol=1e-12, atol=1e-12)
+
+
+def test_mg_tfno_without_levels_or_padding_is_the_tfno_it_wraps() -> None:
+    # issue 12 (MG-TFNO not training on Navier--Stokes): with no context level and no patch
+    # padding the multi-grid path must reduce exactly to the joint-Tucker TFNO it wraps.
+    kw = dict(hidden_channels=6, format="tucker", ratio=0.05, joint=True, dtype=torch.float64)
+    mg = MGTFNO(
+        1,
+        1,
+        (6, 6),
+        levels=0,
+        patch_padding=0.0,
+        global_coordinates=False,
+        generator=torch.Generator().manual_seed(5),
+        **kw,
+    )
+    tfno = TFNO(1, 1, (6, 6), generator=torch.Generator().manual_seed(5), **kw)
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(mg(x), tfno(x), rtol=0, atol=0)
+
+
+def test_every_mg_tfno_parameter_gets_a_finite_nonzero_gradient() -> None:
+    model = MGTFNO(
+        1,
+        1,
+        (6, 6),
+        levels=1,
+        patch_padding=0.125,
+        hidden_channels=6,
+        format="tucker",
+        ratio=0.05,
+        joint=True,
+        generator=torch.Generator().manual_seed(7),
+        dtype=torch.float64,
+    )
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    model(x).square().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert bool(torch.isfinite(param.grad).all()), name
+        assert float(param.grad.norm()) > 0, name
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_patches_know_where_they_lie_in_the_domain(periodic) -> None:
+    # issue 12: with only patch-local coordinates, a field that repeats with the patch period
+    # gave every patch the same input, so the output repeated too and a position-dependent map
+    # (Navier--Stokes with a fixed forcing) could not be learned (relative L2 stayed at 0.93).
+    model = MGTFNO(
+        1,
+        1,
+        (4, 4),
+        levels=1,
+        patch_padding=0.0,
+        hidden_channels=4,
+        periodic=periodic,
+        generator=torch.Generator().manual_seed(9),
+        dtype=torch.float64,
+    )
+    tile = torch.randn(
+        1, 1, 16, 16, generator=torch.Generator().manual_seed(10), dtype=torch.float64
+    )
+    x = tile.repeat(1, 1, 2, 2)  # every 16 x 16 patch and its context see the same values
+    with torch.no_grad():
+        out = model(x)
+        shifted = torch.roll(out, shifts=(16, 16), dims=(2, 3))
+    assert float((out - shifted).abs().max()) > 1e-6
+    if not periodic:
+        return  # non-periodic context padding already differs between edge patches
+    local = MGTFNO(
+        1,
+        1,
+        (4, 4),
+        levels=1,
+        patch_padding=0.0,
+        hidden_channels=4,
+        periodic=periodic,
+        global_coordinates=False,
+        generator=torch.Generator().manual_seed(9),
+        dtype=torch.float64,
+    )
+    with torch.no_grad():
+        out = local(x)
+    torch.testing.assert_close(out, torch.roll(out, shifts=(16, 16), dims=(2, 3)))
+
+
+def test_configs_saved_before_global_coordinates_load_without_them() -> None:
+    model = MGTFNO(1, 1, (4, 4), hidden_channels=4, global_coordinates=False)
+    data = model.config.to_json()
+    assert MGTFNOConfig.from_json(data) == model.config
+    del data["global_coordinates"]
+    assert MGTFNOConfig.from_json(data).global_coordinates is False
+    assert MGTFNO(1, 1, (4, 4), hidden_channels=4).config.operator.in_channels == (1 + 4) * 2
 
 
 def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() -> None:
@@ -152,6 +254,11 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
             r"MultigridPatching: fields must be a real floating-point tensor",
         ),
         (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
+        (
+            lambda: MGTFNO(1, 1, 4, global_coordinates=1),
+            TypeError,
+            r"MGTFNO: global_coordinates must be a bool; got int",
+        ),
         (
             lambda: MGTFNO(1, 1, (4, 4), hidden_channels=4, format="dense")(
                 torch.zeros(1, 2, 16, 16)

@@ -3,11 +3,15 @@
 A :class:`~factorch.models.TFNO` applied to multi-grid patches
 (:class:`~factorch.models.MultigridPatching`): each patch at full resolution plus, per level, a
 ``2^l`` times coarser view of a ``2^l`` times wider region around it, stacked as channels; the
-patch outputs are cropped and stitched back. The operator's parameters are one (by default
-jointly factorized, Tucker) tensor; the domain decomposition bounds the size of each forward
-call, so a field larger than the activations that fit in memory is processed ``patch_batch``
-patches at a time (``torch.no_grad`` inference) with only the input, its padded copies and one
-chunk's activations in memory.
+patch outputs are cropped and stitched back. The field's global coordinates are appended as
+channels before patching (``global_coordinates``), so a patch knows where in the domain it lies:
+the inner operator's own positional embedding only gives coordinates within the patch, and a map
+that is not translation-equivariant (Navier--Stokes with a fixed forcing) cannot be learned
+without them (issue 12: relative L2 0.93 without, see BENCHMARKS.md). The operator's
+parameters are one (by default jointly factorized, Tucker) tensor; the domain decomposition
+bounds the size of each forward call, so a field larger than the activations that fit in memory
+is processed ``patch_batch`` patches at a time (``torch.no_grad`` inference) with only the
+input, its padded copies and one chunk's activations in memory.
 
 Reference: Kossaifi, Kovachki, Azizzadenesheli and Anandkumar, "Multi-grid tensorized Fourier
 neural operator for high-resolution PDEs" (TMLR 2024): less than half the error of an FNO at
@@ -17,6 +21,7 @@ over 150x fewer parameters on turbulent Navier--Stokes at 1024^2 (their abstract
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -48,6 +53,10 @@ class MGTFNOConfig:
         boundary: ``"periodic"`` or a non-periodic extension (``"replicate"``, ``"reflect"``,
             ``"zeros"``); default from ``operator.periodic``.
         patch_batch: largest number of patches per forward call of the operator (None: all).
+        global_coordinates: append the field's global coordinates before patching (``sin`` and
+            ``cos`` of ``2 pi x`` per axis when periodic, ``x`` in ``[0, 1]`` otherwise); the
+            operator's ``in_channels`` counts them. Configs saved before this option was added
+            load with False.
 
     Example:
         >>> config = MGTFNOConfig(FNOConfig(1, 1, (8, 8), hidden_channels=16), in_channels=1)
@@ -61,6 +70,7 @@ class MGTFNOConfig:
     patch_padding: float = 0.0625
     boundary: Boundary = "periodic"
     patch_batch: int | None = None
+    global_coordinates: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -71,6 +81,7 @@ class MGTFNOConfig:
     def from_json(cls, data: Mapping[str, Any]) -> MGTFNOConfig:
         values = dict(data)
         values["operator"] = FNOConfig.from_json(values["operator"])
+        values.setdefault("global_coordinates", False)  # configs saved before the option
         return cls(**values)
 
 
@@ -85,6 +96,8 @@ class MGTFNO(nn.Module):
         boundary: field extension beyond the domain; default ``"periodic"`` when
             ``periodic=True`` (the default), else ``"replicate"``.
         patch_batch: patches per operator call (bounds memory; None: all at once).
+        global_coordinates: append the field's global coordinates as channels before patching
+            (default True; without them a patch cannot tell where in the domain it lies).
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
@@ -113,6 +126,7 @@ class MGTFNO(nn.Module):
         patch_padding: float = 0.0625,
         boundary: Boundary | None = None,
         patch_batch: int | None = None,
+        global_coordinates: bool = True,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -123,9 +137,16 @@ class MGTFNO(nn.Module):
         c_in = check_positive_int(in_channels, fn, "in_channels")
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
             raise ValueError(f"{fn}: levels must be an int >= 0; got {levels!r}.")
+        if not isinstance(global_coordinates, bool):
+            raise TypeError(
+                f"{fn}: global_coordinates must be a bool; got {type(global_coordinates).__name__}."
+            )
+        dims = len(modes) if isinstance(modes, Sequence) else 1
+        periodic = bool(options.get("periodic", True))
+        extra = _n_coordinates(dims, periodic) if global_coordinates else 0
         with errors_named(fn):
             operator = TFNO(
-                c_in * (levels + 1),
+                (c_in + extra) * (levels + 1),
                 out_channels,
                 modes,
                 generator=generator,
@@ -142,6 +163,7 @@ class MGTFNO(nn.Module):
             float(patch_padding),
             boundary,
             None if patch_batch is None else check_positive_int(patch_batch, fn, "patch_batch"),
+            global_coordinates,
         )
         self._setup(config, operator)
 
@@ -176,6 +198,8 @@ class MGTFNO(nn.Module):
         x = check_input(x, fn, c.in_channels, dims, self.operator.lifting.first.weight.dtype)
         grid = tuple(x.shape[2:])
         batch = x.shape[0]
+        if c.global_coordinates:
+            x = _append_coordinates(x, c.operator.periodic)
         with errors_named(fn):
             total = batch * self.patching.n_patches(grid)
             step = total if c.patch_batch is None else c.patch_batch
@@ -194,3 +218,25 @@ class MGTFNO(nn.Module):
     @property
     def spectral_params(self) -> int:
         return self.operator.spectral_params
+
+
+def _n_coordinates(dims: int, periodic: bool) -> int:
+    return 2 * dims if periodic else dims
+
+
+def _append_coordinates(x: torch.Tensor, periodic: bool) -> torch.Tensor:
+    """``x`` with its global coordinates as extra channels: ``sin`` and ``cos`` of ``2 pi j / n``
+    per axis on a periodic grid (continuous across the wrap, so periodic patch padding sees no
+    jump), ``j / (n - 1)`` on a node grid."""
+    grid = x.shape[2:]
+    axes = []
+    for n in grid:
+        denom = n if periodic else max(n - 1, 1)
+        axes.append(torch.arange(n, dtype=x.dtype, device=x.device) / denom)
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    if periodic:
+        parts = [f(2 * math.pi * m) for m in mesh for f in (torch.sin, torch.cos)]
+    else:
+        parts = list(mesh)
+    coords = torch.stack(parts).unsqueeze(0).expand(x.shape[0], -1, *grid)
+    return torch.cat([x, coords], dim=1)
