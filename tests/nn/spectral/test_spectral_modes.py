@@ -52,3 +52,38 @@ def test_dft_matrix_path_gradients(monkeypatch, grid, modes) -> None:
         return _modes.inverse_modes(_modes.forward_modes(t, modes) * w, modes, grid)
 
     assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-8)
+
+
+# --- dtype conversions of a built model carry the complex weights along -------------------------
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"format": "tucker", "ratio": 0.5}, {"format": "cp", "ratio": 0.5}]
+)
+@pytest.mark.parametrize("convert", ["double", "to"])
+def test_module_double_and_to_float64_keep_the_complex_weights(
+    options: dict[str, object], convert: str
+) -> None:
+    from factorch.models import FNO
+
+    def build() -> FNO:
+        return FNO(
+            1, 1, (4, 4), hidden_channels=4, generator=torch.Generator().manual_seed(0), **options
+        )  # type: ignore[arg-type]
+
+    ref = build()
+    model = build()
+    model = model.double() if convert == "double" else model.to(torch.float64)
+    # Module.double() used to skip the complex weights (then a dtype error at forward) and
+    # Module.to(torch.float64) cast them to real, discarding their imaginary parts.
+    dtypes = {p.dtype for p in model.parameters()}
+    assert dtypes == {torch.float64, torch.complex128}
+    for p64, p32 in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p64, p32.to(p64.dtype))
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = model(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y.float(), ref(x.float()), rtol=1e-5, atol=1e-5)
+    back = model.float()
+    assert {p.dtype for p in back.parameters()} == {torch.float32, torch.complex64}
+    torch.testing.assert_close(back(x.float()), ref(x.float()), rtol=0, atol=0)

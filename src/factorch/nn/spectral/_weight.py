@@ -90,6 +90,28 @@ def check_modes(modes: object, fn: str) -> tuple[int, ...]:
     return tuple(check_positive_int(m, fn, "modes") for m in modes)
 
 
+def complex_following(fn: Any) -> Any:
+    """``fn`` (a tensor conversion from ``Module._apply``) made to carry complex tensors along as
+    their real counterparts move: applied to the real view, a float32/float64 result becomes
+    complex64/complex128; another real result (half precision: no complex FFT kernels) keeps the
+    complex dtype and takes only the device; a conversion to a complex dtype applies as is."""
+    if getattr(fn, "_complex_following", False):
+        return fn
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_complex():
+            return fn(t)
+        real = fn(torch.view_as_real(t))
+        if real.is_complex():
+            return fn(t)
+        if real.dtype in (torch.float32, torch.float64):
+            return torch.view_as_complex(real.contiguous())
+        return t.to(device=real.device)
+
+    convert._complex_following = True  # type: ignore[attr-defined]
+    return convert
+
+
 class SpectralWeight(nn.Module):
     """Complex spectral weights, dense or factorized, for one layer or shared by ``n_layers``.
 
@@ -219,6 +241,12 @@ class SpectralWeight(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.dense.dtype if self.dense is not None else self.factors[0].dtype
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SpectralWeight:
+        # ``Module.double()``/``.float()`` skip complex parameters and ``Module.to(torch.float64)``
+        # casts them to real (discarding the imaginary part). The complex weights follow the
+        # real dtype instead: float64 -> complex128, float32 -> complex64.
+        return super()._apply(complex_following(fn), recurse)
 
     def layer_labels(self) -> str:
         """The weight's labels once the layer mode is fixed."""
