@@ -43,6 +43,42 @@ COMMANDS: dict[str, str] = {
         'python benchmarks/bench_operator.py --problems darcy16 --variants "FNO dense,TFNO tucker'
         ' 10%,TFNO cp 10%" --seeds 3 --no-extras  # then rename bench_operator_darcy16.json'
     ),
+    "bench_operator_darcy16_d16_speed": (
+        'python benchmarks/bench_operator.py --problems darcy16 --variants "FNO dense,TFNO'
+        ' tucker 5%" --seeds 3 --no-extras --tag _d16_speed'
+    ),
+    "bench_operator_darcy32_d32_dense": (
+        'python benchmarks/bench_operator.py --problems darcy32 --variants "FNO dense"'
+        " --seeds 3 --no-extras --n-train 400 --n-test 100 --epochs 20 --tag _d32_dense"
+    ),
+    "bench_operator_darcy32_d32_tucker5": (
+        'python benchmarks/bench_operator.py --problems darcy32 --variants "TFNO tucker 5%"'
+        " --seeds 3 --no-extras --n-train 400 --n-test 100 --epochs 20 --tag _d32_tucker5"
+    ),
+    "bench_operator_burgers128_burgers": (
+        'python benchmarks/bench_operator.py --problems burgers128 --variants "FNO dense,TFNO'
+        ' tucker 5%" --seeds 3 --no-extras --n-train 500 --n-test 100 --epochs 20 --tag'
+        " _burgers"
+    ),
+    "bench_operator_navier_stokes64_ns": (
+        'python benchmarks/bench_operator.py --problems navier_stokes64 --variants "FNO'
+        ' dense,MG-TFNO tucker 5% joint" --seeds 3 --no-extras --ns-solve 64 --n-train 80'
+        " --n-test 20 --epochs 10 --tag _ns"
+    ),
+    "bench_operator_navier_stokes64_ns120": (
+        'python benchmarks/bench_operator.py --problems navier_stokes64 --variants "FNO'
+        ' dense,MG-TFNO tucker 5% joint" --seeds 3 --no-extras --ns-solve 64 --n-train 120'
+        " --n-test 20 --epochs 15 --tag _ns120"
+    ),
+    "bench_operator_navier_stokes64_ns120_mgfix": (
+        'python benchmarks/bench_operator.py --problems navier_stokes64 --variants "MG-TFNO'
+        ' tucker 5% joint" --seeds 3 --no-extras --ns-solve 64 --n-train 120 --n-test 20'
+        " --epochs 15 --tag _ns120_mgfix"
+    ),
+    "bench_operator_gap": (
+        'python benchmarks/bench_operator.py --gap 20,60 --seeds 3 --variants "FNO dense,TFNO'
+        ' tucker 10%,TFNO cp 10%,TFNO tucker 10% joint"'
+    ),
 }
 # Keys shown in the page header or in the machine table instead of as data.
 HEADER_KEYS = ("command", "note", "machine", "benchmark")
