@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -189,6 +190,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_results(name: str, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``benchmarks/results/<name>.json`` atomically, with the command line
+    that produced it (``"command"``) unless the payload records its own."""
+    if "command" not in payload and sys.argv and sys.argv[0].endswith(".py"):
+        script = f"benchmarks/{Path(sys.argv[0]).name}"
+        payload = {"command": "python " + shlex.join([script, *sys.argv[1:]]), **payload}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
