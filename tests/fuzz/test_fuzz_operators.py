@@ -283,3 +283,38 @@ def test_fuzz_solvers(entry: Entry, data: st.DataObject) -> None:
     if case.kind in ("empty_dim", "zero_dim") and entry.name != "solve_darcy":
         pass
     assert_clear_or_true(entry, case)
+
+
+# --- dtype conversions of a built layer: the complex weights follow, nothing is discarded ----
+
+_CONVERSIONS = {
+    "double": lambda m: m.double(),
+    "to_float64": lambda m: m.to(torch.float64),
+    "float": lambda m: m.float(),
+    "to_float32": lambda m: m.to(torch.float32),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    fmt=st.sampled_from(["dense", "cp", "tucker", "tt"]),
+    start=st.sampled_from([torch.float32, torch.float64]),
+    convert=st.sampled_from(sorted(_CONVERSIONS)),
+    dims=st.sampled_from([1, 2]),
+)
+def test_fuzz_spectral_dtype_conversions(
+    fmt: str, start: torch.dtype, convert: str, dims: int
+) -> None:
+    options: dict[str, Any] = {} if fmt == "dense" else {"format": fmt, "ratio": 0.5}
+    conv = SpectralConv(6, 5, (4,) * dims, generator=_gen(), dtype=start, **options)
+    before = [p.detach().clone() for p in conv.parameters()]
+    conv = _CONVERSIONS[convert](conv)
+    real = torch.float64 if convert in ("double", "to_float64") else torch.float32
+    wide = torch.complex128 if real == torch.float64 else torch.complex64
+    for old, new in zip(before, conv.parameters(), strict=True):
+        assert new.dtype == (wide if old.is_complex() else real), (convert, old.dtype, new.dtype)
+        # every entry kept to the target's rounding (the imaginary parts included)
+        assert torch.equal(new, old.to(new.dtype)), (fmt, convert)
+    x = torch.randn(2, 6, *(9,) * dims, dtype=real, generator=_gen())
+    y = conv(x)
+    assert y.dtype == real and bool(torch.isfinite(y).all()), (fmt, convert)
