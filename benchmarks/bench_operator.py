@@ -699,6 +699,8 @@ def main() -> None:
                 ),
                 flush=True,
             )
+            # Written after every model, so a run cut short keeps the rows it finished.
+            write_results("bench_operator" + _tag(args, wanted), results)
     results["solver_accuracy"] = {} if args.no_extras else solver_accuracy()
     results["generation_scaling_s"] = {} if args.no_extras else generation_scaling(args.quick)
     print()
@@ -712,11 +714,14 @@ def main() -> None:
         print(f"{k}: {v:.3e}")
     for k, v in {**gen_times, **results["generation_scaling_s"]}.items():
         print(f"generate {k}: {v:.2f} s")
-    tag = "_quick" if args.quick else ("_" + "_".join(sorted(wanted)) if args.no_extras else "")
-    tag += args.tag
-    path = write_results("bench_operator" + tag, results)
+    path = write_results("bench_operator" + _tag(args, wanted), results)
     print(f"wrote {path}")
     del torch
+
+
+def _tag(args: argparse.Namespace, wanted: set[str]) -> str:
+    tag = "_quick" if args.quick else ("_" + "_".join(sorted(wanted)) if args.no_extras else "")
+    return tag + args.tag
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
