@@ -504,7 +504,9 @@ def neuralop_into_ours(p: Problem, theirs: Any) -> Any:
 CROSS = ("ours", "theirs", "their_init_our_trainer", "our_init_their_trainer")
 
 
-def cross(p: Problem, modes: list[str], seeds: list[int]) -> dict[str, Any]:
+def cross(
+    p: Problem, modes: list[str], seeds: list[int], save: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any]:
     """Dense FNO, initialisation x training loop: each library's initial weights trained by each
     library's loop (the two models compute the same function, so a difference between rows with
     the same initial weights is the training loop's, and between rows with the same loop the
@@ -534,12 +536,13 @@ def cross(p: Problem, modes: list[str], seeds: list[int]) -> dict[str, Any]:
                 r = train_neuralop(p, Called(ours_model(p, dense, seed)), seed)
             runs.append({k: {"l2": v["l2"], "h1": v["h1"]} for k, v in r["errors"].items()})
             print(f"{mode} seed {seed}: {runs[-1]}", flush=True)
-        first = next(iter(p.tests))
-        out[mode] = {
-            "l2": statistics.median(r[first]["l2"] for r in runs),
-            "h1": statistics.median(r[first]["h1"] for r in runs),
-            "per_seed": runs,
-        }
+            first = next(iter(p.tests))
+            out[mode] = {
+                "l2": statistics.median(r[first]["l2"] for r in runs),
+                "h1": statistics.median(r[first]["h1"] for r in runs),
+                "per_seed": runs,
+            }
+            save(out)  # after every run: a run cut short keeps what it finished
     del torch
     return out
 
@@ -616,12 +619,15 @@ def main() -> None:
         if unknown:
             parser.error(f"--cross: unknown {sorted(unknown)}; choose from {CROSS}")
         (problem, *_), _ = make_problems(args.quick, {args.problems.split(",")[0]})
-        res = cross(problem, modes, seeds)
+
+        def save(res: dict[str, Any]) -> Path:
+            payload = {"machine": machine_info(), "seeds": seeds, **res}
+            return write_results("bench_operator_cross" + args.tag, payload)
+
+        res = cross(problem, modes, seeds, save)
         for k, v in res.items():
             print(f"{k}: L2 {v['l2']:.4f}, H1 {v['h1']:.4f}")
-        path = write_results(
-            "bench_operator_cross" + args.tag, {"machine": machine_info(), "seeds": seeds, **res}
-        )
+        path = save(res)
         print(f"wrote {path}")
         return
     if args.gap:
