@@ -32,7 +32,7 @@ from torch import nn
 from .._checks import check_positive_int
 from ..nn.spectral import count_real
 from ._blocks import check_input, errors_named
-from ._patching import Boundary, MultigridPatching
+from ._patching import Boundary, MultigridPatching, Stitching
 from .fno import FNOConfig
 from .tfno import TFNO
 
@@ -71,6 +71,7 @@ class MGTFNOConfig:
     boundary: Boundary = "periodic"
     patch_batch: int | None = None
     global_coordinates: bool = True
+    stitching: Stitching = "crop"
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -82,6 +83,7 @@ class MGTFNOConfig:
         values = dict(data)
         values["operator"] = FNOConfig.from_json(values["operator"])
         values.setdefault("global_coordinates", False)  # configs saved before the option
+        values.setdefault("stitching", "crop")  # configs saved before the option
         return cls(**values)
 
 
@@ -127,6 +129,7 @@ class MGTFNO(nn.Module):
         boundary: Boundary | None = None,
         patch_batch: int | None = None,
         global_coordinates: bool = True,
+        stitching: Stitching = "crop",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -164,12 +167,15 @@ class MGTFNO(nn.Module):
             boundary,
             None if patch_batch is None else check_positive_int(patch_batch, fn, "patch_batch"),
             global_coordinates,
+            stitching,
         )
         self._setup(config, operator)
 
     def _setup(self, config: MGTFNOConfig, operator: TFNO) -> None:
         with errors_named("MGTFNO"):
-            self.patching = MultigridPatching(config.levels, config.patch_padding, config.boundary)
+            self.patching = MultigridPatching(
+                config.levels, config.patch_padding, config.boundary, config.stitching
+            )
         self.config = config
         self.operator = operator
 
