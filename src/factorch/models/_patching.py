@@ -7,7 +7,9 @@ edge of the domain), giving a window of side ``W = P + 2p`` at full resolution. 
 centred on the patch, is cut from it: context from a ``2^l`` times wider region at ``2^l`` times
 coarser resolution. The windows are stacked as channels (``C (L + 1)`` channels per patch), so a
 model sees fine detail locally and the wider domain coarsely. Outputs, one per patch, are cropped
-by ``p`` and stitched back into the ``N^d`` field.
+by ``p`` and stitched back into the ``N^d`` field, or (``stitching="blend"``) overlap-added
+with a window that ramps linearly across the ``2p`` points two neighbours share and divided by
+the summed window, so neighbouring outputs meet without a seam.
 
 The padding respects the boundary: ``"periodic"`` wraps around the torus; ``"replicate"``,
 ``"reflect"`` and ``"zeros"`` never mix opposite sides of a non-periodic domain (neuraloperator
@@ -42,10 +44,12 @@ class MultigridPatching:
             points: ``round(padding * N)``), as neuraloperator's ``padding_fraction``.
         boundary: how fields are extended beyond the domain (``"periodic"``, ``"replicate"``,
             ``"reflect"``, ``"zeros"``).
+        stitching: ``"crop"`` each patch output by the padding, or ``"blend"`` the overlaps
+            (module docstring).
 
     Raises:
-        ValueError: ``levels`` that is not an int >= 0, ``padding`` outside ``[0, 0.5)``, or an
-            unknown ``boundary``.
+        ValueError: ``levels`` that is not an int >= 0, ``padding`` outside ``[0, 0.5)``, an
+            unknown ``boundary`` or an unknown ``stitching``.
 
     Example:
         >>> mg = MultigridPatching(levels=1, padding=0.125, boundary="periodic")

@@ -57,6 +57,10 @@ class MGTFNOConfig:
             ``cos`` of ``2 pi x`` per axis when periodic, ``x`` in ``[0, 1]`` otherwise); the
             operator's ``in_channels`` counts them. Configs saved before this option was added
             load with False.
+        stitching: ``"crop"`` (each patch output cropped by the padding, as in the paper) or
+            ``"blend"`` (overlapping outputs averaged with weights ramping linearly across the
+            ``2p`` points two neighbouring patches share, so the stitched field has no seams);
+            configs saved before this option was added load with ``"crop"``.
 
     Example:
         >>> config = MGTFNOConfig(FNOConfig(1, 1, (8, 8), hidden_channels=16), in_channels=1)
@@ -100,13 +104,15 @@ class MGTFNO(nn.Module):
         patch_batch: patches per operator call (bounds memory; None: all at once).
         global_coordinates: append the field's global coordinates as channels before patching
             (default True; without them a patch cannot tell where in the domain it lies).
+        stitching: ``"crop"`` or ``"blend"`` the patch outputs (:class:`MGTFNOConfig`).
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
 
     Raises:
         TypeError: an option of the wrong type (as for :class:`~factorch.models.FNO`).
-        ValueError: a bad option, or bad ``levels``, ``patch_padding`` or ``boundary``; at
+        ValueError: a bad option, or bad ``levels``, ``patch_padding``, ``boundary`` or
+            ``stitching``; at
             forward, a field whose sides differ or do not split into ``2^levels`` patches.
 
     Example:
