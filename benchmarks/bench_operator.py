@@ -238,11 +238,11 @@ MG_NAME = "MG-TFNO tucker 5% joint"
 _JOINT5 = {"format": "tucker", "ratio": 0.05, "joint": True}
 # MG-TFNO variants on Navier--Stokes: (name, inner TFNO options, patching options); levels=1.
 MG_VARIANTS = [
-    (MG_NAME, _JOINT5, {"patch_padding": 0.0625}),
+    (MG_NAME, _JOINT5, {"patch_padding": 0.0625, "stitching": "crop"}),  # the paper's stitching
     (
         "MG-TFNO tucker 5% joint pad 0.125",
         _JOINT5,
-        {"patch_padding": 0.125},
+        {"patch_padding": 0.125, "stitching": "crop"},
     ),
     (
         "MG-TFNO tucker 5% joint pad 0.125 blend",

@@ -158,6 +158,7 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
         patch_padding=0.125,
         hidden_channels=6,
         global_coordinates=False,
+        stitching="crop",
         generator=torch.Generator().manual_seed(2),
         dtype=torch.float64,
     )
@@ -295,7 +296,8 @@ def test_configs_saved_before_stitching_load_with_cropping() -> None:
     old = MGTFNOConfig.from_json(data)
     assert old.stitching == "crop"
     assert model_from_config({"model": "mg-tfno", "config": data}).patching.stitching == "crop"
-    blended = MGTFNO(1, 1, (4, 4), hidden_channels=4, stitching="blend")
+    blended = MGTFNO(1, 1, (4, 4), hidden_channels=4)
+    assert blended.config.stitching == "blend"  # the default since issue 12's runs
     assert MGTFNOConfig.from_json(blended.config.to_json()) == blended.config
 
 

@@ -57,10 +57,11 @@ class MGTFNOConfig:
             ``cos`` of ``2 pi x`` per axis when periodic, ``x`` in ``[0, 1]`` otherwise); the
             operator's ``in_channels`` counts them. Configs saved before this option was added
             load with False.
-        stitching: ``"crop"`` (each patch output cropped by the padding, as in the paper) or
-            ``"blend"`` (overlapping outputs averaged with weights ramping linearly across the
-            ``2p`` points two neighbouring patches share, so the stitched field has no seams);
-            configs saved before this option was added load with ``"crop"``.
+        stitching: ``"blend"`` (default: overlapping outputs averaged with weights ramping
+            linearly across the ``2p`` points two neighbouring patches share, so the stitched
+            field has no seams) or ``"crop"`` (each patch output cropped by the padding, as in
+            the paper and neuraloperator); configs saved before this option was added load with
+            ``"crop"``.
 
     Example:
         >>> config = MGTFNOConfig(FNOConfig(1, 1, (8, 8), hidden_channels=16), in_channels=1)
@@ -75,7 +76,7 @@ class MGTFNOConfig:
     boundary: Boundary = "periodic"
     patch_batch: int | None = None
     global_coordinates: bool = True
-    stitching: Stitching = "crop"
+    stitching: Stitching = "blend"
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -104,7 +105,8 @@ class MGTFNO(nn.Module):
         patch_batch: patches per operator call (bounds memory; None: all at once).
         global_coordinates: append the field's global coordinates as channels before patching
             (default True; without them a patch cannot tell where in the domain it lies).
-        stitching: ``"crop"`` or ``"blend"`` the patch outputs (:class:`MGTFNOConfig`).
+        stitching: ``"blend"`` (default) or ``"crop"`` the patch outputs (:class:`MGTFNOConfig`;
+            blending lowered the Navier--Stokes error from 0.175 to 0.135 in issue 12's runs).
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
@@ -135,7 +137,7 @@ class MGTFNO(nn.Module):
         boundary: Boundary | None = None,
         patch_batch: int | None = None,
         global_coordinates: bool = True,
-        stitching: Stitching = "crop",
+        stitching: Stitching = "blend",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
