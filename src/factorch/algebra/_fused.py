@@ -49,6 +49,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import torch
@@ -232,8 +233,13 @@ def fused_reason(tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], m
         return f"the tensor is on {tensor.device.type}, the fused kernel is CPU-only"
     if tensor.dtype not in _DTYPES:
         return f"dtype {tensor.dtype} (the fused kernel takes float32 and float64)"
-    if tensor.ndim < 3:
-        return "a matrix or vector (one plain GEMM, where BLAS is faster than the fused loop)"
+    if tensor.ndim < 2:
+        return "a vector (its MTTKRP is a broadcast: nothing to fuse)"
+    if tensor.ndim == 2 and (tensor.shape[1] < KLANE_MIN or mode != 0):
+        return (
+            f"a matrix other than X @ C with at least {KLANE_MIN} columns (one plain GEMM, "
+            "where BLAS is faster than the fused loop)"
+        )
     if tensor.numel() < FUSED_MIN_ENTRIES:
         return f"fewer than {FUSED_MIN_ENTRIES} entries"
     if not tensor.is_contiguous():
@@ -245,6 +251,31 @@ def fused_reason(tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], m
         return "inside torch.compile"
     status = KERNEL.status()
     return "" if status.available else f"no compiled kernel ({status.reason})"
+
+
+Lane = Literal["rank", "last"]
+"""The vector lane of the fused loops: the (padded) rank, or the last mode (contiguous)."""
+
+
+KLANE_MIN = 32
+"""The last mode's size from which the fused kernel runs the loops with it as the vector lane."""
+
+
+def fused_lane(shape: Sequence[int], mode: int, rank: int, dtype: torch.dtype, widest: int) -> Lane:
+    """The fixed rule choosing the fused loop, from the shape, mode, rank, dtype and the CPU's
+    widest vector (deterministic). ``"last"`` (the last mode as the vector lane) needs at least
+    :data:`KLANE_MIN` entries in the last mode, and is taken for mode 0 (every row of
+    ``X(.., K)`` is a row of dot products with ``C^T``; includes ``X(M, K) @ C``, the first pass
+    of a CP-ALS sweep) and for the last mode when the rank would leave padded lanes in the rank
+    loop (rank 10: 16 lanes); elsewhere ``"rank"``, which measured as fast or faster there
+    (BENCHMARKS.md, "Fused MTTKRP, the last mode as the lane")."""
+    if shape[-1] < KLANE_MIN:
+        return "rank"
+    if mode == 0:
+        return "last"
+    if mode == len(shape) - 1 and _rank_layout(rank, dtype, widest)[1] != rank:
+        return "last"
+    return "rank"
 
 
 def _rank_layout(rank: int, dtype: torch.dtype, widest: int) -> tuple[int, int]:
@@ -279,10 +310,12 @@ def fused_mttkrp(
     mode: int,
     *,
     vector_bytes: int | None = None,
+    lane: Lane | None = None,
 ) -> torch.Tensor:
     """MTTKRP of ``tensor`` (contiguous, CPU, float32/float64, at least 2-way) for ``mode`` by
     the fused kernel, without validation; the caller has checked :func:`fused_reason` is "".
-    ``vector_bytes`` (32 or 64) overrides the fixed rule's vector width (tests)."""
+    ``vector_bytes`` (32 or 64) and ``lane`` override the fixed rules' vector width and loop
+    (:func:`fused_lane`; tests and benchmarks)."""
     fn = KERNEL.fn()
     if fn is None:  # pragma: no cover - callers check fused_reason first
         raise RuntimeError(f"fused_mttkrp: {KERNEL.status().reason}")
@@ -291,6 +324,9 @@ def fused_mttkrp(
     if any(f is None for f in used):  # pragma: no cover - callers give every other factor
         raise ValueError("fused_mttkrp: a factor is missing.")
     rank = next(f for f in used if f is not None).shape[1]
+    widest = KERNEL.status().vector_bytes
+    if (lane or fused_lane(shape, mode, rank, tensor.dtype, widest)) == "last":
+        return _klane(fn, tensor, list(factors), mode, rank, vector_bytes or widest)  # type: ignore[arg-type]
     if vector_bytes is None:
         vbytes, rp = _rank_layout(rank, tensor.dtype, KERNEL.status().vector_bytes)
     else:
@@ -321,6 +357,43 @@ def fused_mttkrp(
     kind += 0 if tensor.dtype == torch.float64 else 2
     fn(*args, kind, vbytes, np_, ni, nq, kdim, rp, torch.get_num_threads())
     return out[:, :rank].contiguous() if rp != rank else out
+
+
+def _klane(
+    fn: Callable[..., None],
+    tensor: torch.Tensor,
+    fs: list[torch.Tensor],
+    mode: int,
+    rank: int,
+    vbytes: int,
+) -> torch.Tensor:
+    """:func:`fused_mttkrp` by the loops with the last mode as the vector lane (unpadded rank;
+    ``C^T`` and, for the last mode, the output transposed, both zero-padded to whole vectors)."""
+    shape, last = tensor.shape, tensor.ndim - 1
+    kdim = shape[last]
+    lanes = vbytes * 8 // torch.finfo(tensor.dtype).bits
+    kp = math.ceil(kdim / lanes) * lanes
+    if mode < last:
+        np_, ni, nq = math.prod(shape[:mode]), shape[mode], math.prod(shape[mode + 1 : last])
+        wp = _khatri_rao(fs[:mode], rank, tensor)
+        wq = _khatri_rao(fs[mode + 1 : last], rank, tensor)
+        c = torch.zeros(rank, kp, dtype=tensor.dtype)
+        c[:, :kdim] = fs[last].mT
+        out = torch.empty(ni, rank, dtype=tensor.dtype)
+        kind = 4
+    else:
+        np_, ni, nq = math.prod(shape[: last - 1]), 1, shape[last - 1]
+        wp = _khatri_rao(fs[: last - 1], rank, tensor)
+        wq = fs[last - 1].contiguous()
+        c = wq  # unused by the colsk loop
+        out = torch.empty(rank, kp, dtype=tensor.dtype)
+        kind = 5
+    ops = [tensor, wp, wq, c, out]
+    blank = [torch.empty(0, dtype=tensor.dtype)] * 5
+    args = ops + blank if tensor.dtype == torch.float64 else blank + ops
+    kind += 0 if tensor.dtype == torch.float64 else 2
+    fn(*args, kind, vbytes, np_, ni, nq, kdim, rank, torch.get_num_threads())
+    return out if mode < last else out[:, :kdim].mT.contiguous()
 
 
 def fused_tree_partial(
