@@ -131,7 +131,8 @@ static void rowsk_matrix(const T* x, const T* wp, const T* wq, const T* ct, T* o
                          int64_t kp, int64_t rank, int64_t r0, int64_t i, int64_t nr) {
     constexpr int NR = KACC / RB > 4 ? 4 : KACC / RB;
     int64_t j = 0;
-    for (; j + NR <= nr; j += NR) matrix_tile<V, T, NR, RB>(x, wp, wq, ct, out, kdim, kp, rank, r0, i + j);
+    for (; j + NR <= nr; j += NR)
+        matrix_tile<V, T, NR, RB>(x, wp, wq, ct, out, kdim, kp, rank, r0, i + j);
     for (; j < nr; ++j) matrix_tile<V, T, 1, RB>(x, wp, wq, ct, out, kdim, kp, rank, r0, i + j);
 }
 
@@ -202,7 +203,8 @@ static void colsk_chunk(const T* x, int64_t mb, int64_t kdim, const T* w, int64_
     int64_t v = v0;
     for (; v + NV <= vf; v += NV)
         colsk_strip<V, T, RB, NV, false>(x, mb, kdim, w, rank, outt, kp, r0, v * L, pf);
-    for (; v < vf; ++v) colsk_strip<V, T, RB, 1, false>(x, mb, kdim, w, rank, outt, kp, r0, v * L, pf);
+    for (; v < vf; ++v)
+        colsk_strip<V, T, RB, 1, false>(x, mb, kdim, w, rank, outt, kp, r0, v * L, pf);
     if (v < v1) colsk_strip<V, T, RB, 1, true>(x, mb, kdim, w, rank, outt, kp, r0, v * L, pf);
 }
 
@@ -276,7 +278,8 @@ static void run_colsk(const T* x, const T* wp, const T* wq, T* outt, int64_t np,
     const int64_t nvec = kp / L;
     const int64_t nchunk = (rank + KMAXRB - 1) / KMAXRB;
     const int64_t rows = np * nq;
-    const int64_t mb = std::max<int64_t>(8, std::min<int64_t>(256, (int64_t)(128 * 1024) / (kdim * (int64_t)sizeof(T))));
+    const int64_t bytes = kdim * (int64_t)sizeof(T);
+    const int64_t mb = std::max<int64_t>(8, std::min<int64_t>(256, (int64_t)(128 * 1024) / bytes));
     std::memset(outt, 0, sizeof(T) * rank * kp);
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, nvec));
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -292,7 +295,8 @@ static void run_colsk(const T* x, const T* wp, const T* wq, T* outt, int64_t np,
             const int64_t n = std::min<int64_t>(mb, rows - m0);
             for (int64_t m = 0; m < n; ++m) {
                 const int64_t p = (m0 + m) / nq, q = (m0 + m) % nq;
-                for (int64_t r = 0; r < rank; ++r) w[m * rank + r] = wp[p * rank + r] * wq[q * rank + r];
+                for (int64_t r = 0; r < rank; ++r)
+                    w[m * rank + r] = wp[p * rank + r] * wq[q * rank + r];
             }
             const T* xb = x + m0 * kdim;
             for (int64_t c = 0; c < nchunk; ++c) {
