@@ -252,3 +252,15 @@ def test_fused_tree_partial_declines_what_it_cannot_do():
     assert fused_mod.fused_tree_partial(x, fs, [0, 1, 2]) is None
     assert fused_mod.fused_tree_partial(x.mT, fs, [0, 1]) is None  # non-contiguous
     assert fused_mod.fused_tree_partial(x, [fs[0], None, fs[2]], [0, 1]) is None
+
+
+def test_fused_tree_partial_of_the_last_mode_is_rank_first(kernel):
+    # X(IJ, K) @ C comes back as a view of a contiguous R x I x J tensor: the layout the sweep's
+    # next contractions read without a copy; same values as the I x J x R result.
+    x, fs = _problem((40, 30, 35), 5, F64)
+    out = fused_mod.fused_tree_partial(x, fs, [2])
+    assert out is not None and out.shape == (40, 30, 5)
+    assert out.permute(2, 0, 1).is_contiguous()
+    plain = fused_mttkrp(x.reshape(1200, 35), [None, fs[2]], 0)
+    assert plain.is_contiguous()
+    assert torch.equal(out.reshape(1200, 5), plain)

@@ -1,9 +1,13 @@
 """Opt-in fused dense MTTKRP kernel on CPU, compiled once and cached on disk by inductor.
 
 ``mttkrp(..., kernel="fused")`` runs the whole MTTKRP of a dense CPU tensor as one C++ loop nest
-(:mod:`factorch.algebra._fused_source`): each tensor entry is read once, the rank is the vector
-lane, and no intermediate is written to memory -- where the default path runs a tall-skinny GEMM
-(MKL/OpenBLAS) and then contracts its ``|X| R / I_m`` result.
+(:mod:`factorch.algebra._fused_source`): each tensor entry is read once and no intermediate is
+written to memory -- where the default path runs a tall-skinny GEMM (MKL/OpenBLAS) and then
+contracts its ``|X| R / I_m`` result. Two families of loops: the rank as the vector lane (padded
+to whole vectors), and the last, contiguous mode as the lane
+(:mod:`factorch.algebra._fused_klane_source`: no padded lanes, a horizontal sum per output); a
+fixed rule of the shape, mode, rank and dtype picks one (:func:`fused_lane`). The second also
+runs ``X(M, K) @ C`` (the first pass of a 3-way CP-ALS sweep) faster than MKL's GEMM.
 
 Compilation. The source is compiled by PyTorch's inductor C++ code cache (the machinery behind
 ``torch.compile`` on CPU: the same compiler, flags and vector ISA detection) the first time a
@@ -23,8 +27,9 @@ a register tile of four rows instead.
 Fallback (the default GEMM path runs instead, same result to round-off): a CUDA or other non-CPU
 tensor, complex or half-precision dtypes, autograd recording the call (the kernel has no
 backward), a non-contiguous tensor, tensors of fewer than :data:`FUSED_MIN_ENTRIES` entries
-(the GEMM path is as fast there and needs no compiler), matrices and vectors (their MTTKRP is one
-plain GEMM, which MKL runs faster than this loop: nothing to fuse), inside ``torch.compile``,
+(the GEMM path is as fast there and needs no compiler), vectors, matrices other than
+``X(M, K) @ C`` with ``K >= KLANE_MIN`` (one plain GEMM, which MKL runs faster than the rank-lane
+loop), inside ``torch.compile``,
 and no working C++ compiler (the reason is in :func:`fused_mttkrp_status`). :func:`fused_reason`
 names the reason for one call.
 
@@ -58,7 +63,10 @@ from ._fused_source import ARGTYPES, SOURCE
 
 __all__ = [
     "FUSED_MIN_ENTRIES",
+    "KLANE_MIN",
     "FusedStatus",
+    "Lane",
+    "fused_lane",
     "fused_mttkrp",
     "fused_mttkrp_status",
     "fused_reason",
@@ -311,11 +319,13 @@ def fused_mttkrp(
     *,
     vector_bytes: int | None = None,
     lane: Lane | None = None,
+    rank_first: bool = False,
 ) -> torch.Tensor:
     """MTTKRP of ``tensor`` (contiguous, CPU, float32/float64, at least 2-way) for ``mode`` by
     the fused kernel, without validation; the caller has checked :func:`fused_reason` is "".
     ``vector_bytes`` (32 or 64) and ``lane`` override the fixed rules' vector width and loop
-    (:func:`fused_lane`; tests and benchmarks)."""
+    (:func:`fused_lane`; tests and benchmarks). ``rank_first``: for ``X(M, K) @ C`` by the
+    last-mode loop, the result as a transposed view of a contiguous ``R x M`` tensor."""
     fn = KERNEL.fn()
     if fn is None:  # pragma: no cover - callers check fused_reason first
         raise RuntimeError(f"fused_mttkrp: {KERNEL.status().reason}")
@@ -326,7 +336,8 @@ def fused_mttkrp(
     rank = next(f for f in used if f is not None).shape[1]
     widest = KERNEL.status().vector_bytes
     if (lane or fused_lane(shape, mode, rank, tensor.dtype, widest)) == "last":
-        return _klane(fn, tensor, list(factors), mode, rank, vector_bytes or widest)  # type: ignore[arg-type]
+        vbytes = vector_bytes or widest
+        return _klane(fn, tensor, list(factors), mode, rank, vbytes, rank_first)  # type: ignore[arg-type]
     if vector_bytes is None:
         vbytes, rp = _rank_layout(rank, tensor.dtype, KERNEL.status().vector_bytes)
     else:
@@ -366,9 +377,12 @@ def _klane(
     mode: int,
     rank: int,
     vbytes: int,
+    rank_first: bool = False,
 ) -> torch.Tensor:
     """:func:`fused_mttkrp` by the loops with the last mode as the vector lane (unpadded rank;
-    ``C^T`` and, for the last mode, the output transposed, both zero-padded to whole vectors)."""
+    ``C^T`` and, for the last mode, the output transposed, both zero-padded to whole vectors).
+    ``rank_first`` (``X(M, K) @ C`` only): the result as the transpose of a contiguous
+    ``R x M`` tensor (the layout a CP-ALS sweep contracts next without a copy)."""
     shape, last = tensor.shape, tensor.ndim - 1
     kdim = shape[last]
     lanes = vbytes * 8 // torch.finfo(tensor.dtype).bits
@@ -379,8 +393,9 @@ def _klane(
         wq = _khatri_rao(fs[mode + 1 : last], rank, tensor)
         c = torch.zeros(rank, kp, dtype=tensor.dtype)
         c[:, :kdim] = fs[last].mT
-        out = torch.empty(ni, rank, dtype=tensor.dtype)
-        kind = 4
+        rank_first = rank_first and np_ == nq == 1
+        out = torch.empty((rank, ni) if rank_first else (ni, rank), dtype=tensor.dtype)
+        kind = 12 if rank_first else 4
     else:
         np_, ni, nq = math.prod(shape[: last - 1]), 1, shape[last - 1]
         wp = _khatri_rao(fs[: last - 1], rank, tensor)
@@ -393,7 +408,9 @@ def _klane(
     args = ops + blank if tensor.dtype == torch.float64 else blank + ops
     kind += 0 if tensor.dtype == torch.float64 else 2
     fn(*args, kind, vbytes, np_, ni, nq, kdim, rank, torch.get_num_threads())
-    return out if mode < last else out[:, :kdim].mT.contiguous()
+    if mode == last:
+        return out[:, :kdim].mT.contiguous()
+    return out.mT if rank_first else out
 
 
 def fused_tree_partial(
@@ -403,8 +420,8 @@ def fused_tree_partial(
     for the two passes of a CP-ALS dimension tree: ``modes`` a proper suffix of the modes (the
     kept prefix is merged into one output mode) or a proper prefix (the kept suffix is merged).
     None when the kernel does not apply (:func:`fused_reason` of the merged view: e.g. a suffix
-    of one mode is a plain GEMM, left to BLAS) or ``modes`` is neither; the caller then runs its
-    default path. No validation."""
+    of one mode whose size is below :data:`KLANE_MIN` is a plain GEMM, left to BLAS) or
+    ``modes`` is neither; the caller then runs its default path. No validation."""
     n, shape, modes = tensor.ndim, tensor.shape, sorted(modes)
     if not 0 < len(modes) < n or not tensor.is_contiguous():  # (reshape would copy)
         return None
@@ -420,5 +437,6 @@ def fused_tree_partial(
         return None
     if any(f is None for m, f in enumerate(facs) if m != mode) or fused_reason(view, facs, mode):
         return None
-    out = fused_mttkrp(view, facs, mode)
+    # (X(IJ.., K) @ C rank first: the layout the sweep's next contractions read without a copy)
+    out = fused_mttkrp(view, facs, mode, rank_first=True)
     return out.reshape(*kept, out.shape[1])

@@ -118,22 +118,23 @@ static FCF_INLINE void dot_tile(const T* x, int64_t stride, int64_t kdim, const 
 // NR rows of one tile, w = wp[0, :] wq[0, :] (ones for a matrix: then exact).
 template <typename V, typename T, int NR, int RB>
 static FCF_INLINE void matrix_tile(const T* x, const T* wp, const T* wq, const T* ct, T* out,
-                               int64_t kdim, int64_t kp, int64_t rank, int64_t r0, int64_t i) {
+                                   int64_t kdim, int64_t kp, int64_t si, int64_t sr, int64_t r0,
+                                   int64_t i) {
     V acc[NR][RB];
     dot_tile<V, T, NR, RB>(x + i * kdim, kdim, kdim, ct + r0 * kp, kp, acc);
     for (int j = 0; j < NR; ++j)
         for (int r = 0; r < RB; ++r)
-            out[(i + j) * rank + r0 + r] = (wp[r0 + r] * wq[r0 + r]) * hsum<V, T>(acc[j][r]);
+            out[(i + j) * si + (r0 + r) * sr] = (wp[r0 + r] * wq[r0 + r]) * hsum<V, T>(acc[j][r]);
 }
 
 template <typename V, typename T, int RB>
 static void rowsk_matrix(const T* x, const T* wp, const T* wq, const T* ct, T* out, int64_t kdim,
-                         int64_t kp, int64_t rank, int64_t r0, int64_t i, int64_t nr) {
+                         int64_t kp, int64_t si, int64_t sr, int64_t r0, int64_t i, int64_t nr) {
     constexpr int NR = KACC / RB > 4 ? 4 : KACC / RB;
     int64_t j = 0;
     for (; j + NR <= nr; j += NR)
-        matrix_tile<V, T, NR, RB>(x, wp, wq, ct, out, kdim, kp, rank, r0, i + j);
-    for (; j < nr; ++j) matrix_tile<V, T, 1, RB>(x, wp, wq, ct, out, kdim, kp, rank, r0, i + j);
+        matrix_tile<V, T, NR, RB>(x, wp, wq, ct, out, kdim, kp, si, sr, r0, i + j);
+    for (; j < nr; ++j) matrix_tile<V, T, 1, RB>(x, wp, wq, ct, out, kdim, kp, si, sr, r0, i + j);
 }
 
 // res[r0 + r] += sum_j w(j, r) * acc[j][r] for the rows of one tile (w(j, r) = wp[p_j, r0 + r]
@@ -209,18 +210,22 @@ static void colsk_chunk(const T* x, int64_t mb, int64_t kdim, const T* w, int64_
 }
 
 // ct: rank x kp (kp = kdim rounded up to whole vectors, zero-padded); wp: np x rank; wq: nq x
-// rank; out: ni x rank. Every rank chunk of a group of 12 tensor rows runs before the next group
+// rank; out: ni x rank, or rank x ni when P = Q = 1 and tout (the rank axis first: what the
+// CP-ALS sweep contracts next without a copy). Every rank chunk of a group of 12 tensor rows
+// runs before the next group
 // (the group stays in L1, and the transfer of the tensor spreads over the whole computation).
 // Each chunk tiles the group's rows its own way; the rows' contributions are folded one after
 // the other either way, so the order of every sum is fixed by the shape and the rank.
 template <typename V, typename T>
 static void run_rowsk(const T* x, const T* wp, const T* wq, const T* ct, T* out, int64_t np,
-                      int64_t ni, int64_t nq, int64_t kdim, int64_t rank, int64_t threads) {
+                      int64_t ni, int64_t nq, int64_t kdim, int64_t rank, int64_t threads,
+                      bool tout) {
     constexpr int L = sizeof(V) / sizeof(T);
     const int64_t kp = (kdim + L - 1) / L * L;
     const int64_t nchunk = (rank + KMAXRB - 1) / KMAXRB;
     const int64_t nr = 12;
     const bool matrix = np == 1 && nq == 1;
+    const int64_t si = tout ? 1 : rank, sr = tout ? ni : 1;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, ni));
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < nt; ++t) {
@@ -233,7 +238,8 @@ static void run_rowsk(const T* x, const T* wp, const T* wq, const T* ct, T* out,
                     int64_t r0;
                     int rb;
                     rank_chunk(rank, c, &r0, &rb);
-                    FCF_RB_DISPATCH(rowsk_matrix, rb, x, wp, wq, ct, out, kdim, kp, rank, r0, i, n)
+                    FCF_RB_DISPATCH(rowsk_matrix, rb, x, wp, wq, ct, out, kdim, kp, si, sr, r0,
+                                    i, n)
                 }
             }
             continue;

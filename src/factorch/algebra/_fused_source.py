@@ -1,7 +1,8 @@
 """C++ source of the fused dense MTTKRP kernel (compiled by :mod:`factorch.algebra._fused`).
 
-Two loop nests, both with the rank as the vector lane (the rank padded with zeros to a multiple
-of the lane count, so no lane is masked) and a register tile of four tensor rows:
+Two loop nests with the rank as the vector lane (the rank padded with zeros to a multiple of the
+lane count, so no lane is masked) and a register tile of four tensor rows (the two with the last
+mode as the lane, ``rowsk`` and ``colsk``, are in :mod:`._fused_klane_source`, appended):
 
 * ``rows`` -- output mode ``n`` before the last (register tile: four consecutive ``q``, else
   four ``p``, else four output rows ``i``). The tensor is viewed as ``(P, I, Q, K)`` (the
@@ -32,7 +33,8 @@ __all__ = ["ARGTYPES", "SOURCE"]
 
 # (x, wp, wq, c, out) for float64, then for float32, then
 # (kind, vbytes, P, I, Q, K, rp, threads); kind 0 = rows, 1 = cols; +2 for float32; +4 for the
-# loops with the last mode as the lane (:mod:`._fused_klane_source`; rp is then the rank).
+# loops with the last mode as the lane (:mod:`._fused_klane_source`; rp is then the rank); +8 for
+# their rank-first output of X(M, K) @ C.
 ARGTYPES = [
     "const double*",
     "const double*",
@@ -303,21 +305,25 @@ extern "C" void kernel(const double* x64, const double* wp64, const double* wq64
                        int64_t vbytes, int64_t np, int64_t ni, int64_t nq, int64_t kdim,
                        int64_t rp, int64_t threads) {
     const int64_t cols = kind & 1;
-    const bool f32 = kind & 2, klane = kind & 4;
+    const bool f32 = kind & 2, klane = kind & 4, tout = kind & 8;
     using namespace fcf;
     if (klane) {  // rp is the rank (unpadded); c is C^T, out is out^T for cols
         if (!f32 && vbytes == 64) {
             if (cols) run_colsk<d8, double>(x64, wp64, wq64, out64, np, nq, kdim, rp, threads);
-            else run_rowsk<d8, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp, threads);
+            else run_rowsk<d8, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp,
+                                       threads, tout);
         } else if (!f32) {
             if (cols) run_colsk<d4, double>(x64, wp64, wq64, out64, np, nq, kdim, rp, threads);
-            else run_rowsk<d4, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp, threads);
+            else run_rowsk<d4, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp,
+                                       threads, tout);
         } else if (vbytes == 64) {
             if (cols) run_colsk<f16, float>(x32, wp32, wq32, out32, np, nq, kdim, rp, threads);
-            else run_rowsk<f16, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp, threads);
+            else run_rowsk<f16, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp,
+                                       threads, tout);
         } else {
             if (cols) run_colsk<f8, float>(x32, wp32, wq32, out32, np, nq, kdim, rp, threads);
-            else run_rowsk<f8, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp, threads);
+            else run_rowsk<f8, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp,
+                                      threads, tout);
         }
     } else if (!f32 && vbytes == 64)
         run<d8, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);

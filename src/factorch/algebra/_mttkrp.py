@@ -168,7 +168,8 @@ def mttkrp(
             R = 10, float64), about equal where memory bandwidth bounds both (BENCHMARKS.md). The
             first use on a machine compiles it (seconds); later processes load it from disk
             in milliseconds. Where it does not apply -- CUDA, complex or half dtypes, autograd
-            recording, a non-contiguous or small tensor, a matrix, ``torch.compile``, no C++
+            recording, a non-contiguous or small tensor, a vector, a matrix other than ``X @ C``
+            with at least 32 columns, ``torch.compile``, no C++
             compiler (:func:`~factorch.algebra.fused_mttkrp_status`) -- the default path runs.
             Results agree with the default path to round-off and are bit-identical across runs
             and thread counts.
