@@ -13,6 +13,7 @@ import factorch.algebra._fused as fused_mod
 from factorch.algebra import FusedStatus, fused_mttkrp_status, mttkrp
 from factorch.algebra._fused import (
     FUSED_MIN_ENTRIES,
+    KLANE_MIDDLE_MIN,
     KLANE_MIN,
     _Kernel,
     _rank_layout,
@@ -113,7 +114,9 @@ def test_lane_rule():
     assert fused_lane((100, 100, k), 0, 10, F64, 64) == "last"  # mode 0: rows dotted with C^T
     assert fused_lane((100, k), 0, 10, F64, 64) == "last"  # X(M, K) @ C
     assert fused_lane((100, 100, k - 1), 0, 10, F64, 64) == "rank"  # K too short
-    assert fused_lane((100, 100, k), 1, 10, F64, 64) == "rank"  # middle modes
+    assert fused_lane((100, 100, k), 1, 10, F64, 64) == "rank"  # middle modes: short rows
+    assert fused_lane((100, 100, KLANE_MIDDLE_MIN), 1, 10, F64, 64) == "last"
+    assert fused_lane((9, 100, 100, KLANE_MIDDLE_MIN - 1), 2, 10, F64, 64) == "rank"
     assert fused_lane((100, 100, k), 2, 10, F64, 64) == "last"  # rank 10 pads to 16 lanes
     assert fused_lane((100, 100, k), 2, 8, F64, 64) == "rank"  # rank 8: no padded lane
     assert fused_lane((100, 100, k), 2, 16, F32, 64) == "rank"

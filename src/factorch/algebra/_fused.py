@@ -63,6 +63,7 @@ from ._fused_source import ARGTYPES, SOURCE
 
 __all__ = [
     "FUSED_MIN_ENTRIES",
+    "KLANE_MIDDLE_MIN",
     "KLANE_MIN",
     "FusedStatus",
     "Lane",
@@ -268,22 +269,28 @@ Lane = Literal["rank", "last"]
 KLANE_MIN = 32
 """The last mode's size from which the fused kernel runs the loops with it as the vector lane."""
 
+KLANE_MIDDLE_MIN = 96
+"""... and for an output mode between the first and the last (:func:`fused_lane`)."""
+
 
 def fused_lane(shape: Sequence[int], mode: int, rank: int, dtype: torch.dtype, widest: int) -> Lane:
     """The fixed rule choosing the fused loop, from the shape, mode, rank, dtype and the CPU's
     widest vector (deterministic). ``"last"`` (the last mode as the vector lane) needs at least
     :data:`KLANE_MIN` entries in the last mode, and is taken for mode 0 (every row of
     ``X(.., K)`` is a row of dot products with ``C^T``; includes ``X(M, K) @ C``, the first pass
-    of a CP-ALS sweep) and for the last mode when the rank would leave padded lanes in the rank
-    loop (rank 10: 16 lanes); elsewhere ``"rank"``, which measured as fast or faster there
-    (BENCHMARKS.md, "Fused MTTKRP, the last mode as the lane")."""
+    of a CP-ALS sweep), for a middle mode when the last mode has at least
+    :data:`KLANE_MIDDLE_MIN` entries (shorter rows lost to the rank loop there: 32-48 entries), and
+    for the last mode when the rank would leave padded lanes in the rank loop (rank 10: 16
+    lanes); elsewhere ``"rank"``, which measured as fast or faster there (BENCHMARKS.md, "The
+    last mode as the vector lane")."""
+    n = len(shape)
     if shape[-1] < KLANE_MIN:
         return "rank"
     if mode == 0:
         return "last"
-    if mode == len(shape) - 1 and _rank_layout(rank, dtype, widest)[1] != rank:
-        return "last"
-    return "rank"
+    if mode < n - 1:
+        return "last" if shape[-1] >= KLANE_MIDDLE_MIN else "rank"
+    return "last" if _rank_layout(rank, dtype, widest)[1] != rank else "rank"
 
 
 def _rank_layout(rank: int, dtype: torch.dtype, widest: int) -> tuple[int, int]:
