@@ -106,7 +106,8 @@ class MGTFNO(nn.Module):
         global_coordinates: append the field's global coordinates as channels before patching
             (default True; without them a patch cannot tell where in the domain it lies).
         stitching: ``"blend"`` (default) or ``"crop"`` the patch outputs (:class:`MGTFNOConfig`;
-            blending lowered the Navier--Stokes error from 0.175 to 0.135 in issue 12's runs).
+            at patch padding 0.125 blending lowered the Navier--Stokes 64^2 error from 0.175 to
+            0.135 in issue 12's runs).
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
