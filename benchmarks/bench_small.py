@@ -85,6 +85,22 @@ def _before_percall2(fn: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
+def _torch_normal(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with the small sweep's normal equations solved by torch calls, as before helper
+    small3 (issue 14), instead of on the host."""
+    from factorch.decomp import _cp_small
+
+    def call() -> object:
+        limit = _cp_small.HOST_RANK
+        _cp_small.HOST_RANK = 0
+        try:
+            return fn()
+        finally:
+            _cp_small.HOST_RANK = limit
+
+    return call
+
+
 def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Callable[[], object]]:
     import numpy as np
     import pyttb as ttb
@@ -115,6 +131,7 @@ def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Ca
         "factorch": fc,
         "factorch-reference": _forced("reference", fc),
         "factorch-before-percall2": _before_percall2(fc),
+        "factorch-torch-normal": _torch_normal(fc),
         "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, n_iter_max=sweeps, tol=0),
         "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, n_iter_max=sweeps, tol=0),
         "pyttb": lambda: ttb.cp_als(

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import torch
 
 from ._cp_sweep import CPState, exact_error_of, gram_error, gram_error_of
+from ._small_normal import HOST_RANK, HostMatrix, Matrix, hadamard, spd_inverse
 
 __all__ = ["SMALL_ENTRIES", "SmallSweep"]
 
@@ -73,6 +74,13 @@ class SmallSweep:
         self.hadamard = torch.empty(rank, rank, dtype=dtype, device=device)
         self._last_solved = False
         self._one = torch.ones((), dtype=real, device=tensor.device)
+        # Real CPU fits of a small rank solve the normal equations on the host
+        # (:mod:`._small_normal`): each Gram is read once, ``(tensor, rows)`` per mode.
+        self._host: HostMatrix | None = None
+        if not self.is_complex and device.type == "cpu" and rank <= HOST_RANK:
+            self._host = HostMatrix(rank, dtype)
+        self._host_grams: list[tuple[torch.Tensor, Matrix] | None] = [None] * n
+        self._host_hadamard: Matrix | None = None
         self.unfoldings: list[torch.Tensor] = []
         self.load(tensor)
 
@@ -126,7 +134,10 @@ class SmallSweep:
         """``A (*_{m != mode} G_m + l2 I) = MTTKRP`` by Cholesky, or the pseudo-inverse when the
         matrix is numerically singular (the rule of :func:`_cp_sweep.solve_normal`).
 
-        Leaves ``*_{m != mode} G_m`` in :attr:`hadamard` (for :meth:`gram_error`)."""
+        Leaves ``*_{m != mode} G_m`` in :attr:`hadamard` (on the host route, its rows in
+        ``_host_hadamard``) for :meth:`gram_error`."""
+        if self._host is not None:
+            return self._solve_on_host(self._host, mttkrp, grams, mode, l2)
         others = [grams[m] for m in self._others[mode]]
         v = self.hadamard
         if len(others) == 1:
@@ -144,6 +155,33 @@ class SmallSweep:
                 # V^{-1} is R x R: forming it costs less than a solve with I_n right-hand sides.
                 return mttkrp @ torch.cholesky_inverse(chol)
         return mttkrp @ torch.linalg.pinv(v, hermitian=True)
+
+    def _host_gram(self, grams: Sequence[torch.Tensor], mode: int) -> Matrix:
+        """The rows of ``grams[mode]`` on the host (read once per Gram tensor)."""
+        cached = self._host_grams[mode]
+        if cached is not None and cached[0] is grams[mode]:
+            return cached[1]
+        rows = grams[mode].tolist()
+        self._host_grams[mode] = (grams[mode], rows)
+        return rows
+
+    def _solve_on_host(
+        self,
+        host: HostMatrix,
+        mttkrp: torch.Tensor,
+        grams: Sequence[torch.Tensor],
+        mode: int,
+        l2: float,
+    ) -> torch.Tensor:
+        """:meth:`solve` with the ``R x R`` algebra on the host (:mod:`._small_normal`);
+        ``host`` takes the inverse to torch."""
+        others = [self._host_gram(grams, m) for m in self._others[mode]]
+        self._host_hadamard, v = hadamard(others, self.rank, l2)
+        inverse = spd_inverse(v, self.rank, self.eps)
+        if inverse is not None:
+            return mttkrp @ host.set(inverse)
+        dense = torch.tensor(v, dtype=mttkrp.dtype, device=mttkrp.device)
+        return mttkrp @ torch.linalg.pinv(dense, hermitian=True)
 
     def sweep(self, state: CPState, *, l2: float, fixed: frozenset[int]) -> torch.Tensor:
         """One CP-ALS sweep over the loaded data (``state`` in place, as
@@ -178,8 +216,19 @@ class SmallSweep:
         if self.is_complex or not self._last_solved or mttkrp is not self._last_mttkrp:
             return gram_error(norm_x2, mttkrp, state)
         w = state.weights
-        inner = float((mttkrp * state.factors[-1]).sum(0) @ w)
-        model2 = float(w @ ((self.hadamard * state.grams[-1]) @ w))
+        hadamard_rows = self._host_hadamard
+        if self._host is None or hadamard_rows is None:
+            inner = float((mttkrp * state.factors[-1]).sum(0) @ w)
+            model2 = float(w @ ((self.hadamard * state.grams[-1]) @ w))
+            return gram_error_of(norm_x2, inner, model2, self.eps)
+        # On the host: <M, A diag(w)> from the column sums of M * A, and w^T (H * G) w.
+        weights = w.tolist()
+        sums = torch.mul(mttkrp, state.factors[-1]).sum(0).tolist()
+        inner = sum(a * b for a, b in zip(sums, weights))
+        last = self._host_gram(state.grams, len(self.shape) - 1)
+        model2 = 0.0
+        for i, (h_row, g_row) in enumerate(zip(hadamard_rows, last)):
+            model2 += weights[i] * sum(h * g * wj for h, g, wj in zip(h_row, g_row, weights))
         return gram_error_of(norm_x2, inner, model2, self.eps)
 
     def exact_error(
