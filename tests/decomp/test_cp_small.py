@@ -46,7 +46,9 @@ CASES = [
     ((438, 6, 11), 3, {}),
     ((8, 9, 10, 7), 4, {}),
     ((20, 30), 3, {}),
-    ((5, 6, 7), 8, {}),  # rank above every mode size
+    ((5, 6, 7), 8, {}),  # rank above every mode size (R x R algebra in torch)
+    ((12, 10, 9), 5, {}),  # the host's Gauss-Jordan loops (rank 3 is unrolled)
+    ((10, 10, 10), 5, {"l2": 0.1, "linesearch": True}),
     ((10, 10, 10), 3, {"linesearch": True}),
     ((10, 10, 10), 3, {"l2": 0.1}),
     ((12, 11, 10), 3, {"orthogonalize_iters": 3}),
@@ -100,16 +102,17 @@ def test_small_path_float32_matches_reference(monkeypatch: pytest.MonkeyPatch) -
     assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-4
 
 
+@pytest.mark.parametrize("rank", [3, 4, 8])  # host route unrolled, host loops, torch
 def test_small_path_singular_gram_falls_back_like_reference(
-    monkeypatch: pytest.MonkeyPatch,
+    rank: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two identical components: every Gram is singular, so both paths take the pseudo-inverse.
+    # Identical components: every Gram is singular, so both paths take the pseudo-inverse.
     x = _data((8, 9, 10), 2, seed=7)
     gen = torch.Generator().manual_seed(0)
     cols = [torch.rand(s, 1, generator=gen, dtype=torch.float64) for s in x.shape]
-    init = CPTensor(torch.ones(3, dtype=torch.float64), tuple(c.repeat(1, 3) for c in cols))
-    small = _fit("small", monkeypatch, x, 3, init=init, max_iter=5, tol=0)
-    ref = _fit("reference", monkeypatch, x, 3, init=init, max_iter=5, tol=0)
+    init = CPTensor(torch.ones(rank, dtype=torch.float64), tuple(c.repeat(1, rank) for c in cols))
+    small = _fit("small", monkeypatch, x, rank, init=init, max_iter=5, tol=0)
+    ref = _fit("reference", monkeypatch, x, rank, init=init, max_iter=5, tol=0)
     assert all(torch.isfinite(f).all() for f in small.model.factors)
     assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-10
 
