@@ -40,7 +40,7 @@ from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
 from ._cp_small import SMALL_ENTRIES, SmallSweep
 from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
-from ._degeneracy import cp_degeneracy
+from ._degeneracy import CPDegeneracy, cp_degeneracy, degeneracy_from_grams
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._scale import finite_fit_scale, fit_scale
 
@@ -402,8 +402,17 @@ def _fit(
         converged=run.converged,
         time_s=run.time_s,
         init_time_s=run.init_time_s,
-        extras={"error_floors": tuple(floors), "degeneracy": cp_degeneracy(model)},
+        extras={"error_floors": tuple(floors), "degeneracy": _degeneracy(model, run.state)},
     )
+
+
+def _degeneracy(model: CPTensor, state: CPState) -> CPDegeneracy:
+    """:func:`cp_degeneracy` of the returned model, from the fit's Grams when the model holds the
+    fit's own float64 factors (no pass over the factors), else from the factors."""
+    same = all(a is b for a, b in zip(model.factors, state.factors))
+    if same and model.dtype == torch.float64:
+        return degeneracy_from_grams(model.weights, state.grams)
+    return cp_degeneracy(model)
 
 
 def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
