@@ -25,7 +25,6 @@ dimension tree of the reference path contracts in another order).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +46,6 @@ class SmallSweep:
     def __init__(self, tensor: torch.Tensor, rank: int) -> None:
         shape = tuple(tensor.shape)
         n = len(shape)
-        total = math.prod(shape)
         dtype, device = tensor.dtype, tensor.device
         self.shape = shape
         self.rank = rank
@@ -55,25 +53,19 @@ class SmallSweep:
         real = tensor.real.dtype if self.is_complex else tensor.dtype
         self.eps = torch.finfo(real).eps
         self.sqrt_eps = self.eps**0.5
-        self._middle = [torch.empty(s, total // s, dtype=dtype, device=device) for s in shape[1:-1]]
-        self._kr = [
-            torch.empty(total // s, rank, dtype=dtype, device=device) if n > 2 else None
-            for s in shape
-        ]
+        # Buffers made by their first use (an operation that allocates its output anyway), so a
+        # short fit pays no separate allocations: the middle unfoldings, the Khatri--Rao products
+        # (with a 3-D view for ``out=``) and the MTTKRPs (the last mode's transposed).
+        self._middle: list[torch.Tensor | None] = [None] * max(n - 2, 0)
+        self._kr: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
+        self._mttkrp: list[torch.Tensor | None] = [None] * n
         self._all = tuple(range(n))
         self._others = [tuple(m for m in range(n) if m != k) for k in range(n)]
-        self._kr_views = [
-            None if buf is None else buf.view(-1, shape[self._others[k][-1]], rank)
-            for k, buf in enumerate(self._kr)
-        ]
-        self._mttkrp = [torch.empty(s, rank, dtype=dtype, device=device) for s in shape[:-1]]
-        self._mttkrp.append(torch.empty(rank, shape[-1], dtype=dtype, device=device))
         self._last_mttkrp: torch.Tensor | None = None
         self._dense_of: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
         self._imputed_of: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
-        self.hadamard = torch.empty(rank, rank, dtype=dtype, device=device)
         self._last_solved = False
-        self._one = torch.ones((), dtype=real, device=tensor.device)
+        self._real = real
         # Real CPU fits of a small rank solve the normal equations on the host
         # (:mod:`._small_normal`): each Gram is read once, ``(tensor, rows)`` per mode.
         self._host: HostMatrix | None = None
@@ -81,6 +73,7 @@ class SmallSweep:
             self._host = HostMatrix(rank, dtype)
         self._host_grams: list[tuple[torch.Tensor, Matrix] | None] = [None] * n
         self._host_hadamard: Matrix | None = None
+        self.hadamard: torch.Tensor | None = None  # (the torch route's, set by solve)
         self.unfoldings: list[torch.Tensor] = []
         self.load(tensor)
 
@@ -91,7 +84,11 @@ class SmallSweep:
         lead = shape[0]
         for k, buf in enumerate(self._middle, start=1):
             src = tensor.reshape(lead, shape[k], -1).transpose(0, 1)
-            buf.view(src.shape).copy_(src)
+            if buf is None:  # (a clone, never a view of the data: later loads write into it)
+                buf = src.clone(memory_format=torch.contiguous_format).view(shape[k], -1)
+                self._middle[k - 1] = buf
+            else:
+                buf.view(src.shape).copy_(src)
             unfoldings.append(buf)
             lead *= shape[k]
         # The last mode's unfolding transposed (a free view): its MTTKRP is computed as
@@ -110,11 +107,17 @@ class SmallSweep:
         out = parts[0]
         for nxt in parts[1:-1]:
             out = torch.mul(out.unsqueeze(1), nxt).reshape(-1, self.rank)
-        buf, view = (None, None) if skip is None else (self._kr[skip], self._kr_views[skip])
-        if buf is None or view is None:
+        if skip is None:
             return torch.mul(out.unsqueeze(1), parts[-1]).reshape(-1, self.rank)
-        torch.mul(out.unsqueeze(1), parts[-1], out=view)
-        return buf
+        bufs = self._kr[skip]
+        if bufs is None:
+            view = torch.mul(out.unsqueeze(1), parts[-1])
+            if not view.is_contiguous():  # (strided factors can give a strided product)
+                view = view.contiguous()
+            self._kr[skip] = (view.view(-1, self.rank), view)
+            return self._kr[skip][0]  # type: ignore[index]
+        torch.mul(out.unsqueeze(1), parts[-1], out=bufs[1])
+        return bufs[0]
 
     def mttkrp(
         self, mode: int, factors: Sequence[torch.Tensor], *, fresh: bool = False
@@ -123,10 +126,17 @@ class SmallSweep:
         call for the same mode, or a new tensor when ``fresh``."""
         kr = self.khatri_rao(factors, mode)
         unfolding = self.unfoldings[mode]
-        if mode < len(self.shape) - 1:
-            return unfolding @ kr if fresh else torch.mm(unfolding, kr, out=self._mttkrp[mode])
-        out = None if fresh else self._mttkrp[mode]
-        return torch.mm(kr.mT, unfolding, out=out).mT
+        last = mode == len(self.shape) - 1
+        buf = None if fresh else self._mttkrp[mode]
+        if buf is None:
+            out = torch.mm(kr.mT, unfolding) if last else torch.mm(unfolding, kr)
+            if not fresh:
+                self._mttkrp[mode] = out
+        elif last:
+            out = torch.mm(kr.mT, unfolding, out=buf)
+        else:
+            out = torch.mm(unfolding, kr, out=buf)
+        return out.mT if last else out
 
     def solve(
         self, mttkrp: torch.Tensor, grams: Sequence[torch.Tensor], mode: int, l2: float
@@ -139,13 +149,10 @@ class SmallSweep:
         if self._host is not None:
             return self._solve_on_host(self._host, mttkrp, grams, mode, l2)
         others = [grams[m] for m in self._others[mode]]
-        v = self.hadamard
-        if len(others) == 1:
-            v.copy_(others[0])
-        else:
-            torch.mul(others[0], others[1], out=v)
-            for g in others[2:]:
-                v.mul_(g)
+        v = others[0].clone() if len(others) == 1 else torch.mul(others[0], others[1])
+        for g in others[2:]:
+            v.mul_(g)
+        self.hadamard = v
         if l2:
             v = v + l2 * torch.eye(self.rank, dtype=v.dtype, device=v.device)
         chol, info = torch.linalg.cholesky_ex(v)
@@ -199,7 +206,8 @@ class SmallSweep:
             norms = torch.linalg.vector_norm(factor, dim=0)
             # Zero (or NaN) columns keep weight 1; checked on the host, cheaper than a select.
             if not all(n > 0 for n in norms.tolist()):
-                norms = torch.where(norms > 0, norms, self._one)
+                one = torch.ones((), dtype=self._real, device=norms.device)
+                norms = torch.where(norms > 0, norms, one)
             state.weights = norms.to(factor.dtype) if self.is_complex else norms
             factor = torch.div(factor, state.weights)
             state.factors[mode] = factor
@@ -216,19 +224,21 @@ class SmallSweep:
         if self.is_complex or not self._last_solved or mttkrp is not self._last_mttkrp:
             return gram_error(norm_x2, mttkrp, state)
         w = state.weights
-        hadamard_rows = self._host_hadamard
-        if self._host is None or hadamard_rows is None:
+        rows, hadamard = self._host_hadamard, self.hadamard
+        if self._host is not None and rows is not None:
+            # On the host: <M, A diag(w)> from the column sums of M * A, and w^T (H * G) w.
+            weights = w.tolist()
+            sums = torch.mul(mttkrp, state.factors[-1]).sum(0).tolist()
+            inner = sum(a * b for a, b in zip(sums, weights))
+            last = self._host_gram(state.grams, len(self.shape) - 1)
+            model2 = 0.0
+            for i, (h_row, g_row) in enumerate(zip(rows, last)):
+                model2 += weights[i] * sum(h * g * wj for h, g, wj in zip(h_row, g_row, weights))
+        elif hadamard is not None:
             inner = float((mttkrp * state.factors[-1]).sum(0) @ w)
-            model2 = float(w @ ((self.hadamard * state.grams[-1]) @ w))
-            return gram_error_of(norm_x2, inner, model2, self.eps)
-        # On the host: <M, A diag(w)> from the column sums of M * A, and w^T (H * G) w.
-        weights = w.tolist()
-        sums = torch.mul(mttkrp, state.factors[-1]).sum(0).tolist()
-        inner = sum(a * b for a, b in zip(sums, weights))
-        last = self._host_gram(state.grams, len(self.shape) - 1)
-        model2 = 0.0
-        for i, (h_row, g_row) in enumerate(zip(hadamard_rows, last)):
-            model2 += weights[i] * sum(h * g * wj for h, g, wj in zip(h_row, g_row, weights))
+            model2 = float(w @ ((hadamard * state.grams[-1]) @ w))
+        else:
+            return gram_error(norm_x2, mttkrp, state)
         return gram_error_of(norm_x2, inner, model2, self.eps)
 
     def exact_error(
