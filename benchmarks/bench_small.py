@@ -30,9 +30,10 @@ Writes ``benchmarks/results/bench_small.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,58 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_others(repeats: int) -> list[dict[str, Any]]:
+    """Tucker/HOOI, masked CP (20 % missing, EM) and HALS NN-CP on the three shapes, factorch
+    against TensorLy numpy (the callables of ``bench_sweep.py``): per sweep (``tol=0``, the
+    sweeps of ``bench_sweep.py``) and per one-sweep call."""
+    import bench_sweep
+    import tensorly as tl
+
+    rows = []
+    for workload in ("tucker", "masked_cp", "nn_cp"):
+        for shape, rank, _ in CASES:
+            sweeps = bench_sweep._sweeps(shape)
+            row: dict[str, Any] = {"workload": workload, "shape": list(shape), "rank": rank}
+            for label, n_sweeps in (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1)):
+                with _sweeps_set(bench_sweep, n_sweeps):
+                    every = bench_sweep._cases(shape, rank, workload)
+                calls = {k: every[k] for k in ("factorch", "tensorly-numpy")}
+                times = _common.time_calls(calls, repeats=repeats, setup=bench_sweep._setups())
+                tl.set_backend("numpy")
+                row[label] = {k: v["median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+                row["cpu_" + label] = {
+                    k: v["cpu_median_s"] / n_sweeps * 1e3 for k, v in times.items()
+                }
+            ratios = {
+                key: row[key]["tensorly-numpy"] / row[key]["factorch"]
+                for key in ("cpu_per_sweep_ms", "cpu_one_sweep_call_ms")
+            }
+            row["cpu_ratio"] = ratios
+            rows.append(row)
+            print(
+                f"{workload} {shape} r{rank}: per sweep factorch "
+                f"{row['cpu_per_sweep_ms']['factorch']:.3f} ms, tensorly-numpy "
+                f"{row['cpu_per_sweep_ms']['tensorly-numpy']:.3f} ms "
+                f"({ratios['cpu_per_sweep_ms']:.2f}x); one-sweep call "
+                f"{row['cpu_one_sweep_call_ms']['factorch']:.3f} vs "
+                f"{row['cpu_one_sweep_call_ms']['tensorly-numpy']:.3f} ms "
+                f"({ratios['cpu_one_sweep_call_ms']:.2f}x)",
+                flush=True,
+            )
+    return rows
+
+
+@contextlib.contextmanager
+def _sweeps_set(module: Any, n: int) -> Iterator[None]:
+    """Within the block, ``bench_sweep._sweeps`` returns ``n`` (the one-sweep calls)."""
+    saved = module._sweeps
+    module._sweeps = lambda shape: n
+    try:
+        yield
+    finally:
+        module._sweeps = saved
+
+
 def bench_masked(repeats: int, seeds: int) -> list[dict[str, Any]]:
     import numpy as np
     import tensorly as tl
@@ -300,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
             payload["sweep"] = bench_sweep(args.repeats)
         if "fixed" in parts:
             payload["fixed"] = bench_fixed(args.repeats)
+        if "others" in parts:
+            payload["others"] = bench_others(args.repeats)
         if "masked" in parts:
             rows = bench_masked(max(3, args.repeats // 3), args.seeds)
             payload["masked"] = rows

@@ -161,3 +161,36 @@ def test_small_dense_matches_cptensor() -> None:
     state = CPState.start(model.weights, model.factors)
     torch.testing.assert_close(sweep.dense(state), model.to_dense())
     assert sweep.dense(state) is sweep.dense(state)  # kept while the state is unchanged
+
+
+NN_CASES = [
+    ((10, 10, 10), 3, {}),
+    ((438, 6, 11), 3, {"method": "mu"}),
+    ((8, 9, 10, 7), 4, {"l1": 0.01}),
+    ((12, 10, 9), 5, {"nonneg_modes": (0, 2)}),
+    ((10, 10, 10), 3, {"mask": 0.2}),
+    ((10, 10, 10), 3, {"tol": 1e-9, "max_iter": 200}),
+]
+
+
+@pytest.mark.parametrize(("shape", "rank", "options"), NN_CASES)
+def test_nn_cp_small_path_matches_reference(
+    shape: tuple[int, ...], rank: int, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factorch.decomp import non_negative_cp
+
+    opts = dict(options)
+    x = _data(shape, rank, seed=len(shape) + rank).abs()
+    if "mask" in opts:
+        opts["mask"] = torch.rand(shape, generator=torch.Generator().manual_seed(5)) > opts["mask"]
+    opts.setdefault("tol", 0.0)
+    opts.setdefault("max_iter", 25)
+    fits = {}
+    for path in ("small", "reference"):
+        with monkeypatch.context() as m:
+            m.setattr(_cp, "_PATH", path)
+            gen = torch.Generator().manual_seed(1)
+            fits[path] = non_negative_cp(x, rank, init="random", generator=gen, **opts)
+    small, ref = fits["small"], fits["reference"]
+    assert small.iterations == ref.iterations and small.converged == ref.converged
+    assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-10

@@ -44,7 +44,8 @@ from ..algebra.internal import leading_left as _leading_left
 from ..algebra.internal import mttkrp as _mttkrp
 from ..algebra.internal import unfold as _unfold
 from ..tensors import CPTensor
-from ._cp import check_mask, output_model
+from ._cp import _small_path, check_mask, output_model
+from ._cp_small import SmallSweep
 from ._cp_sweep import (
     CPState,
     exact_error,
@@ -391,6 +392,9 @@ def _fit(
     cost = 4.0 * x.numel() * opts.rank / x.ndim
     sweeps = [_max_sweeps(cost, size, opts.rank) for size in x.shape]
     norm_x2 = float(torch.linalg.vector_norm(x)) ** 2
+    # Small CPU tensors: the MTTKRPs of the small CP-ALS sweep (one Khatri--Rao product and one
+    # GEMM per mode, buffers reused), far fewer operations than the dimension tree.
+    small = SmallSweep(x, opts.rank) if _small_path(x) else None
     errors: list[float] = []
     floors: list[float] = []
     objective: list[float] = []
@@ -402,7 +406,9 @@ def _fit(
     for it in range(1, opts.max_iter + 1):
         if mask is not None and model is not None:  # EM: fill the missing entries from the model
             work = torch.where(mask, x, model)
-        mttkrp = _sweep(work, rows, state, rules, l1, sweeps)
+        if small is not None and mask is not None:
+            small.load(work)
+        mttkrp = _sweep(work, rows, state, rules, l1, sweeps, small)
         # The error estimate in force and the one convergence rule, as in cp (see there).
         if mask is not None:
             model = _dense(state)
@@ -479,11 +485,18 @@ def _sweep(
     rules: list[_Rule],
     l1: tuple[float, ...],
     sweeps: list[int],
+    small: SmallSweep | None = None,
 ) -> torch.Tensor:
     """One iteration: every factor updated once, MTTKRPs from the two-pass dimension tree (as in
-    :func:`~factorch.decomp._cp_sweep.als_sweep`). Returns the last mode's MTTKRP."""
+    :func:`~factorch.decomp._cp_sweep.als_sweep`), or from ``small`` (holding ``x``) mode by
+    mode. Returns the last mode's MTTKRP."""
     mttkrp = state.factors[-1]
-    for n, mttkrp in tree_mttkrps(x, state.factors):
+    pairs = (
+        tree_mttkrps(x, state.factors)
+        if small is None
+        else ((n, small.mttkrp(n, state.factors)) for n in range(x.ndim))
+    )
+    for n, mttkrp in pairs:
         ghat = hadamard_grams(state.grams, skip=n).unsqueeze(0)
         rows[n] = _update(rows[n], mttkrp.mT.unsqueeze(0), ghat, rules[n], l1[n], sweeps[n])
         state.factors[n] = rows[n][0].mT
