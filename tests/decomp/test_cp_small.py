@@ -194,3 +194,23 @@ def test_nn_cp_small_path_matches_reference(
     small, ref = fits["small"], fits["reference"]
     assert small.iterations == ref.iterations and small.converged == ref.converged
     assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.float32])
+@pytest.mark.parametrize(
+    ("shape", "rank"), [((10, 10, 10), 3), ((40, 50, 60), 5), ((6, 5, 4, 3), 2)]
+)
+def test_small_exact_error_matches_reference(
+    shape: tuple[int, ...], rank: int, dtype: torch.dtype
+) -> None:
+    from factorch.decomp._cp_sweep import CPState, exact_error
+
+    x = _data(shape, rank, seed=4, dtype=dtype)
+    start = _start(shape, rank, seed=6, dtype=dtype)
+    weights = torch.linspace(0.5, 2.0, rank, dtype=torch.float64).to(dtype)
+    state = CPState.start(weights, list(start.factors))
+    norm_x2 = float(torch.vdot(x.reshape(-1), x.reshape(-1)).real)
+    got = SmallSweep(x, rank).exact_error(x, state, norm_x2)
+    ref = exact_error(x, state, norm_x2)
+    tol = 1e-13 if dtype != torch.float32 else 1e-5
+    assert abs(got[0] - ref[0]) <= tol * ref[0] and got[1] == pytest.approx(ref[1])

@@ -244,8 +244,15 @@ class SmallSweep:
     def exact_error(
         self, tensor: torch.Tensor, state: CPState, norm_x2: float
     ) -> tuple[float, float]:
-        """:func:`_cp_sweep.exact_error` from the dense model (the tensor is small)."""
-        resid = (tensor - self.dense(state)).reshape(-1)
+        """:func:`_cp_sweep.exact_error` with the residual ``X - [[w; A]]`` formed by one GEMM
+        that accumulates into a copy of the data (``addmm``: no dense model, no separate
+        subtraction; the tensor is small)."""
+        factors = state.factors
+        left = factors[0]
+        for f in factors[1:-1]:
+            left = torch.mul(left.unsqueeze(1), f).reshape(-1, self.rank)
+        data = tensor.reshape(-1, self.shape[-1])
+        resid = torch.addmm(data, left * state.weights, factors[-1].mT, alpha=-1).reshape(-1)
         resid2 = float(torch.vdot(resid, resid).real)
         weight_sum = sum(abs(w) for w in state.weights.tolist())
         return exact_error_of(resid2, weight_sum, norm_x2, self.eps)
