@@ -246,7 +246,9 @@ def check_mask(mask: object, tensor: torch.Tensor, fn: str) -> torch.Tensor:
         raise ValueError(f"{fn}: mask is on {mask.device} but the tensor is on {tensor.device}.")
     if not bool(mask.any()):
         raise ValueError(f"{fn}: mask observes no entry; at least one entry must be True.")
-    check_finite(tensor[mask], fn, "tensor (observed entries)")
+    # (the unobserved entries zeroed: the same finiteness verdict and count as the observed
+    # entries alone, without gathering them)
+    check_finite(torch.where(mask, tensor, 0.0), fn, "tensor (observed entries)")
     return mask
 
 
@@ -383,13 +385,14 @@ def _fit(
     norm_x2 = norm_x2 if x is tensor else None
     if scale != 1.0:
         x = x / scale
+        observed = x if options.mask is None else observed / scale
     init = options.init
     if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
     if init is not options.init:
         options = dataclasses.replace(options, init=init)
-    run = _cp_als(x, options, scale=scale, dtype=dtype, norm_x2=norm_x2)
+    run = _cp_als(x, options, scale=scale, dtype=dtype, norm_x2=norm_x2, observed=observed)
     model = output_model(run.state, scale, dtype)
     errors, floors = list(run.errors), list(run.floors)
     if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error
@@ -462,12 +465,15 @@ def _cp_als(
     scale: float,
     dtype: torch.dtype,
     norm_x2: float | None = None,
+    observed: torch.Tensor | None = None,
 ) -> _Run:
     """CP-ALS on ``x`` (already scaled and upcast; ``norm_x2``: its sum of squares when already
-    known); callbacks see models in ``dtype`` and the original scale."""
+    known; ``observed``: ``x`` with the unobserved entries zeroed, when already formed);
+    callbacks see models in ``dtype`` and the original scale."""
     clock = Stopwatch()
     mask = opts.mask
-    observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    if observed is None:
+        observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
     state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
     small = SmallSweep(x, opts.rank) if _small_path(x) else None
     kernel = opts.kernel if small is None else "default"
