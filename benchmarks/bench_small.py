@@ -12,6 +12,12 @@ library from the same random start, callables timed round-robin after a warm-up 
    ``factorch-before-percall2``: ``cp`` with its once-per-call work as before helper percall2
    (two reads for the entry scan and ``||X||^2``, the exact final error always), same process;
    ``fixed`` (not run by default): the one-sweep calls of both alone, many times alternated.
+   ``factorch-torch-normal``: ``cp`` with the small sweep's ``R x R`` normal equations solved by
+   torch calls, as before helper small3, same process.
+   ``others`` (not run by default): Tucker/HOOI, masked CP (20 % missing) and HALS NN-CP on the
+   same three shapes against TensorLy numpy (the callables of ``bench_sweep.py``), per sweep and
+   per one-sweep call. ``dispatches`` (not run by default): the ATen operations of ``cp``, NN-CP
+   and masked CP per sweep and per call, counted by a ``TorchDispatchMode``.
 2. ``masked``: IL-2 (13x4x12x8, 192 missing values) at ranks 3 and 4, 10 % of the observed
    entries held out (``--seeds`` splits); every library fits the rest from the same random start
    until its error changes by less than ``tol=1e-8`` (at most 2000 sweeps): factorch
@@ -22,7 +28,8 @@ The ratio printed is ``anchor time / factorch time`` (above 1: factorch faster).
 
 Usage::
 
-    python benchmarks/bench_small.py [--repeats N] [--seeds N] [--parts sweep,fixed,masked]
+    python benchmarks/bench_small.py [--repeats N] [--seeds N]
+        [--parts sweep,fixed,others,dispatches,masked]
 
 Writes ``benchmarks/results/bench_small.json``.
 """
@@ -198,6 +205,43 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_dispatches() -> list[dict[str, Any]]:
+    """ATen operations (counted by a ``TorchDispatchMode``) of ``cp`` and NN-CP calls of 1 and 11
+    sweeps on the three shapes: per sweep (the difference / 10) and fixed (the rest)."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import bench_sweep
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    rows = []
+    for workload in ("cp", "nn_cp", "masked_cp"):
+        for shape, rank, _ in CASES:
+            counts: dict[int, int] = collections.Counter()
+            for n_sweeps in (1, 11):
+                with _sweeps_set(bench_sweep, n_sweeps):
+                    call = bench_sweep._cases(shape, rank, workload)["factorch"]
+                with Count() as mode:
+                    call()
+                counts[n_sweeps] = mode.n
+            per = (counts[11] - counts[1]) / 10
+            row = {"workload": workload, "shape": list(shape), "rank": rank,
+                   "per_sweep": per, "fixed": counts[1] - per}  # fmt: skip
+            rows.append(row)
+            print(f"dispatches {workload} {shape} r{rank}: {per:.0f} per sweep, "
+                  f"{row['fixed']:.0f} fixed", flush=True)  # fmt: skip
+    return rows
+
+
 def bench_others(repeats: int) -> list[dict[str, Any]]:
     """Tucker/HOOI, masked CP (20 % missing, EM) and HALS NN-CP on the three shapes, factorch
     against TensorLy numpy (the callables of ``bench_sweep.py``): per sweep (``tol=0``, the
@@ -353,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
             payload["sweep"] = bench_sweep(args.repeats)
         if "fixed" in parts:
             payload["fixed"] = bench_fixed(args.repeats)
+        if "dispatches" in parts:
+            payload["dispatches"] = bench_dispatches()
         if "others" in parts:
             payload["others"] = bench_others(args.repeats)
         if "masked" in parts:

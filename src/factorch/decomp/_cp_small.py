@@ -8,16 +8,20 @@ microseconds each), not arithmetic. :class:`SmallSweep` keeps the operation coun
   copy each per fit (per sweep with EM imputation, whose data change);
 * the MTTKRP of mode ``n`` is one GEMM ``X_(n) K_n`` with ``K_n`` the Khatri--Rao product of the
   other factors (conjugated for complex data, see :func:`factorch.decomp._cp_sweep.gram`),
-  written into preallocated buffers (the last mode as ``(K^T X_(N-1)^T)^T``, faster in BLAS);
-* the normal equations are solved with the inverse of the ``R x R`` matrix from one Cholesky
+  written into buffers made by the first sweep (the last mode as ``(K^T X_(N-1)^T)^T``, faster
+  in BLAS);
+* the normal equations: for real CPU data of rank at most 5, the Hadamard product of the Grams
+  and its inverse on the host (:mod:`._small_normal`: each Gram read once, Gauss--Jordan with
+  Cholesky's fallback rule); otherwise the inverse of the ``R x R`` matrix from one Cholesky
   factorisation, with the same singular fallback as
-  :func:`factorch.decomp._cp_sweep.solve_normal` (two host reads per mode); the Gram error reuses
-  the last solve's Hadamard product; EM imputation reuses the model the error was measured on;
+  :func:`factorch.decomp._cp_sweep.solve_normal`; the Gram error reuses the last solve's Hadamard
+  product; EM imputation reuses the model the error was measured on; the exact error forms the
+  residual by one ``addmm`` (no dense model);
 * the checks of the fit's options are made once, before the loop.
 
-Measured (one thread, ``benchmarks/bench_small.py``): 49 ATen operations per sweep on 10x10x10
-rank 3 instead of ~356; sweeps 2.1x (10x10x10), 1.8x (438x6x11) and 1.2x (40x50x60, rank 5)
-faster than the reference path, masked CP (EM) on IL-2 2.2x.
+Measured (one thread, ``benchmarks/bench_small.py --parts dispatches``): 28 ATen operations per
+sweep on 10x10x10 rank 3 (49 with the normal equations in torch, ~356 on the reference path) and
+29 more per call.
 
 The iterates are those of :func:`factorch.decomp._cp_sweep.als_sweep` up to rounding (the
 dimension tree of the reference path contracts in another order).
