@@ -210,9 +210,8 @@ def bench_dispatches() -> list[dict[str, Any]]:
     sweeps on the three shapes: per sweep (the difference / 10) and fixed (the rest)."""
     import collections
 
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     import bench_sweep
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
