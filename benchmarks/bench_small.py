@@ -12,6 +12,7 @@ library from the same random start, callables timed round-robin after a warm-up 
    ``factorch-before-percall2``: ``cp`` with its once-per-call work as before helper percall2
    (two reads for the entry scan and ``||X||^2``, the exact final error always), same process;
    ``fixed`` (not run by default): the one-sweep calls of both alone, many times alternated.
+   ``factorch-late``: the ``factorch`` call again, last in each round (the position effect).
    ``factorch-torch-normal``: ``cp`` with the small sweep's ``R x R`` normal equations solved by
    torch calls, as before helper small3, same process.
    ``others`` (not run by default): Tucker/HOOI, masked CP (20 % missing) and HALS NN-CP on the
@@ -145,6 +146,9 @@ def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Ca
         "pyttb": lambda: ttb.cp_als(
             ttb_x, rank, init=ttb_init, maxiters=sweeps, stoptol=0, printitn=0
         ),
+        # The same call as "factorch", timed last in each round (after pyttb instead of first,
+        # after the TensorLy backend switch): the size of the round-robin position effect.
+        "factorch-late": fc,
     }
 
 
