@@ -110,7 +110,11 @@ def _torch_normal(fn: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
-def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Callable[[], object]]:
+def _sweep_calls(
+    shape: tuple[int, ...], rank: int, sweeps: int | None, *, counting: bool = False
+) -> dict[str, Callable[[], object]]:
+    """The timed calls (name -> call); with ``counting``, calls of factorch, TensorLy numpy and
+    pyttb that return the number of sweeps they ran instead."""
     import numpy as np
     import pyttb as ttb
     import torch
@@ -133,23 +137,46 @@ def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Ca
     ttb_x = ttb.tensor(xn.copy(order="F"))
     ttb_init = ttb.ktensor([f.numpy().copy(order="F") for f in init], np.ones(rank))
 
-    def fc() -> object:
-        return cp(x, rank, init=fc_init, max_iter=sweeps, tol=0)
+    # sweeps=None: every library's default stopping rule (factorch max_iter=100, tol=1e-8;
+    # TensorLy n_iter_max=100, tol=1e-8; pyttb maxiters=1000, stoptol=1e-4).
+    stop_fc: dict[str, Any] = {} if sweeps is None else {"max_iter": sweeps, "tol": 0}
+    stop_tl: dict[str, Any] = {} if sweeps is None else {"n_iter_max": sweeps, "tol": 0}
+    stop_pt: dict[str, Any] = {} if sweeps is None else {"maxiters": sweeps, "stoptol": 0}
 
+    def fc() -> object:
+        return cp(x, rank, init=fc_init, **stop_fc)
+
+    if counting:
+        return {
+            "factorch": lambda: fc().iterations,  # type: ignore[attr-defined]
+            "tensorly-numpy": lambda: len(
+                parafac(xn, rank, init=tl_np, return_errors=True, **stop_tl)[1]
+            ),
+            "pyttb": lambda: ttb.cp_als(ttb_x, rank, init=ttb_init, printitn=0, **stop_pt)[2][
+                "iters"
+            ],
+        }
     return {
         "factorch": fc,
         "factorch-reference": _forced("reference", fc),
         "factorch-before-percall2": _before_percall2(fc),
         "factorch-torch-normal": _torch_normal(fc),
-        "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, n_iter_max=sweeps, tol=0),
-        "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, n_iter_max=sweeps, tol=0),
-        "pyttb": lambda: ttb.cp_als(
-            ttb_x, rank, init=ttb_init, maxiters=sweeps, stoptol=0, printitn=0
-        ),
+        "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, **stop_tl),
+        "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, **stop_tl),
+        "pyttb": lambda: ttb.cp_als(ttb_x, rank, init=ttb_init, printitn=0, **stop_pt),
         # The same call as "factorch", timed last in each round (after pyttb instead of first,
         # after the TensorLy backend switch): the size of the round-robin position effect.
         "factorch-late": fc,
     }
+
+
+def _default_sweeps(shape: tuple[int, ...], rank: int) -> dict[str, int]:
+    """The sweeps each library's default call (``_sweep_calls(..., None)``) runs."""
+    import tensorly as tl
+
+    calls = _sweep_calls(shape, rank, None, counting=True)
+    tl.set_backend("numpy")
+    return {k: int(calls[k]()) for k in ("factorch", "tensorly-numpy", "pyttb")}  # type: ignore[call-overload]
 
 
 def _setups(names: list[str]) -> dict[str, Callable[[], object]]:
@@ -187,12 +214,15 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
     rows = []
     for shape, rank, sweeps in CASES:
         row: dict[str, Any] = {"shape": list(shape), "rank": rank, "sweeps": sweeps}
-        for label, n_sweeps in (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1)):
+        labels = (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1), ("default_call_ms", None))
+        for label, n_sweeps in labels:
             calls = _sweep_calls(shape, rank, n_sweeps)
             times = _common.time_calls(calls, repeats=repeats, setup=_setups(list(calls)))
             tl.set_backend("numpy")
-            row[label] = {k: v["median_s"] / n_sweeps * 1e3 for k, v in times.items()}
-            row["cpu_" + label] = {k: v["cpu_median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+            div = n_sweeps or 1
+            row[label] = {k: v["median_s"] / div * 1e3 for k, v in times.items()}
+            row["cpu_" + label] = {k: v["cpu_median_s"] / div * 1e3 for k, v in times.items()}
+        row["default_call_sweeps"] = _default_sweeps(shape, rank)
         per, cpu = row["per_sweep_ms"], row["cpu_per_sweep_ms"]
         row["ratio"] = {k: per[k] / per["factorch"] for k in per if k != "factorch"}
         row["cpu_ratio"] = {k: cpu[k] / cpu["factorch"] for k in cpu if k != "factorch"}
@@ -206,6 +236,14 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
             + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ratio"].items()),
             flush=True,
         )
+        for label in ("cpu_one_sweep_call_ms", "cpu_default_call_ms"):
+            ms = row[label]
+            print(
+                f"  {label} {shape}: "
+                + ", ".join(f"{k} {v:.3f} ({ms[k] / ms['factorch']:.2f}x)" for k, v in ms.items())
+                + ("" if "default" not in label else f" | sweeps {row['default_call_sweeps']}"),
+                flush=True,
+            )
     return rows
 
 
