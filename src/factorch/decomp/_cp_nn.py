@@ -398,6 +398,7 @@ def _fit(
     # Small CPU tensors: the MTTKRPs of the small CP-ALS sweep (one Khatri--Rao product and one
     # GEMM per mode, buffers reused), far fewer operations than the dimension tree.
     small = SmallSweep(x, opts.rank) if _small_path(x) else None
+    residual_error = exact_error if small is None else small.exact_error
     errors: list[float] = []
     floors: list[float] = []
     objective: list[float] = []
@@ -417,16 +418,16 @@ def _fit(
             model = _dense(state)
             err, floor = _masked_error(x, model, mask, norm_x2)
         elif exact:
-            err, floor = exact_error(x, state, norm_x2)
+            err, floor = residual_error(x, state, norm_x2)
         else:
             err, floor = gram_error(norm_x2, mttkrp, state)
             if floor > err / 8 or _unresolved(err, floor, errors, floors, opts.tol):
                 exact, comparable_from = True, len(errors)
-                err, floor = exact_error(x, state, norm_x2)
+                err, floor = residual_error(x, state, norm_x2)
         if opts.tol > 0 and len(errors) > comparable_from:
             converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
         if not exact and (converged or it == opts.max_iter):  # the true final error
-            err, floor = exact_error(x, state, norm_x2)
+            err, floor = residual_error(x, state, norm_x2)
         penalty = sum(l1[n] * float(rows[n].abs().sum()) for n in range(x.ndim) if l1[n])
         objective.append((0.5 * err * err * norm_x2 + penalty) * scale * scale)
         errors.append(err)
@@ -437,7 +438,7 @@ def _fit(
             )
             if opts.callback(IterationState(it, err, current.to(dtype=tensor.dtype))) is True:
                 if not exact and not converged and it < opts.max_iter:
-                    errors[-1], floors[-1] = exact_error(x, state, norm_x2)
+                    errors[-1], floors[-1] = residual_error(x, state, norm_x2)
                 break
         if converged:
             break
