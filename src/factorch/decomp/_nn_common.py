@@ -89,7 +89,8 @@ def _hals_rows(
     """
     rank = v.shape[-2]
     diag = q.diagonal(dim1=-2, dim2=-1)
-    inv = torch.where(diag > 0, 1.0 / torch.where(diag > 0, diag, 1.0), 0.0)
+    positive = diag > 0
+    inv = torch.where(positive, 1.0 / torch.where(positive, diag, 1.0), 0.0)
     eye = torch.eye(rank, dtype=v.dtype, device=v.device)
     # One batch entry, all active: the stopping test is read on the host each sweep and the
     # masks by `live` (all ones) are left out; the same arithmetic, bit for bit.
@@ -126,7 +127,7 @@ def _hals_rows(
                 scale = inv.unsqueeze(-1) * mask  # (B, R, 1)
                 pn.mul_(mask)
             qe = q * scale - eye
-            thr = l1 * scale
+            thr = l1 * scale if has_l1 and not nonneg else None  # (the soft threshold)
             q_rows = [qe[:, k : k + 1, :] for k in range(rank)]
             rebuild = False
         if prev is not None:
@@ -135,7 +136,7 @@ def _hals_rows(
             z = torch.baddbmm(p_rows[k], q_rows[k], v, alpha=-1.0)
             if nonneg:
                 torch.clamp(z, min=0.0, out=v_rows[k])
-            elif has_l1:
+            elif thr is not None:
                 t = thr[:, k : k + 1, :]
                 v_rows[k].copy_(z - z.clamp(-t, t))
             else:
