@@ -73,7 +73,7 @@ class SmallSweep:
         # Real CPU fits of a small rank solve the normal equations on the host
         # (:mod:`._small_normal`): each Gram is read once, ``(tensor, rows)`` per mode.
         self._host: HostMatrix | None = None
-        if not self.is_complex and device.type == "cpu" and rank <= HOST_RANK:
+        if dtype in (torch.float32, torch.float64) and device.type == "cpu" and rank <= HOST_RANK:
             self._host = HostMatrix(rank, dtype)
         self._host_grams: list[tuple[torch.Tensor, Matrix] | None] = [None] * n
         self._host_hadamard: Matrix | None = None
