@@ -122,12 +122,43 @@ def test_fuzz_multigrid_patching(data: st.DataObject) -> None:
     assert_clear_or_true(entry, case)
 
 
+def _mg_blend_call(tensor: Any, rank: Any) -> Any:
+    mg = MultigridPatching(rank, 0.25, stitching="blend")
+    patches = mg.patch(tensor)
+    return mg.stitch(patches[:, : tensor.shape[1]], tensor.shape[0], tensor.shape[2:])
+
+
+def _check_blend_round_trip(case: Case, result: Any) -> None:
+    assert_finite_result(case, result, dtype=case.dtype)
+    if not case.tensor.numel():
+        return
+    scale = float(case.tensor.abs().max())
+    tol = 1e-5 if case.dtype == torch.float32 else 1e-12
+    floor = 16 * torch.finfo(case.dtype).tiny  # subnormal inputs lose relative precision
+    assert float((result - case.tensor).abs().max()) <= tol * scale + floor, case
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_fuzz_multigrid_blend_round_trip(data: st.DataObject) -> None:
+    kinds = tuple(k for k in NO_NONFINITE if k != "numpy")
+    entry = Entry("MultigridPatching", _mg_blend_call, _check_blend_round_trip, 3, 5, kinds)
+    case = data.draw(fuzz_cases(entry))
+    if case.kind in ("numpy", "half", "bfloat16"):
+        return
+    assert_clear_or_true(entry, case)
+
+
 @settings(max_examples=30, deadline=None)
-@given(data=st.data(), side=st.sampled_from([8, 16]))
-def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int) -> None:
+@given(
+    data=st.data(),
+    side=st.sampled_from([8, 16]),
+    stitching=st.sampled_from(["crop", "blend"]),
+)
+def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int, stitching: str) -> None:
     entry = Entry(
         "MGTFNO",
-        lambda t, r: _mg_forward(t, r, side),
+        lambda t, r: _mg_forward(t, r, side, stitching),
         lambda case, result: assert_finite_result(case, result, dtype=_layer_dtype(case)),
         3,
         3,
@@ -136,7 +167,7 @@ def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int) -> None:
     assert_clear_or_true(entry, data.draw(fuzz_cases(entry)))
 
 
-def _mg_forward(tensor: Any, rank: Any, side: int) -> Any:
+def _mg_forward(tensor: Any, rank: Any, side: int, stitching: str = "crop") -> Any:
     if isinstance(tensor, torch.Tensor) and tensor.ndim == 3 and tensor.numel():
         tensor = (
             torch.nn.functional.interpolate(tensor.float(), size=side, mode="nearest").to(
@@ -150,6 +181,7 @@ def _mg_forward(tensor: Any, rank: Any, side: int) -> Any:
     model = MGTFNO(
         tensor.shape[1] if getattr(tensor, "ndim", 0) == 3 else 1, 1, rank, levels=1,
         hidden_channels=4, n_layers=1, format="dense", generator=_gen(), dtype=dtype,
+        stitching=stitching,
     )  # fmt: skip
     out = model(tensor)
     assert out.shape[2:] == tensor.shape[2:]
