@@ -19,7 +19,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -96,42 +96,6 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     w = weight.expand(batch, *weight.shape)
     out = torch.bmm(w, flat) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w, flat)
     return out.reshape(batch, out_ch, *x.shape[2:])
-
-
-def skip_sum(
-    spectral: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """``spectral + W x + b`` with ``W`` a 1x1 convolution, in one pass: the GEMM accumulates
-    ``W x`` into ``spectral`` in place (a fresh tensor the caller hands over, such as
-    :meth:`SpectralConv.spectral`'s output), then the bias is added in place (two passes over the
-    output instead of the four of ``bias + Wx``, ``+``; differentiable: neither op's backward
-    needs its output)."""
-    batch, out_ch = x.shape[0], weight.shape[0]
-    out = spectral.reshape(batch, out_ch, -1)
-    out = out.baddbmm_(weight.expand(batch, *weight.shape), x.reshape(batch, x.shape[1], -1))
-    if bias is not None:
-        out = out.add_(bias.view(1, -1, 1))
-    return out.view(spectral.shape)
-
-
-def gated_sum(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    x: torch.Tensor,
-    gate: torch.Tensor,
-) -> torch.Tensor:
-    """``W h + b + g * x`` (a channel MLP's second 1x1 convolution plus the soft-gated skip) in
-    two passes over the output: ``b + g * x`` by one ``addcmul``, then the GEMM accumulates
-    ``W h`` into it in place (instead of a broadcast copy of ``b``, the GEMM, ``g * x`` and the
-    add). Differentiable."""
-    batch, out_ch = x.shape[0], weight.shape[0]
-    flat = x.reshape(batch, x.shape[1], -1)
-    base = torch.zeros((), dtype=x.dtype, device=x.device) if bias is None else bias.view(1, -1, 1)
-    out = torch.addcmul(base, flat, gate.reshape(1, -1, 1))
-    w = weight.expand(batch, *weight.shape)
-    out = out.baddbmm_(w, hidden.reshape(batch, hidden.shape[1], -1))
-    return out.view(batch, out_ch, *x.shape[2:])
 
 
 def _linear_init(
@@ -327,21 +291,14 @@ class FourierBlocks(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The module docstring's sums, each in one pass (skip_sum, gated_sum): the same maths as
-        # ``conv(x) + skip(x)`` and ``mlp(v) + gate(x)`` up to the order of the additions.
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
-        for i in range(len(self.convs)):
-            conv = cast(SpectralConv, self.convs[i])
-            skip = cast(Pointwise, self.skips[i])
-            v = skip_sum(conv.spectral(x), x, skip.weight, conv.bias)
+        for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
+            v = conv(x) + skip(x)
             if i < last:
                 v = act(v)
             if self.mlps:
-                mlp = cast(ChannelMLP, self.mlps[i])
-                gate = cast(SoftGating, self.gates[i]).gate
-                hidden = ACTIVATIONS[mlp.activation](mlp.first(v))
-                v = gated_sum(hidden, mlp.second.weight, mlp.second.bias, x, gate)
+                v = self.mlps[i](v) + self.gates[i](x)
                 if i < last:
                     v = act(v)
             x = v

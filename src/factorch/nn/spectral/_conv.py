@@ -216,33 +216,6 @@ class SpectralConv(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.spectral(x)
-        if self.bias is not None:
-            y = y + self.bias.reshape(-1, *([1] * len(self.modes)))
-        return y
-
-    def spectral(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer's output without its bias, ``irfft(R . rfft(x))``: for callers that add the
-        bias in a sum of their own (a Fourier block adds it with its linear skip in one pass).
-
-        Args:
-            x: as for :meth:`forward`.
-
-        Returns:
-            A fresh tensor ``(batch, out_channels, *grid)`` in the layer's dtype (the caller may
-            accumulate into it in place). Differentiable.
-
-        Raises:
-            TypeError: ``x`` is not a real floating tensor, or its dtype is neither the layer's
-                nor half precision.
-            ValueError: ``x`` has the wrong channels or too coarse a grid.
-
-        Example:
-            >>> conv = SpectralConv(2, 3, 4)
-            >>> x = torch.randn(5, 2, 16)
-            >>> bool(torch.equal(conv.spectral(x) + conv.bias[:, None], conv(x)))
-            True
-        """
         fn = "SpectralConv"
         d = len(self.modes)
         real = self.weight_source.dtype.to_real()
@@ -265,7 +238,10 @@ class SpectralConv(nn.Module):
         check_grid(self.modes, grid, fn)
         with autocast_disabled():
             kept = forward_modes(x, self.modes)
-            return inverse_modes(self._contract(kept), self.modes, grid)
+            y = inverse_modes(self._contract(kept), self.modes, grid)
+        if self.bias is not None:
+            y = y + self.bias.reshape(-1, *([1] * d))
+        return y
 
     def _contract(self, kept: torch.Tensor) -> torch.Tensor:
         key = tuple(kept.shape)
