@@ -53,9 +53,7 @@ class RealViewAdamW:
                 tensors.append(view)
             else:
                 tensors.append(p)
-        fused = all(
-            t.dtype in _FUSED_DTYPES and t.device.type in _FUSED_DEVICES for t in tensors
-        )
+        fused = all(t.dtype in _FUSED_DTYPES and t.device.type in _FUSED_DEVICES for t in tensors)
         self.optimizer = torch.optim.AdamW(
             tensors, lr=lr, weight_decay=weight_decay, fused=True if fused else None
         )
