@@ -189,12 +189,21 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def command_line() -> str | None:
+    """The command that runs this benchmark script as typed from the repository root, or None
+    when not run as a script."""
+    if not (sys.argv and sys.argv[0].endswith(".py")):
+        return None
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    return "python " + shlex.join([script, *sys.argv[1:]])
+
+
 def write_results(name: str, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` to ``benchmarks/results/<name>.json`` atomically, with the command line
     that produced it (``"command"``) unless the payload records its own."""
-    if "command" not in payload and sys.argv and sys.argv[0].endswith(".py"):
-        script = f"benchmarks/{Path(sys.argv[0]).name}"
-        payload = {"command": "python " + shlex.join([script, *sys.argv[1:]]), **payload}
+    command = command_line()
+    if "command" not in payload and command is not None:
+        payload = {"command": command, **payload}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
@@ -215,3 +224,41 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return "-" if value is None else str(value)
+
+
+def write_sections(
+    name: str,
+    meta: Mapping[str, Any],
+    sections: Mapping[str, Mapping[str, Any]],
+    *,
+    key: str | None = None,
+    partial: bool,
+) -> Path:
+    """Write a benchmark made of independent sections without losing earlier ones.
+
+    Every section records the command that produced it (``"command"``). A ``partial`` run (a
+    subset of the sections was asked for) keeps the sections of the existing file that it did
+    not rerun, with their own commands; a full run replaces the file. ``meta`` (machine,
+    threads, ...) describes the latest run. ``key`` nests the sections under one entry of the
+    payload (``payload[key][section]``) instead of at its top level.
+    """
+    command = command_line()
+    fresh = {s: ({"command": command, **v} if command else dict(v)) for s, v in sections.items()}
+    path = RESULTS_DIR / f"{name}.json"
+    payload: dict[str, Any] = {}
+    if partial and path.exists():
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError):  # unreadable: keep it aside, never overwrite it
+            kept = path.with_suffix(".json.unreadable")
+            path.replace(kept)
+            print(f"warning: {path} could not be read; moved to {kept}", file=sys.stderr)
+    payload.update({k: v for k, v in meta.items() if k != key})
+    if key is None:
+        payload.update(fresh)
+    else:
+        payload[key] = {**payload.get(key, {}), **fresh}
+    # the file's own command: this run's, unless a partial run merges into an older file
+    old_command = payload.pop("command", None)
+    top = old_command if partial and old_command is not None else command
+    return write_results(name, {"command": top, **payload} if top is not None else payload)

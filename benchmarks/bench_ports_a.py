@@ -607,13 +607,19 @@ def main(argv: list[str] | None = None) -> None:
     runners = {"parafac2": bench_parafac2, "constrained": bench_constrained,
                "masked": bench_masked, "power": bench_power, "cmtf": bench_cmtf,
                "arls": bench_arls}  # fmt: skip
-    results: dict[str, Any] = {"machine": _common.machine_info(), "threads": threads,
-                               "args": vars(args)}  # fmt: skip
-    for name in args.only or SECTIONS:
+    meta = {"machine": _common.machine_info(), "threads": threads, "args": vars(args)}
+    results: dict[str, Any] = {}
+    chosen = args.only or list(SECTIONS)
+    for name in chosen:
         rows = runners[name](args)
         results[name] = {"rows": rows, "summary": _summary(name, rows)}
         print(f"== {name}: {results[name]['summary']}", flush=True)
-    path = _common.write_results("bench_ports_a" + ("_quick" if args.quick else ""), results)
+    path = _common.write_sections(
+        "bench_ports_a" + ("_quick" if args.quick else ""),
+        meta,
+        results,
+        partial=set(chosen) != set(SECTIONS),
+    )
     print(f"wrote {path}")
 
 

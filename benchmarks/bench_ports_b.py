@@ -476,13 +476,14 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([case, name, res[name]["median_s"] * 1e3, metric,
                          f"{worst:.6g}", res[name]["time_ratio_vs_factorch"]])  # fmt: skip
         print(f"done {case}", flush=True)
-    payload = {
-        "machine": _common.machine_info(),
-        "threads": threads,
-        "repeats": repeats,
-        "results": results,
-    }
-    path = _common.write_results(NAME + ("_quick" if args.quick else ""), payload)
+    meta = {"machine": _common.machine_info(), "threads": threads, "repeats": repeats}
+    path = _common.write_sections(
+        NAME + ("_quick" if args.quick else ""),
+        meta,
+        results,
+        key="results",
+        partial=set(chosen) != set(CASES),
+    )
     header = ["case", "implementation", "median ms", "accuracy", "worst over seeds",
               "time / factorch"]  # fmt: skip
     print(_common.format_table(header, rows))

@@ -332,10 +332,7 @@ def _solve_core(
 ) -> torch.Tensor:
     lay = layout.mode(k)
     r_k, size, r_next = core_shape
-    if lay.perm is None:
-        left_l, right_l = left, right
-    else:
-        left_l, right_l = left[lay.perm], right[lay.perm]
+    left_l, right_l = lay.permute(left), lay.permute(right)
 
     def features(s: int, e: int) -> torch.Tensor:
         a, b = left_l[s:e], right_l[s:e]

@@ -1,0 +1,66 @@
+"""The benchmarks' result writer (``benchmarks/_common.py``): partial runs keep earlier sections."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_common() -> ModuleType:
+    path = ROOT / "benchmarks" / "_common.py"
+    spec = importlib.util.spec_from_file_location("bench_common", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def common(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    module = _load_common()
+    monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
+    return module
+
+
+def _run(common: ModuleType, monkeypatch: pytest.MonkeyPatch, argv: list[str], **kw) -> dict:
+    monkeypatch.setattr(sys, "argv", argv)
+    path = common.write_sections("bench_x", {"machine": "m"}, kw.pop("sections"), **kw)
+    return json.loads(path.read_text())
+
+
+def test_partial_run_keeps_the_sections_it_did_not_rerun(common, monkeypatch) -> None:
+    full = _run(common, monkeypatch, ["bench_x.py"], sections={"a": {"v": 1}, "b": {"v": 2}},
+                partial=False)  # fmt: skip
+    assert full["command"] == "python benchmarks/bench_x.py"
+    assert full["a"]["command"] == full["command"]
+    part = _run(common, monkeypatch, ["bench_x.py", "--only", "b"], sections={"b": {"v": 3}},
+                partial=True)  # fmt: skip
+    assert part["a"] == {"command": "python benchmarks/bench_x.py", "v": 1}
+    assert part["b"] == {"command": "python benchmarks/bench_x.py --only b", "v": 3}
+    assert part["command"] == "python benchmarks/bench_x.py"  # the file's full run
+    again = _run(common, monkeypatch, ["bench_x.py"], sections={"b": {"v": 4}}, partial=False)
+    assert "a" not in again  # a full run replaces the file
+
+
+def test_sections_nested_under_a_key(common, monkeypatch) -> None:
+    _run(common, monkeypatch, ["bench_x.py"], sections={"a": {"v": 1}}, key="results",
+         partial=False)  # fmt: skip
+    out = _run(common, monkeypatch, ["bench_x.py", "--cases", "b"], sections={"b": {"v": 2}},
+               key="results", partial=True)  # fmt: skip
+    assert sorted(out["results"]) == ["a", "b"]
+    assert out["machine"] == "m"
+
+
+def test_an_unreadable_result_file_is_moved_aside_not_lost(common, monkeypatch, tmp_path) -> None:
+    (tmp_path / "bench_x.json").write_text("{not json")
+    out = _run(common, monkeypatch, ["bench_x.py", "--only", "a"], sections={"a": {"v": 1}},
+               partial=True)  # fmt: skip
+    assert out["a"]["v"] == 1
+    assert (tmp_path / "bench_x.json.unreadable").read_text() == "{not json"
