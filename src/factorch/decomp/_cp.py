@@ -138,12 +138,13 @@ def cp(
             ``"fused"`` (opt-in, CPU): the compiled fused MTTKRP loop
             (:func:`factorch.algebra.fused_mttkrp_status`; compiled once per machine and cached
             on disk, the first fit on a machine pays seconds of compilation in
-            ``init_time_s``) computes the passes it applies to -- the MTTKRP of the last mode
-            of a 3-way tensor, both passes of the dimension tree from 4 modes on -- reading the
-            tensor once with no intermediate in memory. Fallback to the default pass
-            (documented, same iterates to round-off): a one-mode pass (a plain GEMM, where BLAS
-            is faster), complex, half-precision or non-CPU data, tensors of at most ``2**17``
-            entries (the small-tensor sweep), or no working compiler.
+            ``init_time_s``) computes both passes of the dimension tree -- for a 3-way tensor
+            ``X(IJ, K) @ A_2`` by a loop with ``K`` as the vector lane and the MTTKRP of the
+            last mode -- reading the tensor once with no intermediate in memory. Fallback to
+            the default pass (documented, same iterates to round-off): a one-mode pass over a
+            mode of fewer than 32 entries (a plain GEMM, where BLAS is faster), complex,
+            half-precision or non-CPU data, tensors of at most ``2**17`` entries (the
+            small-tensor sweep), or no working compiler.
 
     Returns:
         :class:`DecompositionResult` holding a :class:`CPTensor` with unit-norm factor columns and
