@@ -350,3 +350,54 @@ def test_fuzz_spectral_dtype_conversions(
     x = torch.randn(2, 6, *(9,) * dims, dtype=real, generator=_gen())
     y = conv(x)
     assert y.dtype == real and bool(torch.isfinite(y).all()), (fmt, convert)
+
+
+# --- half-precision models: computed in float32, output in the model's half dtype -----------
+
+_HALF_CONVERSIONS = {
+    "half": lambda m: m.half(),
+    "bfloat16": lambda m: m.bfloat16(),
+    "to_float16": lambda m: m.to(torch.float16),
+    "to_bfloat16": lambda m: m.to(torch.bfloat16),
+}
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    model_kind=st.sampled_from(["FNO", "TFNO tucker", "TFNO cp", "MGTFNO"]),
+    convert=st.sampled_from(sorted(_HALF_CONVERSIONS)),
+    input_dtype=st.sampled_from(["model", "float32", "float64"]),
+    dims=st.sampled_from([1, 2]),
+    autocast=st.booleans(),
+)
+def test_fuzz_models_half_precision(
+    model_kind: str, convert: str, input_dtype: str, dims: int, autocast: bool
+) -> None:
+    if model_kind == "MGTFNO":
+        dims = 2
+    gen = _gen()
+    options: dict[str, Any] = {"hidden_channels": 4, "n_layers": 2, "generator": gen}
+    if model_kind.startswith("TFNO"):
+        options.update(format=model_kind.split()[1], ratio=0.3)
+    cls = MGTFNO if model_kind == "MGTFNO" else FNO
+    if model_kind == "MGTFNO":
+        options.update(ratio=0.3)
+    model = _HALF_CONVERSIONS[convert](cls(1, 1, (4,) * dims, **options))
+    half = (
+        model.lifting.first.weight.dtype
+        if cls is FNO
+        else model.operator.lifting.first.weight.dtype
+    )
+    assert half in (torch.float16, torch.bfloat16)
+    dtype = {"model": half, "float32": torch.float32, "float64": torch.float64}[input_dtype]
+    x = torch.randn(2, 1, *(16,) * dims, generator=gen).to(dtype)
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    else:
+        out = model(x)
+    assert out.dtype == half and out.shape == (2, 1, *(16,) * dims), (model_kind, convert)
+    assert bool(torch.isfinite(out).all()), (model_kind, convert)
+    out.float().square().mean().backward()
+    for p in model.parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and bool(torch.isfinite(p.grad).all())

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_int
+from .._numerics import HALF_DTYPES
 from ..nn.spectral import count_real
-from ._blocks import check_input, errors_named
+from ._blocks import check_input, errors_named, run_in_float32
 from ._patching import Boundary, MultigridPatching, Stitching
 from .fno import FNOConfig
 from .tfno import TFNO
@@ -210,6 +211,11 @@ class MGTFNO(nn.Module):
         fn = "MGTFNO"
         c = self.config
         dims = c.operator.dims
+        if self.operator.lifting.first.weight.dtype in HALF_DTYPES:  # after .half() / .bfloat16()
+            check_input(x, fn, c.in_channels, dims, torch.float32)
+            out = run_in_float32(self, x)
+            if out is not None:
+                return out
         x = check_input(x, fn, c.in_channels, dims, self.operator.lifting.first.weight.dtype)
         grid = tuple(x.shape[2:])
         batch = x.shape[0]
