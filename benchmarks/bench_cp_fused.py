@@ -13,9 +13,10 @@ before import), every case ``--repeats`` times round-robin after a warm-up call,
   cancels);
 * a bare sweep (``factorch.decomp._cp_sweep.als_sweep``, no checks, no error terms; three in a
   row per call, the time divided by three) with the default and the fused passes, and its two
-  tensor-reading passes alone: ``pass 1`` (the GEMM ``X(IJ, K) @ A_2``, the same code on both
-  paths at 3 modes) and ``pass 2`` (the last mode's MTTKRP: default GEMM path vs the fused
-  kernel);
+  tensor-reading passes alone: ``pass 1`` (``X(IJ, K) @ A_2``: MKL's GEMM on the default path,
+  the fused loop with ``K`` as the vector lane on the fused one) and ``pass 2`` (the last mode's
+  MTTKRP: default GEMM path vs the fused kernel by its rule -- ``K`` as the lane at rank 10 --
+  and with the rank as the lane);
 * cp's once-per-call work (issue 14, helper ``percall2``): the entry scan before (``finite_peak``
   then ``||X||^2``: two reads) and after (``finite_fit_scale``: one read), and the final error
   (the exact pass, the Gram formula, and cp's rule choosing between them on the 8-sweep model);
@@ -116,8 +117,12 @@ def _cases(n: int, rank: int) -> tuple[dict[str, Callable[[], object]], dict[str
             "sweep default": lambda: [als_sweep(x, st_default) for _ in range(3)],
             "sweep fused": lambda: [als_sweep(x, st_fused, kernel="fused") for _ in range(3)],
             "pass 1 (GEMM X(IJ,K) @ A_2)": lambda: x.reshape(n * n, n) @ factors[2],
+            "pass 1 fused (X(IJ,K) @ A_2, K as lane)": lambda: fused_mttkrp(
+                x.reshape(n * n, n), [None, factors[2]], 0
+            ),
             "pass 2 default (mttkrp mode 2)": lambda: mttkrp(x, factors, 2),
             "pass 2 fused (mttkrp mode 2)": lambda: fused_mttkrp(x, factors, 2),
+            "pass 2 fused, rank as lane": lambda: fused_mttkrp(x, factors, 2, lane="rank"),
             "read X (x.sum())": lambda: x.sum(),
             "DGEMM 1024^3": lambda: square @ square,
         }

@@ -12,6 +12,13 @@ library from the same random start, callables timed round-robin after a warm-up 
    ``factorch-before-percall2``: ``cp`` with its once-per-call work as before helper percall2
    (two reads for the entry scan and ``||X||^2``, the exact final error always), same process;
    ``fixed`` (not run by default): the one-sweep calls of both alone, many times alternated.
+   ``factorch-late``: the ``factorch`` call again, last in each round (the position effect).
+   ``factorch-torch-normal``: ``cp`` with the small sweep's ``R x R`` normal equations solved by
+   torch calls, as before helper small3, same process.
+   ``others`` (not run by default): Tucker/HOOI, masked CP (20 % missing) and HALS NN-CP on the
+   same three shapes against TensorLy numpy (the callables of ``bench_sweep.py``), per sweep and
+   per one-sweep call. ``dispatches`` (not run by default): the ATen operations of ``cp``, NN-CP
+   and masked CP per sweep and per call, counted by a ``TorchDispatchMode``.
 2. ``masked``: IL-2 (13x4x12x8, 192 missing values) at ranks 3 and 4, 10 % of the observed
    entries held out (``--seeds`` splits); every library fits the rest from the same random start
    until its error changes by less than ``tol=1e-8`` (at most 2000 sweeps): factorch
@@ -22,7 +29,8 @@ The ratio printed is ``anchor time / factorch time`` (above 1: factorch faster).
 
 Usage::
 
-    python benchmarks/bench_small.py [--repeats N] [--seeds N] [--parts sweep,fixed,masked]
+    python benchmarks/bench_small.py [--repeats N] [--seeds N]
+        [--parts sweep,fixed,others,dispatches,masked]
 
 Writes ``benchmarks/results/bench_small.json``.
 """
@@ -30,9 +38,10 @@ Writes ``benchmarks/results/bench_small.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +94,27 @@ def _before_percall2(fn: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
-def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Callable[[], object]]:
+def _torch_normal(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with the small sweep's normal equations solved by torch calls, as before helper
+    small3 (issue 14), instead of on the host."""
+    from factorch.decomp import _cp_small
+
+    def call() -> object:
+        limit = _cp_small.HOST_RANK
+        _cp_small.HOST_RANK = 0
+        try:
+            return fn()
+        finally:
+            _cp_small.HOST_RANK = limit
+
+    return call
+
+
+def _sweep_calls(
+    shape: tuple[int, ...], rank: int, sweeps: int | None, *, counting: bool = False
+) -> dict[str, Callable[[], object]]:
+    """The timed calls (name -> call); with ``counting``, calls of factorch, TensorLy numpy and
+    pyttb that return the number of sweeps they ran instead."""
     import numpy as np
     import pyttb as ttb
     import torch
@@ -108,19 +137,46 @@ def _sweep_calls(shape: tuple[int, ...], rank: int, sweeps: int) -> dict[str, Ca
     ttb_x = ttb.tensor(xn.copy(order="F"))
     ttb_init = ttb.ktensor([f.numpy().copy(order="F") for f in init], np.ones(rank))
 
-    def fc() -> object:
-        return cp(x, rank, init=fc_init, max_iter=sweeps, tol=0)
+    # sweeps=None: every library's default stopping rule (factorch max_iter=100, tol=1e-8;
+    # TensorLy n_iter_max=100, tol=1e-8; pyttb maxiters=1000, stoptol=1e-4).
+    stop_fc: dict[str, Any] = {} if sweeps is None else {"max_iter": sweeps, "tol": 0}
+    stop_tl: dict[str, Any] = {} if sweeps is None else {"n_iter_max": sweeps, "tol": 0}
+    stop_pt: dict[str, Any] = {} if sweeps is None else {"maxiters": sweeps, "stoptol": 0}
 
+    def fc() -> object:
+        return cp(x, rank, init=fc_init, **stop_fc)
+
+    if counting:
+        return {
+            "factorch": lambda: fc().iterations,  # type: ignore[attr-defined]
+            "tensorly-numpy": lambda: len(
+                parafac(xn, rank, init=tl_np, return_errors=True, **stop_tl)[1]
+            ),
+            "pyttb": lambda: ttb.cp_als(ttb_x, rank, init=ttb_init, printitn=0, **stop_pt)[2][
+                "iters"
+            ],
+        }
     return {
         "factorch": fc,
         "factorch-reference": _forced("reference", fc),
         "factorch-before-percall2": _before_percall2(fc),
-        "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, n_iter_max=sweeps, tol=0),
-        "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, n_iter_max=sweeps, tol=0),
-        "pyttb": lambda: ttb.cp_als(
-            ttb_x, rank, init=ttb_init, maxiters=sweeps, stoptol=0, printitn=0
-        ),
+        "factorch-torch-normal": _torch_normal(fc),
+        "tensorly-numpy": lambda: parafac(xn, rank, init=tl_np, **stop_tl),
+        "tensorly-pytorch": lambda: parafac(xt, rank, init=tl_pt, **stop_tl),
+        "pyttb": lambda: ttb.cp_als(ttb_x, rank, init=ttb_init, printitn=0, **stop_pt),
+        # The same call as "factorch", timed last in each round (after pyttb instead of first,
+        # after the TensorLy backend switch): the size of the round-robin position effect.
+        "factorch-late": fc,
     }
+
+
+def _default_sweeps(shape: tuple[int, ...], rank: int) -> dict[str, int]:
+    """The sweeps each library's default call (``_sweep_calls(..., None)``) runs."""
+    import tensorly as tl
+
+    calls = _sweep_calls(shape, rank, None, counting=True)
+    tl.set_backend("numpy")
+    return {k: int(calls[k]()) for k in ("factorch", "tensorly-numpy", "pyttb")}  # type: ignore[call-overload]
 
 
 def _setups(names: list[str]) -> dict[str, Callable[[], object]]:
@@ -158,12 +214,15 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
     rows = []
     for shape, rank, sweeps in CASES:
         row: dict[str, Any] = {"shape": list(shape), "rank": rank, "sweeps": sweeps}
-        for label, n_sweeps in (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1)):
+        labels = (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1), ("default_call_ms", None))
+        for label, n_sweeps in labels:
             calls = _sweep_calls(shape, rank, n_sweeps)
             times = _common.time_calls(calls, repeats=repeats, setup=_setups(list(calls)))
             tl.set_backend("numpy")
-            row[label] = {k: v["median_s"] / n_sweeps * 1e3 for k, v in times.items()}
-            row["cpu_" + label] = {k: v["cpu_median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+            div = n_sweeps or 1
+            row[label] = {k: v["median_s"] / div * 1e3 for k, v in times.items()}
+            row["cpu_" + label] = {k: v["cpu_median_s"] / div * 1e3 for k, v in times.items()}
+        row["default_call_sweeps"] = _default_sweeps(shape, rank)
         per, cpu = row["per_sweep_ms"], row["cpu_per_sweep_ms"]
         row["ratio"] = {k: per[k] / per["factorch"] for k in per if k != "factorch"}
         row["cpu_ratio"] = {k: cpu[k] / cpu["factorch"] for k in cpu if k != "factorch"}
@@ -177,7 +236,103 @@ def bench_sweep(repeats: int) -> list[dict[str, Any]]:
             + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ratio"].items()),
             flush=True,
         )
+        for label in ("cpu_one_sweep_call_ms", "cpu_default_call_ms"):
+            ms = row[label]
+            print(
+                f"  {label} {shape}: "
+                + ", ".join(f"{k} {v:.3f} ({ms[k] / ms['factorch']:.2f}x)" for k, v in ms.items())
+                + ("" if "default" not in label else f" | sweeps {row['default_call_sweeps']}"),
+                flush=True,
+            )
     return rows
+
+
+def bench_dispatches() -> list[dict[str, Any]]:
+    """ATen operations (counted by a ``TorchDispatchMode``) of ``cp`` and NN-CP calls of 1 and 11
+    sweeps on the three shapes: per sweep (the difference / 10) and fixed (the rest)."""
+    import collections
+
+    import bench_sweep
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    rows = []
+    for workload in ("cp", "nn_cp", "masked_cp"):
+        for shape, rank, _ in CASES:
+            counts: dict[int, int] = collections.Counter()
+            for n_sweeps in (1, 11):
+                with _sweeps_set(bench_sweep, n_sweeps):
+                    call = bench_sweep._cases(shape, rank, workload)["factorch"]
+                with Count() as mode:
+                    call()
+                counts[n_sweeps] = mode.n
+            per = (counts[11] - counts[1]) / 10
+            row = {"workload": workload, "shape": list(shape), "rank": rank,
+                   "per_sweep": per, "fixed": counts[1] - per}  # fmt: skip
+            rows.append(row)
+            print(f"dispatches {workload} {shape} r{rank}: {per:.0f} per sweep, "
+                  f"{row['fixed']:.0f} fixed", flush=True)  # fmt: skip
+    return rows
+
+
+def bench_others(repeats: int) -> list[dict[str, Any]]:
+    """Tucker/HOOI, masked CP (20 % missing, EM) and HALS NN-CP on the three shapes, factorch
+    against TensorLy numpy (the callables of ``bench_sweep.py``): per sweep (``tol=0``, the
+    sweeps of ``bench_sweep.py``) and per one-sweep call."""
+    import bench_sweep
+    import tensorly as tl
+
+    rows = []
+    for workload in ("tucker", "masked_cp", "nn_cp"):
+        for shape, rank, _ in CASES:
+            sweeps = bench_sweep._sweeps(shape)
+            row: dict[str, Any] = {"workload": workload, "shape": list(shape), "rank": rank}
+            for label, n_sweeps in (("per_sweep_ms", sweeps), ("one_sweep_call_ms", 1)):
+                with _sweeps_set(bench_sweep, n_sweeps):
+                    every = bench_sweep._cases(shape, rank, workload)
+                calls = {k: every[k] for k in ("factorch", "tensorly-numpy")}
+                times = _common.time_calls(calls, repeats=repeats, setup=bench_sweep._setups())
+                tl.set_backend("numpy")
+                row[label] = {k: v["median_s"] / n_sweeps * 1e3 for k, v in times.items()}
+                row["cpu_" + label] = {
+                    k: v["cpu_median_s"] / n_sweeps * 1e3 for k, v in times.items()
+                }
+            ratios = {
+                key: row[key]["tensorly-numpy"] / row[key]["factorch"]
+                for key in ("cpu_per_sweep_ms", "cpu_one_sweep_call_ms")
+            }
+            row["cpu_ratio"] = ratios
+            rows.append(row)
+            print(
+                f"{workload} {shape} r{rank}: per sweep factorch "
+                f"{row['cpu_per_sweep_ms']['factorch']:.3f} ms, tensorly-numpy "
+                f"{row['cpu_per_sweep_ms']['tensorly-numpy']:.3f} ms "
+                f"({ratios['cpu_per_sweep_ms']:.2f}x); one-sweep call "
+                f"{row['cpu_one_sweep_call_ms']['factorch']:.3f} vs "
+                f"{row['cpu_one_sweep_call_ms']['tensorly-numpy']:.3f} ms "
+                f"({ratios['cpu_one_sweep_call_ms']:.2f}x)",
+                flush=True,
+            )
+    return rows
+
+
+@contextlib.contextmanager
+def _sweeps_set(module: Any, n: int) -> Iterator[None]:
+    """Within the block, ``bench_sweep._sweeps`` returns ``n`` (the one-sweep calls)."""
+    saved = module._sweeps
+    module._sweeps = lambda shape: n
+    try:
+        yield
+    finally:
+        module._sweeps = saved
 
 
 def bench_masked(repeats: int, seeds: int) -> list[dict[str, Any]]:
@@ -283,6 +438,10 @@ def main(argv: list[str] | None = None) -> None:
             payload["sweep"] = bench_sweep(args.repeats)
         if "fixed" in parts:
             payload["fixed"] = bench_fixed(args.repeats)
+        if "dispatches" in parts:
+            payload["dispatches"] = bench_dispatches()
+        if "others" in parts:
+            payload["others"] = bench_others(args.repeats)
         if "masked" in parts:
             rows = bench_masked(max(3, args.repeats // 3), args.seeds)
             payload["masked"] = rows

@@ -106,7 +106,10 @@ def stable_norm(tensor: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(tensor.detach() / s)) * s
 
 
+@functools.cache
 def _cpu_memory() -> int:
+    """Physical RAM in bytes (read once per process: the memory checks run on every call of
+    every decomposition, and reading ``/proc/meminfo`` costs more than a small fit's sweep)."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:

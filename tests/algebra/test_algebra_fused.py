@@ -13,8 +13,11 @@ import factorch.algebra._fused as fused_mod
 from factorch.algebra import FusedStatus, fused_mttkrp_status, mttkrp
 from factorch.algebra._fused import (
     FUSED_MIN_ENTRIES,
+    KLANE_MIDDLE_MIN,
+    KLANE_MIN,
     _Kernel,
     _rank_layout,
+    fused_lane,
     fused_mttkrp,
     fused_reason,
 )
@@ -38,7 +41,10 @@ def _problem(shape, rank, dtype, seed=0):
 
 # Shapes reach every loop of the kernel: a 4-row tile over q (rows of X(.., K)) with and without
 # remainder, a tile over p when fewer than 4 q, single rows when both are small, the cols loop
-# with several k blocks (K > 256) and remainders.
+# with several k blocks (K > 256) and remainders. With the last mode as the lane: K shorter than
+# a vector, whole vectors and a partial last one; rank chunks (17 -> 6 + 6 + 5 with 64-byte
+# vectors, 40 -> five chunks), P = Q = 1 with and without weights ((11, 9), (7, 1, 40)); the
+# cols loop over several row blocks with the next block prefetched ((3, 40, 300): 120 rows).
 CASES = [
     ((5, 6, 7), 3),
     ((9, 4, 13), 10),
@@ -47,17 +53,23 @@ CASES = [
     ((2, 3, 5, 7), 40),
     ((11, 9), 8),
     ((1, 4, 6), 1),
+    ((3, 5, 37), 10),
+    ((4, 6, 3, 40), 17),
+    ((7, 1, 40), 2),
+    ((3, 40, 300), 9),
+    ((50, 45), 10),
 ]
 
 
+@pytest.mark.parametrize("lane", [None, "rank", "last"])
 @pytest.mark.parametrize("dtype", [F64, F32])
 @pytest.mark.parametrize("vector_bytes", [32, 64])
 @pytest.mark.parametrize(("shape", "rank"), CASES)
-def test_fused_matches_reference_in_every_mode(kernel, shape, rank, dtype, vector_bytes):
+def test_fused_matches_reference_in_every_mode(kernel, shape, rank, dtype, vector_bytes, lane):
     x, fs = _problem(shape, rank, dtype)
     hi = [to_hi(f) for f in fs]
     for mode in range(len(shape)):
-        out = fused_mttkrp(x, fs, mode, vector_bytes=vector_bytes)
+        out = fused_mttkrp(x, fs, mode, vector_bytes=vector_bytes, lane=lane)
         assert out.shape == (shape[mode], rank)
         assert out.dtype == dtype
         assert out.is_contiguous()
@@ -74,8 +86,10 @@ def test_mttkrp_fused_keyword_on_a_large_tensor_matches_default(kernel):
         assert torch.equal(fast, fused_mttkrp(x, fs, mode) * weights)
 
 
-def test_fused_is_bit_identical_across_calls_and_thread_counts(kernel):
-    x, fs = _problem((40, 36, 30), 12, F32)
+@pytest.mark.parametrize(("shape", "dtype"), [((40, 36, 30), F32), ((30, 36, 40), F64)])
+def test_fused_is_bit_identical_across_calls_and_thread_counts(kernel, shape, dtype):
+    # (30, 36, 40): the last mode as the lane in modes 0 and 2 (K = 40 >= KLANE_MIN)
+    x, fs = _problem(shape, 12 if dtype == F32 else 10, dtype)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -87,6 +101,25 @@ def test_fused_is_bit_identical_across_calls_and_thread_counts(kernel):
     for a, b, m in zip(ones, twos, range(3), strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, fused_mttkrp(x, fs, m))
+
+
+def test_a_matrix_mode_1_is_left_to_blas():
+    x = torch.zeros(2048, 40, dtype=F64)
+    assert "a matrix other than X @ C" in fused_reason(x, [torch.zeros(2048, 3), None], 1)
+    assert not fused_reason(x, [None, torch.zeros(40, 3)], 0)
+
+
+def test_lane_rule():
+    k = KLANE_MIN
+    assert fused_lane((100, 100, k), 0, 10, F64, 64) == "last"  # mode 0: rows dotted with C^T
+    assert fused_lane((100, k), 0, 10, F64, 64) == "last"  # X(M, K) @ C
+    assert fused_lane((100, 100, k - 1), 0, 10, F64, 64) == "rank"  # K too short
+    assert fused_lane((100, 100, k), 1, 10, F64, 64) == "rank"  # middle modes: short rows
+    assert fused_lane((100, 100, KLANE_MIDDLE_MIN), 1, 10, F64, 64) == "last"
+    assert fused_lane((9, 100, 100, KLANE_MIDDLE_MIN - 1), 2, 10, F64, 64) == "rank"
+    assert fused_lane((100, 100, k), 2, 10, F64, 64) == "last"  # rank 10 pads to 16 lanes
+    assert fused_lane((100, 100, k), 2, 8, F64, 64) == "rank"  # rank 8: no padded lane
+    assert fused_lane((100, 100, k), 2, 16, F32, 64) == "rank"
 
 
 def test_rank_layout_rule():
@@ -106,8 +139,8 @@ def _fallback_cases():
     yield "CPU-only", x.to("meta"), [f.to("meta") for f in fs]
     yield "float32 and float64", x.to(torch.complex128), [f.to(torch.complex128) for f in fs]
     yield "float32 and float64", x.half(), [f.half() for f in fs]
-    yield "a matrix or vector", torch.zeros(FUSED_MIN_ENTRIES, dtype=F64), [torch.zeros(1, 3)]
-    yield "a matrix or vector", x.reshape(1024, 32), fs[:2]
+    yield "a vector", torch.zeros(FUSED_MIN_ENTRIES, dtype=F64), [torch.zeros(1, 3)]
+    yield "a matrix other than X @ C", x.reshape(2048, 16), [None, torch.zeros(16, 3)]
     yield "fewer than", torch.zeros(4, 5, 6, dtype=F64), [torch.zeros(s, 3) for s in (4, 5, 6)]
     yield "non-contiguous", x.mT, [fs[0], fs[2], fs[1]]
     yield "autograd", x, [fs[0], fs[1].requires_grad_(), fs[2]]
@@ -199,7 +232,7 @@ def test_cache_dir_follows_inductor(monkeypatch, tmp_path):
 @pytest.mark.parametrize("dtype", [F64, F32])
 @pytest.mark.parametrize(
     ("shape", "modes"),
-    [((40, 30, 35), [0, 1]), ((16, 12, 14, 13), [2, 3]),
+    [((40, 30, 35), [0, 1]), ((40, 30, 35), [2]), ((16, 12, 14, 13), [2, 3]),
      ((16, 12, 14, 13), [0, 1]), ((16, 12, 14, 13), [0, 1, 2])],
 )  # fmt: skip
 def test_fused_tree_partial_matches_einsum(kernel, shape, modes, dtype):
@@ -217,8 +250,20 @@ def test_fused_tree_partial_matches_einsum(kernel, shape, modes, dtype):
 def test_fused_tree_partial_declines_what_it_cannot_do():
     x, fs = _problem((40, 30, 35), 3, F64)
     assert fused_mod.fused_tree_partial(x, fs, [1]) is None  # neither prefix nor suffix
-    assert fused_mod.fused_tree_partial(x, fs, [2]) is None  # X(IJ, K) @ C: a plain GEMM
+    assert fused_mod.fused_tree_partial(x.reshape(40, 35, 30), fs, [2]) is None  # K < 32: BLAS
     assert fused_mod.fused_tree_partial(x, fs, []) is None
     assert fused_mod.fused_tree_partial(x, fs, [0, 1, 2]) is None
     assert fused_mod.fused_tree_partial(x.mT, fs, [0, 1]) is None  # non-contiguous
     assert fused_mod.fused_tree_partial(x, [fs[0], None, fs[2]], [0, 1]) is None
+
+
+def test_fused_tree_partial_of_the_last_mode_is_rank_first(kernel):
+    # X(IJ, K) @ C comes back as a view of a contiguous R x I x J tensor: the layout the sweep's
+    # next contractions read without a copy; same values as the I x J x R result.
+    x, fs = _problem((40, 30, 35), 5, F64)
+    out = fused_mod.fused_tree_partial(x, fs, [2])
+    assert out is not None and out.shape == (40, 30, 5)
+    assert out.permute(2, 0, 1).is_contiguous()
+    plain = fused_mttkrp(x.reshape(1200, 35), [None, fs[2]], 0)
+    assert plain.is_contiguous()
+    assert torch.equal(out.reshape(1200, 5), plain)

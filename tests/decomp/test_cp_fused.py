@@ -62,15 +62,17 @@ def _assert_same_fit(a, b, tol=1e-10):
 # Above the small-tensor path (2**17 entries), so the dimension tree runs.
 @pytest.mark.parametrize(
     ("shape", "passes"),
-    [((48, 52, 56), [2]), ((12, 14, 16, 52), [2, 2]), ((8, 9, 10, 12, 16), [2, 3])],
-)
+    [((48, 52, 56), [1, 2]), ((80, 64, 30), [2]), ((12, 14, 16, 52), [2, 2]),
+     ((8, 9, 10, 12, 16), [2, 3])],
+)  # fmt: skip
 def test_fused_sweep_equals_the_reference_path(kernel, monkeypatch, shape, passes):
     assert torch.Size(shape).numel() > SMALL_ENTRIES
     x, init = _problem(shape, 3)
     ref = cp(x, 3, init=init, max_iter=6, tol=0)
     calls = _spy(monkeypatch)
     got = cp(x, 3, init=init, max_iter=6, tol=0, kernel="fused")
-    # 3-way: only the last mode's pass (keeps one mode; the other pass is a plain GEMM).
+    # 3-way: both passes (X(IJ, K) @ C by the loop with K as the lane), but only the last mode's
+    # when K < KLANE_MIN (then the first pass is a plain GEMM left to BLAS).
     assert calls[: len(passes)] == passes and len(calls) == 6 * len(passes)
     _assert_same_fit(got, ref)
     assert got.model.weights.dtype == F64

@@ -584,3 +584,26 @@ def test_masked_numpy_mask_and_half_precision():
     assert half.model.dtype == torch.float16
     true = masked_error(half.model.to(dtype=torch.float64), hidden.to(torch.float16).double(), mask)
     assert half.error == pytest.approx(true, rel=1e-3)
+
+
+def test_init_checks_use_one_reduction_per_factor_and_keep_their_messages() -> None:
+    from factorch.decomp import non_negative_cp
+    from factorch.tensors import CPTensor
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 5, 6, generator=gen, dtype=torch.float64)
+    factors = [torch.rand(s, 2, generator=gen, dtype=torch.float64) for s in x.shape]
+    bad = [f.clone() for f in factors]
+    bad[1][2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"init factors\[1\] contains NaN or Inf entries"):
+        non_negative_cp(x, 2, init=CPTensor(torch.ones(2, dtype=torch.float64), tuple(bad)))
+    neg = [f.clone() for f in factors]
+    neg[2][0, 1] = -0.5
+    init = CPTensor(torch.ones(2, dtype=torch.float64), tuple(neg))
+    with pytest.raises(
+        ValueError,
+        match=r"init factors\[2\] .* must be non-negative because mode 2 .* got min -0.5",
+    ):
+        non_negative_cp(x, 2, init=init)
+    res = non_negative_cp(x, 2, init=init, nonneg_modes=(0, 1), max_iter=2)  # mode 2 is free
+    assert res.iterations == 2

@@ -46,7 +46,9 @@ CASES = [
     ((438, 6, 11), 3, {}),
     ((8, 9, 10, 7), 4, {}),
     ((20, 30), 3, {}),
-    ((5, 6, 7), 8, {}),  # rank above every mode size
+    ((5, 6, 7), 8, {}),  # rank above every mode size (R x R algebra in torch)
+    ((12, 10, 9), 5, {}),  # the host's Gauss-Jordan loops (rank 3 is unrolled)
+    ((10, 10, 10), 5, {"l2": 0.1, "linesearch": True}),
     ((10, 10, 10), 3, {"linesearch": True}),
     ((10, 10, 10), 3, {"l2": 0.1}),
     ((12, 11, 10), 3, {"orthogonalize_iters": 3}),
@@ -100,16 +102,17 @@ def test_small_path_float32_matches_reference(monkeypatch: pytest.MonkeyPatch) -
     assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-4
 
 
+@pytest.mark.parametrize("rank", [3, 4, 8])  # host route unrolled, host loops, torch
 def test_small_path_singular_gram_falls_back_like_reference(
-    monkeypatch: pytest.MonkeyPatch,
+    rank: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two identical components: every Gram is singular, so both paths take the pseudo-inverse.
+    # Identical components: every Gram is singular, so both paths take the pseudo-inverse.
     x = _data((8, 9, 10), 2, seed=7)
     gen = torch.Generator().manual_seed(0)
     cols = [torch.rand(s, 1, generator=gen, dtype=torch.float64) for s in x.shape]
-    init = CPTensor(torch.ones(3, dtype=torch.float64), tuple(c.repeat(1, 3) for c in cols))
-    small = _fit("small", monkeypatch, x, 3, init=init, max_iter=5, tol=0)
-    ref = _fit("reference", monkeypatch, x, 3, init=init, max_iter=5, tol=0)
+    init = CPTensor(torch.ones(rank, dtype=torch.float64), tuple(c.repeat(1, rank) for c in cols))
+    small = _fit("small", monkeypatch, x, rank, init=init, max_iter=5, tol=0)
+    ref = _fit("reference", monkeypatch, x, rank, init=init, max_iter=5, tol=0)
     assert all(torch.isfinite(f).all() for f in small.model.factors)
     assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-10
 
@@ -158,3 +161,56 @@ def test_small_dense_matches_cptensor() -> None:
     state = CPState.start(model.weights, model.factors)
     torch.testing.assert_close(sweep.dense(state), model.to_dense())
     assert sweep.dense(state) is sweep.dense(state)  # kept while the state is unchanged
+
+
+NN_CASES = [
+    ((10, 10, 10), 3, {}),
+    ((438, 6, 11), 3, {"method": "mu"}),
+    ((8, 9, 10, 7), 4, {"l1": 0.01}),
+    ((12, 10, 9), 5, {"nonneg_modes": (0, 2)}),
+    ((10, 10, 10), 3, {"mask": 0.2}),
+    ((10, 10, 10), 3, {"tol": 1e-9, "max_iter": 200}),
+]
+
+
+@pytest.mark.parametrize(("shape", "rank", "options"), NN_CASES)
+def test_nn_cp_small_path_matches_reference(
+    shape: tuple[int, ...], rank: int, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factorch.decomp import non_negative_cp
+
+    opts = dict(options)
+    x = _data(shape, rank, seed=len(shape) + rank).abs()
+    if "mask" in opts:
+        opts["mask"] = torch.rand(shape, generator=torch.Generator().manual_seed(5)) > opts["mask"]
+    opts.setdefault("tol", 0.0)
+    opts.setdefault("max_iter", 25)
+    fits = {}
+    for path in ("small", "reference"):
+        with monkeypatch.context() as m:
+            m.setattr(_cp, "_PATH", path)
+            gen = torch.Generator().manual_seed(1)
+            fits[path] = non_negative_cp(x, rank, init="random", generator=gen, **opts)
+    small, ref = fits["small"], fits["reference"]
+    assert small.iterations == ref.iterations and small.converged == ref.converged
+    assert max(abs(a - b) for a, b in zip(small.errors, ref.errors)) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.float32])
+@pytest.mark.parametrize(
+    ("shape", "rank"), [((10, 10, 10), 3), ((40, 50, 60), 5), ((6, 5, 4, 3), 2)]
+)
+def test_small_exact_error_matches_reference(
+    shape: tuple[int, ...], rank: int, dtype: torch.dtype
+) -> None:
+    from factorch.decomp._cp_sweep import CPState, exact_error
+
+    x = _data(shape, rank, seed=4, dtype=dtype)
+    start = _start(shape, rank, seed=6, dtype=dtype)
+    weights = torch.linspace(0.5, 2.0, rank, dtype=torch.float64).to(dtype)
+    state = CPState.start(weights, list(start.factors))
+    norm_x2 = float(torch.vdot(x.reshape(-1), x.reshape(-1)).real)
+    got = SmallSweep(x, rank).exact_error(x, state, norm_x2)
+    ref = exact_error(x, state, norm_x2)
+    tol = 1e-13 if dtype != torch.float32 else 1e-5
+    assert abs(got[0] - ref[0]) <= tol * ref[0] and got[1] == pytest.approx(ref[1])

@@ -122,12 +122,43 @@ def test_fuzz_multigrid_patching(data: st.DataObject) -> None:
     assert_clear_or_true(entry, case)
 
 
+def _mg_blend_call(tensor: Any, rank: Any) -> Any:
+    mg = MultigridPatching(rank, 0.25, stitching="blend")
+    patches = mg.patch(tensor)
+    return mg.stitch(patches[:, : tensor.shape[1]], tensor.shape[0], tensor.shape[2:])
+
+
+def _check_blend_round_trip(case: Case, result: Any) -> None:
+    assert_finite_result(case, result, dtype=case.dtype)
+    if not case.tensor.numel():
+        return
+    scale = float(case.tensor.abs().max())
+    tol = 1e-5 if case.dtype == torch.float32 else 1e-12
+    floor = 16 * torch.finfo(case.dtype).tiny  # subnormal inputs lose relative precision
+    assert float((result - case.tensor).abs().max()) <= tol * scale + floor, case
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_fuzz_multigrid_blend_round_trip(data: st.DataObject) -> None:
+    kinds = tuple(k for k in NO_NONFINITE if k != "numpy")
+    entry = Entry("MultigridPatching", _mg_blend_call, _check_blend_round_trip, 3, 5, kinds)
+    case = data.draw(fuzz_cases(entry))
+    if case.kind in ("numpy", "half", "bfloat16"):
+        return
+    assert_clear_or_true(entry, case)
+
+
 @settings(max_examples=30, deadline=None)
-@given(data=st.data(), side=st.sampled_from([8, 16]))
-def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int) -> None:
+@given(
+    data=st.data(),
+    side=st.sampled_from([8, 16]),
+    stitching=st.sampled_from(["crop", "blend"]),
+)
+def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int, stitching: str) -> None:
     entry = Entry(
         "MGTFNO",
-        lambda t, r: _mg_forward(t, r, side),
+        lambda t, r: _mg_forward(t, r, side, stitching),
         lambda case, result: assert_finite_result(case, result, dtype=_layer_dtype(case)),
         3,
         3,
@@ -136,7 +167,7 @@ def test_fuzz_mg_tfno_forward(data: st.DataObject, side: int) -> None:
     assert_clear_or_true(entry, data.draw(fuzz_cases(entry)))
 
 
-def _mg_forward(tensor: Any, rank: Any, side: int) -> Any:
+def _mg_forward(tensor: Any, rank: Any, side: int, stitching: str = "crop") -> Any:
     if isinstance(tensor, torch.Tensor) and tensor.ndim == 3 and tensor.numel():
         tensor = (
             torch.nn.functional.interpolate(tensor.float(), size=side, mode="nearest").to(
@@ -150,6 +181,7 @@ def _mg_forward(tensor: Any, rank: Any, side: int) -> Any:
     model = MGTFNO(
         tensor.shape[1] if getattr(tensor, "ndim", 0) == 3 else 1, 1, rank, levels=1,
         hidden_channels=4, n_layers=1, format="dense", generator=_gen(), dtype=dtype,
+        stitching=stitching,
     )  # fmt: skip
     out = model(tensor)
     assert out.shape[2:] == tensor.shape[2:]
@@ -318,3 +350,54 @@ def test_fuzz_spectral_dtype_conversions(
     x = torch.randn(2, 6, *(9,) * dims, dtype=real, generator=_gen())
     y = conv(x)
     assert y.dtype == real and bool(torch.isfinite(y).all()), (fmt, convert)
+
+
+# --- half-precision models: computed in float32, output in the model's half dtype -----------
+
+_HALF_CONVERSIONS = {
+    "half": lambda m: m.half(),
+    "bfloat16": lambda m: m.bfloat16(),
+    "to_float16": lambda m: m.to(torch.float16),
+    "to_bfloat16": lambda m: m.to(torch.bfloat16),
+}
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    model_kind=st.sampled_from(["FNO", "TFNO tucker", "TFNO cp", "MGTFNO"]),
+    convert=st.sampled_from(sorted(_HALF_CONVERSIONS)),
+    input_dtype=st.sampled_from(["model", "float32", "float64"]),
+    dims=st.sampled_from([1, 2]),
+    autocast=st.booleans(),
+)
+def test_fuzz_models_half_precision(
+    model_kind: str, convert: str, input_dtype: str, dims: int, autocast: bool
+) -> None:
+    if model_kind == "MGTFNO":
+        dims = 2
+    gen = _gen()
+    options: dict[str, Any] = {"hidden_channels": 4, "n_layers": 2, "generator": gen}
+    if model_kind.startswith("TFNO"):
+        options.update(format=model_kind.split()[1], ratio=0.3)
+    cls = MGTFNO if model_kind == "MGTFNO" else FNO
+    if model_kind == "MGTFNO":
+        options.update(ratio=0.3)
+    model = _HALF_CONVERSIONS[convert](cls(1, 1, (4,) * dims, **options))
+    half = (
+        model.lifting.first.weight.dtype
+        if cls is FNO
+        else model.operator.lifting.first.weight.dtype
+    )
+    assert half in (torch.float16, torch.bfloat16)
+    dtype = {"model": half, "float32": torch.float32, "float64": torch.float64}[input_dtype]
+    x = torch.randn(2, 1, *(16,) * dims, generator=gen).to(dtype)
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    else:
+        out = model(x)
+    assert out.dtype == half and out.shape == (2, 1, *(16,) * dims), (model_kind, convert)
+    assert bool(torch.isfinite(out).all()), (model_kind, convert)
+    out.float().square().mean().backward()
+    for p in model.parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and bool(torch.isfinite(p.grad).all())

@@ -34,6 +34,74 @@ def test_patch_then_stitch_is_the_identity_exactly(boundary, dims, levels, n) ->
     assert torch.equal(mg.patch(x, slice(1, 3)), patches[1:3])
 
 
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize(
+    ("dims", "levels", "n"), [(1, 0, 16), (1, 2, 32), (2, 1, 16), (2, 2, 32), (3, 1, 8)]
+)
+def test_blended_stitching_of_the_patches_is_the_identity(boundary, dims, levels, n) -> None:
+    mg = MultigridPatching(levels, 0.125, boundary, stitching="blend")
+    x = torch.randn(2, 3, *([n] * dims), generator=torch.Generator().manual_seed(0))
+    x = x.double()
+    stitched = mg.stitch(mg.patch(x)[:, :3], 2, x.shape[2:])
+    torch.testing.assert_close(stitched, x, rtol=0, atol=1e-14)
+
+
+def _ramp_window(width: int, p: int) -> torch.Tensor:
+    """1 in the middle, (k + 1/2) / 2p over the 2p points shared with each neighbour."""
+    w = torch.ones(width, dtype=torch.float64)
+    for k in range(2 * p):
+        w[k] = w[width - 1 - k] = (k + 0.5) / (2 * p)
+    return w
+
+
+def _hand_blend_2d(out: torch.Tensor, batch: int, n: int, side: int, p: int) -> torch.Tensor:
+    """Periodic overlap-add of patch outputs (row-major patches per sample) weighted by the
+    ramp window, divided by the summed weights."""
+    per = n // side
+    w1 = _ramp_window(side + 2 * p, p)
+    w2 = w1[:, None] * w1[None, :]
+    acc = torch.zeros(batch, out.shape[1], n, n, dtype=out.dtype)
+    norm = torch.zeros(n, n, dtype=out.dtype)
+    for b in range(batch):
+        for i in range(per):
+            for j in range(per):
+                rows = (i * side - p + torch.arange(side + 2 * p)) % n
+                cols = (j * side - p + torch.arange(side + 2 * p)) % n
+                acc[b][:, rows[:, None], cols[None, :]] += w2 * out[b * per * per + i * per + j]
+                if b == 0:
+                    norm[rows[:, None], cols[None, :]] += w2
+    return acc / norm
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "replicate"])
+def test_blended_stitching_equals_the_hand_weighted_overlap_add_in_1d(boundary) -> None:
+    # 16 points, 2 patches of 8, p = 2: patch i covers i * 8 - 2 .. i * 8 + 9; outside the
+    # domain a non-periodic overhang is dropped, a periodic one wraps around.
+    mg = MultigridPatching(1, 0.125, boundary, stitching="blend")
+    out = torch.randn(4, 2, 12, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    w = _ramp_window(12, 2)
+    acc = torch.zeros(2, 2, 16, dtype=torch.float64)
+    norm = torch.zeros(16, dtype=torch.float64)
+    for b in range(2):
+        for i in range(2):
+            for t in range(12):
+                g = i * 8 - 2 + t
+                if boundary == "periodic":
+                    g %= 16
+                elif not 0 <= g < 16:
+                    continue
+                acc[b, :, g] += w[t] * out[2 * b + i, :, t]
+                if b == 0:
+                    norm[g] += w[t]
+    torch.testing.assert_close(mg.stitch(out, 2, (16,)), acc / norm, rtol=0, atol=1e-14)
+    # without padding there is nothing to blend: the same as cropping
+    plain = MultigridPatching(1, 0.0, boundary, stitching="blend")
+    crop = MultigridPatching(1, 0.0, boundary)
+    torch.testing.assert_close(
+        plain.stitch(out[..., 2:10], 2, (16,)), crop.stitch(out[..., 2:10], 2, (16,))
+    )
+
+
 def _hand_patches(x: torch.Tensor, levels: int, p: int, mode: str) -> torch.Tensor:
     """The definition, written out for 2-D: patch (i, j) of side P plus p from each side; level l
     = the 2^l average-pooled field, a window of the same side centred on the patch."""
@@ -90,6 +158,7 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
         patch_padding=0.125,
         hidden_channels=6,
         global_coordinates=False,
+        stitching="crop",
         generator=torch.Generator().manual_seed(2),
         dtype=torch.float64,
     )
@@ -103,6 +172,27 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
                 stitched[b, :, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16] = out[4 * b + 2 * i + j]
     with torch.no_grad():
         torch.testing.assert_close(model(x), stitched, rtol=1e-12, atol=1e-12)
+
+
+def test_mg_tfno_blended_forward_equals_the_hand_blended_operator_output() -> None:
+    model = MGTFNO(
+        1,
+        1,
+        (6, 6),
+        levels=1,
+        patch_padding=0.125,
+        hidden_channels=6,
+        global_coordinates=False,
+        stitching="blend",
+        generator=torch.Generator().manual_seed(2),
+        dtype=torch.float64,
+    )
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        out = model.operator(_hand_patches(x, 1, 4, "periodic"))
+        torch.testing.assert_close(
+            model(x), _hand_blend_2d(out, 2, 32, 16, 4), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_mg_tfno_without_levels_or_padding_is_the_tfno_it_wraps() -> None:
@@ -199,6 +289,18 @@ def test_configs_saved_before_global_coordinates_load_without_them() -> None:
     assert MGTFNO(1, 1, (4, 4), hidden_channels=4).config.operator.in_channels == (1 + 4) * 2
 
 
+def test_configs_saved_before_stitching_load_with_cropping() -> None:
+    model = MGTFNO(1, 1, (4, 4), hidden_channels=4, stitching="crop")
+    data = model.config.to_json()
+    del data["stitching"]
+    old = MGTFNOConfig.from_json(data)
+    assert old.stitching == "crop"
+    assert model_from_config({"model": "mg-tfno", "config": data}).patching.stitching == "crop"
+    blended = MGTFNO(1, 1, (4, 4), hidden_channels=4)
+    assert blended.config.stitching == "blend"  # the default since issue 12's runs
+    assert MGTFNOConfig.from_json(blended.config.to_json()) == blended.config
+
+
 def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() -> None:
     kw = dict(
         levels=1, hidden_channels=4, generator=torch.Generator().manual_seed(4), dtype=torch.float64
@@ -252,6 +354,16 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
             lambda: MultigridPatching(1).patch(torch.zeros(1, 1, 16, 16, dtype=torch.int32)),
             TypeError,
             r"MultigridPatching: fields must be a real floating-point tensor",
+        ),
+        (
+            lambda: MultigridPatching(1, stitching="average"),
+            ValueError,
+            r"MultigridPatching: stitching must be one of \('crop', 'blend'\); got 'average'",
+        ),
+        (
+            lambda: MGTFNO(1, 1, 4, stitching="sum"),
+            ValueError,
+            r"MGTFNO: stitching must be one of \('crop', 'blend'\); got 'sum'",
         ),
         (lambda: MGTFNO(1, 1, 4, levels=-2), ValueError, r"MGTFNO: levels must be an int >= 0"),
         (

@@ -1,9 +1,13 @@
 """Opt-in fused dense MTTKRP kernel on CPU, compiled once and cached on disk by inductor.
 
 ``mttkrp(..., kernel="fused")`` runs the whole MTTKRP of a dense CPU tensor as one C++ loop nest
-(:mod:`factorch.algebra._fused_source`): each tensor entry is read once, the rank is the vector
-lane, and no intermediate is written to memory -- where the default path runs a tall-skinny GEMM
-(MKL/OpenBLAS) and then contracts its ``|X| R / I_m`` result.
+(:mod:`factorch.algebra._fused_source`): each tensor entry is read once and no intermediate is
+written to memory -- where the default path runs a tall-skinny GEMM (MKL/OpenBLAS) and then
+contracts its ``|X| R / I_m`` result. Two families of loops: the rank as the vector lane (padded
+to whole vectors), and the last, contiguous mode as the lane
+(:mod:`factorch.algebra._fused_klane_source`: no padded lanes, a horizontal sum per output); a
+fixed rule of the shape, mode, rank and dtype picks one (:func:`fused_lane`). The second also
+runs ``X(M, K) @ C`` (the first pass of a 3-way CP-ALS sweep) faster than MKL's GEMM.
 
 Compilation. The source is compiled by PyTorch's inductor C++ code cache (the machinery behind
 ``torch.compile`` on CPU: the same compiler, flags and vector ISA detection) the first time a
@@ -23,8 +27,9 @@ a register tile of four rows instead.
 Fallback (the default GEMM path runs instead, same result to round-off): a CUDA or other non-CPU
 tensor, complex or half-precision dtypes, autograd recording the call (the kernel has no
 backward), a non-contiguous tensor, tensors of fewer than :data:`FUSED_MIN_ENTRIES` entries
-(the GEMM path is as fast there and needs no compiler), matrices and vectors (their MTTKRP is one
-plain GEMM, which MKL runs faster than this loop: nothing to fuse), inside ``torch.compile``,
+(the GEMM path is as fast there and needs no compiler), vectors, matrices other than
+``X(M, K) @ C`` with ``K >= KLANE_MIN`` (one plain GEMM, which MKL runs faster than the rank-lane
+loop), inside ``torch.compile``,
 and no working C++ compiler (the reason is in :func:`fused_mttkrp_status`). :func:`fused_reason`
 names the reason for one call.
 
@@ -50,6 +55,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -57,7 +63,11 @@ from ._fused_source import ARGTYPES, SOURCE
 
 __all__ = [
     "FUSED_MIN_ENTRIES",
+    "KLANE_MIDDLE_MIN",
+    "KLANE_MIN",
     "FusedStatus",
+    "Lane",
+    "fused_lane",
     "fused_mttkrp",
     "fused_mttkrp_status",
     "fused_reason",
@@ -232,8 +242,13 @@ def fused_reason(tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], m
         return f"the tensor is on {tensor.device.type}, the fused kernel is CPU-only"
     if tensor.dtype not in _DTYPES:
         return f"dtype {tensor.dtype} (the fused kernel takes float32 and float64)"
-    if tensor.ndim < 3:
-        return "a matrix or vector (one plain GEMM, where BLAS is faster than the fused loop)"
+    if tensor.ndim < 2:
+        return "a vector (its MTTKRP is a broadcast: nothing to fuse)"
+    if tensor.ndim == 2 and (tensor.shape[1] < KLANE_MIN or mode != 0):
+        return (
+            f"a matrix other than X @ C with at least {KLANE_MIN} columns (one plain GEMM, "
+            "where BLAS is faster than the fused loop)"
+        )
     if tensor.numel() < FUSED_MIN_ENTRIES:
         return f"fewer than {FUSED_MIN_ENTRIES} entries"
     if not tensor.is_contiguous():
@@ -245,6 +260,37 @@ def fused_reason(tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], m
         return "inside torch.compile"
     status = KERNEL.status()
     return "" if status.available else f"no compiled kernel ({status.reason})"
+
+
+Lane = Literal["rank", "last"]
+"""The vector lane of the fused loops: the (padded) rank, or the last mode (contiguous)."""
+
+
+KLANE_MIN = 32
+"""The last mode's size from which the fused kernel runs the loops with it as the vector lane."""
+
+KLANE_MIDDLE_MIN = 96
+"""... and for an output mode between the first and the last (:func:`fused_lane`)."""
+
+
+def fused_lane(shape: Sequence[int], mode: int, rank: int, dtype: torch.dtype, widest: int) -> Lane:
+    """The fixed rule choosing the fused loop, from the shape, mode, rank, dtype and the CPU's
+    widest vector (deterministic). ``"last"`` (the last mode as the vector lane) needs at least
+    :data:`KLANE_MIN` entries in the last mode, and is taken for mode 0 (every row of
+    ``X(.., K)`` is a row of dot products with ``C^T``; includes ``X(M, K) @ C``, the first pass
+    of a CP-ALS sweep), for a middle mode when the last mode has at least
+    :data:`KLANE_MIDDLE_MIN` entries (shorter rows lost to the rank loop there: 32-48 entries), and
+    for the last mode when the rank would leave padded lanes in the rank loop (rank 10: 16
+    lanes); elsewhere ``"rank"``, which measured as fast or faster there (BENCHMARKS.md, "The
+    last mode as the vector lane")."""
+    n = len(shape)
+    if shape[-1] < KLANE_MIN:
+        return "rank"
+    if mode == 0:
+        return "last"
+    if mode < n - 1:
+        return "last" if shape[-1] >= KLANE_MIDDLE_MIN else "rank"
+    return "last" if _rank_layout(rank, dtype, widest)[1] != rank else "rank"
 
 
 def _rank_layout(rank: int, dtype: torch.dtype, widest: int) -> tuple[int, int]:
@@ -279,10 +325,14 @@ def fused_mttkrp(
     mode: int,
     *,
     vector_bytes: int | None = None,
+    lane: Lane | None = None,
+    rank_first: bool = False,
 ) -> torch.Tensor:
     """MTTKRP of ``tensor`` (contiguous, CPU, float32/float64, at least 2-way) for ``mode`` by
     the fused kernel, without validation; the caller has checked :func:`fused_reason` is "".
-    ``vector_bytes`` (32 or 64) overrides the fixed rule's vector width (tests)."""
+    ``vector_bytes`` (32 or 64) and ``lane`` override the fixed rules' vector width and loop
+    (:func:`fused_lane`; tests and benchmarks). ``rank_first``: for ``X(M, K) @ C`` by the
+    last-mode loop, the result as a transposed view of a contiguous ``R x M`` tensor."""
     fn = KERNEL.fn()
     if fn is None:  # pragma: no cover - callers check fused_reason first
         raise RuntimeError(f"fused_mttkrp: {KERNEL.status().reason}")
@@ -291,6 +341,10 @@ def fused_mttkrp(
     if any(f is None for f in used):  # pragma: no cover - callers give every other factor
         raise ValueError("fused_mttkrp: a factor is missing.")
     rank = next(f for f in used if f is not None).shape[1]
+    widest = KERNEL.status().vector_bytes
+    if (lane or fused_lane(shape, mode, rank, tensor.dtype, widest)) == "last":
+        vbytes = vector_bytes or widest
+        return _klane(fn, tensor, list(factors), mode, rank, vbytes, rank_first)  # type: ignore[arg-type]
     if vector_bytes is None:
         vbytes, rp = _rank_layout(rank, tensor.dtype, KERNEL.status().vector_bytes)
     else:
@@ -323,6 +377,49 @@ def fused_mttkrp(
     return out[:, :rank].contiguous() if rp != rank else out
 
 
+def _klane(
+    fn: Callable[..., None],
+    tensor: torch.Tensor,
+    fs: list[torch.Tensor],
+    mode: int,
+    rank: int,
+    vbytes: int,
+    rank_first: bool = False,
+) -> torch.Tensor:
+    """:func:`fused_mttkrp` by the loops with the last mode as the vector lane (unpadded rank;
+    ``C^T`` and, for the last mode, the output transposed, both zero-padded to whole vectors).
+    ``rank_first`` (``X(M, K) @ C`` only): the result as the transpose of a contiguous
+    ``R x M`` tensor (the layout a CP-ALS sweep contracts next without a copy)."""
+    shape, last = tensor.shape, tensor.ndim - 1
+    kdim = shape[last]
+    lanes = vbytes * 8 // torch.finfo(tensor.dtype).bits
+    kp = math.ceil(kdim / lanes) * lanes
+    if mode < last:
+        np_, ni, nq = math.prod(shape[:mode]), shape[mode], math.prod(shape[mode + 1 : last])
+        wp = _khatri_rao(fs[:mode], rank, tensor)
+        wq = _khatri_rao(fs[mode + 1 : last], rank, tensor)
+        c = torch.zeros(rank, kp, dtype=tensor.dtype)
+        c[:, :kdim] = fs[last].mT
+        rank_first = rank_first and np_ == nq == 1
+        out = torch.empty((rank, ni) if rank_first else (ni, rank), dtype=tensor.dtype)
+        kind = 12 if rank_first else 4
+    else:
+        np_, ni, nq = math.prod(shape[: last - 1]), 1, shape[last - 1]
+        wp = _khatri_rao(fs[: last - 1], rank, tensor)
+        wq = fs[last - 1].contiguous()
+        c = wq  # unused by the colsk loop
+        out = torch.empty(rank, kp, dtype=tensor.dtype)
+        kind = 5
+    ops = [tensor, wp, wq, c, out]
+    blank = [torch.empty(0, dtype=tensor.dtype)] * 5
+    args = ops + blank if tensor.dtype == torch.float64 else blank + ops
+    kind += 0 if tensor.dtype == torch.float64 else 2
+    fn(*args, kind, vbytes, np_, ni, nq, kdim, rank, torch.get_num_threads())
+    if mode == last:
+        return out[:, :kdim].mT.contiguous()
+    return out.mT if rank_first else out
+
+
 def fused_tree_partial(
     tensor: torch.Tensor, factors: Sequence[torch.Tensor | None], modes: Sequence[int]
 ) -> torch.Tensor | None:
@@ -330,8 +427,8 @@ def fused_tree_partial(
     for the two passes of a CP-ALS dimension tree: ``modes`` a proper suffix of the modes (the
     kept prefix is merged into one output mode) or a proper prefix (the kept suffix is merged).
     None when the kernel does not apply (:func:`fused_reason` of the merged view: e.g. a suffix
-    of one mode is a plain GEMM, left to BLAS) or ``modes`` is neither; the caller then runs its
-    default path. No validation."""
+    of one mode whose size is below :data:`KLANE_MIN` is a plain GEMM, left to BLAS) or
+    ``modes`` is neither; the caller then runs its default path. No validation."""
     n, shape, modes = tensor.ndim, tensor.shape, sorted(modes)
     if not 0 < len(modes) < n or not tensor.is_contiguous():  # (reshape would copy)
         return None
@@ -347,5 +444,6 @@ def fused_tree_partial(
         return None
     if any(f is None for m, f in enumerate(facs) if m != mode) or fused_reason(view, facs, mode):
         return None
-    out = fused_mttkrp(view, facs, mode)
+    # (X(IJ.., K) @ C rank first: the layout the sweep's next contractions read without a copy)
+    out = fused_mttkrp(view, facs, mode, rank_first=True)
     return out.reshape(*kept, out.shape[1])

@@ -1,7 +1,8 @@
 """C++ source of the fused dense MTTKRP kernel (compiled by :mod:`factorch.algebra._fused`).
 
-Two loop nests, both with the rank as the vector lane (the rank padded with zeros to a multiple
-of the lane count, so no lane is masked) and a register tile of four tensor rows:
+Two loop nests with the rank as the vector lane (the rank padded with zeros to a multiple of the
+lane count, so no lane is masked) and a register tile of four tensor rows (the two with the last
+mode as the lane, ``rowsk`` and ``colsk``, are in :mod:`._fused_klane_source`, appended):
 
 * ``rows`` -- output mode ``n`` before the last (register tile: four consecutive ``q``, else
   four ``p``, else four output rows ``i``). The tensor is viewed as ``(P, I, Q, K)`` (the
@@ -26,10 +27,14 @@ onto whatever SIMD the compile flags allow.
 
 from __future__ import annotations
 
+from ._fused_klane_source import KLANE_SOURCE
+
 __all__ = ["ARGTYPES", "SOURCE"]
 
 # (x, wp, wq, c, out) for float64, then for float32, then
-# (kind, vbytes, P, I, Q, K, rp, threads); kind 0 = rows, 1 = cols; +2 for float32.
+# (kind, vbytes, P, I, Q, K, rp, threads); kind 0 = rows, 1 = cols; +2 for float32; +4 for the
+# loops with the last mode as the lane (:mod:`._fused_klane_source`; rp is then the rank); +8 for
+# their rank-first output of X(M, K) @ C.
 ARGTYPES = [
     "const double*",
     "const double*",
@@ -51,7 +56,8 @@ ARGTYPES = [
     "int64_t",
 ]
 
-SOURCE = r"""
+SOURCE = (
+    r"""
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
@@ -290,17 +296,38 @@ static void run(const T* x, const T* wp, const T* wq, const T* c, T* out, int64_
 }
 
 }  // namespace fcf
-
+"""
+    + KLANE_SOURCE
+    + r"""
 extern "C" void kernel(const double* x64, const double* wp64, const double* wq64,
                        const double* c64, double* out64, const float* x32, const float* wp32,
                        const float* wq32, const float* c32, float* out32, int64_t kind,
                        int64_t vbytes, int64_t np, int64_t ni, int64_t nq, int64_t kdim,
                        int64_t rp, int64_t threads) {
     const int64_t cols = kind & 1;
+    const bool f32 = kind & 2, klane = kind & 4, tout = kind & 8;
     using namespace fcf;
-    if (kind < 2 && vbytes == 64)
+    if (klane) {  // rp is the rank (unpadded); c is C^T, out is out^T for cols
+        if (!f32 && vbytes == 64) {
+            if (cols) run_colsk<d8, double>(x64, wp64, wq64, out64, np, nq, kdim, rp, threads);
+            else run_rowsk<d8, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp,
+                                       threads, tout);
+        } else if (!f32) {
+            if (cols) run_colsk<d4, double>(x64, wp64, wq64, out64, np, nq, kdim, rp, threads);
+            else run_rowsk<d4, double>(x64, wp64, wq64, c64, out64, np, ni, nq, kdim, rp,
+                                       threads, tout);
+        } else if (vbytes == 64) {
+            if (cols) run_colsk<f16, float>(x32, wp32, wq32, out32, np, nq, kdim, rp, threads);
+            else run_rowsk<f16, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp,
+                                       threads, tout);
+        } else {
+            if (cols) run_colsk<f8, float>(x32, wp32, wq32, out32, np, nq, kdim, rp, threads);
+            else run_rowsk<f8, float>(x32, wp32, wq32, c32, out32, np, ni, nq, kdim, rp,
+                                      threads, tout);
+        }
+    } else if (!f32 && vbytes == 64)
         run<d8, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
-    else if (kind < 2)
+    else if (!f32)
         run<d4, double>(x64, wp64, wq64, c64, out64, cols, np, ni, nq, kdim, rp, threads);
     else if (vbytes == 64)
         run<f16, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
@@ -308,3 +335,4 @@ extern "C" void kernel(const double* x64, const double* wp64, const double* wq64
         run<f8, float>(x32, wp32, wq32, c32, out32, cols, np, ni, nq, kdim, rp, threads);
 }
 """
+)

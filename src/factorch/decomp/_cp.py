@@ -40,7 +40,7 @@ from ..tensors import CPTensor
 from ._cp_init import CPInit, init_factors
 from ._cp_small import SMALL_ENTRIES, SmallSweep
 from ._cp_sweep import CPState, als_sweep, exact_error, gram, gram_error, working_set
-from ._degeneracy import cp_degeneracy
+from ._degeneracy import CPDegeneracy, cp_degeneracy, degeneracy_from_grams
 from ._result import Callback, DecompositionResult, IterationState, Stopwatch
 from ._scale import finite_fit_scale, fit_scale
 
@@ -138,12 +138,13 @@ def cp(
             ``"fused"`` (opt-in, CPU): the compiled fused MTTKRP loop
             (:func:`factorch.algebra.fused_mttkrp_status`; compiled once per machine and cached
             on disk, the first fit on a machine pays seconds of compilation in
-            ``init_time_s``) computes the passes it applies to -- the MTTKRP of the last mode
-            of a 3-way tensor, both passes of the dimension tree from 4 modes on -- reading the
-            tensor once with no intermediate in memory. Fallback to the default pass
-            (documented, same iterates to round-off): a one-mode pass (a plain GEMM, where BLAS
-            is faster), complex, half-precision or non-CPU data, tensors of at most ``2**17``
-            entries (the small-tensor sweep), or no working compiler.
+            ``init_time_s``) computes both passes of the dimension tree -- for a 3-way tensor
+            ``X(IJ, K) @ A_2`` by a loop with ``K`` as the vector lane and the MTTKRP of the
+            last mode -- reading the tensor once with no intermediate in memory. Fallback to
+            the default pass (documented, same iterates to round-off): a one-mode pass over a
+            mode of fewer than 32 entries (a plain GEMM, where BLAS is faster), complex,
+            half-precision or non-CPU data, tensors of at most ``2**17`` entries (the
+            small-tensor sweep), or no working compiler.
 
     Returns:
         :class:`DecompositionResult` holding a :class:`CPTensor` with unit-norm factor columns and
@@ -246,7 +247,9 @@ def check_mask(mask: object, tensor: torch.Tensor, fn: str) -> torch.Tensor:
         raise ValueError(f"{fn}: mask is on {mask.device} but the tensor is on {tensor.device}.")
     if not bool(mask.any()):
         raise ValueError(f"{fn}: mask observes no entry; at least one entry must be True.")
-    check_finite(tensor[mask], fn, "tensor (observed entries)")
+    # (the unobserved entries zeroed: the same finiteness verdict and count as the observed
+    # entries alone, without gathering them)
+    check_finite(torch.where(mask, tensor, 0.0), fn, "tensor (observed entries)")
     return mask
 
 
@@ -383,13 +386,14 @@ def _fit(
     norm_x2 = norm_x2 if x is tensor else None
     if scale != 1.0:
         x = x / scale
+        observed = x if options.mask is None else observed / scale
     init = options.init
     if isinstance(init, CPTensor) and (scale != 1.0 or init.dtype != x.dtype):
         init_w = upcast(init.weights.detach()) / scale
         init = CPTensor(init_w, tuple(upcast(f.detach()) for f in init.factors))
     if init is not options.init:
         options = dataclasses.replace(options, init=init)
-    run = _cp_als(x, options, scale=scale, dtype=dtype, norm_x2=norm_x2)
+    run = _cp_als(x, options, scale=scale, dtype=dtype, norm_x2=norm_x2, observed=observed)
     model = output_model(run.state, scale, dtype)
     errors, floors = list(run.errors), list(run.floors)
     if dtype != x.dtype:  # the rounding to half precision is part of the returned model's error
@@ -402,8 +406,17 @@ def _fit(
         converged=run.converged,
         time_s=run.time_s,
         init_time_s=run.init_time_s,
-        extras={"error_floors": tuple(floors), "degeneracy": cp_degeneracy(model)},
+        extras={"error_floors": tuple(floors), "degeneracy": _degeneracy(model, run.state)},
     )
+
+
+def _degeneracy(model: CPTensor, state: CPState) -> CPDegeneracy:
+    """:func:`cp_degeneracy` of the returned model, from the fit's Grams when the model holds the
+    fit's own float64 factors (no pass over the factors), else from the factors."""
+    same = all(a is b for a, b in zip(model.factors, state.factors))
+    if same and model.dtype == torch.float64:
+        return degeneracy_from_grams(model.weights, state.grams)
+    return cp_degeneracy(model)
 
 
 def output_model(state: CPState, scale: float, dtype: torch.dtype) -> CPTensor:
@@ -453,12 +466,15 @@ def _cp_als(
     scale: float,
     dtype: torch.dtype,
     norm_x2: float | None = None,
+    observed: torch.Tensor | None = None,
 ) -> _Run:
     """CP-ALS on ``x`` (already scaled and upcast; ``norm_x2``: its sum of squares when already
-    known); callbacks see models in ``dtype`` and the original scale."""
+    known; ``observed``: ``x`` with the unobserved entries zeroed, when already formed);
+    callbacks see models in ``dtype`` and the original scale."""
     clock = Stopwatch()
     mask = opts.mask
-    observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    if observed is None:
+        observed = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
     state = CPState.start(*init_factors(observed, opts.rank, opts.init, opts.generator))
     small = SmallSweep(x, opts.rank) if _small_path(x) else None
     kernel = opts.kernel if small is None else "default"

@@ -44,7 +44,8 @@ from ..algebra.internal import leading_left as _leading_left
 from ..algebra.internal import mttkrp as _mttkrp
 from ..algebra.internal import unfold as _unfold
 from ..tensors import CPTensor
-from ._cp import check_mask, output_model
+from ._cp import _small_path, check_mask, output_model
+from ._cp_small import SmallSweep
 from ._cp_sweep import (
     CPState,
     exact_error,
@@ -290,12 +291,15 @@ def _check_init(
             f"got ({init.dtype}, {init.device})."
         )
     for n, f in enumerate(_init_with_weights(init)):
-        if not bool(torch.isfinite(f).all()):
+        # One reduction per factor: the extremes are finite exactly when every entry is (NaN
+        # propagates), and the smallest tells the sign.
+        low, high = (float(v) for v in torch.aminmax(f))
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(f"{fn}: init factors[{n}] contains NaN or Inf entries.")
-        if nonneg[n] and bool((f < 0).any()):
+        if nonneg[n] and low < 0:
             raise ValueError(
                 f"{fn}: init factors[{n}] (weights multiplied into factors[0]) must be "
-                f"non-negative because mode {n} is in nonneg_modes; got min {float(f.min()):.3g}."
+                f"non-negative because mode {n} is in nonneg_modes; got min {low:.3g}."
             )
 
 
@@ -391,6 +395,10 @@ def _fit(
     cost = 4.0 * x.numel() * opts.rank / x.ndim
     sweeps = [_max_sweeps(cost, size, opts.rank) for size in x.shape]
     norm_x2 = float(torch.linalg.vector_norm(x)) ** 2
+    # Small CPU tensors: the MTTKRPs of the small CP-ALS sweep (one Khatri--Rao product and one
+    # GEMM per mode, buffers reused), far fewer operations than the dimension tree.
+    small = SmallSweep(x, opts.rank) if _small_path(x) else None
+    residual_error = exact_error if small is None else small.exact_error
     errors: list[float] = []
     floors: list[float] = []
     objective: list[float] = []
@@ -402,22 +410,24 @@ def _fit(
     for it in range(1, opts.max_iter + 1):
         if mask is not None and model is not None:  # EM: fill the missing entries from the model
             work = torch.where(mask, x, model)
-        mttkrp = _sweep(work, rows, state, rules, l1, sweeps)
+        if small is not None and mask is not None:
+            small.load(work)
+        mttkrp = _sweep(work, rows, state, rules, l1, sweeps, small)
         # The error estimate in force and the one convergence rule, as in cp (see there).
         if mask is not None:
             model = _dense(state)
             err, floor = _masked_error(x, model, mask, norm_x2)
         elif exact:
-            err, floor = exact_error(x, state, norm_x2)
+            err, floor = residual_error(x, state, norm_x2)
         else:
             err, floor = gram_error(norm_x2, mttkrp, state)
             if floor > err / 8 or _unresolved(err, floor, errors, floors, opts.tol):
                 exact, comparable_from = True, len(errors)
-                err, floor = exact_error(x, state, norm_x2)
+                err, floor = residual_error(x, state, norm_x2)
         if opts.tol > 0 and len(errors) > comparable_from:
             converged = abs(errors[-1] - err) <= max(opts.tol, floors[-1] + floor)
         if not exact and (converged or it == opts.max_iter):  # the true final error
-            err, floor = exact_error(x, state, norm_x2)
+            err, floor = residual_error(x, state, norm_x2)
         penalty = sum(l1[n] * float(rows[n].abs().sum()) for n in range(x.ndim) if l1[n])
         objective.append((0.5 * err * err * norm_x2 + penalty) * scale * scale)
         errors.append(err)
@@ -428,7 +438,7 @@ def _fit(
             )
             if opts.callback(IterationState(it, err, current.to(dtype=tensor.dtype))) is True:
                 if not exact and not converged and it < opts.max_iter:
-                    errors[-1], floors[-1] = exact_error(x, state, norm_x2)
+                    errors[-1], floors[-1] = residual_error(x, state, norm_x2)
                 break
         if converged:
             break
@@ -479,11 +489,18 @@ def _sweep(
     rules: list[_Rule],
     l1: tuple[float, ...],
     sweeps: list[int],
+    small: SmallSweep | None = None,
 ) -> torch.Tensor:
     """One iteration: every factor updated once, MTTKRPs from the two-pass dimension tree (as in
-    :func:`~factorch.decomp._cp_sweep.als_sweep`). Returns the last mode's MTTKRP."""
+    :func:`~factorch.decomp._cp_sweep.als_sweep`), or from ``small`` (holding ``x``) mode by
+    mode. Returns the last mode's MTTKRP."""
     mttkrp = state.factors[-1]
-    for n, mttkrp in tree_mttkrps(x, state.factors):
+    pairs = (
+        tree_mttkrps(x, state.factors)
+        if small is None
+        else ((n, small.mttkrp(n, state.factors)) for n in range(x.ndim))
+    )
+    for n, mttkrp in pairs:
         ghat = hadamard_grams(state.grams, skip=n).unsqueeze(0)
         rows[n] = _update(rows[n], mttkrp.mT.unsqueeze(0), ghat, rules[n], l1[n], sweeps[n])
         state.factors[n] = rows[n][0].mT

@@ -149,8 +149,9 @@ def tree_mttkrps(
     ``kernel="fused"`` computes each pass's partial ``X x_{m in other} A_m`` by the compiled
     fused loop (:func:`factorch.algebra.internal.fused_tree_partial`: the tensor read once, no
     intermediate in memory) wherever that applies, and by :func:`tree_partial` otherwise (the
-    documented fallback: a one-mode pass, which is a plain GEMM left to BLAS; complex, half,
-    non-CPU or small tensors; no compiler). Both give the same partial to round-off.
+    documented fallback: a one-mode pass over a mode of fewer than 32 entries, a plain GEMM left
+    to BLAS; complex, half, non-CPU or small tensors; no compiler). Both give the same partial
+    to round-off.
     """
     n = tensor.ndim
     half = (n + 1) // 2

@@ -17,13 +17,14 @@ CANDECOMP/PARAFAC model", Psychometrika 73, 2008.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..tensors import CPTensor
 
-__all__ = ["CPDegeneracy", "cp_degeneracy"]
+__all__ = ["CPDegeneracy", "cp_degeneracy", "degeneracy_from_grams"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,43 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
         congruence = (cosines * sign.conj()[:, None] * sign[None, :]).real
         # One read: the R x R congruences, then the R weight magnitudes.
         values = torch.cat((congruence.reshape(-1), signed_w.abs())).tolist()
+    return _report(values, rank, float(threshold))
+
+
+def degeneracy_from_grams(
+    weights: torch.Tensor, grams: Sequence[torch.Tensor], *, threshold: float = -0.85
+) -> CPDegeneracy:
+    """:func:`cp_degeneracy` of ``CPTensor(weights, factors)`` from the Grams ``A_n^T A_n`` of
+    its real float64 factors, on the host: no pass over the factors when a fit has their Grams
+    at hand (the same numbers to rounding, about ``1e-15``). The caller checks its inputs.
+
+    The cosine of columns ``r`` and ``s`` of ``A_n`` is ``G_n[r, s] / sqrt(G_n[r, r] G_n[s, s])``
+    (0 beside a zero column, as in :func:`cp_degeneracy`), their norms ``sqrt(G_n[r, r])``.
+    """
+    rank = weights.numel()
+    if rank < 2:
+        return CPDegeneracy(False, 1.0, None, 1.0, float(threshold))
+    signed_w = weights.tolist()
+    cosines = [[1.0] * rank for _ in range(rank)]
+    for g in grams:
+        rows = g.tolist()
+        # (a zero or NaN diagonal passes through: zero cosines, or NaN ones, as from the factors)
+        norms = [math.sqrt(rows[r][r]) if rows[r][r] > 0 else rows[r][r] for r in range(rank)]
+        inv = [1.0 / n if n != 0 else 1.0 for n in norms]
+        for r in range(rank):
+            signed_w[r] *= norms[r]
+            row, cos_r, inv_r = rows[r], cosines[r], inv[r]
+            for s in range(rank):
+                cos_r[s] *= row[s] * inv_r * inv[s]
+    sign = [(w > 0) - (w < 0) if w == w else w for w in signed_w]
+    values = [cosines[r][s] * sign[r] * sign[s] for r in range(rank) for s in range(rank)]
+    values += [abs(w) for w in signed_w]
+    return _report(values, rank, float(threshold))
+
+
+def _report(values: list[float], rank: int, threshold: float) -> CPDegeneracy:
+    """The :class:`CPDegeneracy` of the row-major ``rank x rank`` congruences followed by the
+    ``rank`` weight magnitudes in ``values``."""
     r, s, c = _most_negative(values, rank)
     wr, ws = values[rank * rank + r], values[rank * rank + s]
     # Relative to the larger weight, so weights near 1e200 or 1e-200 neither over- nor underflow.
@@ -126,7 +164,7 @@ def cp_degeneracy(model: CPTensor, *, threshold: float = -0.85) -> CPDegeneracy:
     if big == 0:
         cancellation = 1.0
     pair = (min(r, s), max(r, s))
-    return CPDegeneracy(c <= threshold, c, pair, cancellation, float(threshold))
+    return CPDegeneracy(c <= threshold, c, pair, cancellation, threshold)
 
 
 def _norms_and_cosines(

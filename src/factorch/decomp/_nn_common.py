@@ -89,13 +89,19 @@ def _hals_rows(
     """
     rank = v.shape[-2]
     diag = q.diagonal(dim1=-2, dim2=-1)
-    inv = torch.where(diag > 0, 1.0 / torch.where(diag > 0, diag, 1.0), 0.0)
+    positive = diag > 0
+    inv = torch.where(positive, 1.0 / torch.where(positive, diag, 1.0), 0.0)
     eye = torch.eye(rank, dtype=v.dtype, device=v.device)
-    live = (
-        torch.ones(v.shape[0], dtype=torch.bool, device=v.device)
-        if active is None
-        else active.clone()
-    )
+    # One batch entry, all active: the stopping test is read on the host each sweep and the
+    # masks by `live` (all ones) are left out; the same arithmetic, bit for bit.
+    # (``live`` is None then.)
+    live: torch.Tensor | None = None
+    if v.shape[0] > 1 or active is not None:
+        live = (
+            torch.ones(v.shape[0], dtype=torch.bool, device=v.device)
+            if active is None
+            else active.clone()
+        )
     # Right-hand side (p_k - l1) / q_kk, masked by `live` below (in place: `live` only shrinks).
     has_l1 = bool((l1 != 0).any()) if isinstance(l1, torch.Tensor) else l1 != 0
     if nonneg and has_l1:
@@ -107,17 +113,21 @@ def _hals_rows(
     p_rows = [pn[:, k : k + 1, :] for k in range(rank)]
     prev = torch.empty_like(v) if max_sweeps > 1 else None
     first: torch.Tensor | None = None
+    first_limit = 0.0  # (one entry: the stopping threshold, from the first sweep's change)
     rebuild = True
     for _ in range(max_sweeps):
         if rebuild:
             # Row k of the update, with the old row folded into Q:
             # z_k = v_k + s_k (p_k - l1) - s_k q_k V = s_k (p_k - l1) - (s_k q_k - e_k) V,
             # s_k = live / q_kk (0 for frozen entries and zero diagonals: z_k = v_k).
-            mask = live[:, None, None].to(v.dtype)
-            scale = inv.unsqueeze(-1) * mask  # (B, R, 1)
+            if live is None:  # (every entry active: the mask is 1)
+                scale = inv.unsqueeze(-1)
+            else:
+                mask = live[:, None, None].to(v.dtype)
+                scale = inv.unsqueeze(-1) * mask  # (B, R, 1)
+                pn.mul_(mask)
             qe = q * scale - eye
-            pn.mul_(mask)
-            thr = l1 * scale
+            thr = l1 * scale if has_l1 and not nonneg else None  # (the soft threshold)
             q_rows = [qe[:, k : k + 1, :] for k in range(rank)]
             rebuild = False
         if prev is not None:
@@ -126,7 +136,7 @@ def _hals_rows(
             z = torch.baddbmm(p_rows[k], q_rows[k], v, alpha=-1.0)
             if nonneg:
                 torch.clamp(z, min=0.0, out=v_rows[k])
-            elif has_l1:
+            elif thr is not None:
                 t = thr[:, k : k + 1, :]
                 v_rows[k].copy_(z - z.clamp(-t, t))
             else:
@@ -134,6 +144,14 @@ def _hals_rows(
         if prev is None:
             break
         delta = prev.sub_(v).square_().sum((1, 2))
+        if live is None:
+            if first is None:
+                first = delta
+                # (the product in the data's dtype, as the batched test computes it)
+                first_limit = float((_GG_EPS**2) * first)
+            if not float(delta) > first_limit:
+                break
+            continue
         first = delta if first is None else first
         live = live & (delta > (_GG_EPS**2) * first)
         if not bool(live.any()):

@@ -21,12 +21,18 @@ Everything here is private to :mod:`factorch.decomp`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..algebra.internal import randomized_svd as _randomized_svd
+
+# Tall matrices of at most this many entries get one SVD in :func:`leading_subspace` instead of a
+# QR then an SVD of its R factor (measured, one thread, float64: 10x9 72 vs 106 us, 438x9 128 vs
+# 140 us; the two agree to rounding).
+_DIRECT_SVD = 1 << 14
 
 __all__: list[str] = []
 
@@ -72,10 +78,17 @@ def _needs_refinement(evals: torch.Tensor, r: int, tail: float, dtype: torch.dty
     to the truncation error itself (an exactly low-rank matrix with a wide spectrum); one step
     ``Q = qr(A A^H U)`` then brings the angle down to ``~eps * sigma_1 / sigma_r``.
     """
-    lam1 = float(evals[0])
+    head = evals[: r + 1].tolist()  # (one read of the eigenvalues that matter)
+    return _refine(head, r, tail, dtype)
+
+
+def _refine(values: Sequence[float], r: int, tail: float, dtype: torch.dtype) -> bool:
+    """:func:`_needs_refinement` from the leading eigenvalues ``values`` (descending, at least
+    ``r``; the ``r + 1``-th when there is one) on the host."""
+    lam1 = values[0]
     if lam1 <= 0:
         return False
-    gap = float(evals[r - 1]) - (float(evals[r]) if r < evals.numel() else 0.0)
+    gap = values[r - 1] - (values[r] if r < len(values) else 0.0)
     if gap <= 0:
         return True
     theta = torch.finfo(dtype).eps * lam1 / gap
@@ -87,16 +100,21 @@ def leading_subspace(y: torch.Tensor, k: int) -> torch.Tensor:
 
     Wide ``y``: eigenvectors of the small Gram ``y y^H``, refined by one subspace-iteration step
     when the squared condition number would cost accuracy (see :func:`_needs_refinement`). Tall
-    ``y``: thin QR, then an SVD of the small triangular factor. Never an SVD of a wide matrix.
+    ``y``: thin QR, then an SVD of the small triangular factor (one SVD of ``y`` when it has at
+    most :data:`_DIRECT_SVD` entries, where the fixed cost of the extra calls dominates). Never an
+    SVD of a wide matrix.
     """
     m, n = y.shape
     if m > n:
+        if m * n <= _DIRECT_SVD:
+            return torch.linalg.svd(y, full_matrices=False)[0][:, :k]
         q, r = torch.linalg.qr(y)
         return q @ torch.linalg.svd(r)[0][:, :k]
     evals, evecs = torch.linalg.eigh(y @ y.mH)
-    evals = torch.flip(evals, (0,)).clamp_min(0).double()
-    u = torch.flip(evecs, (1,))[:, :k]
-    if _needs_refinement(evals, k, float(evals[k:].sum()), y.dtype):
+    # Descending, clamped at zero, read to the host once (the eigenvalues are few).
+    values = [max(v, 0.0) for v in reversed(evals.tolist())]
+    u = torch.flip(evecs[:, max(m - k, 0) :], (1,))
+    if _refine(values, k, sum(values[k:]), y.dtype):
         u = torch.linalg.qr(y @ (y.mH @ u)).Q
     return u
 

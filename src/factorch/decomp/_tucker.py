@@ -482,7 +482,7 @@ def _hooi(
     target = data if observed is None else _mean_filled(data, observed)
     factors = _initial_factors(args, target)
     init_time = sw.elapsed
-    shape, n_modes = tuple(data.shape), data.ndim
+    shape = tuple(data.shape)
 
     def update(n: int, t: torch.Tensor) -> torch.Tensor:
         y = _unfold(t, n)
@@ -492,8 +492,10 @@ def _hooi(
         return leading_subspace(y, args.ranks[n])
 
     def as_tucker(core: torch.Tensor) -> TuckerTensor:
-        eye = [torch.eye(shape[n], dtype=data.dtype, device=data.device) for n in range(n_modes)]
-        full = [f if f is not None else eye[n] for n, f in enumerate(factors)]
+        full = [
+            f if f is not None else torch.eye(shape[n], dtype=data.dtype, device=data.device)
+            for n, f in enumerate(factors)
+        ]
         return TuckerTensor(core, tuple(full))
 
     def state(it: int, err: float, core: torch.Tensor) -> IterationState:

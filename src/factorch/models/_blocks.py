@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._numerics import HALF_DTYPES
 from ..nn.spectral import SpectralConv, SpectralWeight
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "SoftGating",
     "errors_named",
     "pointwise",
+    "run_in_float32",
 ]
 
 Activation = Literal["gelu", "relu", "silu", "tanh"]
@@ -86,6 +88,24 @@ def check_input(
     if x.shape[0] == 0 or 0 in x.shape[2:]:
         raise ValueError(f"{fn}: input must have a non-empty batch and grid; got {tuple(x.shape)}.")
     return x.to(dtype)
+
+
+def run_in_float32(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``module(x)`` computed with its half-precision parameters and buffers upcast to float32,
+    the output cast back to their dtype; ``None`` when the module holds none (compute as usual).
+
+    A model converted with ``.half()`` / ``.bfloat16()`` keeps its complex spectral weights in
+    complex64 (CPUs have no half-precision FFTs or complex kernels), so its layers cannot run in
+    half precision; computing in float32, as autocast does, is what it can do. Differentiable:
+    the gradients reach the half-precision parameters through the casts.
+    """
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    half = {name: t.float() for name, t in tensors if t.dtype in HALF_DTYPES}
+    if not half:
+        return None
+    dtype = next(t.dtype for _, t in tensors if t.dtype in HALF_DTYPES)
+    out = torch.func.functional_call(module, half, (x,), tie_weights=True, strict=False)
+    return out.to(dtype)
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -7,7 +7,9 @@ edge of the domain), giving a window of side ``W = P + 2p`` at full resolution. 
 centred on the patch, is cut from it: context from a ``2^l`` times wider region at ``2^l`` times
 coarser resolution. The windows are stacked as channels (``C (L + 1)`` channels per patch), so a
 model sees fine detail locally and the wider domain coarsely. Outputs, one per patch, are cropped
-by ``p`` and stitched back into the ``N^d`` field.
+by ``p`` and stitched back into the ``N^d`` field, or (``stitching="blend"``) overlap-added
+with a window that ramps linearly across the ``2p`` points two neighbours share and divided by
+the summed window, so neighbouring outputs meet without a seam.
 
 The padding respects the boundary: ``"periodic"`` wraps around the torus; ``"replicate"``,
 ``"reflect"`` and ``"zeros"`` never mix opposite sides of a non-periodic domain (neuraloperator
@@ -26,9 +28,10 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Boundary", "MultigridPatching"]
+__all__ = ["Boundary", "MultigridPatching", "Stitching"]
 
 Boundary = Literal["periodic", "replicate", "reflect", "zeros"]
+Stitching = Literal["crop", "blend"]
 _TORCH_MODE = {"periodic": "circular", "replicate": "replicate", "reflect": "reflect"}
 
 
@@ -41,10 +44,12 @@ class MultigridPatching:
             points: ``round(padding * N)``), as neuraloperator's ``padding_fraction``.
         boundary: how fields are extended beyond the domain (``"periodic"``, ``"replicate"``,
             ``"reflect"``, ``"zeros"``).
+        stitching: ``"crop"`` each patch output by the padding, or ``"blend"`` the overlaps
+            (module docstring).
 
     Raises:
-        ValueError: ``levels`` that is not an int >= 0, ``padding`` outside ``[0, 0.5)``, or an
-            unknown ``boundary``.
+        ValueError: ``levels`` that is not an int >= 0, ``padding`` outside ``[0, 0.5)``, an
+            unknown ``boundary`` or an unknown ``stitching``.
 
     Example:
         >>> mg = MultigridPatching(levels=1, padding=0.125, boundary="periodic")
@@ -56,7 +61,13 @@ class MultigridPatching:
         True
     """
 
-    def __init__(self, levels: int, padding: float = 0.0, boundary: Boundary = "periodic") -> None:
+    def __init__(
+        self,
+        levels: int,
+        padding: float = 0.0,
+        boundary: Boundary = "periodic",
+        stitching: Stitching = "crop",
+    ) -> None:
         fn = "MultigridPatching"
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
             raise ValueError(f"{fn}: levels must be an int >= 0; got {levels!r}.")
@@ -70,7 +81,12 @@ class MultigridPatching:
             raise ValueError(
                 f"{fn}: boundary must be one of {get_args(Boundary)}; got {boundary!r}."
             )
+        if stitching not in get_args(Stitching):
+            raise ValueError(
+                f"{fn}: stitching must be one of {get_args(Stitching)}; got {stitching!r}."
+            )
         self.levels = levels
+        self.stitching: Stitching = stitching
         self.padding = float(padding)
         self.boundary: Boundary = boundary
 
@@ -175,10 +191,13 @@ class MultigridPatching:
         return flat
 
     def stitch(self, patches: torch.Tensor, batch: int, grid: Sequence[int]) -> torch.Tensor:
-        """Crop each patch output ``(B * n^d, C, W..)`` by the padding and assemble the fields."""
+        """Assemble patch outputs ``(B * n^d, C, W..)`` into the fields: crop each by the padding
+        (``stitching="crop"``) or blend the overlaps (``"blend"``)."""
         d = len(grid)
         side, p, per_side = self.geometry(grid)
         c = patches.shape[1]
+        if self.stitching == "blend" and p:
+            return self._blend(patches, batch, d, side, p, per_side)
         index = (slice(None), slice(None), *([slice(p, p + side)] * d))
         core = patches[index].reshape(batch, *([per_side] * d), c, *([side] * d))
         # (B, n_1..n_d, C, P_1..P_d) -> (B, C, n_1, P_1, ..., n_d, P_d)
@@ -186,6 +205,52 @@ class MultigridPatching:
         for j in range(d):
             perm += [1 + j, d + 2 + j]
         return core.permute(perm).reshape(batch, c, *grid)
+
+    def _blend(
+        self, patches: torch.Tensor, batch: int, d: int, side: int, p: int, per_side: int
+    ) -> torch.Tensor:
+        """Overlap-add of the patch outputs weighted by a separable window that ramps linearly
+        over the ``2p`` points two neighbours share, divided by the overlap-added weights."""
+        width = side + 2 * p
+        ramp = (torch.arange(2 * p, dtype=patches.dtype, device=patches.device) + 0.5) / (2 * p)
+        w1 = torch.ones(width, dtype=patches.dtype, device=patches.device)
+        w1[: 2 * p] = ramp
+        w1[width - 2 * p :] = ramp.flip(0)
+        c = patches.shape[1]
+        out = patches.reshape(batch, *([per_side] * d), c, *([width] * d))
+        weight = torch.ones((1,) * (d + 2) + (width,) * d, dtype=w1.dtype, device=w1.device)
+        for j in range(d):
+            shape = [1] * (2 * d + 2)
+            shape[d + 2 + j] = width
+            weight = weight * w1.reshape(shape)
+        out = out * weight
+        weight = weight.expand(1, *([per_side] * d), 1, *([width] * d))
+        periodic = self.boundary == "periodic"
+        for _ in range(d):
+            # (B, n_j+1.., C, lines of the folded axes.., W_j+1..): the next patch axis is at 1
+            # and its window axis at d + 2
+            out = _overlap_add(out, 1, d + 2, side, p, periodic)
+            weight = _overlap_add(weight, 1, d + 2, side, p, periodic)
+        return out / weight
+
+
+def _overlap_add(
+    x: torch.Tensor, axis: int, window_axis: int, side: int, p: int, periodic: bool
+) -> torch.Tensor:
+    """Sum the windows of side ``side + 2p`` along ``window_axis`` placed ``side`` apart (one per
+    index of ``axis``, which is removed) into a line of ``n * side`` points: the overhang of
+    ``p`` points at either end wraps around when periodic and is dropped otherwise."""
+    n = x.shape[axis]
+    line = n * side
+    xs = x.movedim((axis, window_axis), (-2, -1))  # (..., n, W)
+    buf = xs.new_zeros(*xs.shape[:-2], line + 2 * p)
+    for i in range(n):
+        buf[..., i * side : i * side + side + 2 * p] += xs[..., i, :]
+    if periodic:
+        buf[..., p : 2 * p] += buf[..., line + p :]
+        buf[..., line : line + p] += buf[..., :p]
+    out = buf[..., p : p + line]
+    return out.movedim(-1, window_axis - 1)
 
 
 def _rows(view: torch.Tensor, indices: slice, d: int) -> torch.Tensor:

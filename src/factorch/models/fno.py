@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._checks import check_generator, check_positive_int
-from .._numerics import check_memory
+from .._numerics import HALF_DTYPES, check_memory
 from ..nn.spectral import SpectralConv, count_real
 from ._blocks import (
     ACTIVATIONS,
@@ -40,6 +40,7 @@ from ._blocks import (
     PaddingMode,
     check_input,
     errors_named,
+    run_in_float32,
 )
 
 __all__ = ["FNO", "FNOConfig", "as_modes"]
@@ -201,7 +202,11 @@ class FNO(nn.Module):
             ``ratio``, ...).
 
     Input ``(batch, in_channels, *grid)``, output ``(batch, out_channels, *grid)`` on the same
-    grid, for any grid with enough points for the modes. Differentiable.
+    grid, for any grid with enough points for the modes, in the model's real dtype (half
+    precision inputs are computed in it). Differentiable. A model converted with ``.half()`` or
+    ``.bfloat16()`` keeps its complex spectral weights in complex64 and computes in float32 (no
+    half-precision FFTs on CPUs), returning output in its half dtype; ``torch.autocast`` leaves
+    the spectral layers in float32 too.
 
     Raises:
         TypeError: a configuration value of the wrong type (the message names it).
@@ -336,6 +341,11 @@ class FNO(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = type(self).__name__
         c = self.config
+        if self.lifting.first.weight.dtype in HALF_DTYPES:  # after .half() / .bfloat16()
+            check_input(x, fn, c.in_channels, c.dims, torch.float32)
+            out = run_in_float32(self, x)
+            if out is not None:
+                return out
         x = check_input(x, fn, c.in_channels, c.dims, self.lifting.first.weight.dtype)
         grid = x.shape[2:]
         if self.embedding is not None:

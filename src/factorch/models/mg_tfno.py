@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_int
+from .._numerics import HALF_DTYPES
 from ..nn.spectral import count_real
-from ._blocks import check_input, errors_named
-from ._patching import Boundary, MultigridPatching
+from ._blocks import check_input, errors_named, run_in_float32
+from ._patching import Boundary, MultigridPatching, Stitching
 from .fno import FNOConfig
 from .tfno import TFNO
 
@@ -57,6 +58,11 @@ class MGTFNOConfig:
             ``cos`` of ``2 pi x`` per axis when periodic, ``x`` in ``[0, 1]`` otherwise); the
             operator's ``in_channels`` counts them. Configs saved before this option was added
             load with False.
+        stitching: ``"blend"`` (default: overlapping outputs averaged with weights ramping
+            linearly across the ``2p`` points two neighbouring patches share, so the stitched
+            field has no seams) or ``"crop"`` (each patch output cropped by the padding, as in
+            the paper and neuraloperator); configs saved before this option was added load with
+            ``"crop"``.
 
     Example:
         >>> config = MGTFNOConfig(FNOConfig(1, 1, (8, 8), hidden_channels=16), in_channels=1)
@@ -71,6 +77,7 @@ class MGTFNOConfig:
     boundary: Boundary = "periodic"
     patch_batch: int | None = None
     global_coordinates: bool = True
+    stitching: Stitching = "blend"
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -82,6 +89,7 @@ class MGTFNOConfig:
         values = dict(data)
         values["operator"] = FNOConfig.from_json(values["operator"])
         values.setdefault("global_coordinates", False)  # configs saved before the option
+        values.setdefault("stitching", "crop")  # configs saved before the option
         return cls(**values)
 
 
@@ -98,13 +106,17 @@ class MGTFNO(nn.Module):
         patch_batch: patches per operator call (bounds memory; None: all at once).
         global_coordinates: append the field's global coordinates as channels before patching
             (default True; without them a patch cannot tell where in the domain it lies).
+        stitching: ``"blend"`` (default) or ``"crop"`` the patch outputs (:class:`MGTFNOConfig`;
+            at patch padding 0.125 blending lowered the Navier--Stokes 64^2 error from 0.175 to
+            0.135 in issue 12's runs).
         generator, device, dtype: as for :class:`~factorch.models.FNO`.
         **options: the inner :class:`~factorch.models.TFNO`'s options (``hidden_channels``,
             ``format``, ``ratio``, ``joint``, ...; default Tucker at ``ratio=0.1``).
 
     Raises:
         TypeError: an option of the wrong type (as for :class:`~factorch.models.FNO`).
-        ValueError: a bad option, or bad ``levels``, ``patch_padding`` or ``boundary``; at
+        ValueError: a bad option, or bad ``levels``, ``patch_padding``, ``boundary`` or
+            ``stitching``; at
             forward, a field whose sides differ or do not split into ``2^levels`` patches.
 
     Example:
@@ -127,6 +139,7 @@ class MGTFNO(nn.Module):
         boundary: Boundary | None = None,
         patch_batch: int | None = None,
         global_coordinates: bool = True,
+        stitching: Stitching = "blend",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -164,12 +177,15 @@ class MGTFNO(nn.Module):
             boundary,
             None if patch_batch is None else check_positive_int(patch_batch, fn, "patch_batch"),
             global_coordinates,
+            stitching,
         )
         self._setup(config, operator)
 
     def _setup(self, config: MGTFNOConfig, operator: TFNO) -> None:
         with errors_named("MGTFNO"):
-            self.patching = MultigridPatching(config.levels, config.patch_padding, config.boundary)
+            self.patching = MultigridPatching(
+                config.levels, config.patch_padding, config.boundary, config.stitching
+            )
         self.config = config
         self.operator = operator
 
@@ -195,6 +211,11 @@ class MGTFNO(nn.Module):
         fn = "MGTFNO"
         c = self.config
         dims = c.operator.dims
+        if self.operator.lifting.first.weight.dtype in HALF_DTYPES:  # after .half() / .bfloat16()
+            check_input(x, fn, c.in_channels, dims, torch.float32)
+            out = run_in_float32(self, x)
+            if out is not None:
+                return out
         x = check_input(x, fn, c.in_channels, dims, self.operator.lifting.first.weight.dtype)
         grid = tuple(x.shape[2:])
         batch = x.shape[0]

@@ -27,6 +27,7 @@ from torch import nn
 from .._checks import as_tensor, check_generator, check_positive_int
 from ..datasets.pde import PDEData
 from ._losses import relative_h1, relative_lp
+from ._optim import RealViewAdamW
 
 __all__ = [
     "EpochRecord",
@@ -393,8 +394,8 @@ def train_operator(
     gen = check_generator(generator, fn)
     device = _device(model)
     net: nn.Module = NormalizedOperator.fit(model, x, y).to(device) if normalize else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr_, weight_decay=wd)
-    scheduler = _scheduler(optimizer, schedule, n_epochs)
+    optimizer = RealViewAdamW(model.parameters(), lr=lr_, weight_decay=wd)
+    scheduler = _scheduler(optimizer.optimizer, schedule, n_epochs)
     dims = x.ndim - 2
 
     def objective(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -420,7 +421,7 @@ def train_operator(
                 else:
                     pred, target = net(xb), yb
                 value = objective(pred, target)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 value.backward()
                 optimizer.step()
                 total += float(value.detach()) * idx.numel()

@@ -1,5 +1,6 @@
-"""The truncated transforms of the kept modes: the DFT-matrix path (short lines) equals the FFT
-path, values and gradients, on odd and even grids with and without the Nyquist frequency."""
+"""The truncated transforms of the kept modes: the DFT-matrix path (short lines) and the
+whole-grid matrix path (small 2-D/3-D grids) equal the FFT path, values and gradients, on odd and
+even grids with and without the Nyquist frequency."""
 
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ CASES = [
 
 
 def _both(monkeypatch, fn):
-    """``fn()`` through the DFT matrices and through the FFTs."""
+    """``fn()`` through the last dimension's DFT matrix and through the FFTs (the whole-grid
+    matrix off in both)."""
+    monkeypatch.setattr(_modes, "GRID_MATRIX_MAX", 0)
     monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 10**9)
     matrix = fn()
+    monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 0)
+    return matrix, fn()
+
+
+def _grid_and_fft(monkeypatch, fn):
+    """``fn()`` through the whole-grid matrix and through the FFTs."""
+    monkeypatch.setattr(_modes, "GRID_MATRIX_MAX", 10**9)
+    matrix = fn()
+    monkeypatch.setattr(_modes, "GRID_MATRIX_MAX", 0)
     monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 0)
     return matrix, fn()
 
@@ -41,8 +53,54 @@ def test_dft_matrix_path_equals_fft_path(monkeypatch, grid, modes, dtype) -> Non
     torch.testing.assert_close(y_m, y_f, rtol=tol, atol=tol)
 
 
+GRID_CASES = [
+    ((7, 8), (5, 4)),
+    ((6, 7), (6, 7)),  # odd last dimension, all modes
+    ((9, 11), (5, 6)),  # odd grids
+    ((8, 8), (8, 8)),  # Nyquist kept along both
+    ((5, 6, 8), (3, 4, 8)),  # 3-D, Nyquist kept along the last dimension
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("grid", "modes"), GRID_CASES)
+def test_grid_matrix_path_equals_fft_path(monkeypatch, grid, modes, dtype) -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, *grid, generator=g, dtype=dtype)
+    kept_m, kept_f = _grid_and_fft(monkeypatch, lambda: _modes.forward_modes(x, modes))
+    assert kept_m.dtype == kept_f.dtype and kept_m.shape == kept_f.shape
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(kept_m, kept_f, rtol=tol, atol=tol * float(x.abs().max()) * 10)
+    # an arbitrary spectrum, imaginary parts at f = 0 and Nyquist included (irfft ignores them)
+    spec = torch.randn(kept_f.shape, generator=g, dtype=kept_f.dtype)
+    y_m, y_f = _grid_and_fft(monkeypatch, lambda: _modes.inverse_modes(spec, modes, grid))
+    assert y_m.dtype == dtype and y_m.shape == (2, 3, *grid)
+    torch.testing.assert_close(y_m, y_f, rtol=tol, atol=tol)
+
+
+def test_grid_matrix_rule() -> None:
+    # 2 x kept x grid points <= GRID_MATRIX_MAX, two or three dimensions only
+    assert _modes._use_grid_matrix((8, 8), (16, 16))  # Darcy 16^2: 2 * 40 * 256 = 20,480
+    assert not _modes._use_grid_matrix((12, 12), (32, 32))  # 2 * 84 * 1024 = 172,032
+    assert not _modes._use_grid_matrix((16,), (128,))  # 1-D: the last-dimension matrix
+
+
+def test_grid_matrix_path_gradients(monkeypatch) -> None:
+    monkeypatch.setattr(_modes, "GRID_MATRIX_MAX", 10**9)
+    grid, modes = (5, 6), (4, 6)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, *grid, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(_modes.forward_modes(x, modes).shape, generator=g, dtype=torch.complex128)
+
+    def f(t):
+        return _modes.inverse_modes(_modes.forward_modes(t, modes) * w, modes, grid)
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize(("grid", "modes"), [((8,), (8,)), ((5, 6), (4, 6))])
 def test_dft_matrix_path_gradients(monkeypatch, grid, modes) -> None:
+    monkeypatch.setattr(_modes, "GRID_MATRIX_MAX", 0)
     monkeypatch.setattr(_modes, "DFT_MATRIX_MAX", 10**9)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 2, *grid, generator=g, dtype=torch.float64, requires_grad=True)

@@ -158,12 +158,90 @@ def _irfft_last(spectrum: torch.Tensor, n: int) -> torch.Tensor:
     return (pairs @ inverse).view(*spectrum.shape[:-1], n)
 
 
+# On small 2-D and 3-D grids the whole truncated transform (every spatial dimension at once) is
+# one real GEMM against a cached ``(N, 2 K)`` matrix (``N`` grid points, ``K`` kept modes) when
+# it has this many entries or fewer (256 KiB in float32): at the Darcy 16^2 training shape (batch
+# 32 x 24 channels, modes 8 x 8, 20,480 entries) forward + inverse transforms, forward and
+# backward, take 1.4 ms against 2.9 ms for the separable path below, whose FFT along the leading
+# dimension copies its operand to a transposed layout and back in both passes. Measured on one
+# CPU thread: 1.2-2.4x faster up to 73,728 entries, even at 172,032 (Darcy 32^2, modes 12).
+GRID_MATRIX_MAX = 1 << 16
+
+
+def _angles(modes: Sequence[int], grid: Sequence[int]) -> list[torch.Tensor]:
+    """Per dimension, ``2 pi f j / n`` for the kept frequencies ``f`` and points ``j`` (float64)."""
+    d = len(modes)
+    out = []
+    for j, (m, n) in enumerate(zip(modes, grid)):
+        f = torch.tensor(kept_frequencies(m, last=j == d - 1), dtype=torch.float64)
+        out.append(2 * math.pi * torch.outer(f, torch.arange(n, dtype=torch.float64)) / n)
+    return out
+
+
+def _outer_sum(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_j parts[j][f_j, n_j]`` over ``(f_1.., f_d, n_1.., n_d)``, as a ``(K, N)`` matrix."""
+    d = len(parts)
+    total = torch.zeros((), dtype=torch.float64)
+    for j, part in enumerate(parts):
+        shape = [1] * (2 * d)
+        shape[j], shape[d + j] = part.shape
+        total = total + part.reshape(shape)
+    kept = math.prod(p.shape[0] for p in parts)
+    return total.expand(*(p.shape[0] for p in parts), *(p.shape[1] for p in parts)).reshape(
+        kept, -1
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_matrices(
+    modes: tuple[int, ...], grid: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(forward, inverse)`` of the whole truncated transform: ``x.reshape(-1, N) @ forward``
+    is :func:`forward_modes` as ``(re, im)`` pairs of the kept modes in stored order, and
+    ``pairs @ inverse`` is :func:`inverse_modes`: the inverse complex DFTs along the leading
+    dimensions, then the inverse real DFT along the last, which counts ``0 < f < n / 2`` twice and
+    ignores the imaginary parts of ``f = 0`` and the Nyquist frequency (as ``irfft`` does)."""
+    angles = _angles(modes, grid)
+    theta = _outer_sum(angles)
+    forward = torch.stack([torch.cos(theta), -torch.sin(theta)], dim=1).reshape(-1, theta.shape[1])
+    # Inverse: y = sum over kept (p, f) of Re(Y e^{i phi_p}) a_f - Im(Y e^{i phi_p}) b_f, with
+    # phi the leading dimensions' angles and a_f + i b_f = w_f e^{i theta_f} the last one's
+    # (w_f = 2 for 0 < f < n/2, else 1 and b_f = 0), all over the number of grid points.
+    f = torch.tensor(kept_frequencies(modes[-1], last=True), dtype=torch.float64)
+    edge = (f == 0) | (2 * f == grid[-1])
+    weight = (2.0 - edge.to(torch.float64)) / math.prod(grid)
+    rows = theta.shape[0] // f.numel()  # the last dimension's frequency is the fastest index
+    leading = [torch.zeros_like(t) for t in angles[:-1]]
+    phi = _outer_sum([*angles[:-1], torch.zeros_like(angles[-1])])
+    theta_last = _outer_sum([*leading, angles[-1]])
+    a = torch.cos(theta_last) * weight.repeat(rows)[:, None]
+    b = torch.sin(theta_last) * (weight * ~edge).repeat(rows)[:, None]  # exact zeros at edges
+    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    inverse = torch.stack([cos_phi * a - sin_phi * b, -sin_phi * a - cos_phi * b], dim=1)
+    inverse = inverse.reshape(-1, theta.shape[1])
+    return (
+        forward.T.to(dtype=dtype, device=device).contiguous(),
+        inverse.to(dtype=dtype, device=device).contiguous(),
+    )
+
+
+def _use_grid_matrix(modes: Sequence[int], grid: Sequence[int]) -> bool:
+    kept = math.prod(mode_sizes(modes))
+    return len(modes) >= 2 and 2 * kept * math.prod(grid) <= GRID_MATRIX_MAX
+
+
 def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
     """The kept modes of ``rfftn(x)`` over the last ``len(modes)`` dimensions, computing only
-    what is kept: the truncated real transform along the last dimension (a GEMM with a DFT
-    matrix on short lines, else a real FFT), then complex FFTs along the others on the kept
-    columns only (fewer transforms than a full ``rfftn``; same values)."""
+    what is kept: on small 2-D/3-D grids one GEMM with the whole truncated DFT matrix; else the
+    truncated real transform along the last dimension (a GEMM with a DFT matrix on short lines,
+    else a real FFT), then complex FFTs along the others on the kept columns only (fewer
+    transforms than a full ``rfftn``; same values)."""
     d = len(modes)
+    grid = tuple(x.shape[x.ndim - d :])
+    if _use_grid_matrix(modes, grid):
+        forward, _ = _grid_matrices(tuple(modes), grid, x.dtype, x.device)
+        pairs = x.reshape(-1, forward.shape[0]) @ forward
+        return torch.view_as_complex(pairs.view(*x.shape[: x.ndim - d], *mode_sizes(modes), 2))
     out = _rfft_last(x, modes[-1] // 2 + 1)
     for j in reversed(range(d - 1)):
         dim = x.ndim - d + j
@@ -176,8 +254,13 @@ def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int])
     """``irfftn`` of the spectrum that is ``kept`` on the kept modes and zero elsewhere, without
     building the zeros beyond the kept columns: complex inverse FFTs along the leading
     dimensions on the kept columns, then the inverse real transform of the kept frequencies
-    along the last (a GEMM with a DFT matrix on short lines, else a zero-padded inverse FFT)."""
+    along the last (a GEMM with a DFT matrix on short lines, else a zero-padded inverse FFT);
+    on small 2-D/3-D grids one GEMM with the whole inverse matrix."""
     d = len(modes)
+    if _use_grid_matrix(modes, grid):
+        _, inverse = _grid_matrices(tuple(modes), tuple(grid), kept.real.dtype, kept.device)
+        pairs = torch.view_as_real(kept).reshape(-1, inverse.shape[0])
+        return (pairs @ inverse).view(*kept.shape[: kept.ndim - d], *grid)
     out = kept
     for j in range(d - 1):
         dim = kept.ndim - d + j
