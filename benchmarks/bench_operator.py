@@ -484,6 +484,86 @@ GAP_VARIANTS = [
 ]
 
 
+def neuralop_into_ours(p: Problem, theirs: Any) -> Any:
+    """A factorch FNO holding the weights of a dense neuraloperator FNO: the same function
+    (the two architectures match layer by layer; neuraloperator's grid embedding is ``j / n``,
+    factorch's periodic one). Checked in ``tests/models/test_models_fno.py``."""
+    import torch
+
+    from factorch.models import FNO
+
+    ours = FNO(p.train.x.shape[1], p.train.y.shape[1], p.modes, hidden_channels=p.hidden,
+               periodic=True)  # fmt: skip
+    sd = theirs.state_dict()
+
+    def conv1d(name: str) -> dict[str, Any]:  # Conv1d(k=1) weight (out, in, 1) -> (out, in)
+        return {"weight": sd[f"{name}.weight"][..., 0], "bias": sd[f"{name}.bias"]}
+
+    state: dict[str, Any] = {}
+    for mlp in ("lifting", "projection"):
+        for j, part in enumerate(("first", "second")):
+            for k, v in conv1d(f"{mlp}.fcs.{j}").items():
+                state[f"{mlp}.{part}.{k}"] = v
+    blocks = "fno_blocks"
+    for i in range(len(ours.blocks.convs)):
+        state[f"blocks.convs.{i}.weight_source.dense"] = sd[f"{blocks}.convs.{i}.weight.tensor"]
+        state[f"blocks.convs.{i}.bias"] = sd[f"{blocks}.convs.{i}.bias"].flatten()
+        state[f"blocks.skips.{i}.weight"] = sd[f"{blocks}.fno_skips.{i}.conv.weight"][..., 0]
+        for j, part in enumerate(("first", "second")):
+            for k, v in conv1d(f"{blocks}.channel_mlp.{i}.fcs.{j}").items():
+                state[f"blocks.mlps.{i}.{part}.{k}"] = v
+        state[f"blocks.gates.{i}.gate"] = sd[f"{blocks}.channel_mlp_skips.{i}.weight"]
+    ours.load_state_dict({k: v.detach().clone() for k, v in state.items()})
+    del torch
+    return ours
+
+
+CROSS = ("ours", "theirs", "their_init_our_trainer", "our_init_their_trainer")
+
+
+def cross(
+    p: Problem, modes: list[str], seeds: list[int], save: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any]:
+    """Dense FNO, initialisation x training loop: each library's initial weights trained by each
+    library's loop (the two models compute the same function, so a difference between rows with
+    the same initial weights is the training loop's, and between rows with the same loop the
+    initial draw's)."""
+    import torch
+
+    class Called(torch.nn.Module):  # neuraloperator's Trainer calls model(**sample)
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any, **_: Any) -> Any:
+            return self.model(x)
+
+    dense = {"format": "dense"}
+    out: dict[str, Any] = {}
+    for mode in modes:
+        runs = []
+        for seed in seeds:
+            if mode == "ours":
+                r = train_ours(p, ours_model(p, dense, seed), seed)
+            elif mode == "theirs":
+                r = train_neuralop(p, neuralop_model(p, dense, seed), seed)
+            elif mode == "their_init_our_trainer":
+                r = train_ours(p, neuralop_into_ours(p, neuralop_model(p, dense, seed)), seed)
+            else:
+                r = train_neuralop(p, Called(ours_model(p, dense, seed)), seed)
+            runs.append({k: {"l2": v["l2"], "h1": v["h1"]} for k, v in r["errors"].items()})
+            print(f"{mode} seed {seed}: {runs[-1]}", flush=True)
+            first = next(iter(p.tests))
+            out[mode] = {
+                "l2": statistics.median(r[first]["l2"] for r in runs),
+                "h1": statistics.median(r[first]["h1"] for r in runs),
+                "per_seed": runs,
+            }
+            save(out)  # after every run: a run cut short keeps what it finished
+    del torch
+    return out
+
+
 def tfno_gap(epoch_list: list[int], seeds: list[int], names: set[str]) -> dict[str, Any]:
     """factorch only, Darcy 16^2 (the darcy16 problem): test L2 of TFNO against dense FNO by
     training length and factorization (per layer or one joint tensor)."""
@@ -534,6 +614,12 @@ def main() -> None:
     parser.add_argument(
         "--gap", default="", help="epoch counts (e.g. 20,60): TFNO-vs-dense gap on darcy16 only"
     )
+    parser.add_argument(
+        "--cross",
+        default="",
+        help=f"dense FNO, initial weights x training loop on the first problem: any of {CROSS}",
+    )
+    parser.add_argument("--seed-list", default="", help="explicit seeds (e.g. 0,2)")
     args = parser.parse_args()
     for key in ("n_train", "n_test", "epochs", "ns_solve"):
         if getattr(args, key) is not None:
@@ -543,6 +629,25 @@ def main() -> None:
     import torch
 
     seeds = list(range(1 if args.quick else args.seeds))
+    if args.seed_list:
+        seeds = [int(s) for s in args.seed_list.split(",")]
+    if args.cross:
+        modes = args.cross.split(",")
+        unknown = set(modes) - set(CROSS)
+        if unknown:
+            parser.error(f"--cross: unknown {sorted(unknown)}; choose from {CROSS}")
+        (problem, *_), _ = make_problems(args.quick, {args.problems.split(",")[0]})
+
+        def save(res: dict[str, Any]) -> Path:
+            payload = {"machine": machine_info(), "seeds": seeds, **res}
+            return write_results("bench_operator_cross" + args.tag, payload)
+
+        res = cross(problem, modes, seeds, save)
+        for k, v in res.items():
+            print(f"{k}: L2 {v['l2']:.4f}, H1 {v['h1']:.4f}")
+        path = save(res)
+        print(f"wrote {path}")
+        return
     if args.gap:
         names = set(args.variants.split(",")) & {n for n, _ in GAP_VARIANTS} or {
             n for n, _ in GAP_VARIANTS
@@ -616,6 +721,8 @@ def main() -> None:
                 ),
                 flush=True,
             )
+            # Written after every model, so a run cut short keeps the rows it finished.
+            write_results("bench_operator" + _tag(args, wanted), results)
     results["solver_accuracy"] = {} if args.no_extras else solver_accuracy()
     results["generation_scaling_s"] = {} if args.no_extras else generation_scaling(args.quick)
     print()
@@ -629,11 +736,14 @@ def main() -> None:
         print(f"{k}: {v:.3e}")
     for k, v in {**gen_times, **results["generation_scaling_s"]}.items():
         print(f"generate {k}: {v:.2f} s")
-    tag = "_quick" if args.quick else ("_" + "_".join(sorted(wanted)) if args.no_extras else "")
-    tag += args.tag
-    path = write_results("bench_operator" + tag, results)
+    path = write_results("bench_operator" + _tag(args, wanted), results)
     print(f"wrote {path}")
     del torch
+
+
+def _tag(args: argparse.Namespace, wanted: set[str]) -> str:
+    tag = "_quick" if args.quick else ("_" + "_".join(sorted(wanted)) if args.no_extras else "")
+    return tag + args.tag
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

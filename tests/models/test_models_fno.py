@@ -249,3 +249,42 @@ def test_half_input_is_computed_in_the_model_dtype_and_numpy_int_modes() -> None
         out = model(x.half())
         torch.testing.assert_close(out, model(x.half().float()))
     assert out.dtype == torch.float32 and model.config.modes == (4, 4)
+
+
+def test_fno_computes_neuraloperators_function_given_its_weights() -> None:
+    """Same architecture, layer by layer: neuraloperator 2.0's dense FNO and factorch's (with
+    the periodic grid embedding ``j / n``, neuraloperator's) compute the same function once
+    factorch's holds its weights, on an even grid (odd grids differ: its fftshift bug). So a
+    difference in trained error between the libraries is the initial draw's or the training
+    loop's (benchmarks/bench_operator.py --cross), not the model's."""
+    with _neuralop() as neuralop, warnings.catch_warnings(), torch.random.fork_rng():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        theirs = neuralop.models.FNO(
+            n_modes=(6, 4), in_channels=2, out_channels=3, hidden_channels=8
+        )
+        sd = theirs.state_dict()
+        x = torch.randn(2, 2, 16, 12)
+        expected = theirs(x).detach()
+    ours = FNO(2, 3, (6, 4), hidden_channels=8, periodic=True, generator=_gen())
+    state = {}
+    for name, module in (("lifting", "lifting"), ("projection", "projection")):
+        for j, part in enumerate(("first", "second")):
+            state[f"{name}.{part}.weight"] = sd[f"{module}.fcs.{j}.weight"][..., 0]
+            state[f"{name}.{part}.bias"] = sd[f"{module}.fcs.{j}.bias"]
+    for i in range(4):
+        b = "fno_blocks"
+        state[f"blocks.convs.{i}.weight_source.dense"] = sd[f"{b}.convs.{i}.weight.tensor"]
+        state[f"blocks.convs.{i}.bias"] = sd[f"{b}.convs.{i}.bias"].flatten()
+        state[f"blocks.skips.{i}.weight"] = sd[f"{b}.fno_skips.{i}.conv.weight"][..., 0]
+        for j, part in enumerate(("first", "second")):
+            state[f"blocks.mlps.{i}.{part}.weight"] = sd[f"{b}.channel_mlp.{i}.fcs.{j}.weight"][
+                ..., 0
+            ]
+            state[f"blocks.mlps.{i}.{part}.bias"] = sd[f"{b}.channel_mlp.{i}.fcs.{j}.bias"]
+        state[f"blocks.gates.{i}.gate"] = sd[f"{b}.channel_mlp_skips.{i}.weight"]
+    ours.load_state_dict(state)  # strict: every parameter is set
+    got = ours(x).detach()
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+    ours.blocks.convs[0].bias.data.add_(1e-3)  # and the comparison is sensitive to every layer
+    assert not torch.allclose(ours(x).detach(), expected, rtol=1e-4, atol=1e-6)
