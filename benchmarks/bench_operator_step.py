@@ -4,7 +4,7 @@ neuraloperator 2.0's, alternating in one process at the training shapes of
 parameter counts). A steadier speed measure than seconds per epoch on a shared machine: both
 libraries see the same load, step by step. Random inputs (timing only).
 
-Run: ``python benchmarks/bench_operator_step.py [--reps 12] [--threads 1]``; writes
+Run: ``python benchmarks/bench_operator_step.py [--reps 12] [--threads 1] [--rows burgers]``; writes
 ``benchmarks/results/bench_operator_step.json``.
 """
 
@@ -96,12 +96,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=12, help="timed blocks of 5 steps each")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--rows", default="", help="only the rows whose name contains this text (e.g. burgers)"
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
     threads = apply_threads(args.threads)
     warnings.simplefilter("ignore")
     out: dict[str, Any] = {"machine": machine_info(), "threads": threads, "rows": {}}
-    for row in ROWS:
+    for row in [r for r in ROWS if args.rows in r[0]]:
         steps = _steps(row)
         for step in steps.values():
             for _ in range(5):

@@ -67,14 +67,25 @@ def pair_einsum(eq: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     def prod(labels: Sequence[str]) -> int:
         return math.prod(size[c] for c in labels)
 
-    # (reshape may return a strided view; bmm wants each operand contiguous)
-    am = a.permute([sa.index(c) for c in (*batch, *left, *contracted)])
-    am = am.reshape(prod(batch), prod(left), prod(contracted)).contiguous()
-    bm = b.permute([sb.index(c) for c in (*batch, *contracted, *right)])
-    bm = bm.reshape(prod(batch), prod(contracted), prod(right)).contiguous()
-    res = _bmm(am, bm).reshape([size[c] for c in (*batch, *left, *right)])
+    # bmm wants each operand contiguous; permutes that keep the order are skipped (the small
+    # operands of factorized networks pay for every dispatched view)
+    am = _as_batches(a, [sa.index(c) for c in (*batch, *left, *contracted)])
+    am = am.view(prod(batch), prod(left), prod(contracted))
+    bm = _as_batches(b, [sb.index(c) for c in (*batch, *contracted, *right)])
+    bm = bm.view(prod(batch), prod(contracted), prod(right))
+    res = _bmm(am, bm)
     order = "".join((*batch, *left, *right))
-    return res.permute([order.index(c) for c in out])
+    perm = [order.index(c) for c in out]
+    if perm == sorted(perm):
+        return res.view([size[c] for c in out])
+    return res.view([size[c] for c in order]).permute(perm)
+
+
+def _as_batches(t: torch.Tensor, perm: list[int]) -> torch.Tensor:
+    """``t.permute(perm)``, contiguous (no permute call when ``perm`` keeps the order)."""
+    if perm != sorted(perm):
+        t = t.permute(perm)
+    return t.contiguous()
 
 
 class Contraction:
