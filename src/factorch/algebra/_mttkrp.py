@@ -44,6 +44,7 @@ from ._autotune import is_autotune_enabled
 from ._fused import fused_mttkrp, fused_reason
 from ._gemm import RANK, contract
 from ._plans import RULE_MIN_ENTRIES
+from ._products import _khatri_rao
 from ._scaling import check_overflow
 
 __all__ = ["MTTKRPKernel", "mttkrp", "mttkrp_kernel"]
@@ -67,7 +68,7 @@ def _mttkrp(tensor: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) ->
         # Two batches of rows, not one GEMM: BLAS would split the long reduction across
         # threads (results would depend on the thread count); a batched GEMM runs each batch
         # on one thread.
-        kr = _khatri_rao_rows(factors[1:])
+        kr = _khatri_rao(factors[1:])
         rows = tensor.reshape(2, shape[0] // 2, kr.shape[0])
         return torch.bmm(rows, kr.expand(2, *kr.shape)).reshape(shape[0], kr.shape[1])
     y, labels = contract(tensor, factors, [m for m in range(n) if m != mode])
@@ -104,15 +105,6 @@ def first_mode_one_gemm(tensor: torch.Tensor) -> bool:
         and shape[0] % 2 == 0
         and not is_autotune_enabled()
     )
-
-
-def _khatri_rao_rows(factors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Row-major Khatri--Rao product (first factor slowest): row ``(i_1, ..., i_k)`` is
-    ``prod_m factors[m][i_m, :]``. Differentiable."""
-    out = factors[0]
-    for f in factors[1:]:
-        out = (out[:, None, :] * f[None, :, :]).reshape(-1, out.shape[1])
-    return out
 
 
 def mttkrp_kernel(

@@ -116,8 +116,8 @@ class MGTFNO(nn.Module):
     Raises:
         TypeError: an option of the wrong type (as for :class:`~factorch.models.FNO`).
         ValueError: a bad option, or bad ``levels``, ``patch_padding``, ``boundary`` or
-            ``stitching``; at
-            forward, a field whose sides differ or do not split into ``2^levels`` patches.
+            ``stitching``; at forward, a field whose sides differ or do not split into
+            ``2^levels`` patches.
 
     Example:
         >>> model = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=8,
