@@ -242,6 +242,7 @@ VARIANTS = [
 
 MG_NAME = "MG-TFNO tucker 5% joint"
 _JOINT5 = {"format": "tucker", "ratio": 0.05, "joint": True}
+_JOINT1 = {"format": "tucker", "ratio": 0.01, "joint": True}
 # MG-TFNO variants on Navier--Stokes: (name, inner TFNO options, patching options); levels=1.
 MG_VARIANTS = [
     (MG_NAME, _JOINT5, {"patch_padding": 0.0625, "stitching": "crop"}),  # the paper's stitching
@@ -255,13 +256,18 @@ MG_VARIANTS = [
         _JOINT5,
         {"patch_padding": 0.125, "stitching": "blend"},
     ),
+    (
+        "MG-TFNO tucker 1% joint pad 0.125 blend",
+        _JOINT1,
+        {"patch_padding": 0.125, "stitching": "blend"},
+    ),
     # the library's defaults (padding 0.0625, blend)
     ("MG-TFNO tucker 5% joint blend", _JOINT5, {"patch_padding": 0.0625, "stitching": "blend"}),
     # levels=0: the same joint-Tucker operator and global coordinates, no patching
     ("MG-TFNO tucker 5% joint L0", _JOINT5, {"levels": 0}),
 ]
 # Navier--Stokes only, without multigrid: the factorization alone (issue 12, helper mgns).
-NS_VARIANTS = [("TFNO tucker 5% joint", _JOINT5)]
+NS_VARIANTS = [("TFNO tucker 5% joint", _JOINT5), ("TFNO tucker 1% joint", _JOINT1)]
 
 
 def ours_model(
