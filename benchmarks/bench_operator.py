@@ -263,7 +263,7 @@ MG_VARIANTS = [
         _JOINT1,
         {"patch_padding": 0.125, "stitching": "blend"},
     ),
-    # the library's defaults (padding 0.0625, blend)
+    # the library defaults before mgns (padding 0.0625, blend)
     ("MG-TFNO tucker 5% joint blend", _JOINT5, {"patch_padding": 0.0625, "stitching": "blend"}),
     # levels=0: the same joint-Tucker operator and global coordinates, no patching
     ("MG-TFNO tucker 5% joint L0", _JOINT5, {"levels": 0}),
