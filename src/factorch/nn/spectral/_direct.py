@@ -3,12 +3,13 @@
 
 Dense ``W (I, O, k..)``: ``Y_k = X_k W_k``, one batched GEMM over the ``K`` kept modes.
 
-Tucker ``W = G x_in U_in x_out U_out x_k1 U_1 .. x_kd U_d``: the mode factors are folded into the
-core first (``G_k (K, r_in, r_out)``, a few hundred entries, plain autograd ops), then
-``Y = ((X U_in) G_k) U_out^T``: a GEMM over all ``K B`` rows, a batched GEMM over the modes and
-a GEMM again. The generic path (opt_einsum's pairwise order through :class:`._einsum.Contraction`)
-computes the same products but pays a permute, a copy and a separate autograd node per pair, in
-both passes, which on the small spectra of 1-D problems cost more than the arithmetic.
+Tucker ``W = G x_in U_in x_out U_out x_k1 U_1 .. x_kd U_d``: the mode factors (their Kronecker
+product when there are several) are folded into the core first (``G_k (K, r_in, r_out)``, a few
+hundred entries), then ``Y = ((X U_in) G_k) U_out^T``: a GEMM over all ``K B`` rows, a batched
+GEMM over the modes and a GEMM again. The generic path (opt_einsum's pairwise order through
+:class:`._einsum.Contraction`) computes the same products but pays a permute, a copy and a
+separate autograd node per pair, in both passes, which on the small spectra of 1-D problems cost
+more than the arithmetic.
 
 Both backward passes recompute the small intermediates from the saved inputs instead of saving
 them, so they are built from differentiable operations on the Function's own inputs and
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["dense_modes", "tucker_core_modes", "tucker_modes"]
+__all__ = ["dense_modes", "tucker_modes"]
 
 
 def _mm_h(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -62,54 +63,57 @@ def dense_modes(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 class _TuckerModes(torch.autograd.Function):
-    """``x (K, B, I)``, ``u_in (I, a)``, ``core (K, a, b)``, ``u_out (O, b)`` -> ``(K, B, O)``:
-    ``y_k = x_k u_in core_k u_out^T``."""
+    """``x (K, B, I)``, ``u_in (I, a)``, ``core (a, b, c)``, ``u_out (O, b)``, ``u_k (K, c)`` ->
+    ``(K, B, O)``: ``y_k = x_k u_in G_k u_out^T`` with ``G_k = sum_c u_k[k, c] core[:, :, c]``."""
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, u_in: torch.Tensor, core: torch.Tensor, u_out: torch.Tensor
+        ctx: Any,
+        x: torch.Tensor,
+        u_in: torch.Tensor,
+        core: torch.Tensor,
+        u_out: torch.Tensor,
+        u_k: torch.Tensor,
     ) -> torch.Tensor:
-        ctx.save_for_backward(x, u_in, core, u_out)
+        ctx.save_for_backward(x, u_in, core, u_out, u_k)
         k, b, i = x.shape
-        t1 = torch.mm(x.view(k * b, i), u_in).view(k, b, -1)
-        t2 = torch.bmm(t1, core)
-        return torch.mm(t2.view(k * b, -1), u_out.T).view(k, b, -1)
+        ra, rb, rc = core.shape
+        folded = torch.mm(u_k, core.reshape(ra * rb, rc).T).view(k, ra, rb)
+        t1 = torch.mm(x.view(k * b, i), u_in).view(k, b, ra)
+        t2 = torch.bmm(t1, folded)
+        return torch.mm(t2.view(k * b, rb), u_out.T).view(k, b, -1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, u_in, core, u_out = ctx.saved_tensors
-        need_x, need_in, need_core, need_out = ctx.needs_input_grad
+        # Recomputes the small intermediates from the saved inputs: cheap, and the backward is
+        # then differentiable operations on the inputs (exact higher-order gradients).
+        x, u_in, core, u_out, u_k = ctx.saved_tensors
+        need_x, need_in, need_core, need_out, need_k = ctx.needs_input_grad
         k, b, i = x.shape
-        ra, rb = core.shape[1:]
+        ra, rb, rc = core.shape
+        core2 = core.reshape(ra * rb, rc)
+        folded = torch.mm(u_k, core2.T).view(k, ra, rb)
         g = grad.reshape(k * b, -1)
         x2 = x.view(k * b, i)
-        t1 = torch.mm(x2, u_in)  # recomputed: small, and keeps double backward exact
+        t1 = torch.mm(x2, u_in)
         g2 = torch.mm(g, u_out.conj())  # (K B, rb)
-        gx = g_in = g_core = g_out = None
+        gx = g_in = g_core = g_out = g_k = None
         if need_out:
-            t2 = torch.bmm(t1.view(k, b, ra), core).view(k * b, rb)
+            t2 = torch.bmm(t1.view(k, b, ra), folded).view(k * b, rb)
             g_out = torch.mm(g.T, t2.conj())
-        if need_core:
-            g_core = _mm_h(t1.view(k, b, ra), g2.view(k, b, rb))
+        if need_core or need_k:
+            g_folded = _mm_h(t1.view(k, b, ra), g2.view(k, b, rb)).view(k, ra * rb)
+            if need_k:
+                g_k = torch.mm(g_folded, core2.conj())
+            if need_core:
+                g_core = torch.mm(g_folded.T, u_k.conj()).view(ra, rb, rc)
         if need_x or need_in:
-            g1 = torch.bmm(g2.view(k, b, rb), core.mH.contiguous()).view(k * b, ra)
+            g1 = torch.bmm(g2.view(k, b, rb), folded.mH.contiguous()).view(k * b, ra)
             if need_x:
                 gx = torch.mm(g1, u_in.mH.contiguous()).view(k, b, i)
             if need_in:
                 g_in = _mm_h(x2, g1)
-        return gx, g_in, g_core, g_out
-
-
-def tucker_core_modes(core: torch.Tensor, mode_factors: list[torch.Tensor]) -> torch.Tensor:
-    """A Tucker core ``(r_in, r_out, r_1.., r_d)`` with its mode factors ``(k_j, r_j)`` folded in,
-    as ``(K, r_in, r_out)`` (``K = prod k_j``, last mode fastest; differentiable)."""
-    ra, rb = core.shape[:2]
-    out = core.reshape(ra * rb, *core.shape[2:])
-    for factor in mode_factors:  # contract the leading remaining rank; new mode goes last
-        out = torch.tensordot(out, factor, dims=([1], [1]))
-    # out: (ra rb, k_1, .., k_d)
-    k = math.prod(f.shape[0] for f in mode_factors)
-    return out.reshape(ra, rb, k).permute(2, 0, 1)
+        return gx, g_in, g_core, g_out, g_k
 
 
 def tucker_modes(
@@ -120,8 +124,15 @@ def tucker_modes(
     mode_factors: list[torch.Tensor],
 ) -> torch.Tensor:
     """Contract a modes-first spectrum ``(k.., B, I)`` with a Tucker weight over
-    ``(in, out, k..)`` to ``(k.., B, O)`` (differentiable)."""
-    folded = tucker_core_modes(core, mode_factors).contiguous()
-    kk, b, i = folded.shape[0], x.shape[-2], x.shape[-1]
-    out = _TuckerModes.apply(x.reshape(kk, b, i), u_in, folded, u_out)
+    ``(in, out, k..)`` (core ``(r_in, r_out, r_1.., r_d)``, factors ``(size, rank)``) to
+    ``(k.., B, O)`` (differentiable). Several spatial dimensions act as one: the Kronecker
+    product of their factors (a few hundred entries) over the flattened core ranks."""
+    u_k = mode_factors[0]
+    for factor in mode_factors[1:]:  # last mode fastest, as the kept spectrum is stored
+        u_k = torch.kron(u_k, factor)
+    ra, rb = core.shape[:2]
+    kk, b, i = u_k.shape[0], x.shape[-2], x.shape[-1]
+    out = _TuckerModes.apply(
+        x.reshape(kk, b, i), u_in, core.reshape(ra, rb, u_k.shape[1]), u_out, u_k
+    )
     return out.view(*x.shape[:-1], u_out.shape[0])
