@@ -55,6 +55,8 @@ class _DenseModes(torch.autograd.Function):
 def dense_modes(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Contract a modes-first spectrum ``(k.., B, I)`` with a dense ``(I, O, k..)`` weight to
     ``(k.., B, O)`` (differentiable)."""
+    if weight.ndim == 3:  # one spatial dimension: no reshape nodes
+        return _DenseModes.apply(x, weight)
     i, o = weight.shape[:2]
     k = math.prod(weight.shape[2:])
     b = x.shape[-2]
@@ -76,6 +78,9 @@ class _TuckerModes(torch.autograd.Function):
         u_k: torch.Tensor,
     ) -> torch.Tensor:
         ctx.save_for_backward(x, u_in, core, u_out, u_k)
+        # Factors may be stored transposed: contiguous copies (a few hundred entries) make the
+        # GEMMs, and so the rounding, independent of how the parameters are laid out.
+        x, u_in, core, u_out, u_k = (t.contiguous() for t in (x, u_in, core, u_out, u_k))
         k, b, i = x.shape
         ra, rb, rc = core.shape
         folded = torch.mm(u_k, core.reshape(ra * rb, rc).T).view(k, ra, rb)
@@ -87,7 +92,7 @@ class _TuckerModes(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         # Recomputes the small intermediates from the saved inputs: cheap, and the backward is
         # then differentiable operations on the inputs (exact higher-order gradients).
-        x, u_in, core, u_out, u_k = ctx.saved_tensors
+        x, u_in, core, u_out, u_k = (t.contiguous() for t in ctx.saved_tensors)
         need_x, need_in, need_core, need_out, need_k = ctx.needs_input_grad
         k, b, i = x.shape
         ra, rb, rc = core.shape
@@ -127,6 +132,8 @@ def tucker_modes(
     ``(in, out, k..)`` (core ``(r_in, r_out, r_1.., r_d)``, factors ``(size, rank)``) to
     ``(k.., B, O)`` (differentiable). Several spatial dimensions act as one: the Kronecker
     product of their factors (a few hundred entries) over the flattened core ranks."""
+    if len(mode_factors) == 1:  # one spatial dimension: no reshape nodes
+        return _TuckerModes.apply(x, u_in, core, u_out, mode_factors[0])
     u_k = mode_factors[0]
     for factor in mode_factors[1:]:  # last mode fastest, as the kept spectrum is stored
         u_k = torch.kron(u_k, factor)

@@ -103,7 +103,7 @@ def modes_in(x: torch.Tensor, modes: Sequence[int], forward: torch.Tensor) -> to
     """The kept modes of ``x (B, C, *grid)`` as ``(*mode_sizes(modes), B, C)`` complex, through
     the GEMM ``forward`` of :func:`gemm_matrices` (differentiable)."""
     out = _ModesIn.apply(x, forward)
-    return out.view(*mode_sizes(modes), *x.shape[:2])
+    return out if len(modes) == 1 else out.view(*mode_sizes(modes), *x.shape[:2])
 
 
 def modes_out(
@@ -116,6 +116,8 @@ def modes_out(
     """Inverse of :func:`modes_in`: the real ``(B, O, *grid)`` signal of a kept spectrum
     ``(*mode_sizes(modes), B, O)`` (zero elsewhere), plus ``bias`` per channel (differentiable)."""
     d = len(modes)
+    if d == 1:  # already (K, B, O) and (B, O, N): no reshape nodes
+        return _ModesOut.apply(spectrum, inverse, bias)
     b, o = spectrum.shape[d:]
     flat = spectrum.reshape(math.prod(spectrum.shape[:d]), b, o)
     return _ModesOut.apply(flat, inverse, bias).view(b, o, *grid)
