@@ -27,6 +27,8 @@ from torch import nn
 
 from .._numerics import HALF_DTYPES
 from ..nn.spectral import SpectralConv, SpectralWeight
+from ..nn.spectral._gemm_modes import gemm_matrices
+from ..nn.spectral._modes import check_grid
 
 __all__ = [
     "ACTIVATIONS",
@@ -151,6 +153,12 @@ class Pointwise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pointwise(x, self.weight, self.bias)
 
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on a channel-major ``(C, B * N)`` signal: one GEMM, ``(O, B * N)``."""
+        if self.bias is None:
+            return torch.mm(self.weight, x)
+        return torch.addmm(self.bias.view(-1, 1), self.weight, x)
+
 
 class ChannelMLP(nn.Module):
     """Two 1x1 convolutions with an activation between: ``in -> hidden -> out`` per point."""
@@ -172,6 +180,10 @@ class ChannelMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(ACTIVATIONS[self.activation](self.first(x)))
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP on a channel-major ``(C, B * N)`` signal (see :meth:`Pointwise.rows`)."""
+        return self.second.rows(ACTIVATIONS[self.activation](self.first.rows(x)))
 
 
 class SoftGating(nn.Module):
@@ -320,6 +332,39 @@ class FourierBlocks(nn.Module):
                 v = act(v)
             if self.mlps:
                 v = self.mlps[i](v) + self.gates[i](x)
+                if i < last:
+                    v = act(v)
+            x = v
+        return x
+
+    def rows_ready(self, grid: tuple[int, ...], x: torch.Tensor) -> bool:
+        """Whether :meth:`rows` runs on ``grid`` for inputs like ``x`` (``ValueError`` for a grid
+        too coarse for the modes, as the spectral layers raise)."""
+        conv = self.convs[0]
+        if not isinstance(conv, SpectralConv):
+            return False
+        check_grid(conv.modes, grid, "SpectralConv")
+        return gemm_matrices(conv.modes, grid, x.dtype, x.device) is not None
+
+    def rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+        """The blocks on a channel-major ``(C, B * N)`` signal, ``N`` the points of ``grid``:
+        every 1x1 convolution is then one GEMM over all points of the batch (no per-sample
+        batched GEMMs, expanded weights or batch sums of their gradients) and the spectral
+        layers transform the rows directly. None on grids whose spectral transforms are FFTs
+        (use :meth:`forward`). Same arithmetic as :meth:`forward` up to the GEMMs' rounding."""
+        if not self.rows_ready(grid, x):
+            return None
+        act = ACTIVATIONS[self.activation]
+        last = len(self.convs) - 1
+        for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
+            spectral = conv.rows(x, batch, grid)
+            if spectral is None:
+                return None
+            v = spectral + skip.rows(x)
+            if i < last:
+                v = act(v)
+            if self.mlps:
+                v = self.mlps[i].rows(v) + x * self.gates[i].gate.view(-1, 1)
                 if i < last:
                     v = act(v)
             x = v

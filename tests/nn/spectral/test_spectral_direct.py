@@ -81,19 +81,26 @@ def test_dense_and_tucker_functions_pass_gradcheck_and_gradgradcheck() -> None:
     assert torch.autograd.gradgradcheck(_TuckerModes.apply, ops)
 
 
-def test_transform_functions_pass_gradcheck_and_gradgradcheck() -> None:
+@pytest.mark.parametrize("rows", [False, True])
+def test_transform_functions_pass_gradcheck_and_gradgradcheck(rows: bool) -> None:
     g = torch.Generator().manual_seed(0)
     forward, inverse = gemm_matrices((5,), (7,), torch.float64, torch.device("cpu"))
-    x = torch.randn(2, 3, 7, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: _ModesIn.apply(t, forward), (x,))
-    assert torch.autograd.gradgradcheck(lambda t: _ModesIn.apply(t, forward), (x,))
+    shape = (3, 2 * 7) if rows else (2, 3, 7)  # (C, B * N) or (B, C, N)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def transform_in(t: torch.Tensor) -> torch.Tensor:
+        return _ModesIn.apply(t, forward, 2, rows)
+
+    def transform_out(s: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return _ModesOut.apply(s, inverse, b, rows)
+
+    assert torch.autograd.gradcheck(transform_in, (x,))
+    assert torch.autograd.gradgradcheck(transform_in, (x,))
     spectrum = _complex(3, 2, 4, g=g)
     bias = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda s, b: _ModesOut.apply(s, inverse, b), (spectrum, bias))
-    assert torch.autograd.gradgradcheck(
-        lambda s, b: _ModesOut.apply(s, inverse, b), (spectrum, bias)
-    )
-    assert torch.autograd.gradcheck(lambda s: _ModesOut.apply(s, inverse, None), (spectrum,))
+    assert torch.autograd.gradcheck(transform_out, (spectrum, bias))
+    assert torch.autograd.gradgradcheck(transform_out, (spectrum, bias))
+    assert torch.autograd.gradcheck(lambda s: transform_out(s, None), (spectrum,))
 
 
 def test_tucker_modes_several_dims_equal_the_rebuilt_weight() -> None:

@@ -36,7 +36,7 @@ from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
 from ._direct import dense_modes, tucker_modes
 from ._einsum import Contraction
-from ._gemm_modes import gemm_matrices, modes_in, modes_out
+from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
 from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
 
@@ -249,6 +249,19 @@ class SpectralConv(nn.Module):
         if self.bias is not None:
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
+
+    def rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+        """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
+        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``, or None on
+        grids without single-GEMM transforms (use :meth:`forward`). Internal: no input checks."""
+        real = self.weight_source.dtype.to_real()
+        gemms = gemm_matrices(self.modes, grid, real, x.device)
+        if gemms is None:
+            return None
+        with autocast_disabled():
+            kept = rows_in(x.to(real), batch, self.modes, gemms[0])
+            spectrum = self._contract(kept, modes_first=True)
+            return rows_out(spectrum, self.modes, gemms[1], self.bias)
 
     def _contract(self, kept: torch.Tensor, *, modes_first: bool) -> torch.Tensor:
         key = (*kept.shape, modes_first)
