@@ -19,7 +19,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -357,14 +357,15 @@ class FourierBlocks(nn.Module):
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
         for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
-            spectral = conv.rows(x, batch, grid)
+            spectral = cast(SpectralConv, conv).rows(x, batch, grid)
             if spectral is None:
                 return None
-            v = spectral + skip.rows(x)
+            v = spectral + cast(Pointwise, skip).rows(x)
             if i < last:
                 v = act(v)
             if self.mlps:
-                v = self.mlps[i].rows(v) + x * self.gates[i].gate.view(-1, 1)
+                gate = cast(SoftGating, self.gates[i]).gate
+                v = cast(ChannelMLP, self.mlps[i]).rows(v) + x * gate.view(-1, 1)
                 if i < last:
                     v = act(v)
             x = v
