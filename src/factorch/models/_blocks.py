@@ -357,7 +357,7 @@ class FourierBlocks(nn.Module):
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
         for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
-            spectral = cast(SpectralConv, conv).rows(x, batch, grid)
+            spectral = cast(SpectralConv, conv)._rows(x, batch, grid)
             if spectral is None:
                 return None
             v = spectral + cast(Pointwise, skip).rows(x)

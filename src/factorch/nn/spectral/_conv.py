@@ -250,7 +250,7 @@ class SpectralConv(nn.Module):
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
 
-    def rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+    def _rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
         """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
         the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``, or None on
         grids without single-GEMM transforms (use :meth:`forward`). Internal: no input checks."""

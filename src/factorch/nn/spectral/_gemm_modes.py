@@ -46,7 +46,7 @@ def gemm_matrices(
 
 class _ModesIn(torch.autograd.Function):
     """``x`` real -> kept spectrum ``(K, B, C)`` complex, contiguous. ``x`` is ``(B, C, *grid)``,
-    or ``(C, B * N)`` when ``rows`` (the channel-major layout of :meth:`SpectralConv.rows`)."""
+    or ``(C, B * N)`` when ``rows`` (the channel-major layout of :meth:`SpectralConv._rows`)."""
 
     @staticmethod
     def forward(
