@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._numerics import HALF_DTYPES
+from ..nn.internal import check_grid, gemm_matrices, spectral_rows
 from ..nn.spectral import SpectralConv, SpectralWeight
-from ..nn.spectral._gemm_modes import gemm_matrices
-from ..nn.spectral._modes import check_grid
 
 __all__ = [
     "ACTIVATIONS",
@@ -357,7 +356,7 @@ class FourierBlocks(nn.Module):
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
         for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
-            spectral = cast(SpectralConv, conv)._rows(x, batch, grid)
+            spectral = spectral_rows(cast(SpectralConv, conv), x, batch, grid)
             if spectral is None:
                 return None
             v = spectral + cast(Pointwise, skip).rows(x)
