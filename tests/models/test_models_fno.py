@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from factorch.datasets.pde import burgers
-from factorch.models import FNO, TFNO, FNOConfig, model_config, model_from_config
+from factorch.models import FNO, MGTFNO, TFNO, FNOConfig, model_config, model_from_config
 from factorch.train import train_operator
 
 
@@ -110,6 +110,19 @@ def test_spectral_lr_scale_is_saved_and_old_configs_load_unscaled(joint: bool) -
     assert loaded.config.spectral_lr_scale == 1.0
     loaded.load_state_dict(plain.state_dict())
     torch.testing.assert_close(loaded(x), plain(x))
+
+
+def test_tfno_default_lr_scale_with_tucker_only() -> None:
+    tucker = TFNO(1, 1, (16,), hidden_channels=32, generator=_gen())
+    assert tucker.config.spectral_lr_scale == 3.0
+    assert all(c.weight_source.lr_scale == 3.0 for c in tucker.blocks.convs)
+    # the Burgers model of the benchmark: 10x spectral compression, 7,240 of 73,728 reals
+    assert tucker.spectral_params == 7240 and tucker.dense_spectral_params() == 73728
+    assert TFNO(1, 1, 8, hidden_channels=4, format="cp", ratio=0.5).config.spectral_lr_scale == 1
+    assert TFNO(1, 1, 8, hidden_channels=8, spectral_lr_scale=1.0).config.spectral_lr_scale == 1
+    assert FNO(1, 1, 8, hidden_channels=4, format="tucker", ratio=0.5).config.spectral_lr_scale == 1
+    mg = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=4, generator=_gen())
+    assert mg.operator.config.spectral_lr_scale == 1.0
 
 
 def test_domain_padding_and_separable_options() -> None:
