@@ -140,6 +140,40 @@ def peak_extra_bytes(fn: Callable[[], object]) -> dict[str, Any]:
         return {"bytes": max(0, after - before) * 1024, "method": "ru_maxrss"}
 
 
+def peak_allocated_bytes(fn: Callable[[], object]) -> dict[str, Any]:
+    """Peak bytes held by PyTorch's CPU allocator while ``fn()`` runs, above what was held before.
+
+    Unlike :func:`peak_extra_bytes` (the process RSS high-water mark, which reads 0 when the
+    allocator reuses memory freed by an earlier call), this replays the allocator's own events
+    recorded by ``torch.profiler`` (``profile_memory=True``): every tensor allocation and free
+    during the call, in order, so the result is the CPU counterpart of
+    ``torch.cuda.max_memory_allocated`` growth. Memory that ``fn`` allocates outside PyTorch
+    (NumPy, Python objects) is not counted. Returns ``{"bytes": int, "end_bytes": int,
+    "events": int, "method": "profiler"}``; ``end_bytes`` is what the call left allocated.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+        del out
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    )
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return {
+        "bytes": int(peak),
+        "end_bytes": int(current),
+        "events": len(events),
+        "method": "profiler",
+    }
+
+
 def run_json_subprocess(
     argv: Sequence[str], *, env_overrides: Mapping[str, str | None] | None = None, timeout: float
 ) -> Any:

@@ -11,9 +11,11 @@ same code (:func:`factorch.train.evaluate`: mean per-sample relative L2 and H1 i
 on the test set at the training resolution and at 2x (zero-shot super-resolution).
 
 Reported per (problem, model, library): test relative L2 / H1 (median over seeds), parameter
-count (complex entries count twice), seconds per training epoch (median), peak memory growth of
-one training step (RSS high-water mark). Plus the data generators' time against the set size and
-each solver's error against its analytic or manufactured reference.
+count (complex entries count twice), seconds per training epoch (median), peak memory of one
+training step (bytes held by PyTorch's CPU allocator above the step's start, replayed from the
+profiler's allocation events: the CPU counterpart of ``torch.cuda.max_memory_allocated``).
+Plus the data generators' time against the set size and each solver's error against its
+analytic or manufactured reference.
 
 Run: ``python benchmarks/bench_operator.py [--quick] [--seeds 3] [--threads 1]``; writes
 ``benchmarks/results/bench_operator.json``.
@@ -37,7 +39,7 @@ from _common import (
     apply_threads,
     format_table,
     machine_info,
-    peak_extra_bytes,
+    peak_allocated_bytes,
     pin_threads,
     write_results,
 )
@@ -407,7 +409,8 @@ def train_neuralop(p: Problem, model: Any, seed: int) -> dict[str, Any]:
 
 
 def step_memory(p: Problem, model: Any) -> int:
-    """Peak RSS growth of one forward + backward on a training batch."""
+    """Peak allocator bytes of one forward + backward on a training batch (parameters and the
+    batch itself, allocated before, are not counted; gradients are)."""
 
     from factorch.train import relative_h1
 
@@ -420,7 +423,7 @@ def step_memory(p: Problem, model: Any) -> int:
         model.zero_grad(set_to_none=True)
 
     step()
-    return int(peak_extra_bytes(step)["bytes"])
+    return int(peak_allocated_bytes(step)["bytes"])
 
 
 # --- solver accuracy ----------------------------------------------------------------------------

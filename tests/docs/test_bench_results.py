@@ -64,3 +64,24 @@ def test_an_unreadable_result_file_is_moved_aside_not_lost(common, monkeypatch, 
                partial=True)  # fmt: skip
     assert out["a"]["v"] == 1
     assert (tmp_path / "bench_x.json.unreadable").read_text() == "{not json"
+
+
+def test_peak_allocated_bytes_replays_the_allocator_events() -> None:
+    import torch
+
+    common = _load_common()
+    held = torch.ones(1 << 20)  # allocated before the call: not counted
+
+    def step() -> torch.Tensor:
+        a = torch.empty(1 << 20)  # 4 MiB
+        b = torch.empty(1 << 21)  # 8 MiB: 12 MiB live
+        del a
+        c = torch.empty(1 << 19, dtype=torch.float64)  # 4 MiB: 12 MiB live again
+        del c
+        return b  # freed by the measurement once the call returns
+
+    result = common.peak_allocated_bytes(step)
+    assert result["bytes"] == 12 * 2**20
+    assert result["end_bytes"] == 0
+    assert result["method"] == "profiler"
+    assert held.sum() == 1 << 20
