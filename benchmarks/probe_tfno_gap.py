@@ -66,18 +66,25 @@ def grouped_adamw(params: Any, *, lr: float, weight_decay: float) -> Any:
     return opt
 
 
-def contract_with_k0(self: Any, kept: torch.Tensor) -> torch.Tensor:
-    """The layer's contraction plus ``k0w`` applied at the zero frequency (when set)."""
-    out = _CONTRACT(self, kept)
+def contract_with_k0(self: Any, kept: torch.Tensor, **kw: Any) -> torch.Tensor:
+    """The layer's contraction plus ``k0w`` applied at the zero frequency (when set); the
+    spectrum is ``(batch, channels, modes..)`` or, with ``modes_first``, ``(modes.., batch,
+    channels)``."""
+    out = _CONTRACT(self, kept, **kw)
     w0 = getattr(self, "k0w", None)
     if w0 is None:
         return out
     idx = (*(kept_frequencies(m, last=False).index(0) for m in self.modes[:-1]), 0)
-    x0 = kept[(slice(None), slice(None), *idx)]
-    c = torch.einsum("bi,io->bo", x0, w0.to(x0.dtype))
+    d = len(self.modes)
+    if kw.get("modes_first"):
+        c = kept[idx] @ w0.to(kept.dtype)  # (batch, out)
+        mask = torch.zeros(out.shape[:d], dtype=out.dtype)
+        mask[idx] = 1
+        return out + mask.reshape(*mask.shape, 1, 1) * c
+    c = torch.einsum("bi,io->bo", kept[(slice(None), slice(None), *idx)], w0.to(kept.dtype))
     mask = torch.zeros(out.shape[2:], dtype=out.dtype)
     mask[idx] = 1
-    return out + c.reshape(*c.shape, *([1] * len(self.modes))) * mask
+    return out + c.reshape(*c.shape, *([1] * d)) * mask
 
 
 trainer_module.RealViewAdamW = grouped_adamw  # type: ignore[misc]

@@ -363,12 +363,31 @@ class FNO(nn.Module):
         grid = x.shape[2:]
         if self.embedding is not None:
             x = self.embedding(x)
+        if not any(self.padding.amounts(grid)):
+            out = self._forward_rows(x)
+            if out is not None:
+                return out
         x = self.lifting(x)
         x = self.padding.pad(x)
         with errors_named(fn):
             x = self.blocks(x)
         x = self.padding.crop(x, grid)
         return self.projection(x)
+
+    def _forward_rows(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Lifting, blocks and projection on the channel-major ``(C, B * N)`` layout of
+        :meth:`FourierBlocks.rows` (two small transposes of the in/out channels instead of a
+        batched GEMM per 1x1 convolution); None where the blocks cannot run on it."""
+        batch, grid = x.shape[0], tuple(x.shape[2:])
+        with errors_named(type(self).__name__):
+            if not self.blocks.rows_ready(grid, x):
+                return None
+            rows = x.transpose(0, 1).reshape(x.shape[1], -1)
+            hidden = self.blocks.rows(self.lifting.rows(rows), batch, grid)
+        if hidden is None:
+            return None
+        out = self.projection.rows(hidden)
+        return out.view(out.shape[0], batch, *grid).transpose(0, 1).contiguous()
 
     # --- sizes -----------------------------------------------------------------------------------
     @property

@@ -34,7 +34,9 @@ from torch import nn
 from ..._numerics import HALF_DTYPES, autocast_disabled
 from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
+from ._direct import dense_modes, tucker_modes
 from ._einsum import Contraction
+from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
 from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
 
@@ -179,7 +181,7 @@ class SpectralConv(nn.Module):
             self.bias: nn.Parameter | None = nn.Parameter(b)
         else:
             self.register_parameter("bias", None)
-        self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._plans: dict[tuple[int | bool, ...], _Plan] = {}
 
     # --- properties ------------------------------------------------------------------------------
     @property
@@ -242,18 +244,43 @@ class SpectralConv(nn.Module):
         grid = tuple(x.shape[2:])
         check_grid(self.modes, grid, fn)
         with autocast_disabled():
+            gemms = gemm_matrices(self.modes, grid, x.dtype, x.device)
+            if gemms is not None:  # one GEMM each way: contract modes-first (_gemm_modes)
+                kept = modes_in(x, self.modes, gemms[0])
+                spectrum = self._contract(kept, modes_first=True)
+                return modes_out(spectrum, self.modes, grid, gemms[1], self.bias)
             kept = forward_modes(x, self.modes)
-            y = inverse_modes(self._contract(kept), self.modes, grid)
+            y = inverse_modes(self._contract(kept, modes_first=False), self.modes, grid)
         if self.bias is not None:
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
 
-    def _contract(self, kept: torch.Tensor) -> torch.Tensor:
-        key = tuple(kept.shape)
+    def _rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+        """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
+        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``, or None on
+        grids without single-GEMM transforms (use :meth:`forward`). Internal: no input checks."""
+        real = self.weight_source.dtype.to_real()
+        gemms = gemm_matrices(self.modes, grid, real, x.device)
+        if gemms is None:
+            return None
+        with autocast_disabled():
+            kept = rows_in(x.to(real), batch, self.modes, gemms[0])
+            spectrum = self._contract(kept, modes_first=True)
+            return rows_out(spectrum, self.modes, gemms[1], self.bias)
+
+    def _contract(self, kept: torch.Tensor, *, modes_first: bool) -> torch.Tensor:
+        key = (*kept.shape, modes_first)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self.plan(key)
+            plan = self.plan(kept.shape, modes_first=modes_first)
             self._plans[key] = plan
+        src = self.weight_source
+        if modes_first and not src.separable:  # hand-written contractions (_direct)
+            if not plan.factorized:
+                return dense_modes(kept, self.weight)
+            if src.format == "tucker" and src.n_layers is None and src.network is not None:
+                core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
+                return tucker_modes(kept, core, u_in, u_out, per_mode)
         if plan.factorized:
             net = self.weight_source.operands(self.layer)
             if net is None:
@@ -261,14 +288,18 @@ class SpectralConv(nn.Module):
             return plan.expression(kept, *net[1])
         return plan.expression(kept, self.weight)
 
-    def equations(self) -> tuple[str, str]:
-        """``(input subscript, output subscript)`` of the contraction."""
+    def equations(self, *, modes_first: bool = False) -> tuple[str, str]:
+        """``(input subscript, output subscript)`` of the contraction: spectrum
+        ``(batch, channels, modes..)``, or ``(modes.., batch, channels)`` when ``modes_first``."""
         modes = mode_labels(len(self.modes))
         out = IN if self.separable else OUT
+        if modes_first:
+            return modes + BATCH + IN, modes + BATCH + out
         return BATCH + IN + modes, BATCH + out + modes
 
-    def plan(self, kept_shape: Sequence[int]) -> _Plan:
-        """The contraction of a kept spectrum of ``kept_shape`` (the ``"auto"`` rule here).
+    def plan(self, kept_shape: Sequence[int], *, modes_first: bool = False) -> _Plan:
+        """The contraction of a kept spectrum of ``kept_shape`` (the ``"auto"`` rule here), laid
+        out as :meth:`equations` says.
 
         Cost of a contraction: opt_einsum's FLOP count of its best pairwise order plus
         :data:`~factorch.nn.formats.MEMORY_WEIGHT` times the numbers its intermediates hold.
@@ -276,7 +307,7 @@ class SpectralConv(nn.Module):
         contracted into the weight, then the dense contraction. The factorized network's best
         order may itself rebuild the weight first, so it never costs more by this measure.
         """
-        x_sub, out_sub = self.equations()
+        x_sub, out_sub = self.equations(modes_first=modes_first)
         src = self.weight_source
         w_sub = src.layer_labels()
         w_shape = src.shape[1:] if src.n_layers is not None else src.shape

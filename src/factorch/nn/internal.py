@@ -1,0 +1,23 @@
+"""Pieces of :mod:`factorch.nn` shared with higher layers (not public API).
+
+``models`` builds on these: the spectral layers' single-GEMM transform test and grid check, and
+the channel-major entry of :class:`~factorch.nn.spectral.SpectralConv` that the FNO blocks use
+(:meth:`SpectralConv._rows`). Unchecked; callers validate at their own public boundary. Names
+carry no leading underscore so that no module imports another subpackage's private names.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .spectral._conv import SpectralConv
+from .spectral._gemm_modes import gemm_matrices as gemm_matrices
+from .spectral._modes import check_grid as check_grid
+
+
+def spectral_rows(
+    conv: SpectralConv, x: torch.Tensor, batch: int, grid: tuple[int, ...]
+) -> torch.Tensor | None:
+    """``conv`` on a channel-major ``(C, B * N)`` signal: ``(O, B * N)``, or None on grids whose
+    transforms are FFTs (see ``SpectralConv._rows``)."""
+    return conv._rows(x, batch, grid)

@@ -1,0 +1,145 @@
+"""Hand-written mode contractions of a modes-first kept spectrum ``(K, B, I)`` (see
+:mod:`._gemm_modes`) with a dense or a Tucker weight, each one autograd node.
+
+Dense ``W (I, O, k..)``: ``Y_k = X_k W_k``, one batched GEMM over the ``K`` kept modes.
+
+Tucker ``W = G x_in U_in x_out U_out x_k1 U_1 .. x_kd U_d``: the mode factors (their Kronecker
+product when there are several) are folded into the core first (``G_k (K, r_in, r_out)``, a few
+hundred entries), then ``Y = ((X U_in) G_k) U_out^T``: a GEMM over all ``K B`` rows, a batched
+GEMM over the modes and a GEMM again. The generic path (opt_einsum's pairwise order through
+:class:`._einsum.Contraction`) computes the same products but pays a permute, a copy and a
+separate autograd node per pair, in both passes, which on the small spectra of 1-D problems cost
+more than the arithmetic.
+
+Both backward passes recompute the small intermediates from the saved inputs instead of saving
+them, so they are built from differentiable operations on the Function's own inputs and
+higher-order gradients stay correct.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["dense_modes", "tucker_modes"]
+
+
+def _mm_h(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a^H b`` for 2-D or batched 3-D operands, with the conjugate transpose materialized (the
+    complex CPU kernels copy transposed-conjugate batches one matrix at a time)."""
+    return torch.matmul(a.mH.contiguous(), b)
+
+
+class _DenseModes(torch.autograd.Function):
+    """``x (K, B, I)``, ``w (I, O, K)`` -> ``(K, B, O)``: ``y_k = x_k w[:, :, k]``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.bmm(x, w.permute(2, 0, 1).contiguous())
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, w = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(grad, w.permute(2, 1, 0).conj().contiguous())
+        if ctx.needs_input_grad[1]:
+            gw = _mm_h(x, grad).permute(1, 2, 0).contiguous()
+        return gx, gw
+
+
+def dense_modes(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Contract a modes-first spectrum ``(k.., B, I)`` with a dense ``(I, O, k..)`` weight to
+    ``(k.., B, O)`` (differentiable)."""
+    if weight.ndim == 3:  # one spatial dimension: no reshape nodes
+        return _DenseModes.apply(x, weight)
+    i, o = weight.shape[:2]
+    k = math.prod(weight.shape[2:])
+    b = x.shape[-2]
+    out = _DenseModes.apply(x.reshape(k, b, i), weight.reshape(i, o, k))
+    return out.view(*x.shape[:-1], o)
+
+
+class _TuckerModes(torch.autograd.Function):
+    """``x (K, B, I)``, ``u_in (I, a)``, ``core (a, b, c)``, ``u_out (O, b)``, ``u_k (K, c)`` ->
+    ``(K, B, O)``: ``y_k = x_k u_in G_k u_out^T`` with ``G_k = sum_c u_k[k, c] core[:, :, c]``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        u_in: torch.Tensor,
+        core: torch.Tensor,
+        u_out: torch.Tensor,
+        u_k: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, u_in, core, u_out, u_k)
+        # Factors may be stored transposed: contiguous copies (a few hundred entries) make the
+        # GEMMs, and so the rounding, independent of how the parameters are laid out.
+        x, u_in, core, u_out, u_k = (t.contiguous() for t in (x, u_in, core, u_out, u_k))
+        k, b, i = x.shape
+        ra, rb, rc = core.shape
+        folded = torch.mm(u_k, core.reshape(ra * rb, rc).T).view(k, ra, rb)
+        t1 = torch.mm(x.view(k * b, i), u_in).view(k, b, ra)
+        t2 = torch.bmm(t1, folded)
+        return torch.mm(t2.view(k * b, rb), u_out.T).view(k, b, -1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # Recomputes the small intermediates from the saved inputs: cheap, and the backward is
+        # then differentiable operations on the inputs (exact higher-order gradients).
+        x, u_in, core, u_out, u_k = (t.contiguous() for t in ctx.saved_tensors)
+        need_x, need_in, need_core, need_out, need_k = ctx.needs_input_grad
+        k, b, i = x.shape
+        ra, rb, rc = core.shape
+        core2 = core.reshape(ra * rb, rc)
+        folded = torch.mm(u_k, core2.T).view(k, ra, rb)
+        g = grad.reshape(k * b, -1)
+        x2 = x.view(k * b, i)
+        t1 = torch.mm(x2, u_in)
+        g2 = torch.mm(g, u_out.conj())  # (K B, rb)
+        gx = g_in = g_core = g_out = g_k = None
+        if need_out:
+            t2 = torch.bmm(t1.view(k, b, ra), folded).view(k * b, rb)
+            g_out = torch.mm(g.T, t2.conj())
+        if need_core or need_k:
+            g_folded = _mm_h(t1.view(k, b, ra), g2.view(k, b, rb)).view(k, ra * rb)
+            if need_k:
+                g_k = torch.mm(g_folded, core2.conj())
+            if need_core:
+                g_core = torch.mm(g_folded.T, u_k.conj()).view(ra, rb, rc)
+        if need_x or need_in:
+            g1 = torch.bmm(g2.view(k, b, rb), folded.mH.contiguous()).view(k * b, ra)
+            if need_x:
+                gx = torch.mm(g1, u_in.mH.contiguous()).view(k, b, i)
+            if need_in:
+                g_in = _mm_h(x2, g1)
+        return gx, g_in, g_core, g_out, g_k
+
+
+def tucker_modes(
+    x: torch.Tensor,
+    core: torch.Tensor,
+    u_in: torch.Tensor,
+    u_out: torch.Tensor,
+    mode_factors: list[torch.Tensor],
+) -> torch.Tensor:
+    """Contract a modes-first spectrum ``(k.., B, I)`` with a Tucker weight over
+    ``(in, out, k..)`` (core ``(r_in, r_out, r_1.., r_d)``, factors ``(size, rank)``) to
+    ``(k.., B, O)`` (differentiable). Several spatial dimensions act as one: the Kronecker
+    product of their factors (a few hundred entries) over the flattened core ranks."""
+    if len(mode_factors) == 1:  # one spatial dimension: no reshape nodes
+        return _TuckerModes.apply(x, u_in, core, u_out, mode_factors[0])
+    u_k = mode_factors[0]
+    for factor in mode_factors[1:]:  # last mode fastest, as the kept spectrum is stored
+        u_k = torch.kron(u_k, factor)
+    ra, rb = core.shape[:2]
+    kk, b, i = u_k.shape[0], x.shape[-2], x.shape[-1]
+    out = _TuckerModes.apply(
+        x.reshape(kk, b, i), u_in, core.reshape(ra, rb, u_k.shape[1]), u_out, u_k
+    )
+    return out.view(*x.shape[:-1], u_out.shape[0])
