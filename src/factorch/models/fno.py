@@ -29,8 +29,8 @@ from torch import nn
 
 from .._checks import check_generator, check_positive_int
 from .._numerics import HALF_DTYPES, check_memory
+from ..nn.internal import check_lr_scale
 from ..nn.spectral import SpectralConv, count_real
-from ..nn.spectral._weight import check_lr_scale
 from ._blocks import (
     ACTIVATIONS,
     Activation,
