@@ -4,9 +4,9 @@ Each layer's complex spectral weight ``(hidden, hidden, k_1..k_d)`` is a low-ran
 (Tucker by default, CP, TT, TR, ...), or one tensor for all layers (``joint=True``). The default
 is neuraloperator's: Tucker at 10 % of the dense spectral parameters. Lifting, projection, skips
 and channel MLPs stay dense. With Tucker the spectral weights train at 3 times the optimizer's
-learning rate by default (``spectral_lr_scale=3``): on Burgers 128 and Darcy 16² this brings
-Tucker at 5-10 % to within a few per cent of dense FNO's test error, where at the plain rate it
-trailed by 19-69 % (BENCHMARKS.md, issue 12).
+learning rate by default (``spectral_lr_scale=3``): on Darcy 16² and Navier–Stokes 64² this
+brings Tucker at 5-10 % to within 10 % of dense FNO's test error (+10-27 % at the plain rate);
+on Burgers 128 it halves the gap (+60 % to +30 %, six seeds; BENCHMARKS.md, issue 12).
 
 Reference: Kossaifi, Kovachki, Azizzadenesheli and Anandkumar, "Multi-grid tensorized Fourier
 neural operator for high-resolution PDEs" (TMLR 2024).
