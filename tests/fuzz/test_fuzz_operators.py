@@ -401,3 +401,45 @@ def test_fuzz_models_half_precision(
     out.float().square().mean().backward()
     for p in model.parameters():
         assert p.grad is not None and p.grad.dtype == p.dtype and bool(torch.isfinite(p.grad).all())
+
+
+# --- lr_scale / spectral_lr_scale: any value gives a clear error or the plain model's function ---
+
+_LR_SCALES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(min_value=1e-3, max_value=1e3),
+    st.integers(min_value=-3, max_value=10**6),
+    st.sampled_from([True, False, None, "3", [2.0], 1e-300, 1e300, 1e-3, 1e3]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scale=_LR_SCALES,
+    fmt=st.sampled_from(["dense", "cp", "tucker", "tt"]),
+    model=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_fuzz_lr_scale(scale: Any, fmt: str, model: bool, dtype: torch.dtype) -> None:
+    options: dict[str, Any] = {} if fmt == "dense" else {"format": fmt, "ratio": 0.5}
+    name, key = ("FNO", "spectral_lr_scale") if model else ("SpectralConv", "lr_scale")
+
+    def build(value: Any) -> Any:
+        if model:
+            return FNO(4, 1, (6,), hidden_channels=4, n_layers=1, generator=_gen(), dtype=dtype,
+                       **{key: value}, **options)  # fmt: skip
+        return SpectralConv(4, 3, (6,), generator=_gen(), dtype=dtype, **{key: value}, **options)
+
+    try:
+        layer = build(scale)
+    except ValueError as err:
+        assert str(err).startswith(name) and key in str(err), err
+        return
+    value = float(scale)
+    assert 1e-3 <= value <= 1e3
+    x = torch.randn(3, 4, 9, generator=_gen(), dtype=dtype)
+    with torch.no_grad():
+        y, ref = layer(x), build(1.0)(x)
+    assert y.dtype == dtype and bool(torch.isfinite(y).all())
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert float((y - ref).abs().max()) <= tol * (1 + float(ref.abs().max())), (scale, fmt)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from factorch.datasets.pde import burgers
-from factorch.models import FNO, TFNO, FNOConfig, model_config, model_from_config
+from factorch.models import FNO, MGTFNO, TFNO, FNOConfig, model_config, model_from_config
 from factorch.train import train_operator
 
 
@@ -87,6 +87,44 @@ def test_forward_shapes_and_config_round_trip(dims: int, joint: bool) -> None:
         assert len(sources) == 1
 
 
+@pytest.mark.parametrize("joint", [False, True])
+def test_spectral_lr_scale_is_saved_and_old_configs_load_unscaled(joint: bool) -> None:
+    kw = dict(hidden_channels=4, n_layers=2, ratio=0.3, joint=joint, dtype=torch.float64)
+    plain = TFNO(1, 1, (6,), spectral_lr_scale=1.0, generator=_gen(), **kw)
+    scaled = TFNO(1, 1, (6,), spectral_lr_scale=3.0, generator=_gen(), **kw)
+    x = torch.randn(2, 1, 11, generator=_gen(1), dtype=torch.float64)
+    torch.testing.assert_close(scaled(x), plain(x))  # the same init and function
+    for conv in scaled.blocks.convs:
+        assert conv.weight_source.lr_scale == 3.0
+    assert scaled.n_params == plain.n_params
+    data = model_config(scaled)
+    assert data["config"]["spectral_lr_scale"] == 3.0
+    rebuilt = model_from_config(data, dtype=torch.float64)
+    assert rebuilt.config == scaled.config
+    rebuilt.load_state_dict(scaled.state_dict())
+    torch.testing.assert_close(rebuilt(x), scaled(x))
+    # A config saved before the field existed: its state dict holds the unscaled parameters.
+    old = model_config(plain)
+    del old["config"]["spectral_lr_scale"]
+    loaded = model_from_config(old, dtype=torch.float64)
+    assert loaded.config.spectral_lr_scale == 1.0
+    loaded.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(loaded(x), plain(x))
+
+
+def test_tfno_default_lr_scale_with_tucker_only() -> None:
+    tucker = TFNO(1, 1, (16,), hidden_channels=32, generator=_gen())
+    assert tucker.config.spectral_lr_scale == 3.0
+    assert all(c.weight_source.lr_scale == 3.0 for c in tucker.blocks.convs)
+    # the Burgers model of the benchmark: 10x spectral compression, 7,240 of 73,728 reals
+    assert tucker.spectral_params == 7240 and tucker.dense_spectral_params() == 73728
+    assert TFNO(1, 1, 8, hidden_channels=4, format="cp", ratio=0.5).config.spectral_lr_scale == 1
+    assert TFNO(1, 1, 8, hidden_channels=8, spectral_lr_scale=1.0).config.spectral_lr_scale == 1
+    assert FNO(1, 1, 8, hidden_channels=4, format="tucker", ratio=0.5).config.spectral_lr_scale == 1
+    mg = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=4, generator=_gen())
+    assert mg.operator.config.spectral_lr_scale == 1.0
+
+
 def test_domain_padding_and_separable_options() -> None:
     model = FNO(
         1,
@@ -133,6 +171,16 @@ def test_trained_operator_is_discretisation_invariant() -> None:
         (lambda: FNO(1, 1, 4, activation="swish"), ValueError, r"FNO: activation must be one of"),
         (lambda: FNO(1, 1, 4, domain_padding=1.5), ValueError, r"FNO: domain_padding must be"),
         (lambda: FNO(1, 1, 4, widht=3), TypeError, r"FNO: unknown options \['widht'\]"),
+        (
+            lambda: FNO(1, 1, 4, spectral_lr_scale=0),
+            ValueError,
+            r"FNO: spectral_lr_scale must be a number in \[0.001, 1000\]; got 0",
+        ),
+        (
+            lambda: FNOConfig(1, 1, (4,), spectral_lr_scale="3"),
+            ValueError,
+            r"FNOConfig: spectral_lr_scale must be a number in",
+        ),
         (lambda: FNO(1, 1, 4, dtype=torch.float16), TypeError, r"FNO: dtype must be"),
         (
             lambda: FNO(1, 1, (8, 8), hidden_channels=10**6),

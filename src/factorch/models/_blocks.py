@@ -263,6 +263,7 @@ class FourierBlocks(nn.Module):
         implementation: Literal["auto", "factorized", "reconstructed"],
         generator: torch.Generator | None,
         dtype: torch.dtype,
+        lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         dims = len(modes)
@@ -278,6 +279,7 @@ class FourierBlocks(nn.Module):
                 format=format,
                 rank=rank,
                 ratio=ratio,
+                lr_scale=lr_scale,
                 generator=generator,
                 dtype=dtype,
             )
@@ -302,6 +304,7 @@ class FourierBlocks(nn.Module):
                     ratio=ratio,
                     separable=separable,
                     implementation=implementation,
+                    lr_scale=lr_scale,
                     generator=generator,
                     dtype=dtype,
                 )

@@ -29,6 +29,7 @@ from torch import nn
 
 from .._checks import check_generator, check_positive_int
 from .._numerics import HALF_DTYPES, check_memory
+from ..nn.internal import check_lr_scale
 from ..nn.spectral import SpectralConv, count_real
 from ._blocks import (
     ACTIVATIONS,
@@ -105,6 +106,11 @@ class FNOConfig:
             factorization); ``ratio`` then applies to the joint tensor.
         separable: per-channel (depthwise) spectral weights.
         implementation: spectral contraction: ``"auto"``, ``"factorized"``, ``"reconstructed"``.
+        spectral_lr_scale: the spectral weights train at this many times the optimizer's
+            learning rate under Adam/AdamW (their parameters are stored divided by it; the
+            function and its init are unchanged; see
+            :class:`~factorch.nn.spectral.SpectralWeight`). Default 1; a config saved without
+            the field loads with 1, the behaviour before the field existed.
 
     Raises:
         TypeError: a size of the wrong type (a float channel count, ...).
@@ -135,6 +141,7 @@ class FNOConfig:
     joint: bool = False
     separable: bool = False
     implementation: Literal["auto", "factorized", "reconstructed"] = "auto"
+    spectral_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         fn = "FNOConfig"
@@ -164,6 +171,11 @@ class FNOConfig:
             raise ValueError(f"{fn}: domain_padding must be a fraction in [0, 1); got {pad!r}.")
         if isinstance(self.rank, list):
             object.__setattr__(self, "rank", tuple(self.rank))
+        object.__setattr__(
+            self,
+            "spectral_lr_scale",
+            check_lr_scale(self.spectral_lr_scale, fn, "spectral_lr_scale"),
+        )
         if self.separable and self.format == "dense" and self.joint:
             pass  # a joint dense separable weight is a plain (L, C, k..) tensor: allowed
 
@@ -311,6 +323,7 @@ class FNO(nn.Module):
                 implementation=c.implementation,
                 generator=generator,
                 dtype=real,
+                lr_scale=c.spectral_lr_scale,
             )
         self.projection = ChannelMLP(
             hidden,

@@ -159,6 +159,9 @@ class MGTFNO(nn.Module):
         dims = len(modes) if isinstance(modes, Sequence) else 1
         periodic = bool(options.get("periodic", True))
         extra = _n_coordinates(dims, periodic) if global_coordinates else 0
+        # TFNO's learning-rate scale of Tucker weights was measured without multigrid patches:
+        # MG-TFNO keeps the plain rate unless asked.
+        options.setdefault("spectral_lr_scale", 1.0)
         with errors_named(fn):
             operator = TFNO(
                 (c_in + extra) * (levels + 1),

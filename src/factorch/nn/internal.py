@@ -1,9 +1,10 @@
 """Pieces of :mod:`factorch.nn` shared with higher layers (not public API).
 
-``models`` builds on these: the spectral layers' single-GEMM transform test and grid check, and
-the channel-major entry of :class:`~factorch.nn.spectral.SpectralConv` that the FNO blocks use
-(:meth:`SpectralConv._rows`). Unchecked; callers validate at their own public boundary. Names
-carry no leading underscore so that no module imports another subpackage's private names.
+``models`` builds on these: the spectral layers' single-GEMM transform test and grid check, the
+channel-major entry of :class:`~factorch.nn.spectral.SpectralConv` that the FNO blocks use
+(:meth:`SpectralConv._rows`), and the check of the spectral weights' ``lr_scale``. Unchecked;
+callers validate at their own public boundary. Names carry no leading underscore so that no
+module imports another subpackage's private names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from .spectral._conv import SpectralConv
 from .spectral._gemm_modes import gemm_matrices as gemm_matrices
 from .spectral._modes import check_grid as check_grid
+from .spectral._weight import check_lr_scale as check_lr_scale
 
 
 def spectral_rows(

@@ -75,9 +75,12 @@ class SpectralConv(nn.Module):
         decomposition: options of the format's decomposition (used by :meth:`load_dense_`).
         init_std: standard deviation of the complex weight entries (default
             ``sqrt(2 / (in + out))``).
+        lr_scale: train the spectral weight at this many times the optimizer's learning rate
+            under Adam/AdamW (its parameters are stored divided by it; see
+            :class:`SpectralWeight`). Default 1.
         shared: a :class:`SpectralWeight` with ``n_layers`` set, shared by several layers
             (joint factorization); ``layer`` says which slice this layer uses. Then ``format``,
-            ``rank``, ``ratio``, ``separable`` and ``init_std`` come from it.
+            ``rank``, ``ratio``, ``separable``, ``init_std`` and ``lr_scale`` come from it.
         layer: index into ``shared``.
         generator, device, dtype: random init; placement; real dtype (float32 or float64).
 
@@ -111,6 +114,7 @@ class SpectralConv(nn.Module):
         implementation: Implementation = "auto",
         decomposition: Mapping[str, Any] | None = None,
         init_std: float | None = None,
+        lr_scale: float = 1.0,
         shared: SpectralWeight | None = None,
         layer: int | None = None,
         generator: torch.Generator | None = None,
@@ -139,6 +143,7 @@ class SpectralConv(nn.Module):
                     ratio=ratio,
                     decomposition=decomposition,
                     init_std=init_std,
+                    lr_scale=lr_scale,
                     generator=generator,
                     device=device,
                     dtype=dtype,
@@ -274,7 +279,7 @@ class SpectralConv(nn.Module):
             if not plan.factorized:
                 return dense_modes(kept, self.weight)
             if src.format == "tucker" and src.n_layers is None and src.network is not None:
-                core, u_in, u_out, *per_mode = src.network.operands(list(src.factors))
+                core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
                 return tucker_modes(kept, core, u_in, u_out, per_mode)
         if plan.factorized:
             net = self.weight_source.operands(self.layer)

@@ -78,6 +78,22 @@ def count_real(module: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters())
 
 
+LR_SCALE_RANGE = (1e-3, 1e3)
+
+
+def check_lr_scale(value: object, fn: str, name: str = "lr_scale") -> float:
+    """``value`` (the argument ``name``) as a float in :data:`LR_SCALE_RANGE` (``ValueError``
+    otherwise: far outside it the stored parameters would underflow or overflow)."""
+    low, high = LR_SCALE_RANGE
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and low <= value <= high)
+    ):
+        raise ValueError(f"{fn}: {name} must be a number in [{low:g}, {high:g}]; got {value!r}.")
+    return float(value)
+
+
 def check_modes(modes: object, fn: str) -> tuple[int, ...]:
     """Modes as a tuple of 1 to 3 positive ints."""
     if isinstance(modes, numbers.Integral) and not isinstance(modes, bool):
@@ -130,6 +146,12 @@ class SpectralWeight(nn.Module):
         decomposition: options for loading a dense weight (:meth:`WeightFormat.right_inverse`).
         init_std: standard deviation of the weight's (complex) entries; default
             ``sqrt(2 / (in + out))`` (neuraloperator's ``"auto"``).
+        lr_scale: the parameters (dense weight or factors) are stored divided by this number
+            (in ``[0.001, 1000]``) and multiplied by it when used: the same function and init,
+            but an optimizer whose steps do not depend on the parameters' scale (Adam, AdamW)
+            moves them ``lr_scale`` times faster, i.e. the spectral weights train at
+            ``lr_scale`` times the optimizer's learning rate (with SGD, ``lr_scale**2`` times).
+            Default 1 (plain).
         generator, device, dtype: random init source; placement; the real dtype
             (float32 or float64) whose complex counterpart the weights use.
 
@@ -160,12 +182,14 @@ class SpectralWeight(nn.Module):
         ratio: float | None = None,
         decomposition: Mapping[str, Any] | None = None,
         init_std: float | None = None,
+        lr_scale: float = 1.0,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         fn = type(self).__name__
+        self.lr_scale = check_lr_scale(lr_scale, fn)
         self.in_channels = check_positive_int(in_channels, fn, "in_channels")
         self.out_channels = check_positive_int(out_channels, fn, "out_channels")
         self.modes = check_modes(modes, fn)
@@ -206,7 +230,7 @@ class SpectralWeight(nn.Module):
                 2 * math.prod(self.shape), cdtype, device or "cpu", fn, "the dense weight",
                 hint="use fewer modes or channels",
             )  # fmt: skip
-            w = torch.randn(self.shape, generator=generator, dtype=cdtype) * std
+            w = torch.randn(self.shape, generator=generator, dtype=cdtype) * (std / self.lr_scale)
             self.dense: nn.Parameter | None = nn.Parameter(w.to(device))
             self.factors = nn.ParameterList()
         else:
@@ -225,7 +249,7 @@ class SpectralWeight(nn.Module):
                 std=std, generator=generator, device=device, dtype=cdtype
             )
             self.dense = None
-            self.factors = nn.ParameterList([nn.Parameter(f) for f in factors])
+            self.factors = nn.ParameterList([nn.Parameter(self._stored(f)) for f in factors])
         labels = (LAYER if self.n_layers is not None else "") + IN
         labels += "" if self.separable else OUT
         self.labels = labels + mode_labels(len(self.modes))
@@ -263,6 +287,21 @@ class SpectralWeight(nn.Module):
                 f"got {layer!r}."
             )
 
+    def _stored(self, value: torch.Tensor) -> torch.Tensor:
+        """A parameter's stored form: its value divided by ``lr_scale``."""
+        return value if self.lr_scale == 1.0 else value / self.lr_scale
+
+    def factor_values(self) -> list[torch.Tensor]:
+        """The factors as used (the stored parameters times ``lr_scale``). Differentiable."""
+        if self.lr_scale == 1.0:
+            return list(self.factors)
+        return [f * self.lr_scale for f in self.factors]
+
+    def _dense_value(self) -> torch.Tensor:
+        if self.dense is None:
+            raise RuntimeError("SpectralWeight: not a dense weight.")
+        return self.dense if self.lr_scale == 1.0 else self.dense * self.lr_scale
+
     def onehot(self, layer: int) -> torch.Tensor:
         e = torch.zeros(self.shape[0], dtype=self.dtype, device=self.factors[0].device)
         e[layer] = 1
@@ -271,12 +310,12 @@ class SpectralWeight(nn.Module):
     def operands(self, layer: int | None) -> tuple[list[str], list[torch.Tensor]] | None:
         """Subscripts and operands of the weight of ``layer`` as a network (None: no network)."""
         if self.dense is not None:
-            w = self.dense if layer is None else self.dense[layer]
-            return [self.layer_labels()], [w]
+            w = self._dense_value()
+            return [self.layer_labels()], [w if layer is None else w[layer]]
         if self.network is None:
             return None
         subs = list(self.network.subscripts)
-        ops = self.network.operands(list(self.factors))
+        ops = self.network.operands(self.factor_values())
         if layer is not None:
             subs.append(LAYER)
             ops.append(self.onehot(layer))
@@ -286,10 +325,11 @@ class SpectralWeight(nn.Module):
         """The dense complex weight of ``layer``, or the whole tensor (with the layer mode of a
         shared weight) for ``None``. Differentiable."""
         if self.dense is not None:
-            return self.dense if layer is None else self.dense[layer]
+            w = self._dense_value()
+            return w if layer is None else w[layer]
         net = self.operands(layer)
         if net is None and self.fmt is not None:
-            full = self.fmt(*self.factors)
+            full = self.fmt(*self.factor_values())
             return full if layer is None else full[layer]
         if net is None:
             raise RuntimeError("SpectralWeight.tensor: neither dense nor factorized.")
@@ -307,13 +347,13 @@ class SpectralWeight(nn.Module):
             )
         with torch.no_grad():
             if self.dense is not None:
-                self.dense.copy_(weight.to(self.dense.dtype))
+                self.dense.copy_(self._stored(weight.to(self.dense.dtype)))
                 return
             if self.fmt is None:
                 raise RuntimeError(f"{fn}: neither dense nor factorized.")
             factors = self.fmt.right_inverse(weight.to(self.dtype))
             for p, f in zip(self.factors, factors):
-                p.copy_(f)
+                p.copy_(self._stored(f))
 
     def config(self) -> dict[str, Any]:
         rank = self.rank
@@ -325,6 +365,7 @@ class SpectralWeight(nn.Module):
             "separable": self.separable,
             "format": self.format,
             "rank": list(rank) if isinstance(rank, tuple) else rank,
+            "lr_scale": self.lr_scale,
         }
 
     def extra_repr(self) -> str:
