@@ -60,7 +60,7 @@ class Problem:
 
 
 # Command-line overrides of the problems' sizes (--n-train, --n-test, --epochs, --ns-solve).
-OVERRIDE: dict[str, int] = {}
+OVERRIDE: dict[str, Any] = {}
 
 
 def sized(n_train: int, n_test: int) -> tuple[int, int]:
@@ -197,10 +197,13 @@ def _navier_stokes(
     # --ns-solve 64 solved at 64^2 and tested also on the 32^2 subsample).
     n_train, n_test = sized(int(400 * scale), int(50 * scale))
     solve = OVERRIDE.get("ns_solve", 128)
+    nu, t_final = OVERRIDE.get("ns_viscosity", 1e-3), OVERRIDE.get("ns_t", 5.0)
     g = torch.Generator().manual_seed(999)
     fine = timed(
-        f"navier_stokes {n_train + n_test} at {solve}^2 (T=5)",
-        lambda: navier_stokes(n_train + n_test, resolution=solve, t_final=5.0, generator=g),
+        f"navier_stokes {n_train + n_test} at {solve}^2 (T={t_final:g}, nu={nu:g})",
+        lambda: navier_stokes(
+            n_train + n_test, resolution=solve, viscosity=nu, t_final=t_final, generator=g
+        ),
     )
     if solve == 128:
         train, test = fine.subsample(2).split(n_train)
@@ -225,6 +228,9 @@ def _navier_stokes(
     return problems, gen_times
 
 
+HEADER = ["problem", "model", "library", "params", "L2", "H1", "train L2", "L2 2x", "s/epoch", "MB"]
+
+
 # --- models ------------------------------------------------------------------------------------
 VARIANTS = [
     ("FNO dense", {"format": "dense"}),
@@ -243,6 +249,7 @@ for _name, _v in list(VARIANTS):
 
 MG_NAME = "MG-TFNO tucker 5% joint"
 _JOINT5 = {"format": "tucker", "ratio": 0.05, "joint": True}
+_JOINT1 = {"format": "tucker", "ratio": 0.01, "joint": True}
 # MG-TFNO variants on Navier--Stokes: (name, inner TFNO options, patching options); levels=1.
 MG_VARIANTS = [
     (MG_NAME, _JOINT5, {"patch_padding": 0.0625, "stitching": "crop"}),  # the paper's stitching
@@ -256,7 +263,18 @@ MG_VARIANTS = [
         _JOINT5,
         {"patch_padding": 0.125, "stitching": "blend"},
     ),
+    (
+        "MG-TFNO tucker 1% joint pad 0.125 blend",
+        _JOINT1,
+        {"patch_padding": 0.125, "stitching": "blend"},
+    ),
+    # the library defaults before mgns (padding 0.0625, blend)
+    ("MG-TFNO tucker 5% joint blend", _JOINT5, {"patch_padding": 0.0625, "stitching": "blend"}),
+    # levels=0: the same joint-Tucker operator and global coordinates, no patching
+    ("MG-TFNO tucker 5% joint L0", _JOINT5, {"levels": 0}),
 ]
+# Navier--Stokes only, without multigrid: the factorization alone (issue 12, helper mgns).
+NS_VARIANTS = [("TFNO tucker 5% joint", _JOINT5), ("TFNO tucker 1% joint", _JOINT1)]
 
 
 def ours_model(
@@ -269,7 +287,7 @@ def ours_model(
     gen = torch.Generator().manual_seed(seed)
     kw = dict(hidden_channels=p.hidden, periodic=p.periodic, generator=gen, **variant)
     if mg is not None:
-        return MGTFNO(1, p.train.y.shape[1], p.modes, levels=1, **mg, **kw)
+        return MGTFNO(1, p.train.y.shape[1], p.modes, **{"levels": 1, **mg}, **kw)
     return FNO(p.train.x.shape[1], p.train.y.shape[1], p.modes, **kw)
 
 
@@ -317,6 +335,7 @@ def train_ours(p: Problem, model: Any, seed: int) -> dict[str, Any]:
     errors = {k: evaluate(res.model, t) for k, t in p.tests.items()}
     return {
         "params": count_real(model),
+        "train_errors": evaluate(res.model, p.train),  # final model on its training set
         "s_per_epoch": res.seconds_per_epoch,
         "cpu_s_per_epoch": res.cpu_seconds_per_epoch,
         "errors": errors,
@@ -402,6 +421,7 @@ def train_neuralop(p: Problem, model: Any, seed: int) -> dict[str, Any]:
     errors = {k: evaluate(Module(), t) for k, t in p.tests.items()}
     return {
         "params": count_real(model),
+        "train_errors": evaluate(Module(), p.train),
         "s_per_epoch": statistics.median(times),
         "cpu_s_per_epoch": statistics.median(cpu_times),
         "errors": errors,
@@ -618,6 +638,11 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, help="test samples")
     parser.add_argument("--epochs", type=int, help="epochs (all problems)")
     parser.add_argument("--ns-solve", type=int, choices=(64, 128), help="Navier-Stokes solve grid")
+    parser.add_argument("--ns-viscosity", type=float, help="Navier-Stokes viscosity (1e-3)")
+    parser.add_argument("--ns-t", type=float, help="Navier-Stokes final time (5)")
+    parser.add_argument(
+        "--no-anchor", action="store_true", help="factorch only (skip neuraloperator's models)"
+    )
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     parser.add_argument(
         "--gap", default="", help="epoch counts (e.g. 20,60): TFNO-vs-dense gap on darcy16 only"
@@ -629,7 +654,7 @@ def main() -> None:
     )
     parser.add_argument("--seed-list", default="", help="explicit seeds (e.g. 0,2)")
     args = parser.parse_args()
-    for key in ("n_train", "n_test", "epochs", "ns_solve"):
+    for key in ("n_train", "n_test", "epochs", "ns_solve", "ns_viscosity", "ns_t"):
         if getattr(args, key) is not None:
             OVERRIDE[key] = getattr(args, key)
     pin_threads(args.threads)
@@ -688,6 +713,9 @@ def main() -> None:
             entries += [
                 (name, v, mg) for name, v, mg in MG_VARIANTS if name in args.variants.split(",")
             ]
+            entries += [
+                (name, v, None) for name, v in NS_VARIANTS if name in args.variants.split(",")
+            ]
         for name, variant, mg in entries:
             per: dict[str, list[dict[str, Any]]] = {"factorch": [], "neuraloperator": []}
             for seed in seeds:  # interleaved: both libraries per seed
@@ -696,7 +724,8 @@ def main() -> None:
                 r["memory"] = step_memory(p, ours)
                 r.pop("model")
                 per["factorch"].append(r)
-                if mg is None and not variant.get("joint") and "spectral_lr_scale" not in variant:
+                anchor = mg is None and not variant.get("joint") and not args.no_anchor
+                if anchor and "spectral_lr_scale" not in variant:
                     theirs = neuralop_model(p, variant, seed)
                     r2 = train_neuralop(p, theirs, seed)
                     r2["memory"] = step_memory(p, theirs)
@@ -717,6 +746,7 @@ def main() -> None:
                         summary["params"],
                         summary["l2"][res_keys[0]],
                         summary["h1"][res_keys[0]],
+                        summary["train_l2"],
                         summary["l2"][res_keys[1]],
                         summary["s_per_epoch"],
                         summary["memory_mb"],
@@ -724,7 +754,7 @@ def main() -> None:
                 )
             print(
                 format_table(
-                    ["problem", "model", "library", "params", "L2", "H1", "L2 2x", "s/epoch", "MB"],
+                    HEADER,
                     rows[-2:],
                 ),
                 flush=True,
@@ -734,11 +764,7 @@ def main() -> None:
     results["solver_accuracy"] = {} if args.no_extras else solver_accuracy()
     results["generation_scaling_s"] = {} if args.no_extras else generation_scaling(args.quick)
     print()
-    print(
-        format_table(
-            ["problem", "model", "library", "params", "L2", "H1", "L2 2x", "s/epoch", "MB"], rows
-        )
-    )
+    print(format_table(HEADER, rows))
     print()
     for k, v in results["solver_accuracy"].items():
         print(f"{k}: {v:.3e}")
@@ -760,6 +786,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "params": runs[0]["params"],
         "l2": {k: statistics.median(r["errors"][k]["l2"] for r in runs) for k in keys},
         "h1": {k: statistics.median(r["errors"][k]["h1"] for r in runs) for k in keys},
+        "train_l2": statistics.median(r["train_errors"]["l2"] for r in runs),
+        "train_h1": statistics.median(r["train_errors"]["h1"] for r in runs),
         "s_per_epoch": statistics.median(r["s_per_epoch"] for r in runs),
         "memory_mb": statistics.median(r["memory"] for r in runs) / 2**20,
     }

@@ -305,6 +305,17 @@ def test_configs_saved_before_stitching_load_with_cropping() -> None:
     assert MGTFNOConfig.from_json(blended.config.to_json()) == blended.config
 
 
+def test_configs_saved_with_the_old_default_padding_keep_it() -> None:
+    old = MGTFNO(1, 1, (4, 4), hidden_channels=4, patch_padding=0.0625)  # the default before
+    data = old.config.to_json()
+    assert data["patch_padding"] == 0.0625  # always saved, so a changed default cannot move it
+    loaded = model_from_config({"model": "mg-tfno", "config": data})
+    assert loaded.config == old.config and loaded.config.patch_padding == 0.0625
+    new = MGTFNO(1, 1, (4, 4), hidden_channels=4)
+    assert new.config.patch_padding == 0.125  # the default since issue 12's runs (mgns)
+    assert new.patching.padding == old.patching.padding * 2
+
+
 def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() -> None:
     kw = dict(
         levels=1, hidden_channels=4, generator=torch.Generator().manual_seed(4), dtype=torch.float64
@@ -388,7 +399,9 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
             r"MGTFNO: 1 level\(s\) need a grid side divisible by 8",
         ),
         (
-            lambda: MGTFNO(1, 1, (12, 12), hidden_channels=4)(torch.zeros(1, 1, 16, 16)),
+            lambda: MGTFNO(1, 1, (12, 12), hidden_channels=4, patch_padding=0.0625)(
+                torch.zeros(1, 1, 16, 16)  # patches of 8 + 2 * 1 = 10 points
+            ),
             ValueError,
             r"MGTFNO: 12 modes along spatial dimension 0 need a grid of at least 12 points",
         ),

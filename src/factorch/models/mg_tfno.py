@@ -49,8 +49,9 @@ class MGTFNOConfig:
             + 1)``).
         in_channels: channels of the input field.
         levels: context levels (1, the MG-TFNO paper's Navier--Stokes setting).
-        patch_padding: patch extension as a fraction of the field side (0.0625, as in
-            neuraloperator's Navier--Stokes configuration).
+        patch_padding: patch extension as a fraction of the field side (0.125: on Navier--Stokes
+            64^2 it beat neuraloperator's 0.0625 in every run of issue 12, at 1.44x the points
+            per patch; configs saved with 0.0625 keep it, the value is always saved).
         boundary: ``"periodic"`` or a non-periodic extension (``"replicate"``, ``"reflect"``,
             ``"zeros"``); default from ``operator.periodic``.
         patch_batch: largest number of patches per forward call of the operator (None: all).
@@ -73,7 +74,7 @@ class MGTFNOConfig:
     operator: FNOConfig
     in_channels: int
     levels: int = 1
-    patch_padding: float = 0.0625
+    patch_padding: float = 0.125
     boundary: Boundary = "periodic"
     patch_batch: int | None = None
     global_coordinates: bool = True
@@ -100,7 +101,8 @@ class MGTFNO(nn.Module):
         in_channels, out_channels, modes: as for :class:`~factorch.models.FNO`; the modes apply
             to the patches (side ``N / 2^levels + 2 p``).
         levels: context levels ``L >= 0``.
-        patch_padding: patch extension as a fraction of the field side.
+        patch_padding: patch extension as a fraction of the field side (default 0.125,
+            :class:`MGTFNOConfig`).
         boundary: field extension beyond the domain; default ``"periodic"`` when
             ``periodic=True`` (the default), else ``"replicate"``.
         patch_batch: patches per operator call (bounds memory; None: all at once).
@@ -135,7 +137,7 @@ class MGTFNO(nn.Module):
         modes: int | Sequence[int],
         *,
         levels: int = 1,
-        patch_padding: float = 0.0625,
+        patch_padding: float = 0.125,
         boundary: Boundary | None = None,
         patch_batch: int | None = None,
         global_coordinates: bool = True,
