@@ -256,7 +256,9 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.2f}"
+        # three significant digits below 1 (relative errors such as 0.0527 vs 0.0496 would
+        # both print as 0.05), two decimals above
+        return f"{value:.3g}" if 0 < abs(value) < 1 else f"{value:.2f}"
     return "-" if value is None else str(value)
 
 

@@ -85,3 +85,9 @@ def test_peak_allocated_bytes_replays_the_allocator_events() -> None:
     assert result["end_bytes"] == 0
     assert result["method"] == "profiler"
     assert held.sum() == 1 << 20
+
+
+def test_tables_keep_three_significant_digits_below_one() -> None:
+    common = _load_common()
+    table = common.format_table(["a", "b", "c", "d"], [[0.052658, 0.0496, 4.3907, None]])
+    assert table.splitlines()[-1].split() == ["0.0527", "0.0496", "4.39", "-"]
