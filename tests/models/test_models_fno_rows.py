@@ -17,6 +17,12 @@ CASES = [
     ((5,), (11,), {"separable": True}),
     ((4, 4), (8, 7), {}),
     ((4, 3), (7, 6), {"format": "tucker", "ratio": 0.5, "implementation": "factorized"}),
+    # FFT grids (transforms too large for one GEMM): the rows path runs the FFTs on (C, B, *grid)
+    ((64,), (256,), {}),
+    ((12, 12), (32, 32), {}),
+    ((12, 12), (32, 32), {"format": "cp", "ratio": 0.1}),
+    ((8, 7), (33, 31), {"format": "tucker", "ratio": 0.5}),
+    ((8, 8), (33, 32), {"separable": True}),
 ]
 
 
@@ -51,19 +57,18 @@ def test_rows_path_matches_the_batched_path(monkeypatch, modes, grid, options) -
     assert new[0].is_contiguous() and new[0].shape == (3, 3, *grid)
 
 
-def test_padded_and_fft_grids_take_the_batched_path(monkeypatch) -> None:
+def test_padded_grids_take_the_batched_path(monkeypatch) -> None:
     g = torch.Generator().manual_seed(0)
     monkeypatch.setattr(FourierBlocks, "rows", lambda *args: pytest.fail("rows path taken"))
     padded = FNO(1, 1, (6,), hidden_channels=4, domain_padding=0.25, generator=g)
     assert padded(torch.randn(2, 1, 16)).shape == (2, 1, 16)
-    wide = FNO(1, 1, (64,), hidden_channels=4, generator=g)  # 256 x 33 > DFT_MATRIX_MAX
-    assert wide(torch.randn(1, 1, 256)).shape == (1, 1, 256)
 
 
-def test_rows_path_double_backward_matches_the_batched_path(monkeypatch) -> None:
+@pytest.mark.parametrize(("modes", "grid"), [((6,), (12,)), ((6, 6), (48, 48))])
+def test_rows_path_double_backward_matches_the_batched_path(monkeypatch, modes, grid) -> None:
     g = torch.Generator().manual_seed(1)
-    model = FNO(1, 1, (6,), hidden_channels=4, generator=g, dtype=torch.float64)
-    x = torch.randn(2, 1, 12, generator=g, dtype=torch.float64)
+    model = FNO(1, 1, modes, hidden_channels=4, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 1, *grid, generator=g, dtype=torch.float64)
 
     def second() -> torch.Tensor:
         xr = x.clone().requires_grad_()
