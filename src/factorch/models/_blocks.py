@@ -371,11 +371,9 @@ class FourierBlocks(nn.Module):
                 gate = cast(SoftGating, self.gates[i]).gate.view(-1, 1)
                 mlp = cast(ChannelMLP, self.mlps[i])
                 hidden = ACTIVATIONS[mlp.activation](mlp.first.rows(v))
-                if mlp.second.bias is None:
-                    gated = x * gate
-                else:
-                    gated = torch.addcmul(mlp.second.bias.view(-1, 1), x, gate)
-                v = torch.addmm(gated, mlp.second.weight, hidden)
+                v = torch.addmm(x * gate, mlp.second.weight, hidden)
+                if mlp.second.bias is not None:  # in place: addmm's backward needs no output
+                    v = v.add_(mlp.second.bias.view(-1, 1))
                 if i < last:
                     v = act(v)
             x = v
@@ -384,6 +382,5 @@ class FourierBlocks(nn.Module):
 
 def _accumulate(addend: torch.Tensor, layer: Pointwise, x: torch.Tensor) -> torch.Tensor:
     """``addend + layer.rows(x)`` on the channel-major layout as one GEMM into ``addend``."""
-    if layer.bias is not None:
-        addend = addend + layer.bias.view(-1, 1)
-    return torch.addmm(addend, layer.weight, x)
+    out = torch.addmm(addend, layer.weight, x)
+    return out if layer.bias is None else out.add_(layer.bias.view(-1, 1))
