@@ -80,3 +80,17 @@ def test_rows_path_double_backward_matches_the_batched_path(monkeypatch, modes, 
     new = second()
     monkeypatch.setattr(FourierBlocks, "rows_ready", lambda self, grid, x: False)
     torch.testing.assert_close(new, second(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("modes", "grid"), [((6, 6), (12, 12)), ((12, 12), (32, 32)), ((8, 64), (16, 256))]
+)
+def test_inverse_modes_bias_is_added_on_every_branch(modes, grid) -> None:
+    # grid-matrix GEMM, separable with a DFT-matrix last dimension, separable with an irfft
+    from factorch.nn.spectral._modes import inverse_modes, mode_sizes
+
+    g = torch.Generator().manual_seed(2)
+    kept = torch.randn(3, 2, *mode_sizes(modes), generator=g, dtype=torch.complex128)
+    bias = torch.randn(3, 1, 1, 1, generator=g, dtype=torch.float64)
+    want = inverse_modes(kept, modes, grid) + bias
+    torch.testing.assert_close(inverse_modes(kept, modes, grid, bias), want, rtol=1e-12, atol=1e-14)

@@ -149,9 +149,7 @@ def _rfft_last(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.view_as_complex(pairs.view(*x.shape[:-1], k, 2))
 
 
-def _irfft_last(
-    spectrum: torch.Tensor, n: int, bias: torch.Tensor | None = None
-) -> torch.Tensor:
+def _irfft_last(spectrum: torch.Tensor, n: int, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``irfft`` along the last dimension, plus ``bias`` (broadcastable to the output with size
     1 along the last dimension), on short lines accumulated into the GEMM."""
     k = spectrum.shape[-1]
