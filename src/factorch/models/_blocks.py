@@ -352,8 +352,9 @@ class FourierBlocks(nn.Module):
         """The blocks on a channel-major ``(C, B * N)`` signal, ``N`` the points of ``grid``:
         every 1x1 convolution is then one GEMM over all points of the batch (no per-sample
         batched GEMMs, expanded weights or batch sums of their gradients) and the spectral
-        layers transform the rows directly. None on grids whose spectral transforms are FFTs
-        (use :meth:`forward`). Same arithmetic as :meth:`forward` up to the GEMMs' rounding."""
+        layers transform the rows directly (FFT grids through the ``(C, B, *grid)`` view). None
+        where the first layer is not a :class:`SpectralConv` (use :meth:`forward`). Same
+        arithmetic as :meth:`forward` up to the GEMMs' rounding."""
         if not self.rows_ready(grid, x):
             return None
         act = ACTIVATIONS[self.activation]
