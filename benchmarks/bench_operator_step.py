@@ -1,6 +1,6 @@
 """One training step (forward, H1 loss, backward, AdamW) of factorch's FNO/TFNO against
 neuraloperator 2.0's, alternating in one process at the training shapes of
-``bench_operator.py``'s Darcy 16^2 and Burgers 128 rows (batch 32; same architecture and
+``bench_operator.py``'s Darcy 16^2, Darcy 32^2 and Burgers 128 rows (batch 32; same architecture and
 parameter counts). A steadier speed measure than seconds per epoch on a shared machine: both
 libraries see the same load, step by step. Random inputs (timing only).
 
@@ -33,6 +33,16 @@ ROWS = [
         False,
         {"format": "tucker", "ratio": 0.05},
         {"factorization": "Tucker", "rank": 0.05, "implementation": "factorized"},
+    ),
+    ("darcy32 FNO dense", (12, 12), 32, (32, 32), False, {}, {}),
+    (
+        "darcy32 TFNO cp 10%",
+        (12, 12),
+        32,
+        (32, 32),
+        False,
+        {"format": "cp", "ratio": 0.10},
+        {"factorization": "CP", "rank": 0.10, "implementation": "factorized"},
     ),
     ("burgers128 FNO dense", (16,), 32, (128,), True, {}, {}),
     (

@@ -17,6 +17,12 @@ CASES = [
     ((5,), (11,), {"separable": True}),
     ((4, 4), (8, 7), {}),
     ((4, 3), (7, 6), {"format": "tucker", "ratio": 0.5, "implementation": "factorized"}),
+    # FFT grids (transforms too large for one GEMM): the rows path runs the FFTs on (C, B, *grid)
+    ((64,), (256,), {}),
+    ((12, 12), (32, 32), {}),
+    ((12, 12), (32, 32), {"format": "cp", "ratio": 0.1}),
+    ((8, 7), (33, 31), {"format": "tucker", "ratio": 0.5}),
+    ((8, 8), (33, 32), {"separable": True}),
 ]
 
 
@@ -51,19 +57,18 @@ def test_rows_path_matches_the_batched_path(monkeypatch, modes, grid, options) -
     assert new[0].is_contiguous() and new[0].shape == (3, 3, *grid)
 
 
-def test_padded_and_fft_grids_take_the_batched_path(monkeypatch) -> None:
+def test_padded_grids_take_the_batched_path(monkeypatch) -> None:
     g = torch.Generator().manual_seed(0)
     monkeypatch.setattr(FourierBlocks, "rows", lambda *args: pytest.fail("rows path taken"))
     padded = FNO(1, 1, (6,), hidden_channels=4, domain_padding=0.25, generator=g)
     assert padded(torch.randn(2, 1, 16)).shape == (2, 1, 16)
-    wide = FNO(1, 1, (64,), hidden_channels=4, generator=g)  # 256 x 33 > DFT_MATRIX_MAX
-    assert wide(torch.randn(1, 1, 256)).shape == (1, 1, 256)
 
 
-def test_rows_path_double_backward_matches_the_batched_path(monkeypatch) -> None:
+@pytest.mark.parametrize(("modes", "grid"), [((6,), (12,)), ((6, 6), (48, 48))])
+def test_rows_path_double_backward_matches_the_batched_path(monkeypatch, modes, grid) -> None:
     g = torch.Generator().manual_seed(1)
-    model = FNO(1, 1, (6,), hidden_channels=4, generator=g, dtype=torch.float64)
-    x = torch.randn(2, 1, 12, generator=g, dtype=torch.float64)
+    model = FNO(1, 1, modes, hidden_channels=4, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 1, *grid, generator=g, dtype=torch.float64)
 
     def second() -> torch.Tensor:
         xr = x.clone().requires_grad_()
@@ -75,3 +80,17 @@ def test_rows_path_double_backward_matches_the_batched_path(monkeypatch) -> None
     new = second()
     monkeypatch.setattr(FourierBlocks, "rows_ready", lambda self, grid, x: False)
     torch.testing.assert_close(new, second(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("modes", "grid"), [((6, 6), (12, 12)), ((12, 12), (32, 32)), ((8, 64), (16, 256))]
+)
+def test_inverse_modes_bias_is_added_on_every_branch(modes, grid) -> None:
+    # grid-matrix GEMM, separable with a DFT-matrix last dimension, separable with an irfft
+    from factorch.nn.spectral._modes import inverse_modes, mode_sizes
+
+    g = torch.Generator().manual_seed(2)
+    kept = torch.randn(3, 2, *mode_sizes(modes), generator=g, dtype=torch.complex128)
+    bias = torch.randn(3, 1, 1, 1, generator=g, dtype=torch.float64)
+    want = inverse_modes(kept, modes, grid) + bias
+    torch.testing.assert_close(inverse_modes(kept, modes, grid, bias), want, rtol=1e-12, atol=1e-14)

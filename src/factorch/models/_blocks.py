@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._numerics import HALF_DTYPES
-from ..nn.internal import check_grid, gemm_matrices, spectral_rows
+from ..nn.internal import check_grid, spectral_rows
 from ..nn.spectral import SpectralConv, SpectralWeight
 
 __all__ = [
@@ -346,14 +346,15 @@ class FourierBlocks(nn.Module):
         if not isinstance(conv, SpectralConv):
             return False
         check_grid(conv.modes, grid, "SpectralConv")
-        return gemm_matrices(conv.modes, grid, x.dtype, x.device) is not None
+        return True
 
     def rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
         """The blocks on a channel-major ``(C, B * N)`` signal, ``N`` the points of ``grid``:
         every 1x1 convolution is then one GEMM over all points of the batch (no per-sample
         batched GEMMs, expanded weights or batch sums of their gradients) and the spectral
-        layers transform the rows directly. None on grids whose spectral transforms are FFTs
-        (use :meth:`forward`). Same arithmetic as :meth:`forward` up to the GEMMs' rounding."""
+        layers transform the rows directly (FFT grids through the ``(C, B, *grid)`` view). None
+        where the first layer is not a :class:`SpectralConv` (use :meth:`forward`). Same
+        arithmetic as :meth:`forward` up to the GEMMs' rounding."""
         if not self.rows_ready(grid, x):
             return None
         act = ACTIVATIONS[self.activation]
@@ -362,13 +363,25 @@ class FourierBlocks(nn.Module):
             spectral = spectral_rows(cast(SpectralConv, conv), x, batch, grid)
             if spectral is None:
                 return None
-            v = spectral + cast(Pointwise, skip).rows(x)
+            # spectral + skip(x), and below mlp(v) + gate * x, each one GEMM accumulating into
+            # its addend (no separate (C, B * N) sums)
+            v = _accumulate(spectral, cast(Pointwise, skip), x)
             if i < last:
                 v = act(v)
             if self.mlps:
-                gate = cast(SoftGating, self.gates[i]).gate
-                v = cast(ChannelMLP, self.mlps[i]).rows(v) + x * gate.view(-1, 1)
+                gate = cast(SoftGating, self.gates[i]).gate.view(-1, 1)
+                mlp = cast(ChannelMLP, self.mlps[i])
+                hidden = ACTIVATIONS[mlp.activation](mlp.first.rows(v))
+                v = torch.addmm(x * gate, mlp.second.weight, hidden)
+                if mlp.second.bias is not None:  # in place: addmm's backward needs no output
+                    v = v.add_(mlp.second.bias.view(-1, 1))
                 if i < last:
                     v = act(v)
             x = v
         return x
+
+
+def _accumulate(addend: torch.Tensor, layer: Pointwise, x: torch.Tensor) -> torch.Tensor:
+    """``addend + layer.rows(x)`` on the channel-major layout as one GEMM into ``addend``."""
+    out = torch.addmm(addend, layer.weight, x)
+    return out if layer.bias is None else out.add_(layer.bias.view(-1, 1))

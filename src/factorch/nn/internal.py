@@ -20,6 +20,6 @@ from .spectral._weight import check_lr_scale as check_lr_scale
 def spectral_rows(
     conv: SpectralConv, x: torch.Tensor, batch: int, grid: tuple[int, ...]
 ) -> torch.Tensor | None:
-    """``conv`` on a channel-major ``(C, B * N)`` signal: ``(O, B * N)``, or None on grids whose
-    transforms are FFTs (see ``SpectralConv._rows``)."""
+    """``conv`` on a channel-major ``(C, B * N)`` signal: ``(O, B * N)`` (see
+    ``SpectralConv._rows``; FFT grids included)."""
     return conv._rows(x, batch, grid)

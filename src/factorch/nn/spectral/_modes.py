@@ -149,13 +149,19 @@ def _rfft_last(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.view_as_complex(pairs.view(*x.shape[:-1], k, 2))
 
 
-def _irfft_last(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+def _irfft_last(spectrum: torch.Tensor, n: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``irfft`` along the last dimension, plus ``bias`` (broadcastable to the output with size
+    1 along the last dimension), on short lines accumulated into the GEMM."""
     k = spectrum.shape[-1]
     if n * k > DFT_MATRIX_MAX:
-        return torch.fft.irfft(spectrum, n=n, dim=-1)
+        out = torch.fft.irfft(spectrum, n=n, dim=-1)
+        return out if bias is None else out + bias
     _, inverse = _dft_matrices(n, k, spectrum.real.dtype, spectrum.device)
     pairs = torch.view_as_real(spectrum).reshape(-1, 2 * k)
-    return (pairs @ inverse).view(*spectrum.shape[:-1], n)
+    if bias is None:
+        return (pairs @ inverse).view(*spectrum.shape[:-1], n)
+    rows = bias.expand(*spectrum.shape[:-1], 1).reshape(-1, 1)
+    return torch.addmm(rows, pairs, inverse).view(*spectrum.shape[:-1], n)
 
 
 # On small 2-D and 3-D grids the whole truncated transform (every spatial dimension at once) is
@@ -250,17 +256,25 @@ def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
     return out
 
 
-def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+def inverse_modes(
+    kept: torch.Tensor,
+    modes: Sequence[int],
+    grid: Sequence[int],
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``irfftn`` of the spectrum that is ``kept`` on the kept modes and zero elsewhere, without
     building the zeros beyond the kept columns: complex inverse FFTs along the leading
     dimensions on the kept columns, then the inverse real transform of the kept frequencies
     along the last (a GEMM with a DFT matrix on short lines, else a zero-padded inverse FFT);
-    on small 2-D/3-D grids one GEMM with the whole inverse matrix."""
+    on small 2-D/3-D grids one GEMM with the whole inverse matrix. ``bias`` (broadcastable to
+    the output, size 1 along the grid dimensions) is added, into the last GEMM where there is
+    one."""
     d = len(modes)
     if _use_grid_matrix(modes, grid):
         _, inverse = _grid_matrices(tuple(modes), tuple(grid), kept.real.dtype, kept.device)
         pairs = torch.view_as_real(kept).reshape(-1, inverse.shape[0])
-        return (pairs @ inverse).view(*kept.shape[: kept.ndim - d], *grid)
+        out = (pairs @ inverse).view(*kept.shape[: kept.ndim - d], *grid)
+        return out if bias is None else out + bias
     out = kept
     for j in range(d - 1):
         dim = kept.ndim - d + j
@@ -269,4 +283,4 @@ def inverse_modes(kept: torch.Tensor, modes: Sequence[int], grid: Sequence[int])
         full = torch.zeros(shape, dtype=out.dtype, device=out.device)
         full = full.index_copy(dim, _index(modes[j], grid[j], out.device), out)
         out = torch.fft.ifft(full, dim=dim)
-    return _irfft_last(out, grid[-1])
+    return _irfft_last(out, grid[-1], bias)
