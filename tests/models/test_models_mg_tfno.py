@@ -149,7 +149,8 @@ def test_non_periodic_padding_never_wraps_around() -> None:
     assert float(wrapped[0, 0, :, :2].abs().max()) == 1.0  # the torus brings the right edge in
 
 
-def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None:
+def _small_mg(stitching: str) -> tuple[MGTFNO, torch.Tensor]:
+    """A one-level float64 MG-TFNO with 4-point patch padding and a 32^2 batch of two."""
     model = MGTFNO(
         1,
         1,
@@ -158,11 +159,16 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
         patch_padding=0.125,
         hidden_channels=6,
         global_coordinates=False,
-        stitching="crop",
+        stitching=stitching,
         generator=torch.Generator().manual_seed(2),
         dtype=torch.float64,
     )
     x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    return model, x
+
+
+def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None:
+    model, x = _small_mg("crop")
     patches = _hand_patches(x, 1, 4, "periodic")
     out = model.operator(patches)[..., 4:-4, 4:-4]  # (8, 1, 16, 16): crop the padding
     stitched = torch.zeros_like(x)
@@ -175,19 +181,7 @@ def test_mg_tfno_forward_equals_the_operator_on_hand_assembled_patches() -> None
 
 
 def test_mg_tfno_blended_forward_equals_the_hand_blended_operator_output() -> None:
-    model = MGTFNO(
-        1,
-        1,
-        (6, 6),
-        levels=1,
-        patch_padding=0.125,
-        hidden_channels=6,
-        global_coordinates=False,
-        stitching="blend",
-        generator=torch.Generator().manual_seed(2),
-        dtype=torch.float64,
-    )
-    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    model, x = _small_mg("blend")
     with torch.no_grad():
         out = model.operator(_hand_patches(x, 1, 4, "periodic"))
         torch.testing.assert_close(

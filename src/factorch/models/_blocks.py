@@ -339,9 +339,9 @@ class FourierBlocks(nn.Module):
             x = v
         return x
 
-    def rows_ready(self, grid: tuple[int, ...], x: torch.Tensor) -> bool:
-        """Whether :meth:`rows` runs on ``grid`` for inputs like ``x`` (``ValueError`` for a grid
-        too coarse for the modes, as the spectral layers raise)."""
+    def rows_ready(self, grid: tuple[int, ...]) -> bool:
+        """Whether :meth:`rows` runs on ``grid`` (``ValueError`` for a grid too coarse for the
+        modes, as the spectral layers raise)."""
         conv = self.convs[0]
         if not isinstance(conv, SpectralConv):
             return False
@@ -355,7 +355,7 @@ class FourierBlocks(nn.Module):
         layers transform the rows directly (FFT grids through the ``(C, B, *grid)`` view). None
         where the first layer is not a :class:`SpectralConv` (use :meth:`forward`). Same
         arithmetic as :meth:`forward` up to the GEMMs' rounding."""
-        if not self.rows_ready(grid, x):
+        if not self.rows_ready(grid):
             return None
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1

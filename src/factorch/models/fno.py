@@ -380,7 +380,7 @@ class FNO(nn.Module):
         batched GEMM per 1x1 convolution); None where the blocks cannot run on it."""
         batch, grid = x.shape[0], tuple(x.shape[2:])
         with errors_named(type(self).__name__):
-            if not self.blocks.rows_ready(grid, x):
+            if not self.blocks.rows_ready(grid):
                 return None
             rows = x.transpose(0, 1).reshape(x.shape[1], -1)
             hidden = self.blocks.rows(self.lifting.rows(rows), batch, grid)

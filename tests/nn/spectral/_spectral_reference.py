@@ -8,6 +8,16 @@ import torch
 
 from factorch.nn.spectral import kept_frequencies
 
+# Every weight format with a small rank that fits the test layers: (format, options).
+FORMATS = [
+    ("dense", {}),
+    ("cp", {"rank": 3}),
+    ("tucker", {"rank": 2}),
+    ("tt", {"rank": 2}),
+    ("tr", {"rank": 2}),
+    ("lowrank", {"rank": 2}),
+]
+
 
 def explicit_dft_conv(
     x: torch.Tensor, weight: torch.Tensor, modes: tuple[int, ...], *, separable: bool = False

@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _spectral_reference import explicit_dft_conv
+from _spectral_reference import FORMATS, explicit_dft_conv
 
 from factorch.nn.spectral import SpectralConv, SpectralWeight, count_real
 
-FORMATS = [
-    ("dense", {}),
-    ("cp", {"rank": 3}),
-    ("tucker", {"rank": 2}),
-    ("tt", {"rank": 2}),
-    ("tr", {"rank": 2}),
-    ("lowrank", {"rank": 2}),
-]
 GRIDS = [
     ((9,), (5,)),  # odd grid, odd modes
     ((8,), (8,)),  # even grid, Nyquist kept

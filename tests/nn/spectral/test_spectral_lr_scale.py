@@ -6,18 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _spectral_reference import explicit_dft_conv
+from _spectral_reference import FORMATS, explicit_dft_conv
 
 from factorch.nn.spectral import SpectralConv, SpectralWeight, count_real
-
-FORMATS = [
-    ("dense", {}),
-    ("cp", {"rank": 3}),
-    ("tucker", {"rank": 2}),
-    ("tt", {"rank": 2}),
-    ("tr", {"rank": 2}),
-    ("lowrank", {"rank": 2}),
-]
 
 
 def _pair(format: str, kw: dict, scale: float, **extra) -> tuple[SpectralConv, SpectralConv]:

@@ -40,15 +40,21 @@ def _grid_and_fft(monkeypatch, fn):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("grid", "modes"), CASES)
 def test_dft_matrix_path_equals_fft_path(monkeypatch, grid, modes, dtype) -> None:
-    g = torch.Generator().manual_seed(0)
+    _matrix_path_equals_fft_path(lambda fn: _both(monkeypatch, fn), grid, modes, dtype, seed=0)
+
+
+def _matrix_path_equals_fft_path(both, grid, modes, dtype, *, seed: int) -> None:
+    """``both(fn)`` runs ``fn`` on the matrix path and on the FFT path: the forward and inverse
+    transforms agree (an arbitrary spectrum for the inverse: irfft ignores the imaginary parts
+    at k = 0 and Nyquist; so must the matrices)."""
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 3, *grid, generator=g, dtype=dtype)
-    kept_m, kept_f = _both(monkeypatch, lambda: _modes.forward_modes(x, modes))
+    kept_m, kept_f = both(lambda: _modes.forward_modes(x, modes))
     assert kept_m.dtype == kept_f.dtype and kept_m.shape == kept_f.shape
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(kept_m, kept_f, rtol=tol, atol=tol * float(x.abs().max()) * 10)
-    # an arbitrary spectrum: irfft ignores the imaginary parts at k = 0 and Nyquist; so must we
     spec = torch.randn(kept_f.shape, generator=g, dtype=kept_f.dtype)
-    y_m, y_f = _both(monkeypatch, lambda: _modes.inverse_modes(spec, modes, grid))
+    y_m, y_f = both(lambda: _modes.inverse_modes(spec, modes, grid))
     assert y_m.dtype == dtype and y_m.shape == (2, 3, *grid)
     torch.testing.assert_close(y_m, y_f, rtol=tol, atol=tol)
 
@@ -65,17 +71,8 @@ GRID_CASES = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("grid", "modes"), GRID_CASES)
 def test_grid_matrix_path_equals_fft_path(monkeypatch, grid, modes, dtype) -> None:
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 3, *grid, generator=g, dtype=dtype)
-    kept_m, kept_f = _grid_and_fft(monkeypatch, lambda: _modes.forward_modes(x, modes))
-    assert kept_m.dtype == kept_f.dtype and kept_m.shape == kept_f.shape
-    tol = 1e-5 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(kept_m, kept_f, rtol=tol, atol=tol * float(x.abs().max()) * 10)
-    # an arbitrary spectrum, imaginary parts at f = 0 and Nyquist included (irfft ignores them)
-    spec = torch.randn(kept_f.shape, generator=g, dtype=kept_f.dtype)
-    y_m, y_f = _grid_and_fft(monkeypatch, lambda: _modes.inverse_modes(spec, modes, grid))
-    assert y_m.dtype == dtype and y_m.shape == (2, 3, *grid)
-    torch.testing.assert_close(y_m, y_f, rtol=tol, atol=tol)
+    both = lambda fn: _grid_and_fft(monkeypatch, fn)  # noqa: E731
+    _matrix_path_equals_fft_path(both, grid, modes, dtype, seed=2)
 
 
 def test_grid_matrix_rule() -> None:
