@@ -34,7 +34,7 @@ from torch import nn
 from ..._numerics import HALF_DTYPES, autocast_disabled
 from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
-from ._direct import dense_modes, tucker_modes
+from ._direct import cp_modes, dense_modes, tucker_modes
 from ._einsum import Contraction
 from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
 from ._modes import check_grid, forward_modes, inverse_modes
@@ -286,6 +286,9 @@ class SpectralConv(nn.Module):
         src = self.weight_source
         if modes_first and not src.separable:  # hand-written contractions (_direct)
             if not plan.factorized:
+                if src.format == "cp" and src.n_layers is None and src.network is not None:
+                    weights, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
+                    return cp_modes(kept, weights, u_in, u_out, per_mode)
                 return dense_modes(kept, self.weight)
             if src.format == "tucker" and src.n_layers is None and src.network is not None:
                 core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
