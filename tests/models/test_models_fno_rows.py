@@ -23,6 +23,10 @@ CASES = [
     ((12, 12), (32, 32), {"format": "cp", "ratio": 0.1}),
     ((8, 7), (33, 31), {"format": "tucker", "ratio": 0.5}),
     ((8, 8), (33, 32), {"separable": True}),
+    ((7, 6), (41, 32), {"format": "cp", "ratio": 0.3, "implementation": "reconstructed"}),
+    # the FFT along the first dimension (its DFT matrix too large for a GEMM), and 3-D
+    ((65, 4), (70, 8), {}),
+    ((4, 4, 4), (10, 10, 10), {"format": "cp", "ratio": 0.2}),
 ]
 
 

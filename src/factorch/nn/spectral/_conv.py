@@ -36,7 +36,15 @@ from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
 from ._direct import cp_modes, dense_modes, tucker_modes
 from ._einsum import Contraction
-from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
+from ._gemm_modes import (
+    fft_rows_in,
+    fft_rows_out,
+    gemm_matrices,
+    modes_in,
+    modes_out,
+    rows_in,
+    rows_out,
+)
 from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
 
@@ -258,21 +266,16 @@ class SpectralConv(nn.Module):
     def _rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
         """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
         the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``. On grids
-        without single-GEMM transforms the FFT path of :meth:`forward` runs over the trailing grid
-        dimensions of the ``(C, B, *grid)`` view (no transpose of the signal; only the small kept
-        spectrum is re-laid modes-first). Internal: no input checks."""
+        without single-GEMM transforms the transforms run over the trailing grid dimensions of the
+        ``(C, B, *grid)`` view (no transpose of the signal; see :func:`._gemm_modes.fft_rows_in`).
+        Internal: no input checks."""
         real = self.weight_source.dtype.to_real()
         gemms = gemm_matrices(self.modes, grid, real, x.device)
         with autocast_disabled():
-            if gemms is None:
-                d = len(self.modes)
-                signal = x.to(real).view(x.shape[0], batch, *grid)
-                # (C, B, k..) -> (k.., B, C): the layout of the modes-first contractions
-                kept = forward_modes(signal, self.modes).permute(*range(2, d + 2), 1, 0)
-                spectrum = self._contract(kept.contiguous(), modes_first=True)
-                back = spectrum.permute(d + 1, d, *range(d))  # (k.., B, O) -> (O, B, k..)
-                bias = None if self.bias is None else self.bias.view(-1, *([1] * (d + 1)))
-                return inverse_modes(back, self.modes, grid, bias).reshape(back.shape[0], -1)
+            if gemms is None:  # (C, B, *grid) -> (k.., B, C) -> (O, B * N)
+                kept = fft_rows_in(x.to(real).view(x.shape[0], batch, *grid), self.modes)
+                spectrum = self._contract(kept, modes_first=True)
+                return fft_rows_out(spectrum, self.modes, grid, self.bias)
             kept = rows_in(x.to(real), batch, self.modes, gemms[0])
             spectrum = self._contract(kept, modes_first=True)
             return rows_out(spectrum, self.modes, gemms[1], self.bias)
