@@ -372,8 +372,10 @@ class FourierBlocks(nn.Module):
                 gate = cast(SoftGating, self.gates[i]).gate.view(-1, 1)
                 mlp = cast(ChannelMLP, self.mlps[i])
                 hidden = ACTIVATIONS[mlp.activation](mlp.first.rows(v))
-                v = torch.addmm(x * gate, mlp.second.weight, hidden)
-                if mlp.second.bias is not None:  # in place: addmm's backward needs no output
+                # in place on the GEMM's output (its backward needs no output): no separate
+                # x * gate tensor or addend copy
+                v = torch.mm(mlp.second.weight, hidden).addcmul_(x, gate)
+                if mlp.second.bias is not None:
                     v = v.add_(mlp.second.bias.view(-1, 1))
                 if i < last:
                     v = act(v)
