@@ -360,12 +360,12 @@ class FourierBlocks(nn.Module):
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
         for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
-            spectral = spectral_rows(cast(SpectralConv, conv), x, batch, grid)
-            if spectral is None:
-                return None
-            # spectral + skip(x), and below mlp(v) + gate * x, each one GEMM accumulating into
-            # its addend (no separate (C, B * N) sums)
-            v = _accumulate(spectral, cast(Pointwise, skip), x)
+            # spectral + skip(x) in one buffer (the skip GEMM accumulates into the inverse
+            # transform's output), and below mlp(v) + gate * x: no separate (C, B * N) sums
+            layer = cast(Pointwise, skip)
+            v = spectral_rows(cast(SpectralConv, conv), x, batch, grid, layer.weight)
+            if layer.bias is not None:
+                v = v.add_(layer.bias.view(-1, 1))
             if i < last:
                 v = act(v)
             if self.mlps:
@@ -381,9 +381,3 @@ class FourierBlocks(nn.Module):
                     v = act(v)
             x = v
         return x
-
-
-def _accumulate(addend: torch.Tensor, layer: Pointwise, x: torch.Tensor) -> torch.Tensor:
-    """``addend + layer.rows(x)`` on the channel-major layout as one GEMM into ``addend``."""
-    out = torch.addmm(addend, layer.weight, x)
-    return out if layer.bias is None else out.add_(layer.bias.view(-1, 1))

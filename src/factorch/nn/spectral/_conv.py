@@ -36,15 +36,8 @@ from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
 from ._direct import cp_modes, dense_modes, tucker_modes
 from ._einsum import Contraction
-from ._gemm_modes import (
-    fft_rows_in,
-    fft_rows_out,
-    gemm_matrices,
-    modes_in,
-    modes_out,
-    rows_in,
-    rows_out,
-)
+from ._fft_rows import fft_rows_in, fft_rows_out
+from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
 from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
 
@@ -263,22 +256,33 @@ class SpectralConv(nn.Module):
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
 
-    def _rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+    def _rows(
+        self,
+        x: torch.Tensor,
+        batch: int,
+        grid: tuple[int, ...],
+        skip: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
-        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``. On grids
-        without single-GEMM transforms the transforms run over the trailing grid dimensions of the
-        ``(C, B, *grid)`` view (no transpose of the signal; see :func:`._gemm_modes.fft_rows_in`).
-        Internal: no input checks."""
+        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``, plus
+        ``skip @ x`` for a ``(O, C)`` matrix ``skip`` (a 1x1 convolution of the same input,
+        accumulated into the inverse transform's output where it is a GEMM). On grids without
+        single-GEMM transforms the transforms run over the trailing grid dimensions of the
+        ``(C, B, *grid)`` view (no transpose of the signal; see :mod:`._fft_rows`). Internal: no
+        input checks."""
         real = self.weight_source.dtype.to_real()
         gemms = gemm_matrices(self.modes, grid, real, x.device)
+        x = x.to(real)
         with autocast_disabled():
             if gemms is None:  # (C, B, *grid) -> (k.., B, C) -> (O, B * N)
-                kept = fft_rows_in(x.to(real).view(x.shape[0], batch, *grid), self.modes)
+                kept = fft_rows_in(x.view(x.shape[0], batch, *grid), self.modes)
                 spectrum = self._contract(kept, modes_first=True)
-                return fft_rows_out(spectrum, self.modes, grid, self.bias)
-            kept = rows_in(x.to(real), batch, self.modes, gemms[0])
+                pair = None if skip is None else (skip, x)
+                return fft_rows_out(spectrum, self.modes, grid, self.bias, pair)
+            kept = rows_in(x, batch, self.modes, gemms[0])
             spectrum = self._contract(kept, modes_first=True)
-            return rows_out(spectrum, self.modes, gemms[1], self.bias)
+            out = rows_out(spectrum, self.modes, gemms[1], self.bias)
+            return out if skip is None else torch.addmm(out, skip, x)
 
     def _contract(self, kept: torch.Tensor, *, modes_first: bool) -> torch.Tensor:
         key = (*kept.shape, modes_first)

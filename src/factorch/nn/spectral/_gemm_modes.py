@@ -13,47 +13,19 @@ autograd node each, a complex permute on the small kept spectrum instead of a st
 input and their backward is built from differentiable operations on the incoming gradient only,
 so higher-order gradients stay correct. Same values as the two-step path: the GEMMs are the same;
 only where the copies happen moves.
-
-On 2-D grids too large for one GEMM, :func:`fft_rows_in` and :func:`fft_rows_out` keep the
-spectrum modes-first around the channel-major signal ``(C, B, n_1, n_2)`` of
-:meth:`SpectralConv._rows`: the truncated real transform along the last dimension, one permuted
-copy of its ``(n_1, k_2, B, C)`` lines, then the kept frequencies of the first dimension as one
-complex GEMM against a cached ``(m_1, n_1)`` DFT matrix, whose output is already modes-first.
-The FFT along the first dimension instead copies its operand to and from a transposed layout in
-both passes, selects (and scatters) the kept rows, and still needs the modes-first copy.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ._modes import (
-    DFT_MATRIX_MAX,
-    _dft_matrices,
-    _grid_matrices,
-    _irfft_last,
-    _rfft_last,
-    _use_grid_matrix,
-    forward_modes,
-    inverse_modes,
-    kept_frequencies,
-    mode_sizes,
-)
+from ._modes import DFT_MATRIX_MAX, _dft_matrices, _grid_matrices, _use_grid_matrix, mode_sizes
 
-__all__ = [
-    "fft_rows_in",
-    "fft_rows_out",
-    "gemm_matrices",
-    "modes_in",
-    "modes_out",
-    "rows_in",
-    "rows_out",
-]
+__all__ = ["gemm_matrices", "modes_in", "modes_out", "rows_in", "rows_out"]
 
 
 def gemm_matrices(
@@ -190,55 +162,3 @@ def rows_out(
     if d > 1:
         spectrum = spectrum.reshape(math.prod(spectrum.shape[:d]), *spectrum.shape[d:])
     return _ModesOut.apply(spectrum, inverse, bias, True)
-
-
-@functools.lru_cache(maxsize=64)
-def _leading_dft(
-    m: int, n: int, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(forward (m, n), inverse (n, m))``, complex ``dtype``: ``forward @ z`` is
-    ``fft(z, dim=0)`` at the ``m`` kept frequencies (stored order), ``inverse @ s`` the ``ifft``
-    (``n`` points) of the spectrum that is ``s`` there and zero elsewhere. Angles from exact
-    integer products mod ``n``."""
-    freqs = torch.tensor(kept_frequencies(m, last=False), dtype=torch.int64)
-    turns = torch.remainder(torch.outer(freqs, torch.arange(n)), n).to(torch.float64)
-    theta = 2 * math.pi * turns / n
-    one = torch.ones((), dtype=torch.float64)
-    forward = torch.polar(one.expand_as(theta), -theta)
-    inverse = torch.polar((one / n).expand_as(theta), theta).T
-    return forward.to(dtype=dtype, device=device), inverse.to(dtype=dtype, device=device)
-
-
-def _leading_gemm(modes: Sequence[int], grid: Sequence[int]) -> bool:
-    return len(modes) == 2 and modes[0] * grid[0] <= DFT_MATRIX_MAX
-
-
-def fft_rows_in(signal: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
-    """The kept modes of a channel-major ``(C, B, *grid)`` signal as a contiguous complex
-    ``(*mode_sizes(modes), B, C)`` (differentiable); on grids without single-GEMM transforms."""
-    d = len(modes)
-    if not _leading_gemm(modes, signal.shape[2:]):
-        return forward_modes(signal, modes).permute(*range(2, d + 2), 1, 0).contiguous()
-    c, b, n1 = signal.shape[:3]
-    k1, k2 = mode_sizes(modes)
-    lines = _rfft_last(signal, k2).permute(2, 3, 1, 0).contiguous()  # (n1, k2, B, C)
-    forward, _ = _leading_dft(modes[0], n1, lines.dtype, lines.device)
-    return torch.mm(forward, lines.view(n1, -1)).view(k1, k2, b, c)
-
-
-def fft_rows_out(
-    spectrum: torch.Tensor, modes: Sequence[int], grid: Sequence[int], bias: torch.Tensor | None
-) -> torch.Tensor:
-    """Inverse of :func:`fft_rows_in`: the channel-major ``(O, B * N)`` signal of a kept
-    spectrum ``(*mode_sizes(modes), B, O)`` (zero elsewhere), plus ``bias`` per channel
-    (differentiable)."""
-    d = len(modes)
-    o = spectrum.shape[-1]
-    bias = None if bias is None else bias.view(-1, *([1] * (d + 1)))
-    if not _leading_gemm(modes, grid):
-        back = spectrum.permute(d + 1, d, *range(d))  # (k.., B, O) -> (O, B, k..)
-        return inverse_modes(back, modes, grid, bias).reshape(o, -1)
-    k1, k2, b = spectrum.shape[:3]
-    _, inverse = _leading_dft(modes[0], grid[0], spectrum.dtype, spectrum.device)
-    lines = torch.mm(inverse, spectrum.reshape(k1, -1)).view(grid[0], k2, b, o)
-    return _irfft_last(lines.permute(3, 2, 0, 1), grid[-1], bias).reshape(o, -1)
