@@ -19,7 +19,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -374,10 +374,33 @@ class FourierBlocks(nn.Module):
                 hidden = ACTIVATIONS[mlp.activation](mlp.first.rows(v))
                 # in place on the GEMM's output (its backward needs no output): no separate
                 # x * gate tensor or addend copy
-                v = torch.mm(mlp.second.weight, hidden).addcmul_(x, gate)
+                v = _AddGated.apply(torch.mm(mlp.second.weight, hidden), x, gate)
                 if mlp.second.bias is not None:
                     v = v.add_(mlp.second.bias.view(-1, 1))
                 if i < last:
                     v = act(v)
             x = v
         return x
+
+
+class _AddGated(torch.autograd.Function):
+    """``v += x * gate`` in place, ``v`` and ``x`` ``(C, M)``, ``gate`` ``(C, 1)``: one
+    ``(C, M)`` temporary for the gate's gradient where autograd's ``addcmul_`` backward makes
+    two (it scales ``x`` by the unit ``value`` first). The backward is differentiable operations
+    on the gradient and the saved inputs (exact higher-order gradients)."""
+
+    @staticmethod
+    def forward(ctx: Any, v: torch.Tensor, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(v)
+        ctx.save_for_backward(x, gate)
+        return v.addcmul_(x, gate)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, gate = ctx.saved_tensors
+        _, need_x, need_gate = ctx.needs_input_grad
+        gx = grad * gate if need_x else None
+        g_gate = None
+        if need_gate:
+            g_gate = (grad * x).sum(1, keepdim=True)
+        return grad, gx, g_gate
