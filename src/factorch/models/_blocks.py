@@ -154,9 +154,10 @@ class Pointwise(nn.Module):
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """The layer on a channel-major ``(C, B * N)`` signal: one GEMM, ``(O, B * N)``."""
-        if self.bias is None:
-            return torch.mm(self.weight, x)
-        return torch.addmm(self.bias.view(-1, 1), self.weight, x)
+        out = torch.mm(self.weight, x)
+        # in place (the GEMM's backward needs no output): addmm would first copy the broadcast
+        # bias into a fresh (O, B * N) buffer
+        return out if self.bias is None else out.add_(self.bias.view(-1, 1))
 
 
 class ChannelMLP(nn.Module):
