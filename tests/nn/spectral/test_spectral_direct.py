@@ -15,8 +15,9 @@ from factorch.nn.spectral._direct import (
     _ModesBmm,
     _Outer,
     _TuckerModes,
-    cp_modes,
+    cp_weight_modes_first,
     dense_modes,
+    modes_bmm,
     tucker_modes,
 )
 from factorch.nn.spectral._gemm_modes import _ModesIn, _ModesOut, gemm_matrices
@@ -141,14 +142,16 @@ def test_cp_functions_pass_gradcheck_and_gradgradcheck() -> None:
     spectrum = _complex(3, 2, 2, 4, g=g)  # (k1, k2, B, I)
 
     def contract(t: torch.Tensor, *f: torch.Tensor) -> torch.Tensor:
-        return cp_modes(t, f[0], f[1], f[2], list(f[3:]))
+        return modes_bmm(t, cp_weight_modes_first(f))
 
     assert torch.autograd.gradcheck(contract, (spectrum, *factors))
     assert torch.autograd.gradgradcheck(contract, (spectrum, *factors))
 
 
 @pytest.mark.parametrize("modes", [(6,), (12, 12), (3, 4, 5)], ids=str)
-def test_cp_modes_matches_the_rebuilt_weight_path(modes: tuple[int, ...]) -> None:
+def test_cp_weight_built_modes_first_matches_the_rebuilt_weight_path(
+    monkeypatch, modes: tuple[int, ...]
+) -> None:
     """The CP contraction equals main's path (the weight rebuilt by the generic contraction, then
     :func:`dense_modes`) in float64, values and every gradient, with ``lr_scale`` applied."""
     g = torch.Generator().manual_seed(1)
@@ -159,6 +162,13 @@ def test_cp_modes_matches_the_rebuilt_weight_path(modes: tuple[int, ...]) -> Non
     kept_shape = (*modes[:-1], modes[-1] // 2 + 1, 4, 5)  # (k.., B, I)
     kept = torch.randn(kept_shape, generator=g, dtype=torch.complex128, requires_grad=True)
     gy = torch.randn(*kept_shape[:-1], 3, generator=g, dtype=torch.complex128)
+    calls = []
+
+    def counted(*args: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return modes_bmm(*args)
+
+    monkeypatch.setattr(conv_module, "modes_bmm", counted)
 
     def run(new: bool) -> list[torch.Tensor]:
         conv.zero_grad()
@@ -169,6 +179,7 @@ def test_cp_modes_matches_the_rebuilt_weight_path(modes: tuple[int, ...]) -> Non
         return [y.detach(), kept.grad.clone()] + [p.grad.clone() for p in factors]
 
     new, old = run(True), run(False)
+    assert calls == [1]  # the modes-first CP weight was built
     assert len(new) == 2 + 1 + 2 + len(modes)  # output, input; weights, in, out, mode factors
     for a, b in zip(new, old, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))

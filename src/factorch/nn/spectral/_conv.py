@@ -34,7 +34,7 @@ from torch import nn
 from ..._numerics import HALF_DTYPES, autocast_disabled
 from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
-from ._direct import cp_modes, dense_modes, tucker_modes
+from ._direct import dense_modes, modes_bmm, tucker_modes
 from ._einsum import Contraction
 from ._fft_rows import fft_rows_in, fft_rows_out
 from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
@@ -293,9 +293,10 @@ class SpectralConv(nn.Module):
         src = self.weight_source
         if modes_first and not src.separable:  # hand-written contractions (_direct)
             if not plan.factorized:
-                if src.format == "cp" and src.n_layers is None and src.network is not None:
-                    weights, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
-                    return cp_modes(kept, weights, u_in, u_out, per_mode)
+                network = src.network
+                if src.n_layers is None and network is not None and network.modes_first_weight:
+                    operands = network.operands(src.factor_values())
+                    return modes_bmm(kept, network.modes_first_weight(operands))
                 return dense_modes(kept, self.weight)
             if src.format == "tucker" and src.n_layers is None and src.network is not None:
                 core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())

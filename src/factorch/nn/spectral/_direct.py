@@ -27,11 +27,12 @@ gradients stay correct.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["cp_modes", "dense_modes", "tucker_modes"]
+__all__ = ["cp_weight_modes_first", "dense_modes", "modes_bmm", "tucker_modes"]
 
 
 def _mm_h(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ def tucker_modes(
 
 
 class _ModesBmm(torch.autograd.Function):
-    """``x (K, B, I)``, ``w (K, I, O)`` (modes first, as :func:`cp_modes` builds it) ->
+    """``x (K, B, I)``, ``w (K, I, O)`` (modes first, as :func:`cp_weight_modes_first` builds it) ->
     ``(K, B, O)``: ``y_k = x_k w_k``."""
 
     @staticmethod
@@ -196,23 +197,24 @@ class _Outer(torch.autograd.Function):
         return ga, gb
 
 
-def cp_modes(
-    x: torch.Tensor,
-    weights: torch.Tensor,
-    u_in: torch.Tensor,
-    u_out: torch.Tensor,
-    mode_factors: list[torch.Tensor],
-) -> torch.Tensor:
-    """Contract a modes-first spectrum ``(k.., B, I)`` with a CP weight over ``(in, out, k..)``
-    (component weights ``(R,)``, factors ``(size, R)``) to ``(k.., B, O)``, the weight rebuilt
-    modes-first (differentiable). Several spatial dimensions act as one: the row-wise Kronecker
-    product of their factors, last mode fastest as the kept spectrum is stored."""
+def cp_weight_modes_first(operands: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A CP weight over ``(in, out, k..)`` from its operands (component weights ``(R,)``, then
+    factors ``(size, R)`` in mode order) built straight in the modes-first layout ``(K, I, O)``
+    (``K`` the kept modes flattened, last fastest as the kept spectrum is stored): one GEMM of
+    the ``(K, R)`` mode rows (the row-wise Kronecker product of the mode factors, times the
+    weights) with the ``(R, I O)`` outer products of the channel factors (differentiable)."""
+    weights, u_in, u_out, *mode_factors = operands
     rank = weights.shape[0]
     rows = mode_factors[0]
     for factor in mode_factors[1:]:
         rows = (rows[:, None, :] * factor[None, :, :]).reshape(-1, rank)
     i, o = u_in.shape[0], u_out.shape[0]
     outer = _Outer.apply(u_in, u_out).view(rank, i * o)
-    w = torch.mm(rows * weights, outer).view(-1, i, o)  # (K, I, O)
-    kk, b = w.shape[0], x.shape[-2]
-    return _ModesBmm.apply(x.reshape(kk, b, i), w).view(*x.shape[:-1], o)
+    return torch.mm(rows * weights, outer).view(-1, i, o)
+
+
+def modes_bmm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Contract a modes-first spectrum ``(k.., B, I)`` with a modes-first weight ``(K, I, O)``
+    to ``(k.., B, O)`` (differentiable)."""
+    kk, i, o = weight.shape
+    return _ModesBmm.apply(x.reshape(kk, x.shape[-2], i), weight).view(*x.shape[:-1], o)
