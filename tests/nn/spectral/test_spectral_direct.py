@@ -183,3 +183,16 @@ def test_cp_weight_built_modes_first_matches_the_rebuilt_weight_path(
     assert len(new) == 2 + 1 + 2 + len(modes)  # output, input; weights, in, out, mode factors
     for a, b in zip(new, old, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+
+
+def test_a_modes_first_weight_of_the_wrong_shape_is_a_clear_error() -> None:
+    from dataclasses import replace
+
+    conv = SpectralConv(3, 2, (4, 4), format="cp", ratio=0.5, implementation="reconstructed")
+    network = conv.weight_source.network
+    assert network is not None and network.modes_first_weight is not None
+    conv.weight_source.network = replace(
+        network, modes_first_weight=lambda ops: torch.zeros(12, 2, 3, dtype=ops[0].dtype)
+    )
+    with pytest.raises(ValueError, match=r"modes_first_weight returned shape \(12, 2, 3\)"):
+        conv(torch.randn(2, 3, 8, 8))

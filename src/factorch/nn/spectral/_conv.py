@@ -24,6 +24,7 @@ neural operator for high-resolution PDEs" (TMLR 2024).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -296,7 +297,14 @@ class SpectralConv(nn.Module):
                 network = src.network
                 if src.n_layers is None and network is not None and network.modes_first_weight:
                     operands = network.operands(src.factor_values())
-                    return modes_bmm(kept, network.modes_first_weight(operands))
+                    weight = network.modes_first_weight(operands)
+                    want = (math.prod(kept.shape[:-2]), src.in_channels, src.out_channels)
+                    if tuple(weight.shape) != want:
+                        raise ValueError(
+                            f"SpectralConv: the {src.format!r} network's modes_first_weight "
+                            f"returned shape {tuple(weight.shape)}; expected (K, I, O) = {want}."
+                        )
+                    return modes_bmm(kept, weight)
                 return dense_modes(kept, self.weight)
             if src.format == "tucker" and src.n_layers is None and src.network is not None:
                 core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())
