@@ -11,12 +11,14 @@ GEMM over the modes and a GEMM again. The generic path (opt_einsum's pairwise or
 separate autograd node per pair, in both passes, which on the small spectra of 1-D problems cost
 more than the arithmetic.
 
-CP ``W = sum_r l_r a_r o b_r o c_{1,r} o .. o c_{d,r}``: the weight is rebuilt (at the batch
-sizes of training, fewer FLOPs forward and backward than contracting the spectrum with the
-factors), straight into the modes-first ``(K, I, O)`` layout the batched GEMM wants, as one GEMM
-``W = C_k (a o b)^T`` of the ``(K, R)`` mode rows (times ``l``) with the ``(R, I O)`` outer
-products. The generic path builds it ``(I, O, K)`` through two pairwise contractions with a
-permuted copy each, then copies it modes-first, and its backward undoes every copy.
+CP ``W = sum_r l_r a_r o b_r o c_{1,r} o .. o c_{d,r}``, where the cost model rebuilds the
+weight (at training batch sizes: fewer FLOPs forward and backward than contracting the spectrum
+with the factors): :func:`cp_weight_modes_first` (the CP network's ``modes_first_weight``) builds
+it straight in the modes-first ``(K, I, O)`` layout the batched GEMM (:func:`modes_bmm`) wants,
+as one GEMM ``W = C_k (a o b)^T`` of the ``(K, R)`` mode rows (times ``l``) with the
+``(R, I O)`` outer products. The generic path builds it ``(I, O, K)`` through two pairwise
+contractions with a permuted copy each, then copies it modes-first, and its backward undoes
+every copy.
 
 Dense and Tucker are one autograd node each; CP is three (outer products, GEMM, batched GEMM),
 so no backward recomputes the weight. Every backward is built from differentiable operations on
