@@ -1,11 +1,12 @@
 """One training step (forward, H1 loss, backward, AdamW) of factorch's FNO/TFNO against
 neuraloperator 2.0's, alternating in one process at the training shapes of
-``bench_operator.py``'s Darcy 16^2, Darcy 32^2 and Burgers 128 rows (batch 32; same architecture and
-parameter counts). A steadier speed measure than seconds per epoch on a shared machine: both
-libraries see the same load, step by step. Random inputs (timing only).
+``bench_operator.py``'s Darcy 16^2, Darcy 32^2 (dense, CP 10 % and 5 %) and Burgers 128 rows
+(batch 32; same architecture and parameter counts). A steadier speed measure than seconds per
+epoch on a shared machine: both libraries see the same load, step by step.
+Random inputs (timing only).
 
-Run: ``python benchmarks/bench_operator_step.py [--reps 12] [--threads 1] [--rows burgers]``; writes
-``benchmarks/results/bench_operator_step.json``.
+Run: ``python benchmarks/bench_operator_step.py [--reps 12] [--threads 1] [--rows burgers]
+[--tag _x]``; writes ``benchmarks/results/bench_operator_step<tag>.json``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ ROWS = [
         False,
         {"format": "cp", "ratio": 0.10},
         {"factorization": "CP", "rank": 0.10, "implementation": "factorized"},
+    ),
+    (
+        "darcy32 TFNO cp 5%",
+        (12, 12),
+        32,
+        (32, 32),
+        False,
+        {"format": "cp", "ratio": 0.05},
+        {"factorization": "CP", "rank": 0.05, "implementation": "factorized"},
     ),
     ("burgers128 FNO dense", (16,), 32, (128,), True, {}, {}),
     (
@@ -109,6 +119,7 @@ def main() -> None:
     parser.add_argument(
         "--rows", default="", help="only the rows whose name contains this text (e.g. burgers)"
     )
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     pin_threads(args.threads)
     threads = apply_threads(args.threads)
@@ -134,7 +145,7 @@ def main() -> None:
             f"{med['neuraloperator']:6.1f} ms  {ratio:.2f}x",
             flush=True,
         )
-    print(f"wrote {write_results('bench_operator_step', out)}")
+    print(f"wrote {write_results('bench_operator_step' + args.tag, out)}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ CASES = [
     ((12, 12), (32, 32), {"format": "cp", "ratio": 0.1}),
     ((8, 7), (33, 31), {"format": "tucker", "ratio": 0.5}),
     ((8, 8), (33, 32), {"separable": True}),
+    ((7, 6), (41, 32), {"format": "cp", "ratio": 0.3, "implementation": "reconstructed"}),
+    # the FFT along the first dimension (its DFT matrix too large for a GEMM), and 3-D
+    ((65, 4), (70, 8), {}),
+    ((4, 4, 4), (10, 10, 10), {"format": "cp", "ratio": 0.2}),
 ]
 
 
@@ -94,3 +98,19 @@ def test_inverse_modes_bias_is_added_on_every_branch(modes, grid) -> None:
     bias = torch.randn(3, 1, 1, 1, generator=g, dtype=torch.float64)
     want = inverse_modes(kept, modes, grid) + bias
     torch.testing.assert_close(inverse_modes(kept, modes, grid, bias), want, rtol=1e-12, atol=1e-14)
+
+
+def test_add_gated_passes_gradcheck_and_gradgradcheck() -> None:
+    from factorch.models._blocks import _AddGated
+
+    g = torch.Generator().manual_seed(3)
+    v, x = (torch.randn(3, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    gate = torch.randn(3, 1, generator=g, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (v, x, gate))
+
+    def gated(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return _AddGated.apply(a.clone(), b, c)  # in place: on a copy
+
+    torch.testing.assert_close(gated(*inputs), v + x * gate, rtol=1e-15, atol=1e-15)
+    assert torch.autograd.gradcheck(gated, inputs)
+    assert torch.autograd.gradgradcheck(gated, inputs)

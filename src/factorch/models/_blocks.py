@@ -19,7 +19,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -154,9 +154,10 @@ class Pointwise(nn.Module):
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """The layer on a channel-major ``(C, B * N)`` signal: one GEMM, ``(O, B * N)``."""
-        if self.bias is None:
-            return torch.mm(self.weight, x)
-        return torch.addmm(self.bias.view(-1, 1), self.weight, x)
+        out = torch.mm(self.weight, x)
+        # in place (the GEMM's backward needs no output): addmm would first copy the broadcast
+        # bias into a fresh (O, B * N) buffer
+        return out if self.bias is None else out.add_(self.bias.view(-1, 1))
 
 
 class ChannelMLP(nn.Module):
@@ -360,20 +361,22 @@ class FourierBlocks(nn.Module):
         act = ACTIVATIONS[self.activation]
         last = len(self.convs) - 1
         for i, (conv, skip) in enumerate(zip(self.convs, self.skips)):
-            spectral = spectral_rows(cast(SpectralConv, conv), x, batch, grid)
-            if spectral is None:
-                return None
-            # spectral + skip(x), and below mlp(v) + gate * x, each one GEMM accumulating into
-            # its addend (no separate (C, B * N) sums)
-            v = _accumulate(spectral, cast(Pointwise, skip), x)
+            # spectral + skip(x) in one buffer (the skip GEMM accumulates into the inverse
+            # transform's output), and below mlp(v) + gate * x: no separate (C, B * N) sums
+            layer = cast(Pointwise, skip)
+            v = spectral_rows(cast(SpectralConv, conv), x, batch, grid, layer.weight)
+            if layer.bias is not None:
+                v = v.add_(layer.bias.view(-1, 1))
             if i < last:
                 v = act(v)
             if self.mlps:
                 gate = cast(SoftGating, self.gates[i]).gate.view(-1, 1)
                 mlp = cast(ChannelMLP, self.mlps[i])
                 hidden = ACTIVATIONS[mlp.activation](mlp.first.rows(v))
-                v = torch.addmm(x * gate, mlp.second.weight, hidden)
-                if mlp.second.bias is not None:  # in place: addmm's backward needs no output
+                # in place on the GEMM's output (its backward needs no output): no separate
+                # x * gate tensor or addend copy
+                v = _AddGated.apply(torch.mm(mlp.second.weight, hidden), x, gate)
+                if mlp.second.bias is not None:
                     v = v.add_(mlp.second.bias.view(-1, 1))
                 if i < last:
                     v = act(v)
@@ -381,7 +384,24 @@ class FourierBlocks(nn.Module):
         return x
 
 
-def _accumulate(addend: torch.Tensor, layer: Pointwise, x: torch.Tensor) -> torch.Tensor:
-    """``addend + layer.rows(x)`` on the channel-major layout as one GEMM into ``addend``."""
-    out = torch.addmm(addend, layer.weight, x)
-    return out if layer.bias is None else out.add_(layer.bias.view(-1, 1))
+class _AddGated(torch.autograd.Function):
+    """``v += x * gate`` in place, ``v`` and ``x`` ``(C, M)``, ``gate`` ``(C, 1)``: one
+    ``(C, M)`` temporary for the gate's gradient where autograd's ``addcmul_`` backward makes
+    two (it scales ``x`` by the unit ``value`` first). The backward is differentiable operations
+    on the gradient and the saved inputs (exact higher-order gradients)."""
+
+    @staticmethod
+    def forward(ctx: Any, v: torch.Tensor, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(v)
+        ctx.save_for_backward(x, gate)
+        return v.addcmul_(x, gate)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, gate = ctx.saved_tensors
+        _, need_x, need_gate = ctx.needs_input_grad
+        gx = grad * gate if need_x else None
+        g_gate = None
+        if need_gate:
+            g_gate = (grad * x).sum(1, keepdim=True)
+        return grad, gx, g_gate

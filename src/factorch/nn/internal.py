@@ -18,8 +18,12 @@ from .spectral._weight import check_lr_scale as check_lr_scale
 
 
 def spectral_rows(
-    conv: SpectralConv, x: torch.Tensor, batch: int, grid: tuple[int, ...]
-) -> torch.Tensor | None:
-    """``conv`` on a channel-major ``(C, B * N)`` signal: ``(O, B * N)`` (see
-    ``SpectralConv._rows``; FFT grids included)."""
-    return conv._rows(x, batch, grid)
+    conv: SpectralConv,
+    x: torch.Tensor,
+    batch: int,
+    grid: tuple[int, ...],
+    skip: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``conv`` on a channel-major ``(C, B * N)`` signal, plus ``skip @ x`` for an ``(O, C)``
+    matrix ``skip``: ``(O, B * N)`` (see ``SpectralConv._rows``; FFT grids included)."""
+    return conv._rows(x, batch, grid, skip)

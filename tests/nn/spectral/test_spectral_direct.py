@@ -1,4 +1,4 @@
-"""The modes-first spectral path (single-GEMM transforms, hand-written dense/Tucker contractions)
+"""The modes-first spectral path (single-GEMM transforms, hand-written dense/Tucker/CP contractions)
 against the FFT path it replaces on small grids: same values and gradients in float64, for every
 weight format, odd and even grids, 1-3 spatial dims; exact first and second derivatives."""
 
@@ -10,7 +10,16 @@ import torch
 import factorch.nn.spectral._conv as conv_module
 from factorch.models import FNO
 from factorch.nn.spectral import SpectralConv
-from factorch.nn.spectral._direct import _DenseModes, _TuckerModes, dense_modes, tucker_modes
+from factorch.nn.spectral._direct import (
+    _DenseModes,
+    _ModesBmm,
+    _Outer,
+    _TuckerModes,
+    cp_weight_modes_first,
+    dense_modes,
+    modes_bmm,
+    tucker_modes,
+)
 from factorch.nn.spectral._gemm_modes import _ModesIn, _ModesOut, gemm_matrices
 
 FORMATS = [
@@ -19,6 +28,7 @@ FORMATS = [
     {"format": "tucker", "ratio": 0.7, "implementation": "reconstructed"},
     {"format": "tucker", "ratio": 0.7, "implementation": "factorized"},
     {"format": "cp", "ratio": 0.7},
+    {"format": "cp", "ratio": 0.7, "implementation": "reconstructed"},
     {"format": "tt", "ratio": 0.7},
     {"format": "lowrank", "ratio": 0.7},
     {"separable": True},
@@ -117,3 +127,72 @@ def test_tucker_modes_several_dims_equal_the_rebuilt_weight() -> None:
     torch.testing.assert_close(
         dense_modes(x, weight), expected, rtol=1e-12, atol=1e-12
     )  # dense over two flattened mode dims
+
+
+def test_cp_functions_pass_gradcheck_and_gradgradcheck() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, w = _complex(3, 2, 4, g=g), _complex(3, 4, 2, g=g)  # (K, B, I), (K, I, O)
+    assert torch.autograd.gradcheck(_ModesBmm.apply, (x, w))
+    assert torch.autograd.gradgradcheck(_ModesBmm.apply, (x, w))
+    a, b = _complex(4, 3, g=g), _complex(2, 3, g=g)  # (I, R), (O, R)
+    assert torch.autograd.gradcheck(_Outer.apply, (a, b))
+    assert torch.autograd.gradgradcheck(_Outer.apply, (a, b))
+    factors = (_complex(3, g=g), _complex(4, 3, g=g), _complex(2, 3, g=g), _complex(3, 3, g=g))
+    factors += (_complex(2, 3, g=g),)
+    spectrum = _complex(3, 2, 2, 4, g=g)  # (k1, k2, B, I)
+
+    def contract(t: torch.Tensor, *f: torch.Tensor) -> torch.Tensor:
+        return modes_bmm(t, cp_weight_modes_first(f))
+
+    assert torch.autograd.gradcheck(contract, (spectrum, *factors))
+    assert torch.autograd.gradgradcheck(contract, (spectrum, *factors))
+
+
+@pytest.mark.parametrize("modes", [(6,), (12, 12), (3, 4, 5)], ids=str)
+def test_cp_weight_built_modes_first_matches_the_rebuilt_weight_path(
+    monkeypatch, modes: tuple[int, ...]
+) -> None:
+    """The CP contraction equals main's path (the weight rebuilt by the generic contraction, then
+    :func:`dense_modes`) in float64, values and every gradient, with ``lr_scale`` applied."""
+    g = torch.Generator().manual_seed(1)
+    conv = SpectralConv(
+        5, 3, modes, format="cp", ratio=0.3, implementation="reconstructed", lr_scale=2.0,
+        generator=g, dtype=torch.float64,
+    )  # fmt: skip
+    kept_shape = (*modes[:-1], modes[-1] // 2 + 1, 4, 5)  # (k.., B, I)
+    kept = torch.randn(kept_shape, generator=g, dtype=torch.complex128, requires_grad=True)
+    gy = torch.randn(*kept_shape[:-1], 3, generator=g, dtype=torch.complex128)
+    calls = []
+
+    def counted(*args: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return modes_bmm(*args)
+
+    monkeypatch.setattr(conv_module, "modes_bmm", counted)
+
+    def run(new: bool) -> list[torch.Tensor]:
+        conv.zero_grad()
+        kept.grad = None
+        y = conv._contract(kept, modes_first=True) if new else dense_modes(kept, conv.weight)
+        y.backward(gy)
+        factors = conv.weight_source.parameters()
+        return [y.detach(), kept.grad.clone()] + [p.grad.clone() for p in factors]
+
+    new, old = run(True), run(False)
+    assert calls == [1]  # the modes-first CP weight was built
+    assert len(new) == 2 + 1 + 2 + len(modes)  # output, input; weights, in, out, mode factors
+    for a, b in zip(new, old, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+
+
+def test_a_modes_first_weight_of_the_wrong_shape_is_a_clear_error() -> None:
+    from dataclasses import replace
+
+    conv = SpectralConv(3, 2, (4, 4), format="cp", ratio=0.5, implementation="reconstructed")
+    network = conv.weight_source.network
+    assert network is not None and network.modes_first_weight is not None
+    conv.weight_source.network = replace(
+        network, modes_first_weight=lambda ops: torch.zeros(12, 2, 3, dtype=ops[0].dtype)
+    )
+    with pytest.raises(ValueError, match=r"modes_first_weight returned shape \(12, 2, 3\)"):
+        conv(torch.randn(2, 3, 8, 8))

@@ -24,6 +24,7 @@ neural operator for high-resolution PDEs" (TMLR 2024).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -34,8 +35,9 @@ from torch import nn
 from ..._numerics import HALF_DTYPES, autocast_disabled
 from .._layer import errors_named
 from ..formats import MEMORY_WEIGHT
-from ._direct import dense_modes, tucker_modes
+from ._direct import dense_modes, modes_bmm, tucker_modes
 from ._einsum import Contraction
+from ._fft_rows import fft_rows_in, fft_rows_out
 from ._gemm_modes import gemm_matrices, modes_in, modes_out, rows_in, rows_out
 from ._modes import check_grid, forward_modes, inverse_modes
 from ._weight import BATCH, IN, OUT, SpectralWeight, check_modes, count_real, mode_labels
@@ -255,27 +257,33 @@ class SpectralConv(nn.Module):
             y = y + self.bias.reshape(-1, *([1] * d))
         return y
 
-    def _rows(self, x: torch.Tensor, batch: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+    def _rows(
+        self,
+        x: torch.Tensor,
+        batch: int,
+        grid: tuple[int, ...],
+        skip: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The layer on a channel-major ``(C, B * N)`` signal in the layer's dtype (the layout
-        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``. On grids
-        without single-GEMM transforms the FFT path of :meth:`forward` runs over the trailing grid
-        dimensions of the ``(C, B, *grid)`` view (no transpose of the signal; only the small kept
-        spectrum is re-laid modes-first). Internal: no input checks."""
+        the FNO blocks keep, where every 1x1 convolution is one GEMM): ``(O, B * N)``, plus
+        ``skip @ x`` for a ``(O, C)`` matrix ``skip`` (a 1x1 convolution of the same input,
+        accumulated into the inverse transform's output where it is a GEMM). On grids without
+        single-GEMM transforms the transforms run over the trailing grid dimensions of the
+        ``(C, B, *grid)`` view (no transpose of the signal; see :mod:`._fft_rows`). Internal: no
+        input checks."""
         real = self.weight_source.dtype.to_real()
         gemms = gemm_matrices(self.modes, grid, real, x.device)
+        x = x.to(real)
         with autocast_disabled():
-            if gemms is None:
-                d = len(self.modes)
-                signal = x.to(real).view(x.shape[0], batch, *grid)
-                # (C, B, k..) -> (k.., B, C): the layout of the modes-first contractions
-                kept = forward_modes(signal, self.modes).permute(*range(2, d + 2), 1, 0)
-                spectrum = self._contract(kept.contiguous(), modes_first=True)
-                back = spectrum.permute(d + 1, d, *range(d))  # (k.., B, O) -> (O, B, k..)
-                bias = None if self.bias is None else self.bias.view(-1, *([1] * (d + 1)))
-                return inverse_modes(back, self.modes, grid, bias).reshape(back.shape[0], -1)
-            kept = rows_in(x.to(real), batch, self.modes, gemms[0])
+            if gemms is None:  # (C, B, *grid) -> (k.., B, C) -> (O, B * N)
+                kept = fft_rows_in(x.view(x.shape[0], batch, *grid), self.modes)
+                spectrum = self._contract(kept, modes_first=True)
+                pair = None if skip is None else (skip, x)
+                return fft_rows_out(spectrum, self.modes, grid, self.bias, pair)
+            kept = rows_in(x, batch, self.modes, gemms[0])
             spectrum = self._contract(kept, modes_first=True)
-            return rows_out(spectrum, self.modes, gemms[1], self.bias)
+            out = rows_out(spectrum, self.modes, gemms[1], self.bias)
+            return out if skip is None else torch.addmm(out, skip, x)
 
     def _contract(self, kept: torch.Tensor, *, modes_first: bool) -> torch.Tensor:
         key = (*kept.shape, modes_first)
@@ -286,6 +294,17 @@ class SpectralConv(nn.Module):
         src = self.weight_source
         if modes_first and not src.separable:  # hand-written contractions (_direct)
             if not plan.factorized:
+                network = src.network
+                if src.n_layers is None and network is not None and network.modes_first_weight:
+                    operands = network.operands(src.factor_values())
+                    weight = network.modes_first_weight(operands)
+                    want = (math.prod(kept.shape[:-2]), src.in_channels, src.out_channels)
+                    if tuple(weight.shape) != want:
+                        raise ValueError(
+                            f"SpectralConv: the {src.format!r} network's modes_first_weight "
+                            f"returned shape {tuple(weight.shape)}; expected (K, I, O) = {want}."
+                        )
+                    return modes_bmm(kept, weight)
                 return dense_modes(kept, self.weight)
             if src.format == "tucker" and src.n_layers is None and src.network is not None:
                 core, u_in, u_out, *per_mode = src.network.operands(src.factor_values())

@@ -1,5 +1,5 @@
 """Hand-written mode contractions of a modes-first kept spectrum ``(K, B, I)`` (see
-:mod:`._gemm_modes`) with a dense or a Tucker weight, each one autograd node.
+:mod:`._gemm_modes`) with a dense, a Tucker or a CP weight.
 
 Dense ``W (I, O, k..)``: ``Y_k = X_k W_k``, one batched GEMM over the ``K`` kept modes.
 
@@ -11,19 +11,30 @@ GEMM over the modes and a GEMM again. The generic path (opt_einsum's pairwise or
 separate autograd node per pair, in both passes, which on the small spectra of 1-D problems cost
 more than the arithmetic.
 
-Both backward passes recompute the small intermediates from the saved inputs instead of saving
-them, so they are built from differentiable operations on the Function's own inputs and
-higher-order gradients stay correct.
+CP ``W = sum_r l_r a_r o b_r o c_{1,r} o .. o c_{d,r}``, where the cost model rebuilds the
+weight (at training batch sizes: fewer FLOPs forward and backward than contracting the spectrum
+with the factors): :func:`cp_weight_modes_first` (the CP network's ``modes_first_weight``) builds
+it straight in the modes-first ``(K, I, O)`` layout the batched GEMM (:func:`modes_bmm`) wants,
+as one GEMM ``W = C_k (a o b)^T`` of the ``(K, R)`` mode rows (times ``l``) with the
+``(R, I O)`` outer products. The generic path builds it ``(I, O, K)`` through two pairwise
+contractions with a permuted copy each, then copies it modes-first, and its backward undoes
+every copy.
+
+Dense and Tucker are one autograd node each; CP is three (outer products, GEMM, batched GEMM),
+so no backward recomputes the weight. Every backward is built from differentiable operations on
+its Function's own saved inputs (small intermediates recomputed, not saved), so higher-order
+gradients stay correct.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["dense_modes", "tucker_modes"]
+__all__ = ["cp_weight_modes_first", "dense_modes", "modes_bmm", "tucker_modes"]
 
 
 def _mm_h(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -143,3 +154,69 @@ def tucker_modes(
         x.reshape(kk, b, i), u_in, core.reshape(ra, rb, u_k.shape[1]), u_out, u_k
     )
     return out.view(*x.shape[:-1], u_out.shape[0])
+
+
+class _ModesBmm(torch.autograd.Function):
+    """``x (K, B, I)``, ``w (K, I, O)`` (modes first, as :func:`cp_weight_modes_first` builds it) ->
+    ``(K, B, O)``: ``y_k = x_k w_k``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.bmm(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, w = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(grad, w.mH.contiguous())
+        if ctx.needs_input_grad[1]:
+            gw = _mm_h(x, grad)
+        return gx, gw
+
+
+class _Outer(torch.autograd.Function):
+    """``a (I, R)``, ``b (O, R)`` -> ``(R, I, O)``: ``out[r, i, o] = a[i, r] b[o, r]``, as a
+    batched GEMM over ``R`` (CPUs multiply complex tensors elementwise several times slower than
+    through a GEMM, and the broadcast product's backward adds a reduction per factor)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a.T.contiguous().unsqueeze(2), b.T.contiguous().unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        a, b = ctx.saved_tensors
+        grad = grad.contiguous()
+        ga = gb = None
+        if ctx.needs_input_grad[0]:  # ga[i, r] = sum_o grad[r, i, o] conj(b[o, r])
+            ga = torch.bmm(grad, b.T.conj().contiguous().unsqueeze(2)).squeeze(2).T
+        if ctx.needs_input_grad[1]:  # gb[o, r] = sum_i conj(a[i, r]) grad[r, i, o]
+            gb = torch.bmm(a.T.conj().contiguous().unsqueeze(1), grad).squeeze(1).T
+        return ga, gb
+
+
+def cp_weight_modes_first(operands: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A CP weight over ``(in, out, k..)`` from its operands (component weights ``(R,)``, then
+    factors ``(size, R)`` in mode order) built straight in the modes-first layout ``(K, I, O)``
+    (``K`` the kept modes flattened, last fastest as the kept spectrum is stored): one GEMM of
+    the ``(K, R)`` mode rows (the row-wise Kronecker product of the mode factors, times the
+    weights) with the ``(R, I O)`` outer products of the channel factors (differentiable)."""
+    weights, u_in, u_out, *mode_factors = operands
+    rank = weights.shape[0]
+    rows = mode_factors[0]
+    for factor in mode_factors[1:]:
+        rows = (rows[:, None, :] * factor[None, :, :]).reshape(-1, rank)
+    i, o = u_in.shape[0], u_out.shape[0]
+    outer = _Outer.apply(u_in, u_out).view(rank, i * o)
+    return torch.mm(rows * weights, outer).view(-1, i, o)
+
+
+def modes_bmm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Contract a modes-first spectrum ``(k.., B, I)`` with a modes-first weight ``(K, I, O)``
+    to ``(k.., B, O)`` (differentiable)."""
+    kk, i, o = weight.shape
+    return _ModesBmm.apply(x.reshape(kk, x.shape[-2], i), weight).view(*x.shape[:-1], o)

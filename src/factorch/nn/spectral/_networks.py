@@ -30,6 +30,7 @@ import opt_einsum
 import torch
 
 from ..formats import WeightFormat
+from ._direct import cp_weight_modes_first
 
 __all__ = [
     "Network",
@@ -47,6 +48,11 @@ class Network:
     Attributes:
         subscripts: one subscript string per operand.
         operands: maps the format's factors (in its order) to the operands (e.g. reshapes).
+        modes_first_weight: optional; for a weight over ``(in, out, k..)`` (one layer, not
+            separable), builds it from the operands straight in the modes-first layout
+            ``(K, I, O)`` of the spectral layers' batched contraction (``K`` the kept modes
+            flattened, last fastest; differentiable). None: the layer rebuilds the weight in
+            its own layout and copies it.
 
     Example:
         >>> net = Network(("ia", "ja"), lambda factors: list(factors))  # a low-rank ``A B^T``
@@ -57,6 +63,7 @@ class Network:
 
     subscripts: tuple[str, ...]
     operands: Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+    modes_first_weight: Callable[[Sequence[torch.Tensor]], torch.Tensor] | None = None
 
 
 NetworkBuilder = Callable[[WeightFormat, str, Callable[[int], str]], Network]
@@ -109,7 +116,7 @@ def _identity(factors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 def _cp(fmt: WeightFormat, labels: str, fresh: Callable[[int], str]) -> Network:
     r = fresh(0)
-    return Network((r, *(m + r for m in labels)), _identity)
+    return Network((r, *(m + r for m in labels)), _identity, cp_weight_modes_first)
 
 
 def _tucker(fmt: WeightFormat, labels: str, fresh: Callable[[int], str]) -> Network:
