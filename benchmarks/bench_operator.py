@@ -279,6 +279,20 @@ NS_VARIANTS = [("TFNO tucker 5% joint", _JOINT5), ("TFNO tucker 1% joint", _JOIN
 _LR3 = {"spectral_lr_scale": 3.0}
 MG_VARIANTS += [(f"{n} lr3", {**v, **_LR3}, mg) for n, v, mg in list(MG_VARIANTS)]
 NS_VARIANTS += [(f"{n} lr3", {**v, **_LR3}) for n, v in list(NS_VARIANTS)]
+# More capacity for MG-TFNO at 120 trajectories, where the 5 % models underfit (issue 12,
+# helper mg120): Tucker at 10 % / 20 % of the dense spectral parameters, per layer or joint,
+# spectral weights at 1x / 3x / 10x the learning rate; padding 0.125, blended stitching.
+_BLEND = {"patch_padding": 0.125, "stitching": "blend"}
+MG_VARIANTS += [
+    (
+        f"MG-TFNO tucker {pct}%{' joint' * joint} pad 0.125 blend lr{k}",
+        {"format": "tucker", "ratio": pct / 100, "joint": joint, "spectral_lr_scale": float(k)},
+        _BLEND,
+    )
+    for pct in (10, 20)
+    for joint in (False, True)
+    for k in (1, 3, 10)
+]
 
 
 def ours_model(
