@@ -294,6 +294,14 @@ MG_VARIANTS += [
     for joint in (False, True)
     for k in (1, 3, 10)
 ]
+# Wider: 48 channels at Tucker 10 % (294,649 parameters, 4.05x fewer than the 32-channel FNO).
+MG_VARIANTS.append(
+    (
+        "MG-TFNO tucker 10% w48 pad 0.125 blend lr3",
+        {"format": "tucker", "ratio": 0.1, "spectral_lr_scale": 3.0, "hidden_channels": 48},
+        _BLEND,
+    )
+)
 
 
 def ours_model(
@@ -304,7 +312,7 @@ def ours_model(
     from factorch.models import FNO, MGTFNO
 
     gen = torch.Generator().manual_seed(seed)
-    kw = dict(hidden_channels=p.hidden, periodic=p.periodic, generator=gen, **variant)
+    kw = dict(hidden_channels=p.hidden, periodic=p.periodic, generator=gen) | variant
     if mg is not None:
         return MGTFNO(1, p.train.y.shape[1], p.modes, **{"levels": 1, **mg}, **kw)
     return FNO(p.train.x.shape[1], p.train.y.shape[1], p.modes, **kw)
