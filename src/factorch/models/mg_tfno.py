@@ -164,7 +164,8 @@ class MGTFNO(nn.Module):
         extra = _n_coordinates(dims, periodic) if global_coordinates else 0
         # The inner TFNO's defaults apply, spectral_lr_scale=3 with Tucker included: with
         # multigrid patches it lowered the Navier--Stokes 64^2 error from 0.100 to 0.081 (Tucker
-        # 10 % per layer) and from 0.106 to 0.100 (5 % joint; issue 12, BENCHMARKS.md, mg120).
+        # 10 % per layer), 0.103 to 0.093 (20 %) and 0.106 to 0.100 (5 % joint; issue 12,
+        # BENCHMARKS.md, helper mg120).
         # Saved configs always carry the scale, so those saved with 1 keep it.
         with errors_named(fn):
             operator = TFNO(
