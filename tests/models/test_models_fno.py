@@ -122,7 +122,7 @@ def test_tfno_default_lr_scale_with_tucker_only() -> None:
     assert TFNO(1, 1, 8, hidden_channels=8, spectral_lr_scale=1.0).config.spectral_lr_scale == 1
     assert FNO(1, 1, 8, hidden_channels=4, format="tucker", ratio=0.5).config.spectral_lr_scale == 1
     mg = MGTFNO(1, 1, (8, 8), levels=1, hidden_channels=4, generator=_gen())
-    assert mg.operator.config.spectral_lr_scale == 1.0
+    assert mg.operator.config.spectral_lr_scale == 3.0  # TFNO's since helper mg120 (was 1)
 
 
 def test_domain_padding_and_separable_options() -> None:

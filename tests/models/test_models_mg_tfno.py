@@ -404,3 +404,17 @@ def test_patch_by_patch_inference_equals_all_at_once_and_config_round_trips() ->
 def test_bad_configurations(make, exc, match) -> None:
     with pytest.raises(exc, match=match):
         make()
+
+
+def test_mg_tfno_takes_tfnos_tucker_lr_scale_and_old_configs_keep_theirs() -> None:
+    # issue 12 (helper mg120): MG-TFNO's default spectral_lr_scale is TFNO's (3 with Tucker,
+    # 1 otherwise); it was 1 before. Saved configs always carry the scale, so a config saved
+    # with the old default loads with it.
+    assert MGTFNO(1, 1, (4, 4), hidden_channels=4).config.operator.spectral_lr_scale == 3.0
+    cp = MGTFNO(1, 1, (4, 4), hidden_channels=4, format="cp", ratio=0.5)
+    assert cp.config.operator.spectral_lr_scale == 1.0
+    old = MGTFNO(1, 1, (4, 4), hidden_channels=4, spectral_lr_scale=1.0)  # the old default
+    data = old.config.to_json()
+    assert data["operator"]["spectral_lr_scale"] == 1.0
+    loaded = model_from_config({"model": "mg-tfno", "config": data})
+    assert loaded.config == old.config and loaded.config.operator.spectral_lr_scale == 1.0
