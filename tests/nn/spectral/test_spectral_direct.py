@@ -12,7 +12,6 @@ from factorch.models import FNO
 from factorch.nn.spectral import SpectralConv
 from factorch.nn.spectral._direct import (
     _DenseModes,
-    _ModesBmm,
     _Outer,
     _TuckerModes,
     cp_weight_modes_first,
@@ -20,6 +19,7 @@ from factorch.nn.spectral._direct import (
     modes_bmm,
     tucker_modes,
 )
+from factorch.nn.spectral._einsum import _ContiguousBmm
 from factorch.nn.spectral._gemm_modes import _ModesIn, _ModesOut, gemm_matrices
 
 FORMATS = [
@@ -132,8 +132,8 @@ def test_tucker_modes_several_dims_equal_the_rebuilt_weight() -> None:
 def test_cp_functions_pass_gradcheck_and_gradgradcheck() -> None:
     g = torch.Generator().manual_seed(0)
     x, w = _complex(3, 2, 4, g=g), _complex(3, 4, 2, g=g)  # (K, B, I), (K, I, O)
-    assert torch.autograd.gradcheck(_ModesBmm.apply, (x, w))
-    assert torch.autograd.gradgradcheck(_ModesBmm.apply, (x, w))
+    assert torch.autograd.gradcheck(_ContiguousBmm.apply, (x, w))
+    assert torch.autograd.gradgradcheck(_ContiguousBmm.apply, (x, w))
     a, b = _complex(4, 3, g=g), _complex(2, 3, g=g)  # (I, R), (O, R)
     assert torch.autograd.gradcheck(_Outer.apply, (a, b))
     assert torch.autograd.gradgradcheck(_Outer.apply, (a, b))

@@ -21,7 +21,8 @@ contractions with a permuted copy each, then copies it modes-first, and its back
 every copy.
 
 Dense and Tucker are one autograd node each; CP is three (outer products, GEMM, batched GEMM),
-so no backward recomputes the weight. Every backward is built from differentiable operations on
+so no backward recomputes the weight (the batched GEMM is :mod:`._einsum`'s, whose backward
+GEMMs get contiguous operands). Every backward is built from differentiable operations on
 its Function's own saved inputs (small intermediates recomputed, not saved), so higher-order
 gradients stay correct.
 """
@@ -33,6 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from ._einsum import _ContiguousBmm
 
 __all__ = ["cp_weight_modes_first", "dense_modes", "modes_bmm", "tucker_modes"]
 
@@ -156,27 +159,6 @@ def tucker_modes(
     return out.view(*x.shape[:-1], u_out.shape[0])
 
 
-class _ModesBmm(torch.autograd.Function):
-    """``x (K, B, I)``, ``w (K, I, O)`` (modes first, as :func:`cp_weight_modes_first` builds it) ->
-    ``(K, B, O)``: ``y_k = x_k w_k``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.bmm(x, w)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        x, w = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.bmm(grad, w.mH.contiguous())
-        if ctx.needs_input_grad[1]:
-            gw = _mm_h(x, grad)
-        return gx, gw
-
-
 class _Outer(torch.autograd.Function):
     """``a (I, R)``, ``b (O, R)`` -> ``(R, I, O)``: ``out[r, i, o] = a[i, r] b[o, r]``, as a
     batched GEMM over ``R`` (CPUs multiply complex tensors elementwise several times slower than
@@ -219,4 +201,4 @@ def modes_bmm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Contract a modes-first spectrum ``(k.., B, I)`` with a modes-first weight ``(K, I, O)``
     to ``(k.., B, O)`` (differentiable)."""
     kk, i, o = weight.shape
-    return _ModesBmm.apply(x.reshape(kk, x.shape[-2], i), weight).view(*x.shape[:-1], o)
+    return _ContiguousBmm.apply(x.reshape(kk, x.shape[-2], i), weight).view(*x.shape[:-1], o)
